@@ -1,0 +1,101 @@
+package ai.punica.backend;
+
+import ai.punica.model.TensorData;
+import java.util.List;
+
+/**
+ * The tensor operations a Llama-family forward pass with batched multi-LoRA needs. One implementation
+ * is chosen at start-up (reference, CPU, CUDA). All operations act on row-major 2-D tensors; "rows" are
+ * the tokens of a step. Activations are float32 on the CPU. Operations may run asynchronously on a
+ * device; {@link #download} waits for them.
+ *
+ * <p>Every operation has a plain scalar definition in {@code ReferenceBackend}; every other backend is
+ * tested against it.
+ */
+public interface Backend extends AutoCloseable {
+
+    String name();
+
+    // ---- memory ---------------------------------------------------------------------------------
+
+    /** A new activation tensor {@code [rows, cols]}; contents undefined. */
+    Tensor allocate(int rows, int cols);
+
+    /**
+     * A weight from a checkpoint tensor, 2-D {@code [out, in]} or 1-D (becomes {@code [1, n]}). The
+     * backend may keep the stored dtype (bf16/fp16/fp32) and may alias the host memory.
+     */
+    Tensor loadWeight(TensorData weight);
+
+    /** Weights stacked along rows (fused QKV, fused gate/up): the result has the parts' rows in order. */
+    Tensor concatRows(String name, List<TensorData> parts);
+
+    /** Copies {@code rows·cols} floats (row-major) into an activation tensor. */
+    void upload(float[] src, Tensor dst);
+
+    /** Copies an activation tensor to the host as floats (waits for pending work). */
+    void download(Tensor src, float[] dst);
+
+    /** Releases a tensor made by this backend; using it afterwards is an error. */
+    void free(Tensor tensor);
+
+    // ---- dense operations -----------------------------------------------------------------------
+
+    /** {@code out[r] = table[tokenIds[r]]}. */
+    void embedding(Tensor table, int[] tokenIds, Tensor out);
+
+    /** {@code out[r] = x[r] / sqrt(mean(x[r]²) + eps) · weight}, accumulated in float32. */
+    void rmsNorm(Tensor x, Tensor weight, float eps, Tensor out);
+
+    /** {@code out = a + b} element-wise; {@code out} may be {@code a}. */
+    void add(Tensor a, Tensor b, Tensor out);
+
+    /** {@code out[r, o] = Σ_i x[r, i] · w[o, i] (+ bias[0, o])}; bias may be null. */
+    void matmul(Tensor x, Tensor w, Tensor bias, Tensor out);
+
+    /**
+     * Rotary embedding, in place, on the first {@code numHeads} heads of size {@code headDim} of every
+     * row (for a fused QKV row that is the query and key heads: pass numHeads + numKvHeads).
+     */
+    void rope(Tensor x, int[] positions, RopeTable rope, int numHeads, int headDim);
+
+    /** {@code out[r, i] = silu(gateUp[r, i]) · gateUp[r, I + i]} with {@code I = gateUp.cols / 2}. */
+    void swiglu(Tensor gateUp, Tensor out);
+
+    /** {@code out[i] = x[rows[i]]}. */
+    void gatherRows(Tensor x, int[] rows, Tensor out);
+
+    // ---- paged KV cache and attention -----------------------------------------------------------
+
+    KvStorage allocateKv(int numLayers, int numPages, int pageSize, int numKvHeads, int headDim);
+
+    /**
+     * Writes each row's key (columns {@code [kCol, kCol + kvCols)} of {@code qkv}) and value (columns
+     * {@code [vCol, vCol + kvCols)}) into {@code layer} at {@code slotMapping[row]}.
+     */
+    void appendKv(KvStorage kv, int layer, Tensor qkv, int kCol, int vCol, int[] slotMapping);
+
+    /**
+     * Causal attention of every query row over its sequence's cached keys and values (which already
+     * include this step's rows): queries are columns {@code [0, numHeads·headDim)} of {@code qkv};
+     * {@code out[row, h·headDim + j] = Σ_t softmax_t(scale · q_h · k_t) · v_t[j]}.
+     */
+    void attention(Tensor qkv, KvStorage kv, int layer, AttentionBatch batch, AttentionShape shape, Tensor out);
+
+    // ---- segmented LoRA (SGMV) ------------------------------------------------------------------
+
+    /**
+     * Shrink: for each segment i with an adapter, {@code v[r, 0:rank] = x[r] · A_{slot}ᵀ} for its rows.
+     * Columns past the segment's rank, and rows of segments without an adapter, are left undefined.
+     */
+    void sgmvShrink(Tensor x, LoraWeights weights, Segments segments, Tensor v);
+
+    /**
+     * Expand: for each segment i with an adapter,
+     * {@code y[r, yCol : yCol + out] += scale_{slot} · v[r, 0:rank] · B_{slot}ᵀ}; other rows untouched.
+     */
+    void sgmvExpand(Tensor v, LoraWeights weights, Segments segments, Tensor y, int yCol);
+
+    @Override
+    void close();
+}

@@ -1,0 +1,87 @@
+package ai.punica.model;
+
+import ai.punica.backend.DType;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
+import java.util.Arrays;
+
+/**
+ * A tensor on the host as stored in a checkpoint: row-major, little-endian, {@code data} is usually a
+ * read-only slice of a memory-mapped file (no copy).
+ */
+public record TensorData(String name, DType dtype, long[] shape, MemorySegment data) {
+
+    private static final ValueLayout.OfShort SHORT_LE =
+            ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+    private static final ValueLayout.OfFloat FLOAT_LE =
+            ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+
+    public TensorData {
+        shape = shape.clone();
+    }
+
+    @Override
+    public long[] shape() {
+        return shape.clone();
+    }
+
+    public int rank() {
+        return shape.length;
+    }
+
+    public long dim(int i) {
+        return shape[i];
+    }
+
+    public long elementCount() {
+        long n = 1;
+        for (long d : shape) {
+            n *= d;
+        }
+        return n;
+    }
+
+    /** Element {@code i} (flat index) as float, whatever the stored dtype. */
+    public float getFloat(long i) {
+        return switch (dtype) {
+            case F32 -> data.get(FLOAT_LE, i * 4);
+            case BF16 -> DType.bf16ToFloat(data.get(SHORT_LE, i * 2));
+            case F16 -> DType.f16ToFloat(data.get(SHORT_LE, i * 2));
+        };
+    }
+
+    /** A copy of all elements as floats (for small tensors, tests and references). */
+    public float[] toFloatArray() {
+        long n = elementCount();
+        if (n > Integer.MAX_VALUE) {
+            throw new IllegalStateException("tensor " + name + " has " + n + " elements, too many for a float[]");
+        }
+        float[] out = new float[(int) n];
+        for (int i = 0; i < out.length; i++) {
+            out[i] = getFloat(i);
+        }
+        return out;
+    }
+
+    /** A 2-D tensor in a fresh heap segment, from floats, stored as {@code dtype}. */
+    public static TensorData of(String name, DType dtype, long rows, long cols, float[] values) {
+        if ((long) values.length != rows * cols) {
+            throw new IllegalArgumentException(name + ": " + values.length + " values for shape [" + rows + ", " + cols + "]");
+        }
+        MemorySegment seg = MemorySegment.ofArray(new byte[values.length * dtype.byteSize()]);
+        for (int i = 0; i < values.length; i++) {
+            switch (dtype) {
+                case F32 -> seg.set(FLOAT_LE, i * 4L, values[i]);
+                case BF16 -> seg.set(SHORT_LE, i * 2L, DType.floatToBf16(values[i]));
+                case F16 -> seg.set(SHORT_LE, i * 2L, DType.floatToF16(values[i]));
+            }
+        }
+        return new TensorData(name, dtype, new long[] {rows, cols}, seg);
+    }
+
+    @Override
+    public String toString() {
+        return name + " " + dtype + Arrays.toString(shape);
+    }
+}
