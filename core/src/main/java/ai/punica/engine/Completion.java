@@ -1,0 +1,22 @@
+package ai.punica.engine;
+
+import java.util.List;
+
+/**
+ * The end of a generation.
+ *
+ * @param text           the whole generated text (stop string excluded)
+ * @param stopReason     the stop string or token id that ended it, or null
+ * @param arrivalNanos   {@link System#nanoTime()} when the engine accepted the request
+ * @param firstTokenNanos when the first token was produced (0 if none)
+ * @param finishNanos    when it finished
+ * @param preemptions    how often the request was preempted and recomputed
+ */
+public record Completion(String requestId, String adapter, FinishReason finishReason, Object stopReason,
+                         String text, int[] tokens, List<TokenLogprob> logprobs, int promptTokens,
+                         long arrivalNanos, long firstTokenNanos, long finishNanos, int preemptions) {
+
+    public int completionTokens() {
+        return tokens.length;
+    }
+}

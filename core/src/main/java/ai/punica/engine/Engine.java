@@ -1,0 +1,421 @@
+package ai.punica.engine;
+
+import ai.punica.backend.KvStorage;
+import ai.punica.kv.KvCacheManager;
+import ai.punica.lora.AdapterManager;
+import ai.punica.model.LlamaModel;
+import ai.punica.tokenizer.Tokenizer;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.SplittableRandom;
+import java.util.TreeSet;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * One engine per backend device. A single thread owns all mutable state (scheduler, KV pages, adapter
+ * slots, sampler); other threads talk to it through a command queue and receive output through
+ * {@link GenerationListener}s. Each iteration: schedule a {@link StepPlan}, run the model, sample, emit.
+ */
+public final class Engine implements AutoCloseable {
+    private static final Logger log = LoggerFactory.getLogger(Engine.class);
+
+    private final LlamaModel model;
+    private final Tokenizer tokenizer;
+    private final AdapterManager adapters;
+    private final EngineConfig config;
+    private final KvCacheManager kvManager;
+    private final KvStorage kvStorage;
+    private final Scheduler scheduler;
+    private final Sampler sampler = new Sampler();
+    private final int[] eosTokenIds;
+    private final int maxModelLen;
+    private final int vocabSize;
+    private final String baseModelName;
+
+    private final LinkedBlockingQueue<Runnable> inbox = new LinkedBlockingQueue<>();
+    private final Map<String, Sequence> live = new HashMap<>();
+    private final AtomicInteger queued = new AtomicInteger();
+    private final SplittableRandom seeds = new SplittableRandom(System.nanoTime());
+    private final Thread thread;
+    private volatile boolean accepting = true;
+    private volatile boolean stopping;
+    private volatile EngineStats stats;
+    private long order;
+    private long promptTokens;
+    private long generationTokens;
+    private long steps;
+
+    /**
+     * @param baseModelName the id clients use for the base model (requests with adapter null)
+     * @param eosTokenIds   tokens that end generation unless ignore_eos
+     */
+    public Engine(String baseModelName, LlamaModel model, Tokenizer tokenizer, AdapterManager adapters,
+                  EngineConfig config, int[] eosTokenIds) {
+        this.baseModelName = baseModelName;
+        this.model = model;
+        this.tokenizer = tokenizer;
+        this.adapters = adapters;
+        this.config = config;
+        this.eosTokenIds = eosTokenIds.clone();
+        this.vocabSize = model.config().vocabSize();
+        var c = model.config();
+        int pages = KvCacheManager.pagesForBudget(config.kvCacheBytes(), config.pageSize(), c.numLayers(),
+                c.numKvHeads(), c.headDim(), 4);
+        this.kvManager = new KvCacheManager(pages, config.pageSize());
+        this.kvStorage = model.allocateKv(pages, config.pageSize());
+        int modelLen = config.maxModelLen() > 0 ? config.maxModelLen() : c.maxPositionEmbeddings();
+        // A sequence must fit the pool on its own, or preemption could never make room for it.
+        this.maxModelLen = Math.min(modelLen, pages * config.pageSize());
+        this.scheduler = new Scheduler(config, kvManager, adapters);
+        this.stats = EngineStats.empty(pages, adapters.slotCount());
+        this.thread = Thread.ofPlatform().name("punica-engine").daemon(true).unstarted(this::loop);
+        thread.start();
+        log.info("engine up: backend {}, {} KV pages of {} tokens ({} MiB), max model length {}, {} adapter slots",
+                model.backend().name(), pages, config.pageSize(), config.kvCacheBytes() >> 20, maxModelLen,
+                adapters.slotCount());
+    }
+
+    public String baseModelName() {
+        return baseModelName;
+    }
+
+    public Tokenizer tokenizer() {
+        return tokenizer;
+    }
+
+    public AdapterManager adapters() {
+        return adapters;
+    }
+
+    public int maxModelLen() {
+        return maxModelLen;
+    }
+
+    public EngineConfig config() {
+        return config;
+    }
+
+    public EngineStats stats() {
+        return stats;
+    }
+
+    /** KV pages in use now (0 when idle: every request returns its pages). */
+    public int kvPagesUsed() {
+        return stats.kvPagesUsed();
+    }
+
+    /**
+     * Queues a request. Checks it first on the caller's thread, so a bad request is refused at once
+     * with an {@link EngineException} and nothing else is affected.
+     */
+    public void submit(GenerationRequest request, GenerationListener listener) {
+        if (!accepting) {
+            throw new EngineException(EngineException.Kind.UNAVAILABLE, null, "the server is shutting down");
+        }
+        request.params().validate();
+        int promptLength = request.promptLength();
+        if (promptLength == 0) {
+            throw new InvalidRequestException("prompt", "the prompt is empty: it must contain at least one token");
+        }
+        for (int i = 0; i < promptLength; i++) {
+            int t = request.promptToken(i);
+            if (t < 0 || t >= vocabSize) {
+                throw new InvalidRequestException("prompt", "token id " + t + " at position " + i
+                        + " is outside the vocabulary [0, " + vocabSize + ")");
+            }
+        }
+        if (promptLength >= maxModelLen) {
+            throw new EngineException(EngineException.Kind.PROMPT_TOO_LONG, "prompt",
+                    "This model's maximum context length is " + maxModelLen + " tokens. However, your prompt has "
+                            + promptLength + " tokens, which leaves no room to generate. Shorten the prompt.");
+        }
+        if (request.adapter() != null && !adapters.isRegistered(request.adapter())) {
+            throw new EngineException(EngineException.Kind.NOT_FOUND, "model",
+                    "The model `" + request.adapter() + "` does not exist.");
+        }
+        if (queued.incrementAndGet() > config.maxWaiting()) {
+            queued.decrementAndGet();
+            throw new EngineException(EngineException.Kind.OVERLOADED, null,
+                    "too many requests are waiting (" + config.maxWaiting() + "); retry later");
+        }
+        inbox.add(() -> admit(request, listener));
+    }
+
+    /** Submits and collects the whole output (tests, CLI). */
+    public CompletableFuture<Completion> generate(GenerationRequest request) {
+        CompletableFuture<Completion> future = new CompletableFuture<>();
+        submit(request, new GenerationListener() {
+            @Override
+            public void onToken(TokenDelta delta) {
+            }
+
+            @Override
+            public void onFinish(Completion completion) {
+                future.complete(completion);
+            }
+
+            @Override
+            public void onError(EngineException error) {
+                future.completeExceptionally(error);
+            }
+        });
+        return future;
+    }
+
+    /** Cancels a request (client gone): its pages are freed at once and it finishes with ABORT. */
+    public void cancel(String requestId) {
+        inbox.add(() -> {
+            Sequence s = live.get(requestId);
+            if (s != null) {
+                finish(s, FinishReason.ABORT, null);
+            }
+        });
+    }
+
+    /** Runs {@code action} on the engine thread between steps and waits for it (tests, admin). */
+    public <T> T callOnEngineThread(java.util.function.Supplier<T> action) {
+        CompletableFuture<T> f = new CompletableFuture<>();
+        inbox.add(() -> {
+            try {
+                f.complete(action.get());
+            } catch (RuntimeException e) {
+                f.completeExceptionally(e);
+            }
+        });
+        return f.join();
+    }
+
+    // ---- engine thread --------------------------------------------------------------------------
+
+    private void admit(GenerationRequest request, GenerationListener listener) {
+        queued.decrementAndGet();
+        if (live.containsKey(request.id())) {
+            safely(listener, () -> listener.onError(new InvalidRequestException("id",
+                    "a request with id " + request.id() + " is already running")));
+            return;
+        }
+        long fallbackSeed = seeds.nextLong();
+        var output = new OutputProcessor(tokenizer.newIncrementalDecoder(true), request.params().stop());
+        var state = new Sampler.State(request.params(), request.promptTokens(), fallbackSeed);
+        Sequence s = new Sequence(request, listener, order++, state, output);
+        live.put(request.id(), s);
+        scheduler.add(s);
+        promptTokens += request.promptLength();
+    }
+
+    private void loop() {
+        while (true) {
+            try {
+                drainInbox(!scheduler.hasWork());
+                if (stopping && !scheduler.hasWork() && inbox.isEmpty()) {
+                    break;
+                }
+                StepPlan plan = scheduler.schedule();
+                for (Scheduler.Rejected r : scheduler.drainRejected()) {
+                    live.remove(r.sequence().request.id());
+                    r.sequence().status = Sequence.Status.FINISHED;
+                    safely(r.sequence().listener, () -> r.sequence().listener.onError(
+                            new EngineException(EngineException.Kind.NOT_FOUND, "model", r.message())));
+                }
+                if (plan == null) {
+                    // Waiting on an adapter load or a slot: look at the inbox again shortly.
+                    Runnable next = inbox.poll(2, TimeUnit.MILLISECONDS);
+                    if (next != null) {
+                        next.run();
+                    }
+                    publishStats();
+                    continue;
+                }
+                runStep(plan);
+                publishStats();
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                break;
+            } catch (RuntimeException | Error e) {
+                log.error("engine step failed; failing the running requests", e);
+                for (Sequence s : List.copyOf(scheduler.running())) {
+                    fail(s, new EngineException(EngineException.Kind.INTERNAL, "internal error: " + e, e));
+                }
+            }
+        }
+        for (Sequence s : List.copyOf(live.values())) {
+            finish(s, FinishReason.ABORT, null);
+        }
+        publishStats();
+    }
+
+    private void drainInbox(boolean block) throws InterruptedException {
+        if (block) {
+            Runnable first = inbox.poll(50, TimeUnit.MILLISECONDS);
+            if (first == null) {
+                return;
+            }
+            first.run();
+        }
+        Runnable r;
+        while ((r = inbox.poll()) != null) {
+            r.run();
+        }
+    }
+
+    private void runStep(StepPlan plan) {
+        float[] logits = model.forward(plan.batch(), kvStorage);
+        steps++;
+        for (StepPlan.Entry e : plan.entries()) {
+            Sequence s = e.sequence();
+            s.computed += e.chunk();
+            if (e.logitRow() < 0 || s.status == Sequence.Status.FINISHED) {
+                continue;
+            }
+            int offset = e.logitRow() * vocabSize;
+            SamplingParams p = s.request.params();
+            int token = sampler.sample(logits, offset, vocabSize, p, s.samplerState);
+            TokenLogprob logprob = p.logprobs() >= 0
+                    ? Sampler.logprobs(logits, offset, vocabSize, token, p.logprobs()) : null;
+            emit(s, token, logprob);
+        }
+    }
+
+    private void emit(Sequence s, int token, TokenLogprob logprob) {
+        SamplingParams p = s.request.params();
+        s.append(token);
+        s.samplerState.accept(token);
+        generationTokens++;
+        if (s.firstTokenNanos == 0) {
+            s.firstTokenNanos = System.nanoTime();
+        }
+        if (logprob != null) {
+            s.logprobs.add(logprob);
+        }
+        boolean eos = !p.ignoreEos() && contains(eosTokenIds, token);
+        boolean stopToken = p.stopTokenIds().contains(token);
+        String text = eos || stopToken ? "" : s.output.add(token);
+        safely(s.listener, () -> s.listener.onToken(new TokenDelta(token, text, logprob)));
+        if (s.status == Sequence.Status.FINISHED) {
+            return; // the listener cancelled
+        }
+        if (eos || stopToken) {
+            finish(s, FinishReason.STOP, stopToken ? (Object) token : null);
+        } else if (s.output.stopHit() != null) {
+            finish(s, FinishReason.STOP, s.output.stopHit());
+        } else if (s.generatedCount() >= p.maxTokens() || s.length() >= maxModelLen) {
+            finish(s, FinishReason.LENGTH, null);
+        }
+    }
+
+    private void finish(Sequence s, FinishReason reason, Object stopReason) {
+        if (s.status == Sequence.Status.FINISHED) {
+            return;
+        }
+        scheduler.remove(s);
+        live.remove(s.request.id());
+        String tail = reason == FinishReason.ABORT ? "" : s.output.finish();
+        if (!tail.isEmpty()) {
+            safely(s.listener, () -> s.listener.onToken(new TokenDelta(-1, tail, null)));
+        }
+        Completion c = new Completion(s.request.id(), s.adapter(), reason, stopReason, s.output.text(),
+                s.generatedTokens(), List.copyOf(s.logprobs), s.promptLength(), s.arrivalNanos, s.firstTokenNanos,
+                System.nanoTime(), s.preemptions);
+        safely(s.listener, () -> s.listener.onFinish(c));
+    }
+
+    private void fail(Sequence s, EngineException error) {
+        if (s.status == Sequence.Status.FINISHED) {
+            return;
+        }
+        scheduler.remove(s);
+        live.remove(s.request.id());
+        safely(s.listener, () -> s.listener.onError(error));
+    }
+
+    /** A listener that throws loses its own request, nothing else. */
+    private void safely(GenerationListener listener, Runnable call) {
+        try {
+            call.run();
+        } catch (RuntimeException e) {
+            log.warn("request listener failed; cancelling its request", e);
+            for (Sequence s : List.copyOf(live.values())) {
+                if (s.listener == listener) {
+                    scheduler.remove(s);
+                    live.remove(s.request.id());
+                }
+            }
+        }
+    }
+
+    private void publishStats() {
+        TreeSet<String> runningAdapters = new TreeSet<>();
+        for (Sequence s : scheduler.running()) {
+            if (s.adapter() != null) {
+                runningAdapters.add(s.adapter());
+            }
+        }
+        TreeSet<String> waitingAdapters = new TreeSet<>();
+        for (Sequence s : scheduler.waiting()) {
+            if (s.adapter() != null) {
+                waitingAdapters.add(s.adapter());
+            }
+        }
+        stats = new EngineStats(scheduler.runningCount(), scheduler.waitingCount() + queued.get(),
+                kvManager.usage(), kvManager.usedPages(), kvManager.numPages(), runningAdapters, waitingAdapters,
+                adapters.slotCount(), promptTokens, generationTokens, scheduler.preemptions(), steps,
+                adapters.loadCount(), adapters.evictionCount());
+    }
+
+    private static boolean contains(int[] values, int v) {
+        for (int x : values) {
+            if (x == v) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /** Live request ids (tests). */
+    public List<String> liveRequestIds() {
+        return callOnEngineThread(() -> new ArrayList<>(live.keySet()));
+    }
+
+    /**
+     * Stops accepting requests, lets running ones finish until {@code deadline}, then aborts the rest
+     * and stops the engine thread.
+     */
+    public void shutdown(Duration deadline) {
+        accepting = false;
+        long end = System.nanoTime() + deadline.toNanos();
+        while (System.nanoTime() < end && (stats.running() > 0 || stats.waiting() > 0 || !inbox.isEmpty())) {
+            try {
+                Thread.sleep(10);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                break;
+            }
+        }
+        stopping = true;
+        inbox.add(() -> {
+            for (Sequence s : List.copyOf(live.values())) {
+                finish(s, FinishReason.ABORT, null);
+            }
+        });
+        try {
+            thread.join(TimeUnit.SECONDS.toMillis(30));
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+    }
+
+    @Override
+    public void close() {
+        if (thread.isAlive()) {
+            shutdown(Duration.ZERO);
+        }
+    }
+}

@@ -1,0 +1,113 @@
+package ai.punica.engine;
+
+import ai.punica.backend.Backend;
+import ai.punica.backend.Backends;
+import ai.punica.lora.AdapterManager;
+import ai.punica.model.Checkpoint;
+import ai.punica.model.GenerationConfig;
+import ai.punica.model.LlamaModel;
+import ai.punica.model.ModelConfig;
+import ai.punica.tokenizer.Tokenizer;
+import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.LinkedHashSet;
+import java.util.Map;
+import java.util.Set;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+
+/**
+ * Puts an engine together from a HuggingFace model directory (config.json, safetensors, tokenizer.json)
+ * and PEFT adapter directories.
+ */
+public final class EngineBuilder {
+    private Path modelDir;
+    private String modelName;
+    private String backendName = "auto";
+    private EngineConfig config = EngineConfig.defaults();
+    private final Map<String, Path> adapters = new LinkedHashMap<>();
+
+    public EngineBuilder model(Path dir) {
+        this.modelDir = dir;
+        return this;
+    }
+
+    /** The id clients use for the base model; defaults to the model directory's name. */
+    public EngineBuilder modelName(String name) {
+        this.modelName = name;
+        return this;
+    }
+
+    /** "auto" (CUDA when a GPU is present, else CPU), "cpu" or "reference". */
+    public EngineBuilder backend(String name) {
+        this.backendName = name;
+        return this;
+    }
+
+    public EngineBuilder config(EngineConfig config) {
+        this.config = config;
+        return this;
+    }
+
+    public EngineBuilder adapter(String name, Path dir) {
+        adapters.put(name, dir);
+        return this;
+    }
+
+    public EngineBuilder adapters(Map<String, Path> all) {
+        adapters.putAll(all);
+        return this;
+    }
+
+    /** A running engine; closing it releases the model, the adapters and the backend. */
+    public Runtime build() {
+        if (modelDir == null) {
+            throw new IllegalStateException("no model directory given");
+        }
+        ModelConfig modelConfig = ModelConfig.load(modelDir.resolve("config.json"));
+        GenerationConfig generation = GenerationConfig.load(modelDir);
+        Tokenizer tokenizer = Tokenizer.load(modelDir);
+        Backend backend = Backends.create(backendName);
+        Checkpoint checkpoint = Checkpoint.open(modelDir);
+        LlamaModel model = LlamaModel.load(modelConfig, checkpoint, backend, config.maxBatchTokens(),
+                config.maxRunning(), config.loraSlots(), config.maxLoraRank());
+        ExecutorService loader = Executors.newVirtualThreadPerTaskExecutor();
+        AdapterManager adapterManager = new AdapterManager(model, config.hostAdapterBytes(), loader);
+        Set<Integer> eos = new LinkedHashSet<>();
+        for (int id : modelConfig.eosTokenIds()) {
+            eos.add(id);
+        }
+        for (int id : generation.eosTokenIds()) {
+            eos.add(id);
+        }
+        tokenizer.eosTokenId().ifPresent(eos::add);
+        String name = modelName != null ? modelName : modelDir.toAbsolutePath().normalize().getFileName().toString();
+        try {
+            adapters.forEach(adapterManager::register);
+        } catch (RuntimeException e) {
+            adapterManager.close();
+            model.close();
+            checkpoint.close();
+            backend.close();
+            throw e;
+        }
+        Engine engine = new Engine(name, model, tokenizer, adapterManager, config,
+                eos.stream().mapToInt(Integer::intValue).toArray());
+        return new Runtime(engine, model, checkpoint, backend, adapterManager, loader, tokenizer, modelConfig);
+    }
+
+    /** Everything an engine holds, closed together. */
+    public record Runtime(Engine engine, LlamaModel model, Checkpoint checkpoint, Backend backend,
+                          AdapterManager adapters, ExecutorService loader, Tokenizer tokenizer,
+                          ModelConfig modelConfig) implements AutoCloseable {
+        @Override
+        public void close() {
+            engine.close();
+            adapters.close();
+            model.close();
+            loader.shutdownNow();
+            checkpoint.close();
+            backend.close();
+        }
+    }
+}

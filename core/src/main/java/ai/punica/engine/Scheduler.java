@@ -1,0 +1,254 @@
+package ai.punica.engine;
+
+import ai.punica.backend.AttentionBatch;
+import ai.punica.backend.Segments;
+import ai.punica.kv.KvCacheManager;
+import ai.punica.lora.AdapterManager;
+import ai.punica.lora.AdapterManager.Acquisition;
+import ai.punica.model.ForwardBatch;
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.Deque;
+import java.util.Iterator;
+import java.util.List;
+
+/**
+ * Continuous batching with mixed prefill and decode (Punica §3, G3 "decode first"). Each step, under a
+ * token budget:
+ * <ol>
+ *   <li>every running sequence gets its next rows, oldest first: one row when decoding, a chunk of its
+ *       prompt when still prefilling. When pages run out, the newest running sequence is preempted
+ *       (pages freed, recomputed later from prompt + tokens so far), as Punica migrates the newest;</li>
+ *   <li>waiting sequences are admitted first come, first served, while budget, running slots and pages
+ *       last; one whose adapter is still loading, or has no free slot, waits without blocking those
+ *       behind it.</li>
+ * </ol>
+ * Rows are then ordered by adapter slot so that each adapter's rows form one SGMV segment, and each
+ * sequence's rows stay contiguous for attention. Engine thread only.
+ */
+final class Scheduler {
+
+    /** A waiting request that cannot be served, with the reason. */
+    record Rejected(Sequence sequence, String message) {
+    }
+
+    private final EngineConfig config;
+    private final KvCacheManager kv;
+    private final AdapterManager adapters;
+    private final Deque<Sequence> waiting = new ArrayDeque<>();
+    /** Oldest first. */
+    private final List<Sequence> running = new ArrayList<>();
+    private final List<Rejected> rejected = new ArrayList<>();
+    private final int watermarkPages;
+    private long preemptions;
+
+    Scheduler(EngineConfig config, KvCacheManager kv, AdapterManager adapters) {
+        this.config = config;
+        this.kv = kv;
+        this.adapters = adapters;
+        this.watermarkPages = kv.numPages() / 100;
+    }
+
+    void add(Sequence s) {
+        waiting.addLast(s);
+    }
+
+    int runningCount() {
+        return running.size();
+    }
+
+    int waitingCount() {
+        return waiting.size();
+    }
+
+    List<Sequence> running() {
+        return running;
+    }
+
+    Deque<Sequence> waiting() {
+        return waiting;
+    }
+
+    long preemptions() {
+        return preemptions;
+    }
+
+    boolean hasWork() {
+        return !running.isEmpty() || !waiting.isEmpty();
+    }
+
+    /** Requests found unservable during the last {@link #schedule}; the caller reports and drops them. */
+    List<Rejected> drainRejected() {
+        List<Rejected> out = List.copyOf(rejected);
+        rejected.clear();
+        return out;
+    }
+
+    /** The next step, or null when nothing can run now. */
+    StepPlan schedule() {
+        int budget = config.maxBatchTokens();
+        List<Sequence> picked = new ArrayList<>();
+        List<Integer> chunks = new ArrayList<>();
+
+        // 1. Running sequences, oldest first; preempt the newest when pages run out.
+        for (int i = 0; i < running.size() && budget > 0; i++) {
+            Sequence s = running.get(i);
+            int chunk = Math.min(s.pending(), budget);
+            boolean preemptedSelf = false;
+            while (!kv.grow(s.pages, s.computed + chunk)) {
+                Sequence victim = running.getLast();
+                preempt(victim);
+                if (victim == s) {
+                    preemptedSelf = true;
+                    break;
+                }
+            }
+            if (preemptedSelf) {
+                break;
+            }
+            picked.add(s);
+            chunks.add(chunk);
+            budget -= chunk;
+        }
+
+        // 2. Waiting sequences, first come first served.
+        Iterator<Sequence> it = waiting.iterator();
+        while (it.hasNext() && budget > 0 && running.size() < config.maxRunning()) {
+            Sequence s = it.next();
+            if (s.adapter() != null && !s.holdsSlot) {
+                Acquisition a = adapters.acquire(s.adapter());
+                if (a instanceof Acquisition.Ready(int slot)) {
+                    s.slot = slot;
+                    s.holdsSlot = true;
+                } else if (a instanceof Acquisition.Failed(String message)) {
+                    it.remove();
+                    rejected.add(new Rejected(s, message));
+                    continue;
+                } else {
+                    continue; // loading, or every slot pinned: let others go ahead
+                }
+            }
+            int chunk = Math.min(s.pending(), budget);
+            int reserve = running.isEmpty() ? 0 : watermarkPages;
+            if (kv.additionalPagesFor(s.pages, s.computed + chunk) > kv.freePages() - reserve) {
+                releaseSlot(s);
+                break; // no pages: admit in arrival order, so stop here
+            }
+            kv.grow(s.pages, s.computed + chunk);
+            it.remove();
+            s.status = Sequence.Status.RUNNING;
+            running.add(s);
+            picked.add(s);
+            chunks.add(chunk);
+            budget -= chunk;
+        }
+        if (picked.isEmpty()) {
+            return null;
+        }
+        return buildPlan(picked, chunks);
+    }
+
+    /** Lays out rows: sequences sorted by adapter slot (stable), each sequence's rows contiguous. */
+    private StepPlan buildPlan(List<Sequence> picked, List<Integer> chunks) {
+        Integer[] order = new Integer[picked.size()];
+        for (int i = 0; i < order.length; i++) {
+            order[i] = i;
+        }
+        java.util.Arrays.sort(order, Comparator.comparingInt(i -> picked.get(i).slot));
+
+        int rows = 0;
+        int pageCount = 0;
+        for (int i = 0; i < picked.size(); i++) {
+            rows += chunks.get(i);
+            pageCount += picked.get(i).pages.pageCount();
+        }
+        int n = picked.size();
+        int[] tokens = new int[rows];
+        int[] positions = new int[rows];
+        int[] slotMapping = new int[rows];
+        int[] queryStarts = new int[n + 1];
+        int[] contextLens = new int[n];
+        int[] pageTableStarts = new int[n + 1];
+        int[] pageTables = new int[pageCount];
+        int[] segStarts = new int[n + 1];
+        int[] segSlots = new int[n];
+        int segCount = 0;
+        int[] logitRowsTmp = new int[n];
+        int logitCount = 0;
+        List<StepPlan.Entry> entries = new ArrayList<>(n);
+
+        int row = 0;
+        int pageOffset = 0;
+        int pageSize = kv.pageSize();
+        for (int k = 0; k < n; k++) {
+            Sequence s = picked.get(order[k]);
+            int chunk = chunks.get(order[k]);
+            queryStarts[k] = row;
+            pageTableStarts[k] = pageOffset;
+            s.pages.copyTo(pageTables, pageOffset);
+            pageOffset += s.pages.pageCount();
+            if (segCount == 0 || segSlots[segCount - 1] != s.slot) {
+                segStarts[segCount] = row;
+                segSlots[segCount] = s.slot;
+                segCount++;
+            }
+            for (int j = 0; j < chunk; j++) {
+                int pos = s.computed + j;
+                tokens[row] = s.token(pos);
+                positions[row] = pos;
+                slotMapping[row] = s.pages.page(pos / pageSize) * pageSize + pos % pageSize;
+                row++;
+            }
+            contextLens[k] = s.computed + chunk;
+            int logitRow = -1;
+            if (s.computed + chunk == s.length()) {
+                logitRow = logitCount;
+                logitRowsTmp[logitCount++] = row - 1;
+            }
+            entries.add(new StepPlan.Entry(s, chunk, logitRow));
+        }
+        queryStarts[n] = row;
+        pageTableStarts[n] = pageOffset;
+        segStarts[segCount] = row;
+        Segments segments = new Segments(java.util.Arrays.copyOf(segStarts, segCount + 1),
+                java.util.Arrays.copyOf(segSlots, segCount));
+        int[] logitRows = java.util.Arrays.copyOf(logitRowsTmp, logitCount);
+        AttentionBatch attention = new AttentionBatch(queryStarts, contextLens, pageTableStarts, pageTables,
+                slotMapping, pageSize);
+        ForwardBatch restricted = ForwardBatch.restrictToLogitRows(tokens, positions, attention, segments, logitRows);
+        return new StepPlan(new ForwardBatch(tokens, positions, attention, segments, logitRows, restricted), entries);
+    }
+
+    /** Takes a running sequence off the device; it is recomputed from its tokens when readmitted. */
+    private void preempt(Sequence s) {
+        running.remove(s);
+        kv.release(s.pages);
+        s.computed = 0;
+        releaseSlot(s);
+        s.status = Sequence.Status.WAITING;
+        s.preemptions++;
+        preemptions++;
+        waiting.addFirst(s);
+    }
+
+    /** Drops a sequence wherever it is, returning its pages and adapter slot. */
+    void remove(Sequence s) {
+        if (!running.remove(s)) {
+            waiting.remove(s);
+        }
+        kv.release(s.pages);
+        releaseSlot(s);
+        s.status = Sequence.Status.FINISHED;
+    }
+
+    private void releaseSlot(Sequence s) {
+        if (s.holdsSlot) {
+            adapters.release(s.slot);
+            s.holdsSlot = false;
+        }
+        if (s.adapter() != null) {
+            s.slot = -1;
+        }
+    }
+}

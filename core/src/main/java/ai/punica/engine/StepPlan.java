@@ -1,0 +1,29 @@
+package ai.punica.engine;
+
+import ai.punica.model.ForwardBatch;
+import java.util.List;
+
+/**
+ * One engine iteration, built by the {@link Scheduler} and read-only afterwards: the forward batch and,
+ * per scheduled sequence in row order, how many of its tokens run and whether it samples.
+ */
+record StepPlan(ForwardBatch batch, List<Entry> entries) {
+
+    /**
+     * @param chunk     tokens of the sequence fed this step, starting at its {@code computed} count
+     * @param logitRow  index into the batch's logit rows if this step samples the sequence's next
+     *                  token, else -1
+     */
+    record Entry(Sequence sequence, int chunk, int logitRow) {
+    }
+
+    int prefillTokens() {
+        int n = 0;
+        for (Entry e : entries) {
+            if (e.chunk() > 1 || e.sequence().computed < e.sequence().promptLength()) {
+                n += e.chunk();
+            }
+        }
+        return n;
+    }
+}

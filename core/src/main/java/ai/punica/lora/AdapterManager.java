@@ -1,0 +1,373 @@
+package ai.punica.lora;
+
+import ai.punica.backend.Backend;
+import ai.punica.backend.LoraWeights;
+import ai.punica.backend.Tensor;
+import ai.punica.model.LlamaModel;
+import ai.punica.model.ModelConfig;
+import ai.punica.model.Projection;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.Set;
+import java.util.TreeSet;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.Executor;
+import java.util.concurrent.atomic.AtomicLong;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * Where adapters live, in three tiers (Punica §5, on-demand loading):
+ * <ol>
+ *   <li><b>registry</b>: name → directory; any thread may register or unregister;</li>
+ *   <li><b>host cache</b>: adapters read from disk (memory-mapped, validated), least recently used
+ *       first out once over a byte budget; loads run on a loader executor, off the step loop;</li>
+ *   <li><b>backend slots</b>: a fixed number of slots whose weights the SGMV kernels read; an adapter
+ *       is copied into a slot when a request for it is admitted, and a slot is reused least recently
+ *       used first, never while a running request pins it.</li>
+ * </ol>
+ * Slots are touched only by the engine thread. A request whose adapter is still loading waits while
+ * others run.
+ */
+public final class AdapterManager implements AutoCloseable {
+    private static final Logger log = LoggerFactory.getLogger(AdapterManager.class);
+
+    /** Outcome of {@link #acquire}: a slot, or why there is none yet. */
+    public sealed interface Acquisition {
+        /** The adapter is in {@code slot}, pinned until {@link #release}. */
+        record Ready(int slot) implements Acquisition {
+        }
+
+        /** Being read from disk; ask again on a later step. */
+        record Loading() implements Acquisition {
+        }
+
+        /** Every slot is pinned by running requests; ask again when one finishes. */
+        record NoFreeSlot() implements Acquisition {
+        }
+
+        /** The adapter cannot be served (unregistered, or its files failed to load). */
+        record Failed(String message) implements Acquisition {
+        }
+    }
+
+    private final LlamaModel model;
+    private final ModelConfig baseConfig;
+    private final Backend backend;
+    private final long hostBudgetBytes;
+    private final Executor loader;
+
+    private final Map<String, Path> registry = new ConcurrentHashMap<>();
+    // Host tier, guarded by `this`. Access order gives LRU iteration.
+    private final LinkedHashMap<String, LoraAdapter> hostCache = new LinkedHashMap<>(16, 0.75f, true);
+    private final Map<String, CompletableFuture<LoraAdapter>> loading = new ConcurrentHashMap<>();
+    private final Map<String, String> failures = new ConcurrentHashMap<>();
+    private long hostBytes;
+
+    // Slot tier, engine thread only.
+    private final String[] slotAdapter;
+    private final LoraAdapter[] slotHost;
+    private final int[] slotPins;
+    private final long[] slotLastUse;
+    private long useClock;
+
+    private final AtomicLong loads = new AtomicLong();
+    private final AtomicLong evictions = new AtomicLong();
+
+    public AdapterManager(LlamaModel model, long hostBudgetBytes, Executor loader) {
+        this.model = model;
+        this.baseConfig = model.config();
+        this.backend = model.backend();
+        this.hostBudgetBytes = hostBudgetBytes;
+        this.loader = loader;
+        int slots = model.loraSlots();
+        slotAdapter = new String[slots];
+        slotHost = new LoraAdapter[slots];
+        slotPins = new int[slots];
+        slotLastUse = new long[slots];
+    }
+
+    // ---- registry (any thread) ------------------------------------------------------------------
+
+    /**
+     * Registers an adapter directory under {@code name} after checking it fully against the base model
+     * (config, tensor names and shapes, rank limit), so that a bad adapter is refused here with a
+     * message naming the file and tensor, never later in the step loop.
+     *
+     * @throws IllegalArgumentException if the name is taken or invalid
+     * @throws ai.punica.model.ModelFormatException if the files do not form a valid adapter for this base
+     */
+    public void register(String name, Path directory) {
+        if (name == null || name.isBlank()) {
+            throw new IllegalArgumentException("adapter name must not be empty");
+        }
+        if (!Files.isDirectory(directory)) {
+            throw new IllegalArgumentException("adapter directory " + directory + " does not exist");
+        }
+        try (LoraAdapter probe = LoraAdapter.load(name, directory, baseConfig)) {
+            if (probe.maxRank() > model.maxLoraRank()) {
+                throw new IllegalArgumentException("adapter " + name + " has rank " + probe.maxRank()
+                        + ", above the largest rank this server accepts (" + model.maxLoraRank()
+                        + "); restart with a larger --max-lora-rank");
+            }
+        }
+        if (registry.putIfAbsent(name, directory) != null) {
+            throw new IllegalArgumentException("an adapter named '" + name + "' is already registered");
+        }
+        failures.remove(name);
+        log.info("registered adapter {} from {}", name, directory);
+    }
+
+    /**
+     * Removes an adapter from the registry: new requests for it are refused at once, running ones
+     * finish; its slot and host memory are reclaimed once nothing pins them.
+     */
+    public boolean unregister(String name) {
+        boolean removed = registry.remove(name) != null;
+        if (removed) {
+            log.info("unregistered adapter {}", name);
+        }
+        return removed;
+    }
+
+    public boolean isRegistered(String name) {
+        return registry.containsKey(name);
+    }
+
+    public Set<String> registered() {
+        return Collections.unmodifiableSet(new TreeSet<>(registry.keySet()));
+    }
+
+    public Optional<Path> directoryOf(String name) {
+        return Optional.ofNullable(registry.get(name));
+    }
+
+    public long loadCount() {
+        return loads.get();
+    }
+
+    public long evictionCount() {
+        return evictions.get();
+    }
+
+    public int slotCount() {
+        return slotAdapter.length;
+    }
+
+    // ---- slots (engine thread) ------------------------------------------------------------------
+
+    /**
+     * Gets {@code name} into a backend slot and pins it, or starts what is needed for that and says why
+     * it is not there yet.
+     */
+    public Acquisition acquire(String name) {
+        for (int s = 0; s < slotAdapter.length; s++) {
+            if (name.equals(slotAdapter[s])) {
+                pin(s);
+                return new Acquisition.Ready(s);
+            }
+        }
+        if (!registry.containsKey(name)) {
+            return new Acquisition.Failed("adapter '" + name + "' is not registered");
+        }
+        String failure = failures.get(name);
+        if (failure != null) {
+            return new Acquisition.Failed(failure);
+        }
+        LoraAdapter host = hostLookup(name);
+        if (host == null) {
+            startHostLoad(name);
+            return new Acquisition.Loading();
+        }
+        int victim = freeOrLeastRecentlyUsedSlot();
+        if (victim < 0) {
+            return new Acquisition.NoFreeSlot();
+        }
+        evictSlot(victim);
+        installSlot(victim, name, host);
+        pin(victim);
+        return new Acquisition.Ready(victim);
+    }
+
+    /** Unpins a slot taken by {@link #acquire}. */
+    public void release(int slot) {
+        if (slotPins[slot] <= 0) {
+            throw new IllegalStateException("slot " + slot + " released more often than acquired");
+        }
+        slotPins[slot]--;
+        if (slotPins[slot] == 0 && slotAdapter[slot] != null && !registry.containsKey(slotAdapter[slot])) {
+            evictSlot(slot); // unregistered while running: reclaim now
+        }
+    }
+
+    /** Adapter names now in slots, and how many running requests pin each. */
+    public Map<String, Integer> residentAdapters() {
+        Map<String, Integer> out = new LinkedHashMap<>();
+        for (int s = 0; s < slotAdapter.length; s++) {
+            if (slotAdapter[s] != null) {
+                out.put(slotAdapter[s], slotPins[s]);
+            }
+        }
+        return out;
+    }
+
+    /** Sum of pins over all slots (0 when no request holds an adapter). */
+    public int pinnedSlots() {
+        int n = 0;
+        for (int pins : slotPins) {
+            n += pins > 0 ? 1 : 0;
+        }
+        return n;
+    }
+
+    private void pin(int slot) {
+        slotPins[slot]++;
+        slotLastUse[slot] = ++useClock;
+    }
+
+    private int freeOrLeastRecentlyUsedSlot() {
+        int best = -1;
+        for (int s = 0; s < slotAdapter.length; s++) {
+            if (slotAdapter[s] == null) {
+                return s;
+            }
+            if (slotPins[s] == 0 && (best < 0 || slotLastUse[s] < slotLastUse[best])) {
+                best = s;
+            }
+        }
+        return best;
+    }
+
+    private void installSlot(int slot, String name, LoraAdapter adapter) {
+        for (int l = 0; l < baseConfig.numLayers(); l++) {
+            for (Projection p : Projection.values()) {
+                LoraWeights w = model.loraWeights(l, p);
+                if (adapter.adapts(l, p)) {
+                    w.a()[slot] = backend.loadWeight(adapter.loraA(l, p));
+                    w.b()[slot] = backend.loadWeight(adapter.loraB(l, p));
+                    w.rank()[slot] = adapter.rank(l, p);
+                    w.scale()[slot] = adapter.scale(l, p);
+                }
+            }
+        }
+        slotAdapter[slot] = name;
+        slotHost[slot] = adapter;
+        loads.incrementAndGet();
+        log.debug("adapter {} -> slot {}", name, slot);
+    }
+
+    private void evictSlot(int slot) {
+        if (slotAdapter[slot] == null) {
+            return;
+        }
+        for (int l = 0; l < baseConfig.numLayers(); l++) {
+            for (Projection p : Projection.values()) {
+                LoraWeights w = model.loraWeights(l, p);
+                freeIfPresent(w.a(), slot);
+                freeIfPresent(w.b(), slot);
+                w.rank()[slot] = 0;
+                w.scale()[slot] = 0f;
+            }
+        }
+        String name = slotAdapter[slot];
+        slotAdapter[slot] = null;
+        slotHost[slot] = null;
+        evictions.incrementAndGet();
+        log.debug("adapter {} left slot {}", name, slot);
+        synchronized (this) {
+            if (!registry.containsKey(name)) {
+                LoraAdapter host = hostCache.remove(name);
+                if (host != null) {
+                    hostBytes -= host.sizeBytes();
+                    host.close();
+                }
+            }
+            trimHostCache();
+        }
+    }
+
+    private void freeIfPresent(Tensor[] tensors, int slot) {
+        if (tensors[slot] != null) {
+            backend.free(tensors[slot]);
+            tensors[slot] = null;
+        }
+    }
+
+    // ---- host tier ------------------------------------------------------------------------------
+
+    private synchronized LoraAdapter hostLookup(String name) {
+        return hostCache.get(name);
+    }
+
+    private void startHostLoad(String name) {
+        Path dir = registry.get(name);
+        if (dir == null) {
+            return;
+        }
+        loading.computeIfAbsent(name, n -> CompletableFuture.supplyAsync(() -> LoraAdapter.load(n, dir, baseConfig), loader)
+                .whenComplete((adapter, error) -> {
+                    if (error != null) {
+                        Throwable cause = error.getCause() != null ? error.getCause() : error;
+                        failures.put(n, "adapter '" + n + "' failed to load: " + cause.getMessage());
+                        log.warn("adapter {} failed to load from {}: {}", n, dir, cause.getMessage());
+                    } else {
+                        synchronized (this) {
+                            hostCache.put(n, adapter);
+                            hostBytes += adapter.sizeBytes();
+                            trimHostCache();
+                        }
+                    }
+                    loading.remove(n);
+                }));
+    }
+
+    /** Drops least recently used host entries not in a slot until under budget. Caller holds the lock. */
+    private void trimHostCache() {
+        if (hostBytes <= hostBudgetBytes) {
+            return;
+        }
+        List<String> inSlots = new ArrayList<>();
+        for (String s : slotAdapter) {
+            if (s != null) {
+                inSlots.add(s);
+            }
+        }
+        var it = hostCache.entrySet().iterator();
+        while (hostBytes > hostBudgetBytes && it.hasNext()) {
+            var e = it.next();
+            if (inSlots.contains(e.getKey())) {
+                continue; // a slot may alias this memory (CPU backend): keep it
+            }
+            hostBytes -= e.getValue().sizeBytes();
+            e.getValue().close();
+            it.remove();
+        }
+    }
+
+    /** True while any adapter is being read from disk. */
+    public boolean anyLoading() {
+        return !loading.isEmpty();
+    }
+
+    @Override
+    public void close() {
+        for (int s = 0; s < slotAdapter.length; s++) {
+            slotPins[s] = 0;
+            evictSlot(s);
+        }
+        synchronized (this) {
+            for (LoraAdapter a : hostCache.values()) {
+                a.close();
+            }
+            hostCache.clear();
+            hostBytes = 0;
+        }
+    }
+}
