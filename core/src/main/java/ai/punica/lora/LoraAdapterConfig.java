@@ -27,7 +27,7 @@ import java.util.regex.PatternSyntaxException;
  * @param rankPattern   module-name regex → r, in file order (first match wins, as in PEFT)
  * @param alphaPattern  module-name regex → alpha, in file order
  * @param baseModelName base_model_name_or_path, null if absent
- * @param targetModules the per-module selection behind {@code targets}
+ * @param targetModules the per-module selection behind {@code targets}; null = {@code targets} in every layer
  */
 public record LoraAdapterConfig(int rank, double alpha, boolean useRslora, Set<Projection> targets,
         Map<String, Integer> rankPattern, Map<String, Double> alphaPattern, String baseModelName,
@@ -43,9 +43,18 @@ public record LoraAdapterConfig(int rank, double alpha, boolean useRslora, Set<P
     static final List<String> DEFAULT_TARGETS = List.of("q_proj", "v_proj");
 
     public LoraAdapterConfig {
+        if (targetModules == null) {
+            targetModules = TargetModules.list(targets.stream().map(Projection::moduleName).toList());
+        }
         targets = Collections.unmodifiableSet(targets.isEmpty() ? EnumSet.noneOf(Projection.class) : EnumSet.copyOf(targets));
         rankPattern = Collections.unmodifiableMap(new LinkedHashMap<>(rankPattern));
         alphaPattern = Collections.unmodifiableMap(new LinkedHashMap<>(alphaPattern));
+    }
+
+    /** A config adapting {@code targets} in every layer (what target_modules = their module names means). */
+    public LoraAdapterConfig(int rank, double alpha, boolean useRslora, Set<Projection> targets,
+            Map<String, Integer> rankPattern, Map<String, Double> alphaPattern, String baseModelName) {
+        this(rank, alpha, useRslora, targets, rankPattern, alphaPattern, baseModelName, null);
     }
 
     /** lora_alpha / r, or lora_alpha / √r with rsLoRA (Kalajdzievski 2023), the factor on B·A. */
@@ -110,7 +119,8 @@ public record LoraAdapterConfig(int rank, double alpha, boolean useRslora, Set<P
         rejectIf(f, "modules_to_save", modulesToSave != null && !modulesToSave.isEmpty(), "is " + modulesToSave
                 + "; adapters that replace whole modules (e.g. lm_head, embed_tokens) cannot share one base model "
                 + "in a batch; retrain without modules_to_save");
-        for (String unsupported : List.of("layer_replication", "trainable_token_indices", "alora_invocation_tokens")) {
+        for (String unsupported : List.of("layer_replication", "trainable_token_indices", "alora_invocation_tokens",
+                "arrow_config")) {
             rejectIf(f, unsupported, f.has(unsupported), "is " + f.node(unsupported) + "; not supported by Punica-J");
         }
         JsonNode targetParameters = f.node("target_parameters");

@@ -9,6 +9,7 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
 import java.nio.channels.FileChannel;
+import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
@@ -74,6 +75,9 @@ public final class SafeTensors implements AutoCloseable {
 
     /** Maps {@code file} and validates its header; throws {@link ModelFormatException} naming the file and the problem. */
     public static SafeTensors open(Path file) {
+        if (Files.isDirectory(file)) {
+            throw fail(file, "is a directory; expected a .safetensors file");
+        }
         Arena arena = Arena.ofShared();
         try (FileChannel channel = FileChannel.open(file, StandardOpenOption.READ)) {
             long size = channel.size();
@@ -206,7 +210,10 @@ public final class SafeTensors implements AutoCloseable {
         return out;
     }
 
-    /** Every tensor inside the data section, and no two sharing a byte. */
+    /**
+     * Every tensor inside the data section, and no two sharing a byte. Holes between tensors are tolerated:
+     * the reference library refuses them, but they cannot make a tensor read wrong bytes.
+     */
     private static void checkLayout(Path file, Map<String, Entry> entries, long dataBytes) {
         Entry last = null;
         for (Entry e : entries.values()) {

@@ -231,6 +231,13 @@ class SafeTensorsTest {
     }
 
     @Test
+    void directoryIsRejectedAsNotAFile() {
+        assertThatThrownBy(() -> SafeTensors.open(dir))
+                .isInstanceOf(ModelFormatException.class)
+                .hasMessage(dir + ": is a directory; expected a .safetensors file");
+    }
+
+    @Test
     void closeUnmapsTheFileAndIsIdempotent() {
         Path file = writeThreeDtypes(dir.resolve("model.safetensors"));
         SafeTensors st = SafeTensors.open(file);
