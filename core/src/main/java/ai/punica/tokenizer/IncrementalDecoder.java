@@ -14,6 +14,12 @@ import java.util.Arrays;
  * the difference is exactly the new text; it is emitted only when it does not end in U+FFFD
  * (the decoders' mark for an incomplete UTF-8 sequence). The concatenation of everything returned
  * by {@link #add} and {@link #flush} equals {@code tokenizer.decode(allIds, skipSpecialTokens)}.
+ *
+ * <p>One more rule for SentencePiece byte fallback: HF's ByteFallback decoder turns a whole run of
+ * {@code <0xNN>} tokens into U+FFFD per byte when the run is not valid UTF-8, so a byte that
+ * decoded fine alone ({@code <0x0A>}) can become U+FFFD when an invalid byte follows. Text is
+ * therefore held back while the last visible token is a byte token; the run is final once a
+ * normal token ends it (in practice: a newline shows up one token late).
  */
 public final class IncrementalDecoder {
     private final Tokenizer tokenizer;
@@ -37,6 +43,9 @@ public final class IncrementalDecoder {
             ids = Arrays.copyOf(ids, size * 2);
         }
         ids[size++] = tokenId;
+        if (endsInByteRun()) {
+            return "";
+        }
         String prefixText = tokenizer.decode(ids, prefixOffset, readOffset, skipSpecialTokens);
         String newText = tokenizer.decode(ids, prefixOffset, size, skipSpecialTokens);
         if (newText.length() <= prefixText.length() || newText.endsWith("\uFFFD") || !newText.startsWith(prefixText)) {
@@ -61,6 +70,24 @@ public final class IncrementalDecoder {
         prefixOffset = size;
         readOffset = size;
         return rest;
+    }
+
+    /** True if the last token the decoder will see is a {@code <0xNN>} byte-fallback token. */
+    private boolean endsInByteRun() {
+        if (!tokenizer.decodesByteFallback()) {
+            return false;
+        }
+        for (int i = size - 1; i >= readOffset; i--) {
+            if (skipSpecialTokens && tokenizer.isSpecial(ids[i])) {
+                continue;
+            }
+            String token = tokenizer.idToToken(ids[i]);
+            if (token == null) {
+                continue;
+            }
+            return Decoder.ByteFallback.byteToken(token) >= 0;
+        }
+        return false;
     }
 
     /** Number of ids added so far. */

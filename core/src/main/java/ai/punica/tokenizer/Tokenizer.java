@@ -45,6 +45,7 @@ public final class Tokenizer {
     private final String bosToken;
     private final String eosToken;
     private final ChatTemplate chatTemplate;
+    private final boolean decodesByteFallback;
 
     private Tokenizer(JsonField root, JsonField config) {
         normalizer = Normalizer.parse(root.get("normalizer"));
@@ -52,6 +53,7 @@ public final class Tokenizer {
         model = BpeModel.parse(root.get("model"));
         postProcessor = PostProcessor.parse(root.get("post_processor"));
         decoder = Decoder.parse(root.get("decoder"));
+        decodesByteFallback = containsByteFallback(decoder);
         added = AddedVocabulary.parse(root.get("added_tokens"), normalizer);
 
         int maxId = model.vocab().values().stream().mapToInt(Integer::intValue).max().orElse(-1);
@@ -79,6 +81,11 @@ public final class Tokenizer {
         String template = config == null ? null : chatTemplateSource(config.get("chat_template"));
         chatTemplate = template == null ? null
                 : ChatTemplate.compile(template, bosToken == null ? "" : bosToken, eosToken == null ? "" : eosToken);
+    }
+
+    private static boolean containsByteFallback(Decoder d) {
+        return d instanceof Decoder.ByteFallback
+                || (d instanceof Decoder.Sequence seq && seq.decoders().stream().anyMatch(Tokenizer::containsByteFallback));
     }
 
     /** Loads {@code tokenizer.json} and, if present, {@code tokenizer_config.json} from a model directory. */
@@ -200,6 +207,11 @@ public final class Tokenizer {
             }
         }
         return decoder == null ? String.join(" ", tokens) : decoder.decode(tokens);
+    }
+
+    /** True when the decoder joins {@code <0xNN>} tokens into characters (SentencePiece byte fallback). */
+    boolean decodesByteFallback() {
+        return decodesByteFallback;
     }
 
     /** Number of distinct tokens, added tokens included. */
