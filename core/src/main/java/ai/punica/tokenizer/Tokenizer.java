@@ -88,21 +88,33 @@ public final class Tokenizer {
                 || (d instanceof Decoder.Sequence seq && seq.decoders().stream().anyMatch(Tokenizer::containsByteFallback));
     }
 
-    /** Loads {@code tokenizer.json} and, if present, {@code tokenizer_config.json} from a model directory. */
+    /**
+     * Loads {@code tokenizer.json} (or, if absent, {@code tokenizer.json.gz}) and, if present,
+     * {@code tokenizer_config.json} from a model directory.
+     */
     public static Tokenizer load(Path modelDir) {
         Path tokenizerFile = modelDir.resolve("tokenizer.json");
+        Path gzipped = modelDir.resolve("tokenizer.json.gz");
         Path configFile = modelDir.resolve("tokenizer_config.json");
-        if (!Files.isRegularFile(tokenizerFile)) {
+        boolean plain = Files.isRegularFile(tokenizerFile);
+        if (!plain && !Files.isRegularFile(gzipped)) {
             throw new TokenizerException(tokenizerFile + " does not exist; a model directory needs a HuggingFace "
                     + "tokenizer.json (a slow-tokenizer-only model must first be converted with transformers)");
         }
+        Path source = plain ? tokenizerFile : gzipped;
         try {
-            String tokenizerJson = Files.readString(tokenizerFile);
+            String tokenizerJson = plain ? Files.readString(tokenizerFile) : readGzip(gzipped);
             String configJson = Files.isRegularFile(configFile) ? Files.readString(configFile) : null;
-            return new Tokenizer(readJson(tokenizerJson, tokenizerFile.toString()),
+            return new Tokenizer(readJson(tokenizerJson, source.toString()),
                     configJson == null ? null : readJson(configJson, configFile.toString()));
         } catch (IOException e) {
             throw new UncheckedIOException("cannot read tokenizer files in " + modelDir, e);
+        }
+    }
+
+    private static String readGzip(Path file) throws IOException {
+        try (var in = new java.util.zip.GZIPInputStream(Files.newInputStream(file))) {
+            return new String(in.readAllBytes(), java.nio.charset.StandardCharsets.UTF_8);
         }
     }
 
