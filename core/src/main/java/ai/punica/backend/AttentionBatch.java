@@ -7,7 +7,8 @@ package ai.punica.backend;
  * {@code contextLens[s] - 1} and row j of the sequence is at position
  * {@code contextLens[s] - (queryStarts[s+1] - queryStarts[s]) + (j - queryStarts[s])}; causal.
  * Token t of sequence s lives in page {@code pageTables[pageTableStarts[s] + t / pageSize]} at offset
- * {@code t % pageSize}. {@code slotMapping[row]} = page · pageSize + offset where the row's new key and
+ * {@code t % pageSize}; {@code queryStarts} and {@code pageTableStarts} have one entry per sequence plus
+ * a closing one. {@code slotMapping[row]} = page · pageSize + offset where the row's new key and
  * value are written.
  */
 public record AttentionBatch(int[] queryStarts, int[] contextLens, int[] pageTableStarts, int[] pageTables,

@@ -109,7 +109,7 @@ public final class ShapeChecks {
         require(shape.qCols() <= qkv.cols(), op, "qkv " + qkv + " has fewer than " + shape.qCols() + " query columns");
         require(shape.slidingWindow() >= 0, op, "slidingWindow " + shape.slidingWindow() + " is negative");
         int sequences = batch.numSequences();
-        require(batch.queryStarts().length == sequences + 1 && batch.pageTableStarts().length == sequences, op,
+        require(batch.queryStarts().length == sequences + 1 && batch.pageTableStarts().length == sequences + 1, op,
                 "queryStarts has " + batch.queryStarts().length + " and pageTableStarts "
                         + batch.pageTableStarts().length + " entries for " + sequences + " sequences");
         require(batch.queryStarts()[0] == 0, op, "queryStarts[0] = " + batch.queryStarts()[0] + ", must be 0");

@@ -43,6 +43,8 @@ public final class Engine implements AutoCloseable {
     private final LinkedBlockingQueue<Runnable> inbox = new LinkedBlockingQueue<>();
     private final Map<String, Sequence> live = new HashMap<>();
     private final AtomicInteger queued = new AtomicInteger();
+    /** Requests accepted and not yet finished (queued in the inbox, waiting or running). */
+    private final AtomicInteger unfinished = new AtomicInteger();
     private final SplittableRandom seeds = new SplittableRandom(System.nanoTime());
     private final Thread thread;
     private volatile boolean accepting = true;
@@ -146,6 +148,7 @@ public final class Engine implements AutoCloseable {
             throw new EngineException(EngineException.Kind.OVERLOADED, null,
                     "too many requests are waiting (" + config.maxWaiting() + "); retry later");
         }
+        unfinished.incrementAndGet();
         inbox.add(() -> admit(request, listener));
     }
 
@@ -198,6 +201,7 @@ public final class Engine implements AutoCloseable {
     private void admit(GenerationRequest request, GenerationListener listener) {
         queued.decrementAndGet();
         if (live.containsKey(request.id())) {
+            unfinished.decrementAndGet();
             safely(listener, () -> listener.onError(new InvalidRequestException("id",
                     "a request with id " + request.id() + " is already running")));
             return;
@@ -220,7 +224,9 @@ public final class Engine implements AutoCloseable {
                 }
                 StepPlan plan = scheduler.schedule();
                 for (Scheduler.Rejected r : scheduler.drainRejected()) {
-                    live.remove(r.sequence().request.id());
+                    if (live.remove(r.sequence().request.id()) != null) {
+                        unfinished.decrementAndGet();
+                    }
                     r.sequence().status = Sequence.Status.FINISHED;
                     safely(r.sequence().listener, () -> r.sequence().listener.onError(
                             new EngineException(EngineException.Kind.NOT_FOUND, "model", r.message())));
@@ -316,7 +322,9 @@ public final class Engine implements AutoCloseable {
             return;
         }
         scheduler.remove(s);
-        live.remove(s.request.id());
+        if (live.remove(s.request.id()) != null) {
+            unfinished.decrementAndGet();
+        }
         String tail = reason == FinishReason.ABORT ? "" : s.output.finish();
         if (!tail.isEmpty()) {
             safely(s.listener, () -> s.listener.onToken(new TokenDelta(-1, tail, null)));
@@ -332,7 +340,9 @@ public final class Engine implements AutoCloseable {
             return;
         }
         scheduler.remove(s);
-        live.remove(s.request.id());
+        if (live.remove(s.request.id()) != null) {
+            unfinished.decrementAndGet();
+        }
         safely(s.listener, () -> s.listener.onError(error));
     }
 
@@ -345,7 +355,9 @@ public final class Engine implements AutoCloseable {
             for (Sequence s : List.copyOf(live.values())) {
                 if (s.listener == listener) {
                     scheduler.remove(s);
-                    live.remove(s.request.id());
+                    if (live.remove(s.request.id()) != null) {
+                        unfinished.decrementAndGet();
+                    }
                 }
             }
         }
@@ -391,7 +403,7 @@ public final class Engine implements AutoCloseable {
     public void shutdown(Duration deadline) {
         accepting = false;
         long end = System.nanoTime() + deadline.toNanos();
-        while (System.nanoTime() < end && (stats.running() > 0 || stats.waiting() > 0 || !inbox.isEmpty())) {
+        while (System.nanoTime() < end && unfinished.get() > 0) {
             try {
                 Thread.sleep(10);
             } catch (InterruptedException e) {

@@ -77,7 +77,7 @@ class BackendArgumentChecksTest {
         try (Backend b = factory.get()) {
             KvStorage kv = b.allocateKv(1, 4, 2, 1, 4);
             Tensor qkv = b.allocate(1, 12);
-            AttentionBatch batch = new AttentionBatch(new int[] {0, 1}, new int[] {3}, new int[] {0}, new int[] {1, 9},
+            AttentionBatch batch = new AttentionBatch(new int[] {0, 1}, new int[] {3}, new int[] {0, 2}, new int[] {1, 9},
                     new int[] {2}, 2);
             assertThatThrownBy(() -> b.attention(qkv, kv, 0, batch, new AttentionShape(1, 1, 4, 0.5f, 0), b.allocate(1, 4)))
                     .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("attention: pageTables[1] = 9");

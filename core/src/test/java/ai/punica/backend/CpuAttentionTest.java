@@ -64,7 +64,7 @@ class CpuAttentionTest {
         int sequences = SEQUENCES.length;
         int[] contextLens = new int[sequences];
         int[] queryStarts = new int[sequences + 1];
-        int[] pageTableStarts = new int[sequences];
+        int[] pageTableStarts = new int[sequences + 1];
         int totalPages = 0;
         for (int s = 0; s < sequences; s++) {
             contextLens[s] = SEQUENCES[s][0] + SEQUENCES[s][1];
@@ -72,6 +72,7 @@ class CpuAttentionTest {
             pageTableStarts[s] = totalPages;
             totalPages += (contextLens[s] + pageSize - 1) / pageSize;
         }
+        pageTableStarts[sequences] = totalPages;
         int numPages = totalPages + 5;
         int[] pool = shuffledPages(random, numPages);
         int[] pageTables = java.util.Arrays.copyOf(pool, totalPages);

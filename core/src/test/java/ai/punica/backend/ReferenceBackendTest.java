@@ -79,7 +79,7 @@ class ReferenceBackendTest {
             0.3f, -0.7f, 0.25f, 0.25f, 4, -4,
             1, 1, 0.25f + ln3Half, 0.25f + ln3Half, 8, 0.5f});
         KvStorage kv = ref.allocateKv(1, 4, 1, 1, 2);
-        AttentionBatch batch = new AttentionBatch(new int[] {0, 2}, new int[] {2}, new int[] {0}, new int[] {3, 1},
+        AttentionBatch batch = new AttentionBatch(new int[] {0, 2}, new int[] {2}, new int[] {0, 2}, new int[] {3, 1},
                 new int[] {3, 1}, 1);
         ref.appendKv(kv, 0, qkv, 2, 4, batch.slotMapping());
         Tensor out = ref.allocate(2, 2);
@@ -105,7 +105,7 @@ class ReferenceBackendTest {
             0.1f, 0.2f, 0.3f, 0.4f, 1, 1, 3, 30,
             ln2, -ln2, ln2, -ln2, 2, 2, 6, 60});
         KvStorage kv = ref.allocateKv(1, 2, 2, 2, 1);
-        AttentionBatch batch = new AttentionBatch(new int[] {0, 2}, new int[] {2}, new int[] {0}, new int[] {1},
+        AttentionBatch batch = new AttentionBatch(new int[] {0, 2}, new int[] {2}, new int[] {0, 1}, new int[] {1},
                 new int[] {2, 3}, 2);
         ref.appendKv(kv, 0, qkv, 4, 6, batch.slotMapping());
         Tensor out = ref.allocate(2, 4);

@@ -91,14 +91,14 @@ class EngineFixtureTest {
         var tokenizer = runtime.tokenizer();
         Map<String, List<String>> alone = new HashMap<>();
         Map<String, List<CompletableFuture<Completion>>> together = new HashMap<>();
-        // Alone: one request at a time per adapter.
+        // Alone: each adapter by itself, its whole set at once (no other adapter in any step).
         for (String skill : EvalSet.SKILLS) {
-            List<String> outputs = new ArrayList<>();
+            List<CompletableFuture<Completion>> futures = new ArrayList<>();
             for (EvalSet.Example ex : EvalSet.load(skill)) {
-                outputs.add(engine.generate(request(EvalSet.adapterFor(skill), tokenizer.encode(ex.prompt(), true),
-                        SamplingParams.greedy(32))).join().text());
+                futures.add(engine.generate(request(EvalSet.adapterFor(skill), tokenizer.encode(ex.prompt(), true),
+                        SamplingParams.greedy(32))));
             }
-            alone.put(skill, outputs);
+            alone.put(skill, futures.stream().map(f -> f.join().text()).toList());
         }
         // Together: every example of every skill submitted at once, interleaved across adapters, so
         // each step mixes the base and all four adapters (up to 32 running).
