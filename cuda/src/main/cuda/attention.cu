@@ -71,6 +71,7 @@ attention_paged(const bf16* __restrict__ qkv, int qkvStride,
             const uint4* k4 = (const uint4*) (kCache + (long long) slot * kvCols + kvh * headDim);
             #pragma unroll
             for (int g = 0; g < ATT_MAX_GROUP; g++) if (g < group) sc[g] = 0.0f;
+            #pragma unroll 4
             for (int d8 = 0; d8 < (headDim >> 3); d8++) {
                 float kf[8];
                 unpack8(k4[d8], kf);
@@ -120,6 +121,9 @@ attention_paged(const bf16* __restrict__ qkv, int qkvStride,
                 for (int j = 0; j < ATT_DIMS_PER_THREAD; j++) acc[g][j] *= c;
             }
         }
+        // Unrolled so that several tokens' value loads are in flight at once (each is a dependent
+        // global load otherwise, and the loop is latency-bound).
+        #pragma unroll 8
         for (int t = 0; t < n; t++) {
             const bf16* v = vCache + (long long) slot_s[t] * kvCols + kvh * headDim;
             #pragma unroll

@@ -504,11 +504,12 @@ public final class CudaBackend implements Backend {
         long metaDev = ints(meta);
         long pageTablesDev = metaDev + (2L * rows + seqs) * 4;
 
-        // Flash-decoding: split long contexts when there are too few (row, KV head) blocks to fill the GPU.
+        // Flash-decoding: split long contexts when there are too few (row, KV head) blocks to keep every
+        // SM busy with several blocks (a block streams its keys serially); splits are at least 2 tiles.
         int blocks = rows * shape.numKvHeads();
         int splits = 1;
-        if (blocks < 2 * multiprocessors && maxLen > 2 * ATT_TILE) {
-            splits = Math.min(ceilDiv(2 * multiprocessors, blocks), ceilDiv(maxLen, 2 * ATT_TILE));
+        if (blocks < 4 * multiprocessors && maxLen > 2 * ATT_TILE) {
+            splits = Math.min(ceilDiv(4 * multiprocessors, blocks), ceilDiv(maxLen, 2 * ATT_TILE));
         }
         int splitLen = roundUp(ceilDiv(maxLen, splits), ATT_TILE);
         splits = ceilDiv(maxLen, splitLen);
@@ -860,6 +861,46 @@ public final class CudaBackend implements Backend {
 
     private void launch(String kernel, int gx, int gy, int gz, int threads) {
         driver.launchKernel(kernels.function(kernel), gx, gy, gz, threads, 1, 1, 0, stream, launchPointers, kernel);
+    }
+
+    /**
+     * A CUDA graph of the work that {@code work} enqueues, for replay with {@link CudaGraph#launch()}.
+     * Everything {@code work} uploads must already be resident (call it once before capturing, so that
+     * its metadata uploads hit the staging cache); a capture cannot wait for the stream.
+     */
+    public CudaGraph capture(Runnable work) {
+        enter();
+        driver.streamBeginCapture(stream);
+        MemorySegment graph;
+        try {
+            work.run();
+        } finally {
+            graph = driver.streamEndCapture(stream);
+        }
+        try {
+            return new CudaGraph(driver.graphInstantiate(graph));
+        } finally {
+            driver.graphDestroy(graph);
+        }
+    }
+
+    /** An instantiated CUDA graph on this backend's stream. */
+    public final class CudaGraph implements AutoCloseable {
+        private final MemorySegment exec;
+
+        private CudaGraph(MemorySegment exec) {
+            this.exec = exec;
+        }
+
+        public void launch() {
+            enter();
+            driver.graphLaunch(exec, stream);
+        }
+
+        @Override
+        public void close() {
+            driver.graphExecDestroy(exec);
+        }
     }
 
     /** Device time of {@code work} in milliseconds, measured with events on this backend's stream. */

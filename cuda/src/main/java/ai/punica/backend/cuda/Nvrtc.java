@@ -56,7 +56,7 @@ final class Nvrtc {
                     headerTexts, headerNames), "nvrtcCreateProgram(" + name + ")");
             MemorySegment p = prog.get(ADDRESS, 0);
             try {
-                String[] options = {"--gpu-architecture=sm_" + major + minor, "-std=c++17", "--use_fast_math=false", "-default-device"};
+                String[] options = {"--gpu-architecture=sm_" + major + minor, "-std=c++17", "-default-device"};
                 MemorySegment opts = tmp.allocate(ADDRESS, options.length);
                 for (int k = 0; k < options.length; k++) {
                     opts.setAtIndex(ADDRESS, k, tmp.allocateFrom(options[k]));

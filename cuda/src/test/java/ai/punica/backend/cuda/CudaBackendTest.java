@@ -513,6 +513,48 @@ class CudaBackendTest {
                 new int[] {3, 20}, new int[] {0, 1}, new int[] {128, 256}, 42);
     }
 
+    @Test
+    void capturedGraphReplaysTheSameResultAsDirectExecution() {
+        SplittableRandom rng = new SplittableRandom(60);
+        int rows = 12;
+        int hidden = 512;
+        Tensor x = gpu.allocate(rows, hidden);
+        Tensor h = gpu.allocate(rows, hidden);
+        Tensor y = gpu.allocate(rows, hidden);
+        Tensor v = gpu.allocate(rows, 16);
+        gpu.upload(random(rng, rows * hidden, 1), x);
+        Tensor norm = gpu.loadWeight(TensorData.of("n", DType.BF16, 1, hidden, random(rng, hidden, 1)));
+        Tensor w = gpu.loadWeight(TensorData.of("w", DType.BF16, hidden, hidden, random(rng, hidden * hidden, 0.05)));
+        LoraWeights lw = LoraWeights.empty(2);
+        for (int s = 0; s < 2; s++) {
+            lw.a()[s] = gpu.loadWeight(TensorData.of("a", DType.BF16, 16, hidden, random(rng, 16 * hidden, 0.05)));
+            lw.b()[s] = gpu.loadWeight(TensorData.of("b", DType.BF16, hidden, 16, random(rng, 16 * hidden, 0.1)));
+            lw.rank()[s] = 16;
+            lw.scale()[s] = 2f;
+        }
+        Segments seg = new Segments(new int[] {0, 5, 12}, new int[] {1, 0});
+        Runnable step = () -> {
+            gpu.rmsNorm(x, norm, 1e-6f, h);
+            gpu.matmul(h, w, null, y);
+            gpu.sgmvShrink(h, lw, seg, v);
+            gpu.sgmvExpand(v, lw, seg, y, 0);
+        };
+        step.run();
+        float[] direct = new float[rows * hidden];
+        gpu.download(y, direct);
+        gpu.upload(random(rng, rows * hidden, 1), y);
+        try (CudaBackend.CudaGraph graph = gpu.capture(step)) {
+            graph.launch();
+            graph.launch();
+        }
+        float[] replayed = new float[rows * hidden];
+        gpu.download(y, replayed);
+        assertClose("graph replay of norm+matmul+sgmv", replayed, direct, 0);
+        for (Tensor t : new Tensor[] {x, h, y, v, norm, w, lw.a()[0], lw.a()[1], lw.b()[0], lw.b()[1]}) {
+            gpu.free(t);
+        }
+    }
+
     // ---- wiring -----------------------------------------------------------------------------------
 
     @Test

@@ -26,13 +26,19 @@ public final class SgmvBench {
             System.out.println("device " + gpu.deviceDescription());
             SplittableRandom rng = new SplittableRandom(1);
             Tensor w = gpu.loadWeight(TensorData.of("w", DType.BF16, hidden, hidden, random(rng, hidden * hidden, 0.02f)));
-            System.out.println("BENCH batch rank | gemm4096 us | shrink+expand us | lora/gemm | lora GB/s");
+            System.out.println("BENCH batch rank | gemm4096 us (stream, graph) | shrink+expand us (stream, graph)"
+                    + " | lora/gemm (graph) | lora GB/s (graph)");
             for (int batch : new int[] {1, 8, 32, 64}) {
                 Tensor x = gpu.allocate(batch, hidden);
                 Tensor y = gpu.allocate(batch, hidden);
                 gpu.upload(random(rng, batch * hidden, 1), x);
                 gpu.upload(random(rng, batch * hidden, 1), y);
-                float gemm = median(gpu, () -> gpu.matmul(x, w, null, y));
+                Runnable base = () -> gpu.matmul(x, w, null, y);
+                float gemm = median(gpu, base);
+                float gemmGraph;
+                try (CudaBackend.CudaGraph g = gpu.capture(repeat(base, 20))) {
+                    gemmGraph = median(gpu, g::launch) / 20;
+                }
                 for (int rank : new int[] {8, 16, 32, 64}) {
                     LoraWeights lw = LoraWeights.empty(batch);
                     for (int s = 0; s < batch; s++) {
@@ -49,13 +55,19 @@ public final class SgmvBench {
                     }
                     Segments seg = new Segments(starts, slots);
                     Tensor v = gpu.allocate(batch, rank);
-                    float lora = median(gpu, () -> {
+                    Runnable step = () -> {
                         gpu.sgmvShrink(x, lw, seg, v);
                         gpu.sgmvExpand(v, lw, seg, y, 0);
-                    });
+                    };
+                    float lora = median(gpu, step);
+                    float loraGraph;
+                    try (CudaBackend.CudaGraph g = gpu.capture(repeat(step, 20))) {
+                        loraGraph = median(gpu, g::launch) / 20;
+                    }
                     double bytes = batch * 2.0 * hidden * rank * 2 + 3.0 * batch * hidden * 2;
-                    System.out.printf("BENCH %5d %4d | %10.1f | %16.1f | %8.2f | %8.0f%n", batch, rank, gemm * 1e3,
-                            lora * 1e3, lora / gemm, bytes / (lora * 1e-3) / 1e9);
+                    System.out.printf("BENCH %5d %4d | %10.1f %8.1f | %16.1f %8.1f | %8.2f | %8.0f%n", batch, rank,
+                            gemm * 1e3, gemmGraph * 1e3, lora * 1e3, loraGraph * 1e3, loraGraph / gemmGraph,
+                            bytes / (loraGraph * 1e-3) / 1e9);
                     for (int s = 0; s < batch; s++) {
                         gpu.free(lw.a()[s]);
                         gpu.free(lw.b()[s]);
@@ -108,13 +120,26 @@ public final class SgmvBench {
             Tensor out = gpu.allocate(batch, heads * hd);
             AttentionBatch ab = new AttentionBatch(starts, lens, ptStarts, pages, new int[batch], pageSize);
             AttentionShape shape = new AttentionShape(heads, kvHeads, hd, (float) (1 / Math.sqrt(hd)), 0);
-            float ms = median(gpu, () -> gpu.attention(qkv, kv, 0, ab, shape, out));
+            Runnable op = () -> gpu.attention(qkv, kv, 0, ab, shape, out);
+            op.run();
+            float ms;
+            try (CudaBackend.CudaGraph g = gpu.capture(repeat(op, 10))) {
+                ms = median(gpu, g::launch) / 10;
+            }
             double bytes = (double) batch * ctx * kvHeads * hd * 2 * 2;
             System.out.printf("BENCH attention %5d %5d | %8.1f | %6.0f%n", batch, ctx, ms * 1e3, bytes / (ms * 1e-3) / 1e9);
             gpu.free(hist);
             gpu.free(qkv);
             gpu.free(out);
         }
+    }
+
+    private static Runnable repeat(Runnable r, int times) {
+        return () -> {
+            for (int i = 0; i < times; i++) {
+                r.run();
+            }
+        };
     }
 
     private static float median(CudaBackend gpu, Runnable work) {
