@@ -26,8 +26,8 @@ attention_paged(const bf16* __restrict__ qkv, int qkvStride,
                 int slidingWindow, int splitLen,
                 bf16* __restrict__ out, int outStride,
                 float* __restrict__ partAcc, float* __restrict__ partMl) {
-    __shared__ float q_s[ATT_MAX_GROUP][ATT_MAX_HEAD_DIM];
-    __shared__ float p_s[ATT_MAX_GROUP][ATT_TILE];
+    // Dynamic shared memory: q [group][headDim] f32 | p [group][ATT_TILE] f32 | v tile [ATT_TILE][headDim] bf16.
+    extern __shared__ __attribute__((aligned(16))) float smem[];
     __shared__ int slot_s[ATT_TILE];
     __shared__ float m_s[ATT_MAX_GROUP], l_s[ATT_MAX_GROUP], c_s[ATT_MAX_GROUP];
 
@@ -35,6 +35,11 @@ attention_paged(const bf16* __restrict__ qkv, int qkvStride,
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int group = numHeads / numKvHeads;
     const int kvCols = numKvHeads * headDim;
+    float* q_s = smem;
+    float* p_s = q_s + group * headDim;
+    bf16* v_s = (bf16*) (p_s + group * ATT_TILE);
+#define Q_S(g, d) q_s[(g) * headDim + (d)]
+#define P_S(g, t) p_s[(g) * ATT_TILE + (t)]
 
     const int seq = rowMeta[row];
     const int pos = rowMeta[rows + row];
@@ -48,7 +53,7 @@ attention_paged(const bf16* __restrict__ qkv, int qkvStride,
     const float qScale = scale * LOG2E;
     for (int k = tid; k < group * headDim; k += ATT_THREADS) {
         int g = k / headDim, d = k - g * headDim;
-        q_s[g][d] = bf2f(qkv[(long long) row * qkvStride + (kvh * group + g) * headDim + d]) * qScale;
+        Q_S(g, d) = bf2f(qkv[(long long) row * qkvStride + (kvh * group + g) * headDim + d]) * qScale;
     }
     if (tid < ATT_MAX_GROUP) { m_s[tid] = NEG_INF; l_s[tid] = 0.0f; }
     float acc[ATT_MAX_GROUP][ATT_DIMS_PER_THREAD];
@@ -78,7 +83,7 @@ attention_paged(const bf16* __restrict__ qkv, int qkvStride,
                 #pragma unroll
                 for (int g = 0; g < ATT_MAX_GROUP; g++) {
                     if (g < group) {
-                        const float* q = &q_s[g][d8 * 8];
+                        const float* q = &Q_S(g, d8 * 8);
                         float s = sc[g];
                         #pragma unroll
                         for (int j = 0; j < 8; j++) s += q[j] * kf[j];
@@ -88,19 +93,24 @@ attention_paged(const bf16* __restrict__ qkv, int qkvStride,
             }
         }
         #pragma unroll
-        for (int g = 0; g < ATT_MAX_GROUP; g++) if (g < group) p_s[g][tid] = sc[g];
+        for (int g = 0; g < ATT_MAX_GROUP; g++) if (g < group) P_S(g, tid) = sc[g];
         __syncthreads();
+        // Stage the tile's value rows in shared memory: 16-byte loads, all issued before any is used.
+        for (int k = tid; k < n * (headDim >> 3); k += ATT_THREADS) {
+            int t = k / (headDim >> 3), c = k - t * (headDim >> 3);
+            ((uint4*) v_s)[k] = *(const uint4*) (vCache + (long long) slot_s[t] * kvCols + kvh * headDim + c * 8);
+        }
         // Online softmax per head: warp w handles heads w, w + 4, ...
         for (int g = warp; g < group; g += ATT_THREADS / 32) {
             float mx = NEG_INF;
-            for (int t = lane; t < n; t += 32) mx = fmaxf(mx, p_s[g][t]);
+            for (int t = lane; t < n; t += 32) mx = fmaxf(mx, P_S(g, t));
             mx = warp_max(mx);
             float mOld = m_s[g];
             float mNew = fmaxf(mOld, mx);
             float sum = 0.0f;
             for (int t = lane; t < ATT_TILE; t += 32) {
-                float p = t < n ? exp2f(p_s[g][t] - mNew) : 0.0f;
-                p_s[g][t] = p;
+                float p = t < n ? exp2f(P_S(g, t) - mNew) : 0.0f;
+                P_S(g, t) = p;
                 sum += p;
             }
             sum = warp_sum(sum);
@@ -121,18 +131,16 @@ attention_paged(const bf16* __restrict__ qkv, int qkvStride,
                 for (int j = 0; j < ATT_DIMS_PER_THREAD; j++) acc[g][j] *= c;
             }
         }
-        // Unrolled so that several tokens' value loads are in flight at once (each is a dependent
-        // global load otherwise, and the loop is latency-bound).
-        #pragma unroll 8
+        #pragma unroll 4
         for (int t = 0; t < n; t++) {
-            const bf16* v = vCache + (long long) slot_s[t] * kvCols + kvh * headDim;
+            const bf16* v = v_s + t * headDim;
             #pragma unroll
             for (int j = 0; j < ATT_DIMS_PER_THREAD; j++) {
                 int d = tid + j * ATT_THREADS;
                 if (d < headDim) {
                     float vf = bf2f(v[d]);
                     #pragma unroll
-                    for (int g = 0; g < ATT_MAX_GROUP; g++) if (g < group) acc[g][j] += p_s[g][t] * vf;
+                    for (int g = 0; g < ATT_MAX_GROUP; g++) if (g < group) acc[g][j] += P_S(g, t) * vf;
                 }
             }
         }

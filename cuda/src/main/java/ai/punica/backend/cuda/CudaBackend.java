@@ -102,6 +102,8 @@ public final class CudaBackend implements Backend {
     private final Map<LoraWeights, SlotTable> slotTables = new IdentityHashMap<>();
     private final Map<RopeTable, Long> ropeTables = new IdentityHashMap<>();
     private long attentionWorkspace;
+    /** Dynamic shared memory the attention kernel was allowed beyond the default 48 KB. */
+    private int attentionSmemOptIn = 48 * 1024;
     private long attentionWorkspaceBytes;
     private final Set<Long> liveAllocations = new HashSet<>();
     private boolean closed;
@@ -524,8 +526,16 @@ public final class CudaBackend implements Backend {
         }
         args().p(q.ptr).i(q.cols()).p(cache.keys(layer)).p(cache.values(layer)).p(metaDev).p(pageTablesDev).i(rows)
                 .i(cache.pageSize()).i(shape.numHeads()).i(shape.numKvHeads()).i(hd).f(shape.scale())
-                .i(shape.slidingWindow()).i(splitLen).p(o.ptr).i(o.cols()).p(partAcc).p(partMl)
-                .launch("attention_paged", rows, shape.numKvHeads(), splits, 128);
+                .i(shape.slidingWindow()).i(splitLen).p(o.ptr).i(o.cols()).p(partAcc).p(partMl);
+        // Dynamic shared memory: q [group][hd] f32, p [group][tile] f32, the value tile [tile][hd] bf16.
+        int smem = group * hd * 4 + group * ATT_TILE * 4 + ATT_TILE * hd * 2;
+        MemorySegment attentionKernel = kernels.function("attention_paged");
+        if (smem > attentionSmemOptIn) {
+            driver.funcSetAttribute(attentionKernel, Driver.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem);
+            attentionSmemOptIn = smem;
+        }
+        driver.launchKernel(attentionKernel, rows, shape.numKvHeads(), splits, 128, 1, 1, smem, stream, launchPointers,
+                "attention_paged");
         if (splits > 1) {
             args().p(partAcc).p(partMl).i(shape.numHeads()).i(hd).i(splits).p(o.ptr).i(o.cols())
                     .launch("attention_merge", rows, shape.numHeads(), 1, Math.min(256, roundUp(hd, 32)));
