@@ -1,0 +1,160 @@
+// Segmented gather matrix-vector products (Punica §4): the LoRA add-on of one projection for a batch
+// whose rows are grouped into segments that share an adapter.
+//
+//   shrink: v[r, 0:rank] = x[r] · A_slotᵀ        A_slot: [rank, in]
+//   expand: y[r, col:col+out] += scale_slot · v[r, 0:rank] · B_slotᵀ     B_slot: [out, rank]
+//
+// The host cuts every segment into tiles of at most SGMV_TILE_ROWS rows: tiles[3i..3i+2] = (first row,
+// row count, adapter slot). Decode segments are one row, so a tile is one row and each block streams
+// one adapter's A (or B) once; prefill segments give full tiles, where every weight element loaded
+// serves SGMV_TILE_ROWS rows. Per-slot tables: aPtr/bPtr (device addresses), rank (0: slot does not
+// adapt this projection), scale.
+#include "common.cuh"
+
+#define SGMV_TILE_ROWS 8
+#define SGMV_THREADS 256
+#define SHRINK_RANKS_PER_BLOCK 32
+#define SHRINK_RANKS_PER_WARP 4
+
+// Grid: (tiles, ceil(maxRank / 32)). The block's 8 warps split its 32 ranks into quads; when the rank
+// is small the spare warps split the input dimension instead, and shared memory sums the slices.
+extern "C" __global__ void __launch_bounds__(SGMV_THREADS)
+sgmv_shrink(const bf16* __restrict__ x, int xStride, bf16* __restrict__ v, int vStride,
+            const int* __restrict__ tiles, const unsigned long long* __restrict__ aPtr,
+            const int* __restrict__ ranks, int in) {
+    __shared__ float red[SGMV_THREADS / 32][SHRINK_RANKS_PER_BLOCK][SGMV_TILE_ROWS];
+    const int row0 = tiles[3 * blockIdx.x], nRows = tiles[3 * blockIdx.x + 1], slot = tiles[3 * blockIdx.x + 2];
+    const int rank = ranks[slot];
+    const int rankBase = blockIdx.y * SHRINK_RANKS_PER_BLOCK;
+    if (rankBase >= rank) return;
+    const bf16* a = (const bf16*) aPtr[slot];
+    const int nr = min(SHRINK_RANKS_PER_BLOCK, rank - rankBase);
+    const int quads = (nr + SHRINK_RANKS_PER_WARP - 1) / SHRINK_RANKS_PER_WARP;
+    const int slices = (SGMV_THREADS / 32) / quads;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int quad = warp % quads, slice = warp / quads;
+
+    float acc[SHRINK_RANKS_PER_WARP][SGMV_TILE_ROWS];
+    #pragma unroll
+    for (int q = 0; q < SHRINK_RANKS_PER_WARP; q++)
+        #pragma unroll
+        for (int r = 0; r < SGMV_TILE_ROWS; r++) acc[q][r] = 0.0f;
+
+    if (slice < slices) {
+        const bool vec = (in & 7) == 0 && (xStride & 7) == 0 && aligned16(x) && aligned16(a);
+        int chunk = (in + slices - 1) / slices;
+        chunk = (chunk + 7) & ~7;
+        const int k0 = slice * chunk, k1 = min(in, k0 + chunk);
+        const bf16* aRow[SHRINK_RANKS_PER_WARP];
+        #pragma unroll
+        for (int q = 0; q < SHRINK_RANKS_PER_WARP; q++) {
+            int k = rankBase + quad * SHRINK_RANKS_PER_WARP + q;
+            aRow[q] = k < rank ? a + (long long) k * in : nullptr;
+        }
+        if (vec) {
+            for (int i = k0 + lane * 8; i < k1; i += 32 * 8) {
+                float af[SHRINK_RANKS_PER_WARP][8];
+                #pragma unroll
+                for (int q = 0; q < SHRINK_RANKS_PER_WARP; q++) {
+                    if (aRow[q]) unpack8(*(const uint4*) (aRow[q] + i), af[q]);
+                    else {
+                        #pragma unroll
+                        for (int j = 0; j < 8; j++) af[q][j] = 0.0f;
+                    }
+                }
+                #pragma unroll
+                for (int r = 0; r < SGMV_TILE_ROWS; r++) {
+                    if (r < nRows) {
+                        float xf[8];
+                        unpack8(*(const uint4*) (x + (long long) (row0 + r) * xStride + i), xf);
+                        #pragma unroll
+                        for (int q = 0; q < SHRINK_RANKS_PER_WARP; q++)
+                            #pragma unroll
+                            for (int j = 0; j < 8; j++) acc[q][r] += af[q][j] * xf[j];
+                    }
+                }
+            }
+        } else {
+            for (int i = k0 + lane; i < k1; i += 32) {
+                float af[SHRINK_RANKS_PER_WARP];
+                #pragma unroll
+                for (int q = 0; q < SHRINK_RANKS_PER_WARP; q++) af[q] = aRow[q] ? bf2f(aRow[q][i]) : 0.0f;
+                #pragma unroll
+                for (int r = 0; r < SGMV_TILE_ROWS; r++) {
+                    if (r < nRows) {
+                        float xv = bf2f(x[(long long) (row0 + r) * xStride + i]);
+                        #pragma unroll
+                        for (int q = 0; q < SHRINK_RANKS_PER_WARP; q++) acc[q][r] += af[q] * xv;
+                    }
+                }
+            }
+        }
+        #pragma unroll
+        for (int q = 0; q < SHRINK_RANKS_PER_WARP; q++)
+            #pragma unroll
+            for (int r = 0; r < SGMV_TILE_ROWS; r++) {
+                float s = warp_sum(acc[q][r]);
+                if (lane == 0) red[slice][quad * SHRINK_RANKS_PER_WARP + q][r] = s;
+            }
+    }
+    __syncthreads();
+    for (int k = threadIdx.x; k < nr * SGMV_TILE_ROWS; k += SGMV_THREADS) {
+        int kr = k / SGMV_TILE_ROWS, r = k - kr * SGMV_TILE_ROWS;
+        if (r >= nRows) continue;
+        float s = 0.0f;
+        for (int sl = 0; sl < slices; sl++) s += red[sl][kr][r];
+        v[(long long) (row0 + r) * vStride + rankBase + kr] = f2bf(s);
+    }
+}
+
+#define EXPAND_MAX_RANK 256
+
+// Grid: (tiles, ceil(out / 256)). Thread o reads row o of B once and applies it to every row of the tile.
+extern "C" __global__ void __launch_bounds__(SGMV_THREADS)
+sgmv_expand(const bf16* __restrict__ v, int vStride, bf16* y, int yStride, int yCol,
+            const int* __restrict__ tiles, const unsigned long long* __restrict__ bPtr,
+            const int* __restrict__ ranks, const float* __restrict__ scales, int outFeatures) {
+    __shared__ float v_s[SGMV_TILE_ROWS][EXPAND_MAX_RANK];
+    const int row0 = tiles[3 * blockIdx.x], nRows = tiles[3 * blockIdx.x + 1], slot = tiles[3 * blockIdx.x + 2];
+    const int rank = ranks[slot];
+    if (rank == 0) return;
+    const float scale = scales[slot];
+    const bf16* b = (const bf16*) bPtr[slot];
+    for (int k = threadIdx.x; k < nRows * rank; k += SGMV_THREADS) {
+        int r = k / rank, c = k - r * rank;
+        v_s[r][c] = bf2f(v[(long long) (row0 + r) * vStride + c]);
+    }
+    __syncthreads();
+    const int o = blockIdx.y * SGMV_THREADS + threadIdx.x;
+    if (o >= outFeatures) return;
+    const bf16* bRow = b + (long long) o * rank;
+    float acc[SGMV_TILE_ROWS];
+    #pragma unroll
+    for (int r = 0; r < SGMV_TILE_ROWS; r++) acc[r] = 0.0f;
+    if ((rank & 7) == 0 && aligned16(b)) {
+        for (int c = 0; c < rank; c += 8) {
+            float bf[8];
+            unpack8(*(const uint4*) (bRow + c), bf);
+            #pragma unroll
+            for (int r = 0; r < SGMV_TILE_ROWS; r++) {
+                if (r < nRows) {
+                    #pragma unroll
+                    for (int j = 0; j < 8; j++) acc[r] += v_s[r][c + j] * bf[j];
+                }
+            }
+        }
+    } else {
+        for (int c = 0; c < rank; c++) {
+            float bv = bf2f(bRow[c]);
+            #pragma unroll
+            for (int r = 0; r < SGMV_TILE_ROWS; r++) if (r < nRows) acc[r] += v_s[r][c] * bv;
+        }
+    }
+    #pragma unroll
+    for (int r = 0; r < SGMV_TILE_ROWS; r++) {
+        if (r < nRows) {
+            bf16* yp = y + (long long) (row0 + r) * yStride + yCol + o;
+            *yp = f2bf(bf2f(*yp) + scale * acc[r]);
+        }
+    }
+}

@@ -1,0 +1,63 @@
+package ai.punica.backend.cuda;
+
+import ai.punica.backend.Backend;
+import ai.punica.backend.BackendProvider;
+
+/**
+ * Registers the CUDA backend ("cuda") with {@code Backends}: available where libcuda loads and reports a
+ * device of compute capability 8.0 or newer; preferred over the CPU backend.
+ */
+public final class CudaBackendProvider implements BackendProvider {
+    private static volatile Boolean available;
+    private static volatile String unavailableReason;
+
+    @Override
+    public String name() {
+        return "cuda";
+    }
+
+    @Override
+    public boolean available() {
+        Boolean a = available;
+        if (a == null) {
+            synchronized (CudaBackendProvider.class) {
+                if (available == null) {
+                    try {
+                        Driver d = Driver.get();
+                        int count = d.deviceCount();
+                        if (count == 0) {
+                            unavailableReason = "libcuda reports no device";
+                            available = false;
+                        } else {
+                            int major = d.deviceAttribute(d.device(0), Driver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR);
+                            available = major >= 8;
+                            if (major < 8) {
+                                unavailableReason = "device 0 has compute capability " + major + ".x; bf16 needs 8.0+";
+                            }
+                        }
+                    } catch (Throwable t) {
+                        unavailableReason = t.getMessage();
+                        available = false;
+                    }
+                }
+                a = available;
+            }
+        }
+        return a;
+    }
+
+    /** Why {@link #available()} said no (null when it said yes or was not asked). */
+    public static String unavailableReason() {
+        return unavailableReason;
+    }
+
+    @Override
+    public int priority() {
+        return 100;
+    }
+
+    @Override
+    public Backend create() {
+        return new CudaBackend(Integer.getInteger("punica.cuda.device", 0));
+    }
+}
