@@ -27,7 +27,10 @@ public interface Backend extends AutoCloseable {
      */
     Tensor loadWeight(TensorData weight);
 
-    /** Weights stacked along rows (fused QKV, fused gate/up): the result has the parts' rows in order. */
+    /**
+     * Weights stacked along rows (fused QKV, fused gate/up): the result has the parts' rows in order.
+     * 1-D parts (biases) are joined end to end into one {@code [1, Σn]} row instead.
+     */
     Tensor concatRows(String name, List<TensorData> parts);
 
     /** Copies {@code rows·cols} floats (row-major) into an activation tensor. */

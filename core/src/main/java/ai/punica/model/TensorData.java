@@ -80,6 +80,29 @@ public record TensorData(String name, DType dtype, long[] shape, MemorySegment d
         return new TensorData(name, dtype, new long[] {rows, cols}, seg);
     }
 
+    /**
+     * 1-D tensors joined end to end into one 1-D tensor (fused q|k|v biases), in a fresh heap segment.
+     */
+    public static TensorData concatVectors(String name, java.util.List<TensorData> parts) {
+        DType dtype = parts.getFirst().dtype();
+        long total = 0;
+        for (TensorData part : parts) {
+            if (part.rank() != 1 || part.dtype() != dtype) {
+                throw new IllegalArgumentException(name + ": cannot join " + part + " to " + parts.getFirst()
+                        + " (1-D tensors of one dtype needed)");
+            }
+            total += part.dim(0);
+        }
+        MemorySegment data = MemorySegment.ofArray(new byte[Math.toIntExact(total * dtype.byteSize())]);
+        long offset = 0;
+        for (TensorData part : parts) {
+            long bytes = part.elementCount() * dtype.byteSize();
+            MemorySegment.copy(part.data(), 0, data, offset, bytes);
+            offset += bytes;
+        }
+        return new TensorData(name, dtype, new long[] {total}, data);
+    }
+
     @Override
     public String toString() {
         return name + " " + dtype + Arrays.toString(shape);

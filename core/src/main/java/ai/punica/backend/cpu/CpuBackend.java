@@ -177,6 +177,9 @@ public final class CpuBackend implements Backend {
         if (parts.isEmpty()) {
             throw new IllegalArgumentException("concatRows " + name + ": no parts");
         }
+        if (parts.stream().allMatch(p -> p.rank() == 1)) {
+            return loadWeight(TensorData.concatVectors(name, parts)); // fused bias: one [1, Σn] row
+        }
         DType dtype = parts.getFirst().dtype();
         int cols = weightShape("concatRows " + name, parts.getFirst())[1];
         long rows = 0;

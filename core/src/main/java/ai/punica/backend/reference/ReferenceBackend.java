@@ -65,6 +65,9 @@ public final class ReferenceBackend implements Backend {
         if (parts.isEmpty()) {
             throw new IllegalArgumentException("concatRows " + name + ": no parts");
         }
+        if (parts.stream().allMatch(p -> p.rank() == 1)) {
+            return loadWeight(TensorData.concatVectors(name, parts)); // fused bias: one [1, Σn] row
+        }
         DType dtype = parts.getFirst().dtype();
         long cols = parts.getFirst().shape().length == 2 ? parts.getFirst().dim(1) : parts.getFirst().dim(0);
         long rows = 0;
