@@ -28,8 +28,9 @@ class ReferenceLogitsTest {
                 "translate", Fixtures.adapter("translate"), "sort", Fixtures.adapter("sort"));
     }
 
+    /** CPU only: the reference backend (scalar, double sums) takes minutes over 40 runs; it runs the mixed batch. */
     @ParameterizedTest
-    @ValueSource(strings = {"cpu", "reference"})
+    @ValueSource(strings = {"cpu"})
     void everyPromptWithEveryAdapterMatchesHfLogits(String backend) {
         HfReference ref = HfReference.load();
         try (ModelHarness harness = new ModelHarness(Fixtures.model(), adapters(), backend)) {
