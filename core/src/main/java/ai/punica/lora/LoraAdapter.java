@@ -1,0 +1,240 @@
+package ai.punica.lora;
+
+import ai.punica.model.ModelConfig;
+import ai.punica.model.ModelFormatException;
+import ai.punica.model.Projection;
+import ai.punica.model.SafeTensors;
+import ai.punica.model.TensorData;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.Collections;
+import java.util.EnumSet;
+import java.util.Set;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+
+/**
+ * A PEFT LoRA adapter in host memory: {@code adapter_config.json} plus {@code adapter_model.safetensors}
+ * (memory-mapped; A and B are slices). Loading validates every tensor against the config and the base model,
+ * so a mismatched adapter fails here, naming the tensor, rather than corrupting a shared batch later.
+ *
+ * <p>For an adapted projection of layer l: {@code y += scale · (x · Aᵀ) · Bᵀ} with
+ * A = {@code lora_A.weight} [r, inFeatures] and B = {@code lora_B.weight} [outFeatures, r].
+ */
+public final class LoraAdapter implements AutoCloseable {
+
+    public static final String CONFIG_FILE = "adapter_config.json";
+    public static final String WEIGHTS_FILE = "adapter_model.safetensors";
+
+    /** PEFT's saved keys; older writers kept the adapter name ("default") before ".weight". */
+    private static final Pattern KEY = Pattern.compile(
+            "base_model\\.model\\.model\\.layers\\.(\\d{1,6})\\.(\\w+)\\.(\\w+)\\.lora_([AB])(\\.default)?\\.weight");
+
+    private final String name;
+    private final Path directory;
+    private final LoraAdapterConfig config;
+    private final SafeTensors weights;
+    private final TensorData[][] a;
+    private final TensorData[][] b;
+    private final int[][] ranks;
+    private final float[][] scales;
+    private final Set<Projection> targets;
+    private final int maxRank;
+    private final long sizeBytes;
+
+    private LoraAdapter(String name, Path directory, LoraAdapterConfig config, SafeTensors weights, TensorData[][] a,
+            TensorData[][] b, int[][] ranks, float[][] scales) {
+        this.name = name;
+        this.directory = directory;
+        this.config = config;
+        this.weights = weights;
+        this.a = a;
+        this.b = b;
+        this.ranks = ranks;
+        this.scales = scales;
+        EnumSet<Projection> adapted = EnumSet.noneOf(Projection.class);
+        int max = 0;
+        long bytes = 0;
+        for (int layer = 0; layer < a.length; layer++) {
+            for (Projection p : Projection.values()) {
+                if (a[layer][p.ordinal()] != null) {
+                    adapted.add(p);
+                    max = Math.max(max, ranks[layer][p.ordinal()]);
+                    bytes += a[layer][p.ordinal()].data().byteSize() + b[layer][p.ordinal()].data().byteSize();
+                }
+            }
+        }
+        this.targets = Collections.unmodifiableSet(adapted);
+        this.maxRank = max;
+        this.sizeBytes = bytes;
+    }
+
+    /**
+     * Loads the adapter in {@code dir} and checks it against {@code base}; {@link ModelFormatException} names
+     * the file and the field or tensor that does not fit.
+     */
+    public static LoraAdapter load(String name, Path dir, ModelConfig base) {
+        LoraAdapterConfig config = LoraAdapterConfig.load(dir.resolve(CONFIG_FILE));
+        Path file = dir.resolve(WEIGHTS_FILE);
+        if (!Files.isRegularFile(file)) {
+            String hint = Files.exists(dir.resolve("adapter_model.bin"))
+                    ? "; it has adapter_model.bin (PyTorch pickle), which Punica-J does not read: re-save with "
+                            + "model.save_pretrained(dir, safe_serialization=True)"
+                    : "";
+            throw new ModelFormatException(file + ": file not found" + hint);
+        }
+        SafeTensors weights = SafeTensors.open(file);
+        try {
+            return validate(name, dir, config, weights, base);
+        } catch (RuntimeException e) {
+            weights.close();
+            throw e;
+        }
+    }
+
+    private static LoraAdapter validate(String name, Path dir, LoraAdapterConfig config, SafeTensors weights,
+            ModelConfig base) {
+        Path file = weights.file();
+        int layers = base.numLayers();
+        int kinds = Projection.values().length;
+        TensorData[][] a = new TensorData[layers][kinds];
+        TensorData[][] b = new TensorData[layers][kinds];
+        for (String key : weights.names()) {
+            Matcher m = KEY.matcher(key);
+            Projection p = m.matches() ? Projection.fromModuleName(m.group(3)) : null;
+            if (p == null || !p.parent().equals(m.group(2))) {
+                throw new ModelFormatException(file + ": unexpected tensor '" + key + "'; a LoRA adapter for "
+                        + "Punica-J holds only base_model.model.model.layers.N.{self_attn,mlp}.<projection>.lora_{A,B}"
+                        + ".weight (no embeddings, lm_head, biases, DoRA magnitudes or saved modules)");
+            }
+            int layer = Integer.parseInt(m.group(1));
+            if (layer >= layers) {
+                throw new ModelFormatException(file + ": tensor '" + key + "' is for layer " + layer
+                        + " but the base model has " + layers + " layers (0.." + (layers - 1)
+                        + "); was the adapter trained for a different base model?");
+            }
+            if (!config.adapts(layer, p)) {
+                throw new ModelFormatException(file + ": tensor '" + key + "' adapts " + p.modulePath(layer)
+                        + ", which target_modules in " + CONFIG_FILE + " does not select");
+            }
+            TensorData[][] slot = m.group(4).equals("A") ? a : b;
+            if (slot[layer][p.ordinal()] != null) {
+                throw new ModelFormatException(file + ": tensor '" + key + "' duplicates '"
+                        + slot[layer][p.ordinal()].name() + "'; keep one of them");
+            }
+            slot[layer][p.ordinal()] = weights.get(key);
+        }
+
+        int[][] ranks = new int[layers][kinds];
+        float[][] scales = new float[layers][kinds];
+        for (int layer = 0; layer < layers; layer++) {
+            for (Projection p : Projection.values()) {
+                int i = p.ordinal();
+                if (!config.adapts(layer, p)) {
+                    continue;
+                }
+                String prefix = "base_model.model." + p.modulePath(layer);
+                if (a[layer][i] == null || b[layer][i] == null) {
+                    throw new ModelFormatException(file + ": " + CONFIG_FILE + " targets " + p.modulePath(layer)
+                            + " but there is no tensor '" + prefix + (a[layer][i] == null ? ".lora_A" : ".lora_B")
+                            + ".weight'; the adapter file is incomplete or was saved with different target_modules");
+                }
+                int r = config.rank(layer, p);
+                int in = p.inFeatures(base);
+                int out = p.outFeatures(base);
+                checkShape(file, a[layer][i], new long[] {r, in}, "[r, in_features]", r, p, base);
+                checkShape(file, b[layer][i], new long[] {out, r}, "[out_features, r]", r, p, base);
+                ranks[layer][i] = r;
+                scales[layer][i] = config.scale(layer, p);
+            }
+        }
+        return new LoraAdapter(name, dir, config, weights, a, b, ranks, scales);
+    }
+
+    private static void checkShape(Path file, TensorData t, long[] expected, String layout, int r, Projection p,
+            ModelConfig base) {
+        if (!Arrays.equals(t.shape(), expected)) {
+            throw new ModelFormatException(file + ": tensor '" + t.name() + "' has shape " + Arrays.toString(t.shape())
+                    + " but " + Arrays.toString(expected) + " = " + layout + " was expected, with r = " + r + " from "
+                    + CONFIG_FILE + " (r / rank_pattern) and " + p.moduleName() + " of the base model being ["
+                    + p.outFeatures(base) + " out, " + p.inFeatures(base) + " in]; was the adapter trained for this base model?");
+        }
+    }
+
+    public String name() {
+        return name;
+    }
+
+    public Path directory() {
+        return directory;
+    }
+
+    public LoraAdapterConfig config() {
+        return config;
+    }
+
+    /** The base model's layer count this adapter was validated against. */
+    public int numLayers() {
+        return a.length;
+    }
+
+    /** Projections adapted in at least one layer. */
+    public Set<Projection> targets() {
+        return targets;
+    }
+
+    public boolean adapts(int layer, Projection p) {
+        return a[checkLayer(layer)][p.ordinal()] != null;
+    }
+
+    /** lora_A [r, inFeatures], or null if this projection is not adapted. */
+    public TensorData loraA(int layer, Projection p) {
+        return a[checkLayer(layer)][p.ordinal()];
+    }
+
+    /** lora_B [outFeatures, r], or null if this projection is not adapted. */
+    public TensorData loraB(int layer, Projection p) {
+        return b[checkLayer(layer)][p.ordinal()];
+    }
+
+    /** r of this projection (rank_pattern honoured); 0 if not adapted. */
+    public int rank(int layer, Projection p) {
+        return ranks[checkLayer(layer)][p.ordinal()];
+    }
+
+    /** alpha/r or alpha/√r (alpha_pattern, rank_pattern and use_rslora honoured); 0 if not adapted. */
+    public float scale(int layer, Projection p) {
+        return scales[checkLayer(layer)][p.ordinal()];
+    }
+
+    /** The largest r over adapted projections. */
+    public int maxRank() {
+        return maxRank;
+    }
+
+    /** Bytes of all A and B tensors as stored (what this adapter costs the host cache). */
+    public long sizeBytes() {
+        return sizeBytes;
+    }
+
+    private int checkLayer(int layer) {
+        if (layer < 0 || layer >= a.length) {
+            throw new IndexOutOfBoundsException("layer " + layer + " of adapter '" + name + "'; the base model has "
+                    + a.length + " layers");
+        }
+        return layer;
+    }
+
+    /** Unmaps the weights; tensors handed out become unusable. */
+    @Override
+    public void close() {
+        weights.close();
+    }
+
+    @Override
+    public String toString() {
+        return "LoraAdapter[" + name + ", " + directory + ", targets=" + targets + ", maxRank=" + maxRank + ", "
+                + sizeBytes + " bytes]";
+    }
+}

@@ -1,0 +1,132 @@
+package ai.punica.model;
+
+import ai.punica.backend.DType;
+import com.fasterxml.jackson.core.JsonProcessingException;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.channels.FileChannel;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import java.util.TreeMap;
+
+/**
+ * Writes a {@code .safetensors} file the way the Python library does (header padded with spaces to a
+ * multiple of 8 bytes, tensors back to back in name order). Used by the fixture tooling and by tests that
+ * need valid checkpoints and adapters to corrupt.
+ */
+public final class SafeTensorsWriter {
+
+    private static final ValueLayout.OfShort SHORT_LE =
+            ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+    private static final ValueLayout.OfFloat FLOAT_LE =
+            ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+
+    private final Map<String, TensorData> tensors = new TreeMap<>();
+    private final Map<String, String> metadata = new LinkedHashMap<>();
+
+    /** Adds a tensor (its bytes are copied when {@link #write} runs, not now). */
+    public SafeTensorsWriter add(TensorData tensor) {
+        long expected = tensor.elementCount() * tensor.dtype().byteSize();
+        if (tensor.data().byteSize() != expected) {
+            throw new IllegalArgumentException(tensor + " has " + tensor.data().byteSize() + " bytes of data, expected "
+                    + expected);
+        }
+        if (tensors.putIfAbsent(tensor.name(), tensor) != null) {
+            throw new IllegalArgumentException("tensor '" + tensor.name() + "' added twice");
+        }
+        return this;
+    }
+
+    /** Adds a tensor of any rank from floats, stored as {@code dtype}. */
+    public SafeTensorsWriter add(String name, DType dtype, long[] shape, float[] values) {
+        return add(tensor(name, dtype, shape, values));
+    }
+
+    public SafeTensorsWriter metadata(String key, String value) {
+        metadata.put(key, value);
+        return this;
+    }
+
+    /** A heap tensor of any rank from floats, stored as {@code dtype}. */
+    public static TensorData tensor(String name, DType dtype, long[] shape, float[] values) {
+        long n = 1;
+        for (long d : shape) {
+            n *= d;
+        }
+        if (n != values.length) {
+            throw new IllegalArgumentException(name + ": " + values.length + " values for shape " + Arrays.toString(shape));
+        }
+        MemorySegment seg = MemorySegment.ofArray(new byte[values.length * dtype.byteSize()]);
+        for (int i = 0; i < values.length; i++) {
+            switch (dtype) {
+                case F32 -> seg.set(FLOAT_LE, i * 4L, values[i]);
+                case BF16 -> seg.set(SHORT_LE, i * 2L, DType.floatToBf16(values[i]));
+                case F16 -> seg.set(SHORT_LE, i * 2L, DType.floatToF16(values[i]));
+            }
+        }
+        return new TensorData(name, dtype, shape, seg);
+    }
+
+    /** The header JSON as it will be written (before padding). */
+    public String headerJson() {
+        ObjectNode header = JsonFields.JSON.createObjectNode();
+        if (!metadata.isEmpty()) {
+            ObjectNode meta = header.putObject("__metadata__");
+            metadata.forEach(meta::put);
+        }
+        long offset = 0;
+        for (TensorData t : tensors.values()) {
+            ObjectNode entry = header.putObject(t.name());
+            entry.put("dtype", t.dtype().safetensorsName());
+            ArrayNode shape = entry.putArray("shape");
+            for (long d : t.shape()) {
+                shape.add(d);
+            }
+            long size = t.data().byteSize();
+            entry.putArray("data_offsets").add(offset).add(offset + size);
+            offset += size;
+        }
+        try {
+            return JsonFields.JSON.writeValueAsString(header);
+        } catch (JsonProcessingException e) {
+            throw new IllegalStateException(e);
+        }
+    }
+
+    public void write(Path file) {
+        byte[] json = headerJson().getBytes(StandardCharsets.UTF_8);
+        // Pad with spaces so the data section starts 8-byte aligned, as the Python writer does.
+        int padded = (json.length + 7) & ~7;
+        ByteBuffer prefix = ByteBuffer.allocate(8 + padded).order(ByteOrder.LITTLE_ENDIAN);
+        prefix.putLong(padded).put(json);
+        while (prefix.hasRemaining()) {
+            prefix.put((byte) ' ');
+        }
+        prefix.flip();
+        try (FileChannel channel = FileChannel.open(file, StandardOpenOption.CREATE, StandardOpenOption.WRITE,
+                StandardOpenOption.TRUNCATE_EXISTING)) {
+            writeFully(channel, prefix);
+            for (TensorData t : tensors.values()) {
+                writeFully(channel, ByteBuffer.wrap(t.data().toArray(ValueLayout.JAVA_BYTE)));
+            }
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot write " + file, e);
+        }
+    }
+
+    private static void writeFully(FileChannel channel, ByteBuffer buffer) throws IOException {
+        while (buffer.hasRemaining()) {
+            channel.write(buffer);
+        }
+    }
+}
