@@ -134,12 +134,12 @@ final class ServeCommand implements Callable<Integer> {
 
     private Map<String, Path> parseAdapters() {
         Map<String, Path> out = new LinkedHashMap<>();
-        for (String spec : adapters) {
-            int eq = spec.indexOf('=');
-            Path dir = Path.of(eq > 0 ? spec.substring(eq + 1) : spec);
-            String name = eq > 0 ? spec.substring(0, eq) : dir.toAbsolutePath().normalize().getFileName().toString();
+        for (String arg : adapters) {
+            int eq = arg.indexOf('=');
+            Path dir = Path.of(eq > 0 ? arg.substring(eq + 1) : arg);
+            String name = eq > 0 ? arg.substring(0, eq) : dir.toAbsolutePath().normalize().getFileName().toString();
             if (!Files.isRegularFile(dir.resolve("adapter_config.json"))) {
-                throw new ParameterException(this.spec.commandLine(), "--adapters " + spec + ": " + dir
+                throw new ParameterException(this.spec.commandLine(), "--adapters " + arg + ": " + dir
                         + " has no adapter_config.json (expected a PEFT adapter directory)");
             }
             if (out.put(name, dir) != null) {

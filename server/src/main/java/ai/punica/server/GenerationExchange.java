@@ -164,8 +164,12 @@ final class GenerationExchange {
                 }
                 for (var entry : pending.entrySet()) {
                     Pending p = entry.getValue();
-                    if (!p.text.isEmpty() || !p.logprobs.isEmpty() || p.finish != null) {
-                        sse.data(responses.chunk(entry.getKey(), p.text.toString(), p.logprobs, p.finish));
+                    if (!p.text.isEmpty() || !p.logprobs.isEmpty()) {
+                        sse.data(responses.chunk(entry.getKey(), p.text.toString(), p.logprobs, null));
+                    }
+                    // The finish reason always gets a chunk of its own with an empty delta, as OpenAI sends it.
+                    if (p.finish != null) {
+                        sse.data(responses.chunk(entry.getKey(), "", null, p.finish));
                     }
                 }
                 if (error != null) {
