@@ -15,6 +15,7 @@ import com.openai.models.chat.completions.ChatCompletionChunk;
 import com.openai.models.chat.completions.ChatCompletionCreateParams;
 import com.openai.models.chat.completions.ChatCompletionStreamOptions;
 import com.openai.models.completions.Completion;
+import com.openai.models.completions.CompletionChoice;
 import com.openai.models.completions.CompletionCreateParams;
 import com.openai.models.models.Model;
 import java.time.Duration;
@@ -71,7 +72,7 @@ class OpenAiSdkTest {
             if (!text.trim().equals(c.expected())) {
                 wrong.add(c.prompt() + " -> " + text + " (expected " + c.expected() + ")");
             }
-            assertThat(r.choices().getFirst().finishReason()).isEqualTo(Completion.Choice.FinishReason.STOP);
+            assertThat(r.choices().getFirst().finishReason()).isEqualTo(CompletionChoice.FinishReason.STOP);
             assertThat(r.id()).startsWith("cmpl-");
             assertThat(r.model()).isEqualTo(TestServers.modelFor(skill));
             var usage = r.usage().orElseThrow();
@@ -105,7 +106,7 @@ class OpenAiSdkTest {
         EvalCase c = TestServers.eval(skill, 1).getFirst();
         String whole = client.completions().create(completion(skill, c.prompt())).choices().getFirst().text();
         StringBuilder streamed = new StringBuilder();
-        List<Optional<Completion.Choice.FinishReason>> reasons = new ArrayList<>();
+        List<Optional<CompletionChoice.FinishReason>> reasons = new ArrayList<>();
         try (StreamResponse<Completion> stream = client.completions().createStreaming(completion(skill, c.prompt()))) {
             stream.stream().forEach(chunk -> chunk.choices().forEach(choice -> {
                 streamed.append(choice.text());
@@ -114,7 +115,7 @@ class OpenAiSdkTest {
         }
         assertThat(streamed.toString()).isEqualTo(whole);
         assertThat(whole.trim()).isEqualTo(c.expected());
-        assertThat(reasons.getLast()).contains(Completion.Choice.FinishReason.STOP);
+        assertThat(reasons.getLast()).contains(CompletionChoice.FinishReason.STOP);
     }
 
     @ParameterizedTest
@@ -164,10 +165,10 @@ class OpenAiSdkTest {
         var params = CompletionCreateParams.builder().model("reverse").prompt(c.prompt()).maxTokens(8).n(4)
                 .temperature(1.0).seed(7).build();
         Completion r = client.completions().create(params);
-        assertThat(r.choices()).extracting(Completion.Choice::index).containsExactly(0L, 1L, 2L, 3L);
+        assertThat(r.choices()).extracting(CompletionChoice::index).containsExactly(0L, 1L, 2L, 3L);
         Completion again = client.completions().create(params);
-        assertThat(again.choices()).extracting(Completion.Choice::text)
-                .containsExactlyElementsOf(r.choices().stream().map(Completion.Choice::text).toList());
+        assertThat(again.choices()).extracting(CompletionChoice::text)
+                .containsExactlyElementsOf(r.choices().stream().map(CompletionChoice::text).toList());
     }
 
     @Test
@@ -184,9 +185,12 @@ class OpenAiSdkTest {
                 .model("no-such-adapter").build()))
                 .isInstanceOf(NotFoundException.class)
                 .hasMessageContaining("The model `no-such-adapter` does not exist.");
-        try (OpenAIClient wrongKey = OpenAIOkHttpClient.builder().baseUrl(server.baseUrl() + "/v1").apiKey("sk-wrong")
-                .maxRetries(0).build()) {
+        OpenAIClient wrongKey = OpenAIOkHttpClient.builder().baseUrl(server.baseUrl() + "/v1").apiKey("sk-wrong")
+                .maxRetries(0).build();
+        try {
             assertThatThrownBy(() -> wrongKey.models().list()).isInstanceOf(UnauthorizedException.class);
+        } finally {
+            wrongKey.close();
         }
     }
 }
