@@ -28,6 +28,7 @@ import sun.misc.Signal;
 @Command(name = "serve", mixinStandardHelpOptions = true,
         description = "Serve the base model and its LoRA adapters over an OpenAI-compatible HTTP API.")
 final class ServeCommand implements Callable<Integer> {
+    static final String DEMO_MODEL_NAME = "punica-demo";
 
     @Spec
     CommandSpec spec;
@@ -36,7 +37,7 @@ final class ServeCommand implements Callable<Integer> {
     Path model;
 
     @Option(names = "--served-model-name", description = "Id of the base model in the API (default: the model "
-            + "directory's name).")
+            + "directory's name; punica-demo for the bundled model).")
     String servedModelName;
 
     @Option(names = "--adapters", arity = "1..*", paramLabel = "[NAME=]DIR",
@@ -109,6 +110,8 @@ final class ServeCommand implements Callable<Integer> {
                 .adapters(adapterDirs);
         if (servedModelName != null) {
             builder.modelName(servedModelName);
+        } else if (model == null) {
+            builder.modelName(DEMO_MODEL_NAME); // not "model", the bundled directory's name
         }
         String key = apiKey != null ? apiKey : System.getenv("PUNICA_API_KEY");
         try (var runtime = builder.build()) {
