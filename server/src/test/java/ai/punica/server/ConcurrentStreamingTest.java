@@ -105,6 +105,7 @@ class ConcurrentStreamingTest {
         List<Job> jobs = jobs(STREAMS);
         List<Future<String>> answers = new ArrayList<>();
         List<Socket> hungUp = new ArrayList<>();
+        long generatedBefore = runtime.engine().stats().generationTokens();
         try (ExecutorService pool = Executors.newVirtualThreadPerTaskExecutor()) {
             for (int i = 0; i < jobs.size(); i++) {
                 Job job = jobs.get(i);
@@ -129,6 +130,10 @@ class ConcurrentStreamingTest {
         assertThat(hungUp).hasSize(16);
         awaitKvPoolEmpty();
         assertThat(runtime.engine().liveRequestIds()).isEmpty();
+        // Uncancelled, the 16 would have generated 16 × 900 tokens; cancelled on their next write,
+        // they stop after a handful each (the 48 others generate at most 32 each).
+        long generated = runtime.engine().stats().generationTokens() - generatedBefore;
+        assertThat(generated).isLessThan(48 * 32 + 16 * 100);
     }
 
     /** Every request is gone from the engine and has returned its pages (cancellation took effect). */

@@ -66,13 +66,19 @@ final class Http {
         }
     }
 
-    /** The {@code data:} payloads of an SSE body, in order, checking the framing on the way. */
+    /**
+     * The {@code data:} payloads of an SSE body, in order, checking the framing on the way. Comment
+     * frames ({@code : keep-alive}, sent when the engine is silent for long) are skipped, as clients do.
+     */
     static List<String> sseData(String body) {
         if (!body.endsWith("\n\n")) {
             throw new AssertionError("SSE body does not end with a blank line: " + body);
         }
         List<String> out = new ArrayList<>();
         for (String frame : body.substring(0, body.length() - 2).split("\n\n", -1)) {
+            if (frame.startsWith(": ") && !frame.contains("\n")) {
+                continue;
+            }
             if (!frame.startsWith("data: ") || frame.contains("\n")) {
                 throw new AssertionError("not a single-line data frame: [" + frame + "]");
             }
