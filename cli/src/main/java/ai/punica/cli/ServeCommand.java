@@ -114,7 +114,15 @@ final class ServeCommand implements Callable<Integer> {
             builder.modelName(DEMO_MODEL_NAME); // not "model", the bundled directory's name
         }
         String key = apiKey != null ? apiKey : System.getenv("PUNICA_API_KEY");
-        try (var runtime = builder.build()) {
+        EngineBuilder.Runtime built;
+        try {
+            built = builder.build();
+        } catch (RuntimeException e) {
+            // Bad model or adapter files, unknown backend, sizes that do not fit: say what, not a stack trace.
+            System.err.println("punica serve: cannot start the engine: " + e.getMessage());
+            return 1;
+        }
+        try (var runtime = built) {
             PunicaServer server = PunicaServer.builder().runtime(runtime).host(host).port(port).apiKey(key)
                     .adapterRoots(roots).maxBodyBytes(maxBodyBytes).modelRoot(modelDir.toString()).build().start();
             CountDownLatch stopped = new CountDownLatch(1);
@@ -124,7 +132,11 @@ final class ServeCommand implements Callable<Integer> {
             };
             // Handled signals (not a shutdown hook), so the process drains requests and exits 0, not 143.
             for (String signal : List.of("TERM", "INT")) {
-                Signal.handle(new Signal(signal), s -> Thread.ofPlatform().name("punica-stop").start(stop));
+                try {
+                    Signal.handle(new Signal(signal), s -> Thread.ofPlatform().name("punica-stop").start(stop));
+                } catch (IllegalArgumentException e) {
+                    // SIGINT is ignored in background jobs and cannot be handled then; SIGTERM still works.
+                }
             }
             System.out.println("Punica-J serving " + runtime.engine().baseModelName()
                     + (adapterDirs.isEmpty() ? "" : " with adapters " + String.join(", ", adapterDirs.keySet()))
