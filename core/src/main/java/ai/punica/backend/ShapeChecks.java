@@ -1,0 +1,165 @@
+package ai.punica.backend;
+
+/**
+ * Argument checks shared by every backend. Each failure is an {@link IllegalArgumentException} whose
+ * message names the operation, the tensor and the shapes involved, e.g.
+ * {@code "matmul: x [3, 4095] F32 has 4095 columns, w model.layers.0.q_proj.weight [4096, 4096] BF16 needs 4096"}.
+ * Only shapes and indices are checked here; which tensors a backend accepts is checked by the backend.
+ */
+public final class ShapeChecks {
+    private ShapeChecks() {
+    }
+
+    public static IllegalArgumentException fail(String op, String message) {
+        return new IllegalArgumentException(op + ": " + message);
+    }
+
+    public static void require(boolean condition, String op, String message) {
+        if (!condition) {
+            throw fail(op, message);
+        }
+    }
+
+    /** {@code t} is float32 (activations are). */
+    public static void requireF32(String op, String role, Tensor t) {
+        if (t.dtype() != DType.F32) {
+            throw fail(op, role + " " + t + " must be a float32 activation, not " + t.dtype());
+        }
+    }
+
+    public static void requireShape(String op, String role, Tensor t, int rows, int cols) {
+        if (t.rows() != rows || t.cols() != cols) {
+            throw fail(op, role + " " + t + " must be [" + rows + ", " + cols + "]");
+        }
+    }
+
+    public static void requireCols(String op, String role, Tensor t, int cols, String why) {
+        if (t.cols() != cols) {
+            throw fail(op, role + " " + t + " has " + t.cols() + " columns, " + why + " needs " + cols);
+        }
+    }
+
+    public static void requireRows(String op, String role, Tensor t, int rows, String why) {
+        if (t.rows() != rows) {
+            throw fail(op, role + " " + t + " has " + t.rows() + " rows, " + why + " needs " + rows);
+        }
+    }
+
+    public static void requireAtLeastRows(String op, String role, Tensor t, int rows, String why) {
+        if (t.rows() < rows) {
+            throw fail(op, role + " " + t + " has " + t.rows() + " rows, " + why + " needs at least " + rows);
+        }
+    }
+
+    /** {@code matmul}: x [R, K], w [O, K], bias [1, O] or null, out [R, O]. */
+    public static void checkMatmul(Tensor x, Tensor w, Tensor bias, Tensor out) {
+        requireF32("matmul", "x", x);
+        requireF32("matmul", "out", out);
+        requireCols("matmul", "x", x, w.cols(), "w " + w);
+        requireShape("matmul", "out", out, x.rows(), w.rows());
+        if (bias != null) {
+            requireShape("matmul", "bias", bias, 1, w.rows());
+        }
+    }
+
+    /** {@code rope}: positions per row, heads within the row, head size = 2 · rope.halfDim(). */
+    public static void checkRope(Tensor x, int[] positions, RopeTable rope, int numHeads, int headDim) {
+        requireF32("rope", "x", x);
+        require(positions.length == x.rows(), "rope",
+                positions.length + " positions for x " + x + " (one per row needed)");
+        require(headDim == 2 * rope.halfDim(), "rope",
+                "headDim " + headDim + " but the rope table has " + rope.halfDim() + " frequencies (needs headDim / 2)");
+        require(numHeads >= 0 && (long) numHeads * headDim <= x.cols(), "rope",
+                numHeads + " heads of " + headDim + " do not fit in x " + x);
+        for (int r = 0; r < positions.length; r++) {
+            require(positions[r] >= 0, "rope", "positions[" + r + "] = " + positions[r] + " is negative");
+        }
+    }
+
+    /** {@code appendKv}: key and value column ranges inside qkv, one valid slot per row. */
+    public static void checkAppendKv(KvStorage kv, int layer, Tensor qkv, int kCol, int vCol, int[] slotMapping) {
+        requireF32("appendKv", "qkv", qkv);
+        int kvCols = kv.numKvHeads() * kv.headDim();
+        require(layer >= 0 && layer < kv.numLayers(), "appendKv", "layer " + layer + " of " + kv.numLayers());
+        require(kCol >= 0 && kCol + kvCols <= qkv.cols(), "appendKv",
+                "key columns [" + kCol + ", " + (kCol + kvCols) + ") are outside qkv " + qkv);
+        require(vCol >= 0 && vCol + kvCols <= qkv.cols(), "appendKv",
+                "value columns [" + vCol + ", " + (vCol + kvCols) + ") are outside qkv " + qkv);
+        require(slotMapping.length == qkv.rows(), "appendKv",
+                "slotMapping has " + slotMapping.length + " entries for qkv " + qkv + " (one per row needed)");
+        long slots = (long) kv.numPages() * kv.pageSize();
+        for (int r = 0; r < slotMapping.length; r++) {
+            require(slotMapping[r] >= 0 && slotMapping[r] < slots, "appendKv",
+                    "slotMapping[" + r + "] = " + slotMapping[r] + " is outside [0, " + slots + ")");
+        }
+    }
+
+    /** {@code attention}: batch consistent with qkv/out rows, heads with the KV storage, pages in range. */
+    public static void checkAttention(Tensor qkv, KvStorage kv, int layer, AttentionBatch batch,
+                                      AttentionShape shape, Tensor out) {
+        String op = "attention";
+        requireF32(op, "qkv", qkv);
+        requireF32(op, "out", out);
+        require(layer >= 0 && layer < kv.numLayers(), op, "layer " + layer + " of " + kv.numLayers());
+        require(shape.numKvHeads() == kv.numKvHeads() && shape.headDim() == kv.headDim(), op,
+                "shape " + shape + " does not match the KV storage (" + kv.numKvHeads() + " KV heads of "
+                        + kv.headDim() + ")");
+        require(batch.pageSize() == kv.pageSize(), op,
+                "batch page size " + batch.pageSize() + " but the KV storage has " + kv.pageSize());
+        require(shape.qCols() <= qkv.cols(), op, "qkv " + qkv + " has fewer than " + shape.qCols() + " query columns");
+        require(shape.slidingWindow() >= 0, op, "slidingWindow " + shape.slidingWindow() + " is negative");
+        int sequences = batch.numSequences();
+        require(batch.queryStarts().length == sequences + 1 && batch.pageTableStarts().length == sequences, op,
+                "queryStarts has " + batch.queryStarts().length + " and pageTableStarts "
+                        + batch.pageTableStarts().length + " entries for " + sequences + " sequences");
+        require(batch.queryStarts()[0] == 0, op, "queryStarts[0] = " + batch.queryStarts()[0] + ", must be 0");
+        requireRows(op, "qkv", qkv, batch.numRows(), "the batch's queryStarts");
+        requireShape(op, "out", out, qkv.rows(), shape.qCols());
+        for (int s = 0; s < sequences; s++) {
+            int queries = batch.queryStarts()[s + 1] - batch.queryStarts()[s];
+            int context = batch.contextLens()[s];
+            require(queries >= 0, op, "queryStarts is decreasing at sequence " + s);
+            require(context >= queries, op,
+                    "sequence " + s + " has " + queries + " query rows but contextLen " + context);
+            int pages = (context + batch.pageSize() - 1) / batch.pageSize();
+            int start = batch.pageTableStarts()[s];
+            require(start >= 0 && start + pages <= batch.pageTables().length, op,
+                    "sequence " + s + " needs pageTables[" + start + ", " + (start + pages) + ") of "
+                            + batch.pageTables().length);
+            for (int p = start; p < start + pages; p++) {
+                int page = batch.pageTables()[p];
+                require(page >= 0 && page < kv.numPages(), op,
+                        "pageTables[" + p + "] = " + page + " is outside [0, " + kv.numPages() + ")");
+            }
+        }
+    }
+
+    /** Segments are ordered, inside {@code rows}, and name slots that exist. */
+    public static void checkSegments(String op, Segments segments, LoraWeights weights, int rows) {
+        int[] starts = segments.starts();
+        require(starts[0] >= 0, op, "segment starts[0] = " + starts[0] + " is negative");
+        for (int i = 0; i < segments.count(); i++) {
+            require(starts[i + 1] >= starts[i], op, "segment starts decrease at " + i + ": " + starts[i] + " > " + starts[i + 1]);
+            int slot = segments.slots()[i];
+            require(slot >= -1 && slot < weights.slots(), op,
+                    "segment " + i + " names slot " + slot + " of " + weights.slots());
+        }
+        require(segments.rows() <= rows, op, "segments cover " + segments.rows() + " rows, the tensors have " + rows);
+    }
+
+    /** LoRA A of a used slot is [rank, in]. */
+    public static void checkLoraA(String op, LoraWeights weights, int slot, int inFeatures) {
+        Tensor a = weights.a()[slot];
+        int rank = weights.rank()[slot];
+        require(a.rows() == rank && a.cols() == inFeatures, op,
+                "lora A of slot " + slot + " " + a + " must be [rank " + rank + ", in " + inFeatures + "]");
+    }
+
+    /** LoRA B of a used slot is [out, rank]. */
+    public static void checkLoraB(String op, LoraWeights weights, int slot) {
+        Tensor b = weights.b()[slot];
+        require(b != null, op, "lora B of slot " + slot + " is missing while A is present");
+        require(b.cols() == weights.rank()[slot], op,
+                "lora B of slot " + slot + " " + b + " must have rank " + weights.rank()[slot] + " columns");
+    }
+}

@@ -1,0 +1,685 @@
+package ai.punica.backend.cpu;
+
+import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
+
+import ai.punica.backend.AttentionBatch;
+import ai.punica.backend.AttentionShape;
+import ai.punica.backend.Backend;
+import ai.punica.backend.DType;
+import ai.punica.backend.KvStorage;
+import ai.punica.backend.LoraWeights;
+import ai.punica.backend.RopeTable;
+import ai.punica.backend.Segments;
+import ai.punica.backend.ShapeChecks;
+import ai.punica.backend.Tensor;
+import ai.punica.model.TensorData;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.util.ArrayList;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Set;
+import java.util.concurrent.atomic.AtomicBoolean;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The pure-Java backend: float32 activations and KV cache in native memory, weights read in their
+ * stored dtype straight from the (memory-mapped) checkpoint, every operation cut into pieces that run
+ * on a fixed pool of threads. The loops themselves are {@link CpuKernels}: Vector API kernels when
+ * {@code jdk.incubator.vector} is present, scalar ones otherwise.
+ *
+ * <pre>
+ *   matmul / SGMV ──► Gemm pieces (split over weight rows, or x rows when there are few outputs) ──► kernels.gemm
+ *   attention     ──► (sequence, KV head, ≤16 query rows) pieces ──► dot / expInPlace / axpy per head
+ *   row-wise ops  ──► row ranges ──► kernels.*
+ * </pre>
+ *
+ * <p>One thread drives a backend at a time (the engine thread); it is not safe for concurrent callers.
+ */
+public final class CpuBackend implements Backend {
+
+    private static final Logger LOG = LoggerFactory.getLogger(CpuBackend.class);
+    private static final String VECTOR_MODULE = "jdk.incubator.vector";
+    private static final AtomicBoolean MISSING_MODULE_LOGGED = new AtomicBoolean();
+
+    /** Multiply-adds below which work is not worth a task of its own (a few µs of vector code). */
+    private static final long MIN_TASK_MACS = 1 << 17;
+    /** Elements of a row-wise operation below which it is not worth a task. */
+    private static final int MIN_TASK_ELEMENTS = 1 << 15;
+    /** Query rows of one sequence per attention task (prefill chunks are cut into such pieces). */
+    private static final int ATTENTION_ROWS = 16;
+
+    /**
+     * How to build a CPU backend. {@code threads}: worker threads (default: available processors, or
+     * {@code -Dpunica.cpu.threads}); {@code vector}: use the Vector API when present (default true, or
+     * {@code -Dpunica.cpu.vector=false} to force scalar code).
+     */
+    public record Options(int threads, boolean vector) {
+        public Options {
+            if (threads < 1) {
+                throw new IllegalArgumentException("CpuBackend needs at least 1 thread, got " + threads);
+            }
+        }
+
+        public static Options defaults() {
+            int threads = Integer.getInteger("punica.cpu.threads", Runtime.getRuntime().availableProcessors());
+            boolean vector = Boolean.parseBoolean(System.getProperty("punica.cpu.vector", "true"));
+            return new Options(threads, vector);
+        }
+
+        public Options withThreads(int threads) {
+            return new Options(threads, vector);
+        }
+
+        public Options withVector(boolean vector) {
+            return new Options(threads, vector);
+        }
+    }
+
+    private final CpuKernels kernels;
+    private final WorkerPool pool;
+    private final Set<Arena> arenas = new HashSet<>();
+    /** Attention scores of one (row, head) per worker thread, grown to the longest context seen. */
+    private final ThreadLocal<float[]> scoreScratch = ThreadLocal.withInitial(() -> new float[256]);
+    /** cos and sin of one row's rotary angles per worker thread. */
+    private final ThreadLocal<float[][]> ropeScratch = ThreadLocal.withInitial(() -> new float[2][0]);
+    /** A norm weight converted to float32 (norm weights are tiny; conversion per call is cheap). */
+    private MemorySegment normWeight;
+    private Arena normArena;
+    private int nextActivation;
+    private boolean closed;
+
+    public CpuBackend() {
+        this(Options.defaults());
+    }
+
+    public CpuBackend(Options options) {
+        this.kernels = selectKernels(options.vector());
+        this.pool = new WorkerPool(options.threads());
+    }
+
+    /** Whether the Vector API module is in the boot layer (needs {@code --add-modules jdk.incubator.vector}). */
+    public static boolean vectorModulePresent() {
+        return ModuleLayer.boot().findModule(VECTOR_MODULE).isPresent();
+    }
+
+    private static CpuKernels selectKernels(boolean wantVector) {
+        if (!wantVector) {
+            return new ScalarKernels();
+        }
+        if (!vectorModulePresent()) {
+            if (MISSING_MODULE_LOGGED.compareAndSet(false, true)) {
+                LOG.warn("{} is not available: the CPU backend runs scalar code, several times slower. "
+                        + "Pass --add-modules {} to the JVM to use the Vector API.", VECTOR_MODULE, VECTOR_MODULE);
+            }
+            return new ScalarKernels();
+        }
+        return VectorKernels.create();
+    }
+
+    @Override
+    public String name() {
+        return "cpu (" + kernels.describe() + ", " + pool.threads() + " threads)";
+    }
+
+    /** Whether this backend runs the Vector API kernels. */
+    public boolean vectorized() {
+        return kernels instanceof VectorKernels;
+    }
+
+    // ---- memory ---------------------------------------------------------------------------------
+
+    @Override
+    public Tensor allocate(int rows, int cols) {
+        checkOpen("allocate");
+        if (rows < 0 || cols < 0) {
+            throw new IllegalArgumentException("allocate: [" + rows + ", " + cols + "] has a negative size");
+        }
+        Arena arena = Arena.ofShared();
+        MemorySegment segment = arena.allocate(Math.max(4L, 4L * rows * cols), 64);
+        arenas.add(arena);
+        CpuTensor.Storage storage = new CpuTensor.Storage(segment, arena, DType.F32, false);
+        return new CpuTensor(this, storage, "activation#" + nextActivation++, rows, cols, false);
+    }
+
+    /**
+     * Aliases a native (memory-mapped) weight without copying. A weight on the Java heap is copied once
+     * into native memory, so that the kernels only ever see native segments (mixing both kinds makes
+     * C2's profiles polymorphic and the vector loops slow).
+     */
+    @Override
+    public Tensor loadWeight(TensorData weight) {
+        checkOpen("loadWeight");
+        int[] shape = weightShape("loadWeight", weight);
+        long bytes = weight.elementCount() * weight.dtype().byteSize();
+        if (weight.data().byteSize() < bytes) {
+            throw new IllegalArgumentException("loadWeight: " + weight + " has only " + weight.data().byteSize()
+                    + " bytes, " + bytes + " needed");
+        }
+        MemorySegment data = weight.data().asSlice(0, bytes);
+        CpuTensor.Storage storage;
+        if (data.isNative()) {
+            storage = new CpuTensor.Storage(data, null, weight.dtype(), true);
+        } else {
+            Arena arena = Arena.ofShared();
+            MemorySegment copy = arena.allocate(Math.max(1, bytes), 64);
+            copy.copyFrom(data);
+            arenas.add(arena);
+            storage = new CpuTensor.Storage(copy, arena, weight.dtype(), true);
+        }
+        return new CpuTensor(this, storage, weight.name(), shape[0], shape[1], false);
+    }
+
+    @Override
+    public Tensor concatRows(String name, List<TensorData> parts) {
+        checkOpen("concatRows");
+        if (parts.isEmpty()) {
+            throw new IllegalArgumentException("concatRows " + name + ": no parts");
+        }
+        DType dtype = parts.getFirst().dtype();
+        int cols = weightShape("concatRows " + name, parts.getFirst())[1];
+        long rows = 0;
+        for (TensorData part : parts) {
+            int[] shape = weightShape("concatRows " + name, part);
+            if (part.dtype() != dtype || shape[1] != cols) {
+                throw new IllegalArgumentException("concatRows " + name + ": " + part + " does not match "
+                        + parts.getFirst() + " (same dtype and columns needed)");
+            }
+            rows += shape[0];
+        }
+        Arena arena = Arena.ofShared();
+        MemorySegment segment = arena.allocate(Math.max(1, rows * cols * dtype.byteSize()), 64);
+        arenas.add(arena);
+        long offset = 0;
+        for (TensorData part : parts) {
+            long bytes = part.elementCount() * dtype.byteSize();
+            MemorySegment.copy(part.data(), 0, segment, offset, bytes);
+            offset += bytes;
+        }
+        CpuTensor.Storage storage = new CpuTensor.Storage(segment, arena, dtype, true);
+        return new CpuTensor(this, storage, name, Math.toIntExact(rows), cols, false);
+    }
+
+    @Override
+    public void upload(float[] src, Tensor dst) {
+        CpuTensor d = activation("upload", "dst", dst);
+        int n = dst.rows() * dst.cols();
+        ShapeChecks.require(src.length >= n, "upload", src.length + " floats for dst " + dst + " (" + n + " needed)");
+        MemorySegment.copy(src, 0, d.segment(), JAVA_FLOAT, 0, n);
+    }
+
+    @Override
+    public void download(Tensor src, float[] dst) {
+        CpuTensor s = own("download", "src", src);
+        int n = src.rows() * src.cols();
+        ShapeChecks.require(dst.length >= n, "download", dst.length + " floats for src " + src + " (" + n + " needed)");
+        if (s.dtype() == DType.F32 && !s.storage.weight) {
+            MemorySegment.copy(s.segment(), JAVA_FLOAT, 0, dst, 0, n);
+        } else {
+            for (int i = 0; i < n; i++) {
+                dst[i] = CpuTensor.element(s.segment(), s.dtype(), i);
+            }
+        }
+    }
+
+    @Override
+    public void free(Tensor tensor) {
+        CpuTensor t = own("free", "tensor", tensor);
+        ShapeChecks.require(!t.view, "free", tensor + " is a view (firstRows); free the tensor it came from");
+        t.storage.freed = true;
+        if (t.storage.arena != null && arenas.remove(t.storage.arena)) {
+            t.storage.arena.close();
+        }
+    }
+
+    // ---- dense operations -----------------------------------------------------------------------
+
+    /** out[r] = table[tokenIds[r]], converted to float32. */
+    @Override
+    public void embedding(Tensor table, int[] tokenIds, Tensor out) {
+        CpuTensor t = own("embedding", "table", table);
+        CpuTensor o = activation("embedding", "out", out);
+        ShapeChecks.requireShape("embedding", "out", out, tokenIds.length, table.cols());
+        for (int r = 0; r < tokenIds.length; r++) {
+            ShapeChecks.require(tokenIds[r] >= 0 && tokenIds[r] < table.rows(), "embedding",
+                    "tokenIds[" + r + "] = " + tokenIds[r] + " is outside table " + table);
+        }
+        int cols = table.cols();
+        forRows(tokenIds.length, cols, (from, to) -> {
+            for (int r = from; r < to; r++) {
+                kernels.toFloat(t.segment(), t.dtype(), (long) tokenIds[r] * cols, o.segment(), (long) r * cols, cols);
+            }
+        });
+    }
+
+    /** out[r] = x[r] · (1 / sqrt(Σ x[r]² / n + eps)) · weight, float32. */
+    @Override
+    public void rmsNorm(Tensor x, Tensor weight, float eps, Tensor out) {
+        CpuTensor xs = activation("rmsNorm", "x", x);
+        CpuTensor w = own("rmsNorm", "weight", weight);
+        CpuTensor o = activation("rmsNorm", "out", out);
+        ShapeChecks.requireShape("rmsNorm", "weight", weight, 1, x.cols());
+        ShapeChecks.requireShape("rmsNorm", "out", out, x.rows(), x.cols());
+        int n = x.cols();
+        MemorySegment wf = floatNormWeight(w, n);
+        forRows(x.rows(), n, (from, to) -> {
+            for (int r = from; r < to; r++) {
+                long i = (long) r * n;
+                float inv = (float) (1.0 / Math.sqrt(kernels.sumOfSquares(xs.segment(), i, n) / n + eps));
+                kernels.scaleMul(xs.segment(), i, inv, wf, 0, o.segment(), i, n);
+            }
+        });
+    }
+
+    @Override
+    public void add(Tensor a, Tensor b, Tensor out) {
+        CpuTensor as = activation("add", "a", a);
+        CpuTensor bs = activation("add", "b", b);
+        CpuTensor os = activation("add", "out", out);
+        ShapeChecks.requireShape("add", "b", b, a.rows(), a.cols());
+        ShapeChecks.requireShape("add", "out", out, a.rows(), a.cols());
+        // Views are row prefixes of row-major storage, so all three are one contiguous run of floats.
+        int n = a.rows() * a.cols();
+        pool.forRange(n, Math.max(MIN_TASK_ELEMENTS, ceilDiv(n, pool.threads())), (from, to) ->
+                kernels.add(as.segment(), from, bs.segment(), from, os.segment(), from, to - from));
+    }
+
+    /** out[r, o] = Σ_i x[r, i] · w[o, i] (+ bias[0, o]), float32 accumulation. */
+    @Override
+    public void matmul(Tensor x, Tensor w, Tensor bias, Tensor out) {
+        CpuTensor xs = activation("matmul", "x", x);
+        CpuTensor ws = own("matmul", "w", w);
+        CpuTensor bs = bias == null ? null : own("matmul", "bias", bias);
+        CpuTensor os = activation("matmul", "out", out);
+        ShapeChecks.checkMatmul(x, w, bias, out);
+        ShapeChecks.require(os.storage != xs.storage, "matmul", "out " + out + " must not share storage with x " + x);
+        Gemm g = new Gemm(xs.segment(), x.cols(), ws.segment(), ws.dtype(), w.cols(), os.segment(), 0, out.cols(),
+                bs == null ? null : bs.segment(), bs == null ? null : bs.dtype(), 1f, false);
+        List<GemmPiece> pieces = new ArrayList<>();
+        split(g, 0, x.rows(), w.rows(), pieces);
+        run(pieces);
+    }
+
+    /**
+     * x'[i] = x[i]·c − x[i+d/2]·s, x'[i+d/2] = x[i+d/2]·c + x[i]·s with θ = (float) pos · invFreq[i]
+     * (float32, as HF), c = cos θ · f, s = sin θ · f; cos and sin once per row, then every head.
+     */
+    @Override
+    public void rope(Tensor x, int[] positions, RopeTable rope, int numHeads, int headDim) {
+        CpuTensor xs = activation("rope", "x", x);
+        ShapeChecks.checkRope(x, positions, rope, numHeads, headDim);
+        int half = headDim / 2;
+        int cols = x.cols();
+        float factor = rope.attentionFactor();
+        forRows(x.rows(), numHeads * headDim, (from, to) -> {
+            float[][] scratch = ropeScratch.get();
+            if (scratch[0].length < half) {
+                scratch[0] = new float[half];
+                scratch[1] = new float[half];
+            }
+            float[] cos = scratch[0];
+            float[] sin = scratch[1];
+            for (int r = from; r < to; r++) {
+                for (int i = 0; i < half; i++) {
+                    float theta = (float) positions[r] * rope.invFreq(i);
+                    cos[i] = (float) Math.cos(theta) * factor;
+                    sin[i] = (float) Math.sin(theta) * factor;
+                }
+                for (int h = 0; h < numHeads; h++) {
+                    kernels.rotateHalf(xs.segment(), (long) r * cols + (long) h * headDim, cos, sin, half);
+                }
+            }
+        });
+    }
+
+    /** out[r, i] = silu(gateUp[r, i]) · gateUp[r, I + i]. */
+    @Override
+    public void swiglu(Tensor gateUp, Tensor out) {
+        CpuTensor gu = activation("swiglu", "gateUp", gateUp);
+        CpuTensor o = activation("swiglu", "out", out);
+        ShapeChecks.require(gateUp.cols() % 2 == 0, "swiglu", "gateUp " + gateUp + " has an odd number of columns");
+        int inter = gateUp.cols() / 2;
+        ShapeChecks.requireShape("swiglu", "out", out, gateUp.rows(), inter);
+        forRows(gateUp.rows(), gateUp.cols(), (from, to) -> {
+            for (int r = from; r < to; r++) {
+                long g = 2L * r * inter;
+                kernels.swiglu(gu.segment(), g, g + inter, o.segment(), (long) r * inter, inter);
+            }
+        });
+    }
+
+    @Override
+    public void gatherRows(Tensor x, int[] rows, Tensor out) {
+        CpuTensor xs = activation("gatherRows", "x", x);
+        CpuTensor o = activation("gatherRows", "out", out);
+        ShapeChecks.requireShape("gatherRows", "out", out, rows.length, x.cols());
+        ShapeChecks.require(o.storage != xs.storage, "gatherRows", "out " + out + " must not share storage with x " + x);
+        long rowBytes = 4L * x.cols();
+        for (int i = 0; i < rows.length; i++) {
+            ShapeChecks.require(rows[i] >= 0 && rows[i] < x.rows(), "gatherRows",
+                    "rows[" + i + "] = " + rows[i] + " is outside x " + x);
+            MemorySegment.copy(xs.segment(), rows[i] * rowBytes, o.segment(), i * rowBytes, rowBytes);
+        }
+    }
+
+    // ---- paged KV cache and attention -----------------------------------------------------------
+
+    @Override
+    public KvStorage allocateKv(int numLayers, int numPages, int pageSize, int numKvHeads, int headDim) {
+        checkOpen("allocateKv");
+        if (numLayers <= 0 || numPages <= 0 || pageSize <= 0 || numKvHeads <= 0 || headDim <= 0) {
+            throw new IllegalArgumentException("allocateKv: " + numLayers + " layers × " + numPages + " pages × "
+                    + pageSize + " tokens × " + numKvHeads + " heads × " + headDim + " has an empty dimension");
+        }
+        long floats = (long) numLayers * numPages * pageSize * numKvHeads * headDim;
+        Arena arena = Arena.ofShared();
+        MemorySegment keys = arena.allocate(4 * floats, 64);
+        MemorySegment values = arena.allocate(4 * floats, 64);
+        arenas.add(arena);
+        return new CpuKvStorage(numLayers, numPages, pageSize, numKvHeads, headDim, arena, keys, values);
+    }
+
+    @Override
+    public void appendKv(KvStorage kv, int layer, Tensor qkv, int kCol, int vCol, int[] slotMapping) {
+        CpuKvStorage cache = kv("appendKv", kv);
+        CpuTensor q = activation("appendKv", "qkv", qkv);
+        ShapeChecks.checkAppendKv(kv, layer, qkv, kCol, vCol, slotMapping);
+        long bytes = 4L * cache.kvCols();
+        long layerBase = layer * cache.layerStride();
+        for (int r = 0; r < qkv.rows(); r++) {
+            long dst = 4 * (layerBase + (long) slotMapping[r] * cache.kvCols());
+            long row = (long) r * qkv.cols();
+            MemorySegment.copy(q.segment(), 4 * (row + kCol), cache.keys(), dst, bytes);
+            MemorySegment.copy(q.segment(), 4 * (row + vCol), cache.values(), dst, bytes);
+        }
+    }
+
+    /**
+     * Two-pass softmax attention per (query row, head), float32: s_t = scale · q·k_t over the keys the
+     * row sees, p_t = e^(s_t − max) / Σ e^(s_u − max), out = Σ_t p_t · v_t. Work is cut into
+     * (sequence, KV head, ≤16 rows) pieces so a piece reuses its KV head's keys and values from cache
+     * for all the query heads that share it (GQA).
+     */
+    @Override
+    public void attention(Tensor qkv, KvStorage kv, int layer, AttentionBatch batch, AttentionShape shape, Tensor out) {
+        CpuKvStorage cache = kv("attention", kv);
+        CpuTensor q = activation("attention", "qkv", qkv);
+        CpuTensor o = activation("attention", "out", out);
+        ShapeChecks.checkAttention(qkv, kv, layer, batch, shape, out);
+        int kvHeads = shape.numKvHeads();
+        // piece p: sequence, KV head, first row, end row
+        List<int[]> pieces = new ArrayList<>();
+        long macs = 0;
+        for (int s = 0; s < batch.numSequences(); s++) {
+            int start = batch.queryStarts()[s];
+            int end = batch.queryStarts()[s + 1];
+            for (int r = start; r < end; r += ATTENTION_ROWS) {
+                int rEnd = Math.min(end, r + ATTENTION_ROWS);
+                for (int g = 0; g < kvHeads; g++) {
+                    pieces.add(new int[] {s, g, r, rEnd});
+                }
+            }
+            macs += 2L * (end - start) * batch.contextLens()[s] * shape.qCols();
+        }
+        long layerBase = layer * cache.layerStride();
+        int grain = grain(pieces.size(), macs);
+        pool.forRange(pieces.size(), grain, (from, to) -> {
+            for (int i = from; i < to; i++) {
+                int[] p = pieces.get(i);
+                attend(cache, layerBase, q, o, batch, shape, p[0], p[1], p[2], p[3]);
+            }
+        });
+    }
+
+    private void attend(CpuKvStorage cache, long layerBase, CpuTensor qkv, CpuTensor out, AttentionBatch batch,
+                        AttentionShape shape, int s, int kvHead, int rowFrom, int rowTo) {
+        int d = shape.headDim();
+        int group = shape.numHeads() / shape.numKvHeads();
+        int kvCols = cache.kvCols();
+        int pageSize = batch.pageSize();
+        int[] pageTable = batch.pageTables();
+        int tableStart = batch.pageTableStarts()[s];
+        MemorySegment q = qkv.segment();
+        MemorySegment o = out.segment();
+        long headBase = layerBase + (long) kvHead * d;
+        for (int row = rowFrom; row < rowTo; row++) {
+            int p = batch.position(s, row);
+            int lo = shape.slidingWindow() > 0 ? Math.max(0, p - shape.slidingWindow() + 1) : 0;
+            int count = p - lo + 1;
+            float[] scores = scoreScratch.get();
+            if (scores.length < count) {
+                scores = new float[Math.max(count, 2 * scores.length)];
+                scoreScratch.set(scores);
+            }
+            for (int h = kvHead * group; h < (kvHead + 1) * group; h++) {
+                long qi = (long) row * qkv.cols() + (long) h * d;
+                // s_t = scale · q·k_t, walking the sequence's pages in runs of consecutive slots
+                float max = Float.NEGATIVE_INFINITY;
+                for (int t = lo; t <= p; ) {
+                    int offset = t % pageSize;
+                    int run = Math.min(pageSize - offset, p + 1 - t);
+                    long k = headBase + ((long) pageTable[tableStart + t / pageSize] * pageSize + offset) * kvCols;
+                    for (int j = 0; j < run; j++, k += kvCols) {
+                        float score = shape.scale() * kernels.dot(q, qi, cache.keys(), k, d);
+                        scores[t - lo + j] = score;
+                        max = Math.max(max, score);
+                    }
+                    t += run;
+                }
+                float inv = 1f / kernels.expInPlace(scores, count, max);
+                // out = Σ_t (p_t / Σ p) · v_t
+                long oi = (long) row * out.cols() + (long) h * d;
+                o.asSlice(4 * oi, 4L * d).fill((byte) 0);
+                for (int t = lo; t <= p; ) {
+                    int offset = t % pageSize;
+                    int run = Math.min(pageSize - offset, p + 1 - t);
+                    long v = headBase + ((long) pageTable[tableStart + t / pageSize] * pageSize + offset) * kvCols;
+                    for (int j = 0; j < run; j++, v += kvCols) {
+                        kernels.axpy(scores[t - lo + j] * inv, cache.values(), v, o, oi, d);
+                    }
+                    t += run;
+                }
+            }
+        }
+    }
+
+    // ---- segmented LoRA (SGMV) ------------------------------------------------------------------
+
+    /** v[r, 0:rank] = x[r] · A_slotᵀ per segment with an adapter: one Gemm per segment, all run together. */
+    @Override
+    public void sgmvShrink(Tensor x, LoraWeights weights, Segments segments, Tensor v) {
+        CpuTensor xs = activation("sgmvShrink", "x", x);
+        CpuTensor vs = activation("sgmvShrink", "v", v);
+        ShapeChecks.checkSegments("sgmvShrink", segments, weights, Math.min(x.rows(), v.rows()));
+        ShapeChecks.require(vs.storage != xs.storage, "sgmvShrink", "v " + v + " must not share storage with x " + x);
+        List<GemmPiece> pieces = new ArrayList<>();
+        for (int i = 0; i < segments.count(); i++) {
+            int slot = segments.slots()[i];
+            if (!weights.present(slot)) {
+                continue;
+            }
+            ShapeChecks.checkLoraA("sgmvShrink", weights, slot, x.cols());
+            CpuTensor a = own("sgmvShrink", "lora A", weights.a()[slot]);
+            int rank = weights.rank()[slot];
+            ShapeChecks.require(rank <= v.cols(), "sgmvShrink", "v " + v + " is narrower than rank " + rank + " of slot " + slot);
+            Gemm g = new Gemm(xs.segment(), x.cols(), a.segment(), a.dtype(), x.cols(), vs.segment(), 0, v.cols(),
+                    null, null, 1f, false);
+            split(g, segments.starts()[i], segments.starts()[i + 1], rank, pieces);
+        }
+        run(pieces);
+    }
+
+    /** y[r, yCol + o] += scale_slot · v[r, 0:rank] · B_slot[o]ᵀ per segment with an adapter. */
+    @Override
+    public void sgmvExpand(Tensor v, LoraWeights weights, Segments segments, Tensor y, int yCol) {
+        CpuTensor vs = activation("sgmvExpand", "v", v);
+        CpuTensor ys = activation("sgmvExpand", "y", y);
+        ShapeChecks.checkSegments("sgmvExpand", segments, weights, Math.min(v.rows(), y.rows()));
+        ShapeChecks.require(vs.storage != ys.storage, "sgmvExpand", "y " + y + " must not share storage with v " + v);
+        List<GemmPiece> pieces = new ArrayList<>();
+        for (int i = 0; i < segments.count(); i++) {
+            int slot = segments.slots()[i];
+            if (!weights.present(slot)) {
+                continue;
+            }
+            ShapeChecks.checkLoraB("sgmvExpand", weights, slot);
+            CpuTensor b = own("sgmvExpand", "lora B", weights.b()[slot]);
+            int rank = weights.rank()[slot];
+            ShapeChecks.require(rank <= v.cols(), "sgmvExpand", "v " + v + " is narrower than rank " + rank + " of slot " + slot);
+            ShapeChecks.require(yCol >= 0 && yCol + b.rows() <= y.cols(), "sgmvExpand",
+                    "columns [" + yCol + ", " + (yCol + b.rows()) + ") of lora B " + b + " are outside y " + y);
+            Gemm g = new Gemm(vs.segment(), v.cols(), b.segment(), b.dtype(), rank, ys.segment(), yCol, y.cols(),
+                    null, null, weights.scale()[slot], true);
+            split(g, segments.starts()[i], segments.starts()[i + 1], b.rows(), pieces);
+        }
+        run(pieces);
+    }
+
+    // ---- work splitting -------------------------------------------------------------------------
+
+    /** Rows [r0, r1) × outputs [o0, o1) of one Gemm: a unit of work for one thread. */
+    private record GemmPiece(Gemm gemm, int r0, int r1, int o0, int o1) {
+        long macs() {
+            return (long) (r1 - r0) * (o1 - o0) * gemm.k();
+        }
+    }
+
+    /**
+     * Cuts rows [r0, r1) × outputs [0, outs) of g into at most 4 pieces per thread, none smaller than
+     * {@link #MIN_TASK_MACS}. Splitting the outputs (weight rows) is preferred: each weight byte is then
+     * read by one thread only. With few outputs (LoRA shrink: rank) the rows are split instead.
+     */
+    private void split(Gemm g, int r0, int r1, int outs, List<GemmPiece> pieces) {
+        int rows = r1 - r0;
+        if (rows <= 0 || outs <= 0) {
+            return;
+        }
+        long macs = (long) rows * outs * g.k();
+        int count = (int) Math.max(1, Math.min(4L * pool.threads(), macs / MIN_TASK_MACS));
+        if (count == 1) {
+            pieces.add(new GemmPiece(g, r0, r1, 0, outs));
+        } else if (outs >= 16 * count || rows < 4 * count) {
+            int chunk = roundUp(ceilDiv(outs, count), 4);
+            for (int o = 0; o < outs; o += chunk) {
+                pieces.add(new GemmPiece(g, r0, r1, o, Math.min(outs, o + chunk)));
+            }
+        } else {
+            int chunk = roundUp(ceilDiv(rows, count), 4);
+            for (int r = r0; r < r1; r += chunk) {
+                pieces.add(new GemmPiece(g, r, Math.min(r1, r + chunk), 0, outs));
+            }
+        }
+    }
+
+    private void run(List<GemmPiece> pieces) {
+        long macs = 0;
+        for (GemmPiece p : pieces) {
+            macs += p.macs();
+        }
+        pool.forRange(pieces.size(), grain(pieces.size(), macs), (from, to) -> {
+            for (int i = from; i < to; i++) {
+                GemmPiece p = pieces.get(i);
+                kernels.gemm(p.gemm(), p.r0(), p.r1(), p.o0(), p.o1());
+            }
+        });
+    }
+
+    /** Items per task so that tasks are few (≤ 4 per thread) and not smaller than MIN_TASK_MACS. */
+    private int grain(int items, long macs) {
+        int tasks = (int) Math.max(1, Math.min(4L * pool.threads(), macs / MIN_TASK_MACS));
+        return Math.max(1, ceilDiv(items, tasks));
+    }
+
+    /** Runs a row-wise operation over row ranges, in parallel when the rows hold enough elements. */
+    private void forRows(int rows, int cols, WorkerPool.RangeBody body) {
+        int grain = Math.max(1, MIN_TASK_ELEMENTS / Math.max(1, cols));
+        grain = Math.max(grain, ceilDiv(rows, 4 * pool.threads()));
+        pool.forRange(rows, grain, body);
+    }
+
+    private static int ceilDiv(int a, int b) {
+        return (a + b - 1) / b;
+    }
+
+    private static int roundUp(int a, int multiple) {
+        return ceilDiv(a, multiple) * multiple;
+    }
+
+    /** The norm weight as float32 native memory: itself when it already is, else converted into scratch. */
+    private MemorySegment floatNormWeight(CpuTensor w, int n) {
+        if (normWeight == null || normWeight.byteSize() < 4L * n) {
+            if (normArena != null) {
+                normArena.close();
+            }
+            normArena = Arena.ofShared();
+            normWeight = normArena.allocate(4L * n, 64);
+        }
+        kernels.toFloat(w.segment(), w.dtype(), 0, normWeight, 0, n);
+        return normWeight;
+    }
+
+    // ---- argument checks ------------------------------------------------------------------------
+
+    private static int[] weightShape(String op, TensorData weight) {
+        long[] shape = weight.shape();
+        if (shape.length == 1) {
+            return new int[] {1, Math.toIntExact(shape[0])};
+        }
+        if (shape.length == 2) {
+            return new int[] {Math.toIntExact(shape[0]), Math.toIntExact(shape[1])};
+        }
+        throw new IllegalArgumentException(op + ": " + weight + " is not 1-D or 2-D");
+    }
+
+    private void checkOpen(String op) {
+        if (closed) {
+            throw new IllegalStateException(op + ": the CPU backend is closed");
+        }
+    }
+
+    private CpuTensor own(String op, String role, Tensor t) {
+        if (t == null) {
+            throw ShapeChecks.fail(op, role + " is null");
+        }
+        if (!(t instanceof CpuTensor ct) || ct.owner != this) {
+            throw ShapeChecks.fail(op, role + " " + t + " was not made by this CPU backend");
+        }
+        if (ct.storage.freed || closed) {
+            throw ShapeChecks.fail(op, role + " " + t + " was freed");
+        }
+        return ct;
+    }
+
+    /** An activation: float32, made by {@link #allocate}. */
+    private CpuTensor activation(String op, String role, Tensor t) {
+        CpuTensor ct = own(op, role, t);
+        if (ct.storage.weight) {
+            throw ShapeChecks.fail(op, role + " " + t + " is a weight; an activation from allocate() is needed");
+        }
+        return ct;
+    }
+
+    private CpuKvStorage kv(String op, KvStorage kv) {
+        if (!(kv instanceof CpuKvStorage c) || !arenas.contains(c.arena())) {
+            throw ShapeChecks.fail(op, "KV storage " + kv + " was not made by this CPU backend (or it is closed)");
+        }
+        return c;
+    }
+
+    @Override
+    public void close() {
+        if (closed) {
+            return;
+        }
+        closed = true;
+        pool.close();
+        for (Arena arena : arenas) {
+            arena.close();
+        }
+        arenas.clear();
+        if (normArena != null) {
+            normArena.close();
+        }
+    }
+}

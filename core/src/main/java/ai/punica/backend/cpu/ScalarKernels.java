@@ -1,0 +1,147 @@
+package ai.punica.backend.cpu;
+
+import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
+
+import ai.punica.backend.DType;
+import java.lang.foreign.MemorySegment;
+
+/**
+ * Plain-Java kernels: the fallback when {@code jdk.incubator.vector} is absent (or
+ * {@code punica.cpu.vector=false}). Float32 accumulation in the same order as the float math of the
+ * definitions; gemm converts one weight row to float once and dots it with every x row.
+ */
+final class ScalarKernels implements CpuKernels {
+
+    /** One converted weight row per worker thread, grown on demand. */
+    private final ThreadLocal<float[]> weightRow = ThreadLocal.withInitial(() -> new float[0]);
+
+    @Override
+    public String describe() {
+        return "scalar";
+    }
+
+    /** out[r, o] (+)= scale · Σ_k x[r, k] · w[o, k]: w[o] converted once, then dotted with 4 x rows at a time. */
+    @Override
+    public void gemm(Gemm g, int r0, int r1, int o0, int o1) {
+        int k = g.k();
+        float[] row = weightRow.get();
+        if (row.length < k) {
+            row = new float[k];
+            weightRow.set(row);
+        }
+        MemorySegment x = g.x();
+        for (int o = o0; o < o1; o++) {
+            long wBase = (long) o * k;
+            for (int i = 0; i < k; i++) {
+                row[i] = CpuTensor.element(g.w(), g.wType(), wBase + i);
+            }
+            int r = r0;
+            for (; r + 4 <= r1; r += 4) {
+                long x0 = (long) r * g.xStride();
+                long x1 = x0 + g.xStride();
+                long x2 = x1 + g.xStride();
+                long x3 = x2 + g.xStride();
+                float s0 = 0;
+                float s1 = 0;
+                float s2 = 0;
+                float s3 = 0;
+                for (int i = 0; i < k; i++) {
+                    float w = row[i];
+                    s0 += x.getAtIndex(JAVA_FLOAT, x0 + i) * w;
+                    s1 += x.getAtIndex(JAVA_FLOAT, x1 + i) * w;
+                    s2 += x.getAtIndex(JAVA_FLOAT, x2 + i) * w;
+                    s3 += x.getAtIndex(JAVA_FLOAT, x3 + i) * w;
+                }
+                g.store(r, o, s0, true);
+                g.store(r + 1, o, s1, true);
+                g.store(r + 2, o, s2, true);
+                g.store(r + 3, o, s3, true);
+            }
+            for (; r < r1; r++) {
+                long x0 = (long) r * g.xStride();
+                float s = 0;
+                for (int i = 0; i < k; i++) {
+                    s += x.getAtIndex(JAVA_FLOAT, x0 + i) * row[i];
+                }
+                g.store(r, o, s, true);
+            }
+        }
+    }
+
+    @Override
+    public float dot(MemorySegment a, long aIndex, MemorySegment b, long bIndex, int n) {
+        float sum = 0;
+        for (int i = 0; i < n; i++) {
+            sum += a.getAtIndex(JAVA_FLOAT, aIndex + i) * b.getAtIndex(JAVA_FLOAT, bIndex + i);
+        }
+        return sum;
+    }
+
+    @Override
+    public void axpy(float alpha, MemorySegment x, long xIndex, MemorySegment y, long yIndex, int n) {
+        for (int i = 0; i < n; i++) {
+            y.setAtIndex(JAVA_FLOAT, yIndex + i, y.getAtIndex(JAVA_FLOAT, yIndex + i) + alpha * x.getAtIndex(JAVA_FLOAT, xIndex + i));
+        }
+    }
+
+    @Override
+    public float expInPlace(float[] s, int n, float max) {
+        float sum = 0;
+        for (int i = 0; i < n; i++) {
+            s[i] = (float) Math.exp(s[i] - max);
+            sum += s[i];
+        }
+        return sum;
+    }
+
+    @Override
+    public float sumOfSquares(MemorySegment x, long index, int n) {
+        float sum = 0;
+        for (int i = 0; i < n; i++) {
+            float v = x.getAtIndex(JAVA_FLOAT, index + i);
+            sum += v * v;
+        }
+        return sum;
+    }
+
+    @Override
+    public void scaleMul(MemorySegment x, long xIndex, float factor, MemorySegment w, long wIndex,
+                         MemorySegment out, long outIndex, int n) {
+        for (int i = 0; i < n; i++) {
+            out.setAtIndex(JAVA_FLOAT, outIndex + i, x.getAtIndex(JAVA_FLOAT, xIndex + i) * factor * w.getAtIndex(JAVA_FLOAT, wIndex + i));
+        }
+    }
+
+    @Override
+    public void add(MemorySegment a, long aIndex, MemorySegment b, long bIndex, MemorySegment out, long outIndex, int n) {
+        for (int i = 0; i < n; i++) {
+            out.setAtIndex(JAVA_FLOAT, outIndex + i, a.getAtIndex(JAVA_FLOAT, aIndex + i) + b.getAtIndex(JAVA_FLOAT, bIndex + i));
+        }
+    }
+
+    @Override
+    public void swiglu(MemorySegment gateUp, long gIndex, long uIndex, MemorySegment out, long outIndex, int n) {
+        for (int i = 0; i < n; i++) {
+            float g = gateUp.getAtIndex(JAVA_FLOAT, gIndex + i);
+            float u = gateUp.getAtIndex(JAVA_FLOAT, uIndex + i);
+            out.setAtIndex(JAVA_FLOAT, outIndex + i, g / (1f + (float) Math.exp(-g)) * u);
+        }
+    }
+
+    @Override
+    public void rotateHalf(MemorySegment x, long index, float[] cos, float[] sin, int half) {
+        for (int i = 0; i < half; i++) {
+            float x1 = x.getAtIndex(JAVA_FLOAT, index + i);
+            float x2 = x.getAtIndex(JAVA_FLOAT, index + half + i);
+            x.setAtIndex(JAVA_FLOAT, index + i, x1 * cos[i] - x2 * sin[i]);
+            x.setAtIndex(JAVA_FLOAT, index + half + i, x2 * cos[i] + x1 * sin[i]);
+        }
+    }
+
+    @Override
+    public void toFloat(MemorySegment src, DType type, long srcIndex, MemorySegment dst, long dstIndex, int n) {
+        for (int i = 0; i < n; i++) {
+            dst.setAtIndex(JAVA_FLOAT, dstIndex + i, CpuTensor.element(src, type, srcIndex + i));
+        }
+    }
+}

@@ -1,0 +1,638 @@
+package ai.punica.backend.cpu;
+
+import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
+
+import ai.punica.backend.DType;
+import java.lang.foreign.MemorySegment;
+import java.nio.ByteOrder;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.ShortVector;
+import jdk.incubator.vector.VectorMask;
+import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorShape;
+import jdk.incubator.vector.VectorSpecies;
+
+/**
+ * Vector API kernels ({@code FloatVector.SPECIES_PREFERRED}). This is the only class that names
+ * {@code jdk.incubator.vector}; it is loaded only when that module is present.
+ *
+ * <p>Matrix products use the dot-product form (x and w are both k-contiguous). Each weight row is
+ * streamed once per step and dotted with several x rows held in L1, so decode (few rows) reads the
+ * weight bytes once, at the memory-bandwidth limit. For prefill, rows are tiled ({@link #ROW_TILE}) and
+ * k is blocked ({@link #K_TILE}) so the x block stays in L2 and each weight slice in L1. Weights are
+ * widened to float in registers: bf16 by a 16-bit shift, fp16 by an exact bit conversion (Java 25
+ * has no vector fp16 conversion). The micro-kernels are written out per dtype on purpose: a dtype
+ * switch inside the loop makes C2 box the vectors and runs 4× slower.
+ */
+final class VectorKernels implements CpuKernels {
+
+    private static final VectorSpecies<Float> F = FloatVector.SPECIES_PREFERRED;
+    /** Shorts with as many lanes as F (half its width), for bf16/fp16 loads. */
+    private static final VectorSpecies<Short> S = VectorSpecies.of(short.class, VectorShape.forBitSize(F.vectorBitSize() / 2));
+    private static final VectorSpecies<Integer> I = VectorSpecies.of(int.class, F.vectorShape());
+    private static final int L = F.length();
+    private static final ByteOrder LE = ByteOrder.LITTLE_ENDIAN;
+    private static final ByteOrder NATIVE = ByteOrder.nativeOrder();
+
+    /** x rows per tile: 64 rows × {@link #K_TILE} floats = 256 KiB, which stays in L2. */
+    static final int ROW_TILE = 64;
+    /** k per block: 4 bf16 weight rows × 1024 = 8 KiB and 4 x rows × 1024 floats = 16 KiB fit in L1 together. */
+    static final int K_TILE = 1024;
+
+    private VectorKernels() {
+    }
+
+    /** Loaded and called only after the module was found. */
+    static CpuKernels create() {
+        return new VectorKernels();
+    }
+
+    @Override
+    public String describe() {
+        return "vector " + F.vectorBitSize() + "-bit";
+    }
+
+    // ---- weight loads: L elements of a little-endian weight row, widened to float ------------------
+
+    private static FloatVector f32(MemorySegment w, long byteOffset) {
+        return FloatVector.fromMemorySegment(F, w, byteOffset, LE);
+    }
+
+    private static FloatVector f32(MemorySegment w, long byteOffset, VectorMask<Float> m) {
+        return FloatVector.fromMemorySegment(F, w, byteOffset, LE, m);
+    }
+
+    /** bf16 is the upper half of an f32: widen each short to an int and shift it left by 16. */
+    private static FloatVector bf16(MemorySegment w, long byteOffset) {
+        return bf16Bits(ShortVector.fromMemorySegment(S, w, byteOffset, LE));
+    }
+
+    private static FloatVector bf16(MemorySegment w, long byteOffset, VectorMask<Short> m) {
+        return bf16Bits(ShortVector.fromMemorySegment(S, w, byteOffset, LE, m));
+    }
+
+    private static FloatVector bf16Bits(ShortVector bits) {
+        return bits.convertShape(VectorOperators.ZERO_EXTEND_S2I, I, 0).reinterpretAsInts()
+                .lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+    }
+
+    private static FloatVector f16(MemorySegment w, long byteOffset) {
+        return f16Bits(ShortVector.fromMemorySegment(S, w, byteOffset, LE));
+    }
+
+    private static FloatVector f16(MemorySegment w, long byteOffset, VectorMask<Short> m) {
+        return f16Bits(ShortVector.fromMemorySegment(S, w, byteOffset, LE, m));
+    }
+
+    /**
+     * Exact IEEE half → single: equal to {@link Float#float16ToFloat} on all 65536 inputs except that a
+     * signalling NaN stays signalling (still a NaN). With h the
+     * sign-extended half, {@code m = (h << 17) >>> 4} puts exponent|mantissa where a float has them, so
+     * {@code float(m) · 2^112} is the magnitude for normals and subnormals alike. Exponent 31 (inf/NaN)
+     * is detected by the carry of exponent + 1 out of its 5 bits and forced to 255; the sign is OR-ed
+     * back. Shifts, ands and one multiply: no masks or blends, which C2 compiles poorly here.
+     */
+    private static FloatVector f16Bits(ShortVector bits) {
+        IntVector h = (IntVector) bits.convertShape(VectorOperators.S2I, I, 0);
+        IntVector magnitude = h.lanewise(VectorOperators.LSHL, 17).lanewise(VectorOperators.LSHR, 4);
+        IntVector infNan = magnitude.and(0x0F800000).add(0x00800000)
+                .lanewise(VectorOperators.LSHL, 3).lanewise(VectorOperators.ASHR, 31).and(0x7F800000);
+        return magnitude.reinterpretAsFloats().mul(0x1p112f).reinterpretAsInts()
+                .or(h.and(0x80000000)).or(infNan).reinterpretAsFloats();
+    }
+
+    private static FloatVector act(MemorySegment x, long byteOffset) {
+        return FloatVector.fromMemorySegment(F, x, byteOffset, NATIVE);
+    }
+
+    private static FloatVector act(MemorySegment x, long byteOffset, VectorMask<Float> m) {
+        return FloatVector.fromMemorySegment(F, x, byteOffset, NATIVE, m);
+    }
+
+    // ---- gemm -------------------------------------------------------------------------------------
+
+    /**
+     * out[r, o] (+)= scale · Σ_k x[r, k] · w[o, k]. Loop order: row tile, k block, 4 weight rows, 4 x rows.
+     * Within a (row tile, k block) each weight slice is read from memory once and reused from L1 by all
+     * x rows of the tile.
+     */
+    @Override
+    public void gemm(Gemm g, int r0, int r1, int o0, int o1) {
+        int k = g.k();
+        for (int rt = r0; rt < r1; rt += ROW_TILE) {
+            int rtEnd = Math.min(r1, rt + ROW_TILE);
+            for (int k0 = 0; k0 < k; ) {
+                // A short last block would cost a full reduction for little work: fold it into this one.
+                int k1 = k - k0 <= K_TILE + K_TILE / 2 ? k : k0 + K_TILE;
+                boolean first = k0 == 0;
+                switch (g.wType()) {
+                    case F32 -> tileF32(g, rt, rtEnd, o0, o1, k0, k1, first);
+                    case BF16 -> tileBf16(g, rt, rtEnd, o0, o1, k0, k1, first);
+                    case F16 -> tileF16(g, rt, rtEnd, o0, o1, k0, k1, first);
+                }
+                k0 = k1;
+            }
+        }
+    }
+
+    private static void tileF32(Gemm g, int r0, int r1, int o0, int o1, int k0, int k1, boolean first) {
+        int o = o0;
+        for (; o + 4 <= o1; o += 4) {
+            int r = r0;
+            for (; r + 4 <= r1; r += 4) {
+                f32x4x2(g, r, o, k0, k1, first);
+                f32x4x2(g, r, o + 2, k0, k1, first);
+            }
+            for (; r < r1; r++) {
+                f32x1x4(g, r, o, k0, k1, first);
+            }
+        }
+        for (; o < o1; o++) {
+            for (int r = r0; r < r1; r++) {
+                g.store(r, o, dotF32(g, r, o, k0, k1), first);
+            }
+        }
+    }
+
+    private static void tileBf16(Gemm g, int r0, int r1, int o0, int o1, int k0, int k1, boolean first) {
+        int o = o0;
+        for (; o + 4 <= o1; o += 4) {
+            int r = r0;
+            for (; r + 4 <= r1; r += 4) {
+                bf16x4x2(g, r, o, k0, k1, first);
+                bf16x4x2(g, r, o + 2, k0, k1, first);
+            }
+            for (; r < r1; r++) {
+                bf16x1x4(g, r, o, k0, k1, first);
+            }
+        }
+        for (; o < o1; o++) {
+            for (int r = r0; r < r1; r++) {
+                g.store(r, o, dotBf16(g, r, o, k0, k1), first);
+            }
+        }
+    }
+
+    /** fp16 takes one weight row per micro-kernel: its conversion is long and C2 slows down with more in flight. */
+    private static void tileF16(Gemm g, int r0, int r1, int o0, int o1, int k0, int k1, boolean first) {
+        for (int o = o0; o < o1; o++) {
+            int r = r0;
+            for (; r + 4 <= r1; r += 4) {
+                f16x4x1(g, r, o, k0, k1, first);
+            }
+            for (; r < r1; r++) {
+                g.store(r, o, dotF16(g, r, o, k0, k1), first);
+            }
+        }
+    }
+
+    /** out[r..r+3, o..o+1]: 4 x rows × 2 f32 weight rows over k in [k0, k1), 8 accumulators. */
+    private static void f32x4x2(Gemm g, int r, int o, int k0, int k1, boolean first) {
+        MemorySegment x = g.x();
+        MemorySegment w = g.w();
+        long xs = 4L * g.xStride();
+        long ws = 4L * g.k();
+        long xb = 4L * ((long) r * g.xStride() + k0);
+        long wb = 4L * ((long) o * g.k() + k0);
+        int n = k1 - k0;
+        int full = n - n % L;
+        FloatVector a00 = FloatVector.zero(F);
+        FloatVector a01 = a00;
+        FloatVector a10 = a00;
+        FloatVector a11 = a00;
+        FloatVector a20 = a00;
+        FloatVector a21 = a00;
+        FloatVector a30 = a00;
+        FloatVector a31 = a00;
+        for (int i = 0; i < full; i += L) {
+            FloatVector w0 = f32(w, wb + 4L * i);
+            FloatVector w1 = f32(w, wb + ws + 4L * i);
+            long xo = xb + 4L * i;
+            FloatVector xv = act(x, xo);
+            a00 = xv.fma(w0, a00);
+            a01 = xv.fma(w1, a01);
+            xv = act(x, xo + xs);
+            a10 = xv.fma(w0, a10);
+            a11 = xv.fma(w1, a11);
+            xv = act(x, xo + 2 * xs);
+            a20 = xv.fma(w0, a20);
+            a21 = xv.fma(w1, a21);
+            xv = act(x, xo + 3 * xs);
+            a30 = xv.fma(w0, a30);
+            a31 = xv.fma(w1, a31);
+        }
+        if (full < n) {
+            VectorMask<Float> m = F.indexInRange(full, n);
+            FloatVector w0 = f32(w, wb + 4L * full, m);
+            FloatVector w1 = f32(w, wb + ws + 4L * full, m);
+            long xo = xb + 4L * full;
+            FloatVector xv = act(x, xo, m);
+            a00 = xv.fma(w0, a00);
+            a01 = xv.fma(w1, a01);
+            xv = act(x, xo + xs, m);
+            a10 = xv.fma(w0, a10);
+            a11 = xv.fma(w1, a11);
+            xv = act(x, xo + 2 * xs, m);
+            a20 = xv.fma(w0, a20);
+            a21 = xv.fma(w1, a21);
+            xv = act(x, xo + 3 * xs, m);
+            a30 = xv.fma(w0, a30);
+            a31 = xv.fma(w1, a31);
+        }
+        store4x2(g, r, o, first, a00, a01, a10, a11, a20, a21, a30, a31);
+    }
+
+    /** out[r..r+3, o..o+1]: 4 x rows × 2 bf16 weight rows over k in [k0, k1), 8 accumulators. */
+    private static void bf16x4x2(Gemm g, int r, int o, int k0, int k1, boolean first) {
+        MemorySegment x = g.x();
+        MemorySegment w = g.w();
+        long xs = 4L * g.xStride();
+        long ws = 2L * g.k();
+        long xb = 4L * ((long) r * g.xStride() + k0);
+        long wb = 2L * ((long) o * g.k() + k0);
+        int n = k1 - k0;
+        int full = n - n % L;
+        FloatVector a00 = FloatVector.zero(F);
+        FloatVector a01 = a00;
+        FloatVector a10 = a00;
+        FloatVector a11 = a00;
+        FloatVector a20 = a00;
+        FloatVector a21 = a00;
+        FloatVector a30 = a00;
+        FloatVector a31 = a00;
+        for (int i = 0; i < full; i += L) {
+            FloatVector w0 = bf16(w, wb + 2L * i);
+            FloatVector w1 = bf16(w, wb + ws + 2L * i);
+            long xo = xb + 4L * i;
+            FloatVector xv = act(x, xo);
+            a00 = xv.fma(w0, a00);
+            a01 = xv.fma(w1, a01);
+            xv = act(x, xo + xs);
+            a10 = xv.fma(w0, a10);
+            a11 = xv.fma(w1, a11);
+            xv = act(x, xo + 2 * xs);
+            a20 = xv.fma(w0, a20);
+            a21 = xv.fma(w1, a21);
+            xv = act(x, xo + 3 * xs);
+            a30 = xv.fma(w0, a30);
+            a31 = xv.fma(w1, a31);
+        }
+        if (full < n) {
+            VectorMask<Float> m = F.indexInRange(full, n);
+            VectorMask<Short> ms = S.indexInRange(full, n);
+            FloatVector w0 = bf16(w, wb + 2L * full, ms);
+            FloatVector w1 = bf16(w, wb + ws + 2L * full, ms);
+            long xo = xb + 4L * full;
+            FloatVector xv = act(x, xo, m);
+            a00 = xv.fma(w0, a00);
+            a01 = xv.fma(w1, a01);
+            xv = act(x, xo + xs, m);
+            a10 = xv.fma(w0, a10);
+            a11 = xv.fma(w1, a11);
+            xv = act(x, xo + 2 * xs, m);
+            a20 = xv.fma(w0, a20);
+            a21 = xv.fma(w1, a21);
+            xv = act(x, xo + 3 * xs, m);
+            a30 = xv.fma(w0, a30);
+            a31 = xv.fma(w1, a31);
+        }
+        store4x2(g, r, o, first, a00, a01, a10, a11, a20, a21, a30, a31);
+    }
+
+    private static void store4x2(Gemm g, int r, int o, boolean first, FloatVector a00, FloatVector a01,
+                                 FloatVector a10, FloatVector a11, FloatVector a20, FloatVector a21,
+                                 FloatVector a30, FloatVector a31) {
+        g.store(r, o, a00.reduceLanes(VectorOperators.ADD), first);
+        g.store(r, o + 1, a01.reduceLanes(VectorOperators.ADD), first);
+        g.store(r + 1, o, a10.reduceLanes(VectorOperators.ADD), first);
+        g.store(r + 1, o + 1, a11.reduceLanes(VectorOperators.ADD), first);
+        g.store(r + 2, o, a20.reduceLanes(VectorOperators.ADD), first);
+        g.store(r + 2, o + 1, a21.reduceLanes(VectorOperators.ADD), first);
+        g.store(r + 3, o, a30.reduceLanes(VectorOperators.ADD), first);
+        g.store(r + 3, o + 1, a31.reduceLanes(VectorOperators.ADD), first);
+    }
+
+    /** out[r, o..o+3]: 1 x row × 4 f32 weight rows (decode: four weight streams at once). */
+    private static void f32x1x4(Gemm g, int r, int o, int k0, int k1, boolean first) {
+        MemorySegment x = g.x();
+        MemorySegment w = g.w();
+        long ws = 4L * g.k();
+        long xb = 4L * ((long) r * g.xStride() + k0);
+        long wb = 4L * ((long) o * g.k() + k0);
+        int n = k1 - k0;
+        int full = n - n % L;
+        FloatVector a0 = FloatVector.zero(F);
+        FloatVector a1 = a0;
+        FloatVector a2 = a0;
+        FloatVector a3 = a0;
+        for (int i = 0; i < full; i += L) {
+            FloatVector xv = act(x, xb + 4L * i);
+            long wo = wb + 4L * i;
+            a0 = xv.fma(f32(w, wo), a0);
+            a1 = xv.fma(f32(w, wo + ws), a1);
+            a2 = xv.fma(f32(w, wo + 2 * ws), a2);
+            a3 = xv.fma(f32(w, wo + 3 * ws), a3);
+        }
+        if (full < n) {
+            VectorMask<Float> m = F.indexInRange(full, n);
+            FloatVector xv = act(x, xb + 4L * full, m);
+            long wo = wb + 4L * full;
+            a0 = xv.fma(f32(w, wo, m), a0);
+            a1 = xv.fma(f32(w, wo + ws, m), a1);
+            a2 = xv.fma(f32(w, wo + 2 * ws, m), a2);
+            a3 = xv.fma(f32(w, wo + 3 * ws, m), a3);
+        }
+        store1x4(g, r, o, first, a0, a1, a2, a3);
+    }
+
+    /** out[r, o..o+3]: 1 x row × 4 bf16 weight rows (decode: four weight streams at once). */
+    private static void bf16x1x4(Gemm g, int r, int o, int k0, int k1, boolean first) {
+        MemorySegment x = g.x();
+        MemorySegment w = g.w();
+        long ws = 2L * g.k();
+        long xb = 4L * ((long) r * g.xStride() + k0);
+        long wb = 2L * ((long) o * g.k() + k0);
+        int n = k1 - k0;
+        int full = n - n % L;
+        FloatVector a0 = FloatVector.zero(F);
+        FloatVector a1 = a0;
+        FloatVector a2 = a0;
+        FloatVector a3 = a0;
+        for (int i = 0; i < full; i += L) {
+            FloatVector xv = act(x, xb + 4L * i);
+            long wo = wb + 2L * i;
+            a0 = xv.fma(bf16(w, wo), a0);
+            a1 = xv.fma(bf16(w, wo + ws), a1);
+            a2 = xv.fma(bf16(w, wo + 2 * ws), a2);
+            a3 = xv.fma(bf16(w, wo + 3 * ws), a3);
+        }
+        if (full < n) {
+            VectorMask<Float> m = F.indexInRange(full, n);
+            VectorMask<Short> ms = S.indexInRange(full, n);
+            FloatVector xv = act(x, xb + 4L * full, m);
+            long wo = wb + 2L * full;
+            a0 = xv.fma(bf16(w, wo, ms), a0);
+            a1 = xv.fma(bf16(w, wo + ws, ms), a1);
+            a2 = xv.fma(bf16(w, wo + 2 * ws, ms), a2);
+            a3 = xv.fma(bf16(w, wo + 3 * ws, ms), a3);
+        }
+        store1x4(g, r, o, first, a0, a1, a2, a3);
+    }
+
+    private static void store1x4(Gemm g, int r, int o, boolean first, FloatVector a0, FloatVector a1,
+                                 FloatVector a2, FloatVector a3) {
+        g.store(r, o, a0.reduceLanes(VectorOperators.ADD), first);
+        g.store(r, o + 1, a1.reduceLanes(VectorOperators.ADD), first);
+        g.store(r, o + 2, a2.reduceLanes(VectorOperators.ADD), first);
+        g.store(r, o + 3, a3.reduceLanes(VectorOperators.ADD), first);
+    }
+
+    /** out[r..r+3, o]: 4 x rows × 1 fp16 weight row, each converted vector used 4 times. */
+    private static void f16x4x1(Gemm g, int r, int o, int k0, int k1, boolean first) {
+        MemorySegment x = g.x();
+        MemorySegment w = g.w();
+        long xs = 4L * g.xStride();
+        long xb = 4L * ((long) r * g.xStride() + k0);
+        long wb = 2L * ((long) o * g.k() + k0);
+        int n = k1 - k0;
+        int full = n - n % L;
+        FloatVector a0 = FloatVector.zero(F);
+        FloatVector a1 = a0;
+        FloatVector a2 = a0;
+        FloatVector a3 = a0;
+        for (int i = 0; i < full; i += L) {
+            FloatVector wv = f16(w, wb + 2L * i);
+            long xo = xb + 4L * i;
+            a0 = act(x, xo).fma(wv, a0);
+            a1 = act(x, xo + xs).fma(wv, a1);
+            a2 = act(x, xo + 2 * xs).fma(wv, a2);
+            a3 = act(x, xo + 3 * xs).fma(wv, a3);
+        }
+        if (full < n) {
+            VectorMask<Float> m = F.indexInRange(full, n);
+            FloatVector wv = f16(w, wb + 2L * full, S.indexInRange(full, n));
+            long xo = xb + 4L * full;
+            a0 = act(x, xo, m).fma(wv, a0);
+            a1 = act(x, xo + xs, m).fma(wv, a1);
+            a2 = act(x, xo + 2 * xs, m).fma(wv, a2);
+            a3 = act(x, xo + 3 * xs, m).fma(wv, a3);
+        }
+        g.store(r, o, a0.reduceLanes(VectorOperators.ADD), first);
+        g.store(r + 1, o, a1.reduceLanes(VectorOperators.ADD), first);
+        g.store(r + 2, o, a2.reduceLanes(VectorOperators.ADD), first);
+        g.store(r + 3, o, a3.reduceLanes(VectorOperators.ADD), first);
+    }
+
+    /** Σ_{k0 ≤ k < k1} x[r, k] · w[o, k], one row each: f32 weights. */
+    private static float dotF32(Gemm g, int r, int o, int k0, int k1) {
+        MemorySegment x = g.x();
+        MemorySegment w = g.w();
+        long xb = 4L * ((long) r * g.xStride() + k0);
+        long wb = 4L * ((long) o * g.k() + k0);
+        int n = k1 - k0;
+        int full = n - n % L;
+        FloatVector acc = FloatVector.zero(F);
+        for (int i = 0; i < full; i += L) {
+            acc = act(x, xb + 4L * i).fma(f32(w, wb + 4L * i), acc);
+        }
+        if (full < n) {
+            VectorMask<Float> m = F.indexInRange(full, n);
+            acc = act(x, xb + 4L * full, m).fma(f32(w, wb + 4L * full, m), acc);
+        }
+        return acc.reduceLanes(VectorOperators.ADD);
+    }
+
+    /** Σ_{k0 ≤ k < k1} x[r, k] · w[o, k], one row each: bf16 weights. */
+    private static float dotBf16(Gemm g, int r, int o, int k0, int k1) {
+        MemorySegment x = g.x();
+        MemorySegment w = g.w();
+        long xb = 4L * ((long) r * g.xStride() + k0);
+        long wb = 2L * ((long) o * g.k() + k0);
+        int n = k1 - k0;
+        int full = n - n % L;
+        FloatVector acc = FloatVector.zero(F);
+        for (int i = 0; i < full; i += L) {
+            acc = act(x, xb + 4L * i).fma(bf16(w, wb + 2L * i), acc);
+        }
+        if (full < n) {
+            acc = act(x, xb + 4L * full, F.indexInRange(full, n)).fma(bf16(w, wb + 2L * full, S.indexInRange(full, n)), acc);
+        }
+        return acc.reduceLanes(VectorOperators.ADD);
+    }
+
+    /** Σ_{k0 ≤ k < k1} x[r, k] · w[o, k], one row each: fp16 weights, two accumulators for latency. */
+    private static float dotF16(Gemm g, int r, int o, int k0, int k1) {
+        MemorySegment x = g.x();
+        MemorySegment w = g.w();
+        long xb = 4L * ((long) r * g.xStride() + k0);
+        long wb = 2L * ((long) o * g.k() + k0);
+        int n = k1 - k0;
+        int full = n - n % L;
+        FloatVector acc0 = FloatVector.zero(F);
+        FloatVector acc1 = acc0;
+        int i = 0;
+        for (; i + 2 * L <= full; i += 2 * L) {
+            acc0 = act(x, xb + 4L * i).fma(f16(w, wb + 2L * i), acc0);
+            acc1 = act(x, xb + 4L * (i + L)).fma(f16(w, wb + 2L * (i + L)), acc1);
+        }
+        for (; i < full; i += L) {
+            acc0 = act(x, xb + 4L * i).fma(f16(w, wb + 2L * i), acc0);
+        }
+        if (full < n) {
+            acc1 = act(x, xb + 4L * full, F.indexInRange(full, n)).fma(f16(w, wb + 2L * full, S.indexInRange(full, n)), acc1);
+        }
+        return acc0.add(acc1).reduceLanes(VectorOperators.ADD);
+    }
+
+    // ---- attention and element-wise kernels -------------------------------------------------------
+
+    @Override
+    public float dot(MemorySegment a, long aIndex, MemorySegment b, long bIndex, int n) {
+        long ab = 4 * aIndex;
+        long bb = 4 * bIndex;
+        int full = n - n % L;
+        FloatVector acc = FloatVector.zero(F);
+        for (int i = 0; i < full; i += L) {
+            acc = act(a, ab + 4L * i).fma(act(b, bb + 4L * i), acc);
+        }
+        float sum = acc.reduceLanes(VectorOperators.ADD);
+        for (int i = full; i < n; i++) {
+            sum += a.getAtIndex(JAVA_FLOAT, aIndex + i) * b.getAtIndex(JAVA_FLOAT, bIndex + i);
+        }
+        return sum;
+    }
+
+    @Override
+    public void axpy(float alpha, MemorySegment x, long xIndex, MemorySegment y, long yIndex, int n) {
+        long xb = 4 * xIndex;
+        long yb = 4 * yIndex;
+        int full = n - n % L;
+        for (int i = 0; i < full; i += L) {
+            act(x, xb + 4L * i).fma(FloatVector.broadcast(F, alpha), act(y, yb + 4L * i)).intoMemorySegment(y, yb + 4L * i, NATIVE);
+        }
+        for (int i = full; i < n; i++) {
+            y.setAtIndex(JAVA_FLOAT, yIndex + i, y.getAtIndex(JAVA_FLOAT, yIndex + i) + alpha * x.getAtIndex(JAVA_FLOAT, xIndex + i));
+        }
+    }
+
+    @Override
+    public float expInPlace(float[] s, int n, float max) {
+        int full = n - n % L;
+        FloatVector acc = FloatVector.zero(F);
+        for (int i = 0; i < full; i += L) {
+            FloatVector e = FloatVector.fromArray(F, s, i).sub(max).lanewise(VectorOperators.EXP);
+            e.intoArray(s, i);
+            acc = acc.add(e);
+        }
+        float sum = acc.reduceLanes(VectorOperators.ADD);
+        for (int i = full; i < n; i++) {
+            s[i] = (float) Math.exp(s[i] - max);
+            sum += s[i];
+        }
+        return sum;
+    }
+
+    @Override
+    public float sumOfSquares(MemorySegment x, long index, int n) {
+        long xb = 4 * index;
+        int full = n - n % L;
+        FloatVector acc = FloatVector.zero(F);
+        for (int i = 0; i < full; i += L) {
+            FloatVector v = act(x, xb + 4L * i);
+            acc = v.fma(v, acc);
+        }
+        float sum = acc.reduceLanes(VectorOperators.ADD);
+        for (int i = full; i < n; i++) {
+            float v = x.getAtIndex(JAVA_FLOAT, index + i);
+            sum += v * v;
+        }
+        return sum;
+    }
+
+    @Override
+    public void scaleMul(MemorySegment x, long xIndex, float factor, MemorySegment w, long wIndex,
+                         MemorySegment out, long outIndex, int n) {
+        int full = n - n % L;
+        for (int i = 0; i < full; i += L) {
+            act(x, 4 * (xIndex + i)).mul(factor).mul(act(w, 4 * (wIndex + i))).intoMemorySegment(out, 4 * (outIndex + i), NATIVE);
+        }
+        for (int i = full; i < n; i++) {
+            out.setAtIndex(JAVA_FLOAT, outIndex + i, x.getAtIndex(JAVA_FLOAT, xIndex + i) * factor * w.getAtIndex(JAVA_FLOAT, wIndex + i));
+        }
+    }
+
+    @Override
+    public void add(MemorySegment a, long aIndex, MemorySegment b, long bIndex, MemorySegment out, long outIndex, int n) {
+        int full = n - n % L;
+        for (int i = 0; i < full; i += L) {
+            act(a, 4 * (aIndex + i)).add(act(b, 4 * (bIndex + i))).intoMemorySegment(out, 4 * (outIndex + i), NATIVE);
+        }
+        for (int i = full; i < n; i++) {
+            out.setAtIndex(JAVA_FLOAT, outIndex + i, a.getAtIndex(JAVA_FLOAT, aIndex + i) + b.getAtIndex(JAVA_FLOAT, bIndex + i));
+        }
+    }
+
+    @Override
+    public void swiglu(MemorySegment gateUp, long gIndex, long uIndex, MemorySegment out, long outIndex, int n) {
+        int full = n - n % L;
+        for (int i = 0; i < full; i += L) {
+            FloatVector g = act(gateUp, 4 * (gIndex + i));
+            FloatVector u = act(gateUp, 4 * (uIndex + i));
+            // silu(g) · u = g / (1 + e^−g) · u
+            g.div(g.neg().lanewise(VectorOperators.EXP).add(1f)).mul(u).intoMemorySegment(out, 4 * (outIndex + i), NATIVE);
+        }
+        for (int i = full; i < n; i++) {
+            float g = gateUp.getAtIndex(JAVA_FLOAT, gIndex + i);
+            float u = gateUp.getAtIndex(JAVA_FLOAT, uIndex + i);
+            out.setAtIndex(JAVA_FLOAT, outIndex + i, g / (1f + (float) Math.exp(-g)) * u);
+        }
+    }
+
+    @Override
+    public void rotateHalf(MemorySegment x, long index, float[] cos, float[] sin, int half) {
+        int full = half - half % L;
+        for (int i = 0; i < full; i += L) {
+            long o1 = 4 * (index + i);
+            long o2 = 4 * (index + half + i);
+            FloatVector x1 = act(x, o1);
+            FloatVector x2 = act(x, o2);
+            FloatVector c = FloatVector.fromArray(F, cos, i);
+            FloatVector s = FloatVector.fromArray(F, sin, i);
+            x1.mul(c).sub(x2.mul(s)).intoMemorySegment(x, o1, NATIVE);
+            x2.mul(c).add(x1.mul(s)).intoMemorySegment(x, o2, NATIVE);
+        }
+        for (int i = full; i < half; i++) {
+            float x1 = x.getAtIndex(JAVA_FLOAT, index + i);
+            float x2 = x.getAtIndex(JAVA_FLOAT, index + half + i);
+            x.setAtIndex(JAVA_FLOAT, index + i, x1 * cos[i] - x2 * sin[i]);
+            x.setAtIndex(JAVA_FLOAT, index + half + i, x2 * cos[i] + x1 * sin[i]);
+        }
+    }
+
+    @Override
+    public void toFloat(MemorySegment src, DType type, long srcIndex, MemorySegment dst, long dstIndex, int n) {
+        int full = n - n % L;
+        long db = 4 * dstIndex;
+        switch (type) {
+            case F32 -> {
+                for (int i = 0; i < full; i += L) {
+                    f32(src, 4 * (srcIndex + i)).intoMemorySegment(dst, db + 4L * i, NATIVE);
+                }
+            }
+            case BF16 -> {
+                for (int i = 0; i < full; i += L) {
+                    bf16(src, 2 * (srcIndex + i)).intoMemorySegment(dst, db + 4L * i, NATIVE);
+                }
+            }
+            case F16 -> {
+                for (int i = 0; i < full; i += L) {
+                    f16(src, 2 * (srcIndex + i)).intoMemorySegment(dst, db + 4L * i, NATIVE);
+                }
+            }
+        }
+        for (int i = full; i < n; i++) {
+            dst.setAtIndex(JAVA_FLOAT, dstIndex + i, CpuTensor.element(src, type, srcIndex + i));
+        }
+    }
+}

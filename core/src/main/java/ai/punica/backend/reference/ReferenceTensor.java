@@ -1,0 +1,83 @@
+package ai.punica.backend.reference;
+
+import ai.punica.backend.DType;
+import ai.punica.backend.Tensor;
+import ai.punica.model.TensorData;
+
+/**
+ * A tensor of the {@link ReferenceBackend}: activations are a {@code float[]}, weights keep their
+ * {@link TensorData} and every element is converted to float when read. Views made by
+ * {@link #firstRows} share the storage (row-major, so row r starts at {@code r · cols} in both).
+ */
+final class ReferenceTensor implements Tensor {
+
+    /** Shared by a tensor and its views, so that freeing it invalidates all of them. */
+    static final class Storage {
+        final float[] values;
+        final TensorData weight;
+        boolean freed;
+
+        Storage(float[] values, TensorData weight) {
+            this.values = values;
+            this.weight = weight;
+        }
+    }
+
+    final ReferenceBackend owner;
+    final Storage storage;
+    final String name;
+    final boolean view;
+    private final int rows;
+    private final int cols;
+
+    ReferenceTensor(ReferenceBackend owner, Storage storage, String name, int rows, int cols, boolean view) {
+        this.owner = owner;
+        this.storage = storage;
+        this.name = name;
+        this.rows = rows;
+        this.cols = cols;
+        this.view = view;
+    }
+
+    @Override
+    public int rows() {
+        return rows;
+    }
+
+    @Override
+    public int cols() {
+        return cols;
+    }
+
+    @Override
+    public DType dtype() {
+        return storage.weight == null ? DType.F32 : storage.weight.dtype();
+    }
+
+    @Override
+    public Tensor firstRows(int n) {
+        if (n < 0 || n > rows) {
+            throw new IllegalArgumentException("firstRows: " + n + " rows of " + this);
+        }
+        return new ReferenceTensor(owner, storage, name, n, cols, true);
+    }
+
+    boolean isWeight() {
+        return storage.weight != null;
+    }
+
+    /** Element (r, c) as float, whatever the stored dtype. */
+    float get(int r, int c) {
+        long i = (long) r * cols + c;
+        return storage.weight == null ? storage.values[(int) i] : storage.weight.getFloat(i);
+    }
+
+    void set(int r, int c, float value) {
+        storage.values[r * cols + c] = value;
+    }
+
+    @Override
+    public String toString() {
+        return name + " [" + rows + ", " + cols + "] " + dtype();
+    }
+}
