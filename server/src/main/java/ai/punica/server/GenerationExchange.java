@@ -15,6 +15,7 @@ import java.util.Map;
 import java.util.StringJoiner;
 import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicReferenceArray;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -38,7 +39,8 @@ final class GenerationExchange {
     private final GenerationJob job;
     private final String id;
     private final long arrivalNanos;
-    private final String[] engineIds;
+    /** Written by the handler thread, read by stop() on another thread to cancel. */
+    private final AtomicReferenceArray<String> engineIds;
     private final boolean[] finished;
     private final Completion[] completions;
     private final long[] lastTokenNanos;
@@ -53,7 +55,7 @@ final class GenerationExchange {
         this.id = id;
         this.arrivalNanos = arrivalNanos;
         int choices = job.choices();
-        this.engineIds = new String[choices];
+        this.engineIds = new AtomicReferenceArray<>(choices);
         this.finished = new boolean[choices];
         this.completions = new Completion[choices];
         this.lastTokenNanos = new long[choices];
@@ -68,27 +70,28 @@ final class GenerationExchange {
      * just unloaded), the ones already queued are cancelled and the refusal is thrown for a 4xx/5xx.
      */
     void submit() {
-        for (int i = 0; i < engineIds.length; i++) {
-            String engineId = engineIds.length == 1 ? id : id + "-" + i;
+        for (int i = 0; i < engineIds.length(); i++) {
+            String engineId = engineIds.length() == 1 ? id : id + "-" + i;
             var request = new GenerationRequest(engineId, job.adapter(), job.promptOf(i), job.paramsOf(i));
             try {
                 engine.submit(request, listener(i));
             } catch (EngineException e) {
                 for (int k = 0; k < i; k++) {
-                    engine.cancel(engineIds[k]);
+                    engine.cancel(engineIds.get(k));
                 }
                 throw e;
             }
-            engineIds[i] = engineId;
+            engineIds.set(i, engineId);
             open++;
         }
     }
 
     /** Cancels every choice still running (client gone, or shutdown past its deadline). */
     void cancel() {
-        for (int i = 0; i < engineIds.length; i++) {
-            if (engineIds[i] != null && !finished[i]) {
-                engine.cancel(engineIds[i]);
+        for (int i = 0; i < engineIds.length(); i++) {
+            String engineId = engineIds.get(i);
+            if (engineId != null && !finished[i]) {
+                engine.cancel(engineId);
             }
         }
     }
@@ -119,15 +122,18 @@ final class GenerationExchange {
                 EngineException error = apply(events.take(), null);
                 if (error != null) {
                     cancel();
+                    logDone("error: " + error.getMessage());
                     throw error;
                 }
             }
         } catch (InterruptedException e) {
             cancel();
+            logDone("interrupted");
             throw e;
         }
         for (Completion c : completions) {
             if (c.finishReason() == FinishReason.ABORT) {
+                logDone("cancelled by shutdown");
                 throw new EngineException(EngineException.Kind.UNAVAILABLE, null,
                         "The server is shutting down and cancelled this request; retry it.");
             }

@@ -246,9 +246,9 @@ public final class PunicaServer {
             GenerationJob job = chat ? parser.chat(body) : parser.completion(body);
             String id = job.endpoint().idPrefix + randomHex();
             var exchange = new GenerationExchange(engine, metrics, job, id, arrival);
-            exchange.submit();
-            inFlight.add(exchange);
+            inFlight.add(exchange); // before submitting, so a concurrent stop() can always cancel it
             try {
+                exchange.submit();
                 var responses = new ResponseBuilder(job, id, System.currentTimeMillis() / 1000, tokenText);
                 if (job.stream()) {
                     try (SseStream sse = new SseStream(res)) {
