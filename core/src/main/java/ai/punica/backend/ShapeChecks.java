@@ -109,7 +109,9 @@ public final class ShapeChecks {
         require(shape.qCols() <= qkv.cols(), op, "qkv " + qkv + " has fewer than " + shape.qCols() + " query columns");
         require(shape.slidingWindow() >= 0, op, "slidingWindow " + shape.slidingWindow() + " is negative");
         int sequences = batch.numSequences();
-        require(batch.queryStarts().length == sequences + 1 && batch.pageTableStarts().length == sequences, op,
+        // pageTableStarts may carry an end sentinel (the Scheduler writes n + 1 entries, like queryStarts).
+        require(batch.queryStarts().length == sequences + 1 && (batch.pageTableStarts().length == sequences
+                || batch.pageTableStarts().length == sequences + 1), op,
                 "queryStarts has " + batch.queryStarts().length + " and pageTableStarts "
                         + batch.pageTableStarts().length + " entries for " + sequences + " sequences");
         require(batch.queryStarts()[0] == 0, op, "queryStarts[0] = " + batch.queryStarts()[0] + ", must be 0");
