@@ -48,7 +48,6 @@ import org.slf4j.LoggerFactory;
  */
 public final class PunicaServer {
     private static final Logger log = LoggerFactory.getLogger(PunicaServer.class);
-    private static final Set<String> GENERATION_PATHS = Set.of("/v1/completions", "/v1/chat/completions");
     private static final Set<String> KNOWN_PATHS = Set.of("/v1/completions", "/v1/chat/completions", "/v1/models",
             "/v1/load_lora_adapter", "/v1/unload_lora_adapter", "/health", "/metrics");
 
