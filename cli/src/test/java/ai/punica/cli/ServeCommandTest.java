@@ -1,0 +1,57 @@
+package ai.punica.cli;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import java.io.PrintWriter;
+import java.io.StringWriter;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import picocli.CommandLine;
+
+/** {@code punica serve} refuses bad arguments with a message that says what to fix, before loading anything. */
+class ServeCommandTest {
+
+    private static Result run(String... args) {
+        StringWriter err = new StringWriter();
+        CommandLine cli = new CommandLine(new Main());
+        cli.setErr(new PrintWriter(err));
+        int code = cli.execute(args);
+        return new Result(code, err.toString());
+    }
+
+    private record Result(int exitCode, String stderr) {
+    }
+
+    @Test
+    void aModelDirectoryWithoutConfigIsRefused(@TempDir Path empty) {
+        Result r = run("serve", "--model", empty.toString());
+        assertThat(r.exitCode()).isEqualTo(2);
+        assertThat(r.stderr()).contains("no model at " + empty).contains("config.json missing");
+    }
+
+    @Test
+    void anAdapterDirectoryWithoutAdapterConfigIsRefused(@TempDir Path dir) throws Exception {
+        Path model = Files.createDirectories(dir.resolve("model"));
+        Files.writeString(model.resolve("config.json"), "{}");
+        Path notAdapter = Files.createDirectories(dir.resolve("notes"));
+        Result r = run("serve", "--model", model.toString(), "--adapters", "mine=" + notAdapter);
+        assertThat(r.exitCode()).isEqualTo(2);
+        assertThat(r.stderr()).contains("--adapters mine=" + notAdapter).contains("no adapter_config.json");
+    }
+
+    @Test
+    void twoAdaptersWithOneNameAreRefused(@TempDir Path dir) throws Exception {
+        Path model = Files.createDirectories(dir.resolve("model"));
+        Files.writeString(model.resolve("config.json"), "{}");
+        for (String a : new String[] {"a/upper", "b/upper"}) {
+            Files.createDirectories(dir.resolve(a));
+            Files.writeString(dir.resolve(a).resolve("adapter_config.json"), "{}");
+        }
+        Result r = run("serve", "--model", model.toString(), "--adapters", dir.resolve("a/upper").toString(),
+                dir.resolve("b/upper").toString());
+        assertThat(r.exitCode()).isEqualTo(2);
+        assertThat(r.stderr()).contains("two adapters are named 'upper'");
+    }
+}

@@ -1,0 +1,23 @@
+package ai.punica.server;
+
+import ai.punica.engine.Completion;
+import ai.punica.engine.EngineException;
+import ai.punica.engine.TokenDelta;
+
+/**
+ * What the engine thread hands to the HTTP handler's virtual thread for one choice of a request,
+ * through the request's queue (the engine thread must never wait on a client).
+ */
+sealed interface ChoiceEvent {
+    int choice();
+
+    /** A token; {@code nanos} is when the engine emitted it (for TTFT and inter-token latency). */
+    record Token(int choice, TokenDelta delta, long nanos) implements ChoiceEvent {
+    }
+
+    record Finished(int choice, Completion completion) implements ChoiceEvent {
+    }
+
+    record Failed(int choice, EngineException error) implements ChoiceEvent {
+    }
+}

@@ -1,0 +1,286 @@
+package ai.punica.server;
+
+import ai.punica.engine.Completion;
+import ai.punica.engine.Engine;
+import ai.punica.engine.EngineException;
+import ai.punica.engine.FinishReason;
+import ai.punica.engine.GenerationListener;
+import ai.punica.engine.GenerationRequest;
+import ai.punica.engine.TokenDelta;
+import ai.punica.engine.TokenLogprob;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.StringJoiner;
+import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicReferenceArray;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * One HTTP generation request in flight: its engine requests (one per choice), the queue their
+ * events arrive on, and the virtual thread that drains it into a response.
+ *
+ * <pre>
+ *   engine thread ── listener.onToken/onFinish/onError ──► events (unbounded queue, never blocks)
+ *                                                              │
+ *   HTTP virtual thread ◄── take + drain ◄─────────────────────┘ ──► JSON body | SSE frames
+ * </pre>
+ */
+final class GenerationExchange {
+    private static final Logger log = LoggerFactory.getLogger(GenerationExchange.class);
+    /** With nothing to send for this long, a stream writes an SSE comment to find out whether the client is still there. */
+    private static final long KEEP_ALIVE_NANOS = TimeUnit.SECONDS.toNanos(10);
+
+    private final Engine engine;
+    private final ServerMetrics metrics;
+    private final GenerationJob job;
+    private final String id;
+    private final long arrivalNanos;
+    /** Written by the handler thread, read by stop() on another thread to cancel. */
+    private final AtomicReferenceArray<String> engineIds;
+    private final boolean[] finished;
+    private final Completion[] completions;
+    private final long[] lastTokenNanos;
+    private final LinkedBlockingQueue<ChoiceEvent> events = new LinkedBlockingQueue<>();
+    private long firstTokenNanos;
+    private int open;
+
+    GenerationExchange(Engine engine, ServerMetrics metrics, GenerationJob job, String id, long arrivalNanos) {
+        this.engine = engine;
+        this.metrics = metrics;
+        this.job = job;
+        this.id = id;
+        this.arrivalNanos = arrivalNanos;
+        int choices = job.choices();
+        this.engineIds = new AtomicReferenceArray<>(choices);
+        this.finished = new boolean[choices];
+        this.completions = new Completion[choices];
+        this.lastTokenNanos = new long[choices];
+    }
+
+    String id() {
+        return id;
+    }
+
+    /**
+     * Queues every choice with the engine, or none: if the engine refuses one (queue full, adapter
+     * just unloaded), the ones already queued are cancelled and the refusal is thrown for a 4xx/5xx.
+     */
+    void submit() {
+        for (int i = 0; i < engineIds.length(); i++) {
+            String engineId = engineIds.length() == 1 ? id : id + "-" + i;
+            var request = new GenerationRequest(engineId, job.adapter(), job.promptOf(i), job.paramsOf(i));
+            try {
+                engine.submit(request, listener(i));
+            } catch (EngineException e) {
+                for (int k = 0; k < i; k++) {
+                    engine.cancel(engineIds.get(k));
+                }
+                throw e;
+            }
+            engineIds.set(i, engineId);
+            open++;
+        }
+    }
+
+    /** Cancels every choice still running (client gone, or shutdown past its deadline). */
+    void cancel() {
+        for (int i = 0; i < engineIds.length(); i++) {
+            String engineId = engineIds.get(i);
+            if (engineId != null && !finished[i]) {
+                engine.cancel(engineId);
+            }
+        }
+    }
+
+    private GenerationListener listener(int choice) {
+        return new GenerationListener() {
+            @Override
+            public void onToken(TokenDelta delta) {
+                events.add(new ChoiceEvent.Token(choice, delta, System.nanoTime()));
+            }
+
+            @Override
+            public void onFinish(Completion completion) {
+                events.add(new ChoiceEvent.Finished(choice, completion));
+            }
+
+            @Override
+            public void onError(EngineException error) {
+                events.add(new ChoiceEvent.Failed(choice, error));
+            }
+        };
+    }
+
+    /** Waits for every choice and returns them; an engine failure of any choice fails the request. */
+    Completion[] awaitAll() throws InterruptedException {
+        try {
+            while (open > 0) {
+                EngineException error = apply(events.take(), null);
+                if (error != null) {
+                    cancel();
+                    logDone("error: " + error.getMessage());
+                    throw error;
+                }
+            }
+        } catch (InterruptedException e) {
+            cancel();
+            logDone("interrupted");
+            throw e;
+        }
+        for (Completion c : completions) {
+            if (c.finishReason() == FinishReason.ABORT) {
+                logDone("cancelled by shutdown");
+                throw new EngineException(EngineException.Kind.UNAVAILABLE, null,
+                        "The server is shutting down and cancelled this request; retry it.");
+            }
+        }
+        logDone(null);
+        return completions;
+    }
+
+    /**
+     * Streams every choice as SSE frames: chat's role chunks first, then one chunk per choice for
+     * whatever arrived together (tokens that the engine produced in one step, or while we were
+     * writing, go out in one frame), the finishing chunk of each choice, the usage chunk if asked for,
+     * and [DONE]. An engine error mid-stream is sent as an error frame, as vLLM does.
+     */
+    void stream(SseStream sse, ResponseBuilder responses) throws SseStream.ClientGone, InterruptedException {
+        try {
+            for (Object chunk : responses.openingChunks()) {
+                sse.data(chunk);
+            }
+            List<ChoiceEvent> batch = new ArrayList<>();
+            while (open > 0) {
+                ChoiceEvent first = events.poll(KEEP_ALIVE_NANOS, TimeUnit.NANOSECONDS);
+                if (first == null) {
+                    sse.comment("keep-alive");
+                    continue;
+                }
+                batch.clear();
+                batch.add(first);
+                events.drainTo(batch);
+                Map<Integer, Pending> pending = new LinkedHashMap<>();
+                EngineException error = null;
+                for (ChoiceEvent e : batch) {
+                    error = error != null ? error : apply(e, pending);
+                }
+                for (var entry : pending.entrySet()) {
+                    Pending p = entry.getValue();
+                    if (!p.text.isEmpty() || !p.logprobs.isEmpty()) {
+                        sse.data(responses.chunk(entry.getKey(), p.text.toString(), p.logprobs, null));
+                    }
+                    // The finish reason always gets a chunk of its own with an empty delta, as OpenAI sends it.
+                    if (p.finish != null) {
+                        sse.data(responses.chunk(entry.getKey(), "", null, p.finish));
+                    }
+                }
+                if (error != null) {
+                    cancel();
+                    ApiException api = ApiException.from(error);
+                    sse.data(new OpenAiJson.ErrorBody(new OpenAiJson.ErrorDetail(api.getMessage(), api.type(),
+                            api.param(), api.code())));
+                    sse.done();
+                    logDone("error: " + error.getMessage());
+                    return;
+                }
+            }
+            if (job.includeUsage()) {
+                sse.data(responses.usageChunk(responses.usage(completions)));
+            }
+            sse.done();
+            logDone(null);
+        } catch (SseStream.ClientGone | InterruptedException e) {
+            cancel();
+            logDone("client disconnected");
+            throw e;
+        }
+    }
+
+    /** What one choice has to send after a drained batch. */
+    private static final class Pending {
+        final StringBuilder text = new StringBuilder();
+        final List<TokenLogprob> logprobs = new ArrayList<>();
+        FinishReason finish;
+    }
+
+    /** Records an event; returns the error it carries, if any. */
+    private EngineException apply(ChoiceEvent event, Map<Integer, Pending> pending) {
+        int choice = event.choice();
+        Pending p = pending == null ? null : pending.computeIfAbsent(choice, k -> new Pending());
+        switch (event) {
+            case ChoiceEvent.Token t -> {
+                TokenDelta d = t.delta();
+                if (d.token() >= 0) {
+                    if (firstTokenNanos == 0) {
+                        firstTokenNanos = t.nanos();
+                    }
+                    if (lastTokenNanos[choice] != 0) {
+                        metrics.observeInterTokenLatency((t.nanos() - lastTokenNanos[choice]) / 1e9);
+                    }
+                    lastTokenNanos[choice] = t.nanos();
+                }
+                if (p != null) {
+                    p.text.append(d.text());
+                    if (d.logprob() != null) {
+                        p.logprobs.add(d.logprob());
+                    }
+                }
+                return null;
+            }
+            case ChoiceEvent.Finished f -> {
+                Completion c = f.completion();
+                completions[choice] = c;
+                finished[choice] = true;
+                open--;
+                if (p != null) {
+                    p.finish = c.finishReason();
+                }
+                observe(c);
+                return null;
+            }
+            case ChoiceEvent.Failed f -> {
+                finished[choice] = true;
+                open--;
+                return f.error();
+            }
+        }
+    }
+
+    private void observe(Completion c) {
+        if (c.finishReason() != FinishReason.ABORT) {
+            metrics.countFinished(c.finishReason());
+        }
+        if (c.firstTokenNanos() != 0 && c.completionTokens() > 1) {
+            metrics.observeTimePerOutputToken((c.finishNanos() - c.firstTokenNanos()) / 1e9
+                    / (c.completionTokens() - 1));
+        }
+    }
+
+    /** One log line per request (never per token), and the request-level latency metrics. */
+    private void logDone(String problem) {
+        long now = System.nanoTime();
+        int generated = 0;
+        StringJoiner reasons = new StringJoiner(",");
+        for (Completion c : completions) {
+            if (c != null) {
+                generated += c.completionTokens();
+                reasons.add(c.finishReason().openAiName());
+            }
+        }
+        if (firstTokenNanos != 0) {
+            metrics.observeTimeToFirstToken((firstTokenNanos - arrivalNanos) / 1e9);
+        }
+        if (problem == null) {
+            metrics.observeE2eLatency((now - arrivalNanos) / 1e9);
+        }
+        String ttft = firstTokenNanos == 0 ? "-" : String.format("%.1f", (firstTokenNanos - arrivalNanos) / 1e6);
+        log.info("{} model={} n={} stream={} prompt_tokens={} completion_tokens={} ttft_ms={} latency_ms={} finish={}{}",
+                id, job.model(), job.choices(), job.stream(), job.promptTokens(), generated, ttft,
+                String.format("%.1f", (now - arrivalNanos) / 1e6), reasons.length() == 0 ? "-" : reasons,
+                problem == null ? "" : " (" + problem + ")");
+    }
+}

@@ -1,0 +1,60 @@
+package ai.punica.server;
+
+import ai.punica.engine.SamplingParams;
+import java.util.List;
+
+/**
+ * A checked, tokenized /v1/completions or /v1/chat/completions request: what the engine is asked
+ * to run. Choice {@code i} runs prompt {@code i / n} with {@code params.get(i / n)}, as OpenAI
+ * numbers choices when several prompts are sent with {@code n > 1}.
+ *
+ * @param model        the {@code model} field as sent (echoed in responses)
+ * @param adapter      the adapter to run, or null for the base model
+ * @param params       sampling per prompt (max_tokens may differ: chat fills the context)
+ * @param logprobs     -1 for none, else how many alternatives per token
+ */
+record GenerationJob(Endpoint endpoint, String model, String adapter, List<int[]> prompts,
+                     List<SamplingParams> params, int n, boolean stream, boolean includeUsage, int logprobs) {
+
+    enum Endpoint {
+        COMPLETIONS("cmpl-", "text_completion"),
+        CHAT("chatcmpl-", "chat.completion");
+
+        final String idPrefix;
+        final String object;
+
+        Endpoint(String idPrefix, String object) {
+            this.idPrefix = idPrefix;
+            this.object = object;
+        }
+    }
+
+    GenerationJob {
+        prompts = List.copyOf(prompts);
+        params = List.copyOf(params);
+    }
+
+    int choices() {
+        return prompts.size() * n;
+    }
+
+    int[] promptOf(int choice) {
+        return prompts.get(choice / n);
+    }
+
+    SamplingParams paramsOf(int choice) {
+        SamplingParams p = params.get(choice / n);
+        // The same seed for every choice would give n identical answers: the k-th choice of a prompt
+        // uses seed + k, so a seeded request is still reproducible as a whole.
+        int k = choice % n;
+        return k == 0 || p.seed() == null ? p : p.toBuilder().seed(p.seed() + k).build();
+    }
+
+    int promptTokens() {
+        int total = 0;
+        for (int[] p : prompts) {
+            total += p.length;
+        }
+        return total;
+    }
+}

@@ -1,0 +1,430 @@
+package ai.punica.server;
+
+import ai.punica.engine.Completion;
+import ai.punica.engine.Engine;
+import ai.punica.engine.EngineBuilder;
+import ai.punica.engine.EngineException;
+import ai.punica.server.OpenAiJson.ModelCard;
+import io.helidon.http.HeaderNames;
+import io.helidon.http.Method;
+import io.helidon.http.Status;
+import io.helidon.webserver.WebServer;
+import io.helidon.webserver.http.FilterChain;
+import io.helidon.webserver.http.HttpRouting;
+import io.helidon.webserver.http.RoutingRequest;
+import io.helidon.webserver.http.RoutingResponse;
+import io.helidon.webserver.http.ServerRequest;
+import io.helidon.webserver.http.ServerResponse;
+import java.io.ByteArrayOutputStream;
+import java.io.IOException;
+import java.io.InputStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.security.MessageDigest;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.HexFormat;
+import java.util.List;
+import java.util.Objects;
+import java.util.OptionalLong;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ThreadLocalRandom;
+import java.util.concurrent.atomic.AtomicInteger;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The OpenAI-compatible HTTP server in front of one {@link Engine}: completions and chat (whole or
+ * streamed as SSE), models, runtime adapter loading, health and Prometheus metrics, with the routes,
+ * bodies and errors of OpenAI's API and vLLM's extensions. Runs on Helidon SE (a virtual thread per
+ * request; a handler blocks on its request's event queue, never the engine thread).
+ *
+ * <pre>
+ *   var server = PunicaServer.builder().engine(engine).port(8000).apiKey(key).build().start();
+ *   ...
+ *   server.stop(Duration.ofSeconds(30));
+ * </pre>
+ */
+public final class PunicaServer {
+    private static final Logger log = LoggerFactory.getLogger(PunicaServer.class);
+    private static final Set<String> KNOWN_PATHS = Set.of("/v1/completions", "/v1/chat/completions", "/v1/models",
+            "/v1/load_lora_adapter", "/v1/unload_lora_adapter", "/health", "/metrics");
+
+    private enum State { CREATED, SERVING, STOPPING, STOPPED }
+
+    private final Engine engine;
+    private final String host;
+    private final int requestedPort;
+    private final byte[] apiKey;
+    private final long maxBodyBytes;
+    private final String modelRoot;
+    private final RequestParser parser;
+    private final AdapterAdmin adapterAdmin;
+    private final ServerMetrics metrics;
+    private final TokenText tokenText;
+    private final long createdEpochSeconds = System.currentTimeMillis() / 1000;
+    private final Set<GenerationExchange> inFlight = ConcurrentHashMap.newKeySet();
+    private final AtomicInteger activeExchanges = new AtomicInteger();
+    private volatile State state = State.CREATED;
+    private WebServer webServer;
+
+    private PunicaServer(Builder b) {
+        this.engine = Objects.requireNonNull(b.engine, "an engine is required");
+        this.host = b.host;
+        this.requestedPort = b.port;
+        this.apiKey = b.apiKey == null ? null : b.apiKey.getBytes(StandardCharsets.UTF_8);
+        this.maxBodyBytes = b.maxBodyBytes;
+        this.modelRoot = b.modelRoot;
+        this.parser = new RequestParser(engine);
+        this.adapterAdmin = new AdapterAdmin(engine.adapters(), engine.baseModelName(), b.adapterRoots);
+        this.metrics = new ServerMetrics(engine);
+        this.tokenText = new TokenText(engine.tokenizer());
+    }
+
+    public static Builder builder() {
+        return new Builder();
+    }
+
+    /** Binds the port and starts serving; returns when requests are accepted. */
+    public synchronized PunicaServer start() {
+        if (state != State.CREATED) {
+            throw new IllegalStateException("the server was already started");
+        }
+        webServer = WebServer.builder()
+                .host(host)
+                .port(requestedPort)
+                .shutdownHook(false) // the CLI drains requests on SIGTERM itself (stop with a deadline)
+                .routing(this::routes)
+                .build()
+                .start();
+        state = State.SERVING;
+        log.info("serving {} (adapters: {}) on http://{}:{}", engine.baseModelName(),
+                String.join(", ", engine.adapters().registered()), host, webServer.port());
+        return this;
+    }
+
+    /** The bound port (the ephemeral one when built with port 0). */
+    public int port() {
+        if (webServer == null) {
+            throw new IllegalStateException("the server is not started");
+        }
+        return webServer.port();
+    }
+
+    public String baseUrl() {
+        String h = host.contains(":") ? "[" + host + "]" : host;
+        return "http://" + h + ":" + port();
+    }
+
+    /**
+     * Graceful stop: new requests are answered 503 at once; requests already running may finish
+     * until {@code deadline}; those still running then are cancelled (streams end with
+     * finish_reason "abort", whole responses with 503); then the listener closes. The engine is not
+     * closed: it belongs to whoever built it.
+     */
+    public void stop(Duration deadline) {
+        synchronized (this) {
+            if (state != State.SERVING) {
+                state = State.STOPPED;
+                return;
+            }
+            state = State.STOPPING;
+        }
+        long end = System.nanoTime() + deadline.toNanos();
+        log.info("stopping: {} requests in flight, waiting up to {} ms", activeExchanges.get(), deadline.toMillis());
+        waitForExchanges(end);
+        if (activeExchanges.get() > 0) {
+            log.info("deadline reached; cancelling {} requests", activeExchanges.get());
+            for (GenerationExchange e : inFlight) {
+                e.cancel();
+            }
+            waitForExchanges(System.nanoTime() + Duration.ofSeconds(5).toNanos());
+        }
+        webServer.stop();
+        state = State.STOPPED;
+        log.info("stopped");
+    }
+
+    private void waitForExchanges(long endNanos) {
+        while (activeExchanges.get() > 0 && System.nanoTime() < endNanos) {
+            try {
+                Thread.sleep(10);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                return;
+            }
+        }
+    }
+
+    // ---- routing --------------------------------------------------------------------------------
+
+    private void routes(HttpRouting.Builder r) {
+        r.addFilter(this::authorize)
+                .post("/v1/completions", guard((req, res) -> generate(req, res, false)))
+                .post("/v1/chat/completions", guard((req, res) -> generate(req, res, true)))
+                .get("/v1/models", guard(this::models))
+                .post("/v1/load_lora_adapter", guard((req, res) -> sendText(res, adapterAdmin.load(readJson(req)))))
+                .post("/v1/unload_lora_adapter", guard((req, res) -> sendText(res, adapterAdmin.unload(readJson(req)))))
+                .get("/health", this::health)
+                .get("/metrics", this::metrics)
+                .any(guard(this::unknownRoute));
+    }
+
+    /**
+     * Bearer-token check for the API (/v1/...). /health and /metrics stay open as in vLLM, so probes
+     * and scrapers need no secret. The comparison takes the same time whatever the key's prefix.
+     */
+    private void authorize(FilterChain chain, RoutingRequest req, RoutingResponse res) {
+        if (apiKey != null && req.path().path().startsWith("/v1/")) {
+            String header = req.headers().first(HeaderNames.AUTHORIZATION).orElse("");
+            byte[] given = header.startsWith("Bearer ")
+                    ? header.substring(7).trim().getBytes(StandardCharsets.UTF_8) : new byte[0];
+            if (!MessageDigest.isEqual(given, apiKey)) {
+                sendError(res, ApiException.unauthorized(header.isEmpty()
+                        ? "Missing API key: send it as the header `Authorization: Bearer <key>`."
+                        : "Incorrect API key provided."));
+                return;
+            }
+        }
+        chain.proceed();
+    }
+
+    @FunctionalInterface
+    private interface ApiHandler {
+        void handle(ServerRequest req, ServerResponse res) throws Exception;
+    }
+
+    /** Every failure of a handler becomes an OpenAI error body with its status (500 for bugs, logged). */
+    private io.helidon.webserver.http.Handler guard(ApiHandler handler) {
+        return (req, res) -> {
+            try {
+                handler.handle(req, res);
+            } catch (ApiException e) {
+                sendError(res, e);
+            } catch (EngineException e) {
+                if (e.kind() == EngineException.Kind.INTERNAL) {
+                    log.error("request {} {} failed in the engine", req.prologue().method(), req.path().path(), e);
+                }
+                sendError(res, ApiException.from(e));
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                sendError(res, ApiException.unavailable("The request was interrupted (server stopping); retry it."));
+            } catch (Exception e) {
+                log.error("request {} {} failed", req.prologue().method(), req.path().path(), e);
+                sendError(res, ApiException.internal("Internal server error: " + e.getClass().getSimpleName()
+                        + (e.getMessage() == null ? "" : ": " + e.getMessage())));
+            }
+        };
+    }
+
+    private void unknownRoute(ServerRequest req, ServerResponse res) {
+        String path = req.path().path();
+        Method method = req.prologue().method();
+        if (KNOWN_PATHS.contains(path)) {
+            throw ApiException.methodNotAllowed("Method " + method.text() + " is not allowed on " + path + ".");
+        }
+        throw ApiException.notFound(null, "unknown_url", "Unknown request URL: " + method.text() + " " + path
+                + ". The endpoints are " + String.join(", ", KNOWN_PATHS.stream().sorted().toList()) + ".");
+    }
+
+    // ---- generation -----------------------------------------------------------------------------
+
+    private void generate(ServerRequest req, ServerResponse res, boolean chat) throws Exception {
+        long arrival = System.nanoTime();
+        if (state != State.SERVING) {
+            throw ApiException.unavailable("The server is shutting down; send the request to another replica.");
+        }
+        activeExchanges.incrementAndGet();
+        try {
+            // Re-check after counting ourselves, so stop() never misses a request that slipped past the check.
+            if (state != State.SERVING) {
+                throw ApiException.unavailable("The server is shutting down; send the request to another replica.");
+            }
+            JsonBody body = readJson(req);
+            GenerationJob job = chat ? parser.chat(body) : parser.completion(body);
+            String id = job.endpoint().idPrefix + randomHex();
+            var exchange = new GenerationExchange(engine, metrics, job, id, arrival);
+            inFlight.add(exchange); // before submitting, so a concurrent stop() can always cancel it
+            try {
+                exchange.submit();
+                var responses = new ResponseBuilder(job, id, System.currentTimeMillis() / 1000, tokenText);
+                if (job.stream()) {
+                    try (SseStream sse = new SseStream(res)) {
+                        exchange.stream(sse, responses);
+                    } catch (SseStream.ClientGone e) {
+                        log.debug("{}: {}", id, e.getMessage());
+                    }
+                } else {
+                    Completion[] done = exchange.awaitAll();
+                    sendJson(res, Status.OK_200, responses.whole(done));
+                }
+            } finally {
+                inFlight.remove(exchange);
+            }
+        } finally {
+            activeExchanges.decrementAndGet();
+        }
+    }
+
+    private static String randomHex() {
+        byte[] b = new byte[16];
+        ThreadLocalRandom.current().nextBytes(b);
+        return HexFormat.of().formatHex(b);
+    }
+
+    // ---- models, health, metrics ----------------------------------------------------------------
+
+    private void models(ServerRequest req, ServerResponse res) {
+        String base = engine.baseModelName();
+        List<ModelCard> cards = new ArrayList<>();
+        cards.add(new ModelCard(base, "model", createdEpochSeconds, "punica", modelRoot != null ? modelRoot : base,
+                null, engine.maxModelLen()));
+        for (String name : engine.adapters().registered()) {
+            String root = engine.adapters().directoryOf(name).map(Path::toString).orElse(name);
+            cards.add(new ModelCard(name, "model", createdEpochSeconds, "punica", root, base, null));
+        }
+        sendJson(res, Status.OK_200, new OpenAiJson.ModelList("list", cards));
+    }
+
+    /** 200 while serving; 503 once stopping, so a load balancer drains this replica first. */
+    private void health(ServerRequest req, ServerResponse res) {
+        if (state == State.SERVING) {
+            res.status(Status.OK_200).send();
+        } else {
+            sendError(res, ApiException.unavailable("The server is " + state.name().toLowerCase() + "."));
+        }
+    }
+
+    private void metrics(ServerRequest req, ServerResponse res) throws IOException {
+        var out = new ByteArrayOutputStream();
+        metrics.write(out);
+        res.status(Status.OK_200);
+        res.header(HeaderNames.CONTENT_TYPE, metrics.contentType());
+        res.send(out.toByteArray());
+    }
+
+    // ---- bodies ---------------------------------------------------------------------------------
+
+    /**
+     * Reads the body up to the limit: a declared Content-Length over it is refused before reading; a
+     * chunked body is read until it passes the limit. Either way the answer is 413 and the connection
+     * is closed, since the rest of the body is not read.
+     */
+    private JsonBody readJson(ServerRequest req) throws IOException {
+        OptionalLong declared = req.headers().contentLength();
+        if (declared.isPresent() && declared.getAsLong() > maxBodyBytes) {
+            throw ApiException.bodyTooLarge(maxBodyBytes);
+        }
+        byte[] body;
+        try (InputStream in = req.content().inputStream()) {
+            body = in.readNBytes((int) Math.min(Integer.MAX_VALUE - 8, maxBodyBytes + 1));
+        } catch (RuntimeException e) {
+            throw ApiException.badRequest(null, "Could not read the request body: " + e.getMessage());
+        }
+        if (body.length > maxBodyBytes) {
+            throw ApiException.bodyTooLarge(maxBodyBytes);
+        }
+        return JsonBody.parse(body);
+    }
+
+    private static void sendJson(ServerResponse res, Status status, Object body) {
+        res.status(status);
+        res.header(HeaderNames.CONTENT_TYPE, "application/json");
+        res.send(OpenAiJson.bytes(body));
+    }
+
+    private static void sendText(ServerResponse res, String text) {
+        res.status(Status.OK_200);
+        res.header(HeaderNames.CONTENT_TYPE, "text/plain; charset=utf-8");
+        res.send(text.getBytes(StandardCharsets.UTF_8));
+    }
+
+    private static void sendError(ServerResponse res, ApiException e) {
+        if (res.isSent()) {
+            return; // a stream already started; GenerationExchange reports errors in-band
+        }
+        res.status(Status.create(e.status()));
+        if (e.retryable()) {
+            res.header(HeaderNames.RETRY_AFTER, "1");
+        }
+        if (e.status() == 413) {
+            res.header(HeaderNames.CONNECTION, "close");
+        }
+        var body = new OpenAiJson.ErrorBody(new OpenAiJson.ErrorDetail(e.getMessage(), e.type(), e.param(), e.code()));
+        sendJson(res, res.status(), body);
+    }
+
+    // ---- builder --------------------------------------------------------------------------------
+
+    public static final class Builder {
+        private Engine engine;
+        private String host = "127.0.0.1";
+        private int port = 8000;
+        private String apiKey;
+        private final List<Path> adapterRoots = new ArrayList<>();
+        private long maxBodyBytes = 8L << 20;
+        private String modelRoot;
+
+        private Builder() {
+        }
+
+        public Builder engine(Engine engine) {
+            this.engine = engine;
+            return this;
+        }
+
+        public Builder runtime(EngineBuilder.Runtime runtime) {
+            return engine(runtime.engine());
+        }
+
+        public Builder host(String host) {
+            this.host = host;
+            return this;
+        }
+
+        /** 0 picks a free port (tests); {@link #port()} tells which. */
+        public Builder port(int port) {
+            if (port < 0 || port > 65535) {
+                throw new IllegalArgumentException("port must be in [0, 65535], got " + port);
+            }
+            this.port = port;
+            return this;
+        }
+
+        /** When set, every /v1/ request needs {@code Authorization: Bearer <key>}. Null or blank: no key. */
+        public Builder apiKey(String key) {
+            this.apiKey = key == null || key.isBlank() ? null : key;
+            return this;
+        }
+
+        /** Directories under which /v1/load_lora_adapter may load adapters; none disables it. */
+        public Builder adapterRoots(List<Path> roots) {
+            adapterRoots.addAll(roots);
+            return this;
+        }
+
+        public Builder adapterRoot(Path root) {
+            adapterRoots.add(root);
+            return this;
+        }
+
+        public Builder maxBodyBytes(long bytes) {
+            if (bytes < 1) {
+                throw new IllegalArgumentException("max body size must be positive, got " + bytes);
+            }
+            this.maxBodyBytes = bytes;
+            return this;
+        }
+
+        /** What /v1/models shows as the base model's {@code root} (vLLM: the model path). */
+        public Builder modelRoot(String root) {
+            this.modelRoot = root;
+            return this;
+        }
+
+        public PunicaServer build() {
+            return new PunicaServer(this);
+        }
+    }
+}

@@ -1,0 +1,160 @@
+package ai.punica.server;
+
+import ai.punica.engine.Completion;
+import ai.punica.engine.FinishReason;
+import ai.punica.engine.TokenLogprob;
+import ai.punica.server.GenerationJob.Endpoint;
+import ai.punica.server.OpenAiJson.ChatChoice;
+import ai.punica.server.OpenAiJson.ChatChunkChoice;
+import ai.punica.server.OpenAiJson.ChatCompletion;
+import ai.punica.server.OpenAiJson.ChatCompletionChunk;
+import ai.punica.server.OpenAiJson.ChatDelta;
+import ai.punica.server.OpenAiJson.ChatLogprobs;
+import ai.punica.server.OpenAiJson.ChatMessage;
+import ai.punica.server.OpenAiJson.ChatTokenLogprob;
+import ai.punica.server.OpenAiJson.ChatTopLogprob;
+import ai.punica.server.OpenAiJson.TextChoice;
+import ai.punica.server.OpenAiJson.TextCompletion;
+import ai.punica.server.OpenAiJson.TextLogprobs;
+import ai.punica.server.OpenAiJson.Usage;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * Builds the JSON objects of one response, whole or as stream chunks, in the shape of the endpoint
+ * that was called. Holds the per-choice {@code text_offset} of legacy completions logprobs, so one
+ * instance serves one HTTP request.
+ */
+final class ResponseBuilder {
+    /** vLLM reports -inf log-probabilities as -9999 (JSON has no infinity). */
+    private static final float MIN_LOGPROB = -9999f;
+
+    private final GenerationJob job;
+    private final String id;
+    private final long created;
+    private final TokenText tokenText;
+    private final int[] textOffsets;
+
+    ResponseBuilder(GenerationJob job, String id, long created, TokenText tokenText) {
+        this.job = job;
+        this.id = id;
+        this.created = created;
+        this.tokenText = tokenText;
+        this.textOffsets = new int[job.choices()];
+    }
+
+    Usage usage(Completion[] completions) {
+        int generated = 0;
+        for (Completion c : completions) {
+            generated += c.completionTokens();
+        }
+        return Usage.of(job.promptTokens(), generated);
+    }
+
+    /** The non-streaming response. */
+    Object whole(Completion[] completions) {
+        Usage usage = usage(completions);
+        if (job.endpoint() == Endpoint.COMPLETIONS) {
+            List<TextChoice> choices = new ArrayList<>();
+            for (int i = 0; i < completions.length; i++) {
+                Completion c = completions[i];
+                choices.add(new TextChoice(i, c.text(), textLogprobs(i, c.logprobs()),
+                        c.finishReason().openAiName()));
+            }
+            return new TextCompletion(id, job.endpoint().object, created, job.model(), choices, usage);
+        }
+        List<ChatChoice> choices = new ArrayList<>();
+        for (int i = 0; i < completions.length; i++) {
+            Completion c = completions[i];
+            choices.add(new ChatChoice(i, new ChatMessage("assistant", c.text()), chatLogprobs(c.logprobs()),
+                    c.finishReason().openAiName()));
+        }
+        return new ChatCompletion(id, job.endpoint().object, created, job.model(), choices, usage);
+    }
+
+    /** Chunks sent before any token: chat announces each choice's role, as OpenAI and vLLM do. */
+    List<Object> openingChunks() {
+        if (job.endpoint() != Endpoint.CHAT) {
+            return List.of();
+        }
+        List<Object> out = new ArrayList<>();
+        for (int i = 0; i < job.choices(); i++) {
+            out.add(chatChunk(new ChatChunkChoice(i, new ChatDelta("assistant", ""), null, null)));
+        }
+        return out;
+    }
+
+    /** One stream chunk for one choice; {@code finish} is null until its last chunk. */
+    Object chunk(int choice, String text, List<TokenLogprob> logprobs, FinishReason finish) {
+        String reason = finish == null ? null : finish.openAiName();
+        if (job.endpoint() == Endpoint.COMPLETIONS) {
+            TextChoice c = new TextChoice(choice, text, textLogprobs(choice, logprobs), reason);
+            return new TextCompletion(id, "text_completion", created, job.model(), List.of(c), null);
+        }
+        // The last chunk of a choice carries an empty delta when it brings no text, like OpenAI's.
+        ChatDelta delta = text.isEmpty() && finish != null ? new ChatDelta(null, null) : new ChatDelta(null, text);
+        return chatChunk(new ChatChunkChoice(choice, delta, chatLogprobs(logprobs), reason));
+    }
+
+    /** The extra chunk of {@code stream_options.include_usage}: no choices, the whole request's usage. */
+    Object usageChunk(Usage usage) {
+        if (job.endpoint() == Endpoint.COMPLETIONS) {
+            return new TextCompletion(id, "text_completion", created, job.model(), List.of(), usage);
+        }
+        return new ChatCompletionChunk(id, "chat.completion.chunk", created, job.model(), List.of(), usage);
+    }
+
+    private ChatCompletionChunk chatChunk(ChatChunkChoice choice) {
+        return new ChatCompletionChunk(id, "chat.completion.chunk", created, job.model(), List.of(choice), null);
+    }
+
+    /**
+     * Legacy completions logprobs: parallel arrays; {@code text_offset} counts characters of the
+     * choice's text before each token, continuing across stream chunks.
+     */
+    private TextLogprobs textLogprobs(int choice, List<TokenLogprob> logprobs) {
+        if (job.logprobs() < 0 || logprobs == null) {
+            return null;
+        }
+        List<String> tokens = new ArrayList<>();
+        List<Float> values = new ArrayList<>();
+        List<Map<String, Float>> top = new ArrayList<>();
+        List<Integer> offsets = new ArrayList<>();
+        for (TokenLogprob lp : logprobs) {
+            String text = tokenText.of(lp.token());
+            tokens.add(text);
+            values.add(clamp(lp.logprob()));
+            Map<String, Float> alternatives = new LinkedHashMap<>();
+            for (TokenLogprob.Alternative a : lp.top()) {
+                alternatives.putIfAbsent(tokenText.of(a.token()), clamp(a.logprob()));
+            }
+            top.add(alternatives);
+            offsets.add(textOffsets[choice]);
+            textOffsets[choice] += text.length();
+        }
+        return new TextLogprobs(tokens, values, top, offsets);
+    }
+
+    private ChatLogprobs chatLogprobs(List<TokenLogprob> logprobs) {
+        if (job.logprobs() < 0 || logprobs == null) {
+            return null;
+        }
+        List<ChatTokenLogprob> content = new ArrayList<>();
+        for (TokenLogprob lp : logprobs) {
+            String text = tokenText.of(lp.token());
+            List<ChatTopLogprob> top = new ArrayList<>();
+            for (TokenLogprob.Alternative a : lp.top()) {
+                String alt = tokenText.of(a.token());
+                top.add(new ChatTopLogprob(alt, clamp(a.logprob()), TokenText.utf8(alt)));
+            }
+            content.add(new ChatTokenLogprob(text, clamp(lp.logprob()), TokenText.utf8(text), top));
+        }
+        return new ChatLogprobs(content);
+    }
+
+    private static float clamp(float logprob) {
+        return Float.isNaN(logprob) || logprob < MIN_LOGPROB ? MIN_LOGPROB : logprob;
+    }
+}

@@ -1,0 +1,135 @@
+package ai.punica.server;
+
+import ai.punica.engine.Engine;
+import ai.punica.engine.EngineStats;
+import ai.punica.engine.FinishReason;
+import io.prometheus.metrics.core.metrics.Counter;
+import io.prometheus.metrics.core.metrics.CounterWithCallback;
+import io.prometheus.metrics.core.metrics.GaugeWithCallback;
+import io.prometheus.metrics.core.metrics.Histogram;
+import io.prometheus.metrics.expositionformats.PrometheusTextFormatWriter;
+import io.prometheus.metrics.model.registry.PrometheusRegistry;
+import java.io.IOException;
+import java.io.OutputStream;
+
+/**
+ * The metrics Kubernetes inference gateways and vLLM dashboards read, under vLLM's names (the
+ * Prometheus Java client accepts the {@code vllm:} colon form), labelled {@code model_name} with the
+ * base model's id as vLLM does. Queue, KV and adapter gauges are read from the engine's latest
+ * {@link EngineStats} at scrape time; latency histograms are observed by the HTTP handlers.
+ */
+final class ServerMetrics {
+    /** vLLM's bucket bounds, so dashboards built for vLLM show the same resolution. */
+    private static final double[] TTFT_BUCKETS = {0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5,
+            0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0};
+    private static final double[] TPOT_BUCKETS = {0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75,
+            1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0};
+    private static final double[] E2E_BUCKETS = {0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0,
+            40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0};
+
+    private final PrometheusRegistry registry = new PrometheusRegistry();
+    private final PrometheusTextFormatWriter writer = PrometheusTextFormatWriter.create();
+    private final String modelName;
+    private final Histogram timeToFirstToken;
+    private final Histogram timePerOutputToken;
+    private final Histogram interTokenLatency;
+    private final Histogram e2eLatency;
+    private final Counter requestSuccess;
+
+    ServerMetrics(Engine engine) {
+        this.modelName = engine.baseModelName();
+        gauge("vllm:num_requests_running", "Number of requests in model execution batches.",
+                () -> engine.stats().running());
+        gauge("vllm:num_requests_waiting", "Number of requests waiting to be processed.",
+                () -> engine.stats().waiting());
+        gauge("vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.",
+                () -> engine.stats().kvCacheUsage());
+        GaugeWithCallback.builder()
+                .name("vllm:lora_requests_info")
+                .help("Running stats on lora requests.")
+                .labelNames("max_lora", "running_lora_adapters", "waiting_lora_adapters")
+                .callback(cb -> {
+                    EngineStats s = engine.stats();
+                    // vLLM's value is the time of the last update; the information is in the labels.
+                    cb.call(System.currentTimeMillis() / 1000.0, Integer.toString(s.loraSlots()),
+                            String.join(",", s.runningAdapters()), String.join(",", s.waitingAdapters()));
+                })
+                .register(registry);
+        counter("vllm:prompt_tokens_total", "Number of prefill tokens processed.",
+                () -> engine.stats().promptTokens());
+        counter("vllm:generation_tokens_total", "Number of generation tokens processed.",
+                () -> engine.stats().generationTokens());
+        counter("vllm:num_preemptions_total", "Cumulative number of preemptions from the engine.",
+                () -> engine.stats().preemptions());
+        counter("punica_adapter_loads_total", "Adapters copied into a backend slot.",
+                () -> engine.stats().adapterLoads(), false);
+        counter("punica_adapter_evictions_total", "Adapters removed from a backend slot to make room.",
+                () -> engine.stats().adapterEvictions(), false);
+        timeToFirstToken = histogram("vllm:time_to_first_token_seconds", "Histogram of time to first token in "
+                + "seconds.", TTFT_BUCKETS);
+        timePerOutputToken = histogram("vllm:time_per_output_token_seconds", "Histogram of time per output token "
+                + "in seconds (per request: decode time / (generated tokens - 1)).", TPOT_BUCKETS);
+        interTokenLatency = histogram("vllm:inter_token_latency_seconds", "Histogram of inter-token latency in "
+                + "seconds.", TPOT_BUCKETS);
+        e2eLatency = histogram("vllm:e2e_request_latency_seconds", "Histogram of end to end request latency in "
+                + "seconds.", E2E_BUCKETS);
+        requestSuccess = Counter.builder()
+                .name("vllm:request_success_total")
+                .help("Count of successfully processed requests.")
+                .labelNames("finished_reason", "model_name")
+                .register(registry);
+    }
+
+    void observeTimeToFirstToken(double seconds) {
+        timeToFirstToken.labelValues(modelName).observe(seconds);
+    }
+
+    void observeTimePerOutputToken(double seconds) {
+        timePerOutputToken.labelValues(modelName).observe(seconds);
+    }
+
+    void observeInterTokenLatency(double seconds) {
+        interTokenLatency.labelValues(modelName).observe(seconds);
+    }
+
+    void observeE2eLatency(double seconds) {
+        e2eLatency.labelValues(modelName).observe(seconds);
+    }
+
+    void countFinished(FinishReason reason) {
+        requestSuccess.labelValues(reason.openAiName(), modelName).inc();
+    }
+
+    String contentType() {
+        return PrometheusTextFormatWriter.CONTENT_TYPE;
+    }
+
+    void write(OutputStream out) throws IOException {
+        writer.write(out, registry.scrape());
+    }
+
+    private void gauge(String name, String help, java.util.function.DoubleSupplier value) {
+        GaugeWithCallback.builder().name(name).help(help).labelNames("model_name")
+                .callback(cb -> cb.call(value.getAsDouble(), modelName)).register(registry);
+    }
+
+    private void counter(String name, String help, java.util.function.LongSupplier value) {
+        counter(name, help, value, true);
+    }
+
+    private void counter(String name, String help, java.util.function.LongSupplier value, boolean labelled) {
+        var b = CounterWithCallback.builder().name(name).help(help);
+        if (labelled) {
+            b.labelNames("model_name").callback(cb -> cb.call(value.getAsLong(), modelName));
+        } else {
+            b.callback(cb -> cb.call(value.getAsLong()));
+        }
+        b.register(registry);
+    }
+
+    private Histogram histogram(String name, String help, double[] buckets) {
+        return Histogram.builder().name(name).help(help).classicOnly().classicUpperBounds(buckets)
+                .labelNames("model_name")
+                .register(registry);
+    }
+}

@@ -1,0 +1,79 @@
+package ai.punica.server;
+
+import io.helidon.http.HeaderNames;
+import io.helidon.http.Status;
+import io.helidon.webserver.http.ServerResponse;
+import java.io.IOException;
+import java.io.OutputStream;
+import java.nio.charset.StandardCharsets;
+
+/**
+ * A Server-Sent Events response as OpenAI streams it: {@code data: <json>\n\n} frames, each flushed
+ * at once (a chunked HTTP/1.1 body), ending with {@code data: [DONE]\n\n}.
+ *
+ * <p>A write or flush that fails means the client has gone: it surfaces as {@link ClientGone} so
+ * the caller cancels the engine work at once instead of generating into a dead socket.
+ */
+final class SseStream implements AutoCloseable {
+    private static final byte[] DATA = "data: ".getBytes(StandardCharsets.US_ASCII);
+    private static final byte[] END = "\n\n".getBytes(StandardCharsets.US_ASCII);
+    private static final byte[] DONE = "data: [DONE]\n\n".getBytes(StandardCharsets.US_ASCII);
+
+    /** The client closed the connection while we were streaming to it. */
+    static final class ClientGone extends Exception {
+        ClientGone(Throwable cause) {
+            super("client closed the connection: " + cause, cause);
+        }
+    }
+
+    private final OutputStream out;
+
+    SseStream(ServerResponse response) {
+        response.status(Status.OK_200);
+        response.header(HeaderNames.CONTENT_TYPE, "text/event-stream; charset=utf-8");
+        response.header(HeaderNames.CACHE_CONTROL, "no-cache");
+        // Reverse proxies (nginx) buffer responses unless told not to; a buffered stream is no stream.
+        response.header("X-Accel-Buffering", "no");
+        this.out = response.outputStream();
+    }
+
+    void data(Object json) throws ClientGone {
+        byte[] body = OpenAiJson.bytes(json);
+        try {
+            out.write(DATA);
+            out.write(body);
+            out.write(END);
+            out.flush();
+        } catch (IOException | RuntimeException e) {
+            throw new ClientGone(e);
+        }
+    }
+
+    /** An SSE comment line: ignored by clients, but a write that fails if the client is gone. */
+    void comment(String text) throws ClientGone {
+        try {
+            out.write((": " + text + "\n\n").getBytes(StandardCharsets.UTF_8));
+            out.flush();
+        } catch (IOException | RuntimeException e) {
+            throw new ClientGone(e);
+        }
+    }
+
+    void done() throws ClientGone {
+        try {
+            out.write(DONE);
+            out.flush();
+        } catch (IOException | RuntimeException e) {
+            throw new ClientGone(e);
+        }
+    }
+
+    @Override
+    public void close() {
+        try {
+            out.close();
+        } catch (IOException | RuntimeException e) {
+            // The client is gone; nothing is left to tell it.
+        }
+    }
+}

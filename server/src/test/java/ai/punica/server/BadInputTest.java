@@ -1,0 +1,190 @@
+package ai.punica.server;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import ai.punica.engine.EngineBuilder;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import java.net.URI;
+import java.net.http.HttpRequest;
+import java.nio.charset.StandardCharsets;
+import java.time.Duration;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.MethodSource;
+
+/**
+ * Every kind of bad request gets its 4xx with an OpenAI error body naming what was wrong, and the
+ * server keeps serving (checked after each case).
+ */
+class BadInputTest {
+    private static final ObjectMapper JSON = new ObjectMapper();
+    private static final String KEY = "sk-bad-input";
+    private static final int MAX_BODY = 64 * 1024;
+    private static EngineBuilder.Runtime runtime;
+    private static PunicaServer server;
+    private static Http http;
+
+    @BeforeAll
+    static void start() {
+        runtime = TestServers.engine();
+        server = TestServers.start(runtime, b -> b.apiKey(KEY).maxBodyBytes(MAX_BODY)
+                .adapterRoot(ai.punica.Fixtures.path("adapters")));
+        http = new Http(server, KEY);
+    }
+
+    @AfterAll
+    static void stop() {
+        server.stop(Duration.ofSeconds(5));
+        runtime.close();
+    }
+
+    private static final String OK_PROMPT = "\"prompt\":\"input: red apple stone\\noutput:\"";
+
+    static Stream<Arguments> badBodies() {
+        return Stream.of(
+                Arguments.of("malformed JSON", "/v1/completions", "{\"model\": \"upper\", " + OK_PROMPT, 400, null,
+                        "Malformed JSON"),
+                Arguments.of("not an object", "/v1/completions", "[1, 2]", 400, null, "must be a JSON object"),
+                Arguments.of("empty body", "/v1/completions", "", 400, null, "empty"),
+                Arguments.of("wrong type", "/v1/completions", "{" + OK_PROMPT + ",\"temperature\":\"hot\"}", 400,
+                        "temperature", "`temperature` must be a number"),
+                Arguments.of("fractional integer", "/v1/completions", "{" + OK_PROMPT + ",\"max_tokens\":2.5}", 400,
+                        "max_tokens", "must be an integer"),
+                Arguments.of("negative max_tokens", "/v1/completions", "{" + OK_PROMPT + ",\"max_tokens\":-3}", 400,
+                        "max_tokens", "`max_tokens` must be at least 1, got -3"),
+                Arguments.of("unknown field", "/v1/completions", "{" + OK_PROMPT + ",\"max_tokenz\":3}", 400,
+                        "max_tokenz", "Unrecognized request field `max_tokenz`"),
+                Arguments.of("unknown field in a message", "/v1/chat/completions",
+                        "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\",\"mood\":\"happy\"}]}", 400,
+                        "messages[0].mood", "Unrecognized request field `messages[0].mood`"),
+                Arguments.of("huge n", "/v1/completions", "{" + OK_PROMPT + ",\"n\":1000}", 400, "n",
+                        "`n` must be between 1 and 16, got 1000"),
+                Arguments.of("duplicate key", "/v1/completions", "{" + OK_PROMPT + "," + OK_PROMPT + "}", 400, null,
+                        "Duplicate field 'prompt'"),
+                Arguments.of("temperature out of range", "/v1/completions", "{" + OK_PROMPT + ",\"temperature\":-1}",
+                        400, "temperature", "invalid temperature -1.0"),
+                Arguments.of("top_logprobs without logprobs", "/v1/chat/completions",
+                        "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"top_logprobs\":2}", 400,
+                        "top_logprobs", "needs `logprobs` set to true"),
+                Arguments.of("stream_options without stream", "/v1/completions",
+                        "{" + OK_PROMPT + ",\"stream_options\":{\"include_usage\":true}}", 400, "stream_options",
+                        "only be set when `stream` is true"),
+                Arguments.of("unknown role", "/v1/chat/completions",
+                        "{\"messages\":[{\"role\":\"wizard\",\"content\":\"hi\"}]}", 400, "messages[0].role",
+                        "must be one of"),
+                Arguments.of("no messages", "/v1/chat/completions", "{\"messages\":[]}", 400, "messages",
+                        "at least one message"),
+                Arguments.of("unsupported echo", "/v1/completions", "{" + OK_PROMPT + ",\"echo\":true}", 400, "echo",
+                        "not supported"),
+                Arguments.of("token id outside the vocabulary", "/v1/completions", "{\"prompt\":[1, 99999]}", 400,
+                        "prompt", "outside the vocabulary"),
+                Arguments.of("prompt too long", "/v1/completions",
+                        "{\"prompt\":\"" + "red ".repeat(2000) + "\"}", 400, "prompt",
+                        "maximum context length is 1024 tokens"),
+                Arguments.of("prompt plus max_tokens too long", "/v1/completions",
+                        "{" + OK_PROMPT + ",\"max_tokens\":5000}", 400, "max_tokens",
+                        "maximum context length is 1024 tokens. However, you requested"),
+                Arguments.of("unknown model", "/v1/completions", "{\"model\":\"gpt-4\"," + OK_PROMPT + "}", 404, "model",
+                        "The model `gpt-4` does not exist."),
+                Arguments.of("path traversal in lora_path", "/v1/load_lora_adapter",
+                        "{\"lora_name\":\"evil\",\"lora_path\":\"../../../../etc\"}", 400, "lora_path",
+                        "outside the adapter roots"),
+                Arguments.of("missing lora_name", "/v1/load_lora_adapter", "{\"lora_path\":\"upper\"}", 400,
+                        "lora_name", "`lora_name` is required"));
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("badBodies")
+    void badRequestGetsItsStatusAndAnOpenAiError(String name, String path, String body, int status, String param,
+                                                  String message) throws Exception {
+        Http.Response r = http.post(path, body);
+        assertOpenAiError(r, status, param, message);
+    }
+
+    @Test
+    void nonUtf8BytesAre400() throws Exception {
+        byte[] body = "{\"prompt\":\"input: red ?\"}".getBytes(StandardCharsets.US_ASCII);
+        body[22] = (byte) 0xff; // the '?': a byte that never occurs in UTF-8
+        Http.Response r = http.post("/v1/completions", body);
+        assertOpenAiError(r, 400, null, "not valid UTF-8: byte 0xff at offset 22");
+    }
+
+    @Test
+    void oversizedBodyIs413() throws Exception {
+        String big = "{\"prompt\":\"" + "x".repeat(MAX_BODY) + "\"}";
+        assertOpenAiError(http.post("/v1/completions", big), 413, null, "exceeds this server's limit of 65536 bytes");
+    }
+
+    @Test
+    void oversizedChunkedBodyIs413() throws Exception {
+        byte[] chunk = ("{\"prompt\":\"" + "y".repeat(MAX_BODY) + "\"}").getBytes(StandardCharsets.US_ASCII);
+        String head = "POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + KEY
+                + "\r\nTransfer-Encoding: chunked\r\nContent-Type: application/json\r\n\r\n"
+                + Integer.toHexString(chunk.length) + "\r\n";
+        byte[] tail = "\r\n0\r\n\r\n".getBytes(StandardCharsets.US_ASCII);
+        var request = new java.io.ByteArrayOutputStream();
+        request.write(head.getBytes(StandardCharsets.US_ASCII));
+        request.write(chunk);
+        request.write(tail);
+        String response = Http.raw(server, request.toByteArray());
+        assertThat(response).startsWith("HTTP/1.1 413");
+        assertThat(response).contains("\"code\":\"request_too_large\"");
+    }
+
+    @Test
+    void missingOrWrongApiKeyIs401ButHealthAndMetricsStayOpen() throws Exception {
+        Http anonymous = new Http(server, null);
+        assertOpenAiError(anonymous.get("/v1/models"), 401, null, "Missing API key");
+        Http wrong = new Http(server, "sk-wrong");
+        assertOpenAiError(wrong.post("/v1/completions", "{" + OK_PROMPT + "}"), 401, null, "Incorrect API key");
+        var notBearer = anonymous.send(HttpRequest.newBuilder(URI.create(server.baseUrl() + "/v1/models"))
+                .header("Authorization", "Basic " + KEY).GET());
+        assertThat(notBearer.status()).isEqualTo(401);
+        assertThat(anonymous.get("/health").status()).isEqualTo(200);
+        assertThat(anonymous.get("/metrics").status()).isEqualTo(200);
+    }
+
+    @Test
+    void fullWaitingQueueIs429WithRetryAfter() throws Exception {
+        try (var noQueue = TestServers.engine(TestServers.config(0))) {
+            PunicaServer s = TestServers.start(noQueue, b -> { });
+            try {
+                var r = new Http(s, null).post("/v1/completions", "{" + OK_PROMPT + "}");
+                assertOpenAiError(r, 429, null, "too many requests are waiting");
+            } finally {
+                s.stop(Duration.ofSeconds(1));
+            }
+        }
+    }
+
+    /** After every case: a good request still succeeds. */
+    @AfterEach
+    void serverStillServes() throws Exception {
+        Http.Response ok = http.post("/v1/completions", "{\"model\":\"upper\"," + OK_PROMPT
+                + ",\"max_tokens\":32,\"temperature\":0}");
+        assertThat(ok.status()).as(ok.body()).isEqualTo(200);
+        assertThat(JSON.readTree(ok.bytes()).at("/choices/0/text").asText().trim()).isEqualTo("RED APPLE STONE");
+        assertThat(http.get("/health").status()).isEqualTo(200);
+    }
+
+    private static void assertOpenAiError(Http.Response r, int status, String param, String message) throws Exception {
+        assertThat(r.status()).as(r.body()).isEqualTo(status);
+        assertThat(r.contentType()).isEqualTo("application/json");
+        JsonNode error = JSON.readTree(r.bytes()).get("error");
+        assertThat(error).as(r.body()).isNotNull();
+        assertThat(error.fieldNames()).toIterable().containsExactly("message", "type", "param", "code");
+        assertThat(error.get("message").asText()).contains(message);
+        assertThat(error.get("type").asText()).isNotEmpty();
+        if (param == null) {
+            assertThat(error.get("param").isNull()).as(r.body()).isTrue();
+        } else {
+            assertThat(error.get("param").asText()).isEqualTo(param);
+        }
+    }
+}
