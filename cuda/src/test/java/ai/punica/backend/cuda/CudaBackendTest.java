@@ -324,7 +324,7 @@ class CudaBackendTest {
             pagePool.add(p);
         }
         Collections.shuffle(pagePool, new java.util.Random(seed));
-        int[] pageTableStarts = new int[seqs];
+        int[] pageTableStarts = new int[seqs + 1];
         int[] pageTables = new int[totalPages];
         int[] queryStarts = new int[seqs + 1];
         int next = 0;
@@ -336,6 +336,7 @@ class CudaBackendTest {
             }
             queryStarts[s + 1] = queryStarts[s] + queryCounts[s];
         }
+        pageTableStarts[seqs] = next;
         int rows = queryStarts[seqs];
         int qCols = heads * hd;
         int kvCols = kvHeads * hd;
