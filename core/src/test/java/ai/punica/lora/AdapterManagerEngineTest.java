@@ -1,0 +1,56 @@
+package ai.punica.lora;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import ai.punica.Fixtures;
+import ai.punica.backend.DType;
+import ai.punica.engine.Completion;
+import ai.punica.engine.EngineBuilder;
+import ai.punica.engine.EngineConfig;
+import ai.punica.engine.GenerationRequest;
+import ai.punica.engine.SamplingParams;
+import ai.punica.model.ModelFormatException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.concurrent.CompletableFuture;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** Bad adapters are refused at registration, naming what is wrong, while the engine keeps serving. */
+class AdapterManagerEngineTest {
+
+    @Test
+    void wrongShapedAdapterIsRefusedByNameWhileRequestsGoOn(@TempDir Path tmp) throws Exception {
+        // An adapter made for a base of hidden size 64, offered to the fixture model (hidden 256).
+        Path wrong = PeftAdapterFiles.write(tmp.resolve("tiny"), PeftAdapterFiles.config(c -> { }),
+                PeftAdapterFiles.tensors(8, PeftAdapterFiles.Q_V, 0, 1, 2, 3, 4, 5), DType.F32, 11);
+        // A copy of a real adapter whose weights file is cut short.
+        Path truncated = Files.createDirectories(tmp.resolve("truncated"));
+        Files.copy(Fixtures.adapter("upper").resolve("adapter_config.json"), truncated.resolve("adapter_config.json"));
+        byte[] weights = Files.readAllBytes(Fixtures.adapter("upper").resolve("adapter_model.safetensors"));
+        Files.write(truncated.resolve("adapter_model.safetensors"), java.util.Arrays.copyOf(weights, weights.length / 2));
+
+        try (var runtime = new EngineBuilder().model(Fixtures.model()).backend("cpu")
+                .adapter("reverse", Fixtures.adapter("reverse")).config(EngineConfig.defaults().withLoraSlots(2)).build()) {
+            var engine = runtime.engine();
+            int[] prompt = runtime.tokenizer().encode("input: red apple stone\noutput:", true);
+            CompletableFuture<Completion> running = engine.generate(new GenerationRequest("r1", "reverse", prompt,
+                    SamplingParams.greedy(16)));
+
+            assertThatThrownBy(() -> runtime.adapters().register("tiny", wrong))
+                    .isInstanceOf(ModelFormatException.class)
+                    .hasMessageContaining("layers.0.self_attn.q_proj.lora_A")
+                    .hasMessageContaining("256");
+            assertThatThrownBy(() -> runtime.adapters().register("truncated", truncated))
+                    .isInstanceOf(ModelFormatException.class)
+                    .hasMessageContaining("adapter_model.safetensors");
+            assertThatThrownBy(() -> runtime.adapters().register("reverse", Fixtures.adapter("upper")))
+                    .hasMessageContaining("already registered");
+            assertThat(runtime.adapters().registered()).containsExactly("reverse");
+
+            assertThat(running.join().text().strip()).isEqualTo("stone apple red");
+            assertThat(engine.callOnEngineThread(() -> engine.stats().kvPagesUsed())).isZero();
+        }
+    }
+}
