@@ -193,6 +193,9 @@ public final class AdapterManager implements AutoCloseable {
         evictSlot(victim);
         installSlot(victim, name, host);
         pin(victim);
+        synchronized (this) {
+            trimHostCache(name);
+        }
         return new Acquisition.Ready(victim);
     }
 
@@ -289,7 +292,6 @@ public final class AdapterManager implements AutoCloseable {
                     host.close();
                 }
             }
-            trimHostCache();
         }
     }
 
@@ -321,15 +323,19 @@ public final class AdapterManager implements AutoCloseable {
                         synchronized (this) {
                             hostCache.put(n, adapter);
                             hostBytes += adapter.sizeBytes();
-                            trimHostCache();
+                            trimHostCache(n);
                         }
                     }
                     loading.remove(n);
                 }));
     }
 
-    /** Drops least recently used host entries not in a slot until under budget. Caller holds the lock. */
-    private void trimHostCache() {
+    /**
+     * Drops least recently used host entries until under budget, never one in a slot (a slot may read
+     * the host memory in place, as the CPU backend does) nor {@code keep} (just loaded, about to be
+     * installed). Caller holds the lock.
+     */
+    private void trimHostCache(String keep) {
         if (hostBytes <= hostBudgetBytes) {
             return;
         }
@@ -342,13 +348,23 @@ public final class AdapterManager implements AutoCloseable {
         var it = hostCache.entrySet().iterator();
         while (hostBytes > hostBudgetBytes && it.hasNext()) {
             var e = it.next();
-            if (inSlots.contains(e.getKey())) {
-                continue; // a slot may alias this memory (CPU backend): keep it
+            if (inSlots.contains(e.getKey()) || e.getKey().equals(keep)) {
+                continue;
             }
             hostBytes -= e.getValue().sizeBytes();
             e.getValue().close();
             it.remove();
         }
+    }
+
+    /** Names of the adapters held in host memory, least recently used first. */
+    public synchronized List<String> hostCached() {
+        return List.copyOf(hostCache.keySet());
+    }
+
+    /** Bytes of adapter weights held in host memory. */
+    public synchronized long hostBytes() {
+        return hostBytes;
     }
 
     /** True while any adapter is being read from disk. */

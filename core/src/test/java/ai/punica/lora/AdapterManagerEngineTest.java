@@ -53,4 +53,32 @@ class AdapterManagerEngineTest {
             assertThat(engine.callOnEngineThread(() -> engine.stats().kvPagesUsed())).isZero();
         }
     }
+
+    @Test
+    void hostCacheStaysWithinItsByteBudgetAndSlotsAreReusedLeastRecentlyUsedFirst() {
+        // A host budget smaller than any adapter: only what the slots use may stay.
+        EngineConfig config = new EngineConfig(256, 32, 64, 16, 64L << 20, 0, 2, 64, 1);
+        EngineBuilder builder = new EngineBuilder().model(Fixtures.model()).backend("cpu").config(config);
+        for (String a : new String[] {"upper", "reverse", "translate", "sort"}) {
+            builder.adapter(a, Fixtures.adapter(a));
+        }
+        try (var runtime = builder.build()) {
+            var engine = runtime.engine();
+            AdapterManager adapters = runtime.adapters();
+            int[] prompt = runtime.tokenizer().encode("input: red apple stone\noutput:", true);
+            String[] order = {"upper", "reverse", "translate", "upper", "sort", "reverse"};
+            for (int i = 0; i < order.length; i++) {
+                engine.generate(new GenerationRequest("h" + i, order[i], prompt, SamplingParams.greedy(4))).join();
+                var resident = engine.callOnEngineThread(adapters::residentAdapters);
+                assertThat(resident).as("after %s", order[i]).containsKey(order[i]).hasSizeLessThanOrEqualTo(2);
+                // Host memory keeps what the slots use (the CPU backend reads it in place) and nothing
+                // more once over budget.
+                assertThat(adapters.hostCached()).as("host cache after %s", order[i])
+                        .containsExactlyInAnyOrderElementsOf(resident.keySet());
+            }
+            // two slots, six uses of four adapters: reverse, translate, sort each pushed out an older one
+            assertThat(adapters.evictionCount()).isGreaterThanOrEqualTo(3);
+            assertThat(adapters.loadCount()).isEqualTo(adapters.evictionCount() + 2);
+        }
+    }
 }
