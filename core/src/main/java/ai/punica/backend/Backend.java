@@ -72,6 +72,11 @@ public interface Backend extends AutoCloseable {
 
     KvStorage allocateKv(int numLayers, int numPages, int pageSize, int numKvHeads, int headDim);
 
+    /** Bytes one cached key or value element takes (float32 on the CPU), to size the page pool. */
+    default int kvBytesPerElement() {
+        return 4;
+    }
+
     /**
      * Writes each row's key (columns {@code [kCol, kCol + kvCols)} of {@code qkv}) and value (columns
      * {@code [vCol, vCol + kvCols)}) into {@code layer} at {@code slotMapping[row]}.

@@ -70,7 +70,7 @@ public final class Engine implements AutoCloseable {
         this.vocabSize = model.config().vocabSize();
         var c = model.config();
         int pages = KvCacheManager.pagesForBudget(config.kvCacheBytes(), config.pageSize(), c.numLayers(),
-                c.numKvHeads(), c.headDim(), 4);
+                c.numKvHeads(), c.headDim(), model.backend().kvBytesPerElement());
         this.kvManager = new KvCacheManager(pages, config.pageSize());
         this.kvStorage = model.allocateKv(pages, config.pageSize());
         int modelLen = config.maxModelLen() > 0 ? config.maxModelLen() : c.maxPositionEmbeddings();

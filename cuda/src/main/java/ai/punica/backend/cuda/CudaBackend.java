@@ -412,6 +412,12 @@ public final class CudaBackend implements Backend {
 
     // ---- paged KV cache and attention -----------------------------------------------------------
 
+    /** The KV cache is bf16 on the GPU. */
+    @Override
+    public int kvBytesPerElement() {
+        return 2;
+    }
+
     @Override
     public KvStorage allocateKv(int numLayers, int numPages, int pageSize, int numKvHeads, int headDim) {
         enter();
