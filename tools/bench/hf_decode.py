@@ -95,9 +95,14 @@ def main():
                 print(f"budget of {args.budget_s} s spent; skipping batch {bs} and larger", flush=True)
                 break
             ids = torch.randint(1, 32000, (bs, prefix))
-            cache = new_cache()
-            with model.disable_adapter():
-                model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
+
+            def prefill():
+                c = new_cache()
+                with model.disable_adapter():
+                    model(input_ids=ids, past_key_values=c, use_cache=True, logits_to_keep=1)
+                return c
+
+            cache = prefill()
             tok = torch.randint(1, 32000, (bs, 1))
             for workload in workloads:
                 lens = lora_lens(workload, bs)
@@ -111,15 +116,22 @@ def main():
                         out = model(input_ids=tok, past_key_values=cache, use_cache=True, adapter_names=names)
                     return out.logits[:, -1].argmax(-1).tolist()
 
-                times = []
-                for i in range(args.warmup + args.steps):
-                    torch.cuda.synchronize()
-                    t0 = time.perf_counter()
-                    step()
-                    torch.cuda.synchronize()
-                    if i >= args.warmup:
-                        times.append((time.perf_counter() - t0) * 1e3)
-                    cache.crop(prefix)
+                try:
+                    times = []
+                    for i in range(args.warmup + args.steps):
+                        torch.cuda.synchronize()
+                        t0 = time.perf_counter()
+                        step()
+                        torch.cuda.synchronize()
+                        if i >= args.warmup:
+                            times.append((time.perf_counter() - t0) * 1e3)
+                        try:
+                            cache.crop(prefix)  # every timed step decodes token `context` again
+                        except Exception:
+                            cache = prefill()
+                except Exception as e:
+                    print(f"HF {workload} batch {bs} failed: {type(e).__name__}: {e}", flush=True)
+                    continue
                 med = statistics.median(times)
                 adapters = 0 if workload == "none" else len(lens)
                 print(f"HF {workload:9s} {bs:5d} {adapters:8d} | {med:9.2f} {min(times):5.2f} {max(times):5.2f} | "
