@@ -17,7 +17,7 @@ import java.util.TreeMap;
  * {@code model.safetensors.index.json} lists in its {@code weight_map} (tensor name → shard file). Each
  * shard is mapped once; tensors are slices of those mappings.
  */
-public final class Checkpoint implements AutoCloseable {
+public final class Checkpoint implements WeightSource, AutoCloseable {
 
     public static final String SINGLE_FILE = "model.safetensors";
     public static final String INDEX_FILE = "model.safetensors.index.json";
@@ -122,11 +122,13 @@ public final class Checkpoint implements AutoCloseable {
         return Collections.unmodifiableSet(shardOf.keySet());
     }
 
+    @Override
     public boolean contains(String name) {
         return shardOf.containsKey(name);
     }
 
     /** The tensor, a slice of its shard's mapping; {@link ModelFormatException} naming the directory if absent. */
+    @Override
     public TensorData get(String name) {
         SafeTensors shard = shardOf.get(name);
         if (shard == null) {

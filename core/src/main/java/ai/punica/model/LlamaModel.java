@@ -71,7 +71,7 @@ public final class LlamaModel implements AutoCloseable {
     private final Tensor logits;
     private final float[] logitsHost;
 
-    private LlamaModel(ModelConfig config, Backend backend, Checkpoint weights, int maxRows, int maxLogitRows,
+    private LlamaModel(ModelConfig config, Backend backend, WeightSource weights, int maxRows, int maxLogitRows,
                        int loraSlots, int maxLoraRank) {
         this.config = config;
         this.backend = backend;
@@ -135,14 +135,14 @@ public final class LlamaModel implements AutoCloseable {
     }
 
     /**
-     * Loads the checkpoint's weights onto the backend.
+     * Loads the weights onto the backend: a {@link Checkpoint}'s, or any other {@link WeightSource}'s.
      *
      * @param maxRows      most tokens in one step (the scheduler's token budget)
      * @param maxLogitRows most rows sampled in one step (the most running sequences)
      * @param loraSlots    adapter slots on the backend
      * @param maxLoraRank  largest adapter rank a slot accepts
      */
-    public static LlamaModel load(ModelConfig config, Checkpoint weights, Backend backend, int maxRows,
+    public static LlamaModel load(ModelConfig config, WeightSource weights, Backend backend, int maxRows,
                                   int maxLogitRows, int loraSlots, int maxLoraRank) {
         return new LlamaModel(config, backend, weights, maxRows, maxLogitRows, loraSlots, maxLoraRank);
     }
@@ -176,7 +176,11 @@ public final class LlamaModel implements AutoCloseable {
         return lora[0][0].slots();
     }
 
-    /** The LoRA weights of one projection of one layer; the adapter manager fills its slots. */
+    /**
+     * The LoRA weights of one projection of one layer. The adapter manager fills its slots from adapter
+     * files; anything else may too (a benchmark puts {@code backend.loadWeight} of random A and B there),
+     * between steps, on the engine thread.
+     */
     public LoraWeights loraWeights(int layer, Projection projection) {
         return lora[layer][projection.ordinal()];
     }
