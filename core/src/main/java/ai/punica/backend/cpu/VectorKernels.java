@@ -20,7 +20,8 @@ import jdk.incubator.vector.VectorSpecies;
  * <p>Matrix products use the dot-product form (x and w are both k-contiguous). Each weight row is
  * streamed once per step and dotted with several x rows held in L1, so decode (few rows) reads the
  * weight bytes once, at the memory-bandwidth limit. For prefill, rows are tiled ({@link #ROW_TILE}) and
- * k is blocked ({@link #K_TILE}) so the x block stays in L2 and each weight slice in L1. Weights are
+ * k is blocked ({@link #K_TILE}, above {@link #BLOCK_K_ABOVE_ROWS} rows) so the x block stays in L2
+ * and each weight slice in L1. Weights are
  * widened to float in registers: bf16 by a 16-bit shift, fp16 by an exact bit conversion (Java 25
  * has no vector fp16 conversion). The micro-kernels are written out per dtype on purpose: a dtype
  * switch inside the loop makes C2 box the vectors and runs 4× slower.
@@ -39,6 +40,11 @@ final class VectorKernels implements CpuKernels {
     static final int ROW_TILE = 64;
     /** k per block: 4 bf16 weight rows × 1024 = 8 KiB and 4 x rows × 1024 floats = 16 KiB fit in L1 together. */
     static final int K_TILE = 1024;
+    /**
+     * Row tiles up to this many rows are not blocked along k: with k blocks a weight row is read in
+     * 2 KiB pieces, which the hardware prefetcher follows badly (fp16 decode ran 2.4× slower).
+     */
+    static final int BLOCK_K_ABOVE_ROWS = 16;
 
     private VectorKernels() {
     }
@@ -122,9 +128,12 @@ final class VectorKernels implements CpuKernels {
         int k = g.k();
         for (int rt = r0; rt < r1; rt += ROW_TILE) {
             int rtEnd = Math.min(r1, rt + ROW_TILE);
+            // Few rows (decode): no k blocks, so each weight row is one long stream the prefetcher
+            // follows; x is small enough to stay in cache anyway.
+            int kTile = rtEnd - rt <= BLOCK_K_ABOVE_ROWS ? k : K_TILE;
             for (int k0 = 0; k0 < k; ) {
                 // A short last block would cost a full reduction for little work: fold it into this one.
-                int k1 = k - k0 <= K_TILE + K_TILE / 2 ? k : k0 + K_TILE;
+                int k1 = k - k0 <= kTile + kTile / 2 ? k : k0 + kTile;
                 boolean first = k0 == 0;
                 switch (g.wType()) {
                     case F32 -> tileF32(g, rt, rtEnd, o0, o1, k0, k1, first);
@@ -461,7 +470,7 @@ final class VectorKernels implements CpuKernels {
         return acc.reduceLanes(VectorOperators.ADD);
     }
 
-    /** Σ_{k0 ≤ k < k1} x[r, k] · w[o, k], one row each: fp16 weights, two accumulators for latency. */
+    /** Σ_{k0 ≤ k < k1} x[r, k] · w[o, k], one row each: fp16 weights. */
     private static float dotF16(Gemm g, int r, int o, int k0, int k1) {
         MemorySegment x = g.x();
         MemorySegment w = g.w();
@@ -469,20 +478,14 @@ final class VectorKernels implements CpuKernels {
         long wb = 2L * ((long) o * g.k() + k0);
         int n = k1 - k0;
         int full = n - n % L;
-        FloatVector acc0 = FloatVector.zero(F);
-        FloatVector acc1 = acc0;
-        int i = 0;
-        for (; i + 2 * L <= full; i += 2 * L) {
-            acc0 = act(x, xb + 4L * i).fma(f16(w, wb + 2L * i), acc0);
-            acc1 = act(x, xb + 4L * (i + L)).fma(f16(w, wb + 2L * (i + L)), acc1);
-        }
-        for (; i < full; i += L) {
-            acc0 = act(x, xb + 4L * i).fma(f16(w, wb + 2L * i), acc0);
+        FloatVector acc = FloatVector.zero(F);
+        for (int i = 0; i < full; i += L) {
+            acc = act(x, xb + 4L * i).fma(f16(w, wb + 2L * i), acc);
         }
         if (full < n) {
-            acc1 = act(x, xb + 4L * full, F.indexInRange(full, n)).fma(f16(w, wb + 2L * full, S.indexInRange(full, n)), acc1);
+            acc = act(x, xb + 4L * full, F.indexInRange(full, n)).fma(f16(w, wb + 2L * full, S.indexInRange(full, n)), acc);
         }
-        return acc0.add(acc1).reduceLanes(VectorOperators.ADD);
+        return acc.reduceLanes(VectorOperators.ADD);
     }
 
     // ---- attention and element-wise kernels -------------------------------------------------------
