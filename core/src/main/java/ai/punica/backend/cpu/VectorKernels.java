@@ -8,7 +8,6 @@ import java.nio.ByteOrder;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.ShortVector;
-import jdk.incubator.vector.VectorMask;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorShape;
 import jdk.incubator.vector.VectorSpecies;
@@ -36,6 +35,11 @@ final class VectorKernels implements CpuKernels {
     private static final ByteOrder LE = ByteOrder.LITTLE_ENDIAN;
     private static final ByteOrder NATIVE = ByteOrder.nativeOrder();
 
+    /**
+     * k up to this (LoRA expand: k = rank) takes the small-k kernels: a dot of at most 4 vectors per
+     * output, where the micro-kernels' per-call setup and stores would cost more than the arithmetic.
+     */
+    static final int SMALL_K = 64;
     /** x rows per tile: 64 rows × {@link #K_TILE} floats = 256 KiB, which stays in L2. */
     static final int ROW_TILE = 64;
     /** k per block: 4 bf16 weight rows × 1024 = 8 KiB and 4 x rows × 1024 floats = 16 KiB fit in L1 together. */
@@ -65,17 +69,9 @@ final class VectorKernels implements CpuKernels {
         return FloatVector.fromMemorySegment(F, w, byteOffset, LE);
     }
 
-    private static FloatVector f32(MemorySegment w, long byteOffset, VectorMask<Float> m) {
-        return FloatVector.fromMemorySegment(F, w, byteOffset, LE, m);
-    }
-
     /** bf16 is the upper half of an f32: widen each short to an int and shift it left by 16. */
     private static FloatVector bf16(MemorySegment w, long byteOffset) {
         return bf16Bits(ShortVector.fromMemorySegment(S, w, byteOffset, LE));
-    }
-
-    private static FloatVector bf16(MemorySegment w, long byteOffset, VectorMask<Short> m) {
-        return bf16Bits(ShortVector.fromMemorySegment(S, w, byteOffset, LE, m));
     }
 
     private static FloatVector bf16Bits(ShortVector bits) {
@@ -85,10 +81,6 @@ final class VectorKernels implements CpuKernels {
 
     private static FloatVector f16(MemorySegment w, long byteOffset) {
         return f16Bits(ShortVector.fromMemorySegment(S, w, byteOffset, LE));
-    }
-
-    private static FloatVector f16(MemorySegment w, long byteOffset, VectorMask<Short> m) {
-        return f16Bits(ShortVector.fromMemorySegment(S, w, byteOffset, LE, m));
     }
 
     /**
@@ -112,10 +104,6 @@ final class VectorKernels implements CpuKernels {
         return FloatVector.fromMemorySegment(F, x, byteOffset, NATIVE);
     }
 
-    private static FloatVector act(MemorySegment x, long byteOffset, VectorMask<Float> m) {
-        return FloatVector.fromMemorySegment(F, x, byteOffset, NATIVE, m);
-    }
-
     // ---- gemm -------------------------------------------------------------------------------------
 
     /**
@@ -126,6 +114,14 @@ final class VectorKernels implements CpuKernels {
     @Override
     public void gemm(Gemm g, int r0, int r1, int o0, int o1) {
         int k = g.k();
+        if (k <= SMALL_K) {
+            switch (g.wType()) {
+                case F32 -> smallKF32(g, r0, r1, o0, o1);
+                case BF16 -> smallKBf16(g, r0, r1, o0, o1);
+                case F16 -> smallKF16(g, r0, r1, o0, o1);
+            }
+            return;
+        }
         for (int rt = r0; rt < r1; rt += ROW_TILE) {
             int rtEnd = Math.min(r1, rt + ROW_TILE);
             // Few rows (decode): no k blocks, so each weight row is one long stream the prefetcher
@@ -204,8 +200,7 @@ final class VectorKernels implements CpuKernels {
         long ws = 4L * g.k();
         long xb = 4L * ((long) r * g.xStride() + k0);
         long wb = 4L * ((long) o * g.k() + k0);
-        int n = k1 - k0;
-        int full = n - n % L;
+        int full = (k1 - k0) - (k1 - k0) % L;
         FloatVector a00 = FloatVector.zero(F);
         FloatVector a01 = a00;
         FloatVector a10 = a00;
@@ -231,25 +226,7 @@ final class VectorKernels implements CpuKernels {
             a30 = xv.fma(w0, a30);
             a31 = xv.fma(w1, a31);
         }
-        if (full < n) {
-            VectorMask<Float> m = F.indexInRange(full, n);
-            FloatVector w0 = f32(w, wb + 4L * full, m);
-            FloatVector w1 = f32(w, wb + ws + 4L * full, m);
-            long xo = xb + 4L * full;
-            FloatVector xv = act(x, xo, m);
-            a00 = xv.fma(w0, a00);
-            a01 = xv.fma(w1, a01);
-            xv = act(x, xo + xs, m);
-            a10 = xv.fma(w0, a10);
-            a11 = xv.fma(w1, a11);
-            xv = act(x, xo + 2 * xs, m);
-            a20 = xv.fma(w0, a20);
-            a21 = xv.fma(w1, a21);
-            xv = act(x, xo + 3 * xs, m);
-            a30 = xv.fma(w0, a30);
-            a31 = xv.fma(w1, a31);
-        }
-        store4x2(g, r, o, first, a00, a01, a10, a11, a20, a21, a30, a31);
+        store4x2(g, r, o, k0 + full, k1, first, a00, a01, a10, a11, a20, a21, a30, a31);
     }
 
     /** out[r..r+3, o..o+1]: 4 x rows × 2 bf16 weight rows over k in [k0, k1), 8 accumulators. */
@@ -260,8 +237,7 @@ final class VectorKernels implements CpuKernels {
         long ws = 2L * g.k();
         long xb = 4L * ((long) r * g.xStride() + k0);
         long wb = 2L * ((long) o * g.k() + k0);
-        int n = k1 - k0;
-        int full = n - n % L;
+        int full = (k1 - k0) - (k1 - k0) % L;
         FloatVector a00 = FloatVector.zero(F);
         FloatVector a01 = a00;
         FloatVector a10 = a00;
@@ -287,39 +263,21 @@ final class VectorKernels implements CpuKernels {
             a30 = xv.fma(w0, a30);
             a31 = xv.fma(w1, a31);
         }
-        if (full < n) {
-            VectorMask<Float> m = F.indexInRange(full, n);
-            VectorMask<Short> ms = S.indexInRange(full, n);
-            FloatVector w0 = bf16(w, wb + 2L * full, ms);
-            FloatVector w1 = bf16(w, wb + ws + 2L * full, ms);
-            long xo = xb + 4L * full;
-            FloatVector xv = act(x, xo, m);
-            a00 = xv.fma(w0, a00);
-            a01 = xv.fma(w1, a01);
-            xv = act(x, xo + xs, m);
-            a10 = xv.fma(w0, a10);
-            a11 = xv.fma(w1, a11);
-            xv = act(x, xo + 2 * xs, m);
-            a20 = xv.fma(w0, a20);
-            a21 = xv.fma(w1, a21);
-            xv = act(x, xo + 3 * xs, m);
-            a30 = xv.fma(w0, a30);
-            a31 = xv.fma(w1, a31);
-        }
-        store4x2(g, r, o, first, a00, a01, a10, a11, a20, a21, a30, a31);
+        store4x2(g, r, o, k0 + full, k1, first, a00, a01, a10, a11, a20, a21, a30, a31);
     }
 
-    private static void store4x2(Gemm g, int r, int o, boolean first, FloatVector a00, FloatVector a01,
-                                 FloatVector a10, FloatVector a11, FloatVector a20, FloatVector a21,
-                                 FloatVector a30, FloatVector a31) {
-        g.store(r, o, a00.reduceLanes(VectorOperators.ADD), first);
-        g.store(r, o + 1, a01.reduceLanes(VectorOperators.ADD), first);
-        g.store(r + 1, o, a10.reduceLanes(VectorOperators.ADD), first);
-        g.store(r + 1, o + 1, a11.reduceLanes(VectorOperators.ADD), first);
-        g.store(r + 2, o, a20.reduceLanes(VectorOperators.ADD), first);
-        g.store(r + 2, o + 1, a21.reduceLanes(VectorOperators.ADD), first);
-        g.store(r + 3, o, a30.reduceLanes(VectorOperators.ADD), first);
-        g.store(r + 3, o + 1, a31.reduceLanes(VectorOperators.ADD), first);
+    /** Stores a 4×2 block: each accumulator's lane sum plus the scalar tail k in [tail, k1). */
+    private static void store4x2(Gemm g, int r, int o, int tail, int k1, boolean first, FloatVector a00,
+                                 FloatVector a01, FloatVector a10, FloatVector a11, FloatVector a20,
+                                 FloatVector a21, FloatVector a30, FloatVector a31) {
+        g.store(r, o, a00.reduceLanes(VectorOperators.ADD) + tail(g, r, o, tail, k1), first);
+        g.store(r, o + 1, a01.reduceLanes(VectorOperators.ADD) + tail(g, r, o + 1, tail, k1), first);
+        g.store(r + 1, o, a10.reduceLanes(VectorOperators.ADD) + tail(g, r + 1, o, tail, k1), first);
+        g.store(r + 1, o + 1, a11.reduceLanes(VectorOperators.ADD) + tail(g, r + 1, o + 1, tail, k1), first);
+        g.store(r + 2, o, a20.reduceLanes(VectorOperators.ADD) + tail(g, r + 2, o, tail, k1), first);
+        g.store(r + 2, o + 1, a21.reduceLanes(VectorOperators.ADD) + tail(g, r + 2, o + 1, tail, k1), first);
+        g.store(r + 3, o, a30.reduceLanes(VectorOperators.ADD) + tail(g, r + 3, o, tail, k1), first);
+        g.store(r + 3, o + 1, a31.reduceLanes(VectorOperators.ADD) + tail(g, r + 3, o + 1, tail, k1), first);
     }
 
     /** out[r, o..o+3]: 1 x row × 4 f32 weight rows (decode: four weight streams at once). */
@@ -329,8 +287,7 @@ final class VectorKernels implements CpuKernels {
         long ws = 4L * g.k();
         long xb = 4L * ((long) r * g.xStride() + k0);
         long wb = 4L * ((long) o * g.k() + k0);
-        int n = k1 - k0;
-        int full = n - n % L;
+        int full = (k1 - k0) - (k1 - k0) % L;
         FloatVector a0 = FloatVector.zero(F);
         FloatVector a1 = a0;
         FloatVector a2 = a0;
@@ -343,16 +300,7 @@ final class VectorKernels implements CpuKernels {
             a2 = xv.fma(f32(w, wo + 2 * ws), a2);
             a3 = xv.fma(f32(w, wo + 3 * ws), a3);
         }
-        if (full < n) {
-            VectorMask<Float> m = F.indexInRange(full, n);
-            FloatVector xv = act(x, xb + 4L * full, m);
-            long wo = wb + 4L * full;
-            a0 = xv.fma(f32(w, wo, m), a0);
-            a1 = xv.fma(f32(w, wo + ws, m), a1);
-            a2 = xv.fma(f32(w, wo + 2 * ws, m), a2);
-            a3 = xv.fma(f32(w, wo + 3 * ws, m), a3);
-        }
-        store1x4(g, r, o, first, a0, a1, a2, a3);
+        store1x4(g, r, o, k0 + full, k1, first, a0, a1, a2, a3);
     }
 
     /** out[r, o..o+3]: 1 x row × 4 bf16 weight rows (decode: four weight streams at once). */
@@ -362,8 +310,7 @@ final class VectorKernels implements CpuKernels {
         long ws = 2L * g.k();
         long xb = 4L * ((long) r * g.xStride() + k0);
         long wb = 2L * ((long) o * g.k() + k0);
-        int n = k1 - k0;
-        int full = n - n % L;
+        int full = (k1 - k0) - (k1 - k0) % L;
         FloatVector a0 = FloatVector.zero(F);
         FloatVector a1 = a0;
         FloatVector a2 = a0;
@@ -376,25 +323,15 @@ final class VectorKernels implements CpuKernels {
             a2 = xv.fma(bf16(w, wo + 2 * ws), a2);
             a3 = xv.fma(bf16(w, wo + 3 * ws), a3);
         }
-        if (full < n) {
-            VectorMask<Float> m = F.indexInRange(full, n);
-            VectorMask<Short> ms = S.indexInRange(full, n);
-            FloatVector xv = act(x, xb + 4L * full, m);
-            long wo = wb + 2L * full;
-            a0 = xv.fma(bf16(w, wo, ms), a0);
-            a1 = xv.fma(bf16(w, wo + ws, ms), a1);
-            a2 = xv.fma(bf16(w, wo + 2 * ws, ms), a2);
-            a3 = xv.fma(bf16(w, wo + 3 * ws, ms), a3);
-        }
-        store1x4(g, r, o, first, a0, a1, a2, a3);
+        store1x4(g, r, o, k0 + full, k1, first, a0, a1, a2, a3);
     }
 
-    private static void store1x4(Gemm g, int r, int o, boolean first, FloatVector a0, FloatVector a1,
-                                 FloatVector a2, FloatVector a3) {
-        g.store(r, o, a0.reduceLanes(VectorOperators.ADD), first);
-        g.store(r, o + 1, a1.reduceLanes(VectorOperators.ADD), first);
-        g.store(r, o + 2, a2.reduceLanes(VectorOperators.ADD), first);
-        g.store(r, o + 3, a3.reduceLanes(VectorOperators.ADD), first);
+    private static void store1x4(Gemm g, int r, int o, int tail, int k1, boolean first, FloatVector a0,
+                                 FloatVector a1, FloatVector a2, FloatVector a3) {
+        g.store(r, o, a0.reduceLanes(VectorOperators.ADD) + tail(g, r, o, tail, k1), first);
+        g.store(r, o + 1, a1.reduceLanes(VectorOperators.ADD) + tail(g, r, o + 1, tail, k1), first);
+        g.store(r, o + 2, a2.reduceLanes(VectorOperators.ADD) + tail(g, r, o + 2, tail, k1), first);
+        g.store(r, o + 3, a3.reduceLanes(VectorOperators.ADD) + tail(g, r, o + 3, tail, k1), first);
     }
 
     /** out[r..r+3, o]: 4 x rows × 1 fp16 weight row, each converted vector used 4 times. */
@@ -404,8 +341,7 @@ final class VectorKernels implements CpuKernels {
         long xs = 4L * g.xStride();
         long xb = 4L * ((long) r * g.xStride() + k0);
         long wb = 2L * ((long) o * g.k() + k0);
-        int n = k1 - k0;
-        int full = n - n % L;
+        int full = (k1 - k0) - (k1 - k0) % L;
         FloatVector a0 = FloatVector.zero(F);
         FloatVector a1 = a0;
         FloatVector a2 = a0;
@@ -418,19 +354,11 @@ final class VectorKernels implements CpuKernels {
             a2 = act(x, xo + 2 * xs).fma(wv, a2);
             a3 = act(x, xo + 3 * xs).fma(wv, a3);
         }
-        if (full < n) {
-            VectorMask<Float> m = F.indexInRange(full, n);
-            FloatVector wv = f16(w, wb + 2L * full, S.indexInRange(full, n));
-            long xo = xb + 4L * full;
-            a0 = act(x, xo, m).fma(wv, a0);
-            a1 = act(x, xo + xs, m).fma(wv, a1);
-            a2 = act(x, xo + 2 * xs, m).fma(wv, a2);
-            a3 = act(x, xo + 3 * xs, m).fma(wv, a3);
-        }
-        g.store(r, o, a0.reduceLanes(VectorOperators.ADD), first);
-        g.store(r + 1, o, a1.reduceLanes(VectorOperators.ADD), first);
-        g.store(r + 2, o, a2.reduceLanes(VectorOperators.ADD), first);
-        g.store(r + 3, o, a3.reduceLanes(VectorOperators.ADD), first);
+        int tail = k0 + full;
+        g.store(r, o, a0.reduceLanes(VectorOperators.ADD) + tail(g, r, o, tail, k1), first);
+        g.store(r + 1, o, a1.reduceLanes(VectorOperators.ADD) + tail(g, r + 1, o, tail, k1), first);
+        g.store(r + 2, o, a2.reduceLanes(VectorOperators.ADD) + tail(g, r + 2, o, tail, k1), first);
+        g.store(r + 3, o, a3.reduceLanes(VectorOperators.ADD) + tail(g, r + 3, o, tail, k1), first);
     }
 
     /** Σ_{k0 ≤ k < k1} x[r, k] · w[o, k], one row each: f32 weights. */
@@ -439,17 +367,12 @@ final class VectorKernels implements CpuKernels {
         MemorySegment w = g.w();
         long xb = 4L * ((long) r * g.xStride() + k0);
         long wb = 4L * ((long) o * g.k() + k0);
-        int n = k1 - k0;
-        int full = n - n % L;
+        int full = (k1 - k0) - (k1 - k0) % L;
         FloatVector acc = FloatVector.zero(F);
         for (int i = 0; i < full; i += L) {
             acc = act(x, xb + 4L * i).fma(f32(w, wb + 4L * i), acc);
         }
-        if (full < n) {
-            VectorMask<Float> m = F.indexInRange(full, n);
-            acc = act(x, xb + 4L * full, m).fma(f32(w, wb + 4L * full, m), acc);
-        }
-        return acc.reduceLanes(VectorOperators.ADD);
+        return acc.reduceLanes(VectorOperators.ADD) + tail(g, r, o, k0 + full, k1);
     }
 
     /** Σ_{k0 ≤ k < k1} x[r, k] · w[o, k], one row each: bf16 weights. */
@@ -458,16 +381,12 @@ final class VectorKernels implements CpuKernels {
         MemorySegment w = g.w();
         long xb = 4L * ((long) r * g.xStride() + k0);
         long wb = 2L * ((long) o * g.k() + k0);
-        int n = k1 - k0;
-        int full = n - n % L;
+        int full = (k1 - k0) - (k1 - k0) % L;
         FloatVector acc = FloatVector.zero(F);
         for (int i = 0; i < full; i += L) {
             acc = act(x, xb + 4L * i).fma(bf16(w, wb + 2L * i), acc);
         }
-        if (full < n) {
-            acc = act(x, xb + 4L * full, F.indexInRange(full, n)).fma(bf16(w, wb + 2L * full, S.indexInRange(full, n)), acc);
-        }
-        return acc.reduceLanes(VectorOperators.ADD);
+        return acc.reduceLanes(VectorOperators.ADD) + tail(g, r, o, k0 + full, k1);
     }
 
     /** Σ_{k0 ≤ k < k1} x[r, k] · w[o, k], one row each: fp16 weights. */
@@ -476,16 +395,103 @@ final class VectorKernels implements CpuKernels {
         MemorySegment w = g.w();
         long xb = 4L * ((long) r * g.xStride() + k0);
         long wb = 2L * ((long) o * g.k() + k0);
-        int n = k1 - k0;
-        int full = n - n % L;
+        int full = (k1 - k0) - (k1 - k0) % L;
         FloatVector acc = FloatVector.zero(F);
         for (int i = 0; i < full; i += L) {
             acc = act(x, xb + 4L * i).fma(f16(w, wb + 2L * i), acc);
         }
-        if (full < n) {
-            acc = act(x, xb + 4L * full, F.indexInRange(full, n)).fma(f16(w, wb + 2L * full, S.indexInRange(full, n)), acc);
+        return acc.reduceLanes(VectorOperators.ADD) + tail(g, r, o, k0 + full, k1);
+    }
+
+    /**
+     * Σ_{from ≤ k < to} x[r, k] · w[o, k] in scalar code: the last k not filling a vector (and all of k
+     * for LoRA ranks below the vector length). Masked vector loads would do the same, but C2 compiles
+     * them to a slow path here (rank 8 ran 2× slower than rank 16).
+     */
+    private static float tail(Gemm g, int r, int o, int from, int to) {
+        MemorySegment x = g.x();
+        MemorySegment w = g.w();
+        long xi = (long) r * g.xStride();
+        long wi = (long) o * g.k();
+        float sum = 0;
+        switch (g.wType()) {
+            case F32 -> {
+                for (int k = from; k < to; k++) {
+                    sum += x.getAtIndex(JAVA_FLOAT, xi + k) * w.get(CpuTensor.FLOAT_LE, 4 * (wi + k));
+                }
+            }
+            case BF16 -> {
+                for (int k = from; k < to; k++) {
+                    sum += x.getAtIndex(JAVA_FLOAT, xi + k) * DType.bf16ToFloat(w.get(CpuTensor.SHORT_LE, 2 * (wi + k)));
+                }
+            }
+            case F16 -> {
+                for (int k = from; k < to; k++) {
+                    sum += x.getAtIndex(JAVA_FLOAT, xi + k) * Float.float16ToFloat(w.get(CpuTensor.SHORT_LE, 2 * (wi + k)));
+                }
+            }
         }
-        return acc.reduceLanes(VectorOperators.ADD);
+        return sum;
+    }
+
+    // ---- small k (LoRA expand) -------------------------------------------------------------------
+
+    /** out[r, o] (+)= scale · Σ_k x[r, k] · w[o, k] for k ≤ {@link #SMALL_K}: one tight loop per row over outputs. */
+    private static void smallKF32(Gemm g, int r0, int r1, int o0, int o1) {
+        MemorySegment x = g.x();
+        MemorySegment w = g.w();
+        int k = g.k();
+        int full = k - k % L;
+        for (int r = r0; r < r1; r++) {
+            long xb = 4L * r * g.xStride();
+            for (int o = o0; o < o1; o++) {
+                long wb = 4L * o * k;
+                FloatVector acc = FloatVector.zero(F);
+                for (int i = 0; i < full; i += L) {
+                    acc = act(x, xb + 4L * i).fma(f32(w, wb + 4L * i), acc);
+                }
+                float sum = full == 0 ? 0f : acc.reduceLanes(VectorOperators.ADD);
+                g.store(r, o, sum + tail(g, r, o, full, k), true);
+            }
+        }
+    }
+
+    private static void smallKBf16(Gemm g, int r0, int r1, int o0, int o1) {
+        MemorySegment x = g.x();
+        MemorySegment w = g.w();
+        int k = g.k();
+        int full = k - k % L;
+        for (int r = r0; r < r1; r++) {
+            long xb = 4L * r * g.xStride();
+            for (int o = o0; o < o1; o++) {
+                long wb = 2L * o * k;
+                FloatVector acc = FloatVector.zero(F);
+                for (int i = 0; i < full; i += L) {
+                    acc = act(x, xb + 4L * i).fma(bf16(w, wb + 2L * i), acc);
+                }
+                float sum = full == 0 ? 0f : acc.reduceLanes(VectorOperators.ADD);
+                g.store(r, o, sum + tail(g, r, o, full, k), true);
+            }
+        }
+    }
+
+    private static void smallKF16(Gemm g, int r0, int r1, int o0, int o1) {
+        MemorySegment x = g.x();
+        MemorySegment w = g.w();
+        int k = g.k();
+        int full = k - k % L;
+        for (int r = r0; r < r1; r++) {
+            long xb = 4L * r * g.xStride();
+            for (int o = o0; o < o1; o++) {
+                long wb = 2L * o * k;
+                FloatVector acc = FloatVector.zero(F);
+                for (int i = 0; i < full; i += L) {
+                    acc = act(x, xb + 4L * i).fma(f16(w, wb + 2L * i), acc);
+                }
+                float sum = full == 0 ? 0f : acc.reduceLanes(VectorOperators.ADD);
+                g.store(r, o, sum + tail(g, r, o, full, k), true);
+            }
+        }
     }
 
     // ---- attention and element-wise kernels -------------------------------------------------------
