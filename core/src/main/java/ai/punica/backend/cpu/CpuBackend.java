@@ -31,7 +31,7 @@ import org.slf4j.LoggerFactory;
  *
  * <pre>
  *   matmul / SGMV ──► Gemm pieces (split over weight rows, or x rows when there are few outputs) ──► kernels.gemm
- *   attention     ──► (sequence, KV head, ≤16 query rows) pieces ──► dot / expInPlace / axpy per head
+ *   attention     ──► (sequence, KV head, ≤16 query rows) pieces ──► scores / expInPlace / weightedSum per page run
  *   row-wise ops  ──► row ranges ──► kernels.*
  * </pre>
  *
@@ -447,39 +447,54 @@ public final class CpuBackend implements Backend {
             int p = batch.position(s, row);
             int lo = shape.slidingWindow() > 0 ? Math.max(0, p - shape.slidingWindow() + 1) : 0;
             int count = p - lo + 1;
-            float[] scores = scoreScratch.get();
-            if (scores.length < count) {
-                scores = new float[Math.max(count, 2 * scores.length)];
-                scoreScratch.set(scores);
-            }
-            for (int h = kvHead * group; h < (kvHead + 1) * group; h++) {
+            // Query heads of this KV head, 4 at a time where possible (keys and values then load once for 4).
+            for (int h = kvHead * group; h < (kvHead + 1) * group; ) {
+                int heads = (kvHead + 1) * group - h >= 4 ? 4 : 1;
+                float[] scores = scoreScratch.get();
+                if (scores.length < heads * count) {
+                    scores = new float[Math.max(heads * count, 2 * scores.length)];
+                    scoreScratch.set(scores);
+                }
                 long qi = (long) row * qkv.cols() + (long) h * d;
-                // s_t = scale · q·k_t, walking the sequence's pages in runs of consecutive slots
-                float max = Float.NEGATIVE_INFINITY;
+                // s_t = scale · q·k_t, page by page: each run of consecutive slots is one kernel call
                 for (int t = lo; t <= p; ) {
                     int offset = t % pageSize;
                     int run = Math.min(pageSize - offset, p + 1 - t);
                     long k = headBase + ((long) pageTable[tableStart + t / pageSize] * pageSize + offset) * kvCols;
-                    for (int j = 0; j < run; j++, k += kvCols) {
-                        float score = shape.scale() * kernels.dot(q, qi, cache.keys(), k, d);
-                        scores[t - lo + j] = score;
-                        max = Math.max(max, score);
+                    if (heads == 4) {
+                        kernels.scores4(q, qi, cache.keys(), k, kvCols, run, d, shape.scale(), scores, t - lo, count);
+                    } else {
+                        kernels.scores(q, qi, cache.keys(), k, kvCols, run, d, shape.scale(), scores, t - lo);
                     }
                     t += run;
                 }
-                float inv = 1f / kernels.expInPlace(scores, count, max);
-                // out = Σ_t (p_t / Σ p) · v_t
+                // p_t = e^(s_t − max) / Σ_u e^(s_u − max), per head
+                for (int b = 0; b < heads; b++) {
+                    int base = b * count;
+                    float max = Float.NEGATIVE_INFINITY;
+                    for (int i = base; i < base + count; i++) {
+                        max = Math.max(max, scores[i]);
+                    }
+                    float inv = 1f / kernels.expInPlace(scores, base, count, max);
+                    for (int i = base; i < base + count; i++) {
+                        scores[i] *= inv;
+                    }
+                }
+                // out = Σ_t p_t · v_t
                 long oi = (long) row * out.cols() + (long) h * d;
-                o.asSlice(4 * oi, 4L * d).fill((byte) 0);
+                o.asSlice(4 * oi, 4L * d * heads).fill((byte) 0);
                 for (int t = lo; t <= p; ) {
                     int offset = t % pageSize;
                     int run = Math.min(pageSize - offset, p + 1 - t);
                     long v = headBase + ((long) pageTable[tableStart + t / pageSize] * pageSize + offset) * kvCols;
-                    for (int j = 0; j < run; j++, v += kvCols) {
-                        kernels.axpy(scores[t - lo + j] * inv, cache.values(), v, o, oi, d);
+                    if (heads == 4) {
+                        kernels.weightedSum4(scores, t - lo, count, cache.values(), v, kvCols, run, d, o, oi);
+                    } else {
+                        kernels.weightedSum(scores, t - lo, cache.values(), v, kvCols, run, d, o, oi);
                     }
                     t += run;
                 }
+                h += heads;
             }
         }
     }

@@ -496,46 +496,160 @@ final class VectorKernels implements CpuKernels {
 
     // ---- attention and element-wise kernels -------------------------------------------------------
 
+    /**
+     * s_j = scale · q·k_j, four keys at a time so each loaded chunk of q serves four FMAs; the part of
+     * d that does not fill a vector is summed in scalar code.
+     */
     @Override
-    public float dot(MemorySegment a, long aIndex, MemorySegment b, long bIndex, int n) {
-        long ab = 4 * aIndex;
-        long bb = 4 * bIndex;
-        int full = n - n % L;
-        FloatVector acc = FloatVector.zero(F);
-        for (int i = 0; i < full; i += L) {
-            acc = act(a, ab + 4L * i).fma(act(b, bb + 4L * i), acc);
+    public void scores(MemorySegment q, long qIndex, MemorySegment keys, long kIndex, int kStride, int n, int d,
+                       float scale, float[] s, int sOff) {
+        int full = d - d % L;
+        long qb = 4 * qIndex;
+        int j = 0;
+        for (; j + 4 <= n; j += 4) {
+            long k0 = 4 * (kIndex + (long) j * kStride);
+            long ks = 4L * kStride;
+            FloatVector a0 = FloatVector.zero(F);
+            FloatVector a1 = a0;
+            FloatVector a2 = a0;
+            FloatVector a3 = a0;
+            for (int i = 0; i < full; i += L) {
+                FloatVector qv = act(q, qb + 4L * i);
+                long ko = k0 + 4L * i;
+                a0 = qv.fma(act(keys, ko), a0);
+                a1 = qv.fma(act(keys, ko + ks), a1);
+                a2 = qv.fma(act(keys, ko + 2 * ks), a2);
+                a3 = qv.fma(act(keys, ko + 3 * ks), a3);
+            }
+            long k = kIndex + (long) j * kStride;
+            s[sOff + j] = scale * (a0.reduceLanes(VectorOperators.ADD) + dotTail(q, qIndex, keys, k, full, d));
+            s[sOff + j + 1] = scale * (a1.reduceLanes(VectorOperators.ADD) + dotTail(q, qIndex, keys, k + kStride, full, d));
+            s[sOff + j + 2] = scale * (a2.reduceLanes(VectorOperators.ADD) + dotTail(q, qIndex, keys, k + 2L * kStride, full, d));
+            s[sOff + j + 3] = scale * (a3.reduceLanes(VectorOperators.ADD) + dotTail(q, qIndex, keys, k + 3L * kStride, full, d));
         }
-        float sum = acc.reduceLanes(VectorOperators.ADD);
-        for (int i = full; i < n; i++) {
+        for (; j < n; j++) {
+            long k = kIndex + (long) j * kStride;
+            FloatVector acc = FloatVector.zero(F);
+            for (int i = 0; i < full; i += L) {
+                acc = act(q, qb + 4L * i).fma(act(keys, 4 * k + 4L * i), acc);
+            }
+            s[sOff + j] = scale * (acc.reduceLanes(VectorOperators.ADD) + dotTail(q, qIndex, keys, k, full, d));
+        }
+    }
+
+    /** Four heads × one key at a time: the key chunk is loaded once and used by four FMAs. */
+    @Override
+    public void scores4(MemorySegment q, long qIndex, MemorySegment keys, long kIndex, int kStride, int n, int d,
+                        float scale, float[] s, int sOff, int sStride) {
+        int full = d - d % L;
+        long qb = 4 * qIndex;
+        long qs = 4L * d;
+        for (int j = 0; j < n; j++) {
+            long k = kIndex + (long) j * kStride;
+            long kb = 4 * k;
+            FloatVector a0 = FloatVector.zero(F);
+            FloatVector a1 = a0;
+            FloatVector a2 = a0;
+            FloatVector a3 = a0;
+            for (int i = 0; i < full; i += L) {
+                FloatVector kv = act(keys, kb + 4L * i);
+                long qo = qb + 4L * i;
+                a0 = act(q, qo).fma(kv, a0);
+                a1 = act(q, qo + qs).fma(kv, a1);
+                a2 = act(q, qo + 2 * qs).fma(kv, a2);
+                a3 = act(q, qo + 3 * qs).fma(kv, a3);
+            }
+            s[sOff + j] = scale * (a0.reduceLanes(VectorOperators.ADD) + dotTail(q, qIndex, keys, k, full, d));
+            s[sStride + sOff + j] = scale * (a1.reduceLanes(VectorOperators.ADD) + dotTail(q, qIndex + d, keys, k, full, d));
+            s[2 * sStride + sOff + j] = scale * (a2.reduceLanes(VectorOperators.ADD) + dotTail(q, qIndex + 2L * d, keys, k, full, d));
+            s[3 * sStride + sOff + j] = scale * (a3.reduceLanes(VectorOperators.ADD) + dotTail(q, qIndex + 3L * d, keys, k, full, d));
+        }
+    }
+
+    /** Four heads' output chunks stay in registers while each value chunk is loaded once for all four. */
+    @Override
+    public void weightedSum4(float[] p, int pOff, int pStride, MemorySegment values, long vIndex, int vStride, int n,
+                             int d, MemorySegment out, long outIndex) {
+        int full = d - d % L;
+        long ob = 4 * outIndex;
+        long os = 4L * d;
+        long vb = 4 * vIndex;
+        long vs = 4L * vStride;
+        for (int i = 0; i < full; i += L) {
+            long oo = ob + 4L * i;
+            FloatVector c0 = act(out, oo);
+            FloatVector c1 = act(out, oo + os);
+            FloatVector c2 = act(out, oo + 2 * os);
+            FloatVector c3 = act(out, oo + 3 * os);
+            long vo = vb + 4L * i;
+            for (int j = 0; j < n; j++, vo += vs) {
+                FloatVector vv = act(values, vo);
+                c0 = vv.fma(FloatVector.broadcast(F, p[pOff + j]), c0);
+                c1 = vv.fma(FloatVector.broadcast(F, p[pStride + pOff + j]), c1);
+                c2 = vv.fma(FloatVector.broadcast(F, p[2 * pStride + pOff + j]), c2);
+                c3 = vv.fma(FloatVector.broadcast(F, p[3 * pStride + pOff + j]), c3);
+            }
+            c0.intoMemorySegment(out, oo, NATIVE);
+            c1.intoMemorySegment(out, oo + os, NATIVE);
+            c2.intoMemorySegment(out, oo + 2 * os, NATIVE);
+            c3.intoMemorySegment(out, oo + 3 * os, NATIVE);
+        }
+        for (int b = 0; b < 4; b++) {
+            for (int i = full; i < d; i++) {
+                long oi = outIndex + (long) b * d + i;
+                float sum = out.getAtIndex(JAVA_FLOAT, oi);
+                for (int j = 0; j < n; j++) {
+                    sum += p[b * pStride + pOff + j] * values.getAtIndex(JAVA_FLOAT, vIndex + (long) j * vStride + i);
+                }
+                out.setAtIndex(JAVA_FLOAT, oi, sum);
+            }
+        }
+    }
+
+    private static float dotTail(MemorySegment a, long aIndex, MemorySegment b, long bIndex, int from, int to) {
+        float sum = 0;
+        for (int i = from; i < to; i++) {
             sum += a.getAtIndex(JAVA_FLOAT, aIndex + i) * b.getAtIndex(JAVA_FLOAT, bIndex + i);
         }
         return sum;
     }
 
+    /** out += Σ_j p_j · v_j: a chunk of out stays in a register while all values of the run are added. */
     @Override
-    public void axpy(float alpha, MemorySegment x, long xIndex, MemorySegment y, long yIndex, int n) {
-        long xb = 4 * xIndex;
-        long yb = 4 * yIndex;
-        int full = n - n % L;
+    public void weightedSum(float[] p, int pOff, MemorySegment values, long vIndex, int vStride, int n, int d,
+                            MemorySegment out, long outIndex) {
+        int full = d - d % L;
+        long ob = 4 * outIndex;
+        long vb = 4 * vIndex;
+        long vs = 4L * vStride;
         for (int i = 0; i < full; i += L) {
-            act(x, xb + 4L * i).fma(FloatVector.broadcast(F, alpha), act(y, yb + 4L * i)).intoMemorySegment(y, yb + 4L * i, NATIVE);
+            FloatVector acc = act(out, ob + 4L * i);
+            long vo = vb + 4L * i;
+            for (int j = 0; j < n; j++, vo += vs) {
+                acc = act(values, vo).fma(FloatVector.broadcast(F, p[pOff + j]), acc);
+            }
+            acc.intoMemorySegment(out, ob + 4L * i, NATIVE);
         }
-        for (int i = full; i < n; i++) {
-            y.setAtIndex(JAVA_FLOAT, yIndex + i, y.getAtIndex(JAVA_FLOAT, yIndex + i) + alpha * x.getAtIndex(JAVA_FLOAT, xIndex + i));
+        for (int i = full; i < d; i++) {
+            float sum = out.getAtIndex(JAVA_FLOAT, outIndex + i);
+            for (int j = 0; j < n; j++) {
+                sum += p[pOff + j] * values.getAtIndex(JAVA_FLOAT, vIndex + (long) j * vStride + i);
+            }
+            out.setAtIndex(JAVA_FLOAT, outIndex + i, sum);
         }
     }
 
     @Override
-    public float expInPlace(float[] s, int n, float max) {
-        int full = n - n % L;
+    public float expInPlace(float[] s, int offset, int n, float max) {
+        int full = offset + n - n % L;
         FloatVector acc = FloatVector.zero(F);
-        for (int i = 0; i < full; i += L) {
+        for (int i = offset; i < full; i += L) {
             FloatVector e = FloatVector.fromArray(F, s, i).sub(max).lanewise(VectorOperators.EXP);
             e.intoArray(s, i);
             acc = acc.add(e);
         }
         float sum = acc.reduceLanes(VectorOperators.ADD);
-        for (int i = full; i < n; i++) {
+        for (int i = full; i < offset + n; i++) {
             s[i] = (float) Math.exp(s[i] - max);
             sum += s[i];
         }
