@@ -84,6 +84,9 @@ public final class CpuBackend implements Backend {
     private final ThreadLocal<float[]> scoreScratch = ThreadLocal.withInitial(() -> new float[256]);
     /** cos and sin of one row's rotary angles per worker thread. */
     private final ThreadLocal<float[][]> ropeScratch = ThreadLocal.withInitial(() -> new float[2][0]);
+    /** Work lists reused across calls: no per-call allocation beyond a few small records. */
+    private final List<GemmPiece> gemmPieces = new ArrayList<>();
+    private int[] attentionPieces = new int[256];
     /** A norm weight converted to float32 (norm weights are tiny; conversion per call is cheap). */
     private MemorySegment normWeight;
     private Arena normArena;
@@ -296,7 +299,7 @@ public final class CpuBackend implements Backend {
         ShapeChecks.require(os.storage != xs.storage, "matmul", "out " + out + " must not share storage with x " + x);
         Gemm g = new Gemm(xs.segment(), x.cols(), ws.segment(), ws.dtype(), w.cols(), os.segment(), 0, out.cols(),
                 bs == null ? null : bs.segment(), bs == null ? null : bs.dtype(), 1f, false);
-        List<GemmPiece> pieces = new ArrayList<>();
+        List<GemmPiece> pieces = gemmPieces();
         split(g, 0, x.rows(), w.rows(), pieces);
         run(pieces);
     }
@@ -408,26 +411,36 @@ public final class CpuBackend implements Backend {
         CpuTensor o = activation("attention", "out", out);
         ShapeChecks.checkAttention(qkv, kv, layer, batch, shape, out);
         int kvHeads = shape.numKvHeads();
-        // piece p: sequence, KV head, first row, end row
-        List<int[]> pieces = new ArrayList<>();
+        // piece i: sequence, KV head, first row, end row at attentionPieces[4i .. 4i+3]
+        int count = 0;
         long macs = 0;
         for (int s = 0; s < batch.numSequences(); s++) {
             int start = batch.queryStarts()[s];
             int end = batch.queryStarts()[s + 1];
-            for (int r = start; r < end; r += ATTENTION_ROWS) {
-                int rEnd = Math.min(end, r + ATTENTION_ROWS);
-                for (int g = 0; g < kvHeads; g++) {
-                    pieces.add(new int[] {s, g, r, rEnd});
-                }
-            }
+            count += kvHeads * ceilDiv(end - start, ATTENTION_ROWS);
             macs += 2L * (end - start) * batch.contextLens()[s] * shape.qCols();
         }
+        if (attentionPieces.length < 4 * count) {
+            attentionPieces = new int[Math.max(4 * count, 2 * attentionPieces.length)];
+        }
+        int[] pieces = attentionPieces;
+        int n = 0;
+        for (int s = 0; s < batch.numSequences(); s++) {
+            int end = batch.queryStarts()[s + 1];
+            for (int r = batch.queryStarts()[s]; r < end; r += ATTENTION_ROWS) {
+                for (int g = 0; g < kvHeads; g++, n++) {
+                    pieces[4 * n] = s;
+                    pieces[4 * n + 1] = g;
+                    pieces[4 * n + 2] = r;
+                    pieces[4 * n + 3] = Math.min(end, r + ATTENTION_ROWS);
+                }
+            }
+        }
         long layerBase = layer * cache.layerStride();
-        int grain = grain(pieces.size(), macs);
-        pool.forRange(pieces.size(), grain, (from, to) -> {
+        pool.forRange(count, grain(count, macs), (from, to) -> {
             for (int i = from; i < to; i++) {
-                int[] p = pieces.get(i);
-                attend(cache, layerBase, q, o, batch, shape, p[0], p[1], p[2], p[3]);
+                attend(cache, layerBase, q, o, batch, shape, pieces[4 * i], pieces[4 * i + 1], pieces[4 * i + 2],
+                        pieces[4 * i + 3]);
             }
         });
     }
@@ -508,7 +521,7 @@ public final class CpuBackend implements Backend {
         CpuTensor vs = activation("sgmvShrink", "v", v);
         ShapeChecks.checkSegments("sgmvShrink", segments, weights, Math.min(x.rows(), v.rows()));
         ShapeChecks.require(vs.storage != xs.storage, "sgmvShrink", "v " + v + " must not share storage with x " + x);
-        List<GemmPiece> pieces = new ArrayList<>();
+        List<GemmPiece> pieces = gemmPieces();
         for (int i = 0; i < segments.count(); i++) {
             int slot = segments.slots()[i];
             if (!weights.present(slot)) {
@@ -532,7 +545,7 @@ public final class CpuBackend implements Backend {
         CpuTensor ys = activation("sgmvExpand", "y", y);
         ShapeChecks.checkSegments("sgmvExpand", segments, weights, Math.min(v.rows(), y.rows()));
         ShapeChecks.require(vs.storage != ys.storage, "sgmvExpand", "y " + y + " must not share storage with v " + v);
-        List<GemmPiece> pieces = new ArrayList<>();
+        List<GemmPiece> pieces = gemmPieces();
         for (int i = 0; i < segments.count(); i++) {
             int slot = segments.slots()[i];
             if (!weights.present(slot)) {
@@ -585,6 +598,12 @@ public final class CpuBackend implements Backend {
                 pieces.add(new GemmPiece(g, r, Math.min(r1, r + chunk), 0, outs));
             }
         }
+    }
+
+    /** The reusable piece list, emptied (calls come from one thread at a time). */
+    private List<GemmPiece> gemmPieces() {
+        gemmPieces.clear();
+        return gemmPieces;
     }
 
     private void run(List<GemmPiece> pieces) {
