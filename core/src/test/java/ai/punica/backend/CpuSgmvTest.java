@@ -34,8 +34,12 @@ class CpuSgmvTest {
     private static final double REL = 1e-5;
     private static final double ABS = 1e-5;
 
-    /** Rank of each slot; 0 marks a slot whose adapter does not adapt this projection (A is null). */
-    private static final int[] RANKS = {1, 8, 16, 3, 64, 33, 0, 2};
+    /**
+     * Rank of each slot; 0 marks a slot whose adapter does not adapt this projection (A is null). With
+     * 16 float lanes: 1 and 3 are all scalar, 8 and 12 half-width vectors (12 with a scalar tail), 16,
+     * 33 and 64 full vectors (33 with a tail).
+     */
+    private static final int[] RANKS = {1, 8, 16, 3, 64, 33, 0, 12};
     private static final float[] SCALES = {2f, 0.5f, 1f, 4f, 0.125f, 1.5f, 1f, 8f};
     /** (slot, rows) per segment. */
     private static final int[][] SEGMENTS = {{2, 1}, {-1, 5}, {4, 130}, {0, 1}, {6, 7}, {1, 64}, {3, 0}, {5, 3}, {7, 200}};

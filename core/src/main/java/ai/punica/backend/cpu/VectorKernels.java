@@ -36,6 +36,15 @@ final class VectorKernels implements CpuKernels {
     private static final VectorSpecies<Short> S = VectorSpecies.of(short.class, VectorShape.forBitSize(F.vectorBitSize() / 2));
     private static final VectorSpecies<Integer> I = VectorSpecies.of(int.class, F.vectorShape());
     private static final int L = F.length();
+    /**
+     * Half-width vectors for products with L/2 ≤ k < L (LoRA rank 8 with 16 lanes); F itself when F is
+     * too narrow to halve.
+     */
+    private static final VectorSpecies<Float> H = F.vectorBitSize() >= 256
+            ? VectorSpecies.of(float.class, VectorShape.forBitSize(F.vectorBitSize() / 2)) : F;
+    private static final VectorSpecies<Short> HS = VectorSpecies.of(short.class, VectorShape.forBitSize(H.vectorBitSize() / 2));
+    private static final VectorSpecies<Integer> HI = VectorSpecies.of(int.class, H.vectorShape());
+    private static final int HL = H.length();
     private static final ByteOrder LE = ByteOrder.LITTLE_ENDIAN;
     private static final ByteOrder NATIVE = ByteOrder.nativeOrder();
 
@@ -118,6 +127,14 @@ final class VectorKernels implements CpuKernels {
     @Override
     public void gemm(Gemm g, int r0, int r1, int o0, int o1) {
         int k = g.k();
+        if (k < L && k >= HL && HL < L) {
+            switch (g.wType()) {
+                case F32 -> halfKF32(g, r0, r1, o0, o1);
+                case BF16 -> halfKBf16(g, r0, r1, o0, o1);
+                case F16 -> halfKF16(g, r0, r1, o0, o1);
+            }
+            return;
+        }
         if (k <= SMALL_K) {
             switch (g.wType()) {
                 case F32 -> smallKF32(g, r0, r1, o0, o1);
@@ -494,6 +511,60 @@ final class VectorKernels implements CpuKernels {
                 }
                 float sum = full == 0 ? 0f : acc.reduceLanes(VectorOperators.ADD);
                 g.store(r, o, sum + tail(g, r, o, full, k), true);
+            }
+        }
+    }
+
+    /**
+     * out[r, o] (+)= scale · Σ_k x[r, k] · w[o, k] for L/2 ≤ k &lt; L (rank-8 LoRA expand with 16 lanes):
+     * one half-width vector per output instead of a scalar loop.
+     */
+    private static void halfKF32(Gemm g, int r0, int r1, int o0, int o1) {
+        MemorySegment x = g.x();
+        MemorySegment w = g.w();
+        int k = g.k();
+        for (int r = r0; r < r1; r++) {
+            long xb = 4L * r * g.xStride();
+            FloatVector xv = FloatVector.fromMemorySegment(H, x, xb, NATIVE);
+            for (int o = o0; o < o1; o++) {
+                FloatVector wv = FloatVector.fromMemorySegment(H, w, 4L * o * k, LE);
+                g.store(r, o, xv.mul(wv).reduceLanes(VectorOperators.ADD) + tail(g, r, o, HL, k), true);
+            }
+        }
+    }
+
+    private static void halfKBf16(Gemm g, int r0, int r1, int o0, int o1) {
+        MemorySegment x = g.x();
+        MemorySegment w = g.w();
+        int k = g.k();
+        for (int r = r0; r < r1; r++) {
+            long xb = 4L * r * g.xStride();
+            FloatVector xv = FloatVector.fromMemorySegment(H, x, xb, NATIVE);
+            for (int o = o0; o < o1; o++) {
+                FloatVector wv = ShortVector.fromMemorySegment(HS, w, 2L * o * k, LE)
+                        .convertShape(VectorOperators.ZERO_EXTEND_S2I, HI, 0).reinterpretAsInts()
+                        .lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+                g.store(r, o, xv.mul(wv).reduceLanes(VectorOperators.ADD) + tail(g, r, o, HL, k), true);
+            }
+        }
+    }
+
+    private static void halfKF16(Gemm g, int r0, int r1, int o0, int o1) {
+        MemorySegment x = g.x();
+        MemorySegment w = g.w();
+        int k = g.k();
+        for (int r = r0; r < r1; r++) {
+            long xb = 4L * r * g.xStride();
+            FloatVector xv = FloatVector.fromMemorySegment(H, x, xb, NATIVE);
+            for (int o = o0; o < o1; o++) {
+                // the exact half → single conversion of f16Bits, at half width
+                IntVector h = (IntVector) ShortVector.fromMemorySegment(HS, w, 2L * o * k, LE).convertShape(VectorOperators.S2I, HI, 0);
+                IntVector magnitude = h.lanewise(VectorOperators.LSHL, 17).lanewise(VectorOperators.LSHR, 4);
+                IntVector infNan = magnitude.and(0x0F800000).add(0x00800000)
+                        .lanewise(VectorOperators.LSHL, 3).lanewise(VectorOperators.ASHR, 31).and(0x7F800000);
+                FloatVector wv = magnitude.reinterpretAsFloats().mul(0x1p112f).reinterpretAsInts()
+                        .or(h.and(0x80000000)).or(infNan).reinterpretAsFloats();
+                g.store(r, o, xv.mul(wv).reduceLanes(VectorOperators.ADD) + tail(g, r, o, HL, k), true);
             }
         }
     }
