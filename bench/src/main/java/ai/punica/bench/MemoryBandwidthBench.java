@@ -3,6 +3,8 @@ package ai.punica.bench;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.nio.ByteOrder;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
@@ -66,11 +68,10 @@ public class MemoryBandwidthBench {
     @Benchmark
     public float readSum() throws Exception {
         long part = READ_BYTES / threads;
-        @SuppressWarnings("unchecked")
-        Future<Float>[] sums = new Future[threads];
+        List<Future<Float>> sums = new ArrayList<>(threads);
         for (int t = 0; t < threads; t++) {
             MemorySegment slice = buffer.asSlice(t * part, part);
-            sums[t] = pool.submit(() -> sum(slice));
+            sums.add(pool.submit(() -> sum(slice)));
         }
         float total = 0;
         for (Future<Float> s : sums) {
