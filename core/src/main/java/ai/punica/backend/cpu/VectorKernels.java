@@ -27,7 +27,10 @@ import jdk.incubator.vector.VectorSpecies;
  * <p>What C2 compiles well is narrow, so the kernels are shaped by measurement: one micro-kernel per
  * dtype (a dtype switch inside the loop makes C2 box the vectors, 4× slower); at most 8 accumulators
  * (a 4×4 bf16 kernel stopped C2 inlining the vector calls, 8× slower); scalar rather than masked tails
- * (masked loads took a slow path).
+ * (masked loads took a slow path); and every kernel owns its loops over outputs and rows, so it is
+ * compiled on its own hot loop and its callers invoke it a few times per call. Small kernels called
+ * per block from a loop were sometimes inlined into that loop's compilation, which then ran out of
+ * C2's node budget and boxed the vectors: the same benchmark ran 2-10× slower in some JVM runs.
  */
 final class VectorKernels implements CpuKernels {
 
@@ -49,10 +52,12 @@ final class VectorKernels implements CpuKernels {
     private static final ByteOrder NATIVE = ByteOrder.nativeOrder();
 
     /**
-     * k up to this (LoRA expand: k = rank) takes the small-k kernels: a dot of at most 4 vectors per
-     * output, where the micro-kernels' per-call setup and stores would cost more than the arithmetic.
+     * Accumulating products (LoRA expand) with k up to this and at least 4 rows take the transposed
+     * form: a weight block is transposed once into scratch and reused by every row.
      */
-    static final int SMALL_K = 64;
+    static final int TRANSPOSED_MAX_K = 64;
+    /** Per worker thread: a block of L weight rows transposed to [k][L] floats. */
+    private static final ThreadLocal<float[]> TRANSPOSED = ThreadLocal.withInitial(() -> new float[TRANSPOSED_MAX_K * L]);
     /** x rows per tile: 64 rows × {@link #K_TILE} floats = 256 KiB, which stays in L2. */
     static final int ROW_TILE = 64;
     /** k per block: 4 bf16 weight rows × 1024 = 8 KiB and 4 x rows × 1024 floats = 16 KiB fit in L1 together. */
@@ -126,20 +131,31 @@ final class VectorKernels implements CpuKernels {
      */
     @Override
     public void gemm(Gemm g, int r0, int r1, int o0, int o1) {
-        int k = g.k();
-        if (k < L && k >= HL && HL < L) {
-            switch (g.wType()) {
-                case F32 -> halfKF32(g, r0, r1, o0, o1);
-                case BF16 -> halfKBf16(g, r0, r1, o0, o1);
-                case F16 -> halfKF16(g, r0, r1, o0, o1);
+        if (g.k() <= TRANSPOSED_MAX_K && g.accumulate() && r1 - r0 >= 4 && o1 - o0 >= L) {
+            int oMain = o0 + (o1 - o0) / L * L;
+            transposedK(g, r0, r1, o0, oMain);
+            if (oMain < o1) {
+                dotForm(g, r0, r1, oMain, o1);
             }
             return;
         }
-        if (k <= SMALL_K) {
+        dotForm(g, r0, r1, o0, o1);
+    }
+
+    /** The dot-product form: narrow k directly, otherwise tiles of micro-kernels. */
+    private static void dotForm(Gemm g, int r0, int r1, int o0, int o1) {
+        int k = g.k();
+        if (k < 2 * L) {
+            narrowK(g, r0, r1, o0, o1);
+            return;
+        }
+        if (k <= TRANSPOSED_MAX_K) {
+            // Short k has kernels of its own: sharing the long-k kernels with it made C2 compile
+            // those for short trip counts, and the base matmuls and LoRA shrink ran 6x slower.
             switch (g.wType()) {
-                case F32 -> smallKF32(g, r0, r1, o0, o1);
-                case BF16 -> smallKBf16(g, r0, r1, o0, o1);
-                case F16 -> smallKF16(g, r0, r1, o0, o1);
+                case F32 -> shortKF32(g, r0, r1, o0, o1);
+                case BF16 -> shortKBf16(g, r0, r1, o0, o1);
+                case F16 -> shortKF16(g, r0, r1, o0, o1);
             }
             return;
         }
@@ -162,129 +178,115 @@ final class VectorKernels implements CpuKernels {
         }
     }
 
+    /**
+     * One (row tile, k block): rows in blocks of 4 against pairs of weight rows (4×2), the last 1-3 rows
+     * against quads of weight rows (1×4), the last 1-3 weight rows one by one. Each kernel owns its loops
+     * over o and r (see the class comment); o is the outer loop so a weight slice stays in L1 while all
+     * rows of the tile use it.
+     */
     private static void tileF32(Gemm g, int r0, int r1, int o0, int o1, int k0, int k1, boolean first) {
-        int o = o0;
-        for (; o + 4 <= o1; o += 4) {
-            int r = r0;
-            for (; r + 4 <= r1; r += 4) {
-                f32x4x2(g, r, o, k0, k1, first);
-                f32x4x2(g, r, o + 2, k0, k1, first);
-            }
-            for (; r < r1; r++) {
-                f32x1x4(g, r, o, k0, k1, first);
-            }
-        }
-        for (; o < o1; o++) {
-            for (int r = r0; r < r1; r++) {
-                g.store(r, o, dotF32(g, r, o, k0, k1), first);
-            }
-        }
+        int rMain = r0 + (r1 - r0) / 4 * 4;
+        int oMain = o0 + (o1 - o0) / 4 * 4;
+        f32Rows4(g, r0, rMain, o0, oMain, k0, k1, first);
+        f32Rows1(g, rMain, r1, o0, oMain, k0, k1, first);
+        f32Dots(g, r0, r1, oMain, o1, k0, k1, first);
     }
 
     private static void tileBf16(Gemm g, int r0, int r1, int o0, int o1, int k0, int k1, boolean first) {
-        int o = o0;
-        for (; o + 4 <= o1; o += 4) {
-            int r = r0;
-            for (; r + 4 <= r1; r += 4) {
-                bf16x4x2(g, r, o, k0, k1, first);
-                bf16x4x2(g, r, o + 2, k0, k1, first);
-            }
-            for (; r < r1; r++) {
-                bf16x1x4(g, r, o, k0, k1, first);
-            }
-        }
-        for (; o < o1; o++) {
-            for (int r = r0; r < r1; r++) {
-                g.store(r, o, dotBf16(g, r, o, k0, k1), first);
-            }
-        }
+        int rMain = r0 + (r1 - r0) / 4 * 4;
+        int oMain = o0 + (o1 - o0) / 4 * 4;
+        bf16Rows4(g, r0, rMain, o0, oMain, k0, k1, first);
+        bf16Rows1(g, rMain, r1, o0, oMain, k0, k1, first);
+        bf16Dots(g, r0, r1, oMain, o1, k0, k1, first);
     }
 
-    /** fp16 takes one weight row per micro-kernel: its conversion is long and C2 slows down with more in flight. */
+    /** fp16: 4 rows × 1 weight row (its conversion is long; more weight rows in flight slowed C2 down). */
     private static void tileF16(Gemm g, int r0, int r1, int o0, int o1, int k0, int k1, boolean first) {
-        for (int o = o0; o < o1; o++) {
-            int r = r0;
-            for (; r + 4 <= r1; r += 4) {
-                f16x4x1(g, r, o, k0, k1, first);
-            }
-            for (; r < r1; r++) {
-                g.store(r, o, dotF16(g, r, o, k0, k1), first);
-            }
-        }
+        int rMain = r0 + (r1 - r0) / 4 * 4;
+        f16Rows4(g, r0, rMain, o0, o1, k0, k1, first);
+        f16Dots(g, rMain, r1, o0, o1, k0, k1, first);
     }
 
-    /** out[r..r+3, o..o+1]: 4 x rows × 2 f32 weight rows over k in [k0, k1), 8 accumulators. */
-    private static void f32x4x2(Gemm g, int r, int o, int k0, int k1, boolean first) {
+    /** out[r..r+3, o..o+1] for r in blocks of 4 and o in pairs: f32 weights, 8 accumulators. */
+    private static void f32Rows4(Gemm g, int r0, int r1, int o0, int o1, int k0, int k1, boolean first) {
         MemorySegment x = g.x();
         MemorySegment w = g.w();
         long xs = 4L * g.xStride();
         long ws = 4L * g.k();
-        long xb = 4L * ((long) r * g.xStride() + k0);
-        long wb = 4L * ((long) o * g.k() + k0);
         int full = (k1 - k0) - (k1 - k0) % L;
-        FloatVector a00 = FloatVector.zero(F);
-        FloatVector a01 = a00;
-        FloatVector a10 = a00;
-        FloatVector a11 = a00;
-        FloatVector a20 = a00;
-        FloatVector a21 = a00;
-        FloatVector a30 = a00;
-        FloatVector a31 = a00;
-        for (int i = 0; i < full; i += L) {
-            FloatVector w0 = f32(w, wb + 4L * i);
-            FloatVector w1 = f32(w, wb + ws + 4L * i);
-            long xo = xb + 4L * i;
-            FloatVector xv = act(x, xo);
-            a00 = xv.fma(w0, a00);
-            a01 = xv.fma(w1, a01);
-            xv = act(x, xo + xs);
-            a10 = xv.fma(w0, a10);
-            a11 = xv.fma(w1, a11);
-            xv = act(x, xo + 2 * xs);
-            a20 = xv.fma(w0, a20);
-            a21 = xv.fma(w1, a21);
-            xv = act(x, xo + 3 * xs);
-            a30 = xv.fma(w0, a30);
-            a31 = xv.fma(w1, a31);
+        for (int o = o0; o < o1; o += 2) {
+            long wb = 4L * ((long) o * g.k() + k0);
+            for (int r = r0; r < r1; r += 4) {
+                long xb = 4L * ((long) r * g.xStride() + k0);
+                FloatVector a00 = FloatVector.zero(F);
+                FloatVector a01 = a00;
+                FloatVector a10 = a00;
+                FloatVector a11 = a00;
+                FloatVector a20 = a00;
+                FloatVector a21 = a00;
+                FloatVector a30 = a00;
+                FloatVector a31 = a00;
+                for (int i = 0; i < full; i += L) {
+                    FloatVector w0 = f32(w, wb + 4L * i);
+                    FloatVector w1 = f32(w, wb + ws + 4L * i);
+                    long xo = xb + 4L * i;
+                    FloatVector xv = act(x, xo);
+                    a00 = xv.fma(w0, a00);
+                    a01 = xv.fma(w1, a01);
+                    xv = act(x, xo + xs);
+                    a10 = xv.fma(w0, a10);
+                    a11 = xv.fma(w1, a11);
+                    xv = act(x, xo + 2 * xs);
+                    a20 = xv.fma(w0, a20);
+                    a21 = xv.fma(w1, a21);
+                    xv = act(x, xo + 3 * xs);
+                    a30 = xv.fma(w0, a30);
+                    a31 = xv.fma(w1, a31);
+                }
+                store4x2(g, r, o, k0 + full, k1, first, a00, a01, a10, a11, a20, a21, a30, a31);
+            }
         }
-        store4x2(g, r, o, k0 + full, k1, first, a00, a01, a10, a11, a20, a21, a30, a31);
     }
 
-    /** out[r..r+3, o..o+1]: 4 x rows × 2 bf16 weight rows over k in [k0, k1), 8 accumulators. */
-    private static void bf16x4x2(Gemm g, int r, int o, int k0, int k1, boolean first) {
+    /** out[r..r+3, o..o+1] for r in blocks of 4 and o in pairs: bf16 weights, 8 accumulators. */
+    private static void bf16Rows4(Gemm g, int r0, int r1, int o0, int o1, int k0, int k1, boolean first) {
         MemorySegment x = g.x();
         MemorySegment w = g.w();
         long xs = 4L * g.xStride();
         long ws = 2L * g.k();
-        long xb = 4L * ((long) r * g.xStride() + k0);
-        long wb = 2L * ((long) o * g.k() + k0);
         int full = (k1 - k0) - (k1 - k0) % L;
-        FloatVector a00 = FloatVector.zero(F);
-        FloatVector a01 = a00;
-        FloatVector a10 = a00;
-        FloatVector a11 = a00;
-        FloatVector a20 = a00;
-        FloatVector a21 = a00;
-        FloatVector a30 = a00;
-        FloatVector a31 = a00;
-        for (int i = 0; i < full; i += L) {
-            FloatVector w0 = bf16(w, wb + 2L * i);
-            FloatVector w1 = bf16(w, wb + ws + 2L * i);
-            long xo = xb + 4L * i;
-            FloatVector xv = act(x, xo);
-            a00 = xv.fma(w0, a00);
-            a01 = xv.fma(w1, a01);
-            xv = act(x, xo + xs);
-            a10 = xv.fma(w0, a10);
-            a11 = xv.fma(w1, a11);
-            xv = act(x, xo + 2 * xs);
-            a20 = xv.fma(w0, a20);
-            a21 = xv.fma(w1, a21);
-            xv = act(x, xo + 3 * xs);
-            a30 = xv.fma(w0, a30);
-            a31 = xv.fma(w1, a31);
+        for (int o = o0; o < o1; o += 2) {
+            long wb = 2L * ((long) o * g.k() + k0);
+            for (int r = r0; r < r1; r += 4) {
+                long xb = 4L * ((long) r * g.xStride() + k0);
+                FloatVector a00 = FloatVector.zero(F);
+                FloatVector a01 = a00;
+                FloatVector a10 = a00;
+                FloatVector a11 = a00;
+                FloatVector a20 = a00;
+                FloatVector a21 = a00;
+                FloatVector a30 = a00;
+                FloatVector a31 = a00;
+                for (int i = 0; i < full; i += L) {
+                    FloatVector w0 = bf16(w, wb + 2L * i);
+                    FloatVector w1 = bf16(w, wb + ws + 2L * i);
+                    long xo = xb + 4L * i;
+                    FloatVector xv = act(x, xo);
+                    a00 = xv.fma(w0, a00);
+                    a01 = xv.fma(w1, a01);
+                    xv = act(x, xo + xs);
+                    a10 = xv.fma(w0, a10);
+                    a11 = xv.fma(w1, a11);
+                    xv = act(x, xo + 2 * xs);
+                    a20 = xv.fma(w0, a20);
+                    a21 = xv.fma(w1, a21);
+                    xv = act(x, xo + 3 * xs);
+                    a30 = xv.fma(w0, a30);
+                    a31 = xv.fma(w1, a31);
+                }
+                store4x2(g, r, o, k0 + full, k1, first, a00, a01, a10, a11, a20, a21, a30, a31);
+            }
         }
-        store4x2(g, r, o, k0 + full, k1, first, a00, a01, a10, a11, a20, a21, a30, a31);
     }
 
     /** Stores a 4×2 block: each accumulator's lane sum plus the scalar tail k in [tail, k1). */
@@ -301,50 +303,58 @@ final class VectorKernels implements CpuKernels {
         g.store(r + 3, o + 1, a31.reduceLanes(VectorOperators.ADD) + tail(g, r + 3, o + 1, tail, k1), first);
     }
 
-    /** out[r, o..o+3]: 1 x row × 4 f32 weight rows (decode: four weight streams at once). */
-    private static void f32x1x4(Gemm g, int r, int o, int k0, int k1, boolean first) {
+    /** out[r, o..o+3] for single rows and o in quads: f32 weights, four weight streams at once (decode). */
+    private static void f32Rows1(Gemm g, int r0, int r1, int o0, int o1, int k0, int k1, boolean first) {
         MemorySegment x = g.x();
         MemorySegment w = g.w();
         long ws = 4L * g.k();
-        long xb = 4L * ((long) r * g.xStride() + k0);
-        long wb = 4L * ((long) o * g.k() + k0);
         int full = (k1 - k0) - (k1 - k0) % L;
-        FloatVector a0 = FloatVector.zero(F);
-        FloatVector a1 = a0;
-        FloatVector a2 = a0;
-        FloatVector a3 = a0;
-        for (int i = 0; i < full; i += L) {
-            FloatVector xv = act(x, xb + 4L * i);
-            long wo = wb + 4L * i;
-            a0 = xv.fma(f32(w, wo), a0);
-            a1 = xv.fma(f32(w, wo + ws), a1);
-            a2 = xv.fma(f32(w, wo + 2 * ws), a2);
-            a3 = xv.fma(f32(w, wo + 3 * ws), a3);
+        for (int o = o0; o < o1; o += 4) {
+            long wb = 4L * ((long) o * g.k() + k0);
+            for (int r = r0; r < r1; r++) {
+                long xb = 4L * ((long) r * g.xStride() + k0);
+                FloatVector a0 = FloatVector.zero(F);
+                FloatVector a1 = a0;
+                FloatVector a2 = a0;
+                FloatVector a3 = a0;
+                for (int i = 0; i < full; i += L) {
+                    FloatVector xv = act(x, xb + 4L * i);
+                    long wo = wb + 4L * i;
+                    a0 = xv.fma(f32(w, wo), a0);
+                    a1 = xv.fma(f32(w, wo + ws), a1);
+                    a2 = xv.fma(f32(w, wo + 2 * ws), a2);
+                    a3 = xv.fma(f32(w, wo + 3 * ws), a3);
+                }
+                store1x4(g, r, o, k0 + full, k1, first, a0, a1, a2, a3);
+            }
         }
-        store1x4(g, r, o, k0 + full, k1, first, a0, a1, a2, a3);
     }
 
-    /** out[r, o..o+3]: 1 x row × 4 bf16 weight rows (decode: four weight streams at once). */
-    private static void bf16x1x4(Gemm g, int r, int o, int k0, int k1, boolean first) {
+    /** out[r, o..o+3] for single rows and o in quads: bf16 weights, four weight streams at once (decode). */
+    private static void bf16Rows1(Gemm g, int r0, int r1, int o0, int o1, int k0, int k1, boolean first) {
         MemorySegment x = g.x();
         MemorySegment w = g.w();
         long ws = 2L * g.k();
-        long xb = 4L * ((long) r * g.xStride() + k0);
-        long wb = 2L * ((long) o * g.k() + k0);
         int full = (k1 - k0) - (k1 - k0) % L;
-        FloatVector a0 = FloatVector.zero(F);
-        FloatVector a1 = a0;
-        FloatVector a2 = a0;
-        FloatVector a3 = a0;
-        for (int i = 0; i < full; i += L) {
-            FloatVector xv = act(x, xb + 4L * i);
-            long wo = wb + 2L * i;
-            a0 = xv.fma(bf16(w, wo), a0);
-            a1 = xv.fma(bf16(w, wo + ws), a1);
-            a2 = xv.fma(bf16(w, wo + 2 * ws), a2);
-            a3 = xv.fma(bf16(w, wo + 3 * ws), a3);
+        for (int o = o0; o < o1; o += 4) {
+            long wb = 2L * ((long) o * g.k() + k0);
+            for (int r = r0; r < r1; r++) {
+                long xb = 4L * ((long) r * g.xStride() + k0);
+                FloatVector a0 = FloatVector.zero(F);
+                FloatVector a1 = a0;
+                FloatVector a2 = a0;
+                FloatVector a3 = a0;
+                for (int i = 0; i < full; i += L) {
+                    FloatVector xv = act(x, xb + 4L * i);
+                    long wo = wb + 2L * i;
+                    a0 = xv.fma(bf16(w, wo), a0);
+                    a1 = xv.fma(bf16(w, wo + ws), a1);
+                    a2 = xv.fma(bf16(w, wo + 2 * ws), a2);
+                    a3 = xv.fma(bf16(w, wo + 3 * ws), a3);
+                }
+                store1x4(g, r, o, k0 + full, k1, first, a0, a1, a2, a3);
+            }
         }
-        store1x4(g, r, o, k0 + full, k1, first, a0, a1, a2, a3);
     }
 
     private static void store1x4(Gemm g, int r, int o, int tail, int k1, boolean first, FloatVector a0,
@@ -355,73 +365,89 @@ final class VectorKernels implements CpuKernels {
         g.store(r, o + 3, a3.reduceLanes(VectorOperators.ADD) + tail(g, r, o + 3, tail, k1), first);
     }
 
-    /** out[r..r+3, o]: 4 x rows × 1 fp16 weight row, each converted vector used 4 times. */
-    private static void f16x4x1(Gemm g, int r, int o, int k0, int k1, boolean first) {
+    /** out[r..r+3, o] for r in blocks of 4, every o: fp16 weights, each converted vector used 4 times. */
+    private static void f16Rows4(Gemm g, int r0, int r1, int o0, int o1, int k0, int k1, boolean first) {
         MemorySegment x = g.x();
         MemorySegment w = g.w();
         long xs = 4L * g.xStride();
-        long xb = 4L * ((long) r * g.xStride() + k0);
-        long wb = 2L * ((long) o * g.k() + k0);
         int full = (k1 - k0) - (k1 - k0) % L;
-        FloatVector a0 = FloatVector.zero(F);
-        FloatVector a1 = a0;
-        FloatVector a2 = a0;
-        FloatVector a3 = a0;
-        for (int i = 0; i < full; i += L) {
-            FloatVector wv = f16(w, wb + 2L * i);
-            long xo = xb + 4L * i;
-            a0 = act(x, xo).fma(wv, a0);
-            a1 = act(x, xo + xs).fma(wv, a1);
-            a2 = act(x, xo + 2 * xs).fma(wv, a2);
-            a3 = act(x, xo + 3 * xs).fma(wv, a3);
+        for (int o = o0; o < o1; o++) {
+            long wb = 2L * ((long) o * g.k() + k0);
+            for (int r = r0; r < r1; r += 4) {
+                long xb = 4L * ((long) r * g.xStride() + k0);
+                FloatVector a0 = FloatVector.zero(F);
+                FloatVector a1 = a0;
+                FloatVector a2 = a0;
+                FloatVector a3 = a0;
+                for (int i = 0; i < full; i += L) {
+                    FloatVector wv = f16(w, wb + 2L * i);
+                    long xo = xb + 4L * i;
+                    a0 = act(x, xo).fma(wv, a0);
+                    a1 = act(x, xo + xs).fma(wv, a1);
+                    a2 = act(x, xo + 2 * xs).fma(wv, a2);
+                    a3 = act(x, xo + 3 * xs).fma(wv, a3);
+                }
+                int tail = k0 + full;
+                g.store(r, o, a0.reduceLanes(VectorOperators.ADD) + tail(g, r, o, tail, k1), first);
+                g.store(r + 1, o, a1.reduceLanes(VectorOperators.ADD) + tail(g, r + 1, o, tail, k1), first);
+                g.store(r + 2, o, a2.reduceLanes(VectorOperators.ADD) + tail(g, r + 2, o, tail, k1), first);
+                g.store(r + 3, o, a3.reduceLanes(VectorOperators.ADD) + tail(g, r + 3, o, tail, k1), first);
+            }
         }
-        int tail = k0 + full;
-        g.store(r, o, a0.reduceLanes(VectorOperators.ADD) + tail(g, r, o, tail, k1), first);
-        g.store(r + 1, o, a1.reduceLanes(VectorOperators.ADD) + tail(g, r + 1, o, tail, k1), first);
-        g.store(r + 2, o, a2.reduceLanes(VectorOperators.ADD) + tail(g, r + 2, o, tail, k1), first);
-        g.store(r + 3, o, a3.reduceLanes(VectorOperators.ADD) + tail(g, r + 3, o, tail, k1), first);
     }
 
-    /** Σ_{k0 ≤ k < k1} x[r, k] · w[o, k], one row each: f32 weights. */
-    private static float dotF32(Gemm g, int r, int o, int k0, int k1) {
+    /** out[r, o] one dot at a time for every r and o given: f32 weights (leftover weight rows). */
+    private static void f32Dots(Gemm g, int r0, int r1, int o0, int o1, int k0, int k1, boolean first) {
         MemorySegment x = g.x();
         MemorySegment w = g.w();
-        long xb = 4L * ((long) r * g.xStride() + k0);
-        long wb = 4L * ((long) o * g.k() + k0);
         int full = (k1 - k0) - (k1 - k0) % L;
-        FloatVector acc = FloatVector.zero(F);
-        for (int i = 0; i < full; i += L) {
-            acc = act(x, xb + 4L * i).fma(f32(w, wb + 4L * i), acc);
+        for (int o = o0; o < o1; o++) {
+            long wb = 4L * ((long) o * g.k() + k0);
+            for (int r = r0; r < r1; r++) {
+                long xb = 4L * ((long) r * g.xStride() + k0);
+                FloatVector acc = FloatVector.zero(F);
+                for (int i = 0; i < full; i += L) {
+                    acc = act(x, xb + 4L * i).fma(f32(w, wb + 4L * i), acc);
+                }
+                g.store(r, o, acc.reduceLanes(VectorOperators.ADD) + tail(g, r, o, k0 + full, k1), first);
+            }
         }
-        return acc.reduceLanes(VectorOperators.ADD) + tail(g, r, o, k0 + full, k1);
     }
 
-    /** Σ_{k0 ≤ k < k1} x[r, k] · w[o, k], one row each: bf16 weights. */
-    private static float dotBf16(Gemm g, int r, int o, int k0, int k1) {
+    /** out[r, o] one dot at a time for every r and o given: bf16 weights (leftover weight rows). */
+    private static void bf16Dots(Gemm g, int r0, int r1, int o0, int o1, int k0, int k1, boolean first) {
         MemorySegment x = g.x();
         MemorySegment w = g.w();
-        long xb = 4L * ((long) r * g.xStride() + k0);
-        long wb = 2L * ((long) o * g.k() + k0);
         int full = (k1 - k0) - (k1 - k0) % L;
-        FloatVector acc = FloatVector.zero(F);
-        for (int i = 0; i < full; i += L) {
-            acc = act(x, xb + 4L * i).fma(bf16(w, wb + 2L * i), acc);
+        for (int o = o0; o < o1; o++) {
+            long wb = 2L * ((long) o * g.k() + k0);
+            for (int r = r0; r < r1; r++) {
+                long xb = 4L * ((long) r * g.xStride() + k0);
+                FloatVector acc = FloatVector.zero(F);
+                for (int i = 0; i < full; i += L) {
+                    acc = act(x, xb + 4L * i).fma(bf16(w, wb + 2L * i), acc);
+                }
+                g.store(r, o, acc.reduceLanes(VectorOperators.ADD) + tail(g, r, o, k0 + full, k1), first);
+            }
         }
-        return acc.reduceLanes(VectorOperators.ADD) + tail(g, r, o, k0 + full, k1);
     }
 
-    /** Σ_{k0 ≤ k < k1} x[r, k] · w[o, k], one row each: fp16 weights. */
-    private static float dotF16(Gemm g, int r, int o, int k0, int k1) {
+    /** out[r, o] one dot at a time for every r and o given: fp16 weights (decode rows, row tails). */
+    private static void f16Dots(Gemm g, int r0, int r1, int o0, int o1, int k0, int k1, boolean first) {
         MemorySegment x = g.x();
         MemorySegment w = g.w();
-        long xb = 4L * ((long) r * g.xStride() + k0);
-        long wb = 2L * ((long) o * g.k() + k0);
         int full = (k1 - k0) - (k1 - k0) % L;
-        FloatVector acc = FloatVector.zero(F);
-        for (int i = 0; i < full; i += L) {
-            acc = act(x, xb + 4L * i).fma(f16(w, wb + 2L * i), acc);
+        for (int o = o0; o < o1; o++) {
+            long wb = 2L * ((long) o * g.k() + k0);
+            for (int r = r0; r < r1; r++) {
+                long xb = 4L * ((long) r * g.xStride() + k0);
+                FloatVector acc = FloatVector.zero(F);
+                for (int i = 0; i < full; i += L) {
+                    acc = act(x, xb + 4L * i).fma(f16(w, wb + 2L * i), acc);
+                }
+                g.store(r, o, acc.reduceLanes(VectorOperators.ADD) + tail(g, r, o, k0 + full, k1), first);
+            }
         }
-        return acc.reduceLanes(VectorOperators.ADD) + tail(g, r, o, k0 + full, k1);
     }
 
     /**
@@ -455,70 +481,128 @@ final class VectorKernels implements CpuKernels {
         return sum;
     }
 
-    // ---- small k (LoRA expand) -------------------------------------------------------------------
-
-    /** out[r, o] (+)= scale · Σ_k x[r, k] · w[o, k] for k ≤ {@link #SMALL_K}: one tight loop per row over outputs. */
-    private static void smallKF32(Gemm g, int r0, int r1, int o0, int o1) {
-        MemorySegment x = g.x();
-        MemorySegment w = g.w();
-        int k = g.k();
-        int full = k - k % L;
-        for (int r = r0; r < r1; r++) {
-            long xb = 4L * r * g.xStride();
-            for (int o = o0; o < o1; o++) {
-                long wb = 4L * o * k;
-                FloatVector acc = FloatVector.zero(F);
-                for (int i = 0; i < full; i += L) {
-                    acc = act(x, xb + 4L * i).fma(f32(w, wb + 4L * i), acc);
-                }
-                float sum = full == 0 ? 0f : acc.reduceLanes(VectorOperators.ADD);
-                g.store(r, o, sum + tail(g, r, o, full, k), true);
-            }
-        }
-    }
-
-    private static void smallKBf16(Gemm g, int r0, int r1, int o0, int o1) {
-        MemorySegment x = g.x();
-        MemorySegment w = g.w();
-        int k = g.k();
-        int full = k - k % L;
-        for (int r = r0; r < r1; r++) {
-            long xb = 4L * r * g.xStride();
-            for (int o = o0; o < o1; o++) {
-                long wb = 2L * o * k;
-                FloatVector acc = FloatVector.zero(F);
-                for (int i = 0; i < full; i += L) {
-                    acc = act(x, xb + 4L * i).fma(bf16(w, wb + 2L * i), acc);
-                }
-                float sum = full == 0 ? 0f : acc.reduceLanes(VectorOperators.ADD);
-                g.store(r, o, sum + tail(g, r, o, full, k), true);
-            }
-        }
-    }
-
-    private static void smallKF16(Gemm g, int r0, int r1, int o0, int o1) {
-        MemorySegment x = g.x();
-        MemorySegment w = g.w();
-        int k = g.k();
-        int full = k - k % L;
-        for (int r = r0; r < r1; r++) {
-            long xb = 4L * r * g.xStride();
-            for (int o = o0; o < o1; o++) {
-                long wb = 2L * o * k;
-                FloatVector acc = FloatVector.zero(F);
-                for (int i = 0; i < full; i += L) {
-                    acc = act(x, xb + 4L * i).fma(f16(w, wb + 2L * i), acc);
-                }
-                float sum = full == 0 ? 0f : acc.reduceLanes(VectorOperators.ADD);
-                g.store(r, o, sum + tail(g, r, o, full, k), true);
-            }
-        }
-    }
+    // ---- transposed form (LoRA expand over many rows) ---------------------------------------------
 
     /**
-     * out[r, o] (+)= scale · Σ_k x[r, k] · w[o, k] for L/2 ≤ k &lt; L (rank-8 LoRA expand with 16 lanes):
-     * one half-width vector per output instead of a scalar loop.
+     * out[r, o:o+L] += scale · Σ_k x[r, k] · wᵀ[k, o:o+L] for blocks of L outputs: wᵀ[k, j] = w[o + j, k]
+     * is built once per block (k · L scalar conversions) and then every row costs k vector FMAs per L
+     * outputs with no reduction. The dot form needs a lane reduction and a scalar store per output,
+     * which for k = rank costs more than the arithmetic (rank 32, 64 rows: 4.4 ms dot form).
      */
+    private static void transposedK(Gemm g, int r0, int r1, int o0, int o1) {
+        MemorySegment x = g.x();
+        MemorySegment w = g.w();
+        MemorySegment out = g.out();
+        int k = g.k();
+        float[] wt = TRANSPOSED.get();
+        FloatVector scale = FloatVector.broadcast(F, g.scale());
+        for (int o = o0; o < o1; o += L) {
+            transpose(w, g.wType(), k, o, wt);
+            for (int r = r0; r < r1; r++) {
+                long xi = (long) r * g.xStride();
+                FloatVector acc = FloatVector.zero(F);
+                for (int i = 0; i < k; i++) {
+                    acc = FloatVector.fromArray(F, wt, i * L).fma(FloatVector.broadcast(F, x.getAtIndex(JAVA_FLOAT, xi + i)), acc);
+                }
+                long yb = 4 * (g.outOffset() + (long) r * g.outStride() + o);
+                acc.fma(scale, act(out, yb)).intoMemorySegment(out, yb, NATIVE);
+            }
+        }
+    }
+
+    /** wt[i · L + j] = w[o + j, i] as float, for j &lt; L and i &lt; k. */
+    private static void transpose(MemorySegment w, DType type, int k, int o, float[] wt) {
+        for (int j = 0; j < L; j++) {
+            long row = (long) (o + j) * k;
+            switch (type) {
+                case F32 -> {
+                    for (int i = 0; i < k; i++) {
+                        wt[i * L + j] = w.get(CpuTensor.FLOAT_LE, 4 * (row + i));
+                    }
+                }
+                case BF16 -> {
+                    for (int i = 0; i < k; i++) {
+                        wt[i * L + j] = DType.bf16ToFloat(w.get(CpuTensor.SHORT_LE, 2 * (row + i)));
+                    }
+                }
+                case F16 -> {
+                    for (int i = 0; i < k; i++) {
+                        wt[i * L + j] = Float.float16ToFloat(w.get(CpuTensor.SHORT_LE, 2 * (row + i)));
+                    }
+                }
+            }
+        }
+    }
+
+    // ---- narrow k (LoRA expand: k = rank) -----------------------------------------------------------
+
+    /**
+     * Products with k &lt; 2L (LoRA expand with rank below twice the vector length): one dot per output
+     * without a k loop, the x row loaded once per row. The tiled micro-kernels, or a k loop that runs
+     * once per output, cost several times the arithmetic here (measured: rank 16, 64 rows × 4096
+     * outputs, 3.3 ms with a loop, 0.55 ms without).
+     */
+    private static void narrowK(Gemm g, int r0, int r1, int o0, int o1) {
+        int k = g.k();
+        if (k >= L) {
+            switch (g.wType()) {
+                case F32 -> oneVectorKF32(g, r0, r1, o0, o1);
+                case BF16 -> oneVectorKBf16(g, r0, r1, o0, o1);
+                case F16 -> oneVectorKF16(g, r0, r1, o0, o1);
+            }
+        } else if (k >= HL && HL < L) {
+            switch (g.wType()) {
+                case F32 -> halfKF32(g, r0, r1, o0, o1);
+                case BF16 -> halfKBf16(g, r0, r1, o0, o1);
+                case F16 -> halfKF16(g, r0, r1, o0, o1);
+            }
+        } else {
+            for (int r = r0; r < r1; r++) {
+                for (int o = o0; o < o1; o++) {
+                    g.store(r, o, tail(g, r, o, 0, k), true);
+                }
+            }
+        }
+    }
+
+    /** L ≤ k &lt; 2L (rank 16 with 16 lanes): one full vector per output plus a scalar tail. */
+    private static void oneVectorKF32(Gemm g, int r0, int r1, int o0, int o1) {
+        MemorySegment x = g.x();
+        MemorySegment w = g.w();
+        int k = g.k();
+        for (int r = r0; r < r1; r++) {
+            FloatVector xv = act(x, 4L * r * g.xStride());
+            for (int o = o0; o < o1; o++) {
+                g.store(r, o, xv.mul(f32(w, 4L * o * k)).reduceLanes(VectorOperators.ADD) + tail(g, r, o, L, k), true);
+            }
+        }
+    }
+
+    private static void oneVectorKBf16(Gemm g, int r0, int r1, int o0, int o1) {
+        MemorySegment x = g.x();
+        MemorySegment w = g.w();
+        int k = g.k();
+        for (int r = r0; r < r1; r++) {
+            FloatVector xv = act(x, 4L * r * g.xStride());
+            for (int o = o0; o < o1; o++) {
+                g.store(r, o, xv.mul(bf16(w, 2L * o * k)).reduceLanes(VectorOperators.ADD) + tail(g, r, o, L, k), true);
+            }
+        }
+    }
+
+    private static void oneVectorKF16(Gemm g, int r0, int r1, int o0, int o1) {
+        MemorySegment x = g.x();
+        MemorySegment w = g.w();
+        int k = g.k();
+        for (int r = r0; r < r1; r++) {
+            FloatVector xv = act(x, 4L * r * g.xStride());
+            for (int o = o0; o < o1; o++) {
+                g.store(r, o, xv.mul(f16(w, 2L * o * k)).reduceLanes(VectorOperators.ADD) + tail(g, r, o, L, k), true);
+            }
+        }
+    }
+
+    /** L/2 ≤ k &lt; L (rank 8 with 16 lanes): one half-width vector per output plus a scalar tail. */
     private static void halfKF32(Gemm g, int r0, int r1, int o0, int o1) {
         MemorySegment x = g.x();
         MemorySegment w = g.w();
@@ -565,6 +649,61 @@ final class VectorKernels implements CpuKernels {
                 FloatVector wv = magnitude.reinterpretAsFloats().mul(0x1p112f).reinterpretAsInts()
                         .or(h.and(0x80000000)).or(infNan).reinterpretAsFloats();
                 g.store(r, o, xv.mul(wv).reduceLanes(VectorOperators.ADD) + tail(g, r, o, HL, k), true);
+            }
+        }
+    }
+
+    /** 2L ≤ k ≤ {@link #TRANSPOSED_MAX_K} in dot form (LoRA expand of 1-3 rows, rank 32-64): one dot per output. */
+    private static void shortKF32(Gemm g, int r0, int r1, int o0, int o1) {
+        MemorySegment x = g.x();
+        MemorySegment w = g.w();
+        int k = g.k();
+        int full = k - k % L;
+        for (int r = r0; r < r1; r++) {
+            long xb = 4L * r * g.xStride();
+            for (int o = o0; o < o1; o++) {
+                long wb = 4L * o * k;
+                FloatVector acc = FloatVector.zero(F);
+                for (int i = 0; i < full; i += L) {
+                    acc = act(x, xb + 4L * i).fma(f32(w, wb + 4L * i), acc);
+                }
+                g.store(r, o, acc.reduceLanes(VectorOperators.ADD) + tail(g, r, o, full, k), true);
+            }
+        }
+    }
+
+    private static void shortKBf16(Gemm g, int r0, int r1, int o0, int o1) {
+        MemorySegment x = g.x();
+        MemorySegment w = g.w();
+        int k = g.k();
+        int full = k - k % L;
+        for (int r = r0; r < r1; r++) {
+            long xb = 4L * r * g.xStride();
+            for (int o = o0; o < o1; o++) {
+                long wb = 2L * o * k;
+                FloatVector acc = FloatVector.zero(F);
+                for (int i = 0; i < full; i += L) {
+                    acc = act(x, xb + 4L * i).fma(bf16(w, wb + 2L * i), acc);
+                }
+                g.store(r, o, acc.reduceLanes(VectorOperators.ADD) + tail(g, r, o, full, k), true);
+            }
+        }
+    }
+
+    private static void shortKF16(Gemm g, int r0, int r1, int o0, int o1) {
+        MemorySegment x = g.x();
+        MemorySegment w = g.w();
+        int k = g.k();
+        int full = k - k % L;
+        for (int r = r0; r < r1; r++) {
+            long xb = 4L * r * g.xStride();
+            for (int o = o0; o < o1; o++) {
+                long wb = 2L * o * k;
+                FloatVector acc = FloatVector.zero(F);
+                for (int i = 0; i < full; i += L) {
+                    acc = act(x, xb + 4L * i).fma(f16(w, wb + 2L * i), acc);
+                }
+                g.store(r, o, acc.reduceLanes(VectorOperators.ADD) + tail(g, r, o, full, k), true);
             }
         }
     }
