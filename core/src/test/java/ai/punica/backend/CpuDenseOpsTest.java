@@ -69,9 +69,13 @@ class CpuDenseOpsTest {
         return cpu;
     }
 
-    /** (rows, in, out): single elements, odd sizes, a k tail, k split into blocks, a row tail past a tile. */
+    /**
+     * (rows, in, out): single elements, odd sizes, k tails, long k unblocked (few rows) and blocked
+     * (more than 16 rows, k split 1024 + 1576), a row tail past a 64-row tile.
+     */
     private static final int[][] MATMUL_SHAPES = {
         {1, 1, 1}, {1, 7, 5}, {3, 33, 9}, {5, 130, 17}, {16, 256, 64}, {2, 4095, 6}, {9, 2600, 40}, {70, 520, 301},
+        {21, 2600, 70},
     };
 
     static Stream<Arguments> matmulCases() {

@@ -34,8 +34,13 @@ class CpuSgmvTest {
     private static final double REL = 1e-5;
     private static final double ABS = 1e-5;
 
-    /** Rank of each slot; 0 marks a slot whose adapter does not adapt this projection (A is null). */
-    private static final int[] RANKS = {1, 8, 16, 3, 64, 33, 0, 2};
+    /**
+     * Rank of each slot; 0 marks a slot whose adapter does not adapt this projection (A is null). With
+     * 16 float lanes, expand of 1-3 rows: 3 is all scalar, 8 and 12 one half-width vector, 16 and 20 one
+     * vector, 33 and 64 a short loop (12, 20 and 33 with scalar tails); 4 rows or more take the
+     * transposed form.
+     */
+    private static final int[] RANKS = {20, 8, 16, 3, 64, 33, 0, 12};
     private static final float[] SCALES = {2f, 0.5f, 1f, 4f, 0.125f, 1.5f, 1f, 8f};
     /** (slot, rows) per segment. */
     private static final int[][] SEGMENTS = {{2, 1}, {-1, 5}, {4, 130}, {0, 1}, {6, 7}, {1, 64}, {3, 0}, {5, 3}, {7, 200}};
@@ -68,13 +73,14 @@ class CpuSgmvTest {
     }
 
     static Stream<Arguments> decodeCases() {
-        return BackendComparison.variants().map(Arguments::of);
+        return BackendComparison.variants().flatMap(v -> Stream.of(DType.values()).map(d -> Arguments.of(v, d)));
     }
 
-    @ParameterizedTest(name = "{0}")
+    @ParameterizedTest(name = "{0}, {1} adapters")
     @MethodSource("decodeCases")
-    void manySingleRowSegmentsMatchReference(Variant variant) {
-        // Decode: 48 one-row segments cycling through the slots (-1 included), as many small tasks.
+    void manySingleRowSegmentsMatchReference(Variant variant, DType dtype) {
+        // Decode: 48 one-row segments cycling through the slots (-1 included), as many small tasks;
+        // one-row expands take the dot-form kernels for every rank (many-row ones the transposed form).
         int count = 48;
         int[] starts = new int[count + 1];
         int[] slots = new int[count];
@@ -82,7 +88,7 @@ class CpuSgmvTest {
             starts[i + 1] = i + 1;
             slots[i] = i % (RANKS.length + 1) - 1;
         }
-        run(variant, DType.BF16, 1024, 1024, new Segments(starts, slots), new SplittableRandom(77));
+        run(variant, dtype, 1024, 1024, new Segments(starts, slots), new SplittableRandom(77 + dtype.ordinal()));
     }
 
     private static void run(Variant variant, DType dtype, int in, int out, Segments segments, SplittableRandom random) {

@@ -31,7 +31,7 @@ import org.slf4j.LoggerFactory;
  *
  * <pre>
  *   matmul / SGMV ──► Gemm pieces (split over weight rows, or x rows when there are few outputs) ──► kernels.gemm
- *   attention     ──► (sequence, KV head, ≤16 query rows) pieces ──► dot / expInPlace / axpy per head
+ *   attention     ──► (sequence, KV head, ≤16 query rows) pieces ──► scores / expInPlace / weightedSum per page run
  *   row-wise ops  ──► row ranges ──► kernels.*
  * </pre>
  *
@@ -84,6 +84,9 @@ public final class CpuBackend implements Backend {
     private final ThreadLocal<float[]> scoreScratch = ThreadLocal.withInitial(() -> new float[256]);
     /** cos and sin of one row's rotary angles per worker thread. */
     private final ThreadLocal<float[][]> ropeScratch = ThreadLocal.withInitial(() -> new float[2][0]);
+    /** Work lists reused across calls: no per-call allocation beyond a few small records. */
+    private final List<GemmPiece> gemmPieces = new ArrayList<>();
+    private int[] attentionPieces = new int[256];
     /** A norm weight converted to float32 (norm weights are tiny; conversion per call is cheap). */
     private MemorySegment normWeight;
     private Arena normArena;
@@ -299,7 +302,7 @@ public final class CpuBackend implements Backend {
         ShapeChecks.require(os.storage != xs.storage, "matmul", "out " + out + " must not share storage with x " + x);
         Gemm g = new Gemm(xs.segment(), x.cols(), ws.segment(), ws.dtype(), w.cols(), os.segment(), 0, out.cols(),
                 bs == null ? null : bs.segment(), bs == null ? null : bs.dtype(), 1f, false);
-        List<GemmPiece> pieces = new ArrayList<>();
+        List<GemmPiece> pieces = gemmPieces();
         split(g, 0, x.rows(), w.rows(), pieces);
         run(pieces);
     }
@@ -411,26 +414,36 @@ public final class CpuBackend implements Backend {
         CpuTensor o = activation("attention", "out", out);
         ShapeChecks.checkAttention(qkv, kv, layer, batch, shape, out);
         int kvHeads = shape.numKvHeads();
-        // piece p: sequence, KV head, first row, end row
-        List<int[]> pieces = new ArrayList<>();
+        // piece i: sequence, KV head, first row, end row at attentionPieces[4i .. 4i+3]
+        int count = 0;
         long macs = 0;
         for (int s = 0; s < batch.numSequences(); s++) {
             int start = batch.queryStarts()[s];
             int end = batch.queryStarts()[s + 1];
-            for (int r = start; r < end; r += ATTENTION_ROWS) {
-                int rEnd = Math.min(end, r + ATTENTION_ROWS);
-                for (int g = 0; g < kvHeads; g++) {
-                    pieces.add(new int[] {s, g, r, rEnd});
-                }
-            }
+            count += kvHeads * ceilDiv(end - start, ATTENTION_ROWS);
             macs += 2L * (end - start) * batch.contextLens()[s] * shape.qCols();
         }
+        if (attentionPieces.length < 4 * count) {
+            attentionPieces = new int[Math.max(4 * count, 2 * attentionPieces.length)];
+        }
+        int[] pieces = attentionPieces;
+        int n = 0;
+        for (int s = 0; s < batch.numSequences(); s++) {
+            int end = batch.queryStarts()[s + 1];
+            for (int r = batch.queryStarts()[s]; r < end; r += ATTENTION_ROWS) {
+                for (int g = 0; g < kvHeads; g++, n++) {
+                    pieces[4 * n] = s;
+                    pieces[4 * n + 1] = g;
+                    pieces[4 * n + 2] = r;
+                    pieces[4 * n + 3] = Math.min(end, r + ATTENTION_ROWS);
+                }
+            }
+        }
         long layerBase = layer * cache.layerStride();
-        int grain = grain(pieces.size(), macs);
-        pool.forRange(pieces.size(), grain, (from, to) -> {
+        pool.forRange(count, grain(count, macs), (from, to) -> {
             for (int i = from; i < to; i++) {
-                int[] p = pieces.get(i);
-                attend(cache, layerBase, q, o, batch, shape, p[0], p[1], p[2], p[3]);
+                attend(cache, layerBase, q, o, batch, shape, pieces[4 * i], pieces[4 * i + 1], pieces[4 * i + 2],
+                        pieces[4 * i + 3]);
             }
         });
     }
@@ -450,39 +463,54 @@ public final class CpuBackend implements Backend {
             int p = batch.position(s, row);
             int lo = shape.slidingWindow() > 0 ? Math.max(0, p - shape.slidingWindow() + 1) : 0;
             int count = p - lo + 1;
-            float[] scores = scoreScratch.get();
-            if (scores.length < count) {
-                scores = new float[Math.max(count, 2 * scores.length)];
-                scoreScratch.set(scores);
-            }
-            for (int h = kvHead * group; h < (kvHead + 1) * group; h++) {
+            // Query heads of this KV head, 4 at a time where possible (keys and values then load once for 4).
+            for (int h = kvHead * group; h < (kvHead + 1) * group; ) {
+                int heads = (kvHead + 1) * group - h >= 4 ? 4 : 1;
+                float[] scores = scoreScratch.get();
+                if (scores.length < heads * count) {
+                    scores = new float[Math.max(heads * count, 2 * scores.length)];
+                    scoreScratch.set(scores);
+                }
                 long qi = (long) row * qkv.cols() + (long) h * d;
-                // s_t = scale · q·k_t, walking the sequence's pages in runs of consecutive slots
-                float max = Float.NEGATIVE_INFINITY;
+                // s_t = scale · q·k_t, page by page: each run of consecutive slots is one kernel call
                 for (int t = lo; t <= p; ) {
                     int offset = t % pageSize;
                     int run = Math.min(pageSize - offset, p + 1 - t);
                     long k = headBase + ((long) pageTable[tableStart + t / pageSize] * pageSize + offset) * kvCols;
-                    for (int j = 0; j < run; j++, k += kvCols) {
-                        float score = shape.scale() * kernels.dot(q, qi, cache.keys(), k, d);
-                        scores[t - lo + j] = score;
-                        max = Math.max(max, score);
+                    if (heads == 4) {
+                        kernels.scores4(q, qi, cache.keys(), k, kvCols, run, d, shape.scale(), scores, t - lo, count);
+                    } else {
+                        kernels.scores(q, qi, cache.keys(), k, kvCols, run, d, shape.scale(), scores, t - lo);
                     }
                     t += run;
                 }
-                float inv = 1f / kernels.expInPlace(scores, count, max);
-                // out = Σ_t (p_t / Σ p) · v_t
+                // p_t = e^(s_t − max) / Σ_u e^(s_u − max), per head
+                for (int b = 0; b < heads; b++) {
+                    int base = b * count;
+                    float max = Float.NEGATIVE_INFINITY;
+                    for (int i = base; i < base + count; i++) {
+                        max = Math.max(max, scores[i]);
+                    }
+                    float inv = 1f / kernels.expInPlace(scores, base, count, max);
+                    for (int i = base; i < base + count; i++) {
+                        scores[i] *= inv;
+                    }
+                }
+                // out = Σ_t p_t · v_t
                 long oi = (long) row * out.cols() + (long) h * d;
-                o.asSlice(4 * oi, 4L * d).fill((byte) 0);
+                o.asSlice(4 * oi, 4L * d * heads).fill((byte) 0);
                 for (int t = lo; t <= p; ) {
                     int offset = t % pageSize;
                     int run = Math.min(pageSize - offset, p + 1 - t);
                     long v = headBase + ((long) pageTable[tableStart + t / pageSize] * pageSize + offset) * kvCols;
-                    for (int j = 0; j < run; j++, v += kvCols) {
-                        kernels.axpy(scores[t - lo + j] * inv, cache.values(), v, o, oi, d);
+                    if (heads == 4) {
+                        kernels.weightedSum4(scores, t - lo, count, cache.values(), v, kvCols, run, d, o, oi);
+                    } else {
+                        kernels.weightedSum(scores, t - lo, cache.values(), v, kvCols, run, d, o, oi);
                     }
                     t += run;
                 }
+                h += heads;
             }
         }
     }
@@ -496,7 +524,7 @@ public final class CpuBackend implements Backend {
         CpuTensor vs = activation("sgmvShrink", "v", v);
         ShapeChecks.checkSegments("sgmvShrink", segments, weights, Math.min(x.rows(), v.rows()));
         ShapeChecks.require(vs.storage != xs.storage, "sgmvShrink", "v " + v + " must not share storage with x " + x);
-        List<GemmPiece> pieces = new ArrayList<>();
+        List<GemmPiece> pieces = gemmPieces();
         for (int i = 0; i < segments.count(); i++) {
             int slot = segments.slots()[i];
             if (!weights.present(slot)) {
@@ -520,7 +548,7 @@ public final class CpuBackend implements Backend {
         CpuTensor ys = activation("sgmvExpand", "y", y);
         ShapeChecks.checkSegments("sgmvExpand", segments, weights, Math.min(v.rows(), y.rows()));
         ShapeChecks.require(vs.storage != ys.storage, "sgmvExpand", "y " + y + " must not share storage with v " + v);
-        List<GemmPiece> pieces = new ArrayList<>();
+        List<GemmPiece> pieces = gemmPieces();
         for (int i = 0; i < segments.count(); i++) {
             int slot = segments.slots()[i];
             if (!weights.present(slot)) {
@@ -573,6 +601,12 @@ public final class CpuBackend implements Backend {
                 pieces.add(new GemmPiece(g, r, Math.min(r1, r + chunk), 0, outs));
             }
         }
+    }
+
+    /** The reusable piece list, emptied (calls come from one thread at a time). */
+    private List<GemmPiece> gemmPieces() {
+        gemmPieces.clear();
+        return gemmPieces;
     }
 
     private void run(List<GemmPiece> pieces) {

@@ -17,14 +17,37 @@ sealed interface CpuKernels permits ScalarKernels, VectorKernels {
     /** {@link Gemm} for rows {@code [r0, r1)} and outputs {@code [o0, o1)}. */
     void gemm(Gemm g, int r0, int r1, int o0, int o1);
 
-    /** {@code Σ_i a[i] · b[i]}. */
-    float dot(MemorySegment a, long aIndex, MemorySegment b, long bIndex, int n);
+    /**
+     * Attention scores of one query against a run of keys: {@code s[sOff + j] = scale · Σ_i q[i] · k_j[i]}
+     * for {@code j < n}, key j starting at element {@code kIndex + j · kStride}, head size d.
+     */
+    void scores(MemorySegment q, long qIndex, MemorySegment keys, long kIndex, int kStride, int n, int d,
+                float scale, float[] s, int sOff);
 
-    /** {@code y[i] += alpha · x[i]}. */
-    void axpy(float alpha, MemorySegment x, long xIndex, MemorySegment y, long yIndex, int n);
+    /**
+     * {@link #scores} for 4 query heads at once (GQA: heads sharing one KV head), so each key is loaded
+     * once for all four: head b's query starts at {@code qIndex + b · d}, its scores go to
+     * {@code s[b · sStride + sOff + j]}.
+     */
+    void scores4(MemorySegment q, long qIndex, MemorySegment keys, long kIndex, int kStride, int n, int d,
+                 float scale, float[] s, int sOff, int sStride);
 
-    /** {@code s[i] = e^(s[i] − max)}; returns {@code Σ_i s[i]}. */
-    float expInPlace(float[] s, int n, float max);
+    /**
+     * {@link #weightedSum} for 4 heads at once, each value loaded once: head b uses weights
+     * {@code p[b · pStride + pOff + j]} and adds to {@code out[outIndex + b · d + i]}.
+     */
+    void weightedSum4(float[] p, int pOff, int pStride, MemorySegment values, long vIndex, int vStride, int n,
+                      int d, MemorySegment out, long outIndex);
+
+    /**
+     * Weighted sum of a run of values: {@code out[i] += Σ_j p[pOff + j] · v_j[i]} for {@code j < n},
+     * value j starting at element {@code vIndex + j · vStride}, head size d.
+     */
+    void weightedSum(float[] p, int pOff, MemorySegment values, long vIndex, int vStride, int n, int d,
+                     MemorySegment out, long outIndex);
+
+    /** {@code s[i] = e^(s[i] − max)} for i in {@code [offset, offset + n)}; returns their sum. */
+    float expInPlace(float[] s, int offset, int n, float max);
 
     /** {@code Σ_i x[i]²}. */
     float sumOfSquares(MemorySegment x, long index, int n);

@@ -69,25 +69,50 @@ final class ScalarKernels implements CpuKernels {
     }
 
     @Override
-    public float dot(MemorySegment a, long aIndex, MemorySegment b, long bIndex, int n) {
-        float sum = 0;
-        for (int i = 0; i < n; i++) {
-            sum += a.getAtIndex(JAVA_FLOAT, aIndex + i) * b.getAtIndex(JAVA_FLOAT, bIndex + i);
-        }
-        return sum;
-    }
-
-    @Override
-    public void axpy(float alpha, MemorySegment x, long xIndex, MemorySegment y, long yIndex, int n) {
-        for (int i = 0; i < n; i++) {
-            y.setAtIndex(JAVA_FLOAT, yIndex + i, y.getAtIndex(JAVA_FLOAT, yIndex + i) + alpha * x.getAtIndex(JAVA_FLOAT, xIndex + i));
+    public void scores(MemorySegment q, long qIndex, MemorySegment keys, long kIndex, int kStride, int n, int d,
+                       float scale, float[] s, int sOff) {
+        for (int j = 0; j < n; j++) {
+            long k = kIndex + (long) j * kStride;
+            float sum = 0;
+            for (int i = 0; i < d; i++) {
+                sum += q.getAtIndex(JAVA_FLOAT, qIndex + i) * keys.getAtIndex(JAVA_FLOAT, k + i);
+            }
+            s[sOff + j] = scale * sum;
         }
     }
 
     @Override
-    public float expInPlace(float[] s, int n, float max) {
+    public void scores4(MemorySegment q, long qIndex, MemorySegment keys, long kIndex, int kStride, int n, int d,
+                        float scale, float[] s, int sOff, int sStride) {
+        for (int b = 0; b < 4; b++) {
+            scores(q, qIndex + (long) b * d, keys, kIndex, kStride, n, d, scale, s, b * sStride + sOff);
+        }
+    }
+
+    @Override
+    public void weightedSum4(float[] p, int pOff, int pStride, MemorySegment values, long vIndex, int vStride, int n,
+                             int d, MemorySegment out, long outIndex) {
+        for (int b = 0; b < 4; b++) {
+            weightedSum(p, b * pStride + pOff, values, vIndex, vStride, n, d, out, outIndex + (long) b * d);
+        }
+    }
+
+    @Override
+    public void weightedSum(float[] p, int pOff, MemorySegment values, long vIndex, int vStride, int n, int d,
+                            MemorySegment out, long outIndex) {
+        for (int i = 0; i < d; i++) {
+            float sum = out.getAtIndex(JAVA_FLOAT, outIndex + i);
+            for (int j = 0; j < n; j++) {
+                sum += p[pOff + j] * values.getAtIndex(JAVA_FLOAT, vIndex + (long) j * vStride + i);
+            }
+            out.setAtIndex(JAVA_FLOAT, outIndex + i, sum);
+        }
+    }
+
+    @Override
+    public float expInPlace(float[] s, int offset, int n, float max) {
         float sum = 0;
-        for (int i = 0; i < n; i++) {
+        for (int i = offset; i < offset + n; i++) {
             s[i] = (float) Math.exp(s[i] - max);
             sum += s[i];
         }
