@@ -62,7 +62,7 @@ public final class EndToEndThroughput {
                     for (int i = 0; i < concurrency; i++) {
                         SamplingParams p = SamplingParams.builder().temperature(0).maxTokens(tokens).ignoreEos(true).build();
                         futures.add(engine.generate(new GenerationRequest("bench-" + id++,
-                                adapters.get(i % adapters.size()), prompt, p)));
+                                adapters.get(id % adapters.size()), prompt, p)));
                     }
                     long generated = 0;
                     double ttftSum = 0;
