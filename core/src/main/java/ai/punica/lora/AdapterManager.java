@@ -308,26 +308,37 @@ public final class AdapterManager implements AutoCloseable {
         return hostCache.get(name);
     }
 
+    /**
+     * Starts reading an adapter from disk on the loader, unless a read is already under way. The entry
+     * in {@code loading} is removed by the task itself once the adapter is in the host cache (or has
+     * failed), so a later eviction can start a fresh read.
+     */
     private void startHostLoad(String name) {
         Path dir = registry.get(name);
         if (dir == null) {
             return;
         }
-        loading.computeIfAbsent(name, n -> CompletableFuture.supplyAsync(() -> LoraAdapter.load(n, dir, baseConfig), loader)
-                .whenComplete((adapter, error) -> {
-                    if (error != null) {
-                        Throwable cause = error.getCause() != null ? error.getCause() : error;
-                        failures.put(n, "adapter '" + n + "' failed to load: " + cause.getMessage());
-                        log.warn("adapter {} failed to load from {}: {}", n, dir, cause.getMessage());
-                    } else {
-                        synchronized (this) {
-                            hostCache.put(n, adapter);
-                            hostBytes += adapter.sizeBytes();
-                            trimHostCache(n);
-                        }
-                    }
-                    loading.remove(n);
-                }));
+        CompletableFuture<LoraAdapter> task = new CompletableFuture<>();
+        if (loading.putIfAbsent(name, task) != null) {
+            return;
+        }
+        loader.execute(() -> {
+            try {
+                LoraAdapter adapter = LoraAdapter.load(name, dir, baseConfig);
+                synchronized (this) {
+                    hostCache.put(name, adapter);
+                    hostBytes += adapter.sizeBytes();
+                    trimHostCache(name);
+                }
+                task.complete(adapter);
+            } catch (RuntimeException | Error e) {
+                failures.put(name, "adapter '" + name + "' failed to load: " + e.getMessage());
+                log.warn("adapter {} failed to load from {}: {}", name, dir, e.getMessage());
+                task.completeExceptionally(e);
+            } finally {
+                loading.remove(name, task);
+            }
+        });
     }
 
     /**
