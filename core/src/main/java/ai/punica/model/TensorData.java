@@ -42,6 +42,22 @@ public record TensorData(String name, DType dtype, long[] shape, MemorySegment d
         return n;
     }
 
+    /**
+     * {rows, cols} of this tensor as a backend matrix: a 2-D tensor as it is, a 1-D one (norm weight,
+     * bias) as a single row.
+     *
+     * @throws IllegalArgumentException naming {@code op} and the tensor when it is neither
+     */
+    public int[] matrixShape(String op) {
+        if (shape.length == 1) {
+            return new int[] {1, Math.toIntExact(shape[0])};
+        }
+        if (shape.length == 2) {
+            return new int[] {Math.toIntExact(shape[0]), Math.toIntExact(shape[1])};
+        }
+        throw new IllegalArgumentException(op + ": " + this + " is not 1-D or 2-D");
+    }
+
     /** Element {@code i} (flat index) as float, whatever the stored dtype. */
     public float getFloat(long i) {
         return switch (dtype) {

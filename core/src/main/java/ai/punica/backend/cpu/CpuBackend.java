@@ -154,7 +154,7 @@ public final class CpuBackend implements Backend {
     @Override
     public Tensor loadWeight(TensorData weight) {
         checkOpen("loadWeight");
-        int[] shape = weightShape("loadWeight", weight);
+        int[] shape = weight.matrixShape("loadWeight");
         long bytes = weight.elementCount() * weight.dtype().byteSize();
         if (weight.data().byteSize() < bytes) {
             throw new IllegalArgumentException("loadWeight: " + weight + " has only " + weight.data().byteSize()
@@ -184,10 +184,10 @@ public final class CpuBackend implements Backend {
             return loadWeight(TensorData.concatVectors(name, parts)); // fused bias: one [1, Σn] row
         }
         DType dtype = parts.getFirst().dtype();
-        int cols = weightShape("concatRows " + name, parts.getFirst())[1];
+        int cols = parts.getFirst().matrixShape("concatRows " + name)[1];
         long rows = 0;
         for (TensorData part : parts) {
-            int[] shape = weightShape("concatRows " + name, part);
+            int[] shape = part.matrixShape("concatRows " + name);
             if (part.dtype() != dtype || shape[1] != cols) {
                 throw new IllegalArgumentException("concatRows " + name + ": " + part + " does not match "
                         + parts.getFirst() + " (same dtype and columns needed)");
@@ -657,17 +657,6 @@ public final class CpuBackend implements Backend {
     }
 
     // ---- argument checks ------------------------------------------------------------------------
-
-    private static int[] weightShape(String op, TensorData weight) {
-        long[] shape = weight.shape();
-        if (shape.length == 1) {
-            return new int[] {1, Math.toIntExact(shape[0])};
-        }
-        if (shape.length == 2) {
-            return new int[] {Math.toIntExact(shape[0]), Math.toIntExact(shape[1])};
-        }
-        throw new IllegalArgumentException(op + ": " + weight + " is not 1-D or 2-D");
-    }
 
     private void checkOpen(String op) {
         if (closed) {

@@ -42,18 +42,9 @@ public final class ReferenceBackend implements Backend {
 
     @Override
     public Tensor loadWeight(TensorData weight) {
-        long[] shape = weight.shape();
-        int rows;
-        int cols;
-        if (shape.length == 1) {
-            rows = 1;
-            cols = Math.toIntExact(shape[0]);
-        } else if (shape.length == 2) {
-            rows = Math.toIntExact(shape[0]);
-            cols = Math.toIntExact(shape[1]);
-        } else {
-            throw new IllegalArgumentException("loadWeight: " + weight + " is not 1-D or 2-D");
-        }
+        int[] shape = weight.matrixShape("loadWeight");
+        int rows = shape[0];
+        int cols = shape[1];
         if (weight.data().byteSize() < weight.elementCount() * weight.dtype().byteSize()) {
             throw new IllegalArgumentException("loadWeight: " + weight + " has only " + weight.data().byteSize() + " bytes");
         }

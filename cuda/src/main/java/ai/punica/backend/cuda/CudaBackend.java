@@ -179,19 +179,9 @@ public final class CudaBackend implements Backend {
     @Override
     public Tensor loadWeight(TensorData weight) {
         enter();
-        long[] shape = weight.shape();
-        int rows;
-        int cols;
-        if (shape.length == 1) {
-            rows = 1;
-            cols = Math.toIntExact(shape[0]);
-        } else if (shape.length == 2) {
-            rows = Math.toIntExact(shape[0]);
-            cols = Math.toIntExact(shape[1]);
-        } else {
-            throw new IllegalArgumentException("weight " + weight.name() + " has shape " + Arrays.toString(shape)
-                    + "; only 1-D and 2-D weights are supported");
-        }
+        int[] shape = weight.matrixShape("loadWeight");
+        int rows = shape[0];
+        int cols = shape[1];
         checkShape(rows, cols);
         CudaTensor t = new CudaTensor(this, alloc((long) rows * cols * 2), rows, cols, DType.BF16, null);
         uploadWeightData(weight, t.ptr);
