@@ -162,4 +162,17 @@ public final class ShapeChecks {
         require(b.cols() == weights.rank()[slot], op,
                 "lora B of slot " + slot + " " + b + " must have rank " + weights.rank()[slot] + " columns");
     }
+
+    /**
+     * An expand for {@code slot}: B present with the slot's rank, {@code v} at least that wide, and B's
+     * output columns inside {@code y} from {@code yCol}.
+     */
+    public static void checkExpandSlot(String op, LoraWeights weights, int slot, Tensor v, Tensor y, int yCol) {
+        checkLoraB(op, weights, slot);
+        Tensor b = weights.b()[slot];
+        int rank = weights.rank()[slot];
+        require(rank <= v.cols(), op, "v " + v + " is narrower than rank " + rank + " of slot " + slot);
+        require(yCol >= 0 && yCol + b.rows() <= y.cols(), op,
+                "columns [" + yCol + ", " + (yCol + b.rows()) + ") of lora B " + b + " are outside y " + y);
+    }
 }

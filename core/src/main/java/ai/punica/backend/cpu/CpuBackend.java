@@ -554,12 +554,9 @@ public final class CpuBackend implements Backend {
             if (!weights.present(slot)) {
                 continue;
             }
-            ShapeChecks.checkLoraB("sgmvExpand", weights, slot);
+            ShapeChecks.checkExpandSlot("sgmvExpand", weights, slot, v, y, yCol);
             CpuTensor b = own("sgmvExpand", "lora B", weights.b()[slot]);
             int rank = weights.rank()[slot];
-            ShapeChecks.require(rank <= v.cols(), "sgmvExpand", "v " + v + " is narrower than rank " + rank + " of slot " + slot);
-            ShapeChecks.require(yCol >= 0 && yCol + b.rows() <= y.cols(), "sgmvExpand",
-                    "columns [" + yCol + ", " + (yCol + b.rows()) + ") of lora B " + b + " are outside y " + y);
             Gemm g = new Gemm(vs.segment(), v.cols(), b.segment(), b.dtype(), rank, ys.segment(), yCol, y.cols(),
                     null, null, weights.scale()[slot], true);
             split(g, segments.starts()[i], segments.starts()[i + 1], b.rows(), pieces);

@@ -349,12 +349,9 @@ public final class ReferenceBackend implements Backend {
             if (!weights.present(slot)) {
                 continue;
             }
-            ShapeChecks.checkLoraB("sgmvExpand", weights, slot);
+            ShapeChecks.checkExpandSlot("sgmvExpand", weights, slot, v, y, yCol);
             ReferenceTensor b = own("sgmvExpand", "lora B", weights.b()[slot]);
             int rank = weights.rank()[slot];
-            ShapeChecks.require(rank <= v.cols(), "sgmvExpand", "v " + v + " is narrower than rank " + rank + " of slot " + slot);
-            ShapeChecks.require(yCol >= 0 && yCol + b.rows() <= y.cols(), "sgmvExpand",
-                    "columns [" + yCol + ", " + (yCol + b.rows()) + ") of lora B " + b + " are outside y " + y);
             for (int r = segments.starts()[i]; r < segments.starts()[i + 1]; r++) {
                 for (int o = 0; o < b.rows(); o++) {
                     double sum = 0;
