@@ -137,12 +137,14 @@ public final class DecodeStepBench {
                     for (int i = 0; i < warmup; i++) {
                         nonFinite = countNonFinite(model.forward(step, kv), batch * config.vocabSize());
                     }
+                    backend.profileReport(); // starts the per-kernel profile (when on) at the timed steps
                     double[] ms = new double[steps];
                     for (int i = 0; i < steps; i++) {
                         long s = System.nanoTime();
                         model.forward(step, kv);
                         ms[i] = (System.nanoTime() - s) / 1e6;
                     }
+                    String profile = backend.profileReport();
                     Arrays.sort(ms);
                     double median = ms[steps / 2];
                     if (workload.equals("none")) {
@@ -155,6 +157,9 @@ public final class DecodeStepBench {
                             workload, batch, adapters, median, ms[steps / 10], ms[steps * 9 / 10], batch / median * 1e3,
                             boundMs, 100 * boundMs / median, overhead.isEmpty() ? "" : overhead + "%",
                             nonFinite > 0 ? "  NON-FINITE LOGITS: " + nonFinite : "");
+                    if (profile != null) {
+                        System.out.printf(Locale.ROOT, "%s/%d, %d steps: %s", workload, batch, steps, profile);
+                    }
                     rows.add(String.format(Locale.ROOT, "%s,%d,%d,%.4f,%.4f,%.4f,%.1f,%.4f,%.2f,%s,%.3f,%d", workload,
                             batch, adapters, median, ms[steps / 10], ms[steps * 9 / 10], batch / median * 1e3, boundMs,
                             100 * boundMs / median, overhead, bytes / 1e9, nonFinite));

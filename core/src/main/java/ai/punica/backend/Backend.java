@@ -104,6 +104,14 @@ public interface Backend extends AutoCloseable {
      */
     void sgmvExpand(Tensor v, LoraWeights weights, Segments segments, Tensor y, int yCol);
 
+    /**
+     * Device time per operation since the last call, as a printable table, when this backend was asked
+     * to record it (the CUDA backend with {@code -Dpunica.cuda.profile=true}); null when it does not.
+     */
+    default String profileReport() {
+        return null;
+    }
+
     @Override
     void close();
 }

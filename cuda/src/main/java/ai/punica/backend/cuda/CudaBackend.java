@@ -106,6 +106,8 @@ public final class CudaBackend implements Backend {
     private int attentionSmemOptIn = 48 * 1024;
     private long attentionWorkspaceBytes;
     private final Set<Long> liveAllocations = new HashSet<>();
+    /** Per-kernel device times, when -Dpunica.cuda.profile=true; else null. */
+    private final KernelProfiler profiler;
     private boolean closed;
 
     /** A backend on device {@code ordinal} (0 for the first GPU). */
@@ -138,6 +140,7 @@ public final class CudaBackend implements Backend {
         for (int i = 0; i < 64; i++) {
             launchPointers.setAtIndex(ADDRESS, i, launchValues.asSlice(8L * i, 8));
         }
+        profiler = Boolean.getBoolean("punica.cuda.profile") ? new KernelProfiler(driver, stream) : null;
         log.info("CUDA backend on {} (sm_{}{}, {} SMs); kernels: {}", deviceName, ccMajor, ccMinor, multiprocessors,
                 kernels.origin());
     }
@@ -335,7 +338,13 @@ public final class CudaBackend implements Backend {
         if (xs.rows() == 0) {
             return;
         }
+        if (profiler != null) {
+            profiler.begin(xs.rows() == 1 ? "gemm(1 row)" : xs.rows() <= 64 ? "gemm(2-64 rows)" : "gemm(>64 rows)");
+        }
         cublas.gemmBf16(xs.ptr, ws.ptr, o.ptr, xs.rows(), xs.cols(), ws.rows(), o.cols(), Cublas.CUDA_R_16BF);
+        if (profiler != null) {
+            profiler.end();
+        }
         if (bias != null) {
             CudaTensor bs = tensor(bias, "bias");
             if (bs.elements() != o.cols()) {
@@ -530,8 +539,14 @@ public final class CudaBackend implements Backend {
             driver.funcSetAttribute(attentionKernel, Driver.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem);
             attentionSmemOptIn = smem;
         }
+        if (profiler != null) {
+            profiler.begin("attention_paged");
+        }
         driver.launchKernel(attentionKernel, rows, shape.numKvHeads(), splits, 128, 1, 1, smem, stream, launchPointers,
                 "attention_paged");
+        if (profiler != null) {
+            profiler.end();
+        }
         if (splits > 1) {
             args().p(partAcc).p(partMl).i(shape.numHeads()).i(hd).i(splits).p(o.ptr).i(o.cols())
                     .launch("attention_merge", rows, shape.numHeads(), 1, Math.min(256, roundUp(hd, 32)));
@@ -866,7 +881,23 @@ public final class CudaBackend implements Backend {
     }
 
     private void launch(String kernel, int gx, int gy, int gz, int threads) {
+        if (profiler != null) {
+            profiler.begin(kernel);
+        }
         driver.launchKernel(kernels.function(kernel), gx, gy, gz, threads, 1, 1, 0, stream, launchPointers, kernel);
+        if (profiler != null) {
+            profiler.end();
+        }
+    }
+
+    /**
+     * Device time per kernel since the last call, as a table, when the backend was started with
+     * {@code -Dpunica.cuda.profile=true}; null otherwise. Waits for the stream.
+     */
+    @Override
+    public String profileReport() {
+        enter();
+        return profiler == null ? null : profiler.report();
     }
 
     /**
@@ -940,6 +971,9 @@ public final class CudaBackend implements Backend {
         }
         slotTables.clear();
         ropeTables.clear();
+        if (profiler != null) {
+            profiler.close();
+        }
         cublas.close();
         driver.memFree(cublasWorkspace);
         driver.memFree(ringDevice);
