@@ -105,6 +105,14 @@ public interface Backend extends AutoCloseable {
     void sgmvExpand(Tensor v, LoraWeights weights, Segments segments, Tensor y, int yCol);
 
     /**
+     * Records and replays whole forward steps (CUDA graphs), or null when this backend has no such
+     * mechanism and every step runs operation by operation.
+     */
+    default StepRecorder stepRecorder() {
+        return null;
+    }
+
+    /**
      * Device time per operation since the last call, as a printable table, when this backend was asked
      * to record it (the CUDA backend with {@code -Dpunica.cuda.profile=true}); null when it does not.
      */

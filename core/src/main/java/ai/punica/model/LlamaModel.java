@@ -1,13 +1,17 @@
 package ai.punica.model;
 
+import ai.punica.backend.AttentionBatch;
 import ai.punica.backend.AttentionShape;
 import ai.punica.backend.Backend;
 import ai.punica.backend.KvStorage;
 import ai.punica.backend.LoraWeights;
 import ai.punica.backend.RopeTable;
 import ai.punica.backend.Segments;
+import ai.punica.backend.StepRecorder;
 import ai.punica.backend.Tensor;
 import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.BitSet;
 import java.util.List;
 
 /**
@@ -28,8 +32,21 @@ import java.util.List;
  * Fused weights: q|k|v stacked along output rows, gate|up likewise. Scratch activations are allocated
  * once at the step maximum and viewed with {@link Tensor#firstRows}. Only the engine thread calls
  * {@link #forward}.
+ *
+ * <p>Decode steps on a backend with a {@link StepRecorder} (CUDA graphs) are padded to a batch-size
+ * bucket ({@link #DECODE_BUCKETS}) and replayed: the padding rows are sequences of one token, with no
+ * adapter, that live in a KV page of their own ({@link #allocateKv} adds it), so they never touch the
+ * real sequences' pages, and their logits are not returned.
  */
 public final class LlamaModel implements AutoCloseable {
+
+    /** Decode batch sizes that get a recording of their own; a decode step is padded to the next one. */
+    static final int[] DECODE_BUCKETS = {1, 2, 4, 8, 12, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224,
+            256};
+
+    /** What fixes the operations of a padded decode step: the model, its rows, which LoRA projections run. */
+    private record DecodeKey(LlamaModel model, int rows, BitSet lora) {
+    }
 
     /** One decoder layer's weights on the backend. */
     private record Layer(Tensor attnNorm, Tensor qkv, Tensor qkvBias, Tensor o, Tensor mlpNorm, Tensor gateUp,
@@ -70,6 +87,11 @@ public final class LlamaModel implements AutoCloseable {
     private final Tensor logitNormed;
     private final Tensor logits;
     private final float[] logitsHost;
+    private final StepRecorder recorder;
+    private final int[] buckets;
+    /** The KV storage made by {@link #allocateKv} and its padding page; decode steps on it are padded. */
+    private KvStorage paddedKv;
+    private int paddingPage = -1;
 
     private LlamaModel(ModelConfig config, Backend backend, WeightSource weights, int maxRows, int maxLogitRows,
                        int loraSlots, int maxLoraRank) {
@@ -132,6 +154,11 @@ public final class LlamaModel implements AutoCloseable {
         logitNormed = own(backend.allocate(maxLogitRows, hidden));
         logits = own(backend.allocate(maxLogitRows, config.vocabSize()));
         logitsHost = new float[maxLogitRows * config.vocabSize()];
+        recorder = backend.stepRecorder();
+        int largest = Math.min(maxRows, maxLogitRows);
+        int[] smaller = Arrays.stream(DECODE_BUCKETS).filter(b -> b < largest).toArray();
+        buckets = Arrays.copyOf(smaller, smaller.length + 1);
+        buckets[smaller.length] = largest;
     }
 
     /**
@@ -185,8 +212,20 @@ public final class LlamaModel implements AutoCloseable {
         return lora[layer][projection.ordinal()];
     }
 
+    /**
+     * The paged KV storage of {@code numPages} pages for the engine's sequences. With a step recorder one
+     * more page is allocated, past the last page the engine may hand out: the padding rows of decode
+     * steps write and read only that page.
+     */
     public KvStorage allocateKv(int numPages, int pageSize) {
-        return backend.allocateKv(config.numLayers(), numPages, pageSize, config.numKvHeads(), config.headDim());
+        int extra = recorder != null ? 1 : 0;
+        KvStorage kv = backend.allocateKv(config.numLayers(), numPages + extra, pageSize, config.numKvHeads(),
+                config.headDim());
+        if (recorder != null) {
+            paddedKv = kv;
+            paddingPage = numPages;
+        }
+        return kv;
     }
 
     /**
@@ -202,12 +241,32 @@ public final class LlamaModel implements AutoCloseable {
         if (logitCount > maxLogitRows) {
             throw new IllegalArgumentException("step wants logits of " + logitCount + " rows; at most " + maxLogitRows);
         }
+        ForwardBatch padded = kv == paddedKv ? padDecodeStep(batch) : null;
+        if (padded != null) {
+            recorder.run(new DecodeKey(this, padded.rows(), loraSignature(padded.segments())), () -> compute(padded, kv));
+        } else {
+            compute(batch, kv);
+        }
+        if (logitCount == 0) {
+            return new float[0];
+        }
+        backend.download(logits.firstRows(logitCount), logitsHost);
+        return logitsHost;
+    }
+
+    /** Every operation of a step, up to the logits of its logit rows in {@link #logits}. */
+    private void compute(ForwardBatch batch, KvStorage kv) {
+        int rows = batch.rows();
+        int logitCount = batch.logitRows().length;
         // x = embed(tokens)
         backend.embedding(embedTokens, batch.tokens(), x.firstRows(rows));
         ForwardBatch current = batch;
         for (int l = 0; l < layers.length; l++) {
             boolean last = l == layers.length - 1;
             current = layer(l, current, last ? batch.lastLayerRows() : null, kv);
+        }
+        if (logitCount == 0) {
+            return;
         }
         Tensor finalRows;
         if (current != batch) {
@@ -216,14 +275,97 @@ public final class LlamaModel implements AutoCloseable {
             finalRows = logitHidden.firstRows(logitCount);
             backend.gatherRows(x.firstRows(rows), batch.logitRows(), finalRows);
         }
-        if (logitCount == 0) {
-            return new float[0];
-        }
         // logits = rmsNorm(x)·lm_headᵀ, only for rows that sample
         backend.rmsNorm(finalRows, finalNorm, config.rmsNormEps(), logitNormed.firstRows(logitCount));
         backend.matmul(logitNormed.firstRows(logitCount), lmHead, null, logits.firstRows(logitCount));
-        backend.download(logits.firstRows(logitCount), logitsHost);
-        return logitsHost;
+    }
+
+    /**
+     * A decode step (every sequence one row, every row sampled) padded to its bucket with one-token
+     * sequences in the padding page that use no adapter; null when {@code batch} is not such a step. The
+     * real rows stay first, so the first rows of the logits are theirs.
+     */
+    private ForwardBatch padDecodeStep(ForwardBatch batch) {
+        AttentionBatch att = batch.attention();
+        int n = batch.rows();
+        if (att.numSequences() != n || batch.logitRows().length != n || batch.lastLayerRows() != null
+                || att.pageSize() != paddedKv.pageSize()) {
+            return null;
+        }
+        for (int r = 0; r < n; r++) {
+            if (batch.logitRows()[r] != r || att.queryStarts()[r] != r) {
+                return null;
+            }
+        }
+        int bucket = -1;
+        for (int b : buckets) {
+            if (b >= n) {
+                bucket = b;
+                break;
+            }
+        }
+        if (bucket < 0) {
+            return null;
+        }
+        int pad = bucket - n;
+        int pages = att.pageTables().length;
+        int paddingSlot = paddingPage * att.pageSize();
+        int[] tokens = Arrays.copyOf(batch.tokens(), bucket); // padding token 0, position 0
+        int[] positions = Arrays.copyOf(batch.positions(), bucket);
+        int[] queryStarts = new int[bucket + 1];
+        int[] contextLens = Arrays.copyOf(att.contextLens(), bucket);
+        int[] pageTableStarts = Arrays.copyOf(att.pageTableStarts(), bucket + 1);
+        int[] pageTables = Arrays.copyOf(att.pageTables(), pages + pad);
+        int[] slotMapping = Arrays.copyOf(att.slotMapping(), bucket);
+        int[] logitRows = new int[bucket];
+        for (int r = 0; r <= bucket; r++) {
+            queryStarts[r] = r;
+        }
+        for (int r = 0; r < bucket; r++) {
+            logitRows[r] = r;
+        }
+        for (int i = 0; i < pad; i++) {
+            contextLens[n + i] = 1;
+            pageTableStarts[n + i] = pages + i;
+            pageTables[pages + i] = paddingPage;
+            slotMapping[n + i] = paddingSlot;
+        }
+        pageTableStarts[bucket] = pages + pad;
+        Segments segments = batch.segments();
+        if (pad > 0) {
+            int count = segments.count();
+            int[] starts = Arrays.copyOf(segments.starts(), count + 2);
+            int[] slots = Arrays.copyOf(segments.slots(), count + 1);
+            starts[count + 1] = bucket;
+            slots[count] = -1;
+            segments = new Segments(starts, slots);
+        }
+        AttentionBatch paddedAttention = new AttentionBatch(queryStarts, contextLens, pageTableStarts, pageTables,
+                slotMapping, att.pageSize());
+        return new ForwardBatch(tokens, positions, paddedAttention, segments, logitRows, null);
+    }
+
+    /** Which (layer, projection) pairs run SGMV for these segments: the rule {@link #addLora} applies. */
+    private BitSet loraSignature(Segments segments) {
+        BitSet used = new BitSet();
+        int projections = Projection.values().length;
+        for (int l = 0; l < layers.length; l++) {
+            for (int p = 0; p < projections; p++) {
+                if (anyPresent(lora[l][p], segments)) {
+                    used.set(l * projections + p);
+                }
+            }
+        }
+        return used;
+    }
+
+    private static boolean anyPresent(LoraWeights weights, Segments segments) {
+        for (int i = 0; i < segments.count(); i++) {
+            if (weights.present(segments.slots()[i])) {
+                return true;
+            }
+        }
+        return false;
     }
 
     /**
@@ -289,11 +431,7 @@ public final class LlamaModel implements AutoCloseable {
     /** y[:, col:col+out] += LoRA(in) for every segment whose adapter adapts this projection. */
     private void addLora(int layer, Projection projection, Tensor in, Segments segments, Tensor out, int col) {
         LoraWeights weights = lora[layer][projection.ordinal()];
-        boolean any = false;
-        for (int i = 0; i < segments.count() && !any; i++) {
-            any = weights.present(segments.slots()[i]);
-        }
-        if (!any) {
+        if (!anyPresent(weights, segments)) {
             return;
         }
         Tensor v = loraRank.firstRows(in.rows());
@@ -303,6 +441,9 @@ public final class LlamaModel implements AutoCloseable {
 
     @Override
     public void close() {
+        if (recorder != null) {
+            recorder.clear();
+        }
         for (Tensor t : owned) {
             backend.free(t);
         }

@@ -13,6 +13,7 @@ import ai.punica.backend.KvStorage;
 import ai.punica.backend.LoraWeights;
 import ai.punica.backend.RopeTable;
 import ai.punica.backend.Segments;
+import ai.punica.backend.StepRecorder;
 import ai.punica.backend.Tensor;
 import ai.punica.model.TensorData;
 import java.lang.foreign.Arena;
@@ -20,9 +21,11 @@ import java.lang.foreign.MemorySegment;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.HashMap;
 import java.util.HashSet;
 import java.util.IdentityHashMap;
 import java.util.Iterator;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
@@ -44,6 +47,16 @@ import org.slf4j.LoggerFactory;
  * the staging ring; an array equal to one uploaded recently in the same ring pass is not uploaded again,
  * so the 32 layers of a step share one copy. The ring is reused after a stream synchronisation.
  * Not thread-safe: one engine thread drives a backend.
+ *
+ * <p>Step graphs ({@link #stepRecorder()}): a step is run eagerly, then captured into a CUDA graph whose
+ * kernels read their index arrays from a buffer of the graph's own; a later step with the same key runs
+ * its host code in replay mode, where every launch is compared with the recorded one (kernel, grid,
+ * arguments) and every index array is written into the graph's pinned host buffer; one copy of that
+ * buffer and one graph launch then do the whole step.
+ * <pre>
+ *  step host code ─ ints(a) ─► graph host buffer ─(one H→D copy)─► graph device buffer ◄─ recorded kernels
+ *                 ─ launch  ─► checked against the recording (a difference: run eagerly, record again)
+ * </pre>
  */
 public final class CudaBackend implements Backend {
     private static final Logger log = LoggerFactory.getLogger(CudaBackend.class);
@@ -106,6 +119,73 @@ public final class CudaBackend implements Backend {
     private int attentionSmemOptIn = 48 * 1024;
     private long attentionWorkspaceBytes;
     private final Set<Long> liveAllocations = new HashSet<>();
+    // ---- step graphs (see the class comment) ----
+    private enum Mode { EAGER, MEASURE, CAPTURE, REPLAY }
+
+    /** Most step graphs kept; the least recently used one goes when a new one would exceed this. */
+    private static final int MAX_STEP_GRAPHS = 64;
+
+    /** Signals that a step cannot be recorded or replayed as it is; the step then runs eagerly. */
+    private static final class GraphMismatch extends RuntimeException {
+        GraphMismatch(String message) {
+            super(message, null, false, false);
+        }
+    }
+
+    /** A launch as recorded: kernel, grid, block, shared memory and the argument words. */
+    private record LaunchRecord(long function, int gx, int gy, int gz, int threads, int smem, long[] args) {
+        boolean sameAs(LaunchRecord o) {
+            return function == o.function && gx == o.gx && gy == o.gy && gz == o.gz && threads == o.threads
+                    && smem == o.smem && Arrays.equals(args, o.args);
+        }
+
+        @Override
+        public String toString() {
+            return "launch 0x" + Long.toHexString(function) + " grid " + gx + "x" + gy + "x" + gz + " args "
+                    + Arrays.toString(args);
+        }
+    }
+
+    private final class StepGraph {
+        final MemorySegment host;
+        final long device;
+        final long capacity;
+        long used;
+        final List<Long> slotOffsets = new ArrayList<>();
+        final List<Integer> slotLengths = new ArrayList<>();
+        final List<LaunchRecord> launches = new ArrayList<>();
+        final MemorySegment uploaded = driver.eventCreate();
+        MemorySegment exec;
+
+        StepGraph(long capacity) {
+            this.capacity = capacity;
+            host = driver.memAllocHost(capacity);
+            device = alloc(capacity);
+        }
+
+        void close() {
+            if (exec != null) {
+                driver.graphExecDestroy(exec);
+            }
+            driver.eventDestroy(uploaded);
+            driver.memFreeHost(host);
+            release(device);
+        }
+    }
+
+    private Mode mode = Mode.EAGER;
+    private boolean stepGraphsEnabled = !"false".equals(System.getProperty("punica.cuda.graphs"));
+    private final LinkedHashMap<Object, StepGraph> stepGraphs = new LinkedHashMap<>(16, 0.75f, true);
+    private final Set<Object> unrecordable = new HashSet<>();
+    /** Index arrays of the step being measured, recorded or replayed, by identity → device address. */
+    private final Map<int[], Long> stepUploads = new IdentityHashMap<>();
+    private StepGraph currentGraph;
+    private int slotCursor;
+    private int launchCursor;
+    private long measuredBytes;
+    private long replayCount;
+    private long recordCount;
+
     /** Per-kernel device times, when -Dpunica.cuda.profile=true; else null. */
     private final KernelProfiler profiler;
     private boolean closed;
@@ -338,13 +418,7 @@ public final class CudaBackend implements Backend {
         if (xs.rows() == 0) {
             return;
         }
-        if (profiler != null) {
-            profiler.begin(xs.rows() == 1 ? "gemm(1 row)" : xs.rows() <= 64 ? "gemm(2-64 rows)" : "gemm(>64 rows)");
-        }
-        cublas.gemmBf16(xs.ptr, ws.ptr, o.ptr, xs.rows(), xs.cols(), ws.rows(), o.cols(), Cublas.CUDA_R_16BF);
-        if (profiler != null) {
-            profiler.end();
-        }
+        gemm(xs, ws, o);
         if (bias != null) {
             CudaTensor bs = tensor(bias, "bias");
             if (bs.elements() != o.cols()) {
@@ -407,6 +481,27 @@ public final class CudaBackend implements Backend {
             return;
         }
         args().p(xs.ptr).p(ints(rows)).p(o.ptr).i(o.cols()).launch("gather_rows", rows.length, 1, 1, THREADS);
+    }
+
+    /** {@code out = x·wᵀ} by cuBLAS; recorded and checked like a kernel launch in step graphs. */
+    private void gemm(CudaTensor x, CudaTensor w, CudaTensor out) {
+        if (mode == Mode.CAPTURE || mode == Mode.REPLAY) {
+            LaunchRecord launch = new LaunchRecord(0, x.rows(), x.cols(), w.rows(), out.cols(), 0,
+                    new long[] {x.ptr, w.ptr, out.ptr});
+            if (mode == Mode.REPLAY) {
+                expectRecorded(launch, "gemm");
+                return;
+            }
+            currentGraph.launches.add(launch);
+        }
+        boolean profiled = profiler != null && mode != Mode.CAPTURE;
+        if (profiled) {
+            profiler.begin(x.rows() == 1 ? "gemm(1 row)" : x.rows() <= 64 ? "gemm(2-64 rows)" : "gemm(>64 rows)");
+        }
+        cublas.gemmBf16(x.ptr, w.ptr, out.ptr, x.rows(), x.cols(), w.rows(), out.cols(), Cublas.CUDA_R_16BF);
+        if (profiled) {
+            profiler.end();
+        }
     }
 
     // ---- paged KV cache and attention -----------------------------------------------------------
@@ -539,14 +634,7 @@ public final class CudaBackend implements Backend {
             driver.funcSetAttribute(attentionKernel, Driver.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem);
             attentionSmemOptIn = smem;
         }
-        if (profiler != null) {
-            profiler.begin("attention_paged");
-        }
-        driver.launchKernel(attentionKernel, rows, shape.numKvHeads(), splits, 128, 1, 1, smem, stream, launchPointers,
-                "attention_paged");
-        if (profiler != null) {
-            profiler.end();
-        }
+        launch(attentionKernel, "attention_paged", rows, shape.numKvHeads(), splits, 128, smem);
         if (splits > 1) {
             args().p(partAcc).p(partMl).i(shape.numHeads()).i(hd).i(splits).p(o.ptr).i(o.cols())
                     .launch("attention_merge", rows, shape.numHeads(), 1, Math.min(256, roundUp(hd, 32)));
@@ -699,6 +787,7 @@ public final class CudaBackend implements Backend {
     }
 
     private long alloc(long bytes) {
+        requireNotCapturing("a device allocation");
         long p = driver.memAlloc(bytes);
         liveAllocations.add(p);
         return p;
@@ -715,16 +804,52 @@ public final class CudaBackend implements Backend {
         if (bytes <= attentionWorkspaceBytes) {
             return;
         }
-        if (attentionWorkspace != 0) {
-            driver.streamSynchronize(stream);
-            release(attentionWorkspace);
-        }
+        requireNotCapturing("growing the attention workspace");
+        // The old buffer stays allocated until close(): recorded step graphs may still point at it.
         attentionWorkspaceBytes = Math.max(bytes, 2 * attentionWorkspaceBytes);
         attentionWorkspace = alloc(attentionWorkspaceBytes);
     }
 
+    /** An index array in the current step graph's buffer: a new place while recording, the recorded one on replay. */
+    private long graphInts(int[] values) {
+        Long known = stepUploads.get(values);
+        if (known != null) {
+            return known;
+        }
+        StepGraph g = currentGraph;
+        long bytes = roundUp(Math.max(4L, values.length * 4L), 16);
+        long offset;
+        if (mode == Mode.CAPTURE) {
+            offset = g.used;
+            if (offset + bytes > g.capacity) {
+                throw new GraphMismatch("the step's index arrays outgrew the " + g.capacity + " bytes measured");
+            }
+            g.slotOffsets.add(offset);
+            g.slotLengths.add(values.length);
+            g.used += bytes;
+        } else {
+            int k = slotCursor++;
+            if (k >= g.slotLengths.size() || g.slotLengths.get(k) != values.length) {
+                throw new GraphMismatch("index array " + k + " has " + values.length + " entries, recorded "
+                        + (k < g.slotLengths.size() ? g.slotLengths.get(k) : "none"));
+            }
+            offset = g.slotOffsets.get(k);
+        }
+        MemorySegment.copy(values, 0, g.host, JAVA_INT, offset, values.length);
+        stepUploads.put(values, g.device + offset);
+        return g.device + offset;
+    }
+
+    /** Refuses work that a CUDA graph cannot hold (host uploads, allocation, synchronisation) while recording. */
+    private void requireNotCapturing(String what) {
+        if (mode == Mode.CAPTURE) {
+            throw new GraphMismatch(what + " inside a recorded step");
+        }
+    }
+
     /** Reserves ring space; when the ring is full, waits for the stream and starts over. */
     private long ringAlloc(long bytes) {
+        requireNotCapturing("a host upload");
         long aligned = roundUp(bytes, 256);
         if (aligned > RING_BYTES) {
             throw new IllegalArgumentException(bytes + " bytes do not fit the " + RING_BYTES + "-byte staging ring");
@@ -740,8 +865,17 @@ public final class CudaBackend implements Backend {
         return off;
     }
 
-    /** A device copy of {@code values}, shared with an equal array uploaded recently. */
+    /**
+     * A device copy of {@code values}: shared with an equal array uploaded recently, or, while a step
+     * graph is recorded or replayed, at this array's place in the graph's own buffer.
+     */
     private long ints(int[] values) {
+        if (mode == Mode.CAPTURE || mode == Mode.REPLAY) {
+            return graphInts(values);
+        }
+        if (mode == Mode.MEASURE && stepUploads.put(values, 0L) == null) {
+            measuredBytes += roundUp(Math.max(4L, values.length * 4L), 16);
+        }
         for (IntUpload u : recentUploads) {
             if (u.epoch == ringEpoch && Arrays.equals(u.values, values)) {
                 return u.device;
@@ -871,22 +1005,52 @@ public final class CudaBackend implements Backend {
     }
 
     private CudaBackend i(int value) {
+        launchValues.set(JAVA_LONG, 8L * argCount, 0L); // whole words, so recorded launches compare exactly
         launchValues.set(JAVA_INT, 8L * argCount++, value);
         return this;
     }
 
     private CudaBackend f(float value) {
+        launchValues.set(JAVA_LONG, 8L * argCount, 0L);
         launchValues.set(JAVA_FLOAT, 8L * argCount++, value);
         return this;
     }
 
     private void launch(String kernel, int gx, int gy, int gz, int threads) {
-        if (profiler != null) {
-            profiler.begin(kernel);
+        launch(kernels.function(kernel), kernel, gx, gy, gz, threads, 0);
+    }
+
+    /**
+     * Every kernel launch goes through here with the arguments set by {@link #args()}: enqueued (and
+     * recorded while a step graph is captured), or, on replay, only compared with the recorded launch.
+     */
+    private void launch(MemorySegment function, String name, int gx, int gy, int gz, int threads, int smem) {
+        if (mode == Mode.CAPTURE || mode == Mode.REPLAY) {
+            long[] words = new long[argCount];
+            MemorySegment.copy(launchValues, JAVA_LONG, 0, words, 0, argCount);
+            LaunchRecord launch = new LaunchRecord(function.address(), gx, gy, gz, threads, smem, words);
+            if (mode == Mode.REPLAY) {
+                expectRecorded(launch, name);
+                return;
+            }
+            currentGraph.launches.add(launch);
         }
-        driver.launchKernel(kernels.function(kernel), gx, gy, gz, threads, 1, 1, 0, stream, launchPointers, kernel);
-        if (profiler != null) {
+        boolean profiled = profiler != null && mode != Mode.CAPTURE;
+        if (profiled) {
+            profiler.begin(name);
+        }
+        driver.launchKernel(function, gx, gy, gz, threads, 1, 1, smem, stream, launchPointers, name);
+        if (profiled) {
             profiler.end();
+        }
+    }
+
+    private void expectRecorded(LaunchRecord launch, String name) {
+        List<LaunchRecord> recorded = currentGraph.launches;
+        int k = launchCursor++;
+        if (k >= recorded.size() || !recorded.get(k).sameAs(launch)) {
+            throw new GraphMismatch(name + " (launch " + k + ") differs from the recording: " + launch + " vs "
+                    + (k < recorded.size() ? recorded.get(k) : "none"));
         }
     }
 
@@ -940,6 +1104,171 @@ public final class CudaBackend implements Backend {
         }
     }
 
+    // ---- step graphs ----------------------------------------------------------------------------
+
+    /** Step graphs, unless turned off (-Dpunica.cuda.graphs=false or {@link #setStepGraphs}). */
+    @Override
+    public StepRecorder stepRecorder() {
+        return stepGraphsEnabled ? recorder : null;
+    }
+
+    /** Turns step graphs on or off for models loaded afterwards (a model asks once, when it is loaded). */
+    public void setStepGraphs(boolean enabled) {
+        stepGraphsEnabled = enabled;
+    }
+
+    private final StepRecorder recorder = new StepRecorder() {
+        @Override
+        public void run(Object key, Runnable step) {
+            runStep(key, step);
+        }
+
+        @Override
+        public void clear() {
+            enter();
+            if (!stepGraphs.isEmpty()) {
+                driver.streamSynchronize(stream);
+                stepGraphs.values().forEach(StepGraph::close);
+                stepGraphs.clear();
+            }
+            unrecordable.clear();
+        }
+
+        @Override
+        public int recordings() {
+            return stepGraphs.size();
+        }
+
+        @Override
+        public long replays() {
+            return replayCount;
+        }
+
+        @Override
+        public long records() {
+            return recordCount;
+        }
+    };
+
+    private void runStep(Object key, Runnable step) {
+        enter();
+        StepGraph graph = stepGraphs.get(key);
+        if (graph != null) {
+            if (replay(graph, step)) {
+                replayCount++;
+                return;
+            }
+            stepGraphs.remove(key);
+            discard(graph);
+        }
+        // Eagerly, measuring the index arrays a recording will need room for.
+        mode = Mode.MEASURE;
+        measuredBytes = 0;
+        try {
+            step.run();
+        } finally {
+            mode = Mode.EAGER;
+            stepUploads.clear();
+        }
+        if (unrecordable.contains(key)) {
+            return;
+        }
+        if (stepGraphs.size() >= MAX_STEP_GRAPHS) {
+            Iterator<Map.Entry<Object, StepGraph>> eldest = stepGraphs.entrySet().iterator();
+            StepGraph old = eldest.next().getValue();
+            eldest.remove();
+            discard(old);
+        }
+        StepGraph recorded = record(step, roundUp(measuredBytes + 256, 4096));
+        if (recorded != null) {
+            stepGraphs.put(key, recorded);
+            recordCount++;
+        } else {
+            unrecordable.add(key);
+        }
+    }
+
+    /** Captures {@code step} (which does not execute); null when it cannot be recorded. */
+    private StepGraph record(Runnable step, long capacity) {
+        StepGraph g = new StepGraph(capacity);
+        RuntimeException failure = null;
+        MemorySegment graph = null;
+        mode = Mode.CAPTURE;
+        currentGraph = g;
+        driver.streamBeginCapture(stream);
+        try {
+            step.run();
+        } catch (RuntimeException e) {
+            failure = e;
+        } finally {
+            mode = Mode.EAGER;
+            currentGraph = null;
+            stepUploads.clear();
+            try {
+                graph = driver.streamEndCapture(stream);
+            } catch (CudaException e) {
+                if (failure == null) {
+                    failure = e;
+                }
+            }
+        }
+        try {
+            if (failure == null) {
+                g.exec = driver.graphInstantiate(graph);
+            }
+        } catch (CudaException e) {
+            failure = e;
+        } finally {
+            if (graph != null && graph.address() != 0) {
+                driver.graphDestroy(graph);
+            }
+        }
+        if (failure != null) {
+            log.warn("a step of this shape will run without a CUDA graph: {}", failure.getMessage());
+            g.close();
+            return null;
+        }
+        return g;
+    }
+
+    /** Runs the step's host code in replay mode; true when it matched the recording and the graph was launched. */
+    private boolean replay(StepGraph g, Runnable step) {
+        driver.eventSynchronize(g.uploaded); // the last replay's copy has left the host buffer
+        mode = Mode.REPLAY;
+        currentGraph = g;
+        slotCursor = 0;
+        launchCursor = 0;
+        try {
+            step.run();
+            if (launchCursor != g.launches.size() || slotCursor != g.slotLengths.size()) {
+                throw new GraphMismatch("the step made " + launchCursor + " launches and " + slotCursor
+                        + " uploads; the recording has " + g.launches.size() + " and " + g.slotLengths.size());
+            }
+        } catch (GraphMismatch e) {
+            log.debug("step graph not replayed: {}", e.getMessage());
+            return false;
+        } finally {
+            mode = Mode.EAGER;
+            currentGraph = null;
+            stepUploads.clear();
+        }
+        driver.copyHtoDAsync(g.device, g.host, g.used, stream);
+        driver.eventRecord(g.uploaded, stream);
+        if (profiler != null) {
+            profiler.begin("step graph");
+        }
+        driver.graphLaunch(g.exec, stream);
+        if (profiler != null) {
+            profiler.end();
+        }
+        return true;
+    }
+
+    private void discard(StepGraph g) {
+        driver.streamSynchronize(stream);
+        g.close();
+    }
+
     /** Device time of {@code work} in milliseconds, measured with events on this backend's stream. */
     public float timeMillis(Runnable work) {
         enter();
@@ -964,6 +1293,10 @@ public final class CudaBackend implements Backend {
         }
         enter();
         driver.streamSynchronize(stream);
+        for (StepGraph g : stepGraphs.values()) {
+            g.close();
+        }
+        stepGraphs.clear();
         closed = true;
         for (Iterator<Long> it = liveAllocations.iterator(); it.hasNext(); ) {
             driver.memFree(it.next());
