@@ -177,6 +177,9 @@ public final class CudaBackend implements Backend {
     private boolean stepGraphsEnabled = !"false".equals(System.getProperty("punica.cuda.graphs"));
     private final LinkedHashMap<Object, StepGraph> stepGraphs = new LinkedHashMap<>(16, 0.75f, true);
     private final Set<Object> unrecordable = new HashSet<>();
+    /** Keys whose replay failed and that were recorded again, with how often: a key that keeps changing stops being recorded. */
+    private final Map<Object, Integer> rerecorded = new HashMap<>();
+    private static final int MAX_RERECORDS = 3;
     /** Index arrays of the step being measured, recorded or replayed, by identity → device address. */
     private final Map<int[], Long> stepUploads = new IdentityHashMap<>();
     private StepGraph currentGraph;
@@ -1132,6 +1135,7 @@ public final class CudaBackend implements Backend {
                 stepGraphs.clear();
             }
             unrecordable.clear();
+            rerecorded.clear();
         }
 
         @Override
@@ -1160,6 +1164,10 @@ public final class CudaBackend implements Backend {
             }
             stepGraphs.remove(key);
             discard(graph);
+            if (rerecorded.merge(key, 1, Integer::sum) > MAX_RERECORDS) {
+                log.warn("steps of one shape keep differing from their CUDA graph; running them without one: {}", key);
+                unrecordable.add(key);
+            }
         }
         // Eagerly, measuring the index arrays a recording will need room for.
         mode = Mode.MEASURE;
