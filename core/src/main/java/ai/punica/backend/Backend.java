@@ -53,6 +53,16 @@ public interface Backend extends AutoCloseable {
     /** {@code out = a + b} element-wise; {@code out} may be {@code a}. */
     void add(Tensor a, Tensor b, Tensor out);
 
+    /**
+     * The residual add fused with the norm after it: {@code x = x + delta} (in place: x is the residual
+     * stream), then {@code out = rmsNorm(x)·weight} over x as stored (on a bf16 device the rounded sum), so
+     * the result is that of {@link #add} then {@link #rmsNorm}. Backends override it to read x once.
+     */
+    default void addRmsNorm(Tensor x, Tensor delta, Tensor weight, float eps, Tensor out) {
+        add(x, delta, x);
+        rmsNorm(x, weight, eps, out);
+    }
+
     /** {@code out[r, o] = Σ_i x[r, i] · w[o, i] (+ bias[0, o])}; bias may be null. */
     void matmul(Tensor x, Tensor w, Tensor bias, Tensor out);
 
@@ -82,6 +92,20 @@ public interface Backend extends AutoCloseable {
      * {@code [vCol, vCol + kvCols)}) into {@code layer} at {@code slotMapping[row]}.
      */
     void appendKv(KvStorage kv, int layer, Tensor qkv, int kCol, int vCol, int[] slotMapping);
+
+    /**
+     * {@link #rope} on the query and key heads of a fused QKV row
+     * ({@code rope(qkv, positions, rope, numHeads + numKvHeads, headDim)}), then {@link #appendKv} of the
+     * rotated keys and the values: one pass over the rows instead of two. The keys appended are the
+     * rotated key heads ({@code kCol = numHeads·headDim}, {@code kv} has numKvHeads heads of headDim) and
+     * the values lie after them; {@link ShapeChecks#checkRopeAppendKvLayout} says so when they do not.
+     */
+    default void ropeAppendKv(Tensor qkv, int[] positions, RopeTable rope, int numHeads, int numKvHeads, int headDim,
+                              KvStorage kv, int layer, int kCol, int vCol, int[] slotMapping) {
+        ShapeChecks.checkRopeAppendKvLayout(numHeads, numKvHeads, headDim, kv, kCol, vCol);
+        rope(qkv, positions, rope, numHeads + numKvHeads, headDim);
+        appendKv(kv, layer, qkv, kCol, vCol, slotMapping);
+    }
 
     /**
      * Causal attention of every query row over its sequence's cached keys and values (which already

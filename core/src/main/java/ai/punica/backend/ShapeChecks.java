@@ -51,6 +51,18 @@ public final class ShapeChecks {
         }
     }
 
+    /** {@code rmsNorm} (and the norm of {@code addRmsNorm}): weight [1, n], out the shape of x [R, n]. */
+    public static void checkRmsNorm(String op, Tensor x, Tensor weight, Tensor out) {
+        requireShape(op, "weight", weight, 1, x.cols());
+        requireShape(op, "out", out, x.rows(), x.cols());
+    }
+
+    /** {@code add} (and the add of {@code addRmsNorm}): b and out the shape of a. */
+    public static void checkAdd(String op, String bRole, Tensor a, Tensor b, Tensor out) {
+        requireShape(op, bRole, b, a.rows(), a.cols());
+        requireShape(op, "out", out, a.rows(), a.cols());
+    }
+
     /** {@code matmul}: x [R, K], w [O, K], bias [1, O] or null, out [R, O]. */
     public static void checkMatmul(Tensor x, Tensor w, Tensor bias, Tensor out) {
         requireF32("matmul", "x", x);
@@ -92,6 +104,27 @@ public final class ShapeChecks {
             require(slotMapping[r] >= 0 && slotMapping[r] < slots, "appendKv",
                     "slotMapping[" + r + "] = " + slotMapping[r] + " is outside [0, " + slots + ")");
         }
+    }
+
+    /**
+     * {@code ropeAppendKv}: the keys appended are the rotated key heads, those right after the numHeads
+     * query heads ({@code kCol = numHeads·headDim}, the cache holds numKvHeads heads of headDim), and the
+     * values lie after the rotated heads, so that a fused kernel can write each rotated key straight into
+     * the cache and copy the values untouched.
+     */
+    public static void checkRopeAppendKvLayout(int numHeads, int numKvHeads, int headDim, KvStorage kv, int kCol,
+                                               int vCol) {
+        String op = "ropeAppendKv";
+        require(numHeads >= 0 && numKvHeads > 0 && headDim > 0, op,
+                numHeads + " query heads and " + numKvHeads + " KV heads of " + headDim + " (need ≥ 0, > 0, > 0)");
+        require(kv.numKvHeads() == numKvHeads && kv.headDim() == headDim, op,
+                numKvHeads + " KV heads of " + headDim + " but the KV storage has " + kv.numKvHeads() + " of "
+                        + kv.headDim());
+        require((long) kCol == (long) numHeads * headDim, op,
+                "kCol " + kCol + " is not where the key heads start after " + numHeads + " query heads of " + headDim
+                        + " (" + (long) numHeads * headDim + ")");
+        require(vCol >= kCol + numKvHeads * headDim, op,
+                "vCol " + vCol + " overlaps the rotated key columns [" + kCol + ", " + (kCol + numKvHeads * headDim) + ")");
     }
 
     /** {@code attention}: batch consistent with qkv/out rows, heads with the KV storage, pages in range. */

@@ -21,13 +21,19 @@ import java.util.List;
  * rank r and an expand back, rows grouped into adapter segments.
  *
  * <pre>
- *  tokens ─ embedding ─► x ─┬─ rmsNorm ─► h ─ qkv GEMM (+LoRA q,k,v) ─ rope ─ appendKv ─ attention ─► attn
- *                            │                                                                          │
- *                            ◄──────────────────────── + ◄─ o GEMM (+LoRA o) ◄───────────────────────────┘
- *                          x ┬─ rmsNorm ─► h ─ gate|up GEMM (+LoRA gate,up) ─ swiglu ─ down GEMM (+LoRA down)
- *                            ◄──────────────────────── + ◄────────────────────────────────────────────────┘
- *  (× layers) ─ gather logit rows ─ rmsNorm ─ lm_head ─► logits
+ *  tokens ─ embedding ─► x ─ rmsNorm ─► h                                           (layer 0's input norm)
+ *  ┌─► h ─ qkv GEMM (+LoRA q,k,v) ─ ropeAppendKv (rotate q,k; cache[slot] = k,v) ─ attention ─► attn
+ *  │   attn ─ o GEMM (+LoRA o) ─► o
+ *  │   x, o ─ addRmsNorm ─► x = x + o, h = rmsNorm(x)                          (post-attention norm)
+ *  │   h ─ gate|up GEMM (+LoRA gate,up) ─ swiglu ─ down GEMM (+LoRA down) ─► mlp
+ *  └── x, mlp ─ addRmsNorm ─► x = x + mlp, h = rmsNorm(x)            (next layer's input norm; × layers)
+ *  after the last layer: x, mlp ─ addRmsNorm (final norm) ─► n ─ lm_head GEMM ─► logits, logit rows only
  * </pre>
+ *
+ * <p>The last layer computes only the logit rows after its KV append when the batch allows it
+ * ({@link ForwardBatch#lastLayerRows}): their q|k|v and residual are gathered first, and the final
+ * add + norm runs on them. Otherwise the final add runs on every row, then the logit rows are gathered
+ * and normed.
  *
  * Fused weights: q|k|v stacked along output rows, gate|up likewise. Scratch activations are allocated
  * once at the step maximum and viewed with {@link Tensor#firstRows}. Only the engine thread calls
@@ -75,6 +81,7 @@ public final class LlamaModel implements AutoCloseable {
     private final Tensor h;
     private final Tensor qkvOut;
     private final Tensor attnOut;
+    /** o and MLP outputs; a layer's MLP output waits here for the residual add fused into the next norm. */
     private final Tensor projOut;
     private final Tensor gateUpOut;
     private final Tensor mlpAct;
@@ -268,16 +275,38 @@ public final class LlamaModel implements AutoCloseable {
         if (logitCount == 0) {
             return;
         }
-        Tensor finalRows;
+        // The last layer's MLP output (projOut) is not yet in the residual stream.
+        Tensor mlp = projOut.firstRows(current.rows());
+        Tensor normed = logitNormed.firstRows(logitCount);
         if (current != batch) {
-            finalRows = residual; // the last layer already kept only the logit rows
+            // The last layer kept only the logit rows: x = x + mlp; n = rmsNorm(x), on those rows
+            backend.addRmsNorm(residual, mlp, finalNorm, config.rmsNormEps(), normed);
+        } else if (samplesEveryRow(batch)) {
+            // Decode: every row samples, in order: x = x + mlp; n = rmsNorm(x)
+            backend.addRmsNorm(x.firstRows(rows), mlp, finalNorm, config.rmsNormEps(), normed);
         } else {
-            finalRows = logitHidden.firstRows(logitCount);
-            backend.gatherRows(x.firstRows(rows), batch.logitRows(), finalRows);
+            // x = x + mlp on every row, then n = rmsNorm(x) on the rows that sample
+            Tensor xs = x.firstRows(rows);
+            Tensor kept = logitHidden.firstRows(logitCount);
+            backend.add(xs, mlp, xs);
+            backend.gatherRows(xs, batch.logitRows(), kept);
+            backend.rmsNorm(kept, finalNorm, config.rmsNormEps(), normed);
         }
-        // logits = rmsNorm(x)·lm_headᵀ, only for rows that sample
-        backend.rmsNorm(finalRows, finalNorm, config.rmsNormEps(), logitNormed.firstRows(logitCount));
-        backend.matmul(logitNormed.firstRows(logitCount), lmHead, null, logits.firstRows(logitCount));
+        // logits = n·lm_headᵀ
+        backend.matmul(normed, lmHead, null, logits.firstRows(logitCount));
+    }
+
+    private static boolean samplesEveryRow(ForwardBatch batch) {
+        int[] logitRows = batch.logitRows();
+        if (logitRows.length != batch.rows()) {
+            return false;
+        }
+        for (int r = 0; r < logitRows.length; r++) {
+            if (logitRows[r] != r) {
+                return false;
+            }
+        }
+        return true;
     }
 
     /**
@@ -369,9 +398,11 @@ public final class LlamaModel implements AutoCloseable {
     }
 
     /**
-     * One decoder layer. When {@code keep} is given, keys and values of every row are still appended,
-     * but everything after that is computed only for {@code keep}'s rows; returns the batch that the
-     * residual stream ({@link #residual}) now holds.
+     * One decoder layer. It starts by adding the previous layer's MLP output (left in {@link #projOut}) to
+     * the residual stream, fused with its own input norm, and ends with its MLP output in projOut, added by
+     * the next layer or by {@link #forward}. When {@code keep} is given, keys and values of every row are
+     * still appended, but everything after that is computed only for {@code keep}'s rows; returns the batch
+     * that the residual stream ({@link #residual}) now holds.
      */
     private ForwardBatch layer(int l, ForwardBatch batch, ForwardBatch keep, KvStorage kv) {
         Layer w = layers[l];
@@ -379,16 +410,23 @@ public final class LlamaModel implements AutoCloseable {
         Tensor xs = x.firstRows(rows);
         Tensor hs = h.firstRows(rows);
         Tensor qkv = qkvOut.firstRows(rows);
+        Tensor proj = projOut.firstRows(rows);
 
-        // h = rmsNorm(x); qkv = h·[Wq;Wk;Wv]ᵀ (+ bias) + LoRA_q|k|v(h)
-        backend.rmsNorm(xs, w.attnNorm(), config.rmsNormEps(), hs);
+        if (l == 0) {
+            // h = rmsNorm(x)
+            backend.rmsNorm(xs, w.attnNorm(), config.rmsNormEps(), hs);
+        } else {
+            // x = x + mlp (previous layer); h = rmsNorm(x)
+            backend.addRmsNorm(xs, proj, w.attnNorm(), config.rmsNormEps(), hs);
+        }
+        // qkv = h·[Wq;Wk;Wv]ᵀ (+ bias) + LoRA_q|k|v(h)
         backend.matmul(hs, w.qkv(), w.qkvBias(), qkv);
         addLora(l, Projection.Q_PROJ, hs, batch.segments(), qkv, 0);
         addLora(l, Projection.K_PROJ, hs, batch.segments(), qkv, qCols);
         addLora(l, Projection.V_PROJ, hs, batch.segments(), qkv, qCols + kvCols);
         // q, k = rope(q, pos), rope(k, pos); cache[slot] = k, v
-        backend.rope(qkv, batch.positions(), rope, config.numHeads() + config.numKvHeads(), config.headDim());
-        backend.appendKv(kv, l, qkv, qCols, qCols + kvCols, batch.attention().slotMapping());
+        backend.ropeAppendKv(qkv, batch.positions(), rope, config.numHeads(), config.numKvHeads(), config.headDim(),
+                kv, l, qCols, qCols + kvCols, batch.attention().slotMapping());
 
         if (keep != null) {
             // Only the logit rows go on: their q|k|v and residual move to buffers of their own.
@@ -401,30 +439,28 @@ public final class LlamaModel implements AutoCloseable {
             qkv = keptQkv;
             xs = keptX;
             hs = h.firstRows(rows);
+            proj = projOut.firstRows(rows);
         }
         residual = xs;
 
         Tensor attn = attnOut.firstRows(rows);
-        Tensor proj = projOut.firstRows(rows);
         // attn = softmax(q·kᵀ·scale)·v over each sequence's pages
         backend.attention(qkv, kv, l, batch.attention(), shape, attn);
-        // x = x + attn·Woᵀ + LoRA_o(attn)
+        // o = attn·Woᵀ + LoRA_o(attn); x = x + o; h = rmsNorm(x)
         backend.matmul(attn, w.o(), null, proj);
         addLora(l, Projection.O_PROJ, attn, batch.segments(), proj, 0);
-        backend.add(xs, proj, xs);
+        backend.addRmsNorm(xs, proj, w.mlpNorm(), config.rmsNormEps(), hs);
 
-        // h = rmsNorm(x); gu = h·[Wg;Wu]ᵀ + LoRA_gate|up(h)
+        // gu = h·[Wg;Wu]ᵀ + LoRA_gate|up(h)
         Tensor gu = gateUpOut.firstRows(rows);
         Tensor act = mlpAct.firstRows(rows);
-        backend.rmsNorm(xs, w.mlpNorm(), config.rmsNormEps(), hs);
         backend.matmul(hs, w.gateUp(), null, gu);
         addLora(l, Projection.GATE_PROJ, hs, batch.segments(), gu, 0);
         addLora(l, Projection.UP_PROJ, hs, batch.segments(), gu, config.intermediateSize());
-        // a = silu(g)·u; x = x + a·Wdownᵀ + LoRA_down(a)
+        // a = silu(g)·u; mlp = a·Wdownᵀ + LoRA_down(a), left in projOut for the next residual add
         backend.swiglu(gu, act);
         backend.matmul(act, w.down(), null, proj);
         addLora(l, Projection.DOWN_PROJ, act, batch.segments(), proj, 0);
-        backend.add(xs, proj, xs);
         return batch;
     }
 

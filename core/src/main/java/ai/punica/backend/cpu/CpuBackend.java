@@ -265,13 +265,35 @@ public final class CpuBackend implements Backend {
         CpuTensor xs = activation("rmsNorm", "x", x);
         CpuTensor w = own("rmsNorm", "weight", weight);
         CpuTensor o = activation("rmsNorm", "out", out);
-        ShapeChecks.requireShape("rmsNorm", "weight", weight, 1, x.cols());
-        ShapeChecks.requireShape("rmsNorm", "out", out, x.rows(), x.cols());
-        int n = x.cols();
+        ShapeChecks.checkRmsNorm("rmsNorm", x, weight, out);
+        normRows(xs, null, w, eps, o);
+    }
+
+    /**
+     * x[r] = x[r] + delta[r], then out[r] = rmsNorm(x[r])·weight, row by row: the norm reads the row while
+     * it is still in cache. Same float32 operations as {@link #add} then {@link #rmsNorm}.
+     */
+    @Override
+    public void addRmsNorm(Tensor x, Tensor delta, Tensor weight, float eps, Tensor out) {
+        CpuTensor xs = activation("addRmsNorm", "x", x);
+        CpuTensor d = activation("addRmsNorm", "delta", delta);
+        CpuTensor w = own("addRmsNorm", "weight", weight);
+        CpuTensor o = activation("addRmsNorm", "out", out);
+        ShapeChecks.checkAdd("addRmsNorm", "delta", x, delta, x);
+        ShapeChecks.checkRmsNorm("addRmsNorm", x, weight, out);
+        normRows(xs, d, w, eps, o);
+    }
+
+    /** out[r] = rmsNorm(x[r])·w for every row, after x[r] += delta[r] when delta is given. */
+    private void normRows(CpuTensor xs, CpuTensor delta, CpuTensor w, float eps, CpuTensor o) {
+        int n = xs.cols();
         MemorySegment wf = floatNormWeight(w, n);
-        forRows(x.rows(), n, (from, to) -> {
+        forRows(xs.rows(), n, (from, to) -> {
             for (int r = from; r < to; r++) {
                 long i = (long) r * n;
+                if (delta != null) {
+                    kernels.add(xs.segment(), i, delta.segment(), i, xs.segment(), i, n);
+                }
                 float inv = (float) (1.0 / Math.sqrt(kernels.sumOfSquares(xs.segment(), i, n) / n + eps));
                 kernels.scaleMul(xs.segment(), i, inv, wf, 0, o.segment(), i, n);
             }
@@ -283,8 +305,7 @@ public final class CpuBackend implements Backend {
         CpuTensor as = activation("add", "a", a);
         CpuTensor bs = activation("add", "b", b);
         CpuTensor os = activation("add", "out", out);
-        ShapeChecks.requireShape("add", "b", b, a.rows(), a.cols());
-        ShapeChecks.requireShape("add", "out", out, a.rows(), a.cols());
+        ShapeChecks.checkAdd("add", "b", a, b, out);
         // Views are row prefixes of row-major storage, so all three are one contiguous run of floats.
         int n = a.rows() * a.cols();
         pool.forRange(n, Math.max(MIN_TASK_ELEMENTS, ceilDiv(n, pool.threads())), (from, to) ->
@@ -315,10 +336,18 @@ public final class CpuBackend implements Backend {
     public void rope(Tensor x, int[] positions, RopeTable rope, int numHeads, int headDim) {
         CpuTensor xs = activation("rope", "x", x);
         ShapeChecks.checkRope(x, positions, rope, numHeads, headDim);
+        ropeRows(xs, positions, rope, numHeads, headDim, null);
+    }
+
+    /**
+     * Rotates the first numHeads heads of each row (as {@link #rope}); after each row, {@code then} runs on
+     * it (when given) while the row is still in cache.
+     */
+    private void ropeRows(CpuTensor xs, int[] positions, RopeTable rope, int numHeads, int headDim, RowAction then) {
         int half = headDim / 2;
-        int cols = x.cols();
+        int cols = xs.cols();
         float factor = rope.attentionFactor();
-        forRows(x.rows(), numHeads * headDim, (from, to) -> {
+        forRows(xs.rows(), numHeads * headDim, (from, to) -> {
             float[][] scratch = ropeScratch.get();
             if (scratch[0].length < half) {
                 scratch[0] = new float[half];
@@ -335,8 +364,15 @@ public final class CpuBackend implements Backend {
                 for (int h = 0; h < numHeads; h++) {
                     kernels.rotateHalf(xs.segment(), (long) r * cols + (long) h * headDim, cos, sin, half);
                 }
+                if (then != null) {
+                    then.row(r);
+                }
             }
         });
+    }
+
+    private interface RowAction {
+        void row(int r);
     }
 
     /** out[r, i] = silu(gateUp[r, i]) · gateUp[r, I + i]. */
@@ -391,14 +427,31 @@ public final class CpuBackend implements Backend {
         CpuKvStorage cache = kv("appendKv", kv);
         CpuTensor q = activation("appendKv", "qkv", qkv);
         ShapeChecks.checkAppendKv(kv, layer, qkv, kCol, vCol, slotMapping);
-        long bytes = 4L * cache.kvCols();
-        long layerBase = layer * cache.layerStride();
         for (int r = 0; r < qkv.rows(); r++) {
-            long dst = 4 * (layerBase + (long) slotMapping[r] * cache.kvCols());
-            long row = (long) r * qkv.cols();
-            MemorySegment.copy(q.segment(), 4 * (row + kCol), cache.keys(), dst, bytes);
-            MemorySegment.copy(q.segment(), 4 * (row + vCol), cache.values(), dst, bytes);
+            appendRow(cache, layer, q, r, kCol, vCol, slotMapping[r]);
         }
+    }
+
+    /** rope then appendKv, row by row: each row's key and value are copied right after it is rotated. */
+    @Override
+    public void ropeAppendKv(Tensor qkv, int[] positions, RopeTable rope, int numHeads, int numKvHeads, int headDim,
+                             KvStorage kv, int layer, int kCol, int vCol, int[] slotMapping) {
+        CpuKvStorage cache = kv("ropeAppendKv", kv);
+        CpuTensor q = activation("ropeAppendKv", "qkv", qkv);
+        ShapeChecks.checkRopeAppendKvLayout(numHeads, numKvHeads, headDim, kv, kCol, vCol);
+        ShapeChecks.checkRope(qkv, positions, rope, numHeads + numKvHeads, headDim);
+        ShapeChecks.checkAppendKv(kv, layer, qkv, kCol, vCol, slotMapping);
+        ropeRows(q, positions, rope, numHeads + numKvHeads, headDim,
+                r -> appendRow(cache, layer, q, r, kCol, vCol, slotMapping[r]));
+    }
+
+    /** cache[layer][slot] = key and value columns of row r of qkv. */
+    private static void appendRow(CpuKvStorage cache, int layer, CpuTensor qkv, int r, int kCol, int vCol, int slot) {
+        long bytes = 4L * cache.kvCols();
+        long dst = 4 * (layer * cache.layerStride() + (long) slot * cache.kvCols());
+        long row = (long) r * qkv.cols();
+        MemorySegment.copy(qkv.segment(), 4 * (row + kCol), cache.keys(), dst, bytes);
+        MemorySegment.copy(qkv.segment(), 4 * (row + vCol), cache.values(), dst, bytes);
     }
 
     /**

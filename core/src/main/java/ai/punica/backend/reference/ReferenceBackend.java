@@ -130,8 +130,7 @@ public final class ReferenceBackend implements Backend {
         ReferenceTensor xs = activation("rmsNorm", "x", x);
         ReferenceTensor w = own("rmsNorm", "weight", weight);
         ReferenceTensor o = activation("rmsNorm", "out", out);
-        ShapeChecks.requireShape("rmsNorm", "weight", weight, 1, x.cols());
-        ShapeChecks.requireShape("rmsNorm", "out", out, x.rows(), x.cols());
+        ShapeChecks.checkRmsNorm("rmsNorm", x, weight, out);
         int n = x.cols();
         for (int r = 0; r < x.rows(); r++) {
             double sumSquares = 0;
@@ -151,8 +150,7 @@ public final class ReferenceBackend implements Backend {
         ReferenceTensor as = activation("add", "a", a);
         ReferenceTensor bs = activation("add", "b", b);
         ReferenceTensor o = activation("add", "out", out);
-        ShapeChecks.requireShape("add", "b", b, a.rows(), a.cols());
-        ShapeChecks.requireShape("add", "out", out, a.rows(), a.cols());
+        ShapeChecks.checkAdd("add", "b", a, b, out);
         for (int r = 0; r < a.rows(); r++) {
             for (int c = 0; c < a.cols(); c++) {
                 o.set(r, c, as.get(r, c) + bs.get(r, c));

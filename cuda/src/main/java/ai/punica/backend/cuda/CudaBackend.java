@@ -13,6 +13,7 @@ import ai.punica.backend.KvStorage;
 import ai.punica.backend.LoraWeights;
 import ai.punica.backend.RopeTable;
 import ai.punica.backend.Segments;
+import ai.punica.backend.ShapeChecks;
 import ai.punica.backend.StepRecorder;
 import ai.punica.backend.Tensor;
 import ai.punica.model.TensorData;
@@ -383,15 +384,40 @@ public final class CudaBackend implements Backend {
         CudaTensor xs = tensor(x, "x");
         CudaTensor w = tensor(weight, "weight");
         CudaTensor o = tensor(out, "out");
+        checkRmsNorm(xs, w, o);
+        if (xs.rows() == 0) {
+            return;
+        }
+        args().p(xs.ptr).p(w.ptr).p(o.ptr).i(xs.cols()).f(eps).launch("rms_norm", xs.rows(), 1, 1, rmsNormThreads(xs.cols()));
+    }
+
+    private static void checkRmsNorm(CudaTensor xs, CudaTensor w, CudaTensor o) {
         requireSameShape(xs, o);
         if (w.elements() != xs.cols()) {
             throw new IllegalArgumentException("rmsNorm weight " + w + " does not match rows of " + xs.cols());
         }
+    }
+
+    /** Block size of rms_norm and add_rms_norm: the same, so that both sum a row in the same order. */
+    private static int rmsNormThreads(int cols) {
+        return cols >= 4096 ? 512 : 256;
+    }
+
+    /** One kernel: x += delta (bf16), out = rmsNorm(x)·weight, the row read once; equal to add then rmsNorm. */
+    @Override
+    public void addRmsNorm(Tensor x, Tensor delta, Tensor weight, float eps, Tensor out) {
+        enter();
+        CudaTensor xs = tensor(x, "x");
+        CudaTensor d = tensor(delta, "delta");
+        CudaTensor w = tensor(weight, "weight");
+        CudaTensor o = tensor(out, "out");
+        requireSameShape(xs, d);
+        checkRmsNorm(xs, w, o);
         if (xs.rows() == 0) {
             return;
         }
-        int threads = xs.cols() >= 4096 ? 512 : 256;
-        args().p(xs.ptr).p(w.ptr).p(o.ptr).i(xs.cols()).f(eps).launch("rms_norm", xs.rows(), 1, 1, threads);
+        args().p(xs.ptr).p(d.ptr).p(w.ptr).p(o.ptr).i(xs.cols()).f(eps)
+                .launch("add_rms_norm", xs.rows(), 1, 1, rmsNormThreads(xs.cols()));
     }
 
     @Override
@@ -435,23 +461,32 @@ public final class CudaBackend implements Backend {
     public void rope(Tensor x, int[] positions, RopeTable rope, int numHeads, int headDim) {
         enter();
         CudaTensor xs = tensor(x, "x");
+        checkRope(xs, positions, rope, numHeads, headDim);
+        if (positions.length == 0) {
+            return;
+        }
+        long invFreq = ropeTable(rope);
+        args().p(xs.ptr).i(xs.cols()).p(ints(positions)).p(invFreq).i(numHeads).i(headDim).f(rope.attentionFactor())
+                .launch("rope", positions.length, 1, 1, Math.min(1024, Math.max(32, roundUp(numHeads * headDim / 2, 32))));
+    }
+
+    private static void checkRope(CudaTensor xs, int[] positions, RopeTable rope, int numHeads, int headDim) {
         requireRows(xs, positions.length, "x");
         if (numHeads * headDim > xs.cols() || rope.halfDim() * 2 != headDim) {
             throw new IllegalArgumentException("rope over " + numHeads + " heads of " + headDim + " with " + rope.halfDim()
                     + " frequencies does not fit rows of " + xs.cols());
         }
-        if (positions.length == 0) {
-            return;
-        }
-        long invFreq = ropeTables.computeIfAbsent(rope, r -> {
+    }
+
+    /** The rope table's inverse frequencies on the device, uploaded once per table. */
+    private long ropeTable(RopeTable rope) {
+        return ropeTables.computeIfAbsent(rope, r -> {
             long dev = alloc(r.halfDim() * 4L);
             long off = ringAlloc(r.halfDim() * 4L);
             MemorySegment.copy(r.invFreq(), 0, ringHost, JAVA_FLOAT, off, r.halfDim());
             driver.copyHtoDAsync(dev, ringHost.asSlice(off), r.halfDim() * 4L, stream);
             return dev;
         });
-        args().p(xs.ptr).i(xs.cols()).p(ints(positions)).p(invFreq).i(numHeads).i(headDim).f(rope.attentionFactor())
-                .launch("rope", positions.length, 1, 1, Math.min(1024, Math.max(32, roundUp(numHeads * headDim / 2, 32))));
     }
 
     @Override
@@ -533,6 +568,16 @@ public final class CudaBackend implements Backend {
         enter();
         CudaKvStorage cache = kv(kv);
         CudaTensor q = tensor(qkv, "qkv");
+        checkAppendKv(cache, layer, q, kCol, vCol, slotMapping);
+        if (slotMapping.length == 0) {
+            return;
+        }
+        int kvCols = cache.numKvHeads() * cache.headDim();
+        args().p(q.ptr).i(q.cols()).i(kCol).i(vCol).p(ints(slotMapping)).p(cache.keys(layer)).p(cache.values(layer))
+                .i(kvCols).launch("append_kv", slotMapping.length, 1, 1, Math.min(256, roundUp(kvCols, 32)));
+    }
+
+    private static void checkAppendKv(CudaKvStorage cache, int layer, CudaTensor q, int kCol, int vCol, int[] slotMapping) {
         requireRows(q, slotMapping.length, "qkv");
         int kvCols = cache.numKvHeads() * cache.headDim();
         if (layer < 0 || layer >= cache.numLayers() || kCol < 0 || vCol < 0 || kCol + kvCols > q.cols()
@@ -546,11 +591,34 @@ public final class CudaBackend implements Backend {
                 throw new IllegalArgumentException("slot " + s + " is past the cache's " + slots + " slots");
             }
         }
-        if (slotMapping.length == 0) {
+    }
+
+    /**
+     * One kernel: rope on the query and key heads of each row, the rotated keys written to the cache from
+     * registers, the values copied; equal to rope then appendKv. Block per row; cos/sin of the row's
+     * angles once in shared memory (headDim floats).
+     */
+    @Override
+    public void ropeAppendKv(Tensor qkv, int[] positions, RopeTable rope, int numHeads, int numKvHeads, int headDim,
+                             KvStorage kv, int layer, int kCol, int vCol, int[] slotMapping) {
+        enter();
+        CudaKvStorage cache = kv(kv);
+        CudaTensor q = tensor(qkv, "qkv");
+        ShapeChecks.checkRopeAppendKvLayout(numHeads, numKvHeads, headDim, kv, kCol, vCol);
+        checkRope(q, positions, rope, numHeads + numKvHeads, headDim);
+        checkAppendKv(cache, layer, q, kCol, vCol, slotMapping);
+        if (positions.length == 0) {
             return;
         }
-        args().p(q.ptr).i(q.cols()).i(kCol).i(vCol).p(ints(slotMapping)).p(cache.keys(layer)).p(cache.values(layer))
-                .i(kvCols).launch("append_kv", slotMapping.length, 1, 1, Math.min(256, roundUp(kvCols, 32)));
+        int heads = numHeads + numKvHeads;
+        // Work items per row: 8 rotation pairs each when the row allows 16-byte accesses, else single pairs.
+        boolean vector = headDim % 16 == 0 && q.cols() % 8 == 0 && vCol % 8 == 0;
+        int items = heads * (vector ? headDim / 16 : headDim / 2);
+        int threads = Math.min(1024, Math.max(64, roundUp(items, 32)));
+        args().p(q.ptr).i(q.cols()).p(ints(positions)).p(ropeTable(rope)).i(numHeads).i(numKvHeads).i(headDim)
+                .f(rope.attentionFactor()).i(vCol).p(ints(slotMapping)).p(cache.keys(layer)).p(cache.values(layer));
+        driver.launchKernel(kernels.function("rope_append_kv"), positions.length, 1, 1, threads, 1, 1, headDim * 4,
+                stream, launchPointers, "rope_append_kv");
     }
 
     @Override
