@@ -617,8 +617,7 @@ public final class CudaBackend implements Backend {
         int threads = Math.min(1024, Math.max(64, roundUp(items, 32)));
         args().p(q.ptr).i(q.cols()).p(ints(positions)).p(ropeTable(rope)).i(numHeads).i(numKvHeads).i(headDim)
                 .f(rope.attentionFactor()).i(vCol).p(ints(slotMapping)).p(cache.keys(layer)).p(cache.values(layer));
-        driver.launchKernel(kernels.function("rope_append_kv"), positions.length, 1, 1, threads, 1, 1, headDim * 4,
-                stream, launchPointers, "rope_append_kv");
+        launch(kernels.function("rope_append_kv"), "rope_append_kv", positions.length, 1, 1, threads, headDim * 4);
     }
 
     @Override
