@@ -111,6 +111,9 @@ public final class CudaBackend implements Backend {
     /** Workspaces outgrown by a larger batch: kernels in flight or captured graphs may still use them. */
     private final List<Long> retiredAttentionWorkspaces = new ArrayList<>();
     private boolean decodeAttentionKernel = true;
+    /** The batch (and cache) last checked: the layers of a step pass the same immutable batch. */
+    private AttentionBatch checkedAttentionBatch;
+    private CudaKvStorage checkedAttentionCache;
     /** Decode attention splits rows until there are this many blocks per SM (the grid fills the GPU a few times). */
     private int decodeBlocksPerSm = 8;
     private final Set<Long> liveAllocations = new HashSet<>();
@@ -475,7 +478,11 @@ public final class CudaBackend implements Backend {
                     + " up to " + ATT_MAX_HEAD_DIM + " and up to " + ATT_MAX_GROUP + " query heads per KV head; got "
                     + hd + " and " + group);
         }
-        checkAttentionBatch(batch, cache);
+        if (batch != checkedAttentionBatch || cache != checkedAttentionCache) {
+            checkAttentionBatch(batch, cache);
+            checkedAttentionBatch = batch;
+            checkedAttentionCache = cache;
+        }
         if (rows == 0) {
             return;
         }
