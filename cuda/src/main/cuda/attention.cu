@@ -1,29 +1,335 @@
-// Paged causal attention with grouped-query heads, for decode rows and prefill rows alike.
-//
-// One block per (query row, KV head, split): the block holds the G = numHeads / numKvHeads query heads
-// that read this KV head, so each key and value is loaded once for all of them. Keys are walked in
-// tiles of ATT_TILE tokens with an online softmax (FlashAttention's running max m and sum l, in the
-// log2 domain). Long contexts are cut into splits that run as separate blocks (flash-decoding); their
-// partial (m, l, acc) are merged by attention_merge. With one split the block writes the output itself.
+// Paged causal attention with grouped-query heads: a decode kernel for steps where every sequence has one
+// query row, a general kernel for prefill and mixed rows, and the merge of flash-decoding splits.
 //
 //   q (qkv row) ─► scores s[g][t] = q_g·k_t·scale ─► p = 2^(s - m) ─► acc[g] += p·v_t ─► out = acc / l
+//
+// Both kernels keep FlashAttention's online softmax (running max m and sum l) in float32, in the log2
+// domain (q is pre-scaled by scale · log2 e). Each kernel's grid has a fixed number of splits along the
+// sequence (a function of shapes only, so that a captured CUDA graph stays valid); every block works out
+// its own token range from its row's actual length, and a block whose range is empty writes m = -inf,
+// l = 0. With more than one split, attention_merge combines the partial (m, l, acc) of a (row, head).
 //
 // Cache layout: [slot][kvHead][headDim] bf16, slot = page · pageSize + offset.
 #include "common.cuh"
 
-#define ATT_THREADS 128
-#define ATT_TILE 128
 #define ATT_MAX_GROUP 16
 #define ATT_MAX_HEAD_DIM 256
+
+// Slot of token t of a sequence whose page table is pages[]. pageShift = log2(pageSize), or -1.
+__device__ __forceinline__ int page_slot(const int* __restrict__ pages, int t, int pageSize, int pageShift) {
+    int i = pageShift >= 0 ? t >> pageShift : t / pageSize;
+    return pages[i] * pageSize + (t - i * pageSize);
+}
+
+// Token range [lo, hi) of split `split` of `splits` over the visible keys [start, end), cut at multiples
+// of `tile` tokens from start. Later splits may be empty (lo >= hi).
+__device__ __forceinline__ void split_range(int start, int end, int split, int splits, int tile, int* lo, int* hi) {
+    int n = end - start;
+    int per = ((n + splits - 1) / splits + tile - 1) / tile * tile;
+    *lo = start + split * per;
+    *hi = min(end, *lo + per);
+}
+
+// Rescale factor of a softmax state with max m when the max becomes mNew: 2^(m - mNew); 0 when the state
+// is empty (m = -inf), and never NaN (both -inf: the state and the new one are empty).
+__device__ __forceinline__ float rescale(float m, float mNew) {
+    return exp2f(m - (mNew == NEG_INF ? 0.0f : mNew));
+}
+
+// ---- decode: one query row per sequence ---------------------------------------------------------------
+//
+// Block (128 threads) = (row, KV head, head pass, split); grid x = (row · numKvHeads + kvHead) · passes +
+// pass, y = split. A block carries GT query heads of the KV head (the G = numHeads / numKvHeads heads are
+// cut into passes of GT, so registers stay bounded; G ≤ 8 is one pass) and loads each key and value once
+// for all of them.
+//
+// Lanes split the head dimension: a token group of L lanes (L = 8, 16, 32: the power of two ≥ headDim / 8)
+// reads one token's key row and value row, 16 bytes (8 bf16) per lane, so a warp reads 32 / L tokens at a
+// time with full 128-byte lines. Each token group walks U consecutive tokens per tile with its own online
+// softmax state; the tile's U keys and U values are all loaded before they are used, and the next tile's
+// loads are issued before the current tile is computed (registers double-buffered), so each lane keeps
+// 2·U·32 bytes of keys and values in flight. Page-table lookups run one further tile ahead.
+//
+//   per tile:  s[u][g] = Σ_lanes q_g·k_u (xor-shuffle over the L lanes)  ─► m' = max(m, s) ─►
+//              l = l·2^(m-m') + Σ_u 2^(s-m'),  acc[g][8] = acc·2^(m-m') + Σ_u 2^(s-m')·v_u[8]
+//
+// At the end the token groups of a warp merge by shuffles and the 4 warps through shared memory.
+
+#define DEC_WARPS 4
+#define DEC_THREADS (DEC_WARPS * 32)
+
+#define DECODE_PARAMS                                                                                       \
+    const bf16* __restrict__ qkv, int qkvStride, const bf16* __restrict__ kCache,                          \
+    const bf16* __restrict__ vCache, const int* __restrict__ contextLens,                                  \
+    const int* __restrict__ pageTableStarts, const int* __restrict__ pageTables, int pageSize,             \
+    int pageShift, int numHeads, int numKvHeads, int headDim, float scale, int slidingWindow,              \
+    bf16* __restrict__ out, int outStride, float* __restrict__ partAcc, float* __restrict__ partMl
+
+#define DECODE_ARGS                                                                                         \
+    qkv, qkvStride, kCache, vCache, contextLens, pageTableStarts, pageTables, pageSize, pageShift,          \
+    numHeads, numKvHeads, headDim, scale, slidingWindow, out, outStride, partAcc, partMl
+
+__device__ __forceinline__ uint4 zero4() {
+    uint4 z;
+    z.x = 0u; z.y = 0u; z.z = 0u; z.w = 0u;
+    return z;
+}
+
+template <int L, int GT, int U>
+__device__ __forceinline__ void attention_decode(DECODE_PARAMS) {
+    constexpr int GROUPS = DEC_THREADS / L;      // token groups per block
+    constexpr int TILE = GROUPS * U;             // tokens per block and iteration
+    __shared__ float acc_s[DEC_WARPS][GT][8 * L];
+    __shared__ float m_s[DEC_WARPS][GT], l_s[DEC_WARPS][GT];
+
+    const int group = numHeads / numKvHeads;
+    const int passes = (group + GT - 1) / GT;
+    const int pass = blockIdx.x % passes;
+    const int kvh = (blockIdx.x / passes) % numKvHeads;
+    const int row = blockIdx.x / passes / numKvHeads;
+    const int split = blockIdx.y, splits = gridDim.y;
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int c = lane & (L - 1);                // this lane's 8 dims: [8c, 8c + 8)
+    const int gi = tid / L;                      // token group in the block
+    const bool active = c < (headDim >> 3);
+    const int g0 = pass * GT;
+    const int heads = min(GT, group - g0);       // query heads in this pass
+    const int kvCols = numKvHeads * headDim;
+
+    // The row's query sits at position end - 1 and sees keys [start, end); this split takes [lo, hi).
+    const int end = contextLens[row];
+    const int start = slidingWindow > 0 ? max(0, end - slidingWindow) : 0;
+    int lo, hi;
+    split_range(start, end, split, splits, TILE, &lo, &hi);
+    if (lo >= hi) {
+        if (tid < heads) {
+            long long i = ((long long) row * numHeads + kvh * group + g0 + tid) * splits + split;
+            partMl[2 * i] = NEG_INF;
+            partMl[2 * i + 1] = 0.0f;
+        }
+        return;
+    }
+
+    const int* pages = pageTables + pageTableStarts[row];
+    const bf16* kBase = kCache + kvh * headDim + c * 8;
+    const bf16* vBase = vCache + kvh * headDim + c * 8;
+
+    float q[GT][8];
+    {
+        const float qScale = scale * LOG2E;
+        const bf16* qRow = qkv + (long long) row * qkvStride + (kvh * group + g0) * headDim + c * 8;
+        #pragma unroll
+        for (int g = 0; g < GT; g++) {
+            #pragma unroll
+            for (int j = 0; j < 8; j++) q[g][j] = active && g < heads ? bf2f(qRow[g * headDim + j]) * qScale : 0.0f;
+        }
+    }
+    float m[GT], l[GT], acc[GT][8];
+    #pragma unroll
+    for (int g = 0; g < GT; g++) {
+        m[g] = NEG_INF;
+        l[g] = 0.0f;
+        #pragma unroll
+        for (int j = 0; j < 8; j++) acc[g][j] = 0.0f;
+    }
+
+    // This group's tokens in the tile starting at b: b + gi·U + u.
+    const int first = lo + gi * U;
+    int slot[U];
+    uint4 kc[U], vc[U];
+    #pragma unroll
+    for (int u = 0; u < U; u++) slot[u] = first + u < hi ? page_slot(pages, first + u, pageSize, pageShift) : 0;
+    #pragma unroll
+    for (int u = 0; u < U; u++) {
+        bool ok = active && first + u < hi;
+        long long off = (long long) slot[u] * kvCols;
+        kc[u] = ok ? *(const uint4*) (kBase + off) : zero4();
+        vc[u] = ok ? *(const uint4*) (vBase + off) : zero4();
+    }
+    #pragma unroll
+    for (int u = 0; u < U; u++) {
+        int t = first + TILE + u;
+        slot[u] = t < hi ? page_slot(pages, t, pageSize, pageShift) : 0;
+    }
+
+    for (int b = lo; b < hi; b += TILE) {
+        const int t0 = b + gi * U;
+        // Next tile's keys and values (slots looked up one iteration ago), then the page ids of the one after.
+        uint4 kn[U], vn[U];
+        #pragma unroll
+        for (int u = 0; u < U; u++) {
+            bool ok = active && t0 + TILE + u < hi;
+            long long off = (long long) slot[u] * kvCols;
+            kn[u] = ok ? *(const uint4*) (kBase + off) : zero4();
+            vn[u] = ok ? *(const uint4*) (vBase + off) : zero4();
+        }
+        #pragma unroll
+        for (int u = 0; u < U; u++) {
+            int t = t0 + 2 * TILE + u;
+            slot[u] = t < hi ? page_slot(pages, t, pageSize, pageShift) : 0;
+        }
+
+        // Scores of this tile: partial dot products over this lane's 8 dims, summed over the group's lanes.
+        float s[U][GT];
+        #pragma unroll
+        for (int u = 0; u < U; u++) {
+            float kf[8];
+            unpack8(kc[u], kf);
+            #pragma unroll
+            for (int g = 0; g < GT; g++) {
+                float d = 0.0f;
+                #pragma unroll
+                for (int j = 0; j < 8; j++) d = fmaf(q[g][j], kf[j], d);
+                s[u][g] = d;
+            }
+        }
+        #pragma unroll
+        for (int o = L / 2; o > 0; o >>= 1) {
+            #pragma unroll
+            for (int u = 0; u < U; u++) {
+                #pragma unroll
+                for (int g = 0; g < GT; g++) s[u][g] += __shfl_xor_sync(0xffffffffu, s[u][g], o);
+            }
+        }
+        #pragma unroll
+        for (int u = 0; u < U; u++) {
+            if (t0 + u >= hi) {
+                #pragma unroll
+                for (int g = 0; g < GT; g++) s[u][g] = NEG_INF;
+            }
+        }
+
+        // Online softmax: s becomes p = 2^(s - m').
+        #pragma unroll
+        for (int g = 0; g < GT; g++) {
+            float mt = s[0][g];
+            #pragma unroll
+            for (int u = 1; u < U; u++) mt = fmaxf(mt, s[u][g]);
+            float mNew = fmaxf(m[g], mt);
+            float corr = rescale(m[g], mNew);
+            float mRef = mNew == NEG_INF ? 0.0f : mNew;
+            float sum = 0.0f;
+            #pragma unroll
+            for (int u = 0; u < U; u++) {
+                s[u][g] = exp2f(s[u][g] - mRef);
+                sum += s[u][g];
+            }
+            m[g] = mNew;
+            l[g] = l[g] * corr + sum;
+            #pragma unroll
+            for (int j = 0; j < 8; j++) acc[g][j] *= corr;
+        }
+        #pragma unroll
+        for (int u = 0; u < U; u++) {
+            float vf[8];
+            unpack8(vc[u], vf);
+            #pragma unroll
+            for (int g = 0; g < GT; g++) {
+                #pragma unroll
+                for (int j = 0; j < 8; j++) acc[g][j] = fmaf(s[u][g], vf[j], acc[g][j]);
+            }
+        }
+        #pragma unroll
+        for (int u = 0; u < U; u++) {
+            kc[u] = kn[u];
+            vc[u] = vn[u];
+        }
+    }
+
+    // Merge the token groups of the warp (lanes with the same dims c), then the warps.
+    #pragma unroll
+    for (int o = L; o < 32; o <<= 1) {
+        #pragma unroll
+        for (int g = 0; g < GT; g++) {
+            float mo = __shfl_xor_sync(0xffffffffu, m[g], o);
+            float lo2 = __shfl_xor_sync(0xffffffffu, l[g], o);
+            float mNew = fmaxf(m[g], mo);
+            float a = rescale(m[g], mNew), bo = rescale(mo, mNew);
+            l[g] = l[g] * a + lo2 * bo;
+            #pragma unroll
+            for (int j = 0; j < 8; j++) acc[g][j] = acc[g][j] * a + __shfl_xor_sync(0xffffffffu, acc[g][j], o) * bo;
+            m[g] = mNew;
+        }
+    }
+    if (lane < L) {
+        #pragma unroll
+        for (int g = 0; g < GT; g++) {
+            if (active) {
+                #pragma unroll
+                for (int j = 0; j < 8; j++) acc_s[warp][g][c * 8 + j] = acc[g][j];
+            }
+            if (lane == 0) {
+                m_s[warp][g] = m[g];
+                l_s[warp][g] = l[g];
+            }
+        }
+    }
+    __syncthreads();
+    for (int k = tid; k < heads * headDim; k += DEC_THREADS) {
+        int g = k / headDim, d = k - g * headDim;
+        float mx = m_s[0][g];
+        #pragma unroll
+        for (int w = 1; w < DEC_WARPS; w++) mx = fmaxf(mx, m_s[w][g]);
+        float sum = 0.0f, o = 0.0f;
+        #pragma unroll
+        for (int w = 0; w < DEC_WARPS; w++) {
+            float f = rescale(m_s[w][g], mx);
+            sum += l_s[w][g] * f;
+            o += acc_s[w][g][d] * f;
+        }
+        int h = kvh * group + g0 + g;
+        if (splits == 1) {
+            out[(long long) row * outStride + h * headDim + d] = f2bf(sum > 0.0f ? o / sum : 0.0f);
+        } else {
+            long long i = ((long long) row * numHeads + h) * splits + split;
+            partAcc[i * headDim + d] = o;
+            if (d == 0) {
+                partMl[2 * i] = mx;
+                partMl[2 * i + 1] = sum;
+            }
+        }
+    }
+}
+
+// One kernel per (lanes per token L, heads per pass GT); U tokens per group and tile, and a floor of
+// resident blocks per SM that keeps the register count where the kernel has no spills.
+#define DECODE_KERNEL(L, GT, U, MIN_BLOCKS)                                                                 \
+    extern "C" __global__ void __launch_bounds__(DEC_THREADS, MIN_BLOCKS)                                   \
+    attention_decode_l##L##_g##GT(DECODE_PARAMS) {                                                          \
+        attention_decode<L, GT, U>(DECODE_ARGS);                                                            \
+    }
+
+DECODE_KERNEL(8, 1, 4, 4)
+DECODE_KERNEL(8, 2, 4, 4)
+DECODE_KERNEL(8, 4, 4, 3)
+DECODE_KERNEL(8, 8, 4, 2)
+DECODE_KERNEL(16, 1, 4, 4)
+DECODE_KERNEL(16, 2, 4, 4)
+DECODE_KERNEL(16, 4, 4, 3)
+DECODE_KERNEL(16, 8, 4, 2)
+DECODE_KERNEL(32, 1, 4, 4)
+DECODE_KERNEL(32, 2, 4, 4)
+DECODE_KERNEL(32, 4, 4, 3)
+DECODE_KERNEL(32, 8, 4, 2)
+
+// ---- general: any number of query rows per sequence (prefill chunks, mixed steps) ------------------------
+//
+// One block per (query row, KV head, split): the block holds the G = numHeads / numKvHeads query heads
+// that read this KV head, so each key and value is loaded once for all of them. Keys are walked in
+// tiles of ATT_TILE tokens: one thread per token computes its scores for all G heads, the tile's value
+// rows are staged in shared memory, then each thread accumulates its head dims.
+
+#define ATT_THREADS 128
+#define ATT_TILE 128
 #define ATT_DIMS_PER_THREAD (ATT_MAX_HEAD_DIM / ATT_THREADS)
 
-// rowMeta: [rowSeq(rows) | rowPos(rows) | pageTableStarts(seqs)]; pageTables separately.
+// queryStarts[seqs + 1], contextLens[seqs], pageTableStarts[seqs]: the AttentionBatch arrays as they are.
 extern "C" __global__ void __launch_bounds__(ATT_THREADS)
 attention_paged(const bf16* __restrict__ qkv, int qkvStride,
                 const bf16* __restrict__ kCache, const bf16* __restrict__ vCache,
-                const int* __restrict__ rowMeta, const int* __restrict__ pageTables,
-                int rows, int pageSize, int numHeads, int numKvHeads, int headDim, float scale,
-                int slidingWindow, int splitLen,
+                const int* __restrict__ queryStarts, const int* __restrict__ contextLens,
+                const int* __restrict__ pageTableStarts, const int* __restrict__ pageTables, int seqs,
+                int pageSize, int numHeads, int numKvHeads, int headDim, float scale, int slidingWindow,
                 bf16* __restrict__ out, int outStride,
                 float* __restrict__ partAcc, float* __restrict__ partMl) {
     // Dynamic shared memory: q [group][headDim] f32 | p [group][ATT_TILE] f32 | v tile [ATT_TILE][headDim] bf16.
@@ -41,13 +347,17 @@ attention_paged(const bf16* __restrict__ qkv, int qkvStride,
 #define Q_S(g, d) q_s[(g) * headDim + (d)]
 #define P_S(g, t) p_s[(g) * ATT_TILE + (t)]
 
-    const int seq = rowMeta[row];
-    const int pos = rowMeta[rows + row];
-    const int* pages = pageTables + rowMeta[2 * rows + seq];
-    const int end = pos + 1;
+    // The row's sequence: the last s with queryStarts[s] <= row (sequences without rows share a start).
+    int seq = 0;
+    for (int a = 0, b = seqs - 1; a <= b;) {
+        int mid = (a + b) >> 1;
+        if (queryStarts[mid] <= row) { seq = mid; a = mid + 1; } else { b = mid - 1; }
+    }
+    const int end = contextLens[seq] - (queryStarts[seq + 1] - row) + 1;   // position + 1
+    const int* pages = pageTables + pageTableStarts[seq];
     const int start = slidingWindow > 0 ? max(0, end - slidingWindow) : 0;
-    const int lo = start + split * splitLen;
-    const int hi = min(end, lo + splitLen);
+    int lo, hi;
+    split_range(start, end, split, splits, ATT_TILE, &lo, &hi);
 
     // q, pre-scaled so that scores come out in log2 units.
     const float qScale = scale * LOG2E;
@@ -171,6 +481,7 @@ attention_paged(const bf16* __restrict__ qkv, int qkvStride,
 }
 
 // Merges the splits of one (row, head): M = max m_s, L = Σ l_s·2^(m_s − M), out = Σ acc_s·2^(m_s − M) / L.
+// Splits with an empty range (m_s = -inf) are skipped; their acc was never written.
 extern "C" __global__ void attention_merge(const float* __restrict__ partAcc, const float* __restrict__ partMl,
                                            int numHeads, int headDim, int splits,
                                            bf16* __restrict__ out, int outStride) {

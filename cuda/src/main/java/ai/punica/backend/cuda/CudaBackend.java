@@ -71,6 +71,9 @@ public final class CudaBackend implements Backend {
     private static final int ATT_TILE = 128;
     private static final int ATT_MAX_GROUP = 16;
     private static final int ATT_MAX_HEAD_DIM = 256;
+    /** Most flash-decoding splits of one row (both attention kernels). */
+    private static final int ATT_MAX_SPLITS = 32;
+    private static final int DECODE_THREADS = 128;
 
     private final Driver driver;
     private final int device;
@@ -119,6 +122,14 @@ public final class CudaBackend implements Backend {
     /** Dynamic shared memory the attention kernel was allowed beyond the default 48 KB. */
     private int attentionSmemOptIn = 48 * 1024;
     private long attentionWorkspaceBytes;
+    /** Workspaces outgrown by a larger batch: kernels in flight or captured graphs may still use them. */
+    private final List<Long> retiredAttentionWorkspaces = new ArrayList<>();
+    private boolean decodeAttentionKernel = true;
+    /** The batch (and cache) last checked: the layers of a step pass the same immutable batch. */
+    private AttentionBatch checkedAttentionBatch;
+    private CudaKvStorage checkedAttentionCache;
+    /** Decode attention splits rows until there are this many blocks per SM (the grid fills the GPU a few times). */
+    private int decodeBlocksPerSm = 8;
     private final Set<Long> liveAllocations = new HashSet<>();
     // ---- step graphs (see the class comment) ----
     private enum Mode { EAGER, MEASURE, CAPTURE, REPLAY }
@@ -627,7 +638,6 @@ public final class CudaBackend implements Backend {
         CudaTensor q = tensor(qkv, "qkv");
         CudaTensor o = tensor(out, "out");
         int rows = batch.numRows();
-        int seqs = batch.numSequences();
         int hd = shape.headDim();
         int group = shape.numHeads() / shape.numKvHeads();
         requireRows(q, rows, "qkv");
@@ -642,61 +652,145 @@ public final class CudaBackend implements Backend {
                     + " up to " + ATT_MAX_HEAD_DIM + " and up to " + ATT_MAX_GROUP + " query heads per KV head; got "
                     + hd + " and " + group);
         }
+        if (batch != checkedAttentionBatch || cache != checkedAttentionCache) {
+            checkAttentionBatch(batch, cache);
+            checkedAttentionBatch = batch;
+            checkedAttentionCache = cache;
+        }
         if (rows == 0) {
             return;
         }
-        // Row table: rowSeq[rows] | rowPos[rows] | pageTableStarts[seqs] | pageTables[...]
-        int[] pageTables = batch.pageTables();
-        int[] meta = new int[2 * rows + seqs + pageTables.length];
-        int maxLen = 1;
-        for (int s = 0; s < seqs; s++) {
-            int pages = (s + 1 < seqs ? batch.pageTableStarts()[s + 1] : pageTables.length) - batch.pageTableStarts()[s];
-            if ((long) pages * batch.pageSize() < batch.contextLens()[s]) {
-                throw new IllegalArgumentException("sequence " + s + " has " + batch.contextLens()[s] + " tokens but only "
-                        + pages + " pages of " + batch.pageSize());
-            }
-            for (int r = batch.queryStarts()[s]; r < batch.queryStarts()[s + 1]; r++) {
-                int pos = batch.position(s, r);
-                if (pos < 0) {
-                    throw new IllegalArgumentException("row " + r + " of sequence " + s + " has position " + pos);
-                }
-                meta[r] = s;
-                meta[rows + r] = pos;
-                int start = shape.slidingWindow() > 0 ? Math.max(0, pos + 1 - shape.slidingWindow()) : 0;
-                maxLen = Math.max(maxLen, pos + 1 - start);
-            }
-            meta[2 * rows + s] = batch.pageTableStarts()[s];
+        if (decodeAttentionKernel && oneRowPerSequence(batch)) {
+            attentionDecode(q, cache, layer, batch, shape, o);
+        } else {
+            attentionGeneral(q, cache, layer, batch, shape, o);
         }
-        for (int p : pageTables) {
-            if (p < 0 || p >= cache.numPages()) {
-                throw new IllegalArgumentException("page " + p + " is outside the cache's " + cache.numPages() + " pages");
-            }
-        }
-        System.arraycopy(pageTables, 0, meta, 2 * rows + seqs, pageTables.length);
-        long metaDev = ints(meta);
-        long pageTablesDev = metaDev + (2L * rows + seqs) * 4;
+    }
 
-        // Flash-decoding: split long contexts when there are too few (row, KV head) blocks to keep every
-        // SM busy with several blocks (a block streams its keys serially); splits are at least 2 tiles.
-        int blocks = rows * shape.numKvHeads();
-        int splits = 1;
-        if (blocks < 4 * multiprocessors && maxLen > 2 * ATT_TILE) {
-            splits = Math.min(ceilDiv(4 * multiprocessors, blocks), ceilDiv(maxLen, 2 * ATT_TILE));
+    /**
+     * Sequences, rows and page tables agree: rows ascend, every query row has a position ≥ 0, every
+     * sequence has the pages its context needs, and those pages exist. The kernels trust all of this.
+     */
+    private static void checkAttentionBatch(AttentionBatch batch, CudaKvStorage cache) {
+        int seqs = batch.numSequences();
+        int[] queryStarts = batch.queryStarts();
+        int[] ptStarts = batch.pageTableStarts();
+        int[] pageTables = batch.pageTables();
+        if (queryStarts.length != seqs + 1 || queryStarts[0] != 0 || ptStarts.length < seqs) {
+            throw new IllegalArgumentException("attention batch of " + seqs + " sequences has " + queryStarts.length
+                    + " queryStarts (needs " + (seqs + 1) + ", from 0) and " + ptStarts.length + " pageTableStarts");
         }
-        int splitLen = roundUp(ceilDiv(maxLen, splits), ATT_TILE);
-        splits = ceilDiv(maxLen, splitLen);
+        for (int s = 0; s < seqs; s++) {
+            int queries = queryStarts[s + 1] - queryStarts[s];
+            int context = batch.contextLens()[s];
+            if (queries < 0) {
+                throw new IllegalArgumentException("queryStarts decrease at sequence " + s + ": " + queryStarts[s] + " > "
+                        + queryStarts[s + 1]);
+            }
+            if (context < queries) {
+                throw new IllegalArgumentException("sequence " + s + " has " + queries + " query rows but contextLen "
+                        + context + ": its first row (row " + queryStarts[s] + ") would have position " + (context - queries));
+            }
+            int needed = ceilDiv(context, batch.pageSize());
+            int start = ptStarts[s];
+            int available = (s + 1 < ptStarts.length ? ptStarts[s + 1] : pageTables.length) - start;
+            if (start < 0 || needed > available || start + needed > pageTables.length) {
+                throw new IllegalArgumentException("sequence " + s + " has " + context + " tokens but only "
+                        + Math.max(0, Math.min(available, pageTables.length - start)) + " pages of " + batch.pageSize()
+                        + " (pageTables from " + start + ")");
+            }
+            for (int i = start; i < start + needed; i++) {
+                if (pageTables[i] < 0 || pageTables[i] >= cache.numPages()) {
+                    throw new IllegalArgumentException("page " + pageTables[i] + " (pageTables[" + i + "], sequence " + s
+                            + ") is outside the cache's " + cache.numPages() + " pages");
+                }
+            }
+        }
+    }
+
+    /** A decode step: every sequence has exactly one query row (its newest token). */
+    private static boolean oneRowPerSequence(AttentionBatch batch) {
+        int[] queryStarts = batch.queryStarts();
+        for (int s = 0; s < batch.numSequences(); s++) {
+            if (queryStarts[s + 1] - queryStarts[s] != 1) {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    /**
+     * Decode attention ({@code attention_decode_l*_g*}): one block of 128 threads per (row, KV head, pass of
+     * up to 8 of its query heads, split); lanes split the head dimension, 8 bf16 each. The number of splits
+     * depends on shapes and the SM count only, so the launch can be replayed from a CUDA graph: each block
+     * finds its token range from its row's context length in the kernel.
+     */
+    private void attentionDecode(CudaTensor q, CudaKvStorage cache, int layer, AttentionBatch batch,
+                                 AttentionShape shape, CudaTensor o) {
+        int rows = batch.numRows();
+        int hd = shape.headDim();
+        int group = shape.numHeads() / shape.numKvHeads();
+        int headsPerPass = decodeHeadsPerPass(group);
+        int lanes = hd <= 64 ? 8 : hd <= 128 ? 16 : 32;
+        long blocks = (long) rows * shape.numKvHeads() * ceilDiv(group, headsPerPass);
+        if (blocks > Integer.MAX_VALUE) {
+            throw new UnsupportedOperationException("decode attention over " + rows + " rows of " + shape
+                    + " needs more than 2^31 blocks");
+        }
+        int splits = attentionDecodeSplits(rows, shape);
         long partAcc = 0;
         long partMl = 0;
         if (splits > 1) {
-            long accBytes = (long) rows * shape.numHeads() * splits * hd * 4;
-            long mlBytes = (long) rows * shape.numHeads() * splits * 2 * 4;
-            ensureAttentionWorkspace(accBytes + mlBytes);
+            ensureAttentionWorkspace(attentionWorkspaceBytes(rows, shape, splits));
             partAcc = attentionWorkspace;
-            partMl = attentionWorkspace + accBytes;
+            partMl = attentionWorkspace + (long) rows * shape.numHeads() * splits * hd * 4;
         }
-        args().p(q.ptr).i(q.cols()).p(cache.keys(layer)).p(cache.values(layer)).p(metaDev).p(pageTablesDev).i(rows)
-                .i(cache.pageSize()).i(shape.numHeads()).i(shape.numKvHeads()).i(hd).f(shape.scale())
-                .i(shape.slidingWindow()).i(splitLen).p(o.ptr).i(o.cols()).p(partAcc).p(partMl);
+        int pageSize = cache.pageSize();
+        int pageShift = Integer.bitCount(pageSize) == 1 ? Integer.numberOfTrailingZeros(pageSize) : -1;
+        args().p(q.ptr).i(q.cols()).p(cache.keys(layer)).p(cache.values(layer)).p(ints(batch.contextLens()))
+                .p(ints(batch.pageTableStarts())).p(ints(batch.pageTables())).i(pageSize).i(pageShift)
+                .i(shape.numHeads()).i(shape.numKvHeads()).i(hd).f(shape.scale()).i(shape.slidingWindow())
+                .p(o.ptr).i(o.cols()).p(partAcc).p(partMl)
+                .launch("attention_decode_l" + lanes + "_g" + headsPerPass, (int) blocks, splits, 1, DECODE_THREADS);
+        mergeAttentionSplits(partAcc, partMl, rows, shape, splits, o);
+    }
+
+    /** Query heads one decode block carries: the group, rounded up to 1, 2, 4 or 8 (larger groups take passes of 8). */
+    private static int decodeHeadsPerPass(int group) {
+        return group <= 2 ? group : group <= 4 ? 4 : 8;
+    }
+
+    /**
+     * Flash-decoding splits of a decode step of {@code rows} rows: enough blocks for
+     * {@code decodeBlocksPerSm} per SM, at most {@link #ATT_MAX_SPLITS}. Shapes and the device only.
+     */
+    int attentionDecodeSplits(int rows, AttentionShape shape) {
+        int group = shape.numHeads() / shape.numKvHeads();
+        long blocks = (long) rows * shape.numKvHeads() * ceilDiv(group, decodeHeadsPerPass(group));
+        return Math.clamp(ceilDiv((long) decodeBlocksPerSm * multiprocessors, Math.max(1L, blocks)), 1, ATT_MAX_SPLITS);
+    }
+
+    /**
+     * Any mix of prefill and decode rows ({@code attention_paged}): one block per (row, KV head, split), the
+     * splits fixed by shapes (enough blocks for 4 per SM, at most {@link #ATT_MAX_SPLITS}).
+     */
+    private void attentionGeneral(CudaTensor q, CudaKvStorage cache, int layer, AttentionBatch batch,
+                                  AttentionShape shape, CudaTensor o) {
+        int rows = batch.numRows();
+        int hd = shape.headDim();
+        int group = shape.numHeads() / shape.numKvHeads();
+        int splits = attentionGeneralSplits(rows, shape);
+        long partAcc = 0;
+        long partMl = 0;
+        if (splits > 1) {
+            ensureAttentionWorkspace(attentionWorkspaceBytes(rows, shape, splits));
+            partAcc = attentionWorkspace;
+            partMl = attentionWorkspace + (long) rows * shape.numHeads() * splits * hd * 4;
+        }
+        args().p(q.ptr).i(q.cols()).p(cache.keys(layer)).p(cache.values(layer)).p(ints(batch.queryStarts()))
+                .p(ints(batch.contextLens())).p(ints(batch.pageTableStarts())).p(ints(batch.pageTables()))
+                .i(batch.numSequences()).i(cache.pageSize()).i(shape.numHeads()).i(shape.numKvHeads()).i(hd)
+                .f(shape.scale()).i(shape.slidingWindow()).p(o.ptr).i(o.cols()).p(partAcc).p(partMl);
         // Dynamic shared memory: q [group][hd] f32, p [group][tile] f32, the value tile [tile][hd] bf16.
         int smem = group * hd * 4 + group * ATT_TILE * 4 + ATT_TILE * hd * 2;
         MemorySegment attentionKernel = kernels.function("attention_paged");
@@ -705,10 +799,51 @@ public final class CudaBackend implements Backend {
             attentionSmemOptIn = smem;
         }
         launch(attentionKernel, "attention_paged", rows, shape.numKvHeads(), splits, 128, smem);
-        if (splits > 1) {
-            args().p(partAcc).p(partMl).i(shape.numHeads()).i(hd).i(splits).p(o.ptr).i(o.cols())
-                    .launch("attention_merge", rows, shape.numHeads(), 1, Math.min(256, roundUp(hd, 32)));
+        mergeAttentionSplits(partAcc, partMl, rows, shape, splits, o);
+    }
+
+    /** Splits of the general kernel: enough (row, KV head) blocks for 4 per SM, at most {@link #ATT_MAX_SPLITS}. */
+    private int attentionGeneralSplits(int rows, AttentionShape shape) {
+        return Math.clamp(ceilDiv(4L * multiprocessors, Math.max(1L, (long) rows * shape.numKvHeads())), 1, ATT_MAX_SPLITS);
+    }
+
+    /** Partial results of {@code splits} splits: acc [rows][heads][splits][headDim] then (m, l) per split, float32. */
+    private static long attentionWorkspaceBytes(int rows, AttentionShape shape, int splits) {
+        return (long) rows * shape.numHeads() * splits * (shape.headDim() + 2) * 4;
+    }
+
+    /**
+     * Sizes the attention workspace for every step of up to {@code maxRows} query rows of {@code shape}, decode or
+     * not, so that such steps allocate nothing (a CUDA-graph capture must not allocate).
+     */
+    public void reserveAttentionWorkspace(int maxRows, AttentionShape shape) {
+        enter();
+        long bytes = 0;
+        for (int rows = 1; rows <= maxRows; rows++) {
+            int splits = Math.max(attentionDecodeSplits(rows, shape), attentionGeneralSplits(rows, shape));
+            bytes = Math.max(bytes, attentionWorkspaceBytes(rows, shape, splits));
         }
+        ensureAttentionWorkspace(bytes);
+    }
+
+    private void mergeAttentionSplits(long partAcc, long partMl, int rows, AttentionShape shape, int splits, CudaTensor o) {
+        if (splits > 1) {
+            args().p(partAcc).p(partMl).i(shape.numHeads()).i(shape.headDim()).i(splits).p(o.ptr).i(o.cols())
+                    .launch("attention_merge", rows, shape.numHeads(), 1, Math.min(256, roundUp(shape.headDim(), 32)));
+        }
+    }
+
+    /** Tests and benchmarks: route decode steps to the general kernel instead ({@code false}). */
+    void useDecodeAttentionKernel(boolean on) {
+        decodeAttentionKernel = on;
+    }
+
+    /** Benchmarks: the decode kernel's target of blocks per SM, which sets its number of splits. */
+    void decodeAttentionBlocksPerSm(int blocksPerSm) {
+        if (blocksPerSm < 1) {
+            throw new IllegalArgumentException("blocks per SM must be positive, got " + blocksPerSm);
+        }
+        decodeBlocksPerSm = blocksPerSm;
     }
 
     // ---- segmented LoRA (SGMV) ------------------------------------------------------------------
@@ -870,12 +1005,19 @@ public final class CudaBackend implements Backend {
         driver.memFree(ptr);
     }
 
+    /**
+     * Grows the attention split workspace to at least {@code bytes} (sized from shapes only). The old buffer
+     * is kept until {@link #close()}: work already enqueued, or recorded in a CUDA graph, may still use it.
+     */
     private void ensureAttentionWorkspace(long bytes) {
         if (bytes <= attentionWorkspaceBytes) {
             return;
         }
         requireNotCapturing("growing the attention workspace");
-        // The old buffer stays allocated until close(): recorded step graphs may still point at it.
+        // The old buffer stays allocated until close(): kernels in flight or recorded step graphs may use it.
+        if (attentionWorkspace != 0) {
+            retiredAttentionWorkspaces.add(attentionWorkspace);
+        }
         attentionWorkspaceBytes = Math.max(bytes, 2 * attentionWorkspaceBytes);
         attentionWorkspace = alloc(attentionWorkspaceBytes);
     }
@@ -1373,6 +1515,10 @@ public final class CudaBackend implements Backend {
         }
         stepGraphs.clear();
         closed = true;
+        for (long workspace : retiredAttentionWorkspaces) {
+            release(workspace);
+        }
+        retiredAttentionWorkspaces.clear();
         for (Iterator<Long> it = liveAllocations.iterator(); it.hasNext(); ) {
             driver.memFree(it.next());
             it.remove();
