@@ -13,6 +13,7 @@ import ai.punica.backend.KvStorage;
 import ai.punica.backend.LoraWeights;
 import ai.punica.backend.RopeTable;
 import ai.punica.backend.Segments;
+import ai.punica.backend.ShapeChecks;
 import ai.punica.backend.Tensor;
 import ai.punica.model.TensorData;
 import java.lang.foreign.Arena;
@@ -53,6 +54,12 @@ public final class CudaBackend implements Backend {
     private static final int THREADS = 256;
     private static final int SGMV_TILE_ROWS = 8;
     private static final int SHRINK_RANKS_PER_BLOCK = 32;
+    /** A split-K shrink block covers at least this many inputs (fewer would spend more on the reduction). */
+    private static final int SHRINK_MIN_SPLIT = 512;
+    /** Split-K aims at this many shrink blocks per SM (a decode batch has too few tiles to fill the GPU). */
+    private static final int SHRINK_BLOCKS_PER_SM = 4;
+    /** Fp32 partial sums one shrink block leaves for the split-K reduction: 32 ranks × 8 rows. */
+    private static final int SHRINK_PARTIAL_FLOATS = 32 * 8;
     private static final int EXPAND_MAX_RANK = 256;
     private static final int ATT_TILE = 128;
     private static final int ATT_MAX_GROUP = 16;
@@ -106,6 +113,13 @@ public final class CudaBackend implements Backend {
     private int attentionSmemOptIn = 48 * 1024;
     private long attentionWorkspaceBytes;
     private final Set<Long> liveAllocations = new HashSet<>();
+    /** Split-K shrink scratch: fp32 partial sums, then one arrival counter per (tile, rank block). */
+    private long sgmvWorkspace;
+    private record SgmvTiles(Segments segments, int count, int[] tiles) {
+    }
+
+    /** Tile tables of recent steps by Segments identity: all projections of all layers share one array. */
+    private final ArrayDeque<SgmvTiles> recentTiles = new ArrayDeque<>();
     /** Per-kernel device times, when -Dpunica.cuda.profile=true; else null. */
     private final KernelProfiler profiler;
     private boolean closed;
@@ -558,94 +572,159 @@ public final class CudaBackend implements Backend {
     @Override
     public void sgmvShrink(Tensor x, LoraWeights weights, Segments segments, Tensor v) {
         enter();
+        String op = "sgmvShrink";
         CudaTensor xs = tensor(x, "x");
         CudaTensor vs = tensor(v, "v");
-        int[] tiles = tiles(weights, segments, xs.rows(), vs.rows());
-        if (tiles.length == 0) {
-            return;
-        }
-        int maxRank = 0;
+        ShapeChecks.checkSegments(op, segments, weights, Math.min(xs.rows(), vs.rows()));
         for (int s : segments.slots()) {
             if (weights.present(s)) {
-                CudaTensor a = tensor(weights.a()[s], "A");
-                int rank = weights.rank()[s];
-                if (a.cols() != xs.cols() || a.rows() < rank) {
-                    throw new IllegalArgumentException("LoRA A of slot " + s + " is " + a + "; expected [" + rank + ", "
-                            + xs.cols() + "]");
-                }
-                maxRank = Math.max(maxRank, rank);
+                ShapeChecks.checkLoraA(op, weights, s, xs.cols());
+                tensor(weights.a()[s], "lora A of slot " + s);
+                ShapeChecks.require(weights.rank()[s] <= vs.cols(), op,
+                        "v " + vs + " is narrower than rank " + weights.rank()[s] + " of slot " + s);
             }
         }
-        if (maxRank > vs.cols()) {
-            throw new IllegalArgumentException("rank " + maxRank + " does not fit the shrink output " + vs);
+        int tileCount = sgmvTileCount(xs.rows(), weights.slots());
+        if (tileCount == 0) {
+            return;
+        }
+        int[] tiles = sgmvTiles(op, segments, tileCount);
+        int in = xs.cols();
+        int rankBlocks = ceilDiv(vs.cols(), SHRINK_RANKS_PER_BLOCK);
+        int blocks = tileCount * rankBlocks;
+        int target = SHRINK_BLOCKS_PER_SM * multiprocessors;
+        int splits = 1;
+        if (blocks < target && in >= 2 * SHRINK_MIN_SPLIT) {
+            splits = Math.min(ceilDiv(target, blocks), in / SHRINK_MIN_SPLIT);
+        }
+        int kChunk = roundUp(ceilDiv(in, splits), 8); // multiples of 8 keep 16-byte loads aligned
+        splits = ceilDiv(in, kChunk);
+        long partial = 0;
+        long arrivals = 0;
+        if (splits > 1) {
+            // blocks < target and splits ≤ ceil(target / blocks): blocks · splits < 2 · target.
+            ensureSgmvWorkspace(target);
+            partial = sgmvWorkspace;
+            arrivals = sgmvWorkspace + 2L * target * SHRINK_PARTIAL_FLOATS * 4;
         }
         long table = slotTable(weights);
         int slots = weights.slots();
         args().p(xs.ptr).i(xs.cols()).p(vs.ptr).i(vs.cols()).p(ints(tiles)).p(table).p(table + 16L * slots)
-                .i(xs.cols()).launch("sgmv_shrink", tiles.length / 3, ceilDiv(maxRank, SHRINK_RANKS_PER_BLOCK), 1, THREADS);
+                .i(in).i(kChunk).p(partial).p(arrivals).launch("sgmv_shrink", tileCount, rankBlocks, splits, THREADS);
     }
 
+    /** Grid: the fixed tile count × {@code ceil(out / 256)} output blocks, {@code out} being B's row count. */
     @Override
     public void sgmvExpand(Tensor v, LoraWeights weights, Segments segments, Tensor y, int yCol) {
         enter();
+        String op = "sgmvExpand";
         CudaTensor vs = tensor(v, "v");
         CudaTensor ys = tensor(y, "y");
-        int[] tiles = tiles(weights, segments, vs.rows(), ys.rows());
-        if (tiles.length == 0) {
-            return;
-        }
-        int outFeatures = -1;
+        ShapeChecks.checkSegments(op, segments, weights, Math.min(vs.rows(), ys.rows()));
         for (int s : segments.slots()) {
             if (weights.present(s)) {
-                CudaTensor b = tensor(weights.b()[s], "B");
-                int rank = weights.rank()[s];
-                if (b.cols() != rank || rank > vs.cols() || rank > EXPAND_MAX_RANK) {
-                    throw new IllegalArgumentException("LoRA B of slot " + s + " is " + b + " for rank " + rank
-                            + "; expected [out, rank] with rank ≤ min(" + vs.cols() + ", " + EXPAND_MAX_RANK + ")");
-                }
-                if (outFeatures >= 0 && b.rows() != outFeatures) {
-                    throw new IllegalArgumentException("LoRA B of slot " + s + " has " + b.rows() + " outputs, others "
-                            + outFeatures);
-                }
-                outFeatures = b.rows();
+                ShapeChecks.checkExpandSlot(op, weights, s, vs, ys, yCol);
+                tensor(weights.b()[s], "lora B of slot " + s);
+                ShapeChecks.require(weights.rank()[s] <= EXPAND_MAX_RANK, op,
+                        "rank " + weights.rank()[s] + " of slot " + s + " is above the CUDA kernel's " + EXPAND_MAX_RANK);
             }
         }
-        if (yCol < 0 || yCol + outFeatures > ys.cols()) {
-            throw new IllegalArgumentException("expand into columns [" + yCol + ", " + (yCol + outFeatures) + ") of " + ys);
+        int outFeatures = sgmvOutFeatures(op, weights, ys, yCol);
+        int tileCount = sgmvTileCount(vs.rows(), weights.slots());
+        if (tileCount == 0 || outFeatures == 0) {
+            return;
         }
+        int[] tiles = sgmvTiles(op, segments, tileCount);
         long table = slotTable(weights);
         int slots = weights.slots();
         args().p(vs.ptr).i(vs.cols()).p(ys.ptr).i(ys.cols()).i(yCol).p(ints(tiles)).p(table + 8L * slots)
                 .p(table + 16L * slots).p(table + 20L * slots).i(outFeatures)
-                .launch("sgmv_expand", tiles.length / 3, ceilDiv(outFeatures, THREADS), 1, THREADS);
+                .launch("sgmv_expand", tileCount, ceilDiv(outFeatures, THREADS), 1, THREADS);
     }
 
-    /** (first row, row count, slot) for every tile of at most 8 rows of every segment with an adapter here. */
-    private static int[] tiles(LoraWeights weights, Segments segments, int rowsA, int rowsB) {
-        int rows = segments.rows();
-        if (rows > rowsA || rows > rowsB) {
-            throw new IllegalArgumentException("segments cover " + rows + " rows; tensors have " + rowsA + " and " + rowsB);
-        }
-        int n = 0;
-        for (int i = 0; i < segments.count(); i++) {
-            if (weights.present(segments.slots()[i])) {
-                n += ceilDiv(segments.starts()[i + 1] - segments.starts()[i], SGMV_TILE_ROWS);
+    /**
+     * Rows of B, the same for every occupied slot (it is the projection's output size, a shape of the
+     * model); {@code y.cols - yCol} while no slot is occupied (every tile then exits).
+     */
+    private static int sgmvOutFeatures(String op, LoraWeights weights, CudaTensor y, int yCol) {
+        ShapeChecks.require(yCol >= 0 && yCol <= y.cols(), op, "column " + yCol + " is outside y " + y);
+        int out = -1;
+        for (int s = 0; s < weights.slots(); s++) {
+            if (weights.present(s) && weights.b()[s] != null) {
+                int rows = weights.b()[s].rows();
+                ShapeChecks.require(out < 0 || rows == out, op,
+                        "lora B of slot " + s + " " + weights.b()[s] + " has " + rows + " outputs, other slots " + out);
+                out = rows;
             }
         }
-        int[] tiles = new int[3 * n];
+        if (out < 0) {
+            return y.cols() - yCol;
+        }
+        ShapeChecks.require(yCol + out <= y.cols(), op,
+                "columns [" + yCol + ", " + (yCol + out) + ") of lora B are outside y " + y);
+        return out;
+    }
+
+    /**
+     * How many tiles of at most 8 rows an SGMV launch has for {@code rows} rows and {@code slots} adapter
+     * slots: a bound on Σ⌈len/8⌉ over the segments that name a slot, from shapes only. Each slot has at
+     * most one segment (rows are grouped by adapter), so Σ⌈len/8⌉ ≤ Σ(len + 7)/8 ≤ (rows + 7·slots)/8, and
+     * every tile has a row, so it is at most rows: a decode batch of 32 rows gets 32 tiles, a prefill chunk
+     * of 2048 rows with 64 slots 312.
+     */
+    private static int sgmvTileCount(int rows, int slots) {
+        return (int) Math.min(rows, ((long) rows + (long) (SGMV_TILE_ROWS - 1) * slots) / SGMV_TILE_ROWS);
+    }
+
+    /**
+     * (first row, row count, slot) for every tile of at most 8 rows of every segment that names a slot,
+     * then (0, 0, 0) up to {@code tileCount}: empty tiles, whose blocks exit. A slot that does not adapt
+     * this projection has rank 0 in the slot table and its blocks exit too, so the table depends on the
+     * segments alone and one array serves every projection of a step (graph rule 3).
+     */
+    private int[] sgmvTiles(String op, Segments segments, int tileCount) {
+        for (SgmvTiles t : recentTiles) {
+            if (t.segments() == segments && t.count() == tileCount) {
+                return t.tiles();
+            }
+        }
+        int[] tiles = new int[3 * tileCount];
         int k = 0;
         for (int i = 0; i < segments.count(); i++) {
             int slot = segments.slots()[i];
-            if (!weights.present(slot)) {
+            if (slot < 0) {
                 continue;
             }
-            for (int r = segments.starts()[i]; r < segments.starts()[i + 1]; r += SGMV_TILE_ROWS) {
+            int end = segments.starts()[i + 1];
+            for (int r = segments.starts()[i]; r < end; r += SGMV_TILE_ROWS) {
+                if (k == tiles.length) {
+                    throw ShapeChecks.fail(op, "segments " + Arrays.toString(segments.slots()) + " over "
+                            + segments.rows() + " rows need more than " + tileCount + " tiles of " + SGMV_TILE_ROWS
+                            + " rows: a slot has several segments; group each adapter's rows into one segment");
+                }
                 tiles[k++] = r;
-                tiles[k++] = Math.min(SGMV_TILE_ROWS, segments.starts()[i + 1] - r);
+                tiles[k++] = Math.min(SGMV_TILE_ROWS, end - r);
                 tiles[k++] = slot;
             }
         }
+        recentTiles.addFirst(new SgmvTiles(segments, tileCount, tiles));
+        if (recentTiles.size() > 8) {
+            recentTiles.removeLast();
+        }
         return tiles;
+    }
+
+    /**
+     * The split-K scratch, allocated once at its largest size: {@code 2 · target} blocks' partial sums,
+     * then {@code target} arrival counters, zeroed here; each launch leaves them zero again.
+     */
+    private void ensureSgmvWorkspace(int target) {
+        if (sgmvWorkspace != 0) {
+            return;
+        }
+        long partialBytes = 2L * target * SHRINK_PARTIAL_FLOATS * 4;
+        sgmvWorkspace = alloc(partialBytes + 4L * target);
+        driver.memsetD32Async(sgmvWorkspace + partialBytes, 0, target, stream);
     }
 
     /** The device table of this projection's slots, re-uploaded (in stream order) when a slot changed. */
