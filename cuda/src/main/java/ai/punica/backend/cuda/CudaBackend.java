@@ -15,13 +15,15 @@ import ai.punica.backend.RopeTable;
 import ai.punica.backend.Segments;
 import ai.punica.backend.ShapeChecks;
 import ai.punica.backend.Tensor;
+import ai.punica.backend.WeightUpload;
 import ai.punica.model.TensorData;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.HashSet;
+import java.util.Collections;
+import java.util.HashMap;
 import java.util.IdentityHashMap;
 import java.util.Iterator;
 import java.util.List;
@@ -60,6 +62,8 @@ public final class CudaBackend implements Backend {
     private static final int SHRINK_BLOCKS_PER_SM = 4;
     /** Fp32 partial sums one shrink block leaves for the split-K reduction: 32 ranks × 8 rows. */
     private static final int SHRINK_PARTIAL_FLOATS = 32 * 8;
+    /** Device blocks are sized, and kept on the free lists, in multiples of this. */
+    private static final long BLOCK_ALIGN = 256;
     private static final int EXPAND_MAX_RANK = 256;
     private static final int ATT_TILE = 128;
     private static final int ATT_MAX_GROUP = 16;
@@ -112,7 +116,18 @@ public final class CudaBackend implements Backend {
     /** Dynamic shared memory the attention kernel was allowed beyond the default 48 KB. */
     private int attentionSmemOptIn = 48 * 1024;
     private long attentionWorkspaceBytes;
-    private final Set<Long> liveAllocations = new HashSet<>();
+    /** Device blocks in use: address → size (a multiple of {@link #BLOCK_ALIGN}). */
+    private final Map<Long, Long> liveAllocations = new HashMap<>();
+    /**
+     * Freed device blocks by size, taken again by {@link #alloc} before it asks the driver: adapters coming
+     * and going reuse each other's memory with no cuMemFree (which waits for the whole device) or cuMemAlloc.
+     */
+    private final Map<Long, ArrayDeque<Long>> freeBlocks = new HashMap<>();
+    private long freeBlockBytes;
+    private long reusedBlocks;
+    /** The copy stream for {@link #loadWeightsAsync}, made on first use. */
+    private WeightUploader uploader;
+    private final Set<AsyncWeights> openUploads = Collections.newSetFromMap(new IdentityHashMap<>());
     /** Split-K shrink scratch: fp32 partial sums, then one arrival counter per (tile, rank block). */
     private long sgmvWorkspace;
     private record SgmvTiles(Segments segments, int count, int[] tiles) {
@@ -203,6 +218,134 @@ public final class CudaBackend implements Backend {
         CudaTensor t = new CudaTensor(this, alloc((long) rows * cols * 2), rows, cols, DType.BF16, null);
         uploadWeightData(weight, t.ptr);
         return t;
+    }
+
+    /**
+     * Copies the weights on a second stream while the compute stream runs on. All of them go into one
+     * device block (each at a 256-byte boundary): an adapter takes one free-list entry, of the same size as
+     * the next adapter of its shape, and travels in a few large transfers from {@link WeightUploader}'s
+     * pinned staging buffers. This thread only takes the block and queues the copy; the upload thread
+     * converts and copies. The tensors may be read once {@link WeightUpload#isDone()} (an event query,
+     * never blocking) returns true.
+     */
+    @Override
+    public WeightUpload loadWeightsAsync(List<TensorData> weights) {
+        enter();
+        int n = weights.size();
+        long[] offsets = new long[n];
+        int[][] shapes = new int[n][];
+        long bytes = 0;
+        for (int i = 0; i < n; i++) {
+            TensorData w = weights.get(i);
+            shapes[i] = w.matrixShape("loadWeightsAsync");
+            checkShape(shapes[i][0], shapes[i][1]);
+            if (w.data().byteSize() < w.elementCount() * w.dtype().byteSize()) {
+                throw new IllegalArgumentException(w + " holds " + w.data().byteSize() + " bytes, fewer than its shape needs");
+            }
+            offsets[i] = bytes;
+            bytes = roundUp(bytes + w.elementCount() * 2, BLOCK_ALIGN);
+        }
+        if (uploader == null) {
+            uploader = new WeightUploader(driver, context);
+        }
+        long ptr = alloc(bytes);
+        CudaTensor block = new CudaTensor(this, ptr, (int) Math.max(1, bytes / BLOCK_ALIGN), (int) BLOCK_ALIGN / 2,
+                DType.BF16, null);
+        List<Tensor> tensors = new ArrayList<>(n);
+        for (int i = 0; i < n; i++) {
+            tensors.add(new CudaTensor(this, ptr + offsets[i], shapes[i][0], shapes[i][1], DType.BF16, block));
+        }
+        MemorySegment ready = null;
+        MemorySegment done = null;
+        try {
+            ready = driver.eventCreate(Driver.CU_EVENT_DISABLE_TIMING);
+            done = driver.eventCreate(Driver.CU_EVENT_DISABLE_TIMING);
+            // The copy stream starts after the compute work enqueued so far (which may still read the block).
+            driver.eventRecord(ready, stream);
+        } catch (RuntimeException e) {
+            if (ready != null) {
+                driver.eventDestroy(ready);
+            }
+            if (done != null) {
+                driver.eventDestroy(done);
+            }
+            release(ptr);
+            throw e;
+        }
+        WeightUploader.Job job = new WeightUploader.Job(List.copyOf(weights), offsets, ptr, ready, done);
+        AsyncWeights upload = new AsyncWeights(block, List.copyOf(tensors), job);
+        openUploads.add(upload);
+        uploader.submit(job);
+        return upload;
+    }
+
+    /** An adapter's weights in one device block, filled on the copy stream. Engine thread only. */
+    private final class AsyncWeights implements WeightUpload {
+        private final CudaTensor block;
+        private final List<Tensor> tensors;
+        private final WeightUploader.Job job;
+        private boolean done;
+        private boolean closed;
+
+        AsyncWeights(CudaTensor block, List<Tensor> tensors, WeightUploader.Job job) {
+            this.block = block;
+            this.tensors = tensors;
+            this.job = job;
+        }
+
+        @Override
+        public List<Tensor> tensors() {
+            return tensors;
+        }
+
+        @Override
+        public boolean isDone() {
+            if (closed) {
+                throw new IllegalStateException("this weight upload was closed");
+            }
+            if (done) {
+                return true;
+            }
+            enter();
+            if (job.finished.getCount() > 0) {
+                return false;
+            }
+            if (job.failure != null) {
+                throw new CudaException("copying " + job.weights.size() + " weights to the device failed: "
+                        + job.failure.getMessage(), job.failure);
+            }
+            done = driver.eventQuery(job.done);
+            return done;
+        }
+
+        @Override
+        public void close() {
+            if (closed) {
+                return;
+            }
+            closed = true;
+            if (CudaBackend.this.closed) {
+                return; // the backend's close freed the block and the events
+            }
+            enter();
+            if (!done) {
+                uploader.cancel(job);
+                // Copies already on the copy stream may still write the block: work enqueued on the compute
+                // stream from now on (including whoever reuses the block) waits for them.
+                if (job.recorded) {
+                    driver.streamWaitEvent(stream, job.done);
+                }
+            }
+            destroyEvents();
+            openUploads.remove(this);
+            block.freed = true;
+            release(block.ptr);
+        }
+
+        void destroyEvents() {
+            driver.eventDestroy(job.ready);
+            driver.eventDestroy(job.done);
+        }
     }
 
     @Override
@@ -569,6 +712,13 @@ public final class CudaBackend implements Backend {
 
     // ---- segmented LoRA (SGMV) ------------------------------------------------------------------
 
+    /**
+     * Launch shape, from shapes only (CUDA graph rule 1): a fixed number of tiles (see
+     * {@link #sgmvTileCount}), {@code ceil(v.cols / 32)} rank blocks (v is as wide as the largest rank the
+     * model accepts; blocks past a slot's rank exit), and the input split into {@code splits} parts when
+     * tiles × rank blocks alone would leave SMs idle: a decode batch of 32 one-row tiles is 32 blocks on
+     * 132 SMs, each streaming a whole A. Which tiles are real, their slots and ranks are read by the kernel.
+     */
     @Override
     public void sgmvShrink(Tensor x, LoraWeights weights, Segments segments, Tensor v) {
         enter();
@@ -777,17 +927,67 @@ public final class CudaBackend implements Backend {
         }
     }
 
+    /**
+     * A device block of at least {@code bytes}: a freed one of the same size if there is one, else a new
+     * one; when the device is full, the free lists are given back to the driver and the allocation tried
+     * again. Reuse needs no waiting: work on the compute stream is ordered after the work that used the
+     * block before, and a copy on the copy stream first waits for the compute stream (see
+     * {@link #loadWeightsAsync}).
+     */
     private long alloc(long bytes) {
-        long p = driver.memAlloc(bytes);
-        liveAllocations.add(p);
+        long size = roundUp(Math.max(bytes, 1), BLOCK_ALIGN);
+        ArrayDeque<Long> free = freeBlocks.get(size);
+        long p;
+        if (free != null && !free.isEmpty()) {
+            p = free.pop();
+            freeBlockBytes -= size;
+            reusedBlocks++;
+        } else {
+            try {
+                p = driver.memAlloc(size);
+            } catch (CudaException e) {
+                if (freeBlockBytes == 0) {
+                    throw e;
+                }
+                log.info("device memory full: giving {} MiB of freed blocks back to the driver", freeBlockBytes >> 20);
+                trimFreeBlocks();
+                p = driver.memAlloc(size);
+            }
+        }
+        liveAllocations.put(p, size);
         return p;
     }
 
+    /** Puts a block on the free list of its size. */
     private void release(long ptr) {
-        if (!liveAllocations.remove(ptr)) {
+        Long size = liveAllocations.remove(ptr);
+        if (size == null) {
             throw new IllegalStateException("0x" + Long.toHexString(ptr) + " is not a live allocation of this backend");
         }
-        driver.memFree(ptr);
+        freeBlocks.computeIfAbsent(size, k -> new ArrayDeque<>()).push(ptr);
+        freeBlockBytes += size;
+    }
+
+    /** Frees every block on the free lists (after the work that may still use them). */
+    private void trimFreeBlocks() {
+        driver.streamSynchronize(stream);
+        for (ArrayDeque<Long> blocks : freeBlocks.values()) {
+            for (long p : blocks) {
+                driver.memFree(p);
+            }
+        }
+        freeBlocks.clear();
+        freeBlockBytes = 0;
+    }
+
+    /** Bytes of freed device blocks kept for reuse. */
+    long freeBlockBytes() {
+        return freeBlockBytes;
+    }
+
+    /** How many allocations were served from the free lists. */
+    long reusedBlocks() {
+        return reusedBlocks;
     }
 
     private void ensureAttentionWorkspace(long bytes) {
@@ -1044,10 +1244,18 @@ public final class CudaBackend implements Backend {
         enter();
         driver.streamSynchronize(stream);
         closed = true;
-        for (Iterator<Long> it = liveAllocations.iterator(); it.hasNext(); ) {
+        if (uploader != null) {
+            uploader.close();
+        }
+        for (AsyncWeights u : openUploads) {
+            u.destroyEvents();
+        }
+        openUploads.clear();
+        for (Iterator<Long> it = liveAllocations.keySet().iterator(); it.hasNext(); ) {
             driver.memFree(it.next());
             it.remove();
         }
+        trimFreeBlocks();
         slotTables.clear();
         ropeTables.clear();
         if (profiler != null) {
