@@ -125,6 +125,7 @@ public final class CudaBackend implements Backend {
     private final Map<Long, ArrayDeque<Long>> freeBlocks = new HashMap<>();
     private long freeBlockBytes;
     private long reusedBlocks;
+    private long driverAllocations;
     /** The copy stream for {@link #loadWeightsAsync}, made on first use. */
     private WeightUploader uploader;
     private final Set<AsyncWeights> openUploads = Collections.newSetFromMap(new IdentityHashMap<>());
@@ -741,18 +742,12 @@ public final class CudaBackend implements Backend {
         int[] tiles = sgmvTiles(op, segments, tileCount);
         int in = xs.cols();
         int rankBlocks = ceilDiv(vs.cols(), SHRINK_RANKS_PER_BLOCK);
-        int blocks = tileCount * rankBlocks;
+        int kChunk = shrinkChunk(tileCount, vs.cols(), in);
+        int splits = ceilDiv(in, kChunk);
         int target = SHRINK_BLOCKS_PER_SM * multiprocessors;
-        int splits = 1;
-        if (blocks < target && in >= 2 * SHRINK_MIN_SPLIT) {
-            splits = Math.min(ceilDiv(target, blocks), in / SHRINK_MIN_SPLIT);
-        }
-        int kChunk = roundUp(ceilDiv(in, splits), 8); // multiples of 8 keep 16-byte loads aligned
-        splits = ceilDiv(in, kChunk);
         long partial = 0;
         long arrivals = 0;
         if (splits > 1) {
-            // blocks < target and splits ≤ ceil(target / blocks): blocks · splits < 2 · target.
             ensureSgmvWorkspace(target);
             partial = sgmvWorkspace;
             arrivals = sgmvWorkspace + 2L * target * SHRINK_PARTIAL_FLOATS * 4;
@@ -793,6 +788,22 @@ public final class CudaBackend implements Backend {
     }
 
     /**
+     * Inputs per shrink block: all of them, or, when tiles × rank blocks would leave SMs idle, a share of
+     * at least {@link #SHRINK_MIN_SPLIT} so that about {@link #SHRINK_BLOCKS_PER_SM} blocks run per SM. A
+     * multiple of 8 (16-byte loads stay aligned). With {@code blocks < target} and
+     * {@code splits ≤ ceil(target / blocks)}, blocks · splits stays below 2 · target, the workspace size.
+     */
+    int shrinkChunk(int tileCount, int vCols, int in) {
+        int blocks = tileCount * ceilDiv(vCols, SHRINK_RANKS_PER_BLOCK);
+        int target = SHRINK_BLOCKS_PER_SM * multiprocessors;
+        int splits = 1;
+        if (blocks < target && in >= 2 * SHRINK_MIN_SPLIT) {
+            splits = Math.min(ceilDiv(target, blocks), in / SHRINK_MIN_SPLIT);
+        }
+        return roundUp(ceilDiv(in, splits), 8);
+    }
+
+    /**
      * Rows of B, the same for every occupied slot (it is the projection's output size, a shape of the
      * model); {@code y.cols - yCol} while no slot is occupied (every tile then exits).
      */
@@ -822,7 +833,7 @@ public final class CudaBackend implements Backend {
      * every tile has a row, so it is at most rows: a decode batch of 32 rows gets 32 tiles, a prefill chunk
      * of 2048 rows with 64 slots 312.
      */
-    private static int sgmvTileCount(int rows, int slots) {
+    static int sgmvTileCount(int rows, int slots) {
         return (int) Math.min(rows, ((long) rows + (long) (SGMV_TILE_ROWS - 1) * slots) / SGMV_TILE_ROWS);
     }
 
@@ -953,6 +964,7 @@ public final class CudaBackend implements Backend {
                 trimFreeBlocks();
                 p = driver.memAlloc(size);
             }
+            driverAllocations++;
         }
         liveAllocations.put(p, size);
         return p;
@@ -988,6 +1000,23 @@ public final class CudaBackend implements Backend {
     /** How many allocations were served from the free lists. */
     long reusedBlocks() {
         return reusedBlocks;
+    }
+
+    /** How many allocations went to cuMemAlloc. */
+    long driverAllocations() {
+        return driverAllocations;
+    }
+
+    /** True when all work enqueued on the compute stream so far has completed (does not wait). */
+    boolean computeStreamIdle() {
+        enter();
+        MemorySegment e = driver.eventCreate(Driver.CU_EVENT_DISABLE_TIMING);
+        try {
+            driver.eventRecord(e, stream);
+            return driver.eventQuery(e);
+        } finally {
+            driver.eventDestroy(e);
+        }
     }
 
     private void ensureAttentionWorkspace(long bytes) {
