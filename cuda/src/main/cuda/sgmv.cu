@@ -5,34 +5,49 @@
 //   expand: y[r, col:col+out] += scale_slot · v[r, 0:rank] · B_slotᵀ     B_slot: [out, rank]
 //
 // The host cuts every segment into tiles of at most SGMV_TILE_ROWS rows: tiles[3i..3i+2] = (first row,
-// row count, adapter slot). Decode segments are one row, so a tile is one row and each block streams
-// one adapter's A (or B) once; prefill segments give full tiles, where every weight element loaded
-// serves SGMV_TILE_ROWS rows. Per-slot tables: aPtr/bPtr (device addresses), rank (0: slot does not
-// adapt this projection), scale.
+// row count, adapter slot). The tile array has a length fixed by the shapes (CUDA graphs replay a fixed
+// grid); tiles past the last real one have 0 rows and their blocks exit at once. Decode segments are one
+// row, so a tile is one row; prefill segments give full tiles, where every weight element loaded serves
+// SGMV_TILE_ROWS rows. Per-slot tables: aPtr/bPtr (device addresses), rank (0: the slot does not adapt
+// this projection, its blocks exit), scale.
 #include "common.cuh"
 
 #define SGMV_TILE_ROWS 8
 #define SGMV_THREADS 256
 #define SHRINK_RANKS_PER_BLOCK 32
 #define SHRINK_RANKS_PER_WARP 4
+#define SHRINK_PARTIAL (SHRINK_RANKS_PER_BLOCK * SGMV_TILE_ROWS)
 
-// Grid: (tiles, ceil(maxRank / 32)). The block's 8 warps split its 32 ranks into quads; when the rank
-// is small the spare warps split the input dimension instead, and shared memory sums the slices.
+// Grid: (tiles, rankBlocks, splits). Block (t, b, s) computes ranks [32b, 32b + 32) of tile t over the
+// inputs [s·kChunk, (s+1)·kChunk): split-K, so that a decode batch of a few one-row tiles still spreads
+// its adapters' A over every SM instead of streaming each A from one SM. The block's 8 warps split its
+// ranks into quads of 4; when the rank is small the spare warps split the block's inputs further, and
+// shared memory sums the slices.
+//
+// With one split the block writes v itself. With several, each block stores its fp32 partial sums in
+// partial[(t, b)][s] and counts itself in arrivals[(t, b)]; the last block to arrive adds the partials
+// in split order (so the result does not depend on which block came last: replays are bit-identical),
+// writes v and sets the counter back to 0 for the next launch. One launch, no memset, graph-replayable.
 extern "C" __global__ void __launch_bounds__(SGMV_THREADS)
 sgmv_shrink(const bf16* __restrict__ x, int xStride, bf16* __restrict__ v, int vStride,
             const int* __restrict__ tiles, const unsigned long long* __restrict__ aPtr,
-            const int* __restrict__ ranks, int in) {
+            const int* __restrict__ ranks, int in, int kChunk, float* partial, int* arrivals) {
     __shared__ float red[SGMV_THREADS / 32][SHRINK_RANKS_PER_BLOCK][SGMV_TILE_ROWS];
-    const int row0 = tiles[3 * blockIdx.x], nRows = tiles[3 * blockIdx.x + 1], slot = tiles[3 * blockIdx.x + 2];
+    __shared__ int lastToArrive;
+    const int tile = blockIdx.x;
+    const int nRows = tiles[3 * tile + 1];
+    if (nRows == 0) return;
+    const int row0 = tiles[3 * tile], slot = tiles[3 * tile + 2];
     const int rank = ranks[slot];
     const int rankBase = blockIdx.y * SHRINK_RANKS_PER_BLOCK;
-    if (rankBase >= rank) return;
+    if (rankBase >= rank) return;  // the same for every split of (tile, rank block): counters stay consistent
     const bf16* a = (const bf16*) aPtr[slot];
     const int nr = min(SHRINK_RANKS_PER_BLOCK, rank - rankBase);
     const int quads = (nr + SHRINK_RANKS_PER_WARP - 1) / SHRINK_RANKS_PER_WARP;
     const int slices = (SGMV_THREADS / 32) / quads;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int quad = warp % quads, slice = warp / quads;
+    const int kBlock0 = blockIdx.z * kChunk, kBlock1 = min(in, kBlock0 + kChunk);
 
     float acc[SHRINK_RANKS_PER_WARP][SGMV_TILE_ROWS];
     #pragma unroll
@@ -42,9 +57,9 @@ sgmv_shrink(const bf16* __restrict__ x, int xStride, bf16* __restrict__ v, int v
 
     if (slice < slices) {
         const bool vec = (in & 7) == 0 && (xStride & 7) == 0 && aligned16(x) && aligned16(a);
-        int chunk = (in + slices - 1) / slices;
+        int chunk = (kBlock1 - kBlock0 + slices - 1) / slices;
         chunk = (chunk + 7) & ~7;
-        const int k0 = slice * chunk, k1 = min(in, k0 + chunk);
+        const int k0 = kBlock0 + slice * chunk, k1 = min(kBlock1, k0 + chunk);
         const bf16* aRow[SHRINK_RANKS_PER_WARP];
         #pragma unroll
         for (int q = 0; q < SHRINK_RANKS_PER_WARP; q++) {
@@ -89,22 +104,57 @@ sgmv_shrink(const bf16* __restrict__ x, int xStride, bf16* __restrict__ v, int v
                 }
             }
         }
+        // nRows is the same for the whole block, so the shuffles below never diverge.
         #pragma unroll
         for (int q = 0; q < SHRINK_RANKS_PER_WARP; q++)
             #pragma unroll
             for (int r = 0; r < SGMV_TILE_ROWS; r++) {
-                float s = warp_sum(acc[q][r]);
-                if (lane == 0) red[slice][quad * SHRINK_RANKS_PER_WARP + q][r] = s;
+                if (r < nRows) {
+                    float s = warp_sum(acc[q][r]);
+                    if (lane == 0) red[slice][quad * SHRINK_RANKS_PER_WARP + q][r] = s;
+                }
             }
     }
     __syncthreads();
+
+    const int splits = gridDim.z;
+    if (splits == 1) {
+        for (int k = threadIdx.x; k < nr * SGMV_TILE_ROWS; k += SGMV_THREADS) {
+            int kr = k / SGMV_TILE_ROWS, r = k - kr * SGMV_TILE_ROWS;
+            if (r >= nRows) continue;
+            float s = 0.0f;
+            for (int sl = 0; sl < slices; sl++) s += red[sl][kr][r];
+            v[(long long) (row0 + r) * vStride + rankBase + kr] = f2bf(s);
+        }
+        return;
+    }
+
+    const long long group = (long long) tile * gridDim.y + blockIdx.y;
+    float* mine = partial + (group * splits + blockIdx.z) * SHRINK_PARTIAL;
     for (int k = threadIdx.x; k < nr * SGMV_TILE_ROWS; k += SGMV_THREADS) {
         int kr = k / SGMV_TILE_ROWS, r = k - kr * SGMV_TILE_ROWS;
         if (r >= nRows) continue;
         float s = 0.0f;
         for (int sl = 0; sl < slices; sl++) s += red[sl][kr][r];
+        mine[k] = s;
+    }
+    // Publish the partials before counting in: the last block must see every split's sums.
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) lastToArrive = atomicAdd(arrivals + group, 1) == splits - 1;
+    __syncthreads();
+    if (!lastToArrive) return;
+    __threadfence();
+    // Volatile loads go to L2, where the other blocks' partials are (L1 is not coherent across SMs).
+    const volatile float* all = partial + group * splits * SHRINK_PARTIAL;
+    for (int k = threadIdx.x; k < nr * SGMV_TILE_ROWS; k += SGMV_THREADS) {
+        int kr = k / SGMV_TILE_ROWS, r = k - kr * SGMV_TILE_ROWS;
+        if (r >= nRows) continue;
+        float s = 0.0f;
+        for (int sp = 0; sp < splits; sp++) s += all[sp * SHRINK_PARTIAL + k];
         v[(long long) (row0 + r) * vStride + rankBase + kr] = f2bf(s);
     }
+    if (threadIdx.x == 0) arrivals[group] = 0;
 }
 
 #define EXPAND_MAX_RANK 256
@@ -115,7 +165,9 @@ sgmv_expand(const bf16* __restrict__ v, int vStride, bf16* y, int yStride, int y
             const int* __restrict__ tiles, const unsigned long long* __restrict__ bPtr,
             const int* __restrict__ ranks, const float* __restrict__ scales, int outFeatures) {
     __shared__ float v_s[SGMV_TILE_ROWS][EXPAND_MAX_RANK];
-    const int row0 = tiles[3 * blockIdx.x], nRows = tiles[3 * blockIdx.x + 1], slot = tiles[3 * blockIdx.x + 2];
+    const int nRows = tiles[3 * blockIdx.x + 1];
+    if (nRows == 0) return;
+    const int row0 = tiles[3 * blockIdx.x], slot = tiles[3 * blockIdx.x + 2];
     const int rank = ranks[slot];
     if (rank == 0) return;
     const float scale = scales[slot];

@@ -1,6 +1,7 @@
 package ai.punica.backend;
 
 import ai.punica.model.TensorData;
+import java.util.ArrayList;
 import java.util.List;
 
 /**
@@ -26,6 +27,25 @@ public interface Backend extends AutoCloseable {
      * backend may keep the stored dtype (bf16/fp16/fp32) and may alias the host memory.
      */
     Tensor loadWeight(TensorData weight);
+
+    /**
+     * Starts putting {@code weights} on the backend (as {@link #loadWeight} would, one tensor each) without
+     * holding up the operations enqueued meanwhile, and returns at once; operations may read the tensors
+     * once {@link WeightUpload#isDone()} says so. Adapter slots load this way while steps run. This default
+     * loads synchronously, so the upload is done when it is returned.
+     */
+    default WeightUpload loadWeightsAsync(List<TensorData> weights) {
+        List<Tensor> loaded = new ArrayList<>(weights.size());
+        try {
+            for (TensorData w : weights) {
+                loaded.add(loadWeight(w));
+            }
+        } catch (RuntimeException | Error e) {
+            loaded.forEach(this::free);
+            throw e;
+        }
+        return WeightUpload.completed(this, List.copyOf(loaded));
+    }
 
     /**
      * Weights stacked along rows (fused QKV, fused gate/up): the result has the parts' rows in order.

@@ -3,9 +3,11 @@ package ai.punica.lora;
 import ai.punica.backend.Backend;
 import ai.punica.backend.LoraWeights;
 import ai.punica.backend.Tensor;
+import ai.punica.backend.WeightUpload;
 import ai.punica.model.LlamaModel;
 import ai.punica.model.ModelConfig;
 import ai.punica.model.Projection;
+import ai.punica.model.TensorData;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -31,10 +33,20 @@ import org.slf4j.LoggerFactory;
  *       first out once over a byte budget; loads run on a loader executor, off the step loop;</li>
  *   <li><b>backend slots</b>: a fixed number of slots whose weights the SGMV kernels read; an adapter
  *       is copied into a slot when a request for it is admitted, and a slot is reused least recently
- *       used first, never while a running request pins it.</li>
+ *       used first, never while a running request pins it nor while its copy is under way.</li>
  * </ol>
  * Slots are touched only by the engine thread. A request whose adapter is still loading waits while
  * others run.
+ *
+ * <p>A slot fills in two stages. Admission starts {@link Backend#loadWeightsAsync}, which on a GPU copies
+ * the weights on a copy stream while steps go on on the compute stream; the slot is then <em>copying</em>:
+ * reserved for the adapter but invisible to the kernels (its {@link LoraWeights} entries stay empty) and
+ * {@link #acquire} answers {@link Acquisition.Loading}. Each later {@code acquire} asks the upload, without
+ * blocking, whether it has completed; once it has, the weights go into the {@link LoraWeights} tables and
+ * the slot is ready. So no step ever waits for a copy, and no step reads a half-copied slot: the requests
+ * of other adapters keep running, and the new request joins the first step after its copy ends. (The
+ * alternative, letting the first step that reads the slot wait on the copy's event on the device, would
+ * stall every request of that step for the whole copy.)
  */
 public final class AdapterManager implements AutoCloseable {
     private static final Logger log = LoggerFactory.getLogger(AdapterManager.class);
@@ -45,7 +57,7 @@ public final class AdapterManager implements AutoCloseable {
         record Ready(int slot) implements Acquisition {
         }
 
-        /** Being read from disk; ask again on a later step. */
+        /** Being read from disk or copied to the backend; ask again on a later step. */
         record Loading() implements Acquisition {
         }
 
@@ -74,6 +86,9 @@ public final class AdapterManager implements AutoCloseable {
     // Slot tier, engine thread only.
     private final String[] slotAdapter;
     private final LoraAdapter[] slotHost;
+    /** The weights of each occupied slot on the backend; copying until {@code slotReady}. */
+    private final WeightUpload[] slotUpload;
+    private final boolean[] slotReady;
     private final int[] slotPins;
     private final long[] slotLastUse;
     private long useClock;
@@ -90,6 +105,8 @@ public final class AdapterManager implements AutoCloseable {
         int slots = model.loraSlots();
         slotAdapter = new String[slots];
         slotHost = new LoraAdapter[slots];
+        slotUpload = new WeightUpload[slots];
+        slotReady = new boolean[slots];
         slotPins = new int[slots];
         slotLastUse = new long[slots];
     }
@@ -170,6 +187,10 @@ public final class AdapterManager implements AutoCloseable {
     public Acquisition acquire(String name) {
         for (int s = 0; s < slotAdapter.length; s++) {
             if (name.equals(slotAdapter[s])) {
+                if (!finishCopy(s)) {
+                    String failure = failures.get(name);
+                    return failure != null ? new Acquisition.Failed(failure) : new Acquisition.Loading();
+                }
                 pin(s);
                 return new Acquisition.Ready(s);
             }
@@ -191,11 +212,18 @@ public final class AdapterManager implements AutoCloseable {
             return new Acquisition.NoFreeSlot();
         }
         evictSlot(victim);
-        installSlot(victim, name, host);
-        pin(victim);
+        failure = startCopy(victim, name, host);
+        if (failure != null) {
+            return new Acquisition.Failed(failure);
+        }
         synchronized (this) {
             trimHostCache(name);
         }
+        if (!finishCopy(victim)) {
+            failure = failures.get(name);
+            return failure != null ? new Acquisition.Failed(failure) : new Acquisition.Loading();
+        }
+        pin(victim);
         return new Acquisition.Ready(victim);
     }
 
@@ -210,12 +238,23 @@ public final class AdapterManager implements AutoCloseable {
         }
     }
 
-    /** Adapter names now in slots, and how many running requests pin each. */
+    /** Adapter names now in slots (copies complete), and how many running requests pin each. */
     public Map<String, Integer> residentAdapters() {
         Map<String, Integer> out = new LinkedHashMap<>();
         for (int s = 0; s < slotAdapter.length; s++) {
-            if (slotAdapter[s] != null) {
+            if (slotAdapter[s] != null && slotReady[s]) {
                 out.put(slotAdapter[s], slotPins[s]);
+            }
+        }
+        return out;
+    }
+
+    /** Adapter names whose copy into a slot is still under way. */
+    public List<String> copyingAdapters() {
+        List<String> out = new ArrayList<>();
+        for (int s = 0; s < slotAdapter.length; s++) {
+            if (slotAdapter[s] != null && !slotReady[s]) {
+                out.add(slotAdapter[s]);
             }
         }
         return out;
@@ -235,11 +274,18 @@ public final class AdapterManager implements AutoCloseable {
         slotLastUse[slot] = ++useClock;
     }
 
+    /** An empty slot, else the least recently used one that nothing pins and whose copy has ended; -1 if none. */
     private int freeOrLeastRecentlyUsedSlot() {
         int best = -1;
         for (int s = 0; s < slotAdapter.length; s++) {
             if (slotAdapter[s] == null) {
                 return s;
+            }
+            if (!finishCopy(s)) {
+                if (slotAdapter[s] == null) {
+                    return s; // its copy failed and the slot was emptied
+                }
+                continue;
             }
             if (slotPins[s] == 0 && (best < 0 || slotLastUse[s] < slotLastUse[best])) {
                 best = s;
@@ -248,22 +294,77 @@ public final class AdapterManager implements AutoCloseable {
         return best;
     }
 
-    private void installSlot(int slot, String name, LoraAdapter adapter) {
+    /**
+     * Reserves {@code slot} for the adapter and starts copying its A and B matrices (layer by layer, in
+     * {@link Projection} order) to the backend. Returns null, or why the copy could not start.
+     */
+    private String startCopy(int slot, String name, LoraAdapter adapter) {
+        List<TensorData> weights = new ArrayList<>();
         for (int l = 0; l < baseConfig.numLayers(); l++) {
             for (Projection p : Projection.values()) {
-                LoraWeights w = model.loraWeights(l, p);
                 if (adapter.adapts(l, p)) {
-                    w.a()[slot] = backend.loadWeight(adapter.loraA(l, p));
-                    w.b()[slot] = backend.loadWeight(adapter.loraB(l, p));
+                    weights.add(adapter.loraA(l, p));
+                    weights.add(adapter.loraB(l, p));
+                }
+            }
+        }
+        try {
+            slotUpload[slot] = backend.loadWeightsAsync(weights);
+        } catch (RuntimeException e) {
+            String failure = "adapter '" + name + "' could not be put on the " + backend.name() + " backend: "
+                    + e.getMessage();
+            failures.put(name, failure);
+            log.warn(failure, e);
+            return failure;
+        }
+        slotAdapter[slot] = name;
+        slotHost[slot] = adapter;
+        slotReady[slot] = false;
+        log.debug("adapter {} -> slot {} (copying)", name, slot);
+        return null;
+    }
+
+    /**
+     * True when {@code slot} is ready; makes a copying slot ready (its weights visible to the kernels) once
+     * its upload has completed. A failed copy empties the slot and records the failure.
+     */
+    private boolean finishCopy(int slot) {
+        if (slotReady[slot]) {
+            return true;
+        }
+        String name = slotAdapter[slot];
+        boolean done;
+        try {
+            done = slotUpload[slot].isDone();
+        } catch (RuntimeException e) {
+            String failure = "adapter '" + name + "' failed to copy to the " + backend.name() + " backend: "
+                    + e.getMessage();
+            failures.put(name, failure);
+            log.warn(failure, e);
+            evictSlot(slot);
+            return false;
+        }
+        if (!done) {
+            return false;
+        }
+        LoraAdapter adapter = slotHost[slot];
+        List<Tensor> tensors = slotUpload[slot].tensors();
+        int next = 0;
+        for (int l = 0; l < baseConfig.numLayers(); l++) {
+            for (Projection p : Projection.values()) {
+                if (adapter.adapts(l, p)) {
+                    LoraWeights w = model.loraWeights(l, p);
+                    w.a()[slot] = tensors.get(next++);
+                    w.b()[slot] = tensors.get(next++);
                     w.rank()[slot] = adapter.rank(l, p);
                     w.scale()[slot] = adapter.scale(l, p);
                 }
             }
         }
-        slotAdapter[slot] = name;
-        slotHost[slot] = adapter;
+        slotReady[slot] = true;
         loads.incrementAndGet();
-        log.debug("adapter {} -> slot {}", name, slot);
+        log.debug("adapter {} ready in slot {}", name, slot);
+        return true;
     }
 
     private void evictSlot(int slot) {
@@ -273,12 +374,15 @@ public final class AdapterManager implements AutoCloseable {
         for (int l = 0; l < baseConfig.numLayers(); l++) {
             for (Projection p : Projection.values()) {
                 LoraWeights w = model.loraWeights(l, p);
-                freeIfPresent(w.a(), slot);
-                freeIfPresent(w.b(), slot);
+                w.a()[slot] = null;
+                w.b()[slot] = null;
                 w.rank()[slot] = 0;
                 w.scale()[slot] = 0f;
             }
         }
+        slotUpload[slot].close(); // after the tables no longer name its tensors
+        slotUpload[slot] = null;
+        slotReady[slot] = false;
         String name = slotAdapter[slot];
         slotAdapter[slot] = null;
         slotHost[slot] = null;
@@ -292,13 +396,6 @@ public final class AdapterManager implements AutoCloseable {
                     host.close();
                 }
             }
-        }
-    }
-
-    private void freeIfPresent(Tensor[] tensors, int slot) {
-        if (tensors[slot] != null) {
-            backend.free(tensors[slot]);
-            tensors[slot] = null;
         }
     }
 

@@ -16,12 +16,14 @@ import ai.punica.backend.Segments;
 import ai.punica.backend.ShapeChecks;
 import ai.punica.backend.StepRecorder;
 import ai.punica.backend.Tensor;
+import ai.punica.backend.WeightUpload;
 import ai.punica.model.TensorData;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.Collections;
 import java.util.HashMap;
 import java.util.HashSet;
 import java.util.IdentityHashMap;
@@ -67,6 +69,14 @@ public final class CudaBackend implements Backend {
     private static final int THREADS = 256;
     private static final int SGMV_TILE_ROWS = 8;
     private static final int SHRINK_RANKS_PER_BLOCK = 32;
+    /** A split-K shrink block covers at least this many inputs (fewer would spend more on the reduction). */
+    private static final int SHRINK_MIN_SPLIT = 512;
+    /** Split-K aims at this many shrink blocks per SM (a decode batch has too few tiles to fill the GPU). */
+    private static final int SHRINK_BLOCKS_PER_SM = 4;
+    /** Fp32 partial sums one shrink block leaves for the split-K reduction: 32 ranks × 8 rows. */
+    private static final int SHRINK_PARTIAL_FLOATS = 32 * 8;
+    /** Device blocks are sized, and kept on the free lists, in multiples of this. */
+    private static final long BLOCK_ALIGN = 256;
     private static final int EXPAND_MAX_RANK = 256;
     private static final int ATT_TILE = 128;
     private static final int ATT_MAX_GROUP = 16;
@@ -122,6 +132,26 @@ public final class CudaBackend implements Backend {
     /** Dynamic shared memory the attention kernel was allowed beyond the default 48 KB. */
     private int attentionSmemOptIn = 48 * 1024;
     private long attentionWorkspaceBytes;
+    /** Device blocks in use: address → size (a multiple of {@link #BLOCK_ALIGN}). */
+    private final Map<Long, Long> liveAllocations = new HashMap<>();
+    /**
+     * Freed device blocks by size, taken again by {@link #alloc} before it asks the driver: adapters coming
+     * and going reuse each other's memory with no cuMemFree (which waits for the whole device) or cuMemAlloc.
+     */
+    private final Map<Long, ArrayDeque<Long>> freeBlocks = new HashMap<>();
+    private long freeBlockBytes;
+    private long reusedBlocks;
+    private long driverAllocations;
+    /** The copy stream for {@link #loadWeightsAsync}, made on first use. */
+    private WeightUploader uploader;
+    private final Set<AsyncWeights> openUploads = Collections.newSetFromMap(new IdentityHashMap<>());
+    /** Split-K shrink scratch: fp32 partial sums, then one arrival counter per (tile, rank block). */
+    private long sgmvWorkspace;
+    private record SgmvTiles(Segments segments, int count, int[] tiles) {
+    }
+
+    /** Tile tables of recent steps by Segments identity: all projections of all layers share one array. */
+    private final ArrayDeque<SgmvTiles> recentTiles = new ArrayDeque<>();
     /** Workspaces outgrown by a larger batch: kernels in flight or captured graphs may still use them. */
     private final List<Long> retiredAttentionWorkspaces = new ArrayList<>();
     private boolean decodeAttentionKernel = true;
@@ -130,7 +160,6 @@ public final class CudaBackend implements Backend {
     private CudaKvStorage checkedAttentionCache;
     /** Decode attention splits rows until there are this many blocks per SM (the grid fills the GPU a few times). */
     private int decodeBlocksPerSm = 8;
-    private final Set<Long> liveAllocations = new HashSet<>();
     // ---- step graphs (see the class comment) ----
     private enum Mode { EAGER, MEASURE, CAPTURE, REPLAY }
 
@@ -284,6 +313,134 @@ public final class CudaBackend implements Backend {
         CudaTensor t = new CudaTensor(this, alloc((long) rows * cols * 2), rows, cols, DType.BF16, null);
         uploadWeightData(weight, t.ptr);
         return t;
+    }
+
+    /**
+     * Copies the weights on a second stream while the compute stream runs on. All of them go into one
+     * device block (each at a 256-byte boundary): an adapter takes one free-list entry, of the same size as
+     * the next adapter of its shape, and travels in a few large transfers from {@link WeightUploader}'s
+     * pinned staging buffers. This thread only takes the block and queues the copy; the upload thread
+     * converts and copies. The tensors may be read once {@link WeightUpload#isDone()} (an event query,
+     * never blocking) returns true.
+     */
+    @Override
+    public WeightUpload loadWeightsAsync(List<TensorData> weights) {
+        enter();
+        int n = weights.size();
+        long[] offsets = new long[n];
+        int[][] shapes = new int[n][];
+        long bytes = 0;
+        for (int i = 0; i < n; i++) {
+            TensorData w = weights.get(i);
+            shapes[i] = w.matrixShape("loadWeightsAsync");
+            checkShape(shapes[i][0], shapes[i][1]);
+            if (w.data().byteSize() < w.elementCount() * w.dtype().byteSize()) {
+                throw new IllegalArgumentException(w + " holds " + w.data().byteSize() + " bytes, fewer than its shape needs");
+            }
+            offsets[i] = bytes;
+            bytes = roundUp(bytes + w.elementCount() * 2, BLOCK_ALIGN);
+        }
+        if (uploader == null) {
+            uploader = new WeightUploader(driver, context);
+        }
+        long ptr = alloc(bytes);
+        CudaTensor block = new CudaTensor(this, ptr, (int) Math.max(1, bytes / BLOCK_ALIGN), (int) BLOCK_ALIGN / 2,
+                DType.BF16, null);
+        List<Tensor> tensors = new ArrayList<>(n);
+        for (int i = 0; i < n; i++) {
+            tensors.add(new CudaTensor(this, ptr + offsets[i], shapes[i][0], shapes[i][1], DType.BF16, block));
+        }
+        MemorySegment ready = null;
+        MemorySegment done = null;
+        try {
+            ready = driver.eventCreate(Driver.CU_EVENT_DISABLE_TIMING);
+            done = driver.eventCreate(Driver.CU_EVENT_DISABLE_TIMING);
+            // The copy stream starts after the compute work enqueued so far (which may still read the block).
+            driver.eventRecord(ready, stream);
+        } catch (RuntimeException e) {
+            if (ready != null) {
+                driver.eventDestroy(ready);
+            }
+            if (done != null) {
+                driver.eventDestroy(done);
+            }
+            release(ptr);
+            throw e;
+        }
+        WeightUploader.Job job = new WeightUploader.Job(List.copyOf(weights), offsets, ptr, ready, done);
+        AsyncWeights upload = new AsyncWeights(block, List.copyOf(tensors), job);
+        openUploads.add(upload);
+        uploader.submit(job);
+        return upload;
+    }
+
+    /** An adapter's weights in one device block, filled on the copy stream. Engine thread only. */
+    private final class AsyncWeights implements WeightUpload {
+        private final CudaTensor block;
+        private final List<Tensor> tensors;
+        private final WeightUploader.Job job;
+        private boolean done;
+        private boolean closed;
+
+        AsyncWeights(CudaTensor block, List<Tensor> tensors, WeightUploader.Job job) {
+            this.block = block;
+            this.tensors = tensors;
+            this.job = job;
+        }
+
+        @Override
+        public List<Tensor> tensors() {
+            return tensors;
+        }
+
+        @Override
+        public boolean isDone() {
+            if (closed) {
+                throw new IllegalStateException("this weight upload was closed");
+            }
+            if (done) {
+                return true;
+            }
+            enter();
+            if (job.finished.getCount() > 0) {
+                return false;
+            }
+            if (job.failure != null) {
+                throw new CudaException("copying " + job.weights.size() + " weights to the device failed: "
+                        + job.failure.getMessage(), job.failure);
+            }
+            done = driver.eventQuery(job.done);
+            return done;
+        }
+
+        @Override
+        public void close() {
+            if (closed) {
+                return;
+            }
+            closed = true;
+            if (CudaBackend.this.closed) {
+                return; // the backend's close freed the block and the events
+            }
+            enter();
+            if (!done) {
+                uploader.cancel(job);
+                // Copies already on the copy stream may still write the block: work enqueued on the compute
+                // stream from now on (including whoever reuses the block) waits for them.
+                if (job.recorded) {
+                    driver.streamWaitEvent(stream, job.done);
+                }
+            }
+            destroyEvents();
+            openUploads.remove(this);
+            block.freed = true;
+            release(block.ptr);
+        }
+
+        void destroyEvents() {
+            driver.eventDestroy(job.ready);
+            driver.eventDestroy(job.done);
+        }
     }
 
     @Override
@@ -848,97 +1005,179 @@ public final class CudaBackend implements Backend {
 
     // ---- segmented LoRA (SGMV) ------------------------------------------------------------------
 
+    /**
+     * Launch shape, from shapes only (CUDA graph rule 1): a fixed number of tiles (see
+     * {@link #sgmvTileCount}), {@code ceil(v.cols / 32)} rank blocks (v is as wide as the largest rank the
+     * model accepts; blocks past a slot's rank exit), and the input split into {@code splits} parts when
+     * tiles × rank blocks alone would leave SMs idle: a decode batch of 32 one-row tiles is 32 blocks on
+     * 132 SMs, each streaming a whole A. Which tiles are real, their slots and ranks are read by the kernel.
+     */
     @Override
     public void sgmvShrink(Tensor x, LoraWeights weights, Segments segments, Tensor v) {
         enter();
+        String op = "sgmvShrink";
         CudaTensor xs = tensor(x, "x");
         CudaTensor vs = tensor(v, "v");
-        int[] tiles = tiles(weights, segments, xs.rows(), vs.rows());
-        if (tiles.length == 0) {
-            return;
-        }
-        int maxRank = 0;
+        ShapeChecks.checkSegments(op, segments, weights, Math.min(xs.rows(), vs.rows()));
         for (int s : segments.slots()) {
             if (weights.present(s)) {
-                CudaTensor a = tensor(weights.a()[s], "A");
-                int rank = weights.rank()[s];
-                if (a.cols() != xs.cols() || a.rows() < rank) {
-                    throw new IllegalArgumentException("LoRA A of slot " + s + " is " + a + "; expected [" + rank + ", "
-                            + xs.cols() + "]");
-                }
-                maxRank = Math.max(maxRank, rank);
+                ShapeChecks.checkLoraA(op, weights, s, xs.cols());
+                tensor(weights.a()[s], "lora A of slot " + s);
+                ShapeChecks.require(weights.rank()[s] <= vs.cols(), op,
+                        "v " + vs + " is narrower than rank " + weights.rank()[s] + " of slot " + s);
             }
         }
-        if (maxRank > vs.cols()) {
-            throw new IllegalArgumentException("rank " + maxRank + " does not fit the shrink output " + vs);
+        int tileCount = sgmvTileCount(xs.rows(), weights.slots());
+        if (tileCount == 0) {
+            return;
+        }
+        int[] tiles = sgmvTiles(op, segments, tileCount);
+        int in = xs.cols();
+        int rankBlocks = ceilDiv(vs.cols(), SHRINK_RANKS_PER_BLOCK);
+        int kChunk = shrinkChunk(tileCount, vs.cols(), in);
+        int splits = ceilDiv(in, kChunk);
+        int target = SHRINK_BLOCKS_PER_SM * multiprocessors;
+        long partial = 0;
+        long arrivals = 0;
+        if (splits > 1) {
+            ensureSgmvWorkspace(target);
+            partial = sgmvWorkspace;
+            arrivals = sgmvWorkspace + 2L * target * SHRINK_PARTIAL_FLOATS * 4;
         }
         long table = slotTable(weights);
         int slots = weights.slots();
         args().p(xs.ptr).i(xs.cols()).p(vs.ptr).i(vs.cols()).p(ints(tiles)).p(table).p(table + 16L * slots)
-                .i(xs.cols()).launch("sgmv_shrink", tiles.length / 3, ceilDiv(maxRank, SHRINK_RANKS_PER_BLOCK), 1, THREADS);
+                .i(in).i(kChunk).p(partial).p(arrivals).launch("sgmv_shrink", tileCount, rankBlocks, splits, THREADS);
     }
 
+    /** Grid: the fixed tile count × {@code ceil(out / 256)} output blocks, {@code out} being B's row count. */
     @Override
     public void sgmvExpand(Tensor v, LoraWeights weights, Segments segments, Tensor y, int yCol) {
         enter();
+        String op = "sgmvExpand";
         CudaTensor vs = tensor(v, "v");
         CudaTensor ys = tensor(y, "y");
-        int[] tiles = tiles(weights, segments, vs.rows(), ys.rows());
-        if (tiles.length == 0) {
-            return;
-        }
-        int outFeatures = -1;
+        ShapeChecks.checkSegments(op, segments, weights, Math.min(vs.rows(), ys.rows()));
         for (int s : segments.slots()) {
             if (weights.present(s)) {
-                CudaTensor b = tensor(weights.b()[s], "B");
-                int rank = weights.rank()[s];
-                if (b.cols() != rank || rank > vs.cols() || rank > EXPAND_MAX_RANK) {
-                    throw new IllegalArgumentException("LoRA B of slot " + s + " is " + b + " for rank " + rank
-                            + "; expected [out, rank] with rank ≤ min(" + vs.cols() + ", " + EXPAND_MAX_RANK + ")");
-                }
-                if (outFeatures >= 0 && b.rows() != outFeatures) {
-                    throw new IllegalArgumentException("LoRA B of slot " + s + " has " + b.rows() + " outputs, others "
-                            + outFeatures);
-                }
-                outFeatures = b.rows();
+                ShapeChecks.checkExpandSlot(op, weights, s, vs, ys, yCol);
+                tensor(weights.b()[s], "lora B of slot " + s);
+                ShapeChecks.require(weights.rank()[s] <= EXPAND_MAX_RANK, op,
+                        "rank " + weights.rank()[s] + " of slot " + s + " is above the CUDA kernel's " + EXPAND_MAX_RANK);
             }
         }
-        if (yCol < 0 || yCol + outFeatures > ys.cols()) {
-            throw new IllegalArgumentException("expand into columns [" + yCol + ", " + (yCol + outFeatures) + ") of " + ys);
+        int outFeatures = sgmvOutFeatures(op, weights, ys, yCol);
+        int tileCount = sgmvTileCount(vs.rows(), weights.slots());
+        if (tileCount == 0 || outFeatures == 0) {
+            return;
         }
+        int[] tiles = sgmvTiles(op, segments, tileCount);
         long table = slotTable(weights);
         int slots = weights.slots();
         args().p(vs.ptr).i(vs.cols()).p(ys.ptr).i(ys.cols()).i(yCol).p(ints(tiles)).p(table + 8L * slots)
                 .p(table + 16L * slots).p(table + 20L * slots).i(outFeatures)
-                .launch("sgmv_expand", tiles.length / 3, ceilDiv(outFeatures, THREADS), 1, THREADS);
+                .launch("sgmv_expand", tileCount, ceilDiv(outFeatures, THREADS), 1, THREADS);
     }
 
-    /** (first row, row count, slot) for every tile of at most 8 rows of every segment with an adapter here. */
-    private static int[] tiles(LoraWeights weights, Segments segments, int rowsA, int rowsB) {
-        int rows = segments.rows();
-        if (rows > rowsA || rows > rowsB) {
-            throw new IllegalArgumentException("segments cover " + rows + " rows; tensors have " + rowsA + " and " + rowsB);
+    /**
+     * Inputs per shrink block: all of them, or, when tiles × rank blocks would leave SMs idle, a share of
+     * at least {@link #SHRINK_MIN_SPLIT} so that about {@link #SHRINK_BLOCKS_PER_SM} blocks run per SM. A
+     * multiple of 8 (16-byte loads stay aligned). With {@code blocks < target} and
+     * {@code splits ≤ ceil(target / blocks)}, blocks · splits stays below 2 · target, the workspace size.
+     */
+    int shrinkChunk(int tileCount, int vCols, int in) {
+        int blocks = tileCount * ceilDiv(vCols, SHRINK_RANKS_PER_BLOCK);
+        int target = SHRINK_BLOCKS_PER_SM * multiprocessors;
+        int splits = 1;
+        if (blocks < target && in >= 2 * SHRINK_MIN_SPLIT) {
+            splits = Math.min(ceilDiv(target, blocks), in / SHRINK_MIN_SPLIT);
         }
-        int n = 0;
-        for (int i = 0; i < segments.count(); i++) {
-            if (weights.present(segments.slots()[i])) {
-                n += ceilDiv(segments.starts()[i + 1] - segments.starts()[i], SGMV_TILE_ROWS);
+        return roundUp(ceilDiv(in, splits), 8);
+    }
+
+    /**
+     * Rows of B, the same for every occupied slot (it is the projection's output size, a shape of the
+     * model); {@code y.cols - yCol} while no slot is occupied (every tile then exits).
+     */
+    private static int sgmvOutFeatures(String op, LoraWeights weights, CudaTensor y, int yCol) {
+        ShapeChecks.require(yCol >= 0 && yCol <= y.cols(), op, "column " + yCol + " is outside y " + y);
+        int out = -1;
+        for (int s = 0; s < weights.slots(); s++) {
+            if (weights.present(s) && weights.b()[s] != null) {
+                int rows = weights.b()[s].rows();
+                ShapeChecks.require(out < 0 || rows == out, op,
+                        "lora B of slot " + s + " " + weights.b()[s] + " has " + rows + " outputs, other slots " + out);
+                out = rows;
             }
         }
-        int[] tiles = new int[3 * n];
+        if (out < 0) {
+            return y.cols() - yCol;
+        }
+        ShapeChecks.require(yCol + out <= y.cols(), op,
+                "columns [" + yCol + ", " + (yCol + out) + ") of lora B are outside y " + y);
+        return out;
+    }
+
+    /**
+     * How many tiles of at most 8 rows an SGMV launch has for {@code rows} rows and {@code slots} adapter
+     * slots: a bound on Σ⌈len/8⌉ over the segments that name a slot, from shapes only. Each slot has at
+     * most one segment (rows are grouped by adapter), so Σ⌈len/8⌉ ≤ Σ(len + 7)/8 ≤ (rows + 7·slots)/8, and
+     * every tile has a row, so it is at most rows: a decode batch of 32 rows gets 32 tiles, a prefill chunk
+     * of 2048 rows with 64 slots 312.
+     */
+    static int sgmvTileCount(int rows, int slots) {
+        return (int) Math.min(rows, ((long) rows + (long) (SGMV_TILE_ROWS - 1) * slots) / SGMV_TILE_ROWS);
+    }
+
+    /**
+     * (first row, row count, slot) for every tile of at most 8 rows of every segment that names a slot,
+     * then (0, 0, 0) up to {@code tileCount}: empty tiles, whose blocks exit. A slot that does not adapt
+     * this projection has rank 0 in the slot table and its blocks exit too, so the table depends on the
+     * segments alone and one array serves every projection of a step (graph rule 3).
+     */
+    private int[] sgmvTiles(String op, Segments segments, int tileCount) {
+        for (SgmvTiles t : recentTiles) {
+            if (t.segments() == segments && t.count() == tileCount) {
+                return t.tiles();
+            }
+        }
+        int[] tiles = new int[3 * tileCount];
         int k = 0;
         for (int i = 0; i < segments.count(); i++) {
             int slot = segments.slots()[i];
-            if (!weights.present(slot)) {
+            if (slot < 0) {
                 continue;
             }
-            for (int r = segments.starts()[i]; r < segments.starts()[i + 1]; r += SGMV_TILE_ROWS) {
+            int end = segments.starts()[i + 1];
+            for (int r = segments.starts()[i]; r < end; r += SGMV_TILE_ROWS) {
+                if (k == tiles.length) {
+                    throw ShapeChecks.fail(op, "segments " + Arrays.toString(segments.slots()) + " over "
+                            + segments.rows() + " rows need more than " + tileCount + " tiles of " + SGMV_TILE_ROWS
+                            + " rows: a slot has several segments; group each adapter's rows into one segment");
+                }
                 tiles[k++] = r;
-                tiles[k++] = Math.min(SGMV_TILE_ROWS, segments.starts()[i + 1] - r);
+                tiles[k++] = Math.min(SGMV_TILE_ROWS, end - r);
                 tiles[k++] = slot;
             }
         }
+        recentTiles.addFirst(new SgmvTiles(segments, tileCount, tiles));
+        if (recentTiles.size() > 8) {
+            recentTiles.removeLast();
+        }
         return tiles;
+    }
+
+    /**
+     * The split-K scratch, allocated once at its largest size: {@code 2 · target} blocks' partial sums,
+     * then {@code target} arrival counters, zeroed here; each launch leaves them zero again.
+     */
+    private void ensureSgmvWorkspace(int target) {
+        if (sgmvWorkspace != 0) {
+            return;
+        }
+        long partialBytes = 2L * target * SHRINK_PARTIAL_FLOATS * 4;
+        sgmvWorkspace = alloc(partialBytes + 4L * target);
+        driver.memsetD32Async(sgmvWorkspace + partialBytes, 0, target, stream);
     }
 
     /** The device table of this projection's slots, re-uploaded (in stream order) when a slot changed. */
@@ -991,18 +1230,86 @@ public final class CudaBackend implements Backend {
         }
     }
 
+    /**
+     * A device block of at least {@code bytes}: a freed one of the same size if there is one, else a new
+     * one; when the device is full, the free lists are given back to the driver and the allocation tried
+     * again. Reuse needs no waiting: work on the compute stream is ordered after the work that used the
+     * block before, and a copy on the copy stream first waits for the compute stream (see
+     * {@link #loadWeightsAsync}).
+     */
     private long alloc(long bytes) {
         requireNotCapturing("a device allocation");
-        long p = driver.memAlloc(bytes);
-        liveAllocations.add(p);
+        long size = roundUp(Math.max(bytes, 1), BLOCK_ALIGN);
+        ArrayDeque<Long> free = freeBlocks.get(size);
+        long p;
+        if (free != null && !free.isEmpty()) {
+            p = free.pop();
+            freeBlockBytes -= size;
+            reusedBlocks++;
+        } else {
+            try {
+                p = driver.memAlloc(size);
+            } catch (CudaException e) {
+                if (freeBlockBytes == 0) {
+                    throw e;
+                }
+                log.info("device memory full: giving {} MiB of freed blocks back to the driver", freeBlockBytes >> 20);
+                trimFreeBlocks();
+                p = driver.memAlloc(size);
+            }
+            driverAllocations++;
+        }
+        liveAllocations.put(p, size);
         return p;
     }
 
+    /** Puts a block on the free list of its size. */
     private void release(long ptr) {
-        if (!liveAllocations.remove(ptr)) {
+        Long size = liveAllocations.remove(ptr);
+        if (size == null) {
             throw new IllegalStateException("0x" + Long.toHexString(ptr) + " is not a live allocation of this backend");
         }
-        driver.memFree(ptr);
+        freeBlocks.computeIfAbsent(size, k -> new ArrayDeque<>()).push(ptr);
+        freeBlockBytes += size;
+    }
+
+    /** Frees every block on the free lists (after the work that may still use them). */
+    private void trimFreeBlocks() {
+        driver.streamSynchronize(stream);
+        for (ArrayDeque<Long> blocks : freeBlocks.values()) {
+            for (long p : blocks) {
+                driver.memFree(p);
+            }
+        }
+        freeBlocks.clear();
+        freeBlockBytes = 0;
+    }
+
+    /** Bytes of freed device blocks kept for reuse. */
+    long freeBlockBytes() {
+        return freeBlockBytes;
+    }
+
+    /** How many allocations were served from the free lists. */
+    long reusedBlocks() {
+        return reusedBlocks;
+    }
+
+    /** How many allocations went to cuMemAlloc. */
+    long driverAllocations() {
+        return driverAllocations;
+    }
+
+    /** True when all work enqueued on the compute stream so far has completed (does not wait). */
+    boolean computeStreamIdle() {
+        enter();
+        MemorySegment e = driver.eventCreate(Driver.CU_EVENT_DISABLE_TIMING);
+        try {
+            driver.eventRecord(e, stream);
+            return driver.eventQuery(e);
+        } finally {
+            driver.eventDestroy(e);
+        }
     }
 
     /**
@@ -1519,10 +1826,18 @@ public final class CudaBackend implements Backend {
             release(workspace);
         }
         retiredAttentionWorkspaces.clear();
-        for (Iterator<Long> it = liveAllocations.iterator(); it.hasNext(); ) {
+        if (uploader != null) {
+            uploader.close();
+        }
+        for (AsyncWeights u : openUploads) {
+            u.destroyEvents();
+        }
+        openUploads.clear();
+        for (Iterator<Long> it = liveAllocations.keySet().iterator(); it.hasNext(); ) {
             driver.memFree(it.next());
             it.remove();
         }
+        trimFreeBlocks();
         slotTables.clear();
         ropeTables.clear();
         if (profiler != null) {

@@ -26,6 +26,8 @@ final class Driver {
     static final int CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76;
     static final int CU_STREAM_NON_BLOCKING = 1;
     static final int CU_STREAM_CAPTURE_MODE_THREAD_LOCAL = 1;
+    static final int CU_EVENT_DISABLE_TIMING = 2;
+    static final int CUDA_ERROR_NOT_READY = 600;
 
     private static final Linker LINKER = Linker.nativeLinker();
 
@@ -37,7 +39,8 @@ final class Driver {
             cuDevicePrimaryCtxRetain, cuDevicePrimaryCtxRelease, cuCtxSetCurrent, cuMemGetInfo,
             cuMemAlloc, cuMemFree, cuMemAllocHost, cuMemFreeHost, cuMemcpyHtoDAsync, cuMemcpyDtoHAsync,
             cuMemcpyDtoDAsync, cuMemsetD32Async, cuStreamCreate, cuStreamDestroy, cuStreamSynchronize,
-            cuEventCreate, cuEventRecord, cuEventSynchronize, cuEventElapsedTime, cuEventDestroy,
+            cuEventCreate, cuEventRecord, cuEventSynchronize, cuEventElapsedTime, cuEventDestroy, cuEventQuery,
+            cuStreamWaitEvent,
             cuModuleLoadData, cuModuleUnload, cuModuleGetFunction, cuLaunchKernel, cuFuncSetAttribute,
             cuStreamBeginCapture, cuStreamEndCapture, cuGraphInstantiate, cuGraphLaunch, cuGraphDestroy,
             cuGraphExecDestroy, cuGetErrorString, cuGetErrorName;
@@ -69,6 +72,8 @@ final class Driver {
         cuEventSynchronize = h("cuEventSynchronize", ADDRESS);
         cuEventElapsedTime = h("cuEventElapsedTime_v2", ADDRESS, ADDRESS, ADDRESS);
         cuEventDestroy = h("cuEventDestroy_v2", ADDRESS);
+        cuEventQuery = h("cuEventQuery", ADDRESS);
+        cuStreamWaitEvent = h("cuStreamWaitEvent", ADDRESS, ADDRESS, JAVA_INT);
         cuModuleLoadData = h("cuModuleLoadData", ADDRESS, ADDRESS);
         cuModuleUnload = h("cuModuleUnload", ADDRESS);
         cuModuleGetFunction = h("cuModuleGetFunction", ADDRESS, ADDRESS, ADDRESS);
@@ -369,9 +374,14 @@ final class Driver {
     }
 
     MemorySegment eventCreate() {
+        return eventCreate(0);
+    }
+
+    /** An event with {@code flags} ({@link #CU_EVENT_DISABLE_TIMING} for one only waited on or queried). */
+    MemorySegment eventCreate(int flags) {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment p = arena.allocate(ADDRESS);
-            check((int) cuEventCreate.invokeExact(p, 0), "cuEventCreate");
+            check((int) cuEventCreate.invokeExact(p, flags), "cuEventCreate");
             return p.get(ADDRESS, 0);
         } catch (CudaException e) {
             throw e;
@@ -397,6 +407,32 @@ final class Driver {
             throw e;
         } catch (Throwable t) {
             throw wrap("cuEventSynchronize", t);
+        }
+    }
+
+    /** True when all work the event captured has completed, false while it has not (never blocks). */
+    boolean eventQuery(MemorySegment event) {
+        int rc;
+        try {
+            rc = (int) cuEventQuery.invokeExact(event);
+        } catch (Throwable t) {
+            throw wrap("cuEventQuery", t);
+        }
+        if (rc == CUDA_ERROR_NOT_READY) {
+            return false;
+        }
+        check(rc, "cuEventQuery");
+        return true;
+    }
+
+    /** Work enqueued on {@code stream} after this call starts only once {@code event} has completed. */
+    void streamWaitEvent(MemorySegment stream, MemorySegment event) {
+        try {
+            check((int) cuStreamWaitEvent.invokeExact(stream, event, 0), "cuStreamWaitEvent");
+        } catch (CudaException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw wrap("cuStreamWaitEvent", t);
         }
     }
 

@@ -1,0 +1,49 @@
+package ai.punica.backend;
+
+import java.util.List;
+
+/**
+ * Weights being copied onto a backend by {@link Backend#loadWeightsAsync}: the tensors exist at once, but
+ * operations may read them only after {@link #isDone()} has returned true. Used by the engine thread only.
+ */
+public interface WeightUpload extends AutoCloseable {
+
+    /** The weights on the backend, in the order they were asked for. */
+    List<Tensor> tensors();
+
+    /**
+     * True once every copy has completed; never blocks.
+     *
+     * @throws RuntimeException if a copy failed (the upload is then of no use: close it)
+     */
+    boolean isDone();
+
+    /** Releases the tensors; a copy still under way is abandoned first. Closing twice does nothing. */
+    @Override
+    void close();
+
+    /** An upload that completed inside the call that made it, through {@link Backend#loadWeight}. */
+    static WeightUpload completed(Backend backend, List<Tensor> tensors) {
+        return new WeightUpload() {
+            private boolean closed;
+
+            @Override
+            public List<Tensor> tensors() {
+                return tensors;
+            }
+
+            @Override
+            public boolean isDone() {
+                return true;
+            }
+
+            @Override
+            public void close() {
+                if (!closed) {
+                    closed = true;
+                    tensors.forEach(backend::free);
+                }
+            }
+        };
+    }
+}
