@@ -27,7 +27,7 @@ import java.util.List;
  *
  * Fused weights: q|k|v stacked along output rows, gate|up likewise. Scratch activations are allocated
  * once at the step maximum and viewed with {@link Tensor#firstRows}. Only the engine thread calls
- * {@link #forward}.
+ * {@link #forward} and {@link #forwardLogits}.
  */
 public final class LlamaModel implements AutoCloseable {
 
@@ -194,6 +194,19 @@ public final class LlamaModel implements AutoCloseable {
      * {@code [logitRows, vocab]}, in a buffer reused by the next call.
      */
     public float[] forward(ForwardBatch batch, KvStorage kv) {
+        Tensor rows = forwardLogits(batch, kv);
+        if (rows.rows() == 0) {
+            return new float[0];
+        }
+        backend.download(rows, logitsHost);
+        return logitsHost;
+    }
+
+    /**
+     * Runs one step and leaves the logits of {@code batch.logitRows()} on the backend: a
+     * {@code [logitRows, vocab]} view that the next call overwrites (for {@link Backend#sample}).
+     */
+    public Tensor forwardLogits(ForwardBatch batch, KvStorage kv) {
         int rows = batch.rows();
         if (rows < 1 || rows > maxRows) {
             throw new IllegalArgumentException("step has " + rows + " rows; this model was set up for 1.." + maxRows);
@@ -216,14 +229,14 @@ public final class LlamaModel implements AutoCloseable {
             finalRows = logitHidden.firstRows(logitCount);
             backend.gatherRows(x.firstRows(rows), batch.logitRows(), finalRows);
         }
+        Tensor out = logits.firstRows(logitCount);
         if (logitCount == 0) {
-            return new float[0];
+            return out;
         }
         // logits = rmsNorm(x)·lm_headᵀ, only for rows that sample
         backend.rmsNorm(finalRows, finalNorm, config.rmsNormEps(), logitNormed.firstRows(logitCount));
-        backend.matmul(logitNormed.firstRows(logitCount), lmHead, null, logits.firstRows(logitCount));
-        backend.download(logits.firstRows(logitCount), logitsHost);
-        return logitsHost;
+        backend.matmul(logitNormed.firstRows(logitCount), lmHead, null, out);
+        return out;
     }
 
     /**
