@@ -1,5 +1,7 @@
 package ai.punica.backend;
 
+import java.util.BitSet;
+
 /**
  * Argument checks shared by every backend. Each failure is an {@link IllegalArgumentException} whose
  * message names the operation, the tensor and the shapes involved, e.g.
@@ -207,5 +209,39 @@ public final class ShapeChecks {
         require(rank <= v.cols(), op, "v " + v + " is narrower than rank " + rank + " of slot " + slot);
         require(yCol >= 0 && yCol + b.rows() <= y.cols(), op,
                 "columns [" + yCol + ", " + (yCol + b.rows()) + ") of lora B " + b + " are outside y " + y);
+    }
+
+    /**
+     * {@code sample}: one row of parameters per logit row, values in range, penalty tokens in the
+     * vocabulary and listed once per row.
+     */
+    public static void checkSampling(Tensor logits, SamplingBatch batch) {
+        String op = "sample";
+        requireRows(op, "logits", logits, batch.size(), "a batch of " + batch.size() + " sampling rows");
+        int vocab = logits.cols();
+        BitSet listed = new BitSet();
+        for (int r = 0; r < batch.size(); r++) {
+            SamplingRow p = batch.row(r);
+            require(Float.isFinite(p.temperature()) && p.temperature() >= 0, op, "row " + r + ": temperature " + p.temperature());
+            require(p.topK() >= -1, op, "row " + r + ": topK " + p.topK() + " (-1 or 0 mean all tokens)");
+            require(p.topP() > 0 && p.topP() <= 1, op, "row " + r + ": topP " + p.topP() + " is outside (0, 1]");
+            require(p.minP() >= 0 && p.minP() <= 1, op, "row " + r + ": minP " + p.minP() + " is outside [0, 1]");
+            require(Float.isFinite(p.repetitionPenalty()) && p.repetitionPenalty() > 0, op,
+                    "row " + r + ": repetitionPenalty " + p.repetitionPenalty() + " must be positive");
+            require(Float.isFinite(p.presencePenalty()) && Float.isFinite(p.frequencyPenalty()), op,
+                    "row " + r + ": presence/frequency penalties " + p.presencePenalty() + ", " + p.frequencyPenalty());
+            require(p.uniform() >= 0 && p.uniform() < 1, op, "row " + r + ": uniform " + p.uniform() + " is outside [0, 1)");
+            require(p.logprobs() >= -1 && p.logprobs() <= SamplingRow.MAX_LOGPROBS, op,
+                    "row " + r + ": logprobs " + p.logprobs() + " is outside [-1, " + SamplingRow.MAX_LOGPROBS + "]");
+            for (int i = batch.penaltyStarts()[r]; i < batch.penaltyStarts()[r + 1]; i++) {
+                int t = batch.penaltyTokens()[i];
+                require(t >= 0 && t < vocab, op, "row " + r + ": penalty token " + t + " is outside [0, " + vocab + ")");
+                require(batch.penaltyCounts()[i] >= 0, op, "row " + r + ": penalty count " + batch.penaltyCounts()[i]
+                        + " of token " + t + " is negative");
+                require(!listed.get(t), op, "row " + r + ": penalty token " + t + " is listed twice");
+                listed.set(t);
+            }
+            listed.clear();
+        }
     }
 }

@@ -1,6 +1,10 @@
 package ai.punica.engine;
 
 import ai.punica.backend.KvStorage;
+import ai.punica.backend.SampledToken;
+import ai.punica.backend.SamplingBatch;
+import ai.punica.backend.SamplingRow;
+import ai.punica.backend.Tensor;
 import ai.punica.kv.KvCacheManager;
 import ai.punica.lora.AdapterManager;
 import ai.punica.model.LlamaModel;
@@ -35,6 +39,8 @@ public final class Engine implements AutoCloseable {
     private final KvStorage kvStorage;
     private final Scheduler scheduler;
     private final Sampler sampler = new Sampler();
+    /** Whether the backend samples next to the logits (else the host does, from downloaded logits). */
+    private final boolean deviceSampling;
     private final int[] eosTokenIds;
     private final int maxModelLen;
     private final int vocabSize;
@@ -68,6 +74,7 @@ public final class Engine implements AutoCloseable {
         this.config = config;
         this.eosTokenIds = eosTokenIds.clone();
         this.vocabSize = model.config().vocabSize();
+        this.deviceSampling = model.backend().supportsSampling();
         var c = model.config();
         int pages = KvCacheManager.pagesForBudget(config.kvCacheBytes(), config.pageSize(), c.numLayers(),
                 c.numKvHeads(), c.headDim(), model.backend().kvBytesPerElement());
@@ -80,9 +87,9 @@ public final class Engine implements AutoCloseable {
         this.stats = EngineStats.empty(pages, adapters.slotCount());
         this.thread = Thread.ofPlatform().name("punica-engine").daemon(true).unstarted(this::loop);
         thread.start();
-        log.info("engine up: backend {}, {} KV pages of {} tokens ({} MiB), max model length {}, {} adapter slots",
-                model.backend().name(), pages, config.pageSize(), config.kvCacheBytes() >> 20, maxModelLen,
-                adapters.slotCount());
+        log.info("engine up: backend {} (sampling on the {}), {} KV pages of {} tokens ({} MiB), max model length {},"
+                + " {} adapter slots", model.backend().name(), deviceSampling ? "backend" : "host", pages,
+                config.pageSize(), config.kvCacheBytes() >> 20, maxModelLen, adapters.slotCount());
     }
 
     public String baseModelName() {
@@ -273,6 +280,10 @@ public final class Engine implements AutoCloseable {
     }
 
     private void runStep(StepPlan plan) {
+        if (deviceSampling) {
+            runStepSamplingOnDevice(plan);
+            return;
+        }
         float[] logits = model.forward(plan.batch(), kvStorage);
         steps++;
         for (StepPlan.Entry e : plan.entries()) {
@@ -287,6 +298,44 @@ public final class Engine implements AutoCloseable {
             TokenLogprob logprob = p.logprobs() >= 0
                     ? Sampler.logprobs(logits, offset, vocabSize, token, p.logprobs()) : null;
             emit(s, token, logprob);
+        }
+    }
+
+    /**
+     * The step with sampling on the backend: the logits stay there and only tokens and the log-probabilities
+     * asked for come back. Each sampling sequence draws from its generator as on the host path (once
+     * per token, not for greedy rows), so a seed gives the same tokens on both paths.
+     */
+    private void runStepSamplingOnDevice(StepPlan plan) {
+        Tensor logits = model.forwardLogits(plan.batch(), kvStorage);
+        steps++;
+        Sequence[] byRow = new Sequence[logits.rows()];
+        for (StepPlan.Entry e : plan.entries()) {
+            Sequence s = e.sequence();
+            s.computed += e.chunk();
+            if (e.logitRow() >= 0 && s.status != Sequence.Status.FINISHED) {
+                byRow[e.logitRow()] = s;
+            }
+        }
+        if (byRow.length == 0) {
+            return;
+        }
+        SamplingBatch.Builder batch = SamplingBatch.builder();
+        for (Sequence s : byRow) {
+            if (s == null) {
+                batch.row(SamplingRow.GREEDY); // a row nobody reads
+            } else {
+                s.samplerState.addRow(s.request.params(), batch);
+            }
+        }
+        List<SampledToken> sampled = model.backend().sample(logits, batch.build());
+        for (int r = 0; r < byRow.length; r++) {
+            Sequence s = byRow[r];
+            if (s == null || s.status == Sequence.Status.FINISHED) {
+                continue; // finished by an earlier row's listener
+            }
+            SampledToken t = sampled.get(r);
+            emit(s, t.token(), s.request.params().logprobs() >= 0 ? Sampler.toTokenLogprob(t) : null);
         }
     }
 

@@ -1,5 +1,6 @@
 package ai.punica.engine;
 
+import ai.punica.backend.SamplingRow;
 import java.util.List;
 
 /**
@@ -23,7 +24,7 @@ public record SamplingParams(float temperature, float topP, int topK, float minP
                              float presencePenalty, float frequencyPenalty, Long seed, int maxTokens,
                              List<String> stop, List<Integer> stopTokenIds, boolean ignoreEos, int logprobs) {
 
-    public static final int MAX_LOGPROBS = 20;
+    public static final int MAX_LOGPROBS = SamplingRow.MAX_LOGPROBS;
 
     public SamplingParams {
         stop = stop == null ? List.of() : List.copyOf(stop);

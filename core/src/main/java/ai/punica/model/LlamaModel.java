@@ -37,7 +37,7 @@ import java.util.List;
  *
  * Fused weights: q|k|v stacked along output rows, gate|up likewise. Scratch activations are allocated
  * once at the step maximum and viewed with {@link Tensor#firstRows}. Only the engine thread calls
- * {@link #forward}.
+ * {@link #forward} and {@link #forwardLogits}.
  *
  * <p>Decode steps on a backend with a {@link StepRecorder} (CUDA graphs) are padded to a batch-size
  * bucket ({@link #DECODE_BUCKETS}) and replayed: the padding rows are sequences of one token, with no
@@ -240,6 +240,19 @@ public final class LlamaModel implements AutoCloseable {
      * {@code [logitRows, vocab]}, in a buffer reused by the next call.
      */
     public float[] forward(ForwardBatch batch, KvStorage kv) {
+        Tensor rows = forwardLogits(batch, kv);
+        if (rows.rows() == 0) {
+            return new float[0];
+        }
+        backend.download(rows, logitsHost);
+        return logitsHost;
+    }
+
+    /**
+     * Runs one step and leaves the logits of {@code batch.logitRows()} on the backend: a
+     * {@code [logitRows, vocab]} view that the next call overwrites (for {@link Backend#sample}).
+     */
+    public Tensor forwardLogits(ForwardBatch batch, KvStorage kv) {
         int rows = batch.rows();
         if (rows < 1 || rows > maxRows) {
             throw new IllegalArgumentException("step has " + rows + " rows; this model was set up for 1.." + maxRows);
@@ -254,11 +267,7 @@ public final class LlamaModel implements AutoCloseable {
         } else {
             compute(batch, kv);
         }
-        if (logitCount == 0) {
-            return new float[0];
-        }
-        backend.download(logits.firstRows(logitCount), logitsHost);
-        return logitsHost;
+        return logits.firstRows(logitCount);
     }
 
     /** Every operation of a step, up to the logits of its logit rows in {@link #logits}. */

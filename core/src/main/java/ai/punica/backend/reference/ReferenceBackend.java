@@ -7,11 +7,15 @@ import ai.punica.backend.DType;
 import ai.punica.backend.KvStorage;
 import ai.punica.backend.LoraWeights;
 import ai.punica.backend.RopeTable;
+import ai.punica.backend.SampledToken;
+import ai.punica.backend.SamplingBatch;
+import ai.punica.backend.ScalarSampler;
 import ai.punica.backend.Segments;
 import ai.punica.backend.ShapeChecks;
 import ai.punica.backend.Tensor;
 import ai.punica.model.TensorData;
 import java.lang.foreign.MemorySegment;
+import java.util.ArrayList;
 import java.util.List;
 
 /**
@@ -22,6 +26,7 @@ import java.util.List;
  */
 public final class ReferenceBackend implements Backend {
 
+    private final ScalarSampler sampler = new ScalarSampler();
     private int nextActivation;
 
     @Override
@@ -360,6 +365,30 @@ public final class ReferenceBackend implements Backend {
                 }
             }
         }
+    }
+
+    // ---- sampling -------------------------------------------------------------------------------
+
+    @Override
+    public boolean supportsSampling() {
+        return true;
+    }
+
+    /** Each row by {@link ScalarSampler}, the definition itself. */
+    @Override
+    public List<SampledToken> sample(Tensor logits, SamplingBatch batch) {
+        ReferenceTensor l = activation("sample", "logits", logits);
+        ShapeChecks.checkSampling(logits, batch);
+        int vocab = logits.cols();
+        float[] row = new float[vocab];
+        List<SampledToken> out = new ArrayList<>(batch.size());
+        for (int r = 0; r < batch.size(); r++) {
+            for (int c = 0; c < vocab; c++) {
+                row[c] = l.get(r, c);
+            }
+            out.add(sampler.sample(row, 0, vocab, batch, r));
+        }
+        return out;
     }
 
     @Override

@@ -12,6 +12,9 @@ import ai.punica.backend.DType;
 import ai.punica.backend.KvStorage;
 import ai.punica.backend.LoraWeights;
 import ai.punica.backend.RopeTable;
+import ai.punica.backend.SampledToken;
+import ai.punica.backend.SamplingBatch;
+import ai.punica.backend.SamplingRow;
 import ai.punica.backend.Segments;
 import ai.punica.backend.ShapeChecks;
 import ai.punica.backend.StepRecorder;
@@ -84,6 +87,11 @@ public final class CudaBackend implements Backend {
     /** Most flash-decoding splits of one row (both attention kernels). */
     private static final int ATT_MAX_SPLITS = 32;
     private static final int DECODE_THREADS = 128;
+    /** sampling.cu: one block of SAMPLE_THREADS per row, 16 histogram cells per thread, ints per row in and out. */
+    private static final int SAMPLE_THREADS = 1024;
+    private static final int SAMPLE_SMEM = 16 * SAMPLE_THREADS * 4;
+    private static final int SAMPLE_ROW_INTS = 12;
+    private static final int SAMPLE_OUT_INTS = 3 + 2 * SamplingRow.MAX_LOGPROBS;
 
     private final Driver driver;
     private final int device;
@@ -232,6 +240,10 @@ public final class CudaBackend implements Backend {
 
     /** Per-kernel device times, when -Dpunica.cuda.profile=true; else null. */
     private final KernelProfiler profiler;
+    /** float32 [rows, vocab] work rows of the sampling kernel; grows, never shrinks. */
+    private long samplingWorkspace;
+    private long samplingWorkspaceBytes;
+    private boolean samplingSmemOptIn;
     private boolean closed;
 
     /** A backend on device {@code ordinal} (0 for the first GPU). */
@@ -1215,6 +1227,106 @@ public final class CudaBackend implements Backend {
         MemorySegment.copy(scale, 0, ringHost, JAVA_FLOAT, off + 20L * slots, slots);
         driver.copyHtoDAsync(t.device, ringHost.asSlice(off), bytes, stream);
         return t.device;
+    }
+
+    // ---- sampling -------------------------------------------------------------------------------
+
+    @Override
+    public boolean supportsSampling() {
+        return true;
+    }
+
+    /**
+     * sampling.cu's {@code sample_rows}, one block per row; only each row's token, and the log-probabilities
+     * it asked for, come back (waits for the stream).
+     */
+    @Override
+    public List<SampledToken> sample(Tensor logits, SamplingBatch batch) {
+        enter();
+        CudaTensor l = tensor(logits, "logits");
+        ShapeChecks.checkSampling(logits, batch);
+        int rows = l.rows();
+        int vocab = l.cols();
+        if (rows == 0) {
+            return List.of();
+        }
+        long meta = ints(samplingMeta(batch));
+        ensureSamplingWorkspace((long) rows * vocab * 4);
+        long outBytes = (long) rows * SAMPLE_OUT_INTS * 4;
+        long out = ringAlloc(outBytes);
+        MemorySegment kernel = kernels.function("sample_rows");
+        if (!samplingSmemOptIn) {
+            driver.funcSetAttribute(kernel, Driver.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, SAMPLE_SMEM);
+            samplingSmemOptIn = true;
+        }
+        args().p(l.ptr).i(vocab).p(meta).p(meta + 4L * rows * SAMPLE_ROW_INTS).p(samplingWorkspace).p(ringDevice + out);
+        launch(kernel, "sample_rows", rows, 1, 1, SAMPLE_THREADS, SAMPLE_SMEM);
+        driver.copyDtoHAsync(ringHost.asSlice(out), ringDevice + out, outBytes, stream);
+        driver.streamSynchronize(stream);
+        int[] values = new int[rows * SAMPLE_OUT_INTS];
+        MemorySegment.copy(ringHost, JAVA_INT, out, values, 0, values.length);
+        List<SampledToken> tokens = new ArrayList<>(rows);
+        for (int r = 0; r < rows; r++) {
+            int at = r * SAMPLE_OUT_INTS;
+            if (batch.row(r).logprobs() < 0) {
+                tokens.add(SampledToken.of(values[at]));
+                continue;
+            }
+            int n = values[at + 2];
+            int[] topTokens = Arrays.copyOfRange(values, at + 3, at + 3 + n);
+            float[] topLogprobs = new float[n];
+            for (int i = 0; i < n; i++) {
+                topLogprobs[i] = Float.intBitsToFloat(values[at + 3 + SamplingRow.MAX_LOGPROBS + i]);
+            }
+            tokens.add(new SampledToken(values[at], Float.intBitsToFloat(values[at + 1]), topTokens, topLogprobs));
+        }
+        return tokens;
+    }
+
+    /**
+     * The kernel's metadata: per row (ints, floats as bits) temperature, topK, topP, minP, repetition,
+     * presence and frequency penalties, the uniform draw's low and high halves, logprobs, and the row's
+     * range of penalty pairs; then the (token, count) pairs.
+     */
+    private static int[] samplingMeta(SamplingBatch batch) {
+        int rows = batch.size();
+        int pairs = batch.penaltyTokens().length;
+        int[] meta = new int[rows * SAMPLE_ROW_INTS + 2 * pairs];
+        for (int r = 0; r < rows; r++) {
+            SamplingRow p = batch.row(r);
+            long uniform = Double.doubleToRawLongBits(p.uniform());
+            int at = r * SAMPLE_ROW_INTS;
+            meta[at] = Float.floatToRawIntBits(p.temperature());
+            meta[at + 1] = p.topK();
+            meta[at + 2] = Float.floatToRawIntBits(p.topP());
+            meta[at + 3] = Float.floatToRawIntBits(p.minP());
+            meta[at + 4] = Float.floatToRawIntBits(p.repetitionPenalty());
+            meta[at + 5] = Float.floatToRawIntBits(p.presencePenalty());
+            meta[at + 6] = Float.floatToRawIntBits(p.frequencyPenalty());
+            meta[at + 7] = (int) uniform;
+            meta[at + 8] = (int) (uniform >>> 32);
+            meta[at + 9] = p.logprobs();
+            meta[at + 10] = batch.penaltyStarts()[r];
+            meta[at + 11] = batch.penaltyStarts()[r + 1];
+        }
+        int base = rows * SAMPLE_ROW_INTS;
+        for (int i = 0; i < pairs; i++) {
+            meta[base + 2 * i] = batch.penaltyTokens()[i];
+            meta[base + 2 * i + 1] = batch.penaltyCounts()[i];
+        }
+        return meta;
+    }
+
+    private void ensureSamplingWorkspace(long bytes) {
+        if (bytes <= samplingWorkspaceBytes) {
+            return;
+        }
+        if (samplingWorkspace != 0) {
+            driver.streamSynchronize(stream);
+            release(samplingWorkspace);
+        }
+        samplingWorkspaceBytes = Math.max(bytes, 2 * samplingWorkspaceBytes);
+        samplingWorkspace = alloc(samplingWorkspaceBytes);
     }
 
     // ---- plumbing -------------------------------------------------------------------------------

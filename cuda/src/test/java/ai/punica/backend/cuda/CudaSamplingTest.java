@@ -1,0 +1,328 @@
+package ai.punica.backend.cuda;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+import ai.punica.backend.DType;
+import ai.punica.backend.SampledToken;
+import ai.punica.backend.SamplingBatch;
+import ai.punica.backend.SamplingRow;
+import ai.punica.backend.ScalarSampler;
+import ai.punica.backend.Tensor;
+import ai.punica.backend.reference.ReferenceBackend;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Set;
+import java.util.SplittableRandom;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Tag;
+import org.junit.jupiter.api.Test;
+
+/**
+ * {@code CudaBackend.sample} against the reference backend's (the {@link ScalarSampler} definition) on
+ * seeded random bf16 logits, every combination of temperature, top-k, top-p, min-p, penalties and
+ * log-probabilities, at vocabularies of 1024, 32000 and 128256 and 1 to 64 rows. Both backends see the
+ * same bf16-rounded logits. Greedy tokens must be identical. Sampled tokens must be identical except
+ * where the decision sits on a boundary the two can round differently: the draw within 1e-5 of a
+ * cumulative-probability boundary, or top-p's target within 1e-5 of a cumulative-mass step (the GPU
+ * computes exp in float32 and sums in another order); fewer than 1% of the sampled rows may be such
+ * cases. Log-probabilities within 2e-3.
+ */
+@Tag("gpu")
+class CudaSamplingTest {
+    static final double BOUNDARY = 1e-5;
+    static final double MAX_BOUNDARY_FRACTION = 0.01;
+    static final double LOGPROB_TOLERANCE = 2e-3;
+    static final int[] VOCABS = {1024, 32000, 128256};
+
+    static CudaBackend gpu;
+    static ReferenceBackend ref;
+
+    @BeforeAll
+    static void open() {
+        CudaBackendProvider provider = new CudaBackendProvider();
+        assumeTrue(provider.available(), () -> "no usable CUDA device: " + CudaBackendProvider.unavailableReason());
+        gpu = new CudaBackend();
+        ref = new ReferenceBackend();
+        System.out.println("CHECK device " + gpu.deviceDescription() + " kernels " + gpu.kernelOrigins());
+    }
+
+    @AfterAll
+    static void close() {
+        if (gpu != null) {
+            gpu.close();
+        }
+    }
+
+    /** Every combination of the parameter classes, in a seeded order; values drawn within each class. */
+    static List<SamplingRow> everyCombination(SplittableRandom random, int vocab) {
+        List<SamplingRow> rows = new ArrayList<>();
+        float[] temperatures = {0f, 0.5f, 1f, 1.7f};
+        int[] topKs = {0, 1, 40, vocab - 1, vocab + 5};
+        float[] topPs = {1f, 0.95f, 0.6f, 1e-4f};
+        float[] minPs = {0f, 0.02f, 0.3f};
+        for (float temperature : temperatures) {
+            for (int topK : topKs) {
+                for (float topP : topPs) {
+                    for (float minP : minPs) {
+                        for (int penalties = 0; penalties < 4; penalties++) {
+                            float repetition = penalties % 2 == 1 ? (random.nextBoolean() ? 1.3f : 0.7f) : 1f;
+                            float presence = penalties >= 2 ? (float) random.nextDouble(-2, 2) : 0f;
+                            float frequency = penalties >= 2 ? (float) random.nextDouble(-2, 2) : 0f;
+                            int logprobs = random.nextInt(4) == 0 ? -1 : random.nextInt(0, SamplingRow.MAX_LOGPROBS + 1);
+                            rows.add(new SamplingRow(temperature, random.nextInt(8) == 0 ? -1 : topK, topP, minP,
+                                    repetition, presence, frequency, random.nextDouble(), logprobs));
+                        }
+                    }
+                }
+            }
+        }
+        // Shuffle so that each batch mixes classes.
+        for (int i = rows.size() - 1; i > 0; i--) {
+            int j = random.nextInt(i + 1);
+            SamplingRow t = rows.get(i);
+            rows.set(i, rows.get(j));
+            rows.set(j, t);
+        }
+        return rows;
+    }
+
+    /** Logits of one row, bf16-rounded: Gaussian at a random scale, some rows with many equal values. */
+    static void randomRow(SplittableRandom random, float[] dst, int offset, int vocab) {
+        double scale = new double[] {0.5, 2, 4, 8}[random.nextInt(4)];
+        boolean coarse = random.nextInt(4) == 0;
+        double shift = random.nextDouble(-5, 5);
+        for (int i = 0; i < vocab; i++) {
+            double v = random.nextGaussian() * scale + shift;
+            if (coarse) {
+                v = Math.round(v * 4) / 4.0;
+            }
+            dst[offset + i] = DType.bf16ToFloat(DType.floatToBf16((float) (v == 0 ? 0.125 : v)));
+        }
+    }
+
+    /** Distinct random penalty tokens with counts (0: prompt only) for the row added last. */
+    static void randomPenalties(SplittableRandom random, SamplingBatch.Builder batch, int vocab) {
+        Set<Integer> tokens = new LinkedHashSet<>();
+        for (int i = random.nextInt(0, 40); i > 0; i--) {
+            tokens.add(random.nextInt(vocab));
+        }
+        for (int t : tokens) {
+            batch.penalty(t, random.nextInt(0, 4));
+        }
+    }
+
+    /** Row r of {@code batch} alone, with other parameters (same penalty tokens). */
+    static SamplingBatch alone(SamplingBatch batch, int r, SamplingRow row) {
+        SamplingBatch.Builder b = SamplingBatch.builder().row(row);
+        for (int i = batch.penaltyStarts()[r]; i < batch.penaltyStarts()[r + 1]; i++) {
+            b.penalty(batch.penaltyTokens()[i], batch.penaltyCounts()[i]);
+        }
+        return b.build();
+    }
+
+    /**
+     * Whether row r's decision sits within {@link #BOUNDARY} of a boundary of the reference: the draw
+     * u · kept mass near a cumulative kept probability, or top-p's target near a cumulative mass of the
+     * sorted top-k set.
+     */
+    static boolean atBoundary(ScalarSampler sampler, float[] logits, int offset, int vocab, SamplingBatch batch, int r) {
+        SamplingRow row = batch.row(r);
+        float[] kept = sampler.keptProbabilities(logits, offset, vocab, batch, r);
+        double total = 0;
+        for (int i = 0; i < vocab; i++) {
+            total += kept[i];
+        }
+        double u = row.uniform() * total;
+        double cumulative = 0;
+        double nearest = Math.abs(u);
+        for (int i = 0; i < vocab; i++) {
+            cumulative += kept[i];
+            nearest = Math.min(nearest, Math.abs(cumulative - u));
+        }
+        if (nearest < BOUNDARY) {
+            return true;
+        }
+        if (row.topP() >= 1f) {
+            return false;
+        }
+        SamplingRow topKOnly = new SamplingRow(row.temperature(), row.topK(), 1f, 0f, row.repetitionPenalty(),
+                row.presencePenalty(), row.frequencyPenalty(), row.uniform(), -1);
+        float[] sorted = sampler.keptProbabilities(logits, offset, vocab, alone(batch, r, topKOnly), 0).clone();
+        Arrays.sort(sorted);
+        double keptMass = 0;
+        for (int i = vocab - 1; i >= 0 && sorted[i] > 0; i--) {
+            keptMass += sorted[i];
+        }
+        double target = row.topP() * keptMass;
+        double mass = 0;
+        for (int i = vocab - 1; i >= 0 && sorted[i] > 0; i--) {
+            mass += sorted[i];
+            if (Math.abs(mass - target) < BOUNDARY * keptMass) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    @Test
+    void sampledTokensAndLogprobsMatchTheReference() {
+        SplittableRandom random = new SplittableRandom(31);
+        ScalarSampler sampler = new ScalarSampler();
+        for (int vocab : VOCABS) {
+            List<SamplingRow> combinations = everyCombination(random, vocab);
+            int greedy = 0;
+            int sampled = 0;
+            int boundary = 0;
+            int withLogprobs = 0;
+            double worstLogprob = 0;
+            List<String> failures = new ArrayList<>();
+            int[] batchRows = {1, 64, 3, 17, 64, 2, 33, 64, 5, 64};
+            int next = 0;
+            for (int b = 0; next < combinations.size(); b++) {
+                int rows = Math.min(batchRows[b % batchRows.length], combinations.size() - next);
+                float[] logits = new float[rows * vocab];
+                SamplingBatch.Builder builder = SamplingBatch.builder();
+                for (int r = 0; r < rows; r++) {
+                    randomRow(random, logits, r * vocab, vocab);
+                    builder.row(combinations.get(next++));
+                    randomPenalties(random, builder, vocab);
+                }
+                SamplingBatch batch = builder.build();
+                Tensor g = gpu.allocate(rows, vocab);
+                Tensor c = ref.allocate(rows, vocab);
+                gpu.upload(logits, g);
+                ref.upload(logits, c);
+                List<SampledToken> got = gpu.sample(g, batch);
+                List<SampledToken> want = ref.sample(c, batch);
+                float[] after = new float[rows * vocab];
+                gpu.download(g, after);
+                assertThat(after).as("logits are not modified").containsExactly(logits);
+                gpu.free(g);
+                ref.free(c);
+                for (int r = 0; r < rows; r++) {
+                    SamplingRow row = batch.row(r);
+                    SampledToken gt = got.get(r);
+                    SampledToken wt = want.get(r);
+                    String what = "vocab " + vocab + " batch " + b + " row " + r + "/" + rows + " " + row;
+                    if (row.isGreedy()) {
+                        greedy++;
+                        if (gt.token() != wt.token()) {
+                            failures.add(what + ": greedy token " + gt.token() + ", reference " + wt.token());
+                        }
+                    } else {
+                        sampled++;
+                        if (gt.token() != wt.token()) {
+                            if (atBoundary(sampler, logits, r * vocab, vocab, batch, r)) {
+                                boundary++;
+                                System.out.println("CHECK sampling boundary case " + what + ": token " + gt.token()
+                                        + ", reference " + wt.token());
+                            } else {
+                                failures.add(what + ": token " + gt.token() + ", reference " + wt.token());
+                            }
+                        }
+                    }
+                    if (row.logprobs() < 0) {
+                        if (!Float.isNaN(gt.logprob()) || gt.topTokens().length != 0) {
+                            failures.add(what + ": logprobs returned unasked: " + gt);
+                        }
+                        continue;
+                    }
+                    withLogprobs++;
+                    // The GPU's token's log-probability, whichever token it picked.
+                    SampledToken expected = ScalarSampler.logprobs(logits, r * vocab, vocab, gt.token(), row.logprobs());
+                    worstLogprob = Math.max(worstLogprob, Math.abs(gt.logprob() - expected.logprob()));
+                    if (!Arrays.equals(gt.topTokens(), expected.topTokens())) {
+                        failures.add(what + ": top tokens " + Arrays.toString(gt.topTokens()) + ", reference "
+                                + Arrays.toString(expected.topTokens()));
+                        continue;
+                    }
+                    for (int i = 0; i < gt.topTokens().length; i++) {
+                        worstLogprob = Math.max(worstLogprob, Math.abs(gt.topLogprobs()[i] - expected.topLogprobs()[i]));
+                    }
+                }
+            }
+            double fraction = (double) boundary / Math.max(1, sampled);
+            boolean ok = failures.isEmpty() && fraction < MAX_BOUNDARY_FRACTION && worstLogprob <= LOGPROB_TOLERANCE;
+            System.out.printf("CHECK sampling vocab %d: %d greedy + %d sampled rows, %d mismatches, %d at a boundary"
+                            + " (%.2f%%, limit %.0f%%), %d with logprobs, max |logprob error| %.2e (tol %.0e) %s%n",
+                    vocab, greedy, sampled, failures.size(), boundary, 100 * fraction, 100 * MAX_BOUNDARY_FRACTION,
+                    withLogprobs, worstLogprob, LOGPROB_TOLERANCE, ok ? "ok" : "FAIL");
+            failures.stream().limit(20).forEach(f -> System.out.println("CHECK sampling FAIL " + f));
+            assertThat(failures).as("vocab %d", vocab).isEmpty();
+            assertThat(fraction).as("vocab %d: rows at a boundary", vocab).isLessThan(MAX_BOUNDARY_FRACTION);
+            assertThat(worstLogprob).as("vocab %d: logprob error", vocab).isLessThanOrEqualTo(LOGPROB_TOLERANCE);
+        }
+    }
+
+    @Test
+    void sameUniformSameTokenAndDrawsCoverTheKeptSet() {
+        // A flat distribution over 8 tokens of 128256: uniform draws at k/8 + 1/16 pick token k, in index order.
+        int vocab = 128256;
+        float[] logits = new float[vocab];
+        Arrays.fill(logits, -20f);
+        int[] hot = {5, 900, 31000, 64000, 64001, 100000, 128000, 128255};
+        for (int t : hot) {
+            logits[t] = 4f;
+        }
+        SamplingBatch.Builder builder = SamplingBatch.builder();
+        for (int k = 0; k < hot.length; k++) {
+            builder.row(new SamplingRow(1f, 8, 1f, 0f, 1f, 0f, 0f, (k + 0.5) / hot.length, 3));
+        }
+        float[] rows = new float[hot.length * vocab];
+        for (int k = 0; k < hot.length; k++) {
+            System.arraycopy(logits, 0, rows, k * vocab, vocab);
+        }
+        Tensor g = gpu.allocate(hot.length, vocab);
+        gpu.upload(rows, g);
+        List<SampledToken> got = gpu.sample(g, builder.build());
+        gpu.free(g);
+        int[] tokens = got.stream().mapToInt(SampledToken::token).toArray();
+        System.out.println("CHECK sampling flat 8-token draws " + Arrays.toString(tokens) + " want " + Arrays.toString(hot));
+        assertThat(tokens).containsExactly(hot);
+        assertThat(got.getFirst().topTokens()).containsExactly(5, 900, 31000);
+    }
+
+    @Test
+    void samplingTimeOfADecodeBatch() {
+        SplittableRandom random = new SplittableRandom(5);
+        for (int vocab : new int[] {32000, 128256}) {
+            for (int rows : new int[] {1, 64}) {
+                float[] logits = new float[rows * vocab];
+                for (int r = 0; r < rows; r++) {
+                    randomRow(random, logits, r * vocab, vocab);
+                }
+                Tensor g = gpu.allocate(rows, vocab);
+                gpu.upload(logits, g);
+                String[] names = {"greedy", "top-p 0.9", "top-k 50 + top-p 0.9 + min-p + penalties + 20 logprobs"};
+                for (int mode = 0; mode < names.length; mode++) {
+                    SamplingBatch.Builder builder = SamplingBatch.builder();
+                    for (int r = 0; r < rows; r++) {
+                        builder.row(switch (mode) {
+                            case 0 -> SamplingRow.GREEDY;
+                            case 1 -> new SamplingRow(1f, 0, 0.9f, 0f, 1f, 0f, 0f, random.nextDouble(), -1);
+                            default -> new SamplingRow(0.8f, 50, 0.9f, 0.05f, 1.1f, 0.5f, 0.2f, random.nextDouble(), 20);
+                        });
+                        if (mode == 2) {
+                            randomPenalties(random, builder, vocab);
+                        }
+                    }
+                    SamplingBatch batch = builder.build();
+                    gpu.sample(g, batch); // warm-up
+                    int reps = 20;
+                    float ms = gpu.timeMillis(() -> {
+                        for (int i = 0; i < reps; i++) {
+                            gpu.sample(g, batch);
+                        }
+                    });
+                    System.out.printf("CHECK sampling time vocab %d rows %d %s: %.3f ms per step%n", vocab, rows,
+                            names[mode], ms / reps);
+                }
+                gpu.free(g);
+            }
+        }
+    }
+}
