@@ -88,8 +88,11 @@ def main():
         os.replace(weights + ".part", weights)
         total += sum(t.numel() * t.element_size() for t in tensors.values())
     written = args.count - kept
+    if written == 0:
+        print(f"all {kept} adapters are already in {args.out} (--force rewrites them)", flush=True)
+        return 0
     print(f"wrote {written} adapters (rank {args.rank}, alpha {alpha}, {args.shape}, "
-          f"{total / max(written, 1) / 1e6:.1f} MB each) to {args.out} in {time.time() - t0:.1f} s"
+          f"{total / written / 1e6:.1f} MB each) to {args.out} in {time.time() - t0:.1f} s"
           + (f"; kept {kept} already there" if kept else ""), flush=True)
 
 
