@@ -89,7 +89,7 @@ public final class DecodeStepBench {
         int slots = Integer.parseInt(args.getOrDefault("slots", String.valueOf(maxBatch)));
         Path out = args.containsKey("out") ? Path.of(args.get("out")) : null;
 
-        ModelConfig config = ModelConfig.parse(shapeName.equals("tiny") ? TINY : LLAMA_7B, shapeName);
+        ModelConfig config = modelConfig(shapeName);
         int pagesPerSeq = (context + PAGE_SIZE - 1) / PAGE_SIZE;
         int prefillSeqs = Math.max(1, Math.min(maxBatch, 2048 / context)); // sequences per prefill chunk
         int maxRows = Math.max(maxBatch, prefillSeqs * (context - 1));
@@ -176,6 +176,15 @@ public final class DecodeStepBench {
             }
             model.close();
         }
+    }
+
+    /** "llama7b" (Llama-2-7B's shape) or "tiny" (the same structure at toy sizes, for CPU runs). */
+    static ModelConfig modelConfig(String shape) {
+        return switch (shape) {
+            case "llama7b" -> ModelConfig.parse(LLAMA_7B, shape);
+            case "tiny" -> ModelConfig.parse(TINY, shape);
+            default -> throw new IllegalArgumentException("unknown shape '" + shape + "'; known: llama7b, tiny");
+        };
     }
 
     /** Random A [rank, in] and B [out, rank] for every projection of every layer in every slot. */
