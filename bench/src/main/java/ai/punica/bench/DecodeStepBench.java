@@ -6,6 +6,7 @@ import ai.punica.backend.Backends;
 import ai.punica.backend.KvStorage;
 import ai.punica.backend.LoraWeights;
 import ai.punica.backend.Segments;
+import ai.punica.backend.StepRecorder;
 import ai.punica.backend.Tensor;
 import ai.punica.model.ForwardBatch;
 import ai.punica.model.LlamaModel;
@@ -138,6 +139,9 @@ public final class DecodeStepBench {
                         nonFinite = countNonFinite(model.forward(step, kv), batch * config.vocabSize());
                     }
                     backend.profileReport(); // starts the per-kernel profile (when on) at the timed steps
+                    StepRecorder recorder = backend.stepRecorder();
+                    long recordsBefore = recorder == null ? 0 : recorder.records();
+                    long replaysBefore = recorder == null ? 0 : recorder.replays();
                     double[] ms = new double[steps];
                     for (int i = 0; i < steps; i++) {
                         long s = System.nanoTime();
@@ -159,6 +163,11 @@ public final class DecodeStepBench {
                             nonFinite > 0 ? "  NON-FINITE LOGITS: " + nonFinite : "");
                     if (profile != null) {
                         System.out.printf(Locale.ROOT, "%s/%d, %d steps: %s", workload, batch, steps, profile);
+                    }
+                    if (recorder != null && recorder.replays() - replaysBefore != steps) {
+                        System.out.printf(Locale.ROOT, "  (%s/%d: of %d timed steps %d were replayed from a CUDA graph,"
+                                        + " %d recorded)%n", workload, batch, steps, recorder.replays() - replaysBefore,
+                                recorder.records() - recordsBefore);
                     }
                     rows.add(String.format(Locale.ROOT, "%s,%d,%d,%.4f,%.4f,%.4f,%.1f,%.4f,%.2f,%s,%.3f,%d", workload,
                             batch, adapters, median, ms[steps / 10], ms[steps * 9 / 10], batch / median * 1e3, boundMs,

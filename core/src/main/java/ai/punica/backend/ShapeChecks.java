@@ -16,12 +16,6 @@ public final class ShapeChecks {
         return new IllegalArgumentException(op + ": " + message);
     }
 
-    public static void require(boolean condition, String op, String message) {
-        if (!condition) {
-            throw fail(op, message);
-        }
-    }
-
     /** {@code t} is float32 (activations are). */
     public static void requireF32(String op, String role, Tensor t) {
         if (t.dtype() != DType.F32) {
@@ -79,14 +73,19 @@ public final class ShapeChecks {
     /** {@code rope}: positions per row, heads within the row, head size = 2 · rope.halfDim(). */
     public static void checkRope(Tensor x, int[] positions, RopeTable rope, int numHeads, int headDim) {
         requireF32("rope", "x", x);
-        require(positions.length == x.rows(), "rope",
-                positions.length + " positions for x " + x + " (one per row needed)");
-        require(headDim == 2 * rope.halfDim(), "rope",
-                "headDim " + headDim + " but the rope table has " + rope.halfDim() + " frequencies (needs headDim / 2)");
-        require(numHeads >= 0 && (long) numHeads * headDim <= x.cols(), "rope",
-                numHeads + " heads of " + headDim + " do not fit in x " + x);
+        if (positions.length != x.rows()) {
+            throw fail("rope", positions.length + " positions for x " + x + " (one per row needed)");
+        }
+        if (headDim != 2 * rope.halfDim()) {
+            throw fail("rope", "headDim " + headDim + " but the rope table has " + rope.halfDim() + " frequencies (needs headDim / 2)");
+        }
+        if (!(numHeads >= 0 && (long) numHeads * headDim <= x.cols())) {
+            throw fail("rope", numHeads + " heads of " + headDim + " do not fit in x " + x);
+        }
         for (int r = 0; r < positions.length; r++) {
-            require(positions[r] >= 0, "rope", "positions[" + r + "] = " + positions[r] + " is negative");
+            if (positions[r] < 0) {
+                throw fail("rope", "positions[" + r + "] = " + positions[r] + " is negative");
+            }
         }
     }
 
@@ -94,17 +93,23 @@ public final class ShapeChecks {
     public static void checkAppendKv(KvStorage kv, int layer, Tensor qkv, int kCol, int vCol, int[] slotMapping) {
         requireF32("appendKv", "qkv", qkv);
         int kvCols = kv.numKvHeads() * kv.headDim();
-        require(layer >= 0 && layer < kv.numLayers(), "appendKv", "layer " + layer + " of " + kv.numLayers());
-        require(kCol >= 0 && kCol + kvCols <= qkv.cols(), "appendKv",
-                "key columns [" + kCol + ", " + (kCol + kvCols) + ") are outside qkv " + qkv);
-        require(vCol >= 0 && vCol + kvCols <= qkv.cols(), "appendKv",
-                "value columns [" + vCol + ", " + (vCol + kvCols) + ") are outside qkv " + qkv);
-        require(slotMapping.length == qkv.rows(), "appendKv",
-                "slotMapping has " + slotMapping.length + " entries for qkv " + qkv + " (one per row needed)");
+        if (!(layer >= 0 && layer < kv.numLayers())) {
+            throw fail("appendKv", "layer " + layer + " of " + kv.numLayers());
+        }
+        if (!(kCol >= 0 && kCol + kvCols <= qkv.cols())) {
+            throw fail("appendKv", "key columns [" + kCol + ", " + (kCol + kvCols) + ") are outside qkv " + qkv);
+        }
+        if (!(vCol >= 0 && vCol + kvCols <= qkv.cols())) {
+            throw fail("appendKv", "value columns [" + vCol + ", " + (vCol + kvCols) + ") are outside qkv " + qkv);
+        }
+        if (slotMapping.length != qkv.rows()) {
+            throw fail("appendKv", "slotMapping has " + slotMapping.length + " entries for qkv " + qkv + " (one per row needed)");
+        }
         long slots = (long) kv.numPages() * kv.pageSize();
         for (int r = 0; r < slotMapping.length; r++) {
-            require(slotMapping[r] >= 0 && slotMapping[r] < slots, "appendKv",
-                    "slotMapping[" + r + "] = " + slotMapping[r] + " is outside [0, " + slots + ")");
+            if (!(slotMapping[r] >= 0 && slotMapping[r] < slots)) {
+                throw fail("appendKv", "slotMapping[" + r + "] = " + slotMapping[r] + " is outside [0, " + slots + ")");
+            }
         }
     }
 
@@ -117,16 +122,18 @@ public final class ShapeChecks {
     public static void checkRopeAppendKvLayout(int numHeads, int numKvHeads, int headDim, KvStorage kv, int kCol,
                                                int vCol) {
         String op = "ropeAppendKv";
-        require(numHeads >= 0 && numKvHeads > 0 && headDim > 0, op,
-                numHeads + " query heads and " + numKvHeads + " KV heads of " + headDim + " (need ≥ 0, > 0, > 0)");
-        require(kv.numKvHeads() == numKvHeads && kv.headDim() == headDim, op,
-                numKvHeads + " KV heads of " + headDim + " but the KV storage has " + kv.numKvHeads() + " of "
-                        + kv.headDim());
-        require((long) kCol == (long) numHeads * headDim, op,
-                "kCol " + kCol + " is not where the key heads start after " + numHeads + " query heads of " + headDim
-                        + " (" + (long) numHeads * headDim + ")");
-        require(vCol >= kCol + numKvHeads * headDim, op,
-                "vCol " + vCol + " overlaps the rotated key columns [" + kCol + ", " + (kCol + numKvHeads * headDim) + ")");
+        if (!(numHeads >= 0 && numKvHeads > 0 && headDim > 0)) {
+            throw fail(op, numHeads + " query heads and " + numKvHeads + " KV heads of " + headDim + " (need ≥ 0, > 0, > 0)");
+        }
+        if (!(kv.numKvHeads() == numKvHeads && kv.headDim() == headDim)) {
+            throw fail(op, numKvHeads + " KV heads of " + headDim + " but the KV storage has " + kv.numKvHeads() + " of " + kv.headDim());
+        }
+        if ((long) kCol != (long) numHeads * headDim) {
+            throw fail(op, "kCol " + kCol + " is not where the key heads start after " + numHeads + " query heads of " + headDim + " (" + (long) numHeads * headDim + ")");
+        }
+        if (vCol < kCol + numKvHeads * headDim) {
+            throw fail(op, "vCol " + vCol + " overlaps the rotated key columns [" + kCol + ", " + (kCol + numKvHeads * headDim) + ")");
+        }
     }
 
     /** {@code attention}: batch consistent with qkv/out rows, heads with the KV storage, pages in range. */
@@ -135,36 +142,49 @@ public final class ShapeChecks {
         String op = "attention";
         requireF32(op, "qkv", qkv);
         requireF32(op, "out", out);
-        require(layer >= 0 && layer < kv.numLayers(), op, "layer " + layer + " of " + kv.numLayers());
-        require(shape.numKvHeads() == kv.numKvHeads() && shape.headDim() == kv.headDim(), op,
-                "shape " + shape + " does not match the KV storage (" + kv.numKvHeads() + " KV heads of "
-                        + kv.headDim() + ")");
-        require(batch.pageSize() == kv.pageSize(), op,
-                "batch page size " + batch.pageSize() + " but the KV storage has " + kv.pageSize());
-        require(shape.qCols() <= qkv.cols(), op, "qkv " + qkv + " has fewer than " + shape.qCols() + " query columns");
-        require(shape.slidingWindow() >= 0, op, "slidingWindow " + shape.slidingWindow() + " is negative");
+        if (!(layer >= 0 && layer < kv.numLayers())) {
+            throw fail(op, "layer " + layer + " of " + kv.numLayers());
+        }
+        if (!(shape.numKvHeads() == kv.numKvHeads() && shape.headDim() == kv.headDim())) {
+            throw fail(op, "shape " + shape + " does not match the KV storage (" + kv.numKvHeads() + " KV heads of " + kv.headDim() + ")");
+        }
+        if (batch.pageSize() != kv.pageSize()) {
+            throw fail(op, "batch page size " + batch.pageSize() + " but the KV storage has " + kv.pageSize());
+        }
+        if (shape.qCols() > qkv.cols()) {
+            throw fail(op, "qkv " + qkv + " has fewer than " + shape.qCols() + " query columns");
+        }
+        if (shape.slidingWindow() < 0) {
+            throw fail(op, "slidingWindow " + shape.slidingWindow() + " is negative");
+        }
         int sequences = batch.numSequences();
-        require(batch.queryStarts().length == sequences + 1 && batch.pageTableStarts().length == sequences + 1, op,
-                "queryStarts has " + batch.queryStarts().length + " and pageTableStarts "
-                        + batch.pageTableStarts().length + " entries for " + sequences + " sequences");
-        require(batch.queryStarts()[0] == 0, op, "queryStarts[0] = " + batch.queryStarts()[0] + ", must be 0");
+        if (!(batch.queryStarts().length == sequences + 1 && batch.pageTableStarts().length == sequences + 1)) {
+            throw fail(op, "queryStarts has " + batch.queryStarts().length + " and pageTableStarts " + batch.pageTableStarts().length + " entries for " + sequences + " sequences");
+        }
+        if (batch.queryStarts()[0] != 0) {
+            throw fail(op, "queryStarts[0] = " + batch.queryStarts()[0] + ", must be 0");
+        }
         requireRows(op, "qkv", qkv, batch.numRows(), "the batch's queryStarts");
         requireShape(op, "out", out, qkv.rows(), shape.qCols());
         for (int s = 0; s < sequences; s++) {
             int queries = batch.queryStarts()[s + 1] - batch.queryStarts()[s];
             int context = batch.contextLens()[s];
-            require(queries >= 0, op, "queryStarts is decreasing at sequence " + s);
-            require(context >= queries, op,
-                    "sequence " + s + " has " + queries + " query rows but contextLen " + context);
+            if (queries < 0) {
+                throw fail(op, "queryStarts is decreasing at sequence " + s);
+            }
+            if (context < queries) {
+                throw fail(op, "sequence " + s + " has " + queries + " query rows but contextLen " + context);
+            }
             int pages = (context + batch.pageSize() - 1) / batch.pageSize();
             int start = batch.pageTableStarts()[s];
-            require(start >= 0 && start + pages <= batch.pageTables().length, op,
-                    "sequence " + s + " needs pageTables[" + start + ", " + (start + pages) + ") of "
-                            + batch.pageTables().length);
+            if (!(start >= 0 && start + pages <= batch.pageTables().length)) {
+                throw fail(op, "sequence " + s + " needs pageTables[" + start + ", " + (start + pages) + ") of " + batch.pageTables().length);
+            }
             for (int p = start; p < start + pages; p++) {
                 int page = batch.pageTables()[p];
-                require(page >= 0 && page < kv.numPages(), op,
-                        "pageTables[" + p + "] = " + page + " is outside [0, " + kv.numPages() + ")");
+                if (!(page >= 0 && page < kv.numPages())) {
+                    throw fail(op, "pageTables[" + p + "] = " + page + " is outside [0, " + kv.numPages() + ")");
+                }
             }
         }
     }
@@ -172,30 +192,41 @@ public final class ShapeChecks {
     /** Segments are ordered, inside {@code rows}, and name slots that exist. */
     public static void checkSegments(String op, Segments segments, LoraWeights weights, int rows) {
         int[] starts = segments.starts();
-        require(starts[0] >= 0, op, "segment starts[0] = " + starts[0] + " is negative");
-        for (int i = 0; i < segments.count(); i++) {
-            require(starts[i + 1] >= starts[i], op, "segment starts decrease at " + i + ": " + starts[i] + " > " + starts[i + 1]);
-            int slot = segments.slots()[i];
-            require(slot >= -1 && slot < weights.slots(), op,
-                    "segment " + i + " names slot " + slot + " of " + weights.slots());
+        if (starts[0] < 0) {
+            throw fail(op, "segment starts[0] = " + starts[0] + " is negative");
         }
-        require(segments.rows() <= rows, op, "segments cover " + segments.rows() + " rows, the tensors have " + rows);
+        for (int i = 0; i < segments.count(); i++) {
+            if (starts[i + 1] < starts[i]) {
+                throw fail(op, "segment starts decrease at " + i + ": " + starts[i] + " > " + starts[i + 1]);
+            }
+            int slot = segments.slots()[i];
+            if (!(slot >= -1 && slot < weights.slots())) {
+                throw fail(op, "segment " + i + " names slot " + slot + " of " + weights.slots());
+            }
+        }
+        if (segments.rows() > rows) {
+            throw fail(op, "segments cover " + segments.rows() + " rows, the tensors have " + rows);
+        }
     }
 
     /** LoRA A of a used slot is [rank, in]. */
     public static void checkLoraA(String op, LoraWeights weights, int slot, int inFeatures) {
         Tensor a = weights.a()[slot];
         int rank = weights.rank()[slot];
-        require(a.rows() == rank && a.cols() == inFeatures, op,
-                "lora A of slot " + slot + " " + a + " must be [rank " + rank + ", in " + inFeatures + "]");
+        if (!(a.rows() == rank && a.cols() == inFeatures)) {
+            throw fail(op, "lora A of slot " + slot + " " + a + " must be [rank " + rank + ", in " + inFeatures + "]");
+        }
     }
 
     /** LoRA B of a used slot is [out, rank]. */
     public static void checkLoraB(String op, LoraWeights weights, int slot) {
         Tensor b = weights.b()[slot];
-        require(b != null, op, "lora B of slot " + slot + " is missing while A is present");
-        require(b.cols() == weights.rank()[slot], op,
-                "lora B of slot " + slot + " " + b + " must have rank " + weights.rank()[slot] + " columns");
+        if (b == null) {
+            throw fail(op, "lora B of slot " + slot + " is missing while A is present");
+        }
+        if (b.cols() != weights.rank()[slot]) {
+            throw fail(op, "lora B of slot " + slot + " " + b + " must have rank " + weights.rank()[slot] + " columns");
+        }
     }
 
     /**
@@ -206,9 +237,12 @@ public final class ShapeChecks {
         checkLoraB(op, weights, slot);
         Tensor b = weights.b()[slot];
         int rank = weights.rank()[slot];
-        require(rank <= v.cols(), op, "v " + v + " is narrower than rank " + rank + " of slot " + slot);
-        require(yCol >= 0 && yCol + b.rows() <= y.cols(), op,
-                "columns [" + yCol + ", " + (yCol + b.rows()) + ") of lora B " + b + " are outside y " + y);
+        if (rank > v.cols()) {
+            throw fail(op, "v " + v + " is narrower than rank " + rank + " of slot " + slot);
+        }
+        if (!(yCol >= 0 && yCol + b.rows() <= y.cols())) {
+            throw fail(op, "columns [" + yCol + ", " + (yCol + b.rows()) + ") of lora B " + b + " are outside y " + y);
+        }
     }
 
     /**
@@ -222,23 +256,41 @@ public final class ShapeChecks {
         BitSet listed = new BitSet();
         for (int r = 0; r < batch.size(); r++) {
             SamplingRow p = batch.row(r);
-            require(Float.isFinite(p.temperature()) && p.temperature() >= 0, op, "row " + r + ": temperature " + p.temperature());
-            require(p.topK() >= -1, op, "row " + r + ": topK " + p.topK() + " (-1 or 0 mean all tokens)");
-            require(p.topP() > 0 && p.topP() <= 1, op, "row " + r + ": topP " + p.topP() + " is outside (0, 1]");
-            require(p.minP() >= 0 && p.minP() <= 1, op, "row " + r + ": minP " + p.minP() + " is outside [0, 1]");
-            require(Float.isFinite(p.repetitionPenalty()) && p.repetitionPenalty() > 0, op,
-                    "row " + r + ": repetitionPenalty " + p.repetitionPenalty() + " must be positive");
-            require(Float.isFinite(p.presencePenalty()) && Float.isFinite(p.frequencyPenalty()), op,
-                    "row " + r + ": presence/frequency penalties " + p.presencePenalty() + ", " + p.frequencyPenalty());
-            require(p.uniform() >= 0 && p.uniform() < 1, op, "row " + r + ": uniform " + p.uniform() + " is outside [0, 1)");
-            require(p.logprobs() >= -1 && p.logprobs() <= SamplingRow.MAX_LOGPROBS, op,
-                    "row " + r + ": logprobs " + p.logprobs() + " is outside [-1, " + SamplingRow.MAX_LOGPROBS + "]");
+            if (!(Float.isFinite(p.temperature()) && p.temperature() >= 0)) {
+                throw fail(op, "row " + r + ": temperature " + p.temperature());
+            }
+            if (p.topK() < -1) {
+                throw fail(op, "row " + r + ": topK " + p.topK() + " (-1 or 0 mean all tokens)");
+            }
+            if (!(p.topP() > 0 && p.topP() <= 1)) {
+                throw fail(op, "row " + r + ": topP " + p.topP() + " is outside (0, 1]");
+            }
+            if (!(p.minP() >= 0 && p.minP() <= 1)) {
+                throw fail(op, "row " + r + ": minP " + p.minP() + " is outside [0, 1]");
+            }
+            if (!(Float.isFinite(p.repetitionPenalty()) && p.repetitionPenalty() > 0)) {
+                throw fail(op, "row " + r + ": repetitionPenalty " + p.repetitionPenalty() + " must be positive");
+            }
+            if (!(Float.isFinite(p.presencePenalty()) && Float.isFinite(p.frequencyPenalty()))) {
+                throw fail(op, "row " + r + ": presence/frequency penalties " + p.presencePenalty() + ", " + p.frequencyPenalty());
+            }
+            if (!(p.uniform() >= 0 && p.uniform() < 1)) {
+                throw fail(op, "row " + r + ": uniform " + p.uniform() + " is outside [0, 1)");
+            }
+            if (!(p.logprobs() >= -1 && p.logprobs() <= SamplingRow.MAX_LOGPROBS)) {
+                throw fail(op, "row " + r + ": logprobs " + p.logprobs() + " is outside [-1, " + SamplingRow.MAX_LOGPROBS + "]");
+            }
             for (int i = batch.penaltyStarts()[r]; i < batch.penaltyStarts()[r + 1]; i++) {
                 int t = batch.penaltyTokens()[i];
-                require(t >= 0 && t < vocab, op, "row " + r + ": penalty token " + t + " is outside [0, " + vocab + ")");
-                require(batch.penaltyCounts()[i] >= 0, op, "row " + r + ": penalty count " + batch.penaltyCounts()[i]
-                        + " of token " + t + " is negative");
-                require(!listed.get(t), op, "row " + r + ": penalty token " + t + " is listed twice");
+                if (!(t >= 0 && t < vocab)) {
+                    throw fail(op, "row " + r + ": penalty token " + t + " is outside [0, " + vocab + ")");
+                }
+                if (batch.penaltyCounts()[i] < 0) {
+                    throw fail(op, "row " + r + ": penalty count " + batch.penaltyCounts()[i] + " of token " + t + " is negative");
+                }
+                if (!(!listed.get(t))) {
+                    throw fail(op, "row " + r + ": penalty token " + t + " is listed twice");
+                }
                 listed.set(t);
             }
             listed.clear();

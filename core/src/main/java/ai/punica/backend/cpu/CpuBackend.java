@@ -211,7 +211,9 @@ public final class CpuBackend implements Backend {
     public void upload(float[] src, Tensor dst) {
         CpuTensor d = activation("upload", "dst", dst);
         int n = dst.rows() * dst.cols();
-        ShapeChecks.require(src.length >= n, "upload", src.length + " floats for dst " + dst + " (" + n + " needed)");
+        if (src.length < n) {
+            throw ShapeChecks.fail("upload", src.length + " floats for dst " + dst + " (" + n + " needed)");
+        }
         MemorySegment.copy(src, 0, d.segment(), JAVA_FLOAT, 0, n);
     }
 
@@ -219,7 +221,9 @@ public final class CpuBackend implements Backend {
     public void download(Tensor src, float[] dst) {
         CpuTensor s = own("download", "src", src);
         int n = src.rows() * src.cols();
-        ShapeChecks.require(dst.length >= n, "download", dst.length + " floats for src " + src + " (" + n + " needed)");
+        if (dst.length < n) {
+            throw ShapeChecks.fail("download", dst.length + " floats for src " + src + " (" + n + " needed)");
+        }
         if (s.dtype() == DType.F32 && !s.storage.weight) {
             MemorySegment.copy(s.segment(), JAVA_FLOAT, 0, dst, 0, n);
         } else {
@@ -232,7 +236,9 @@ public final class CpuBackend implements Backend {
     @Override
     public void free(Tensor tensor) {
         CpuTensor t = own("free", "tensor", tensor);
-        ShapeChecks.require(!t.view, "free", tensor + " is a view (firstRows); free the tensor it came from");
+        if (!(!t.view)) {
+            throw ShapeChecks.fail("free", tensor + " is a view (firstRows); free the tensor it came from");
+        }
         t.storage.freed = true;
         if (t.storage.arena != null && arenas.remove(t.storage.arena)) {
             t.storage.arena.close();
@@ -248,8 +254,9 @@ public final class CpuBackend implements Backend {
         CpuTensor o = activation("embedding", "out", out);
         ShapeChecks.requireShape("embedding", "out", out, tokenIds.length, table.cols());
         for (int r = 0; r < tokenIds.length; r++) {
-            ShapeChecks.require(tokenIds[r] >= 0 && tokenIds[r] < table.rows(), "embedding",
-                    "tokenIds[" + r + "] = " + tokenIds[r] + " is outside table " + table);
+            if (!(tokenIds[r] >= 0 && tokenIds[r] < table.rows())) {
+                throw ShapeChecks.fail("embedding", "tokenIds[" + r + "] = " + tokenIds[r] + " is outside table " + table);
+            }
         }
         int cols = table.cols();
         forRows(tokenIds.length, cols, (from, to) -> {
@@ -320,7 +327,9 @@ public final class CpuBackend implements Backend {
         CpuTensor bs = bias == null ? null : own("matmul", "bias", bias);
         CpuTensor os = activation("matmul", "out", out);
         ShapeChecks.checkMatmul(x, w, bias, out);
-        ShapeChecks.require(os.storage != xs.storage, "matmul", "out " + out + " must not share storage with x " + x);
+        if (os.storage == xs.storage) {
+            throw ShapeChecks.fail("matmul", "out " + out + " must not share storage with x " + x);
+        }
         Gemm g = new Gemm(xs.segment(), x.cols(), ws.segment(), ws.dtype(), w.cols(), os.segment(), 0, out.cols(),
                 bs == null ? null : bs.segment(), bs == null ? null : bs.dtype(), 1f, false);
         List<GemmPiece> pieces = gemmPieces();
@@ -380,7 +389,9 @@ public final class CpuBackend implements Backend {
     public void swiglu(Tensor gateUp, Tensor out) {
         CpuTensor gu = activation("swiglu", "gateUp", gateUp);
         CpuTensor o = activation("swiglu", "out", out);
-        ShapeChecks.require(gateUp.cols() % 2 == 0, "swiglu", "gateUp " + gateUp + " has an odd number of columns");
+        if (gateUp.cols() % 2 != 0) {
+            throw ShapeChecks.fail("swiglu", "gateUp " + gateUp + " has an odd number of columns");
+        }
         int inter = gateUp.cols() / 2;
         ShapeChecks.requireShape("swiglu", "out", out, gateUp.rows(), inter);
         forRows(gateUp.rows(), gateUp.cols(), (from, to) -> {
@@ -396,11 +407,14 @@ public final class CpuBackend implements Backend {
         CpuTensor xs = activation("gatherRows", "x", x);
         CpuTensor o = activation("gatherRows", "out", out);
         ShapeChecks.requireShape("gatherRows", "out", out, rows.length, x.cols());
-        ShapeChecks.require(o.storage != xs.storage, "gatherRows", "out " + out + " must not share storage with x " + x);
+        if (o.storage == xs.storage) {
+            throw ShapeChecks.fail("gatherRows", "out " + out + " must not share storage with x " + x);
+        }
         long rowBytes = 4L * x.cols();
         for (int i = 0; i < rows.length; i++) {
-            ShapeChecks.require(rows[i] >= 0 && rows[i] < x.rows(), "gatherRows",
-                    "rows[" + i + "] = " + rows[i] + " is outside x " + x);
+            if (!(rows[i] >= 0 && rows[i] < x.rows())) {
+                throw ShapeChecks.fail("gatherRows", "rows[" + i + "] = " + rows[i] + " is outside x " + x);
+            }
             MemorySegment.copy(xs.segment(), rows[i] * rowBytes, o.segment(), i * rowBytes, rowBytes);
         }
     }
@@ -576,7 +590,9 @@ public final class CpuBackend implements Backend {
         CpuTensor xs = activation("sgmvShrink", "x", x);
         CpuTensor vs = activation("sgmvShrink", "v", v);
         ShapeChecks.checkSegments("sgmvShrink", segments, weights, Math.min(x.rows(), v.rows()));
-        ShapeChecks.require(vs.storage != xs.storage, "sgmvShrink", "v " + v + " must not share storage with x " + x);
+        if (vs.storage == xs.storage) {
+            throw ShapeChecks.fail("sgmvShrink", "v " + v + " must not share storage with x " + x);
+        }
         List<GemmPiece> pieces = gemmPieces();
         for (int i = 0; i < segments.count(); i++) {
             int slot = segments.slots()[i];
@@ -586,7 +602,9 @@ public final class CpuBackend implements Backend {
             ShapeChecks.checkLoraA("sgmvShrink", weights, slot, x.cols());
             CpuTensor a = own("sgmvShrink", "lora A", weights.a()[slot]);
             int rank = weights.rank()[slot];
-            ShapeChecks.require(rank <= v.cols(), "sgmvShrink", "v " + v + " is narrower than rank " + rank + " of slot " + slot);
+            if (rank > v.cols()) {
+                throw ShapeChecks.fail("sgmvShrink", "v " + v + " is narrower than rank " + rank + " of slot " + slot);
+            }
             Gemm g = new Gemm(xs.segment(), x.cols(), a.segment(), a.dtype(), x.cols(), vs.segment(), 0, v.cols(),
                     null, null, 1f, false);
             split(g, segments.starts()[i], segments.starts()[i + 1], rank, pieces);
@@ -600,7 +618,9 @@ public final class CpuBackend implements Backend {
         CpuTensor vs = activation("sgmvExpand", "v", v);
         CpuTensor ys = activation("sgmvExpand", "y", y);
         ShapeChecks.checkSegments("sgmvExpand", segments, weights, Math.min(v.rows(), y.rows()));
-        ShapeChecks.require(vs.storage != ys.storage, "sgmvExpand", "y " + y + " must not share storage with v " + v);
+        if (vs.storage == ys.storage) {
+            throw ShapeChecks.fail("sgmvExpand", "y " + y + " must not share storage with v " + v);
+        }
         List<GemmPiece> pieces = gemmPieces();
         for (int i = 0; i < segments.count(); i++) {
             int slot = segments.slots()[i];

@@ -89,7 +89,9 @@ public final class ReferenceBackend implements Backend {
     public void upload(float[] src, Tensor dst) {
         ReferenceTensor d = activation("upload", "dst", dst);
         int n = d.rows() * d.cols();
-        ShapeChecks.require(src.length >= n, "upload", src.length + " floats for dst " + dst + " (" + n + " needed)");
+        if (src.length < n) {
+            throw ShapeChecks.fail("upload", src.length + " floats for dst " + dst + " (" + n + " needed)");
+        }
         System.arraycopy(src, 0, d.storage.values, 0, n);
     }
 
@@ -97,7 +99,9 @@ public final class ReferenceBackend implements Backend {
     public void download(Tensor src, float[] dst) {
         ReferenceTensor s = own("download", "src", src);
         int n = s.rows() * s.cols();
-        ShapeChecks.require(dst.length >= n, "download", dst.length + " floats for src " + src + " (" + n + " needed)");
+        if (dst.length < n) {
+            throw ShapeChecks.fail("download", dst.length + " floats for src " + src + " (" + n + " needed)");
+        }
         for (int r = 0; r < s.rows(); r++) {
             for (int c = 0; c < s.cols(); c++) {
                 dst[r * s.cols() + c] = s.get(r, c);
@@ -108,7 +112,9 @@ public final class ReferenceBackend implements Backend {
     @Override
     public void free(Tensor tensor) {
         ReferenceTensor t = own("free", "tensor", tensor);
-        ShapeChecks.require(!t.view, "free", tensor + " is a view (firstRows); free the tensor it came from");
+        if (!(!t.view)) {
+            throw ShapeChecks.fail("free", tensor + " is a view (firstRows); free the tensor it came from");
+        }
         t.storage.freed = true;
     }
 
@@ -121,8 +127,9 @@ public final class ReferenceBackend implements Backend {
         ShapeChecks.requireShape("embedding", "out", out, tokenIds.length, table.cols());
         for (int r = 0; r < tokenIds.length; r++) {
             int id = tokenIds[r];
-            ShapeChecks.require(id >= 0 && id < table.rows(), "embedding",
-                    "tokenIds[" + r + "] = " + id + " is outside table " + table);
+            if (!(id >= 0 && id < table.rows())) {
+                throw ShapeChecks.fail("embedding", "tokenIds[" + r + "] = " + id + " is outside table " + table);
+            }
             for (int c = 0; c < table.cols(); c++) {
                 o.set(r, c, t.get(id, c));
             }
@@ -171,7 +178,9 @@ public final class ReferenceBackend implements Backend {
         ReferenceTensor bs = bias == null ? null : own("matmul", "bias", bias);
         ReferenceTensor o = activation("matmul", "out", out);
         ShapeChecks.checkMatmul(x, w, bias, out);
-        ShapeChecks.require(o.storage != xs.storage, "matmul", "out " + out + " must not share storage with x");
+        if (o.storage == xs.storage) {
+            throw ShapeChecks.fail("matmul", "out " + out + " must not share storage with x");
+        }
         for (int r = 0; r < x.rows(); r++) {
             for (int j = 0; j < w.rows(); j++) {
                 double sum = 0;
@@ -216,7 +225,9 @@ public final class ReferenceBackend implements Backend {
     public void swiglu(Tensor gateUp, Tensor out) {
         ReferenceTensor gu = activation("swiglu", "gateUp", gateUp);
         ReferenceTensor o = activation("swiglu", "out", out);
-        ShapeChecks.require(gateUp.cols() % 2 == 0, "swiglu", "gateUp " + gateUp + " has an odd number of columns");
+        if (gateUp.cols() % 2 != 0) {
+            throw ShapeChecks.fail("swiglu", "gateUp " + gateUp + " has an odd number of columns");
+        }
         int inter = gateUp.cols() / 2;
         ShapeChecks.requireShape("swiglu", "out", out, gateUp.rows(), inter);
         for (int r = 0; r < gateUp.rows(); r++) {
@@ -234,8 +245,9 @@ public final class ReferenceBackend implements Backend {
         ReferenceTensor o = activation("gatherRows", "out", out);
         ShapeChecks.requireShape("gatherRows", "out", out, rows.length, x.cols());
         for (int i = 0; i < rows.length; i++) {
-            ShapeChecks.require(rows[i] >= 0 && rows[i] < x.rows(), "gatherRows",
-                    "rows[" + i + "] = " + rows[i] + " is outside x " + x);
+            if (!(rows[i] >= 0 && rows[i] < x.rows())) {
+                throw ShapeChecks.fail("gatherRows", "rows[" + i + "] = " + rows[i] + " is outside x " + x);
+            }
             for (int c = 0; c < x.cols(); c++) {
                 o.set(i, c, xs.get(rows[i], c));
             }
@@ -328,7 +340,9 @@ public final class ReferenceBackend implements Backend {
             ShapeChecks.checkLoraA("sgmvShrink", weights, slot, x.cols());
             ReferenceTensor a = own("sgmvShrink", "lora A", weights.a()[slot]);
             int rank = weights.rank()[slot];
-            ShapeChecks.require(rank <= v.cols(), "sgmvShrink", "v " + v + " is narrower than rank " + rank + " of slot " + slot);
+            if (rank > v.cols()) {
+                throw ShapeChecks.fail("sgmvShrink", "v " + v + " is narrower than rank " + rank + " of slot " + slot);
+            }
             for (int r = segments.starts()[i]; r < segments.starts()[i + 1]; r++) {
                 for (int k = 0; k < rank; k++) {
                     double sum = 0;

@@ -1035,8 +1035,9 @@ public final class CudaBackend implements Backend {
             if (weights.present(s)) {
                 ShapeChecks.checkLoraA(op, weights, s, xs.cols());
                 tensor(weights.a()[s], "lora A of slot " + s);
-                ShapeChecks.require(weights.rank()[s] <= vs.cols(), op,
-                        "v " + vs + " is narrower than rank " + weights.rank()[s] + " of slot " + s);
+                if (weights.rank()[s] > vs.cols()) {
+                    throw ShapeChecks.fail(op, "v " + vs + " is narrower than rank " + weights.rank()[s] + " of slot " + s);
+                }
             }
         }
         int tileCount = sgmvTileCount(xs.rows(), weights.slots());
@@ -1074,8 +1075,9 @@ public final class CudaBackend implements Backend {
             if (weights.present(s)) {
                 ShapeChecks.checkExpandSlot(op, weights, s, vs, ys, yCol);
                 tensor(weights.b()[s], "lora B of slot " + s);
-                ShapeChecks.require(weights.rank()[s] <= EXPAND_MAX_RANK, op,
-                        "rank " + weights.rank()[s] + " of slot " + s + " is above the CUDA kernel's " + EXPAND_MAX_RANK);
+                if (weights.rank()[s] > EXPAND_MAX_RANK) {
+                    throw ShapeChecks.fail(op, "rank " + weights.rank()[s] + " of slot " + s + " is above the CUDA kernel's " + EXPAND_MAX_RANK);
+                }
             }
         }
         int outFeatures = sgmvOutFeatures(op, weights, ys, yCol);
@@ -1112,21 +1114,25 @@ public final class CudaBackend implements Backend {
      * model); {@code y.cols - yCol} while no slot is occupied (every tile then exits).
      */
     private static int sgmvOutFeatures(String op, LoraWeights weights, CudaTensor y, int yCol) {
-        ShapeChecks.require(yCol >= 0 && yCol <= y.cols(), op, "column " + yCol + " is outside y " + y);
+        if (!(yCol >= 0 && yCol <= y.cols())) {
+            throw ShapeChecks.fail(op, "column " + yCol + " is outside y " + y);
+        }
         int out = -1;
         for (int s = 0; s < weights.slots(); s++) {
             if (weights.present(s) && weights.b()[s] != null) {
                 int rows = weights.b()[s].rows();
-                ShapeChecks.require(out < 0 || rows == out, op,
-                        "lora B of slot " + s + " " + weights.b()[s] + " has " + rows + " outputs, other slots " + out);
+                if (!(out < 0 || rows == out)) {
+                    throw ShapeChecks.fail(op, "lora B of slot " + s + " " + weights.b()[s] + " has " + rows + " outputs, other slots " + out);
+                }
                 out = rows;
             }
         }
         if (out < 0) {
             return y.cols() - yCol;
         }
-        ShapeChecks.require(yCol + out <= y.cols(), op,
-                "columns [" + yCol + ", " + (yCol + out) + ") of lora B are outside y " + y);
+        if (yCol + out > y.cols()) {
+            throw ShapeChecks.fail(op, "columns [" + yCol + ", " + (yCol + out) + ") of lora B are outside y " + y);
+        }
         return out;
     }
 
