@@ -1034,7 +1034,7 @@ public final class CudaBackend implements Backend {
         for (int s : segments.slots()) {
             if (weights.present(s)) {
                 ShapeChecks.checkLoraA(op, weights, s, xs.cols());
-                tensor(weights.a()[s], "lora A of slot " + s);
+                loraTensor(weights.a()[s], "A", s);
                 if (weights.rank()[s] > vs.cols()) {
                     throw ShapeChecks.fail(op, "v " + vs + " is narrower than rank " + weights.rank()[s] + " of slot " + s);
                 }
@@ -1074,7 +1074,7 @@ public final class CudaBackend implements Backend {
         for (int s : segments.slots()) {
             if (weights.present(s)) {
                 ShapeChecks.checkExpandSlot(op, weights, s, vs, ys, yCol);
-                tensor(weights.b()[s], "lora B of slot " + s);
+                loraTensor(weights.b()[s], "B", s);
                 if (weights.rank()[s] > EXPAND_MAX_RANK) {
                     throw ShapeChecks.fail(op, "rank " + weights.rank()[s] + " of slot " + s + " is above the CUDA kernel's " + EXPAND_MAX_RANK);
                 }
@@ -1575,6 +1575,13 @@ public final class CudaBackend implements Backend {
             throw new IllegalStateException(what + " " + t + " was freed");
         }
         return c;
+    }
+
+    /** {@link #tensor} for LoRA weights, naming the slot only when the check fails. */
+    private void loraTensor(Tensor t, String role, int slot) {
+        if (!(t instanceof CudaTensor c) || c.owner != this || c.root.freed) {
+            tensor(t, "lora " + role + " of slot " + slot);
+        }
     }
 
     private CudaKvStorage kv(KvStorage kv) {
