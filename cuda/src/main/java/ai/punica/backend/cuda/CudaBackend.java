@@ -177,8 +177,12 @@ public final class CudaBackend implements Backend {
     private CudaKvStorage checkedAttentionCache;
     /** Decode attention splits rows until there are this many blocks per SM (the grid fills the GPU a few times). */
     private int decodeBlocksPerSm = 8;
-    /** Skinny GEMM (gemm.cu): on unless a benchmark turns it off; per-tile arrival counters (zero between launches) and partials. */
-    private boolean skinnyGemmEnabled = true;
+    /**
+     * Skinny GEMM (gemm.cu), off unless -Dpunica.cuda.skinnyGemm=true: on an H100 cuBLAS streamed the Llama-7B
+     * decode weights faster at every row count from 1 to 64 (docs/benchmarks/2026-11-25-s2-cuda-decode.md).
+     * Per-tile arrival counters (zero between launches) and partials.
+     */
+    private boolean skinnyGemmEnabled = Boolean.getBoolean("punica.cuda.skinnyGemm");
     private long skinnyCounters;
     private int skinnyCounterCount;
     private long skinnyPartials;
@@ -243,7 +247,7 @@ public final class CudaBackend implements Backend {
     private boolean stepGraphsEnabled = !"false".equals(System.getProperty("punica.cuda.graphs"));
     private final LinkedHashMap<Object, StepGraph> stepGraphs = new LinkedHashMap<>(16, 0.75f, true);
     private final Set<Object> unrecordable = new HashSet<>();
-    /** Keys whose replay failed and that were recorded again, with how often: a key that keeps changing stops being recorded. */
+    /** Keys whose replays failed since their last good one, with how often: a key that keeps failing stops being recorded. */
     private final Map<Object, Integer> rerecorded = new HashMap<>();
     private static final int MAX_RERECORDS = 3;
     /** Index arrays of the step being measured, recorded or replayed, by identity → device address. */
@@ -1899,10 +1903,12 @@ public final class CudaBackend implements Backend {
         if (graph != null) {
             if (replay(graph, step)) {
                 replayCount++;
+                rerecorded.remove(key);
                 return;
             }
             stepGraphs.remove(key);
             discard(graph);
+            // A workspace that grew since the recording, say, is a one-off; a key that never replays is not.
             if (rerecorded.merge(key, 1, Integer::sum) > MAX_RERECORDS) {
                 log.warn("steps of one shape keep differing from their CUDA graph; running them without one: {}", key);
                 unrecordable.add(key);
@@ -1992,7 +1998,7 @@ public final class CudaBackend implements Backend {
                         + " uploads; the recording has " + g.launches.size() + " and " + g.slotLengths.size());
             }
         } catch (GraphMismatch e) {
-            log.debug("step graph not replayed: {}", e.getMessage());
+            log.info("step graph not replayed, recording it again: {}", e.getMessage());
             return false;
         } finally {
             mode = Mode.EAGER;
