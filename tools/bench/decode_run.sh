@@ -7,7 +7,10 @@
 # Extra arguments go to DecodeStepBench. Logs and CSVs land in $OUT.
 set -o pipefail
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.sm,power.limit --format=csv | tee $OUT/gpu.txt
-timeout 230 bash .device-bundle/device-run bench ai.punica.bench.DecodeStepBench --out $OUT/punica_decode.csv --warmup 5 --steps 30 "$@" > $OUT/punica.log 2>&1
-echo "java rc=$?"; grep -v "^WARNING" $OUT/punica.log | tail -n 50
-PYTHONUNBUFFERED=1 timeout 320 python3 .device-bundle/tools/hf_decode.py --punica $OUT/punica_decode.csv --out $OUT/hf_decode.csv --budget-s 250 > $OUT/hf.log 2>&1
+# 150 warm-up steps per configuration: the host code of a replayed step is JIT-compiled by then (a
+# server runs millions of steps); the profile flag times each replayed graph on the device as well.
+PUNICA_JAVA_OPTS="-Dpunica.cuda.profile=true" timeout 300 bash .device-bundle/device-run bench ai.punica.bench.DecodeStepBench \
+  --out $OUT/punica_decode.csv --warmup 150 --steps 30 "$@" > $OUT/punica.log 2>&1
+echo "java rc=$?"; grep -v "^WARNING" $OUT/punica.log | grep -v "^  \|kernel profile" | tail -n 45
+PYTHONUNBUFFERED=1 timeout 230 python3 .device-bundle/tools/hf_decode.py --punica $OUT/punica_decode.csv --out $OUT/hf_decode.csv --budget-s 170 > $OUT/hf.log 2>&1
 echo "python rc=$?"; grep -v -i "warn" $OUT/hf.log | tail -n 60
