@@ -353,7 +353,11 @@ public final class LlamaModel implements AutoCloseable {
         int[] queryStarts = new int[bucket + 1];
         int[] contextLens = Arrays.copyOf(att.contextLens(), bucket);
         int[] pageTableStarts = Arrays.copyOf(att.pageTableStarts(), bucket + 1);
-        int[] pageTables = Arrays.copyOf(att.pageTables(), pages + pad);
+        // The page-table array's length is part of what a recording fixes: round it up to a power of two
+        // (the unused tail names the padding page), so that it changes only when contexts double.
+        int pageTableLength = Math.max(64, Integer.highestOneBit(Math.max(1, pages + pad - 1)) << 1);
+        int[] pageTables = Arrays.copyOf(att.pageTables(), pageTableLength);
+        Arrays.fill(pageTables, pages, pageTableLength, paddingPage);
         int[] slotMapping = Arrays.copyOf(att.slotMapping(), bucket);
         int[] logitRows = new int[bucket];
         for (int r = 0; r <= bucket; r++) {
@@ -365,7 +369,6 @@ public final class LlamaModel implements AutoCloseable {
         for (int i = 0; i < pad; i++) {
             contextLens[n + i] = 1;
             pageTableStarts[n + i] = pages + i;
-            pageTables[pages + i] = paddingPage;
             slotMapping[n + i] = paddingSlot;
         }
         pageTableStarts[bucket] = pages + pad;
