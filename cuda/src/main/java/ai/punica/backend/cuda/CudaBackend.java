@@ -1117,12 +1117,12 @@ public final class CudaBackend implements Backend {
         CudaTensor vs = tensor(v, "v");
         checkShrink(op, xs, weights, segments, vs, vCol, vs.cols() - vCol);
         int tileCount = sgmvTileCount(xs.rows(), weights.slots());
-        if (tileCount == 0) {
+        int rankBlocks = ceilDiv(vs.cols() - vCol, SHRINK_RANKS_PER_BLOCK);
+        if (tileCount == 0 || rankBlocks == 0) {
             return;
         }
         int[] tiles = sgmvTiles(op, segments, tileCount);
         int in = xs.cols();
-        int rankBlocks = ceilDiv(vs.cols() - vCol, SHRINK_RANKS_PER_BLOCK);
         int kChunk = shrinkChunkForBlocks(tileCount * rankBlocks, in);
         int splits = ceilDiv(in, kChunk);
         long[] scratch = shrinkScratch(splits);
