@@ -9,7 +9,8 @@
 // grid); tiles past the last real one have 0 rows and their blocks exit at once. Decode segments are one
 // row, so a tile is one row; prefill segments give full tiles, where every weight element loaded serves
 // SGMV_TILE_ROWS rows. Per-slot tables: aPtr/bPtr (device addresses), rank (0: the slot does not adapt
-// this projection, its blocks exit), scale.
+// this projection, its blocks exit), scale. The _group kernels do the same for up to 3 projections that
+// share x (q|k|v, gate|up) in one launch, each with its own slot table and columns of v and y.
 #include "common.cuh"
 
 #define SGMV_TILE_ROWS 8
@@ -263,7 +264,7 @@ sgmv_expand(const bf16* __restrict__ v, int vStride, bf16* y, int yStride, int y
 }
 
 // The expand of up to 3 projections into one fused output row: grid (tiles, Σ ceil(out_m / 256)); output
-// blocks [startM, startM+1) belong to projection m, which reads columns [m·vWidth, ...) of v and writes
+// blocks [start_m, start_m+1) belong to projection m, which reads columns [m·vWidth, ...) of v and writes
 // columns [yColM, yColM + outM) of y.
 extern "C" __global__ void __launch_bounds__(SGMV_THREADS)
 sgmv_expand_group(const bf16* __restrict__ v, int vStride, int vWidth, bf16* y, int yStride,
