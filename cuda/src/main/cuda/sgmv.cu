@@ -9,7 +9,8 @@
 // grid); tiles past the last real one have 0 rows and their blocks exit at once. Decode segments are one
 // row, so a tile is one row; prefill segments give full tiles, where every weight element loaded serves
 // SGMV_TILE_ROWS rows. Per-slot tables: aPtr/bPtr (device addresses), rank (0: the slot does not adapt
-// this projection, its blocks exit), scale.
+// this projection, its blocks exit), scale. The _group kernels do the same for up to 3 projections that
+// share x (q|k|v, gate|up) in one launch, each with its own slot table and columns of v and y.
 #include "common.cuh"
 
 #define SGMV_TILE_ROWS 8
@@ -28,10 +29,11 @@
 // partial[(t, b)][s] and counts itself in arrivals[(t, b)]; the last block to arrive adds the partials
 // in split order (so the result does not depend on which block came last: replays are bit-identical),
 // writes v and sets the counter back to 0 for the next launch. One launch, no memset, graph-replayable.
-extern "C" __global__ void __launch_bounds__(SGMV_THREADS)
-sgmv_shrink(const bf16* __restrict__ x, int xStride, bf16* __restrict__ v, int vStride,
-            const int* __restrict__ tiles, const unsigned long long* __restrict__ aPtr,
-            const int* __restrict__ ranks, int in, int kChunk, float* partial, int* arrivals) {
+__device__ __forceinline__ void shrink_block(
+        const bf16* __restrict__ x, int xStride, bf16* __restrict__ v, int vStride,
+        const int* __restrict__ tiles, const unsigned long long* __restrict__ aPtr,
+        const int* __restrict__ ranks, int in, int kChunk, float* partial, int* arrivals,
+        int split, int splits, long long group) {
     __shared__ float red[SGMV_THREADS / 32][SHRINK_RANKS_PER_BLOCK][SGMV_TILE_ROWS];
     __shared__ int lastToArrive;
     const int tile = blockIdx.x;
@@ -47,7 +49,7 @@ sgmv_shrink(const bf16* __restrict__ x, int xStride, bf16* __restrict__ v, int v
     const int slices = (SGMV_THREADS / 32) / quads;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int quad = warp % quads, slice = warp / quads;
-    const int kBlock0 = blockIdx.z * kChunk, kBlock1 = min(in, kBlock0 + kChunk);
+    const int kBlock0 = split * kChunk, kBlock1 = min(in, kBlock0 + kChunk);
 
     float acc[SHRINK_RANKS_PER_WARP][SGMV_TILE_ROWS];
     #pragma unroll
@@ -117,7 +119,6 @@ sgmv_shrink(const bf16* __restrict__ x, int xStride, bf16* __restrict__ v, int v
     }
     __syncthreads();
 
-    const int splits = gridDim.z;
     if (splits == 1) {
         for (int k = threadIdx.x; k < nr * SGMV_TILE_ROWS; k += SGMV_THREADS) {
             int kr = k / SGMV_TILE_ROWS, r = k - kr * SGMV_TILE_ROWS;
@@ -129,8 +130,7 @@ sgmv_shrink(const bf16* __restrict__ x, int xStride, bf16* __restrict__ v, int v
         return;
     }
 
-    const long long group = (long long) tile * gridDim.y + blockIdx.y;
-    float* mine = partial + (group * splits + blockIdx.z) * SHRINK_PARTIAL;
+    float* mine = partial + (group * splits + split) * SHRINK_PARTIAL;
     for (int k = threadIdx.x; k < nr * SGMV_TILE_ROWS; k += SGMV_THREADS) {
         int kr = k / SGMV_TILE_ROWS, r = k - kr * SGMV_TILE_ROWS;
         if (r >= nRows) continue;
@@ -157,17 +157,61 @@ sgmv_shrink(const bf16* __restrict__ x, int xStride, bf16* __restrict__ v, int v
     if (threadIdx.x == 0) arrivals[group] = 0;
 }
 
+extern "C" __global__ void __launch_bounds__(SGMV_THREADS)
+sgmv_shrink(const bf16* __restrict__ x, int xStride, bf16* __restrict__ v, int vStride,
+            const int* __restrict__ tiles, const unsigned long long* __restrict__ aPtr,
+            const int* __restrict__ ranks, int in, int kChunk, float* partial, int* arrivals) {
+    shrink_block(x, xStride, v, vStride, tiles, aPtr, ranks, in, kChunk, partial, arrivals, blockIdx.z, gridDim.z,
+                 (long long) blockIdx.x * gridDim.y + blockIdx.y);
+}
+
+// A slot table as CudaBackend lays it out: aPtr[slots] | bPtr[slots] | rank[slots] | scale[slots].
+struct SlotTable {
+    const unsigned long long* a;
+    const unsigned long long* b;
+    const int* rank;
+    const float* scale;
+};
+
+__device__ __forceinline__ SlotTable slot_table(const char* base, int slots) {
+    SlotTable t;
+    t.a = (const unsigned long long*) base;
+    t.b = (const unsigned long long*) (base + 8LL * slots);
+    t.rank = (const int*) (base + 16LL * slots);
+    t.scale = (const float*) (base + 20LL * slots);
+    return t;
+}
+
+__device__ __forceinline__ const char* pick3(int m, const char* t0, const char* t1, const char* t2) {
+    return m == 0 ? t0 : (m == 1 ? t1 : t2);
+}
+
+// The shrink of up to 3 projections that read the same x (q|k|v, gate|up): grid (tiles, rankBlocks,
+// splits · members); projection m writes columns [m·vWidth, m·vWidth + rank) of v with its own slot table
+// (tableM) and its own arrival counters and partials (counter group (m, tile, rank block)).
+extern "C" __global__ void __launch_bounds__(SGMV_THREADS)
+sgmv_shrink_group(const bf16* __restrict__ x, int xStride, bf16* __restrict__ v, int vStride, int vWidth,
+                  const int* __restrict__ tiles, const char* table0, const char* table1, const char* table2,
+                  int slots, int in, int kChunk, int splits, float* partial, int* arrivals) {
+    const int m = blockIdx.z / splits, split = blockIdx.z - m * splits;
+    SlotTable t = slot_table(pick3(m, table0, table1, table2), slots);
+    const long long group = ((long long) m * gridDim.x + blockIdx.x) * gridDim.y + blockIdx.y;
+    shrink_block(x, xStride, v + (long long) m * vWidth, vStride, tiles, t.a, t.rank, in, kChunk, partial, arrivals,
+                 split, splits, group);
+}
+
 #define EXPAND_MAX_RANK 256
 
-// Grid: (tiles, ceil(out / 256)). Thread o reads row o of B once and applies it to every row of the tile.
-extern "C" __global__ void __launch_bounds__(SGMV_THREADS)
-sgmv_expand(const bf16* __restrict__ v, int vStride, bf16* y, int yStride, int yCol,
-            const int* __restrict__ tiles, const unsigned long long* __restrict__ bPtr,
-            const int* __restrict__ ranks, const float* __restrict__ scales, int outFeatures) {
+// Block (tile, outBlock) of one projection: thread o reads row o of B once and applies it to every row of
+// the tile.
+__device__ __forceinline__ void expand_block(
+        const bf16* __restrict__ v, int vStride, bf16* y, int yStride, int yCol,
+        const int* __restrict__ tiles, const unsigned long long* __restrict__ bPtr,
+        const int* __restrict__ ranks, const float* __restrict__ scales, int outFeatures, int tileIdx, int outBlock) {
     __shared__ float v_s[SGMV_TILE_ROWS][EXPAND_MAX_RANK];
-    const int nRows = tiles[3 * blockIdx.x + 1];
+    const int nRows = tiles[3 * tileIdx + 1];
     if (nRows == 0) return;
-    const int row0 = tiles[3 * blockIdx.x], slot = tiles[3 * blockIdx.x + 2];
+    const int row0 = tiles[3 * tileIdx], slot = tiles[3 * tileIdx + 2];
     const int rank = ranks[slot];
     if (rank == 0) return;
     const float scale = scales[slot];
@@ -177,7 +221,7 @@ sgmv_expand(const bf16* __restrict__ v, int vStride, bf16* y, int yStride, int y
         v_s[r][c] = bf2f(v[(long long) (row0 + r) * vStride + c]);
     }
     __syncthreads();
-    const int o = blockIdx.y * SGMV_THREADS + threadIdx.x;
+    const int o = outBlock * SGMV_THREADS + threadIdx.x;
     if (o >= outFeatures) return;
     const bf16* bRow = b + (long long) o * rank;
     float acc[SGMV_TILE_ROWS];
@@ -209,4 +253,29 @@ sgmv_expand(const bf16* __restrict__ v, int vStride, bf16* y, int yStride, int y
             *yp = f2bf(bf2f(*yp) + scale * acc[r]);
         }
     }
+}
+
+// Grid: (tiles, ceil(out / 256)).
+extern "C" __global__ void __launch_bounds__(SGMV_THREADS)
+sgmv_expand(const bf16* __restrict__ v, int vStride, bf16* y, int yStride, int yCol,
+            const int* __restrict__ tiles, const unsigned long long* __restrict__ bPtr,
+            const int* __restrict__ ranks, const float* __restrict__ scales, int outFeatures) {
+    expand_block(v, vStride, y, yStride, yCol, tiles, bPtr, ranks, scales, outFeatures, blockIdx.x, blockIdx.y);
+}
+
+// The expand of up to 3 projections into one fused output row: grid (tiles, Σ ceil(out_m / 256)); output
+// blocks [start_m, start_m+1) belong to projection m, which reads columns [m·vWidth, ...) of v and writes
+// columns [yColM, yColM + outM) of y.
+extern "C" __global__ void __launch_bounds__(SGMV_THREADS)
+sgmv_expand_group(const bf16* __restrict__ v, int vStride, int vWidth, bf16* y, int yStride,
+                  const int* __restrict__ tiles, const char* table0, const char* table1, const char* table2, int slots,
+                  int yCol0, int yCol1, int yCol2, int out0, int out1, int out2, int start1, int start2) {
+    const int ob = blockIdx.y;
+    const int m = ob >= start2 ? 2 : (ob >= start1 ? 1 : 0);
+    const int start = m == 0 ? 0 : (m == 1 ? start1 : start2);
+    const int yCol = m == 0 ? yCol0 : (m == 1 ? yCol1 : yCol2);
+    const int out = m == 0 ? out0 : (m == 1 ? out1 : out2);
+    SlotTable t = slot_table(pick3(m, table0, table1, table2), slots);
+    expand_block(v + (long long) m * vWidth, vStride, y, yStride, yCol, tiles, t.b, t.rank, t.scale, out, blockIdx.x,
+                 ob - start);
 }

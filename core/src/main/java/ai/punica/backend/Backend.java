@@ -137,16 +137,57 @@ public interface Backend extends AutoCloseable {
     // ---- segmented LoRA (SGMV) ------------------------------------------------------------------
 
     /**
-     * Shrink: for each segment i with an adapter, {@code v[r, 0:rank] = x[r] · A_{slot}ᵀ} for its rows.
-     * Columns past the segment's rank, and rows of segments without an adapter, are left undefined.
+     * Shrink: for each segment i with an adapter, {@code v[r, vCol : vCol + rank] = x[r] · A_{slot}ᵀ} for
+     * its rows. Other columns of v, and rows of segments without an adapter, are left undefined.
      */
-    void sgmvShrink(Tensor x, LoraWeights weights, Segments segments, Tensor v);
+    void sgmvShrink(Tensor x, LoraWeights weights, Segments segments, Tensor v, int vCol);
+
+    /** {@link #sgmvShrink(Tensor, LoraWeights, Segments, Tensor, int)} into the first columns of v. */
+    default void sgmvShrink(Tensor x, LoraWeights weights, Segments segments, Tensor v) {
+        sgmvShrink(x, weights, segments, v, 0);
+    }
 
     /**
      * Expand: for each segment i with an adapter,
-     * {@code y[r, yCol : yCol + out] += scale_{slot} · v[r, 0:rank] · B_{slot}ᵀ}; other rows untouched.
+     * {@code y[r, yCol : yCol + out] += scale_{slot} · v[r, vCol : vCol + rank] · B_{slot}ᵀ}; other rows
+     * untouched.
      */
-    void sgmvExpand(Tensor v, LoraWeights weights, Segments segments, Tensor y, int yCol);
+    void sgmvExpand(Tensor v, int vCol, LoraWeights weights, Segments segments, Tensor y, int yCol);
+
+    /** {@link #sgmvExpand(Tensor, int, LoraWeights, Segments, Tensor, int)} from the first columns of v. */
+    default void sgmvExpand(Tensor v, LoraWeights weights, Segments segments, Tensor y, int yCol) {
+        sgmvExpand(v, 0, weights, segments, y, yCol);
+    }
+
+    /**
+     * The shrink of several projections that read the same input (q|k|v, gate|up) at once: projection i
+     * of {@code group} writes its {@link #sgmvShrink} result into columns {@code [i·w, i·w + rank)} of v,
+     * {@code w = v.cols / group.size()} (so v is at least {@code group.size() ·} the largest rank wide).
+     * A projection whose adapter slot of a segment is absent skips that segment, as the single op does.
+     * This default runs one shrink per projection; backends override it to cover the group in one pass.
+     */
+    default void sgmvShrinkGroup(Tensor x, List<LoraWeights> group, Segments segments, Tensor v) {
+        int w = v.cols() / group.size();
+        for (int i = 0; i < group.size(); i++) {
+            sgmvShrink(x, group.get(i), segments, v, i * w);
+        }
+    }
+
+    /**
+     * The expand matching {@link #sgmvShrinkGroup}: projection i of {@code group} adds
+     * {@code scale · v[r, i·w : i·w + rank] · Bᵀ} into columns {@code [yCols[i], yCols[i] + out_i)} of y,
+     * {@code w = v.cols / group.size()}, for the segments where its slot is present. The projections'
+     * column ranges in y must not overlap. This default runs one expand per projection.
+     */
+    default void sgmvExpandGroup(Tensor v, List<LoraWeights> group, Segments segments, Tensor y, int[] yCols) {
+        if (yCols.length != group.size()) {
+            throw ShapeChecks.fail("sgmvExpandGroup", yCols.length + " output columns for " + group.size() + " projections");
+        }
+        int w = v.cols() / group.size();
+        for (int i = 0; i < group.size(); i++) {
+            sgmvExpand(v, i * w, group.get(i), segments, y, yCols[i]);
+        }
+    }
 
     /**
      * Records and replays whole forward steps (CUDA graphs), or null when this backend has no such

@@ -218,6 +218,14 @@ public final class ShapeChecks {
         }
     }
 
+    /** Columns {@code [vCol, vCol + rank)} of the rank-space tensor v exist. */
+    public static void checkRankColumns(String op, Tensor v, int vCol, int rank, int slot) {
+        if (!(vCol >= 0 && vCol + rank <= v.cols())) {
+            throw fail(op, "columns [" + vCol + ", " + (vCol + rank) + ") for rank " + rank + " of slot " + slot
+                    + " are outside v " + v);
+        }
+    }
+
     /** LoRA B of a used slot is [out, rank]. */
     public static void checkLoraB(String op, LoraWeights weights, int slot) {
         Tensor b = weights.b()[slot];
@@ -234,12 +242,15 @@ public final class ShapeChecks {
      * output columns inside {@code y} from {@code yCol}.
      */
     public static void checkExpandSlot(String op, LoraWeights weights, int slot, Tensor v, Tensor y, int yCol) {
+        checkExpandSlot(op, weights, slot, v, 0, y, yCol);
+    }
+
+    /** {@link #checkExpandSlot(String, LoraWeights, int, Tensor, Tensor, int)} reading v from column {@code vCol}. */
+    public static void checkExpandSlot(String op, LoraWeights weights, int slot, Tensor v, int vCol, Tensor y, int yCol) {
         checkLoraB(op, weights, slot);
         Tensor b = weights.b()[slot];
         int rank = weights.rank()[slot];
-        if (rank > v.cols()) {
-            throw fail(op, "v " + v + " is narrower than rank " + rank + " of slot " + slot);
-        }
+        checkRankColumns(op, v, vCol, rank, slot);
         if (!(yCol >= 0 && yCol + b.rows() <= y.cols())) {
             throw fail(op, "columns [" + yCol + ", " + (yCol + b.rows()) + ") of lora B " + b + " are outside y " + y);
         }

@@ -50,7 +50,23 @@ public final class LlamaModel implements AutoCloseable {
     static final int[] DECODE_BUCKETS = {1, 2, 4, 8, 12, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224,
             256};
 
-    /** What fixes the operations of a padded decode step: the model, its rows, which LoRA projections run. */
+    /**
+     * Projections whose LoRA add-on runs as one SGMV shrink and one expand: those of a group read the same
+     * input and write one fused output row (q|k|v into qkv, gate|up into gate_up), in this order.
+     */
+    private static final Projection[][] LORA_GROUPS = {
+            {Projection.Q_PROJ, Projection.K_PROJ, Projection.V_PROJ},
+            {Projection.O_PROJ},
+            {Projection.GATE_PROJ, Projection.UP_PROJ},
+            {Projection.DOWN_PROJ}};
+    private static final int GROUP_QKV = 0;
+    private static final int GROUP_O = 1;
+    private static final int GROUP_GATE_UP = 2;
+    private static final int GROUP_DOWN = 3;
+    private static final int LORA_GROUP_MAX = 3;
+    private static final int[] SINGLE_LORA_COL = {0};
+
+    /** What fixes the operations of a padded decode step: the model, its rows, which LoRA groups run. */
     private record DecodeKey(LlamaModel model, int rows, BitSet lora) {
     }
 
@@ -74,6 +90,11 @@ public final class LlamaModel implements AutoCloseable {
     private final int maxLoraRank;
     /** [layer][Projection.ordinal()]: the LoRA weights of every adapter slot. */
     private final LoraWeights[][] lora;
+    /** [layer][group of {@link #LORA_GROUPS}]: the same LoraWeights, grouped. */
+    private final List<LoraWeights>[][] loraGroups;
+    /** Where each projection of the q|k|v and gate|up groups writes in the fused output row. */
+    private final int[] qkvLoraCols;
+    private final int[] gateUpLoraCols;
     private final List<Tensor> owned = new ArrayList<>();
 
     // Scratch activations, [maxRows, ·].
@@ -85,7 +106,8 @@ public final class LlamaModel implements AutoCloseable {
     private final Tensor projOut;
     private final Tensor gateUpOut;
     private final Tensor mlpAct;
-    private final Tensor loraRank;
+    /** [n]: the rank-space scratch of a group of n projections, [maxRows, n · max(1, maxLoraRank)]. */
+    private final Tensor[] loraRank = new Tensor[LORA_GROUP_MAX + 1];
     // [maxLogitRows, ·]
     private final Tensor logitHidden;
     private final Tensor logitQkv;
@@ -146,8 +168,12 @@ public final class LlamaModel implements AutoCloseable {
             }
         }
 
+        loraGroups = groupLora(lora);
+
         int hidden = config.hiddenSize();
         int inter = config.intermediateSize();
+        qkvLoraCols = new int[] {0, qCols, qCols + kvCols};
+        gateUpLoraCols = new int[] {0, inter};
         x = own(backend.allocate(maxRows, hidden));
         h = own(backend.allocate(maxRows, hidden));
         qkvOut = own(backend.allocate(maxRows, qCols + 2 * kvCols));
@@ -155,7 +181,12 @@ public final class LlamaModel implements AutoCloseable {
         projOut = own(backend.allocate(maxRows, hidden));
         gateUpOut = own(backend.allocate(maxRows, 2 * inter));
         mlpAct = own(backend.allocate(maxRows, inter));
-        loraRank = own(backend.allocate(maxRows, Math.max(1, maxLoraRank)));
+        for (Projection[] group : LORA_GROUPS) {
+            int n = group.length;
+            if (loraRank[n] == null) {
+                loraRank[n] = own(backend.allocate(maxRows, n * Math.max(1, maxLoraRank)));
+            }
+        }
         logitHidden = own(backend.allocate(maxLogitRows, hidden));
         logitQkv = own(backend.allocate(maxLogitRows, qCols + 2 * kvCols));
         logitNormed = own(backend.allocate(maxLogitRows, hidden));
@@ -386,27 +417,52 @@ public final class LlamaModel implements AutoCloseable {
         return new ForwardBatch(tokens, positions, paddedAttention, segments, logitRows, null);
     }
 
-    /** Which (layer, projection) pairs run SGMV for these segments: the rule {@link #addLora} applies. */
+    /**
+     * Which (layer, projection group) pairs run SGMV for these segments, the rule {@link #addLora} applies:
+     * a group runs when any of its projections has a present slot among the segments.
+     */
     private BitSet loraSignature(Segments segments) {
         BitSet used = new BitSet();
-        int projections = Projection.values().length;
+        int groups = LORA_GROUPS.length;
         for (int l = 0; l < layers.length; l++) {
-            for (int p = 0; p < projections; p++) {
-                if (anyPresent(lora[l][p], segments)) {
-                    used.set(l * projections + p);
+            for (int g = 0; g < groups; g++) {
+                if (anyPresent(loraGroup(l, g), segments)) {
+                    used.set(l * groups + g);
                 }
             }
         }
         return used;
     }
 
-    private static boolean anyPresent(LoraWeights weights, Segments segments) {
-        for (int i = 0; i < segments.count(); i++) {
-            if (weights.present(segments.slots()[i])) {
-                return true;
+    private static boolean anyPresent(List<LoraWeights> group, Segments segments) {
+        for (LoraWeights weights : group) {
+            for (int i = 0; i < segments.count(); i++) {
+                if (weights.present(segments.slots()[i])) {
+                    return true;
+                }
             }
         }
         return false;
+    }
+
+    /** The LoRA weights of group {@code g} of {@link #LORA_GROUPS} in layer {@code l}, in the group's order. */
+    private List<LoraWeights> loraGroup(int l, int g) {
+        return loraGroups[l][g];
+    }
+
+    @SuppressWarnings("unchecked")
+    private static List<LoraWeights>[][] groupLora(LoraWeights[][] lora) {
+        List<LoraWeights>[][] groups = new List[lora.length][LORA_GROUPS.length];
+        for (int l = 0; l < lora.length; l++) {
+            for (int g = 0; g < LORA_GROUPS.length; g++) {
+                List<LoraWeights> group = new ArrayList<>();
+                for (Projection p : LORA_GROUPS[g]) {
+                    group.add(lora[l][p.ordinal()]);
+                }
+                groups[l][g] = List.copyOf(group);
+            }
+        }
+        return groups;
     }
 
     /**
@@ -433,9 +489,7 @@ public final class LlamaModel implements AutoCloseable {
         }
         // qkv = h·[Wq;Wk;Wv]ᵀ (+ bias) + LoRA_q|k|v(h)
         backend.matmul(hs, w.qkv(), w.qkvBias(), qkv);
-        addLora(l, Projection.Q_PROJ, hs, batch.segments(), qkv, 0);
-        addLora(l, Projection.K_PROJ, hs, batch.segments(), qkv, qCols);
-        addLora(l, Projection.V_PROJ, hs, batch.segments(), qkv, qCols + kvCols);
+        addLora(l, GROUP_QKV, hs, batch.segments(), qkv, qkvLoraCols);
         // q, k = rope(q, pos), rope(k, pos); cache[slot] = k, v
         backend.ropeAppendKv(qkv, batch.positions(), rope, config.numHeads(), config.numKvHeads(), config.headDim(),
                 kv, l, qCols, qCols + kvCols, batch.attention().slotMapping());
@@ -460,31 +514,40 @@ public final class LlamaModel implements AutoCloseable {
         backend.attention(qkv, kv, l, batch.attention(), shape, attn);
         // o = attn·Woᵀ + LoRA_o(attn); x = x + o; h = rmsNorm(x)
         backend.matmul(attn, w.o(), null, proj);
-        addLora(l, Projection.O_PROJ, attn, batch.segments(), proj, 0);
+        addLora(l, GROUP_O, attn, batch.segments(), proj, SINGLE_LORA_COL);
         backend.addRmsNorm(xs, proj, w.mlpNorm(), config.rmsNormEps(), hs);
 
         // gu = h·[Wg;Wu]ᵀ + LoRA_gate|up(h)
         Tensor gu = gateUpOut.firstRows(rows);
         Tensor act = mlpAct.firstRows(rows);
         backend.matmul(hs, w.gateUp(), null, gu);
-        addLora(l, Projection.GATE_PROJ, hs, batch.segments(), gu, 0);
-        addLora(l, Projection.UP_PROJ, hs, batch.segments(), gu, config.intermediateSize());
+        addLora(l, GROUP_GATE_UP, hs, batch.segments(), gu, gateUpLoraCols);
         // a = silu(g)·u; mlp = a·Wdownᵀ + LoRA_down(a), left in projOut for the next residual add
         backend.swiglu(gu, act);
         backend.matmul(act, w.down(), null, proj);
-        addLora(l, Projection.DOWN_PROJ, act, batch.segments(), proj, 0);
+        addLora(l, GROUP_DOWN, act, batch.segments(), proj, SINGLE_LORA_COL);
         return batch;
     }
 
-    /** y[:, col:col+out] += LoRA(in) for every segment whose adapter adapts this projection. */
-    private void addLora(int layer, Projection projection, Tensor in, Segments segments, Tensor out, int col) {
-        LoraWeights weights = lora[layer][projection.ordinal()];
-        if (!anyPresent(weights, segments)) {
+    /**
+     * {@code out[:, cols[i] : cols[i] + out_i] += LoRA_i(in)} for projection i of group {@code g} and every
+     * segment whose adapter adapts it. A group of several projections (q|k|v, gate|up: one input, one fused
+     * output row) is one shrink and one expand, projection i in columns [i·R, (i+1)·R) of the rank scratch.
+     */
+    private void addLora(int layer, int g, Tensor in, Segments segments, Tensor out, int[] cols) {
+        List<LoraWeights> group = loraGroup(layer, g);
+        if (!anyPresent(group, segments)) {
             return;
         }
-        Tensor v = loraRank.firstRows(in.rows());
-        backend.sgmvShrink(in, weights, segments, v);
-        backend.sgmvExpand(v, weights, segments, out, col);
+        Tensor v = loraRank[group.size()].firstRows(in.rows());
+        if (group.size() == 1) {
+            backend.sgmvShrink(in, group.getFirst(), segments, v);
+            backend.sgmvExpand(v, group.getFirst(), segments, out, cols[0]);
+            return;
+        }
+        // v[r, i·R : i·R + rank_i] = in[r]·A_iᵀ (R = max(1, maxLoraRank)); out[r, cols[i]:] += s_i·v_i·B_iᵀ
+        backend.sgmvShrinkGroup(in, group, segments, v);
+        backend.sgmvExpandGroup(v, group, segments, out, cols);
     }
 
     @Override

@@ -159,13 +159,13 @@ final class SamplingCpuBackend implements Backend {
     }
 
     @Override
-    public void sgmvShrink(Tensor x, LoraWeights weights, Segments segments, Tensor v) {
-        cpu.sgmvShrink(x, weights, segments, v);
+    public void sgmvShrink(Tensor x, LoraWeights weights, Segments segments, Tensor v, int vCol) {
+        cpu.sgmvShrink(x, weights, segments, v, vCol);
     }
 
     @Override
-    public void sgmvExpand(Tensor v, LoraWeights weights, Segments segments, Tensor y, int yCol) {
-        cpu.sgmvExpand(v, weights, segments, y, yCol);
+    public void sgmvExpand(Tensor v, int vCol, LoraWeights weights, Segments segments, Tensor y, int yCol) {
+        cpu.sgmvExpand(v, vCol, weights, segments, y, yCol);
     }
 
     @Override

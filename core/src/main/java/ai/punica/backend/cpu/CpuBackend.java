@@ -584,9 +584,9 @@ public final class CpuBackend implements Backend {
 
     // ---- segmented LoRA (SGMV) ------------------------------------------------------------------
 
-    /** v[r, 0:rank] = x[r] · A_slotᵀ per segment with an adapter: one Gemm per segment, all run together. */
+    /** v[r, vCol:vCol+rank] = x[r] · A_slotᵀ per segment with an adapter: one Gemm per segment, all run together. */
     @Override
-    public void sgmvShrink(Tensor x, LoraWeights weights, Segments segments, Tensor v) {
+    public void sgmvShrink(Tensor x, LoraWeights weights, Segments segments, Tensor v, int vCol) {
         CpuTensor xs = activation("sgmvShrink", "x", x);
         CpuTensor vs = activation("sgmvShrink", "v", v);
         ShapeChecks.checkSegments("sgmvShrink", segments, weights, Math.min(x.rows(), v.rows()));
@@ -602,19 +602,17 @@ public final class CpuBackend implements Backend {
             ShapeChecks.checkLoraA("sgmvShrink", weights, slot, x.cols());
             CpuTensor a = own("sgmvShrink", "lora A", weights.a()[slot]);
             int rank = weights.rank()[slot];
-            if (rank > v.cols()) {
-                throw ShapeChecks.fail("sgmvShrink", "v " + v + " is narrower than rank " + rank + " of slot " + slot);
-            }
-            Gemm g = new Gemm(xs.segment(), x.cols(), a.segment(), a.dtype(), x.cols(), vs.segment(), 0, v.cols(),
+            ShapeChecks.checkRankColumns("sgmvShrink", v, vCol, rank, slot);
+            Gemm g = new Gemm(xs.segment(), x.cols(), a.segment(), a.dtype(), x.cols(), vs.segment(), vCol, v.cols(),
                     null, null, 1f, false);
             split(g, segments.starts()[i], segments.starts()[i + 1], rank, pieces);
         }
         run(pieces);
     }
 
-    /** y[r, yCol + o] += scale_slot · v[r, 0:rank] · B_slot[o]ᵀ per segment with an adapter. */
+    /** y[r, yCol + o] += scale_slot · v[r, vCol:vCol+rank] · B_slot[o]ᵀ per segment with an adapter. */
     @Override
-    public void sgmvExpand(Tensor v, LoraWeights weights, Segments segments, Tensor y, int yCol) {
+    public void sgmvExpand(Tensor v, int vCol, LoraWeights weights, Segments segments, Tensor y, int yCol) {
         CpuTensor vs = activation("sgmvExpand", "v", v);
         CpuTensor ys = activation("sgmvExpand", "y", y);
         ShapeChecks.checkSegments("sgmvExpand", segments, weights, Math.min(v.rows(), y.rows()));
@@ -627,10 +625,10 @@ public final class CpuBackend implements Backend {
             if (!weights.present(slot)) {
                 continue;
             }
-            ShapeChecks.checkExpandSlot("sgmvExpand", weights, slot, v, y, yCol);
+            ShapeChecks.checkExpandSlot("sgmvExpand", weights, slot, v, vCol, y, yCol);
             CpuTensor b = own("sgmvExpand", "lora B", weights.b()[slot]);
             int rank = weights.rank()[slot];
-            Gemm g = new Gemm(vs.segment(), v.cols(), b.segment(), b.dtype(), rank, ys.segment(), yCol, y.cols(),
+            Gemm g = new Gemm(vs.segment().asSlice(4L * vCol), v.cols(), b.segment(), b.dtype(), rank, ys.segment(), yCol, y.cols(),
                     null, null, weights.scale()[slot], true);
             split(g, segments.starts()[i], segments.starts()[i + 1], b.rows(), pieces);
         }

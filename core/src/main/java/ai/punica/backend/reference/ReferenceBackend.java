@@ -326,9 +326,9 @@ public final class ReferenceBackend implements Backend {
 
     // ---- segmented LoRA (SGMV) ------------------------------------------------------------------
 
-    /** v[r, 0:rank] = x[r] · A_slotᵀ for the rows of each segment with an adapter. */
+    /** v[r, vCol:vCol+rank] = x[r] · A_slotᵀ for the rows of each segment with an adapter. */
     @Override
-    public void sgmvShrink(Tensor x, LoraWeights weights, Segments segments, Tensor v) {
+    public void sgmvShrink(Tensor x, LoraWeights weights, Segments segments, Tensor v, int vCol) {
         ReferenceTensor xs = activation("sgmvShrink", "x", x);
         ReferenceTensor vs = activation("sgmvShrink", "v", v);
         ShapeChecks.checkSegments("sgmvShrink", segments, weights, Math.min(x.rows(), v.rows()));
@@ -340,24 +340,22 @@ public final class ReferenceBackend implements Backend {
             ShapeChecks.checkLoraA("sgmvShrink", weights, slot, x.cols());
             ReferenceTensor a = own("sgmvShrink", "lora A", weights.a()[slot]);
             int rank = weights.rank()[slot];
-            if (rank > v.cols()) {
-                throw ShapeChecks.fail("sgmvShrink", "v " + v + " is narrower than rank " + rank + " of slot " + slot);
-            }
+            ShapeChecks.checkRankColumns("sgmvShrink", v, vCol, rank, slot);
             for (int r = segments.starts()[i]; r < segments.starts()[i + 1]; r++) {
                 for (int k = 0; k < rank; k++) {
                     double sum = 0;
                     for (int c = 0; c < x.cols(); c++) {
                         sum += (double) xs.get(r, c) * a.get(k, c);
                     }
-                    vs.set(r, k, (float) sum);
+                    vs.set(r, vCol + k, (float) sum);
                 }
             }
         }
     }
 
-    /** y[r, yCol + o] += scale_slot · Σ_k v[r, k] · B_slot[o, k] for the rows of each segment with an adapter. */
+    /** y[r, yCol + o] += scale_slot · Σ_k v[r, vCol + k] · B_slot[o, k] for the rows of each segment with an adapter. */
     @Override
-    public void sgmvExpand(Tensor v, LoraWeights weights, Segments segments, Tensor y, int yCol) {
+    public void sgmvExpand(Tensor v, int vCol, LoraWeights weights, Segments segments, Tensor y, int yCol) {
         ReferenceTensor vs = activation("sgmvExpand", "v", v);
         ReferenceTensor ys = activation("sgmvExpand", "y", y);
         ShapeChecks.checkSegments("sgmvExpand", segments, weights, Math.min(v.rows(), y.rows()));
@@ -366,14 +364,14 @@ public final class ReferenceBackend implements Backend {
             if (!weights.present(slot)) {
                 continue;
             }
-            ShapeChecks.checkExpandSlot("sgmvExpand", weights, slot, v, y, yCol);
+            ShapeChecks.checkExpandSlot("sgmvExpand", weights, slot, v, vCol, y, yCol);
             ReferenceTensor b = own("sgmvExpand", "lora B", weights.b()[slot]);
             int rank = weights.rank()[slot];
             for (int r = segments.starts()[i]; r < segments.starts()[i + 1]; r++) {
                 for (int o = 0; o < b.rows(); o++) {
                     double sum = 0;
                     for (int k = 0; k < rank; k++) {
-                        sum += (double) vs.get(r, k) * b.get(o, k);
+                        sum += (double) vs.get(r, vCol + k) * b.get(o, k);
                     }
                     ys.set(r, yCol + o, (float) (ys.get(r, yCol + o) + weights.scale()[slot] * sum));
                 }

@@ -73,6 +73,8 @@ public final class CudaBackend implements Backend {
     private static final int THREADS = 256;
     private static final int SGMV_TILE_ROWS = 8;
     private static final int SHRINK_RANKS_PER_BLOCK = 32;
+    /** Most projections one grouped SGMV launch covers (q|k|v). */
+    private static final int SGMV_GROUP_MAX = 3;
     /** A split-K shrink block covers at least this many inputs (fewer would spend more on the reduction). */
     private static final int SHRINK_MIN_SPLIT = 512;
     /** Split-K aims at this many shrink blocks per SM (a decode batch has too few tiles to fill the GPU). */
@@ -1102,68 +1104,121 @@ public final class CudaBackend implements Backend {
 
     /**
      * Launch shape, from shapes only (CUDA graph rule 1): a fixed number of tiles (see
-     * {@link #sgmvTileCount}), {@code ceil(v.cols / 32)} rank blocks (v is as wide as the largest rank the
-     * model accepts; blocks past a slot's rank exit), and the input split into {@code splits} parts when
-     * tiles × rank blocks alone would leave SMs idle: a decode batch of 32 one-row tiles is 32 blocks on
+     * {@link #sgmvTileCount}), {@code ceil((v.cols - vCol) / 32)} rank blocks (v is as wide as the largest
+     * rank the model accepts; blocks past a slot's rank exit), and the input split into {@code splits} parts
+     * when tiles × rank blocks alone would leave SMs idle: a decode batch of 32 one-row tiles is 32 blocks on
      * 132 SMs, each streaming a whole A. Which tiles are real, their slots and ranks are read by the kernel.
      */
     @Override
-    public void sgmvShrink(Tensor x, LoraWeights weights, Segments segments, Tensor v) {
+    public void sgmvShrink(Tensor x, LoraWeights weights, Segments segments, Tensor v, int vCol) {
         enter();
         String op = "sgmvShrink";
         CudaTensor xs = tensor(x, "x");
         CudaTensor vs = tensor(v, "v");
-        ShapeChecks.checkSegments(op, segments, weights, Math.min(xs.rows(), vs.rows()));
-        for (int s : segments.slots()) {
-            if (weights.present(s)) {
-                ShapeChecks.checkLoraA(op, weights, s, xs.cols());
-                loraTensor(weights.a()[s], "A", s);
-                if (weights.rank()[s] > vs.cols()) {
-                    throw ShapeChecks.fail(op, "v " + vs + " is narrower than rank " + weights.rank()[s] + " of slot " + s);
-                }
-            }
-        }
+        checkShrink(op, xs, weights, segments, vs, vCol, vs.cols() - vCol);
         int tileCount = sgmvTileCount(xs.rows(), weights.slots());
-        if (tileCount == 0) {
+        int rankBlocks = ceilDiv(vs.cols() - vCol, SHRINK_RANKS_PER_BLOCK);
+        if (tileCount == 0 || rankBlocks == 0) {
             return;
         }
         int[] tiles = sgmvTiles(op, segments, tileCount);
         int in = xs.cols();
-        int rankBlocks = ceilDiv(vs.cols(), SHRINK_RANKS_PER_BLOCK);
-        int kChunk = shrinkChunk(tileCount, vs.cols(), in);
+        int kChunk = shrinkChunkForBlocks(tileCount * rankBlocks, in);
         int splits = ceilDiv(in, kChunk);
-        int target = SHRINK_BLOCKS_PER_SM * multiprocessors;
-        long partial = 0;
-        long arrivals = 0;
-        if (splits > 1) {
-            ensureSgmvWorkspace(target);
-            partial = sgmvWorkspace;
-            arrivals = sgmvWorkspace + 2L * target * SHRINK_PARTIAL_FLOATS * 4;
-        }
+        long[] scratch = shrinkScratch(splits);
         long table = slotTable(weights);
         int slots = weights.slots();
-        args().p(xs.ptr).i(xs.cols()).p(vs.ptr).i(vs.cols()).p(ints(tiles)).p(table).p(table + 16L * slots)
-                .i(in).i(kChunk).p(partial).p(arrivals).launch("sgmv_shrink", tileCount, rankBlocks, splits, THREADS);
+        args().p(xs.ptr).i(xs.cols()).p(vs.ptr + 2L * vCol).i(vs.cols()).p(ints(tiles)).p(table).p(table + 16L * slots)
+                .i(in).i(kChunk).p(scratch[0]).p(scratch[1]).launch("sgmv_shrink", tileCount, rankBlocks, splits, THREADS);
+    }
+
+    /**
+     * One launch for the whole group: grid (tiles, rank blocks of {@code w = v.cols / n}, splits · n), the
+     * split count chosen for all n projections' blocks together; projection m's blocks read its own slot
+     * table and count in their own split-K counters. Up to {@link #SGMV_GROUP_MAX} projections (q|k|v).
+     */
+    @Override
+    public void sgmvShrinkGroup(Tensor x, List<LoraWeights> group, Segments segments, Tensor v) {
+        enter();
+        String op = "sgmvShrinkGroup";
+        int n = group.size();
+        if (!(n >= 1 && n <= SGMV_GROUP_MAX)) {
+            throw ShapeChecks.fail(op, n + " projections; the CUDA kernel takes 1 to " + SGMV_GROUP_MAX);
+        }
+        CudaTensor xs = tensor(x, "x");
+        CudaTensor vs = tensor(v, "v");
+        int w = vs.cols() / n;
+        int slots = group.getFirst().slots();
+        for (int m = 0; m < n; m++) {
+            LoraWeights weights = group.get(m);
+            if (weights.slots() != slots) {
+                throw ShapeChecks.fail(op, "projection " + m + " has " + weights.slots() + " slots, projection 0 " + slots);
+            }
+            checkShrink(op, xs, weights, segments, vs, m * w, w);
+        }
+        int tileCount = sgmvTileCount(xs.rows(), slots);
+        if (tileCount == 0 || w == 0) {
+            return;
+        }
+        int[] tiles = sgmvTiles(op, segments, tileCount);
+        int in = xs.cols();
+        int rankBlocks = ceilDiv(w, SHRINK_RANKS_PER_BLOCK);
+        int kChunk = shrinkChunkForBlocks(n * tileCount * rankBlocks, in);
+        int splits = ceilDiv(in, kChunk);
+        long[] scratch = shrinkScratch(splits);
+        long[] tables = groupTables(group);
+        args().p(xs.ptr).i(xs.cols()).p(vs.ptr).i(vs.cols()).i(w).p(ints(tiles)).p(tables[0]).p(tables[1]).p(tables[2])
+                .i(slots).i(in).i(kChunk).i(splits).p(scratch[0]).p(scratch[1])
+                .launch("sgmv_shrink_group", tileCount, rankBlocks, splits * n, THREADS);
+    }
+
+    /** Segments, A shapes and v's columns {@code [vCol, vCol + width)} for every slot a segment uses. */
+    private void checkShrink(String op, CudaTensor xs, LoraWeights weights, Segments segments, CudaTensor vs, int vCol,
+                             int width) {
+        ShapeChecks.checkSegments(op, segments, weights, Math.min(xs.rows(), vs.rows()));
+        if (!(vCol >= 0 && vCol <= vs.cols())) {
+            throw ShapeChecks.fail(op, "column " + vCol + " is outside v " + vs);
+        }
+        for (int s : segments.slots()) {
+            if (weights.present(s)) {
+                ShapeChecks.checkLoraA(op, weights, s, xs.cols());
+                loraTensor(weights.a()[s], "A", s);
+                if (weights.rank()[s] > width) {
+                    throw ShapeChecks.fail(op, "v " + vs + " has " + width + " columns from " + vCol
+                            + ", fewer than rank " + weights.rank()[s] + " of slot " + s);
+                }
+            }
+        }
+    }
+
+    /** (partials, arrival counters) of the split-K shrink, or zeros for one split (the kernel writes v). */
+    private long[] shrinkScratch(int splits) {
+        if (splits == 1) {
+            return new long[2];
+        }
+        int target = SHRINK_BLOCKS_PER_SM * multiprocessors;
+        ensureSgmvWorkspace(target);
+        return new long[] {sgmvWorkspace, sgmvWorkspace + 2L * target * SHRINK_PARTIAL_FLOATS * 4};
+    }
+
+    /** The group's slot tables, padded to {@link #SGMV_GROUP_MAX} with the first (the padding is never read). */
+    private long[] groupTables(List<LoraWeights> group) {
+        long[] tables = new long[SGMV_GROUP_MAX];
+        for (int m = 0; m < SGMV_GROUP_MAX; m++) {
+            tables[m] = m < group.size() ? slotTable(group.get(m)) : tables[0];
+        }
+        return tables;
     }
 
     /** Grid: the fixed tile count × {@code ceil(out / 256)} output blocks, {@code out} being B's row count. */
     @Override
-    public void sgmvExpand(Tensor v, LoraWeights weights, Segments segments, Tensor y, int yCol) {
+    public void sgmvExpand(Tensor v, int vCol, LoraWeights weights, Segments segments, Tensor y, int yCol) {
         enter();
         String op = "sgmvExpand";
         CudaTensor vs = tensor(v, "v");
         CudaTensor ys = tensor(y, "y");
-        ShapeChecks.checkSegments(op, segments, weights, Math.min(vs.rows(), ys.rows()));
-        for (int s : segments.slots()) {
-            if (weights.present(s)) {
-                ShapeChecks.checkExpandSlot(op, weights, s, vs, ys, yCol);
-                loraTensor(weights.b()[s], "B", s);
-                if (weights.rank()[s] > EXPAND_MAX_RANK) {
-                    throw ShapeChecks.fail(op, "rank " + weights.rank()[s] + " of slot " + s + " is above the CUDA kernel's " + EXPAND_MAX_RANK);
-                }
-            }
-        }
-        int outFeatures = sgmvOutFeatures(op, weights, ys, yCol);
+        checkExpand(op, vs, vCol, weights, segments, ys, yCol);
+        int outFeatures = sgmvOutFeatures(op, weights, ys, yCol, ys.cols());
         int tileCount = sgmvTileCount(vs.rows(), weights.slots());
         if (tileCount == 0 || outFeatures == 0) {
             return;
@@ -1171,9 +1226,86 @@ public final class CudaBackend implements Backend {
         int[] tiles = sgmvTiles(op, segments, tileCount);
         long table = slotTable(weights);
         int slots = weights.slots();
-        args().p(vs.ptr).i(vs.cols()).p(ys.ptr).i(ys.cols()).i(yCol).p(ints(tiles)).p(table + 8L * slots)
+        args().p(vs.ptr + 2L * vCol).i(vs.cols()).p(ys.ptr).i(ys.cols()).i(yCol).p(ints(tiles)).p(table + 8L * slots)
                 .p(table + 16L * slots).p(table + 20L * slots).i(outFeatures)
                 .launch("sgmv_expand", tileCount, ceilDiv(outFeatures, THREADS), 1, THREADS);
+    }
+
+    /**
+     * One launch for the whole group: grid (tiles, Σ ceil(out_m / 256)), projection m owning a run of output
+     * blocks. out_m is B's row count; for a projection with no slot loaded (its blocks all exit) it is the
+     * distance to the next projection's column, or to y's end, so that the grid does not change when an
+     * adapter arrives (it is that distance for q|k|v and gate|up).
+     */
+    @Override
+    public void sgmvExpandGroup(Tensor v, List<LoraWeights> group, Segments segments, Tensor y, int[] yCols) {
+        enter();
+        String op = "sgmvExpandGroup";
+        int n = group.size();
+        if (!(n >= 1 && n <= SGMV_GROUP_MAX)) {
+            throw ShapeChecks.fail(op, n + " projections; the CUDA kernel takes 1 to " + SGMV_GROUP_MAX);
+        }
+        if (yCols.length != n) {
+            throw ShapeChecks.fail(op, yCols.length + " output columns for " + n + " projections");
+        }
+        CudaTensor vs = tensor(v, "v");
+        CudaTensor ys = tensor(y, "y");
+        int w = vs.cols() / n;
+        int slots = group.getFirst().slots();
+        int[] outs = new int[SGMV_GROUP_MAX];
+        int[] starts = new int[SGMV_GROUP_MAX];
+        int[] cols = new int[SGMV_GROUP_MAX];
+        int blocks = 0;
+        for (int m = 0; m < n; m++) {
+            LoraWeights weights = group.get(m);
+            if (weights.slots() != slots) {
+                throw ShapeChecks.fail(op, "projection " + m + " has " + weights.slots() + " slots, projection 0 " + slots);
+            }
+            checkExpand(op, vs, m * w, weights, segments, ys, yCols[m]);
+            for (int s : segments.slots()) {
+                if (weights.present(s) && weights.rank()[s] > w) {
+                    throw ShapeChecks.fail(op, "v " + vs + " gives each of " + n + " projections " + w
+                            + " columns, fewer than rank " + weights.rank()[s] + " of slot " + s);
+                }
+            }
+            int end = ys.cols();
+            for (int c : yCols) {
+                if (c > yCols[m] && c < end) {
+                    end = c;
+                }
+            }
+            outs[m] = sgmvOutFeatures(op, weights, ys, yCols[m], end);
+            cols[m] = yCols[m];
+            starts[m] = blocks;
+            blocks += ceilDiv(outs[m], THREADS);
+        }
+        for (int m = n; m < SGMV_GROUP_MAX; m++) {
+            starts[m] = blocks;
+        }
+        int tileCount = sgmvTileCount(vs.rows(), slots);
+        if (tileCount == 0 || blocks == 0) {
+            return;
+        }
+        int[] tiles = sgmvTiles(op, segments, tileCount);
+        long[] tables = groupTables(group);
+        args().p(vs.ptr).i(vs.cols()).i(w).p(ys.ptr).i(ys.cols()).p(ints(tiles)).p(tables[0]).p(tables[1]).p(tables[2])
+                .i(slots).i(cols[0]).i(cols[1]).i(cols[2]).i(outs[0]).i(outs[1]).i(outs[2]).i(starts[1]).i(starts[2])
+                .launch("sgmv_expand_group", tileCount, blocks, 1, THREADS);
+    }
+
+    /** Segments, B shapes, v's columns from {@code vCol} and y's from {@code yCol} for every slot a segment uses. */
+    private void checkExpand(String op, CudaTensor vs, int vCol, LoraWeights weights, Segments segments, CudaTensor ys,
+                             int yCol) {
+        ShapeChecks.checkSegments(op, segments, weights, Math.min(vs.rows(), ys.rows()));
+        for (int s : segments.slots()) {
+            if (weights.present(s)) {
+                ShapeChecks.checkExpandSlot(op, weights, s, vs, vCol, ys, yCol);
+                loraTensor(weights.b()[s], "B", s);
+                if (weights.rank()[s] > EXPAND_MAX_RANK) {
+                    throw ShapeChecks.fail(op, "rank " + weights.rank()[s] + " of slot " + s + " is above the CUDA kernel's " + EXPAND_MAX_RANK);
+                }
+            }
+        }
     }
 
     /**
@@ -1183,7 +1315,11 @@ public final class CudaBackend implements Backend {
      * {@code splits ≤ ceil(target / blocks)}, blocks · splits stays below 2 · target, the workspace size.
      */
     int shrinkChunk(int tileCount, int vCols, int in) {
-        int blocks = tileCount * ceilDiv(vCols, SHRINK_RANKS_PER_BLOCK);
+        return shrinkChunkForBlocks(tileCount * ceilDiv(vCols, SHRINK_RANKS_PER_BLOCK), in);
+    }
+
+    /** {@link #shrinkChunk} for a launch of {@code blocks} (tile, rank block) pairs, over all its projections. */
+    int shrinkChunkForBlocks(int blocks, int in) {
         int target = SHRINK_BLOCKS_PER_SM * multiprocessors;
         int splits = 1;
         if (blocks < target && in >= 2 * SHRINK_MIN_SPLIT) {
@@ -1194,10 +1330,10 @@ public final class CudaBackend implements Backend {
 
     /**
      * Rows of B, the same for every occupied slot (it is the projection's output size, a shape of the
-     * model); {@code y.cols - yCol} while no slot is occupied (every tile then exits).
+     * model); {@code end - yCol} while no slot is occupied (every tile then exits).
      */
-    private static int sgmvOutFeatures(String op, LoraWeights weights, CudaTensor y, int yCol) {
-        if (!(yCol >= 0 && yCol <= y.cols())) {
+    private static int sgmvOutFeatures(String op, LoraWeights weights, CudaTensor y, int yCol, int end) {
+        if (!(yCol >= 0 && yCol <= end && end <= y.cols())) {
             throw ShapeChecks.fail(op, "column " + yCol + " is outside y " + y);
         }
         int out = -1;
@@ -1211,7 +1347,7 @@ public final class CudaBackend implements Backend {
             }
         }
         if (out < 0) {
-            return y.cols() - yCol;
+            return end - yCol;
         }
         if (yCol + out > y.cols()) {
             throw ShapeChecks.fail(op, "columns [" + yCol + ", " + (yCol + out) + ") of lora B are outside y " + y);

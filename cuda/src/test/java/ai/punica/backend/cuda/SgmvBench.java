@@ -8,7 +8,9 @@ import ai.punica.backend.LoraWeights;
 import ai.punica.backend.Segments;
 import ai.punica.backend.Tensor;
 import ai.punica.model.TensorData;
+import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.List;
 import java.util.SplittableRandom;
 
 /**
@@ -77,7 +79,87 @@ public final class SgmvBench {
                 gpu.free(x);
                 gpu.free(y);
             }
+            groups(gpu, rng);
             attention(gpu, rng);
+        }
+    }
+
+    /**
+     * The LoRA add-on of q|k|v (4096 → 4096|1024|1024, GQA) and gate|up (4096 → 11008|11008) with one
+     * distinct adapter per row: one single shrink + expand per projection (6 or 4 launches) against the
+     * grouped ops (2 launches), graph-timed, per batch and rank.
+     */
+    private static void groups(CudaBackend gpu, SplittableRandom rng) {
+        int hidden = 4096;
+        System.out.println("BENCH group batch rank | singles us (graph) | group us (graph) | saved us");
+        for (int[] outs : new int[][] {{4096, 1024, 1024}, {11008, 11008}}) {
+            int n = outs.length;
+            String name = n == 3 ? "q|k|v" : "gate|up";
+            int width = Arrays.stream(outs).sum();
+            int[] yCols = new int[n];
+            for (int m = 1; m < n; m++) {
+                yCols[m] = yCols[m - 1] + outs[m - 1];
+            }
+            for (int batch : new int[] {1, 8, 32, 64}) {
+                Tensor x = gpu.allocate(batch, hidden);
+                Tensor y = gpu.allocate(batch, width);
+                gpu.upload(random(rng, batch * hidden, 1), x);
+                gpu.upload(random(rng, batch * width, 1), y);
+                int[] starts = new int[batch + 1];
+                int[] slots = new int[batch];
+                for (int i = 0; i < batch; i++) {
+                    starts[i + 1] = i + 1;
+                    slots[i] = i;
+                }
+                Segments seg = new Segments(starts, slots);
+                for (int rank : new int[] {16, 64}) {
+                    List<LoraWeights> group = new ArrayList<>();
+                    for (int m = 0; m < n; m++) {
+                        LoraWeights lw = LoraWeights.empty(batch);
+                        for (int s = 0; s < batch; s++) {
+                            lw.a()[s] = gpu.loadWeight(TensorData.of("a", DType.BF16, rank, hidden, random(rng, rank * hidden, 0.05f)));
+                            lw.b()[s] = gpu.loadWeight(TensorData.of("b", DType.BF16, outs[m], rank, random(rng, outs[m] * rank, 0.05f)));
+                            lw.rank()[s] = rank;
+                            lw.scale()[s] = 2f;
+                        }
+                        group.add(lw);
+                    }
+                    Tensor v = gpu.allocate(batch, n * rank);
+                    Tensor vSingle = gpu.allocate(batch, rank);
+                    Runnable singles = () -> {
+                        for (int m = 0; m < n; m++) {
+                            gpu.sgmvShrink(x, group.get(m), seg, vSingle);
+                            gpu.sgmvExpand(vSingle, group.get(m), seg, y, yCols[m]);
+                        }
+                    };
+                    Runnable grouped = () -> {
+                        gpu.sgmvShrinkGroup(x, group, seg, v);
+                        gpu.sgmvExpandGroup(v, group, seg, y, yCols);
+                    };
+                    float singlesGraph = graphMillis(gpu, singles, 20);
+                    float groupGraph = graphMillis(gpu, grouped, 20);
+                    System.out.printf("BENCH %-7s %5d %4d | %10.1f | %10.1f | %8.1f%n", name, batch, rank,
+                            singlesGraph * 1e3, groupGraph * 1e3, (singlesGraph - groupGraph) * 1e3);
+                    for (LoraWeights lw : group) {
+                        for (int s = 0; s < batch; s++) {
+                            gpu.free(lw.a()[s]);
+                            gpu.free(lw.b()[s]);
+                        }
+                    }
+                    gpu.free(v);
+                    gpu.free(vSingle);
+                }
+                gpu.free(x);
+                gpu.free(y);
+            }
+        }
+    }
+
+    /** Median device time of one {@code work}, from a graph of {@code times} repetitions (warmed up eagerly once). */
+    private static float graphMillis(CudaBackend gpu, Runnable work, int times) {
+        work.run();
+        try (CudaBackend.CudaGraph g = gpu.capture(repeat(work, times))) {
+            return median(gpu, g::launch) / times;
         }
     }
 
