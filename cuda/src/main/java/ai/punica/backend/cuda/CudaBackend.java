@@ -72,6 +72,8 @@ public final class CudaBackend implements Backend {
     private static final long CUBLAS_WORKSPACE_BYTES = 32L << 20;
     private static final int THREADS = 256;
     private static final int SGMV_TILE_ROWS = 8;
+    /** Steps of up to this many tiles cut segments into one-row tiles when every row fits a tile. */
+    private static final int SGMV_ROW_TILES_UP_TO = 64;
     private static final int SHRINK_RANKS_PER_BLOCK = 32;
     /** Most projections one grouped SGMV launch covers (q|k|v). */
     private static final int SGMV_GROUP_MAX = 3;
@@ -1379,6 +1381,10 @@ public final class CudaBackend implements Backend {
             }
         }
         int[] tiles = new int[3 * tileCount];
+        // Decode-sized steps with room for a tile per row get one-row tiles: a segment of many rows (one
+        // adapter shared by the batch) then spreads over as many blocks as distinct adapters would, its
+        // weights re-read from L2 rather than streamed by a few blocks.
+        int height = segments.rows() <= tileCount && tileCount <= SGMV_ROW_TILES_UP_TO ? 1 : SGMV_TILE_ROWS;
         int k = 0;
         for (int i = 0; i < segments.count(); i++) {
             int slot = segments.slots()[i];
@@ -1386,14 +1392,14 @@ public final class CudaBackend implements Backend {
                 continue;
             }
             int end = segments.starts()[i + 1];
-            for (int r = segments.starts()[i]; r < end; r += SGMV_TILE_ROWS) {
+            for (int r = segments.starts()[i]; r < end; r += height) {
                 if (k == tiles.length) {
                     throw ShapeChecks.fail(op, "segments " + Arrays.toString(segments.slots()) + " over "
                             + segments.rows() + " rows need more than " + tileCount + " tiles of " + SGMV_TILE_ROWS
                             + " rows: a slot has several segments; group each adapter's rows into one segment");
                 }
                 tiles[k++] = r;
-                tiles[k++] = Math.min(SGMV_TILE_ROWS, end - r);
+                tiles[k++] = Math.min(height, end - r);
                 tiles[k++] = slot;
             }
         }
