@@ -3,7 +3,7 @@
 # compare against are single-threaded CPU work; the machine has 16 cores), then a short decode-step bench.
 # Runs ON the GPU machine from the checkout root with the bundle carried (carry: [".device-bundle"]):
 #   bash .device-bundle/tools/gpu_check.sh [CLASS...]      (default: every gpu-tagged class below)
-# Logs land in $OUT/t_<Class>.out; the summary (one line per class, its CHECK lines' failures) is printed.
+# Logs land in $OUT/tests_all.out and every CHECK line in $OUT/checks.txt; the summary (one line per class, its CHECK lines' failures) is printed.
 set -o pipefail
 classes=("$@")
 if [ ${#classes[@]} -eq 0 ]; then
@@ -28,4 +28,6 @@ for c in "${classes[@]}"; do
   echo "$name rc=$rc $counts"
   grep -E "✘" -A2 "$OUT/t_$name.out" | head -6
 done
-rm -rf "$OUT"/Cuda* "$OUT"/ServerOnGpuTest "$OUT"/rc_*
+grep -h "CHECK" "$OUT"/t_*.out > "$OUT/checks.txt"
+cat "$OUT"/t_*.out > "$OUT/tests_all.out"
+rm -rf "$OUT"/Cuda* "$OUT"/ServerOnGpuTest "$OUT"/rc_* "$OUT"/t_*.out
