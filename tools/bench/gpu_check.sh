@@ -15,6 +15,8 @@ if [ ${#classes[@]} -eq 0 ]; then
            ai.punica.server.ServerOnGpuTest)
 fi
 limit="${GPU_CHECK_LIMIT_S:-300}"
+# Unpack the JRE once: parallel first runs of device-run would unpack it over each other (SIGBUS).
+bash .device-bundle/device-run info > /dev/null 2>&1
 for c in "${classes[@]}"; do
   name=${c##*.}
   ( OUT="$OUT/$name" PUNICA_JAVA_OPTS="-Xmx6g" timeout "$limit" bash .device-bundle/device-run tests --select-class "$c" \
