@@ -66,8 +66,11 @@ public final class LlamaModel implements AutoCloseable {
     private static final int LORA_GROUP_MAX = 3;
     private static final int[] SINGLE_LORA_COL = {0};
 
-    /** What fixes the operations of a padded decode step: the model, its rows, which LoRA groups run. */
-    private record DecodeKey(LlamaModel model, int rows, BitSet lora) {
+    /**
+     * What fixes the operations of a padded decode step: the model, its rows, the length of its page-table
+     * array (a power of two), and which LoRA groups run.
+     */
+    private record DecodeKey(LlamaModel model, int rows, int pageTables, BitSet lora) {
     }
 
     /** One decoder layer's weights on the backend. */
@@ -294,7 +297,8 @@ public final class LlamaModel implements AutoCloseable {
         }
         ForwardBatch padded = kv == paddedKv ? padDecodeStep(batch) : null;
         if (padded != null) {
-            recorder.run(new DecodeKey(this, padded.rows(), loraSignature(padded.segments())), () -> compute(padded, kv));
+            recorder.run(new DecodeKey(this, padded.rows(), padded.attention().pageTables().length,
+                    loraSignature(padded.segments())), () -> compute(padded, kv));
         } else {
             compute(batch, kv);
         }
