@@ -1,7 +1,7 @@
 package ai.punica.backend.cuda;
 
+import static ai.punica.backend.cuda.GpuChecks.random;
 import static org.assertj.core.api.Assertions.assertThat;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import ai.punica.backend.AttentionBatch;
 import ai.punica.backend.AttentionShape;
@@ -37,11 +37,8 @@ class CudaAttentionTest {
 
     @BeforeAll
     static void open() {
-        CudaBackendProvider provider = new CudaBackendProvider();
-        assumeTrue(provider.available(), () -> "no usable CUDA device: " + CudaBackendProvider.unavailableReason());
-        gpu = new CudaBackend();
+        gpu = GpuChecks.openOrSkip("");
         ref = new ReferenceBackend();
-        System.out.println("CHECK device " + gpu.deviceDescription() + " kernels " + gpu.kernelOrigins());
     }
 
     @AfterAll
@@ -94,16 +91,6 @@ class CudaAttentionTest {
         static IntSummary of(int[] v) {
             return new IntSummary(Arrays.stream(v).min().orElse(0), Arrays.stream(v).max().orElse(0));
         }
-    }
-
-    /** Uniform in [-range, range), rounded to bf16, no exact zeros. */
-    static float[] random(SplittableRandom rng, int n, double range) {
-        float[] v = new float[n];
-        for (int i = 0; i < n; i++) {
-            double x = rng.nextDouble(-range, range);
-            v[i] = DType.bf16ToFloat(DType.floatToBf16((float) (x == 0 ? range / 3 : x)));
-        }
-        return v;
     }
 
     /**

@@ -1,5 +1,7 @@
 package ai.punica.backend.cuda;
 
+import static ai.punica.backend.cuda.GpuChecks.random;
+import static ai.punica.backend.cuda.GpuChecks.relativeError;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
@@ -41,11 +43,8 @@ class CudaBackendTest {
 
     @BeforeAll
     static void open() {
-        CudaBackendProvider provider = new CudaBackendProvider();
-        assumeTrue(provider.available(), () -> "no usable CUDA device: " + CudaBackendProvider.unavailableReason());
-        gpu = new CudaBackend();
+        gpu = GpuChecks.openOrSkip("");
         ref = new ReferenceBackend();
-        System.out.println("CHECK device " + gpu.deviceDescription() + " kernels " + gpu.kernelOrigins());
     }
 
     @AfterAll
@@ -56,16 +55,6 @@ class CudaBackendTest {
     }
 
     // ---- helpers ----------------------------------------------------------------------------------
-
-    /** Uniform in [-scale, scale), rounded to bf16, no exact zeros. */
-    static float[] random(SplittableRandom rng, int n, double scale) {
-        float[] v = new float[n];
-        for (int i = 0; i < n; i++) {
-            double x = rng.nextDouble(-scale, scale);
-            v[i] = DType.bf16ToFloat(DType.floatToBf16((float) (x == 0 ? scale / 3 : x)));
-        }
-        return v;
-    }
 
     /** The same activation on both backends. */
     record Pair(Tensor g, Tensor r, int rows, int cols) {
@@ -106,20 +95,6 @@ class CudaBackendTest {
             gpu.free(p.g);
             ref.free(p.r);
         }
-    }
-
-    static double relativeError(float[] got, float[] want) {
-        double num = 0;
-        double den = 0;
-        for (int i = 0; i < want.length; i++) {
-            if (Float.isNaN(got[i]) || Float.isInfinite(got[i])) {
-                return Double.POSITIVE_INFINITY;
-            }
-            double d = got[i] - want[i];
-            num += d * d;
-            den += (double) want[i] * want[i];
-        }
-        return Math.sqrt(num / Math.max(den, 1e-30));
     }
 
     static void assertClose(String what, float[] got, float[] want, double tol) {

@@ -1,7 +1,8 @@
 package ai.punica.backend.cuda;
 
+import static ai.punica.backend.cuda.GpuChecks.random;
+import static ai.punica.backend.cuda.GpuChecks.relativeError;
 import static org.assertj.core.api.Assertions.assertThat;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import ai.punica.backend.Backend;
 import ai.punica.backend.DType;
@@ -43,11 +44,8 @@ class CudaFusedOpsTest {
 
     @BeforeAll
     static void open() {
-        CudaBackendProvider provider = new CudaBackendProvider();
-        assumeTrue(provider.available(), () -> "no usable CUDA device: " + CudaBackendProvider.unavailableReason());
-        gpu = new CudaBackend();
+        gpu = GpuChecks.openOrSkip("");
         ref = new ReferenceBackend();
-        System.out.println("CHECK device " + gpu.deviceDescription() + " kernels " + gpu.kernelOrigins());
     }
 
     @AfterAll
@@ -58,16 +56,6 @@ class CudaFusedOpsTest {
     }
 
     // ---- helpers ----------------------------------------------------------------------------------
-
-    /** Uniform in [-scale, scale), rounded to bf16, no exact zeros. */
-    static float[] random(SplittableRandom rng, int n, double scale) {
-        float[] v = new float[n];
-        for (int i = 0; i < n; i++) {
-            double x = rng.nextDouble(-scale, scale);
-            v[i] = DType.bf16ToFloat(DType.floatToBf16((float) (x == 0 ? scale / 3 : x)));
-        }
-        return v;
-    }
 
     static Tensor gpuActivation(int rows, int cols, float[] values) {
         Tensor t = gpu.allocate(rows, cols);
@@ -85,20 +73,6 @@ class CudaFusedOpsTest {
         float[] out = new float[t.rows() * t.cols()];
         backend.download(t, out);
         return out;
-    }
-
-    static double relativeError(float[] got, float[] want) {
-        double num = 0;
-        double den = 0;
-        for (int i = 0; i < want.length; i++) {
-            if (Float.isNaN(got[i]) || Float.isInfinite(got[i])) {
-                return Double.POSITIVE_INFINITY;
-            }
-            double d = got[i] - want[i];
-            num += d * d;
-            den += (double) want[i] * want[i];
-        }
-        return Math.sqrt(num / Math.max(den, 1e-30));
     }
 
     static void assertClose(String what, float[] got, float[] want, double tol) {

@@ -1,7 +1,6 @@
 package ai.punica.backend.cuda;
 
 import static org.assertj.core.api.Assertions.assertThat;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import ai.punica.backend.DType;
 import ai.punica.backend.SampledToken;
@@ -43,11 +42,8 @@ class CudaSamplingTest {
 
     @BeforeAll
     static void open() {
-        CudaBackendProvider provider = new CudaBackendProvider();
-        assumeTrue(provider.available(), () -> "no usable CUDA device: " + CudaBackendProvider.unavailableReason());
-        gpu = new CudaBackend();
+        gpu = GpuChecks.openOrSkip("");
         ref = new ReferenceBackend();
-        System.out.println("CHECK device " + gpu.deviceDescription() + " kernels " + gpu.kernelOrigins());
     }
 
     @AfterAll

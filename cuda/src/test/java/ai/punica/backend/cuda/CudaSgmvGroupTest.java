@@ -3,9 +3,8 @@ package ai.punica.backend.cuda;
 import static ai.punica.backend.cuda.CudaSgmvTest.assertClose;
 import static ai.punica.backend.cuda.CudaSgmvTest.fill;
 import static ai.punica.backend.cuda.CudaSgmvTest.iota;
-import static ai.punica.backend.cuda.CudaSgmvTest.random;
+import static ai.punica.backend.cuda.GpuChecks.random;
 import static org.assertj.core.api.Assertions.assertThat;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import ai.punica.backend.Backend;
 import ai.punica.backend.DType;
@@ -50,11 +49,8 @@ class CudaSgmvGroupTest {
 
     @BeforeAll
     static void open() {
-        CudaBackendProvider provider = new CudaBackendProvider();
-        assumeTrue(provider.available(), () -> "no usable CUDA device: " + CudaBackendProvider.unavailableReason());
-        gpu = new CudaBackend();
+        gpu = GpuChecks.openOrSkip("sgmv-group");
         ref = new ReferenceBackend();
-        System.out.println("CHECK sgmv-group device " + gpu.deviceDescription());
     }
 
     @AfterAll

@@ -1,7 +1,8 @@
 package ai.punica.backend.cuda;
 
+import static ai.punica.backend.cuda.GpuChecks.random;
+import static ai.punica.backend.cuda.GpuChecks.relativeError;
 import static org.assertj.core.api.Assertions.assertThat;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import ai.punica.backend.DType;
 import ai.punica.backend.Tensor;
@@ -34,11 +35,8 @@ class CudaSkinnyGemmTest {
 
     @BeforeAll
     static void open() {
-        CudaBackendProvider provider = new CudaBackendProvider();
-        assumeTrue(provider.available(), () -> "no usable CUDA device: " + CudaBackendProvider.unavailableReason());
-        gpu = new CudaBackend();
+        gpu = GpuChecks.openOrSkip("");
         gpu.setSkinnyGemm(true); // off by default (cuBLAS is faster on the H100); still kept correct
-        System.out.println("CHECK device " + gpu.deviceDescription() + " kernels " + gpu.kernelOrigins());
     }
 
     @AfterAll
@@ -184,16 +182,6 @@ class CudaSkinnyGemmTest {
         return result;
     }
 
-    /** Uniform in [-scale, scale), rounded to bf16, no exact zeros. */
-    static float[] random(SplittableRandom rng, int n, double scale) {
-        float[] v = new float[n];
-        for (int i = 0; i < n; i++) {
-            double x = rng.nextDouble(-scale, scale);
-            v[i] = DType.bf16ToFloat(DType.floatToBf16((float) (x == 0 ? scale / 3 : x)));
-        }
-        return v;
-    }
-
     static float[] nans(int n) {
         float[] v = new float[n];
         Arrays.fill(v, Float.NaN);
@@ -209,17 +197,4 @@ class CudaSkinnyGemmTest {
         return true;
     }
 
-    static double relativeError(float[] got, float[] want) {
-        double num = 0;
-        double den = 0;
-        for (int i = 0; i < want.length; i++) {
-            if (Float.isNaN(got[i]) || Float.isInfinite(got[i])) {
-                return Double.POSITIVE_INFINITY;
-            }
-            double d = got[i] - want[i];
-            num += d * d;
-            den += (double) want[i] * want[i];
-        }
-        return Math.sqrt(num / Math.max(den, 1e-30));
-    }
 }

@@ -67,7 +67,7 @@ class CudaStepGraphTest {
                         assertThat(again).as("replay of an identical step").isEqualTo(first);
                         float[] reference = Arrays.copyOf(eager.model.forward(
                                 DecodeStepFixture.step(subset, lengths, contexts, eager.slots, false), eager.kv), count);
-                        worst = Math.max(worst, relativeError(first, reference));
+                        worst = Math.max(worst, GpuChecks.relativeError(first, reference));
                     }
                 }
                 System.out.printf("CHECK step graphs: %d recorded, %d replays, %d graphs kept; worst relative error"
@@ -83,16 +83,5 @@ class CudaStepGraphTest {
                 eager.close();
             }
         }
-    }
-
-    private static double relativeError(float[] actual, float[] expected) {
-        double num = 0;
-        double den = 0;
-        for (int i = 0; i < actual.length; i++) {
-            double d = actual[i] - expected[i];
-            num += d * d;
-            den += (double) expected[i] * expected[i];
-        }
-        return Math.sqrt(num / den);
     }
 }

@@ -1,0 +1,50 @@
+package ai.punica.backend.cuda;
+
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+import ai.punica.backend.DType;
+import java.util.SplittableRandom;
+
+/** What every gpu-tagged test needs: the device or a skip, seeded bf16 data, and the relative error. */
+final class GpuChecks {
+    private GpuChecks() {
+    }
+
+    /**
+     * A backend on the first GPU, or the test is skipped (aborted) with the reason there is none; prints a
+     * "CHECK [label] device" line naming the device and how its kernels were loaded.
+     */
+    static CudaBackend openOrSkip(String label) {
+        CudaBackendProvider provider = new CudaBackendProvider();
+        assumeTrue(provider.available(), () -> "no usable CUDA device: " + CudaBackendProvider.unavailableReason());
+        CudaBackend gpu = new CudaBackend();
+        System.out.println("CHECK " + (label.isEmpty() ? "" : label + " ") + "device " + gpu.deviceDescription()
+                + " kernels " + gpu.kernelOrigins());
+        return gpu;
+    }
+
+    /** Uniform in [-scale, scale), rounded to bf16 (what the device stores), no exact zeros. */
+    static float[] random(SplittableRandom rng, int n, double scale) {
+        float[] v = new float[n];
+        for (int i = 0; i < n; i++) {
+            double x = rng.nextDouble(-scale, scale);
+            v[i] = DType.bf16ToFloat(DType.floatToBf16((float) (x == 0 ? scale / 3 : x)));
+        }
+        return v;
+    }
+
+    /** ‖got − want‖ / ‖want‖ over the first {@code want.length} values; infinite when got is not finite. */
+    static double relativeError(float[] got, float[] want) {
+        double num = 0;
+        double den = 0;
+        for (int i = 0; i < want.length; i++) {
+            if (!Float.isFinite(got[i])) {
+                return Double.POSITIVE_INFINITY;
+            }
+            double d = got[i] - want[i];
+            num += d * d;
+            den += (double) want[i] * want[i];
+        }
+        return Math.sqrt(num / Math.max(den, 1e-30));
+    }
+}
