@@ -406,7 +406,8 @@ public final class DecodeStepBench {
         return bad;
     }
 
-    private static Map<String, String> parseArgs(String[] argv) {
+    /** {@code --name value} pairs (the bench mains' command lines). */
+    static Map<String, String> parseArgs(String[] argv) {
         Map<String, String> args = new LinkedHashMap<>();
         for (int i = 0; i < argv.length; i++) {
             if (!argv[i].startsWith("--") || i + 1 >= argv.length) {

@@ -115,7 +115,7 @@ public final class GenerateThroughputBench {
     }
 
     public static void main(String[] argv) throws IOException {
-        Map<String, String> args = parseArgs(argv);
+        Map<String, String> args = DecodeStepBench.parseArgs(argv);
         String backendName = args.getOrDefault("backend", "cuda");
         String shapeName = args.getOrDefault("shape", "llama7b");
         int[] batches = Arrays.stream(args.getOrDefault("batches", "8,16,32,64").split(","))
@@ -361,16 +361,5 @@ public final class GenerateThroughputBench {
             writer.metadata("format", "pt");
             writer.write(dir.resolve(LoraAdapter.WEIGHTS_FILE));
         }
-    }
-
-    private static Map<String, String> parseArgs(String[] argv) {
-        Map<String, String> args = new LinkedHashMap<>();
-        for (int i = 0; i < argv.length; i++) {
-            if (!argv[i].startsWith("--") || i + 1 >= argv.length) {
-                throw new IllegalArgumentException("arguments are --name value pairs; got '" + argv[i] + "'");
-            }
-            args.put(argv[i].substring(2), argv[++i]);
-        }
-        return args;
     }
 }
