@@ -14,7 +14,7 @@ if [ ${#classes[@]} -eq 0 ]; then
            ai.punica.backend.cuda.CudaSamplingTest ai.punica.backend.cuda.CudaSkinnyGemmTest
            ai.punica.server.ServerOnGpuTest)
 fi
-limit="${GPU_CHECK_LIMIT_S:-300}"
+limit="${GPU_CHECK_LIMIT_S:-540}"
 # Unpack the JRE once: parallel first runs of device-run would unpack it over each other (SIGBUS).
 bash .device-bundle/device-run info > /dev/null 2>&1
 for c in "${classes[@]}"; do
