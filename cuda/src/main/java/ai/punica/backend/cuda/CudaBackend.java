@@ -567,20 +567,7 @@ public final class CudaBackend implements Backend {
 
     @Override
     public void embedding(Tensor table, int[] tokenIds, Tensor out) {
-        enter();
-        CudaTensor tb = tensor(table, "table");
-        CudaTensor o = tensor(out, "out");
-        requireRows(o, tokenIds.length, "out");
-        requireCols(o, tb.cols(), "out");
-        for (int id : tokenIds) {
-            if (id < 0 || id >= tb.rows()) {
-                throw new IllegalArgumentException("token id " + id + " is outside the vocabulary [0, " + tb.rows() + ")");
-            }
-        }
-        if (tokenIds.length == 0) {
-            return;
-        }
-        args().p(tb.ptr).p(ints(tokenIds)).p(o.ptr).i(o.cols()).launch("gather_rows", tokenIds.length, 1, 1, THREADS);
+        gather(tensor(table, "table"), tokenIds, tensor(out, "out"), "token id", "the vocabulary");
     }
 
     @Override
@@ -715,20 +702,25 @@ public final class CudaBackend implements Backend {
 
     @Override
     public void gatherRows(Tensor x, int[] rows, Tensor out) {
+        gather(tensor(x, "x"), rows, tensor(out, "out"), "gatherRows: row", "the rows of x");
+    }
+
+    /** {@code out[i] = source[indices[i]]} (embedding lookups and logit-row gathers are the same kernel). */
+    private void gather(CudaTensor source, int[] indices, CudaTensor out, String what, String range) {
         enter();
-        CudaTensor xs = tensor(x, "x");
-        CudaTensor o = tensor(out, "out");
-        requireRows(o, rows.length, "out");
-        requireCols(o, xs.cols(), "out");
-        for (int r : rows) {
-            if (r < 0 || r >= xs.rows()) {
-                throw new IllegalArgumentException("gatherRows: row " + r + " is outside [0, " + xs.rows() + ")");
+        requireRows(out, indices.length, "out");
+        requireCols(out, source.cols(), "out");
+        for (int index : indices) {
+            if (index < 0 || index >= source.rows()) {
+                throw new IllegalArgumentException(what + " " + index + " is outside " + range + " [0, " + source.rows()
+                        + ")");
             }
         }
-        if (rows.length == 0) {
+        if (indices.length == 0) {
             return;
         }
-        args().p(xs.ptr).p(ints(rows)).p(o.ptr).i(o.cols()).launch("gather_rows", rows.length, 1, 1, THREADS);
+        args().p(source.ptr).p(ints(indices)).p(out.ptr).i(out.cols())
+                .launch("gather_rows", indices.length, 1, 1, THREADS);
     }
 
     /** {@code out = x·wᵀ} by cuBLAS; recorded and checked like a kernel launch in step graphs. */
