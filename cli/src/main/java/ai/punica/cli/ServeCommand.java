@@ -71,8 +71,14 @@ final class ServeCommand implements Callable<Integer> {
     @Option(names = "--max-running", description = "Most sequences in one step.")
     Integer maxRunning;
 
-    @Option(names = "--kv-cache-mib", description = "Memory for the KV cache, in MiB.")
+    @Option(names = "--kv-cache-mib", description = "Memory for the KV cache, in MiB (default: sized from "
+            + "--gpu-memory-utilization on a GPU, 256 MiB on the CPU).")
     Long kvCacheMib;
+
+    @Option(names = "--gpu-memory-utilization", defaultValue = "0.9", description = "Share of the GPU's memory the "
+            + "engine may use (weights, activations, adapter slots, KV cache); the KV cache gets what is left. "
+            + "Ignored on the CPU and when --kv-cache-mib is given. Default: ${DEFAULT-VALUE}.")
+    double gpuMemoryUtilization;
 
     @Option(names = "--lora-slots", description = "Adapters resident on the backend at once.")
     Integer loraSlots;
@@ -93,6 +99,10 @@ final class ServeCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
+        if (!(gpuMemoryUtilization > 0 && gpuMemoryUtilization <= 1)) {
+            throw new ParameterException(spec.commandLine(), "--gpu-memory-utilization " + gpuMemoryUtilization
+                    + " must be in (0, 1]");
+        }
         Path modelDir = model != null ? model : Defaults.demoModel();
         if (!Files.isRegularFile(modelDir.resolve("config.json"))) {
             throw new ParameterException(spec.commandLine(), "no model at " + modelDir
@@ -107,7 +117,7 @@ final class ServeCommand implements Callable<Integer> {
             roots.addAll(parents);
         }
         EngineBuilder builder = new EngineBuilder().model(modelDir).backend(backend).config(engineConfig())
-                .adapters(adapterDirs);
+                .memoryUtilization(kvCacheMib != null ? 0 : gpuMemoryUtilization).adapters(adapterDirs);
         if (servedModelName != null) {
             builder.modelName(servedModelName);
         } else if (model == null) {

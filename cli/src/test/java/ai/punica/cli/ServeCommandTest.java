@@ -54,4 +54,11 @@ class ServeCommandTest {
         assertThat(r.exitCode()).isEqualTo(2);
         assertThat(r.stderr()).contains("two adapters are named 'upper'");
     }
+
+    @Test
+    void aMemoryShareOutsideZeroToOneIsRefused() {
+        Result r = run("serve", "--gpu-memory-utilization", "1.5");
+        assertThat(r.exitCode()).isEqualTo(2);
+        assertThat(r.stderr()).contains("--gpu-memory-utilization 1.5 must be in (0, 1]");
+    }
 }

@@ -3,6 +3,7 @@ package ai.punica.backend;
 import ai.punica.model.TensorData;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Optional;
 
 /**
  * The tensor operations a Llama-family forward pass with batched multi-LoRA needs. One implementation
@@ -101,6 +102,11 @@ public interface Backend extends AutoCloseable {
     // ---- paged KV cache and attention -----------------------------------------------------------
 
     KvStorage allocateKv(int numLayers, int numPages, int pageSize, int numKvHeads, int headDim);
+
+    /** Free and total memory of this backend's own device; empty where it computes in host memory. */
+    default Optional<DeviceMemory> deviceMemory() {
+        return Optional.empty();
+    }
 
     /** Bytes one cached key or value element takes (float32 on the CPU), to size the page pool. */
     default int kvBytesPerElement() {

@@ -25,6 +25,7 @@ public final class EngineBuilder {
     private String modelName;
     private String backendName = "auto";
     private EngineConfig config = EngineConfig.defaults();
+    private double memoryUtilization;
     private final Map<String, Path> adapters = new LinkedHashMap<>();
 
     public EngineBuilder model(Path dir) {
@@ -46,6 +47,19 @@ public final class EngineBuilder {
 
     public EngineBuilder config(EngineConfig config) {
         this.config = config;
+        return this;
+    }
+
+    /**
+     * On a backend with a device of its own (a GPU), size the KV cache so that the engine uses this share
+     * of the device's memory ({@link KvCacheSizing}), instead of {@link EngineConfig#kvCacheBytes}; 0 (the
+     * default) keeps the configured size. Backends that compute in host memory always keep it.
+     */
+    public EngineBuilder memoryUtilization(double share) {
+        if (share < 0 || share > 1) {
+            throw new IllegalArgumentException("memory utilization " + share + " is not in [0, 1]");
+        }
+        this.memoryUtilization = share;
         return this;
     }
 
@@ -91,7 +105,20 @@ public final class EngineBuilder {
             backend.close();
             throw e;
         }
-        Engine engine = new Engine(name, model, tokenizer, adapterManager, config,
+        EngineConfig sized = config;
+        if (memoryUtilization > 0 && backend.deviceMemory().isPresent()) {
+            try {
+                sized = config.withKvCacheBytes(KvCacheSizing.kvCacheBytes(backend.deviceMemory().orElseThrow(),
+                        memoryUtilization, modelConfig, config));
+            } catch (RuntimeException e) {
+                adapterManager.close();
+                model.close();
+                checkpoint.close();
+                backend.close();
+                throw e;
+            }
+        }
+        Engine engine = new Engine(name, model, tokenizer, adapterManager, sized,
                 eos.stream().mapToInt(Integer::intValue).toArray());
         return new Runtime(engine, model, checkpoint, backend, adapterManager, loader, tokenizer, modelConfig);
     }

@@ -9,6 +9,7 @@ import ai.punica.backend.AttentionBatch;
 import ai.punica.backend.AttentionShape;
 import ai.punica.backend.Backend;
 import ai.punica.backend.DType;
+import ai.punica.backend.DeviceMemory;
 import ai.punica.backend.KvStorage;
 import ai.punica.backend.LoraWeights;
 import ai.punica.backend.RopeTable;
@@ -34,6 +35,7 @@ import java.util.Iterator;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import java.util.Set;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -802,6 +804,13 @@ public final class CudaBackend implements Backend {
     }
 
     // ---- paged KV cache and attention -----------------------------------------------------------
+
+    @Override
+    public Optional<DeviceMemory> deviceMemory() {
+        enter();
+        long[] info = driver.memInfo();
+        return Optional.of(new DeviceMemory(info[0], info[1]));
+    }
 
     /** The KV cache is bf16 on the GPU. */
     @Override
