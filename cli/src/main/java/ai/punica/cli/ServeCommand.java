@@ -1,5 +1,6 @@
 package ai.punica.cli;
 
+import ai.punica.backend.Backends;
 import ai.punica.engine.EngineBuilder;
 import ai.punica.engine.EngineConfig;
 import ai.punica.server.PunicaServer;
@@ -116,7 +117,13 @@ final class ServeCommand implements Callable<Integer> {
             adapterDirs.values().forEach(d -> parents.add(d.toAbsolutePath().normalize().getParent()));
             roots.addAll(parents);
         }
-        EngineBuilder builder = new EngineBuilder().model(modelDir).backend(backend).config(engineConfig())
+        EngineConfig config;
+        try {
+            config = engineConfig();
+        } catch (RuntimeException e) {
+            throw new ParameterException(spec.commandLine(), "--backend " + backend + ": " + e.getMessage());
+        }
+        EngineBuilder builder = new EngineBuilder().model(modelDir).backend(backend).config(config)
                 .memoryUtilization(kvCacheMib != null ? 0 : gpuMemoryUtilization).adapters(adapterDirs);
         if (servedModelName != null) {
             builder.modelName(servedModelName);
@@ -176,7 +183,7 @@ final class ServeCommand implements Callable<Integer> {
     }
 
     private EngineConfig engineConfig() {
-        EngineConfig d = EngineConfig.defaults();
+        EngineConfig d = Backends.provider(backend).hasDevice() ? EngineConfig.deviceDefaults() : EngineConfig.defaults();
         int running = maxRunning != null ? maxRunning : d.maxRunning();
         int batchTokens = maxBatchTokens != null ? maxBatchTokens : Math.max(d.maxBatchTokens(), running);
         return new EngineConfig(batchTokens, running, maxWaiting != null ? maxWaiting : d.maxWaiting(),

@@ -61,4 +61,13 @@ class ServeCommandTest {
         assertThat(r.exitCode()).isEqualTo(2);
         assertThat(r.stderr()).contains("--gpu-memory-utilization 1.5 must be in (0, 1]");
     }
+
+    @Test
+    void anUnknownBackendIsRefusedNamingTheKnownOnes(@TempDir Path dir) throws Exception {
+        Path model = Files.createDirectories(dir.resolve("model"));
+        Files.writeString(model.resolve("config.json"), "{}");
+        Result r = run("serve", "--model", model.toString(), "--backend", "tpu");
+        assertThat(r.exitCode()).isEqualTo(2);
+        assertThat(r.stderr()).contains("unknown backend 'tpu'").contains("cpu").contains("reference");
+    }
 }

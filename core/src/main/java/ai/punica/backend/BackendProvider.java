@@ -14,5 +14,13 @@ public interface BackendProvider {
     /** Higher wins when the backend is chosen automatically. */
     int priority();
 
+    /**
+     * Whether the backend computes on an accelerator with memory of its own (a GPU): engines on it get
+     * larger default sizes ({@code EngineConfig.deviceDefaults()}) and a KV cache sized from that memory.
+     */
+    default boolean hasDevice() {
+        return false;
+    }
+
     Backend create();
 }

@@ -28,22 +28,27 @@ public final class Backends {
      *                                  unavailable here
      */
     public static Backend create(String name) {
+        return provider(name).create();
+    }
+
+    /**
+     * The provider {@link #create} would use for {@code name} ("auto": the available one of highest
+     * priority), without creating the backend.
+     *
+     * @throws IllegalArgumentException as {@link #create} does
+     */
+    public static BackendProvider provider(String name) {
         List<BackendProvider> all = providers();
-        if (name == null || name.equals("auto")) {
-            for (BackendProvider p : all) {
-                if (p.available()) {
-                    return p.create();
-                }
-            }
-            throw new IllegalStateException("no backend is available");
-        }
         for (BackendProvider p : all) {
-            if (p.name().equals(name)) {
+            if ((name == null || name.equals("auto")) ? p.available() : p.name().equals(name)) {
                 if (!p.available()) {
                     throw new IllegalArgumentException("backend '" + name + "' is not available on this machine");
                 }
-                return p.create();
+                return p;
             }
+        }
+        if (name == null || name.equals("auto")) {
+            throw new IllegalStateException("no backend is available");
         }
         throw new IllegalArgumentException("unknown backend '" + name + "'; known: "
                 + all.stream().map(BackendProvider::name).toList() + " or auto");

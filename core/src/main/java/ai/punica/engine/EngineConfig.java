@@ -33,6 +33,15 @@ public record EngineConfig(int maxBatchTokens, int maxRunning, int maxWaiting, i
         return new EngineConfig(256, 32, 1024, 16, 256L << 20, 0, 8, 64, 1L << 30);
     }
 
+    /**
+     * Defaults for an engine on a GPU: prefill chunks of 2048 tokens, up to 128 running sequences (decode
+     * steps up to 128 rows replay as CUDA graphs), 32 adapter slots of rank up to 64 and 8 GiB of adapters in
+     * host memory; the KV cache is sized from the device's memory ({@code KvCacheSizing}).
+     */
+    public static EngineConfig deviceDefaults() {
+        return new EngineConfig(2048, 128, 1024, 16, 256L << 20, 0, 32, 64, 8L << 30);
+    }
+
     public EngineConfig withKvCacheBytes(long bytes) {
         return new EngineConfig(maxBatchTokens, maxRunning, maxWaiting, pageSize, bytes, maxModelLen, loraSlots,
                 maxLoraRank, hostAdapterBytes);

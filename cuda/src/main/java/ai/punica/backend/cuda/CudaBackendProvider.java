@@ -57,6 +57,11 @@ public final class CudaBackendProvider implements BackendProvider {
     }
 
     @Override
+    public boolean hasDevice() {
+        return true;
+    }
+
+    @Override
     public Backend create() {
         return new CudaBackend(Integer.getInteger("punica.cuda.device", 0));
     }
