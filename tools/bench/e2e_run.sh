@@ -8,7 +8,8 @@
 #           tools/bench/hf_generate.py tools/bench/e2e_run.sh .device-bundle/tools/
 #   device: bash .device-bundle/tools/e2e_run.sh        (carry: [".device-bundle"])
 #           (or bash tools/bench/e2e_run.sh where the checkout has the tools)
-# Extra arguments go to GenerateThroughputBench (e.g. --batches 8,32,64 --max-batch-tokens 2048).
+# Extra arguments go to GenerateThroughputBench (e.g. --batches 8,32,64 --max-batch-tokens 2048); E2E_HF_ARGS
+# go to hf_generate.py (e.g. "--batches 8,32,64 --workloads distinct,none").
 # Logs and CSVs land in $OUT: gpu.txt, adapters.log, punica_generate.{log,csv}, hf_generate.{log,csv}.
 # Time: about 30 s for the adapters (reused when /tmp/punica-adapters is complete), 1.5-3 min for
 # Punica-J, the rest for HF, whose budget is what is left of E2E_DEADLINE_S (default 450 s) after Punica-J.
@@ -44,7 +45,7 @@ if [ $budget -lt 60 ]; then
 fi
 PYTHONUNBUFFERED=1 timeout $(( budget + 30 )) python3 "$tools/hf_generate.py" --adapters "$adapters" \
   --batches 8,16,32,64 --prompt-len 128 --gen-len 128 --hf-gen-len 16 --case-cap-s 25 --budget-s "$budget" \
-  --shape "$shape" --device "$device" --out "$OUT/hf_generate.csv" > "$OUT/hf_generate.log" 2>&1
+  --shape "$shape" --device "$device" --out "$OUT/hf_generate.csv" ${E2E_HF_ARGS:-} > "$OUT/hf_generate.log" 2>&1
 echo "python rc=$? at ${SECONDS}s"; grep -v -i "warn" "$OUT/hf_generate.log" | tail -n 40
 
 python3 "$tools/hf_generate.py" --compare "$OUT/punica_generate.csv" "$OUT/hf_generate.csv" | tee "$OUT/side_by_side.txt"

@@ -3,7 +3,9 @@ package ai.punica.backend.cuda;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import ai.punica.backend.DType;
+import java.util.Arrays;
 import java.util.SplittableRandom;
+import org.opentest4j.AssertionFailedError;
 
 /** What every gpu-tagged test needs: the device or a skip, seeded bf16 data, and the relative error. */
 final class GpuChecks {
@@ -46,5 +48,23 @@ final class GpuChecks {
             den += (double) want[i] * want[i];
         }
         return Math.sqrt(num / Math.max(den, 1e-30));
+    }
+
+    /**
+     * {@code got} equals {@code want} bit for bit (NaN equals NaN, 0 and -0 differ). AssertJ's
+     * {@code containsExactly} is quadratic in the length (it diffs the arrays as lists) and took minutes on
+     * logits-sized arrays; this is one pass, and names the first difference.
+     */
+    static void assertBitIdentical(String what, float[] got, float[] want) {
+        if (Arrays.equals(got, want)) {
+            return;
+        }
+        if (got.length != want.length) {
+            throw new AssertionFailedError(what + ": " + got.length + " values, expected " + want.length);
+        }
+        int i = Arrays.mismatch(got, want);
+        throw new AssertionFailedError(what + ": first difference at [" + i + "] of " + want.length + ": " + got[i]
+                + " (0x" + Integer.toHexString(Float.floatToRawIntBits(got[i])) + "), expected " + want[i] + " (0x"
+                + Integer.toHexString(Float.floatToRawIntBits(want[i])) + ")");
     }
 }

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# One device call that does several of the GPU jobs of a session, in this order, each under its own time
+# limit (the call itself may run 10 minutes): benchmarks first, on a quiet GPU, then the tests, whose
+# classes run in parallel JVMs.
+#   decode   DecodeStepBench (replayed decode steps, LoRA workloads, HBM bound); DECODE_ARGS overrides its
+#            arguments; DECODE_JFR=1 records a Java Flight Recording of it ($OUT/decode.jfr) for the host side
+#   decode-off  the same with LoRA as two launches on one stream (-Dpunica.cuda.fusedLora=false
+#            -Dpunica.cuda.loraOverlap=false; DECODE_OFF_ARGS), for comparison
+#   proj     ProjectionBench: each projection's GEMM alone, with LoRA on one stream, with the shrink overlapped
+#   hfdecode hf_decode.py: HF transformers + PEFT decode steps next to the decode part's CSV (HF_DECODE_ARGS)
+#   e2e      e2e_run.sh: end-to-end generation, Punica-J's engine then HF + PEFT (E2E_ARGS, E2E_HF_ARGS)
+#   sgmv     SgmvBench (our SGMV vs the base GEMM of one projection) and sgmv_torch.py (PyTorch baselines)
+#   serve    `punica serve` on the bundled demo model: the engine's start-up line (KV pages it sized from the
+#            GPU's memory) and two completions over HTTP
+#   tests    tools/bench/gpu_check.sh (every gpu-tagged test class), GPU_CHECK_LIMIT_S each (default 240)
+# Runs ON the GPU machine from the checkout root with the bundle carried:
+#   here:   scripts/device-bundle && mkdir -p .device-bundle/tools && cp tools/bench/*.sh tools/bench/*.py .device-bundle/tools/
+#   device: bash .device-bundle/tools/gpu_session.sh decode sgmv serve tests      (carry: [".device-bundle"])
+set -o pipefail
+tools="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+OUT="${OUT:-$(pwd)/device-out}"
+mkdir -p "$OUT"
+export OUT
+run="bash .device-bundle/device-run"
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.sm,power.limit --format=csv 2>&1 | tee "$OUT/gpu.txt"
+$run info > /dev/null 2>&1 # unpacks the JRE once
+
+parts=("$@")
+[ ${#parts[@]} -eq 0 ] && parts=(decode sgmv serve tests)
+for part in "${parts[@]}"; do
+  start=$(date +%s)
+  case "$part" in
+    decode)
+      args=(${DECODE_ARGS:---batches 1,8,32,64 --workloads none,identical,distinct --warmup 150 --steps 30})
+      opts="-Dpunica.cuda.profile=true"
+      [ "${DECODE_JFR:-0}" = 1 ] && opts="$opts -XX:StartFlightRecording=filename=$OUT/decode.jfr,settings=profile"
+      PUNICA_JAVA_OPTS="$opts ${DECODE_OPTS:-}" timeout "${DECODE_LIMIT_S:-240}" $run bench ai.punica.bench.DecodeStepBench \
+        --out "$OUT/punica_decode.csv" "${args[@]}" > "$OUT/decode.log" 2>&1
+      echo "== decode rc=$? ($(( $(date +%s) - start )) s)"
+      grep -v "^WARNING" "$OUT/decode.log" | grep -v "^  \|kernel profile" | tail -n 40
+      ;;
+    decode-off)
+      # The same bench with LoRA as two launches on the main stream (no fused kernel, no overlap), for comparison.
+      args=(${DECODE_OFF_ARGS:---batches 32,64 --workloads none,distinct --warmup 150 --steps 30})
+      PUNICA_JAVA_OPTS="-Dpunica.cuda.profile=true -Dpunica.cuda.fusedLora=false -Dpunica.cuda.loraOverlap=false ${DECODE_OPTS:-}" \
+        timeout "${DECODE_LIMIT_S:-240}" $run bench ai.punica.bench.DecodeStepBench \
+        --out "$OUT/punica_decode_off.csv" "${args[@]}" > "$OUT/decode_off.log" 2>&1
+      echo "== decode-off rc=$? ($(( $(date +%s) - start )) s)"
+      grep -v "^WARNING" "$OUT/decode_off.log" | grep -v "^  \|kernel profile" | tail -n 12
+      ;;
+    hfdecode)
+      # HF transformers + PEFT, one decode step of the same shapes, next to the decode part's CSV.
+      PYTHONUNBUFFERED=1 timeout "${HF_DECODE_LIMIT_S:-200}" python3 "$tools/hf_decode.py" --punica "$OUT/punica_decode.csv" \
+        --out "$OUT/hf_decode.csv" ${HF_DECODE_ARGS:---batches 64,32,8,1 --workloads distinct,none --budget-s 120} \
+        > "$OUT/hf_decode.log" 2>&1
+      echo "== hfdecode rc=$? ($(( $(date +%s) - start )) s)"
+      grep -v -i "warn" "$OUT/hf_decode.log" | tail -n 25
+      ;;
+    e2e)
+      # End-to-end generation through the engine against HF + PEFT (e2e_run.sh; E2E_ARGS to the Java side).
+      bash "$tools/e2e_run.sh" ${E2E_ARGS:-}
+      echo "== e2e ($(( $(date +%s) - start )) s)"
+      ;;
+    proj)
+      timeout "${PROJ_LIMIT_S:-150}" $run bench ai.punica.backend.cuda.ProjectionBench > "$OUT/proj.log" 2>&1
+      echo "== proj rc=$? ($(( $(date +%s) - start )) s)"
+      grep "BENCH" "$OUT/proj.log" | sed 's/^BENCH //'
+      ;;
+    sgmv)
+      timeout "${SGMV_LIMIT_S:-120}" $run bench ai.punica.backend.cuda.SgmvBench > "$OUT/sgmv.log" 2>&1
+      echo "== sgmv rc=$? ($(( $(date +%s) - start )) s)"
+      grep "BENCH" "$OUT/sgmv.log" | sed 's/^BENCH //'
+      PYTHONUNBUFFERED=1 timeout 90 python3 "$tools/sgmv_torch.py" > "$OUT/sgmv_torch.log" 2>&1
+      echo "== sgmv_torch rc=$?"
+      grep -v -i warn "$OUT/sgmv_torch.log" | tail -n 20
+      ;;
+    serve)
+      PUNICA_JAVA_OPTS="-Dpunica.home=$(pwd)" $run bench ai.punica.cli.Main serve --port 8000 > "$OUT/serve.log" 2>&1 &
+      pid=$!
+      for _ in $(seq 1 90); do
+        curl -s -o /dev/null localhost:8000/health && break
+        sleep 1
+      done
+      for model in upper sort; do
+        curl -s localhost:8000/v1/completions -H 'Content-Type: application/json' \
+          -d "{\"model\":\"$model\",\"prompt\":\"input: red apple stone\\noutput:\",\"max_tokens\":16,\"temperature\":0}"
+        echo
+      done
+      curl -s localhost:8000/metrics | grep -E "^vllm:(num_requests|gpu_cache_usage|kv_cache_usage)" | head -5
+      kill $pid; wait $pid
+      echo "== serve ($(( $(date +%s) - start )) s)"
+      grep -E "engine up|serving|ERROR|Exception" "$OUT/serve.log" | head -5
+      ;;
+    tests)
+      GPU_CHECK_LIMIT_S="${GPU_CHECK_LIMIT_S:-240}" bash "$tools/gpu_check.sh" ${TEST_CLASSES:-}
+      echo "== tests ($(( $(date +%s) - start )) s)"
+      ;;
+    *) echo "unknown part '$part' (decode | decode-off | hfdecode | e2e | proj | sgmv | serve | tests)";;
+  esac
+done
+# The device tool brings back at most 8 files: everything in one archive.
+(cd "$OUT" && tar czf /tmp/session.tgz . && find . -mindepth 1 -delete && mv /tmp/session.tgz .)
