@@ -29,6 +29,7 @@
 // partial[(t, b)][s] and counts itself in arrivals[(t, b)]; the last block to arrive adds the partials
 // in split order (so the result does not depend on which block came last: replays are bit-identical),
 // writes v and sets the counter back to 0 for the next launch. One launch, no memset, graph-replayable.
+template <int ROWS>
 __device__ __forceinline__ void shrink_block(
         const bf16* __restrict__ x, int xStride, bf16* __restrict__ v, int vStride,
         const int* __restrict__ tiles, const unsigned long long* __restrict__ aPtr,
@@ -39,6 +40,7 @@ __device__ __forceinline__ void shrink_block(
     const int tile = blockIdx.x;
     const int nRows = tiles[3 * tile + 1];
     if (nRows == 0) return;
+    if (nRows > ROWS) __trap();  // the host gives the one-row kernels one-row tiles only
     const int row0 = tiles[3 * tile], slot = tiles[3 * tile + 2];
     const int rank = ranks[slot];
     const int rankBase = blockIdx.y * SHRINK_RANKS_PER_BLOCK;
@@ -51,11 +53,11 @@ __device__ __forceinline__ void shrink_block(
     const int quad = warp % quads, slice = warp / quads;
     const int kBlock0 = split * kChunk, kBlock1 = min(in, kBlock0 + kChunk);
 
-    float acc[SHRINK_RANKS_PER_WARP][SGMV_TILE_ROWS];
+    float acc[SHRINK_RANKS_PER_WARP][ROWS];
     #pragma unroll
     for (int q = 0; q < SHRINK_RANKS_PER_WARP; q++)
         #pragma unroll
-        for (int r = 0; r < SGMV_TILE_ROWS; r++) acc[q][r] = 0.0f;
+        for (int r = 0; r < ROWS; r++) acc[q][r] = 0.0f;
 
     if (slice < slices) {
         const bool vec = (in & 7) == 0 && (xStride & 7) == 0 && aligned16(x) && aligned16(a);
@@ -80,7 +82,7 @@ __device__ __forceinline__ void shrink_block(
                     }
                 }
                 #pragma unroll
-                for (int r = 0; r < SGMV_TILE_ROWS; r++) {
+                for (int r = 0; r < ROWS; r++) {
                     if (r < nRows) {
                         float xf[8];
                         unpack8(*(const uint4*) (x + (long long) (row0 + r) * xStride + i), xf);
@@ -97,7 +99,7 @@ __device__ __forceinline__ void shrink_block(
                 #pragma unroll
                 for (int q = 0; q < SHRINK_RANKS_PER_WARP; q++) af[q] = aRow[q] ? bf2f(aRow[q][i]) : 0.0f;
                 #pragma unroll
-                for (int r = 0; r < SGMV_TILE_ROWS; r++) {
+                for (int r = 0; r < ROWS; r++) {
                     if (r < nRows) {
                         float xv = bf2f(x[(long long) (row0 + r) * xStride + i]);
                         #pragma unroll
@@ -110,7 +112,7 @@ __device__ __forceinline__ void shrink_block(
         #pragma unroll
         for (int q = 0; q < SHRINK_RANKS_PER_WARP; q++)
             #pragma unroll
-            for (int r = 0; r < SGMV_TILE_ROWS; r++) {
+            for (int r = 0; r < ROWS; r++) {
                 if (r < nRows) {
                     float s = warp_sum(acc[q][r]);
                     if (lane == 0) red[slice][quad * SHRINK_RANKS_PER_WARP + q][r] = s;
@@ -161,8 +163,19 @@ extern "C" __global__ void __launch_bounds__(SGMV_THREADS)
 sgmv_shrink(const bf16* __restrict__ x, int xStride, bf16* __restrict__ v, int vStride,
             const int* __restrict__ tiles, const unsigned long long* __restrict__ aPtr,
             const int* __restrict__ ranks, int in, int kChunk, float* partial, int* arrivals) {
-    shrink_block(x, xStride, v, vStride, tiles, aPtr, ranks, in, kChunk, partial, arrivals, blockIdx.z, gridDim.z,
-                 (long long) blockIdx.x * gridDim.y + blockIdx.y);
+    shrink_block<SGMV_TILE_ROWS>(x, xStride, v, vStride, tiles, aPtr, ranks, in, kChunk, partial, arrivals, blockIdx.z,
+                                 gridDim.z, (long long) blockIdx.x * gridDim.y + blockIdx.y);
+}
+
+// The same for tables of one-row tiles (decode steps): a row's sums need 4 accumulators per thread instead of
+// 32, so a block needs a third of the registers and many more blocks fit on an SM, also beside the GEMM that
+// the shrink overlaps. Row 0 of a tile is computed in the same order as by sgmv_shrink.
+extern "C" __global__ void __launch_bounds__(SGMV_THREADS)
+sgmv_shrink_row(const bf16* __restrict__ x, int xStride, bf16* __restrict__ v, int vStride,
+                const int* __restrict__ tiles, const unsigned long long* __restrict__ aPtr,
+                const int* __restrict__ ranks, int in, int kChunk, float* partial, int* arrivals) {
+    shrink_block<1>(x, xStride, v, vStride, tiles, aPtr, ranks, in, kChunk, partial, arrivals, blockIdx.z, gridDim.z,
+                    (long long) blockIdx.x * gridDim.y + blockIdx.y);
 }
 
 // A slot table as CudaBackend lays it out: aPtr[slots] | bPtr[slots] | rank[slots] | scale[slots].
@@ -196,14 +209,30 @@ sgmv_shrink_group(const bf16* __restrict__ x, int xStride, bf16* __restrict__ v,
     const int m = blockIdx.z / splits, split = blockIdx.z - m * splits;
     SlotTable t = slot_table(pick3(m, table0, table1, table2), slots);
     const long long group = ((long long) m * gridDim.x + blockIdx.x) * gridDim.y + blockIdx.y;
-    shrink_block(x, xStride, v + (long long) m * vWidth, vStride, tiles, t.a, t.rank, in, kChunk, partial, arrivals,
-                 split, splits, group);
+    shrink_block<SGMV_TILE_ROWS>(x, xStride, v + (long long) m * vWidth, vStride, tiles, t.a, t.rank, in, kChunk,
+                                 partial, arrivals, split, splits, group);
+}
+
+// sgmv_shrink_group for one-row tiles (see sgmv_shrink_row).
+extern "C" __global__ void __launch_bounds__(SGMV_THREADS)
+sgmv_shrink_group_row(const bf16* __restrict__ x, int xStride, bf16* __restrict__ v, int vStride, int vWidth,
+                      const int* __restrict__ tiles, const char* table0, const char* table1, const char* table2,
+                      int slots, int in, int kChunk, int splits, float* partial, int* arrivals) {
+    const int m = blockIdx.z / splits, split = blockIdx.z - m * splits;
+    SlotTable t = slot_table(pick3(m, table0, table1, table2), slots);
+    const long long group = ((long long) m * gridDim.x + blockIdx.x) * gridDim.y + blockIdx.y;
+    shrink_block<1>(x, xStride, v + (long long) m * vWidth, vStride, tiles, t.a, t.rank, in, kChunk, partial, arrivals,
+                    split, splits, group);
 }
 
 #define EXPAND_MAX_RANK 256
 
 // Block (tile, outBlock) of one projection: thread o reads row o of B once and applies it to every row of
-// the tile.
+// the tile. A one-row tile (decode) does little work, so what it waits for matters more than what it
+// computes: the loads that do not depend on v (its y value, the first 16 elements of the B row) are issued
+// before the block waits for v to reach shared memory, and all three are in flight together. Tiles of
+// several rows keep their registers for the rows' sums and load y last. Both add in the same order.
+#define EXPAND_PREFETCH 16
 __device__ __forceinline__ void expand_block(
         const bf16* __restrict__ v, int vStride, bf16* y, int yStride, int yCol,
         const int* __restrict__ tiles, const unsigned long long* __restrict__ bPtr,
@@ -216,18 +245,60 @@ __device__ __forceinline__ void expand_block(
     if (rank == 0) return;
     const float scale = scales[slot];
     const bf16* b = (const bf16*) bPtr[slot];
+    const int o = outBlock * SGMV_THREADS + threadIdx.x;
+    const bool active = o < outFeatures;
+    const bf16* bRow = b + (long long) o * rank;
+    const bool vec = (rank & 7) == 0 && aligned16(b);
+
+    if (nRows == 1) {
+        const int pre = vec && rank >= EXPAND_PREFETCH ? EXPAND_PREFETCH : 0;
+        uint4 b0, b1;
+        float yOld = 0.0f;
+        bf16* yp = y + (long long) row0 * yStride + yCol + o;
+        if (active) {
+            if (pre) {
+                b0 = *(const uint4*) bRow;
+                b1 = *(const uint4*) (bRow + 8);
+            }
+            yOld = bf2f(*yp);
+        }
+        for (int c = threadIdx.x; c < rank; c += SGMV_THREADS) v_s[0][c] = bf2f(v[(long long) row0 * vStride + c]);
+        __syncthreads();
+        if (!active) return;
+        float acc = 0.0f;
+        if (vec) {
+            if (pre) {
+                float bf[8];
+                unpack8(b0, bf);
+                #pragma unroll
+                for (int j = 0; j < 8; j++) acc += v_s[0][j] * bf[j];
+                unpack8(b1, bf);
+                #pragma unroll
+                for (int j = 0; j < 8; j++) acc += v_s[0][8 + j] * bf[j];
+            }
+            for (int c = pre; c < rank; c += 8) {
+                float bf[8];
+                unpack8(*(const uint4*) (bRow + c), bf);
+                #pragma unroll
+                for (int j = 0; j < 8; j++) acc += v_s[0][c + j] * bf[j];
+            }
+        } else {
+            for (int c = 0; c < rank; c++) acc += v_s[0][c] * bf2f(bRow[c]);
+        }
+        *yp = f2bf(yOld + scale * acc);
+        return;
+    }
+
     for (int k = threadIdx.x; k < nRows * rank; k += SGMV_THREADS) {
         int r = k / rank, c = k - r * rank;
         v_s[r][c] = bf2f(v[(long long) (row0 + r) * vStride + c]);
     }
     __syncthreads();
-    const int o = outBlock * SGMV_THREADS + threadIdx.x;
-    if (o >= outFeatures) return;
-    const bf16* bRow = b + (long long) o * rank;
+    if (!active) return;
     float acc[SGMV_TILE_ROWS];
     #pragma unroll
     for (int r = 0; r < SGMV_TILE_ROWS; r++) acc[r] = 0.0f;
-    if ((rank & 7) == 0 && aligned16(b)) {
+    if (vec) {
         for (int c = 0; c < rank; c += 8) {
             float bf[8];
             unpack8(*(const uint4*) (bRow + c), bf);
@@ -278,4 +349,174 @@ sgmv_expand_group(const bf16* __restrict__ v, int vStride, int vWidth, bf16* y, 
     SlotTable t = slot_table(pick3(m, table0, table1, table2), slots);
     expand_block(v + (long long) m * vWidth, vStride, y, yStride, yCol, tiles, t.b, t.rank, t.scale, out, blockIdx.x,
                  ob - start);
+}
+
+// ---- decode steps: shrink and expand in one launch, with thread-block clusters (sm_90) ----------------
+//
+// For one-row tiles (a decode step), the two launches above spend most of their time waiting: the shrink
+// on its split-K arrival counter and the last block's pass over the partials, the expand on v. Here a
+// cluster of FUSED_CLUSTER blocks takes one (row, projection): block c sums x·Aᵀ over its share of the inputs
+// into shared memory; after a cluster barrier every block adds the FUSED_CLUSTER partial vectors, in cluster
+// order (deterministic), reading the other blocks' shared memory (distributed shared memory), rounds v to
+// bf16 as the two-launch path stores it, and applies it to its share of the outputs:
+// y[row, yCol + o] += scale · v·B[o]ᵀ, in the same order of additions as expand_block. One launch for up to 3
+// projections that read the same x: grid (FUSED_CLUSTER, tiles, projections), the slot tables as for
+// sgmv_shrink_group. Ranks up to FUSED_MAX_RANK. Compiled for sm_90 and later; the host uses it only there.
+#define FUSED_CLUSTER 8
+#define FUSED_MAX_RANK 64
+
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
+#define FUSED_CLUSTER_DIMS
+#else
+#define FUSED_CLUSTER_DIMS __cluster_dims__(FUSED_CLUSTER, 1, 1)
+#endif
+
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900
+__device__ __forceinline__ unsigned cluster_ctarank() {
+    unsigned r;
+    asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
+    return r;
+}
+
+__device__ __forceinline__ void cluster_arrive() {
+    asm volatile("barrier.cluster.arrive.release.aligned;" ::: "memory");
+}
+
+__device__ __forceinline__ void cluster_wait() {
+    asm volatile("barrier.cluster.wait.acquire.aligned;" ::: "memory");
+}
+
+// *p in the shared memory of block `rank` of this cluster.
+__device__ __forceinline__ float ld_cluster(const float* p, unsigned rank) {
+    unsigned local = (unsigned) __cvta_generic_to_shared(p), remote;
+    float v;
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(remote) : "r"(local), "r"(rank));
+    asm volatile("ld.shared::cluster.f32 %0, [%1];" : "=f"(v) : "r"(remote) : "memory");
+    return v;
+}
+#endif
+
+extern "C" __global__ void FUSED_CLUSTER_DIMS __launch_bounds__(SGMV_THREADS)
+sgmv_fused_row_group(const bf16* __restrict__ x, int xStride, bf16* y, int yStride, const int* __restrict__ tiles,
+                     const char* table0, const char* table1, const char* table2, int slots, int in,
+                     int yCol0, int yCol1, int yCol2, int out0, int out1, int out2) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    __shared__ float red[SGMV_THREADS / 32][FUSED_MAX_RANK];
+    __shared__ float part[FUSED_MAX_RANK];
+    __shared__ float vRow[FUSED_MAX_RANK];
+    const int tile = blockIdx.y, m = blockIdx.z;
+    // Every exit before the barriers is the same for the whole cluster (same tile, same projection).
+    const int nRows = tiles[3 * tile + 1];
+    if (nRows == 0) return;
+    if (nRows != 1) __trap();  // the host gives this kernel one-row tiles only
+    const int row = tiles[3 * tile], slot = tiles[3 * tile + 2];
+    SlotTable t = slot_table(pick3(m, table0, table1, table2), slots);
+    const int rank = t.rank[slot];
+    if (rank == 0) return;
+    if (rank > FUSED_MAX_RANK) __trap();
+    const unsigned c = cluster_ctarank();
+    const bf16* a = (const bf16*) t.a[slot];
+    const bf16* b = (const bf16*) t.b[slot];
+    const float scale = t.scale[slot];
+    const int out = m == 0 ? out0 : (m == 1 ? out1 : out2);
+    const int yCol = m == 0 ? yCol0 : (m == 1 ? yCol1 : yCol2);
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const bf16* xr = x + (long long) row * xStride;
+
+    // part = x[row, k0:k1] · A[:, k0:k1]ᵀ. Warps take ranks 4 at a time (a quad); with fewer than 8 quads
+    // the spare warps split the inputs further (slices), with more each warp takes every 8th quad.
+    const int inPer = ((in + FUSED_CLUSTER - 1) / FUSED_CLUSTER + 7) & ~7;
+    const int k0 = min(in, (int) c * inPer), k1 = min(in, k0 + inPer);
+    const int quads = (rank + SHRINK_RANKS_PER_WARP - 1) / SHRINK_RANKS_PER_WARP;
+    const int warps = SGMV_THREADS / 32;
+    const int slices = quads >= warps ? 1 : warps / quads;
+    const bool vec = (in & 7) == 0 && (xStride & 7) == 0 && aligned16(x) && aligned16(a);
+    const int slice = quads >= warps ? 0 : warp / quads;
+    if (slice < slices) {
+        int chunk = (k1 - k0 + slices - 1) / slices;
+        chunk = (chunk + 7) & ~7;
+        const int i0 = k0 + slice * chunk, i1 = min(k1, i0 + chunk);
+        for (int qd = quads >= warps ? warp : warp % quads; qd < quads; qd += quads >= warps ? warps : quads) {
+            float acc[SHRINK_RANKS_PER_WARP];
+            const bf16* aRow[SHRINK_RANKS_PER_WARP];
+            #pragma unroll
+            for (int q = 0; q < SHRINK_RANKS_PER_WARP; q++) {
+                acc[q] = 0.0f;
+                int k = qd * SHRINK_RANKS_PER_WARP + q;
+                aRow[q] = k < rank ? a + (long long) k * in : nullptr;
+            }
+            if (vec) {
+                for (int i = i0 + lane * 8; i < i1; i += 32 * 8) {
+                    float xf[8];
+                    unpack8(*(const uint4*) (xr + i), xf);
+                    #pragma unroll
+                    for (int q = 0; q < SHRINK_RANKS_PER_WARP; q++) {
+                        if (aRow[q]) {
+                            float af[8];
+                            unpack8(*(const uint4*) (aRow[q] + i), af);
+                            #pragma unroll
+                            for (int j = 0; j < 8; j++) acc[q] += af[j] * xf[j];
+                        }
+                    }
+                }
+            } else {
+                for (int i = i0 + lane; i < i1; i += 32) {
+                    float xv = bf2f(xr[i]);
+                    #pragma unroll
+                    for (int q = 0; q < SHRINK_RANKS_PER_WARP; q++) {
+                        if (aRow[q]) acc[q] += bf2f(aRow[q][i]) * xv;
+                    }
+                }
+            }
+            #pragma unroll
+            for (int q = 0; q < SHRINK_RANKS_PER_WARP; q++) {
+                float s = warp_sum(acc[q]);
+                if (lane == 0) red[slice][qd * SHRINK_RANKS_PER_WARP + q] = s;
+            }
+        }
+    }
+    __syncthreads();
+    if (threadIdx.x < rank) {
+        float s = 0.0f;
+        for (int sl = 0; sl < slices; sl++) s += red[sl][threadIdx.x];
+        part[threadIdx.x] = s;
+    }
+    // Publish part to the cluster; wait until every block's is there.
+    cluster_arrive();
+    cluster_wait();
+    if (threadIdx.x < rank) {
+        float s = 0.0f;
+        for (unsigned j = 0; j < FUSED_CLUSTER; j++) s += ld_cluster(part + threadIdx.x, j);
+        vRow[threadIdx.x] = bf2f(f2bf(s));
+    }
+    // Done reading the other blocks' shared memory; a block leaves only once all are (cluster_wait below).
+    cluster_arrive();
+    __syncthreads();
+
+    // y[row, yCol + o] += scale · v·B[o]ᵀ for this block's share of the outputs.
+    const int outPer = (out + FUSED_CLUSTER - 1) / FUSED_CLUSTER;
+    const int o0 = c * outPer, o1 = min(out, o0 + outPer);
+    const bool bVec = (rank & 7) == 0 && aligned16(b);
+    bf16* yr = y + (long long) row * yStride + yCol;
+    #pragma unroll 2
+    for (int o = o0 + threadIdx.x; o < o1; o += SGMV_THREADS) {
+        const bf16* bRow = b + (long long) o * rank;
+        float yOld = bf2f(yr[o]);
+        float acc = 0.0f;
+        if (bVec) {
+            for (int k = 0; k < rank; k += 8) {
+                float bf[8];
+                unpack8(*(const uint4*) (bRow + k), bf);
+                #pragma unroll
+                for (int j = 0; j < 8; j++) acc += vRow[k + j] * bf[j];
+            }
+        } else {
+            for (int k = 0; k < rank; k++) acc += vRow[k] * bf2f(bRow[k]);
+        }
+        yr[o] = f2bf(yOld + scale * acc);
+    }
+    cluster_wait();
+#else
+    __trap();
+#endif
 }

@@ -5,6 +5,8 @@ import ai.punica.backend.Backend;
 import ai.punica.backend.Backends;
 import ai.punica.backend.KvStorage;
 import ai.punica.backend.LoraWeights;
+import ai.punica.backend.SamplingBatch;
+import ai.punica.backend.SamplingRow;
 import ai.punica.backend.Segments;
 import ai.punica.backend.StepRecorder;
 import ai.punica.backend.Tensor;
@@ -39,7 +41,10 @@ import java.util.SplittableRandom;
  * The KV cache is filled by prefilling every sequence's first {@code context - 1} tokens through the
  * model; each timed step then decodes token {@code context} of every sequence (re-writing the same KV
  * slot each time). A step is {@link LlamaModel#forward}: embedding, 32 layers, lm_head and the copy of
- * the logits to the host, which waits for the device; its wall time (nanoTime) is what is reported.
+ * the logits to the host, which waits for the device; its wall time (nanoTime) is what is reported. Where
+ * the backend samples ({@link Backend#supportsSampling}), the "sampled" columns time what the engine runs
+ * per decode step instead: {@link LlamaModel#forwardLogits} and greedy {@link Backend#sample} on the
+ * device, only the token ids coming back.
  *
  * <p>HBM bound of a step = bytes it must read ÷ device bandwidth, the bytes being every base weight
  * once (lm_head included, the embedding table only for the batch's rows), the A and B of every distinct
@@ -120,11 +125,11 @@ public final class DecodeStepBench {
             long kvBytesPerToken = 2L * config.numLayers() * config.numKvHeads() * config.headDim() * 2;
             List<String> rows = new ArrayList<>();
             rows.add("workload,batch,adapters,median_ms,p10_ms,p90_ms,tokens_per_s,bound_ms,pct_of_bound,"
-                    + "lora_overhead_pct,bytes_gb,nonfinite_logits");
+                    + "lora_overhead_pct,bytes_gb,nonfinite_logits,sampled_median_ms,sampled_pct_of_bound");
             Map<Integer, Double> noLoraMs = new LinkedHashMap<>();
             System.out.println();
             System.out.println("workload  batch adapters | median ms  p10   p90 | tokens/s | HBM bound ms  % of bound"
-                    + " | LoRA overhead");
+                    + " | LoRA overhead | sampled ms % of bound");
             for (String workload : workloads) {
                 for (int batch : batches) {
                     int[] lens = segmentLengths(workload, batch);
@@ -149,6 +154,24 @@ public final class DecodeStepBench {
                         ms[i] = (System.nanoTime() - s) / 1e6;
                     }
                     String profile = backend.profileReport();
+                    long replayed = recorder == null ? 0 : recorder.replays() - replaysBefore;
+                    long recorded = recorder == null ? 0 : recorder.records() - recordsBefore;
+                    // What the engine runs per decode step: the forward, then greedy sampling on the device; only
+                    // the token ids come back to the host (no logits copy).
+                    double sampledMedian = Double.NaN;
+                    if (backend.supportsSampling()) {
+                        SamplingBatch greedy = greedyBatch(batch);
+                        double[] sampled = new double[steps];
+                        for (int i = -Math.min(warmup, 20); i < steps; i++) {
+                            long s = System.nanoTime();
+                            backend.sample(model.forwardLogits(step, kv), greedy);
+                            if (i >= 0) {
+                                sampled[i] = (System.nanoTime() - s) / 1e6;
+                            }
+                        }
+                        Arrays.sort(sampled);
+                        sampledMedian = sampled[steps / 2];
+                    }
                     Arrays.sort(ms);
                     double median = ms[steps / 2];
                     if (workload.equals("none")) {
@@ -157,21 +180,21 @@ public final class DecodeStepBench {
                     Double base = noLoraMs.get(batch);
                     String overhead = base == null || workload.equals("none") ? ""
                             : String.format(Locale.ROOT, "%.1f", 100 * (median / base - 1));
-                    System.out.printf(Locale.ROOT, "%-9s %5d %8d | %9.2f %5.2f %5.2f | %8.0f | %12.2f %10.1f%% | %s%s%n",
+                    System.out.printf(Locale.ROOT, "%-9s %5d %8d | %9.2f %5.2f %5.2f | %8.0f | %12.2f %10.1f%% | %7s | %8.2f %8.1f%%%s%n",
                             workload, batch, adapters, median, ms[steps / 10], ms[steps * 9 / 10], batch / median * 1e3,
-                            boundMs, 100 * boundMs / median, overhead.isEmpty() ? "" : overhead + "%",
-                            nonFinite > 0 ? "  NON-FINITE LOGITS: " + nonFinite : "");
+                            boundMs, 100 * boundMs / median, overhead.isEmpty() ? "" : overhead + "%", sampledMedian,
+                            100 * boundMs / sampledMedian, nonFinite > 0 ? "  NON-FINITE LOGITS: " + nonFinite : "");
                     if (profile != null) {
                         System.out.printf(Locale.ROOT, "%s/%d, %d steps: %s", workload, batch, steps, profile);
                     }
-                    if (recorder != null && recorder.replays() - replaysBefore != steps) {
+                    if (recorder != null && replayed != steps) {
                         System.out.printf(Locale.ROOT, "  (%s/%d: of %d timed steps %d were replayed from a CUDA graph,"
-                                        + " %d recorded)%n", workload, batch, steps, recorder.replays() - replaysBefore,
-                                recorder.records() - recordsBefore);
+                                + " %d recorded)%n", workload, batch, steps, replayed, recorded);
                     }
-                    rows.add(String.format(Locale.ROOT, "%s,%d,%d,%.4f,%.4f,%.4f,%.1f,%.4f,%.2f,%s,%.3f,%d", workload,
-                            batch, adapters, median, ms[steps / 10], ms[steps * 9 / 10], batch / median * 1e3, boundMs,
-                            100 * boundMs / median, overhead, bytes / 1e9, nonFinite));
+                    rows.add(String.format(Locale.ROOT, "%s,%d,%d,%.4f,%.4f,%.4f,%.1f,%.4f,%.2f,%s,%.3f,%d,%.4f,%.2f",
+                            workload, batch, adapters, median, ms[steps / 10], ms[steps * 9 / 10], batch / median * 1e3,
+                            boundMs, 100 * boundMs / median, overhead, bytes / 1e9, nonFinite, sampledMedian,
+                            100 * boundMs / sampledMedian));
                 }
             }
             logitsCopyTimes(backend, batches, config.vocabSize());
@@ -248,6 +271,14 @@ public final class DecodeStepBench {
             default -> throw new IllegalArgumentException("unknown workload '" + workload
                     + "'; known: none, identical, uniform, skewed, distinct");
         };
+    }
+
+    private static SamplingBatch greedyBatch(int rows) {
+        SamplingBatch.Builder builder = SamplingBatch.builder();
+        for (int r = 0; r < rows; r++) {
+            builder.row(SamplingRow.GREEDY);
+        }
+        return builder.build();
     }
 
     /** One row per sequence s (pages [s·pagesPerSeq, …)), at position context - 1; segment i uses slot i. */

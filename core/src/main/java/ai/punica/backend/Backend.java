@@ -196,6 +196,25 @@ public interface Backend extends AutoCloseable {
     }
 
     /**
+     * A projection with the LoRA add-on of every projection of {@code group} (those that read {@code x}):
+     * {@code out = x·wᵀ (+ bias)}, then the shrink into the rank-space scratch {@code v} and the expand into
+     * {@code out} at {@code cols}: {@link #sgmvShrink}/{@link #sgmvExpand} for one projection,
+     * {@link #sgmvShrinkGroup}/{@link #sgmvExpandGroup} for several. This default runs the three in that
+     * order; a device backend overlaps the shrink, which reads only x, with the GEMM, with the same result.
+     */
+    default void matmulLora(Tensor x, Tensor w, Tensor bias, Tensor out, List<LoraWeights> group, Segments segments,
+                            Tensor v, int[] cols) {
+        matmul(x, w, bias, out);
+        if (group.size() == 1) {
+            sgmvShrink(x, group.getFirst(), segments, v, 0);
+            sgmvExpand(v, 0, group.getFirst(), segments, out, cols[0]);
+        } else {
+            sgmvShrinkGroup(x, group, segments, v);
+            sgmvExpandGroup(v, group, segments, out, cols);
+        }
+    }
+
+    /**
      * Records and replays whole forward steps (CUDA graphs), or null when this backend has no such
      * mechanism and every step runs operation by operation.
      */

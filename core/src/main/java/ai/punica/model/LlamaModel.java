@@ -422,7 +422,7 @@ public final class LlamaModel implements AutoCloseable {
     }
 
     /**
-     * Which (layer, projection group) pairs run SGMV for these segments, the rule {@link #addLora} applies:
+     * Which (layer, projection group) pairs run SGMV for these segments, the rule {@link #project} applies:
      * a group runs when any of its projections has a present slot among the segments.
      */
     private BitSet loraSignature(Segments segments) {
@@ -492,8 +492,7 @@ public final class LlamaModel implements AutoCloseable {
             backend.addRmsNorm(xs, proj, w.attnNorm(), config.rmsNormEps(), hs);
         }
         // qkv = h·[Wq;Wk;Wv]ᵀ (+ bias) + LoRA_q|k|v(h)
-        backend.matmul(hs, w.qkv(), w.qkvBias(), qkv);
-        addLora(l, GROUP_QKV, hs, batch.segments(), qkv, qkvLoraCols);
+        project(l, GROUP_QKV, hs, w.qkv(), w.qkvBias(), batch.segments(), qkv, qkvLoraCols);
         // q, k = rope(q, pos), rope(k, pos); cache[slot] = k, v
         backend.ropeAppendKv(qkv, batch.positions(), rope, config.numHeads(), config.numKvHeads(), config.headDim(),
                 kv, l, qCols, qCols + kvCols, batch.attention().slotMapping());
@@ -517,41 +516,34 @@ public final class LlamaModel implements AutoCloseable {
         // attn = softmax(q·kᵀ·scale)·v over each sequence's pages
         backend.attention(qkv, kv, l, batch.attention(), shape, attn);
         // o = attn·Woᵀ + LoRA_o(attn); x = x + o; h = rmsNorm(x)
-        backend.matmul(attn, w.o(), null, proj);
-        addLora(l, GROUP_O, attn, batch.segments(), proj, SINGLE_LORA_COL);
+        project(l, GROUP_O, attn, w.o(), null, batch.segments(), proj, SINGLE_LORA_COL);
         backend.addRmsNorm(xs, proj, w.mlpNorm(), config.rmsNormEps(), hs);
 
         // gu = h·[Wg;Wu]ᵀ + LoRA_gate|up(h)
         Tensor gu = gateUpOut.firstRows(rows);
         Tensor act = mlpAct.firstRows(rows);
-        backend.matmul(hs, w.gateUp(), null, gu);
-        addLora(l, GROUP_GATE_UP, hs, batch.segments(), gu, gateUpLoraCols);
+        project(l, GROUP_GATE_UP, hs, w.gateUp(), null, batch.segments(), gu, gateUpLoraCols);
         // a = silu(g)·u; mlp = a·Wdownᵀ + LoRA_down(a), left in projOut for the next residual add
         backend.swiglu(gu, act);
-        backend.matmul(act, w.down(), null, proj);
-        addLora(l, GROUP_DOWN, act, batch.segments(), proj, SINGLE_LORA_COL);
+        project(l, GROUP_DOWN, act, w.down(), null, batch.segments(), proj, SINGLE_LORA_COL);
         return batch;
     }
 
     /**
-     * {@code out[:, cols[i] : cols[i] + out_i] += LoRA_i(in)} for projection i of group {@code g} and every
-     * segment whose adapter adapts it. A group of several projections (q|k|v, gate|up: one input, one fused
-     * output row) is one shrink and one expand, projection i in columns [i·R, (i+1)·R) of the rank scratch.
+     * {@code out = in·wᵀ (+ bias)}, plus {@code out[:, cols[i] : cols[i] + out_i] += LoRA_i(in)} for projection
+     * i of group {@code g} and every segment whose adapter adapts it. A group of several projections (q|k|v,
+     * gate|up: one input, one fused output row) is one shrink and one expand, projection i in columns
+     * [i·R, (i+1)·R) of the rank scratch (R = max(1, maxLoraRank)). Without an adapter in the step it is the
+     * GEMM alone.
      */
-    private void addLora(int layer, int g, Tensor in, Segments segments, Tensor out, int[] cols) {
+    private void project(int layer, int g, Tensor in, Tensor w, Tensor bias, Segments segments, Tensor out, int[] cols) {
         List<LoraWeights> group = loraGroup(layer, g);
         if (!anyPresent(group, segments)) {
+            backend.matmul(in, w, bias, out);
             return;
         }
         Tensor v = loraRank[group.size()].firstRows(in.rows());
-        if (group.size() == 1) {
-            backend.sgmvShrink(in, group.getFirst(), segments, v);
-            backend.sgmvExpand(v, group.getFirst(), segments, out, cols[0]);
-            return;
-        }
-        // v[r, i·R : i·R + rank_i] = in[r]·A_iᵀ (R = max(1, maxLoraRank)); out[r, cols[i]:] += s_i·v_i·B_iᵀ
-        backend.sgmvShrinkGroup(in, group, segments, v);
-        backend.sgmvExpandGroup(v, group, segments, out, cols);
+        backend.matmulLora(in, w, bias, out, group, segments, v, cols);
     }
 
     @Override

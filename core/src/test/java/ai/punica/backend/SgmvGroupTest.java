@@ -164,6 +164,70 @@ class SgmvGroupTest {
         }
     }
 
+    @ParameterizedTest(name = "{0}, in {2}, outs {3}")
+    @MethodSource("cases")
+    void matmulLoraIsTheGemmThenTheGroupsShrinkAndExpand(String name, Supplier<Backend> factory, int in, int[] outs) {
+        SplittableRandom random = new SplittableRandom(in * 31L + outs.length * 5L + outs[1]);
+        int n = outs.length;
+        int[][] ranks = new int[n][SLOTS];
+        for (int m = 0; m < n; m++) {
+            for (int s = 0; s < SLOTS - 1; s++) {
+                ranks[m][s] = random.nextInt(4) == 0 ? 0 : 1 + random.nextInt(MAX_RANK);
+            }
+        }
+        Segments segments = randomSegments(random);
+        int rows = segments.rows();
+        int w = MAX_RANK;
+        int total = 0;
+        int[] cols = new int[n];
+        for (int m = 0; m < n; m++) {
+            cols[m] = total;
+            total += outs[m];
+        }
+        List<List<TensorData[]>> weights = new ArrayList<>();
+        for (int m = 0; m < n; m++) {
+            List<TensorData[]> perSlot = new ArrayList<>();
+            for (int s = 0; s < SLOTS; s++) {
+                int r = ranks[m][s];
+                perSlot.add(r == 0 ? null : new TensorData[] {
+                        weight("A" + m + "." + s, DType.BF16, r, in, random(random, r * in, 0.3), -1),
+                        weight("B" + m + "." + s, DType.F32, outs[m], r, random(random, outs[m] * r, 0.3), -1)});
+            }
+            weights.add(perSlot);
+        }
+        TensorData base = weight("W", DType.BF16, total, in, random(random, total * in, 0.1), -1);
+        TensorData bias = weight("bias", DType.F32, 1, total, random(random, total, 0.5), -1);
+        float[] x = random(random, rows * in, 1);
+
+        // Wanted: the reference's GEMM, then one single shrink and expand per projection.
+        float[] want;
+        try (Backend ref = new ReferenceBackend()) {
+            List<LoraWeights> group = load(ref, weights, ranks);
+            Tensor xt = upload(ref, rows, in, x);
+            Tensor yt = ref.allocate(rows, total);
+            ref.matmul(xt, ref.loadWeight(base), ref.loadWeight(bias), yt);
+            for (int m = 0; m < n; m++) {
+                Tensor v = upload(ref, rows, w, nans(rows * w));
+                ref.sgmvShrink(xt, group.get(m), segments, v);
+                ref.sgmvExpand(v, group.get(m), segments, yt, cols[m]);
+            }
+            want = download(ref, yt);
+        }
+        float[] got;
+        try (Backend backend = factory.get()) {
+            List<LoraWeights> group = load(backend, weights, ranks);
+            Tensor yt = backend.allocate(rows, total);
+            backend.matmulLora(upload(backend, rows, in, x), backend.loadWeight(base), backend.loadWeight(bias), yt,
+                    group, segments, upload(backend, rows, n * w, nans(rows * n * w)), cols);
+            got = download(backend, yt);
+        }
+        if (name.equals("reference")) {
+            assertThat(got).as("matmulLora on %s", name).isEqualTo(want);
+        } else {
+            assertClose("matmulLora on " + name, got, want, got.length, REL, ABS * maxAbs(want, want.length));
+        }
+    }
+
     /** Every slot (and -1) once, in random order, segments of 1 to 50 rows. */
     private static Segments randomSegments(SplittableRandom random) {
         List<Integer> order = new ArrayList<>();

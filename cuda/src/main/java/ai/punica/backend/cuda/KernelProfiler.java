@@ -2,23 +2,25 @@ package ai.punica.backend.cuda;
 
 import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 
 /**
- * Device time per kernel name, from an event recorded before and after every launch on the backend's
- * stream. Turned on with {@code -Dpunica.cuda.profile=true}; the events themselves cost a few
+ * Device time per kernel name, from an event recorded before and after every launch on the stream it
+ * goes to. Turned on with {@code -Dpunica.cuda.profile=true}; the events themselves cost a few
  * microseconds of host time per launch, so step times measured while profiling are not representative,
  * but the device time of each kernel is. Sums, counts and the gaps between launches (the device idle
  * while the host enqueues) are reported by {@link #report}.
  */
 final class KernelProfiler {
     private final Driver driver;
-    private final MemorySegment stream;
     private final List<MemorySegment> pool = new ArrayList<>();
     private final List<String> names = new ArrayList<>();
+    /** The stream of each launch: gaps are counted between consecutive launches of one stream. */
+    private final List<MemorySegment> streams = new ArrayList<>();
     private int used;
 
     private record Total(long count, double millis) {
@@ -28,21 +30,21 @@ final class KernelProfiler {
     private double gapMillis;
     private long launches;
 
-    KernelProfiler(Driver driver, MemorySegment stream) {
+    KernelProfiler(Driver driver) {
         this.driver = driver;
-        this.stream = stream;
     }
 
-    /** Records the start of a launch named {@code name}; pair with {@link #end()}. */
-    void begin(String name) {
+    /** Records the start of a launch named {@code name} on {@code stream}; pair with {@link #end}. */
+    void begin(String name, MemorySegment stream) {
         if (used >= 20_000) {
             collect();
         }
         names.add(name);
+        streams.add(stream);
         driver.eventRecord(event(used++), stream);
     }
 
-    void end() {
+    void end(MemorySegment stream) {
         driver.eventRecord(event(used++), stream);
     }
 
@@ -58,16 +60,21 @@ final class KernelProfiler {
         if (used == 0) {
             return;
         }
-        driver.eventSynchronize(pool.get(used - 1));
+        for (int k = 0; k < names.size(); k++) {
+            driver.eventSynchronize(pool.get(2 * k + 1));
+        }
+        Map<MemorySegment, Integer> lastOnStream = new HashMap<>();
         for (int k = 0; k < names.size(); k++) {
             double ms = driver.eventElapsedMillis(pool.get(2 * k), pool.get(2 * k + 1));
             totals.merge(names.get(k), new Total(1, ms), (a, b) -> new Total(a.count + b.count, a.millis + b.millis));
-            if (k > 0) {
-                gapMillis += driver.eventElapsedMillis(pool.get(2 * k - 1), pool.get(2 * k));
+            Integer previous = lastOnStream.put(streams.get(k), k);
+            if (previous != null) {
+                gapMillis += driver.eventElapsedMillis(pool.get(2 * previous + 1), pool.get(2 * k));
             }
         }
         launches += names.size();
         names.clear();
+        streams.clear();
         used = 0;
     }
 

@@ -1,5 +1,6 @@
 package ai.punica.backend.cuda;
 
+import static ai.punica.backend.cuda.GpuChecks.assertBitIdentical;
 import static ai.punica.backend.cuda.CudaSgmvTest.assertClose;
 import static ai.punica.backend.cuda.CudaSgmvTest.fill;
 import static ai.punica.backend.cuda.CudaSgmvTest.iota;
@@ -35,6 +36,7 @@ import org.junit.jupiter.api.Test;
  * bit-identical, rows and columns a projection does not adapt must keep their bits in y, and the group
  * expand must equal the single expands bit for bit (same per-thread arithmetic); the group shrink may
  * split its inputs differently from the single shrinks, so it is compared with them within 1e-2.
+ * {@link CudaBackend#matmulLora} with its shrink on the side stream must equal the one-stream op bit for bit.
  * Prints "CHECK sgmv-group ..." lines.
  */
 @Tag("gpu")
@@ -185,14 +187,14 @@ class CudaSgmvGroupTest {
                 addedRef[i] = yRef[i] - y0[i];
             }
             assertClose("group expand vs reference " + what + " run " + run + " (added part)", added, addedRef, 2 * TOL);
-            assertThat(y).as("%s: group expand equals the single expands bit for bit", c.name()).containsExactly(ySingle);
+            assertBitIdentical(String.format("%s: group expand equals the single expands bit for bit", c.name()), y, ySingle);
             checkUntouched(c, starts, y, y0);
             if (run == 0) {
                 firstV = definedV;
                 firstY = y;
             } else {
-                assertThat(definedV).as("%s: shrink run %d equals run 0 bit for bit", c.name(), run).containsExactly(firstV);
-                assertThat(y).as("%s: expand run %d equals run 0 bit for bit", c.name(), run).containsExactly(firstY);
+                assertBitIdentical(String.format("%s: shrink run %d equals run 0 bit for bit", c.name(), run), definedV, firstV);
+                assertBitIdentical(String.format("%s: expand run %d equals run 0 bit for bit", c.name(), run), y, firstY);
             }
         }
         System.out.printf("CHECK sgmv-group %-80s %d runs bit-identical, expand = single expands ok%n", what, RUNS);
@@ -373,7 +375,7 @@ class CudaSgmvGroupTest {
                 gpu.upload(poison, v);
                 gpu.upload(y0, y);
                 graph.launch();
-                assertThat(download(gpu, y)).as("replay %d", replay).containsExactly(eager);
+                assertBitIdentical(String.format("replay %d", replay), download(gpu, y), eager);
             }
         }
         System.out.println("CHECK sgmv-group graph replay of q|k|v shrink+expand (split-K, b32) x5 bit-identical ok");
@@ -382,6 +384,239 @@ class CudaSgmvGroupTest {
         }
         for (Tensor t : new Tensor[] {x, v, y}) {
             gpu.free(t);
+        }
+    }
+
+    /** Up to 3 projections' LoRA weights on the GPU and on the reference, from the same seeded data. */
+    record LoadedGroup(List<LoraWeights> gpu, List<LoraWeights> ref, List<Tensor> owned) {
+        void free() {
+            for (Tensor t : owned) {
+                CudaSgmvGroupTest.gpu.free(t);
+            }
+        }
+    }
+
+    static LoadedGroup loadGroup(SplittableRandom rng, int in, int[] outs, int[][] ranks) {
+        List<LoraWeights> g = new ArrayList<>();
+        List<LoraWeights> r = new ArrayList<>();
+        List<Tensor> owned = new ArrayList<>();
+        for (int m = 0; m < outs.length; m++) {
+            int slots = ranks[m].length;
+            LoraWeights lw = LoraWeights.empty(slots);
+            LoraWeights rw = LoraWeights.empty(slots);
+            for (int s = 0; s < slots; s++) {
+                int rank = ranks[m][s];
+                if (rank == 0) {
+                    continue;
+                }
+                TensorData a = TensorData.of("a", DType.BF16, rank, in, random(rng, rank * in, 0.05));
+                TensorData b = TensorData.of("b", DType.BF16, outs[m], rank, random(rng, outs[m] * rank, 0.1));
+                lw.a()[s] = gpu.loadWeight(a);
+                lw.b()[s] = gpu.loadWeight(b);
+                rw.a()[s] = ref.loadWeight(a);
+                rw.b()[s] = ref.loadWeight(b);
+                lw.rank()[s] = rw.rank()[s] = rank;
+                lw.scale()[s] = rw.scale()[s] = (float) (16.0 / rank);
+                owned.add(lw.a()[s]);
+                owned.add(lw.b()[s]);
+            }
+            g.add(lw);
+            r.add(rw);
+        }
+        return new LoadedGroup(g, r, owned);
+    }
+
+    static Segments segments(int[] lens, int[] slots) {
+        int[] starts = new int[lens.length + 1];
+        for (int i = 0; i < lens.length; i++) {
+            starts[i + 1] = starts[i] + lens[i];
+        }
+        return new Segments(starts, slots);
+    }
+
+    static int[] columns(int[] outs) {
+        int[] cols = new int[outs.length];
+        for (int m = 1; m < outs.length; m++) {
+            cols[m] = cols[m - 1] + outs[m - 1];
+        }
+        return cols;
+    }
+
+    /**
+     * {@link CudaBackend#matmulLora} on a decode step takes the fused cluster kernel (sm_90): its result must
+     * match the reference's shrink + expand added to the same GEMM output, and the two-launch path's; rows
+     * without an adapter must keep the GEMM's bits; repeated runs and CUDA-graph replays must be bit-identical.
+     * Ranks 4 to 64 mixed per projection (and rank 5 and 12: B rows not a multiple of 8), absent slots, rows
+     * without an adapter, an odd input size (scalar loads), q|k|v with GQA, gate|up and down_proj shapes.
+     */
+    @Test
+    void fusedDecodeLoraMatchesTheReferenceAndTheTwoLaunchPath() {
+        SplittableRandom rng = new SplittableRandom(7000);
+        record Case(String name, int in, int[] outs, int batch, boolean withoutAdapter) {
+        }
+        List<Case> cases = List.of(new Case("q|k|v GQA b1", 4096, QKV_OUTS, 1, false),
+                new Case("q|k|v GQA b32", 4096, QKV_OUTS, 32, false),
+                new Case("q|k|v GQA b64 with rows without adapter", 4096, QKV_OUTS, 64, true),
+                new Case("gate|up b7", 4096, GATE_UP_OUTS, 7, false),
+                new Case("gate|up b32", 4096, GATE_UP_OUTS, 32, true),
+                new Case("down 11008→4096 b32", 11008, new int[] {4096}, 32, false),
+                new Case("odd in 1001 → 999|72 b12", 1001, new int[] {999, 72}, 12, true));
+        for (Case c : cases) {
+            int n = c.outs().length;
+            int total = Arrays.stream(c.outs()).sum();
+            int[] cols = columns(c.outs());
+            int slots = c.batch();
+            int[][] ranks = mixedRanks(n, slots, rng);
+            ranks[0][0] = 5;
+            if (slots > 1) {
+                ranks[n - 1][1] = 12;
+            }
+            LoadedGroup group = loadGroup(rng, c.in(), c.outs(), ranks);
+            int[] segSlots = iota(c.batch());
+            if (c.withoutAdapter()) {
+                for (int i = 2; i < c.batch(); i += 5) {
+                    segSlots[i] = -1;
+                }
+            }
+            Segments seg = segments(fill(c.batch(), 1), segSlots);
+            int rows = c.batch();
+            Tensor x = gpu.allocate(rows, c.in());
+            Tensor v = gpu.allocate(rows, n * 64);
+            Tensor y = gpu.allocate(rows, total);
+            Tensor w = gpu.loadWeight(TensorData.of("w", DType.BF16, total, c.in(), random(rng, total * c.in(), 0.02)));
+            gpu.upload(random(rng, rows * c.in(), 1), x);
+            Runnable op = () -> gpu.matmulLora(x, w, null, y, group.gpu(), seg, v, cols);
+
+            gpu.matmul(x, w, null, y);
+            float[] gemm = download(gpu, y);
+            gpu.setFusedLora(false);
+            op.run();
+            float[] twoLaunches = download(gpu, y);
+            gpu.setFusedLora(true);
+            gpu.setFusedMinTiles(0);
+            long launchesBefore = gpu.fusedLaunches();
+            op.run();
+            float[] fused = download(gpu, y);
+            assertThat(gpu.fusedLaunches()).as(c.name() + ": the fused kernel ran").isEqualTo(launchesBefore + 1);
+            op.run();
+            assertBitIdentical(c.name() + ": fused run 2 equals run 1", download(gpu, y), fused);
+            try (CudaBackend.CudaGraph graph = gpu.capture(op)) {
+                for (int replay = 0; replay < 3; replay++) {
+                    graph.launch();
+                    assertBitIdentical(c.name() + ": fused graph replay " + replay, download(gpu, y), fused);
+                }
+            }
+            // The reference LoRA on the GPU's GEMM output: y = gemm + Σ_m scale·(x·Aᵀ)·Bᵀ at the projection's columns.
+            Tensor rx = ref.allocate(rows, c.in());
+            Tensor ry = ref.allocate(rows, total);
+            ref.upload(download(gpu, x), rx);
+            ref.upload(gemm, ry);
+            Tensor rv = ref.allocate(rows, n * 64);
+            ref.sgmvShrinkGroup(rx, group.ref(), seg, rv);
+            ref.sgmvExpandGroup(rv, group.ref(), seg, ry, cols);
+            float[] want = new float[rows * total];
+            ref.download(ry, want);
+            float[] addedFused = new float[want.length];
+            float[] addedTwo = new float[want.length];
+            float[] addedRef = new float[want.length];
+            for (int i = 0; i < want.length; i++) {
+                addedFused[i] = fused[i] - gemm[i];
+                addedTwo[i] = twoLaunches[i] - gemm[i];
+                addedRef[i] = want[i] - gemm[i];
+            }
+            assertClose("fused decode " + c.name() + " vs reference (all of y)", fused, want, TOL);
+            assertClose("fused decode " + c.name() + " vs reference (added part)", addedFused, addedRef, 2 * TOL);
+            assertClose("fused decode " + c.name() + " vs two launches (added part)", addedFused, addedTwo, 2 * TOL);
+            for (int i = 0; i < seg.count(); i++) {
+                if (segSlots[i] < 0) {
+                    for (int col = 0; col < total; col++) {
+                        int at = i * total + col;
+                        if (Float.floatToRawIntBits(fused[at]) != Float.floatToRawIntBits(gemm[at])) {
+                            throw new AssertionError(c.name() + ": row " + i + " has no adapter but y[" + col + "] = "
+                                    + fused[at] + ", the GEMM gave " + gemm[at]);
+                        }
+                    }
+                }
+            }
+            gpu.setFusedMinTiles(8);
+            System.out.println("CHECK sgmv-group fused decode " + c.name() + ": runs and 3 graph replays bit-identical,"
+                    + " rows without adapter untouched ok");
+            group.free();
+            for (Tensor t : new Tensor[] {x, v, y, w}) {
+                gpu.free(t);
+            }
+        }
+    }
+
+    /**
+     * {@link CudaBackend#matmulLora} with the shrink on the side stream (overlapping the GEMM) equals the
+     * same op on one stream bit for bit, eagerly and replayed from a CUDA graph: q|k|v and o at decode (the
+     * fused kernel off, so that the two-launch path runs) and on a prefill chunk.
+     */
+    @Test
+    void matmulLoraOverlapEqualsOneStream() {
+        SplittableRandom rng = new SplittableRandom(6000);
+        int in = 4096;
+        gpu.setFusedLora(false);
+        try {
+            for (int[] outs : new int[][] {QKV_OUTS, {4096}}) {
+                for (int rows : new int[] {32, 300}) {
+                    int n = outs.length;
+                    int total = Arrays.stream(outs).sum();
+                    int slots = 32;
+                    LoadedGroup group = loadGroup(rng, in, outs, mixedRanks(n, slots, rng));
+                    Segments seg;
+                    if (rows == 32) {
+                        seg = segments(fill(32, 1), iota(32));
+                    } else {
+                        // Segments of 1 to 40 rows over the slots, the first without an adapter.
+                        List<Integer> l = new ArrayList<>();
+                        List<Integer> ss = new ArrayList<>();
+                        int left = rows;
+                        for (int s = -1; left > 0; s++) {
+                            int len = Math.min(left, 1 + rng.nextInt(40));
+                            l.add(len);
+                            ss.add(s < slots ? s : -1);
+                            left -= len;
+                        }
+                        seg = segments(l.stream().mapToInt(Integer::intValue).toArray(),
+                                ss.stream().mapToInt(Integer::intValue).toArray());
+                    }
+                    int[] cols = columns(outs);
+                    Tensor x = gpu.allocate(rows, in);
+                    Tensor v = gpu.allocate(rows, n * 64);
+                    Tensor y = gpu.allocate(rows, total);
+                    Tensor wt = gpu.loadWeight(TensorData.of("w", DType.BF16, total, in, random(rng, total * in, 0.02)));
+                    gpu.upload(random(rng, rows * in, 1), x);
+                    float[] poison = new float[rows * n * 64];
+                    Arrays.fill(poison, Float.NaN);
+                    Runnable op = () -> gpu.matmulLora(x, wt, null, y, group.gpu(), seg, v, cols);
+                    gpu.setLoraOverlap(false);
+                    gpu.upload(poison, v);
+                    op.run();
+                    float[] oneStream = download(gpu, y);
+                    gpu.setLoraOverlap(true);
+                    gpu.upload(poison, v);
+                    op.run();
+                    String what = (n == 3 ? "q|k|v" : "o") + " rows " + rows;
+                    assertBitIdentical("matmulLora overlapped vs one stream, " + what, download(gpu, y), oneStream);
+                    try (CudaBackend.CudaGraph graph = gpu.capture(op)) {
+                        for (int replay = 0; replay < 3; replay++) {
+                            gpu.upload(poison, v);
+                            graph.launch();
+                            assertBitIdentical("matmulLora graph replay " + replay + ", " + what, download(gpu, y), oneStream);
+                        }
+                    }
+                    System.out.println("CHECK sgmv-group matmulLora overlap " + what + ": equals one stream bit for bit,"
+                            + " eager and 3 graph replays ok");
+                    group.free();
+                    for (Tensor t : new Tensor[] {x, v, y, wt}) {
+                        gpu.free(t);
+                    }
+                }
+            }
+        } finally {
+            gpu.setFusedLora(true);
         }
     }
 }

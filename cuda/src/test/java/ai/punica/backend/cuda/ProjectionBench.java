@@ -1,0 +1,158 @@
+package ai.punica.backend.cuda;
+
+import ai.punica.backend.DType;
+import ai.punica.backend.LoraWeights;
+import ai.punica.backend.Segments;
+import ai.punica.backend.Tensor;
+import ai.punica.model.TensorData;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Locale;
+import java.util.SplittableRandom;
+
+/**
+ * What the LoRA add-on costs on top of each projection of a Llama-2-7B decode step, as the model runs it
+ * ({@link CudaBackend#matmulLora}): q|k|v (4096 → 3·4096), o (4096 → 4096), gate|up (4096 → 2·11008) and
+ * down (11008 → 4096), rank-16 adapters, one distinct adapter per row (Punica's Distinct workload), batch 1
+ * to 64. Four timings per case, device time per projection from CUDA graphs of {@value #LAYERS} layers
+ * replayed (each layer its own base weights and adapters, so that, as in a real step, neither the weights
+ * nor the adapters are in L2 when a projection starts): the GEMM alone; GEMM + LoRA as two launches (shrink,
+ * expand) on one stream; the same with the shrink overlapping the GEMM on a side stream; GEMM + the fused
+ * cluster kernel (sm_90, the default for decode steps). The add-on over the GEMM, times the
+ * 32 layers, is what the LoRA costs a decode step on the device.
+ * Run: {@code bash .device-bundle/device-run bench ai.punica.backend.cuda.ProjectionBench}.
+ */
+public final class ProjectionBench {
+    private static final int LAYERS = 8;
+    private static final int RANK = 16;
+    private static final int REPS = 30;
+
+    private record Shape(String name, int in, int[] outs) {
+        int total() {
+            return Arrays.stream(outs).sum();
+        }
+    }
+
+    public static void main(String[] args) {
+        List<Shape> shapes = List.of(new Shape("q|k|v", 4096, new int[] {4096, 4096, 4096}),
+                new Shape("o", 4096, new int[] {4096}), new Shape("gate|up", 4096, new int[] {11008, 11008}),
+                new Shape("down", 11008, new int[] {4096}));
+        try (CudaBackend gpu = new CudaBackend()) {
+            System.out.println("device " + gpu.deviceDescription());
+            System.out.println("BENCH proj     batch | gemm us | +lora two launches, one stream us (add-on) | two launches,"
+                    + " shrink overlapped (add-on) | fused cluster kernel (add-on)");
+            SplittableRandom rng = new SplittableRandom(3);
+            double[][] stepAddOn = new double[4][3];
+            int[] batches = {1, 8, 32, 64};
+            for (Shape shape : shapes) {
+                int n = shape.outs().length;
+                int[] cols = new int[n];
+                for (int m = 1; m < n; m++) {
+                    cols[m] = cols[m - 1] + shape.outs()[m - 1];
+                }
+                int maxBatch = Arrays.stream(batches).max().orElseThrow();
+                List<Tensor> owned = new ArrayList<>();
+                Tensor[] weights = new Tensor[LAYERS];
+                List<List<LoraWeights>> groups = new ArrayList<>();
+                // Each layer its own device copy; the values may repeat (the timing does not depend on them).
+                TensorData base = TensorData.of("w", DType.BF16, shape.total(), shape.in(),
+                        random(rng, shape.total() * shape.in(), 0.02f));
+                for (int l = 0; l < LAYERS; l++) {
+                    weights[l] = gpu.loadWeight(base);
+                    owned.add(weights[l]);
+                    List<LoraWeights> group = new ArrayList<>();
+                    for (int m = 0; m < n; m++) {
+                        LoraWeights lw = LoraWeights.empty(maxBatch);
+                        for (int s = 0; s < maxBatch; s++) {
+                            lw.a()[s] = gpu.loadWeight(TensorData.of("a", DType.BF16, RANK, shape.in(),
+                                    random(rng, RANK * shape.in(), 0.05f)));
+                            lw.b()[s] = gpu.loadWeight(TensorData.of("b", DType.BF16, shape.outs()[m], RANK,
+                                    random(rng, shape.outs()[m] * RANK, 0.05f)));
+                            lw.rank()[s] = RANK;
+                            lw.scale()[s] = 2f;
+                            owned.add(lw.a()[s]);
+                            owned.add(lw.b()[s]);
+                        }
+                        group.add(lw);
+                    }
+                    groups.add(group);
+                }
+                for (int bi = 0; bi < batches.length; bi++) {
+                    int batch = batches[bi];
+                    Tensor x = gpu.allocate(batch, shape.in());
+                    Tensor y = gpu.allocate(batch, shape.total());
+                    Tensor v = gpu.allocate(batch, n * RANK);
+                    gpu.upload(random(rng, batch * shape.in(), 1), x);
+                    int[] starts = new int[batch + 1];
+                    int[] slots = new int[batch];
+                    for (int i = 0; i < batch; i++) {
+                        starts[i + 1] = i + 1;
+                        slots[i] = i;
+                    }
+                    Segments seg = new Segments(starts, slots);
+                    Runnable gemms = () -> {
+                        for (int l = 0; l < LAYERS; l++) {
+                            gpu.matmul(x, weights[l], null, y);
+                        }
+                    };
+                    Runnable lora = () -> {
+                        for (int l = 0; l < LAYERS; l++) {
+                            gpu.matmulLora(x, weights[l], null, y, groups.get(l), seg, v, cols);
+                        }
+                    };
+                    double gemm = graphMicros(gpu, gemms);
+                    gpu.setFusedLora(false);
+                    gpu.setLoraOverlap(false);
+                    double oneStream = graphMicros(gpu, lora);
+                    gpu.setLoraOverlap(true);
+                    double overlapped = graphMicros(gpu, lora);
+                    gpu.setFusedLora(true);
+                    double fused = graphMicros(gpu, lora);
+                    double[] addOn = {oneStream - gemm, overlapped - gemm, fused - gemm};
+                    for (int k = 0; k < addOn.length; k++) {
+                        stepAddOn[bi][k] += 32 * addOn[k] / 1e3;
+                    }
+                    System.out.printf(Locale.ROOT, "BENCH %-8s %5d | %7.1f | %8.1f (%6.1f) | %8.1f (%6.1f) | %8.1f (%6.1f)%n",
+                            shape.name(), batch, gemm, oneStream, addOn[0], overlapped, addOn[1], fused, addOn[2]);
+                    gpu.free(x);
+                    gpu.free(y);
+                    gpu.free(v);
+                }
+                for (Tensor t : owned) {
+                    gpu.free(t);
+                }
+            }
+            for (int bi = 0; bi < batches.length; bi++) {
+                System.out.printf(Locale.ROOT, "BENCH LoRA add-on of a 32-layer step, batch %d: %.2f ms two launches on one"
+                                + " stream, %.2f ms with the shrink overlapped, %.2f ms fused%n", batches[bi], stepAddOn[bi][0],
+                        stepAddOn[bi][1], stepAddOn[bi][2]);
+            }
+        }
+    }
+
+    /** Median device time of {@code layers} (one pass over the {@value #LAYERS} layers) per layer, in µs. */
+    private static double graphMicros(CudaBackend gpu, Runnable layers) {
+        layers.run();
+        try (CudaBackend.CudaGraph g = gpu.capture(layers)) {
+            for (int i = 0; i < 5; i++) {
+                g.launch();
+            }
+            float[] t = new float[REPS];
+            for (int i = 0; i < REPS; i++) {
+                t[i] = gpu.timeMillis(g::launch);
+            }
+            Arrays.sort(t);
+            return t[REPS / 2] * 1e3 / LAYERS;
+        }
+    }
+
+    private static float[] random(SplittableRandom rng, int n, float scale) {
+        float[] v = new float[n];
+        for (int i = 0; i < n; i++) {
+            double x = rng.nextDouble(-scale, scale);
+            v[i] = (float) (x == 0 ? scale / 3 : x);
+        }
+        return v;
+    }
+}
