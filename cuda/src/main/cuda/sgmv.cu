@@ -202,15 +202,24 @@ __device__ __forceinline__ const char* pick3(int m, const char* t0, const char* 
 // The shrink of up to 3 projections that read the same x (q|k|v, gate|up): grid (tiles, rankBlocks,
 // splits · members); projection m writes columns [m·vWidth, m·vWidth + rank) of v with its own slot table
 // (tableM) and its own arrival counters and partials (counter group (m, tile, rank block)).
+template <int ROWS>
+__device__ __forceinline__ void shrink_group_block(
+        const bf16* __restrict__ x, int xStride, bf16* __restrict__ v, int vStride, int vWidth,
+        const int* __restrict__ tiles, const char* table0, const char* table1, const char* table2,
+        int slots, int in, int kChunk, int splits, float* partial, int* arrivals) {
+    const int m = blockIdx.z / splits, split = blockIdx.z - m * splits;
+    SlotTable t = slot_table(pick3(m, table0, table1, table2), slots);
+    const long long group = ((long long) m * gridDim.x + blockIdx.x) * gridDim.y + blockIdx.y;
+    shrink_block<ROWS>(x, xStride, v + (long long) m * vWidth, vStride, tiles, t.a, t.rank, in, kChunk, partial,
+                       arrivals, split, splits, group);
+}
+
 extern "C" __global__ void __launch_bounds__(SGMV_THREADS)
 sgmv_shrink_group(const bf16* __restrict__ x, int xStride, bf16* __restrict__ v, int vStride, int vWidth,
                   const int* __restrict__ tiles, const char* table0, const char* table1, const char* table2,
                   int slots, int in, int kChunk, int splits, float* partial, int* arrivals) {
-    const int m = blockIdx.z / splits, split = blockIdx.z - m * splits;
-    SlotTable t = slot_table(pick3(m, table0, table1, table2), slots);
-    const long long group = ((long long) m * gridDim.x + blockIdx.x) * gridDim.y + blockIdx.y;
-    shrink_block<SGMV_TILE_ROWS>(x, xStride, v + (long long) m * vWidth, vStride, tiles, t.a, t.rank, in, kChunk,
-                                 partial, arrivals, split, splits, group);
+    shrink_group_block<SGMV_TILE_ROWS>(x, xStride, v, vStride, vWidth, tiles, table0, table1, table2, slots, in,
+                                       kChunk, splits, partial, arrivals);
 }
 
 // sgmv_shrink_group for one-row tiles (see sgmv_shrink_row).
@@ -218,11 +227,8 @@ extern "C" __global__ void __launch_bounds__(SGMV_THREADS)
 sgmv_shrink_group_row(const bf16* __restrict__ x, int xStride, bf16* __restrict__ v, int vStride, int vWidth,
                       const int* __restrict__ tiles, const char* table0, const char* table1, const char* table2,
                       int slots, int in, int kChunk, int splits, float* partial, int* arrivals) {
-    const int m = blockIdx.z / splits, split = blockIdx.z - m * splits;
-    SlotTable t = slot_table(pick3(m, table0, table1, table2), slots);
-    const long long group = ((long long) m * gridDim.x + blockIdx.x) * gridDim.y + blockIdx.y;
-    shrink_block<1>(x, xStride, v + (long long) m * vWidth, vStride, tiles, t.a, t.rank, in, kChunk, partial, arrivals,
-                    split, splits, group);
+    shrink_group_block<1>(x, xStride, v, vStride, vWidth, tiles, table0, table1, table2, slots, in, kChunk, splits,
+                          partial, arrivals);
 }
 
 #define EXPAND_MAX_RANK 256

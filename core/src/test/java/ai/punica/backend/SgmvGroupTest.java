@@ -65,12 +65,7 @@ class SgmvGroupTest {
         SplittableRandom random = new SplittableRandom(in * 131L + outs.length * 7L + outs[0]);
         int n = outs.length;
         // ranks[m][slot], 0: slot absent in projection m. Slot 5 adapts no projection of the group.
-        int[][] ranks = new int[n][SLOTS];
-        for (int m = 0; m < n; m++) {
-            for (int s = 0; s < SLOTS - 1; s++) {
-                ranks[m][s] = random.nextInt(4) == 0 ? 0 : 1 + random.nextInt(MAX_RANK);
-            }
-        }
+        int[][] ranks = randomRanks(random, n);
         ranks[n - 1][0] = 0;
         ranks[0][0] = MAX_RANK;
         Segments segments = randomSegments(random);
@@ -85,17 +80,7 @@ class SgmvGroupTest {
         }
         yWidth += 3;
 
-        List<List<TensorData[]>> weights = new ArrayList<>();
-        for (int m = 0; m < n; m++) {
-            List<TensorData[]> perSlot = new ArrayList<>();
-            for (int s = 0; s < SLOTS; s++) {
-                int r = ranks[m][s];
-                perSlot.add(r == 0 ? null : new TensorData[] {
-                        weight("A" + m + "." + s, DType.BF16, r, in, random(random, r * in, 0.3), -1),
-                        weight("B" + m + "." + s, DType.F32, outs[m], r, random(random, outs[m] * r, 0.3), -1)});
-            }
-            weights.add(perSlot);
-        }
+        List<List<TensorData[]>> weights = randomWeights(random, in, outs, ranks);
         float[] x = random(random, rows * in, 1);
         float[] vIn = random(random, rows * vCols, 1);
         float[] y = random(random, rows * yWidth, 1);
@@ -169,12 +154,7 @@ class SgmvGroupTest {
     void matmulLoraIsTheGemmThenTheGroupsShrinkAndExpand(String name, Supplier<Backend> factory, int in, int[] outs) {
         SplittableRandom random = new SplittableRandom(in * 31L + outs.length * 5L + outs[1]);
         int n = outs.length;
-        int[][] ranks = new int[n][SLOTS];
-        for (int m = 0; m < n; m++) {
-            for (int s = 0; s < SLOTS - 1; s++) {
-                ranks[m][s] = random.nextInt(4) == 0 ? 0 : 1 + random.nextInt(MAX_RANK);
-            }
-        }
+        int[][] ranks = randomRanks(random, n);
         Segments segments = randomSegments(random);
         int rows = segments.rows();
         int w = MAX_RANK;
@@ -184,17 +164,7 @@ class SgmvGroupTest {
             cols[m] = total;
             total += outs[m];
         }
-        List<List<TensorData[]>> weights = new ArrayList<>();
-        for (int m = 0; m < n; m++) {
-            List<TensorData[]> perSlot = new ArrayList<>();
-            for (int s = 0; s < SLOTS; s++) {
-                int r = ranks[m][s];
-                perSlot.add(r == 0 ? null : new TensorData[] {
-                        weight("A" + m + "." + s, DType.BF16, r, in, random(random, r * in, 0.3), -1),
-                        weight("B" + m + "." + s, DType.F32, outs[m], r, random(random, outs[m] * r, 0.3), -1)});
-            }
-            weights.add(perSlot);
-        }
+        List<List<TensorData[]>> weights = randomWeights(random, in, outs, ranks);
         TensorData base = weight("W", DType.BF16, total, in, random(random, total * in, 0.1), -1);
         TensorData bias = weight("bias", DType.F32, 1, total, random(random, total, 0.5), -1);
         float[] x = random(random, rows * in, 1);
@@ -226,6 +196,33 @@ class SgmvGroupTest {
         } else {
             assertClose("matmulLora on " + name, got, want, got.length, REL, ABS * maxAbs(want, want.length));
         }
+    }
+
+    /** ranks[m][slot] in 1..{@value #MAX_RANK}, about a quarter 0 (slot absent in projection m); the last slot 0 in all. */
+    private static int[][] randomRanks(SplittableRandom random, int n) {
+        int[][] ranks = new int[n][SLOTS];
+        for (int m = 0; m < n; m++) {
+            for (int s = 0; s < SLOTS - 1; s++) {
+                ranks[m][s] = random.nextInt(4) == 0 ? 0 : 1 + random.nextInt(MAX_RANK);
+            }
+        }
+        return ranks;
+    }
+
+    /** Per projection and slot: A (bf16) and B (f32) of the slot's rank, or null where the rank is 0. */
+    private static List<List<TensorData[]>> randomWeights(SplittableRandom random, int in, int[] outs, int[][] ranks) {
+        List<List<TensorData[]>> weights = new ArrayList<>();
+        for (int m = 0; m < outs.length; m++) {
+            List<TensorData[]> perSlot = new ArrayList<>();
+            for (int s = 0; s < SLOTS; s++) {
+                int r = ranks[m][s];
+                perSlot.add(r == 0 ? null : new TensorData[] {
+                        weight("A" + m + "." + s, DType.BF16, r, in, random(random, r * in, 0.3), -1),
+                        weight("B" + m + "." + s, DType.F32, outs[m], r, random(random, outs[m] * r, 0.3), -1)});
+            }
+            weights.add(perSlot);
+        }
+        return weights;
     }
 
     /** Every slot (and -1) once, in random order, segments of 1 to 50 rows. */

@@ -1227,13 +1227,10 @@ public final class CudaBackend implements Backend {
         CudaTensor xs = tensor(x, "x");
         CudaTensor vs = tensor(v, "v");
         int w = vs.cols() / n;
-        int slots = group.getFirst().slots();
+        int slots = sameSlots(op, group);
         long[] tables = new long[SGMV_GROUP_MAX];
         for (int m = 0; m < n; m++) {
             LoraWeights weights = group.get(m);
-            if (weights.slots() != slots) {
-                throw ShapeChecks.fail(op, "projection " + m + " has " + weights.slots() + " slots, projection 0 " + slots);
-            }
             tables[m] = checkShrink(op, xs, weights, segments, vs, m * w, w).device;
         }
         for (int m = n; m < SGMV_GROUP_MAX; m++) {
@@ -1320,13 +1317,10 @@ public final class CudaBackend implements Backend {
             throw ShapeChecks.fail(op, yCols.length + " output columns for " + n + " projections");
         }
         int w = vs.cols() / n;
-        int slots = group.getFirst().slots();
+        int slots = sameSlots(op, group);
         SlotTable[] tables = new SlotTable[n];
         for (int m = 0; m < n; m++) {
             LoraWeights weights = group.get(m);
-            if (weights.slots() != slots) {
-                throw ShapeChecks.fail(op, "projection " + m + " has " + weights.slots() + " slots, projection 0 " + slots);
-            }
             tables[m] = checkShrink(op, xs, weights, segments, vs, m * w, w);
             checkExpand(op, vs, m * w, weights, segments, ys, yCols[m]);
         }
@@ -1470,7 +1464,7 @@ public final class CudaBackend implements Backend {
         CudaTensor vs = tensor(v, "v");
         CudaTensor ys = tensor(y, "y");
         int w = vs.cols() / n;
-        int slots = group.getFirst().slots();
+        int slots = sameSlots(op, group);
         int[] starts = new int[SGMV_GROUP_MAX];
         int[] cols = new int[SGMV_GROUP_MAX];
         long[] tables = new long[SGMV_GROUP_MAX];
@@ -1478,9 +1472,6 @@ public final class CudaBackend implements Backend {
         int blocks = 0;
         for (int m = 0; m < n; m++) {
             LoraWeights weights = group.get(m);
-            if (weights.slots() != slots) {
-                throw ShapeChecks.fail(op, "projection " + m + " has " + weights.slots() + " slots, projection 0 " + slots);
-            }
             SlotTable table = checkExpand(op, vs, m * w, weights, segments, ys, yCols[m]);
             checked[m] = table;
             tables[m] = table.device;
@@ -1557,6 +1548,17 @@ public final class CudaBackend implements Backend {
             splits = Math.min(ceilDiv(target, blocks), in / SHRINK_MIN_SPLIT);
         }
         return roundUp(ceilDiv(in, splits), 8);
+    }
+
+    /** The slot count of a group's projections, which must all have the same. */
+    private static int sameSlots(String op, List<LoraWeights> group) {
+        int slots = group.getFirst().slots();
+        for (int m = 1; m < group.size(); m++) {
+            if (group.get(m).slots() != slots) {
+                throw ShapeChecks.fail(op, "projection " + m + " has " + group.get(m).slots() + " slots, projection 0 " + slots);
+            }
+        }
+        return slots;
     }
 
     /**

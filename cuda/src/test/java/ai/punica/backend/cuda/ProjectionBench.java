@@ -57,7 +57,7 @@ public final class ProjectionBench {
                 List<List<LoraWeights>> groups = new ArrayList<>();
                 // Each layer its own device copy; the values may repeat (the timing does not depend on them).
                 TensorData base = TensorData.of("w", DType.BF16, shape.total(), shape.in(),
-                        random(rng, shape.total() * shape.in(), 0.02f));
+                        GpuChecks.random(rng, shape.total() * shape.in(), 0.02));
                 for (int l = 0; l < LAYERS; l++) {
                     weights[l] = gpu.loadWeight(base);
                     owned.add(weights[l]);
@@ -66,9 +66,9 @@ public final class ProjectionBench {
                         LoraWeights lw = LoraWeights.empty(maxBatch);
                         for (int s = 0; s < maxBatch; s++) {
                             lw.a()[s] = gpu.loadWeight(TensorData.of("a", DType.BF16, RANK, shape.in(),
-                                    random(rng, RANK * shape.in(), 0.05f)));
+                                    GpuChecks.random(rng, RANK * shape.in(), 0.05)));
                             lw.b()[s] = gpu.loadWeight(TensorData.of("b", DType.BF16, shape.outs()[m], RANK,
-                                    random(rng, shape.outs()[m] * RANK, 0.05f)));
+                                    GpuChecks.random(rng, shape.outs()[m] * RANK, 0.05)));
                             lw.rank()[s] = RANK;
                             lw.scale()[s] = 2f;
                             owned.add(lw.a()[s]);
@@ -83,7 +83,7 @@ public final class ProjectionBench {
                     Tensor x = gpu.allocate(batch, shape.in());
                     Tensor y = gpu.allocate(batch, shape.total());
                     Tensor v = gpu.allocate(batch, n * RANK);
-                    gpu.upload(random(rng, batch * shape.in(), 1), x);
+                    gpu.upload(GpuChecks.random(rng, batch * shape.in(), 1), x);
                     int[] starts = new int[batch + 1];
                     int[] slots = new int[batch];
                     for (int i = 0; i < batch; i++) {
@@ -145,14 +145,5 @@ public final class ProjectionBench {
             Arrays.sort(t);
             return t[REPS / 2] * 1e3 / LAYERS;
         }
-    }
-
-    private static float[] random(SplittableRandom rng, int n, float scale) {
-        float[] v = new float[n];
-        for (int i = 0; i < n; i++) {
-            double x = rng.nextDouble(-scale, scale);
-            v[i] = (float) (x == 0 ? scale / 3 : x);
-        }
-        return v;
     }
 }
