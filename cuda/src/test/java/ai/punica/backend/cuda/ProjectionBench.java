@@ -84,13 +84,8 @@ public final class ProjectionBench {
                     Tensor y = gpu.allocate(batch, shape.total());
                     Tensor v = gpu.allocate(batch, n * RANK);
                     gpu.upload(GpuChecks.random(rng, batch * shape.in(), 1), x);
-                    int[] starts = new int[batch + 1];
-                    int[] slots = new int[batch];
-                    for (int i = 0; i < batch; i++) {
-                        starts[i + 1] = i + 1;
-                        slots[i] = i;
-                    }
-                    Segments seg = new Segments(starts, slots);
+                    // Distinct: row i is a segment of its own, in slot i.
+                    Segments seg = CudaSgmvGroupTest.segments(CudaSgmvTest.fill(batch, 1), CudaSgmvTest.iota(batch));
                     Runnable gemms = () -> {
                         for (int l = 0; l < LAYERS; l++) {
                             gpu.matmul(x, weights[l], null, y);
