@@ -42,8 +42,8 @@ import org.slf4j.LoggerFactory;
 
 /**
  * The CUDA backend: activations, weights and the paged KV cache in bf16 on one device; float32
- * accumulation everywhere. Dense projections of more than {@value #SKINNY_MAX_ROWS} rows go to cuBLAS, smaller
- * ones (decode steps) and everything else to our kernels ({@code src/main/cuda}). All work is enqueued on one
+ * accumulation everywhere. Dense projections go to cuBLAS, everything else to our kernels
+ * ({@code src/main/cuda}). All work is enqueued on one
  * stream; {@link #download} waits for it.
  *
  * <pre>
@@ -111,14 +111,6 @@ public final class CudaBackend implements Backend {
     private static final int SAMPLE_SMEM = 16 * SAMPLE_THREADS * 4;
     private static final int SAMPLE_ROW_INTS = 12;
     private static final int SAMPLE_OUT_INTS = 3 + 2 * SamplingRow.MAX_LOGPROBS;
-    /** Rows up to which matmul runs the skinny kernel of gemm.cu; more rows go to cuBLAS. */
-    static final int SKINNY_MAX_ROWS = 64;
-    private static final int SKINNY_TILE_N = 128;
-    private static final int SKINNY_STEP_K = 32;
-    private static final int SKINNY_CHUNK_K = 128;
-    private static final int SKINNY_MAX_STAGES = 4;
-    private static final int SKINNY_THREADS = 256;
-    private static final int CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN = 97;
 
     private final Driver driver;
     private final int device;
@@ -247,18 +239,6 @@ public final class CudaBackend implements Backend {
     private CudaKvStorage checkedAttentionCache;
     /** Decode attention splits rows until there are this many blocks per SM (the grid fills the GPU a few times). */
     private int decodeBlocksPerSm = 8;
-    /**
-     * Skinny GEMM (gemm.cu), off unless -Dpunica.cuda.skinnyGemm=true: on an H100 cuBLAS streamed the Llama-7B
-     * decode weights faster at every row count from 1 to 64 (docs/benchmarks/2026-11-25-s2-cuda-decode.md).
-     * Per-tile arrival counters (zero between launches) and partials.
-     */
-    private boolean skinnyGemmEnabled = Boolean.getBoolean("punica.cuda.skinnyGemm");
-    private long skinnyCounters;
-    private int skinnyCounterCount;
-    private long skinnyPartials;
-    private long skinnyPartialBytes;
-    private int sharedPerBlockOptIn;
-    private final Set<String> skinnySmemRaised = new HashSet<>();
     // ---- step graphs (see the class comment) ----
     private enum Mode { EAGER, MEASURE, CAPTURE, REPLAY }
 
@@ -713,12 +693,7 @@ public final class CudaBackend implements Backend {
         if (xs.rows() == 0) {
             return;
         }
-        int skinnyRows = skinnyRows(xs, ws, o);
-        if (skinnyRows > 0) {
-            skinnyGemm(xs, ws, o, skinnyRows);
-        } else {
-            gemm(xs, ws, o);
-        }
+        gemm(xs, ws, o);
         if (bias != null) {
             CudaTensor bs = tensor(bias, "bias");
             if (bs.elements() != o.cols()) {
@@ -816,63 +791,6 @@ public final class CudaBackend implements Backend {
         if (profiled) {
             profiler.end(stream);
         }
-    }
-
-    /**
-     * Row capacity (8, 16, 32 or 64) of the skinny kernel that computes {@code x·wᵀ}, or 0 where cuBLAS does:
-     * more than {@value #SKINNY_MAX_ROWS} rows, an input width that is not a multiple of 8 (16-byte loads), or
-     * too little shared memory for two pipeline stages. Depends on shapes only (step graphs): device buffers
-     * are 256-byte aligned and views start where their tensor does.
-     */
-    private int skinnyRows(CudaTensor x, CudaTensor w, CudaTensor out) {
-        int rows = x.rows();
-        if (!skinnyGemmEnabled || rows > SKINNY_MAX_ROWS || x.cols() % 8 != 0 || (x.ptr | w.ptr | out.ptr) % 16 != 0
-                || (long) ceilDiv(w.rows(), SKINNY_TILE_N) * ceilDiv(x.cols(), SKINNY_STEP_K) > Integer.MAX_VALUE) {
-            return 0;
-        }
-        int capacity = rows <= 8 ? 8 : rows <= 16 ? 16 : rows <= 32 ? 32 : 64;
-        return skinnyStages(capacity) >= 2 ? capacity : 0;
-    }
-
-    /** Whether matmul of these tensors runs the skinny kernel (tests). */
-    boolean usesSkinnyGemm(Tensor x, Tensor w, Tensor out) {
-        return skinnyRows(tensor(x, "x"), tensor(w, "w"), tensor(out, "out")) > 0;
-    }
-
-    /** Turns the skinny kernel off (every matmul to cuBLAS) or on again; for benchmarks. */
-    void setSkinnyGemm(boolean enabled) {
-        skinnyGemmEnabled = enabled;
-    }
-
-    /** Depth of the skinny kernel's cp.async ring: up to 4 stages of (128 + rows) × 128 bf16 in shared memory. */
-    private int skinnyStages(int capacity) {
-        if (sharedPerBlockOptIn == 0) {
-            sharedPerBlockOptIn = driver.deviceAttribute(device, CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN);
-        }
-        int stage = (SKINNY_TILE_N + capacity) * SKINNY_CHUNK_K * 2;
-        return Math.min(SKINNY_MAX_STAGES, (sharedPerBlockOptIn - 1024) / stage);
-    }
-
-    /**
-     * {@code out = x·wᵀ} by gemm.cu's stream-K kernel: one block per SM, each streaming an equal share of the
-     * (128-feature tile, 32-k step) pairs; tiles shared by several blocks are summed in a fixed order by the
-     * last of them to arrive (bitwise reproducible, no memset between launches).
-     */
-    private void skinnyGemm(CudaTensor x, CudaTensor w, CudaTensor out, int capacity) {
-        int stages = skinnyStages(capacity);
-        int tiles = ceilDiv(w.rows(), SKINNY_TILE_N);
-        long steps = (long) tiles * ceilDiv(x.cols(), SKINNY_STEP_K);
-        int grid = (int) Math.min(multiprocessors, steps);
-        ensureSkinnyWorkspace(tiles, 2L * grid * capacity * SKINNY_TILE_N * 4);
-        String name = "skinny_gemm_" + capacity;
-        MemorySegment function = kernels.function(name);
-        int smem = stages * (SKINNY_TILE_N + capacity) * SKINNY_CHUNK_K * 2;
-        if (skinnySmemRaised.add(name)) {
-            driver.funcSetAttribute(function, Driver.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem);
-        }
-        args().p(x.ptr).p(w.ptr).p(out.ptr).i(x.rows()).i(x.cols()).i(w.rows()).i(stages).p(skinnyCounters)
-                .p(skinnyPartials);
-        launch(function, name, grid, 1, 1, SKINNY_THREADS, smem);
     }
 
     // ---- paged KV cache and attention -----------------------------------------------------------
@@ -1949,25 +1867,6 @@ public final class CudaBackend implements Backend {
         }
         attentionWorkspaceBytes = Math.max(bytes, 2 * attentionWorkspaceBytes);
         attentionWorkspace = alloc(attentionWorkspaceBytes);
-    }
-
-    /**
-     * Grow-only scratch of the skinny GEMM: one arrival counter per tile (zeroed here once; every launch
-     * leaves its counters at zero) and the partial sums. Old buffers stay until close(): step graphs may use them.
-     */
-    private void ensureSkinnyWorkspace(int tiles, long partialBytes) {
-        if (tiles > skinnyCounterCount) {
-            requireNotCapturing("growing the skinny GEMM counters");
-            int count = Math.max(Math.max(tiles, 1024), 2 * skinnyCounterCount);
-            skinnyCounters = alloc(4L * count);
-            driver.memsetD32Async(skinnyCounters, 0, count, stream);
-            skinnyCounterCount = count;
-        }
-        if (partialBytes > skinnyPartialBytes) {
-            requireNotCapturing("growing the skinny GEMM partials");
-            skinnyPartialBytes = Math.max(partialBytes, 2 * skinnyPartialBytes);
-            skinnyPartials = alloc(skinnyPartialBytes);
-        }
     }
 
     /** An index array in the current step graph's buffer: a new place while recording, the recorded one on replay. */
