@@ -12,7 +12,8 @@
 #   sgmv     SgmvBench (our SGMV vs the base GEMM of one projection) and sgmv_torch.py (PyTorch baselines)
 #   serve    `punica serve` on the bundled demo model: the engine's start-up line (KV pages it sized from the
 #            GPU's memory) and two completions over HTTP
-#   tests    tools/bench/gpu_check.sh (every gpu-tagged test class), GPU_CHECK_LIMIT_S each (default 240)
+#   tests    tools/bench/gpu_check.sh (every gpu-tagged test class), GPU_CHECK_LIMIT_S each (default 240); a
+#            skipped GPU test or a class that ran none fails it, and then this script exits 1 (after the other parts)
 # Runs ON the GPU machine from the checkout root with the bundle carried:
 #   here:   scripts/device-bundle && mkdir -p .device-bundle/tools && cp tools/bench/*.sh tools/bench/*.py .device-bundle/tools/
 #   device: bash .device-bundle/tools/gpu_session.sh decode sgmv serve tests      (carry: [".device-bundle"])
@@ -25,6 +26,7 @@ run="bash .device-bundle/device-run"
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.sm,power.limit --format=csv 2>&1 | tee "$OUT/gpu.txt"
 $run info > /dev/null 2>&1 # unpacks the JRE once
 
+status=0
 parts=("$@")
 [ ${#parts[@]} -eq 0 ] && parts=(decode sgmv serve tests)
 for part in "${parts[@]}"; do
@@ -98,10 +100,13 @@ for part in "${parts[@]}"; do
       ;;
     tests)
       GPU_CHECK_LIMIT_S="${GPU_CHECK_LIMIT_S:-240}" bash "$tools/gpu_check.sh" ${TEST_CLASSES:-}
-      echo "== tests ($(( $(date +%s) - start )) s)"
+      rc=$?
+      [ $rc != 0 ] && status=1
+      echo "== tests rc=$rc ($(( $(date +%s) - start )) s)"
       ;;
-    *) echo "unknown part '$part' (decode | decode-off | hfdecode | e2e | proj | sgmv | serve | tests)";;
+    *) echo "unknown part '$part' (decode | decode-off | hfdecode | e2e | proj | sgmv | serve | tests)"; status=2;;
   esac
 done
 # The device tool brings back at most 8 files: everything in one archive.
 (cd "$OUT" && tar czf /tmp/session.tgz . && find . -mindepth 1 -delete && mv /tmp/session.tgz .)
+exit $status
