@@ -9,6 +9,7 @@
 #   proj     ProjectionBench: each projection's GEMM alone, with LoRA on one stream, with the shrink overlapped
 #   hfdecode hf_decode.py: HF transformers + PEFT decode steps next to the decode part's CSV (HF_DECODE_ARGS)
 #   e2e      e2e_run.sh: end-to-end generation, Punica-J's engine then HF + PEFT (E2E_ARGS, E2E_HF_ARGS)
+#   sampling SamplingBench: device time of the sampling kernel per decode batch
 #   sgmv     SgmvBench (our SGMV vs the base GEMM of one projection) and sgmv_torch.py (PyTorch baselines)
 #   serve    `punica serve` on the bundled demo model: the engine's start-up line (KV pages it sized from the
 #            GPU's memory) and two completions over HTTP
@@ -68,6 +69,11 @@ for part in "${parts[@]}"; do
       echo "== proj rc=$? ($(( $(date +%s) - start )) s)"
       grep "BENCH" "$OUT/proj.log" | sed 's/^BENCH //'
       ;;
+    sampling)
+      timeout "${SAMPLING_LIMIT_S:-120}" $run bench ai.punica.backend.cuda.SamplingBench > "$OUT/sampling.log" 2>&1
+      echo "== sampling rc=$? ($(( $(date +%s) - start )) s)"
+      grep "BENCH" "$OUT/sampling.log" | sed 's/^BENCH //'
+      ;;
     sgmv)
       timeout "${SGMV_LIMIT_S:-120}" $run bench ai.punica.backend.cuda.SgmvBench > "$OUT/sgmv.log" 2>&1
       echo "== sgmv rc=$? ($(( $(date +%s) - start )) s)"
@@ -104,7 +110,7 @@ for part in "${parts[@]}"; do
       [ $rc != 0 ] && status=1
       echo "== tests rc=$rc ($(( $(date +%s) - start )) s)"
       ;;
-    *) echo "unknown part '$part' (decode | decode-off | hfdecode | e2e | proj | sgmv | serve | tests)"; status=2;;
+    *) echo "unknown part '$part' (decode | decode-off | hfdecode | e2e | proj | sampling | sgmv | serve | tests)"; status=2;;
   esac
 done
 # The device tool brings back at most 8 files: everything in one archive.
