@@ -2,6 +2,9 @@
 // the kernels at run time without the toolkit's include folder: bf16 is carried as its 16 raw bits.
 #pragma once
 
+// The numbers the host shares with the kernels (block sizes, tile heights, the sampling rows' layout).
+#include "kernel_constants.cuh"
+
 typedef unsigned short bf16;
 
 #define NEG_INF (__int_as_float(0xff800000))

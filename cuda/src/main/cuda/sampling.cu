@@ -16,30 +16,10 @@
 // (__fmul_rn etc., no contraction into FMAs).
 #include "common.cuh"
 
-#define SAMPLE_THREADS 1024
 #define SAMPLE_WARPS (SAMPLE_THREADS / 32)
 #define DIGIT_BITS 4
-#define DIGITS 16
-#define MAX_TOP 20
 #define BIG_INDEX 0x7fffffff
-
-// Per-row parameters, ints (floats as their bits, the uniform draw as a double's two halves); must
-// match CudaBackend.sample.
-#define P_TEMPERATURE 0
-#define P_TOP_K 1
-#define P_TOP_P 2
-#define P_MIN_P 3
-#define P_REPETITION 4
-#define P_PRESENCE 5
-#define P_FREQUENCY 6
-#define P_UNIFORM_LO 7
-#define P_UNIFORM_HI 8
-#define P_LOGPROBS 9
-#define P_PENALTY_BEGIN 10
-#define P_PENALTY_END 11
-#define ROW_INTS 12
-// Per-row output, ints: token | logprob bits | n | top tokens [MAX_TOP] | top logprob bits [MAX_TOP].
-#define OUT_INTS (3 + 2 * MAX_TOP)
+// The per-row parameters (P_*, ROW_INTS) and outputs (OUT_INTS) are laid out as kernel_constants.cuh says.
 
 struct Reductions {
     double d[SAMPLE_WARPS];
