@@ -169,11 +169,11 @@ class CudaAttentionTest {
 
         AttentionShape shape = new AttentionShape(p.heads, p.kvHeads, p.headDim, (float) (1 / Math.sqrt(p.headDim)),
                 p.window);
-        gpu.useDecodeAttentionKernel(decodeKernel);
+        GpuChecks.configure(gpu, o -> o.decodeAttention(decodeKernel));
         try {
             gpu.attention(gQkv, gKv, layer, batch, shape, gOut);
         } finally {
-            gpu.useDecodeAttentionKernel(true);
+            GpuChecks.configure(gpu, o -> o.decodeAttention(true));
         }
         ref.attention(rQkv, rKv, layer, batch, shape, rOut);
         float[] got = new float[rows * qCols];
@@ -297,14 +297,14 @@ class CudaAttentionTest {
     @Test
     void decodeWithOneSplitWritesTheOutputDirectly() {
         // One block per SM as the target and at least as many blocks as SMs: no split, no merge kernel.
-        gpu.decodeAttentionBlocksPerSm(1);
+        GpuChecks.configure(gpu, o -> o.decodeBlocksPerSm(1));
         try {
             Problem p = Problem.decode(mixedContexts(64, 500), 8, 8, 64, 0);
             assertThat(gpu.attentionDecodeSplits(64, new AttentionShape(8, 8, 64, 1, 0)))
                     .as("splits at 1 block per SM for 512 blocks").isEqualTo(1);
             check("attention-decode", p, 500, true);
         } finally {
-            gpu.decodeAttentionBlocksPerSm(8);
+            GpuChecks.configure(gpu, o -> o.decodeBlocksPerSm(8));
         }
     }
 

@@ -549,16 +549,13 @@ class CudaBackendTest {
 
     @Test
     void nvrtcCompiledKernelsMatchTheFatbinOnes() {
-        System.setProperty("punica.cuda.nvrtc", "true");
         CudaBackend jit;
         try {
-            jit = new CudaBackend();
+            jit = new CudaBackend(CudaOptions.fromSystemProperties().toBuilder().nvrtc(true).build());
         } catch (CudaException e) {
             System.out.println("CHECK nvrtc unavailable: " + e.getMessage().lines().findFirst().orElse(""));
             assumeTrue(false, "NVRTC unavailable: " + e.getMessage());
             return;
-        } finally {
-            System.clearProperty("punica.cuda.nvrtc");
         }
         try (jit) {
             assertThat(jit.kernelOrigins().values()).allMatch(o -> o.startsWith("nvrtc"));

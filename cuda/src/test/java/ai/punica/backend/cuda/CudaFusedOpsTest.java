@@ -101,7 +101,7 @@ class CudaFusedOpsTest {
         CudaKvStorage c = (CudaKvStorage) kv;
         int slots = Math.toIntExact(c.slotsPerLayer());
         int kvCols = c.numKvHeads() * c.headDim();
-        CudaTensor view = new CudaTensor(gpu, keys ? c.keys(layer) : c.values(layer), slots, kvCols, DType.BF16, null);
+        CudaTensor view = new CudaTensor(c.owner(), keys ? c.keys(layer) : c.values(layer), slots, kvCols, DType.BF16, null);
         float[] out = new float[slots * kvCols];
         gpu.download(view, out);
         return out;

@@ -150,7 +150,7 @@ class CudaSgmvGroupTest {
         ref.sgmvShrinkGroup(rx, rGroup, segments, rv);
         float[] refV = download(ref, rv);
 
-        String what = c.name() + " [" + CudaBackend.sgmvTileCount(rows, slots) + " tiles]";
+        String what = c.name() + " [" + SgmvTiles.count(rows, slots) + " tiles]";
         float[] firstV = null;
         float[] firstY = null;
         for (int run = 0; run < RUNS; run++) {
@@ -489,11 +489,11 @@ class CudaSgmvGroupTest {
 
             gpu.matmul(x, w, null, y);
             float[] gemm = download(gpu, y);
-            gpu.setFusedLora(false);
+            GpuChecks.configure(gpu, o -> o.fusedLora(false));
             op.run();
             float[] twoLaunches = download(gpu, y);
-            gpu.setFusedLora(true);
-            gpu.setFusedMinTiles(0);
+            GpuChecks.configure(gpu, o -> o.fusedLora(true));
+            GpuChecks.configure(gpu, o -> o.fusedMinTiles(0));
             long launchesBefore = gpu.fusedLaunches();
             op.run();
             float[] fused = download(gpu, y);
@@ -538,7 +538,7 @@ class CudaSgmvGroupTest {
                     }
                 }
             }
-            gpu.setFusedMinTiles(8);
+            GpuChecks.configure(gpu, o -> o.fusedMinTiles(8));
             System.out.println("CHECK sgmv-group fused decode " + c.name() + ": runs and 3 graph replays bit-identical,"
                     + " rows without adapter untouched ok");
             group.free();
@@ -557,7 +557,7 @@ class CudaSgmvGroupTest {
     void matmulLoraOverlapEqualsOneStream() {
         SplittableRandom rng = new SplittableRandom(6000);
         int in = 4096;
-        gpu.setFusedLora(false);
+        GpuChecks.configure(gpu, o -> o.fusedLora(false));
         try {
             for (int[] outs : new int[][] {QKV_OUTS, {4096}}) {
                 for (int rows : new int[] {32, 300}) {
@@ -591,11 +591,11 @@ class CudaSgmvGroupTest {
                     float[] poison = new float[rows * n * 64];
                     Arrays.fill(poison, Float.NaN);
                     Runnable op = () -> gpu.matmulLora(x, wt, null, y, group.gpu(), seg, v, cols);
-                    gpu.setLoraOverlap(false);
+                    GpuChecks.configure(gpu, o -> o.loraOverlap(false));
                     gpu.upload(poison, v);
                     op.run();
                     float[] oneStream = download(gpu, y);
-                    gpu.setLoraOverlap(true);
+                    GpuChecks.configure(gpu, o -> o.loraOverlap(true));
                     gpu.upload(poison, v);
                     op.run();
                     String what = (n == 3 ? "q|k|v" : "o") + " rows " + rows;
@@ -616,7 +616,7 @@ class CudaSgmvGroupTest {
                 }
             }
         } finally {
-            gpu.setFusedLora(true);
+            GpuChecks.configure(gpu, o -> o.fusedLora(true));
         }
     }
 }

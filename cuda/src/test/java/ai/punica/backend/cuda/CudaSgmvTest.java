@@ -113,7 +113,7 @@ class CudaSgmvTest {
         float[] refV = new float[rows * c.vCols()];
         ref.download(rv, refV);
 
-        int tiles = CudaBackend.sgmvTileCount(rows, slots);
+        int tiles = SgmvTiles.count(rows, slots);
         int splits = Math.ceilDiv(c.in(), gpu.shrinkChunk(tiles, c.vCols(), c.in()));
         String what = c.name() + " [" + tiles + " tiles, " + splits + " splits]";
         float[] firstV = null;
@@ -295,7 +295,7 @@ class CudaSgmvTest {
                 assertBitIdentical(String.format("replay %d", replay), replayed, eager);
             }
         }
-        int splits = Math.ceilDiv(in, gpu.shrinkChunk(CudaBackend.sgmvTileCount(rows, rows), rank, in));
+        int splits = Math.ceilDiv(in, gpu.shrinkChunk(SgmvTiles.count(rows, rows), rank, in));
         System.out.printf("CHECK sgmv graph replay of a split-K shrink (%d splits) x5 bit-identical ok%n", splits);
         assertThat(splits).isGreaterThan(1);
         for (int s = 0; s < rows; s++) {

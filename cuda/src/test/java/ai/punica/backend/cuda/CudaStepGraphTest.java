@@ -24,13 +24,13 @@ class CudaStepGraphTest {
         assumeTrue(new CudaBackendProvider().available(), () -> "no usable CUDA device: "
                 + CudaBackendProvider.unavailableReason());
         try (CudaBackend gpu = new CudaBackend()) {
-            gpu.setStepGraphs(true);
+            GpuChecks.configure(gpu, o -> o.stepGraphs(true));
             Runner graphed = new Runner(gpu);
-            gpu.setStepGraphs(false);
+            GpuChecks.configure(gpu, o -> o.stepGraphs(false));
             Runner eager = new Runner(gpu);
             StepRecorder recorder = gpu.stepRecorder();
             assertThat(recorder).isNull(); // off now: only models loaded with graphs on use them
-            gpu.setStepGraphs(true);
+            GpuChecks.configure(gpu, o -> o.stepGraphs(true));
             recorder = gpu.stepRecorder();
             try {
                 SplittableRandom random = new SplittableRandom(11);

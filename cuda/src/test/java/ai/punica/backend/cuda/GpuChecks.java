@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
 import ai.punica.backend.DType;
 import java.util.Arrays;
 import java.util.SplittableRandom;
+import java.util.function.UnaryOperator;
 import org.opentest4j.AssertionFailedError;
 
 /** What every gpu-tagged test needs: the device or a skip, seeded bf16 data, and the relative error. */
@@ -23,6 +24,11 @@ final class GpuChecks {
         System.out.println("CHECK " + (label.isEmpty() ? "" : label + " ") + "device " + gpu.deviceDescription()
                 + " kernels " + gpu.kernelOrigins());
         return gpu;
+    }
+
+    /** Changes some of {@code gpu}'s switches, e.g. {@code configure(gpu, o -> o.fusedLora(false))}. */
+    static void configure(CudaBackend gpu, UnaryOperator<CudaOptions.Builder> change) {
+        gpu.reconfigure(change.apply(gpu.options().toBuilder()).build());
     }
 
     /** Uniform in [-scale, scale), rounded to bf16 (what the device stores), no exact zeros. */
