@@ -1,7 +1,6 @@
 package ai.punica.backend.cuda;
 
 import static org.assertj.core.api.Assertions.assertThat;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import ai.punica.Fixtures;
 import ai.punica.backend.DType;
@@ -40,8 +39,7 @@ class CudaAdapterUploadTest {
 
     @BeforeAll
     static void needsGpu() {
-        CudaBackendProvider provider = new CudaBackendProvider();
-        assumeTrue(provider.available(), () -> "no usable CUDA device: " + CudaBackendProvider.unavailableReason());
+        GpuChecks.requireDevice();
     }
 
     static TensorData random(String name, DType dtype, int rows, int cols, long seed) {

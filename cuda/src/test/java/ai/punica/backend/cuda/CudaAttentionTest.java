@@ -15,8 +15,6 @@ import java.util.Collections;
 import java.util.List;
 import java.util.Random;
 import java.util.SplittableRandom;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 
@@ -28,25 +26,9 @@ import org.junit.jupiter.api.Test;
  * the CHECK line shows the largest row error and the flash-decoding splits the launch used.
  */
 @Tag("gpu")
-class CudaAttentionTest {
+class CudaAttentionTest extends GpuBackendTest {
     static final double TOL = 1e-2;
     static final int[] CONTEXTS = {1, 15, 16, 17, 100, 512, 3000, 8192};
-
-    static CudaBackend gpu;
-    static ReferenceBackend ref;
-
-    @BeforeAll
-    static void open() {
-        gpu = GpuChecks.openOrSkip("");
-        ref = new ReferenceBackend();
-    }
-
-    @AfterAll
-    static void close() {
-        if (gpu != null) {
-            gpu.close();
-        }
-    }
 
     /**
      * One attention call: per sequence its context length and query rows; {@code qRange} is the range of

@@ -9,15 +9,12 @@ import ai.punica.backend.SamplingBatch;
 import ai.punica.backend.SamplingRow;
 import ai.punica.backend.ScalarSampler;
 import ai.punica.backend.Tensor;
-import ai.punica.backend.reference.ReferenceBackend;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Set;
 import java.util.SplittableRandom;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 
@@ -32,27 +29,11 @@ import org.junit.jupiter.api.Test;
  * cases. Log-probabilities within 2e-3.
  */
 @Tag("gpu")
-class CudaSamplingTest {
+class CudaSamplingTest extends GpuBackendTest {
     static final double BOUNDARY = 1e-5;
     static final double MAX_BOUNDARY_FRACTION = 0.01;
     static final double LOGPROB_TOLERANCE = 2e-3;
     static final int[] VOCABS = {1024, 32000, 128256};
-
-    static CudaBackend gpu;
-    static ReferenceBackend ref;
-
-    @BeforeAll
-    static void open() {
-        gpu = GpuChecks.openOrSkip("");
-        ref = new ReferenceBackend();
-    }
-
-    @AfterAll
-    static void close() {
-        if (gpu != null) {
-            gpu.close();
-        }
-    }
 
     /** Every combination of the parameter classes, in a seeded order; values drawn within each class. */
     static List<SamplingRow> everyCombination(SplittableRandom random, int vocab) {

@@ -18,8 +18,6 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.SplittableRandom;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 
@@ -40,27 +38,11 @@ import org.junit.jupiter.api.Test;
  * Prints "CHECK sgmv-group ..." lines.
  */
 @Tag("gpu")
-class CudaSgmvGroupTest {
+class CudaSgmvGroupTest extends GpuBackendTest {
     static final double TOL = 1e-2;
     static final int RUNS = 3;
     static final int[] QKV_OUTS = {4096, 1024, 1024};
     static final int[] GATE_UP_OUTS = {11008, 11008};
-
-    static CudaBackend gpu;
-    static ReferenceBackend ref;
-
-    @BeforeAll
-    static void open() {
-        gpu = GpuChecks.openOrSkip("sgmv-group");
-        ref = new ReferenceBackend();
-    }
-
-    @AfterAll
-    static void close() {
-        if (gpu != null) {
-            gpu.close();
-        }
-    }
 
     /**
      * A grouped SGMV problem: input size, each projection's output size (written side by side into y from

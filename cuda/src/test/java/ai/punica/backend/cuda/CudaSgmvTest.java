@@ -16,8 +16,6 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.SplittableRandom;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 
@@ -32,25 +30,9 @@ import org.junit.jupiter.api.Test;
  * without an adapter must stay bit-identical in y. Prints "CHECK sgmv ..." lines.
  */
 @Tag("gpu")
-class CudaSgmvTest {
+class CudaSgmvTest extends GpuBackendTest {
     static final double TOL = 1e-2;
     static final int RUNS = 3;
-
-    static CudaBackend gpu;
-    static ReferenceBackend ref;
-
-    @BeforeAll
-    static void open() {
-        gpu = GpuChecks.openOrSkip("sgmv");
-        ref = new ReferenceBackend();
-    }
-
-    @AfterAll
-    static void close() {
-        if (gpu != null) {
-            gpu.close();
-        }
-    }
 
     static void assertClose(String what, float[] got, float[] want, double tol) {
         double err = relativeError(got, want);

@@ -1,7 +1,6 @@
 package ai.punica.backend.cuda;
 
 import static org.assertj.core.api.Assertions.assertThat;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import ai.punica.backend.StepRecorder;
 import ai.punica.model.DecodeStepFixture;
@@ -21,8 +20,7 @@ class CudaStepGraphTest {
 
     @Test
     void replayedDecodeStepsMatchEagerSteps() {
-        assumeTrue(new CudaBackendProvider().available(), () -> "no usable CUDA device: "
-                + CudaBackendProvider.unavailableReason());
+        GpuChecks.requireDevice();
         try (CudaBackend gpu = new CudaBackend()) {
             GpuChecks.configure(gpu, o -> o.stepGraphs(true));
             Runner graphed = new Runner(gpu);

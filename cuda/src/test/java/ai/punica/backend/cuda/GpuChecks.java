@@ -18,12 +18,17 @@ final class GpuChecks {
      * "CHECK [label] device" line naming the device and how its kernels were loaded.
      */
     static CudaBackend openOrSkip(String label) {
-        CudaBackendProvider provider = new CudaBackendProvider();
-        assumeTrue(provider.available(), () -> "no usable CUDA device: " + CudaBackendProvider.unavailableReason());
+        requireDevice();
         CudaBackend gpu = new CudaBackend();
         System.out.println("CHECK " + (label.isEmpty() ? "" : label + " ") + "device " + gpu.deviceDescription()
                 + " kernels " + gpu.kernelOrigins());
         return gpu;
+    }
+
+    /** Skips (aborts) the test where there is no usable CUDA device, with the reason. */
+    static void requireDevice() {
+        assumeTrue(new CudaBackendProvider().available(), () -> "no usable CUDA device: "
+                + CudaBackendProvider.unavailableReason());
     }
 
     /** Changes some of {@code gpu}'s switches, e.g. {@code configure(gpu, o -> o.fusedLora(false))}. */
