@@ -47,11 +47,9 @@ public final class CudaBackend implements Backend {
 
     private CudaOptions options;
     private final CudaContext ctx;
-    private final StepCapture capture = new StepCapture();
     private final KernelModules modules;
     private final KernelProfiler profiler;
     private final KernelLauncher launcher;
-    private final Kernels kernels;
     private final DeviceAllocator memory;
     private final StagingRing ring;
     private final TensorTransfers transfers;
@@ -68,17 +66,17 @@ public final class CudaBackend implements Backend {
         ctx = new CudaContext(options.device());
         modules = new KernelModules(ctx.driver, ctx.ccMajor, ctx.ccMinor, options.nvrtc());
         profiler = options.profile() ? new KernelProfiler(ctx.driver) : null;
-        launcher = new KernelLauncher(ctx, capture, modules, profiler);
-        kernels = new Kernels(launcher, ctx.multiprocessors);
-        memory = new DeviceAllocator(ctx, capture);
-        ring = new StagingRing(ctx, capture);
-        transfers = new TensorTransfers(memory, ring, kernels);
+        launcher = new KernelLauncher(ctx, modules, profiler);
+        memory = new DeviceAllocator(ctx);
+        ring = new StagingRing(ctx);
+        DeviceParts parts = new DeviceParts(ctx, memory, ring, new Kernels(launcher, ctx.multiprocessors));
+        transfers = new TensorTransfers(parts);
         asyncLoads = new AsyncWeightLoads(ctx, memory);
-        dense = new DenseOps(memory, ring, launcher, kernels);
-        attention = new PagedAttention(ctx, memory, ring, kernels, dense, capture, options);
-        sgmv = new SgmvOps(ctx, memory, ring, launcher, kernels, options);
-        sampler = new DeviceSampler(ctx, memory, ring, kernels);
-        recorder = new StepGraphRecorder(ctx, capture, memory, profiler);
+        dense = new DenseOps(parts);
+        attention = new PagedAttention(parts, dense, options);
+        sgmv = new SgmvOps(parts, options);
+        sampler = new DeviceSampler(parts);
+        recorder = new StepGraphRecorder(ctx, memory, launcher);
         log.info("CUDA backend on {} (sm_{}{}, {} SMs); kernels: {}", ctx.deviceName, ctx.ccMajor, ctx.ccMinor,
                 ctx.multiprocessors, modules.origin());
     }
@@ -184,18 +182,18 @@ public final class CudaBackend implements Backend {
 
     @Override
     public void embedding(Tensor table, int[] tokenIds, Tensor out) {
-        CudaTensor t = tensor(table, "table");
-        CudaTensor o = tensor(out, "out");
-        ctx.enter();
-        dense.gather(t, tokenIds, o, "token id", "the vocabulary");
+        gather(tensor(table, "table"), tokenIds, tensor(out, "out"), "token id", "the vocabulary");
     }
 
     @Override
     public void gatherRows(Tensor x, int[] rows, Tensor out) {
-        CudaTensor xs = tensor(x, "x");
-        CudaTensor o = tensor(out, "out");
+        gather(tensor(x, "x"), rows, tensor(out, "out"), "gatherRows: row", "the rows of x");
+    }
+
+    /** Embedding lookups and logit-row gathers are the same kernel; {@code what} and {@code range} name them in errors. */
+    private void gather(CudaTensor source, int[] indices, CudaTensor out, String what, String range) {
         ctx.enter();
-        dense.gather(xs, rows, o, "gatherRows: row", "the rows of x");
+        dense.gather(source, indices, out, what, range);
     }
 
     @Override

@@ -4,8 +4,9 @@ import java.lang.foreign.MemorySegment;
 
 /**
  * One device as a backend sees it: the driver, the device's primary context, the compute stream every
- * operation enqueues on, what the device is (name, compute capability, SM count), and the thread that
- * last made the context current. Not thread-safe, like the backend.
+ * operation enqueues on, what the device is (name, compute capability, SM count), the step-capture mode
+ * (see {@link StepCapture}) and the thread that last made the context current. Not thread-safe, like the
+ * backend.
  */
 final class CudaContext {
     final Driver driver;
@@ -17,6 +18,8 @@ final class CudaContext {
     final int ccMinor;
     /** The compute stream: all work of the backend is ordered on it (a fork to a side stream joins back). */
     final MemorySegment stream;
+    /** What the step's host code is doing on this context: eager, measured, recorded or replayed. */
+    final StepCapture capture = new StepCapture();
     private Thread boundThread;
     private boolean closed;
 

@@ -18,17 +18,11 @@ import java.util.Map;
  * </pre>
  */
 final class DenseOps {
-    private final DeviceAllocator memory;
-    private final StagingRing ring;
-    private final KernelLauncher launcher;
-    private final Kernels kernels;
+    private final DeviceParts parts;
     private final Map<RopeTable, Long> ropeTables = new IdentityHashMap<>();
 
-    DenseOps(DeviceAllocator memory, StagingRing ring, KernelLauncher launcher, Kernels kernels) {
-        this.memory = memory;
-        this.ring = ring;
-        this.launcher = launcher;
-        this.kernels = kernels;
+    DenseOps(DeviceParts parts) {
+        this.parts = parts;
     }
 
     /** {@code out[i] = source[indices[i]]} (embedding lookups and logit-row gathers are the same kernel). */
@@ -44,7 +38,7 @@ final class DenseOps {
         if (indices.length == 0) {
             return;
         }
-        kernels.launchGatherRows(source.ptr, ring.ints(indices), out.ptr, out.cols(), indices.length);
+        parts.kernels().launchGatherRows(source.ptr, parts.ring().ints(indices), out.ptr, out.cols(), indices.length);
     }
 
     void rmsNorm(CudaTensor xs, CudaTensor w, float eps, CudaTensor o) {
@@ -52,7 +46,7 @@ final class DenseOps {
         if (xs.rows() == 0) {
             return;
         }
-        kernels.launchRmsNorm(xs.ptr, w.ptr, o.ptr, xs.cols(), eps, xs.rows(), rmsNormThreads(xs.cols()));
+        parts.kernels().launchRmsNorm(xs.ptr, w.ptr, o.ptr, xs.cols(), eps, xs.rows(), rmsNormThreads(xs.cols()));
     }
 
     /** One kernel: x += delta (bf16), out = rmsNorm(x)·weight, the row read once; equal to add then rmsNorm. */
@@ -62,7 +56,8 @@ final class DenseOps {
         if (xs.rows() == 0) {
             return;
         }
-        kernels.launchAddRmsNorm(xs.ptr, d.ptr, w.ptr, o.ptr, xs.cols(), eps, xs.rows(), rmsNormThreads(xs.cols()));
+        parts.kernels().launchAddRmsNorm(xs.ptr, d.ptr, w.ptr, o.ptr, xs.cols(), eps, xs.rows(),
+                rmsNormThreads(xs.cols()));
     }
 
     private static void checkRmsNorm(CudaTensor xs, CudaTensor w, CudaTensor o) {
@@ -84,7 +79,7 @@ final class DenseOps {
         if (n == 0) {
             return;
         }
-        kernels.launchAdd(a.ptr, b.ptr, o.ptr, n);
+        parts.kernels().launchAdd(a.ptr, b.ptr, o.ptr, n);
     }
 
     /** {@code out = x·wᵀ (+ bias)}. */
@@ -95,13 +90,13 @@ final class DenseOps {
         if (xs.rows() == 0) {
             return;
         }
-        launcher.gemm(xs.ptr, ws.ptr, o.ptr, xs.rows(), xs.cols(), ws.rows(), o.cols());
+        parts.kernels().launchGemm(xs, ws, o);
         if (bias != null) {
-            CudaTensor bs = memory.tensor(bias, "bias");
+            CudaTensor bs = parts.memory().tensor(bias, "bias");
             if (bs.elements() != o.cols()) {
                 throw new IllegalArgumentException("bias " + bs + " does not match " + o.cols() + " output features");
             }
-            kernels.launchAddBias(o.ptr, bs.ptr, o.rows(), o.cols());
+            parts.kernels().launchAddBias(o.ptr, bs.ptr, o.rows(), o.cols());
         }
     }
 
@@ -111,8 +106,8 @@ final class DenseOps {
             return;
         }
         long invFreq = ropeTable(rope);
-        kernels.launchRope(xs.ptr, xs.cols(), ring.ints(positions), invFreq, numHeads, headDim, rope.attentionFactor(),
-                positions.length, Math.min(1024, Math.max(32, Shapes.roundUp(numHeads * headDim / 2, 32))));
+        parts.kernels().launchRope(xs.ptr, xs.cols(), parts.ring().ints(positions), invFreq, numHeads, headDim,
+                rope.attentionFactor(), positions.length, Math.min(1024, Math.max(32, Shapes.roundUp(numHeads * headDim / 2, 32))));
     }
 
     static void checkRope(CudaTensor xs, int[] positions, RopeTable rope, int numHeads, int headDim) {
@@ -126,10 +121,10 @@ final class DenseOps {
     /** The rope table's inverse frequencies on the device, uploaded once per table. */
     long ropeTable(RopeTable rope) {
         return ropeTables.computeIfAbsent(rope, r -> {
-            long dev = memory.alloc(r.halfDim() * 4L);
-            long off = ring.reserve(r.halfDim() * 4L);
-            MemorySegment.copy(r.invFreq(), 0, ring.host(), JAVA_FLOAT, off, r.halfDim());
-            ring.toDevice(off, dev, r.halfDim() * 4L);
+            long dev = parts.memory().alloc(r.halfDim() * 4L);
+            long off = parts.ring().reserve(r.halfDim() * 4L);
+            MemorySegment.copy(r.invFreq(), 0, parts.ring().host(), JAVA_FLOAT, off, r.halfDim());
+            parts.ring().toDevice(off, dev, r.halfDim() * 4L);
             return dev;
         });
     }
@@ -141,7 +136,7 @@ final class DenseOps {
         if (o.elements() == 0) {
             return;
         }
-        kernels.launchSwiglu(gu.ptr, o.ptr, o.rows(), o.cols());
+        parts.kernels().launchSwiglu(gu.ptr, o.ptr, o.rows(), o.cols());
     }
 
     /** Forgets the rope tables (their blocks go with the allocator's at close). */

@@ -28,7 +28,6 @@ final class DeviceAllocator {
     static final long BLOCK_ALIGN = 256;
 
     private final CudaContext ctx;
-    private final StepCapture capture;
     /** Device blocks in use: address → size (a multiple of {@link #BLOCK_ALIGN}). */
     private final Map<Long, Long> liveAllocations = new HashMap<>();
     /**
@@ -42,9 +41,8 @@ final class DeviceAllocator {
     /** Tensors (and adapter blocks) freed so far: a slot table checked before the last free is checked again. */
     private long freedTensors;
 
-    DeviceAllocator(CudaContext ctx, StepCapture capture) {
+    DeviceAllocator(CudaContext ctx) {
         this.ctx = ctx;
-        this.capture = capture;
     }
 
     /**
@@ -55,7 +53,7 @@ final class DeviceAllocator {
      * {@link AsyncWeightLoads}).
      */
     long alloc(long bytes) {
-        capture.requireNotCapturing("a device allocation");
+        ctx.capture.requireNotCapturing("a device allocation");
         long size = Shapes.roundUp(Math.max(bytes, 1), BLOCK_ALIGN);
         ArrayDeque<Long> free = freeBlocks.get(size);
         long p;
@@ -88,6 +86,12 @@ final class DeviceAllocator {
         }
         freeBlocks.computeIfAbsent(size, k -> new ArrayDeque<>()).push(ptr);
         freeBlockBytes += size;
+    }
+
+    /** Puts a block on the free list of its size once the work enqueued so far is done (waits for the stream). */
+    void releaseWhenIdle(long ptr) {
+        ctx.synchronize();
+        release(ptr);
     }
 
     /** Frees every block on the free lists (after the work that may still use them). */

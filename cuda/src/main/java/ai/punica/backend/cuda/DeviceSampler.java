@@ -35,19 +35,13 @@ import java.util.List;
  * </pre>
  */
 final class DeviceSampler {
-    private final CudaContext ctx;
-    private final DeviceAllocator memory;
-    private final StagingRing ring;
-    private final Kernels kernels;
+    private final DeviceParts parts;
     /** float32 [rows, vocab] work rows of the sampling kernel; grows, never shrinks. */
     private long workspace;
     private long workspaceBytes;
 
-    DeviceSampler(CudaContext ctx, DeviceAllocator memory, StagingRing ring, Kernels kernels) {
-        this.ctx = ctx;
-        this.memory = memory;
-        this.ring = ring;
-        this.kernels = kernels;
+    DeviceSampler(DeviceParts parts) {
+        this.parts = parts;
     }
 
     /** One token per row of {@code logits}; waits for the stream. */
@@ -57,14 +51,14 @@ final class DeviceSampler {
         if (rows == 0) {
             return List.of();
         }
-        long meta = ring.ints(samplingMeta(batch));
+        long meta = parts.ring().ints(samplingMeta(batch));
         ensureWorkspace((long) rows * vocab * 4);
         long outBytes = (long) rows * OUT_INTS * 4;
-        long out = ring.reserve(outBytes);
-        kernels.launchSampleRows(l.ptr, vocab, meta, workspace, ring.device(out), rows);
-        ring.toHost(out, outBytes);
+        long out = parts.ring().reserve(outBytes);
+        parts.kernels().launchSampleRows(l.ptr, vocab, meta, workspace, parts.ring().device(out), rows);
+        parts.ring().toHost(out, outBytes);
         int[] values = new int[rows * OUT_INTS];
-        MemorySegment.copy(ring.host(), JAVA_INT, out, values, 0, values.length);
+        MemorySegment.copy(parts.ring().host(), JAVA_INT, out, values, 0, values.length);
         List<SampledToken> tokens = new ArrayList<>(rows);
         for (int r = 0; r < rows; r++) {
             int at = r * OUT_INTS;
@@ -121,10 +115,9 @@ final class DeviceSampler {
             return;
         }
         if (workspace != 0) {
-            ctx.synchronize();
-            memory.release(workspace);
+            parts.memory().releaseWhenIdle(workspace);
         }
         workspaceBytes = Math.max(bytes, 2 * workspaceBytes);
-        workspace = memory.alloc(workspaceBytes);
+        workspace = parts.memory().alloc(workspaceBytes);
     }
 }

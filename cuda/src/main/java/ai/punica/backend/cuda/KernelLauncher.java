@@ -24,7 +24,6 @@ final class KernelLauncher {
     private static final long CUBLAS_WORKSPACE_BYTES = 32L << 20;
 
     private final CudaContext ctx;
-    private final StepCapture capture;
     private final KernelModules modules;
     /** Per-kernel device times, when profiling; else null. */
     private final KernelProfiler profiler;
@@ -47,12 +46,11 @@ final class KernelLauncher {
     private final MemorySegment launchPointers;
     private int argCount;
 
-    KernelLauncher(CudaContext ctx, StepCapture capture, KernelModules modules, KernelProfiler profiler) {
+    KernelLauncher(CudaContext ctx, KernelModules modules, KernelProfiler profiler) {
+        Driver driver = ctx.driver;
         this.ctx = ctx;
-        this.capture = capture;
         this.modules = modules;
         this.profiler = profiler;
-        Driver driver = ctx.driver;
         sideStream = driver.streamCreate(Driver.CU_STREAM_NON_BLOCKING);
         forkEvent = driver.eventCreate(Driver.CU_EVENT_DISABLE_TIMING);
         joinEvent = driver.eventCreate(Driver.CU_EVENT_DISABLE_TIMING);
@@ -115,16 +113,16 @@ final class KernelLauncher {
      * step graph is captured), or, on replay, only compared with the recorded launch.
      */
     void launch(MemorySegment function, String name, int gx, int gy, int gz, int threads, int smem) {
-        if (capture.inGraph()) {
+        if (ctx.capture.inGraph()) {
             long[] words = new long[argCount];
             MemorySegment.copy(launchValues, JAVA_LONG, 0, words, 0, argCount);
             LaunchRecord launch = new LaunchRecord(function.address(), gx, gy, gz, threads, smem,
                     launchStream == sideStream, words);
-            if (!capture.admit(launch, name)) {
+            if (!ctx.capture.admit(launch, name)) {
                 return;
             }
         }
-        boolean profiled = profiler != null && !capture.capturing();
+        boolean profiled = profiler != null && !ctx.capture.capturing();
         if (profiled) {
             profiler.begin(name, launchStream);
         }
@@ -139,18 +137,29 @@ final class KernelLauncher {
      * rows {@code outStride} apart); recorded and checked like a kernel launch in step graphs.
      */
     void gemm(long x, long w, long out, int rows, int in, int features, int outStride) {
-        if (capture.inGraph()) {
+        if (ctx.capture.inGraph()) {
             LaunchRecord launch = new LaunchRecord(0, rows, in, features, outStride, 0, false, new long[] {x, w, out});
-            if (!capture.admit(launch, "gemm")) {
+            if (!ctx.capture.admit(launch, "gemm")) {
                 return;
             }
         }
-        boolean profiled = profiler != null && !capture.capturing();
+        boolean profiled = profiler != null && !ctx.capture.capturing();
         if (profiled) {
             profiler.begin(rows == 1 ? "gemm(1 row)" : rows <= 64 ? "gemm(2-64 rows)" : "gemm(>64 rows)", ctx.stream);
         }
         cublas.gemmBf16(x, w, out, rows, in, features, outStride, Cublas.CUDA_R_16BF);
         if (profiled) {
+            profiler.end(ctx.stream);
+        }
+    }
+
+    /** One replay of a recorded step graph on the compute stream (profiled as "step graph"). */
+    void launchGraph(MemorySegment exec) {
+        if (profiler != null) {
+            profiler.begin("step graph", ctx.stream);
+        }
+        ctx.driver.graphLaunch(exec, ctx.stream);
+        if (profiler != null) {
             profiler.end(ctx.stream);
         }
     }
@@ -176,7 +185,7 @@ final class KernelLauncher {
         if (!shrinkOnSide) {
             return;
         }
-        if (!capture.replaying()) {
+        if (!ctx.capture.replaying()) {
             ctx.driver.eventRecord(forkEvent, ctx.stream);
             ctx.driver.streamWaitEvent(sideStream, forkEvent);
         }
@@ -191,7 +200,7 @@ final class KernelLauncher {
         }
         sideForked = false;
         launchStream = ctx.stream;
-        if (!capture.replaying()) {
+        if (!ctx.capture.replaying()) {
             ctx.driver.eventRecord(joinEvent, sideStream);
             ctx.driver.streamWaitEvent(ctx.stream, joinEvent);
         }

@@ -8,6 +8,7 @@ import static ai.punica.backend.cuda.KernelConstants.ROW_INTS;
 import static ai.punica.backend.cuda.KernelConstants.SAMPLE_THREADS;
 import static ai.punica.backend.cuda.KernelConstants.SGMV_THREADS;
 
+import ai.punica.backend.AttentionShape;
 import java.lang.foreign.MemorySegment;
 
 /**
@@ -35,6 +36,11 @@ final class Kernels {
     /** Blocks of a grid-stride elementwise launch over {@code n} items: enough for 8 per SM at most. */
     int gridFor(long n) {
         return (int) Math.max(1, Math.min(Shapes.ceilDiv(n, ELEMENTWISE_THREADS), 8L * multiprocessors));
+    }
+
+    /** {@code out = x·wᵀ} by cuBLAS (bf16 in and out, float32 accumulation) on the compute stream. */
+    void launchGemm(CudaTensor x, CudaTensor w, CudaTensor out) {
+        launcher.gemm(x.ptr, w.ptr, out.ptr, x.rows(), x.cols(), w.rows(), out.cols());
     }
 
     // ---- elementwise.cu, fused.cu ----
@@ -122,30 +128,33 @@ final class Kernels {
      * Decode attention, {@code attention_decode_l<lanes>_g<headsPerPass>}: grid ({@code blocks} = rows × KV
      * heads × passes, splits), {@link KernelConstants#DEC_THREADS} threads.
      */
-    void launchAttentionDecode(int lanes, int headsPerPass, long q, int qStride, long kCache, long vCache,
-                               long contextLens, long pageTableStarts, long pageTables, int pageSize, int pageShift,
-                               int numHeads, int numKvHeads, int headDim, float scale, int slidingWindow, long out,
-                               int outStride, long partAcc, long partMl, int blocks, int splits) {
-        launcher.args().p(q).i(qStride).p(kCache).p(vCache).p(contextLens).p(pageTableStarts).p(pageTables)
-                .i(pageSize).i(pageShift).i(numHeads).i(numKvHeads).i(headDim).f(scale).i(slidingWindow)
-                .p(out).i(outStride).p(partAcc).p(partMl)
+    void launchAttentionDecode(int lanes, int headsPerPass, CudaTensor q, CudaKvStorage cache, int layer,
+                               AttentionTables tables, int pageShift, AttentionShape shape, CudaTensor out,
+                               long[] partials, int blocks, int splits) {
+        launcher.args().p(q.ptr).i(q.cols()).p(cache.keys(layer)).p(cache.values(layer)).p(tables.contextLens())
+                .p(tables.pageTableStarts()).p(tables.pageTables()).i(cache.pageSize()).i(pageShift)
+                .i(shape.numHeads()).i(shape.numKvHeads()).i(shape.headDim()).f(shape.scale()).i(shape.slidingWindow())
+                .p(out.ptr).i(out.cols()).p(partials[0]).p(partials[1])
                 .launch("attention_decode_l" + lanes + "_g" + headsPerPass, blocks, splits, 1, DEC_THREADS);
     }
 
     /** Attention of any mix of prefill and decode rows ({@code attention_paged}): grid (rows, KV heads, splits). */
-    void launchAttentionPaged(long q, int qStride, long kCache, long vCache, long queryStarts, long contextLens,
-                              long pageTableStarts, long pageTables, int sequences, int pageSize, int numHeads,
-                              int numKvHeads, int headDim, float scale, int slidingWindow, long out, int outStride,
-                              long partAcc, long partMl, int rows, int splits, int smem) {
-        launcher.args().p(q).i(qStride).p(kCache).p(vCache).p(queryStarts).p(contextLens).p(pageTableStarts)
-                .p(pageTables).i(sequences).i(pageSize).i(numHeads).i(numKvHeads).i(headDim).f(scale)
-                .i(slidingWindow).p(out).i(outStride).p(partAcc).p(partMl);
+    void launchAttentionPaged(CudaTensor q, CudaKvStorage cache, int layer, AttentionTables tables, int sequences,
+                              AttentionShape shape, CudaTensor out, long[] partials, int rows, int splits, int smem) {
+        launcher.args().p(q.ptr).i(q.cols()).p(cache.keys(layer)).p(cache.values(layer)).p(tables.queryStarts())
+                .p(tables.contextLens()).p(tables.pageTableStarts()).p(tables.pageTables()).i(sequences)
+                .i(cache.pageSize()).i(shape.numHeads()).i(shape.numKvHeads()).i(shape.headDim()).f(shape.scale())
+                .i(shape.slidingWindow()).p(out.ptr).i(out.cols()).p(partials[0]).p(partials[1]);
         MemorySegment kernel = launcher.function("attention_paged");
         if (smem > attentionSmemOptIn) {
             launcher.allowSharedMemory(kernel, smem);
             attentionSmemOptIn = smem;
         }
-        launcher.launch(kernel, "attention_paged", rows, numKvHeads, splits, ATT_THREADS, smem);
+        launcher.launch(kernel, "attention_paged", rows, shape.numKvHeads(), splits, ATT_THREADS, smem);
+    }
+
+    /** The index arrays of an attention batch on the device (queryStarts is 0 where the kernel does not read it). */
+    record AttentionTables(long queryStarts, long contextLens, long pageTableStarts, long pageTables) {
     }
 
     /** Combines the splits' partial (m, l, acc) of every (row, head) into out: grid (rows, heads). */
@@ -159,11 +168,12 @@ final class Kernels {
 
     /**
      * {@code v[r, 0:rank] = x[r]·Aᵀ} for each tile's slot, grid (tiles, rank blocks, splits);
-     * {@code sgmv_shrink_row} for one-row tiles.
+     * {@code sgmv_shrink_row} for one-row tiles. Inside {@code matmulLora} the shrinks go to the side stream.
      */
     void launchSgmvShrink(boolean rowTiles, long x, int xStride, long v, int vStride, long tiles, long aPtr,
                           long ranks, int in, int kChunk, long partial, long arrivals, int tileCount, int rankBlocks,
                           int splits) {
+        launcher.forkIfAsked();
         launcher.args().p(x).i(xStride).p(v).i(vStride).p(tiles).p(aPtr).p(ranks).i(in).i(kChunk).p(partial)
                 .p(arrivals).launch(rowTiles ? "sgmv_shrink_row" : "sgmv_shrink", tileCount, rankBlocks, splits,
                         SGMV_THREADS);
@@ -173,6 +183,7 @@ final class Kernels {
     void launchSgmvShrinkGroup(boolean rowTiles, long x, int xStride, long v, int vStride, int vWidth, long tiles,
                                long[] tables, int slots, int in, int kChunk, int splits, long partial, long arrivals,
                                int tileCount, int rankBlocks, int projections) {
+        launcher.forkIfAsked();
         launcher.args().p(x).i(xStride).p(v).i(vStride).i(vWidth).p(tiles).p(tables[0]).p(tables[1]).p(tables[2])
                 .i(slots).i(in).i(kChunk).i(splits).p(partial).p(arrivals)
                 .launch(rowTiles ? "sgmv_shrink_group_row" : "sgmv_shrink_group", tileCount, rankBlocks,

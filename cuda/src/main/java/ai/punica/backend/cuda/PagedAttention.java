@@ -29,12 +29,8 @@ final class PagedAttention {
     /** Most flash-decoding splits of one row (both attention kernels). */
     private static final int ATT_MAX_SPLITS = 32;
 
-    private final CudaContext ctx;
-    private final DeviceAllocator memory;
-    private final StagingRing ring;
-    private final Kernels kernels;
+    private final DeviceParts parts;
     private final DenseOps dense;
-    private final StepCapture capture;
     private boolean decodeKernel;
     /** Decode attention splits rows until there are this many blocks per SM (the grid fills the GPU a few times). */
     private int decodeBlocksPerSm;
@@ -46,14 +42,9 @@ final class PagedAttention {
     private AttentionBatch checkedBatch;
     private CudaKvStorage checkedCache;
 
-    PagedAttention(CudaContext ctx, DeviceAllocator memory, StagingRing ring, Kernels kernels, DenseOps dense,
-                   StepCapture capture, CudaOptions options) {
-        this.ctx = ctx;
-        this.memory = memory;
-        this.ring = ring;
-        this.kernels = kernels;
+    PagedAttention(DeviceParts parts, DenseOps dense, CudaOptions options) {
+        this.parts = parts;
         this.dense = dense;
-        this.capture = capture;
         configure(options);
     }
 
@@ -67,10 +58,10 @@ final class PagedAttention {
             throw new IllegalArgumentException("KV cache of " + numLayers + " layers, " + numPages + " pages of "
                     + pageSize + ", " + numKvHeads + " heads of " + headDim);
         }
-        CudaKvStorage probe = new CudaKvStorage(memory, 0, numLayers, numPages, pageSize, numKvHeads, headDim);
-        long ptr = memory.alloc(probe.totalBytes());
-        ctx.driver.memsetD32Async(ptr, 0, probe.totalBytes() / 4, ctx.stream);
-        return new CudaKvStorage(memory, ptr, numLayers, numPages, pageSize, numKvHeads, headDim);
+        CudaKvStorage probe = new CudaKvStorage(parts.memory(), 0, numLayers, numPages, pageSize, numKvHeads, headDim);
+        long ptr = parts.memory().alloc(probe.totalBytes());
+        parts.ctx().driver.memsetD32Async(ptr, 0, probe.totalBytes() / 4, parts.ctx().stream);
+        return new CudaKvStorage(parts.memory(), ptr, numLayers, numPages, pageSize, numKvHeads, headDim);
     }
 
     void appendKv(CudaKvStorage cache, int layer, CudaTensor q, int kCol, int vCol, int[] slotMapping) {
@@ -79,11 +70,12 @@ final class PagedAttention {
             return;
         }
         int kvCols = cache.numKvHeads() * cache.headDim();
-        kernels.launchAppendKv(q.ptr, q.cols(), kCol, vCol, ring.ints(slotMapping), cache.keys(layer),
+        parts.kernels().launchAppendKv(q.ptr, q.cols(), kCol, vCol, parts.ring().ints(slotMapping), cache.keys(layer),
                 cache.values(layer), kvCols, slotMapping.length, Math.min(256, roundUp(kvCols, 32)));
     }
 
-    private static void checkAppendKv(CudaKvStorage cache, int layer, CudaTensor q, int kCol, int vCol, int[] slotMapping) {
+    private static void checkAppendKv(CudaKvStorage cache, int layer, CudaTensor q, int kCol, int vCol,
+                                      int[] slotMapping) {
         Shapes.requireRows(q, slotMapping.length, "qkv");
         int kvCols = cache.numKvHeads() * cache.headDim();
         if (layer < 0 || layer >= cache.numLayers() || kCol < 0 || vCol < 0 || kCol + kvCols > q.cols()
@@ -117,10 +109,10 @@ final class PagedAttention {
         boolean vector = headDim % 16 == 0 && q.cols() % 8 == 0 && vCol % 8 == 0;
         int items = heads * (vector ? headDim / 16 : headDim / 2);
         int threads = Math.min(1024, Math.max(64, roundUp(items, 32)));
-        long positionsOnDevice = ring.ints(positions);
+        long positionsOnDevice = parts.ring().ints(positions);
         long invFreq = dense.ropeTable(rope);
-        long slots = ring.ints(slotMapping);
-        kernels.launchRopeAppendKv(q.ptr, q.cols(), positionsOnDevice, invFreq, numHeads, numKvHeads, headDim,
+        long slots = parts.ring().ints(slotMapping);
+        parts.kernels().launchRopeAppendKv(q.ptr, q.cols(), positionsOnDevice, invFreq, numHeads, numKvHeads, headDim,
                 rope.attentionFactor(), vCol, slots, cache.keys(layer), cache.values(layer), positions.length, threads);
     }
 
@@ -190,8 +182,8 @@ final class PagedAttention {
             }
             for (int i = start; i < start + needed; i++) {
                 if (pageTables[i] < 0 || pageTables[i] >= cache.numPages()) {
-                    throw new IllegalArgumentException("page " + pageTables[i] + " (pageTables[" + i + "], sequence " + s
-                            + ") is outside the cache's " + cache.numPages() + " pages");
+                    throw new IllegalArgumentException("page " + pageTables[i] + " (pageTables[" + i + "], sequence "
+                            + s + ") is outside the cache's " + cache.numPages() + " pages");
                 }
             }
         }
@@ -227,16 +219,17 @@ final class PagedAttention {
                     + " needs more than 2^31 blocks");
         }
         int splits = decodeSplits(rows, shape);
-        long[] parts = partials(rows, shape, splits);
+        long[] partials = partials(rows, shape, splits);
         int pageSize = cache.pageSize();
         int pageShift = Integer.bitCount(pageSize) == 1 ? Integer.numberOfTrailingZeros(pageSize) : -1;
+        StagingRing ring = parts.ring();
         long contextLens = ring.ints(batch.contextLens());
         long pageTableStarts = ring.ints(batch.pageTableStarts());
-        long pageTables = ring.ints(batch.pageTables());
-        kernels.launchAttentionDecode(lanes, headsPerPass, q.ptr, q.cols(), cache.keys(layer), cache.values(layer),
-                contextLens, pageTableStarts, pageTables, pageSize, pageShift, shape.numHeads(), shape.numKvHeads(), hd,
-                shape.scale(), shape.slidingWindow(), o.ptr, o.cols(), parts[0], parts[1], (int) blocks, splits);
-        merge(parts, rows, shape, splits, o);
+        Kernels.AttentionTables tables = new Kernels.AttentionTables(0, contextLens, pageTableStarts,
+                ring.ints(batch.pageTables()));
+        parts.kernels().launchAttentionDecode(lanes, headsPerPass, q, cache, layer, tables, pageShift, shape, o,
+                partials, (int) blocks, splits);
+        merge(partials, rows, shape, splits, o);
     }
 
     /** Query heads one decode block carries: the group, rounded up to 1, 2, 4 or 8 (larger groups take passes of 8). */
@@ -251,7 +244,8 @@ final class PagedAttention {
     int decodeSplits(int rows, AttentionShape shape) {
         int group = shape.numHeads() / shape.numKvHeads();
         long blocks = (long) rows * shape.numKvHeads() * ceilDiv(group, decodeHeadsPerPass(group));
-        return Math.clamp(ceilDiv((long) decodeBlocksPerSm * ctx.multiprocessors, Math.max(1L, blocks)), 1, ATT_MAX_SPLITS);
+        return Math.clamp(ceilDiv((long) decodeBlocksPerSm * parts.ctx().multiprocessors, Math.max(1L, blocks)), 1,
+                ATT_MAX_SPLITS);
     }
 
     /**
@@ -264,23 +258,23 @@ final class PagedAttention {
         int hd = shape.headDim();
         int group = shape.numHeads() / shape.numKvHeads();
         int splits = generalSplits(rows, shape);
-        long[] parts = partials(rows, shape, splits);
+        long[] partials = partials(rows, shape, splits);
+        StagingRing ring = parts.ring();
         long queryStarts = ring.ints(batch.queryStarts());
         long contextLens = ring.ints(batch.contextLens());
         long pageTableStarts = ring.ints(batch.pageTableStarts());
-        long pageTables = ring.ints(batch.pageTables());
+        Kernels.AttentionTables tables = new Kernels.AttentionTables(queryStarts, contextLens, pageTableStarts,
+                ring.ints(batch.pageTables()));
         // Dynamic shared memory: q [group][hd] f32, p [group][tile] f32, the value tile [tile][hd] bf16.
         int smem = group * hd * 4 + group * ATT_TILE * 4 + ATT_TILE * hd * 2;
-        kernels.launchAttentionPaged(q.ptr, q.cols(), cache.keys(layer), cache.values(layer), queryStarts, contextLens,
-                pageTableStarts, pageTables, batch.numSequences(), cache.pageSize(), shape.numHeads(),
-                shape.numKvHeads(), hd, shape.scale(), shape.slidingWindow(), o.ptr, o.cols(), parts[0], parts[1], rows,
+        parts.kernels().launchAttentionPaged(q, cache, layer, tables, batch.numSequences(), shape, o, partials, rows,
                 splits, smem);
-        merge(parts, rows, shape, splits, o);
+        merge(partials, rows, shape, splits, o);
     }
 
     /** Splits of the general kernel: enough (row, KV head) blocks for 4 per SM, at most {@link #ATT_MAX_SPLITS}. */
     private int generalSplits(int rows, AttentionShape shape) {
-        return Math.clamp(ceilDiv(4L * ctx.multiprocessors, Math.max(1L, (long) rows * shape.numKvHeads())), 1,
+        return Math.clamp(ceilDiv(4L * parts.ctx().multiprocessors, Math.max(1L, (long) rows * shape.numKvHeads())), 1,
                 ATT_MAX_SPLITS);
     }
 
@@ -311,10 +305,10 @@ final class PagedAttention {
         ensureWorkspace(bytes);
     }
 
-    private void merge(long[] parts, int rows, AttentionShape shape, int splits, CudaTensor o) {
+    private void merge(long[] partials, int rows, AttentionShape shape, int splits, CudaTensor o) {
         if (splits > 1) {
-            kernels.launchAttentionMerge(parts[0], parts[1], shape.numHeads(), shape.headDim(), splits, o.ptr, o.cols(),
-                    rows);
+            parts.kernels().launchAttentionMerge(partials[0], partials[1], shape.numHeads(), shape.headDim(), splits,
+                    o.ptr, o.cols(), rows);
         }
     }
 
@@ -326,18 +320,18 @@ final class PagedAttention {
         if (bytes <= workspaceBytes) {
             return;
         }
-        capture.requireNotCapturing("growing the attention workspace");
+        parts.ctx().capture.requireNotCapturing("growing the attention workspace");
         if (workspace != 0) {
             retiredWorkspaces.add(workspace);
         }
         workspaceBytes = Math.max(bytes, 2 * workspaceBytes);
-        workspace = memory.alloc(workspaceBytes);
+        workspace = parts.memory().alloc(workspaceBytes);
     }
 
     /** Gives the outgrown workspaces back (the stream has drained). */
     void close() {
         for (long w : retiredWorkspaces) {
-            memory.release(w);
+            parts.memory().release(w);
         }
         retiredWorkspaces.clear();
     }

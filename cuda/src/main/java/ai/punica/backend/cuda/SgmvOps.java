@@ -35,34 +35,23 @@ final class SgmvOps {
     /** Fp32 partial sums one shrink block leaves for the split-K reduction: 32 ranks × 8 rows. */
     private static final int SHRINK_PARTIAL_FLOATS = SHRINK_RANKS_PER_BLOCK * SGMV_TILE_ROWS;
 
-    private final CudaContext ctx;
-    private final DeviceAllocator memory;
-    private final StagingRing ring;
-    private final KernelLauncher launcher;
-    private final Kernels kernels;
+    private final DeviceParts parts;
     private final SlotTables slotTables;
     private final SgmvTiles tiles = new SgmvTiles();
     /** Split-K shrink scratch: fp32 partial sums, then one arrival counter per (tile, rank block). */
     private long workspace;
-    private boolean fusedLora;
-    private int fusedMinTiles;
+    /** fusedLora and fusedMinTiles are read from here. */
+    private CudaOptions options;
     private long fusedLaunches;
 
-    SgmvOps(CudaContext ctx, DeviceAllocator memory, StagingRing ring, KernelLauncher launcher, Kernels kernels,
-            CudaOptions options) {
-        this.ctx = ctx;
-        this.memory = memory;
-        this.ring = ring;
-        this.launcher = launcher;
-        this.kernels = kernels;
-        this.slotTables = new SlotTables(memory, ring);
+    SgmvOps(DeviceParts parts, CudaOptions options) {
         configure(options);
+        this.parts = parts;
+        this.slotTables = new SlotTables(parts);
     }
 
-    /** The fused decode kernel needs thread-block clusters: sm_90 and later only. */
-    void configure(CudaOptions options) {
-        fusedLora = options.fusedLora() && ctx.ccMajor >= 9;
-        fusedMinTiles = options.fusedMinTiles();
+    void configure(CudaOptions next) {
+        options = next;
     }
 
     /**
@@ -86,11 +75,10 @@ final class SgmvOps {
         int splits = ceilDiv(in, kChunk);
         long[] scratch = shrinkScratch(splits);
         int slots = weights.slots();
-        long tilesOnDevice = ring.ints(tileTable);
-        launcher.forkIfAsked();
-        kernels.launchSgmvShrink(SgmvTiles.rowTiles(segments, tileCount), xs.ptr, xs.cols(), vs.ptr + 2L * vCol,
-                vs.cols(), tilesOnDevice, table.device, table.ranks(slots), in, kChunk, scratch[0], scratch[1], tileCount,
-                rankBlocks, splits);
+        long tilesOnDevice = parts.ring().ints(tileTable);
+        parts.kernels().launchSgmvShrink(SgmvTiles.rowTiles(segments, tileCount), xs.ptr, xs.cols(),
+                vs.ptr + 2L * vCol, vs.cols(), tilesOnDevice, table.device, table.ranks(slots), in, kChunk, scratch[0],
+                scratch[1], tileCount, rankBlocks, splits);
     }
 
     /**
@@ -120,17 +108,16 @@ final class SgmvOps {
         int kChunk = shrinkChunkForBlocks(n * tileCount * rankBlocks, in);
         int splits = ceilDiv(in, kChunk);
         long[] scratch = shrinkScratch(splits);
-        long tilesOnDevice = ring.ints(tileTable);
-        launcher.forkIfAsked();
-        kernels.launchSgmvShrinkGroup(SgmvTiles.rowTiles(segments, tileCount), xs.ptr, xs.cols(), vs.ptr, vs.cols(), w,
-                tilesOnDevice, tables, slots, in, kChunk, splits, scratch[0], scratch[1], tileCount, rankBlocks, n);
+        long tilesOnDevice = parts.ring().ints(tileTable);
+        parts.kernels().launchSgmvShrinkGroup(SgmvTiles.rowTiles(segments, tileCount), xs.ptr, xs.cols(), vs.ptr,
+                vs.cols(), w, tilesOnDevice, tables, slots, in, kChunk, splits, scratch[0], scratch[1], tileCount, rankBlocks, n);
     }
 
     /** Whether {@code matmulLora} of this group takes the fused decode kernel ({@link #fusedRows}). */
     boolean takesFused(int rows, List<LoraWeights> group, Segments segments, int vCols) {
-        if (fusedLora && group.size() <= SGMV_GROUP_MAX && vCols / group.size() <= FUSED_MAX_RANK) {
+        if (fusedLora() && group.size() <= SGMV_GROUP_MAX && vCols / group.size() <= FUSED_MAX_RANK) {
             int tileCount = SgmvTiles.count(rows, group.getFirst().slots());
-            return tileCount > fusedMinTiles && SgmvTiles.rowTiles(segments, tileCount);
+            return tileCount > options.fusedMinTiles() && SgmvTiles.rowTiles(segments, tileCount);
         }
         return false;
     }
@@ -163,9 +150,14 @@ final class SgmvOps {
         long t0 = checked[0].device;
         long[] tables = {t0, n > 1 ? checked[1].device : t0, n > 2 ? checked[2].device : t0};
         int[] cols = Arrays.copyOf(yCols, SGMV_GROUP_MAX);
-        kernels.launchSgmvFusedRowGroup(xs.ptr, xs.cols(), ys.ptr, ys.cols(), ring.ints(tileTable), tables, slots,
-                xs.cols(), cols, outs, tileCount, n);
+        parts.kernels().launchSgmvFusedRowGroup(xs.ptr, xs.cols(), ys.ptr, ys.cols(), parts.ring().ints(tileTable),
+                tables, slots, xs.cols(), cols, outs, tileCount, n);
         fusedLaunches++;
+    }
+
+    /** The fused decode kernel needs thread-block clusters: sm_90 and later only. */
+    private boolean fusedLora() {
+        return options.fusedLora() && parts.ctx().ccMajor >= 9;
     }
 
     /** How many times {@code matmulLora} took the fused kernel (host calls, replays included). */
@@ -184,9 +176,9 @@ final class SgmvOps {
         }
         int[] tileTable = tiles.tiles(op, segments, tileCount);
         int slots = weights.slots();
-        kernels.launchSgmvExpand(vs.ptr + 2L * vCol, vs.cols(), ys.ptr, ys.cols(), yCol, ring.ints(tileTable),
-                table.bPointers(slots), table.ranks(slots), table.scales(slots), outFeatures, tileCount,
-                ceilDiv(outFeatures, SGMV_THREADS));
+        parts.kernels().launchSgmvExpand(vs.ptr + 2L * vCol, vs.cols(), ys.ptr, ys.cols(), yCol,
+                parts.ring().ints(tileTable), table.bPointers(slots), table.ranks(slots), table.scales(slots),
+                outFeatures, tileCount, ceilDiv(outFeatures, SGMV_THREADS));
     }
 
     /**
@@ -234,8 +226,8 @@ final class SgmvOps {
             return;
         }
         int[] tileTable = tiles.tiles(op, segments, tileCount);
-        kernels.launchSgmvExpandGroup(vs.ptr, vs.cols(), w, ys.ptr, ys.cols(), ring.ints(tileTable), tables, slots,
-                cols, outs, starts, tileCount, blocks);
+        parts.kernels().launchSgmvExpandGroup(vs.ptr, vs.cols(), w, ys.ptr, ys.cols(), parts.ring().ints(tileTable),
+                tables, slots, cols, outs, starts, tileCount, blocks);
     }
 
     private static int checkGroupSize(String op, List<LoraWeights> group) {
@@ -293,7 +285,8 @@ final class SgmvOps {
                             + t.b[s] + " are outside y " + ys);
                 }
                 if (rank > EXPAND_MAX_RANK) {
-                    throw ShapeChecks.fail(op, "rank " + rank + " of slot " + s + " is above the CUDA kernel's " + EXPAND_MAX_RANK);
+                    throw ShapeChecks.fail(op,
+                            "rank " + rank + " of slot " + s + " is above the CUDA kernel's " + EXPAND_MAX_RANK);
                 }
             }
         }
@@ -305,7 +298,7 @@ final class SgmvOps {
         if (splits == 1) {
             return new long[2];
         }
-        int target = SHRINK_BLOCKS_PER_SM * ctx.multiprocessors;
+        int target = SHRINK_BLOCKS_PER_SM * parts.ctx().multiprocessors;
         ensureWorkspace(target);
         return new long[] {workspace, workspace + 2L * target * SHRINK_PARTIAL_FLOATS * 4};
     }
@@ -322,7 +315,7 @@ final class SgmvOps {
 
     /** {@link #shrinkChunk} for a launch of {@code blocks} (tile, rank block) pairs, over all its projections. */
     private int shrinkChunkForBlocks(int blocks, int in) {
-        int target = SHRINK_BLOCKS_PER_SM * ctx.multiprocessors;
+        int target = SHRINK_BLOCKS_PER_SM * parts.ctx().multiprocessors;
         int splits = 1;
         if (blocks < target && in >= 2 * SHRINK_MIN_SPLIT) {
             splits = Math.min(ceilDiv(target, blocks), in / SHRINK_MIN_SPLIT);
@@ -335,7 +328,8 @@ final class SgmvOps {
         int slots = group.getFirst().slots();
         for (int m = 1; m < group.size(); m++) {
             if (group.get(m).slots() != slots) {
-                throw ShapeChecks.fail(op, "projection " + m + " has " + group.get(m).slots() + " slots, projection 0 " + slots);
+                throw ShapeChecks.fail(op, "projection " + m + " has " + group.get(m).slots()
+                        + " slots, projection 0 " + slots);
             }
         }
         return slots;
@@ -387,8 +381,8 @@ final class SgmvOps {
             return;
         }
         long partialBytes = 2L * target * SHRINK_PARTIAL_FLOATS * 4;
-        workspace = memory.alloc(partialBytes + 4L * target);
-        ctx.driver.memsetD32Async(workspace + partialBytes, 0, target, ctx.stream);
+        workspace = parts.memory().alloc(partialBytes + 4L * target);
+        parts.ctx().driver.memsetD32Async(workspace + partialBytes, 0, target, parts.ctx().stream);
     }
 
     /** Forgets the slot tables (their blocks go with the allocator's at close). */

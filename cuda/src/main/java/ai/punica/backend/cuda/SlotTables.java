@@ -79,13 +79,11 @@ final class SlotTables {
         }
     }
 
-    private final DeviceAllocator memory;
-    private final StagingRing ring;
+    private final DeviceParts parts;
     private final Map<LoraWeights, Table> tables = new IdentityHashMap<>();
 
-    SlotTables(DeviceAllocator memory, StagingRing ring) {
-        this.memory = memory;
-        this.ring = ring;
+    SlotTables(DeviceParts parts) {
+        this.parts = parts;
     }
 
     /**
@@ -96,7 +94,7 @@ final class SlotTables {
     Table of(String op, LoraWeights weights) {
         int slots = weights.slots();
         Table t = tables.get(weights);
-        if (t != null && t.holds(weights, memory.freedTensors())) {
+        if (t != null && t.holds(weights, parts.memory().freedTensors())) {
             return t;
         }
         long[] a = new long[slots];
@@ -109,11 +107,11 @@ final class SlotTables {
             if (!weights.present(s)) {
                 continue;
             }
-            CudaTensor at = memory.tensor(weights.a()[s], "lora A of slot " + s);
+            CudaTensor at = parts.memory().tensor(weights.a()[s], "lora A of slot " + s);
             if (weights.b()[s] == null) {
                 throw ShapeChecks.fail(op, "lora B of slot " + s + " is missing while A is present");
             }
-            CudaTensor bt = memory.tensor(weights.b()[s], "lora B of slot " + s);
+            CudaTensor bt = parts.memory().tensor(weights.b()[s], "lora B of slot " + s);
             int r = weights.rank()[s];
             if (!(at.rows() == r && bt.cols() == r)) {
                 throw ShapeChecks.fail(op, "lora A " + at + " and B " + bt + " of slot " + s + " must be [rank " + r
@@ -133,7 +131,7 @@ final class SlotTables {
             scale[s] = weights.scale()[s];
         }
         if (t == null) {
-            t = new Table(memory.alloc(24L * slots), slots);
+            t = new Table(parts.memory().alloc(24L * slots), slots);
             tables.put(weights, t);
         }
         for (int s = 0; s < slots; s++) {
@@ -145,15 +143,15 @@ final class SlotTables {
         }
         t.inFeatures = in;
         t.outFeatures = out;
-        t.freedAt = memory.freedTensors();
+        t.freedAt = parts.memory().freedTensors();
         long bytes = 24L * slots;
-        long off = ring.reserve(bytes);
-        MemorySegment host = ring.host();
+        long off = parts.ring().reserve(bytes);
+        MemorySegment host = parts.ring().host();
         MemorySegment.copy(a, 0, host, JAVA_LONG, off, slots);
         MemorySegment.copy(b, 0, host, JAVA_LONG, off + 8L * slots, slots);
         MemorySegment.copy(rank, 0, host, JAVA_INT, off + 16L * slots, slots);
         MemorySegment.copy(scale, 0, host, JAVA_FLOAT, off + 20L * slots, slots);
-        ring.toDevice(off, t.device, bytes);
+        parts.ring().toDevice(off, t.device, bytes);
         return t;
     }
 

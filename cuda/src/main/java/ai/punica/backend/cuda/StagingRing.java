@@ -33,9 +33,9 @@ final class StagingRing {
     private int epoch;
     private final ArrayDeque<IntUpload> recentUploads = new ArrayDeque<>();
 
-    StagingRing(CudaContext ctx, StepCapture capture) {
+    StagingRing(CudaContext ctx) {
         this.ctx = ctx;
-        this.capture = capture;
+        this.capture = ctx.capture;
         host = ctx.driver.memAllocHost(RING_BYTES);
         device = ctx.driver.memAlloc(RING_BYTES);
     }

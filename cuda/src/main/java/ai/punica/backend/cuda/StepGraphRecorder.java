@@ -33,22 +33,19 @@ final class StepGraphRecorder implements StepRecorder {
     private static final int MAX_RERECORDS = 3;
 
     private final CudaContext ctx;
-    private final StepCapture capture;
     private final DeviceAllocator memory;
-    /** Per-kernel device times, when profiling; else null. */
-    private final KernelProfiler profiler;
-    private final LinkedHashMap<Object, StepGraph> graphs = new LinkedHashMap<>(16, 0.75f, true);
+    private final KernelLauncher launcher;
+    private long replayCount;
+    private long recordCount;
     private final Set<Object> unrecordable = new HashSet<>();
     /** Keys whose replays failed since their last good one, with how often: a key that keeps failing stops being recorded. */
     private final Map<Object, Integer> rerecorded = new HashMap<>();
-    private long replayCount;
-    private long recordCount;
+    private final LinkedHashMap<Object, StepGraph> graphs = new LinkedHashMap<>(16, 0.75f, true);
 
-    StepGraphRecorder(CudaContext ctx, StepCapture capture, DeviceAllocator memory, KernelProfiler profiler) {
+    StepGraphRecorder(CudaContext ctx, DeviceAllocator memory, KernelLauncher launcher) {
         this.ctx = ctx;
-        this.capture = capture;
         this.memory = memory;
-        this.profiler = profiler;
+        this.launcher = launcher;
     }
 
     @Override
@@ -70,11 +67,11 @@ final class StepGraphRecorder implements StepRecorder {
             }
         }
         // Eagerly, measuring the index arrays a recording will need room for.
-        capture.beginMeasure();
+        ctx.capture.beginMeasure();
         try {
             step.run();
         } finally {
-            capture.end();
+            ctx.capture.end();
         }
         if (unrecordable.contains(key)) {
             return;
@@ -85,7 +82,7 @@ final class StepGraphRecorder implements StepRecorder {
             eldest.remove();
             discard(old);
         }
-        StepGraph recorded = record(step, Shapes.roundUp(capture.measuredBytes() + 256, 4096));
+        StepGraph recorded = record(step, Shapes.roundUp(ctx.capture.measuredBytes() + 256, 4096));
         if (recorded != null) {
             graphs.put(key, recorded);
             recordCount++;
@@ -127,14 +124,14 @@ final class StepGraphRecorder implements StepRecorder {
                 ctx.driver.eventCreate());
         RuntimeException failure = null;
         MemorySegment graph = null;
-        capture.beginCapture(g);
+        ctx.capture.beginCapture(g);
         ctx.driver.streamBeginCapture(ctx.stream);
         try {
             step.run();
         } catch (RuntimeException e) {
             failure = e;
         } finally {
-            capture.end();
+            ctx.capture.end();
             try {
                 graph = ctx.driver.streamEndCapture(ctx.stream);
             } catch (CudaException e) {
@@ -165,25 +162,19 @@ final class StepGraphRecorder implements StepRecorder {
     /** Runs the step's host code in replay mode; true when it matched the recording and the graph was launched. */
     private boolean replay(StepGraph g, Runnable step) {
         ctx.driver.eventSynchronize(g.uploaded); // the last replay's copy has left the host buffer
-        capture.beginReplay(g);
+        ctx.capture.beginReplay(g);
         try {
             step.run();
-            capture.requireWholeReplay();
+            ctx.capture.requireWholeReplay();
         } catch (StepCapture.GraphMismatch e) {
             log.info("step graph not replayed, recording it again: {}", e.getMessage());
             return false;
         } finally {
-            capture.end();
+            ctx.capture.end();
         }
         ctx.driver.copyHtoDAsync(g.device, g.host, g.used, ctx.stream);
         ctx.driver.eventRecord(g.uploaded, ctx.stream);
-        if (profiler != null) {
-            profiler.begin("step graph", ctx.stream);
-        }
-        ctx.driver.graphLaunch(g.exec, ctx.stream);
-        if (profiler != null) {
-            profiler.end(ctx.stream);
-        }
+        launcher.launchGraph(g.exec);
         return true;
     }
 

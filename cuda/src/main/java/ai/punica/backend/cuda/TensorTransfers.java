@@ -18,34 +18,30 @@ import java.util.List;
 final class TensorTransfers {
     private static final long CHUNK_BYTES = StagingRing.RING_BYTES / 4;
 
-    private final DeviceAllocator memory;
-    private final StagingRing ring;
-    private final Kernels kernels;
+    private final DeviceParts parts;
 
-    TensorTransfers(DeviceAllocator memory, StagingRing ring, Kernels kernels) {
-        this.memory = memory;
-        this.ring = ring;
-        this.kernels = kernels;
+    TensorTransfers(DeviceParts parts) {
+        this.parts = parts;
     }
 
     CudaTensor loadWeight(TensorData weight) {
         int[] shape = weight.matrixShape("loadWeight");
         Shapes.checkShape(shape[0], shape[1]);
-        CudaTensor t = memory.newTensor(shape[0], shape[1]);
+        CudaTensor t = parts.memory().newTensor(shape[0], shape[1]);
         uploadWeightData(weight, t.ptr);
         return t;
     }
 
-    CudaTensor concatRows(String name, List<TensorData> parts) {
-        if (parts.isEmpty()) {
+    CudaTensor concatRows(String name, List<TensorData> pieces) {
+        if (pieces.isEmpty()) {
             throw new IllegalArgumentException(name + ": nothing to concatenate");
         }
-        boolean vectors = parts.getFirst().rank() == 1;
+        boolean vectors = pieces.getFirst().rank() == 1;
         long rows = 0;
-        long cols = vectors ? 0 : parts.getFirst().dim(1);
-        for (TensorData p : parts) {
+        long cols = vectors ? 0 : pieces.getFirst().dim(1);
+        for (TensorData p : pieces) {
             if (vectors ? p.rank() != 1 : p.rank() != 2 || p.dim(1) != cols) {
-                throw new IllegalArgumentException(name + ": cannot stack " + p + " with " + parts.getFirst());
+                throw new IllegalArgumentException(name + ": cannot stack " + p + " with " + pieces.getFirst());
             }
             if (vectors) {
                 cols += p.dim(0);
@@ -57,9 +53,9 @@ final class TensorTransfers {
             rows = 1;
         }
         Shapes.checkShape(Math.toIntExact(rows), Math.toIntExact(cols));
-        CudaTensor t = memory.newTensor(rows, cols);
+        CudaTensor t = parts.memory().newTensor(rows, cols);
         long offset = t.ptr;
-        for (TensorData p : parts) {
+        for (TensorData p : pieces) {
             uploadWeightData(p, offset);
             offset += p.elementCount() * 2;
         }
@@ -74,10 +70,10 @@ final class TensorTransfers {
         long chunk = CHUNK_BYTES / 4;
         for (long e = 0; e < n; e += chunk) {
             int count = (int) Math.min(chunk, n - e);
-            long off = ring.reserve(count * 4L);
-            MemorySegment.copy(src, (int) e, ring.host(), JAVA_FLOAT, off, count);
-            ring.toDevice(off, ring.device(off), count * 4L);
-            kernels.launchF32ToBf16(ring.device(off), d.ptr + e * 2, count);
+            long off = parts.ring().reserve(count * 4L);
+            MemorySegment.copy(src, (int) e, parts.ring().host(), JAVA_FLOAT, off, count);
+            parts.ring().toDevice(off, parts.ring().device(off), count * 4L);
+            parts.kernels().launchF32ToBf16(parts.ring().device(off), d.ptr + e * 2, count);
         }
     }
 
@@ -89,10 +85,10 @@ final class TensorTransfers {
         long chunk = CHUNK_BYTES / 4;
         for (long e = 0; e < n; e += chunk) {
             int count = (int) Math.min(chunk, n - e);
-            long off = ring.reserve(count * 4L);
-            kernels.launchBf16ToF32(s.ptr + e * 2, ring.device(off), count);
-            ring.toHost(off, count * 4L);
-            MemorySegment.copy(ring.host(), JAVA_FLOAT, off, dst, (int) e, count);
+            long off = parts.ring().reserve(count * 4L);
+            parts.kernels().launchBf16ToF32(s.ptr + e * 2, parts.ring().device(off), count);
+            parts.ring().toHost(off, count * 4L);
+            MemorySegment.copy(parts.ring().host(), JAVA_FLOAT, off, dst, (int) e, count);
         }
     }
 
@@ -107,17 +103,17 @@ final class TensorTransfers {
         long chunk = CHUNK_BYTES / elemBytes;
         for (long e = 0; e < n; e += chunk) {
             long count = Math.min(chunk, n - e);
-            long off = ring.reserve(count * elemBytes);
-            MemorySegment.copy(w.data(), e * elemBytes, ring.host(), off, count * elemBytes);
+            long off = parts.ring().reserve(count * elemBytes);
+            MemorySegment.copy(w.data(), e * elemBytes, parts.ring().host(), off, count * elemBytes);
             switch (type) {
-                case BF16 -> ring.toDevice(off, dst + e * 2, count * 2);
+                case BF16 -> parts.ring().toDevice(off, dst + e * 2, count * 2);
                 case F32 -> {
-                    ring.toDevice(off, ring.device(off), count * 4);
-                    kernels.launchF32ToBf16(ring.device(off), dst + e * 2, count);
+                    parts.ring().toDevice(off, parts.ring().device(off), count * 4);
+                    parts.kernels().launchF32ToBf16(parts.ring().device(off), dst + e * 2, count);
                 }
                 case F16 -> {
-                    ring.toDevice(off, ring.device(off), count * 2);
-                    kernels.launchF16ToBf16(ring.device(off), dst + e * 2, count);
+                    parts.ring().toDevice(off, parts.ring().device(off), count * 2);
+                    parts.kernels().launchF16ToBf16(parts.ring().device(off), dst + e * 2, count);
                 }
             }
         }
