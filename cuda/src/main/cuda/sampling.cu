@@ -30,13 +30,7 @@ struct Reductions {
     int token;
 };
 
-// Butterfly reductions: every lane ends with the same bits (each step adds the same pair in either order).
-__device__ __forceinline__ double warp_sum_d(double v) {
-    #pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-
+// Butterfly reductions (warp_sum: common.cuh): every lane ends with the same bits.
 __device__ __forceinline__ int warp_max_i(int v) {
     #pragma unroll
     for (int o = 16; o > 0; o >>= 1) v = max(v, __shfl_xor_sync(0xffffffffu, v, o));
@@ -57,37 +51,20 @@ __device__ __forceinline__ void warp_argmax(float& v, int& i) {
     }
 }
 
-// Block-wide reductions of SAMPLE_THREADS threads; every thread gets the result.
-__device__ double block_sum_d(double v, Reductions& r) {
+// Block-wide reductions of SAMPLE_THREADS threads through one value per warp; every thread gets the result.
+template <typename T, T (*WARP_OP)(T)>
+__device__ T block_reduce(T v, T* perWarp) {
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    v = warp_sum_d(v);
+    v = WARP_OP(v);
     __syncthreads();
-    if (lane == 0) r.d[warp] = v;
+    if (lane == 0) perWarp[warp] = v;
     __syncthreads();
-    return warp_sum_d(r.d[lane]);
+    return WARP_OP(perWarp[lane]);
 }
 
-__device__ float block_max_f(float v, Reductions& r) {
-    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    v = warp_max(v);
-    __syncthreads();
-    if (lane == 0) r.f[warp] = v;
-    __syncthreads();
-    return warp_max(r.f[lane]);
-}
-
-__device__ int block_sum_i(int v, Reductions& r) {
-    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    #pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    __syncthreads();
-    if (lane == 0) r.i[warp] = v;
-    __syncthreads();
-    v = r.i[lane];
-    #pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
+__device__ double block_sum_d(double v, Reductions& r) { return block_reduce<double, warp_sum<double>>(v, r.d); }
+__device__ float block_max_f(float v, Reductions& r) { return block_reduce<float, warp_max>(v, r.f); }
+__device__ int block_sum_i(int v, Reductions& r) { return block_reduce<int, warp_sum<int>>(v, r.i); }
 
 __device__ void block_argmax(float& v, int& i, Reductions& r) {
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -167,7 +144,7 @@ __device__ unsigned top_p_threshold(const float* p, int vocab, unsigned floor, d
         double sum = 0;
         #pragma unroll
         for (int c = 0; c < 16; c++) sum += hist[d * SAMPLE_THREADS + part + 64 * c];
-        sum = warp_sum_d(sum);
+        sum = warp_sum(sum);
         if ((tid & 31) == 0) r.d[tid >> 5] = sum;
         __syncthreads();
         if (tid < DIGITS) r.digits[tid] = r.d[2 * tid] + r.d[2 * tid + 1];
@@ -201,7 +178,7 @@ __device__ int draw(const float* p, int vocab, float t, double uniform, Reductio
         float q = p[i];
         if (q >= t && q > 0.0f) { mass += q; last = i; }
     }
-    mass = warp_sum_d(mass);
+    mass = warp_sum(mass);
     last = warp_max_i(last);
     if (lane == 0) { r.d[warp] = mass; r.i[warp] = last; }
     __syncthreads();
