@@ -472,19 +472,9 @@ public final class CudaBackend implements Backend {
         }
     }
 
-    /** Bytes of freed device blocks kept for reuse (tests). */
-    long freeBlockBytes() {
-        return memory.freeBlockBytes();
-    }
-
-    /** How many allocations were served from the free lists (tests). */
-    long reusedBlocks() {
-        return memory.reusedBlocks();
-    }
-
-    /** How many allocations went to cuMemAlloc (tests). */
-    long driverAllocations() {
-        return memory.driverAllocations();
+    /** The free lists' bytes and how allocations were served so far (tests). */
+    DeviceAllocator.Stats allocatorStats() {
+        return memory.stats();
     }
 
     private CudaTensor tensor(Tensor t, String what) {

@@ -156,18 +156,15 @@ final class DeviceAllocator {
         return c;
     }
 
-    /** Bytes of freed device blocks kept for reuse. */
-    long freeBlockBytes() {
-        return freeBlockBytes;
+    /**
+     * @param freeBlockBytes    bytes of freed device blocks kept for reuse
+     * @param reusedBlocks      allocations served from the free lists
+     * @param driverAllocations allocations that went to cuMemAlloc
+     */
+    record Stats(long freeBlockBytes, long reusedBlocks, long driverAllocations) {
     }
 
-    /** How many allocations were served from the free lists. */
-    long reusedBlocks() {
-        return reusedBlocks;
-    }
-
-    /** How many allocations went to cuMemAlloc. */
-    long driverAllocations() {
-        return driverAllocations;
+    Stats stats() {
+        return new Stats(freeBlockBytes, reusedBlocks, driverAllocations);
     }
 }

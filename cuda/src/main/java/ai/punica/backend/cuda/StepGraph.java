@@ -21,10 +21,11 @@ final class StepGraph {
     final List<LaunchRecord> launches = new ArrayList<>();
     MemorySegment exec;
 
-    StepGraph(MemorySegment host, long device, long capacity, MemorySegment uploaded) {
+    /** {@code host} and {@code device} of the same size: the capacity for index arrays. */
+    StepGraph(MemorySegment host, long device, MemorySegment uploaded) {
         this.host = host;
+        this.capacity = host.byteSize();
         this.device = device;
-        this.capacity = capacity;
         this.uploaded = uploaded;
     }
 }

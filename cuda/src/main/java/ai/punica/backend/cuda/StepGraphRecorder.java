@@ -120,8 +120,7 @@ final class StepGraphRecorder implements StepRecorder {
 
     /** Captures {@code step} (which does not execute); null when it cannot be recorded. */
     private StepGraph record(Runnable step, long capacity) {
-        StepGraph g = new StepGraph(ctx.driver.memAllocHost(capacity), memory.alloc(capacity), capacity,
-                ctx.driver.eventCreate());
+        StepGraph g = new StepGraph(ctx.driver.memAllocHost(capacity), memory.alloc(capacity), ctx.driver.eventCreate());
         RuntimeException failure = null;
         MemorySegment graph = null;
         ctx.capture.beginCapture(g);
