@@ -107,54 +107,25 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
         private Builder() {
         }
 
-        public Builder device(int ordinal) {
-            this.device = ordinal;
-            return this;
-        }
+        // Chosen when the backend starts (step graphs: for the models loaded afterwards).
+        public Builder device(int ordinal) { device = ordinal; return this; }
+        public Builder profile(boolean on) { profile = on; return this; }
+        public Builder nvrtc(boolean on) { nvrtc = on; return this; }
+        public Builder stepGraphs(boolean on) { stepGraphs = on; return this; }
 
-        public Builder stepGraphs(boolean on) {
-            this.stepGraphs = on;
-            return this;
-        }
-
-        public Builder fusedLora(boolean on) {
-            this.fusedLora = on;
-            return this;
-        }
-
-        public Builder loraOverlap(boolean on) {
-            this.loraOverlap = on;
-            return this;
-        }
-
-        public Builder fusedMinTiles(int tiles) {
-            this.fusedMinTiles = tiles;
-            return this;
-        }
-
-        public Builder decodeAttention(boolean on) {
-            this.decodeAttention = on;
-            return this;
-        }
-
-        public Builder decodeBlocksPerSm(int blocks) {
-            this.decodeBlocksPerSm = blocks;
-            return this;
-        }
-
-        public Builder profile(boolean on) {
-            this.profile = on;
-            return this;
-        }
-
-        public Builder nvrtc(boolean on) {
-            this.nvrtc = on;
-            return this;
-        }
-
+        /** The options, checked (a negative device, tile count or blocks per SM is refused). */
         public CudaOptions build() {
             return new CudaOptions(device, stepGraphs, fusedLora, loraOverlap, fusedMinTiles, decodeAttention,
                     decodeBlocksPerSm, profile, nvrtc);
         }
+
+        // Paths of the LoRA add-on.
+        public Builder fusedLora(boolean on) { fusedLora = on; return this; }
+        public Builder loraOverlap(boolean on) { loraOverlap = on; return this; }
+        public Builder fusedMinTiles(int tiles) { fusedMinTiles = tiles; return this; }
+
+        // Decode attention.
+        public Builder decodeAttention(boolean on) { decodeAttention = on; return this; }
+        public Builder decodeBlocksPerSm(int blocks) { decodeBlocksPerSm = blocks; return this; }
     }
 }
