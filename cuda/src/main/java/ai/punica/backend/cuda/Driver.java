@@ -21,16 +21,14 @@ import java.util.List;
  * pointers are {@code long}.
  */
 final class Driver {
-    static final int CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8;
+    private static final Linker LINKER = Linker.nativeLinker();
+
+    // Values of the driver API's enums (cuda.h) that the backend passes.
     static final int CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT = 16;
     static final int CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75;
     static final int CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76;
     static final int CU_STREAM_NON_BLOCKING = 1;
-    static final int CU_STREAM_CAPTURE_MODE_THREAD_LOCAL = 1;
     static final int CU_EVENT_DISABLE_TIMING = 2;
-    static final int CUDA_ERROR_NOT_READY = 600;
-
-    private static final Linker LINKER = Linker.nativeLinker();
 
     private static volatile Driver instance;
     private static volatile Throwable loadFailure;
@@ -322,6 +320,9 @@ final class Driver {
         call("cuEventSynchronize", () -> (int) cuEventSynchronize.invokeExact(event));
     }
 
+    /** cuEventQuery's answer while the event's work is still running. */
+    private static final int CUDA_ERROR_NOT_READY = 600;
+
     /** True when all work the event captured has completed, false while it has not (never blocks). */
     boolean eventQuery(MemorySegment event) {
         int rc;
@@ -385,6 +386,9 @@ final class Driver {
         }
     }
 
+    /** The function attribute that lets a kernel use more than 48 KB of dynamic shared memory. */
+    static final int CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8;
+
     void funcSetAttribute(MemorySegment function, int attribute, int value) {
         call("cuFuncSetAttribute", () -> (int) cuFuncSetAttribute.invokeExact(function, attribute, value));
     }
@@ -406,6 +410,9 @@ final class Driver {
     }
 
     // ---- graphs -----------------------------------------------------------------------------------
+
+    /** While a stream of this thread captures, only this thread's unsafe calls are refused. */
+    private static final int CU_STREAM_CAPTURE_MODE_THREAD_LOCAL = 1;
 
     void streamBeginCapture(MemorySegment stream) {
         call("cuStreamBeginCapture",
