@@ -170,7 +170,7 @@ class CudaAttentionTest extends GpuBackendTest {
         double worst = 0;
         int worstRow = 0;
         for (int r = 0; r < rows; r++) {
-            double e = rowError(got, want, r * qCols, qCols);
+            double e = GpuChecks.relativeError(got, want, r * qCols, qCols);
             if (!(e <= worst)) {
                 worst = e;
                 worstRow = r;
@@ -183,21 +183,6 @@ class CudaAttentionTest extends GpuBackendTest {
                 worst <= TOL ? "ok" : "FAIL");
         assertThat(worst).as(what + ": ‖gpu − ref‖/‖ref‖ of row " + worstRow).isLessThanOrEqualTo(TOL);
         return worst;
-    }
-
-    /** ‖got − want‖ / ‖want‖ over {@code n} values from {@code from}; infinite when got has NaN or ±inf. */
-    static double rowError(float[] got, float[] want, int from, int n) {
-        double num = 0;
-        double den = 0;
-        for (int i = from; i < from + n; i++) {
-            if (!Float.isFinite(got[i])) {
-                return Double.POSITIVE_INFINITY;
-            }
-            double d = got[i] - want[i];
-            num += d * d;
-            den += (double) want[i] * want[i];
-        }
-        return Math.sqrt(num / Math.max(den, 1e-30));
     }
 
     /** {@code rows} contexts: every one of {@link #CONTEXTS} once (as far as rows go), then random picks, shuffled. */

@@ -162,12 +162,8 @@ class CudaSgmvGroupTest extends GpuBackendTest {
             float[] yRef = download(ref, ry);
             float[] ySingle = download(gpu, gySingle);
             assertClose("group expand vs reference " + what + " run " + run + " (all of y)", y, yRef, TOL);
-            float[] added = new float[y.length];
-            float[] addedRef = new float[y.length];
-            for (int i = 0; i < y.length; i++) {
-                added[i] = y[i] - y0[i];
-                addedRef[i] = yRef[i] - y0[i];
-            }
+            float[] added = GpuChecks.added(y, y0);
+            float[] addedRef = GpuChecks.added(yRef, y0);
             assertClose("group expand vs reference " + what + " run " + run + " (added part)", added, addedRef, 2 * TOL);
             assertBitIdentical(String.format("%s: group expand equals the single expands bit for bit", c.name()), y, ySingle);
             checkUntouched(c, starts, y, y0);
@@ -498,14 +494,9 @@ class CudaSgmvGroupTest extends GpuBackendTest {
             ref.sgmvExpandGroup(rv, group.ref(), seg, ry, cols);
             float[] want = new float[rows * total];
             ref.download(ry, want);
-            float[] addedFused = new float[want.length];
-            float[] addedTwo = new float[want.length];
-            float[] addedRef = new float[want.length];
-            for (int i = 0; i < want.length; i++) {
-                addedFused[i] = fused[i] - gemm[i];
-                addedTwo[i] = twoLaunches[i] - gemm[i];
-                addedRef[i] = want[i] - gemm[i];
-            }
+            float[] addedFused = GpuChecks.added(fused, gemm);
+            float[] addedTwo = GpuChecks.added(twoLaunches, gemm);
+            float[] addedRef = GpuChecks.added(want, gemm);
             assertClose("fused decode " + c.name() + " vs reference (all of y)", fused, want, TOL);
             assertClose("fused decode " + c.name() + " vs reference (added part)", addedFused, addedRef, 2 * TOL);
             assertClose("fused decode " + c.name() + " vs two launches (added part)", addedFused, addedTwo, 2 * TOL);

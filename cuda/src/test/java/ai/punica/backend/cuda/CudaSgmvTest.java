@@ -118,12 +118,8 @@ class CudaSgmvTest extends GpuBackendTest {
             gpu.download(gy, y);
             ref.download(ry, yRef);
             assertClose("expand " + what + " run " + run + " (all of y)", y, yRef, TOL);
-            float[] added = new float[y.length];
-            float[] addedRef = new float[y.length];
-            for (int i = 0; i < y.length; i++) {
-                added[i] = y[i] - y0[i];
-                addedRef[i] = yRef[i] - y0[i];
-            }
+            float[] added = GpuChecks.added(y, y0);
+            float[] addedRef = GpuChecks.added(yRef, y0);
             assertClose("expand " + what + " run " + run + " (added part)", added, addedRef, 2 * TOL);
             for (int i = 0; i < c.segLens().length; i++) {
                 int slot = c.segSlots()[i];

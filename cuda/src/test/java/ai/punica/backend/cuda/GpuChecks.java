@@ -36,6 +36,15 @@ final class GpuChecks {
         gpu.reconfigure(change.apply(gpu.options().toBuilder()).build());
     }
 
+    /** {@code values − base}, element by element: what an op added to what was there. */
+    static float[] added(float[] values, float[] base) {
+        float[] d = new float[values.length];
+        for (int i = 0; i < d.length; i++) {
+            d[i] = values[i] - base[i];
+        }
+        return d;
+    }
+
     /** Uniform in [-scale, scale), rounded to bf16 (what the device stores), no exact zeros. */
     static float[] random(SplittableRandom rng, int n, double scale) {
         float[] v = new float[n];
@@ -48,9 +57,14 @@ final class GpuChecks {
 
     /** ‖got − want‖ / ‖want‖ over the first {@code want.length} values; infinite when got is not finite. */
     static double relativeError(float[] got, float[] want) {
+        return relativeError(got, want, 0, want.length);
+    }
+
+    /** ‖got − want‖ / ‖want‖ over {@code n} values from {@code from}; infinite when got is not finite there. */
+    static double relativeError(float[] got, float[] want, int from, int n) {
         double num = 0;
         double den = 0;
-        for (int i = 0; i < want.length; i++) {
+        for (int i = from; i < from + n; i++) {
             if (!Float.isFinite(got[i])) {
                 return Double.POSITIVE_INFINITY;
             }
