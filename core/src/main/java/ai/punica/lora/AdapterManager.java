@@ -7,7 +7,7 @@ import ai.punica.backend.WeightUpload;
 import ai.punica.model.LlamaModel;
 import ai.punica.model.ModelConfig;
 import ai.punica.model.Projection;
-import ai.punica.model.TensorData;
+import ai.punica.backend.TensorData;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;

@@ -4,7 +4,7 @@ import ai.punica.model.ModelConfig;
 import ai.punica.model.ModelFormatException;
 import ai.punica.model.Projection;
 import ai.punica.model.SafeTensors;
-import ai.punica.model.TensorData;
+import ai.punica.backend.TensorData;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Arrays;

@@ -1,5 +1,6 @@
 package ai.punica.model;
 
+import ai.punica.backend.TensorData;
 import com.fasterxml.jackson.databind.JsonNode;
 import java.nio.file.Files;
 import java.nio.file.Path;

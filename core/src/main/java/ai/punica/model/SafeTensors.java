@@ -1,6 +1,7 @@
 package ai.punica.model;
 
 import ai.punica.backend.DType;
+import ai.punica.backend.TensorData;
 import com.fasterxml.jackson.core.JacksonException;
 import com.fasterxml.jackson.databind.JsonNode;
 import java.io.IOException;

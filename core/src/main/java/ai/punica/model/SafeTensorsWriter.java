@@ -1,6 +1,7 @@
 package ai.punica.model;
 
 import ai.punica.backend.DType;
+import ai.punica.backend.TensorData;
 import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;

@@ -14,7 +14,7 @@ import ai.punica.backend.Segments;
 import ai.punica.backend.ShapeChecks;
 import ai.punica.backend.Tensor;
 import ai.punica.backend.cpu.CpuBackend;
-import ai.punica.model.TensorData;
+import ai.punica.backend.TensorData;
 import java.util.ArrayList;
 import java.util.List;
 

@@ -12,7 +12,7 @@ import ai.punica.model.Checkpoint;
 import ai.punica.model.LlamaModel;
 import ai.punica.model.ModelConfig;
 import ai.punica.model.Projection;
-import ai.punica.model.TensorData;
+import ai.punica.backend.TensorData;
 import java.lang.reflect.InvocationTargetException;
 import java.lang.reflect.Proxy;
 import java.util.List;

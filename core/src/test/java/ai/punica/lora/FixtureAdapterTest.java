@@ -6,7 +6,7 @@ import ai.punica.Fixtures;
 import ai.punica.backend.DType;
 import ai.punica.model.ModelConfig;
 import ai.punica.model.Projection;
-import ai.punica.model.TensorData;
+import ai.punica.backend.TensorData;
 import java.nio.file.Path;
 import java.util.EnumSet;
 import java.util.Set;

@@ -13,7 +13,7 @@ import ai.punica.backend.DType;
 import ai.punica.model.ModelFormatException;
 import ai.punica.model.Projection;
 import ai.punica.model.SafeTensorsFiles;
-import ai.punica.model.TensorData;
+import ai.punica.backend.TensorData;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;

@@ -12,7 +12,7 @@ import ai.punica.backend.RopeTable;
 import ai.punica.backend.Segments;
 import ai.punica.backend.ShapeChecks;
 import ai.punica.backend.Tensor;
-import ai.punica.model.TensorData;
+import ai.punica.backend.TensorData;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;

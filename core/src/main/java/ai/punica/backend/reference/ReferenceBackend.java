@@ -13,7 +13,7 @@ import ai.punica.backend.ScalarSampler;
 import ai.punica.backend.Segments;
 import ai.punica.backend.ShapeChecks;
 import ai.punica.backend.Tensor;
-import ai.punica.model.TensorData;
+import ai.punica.backend.TensorData;
 import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
 import java.util.List;

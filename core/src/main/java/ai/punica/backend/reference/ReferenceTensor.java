@@ -2,7 +2,7 @@ package ai.punica.backend.reference;
 
 import ai.punica.backend.DType;
 import ai.punica.backend.Tensor;
-import ai.punica.model.TensorData;
+import ai.punica.backend.TensorData;
 
 /**
  * A tensor of the {@link ReferenceBackend}: activations are a {@code float[]}, weights keep their

@@ -17,7 +17,7 @@ import ai.punica.backend.KvStorage;
 import ai.punica.backend.RopeTable;
 import ai.punica.backend.Tensor;
 import ai.punica.backend.reference.ReferenceBackend;
-import ai.punica.model.TensorData;
+import ai.punica.backend.TensorData;
 import java.util.ArrayList;
 import java.util.Collections;
 import java.util.List;

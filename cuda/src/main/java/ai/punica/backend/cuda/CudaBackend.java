@@ -21,7 +21,7 @@ import ai.punica.backend.ShapeChecks;
 import ai.punica.backend.StepRecorder;
 import ai.punica.backend.Tensor;
 import ai.punica.backend.WeightUpload;
-import ai.punica.model.TensorData;
+import ai.punica.backend.TensorData;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.util.ArrayDeque;

@@ -17,7 +17,7 @@ import ai.punica.lora.AdapterManager;
 import ai.punica.lora.AdapterManager.Acquisition;
 import ai.punica.lora.LoraAdapter;
 import ai.punica.model.Projection;
-import ai.punica.model.TensorData;
+import ai.punica.backend.TensorData;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;

@@ -12,7 +12,7 @@ import ai.punica.backend.Tensor;
 import ai.punica.backend.reference.ReferenceBackend;
 import ai.punica.model.ModelConfig;
 import ai.punica.model.RopeScaling;
-import ai.punica.model.TensorData;
+import ai.punica.backend.TensorData;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Collections;

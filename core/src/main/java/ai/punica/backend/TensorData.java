@@ -1,6 +1,5 @@
-package ai.punica.model;
+package ai.punica.backend;
 
-import ai.punica.backend.DType;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
