@@ -2,6 +2,7 @@ package ai.punica.model;
 
 import ai.punica.backend.DType;
 import ai.punica.backend.TensorData;
+import ai.punica.json.JsonField;
 import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
@@ -80,7 +81,7 @@ public final class SafeTensorsWriter {
 
     /** The header JSON as it will be written (before padding). */
     public String headerJson() {
-        ObjectNode header = JsonFields.JSON.createObjectNode();
+        ObjectNode header = JsonField.JSON.createObjectNode();
         if (!metadata.isEmpty()) {
             ObjectNode meta = header.putObject("__metadata__");
             metadata.forEach(meta::put);
@@ -98,7 +99,7 @@ public final class SafeTensorsWriter {
             offset += size;
         }
         try {
-            return JsonFields.JSON.writeValueAsString(header);
+            return JsonField.JSON.writeValueAsString(header);
         } catch (JsonProcessingException e) {
             throw new IllegalStateException(e);
         }
