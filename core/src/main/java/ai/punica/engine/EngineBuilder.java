@@ -108,8 +108,8 @@ public final class EngineBuilder {
         EngineConfig sized = config;
         if (memoryUtilization > 0 && backend.deviceMemory().isPresent()) {
             try {
-                sized = config.withKvCacheBytes(KvCacheSizing.kvCacheBytes(backend.deviceMemory().orElseThrow(),
-                        memoryUtilization, modelConfig, config));
+                sized = config.toBuilder().kvCacheBytes(KvCacheSizing.kvCacheBytes(
+                        backend.deviceMemory().orElseThrow(), memoryUtilization, modelConfig, config)).build();
             } catch (RuntimeException e) {
                 adapterManager.close();
                 model.close();

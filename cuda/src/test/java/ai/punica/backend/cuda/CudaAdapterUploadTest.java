@@ -179,7 +179,7 @@ class CudaAdapterUploadTest {
         Map<String, java.nio.file.Path> dirs = Map.of("upper", Fixtures.adapter("upper"), "reverse",
                 Fixtures.adapter("reverse"), "translate", Fixtures.adapter("translate"), "sort", Fixtures.adapter("sort"));
         EngineBuilder builder = new EngineBuilder().model(Fixtures.model()).backend("cuda")
-                .config(EngineConfig.defaults().withLoraSlots(2));
+                .config(EngineConfig.builder().loraSlots(2).build());
         dirs.forEach(builder::adapter);
         try (var runtime = builder.build()) {
             CudaBackend gpu = (CudaBackend) runtime.backend();

@@ -90,7 +90,8 @@ class CudaFixtureTest {
     void engineOnTheGpuGivesHfGreedyPathsAndHeldOutAccuracy() {
         HfReference ref = HfReference.load();
         EngineBuilder builder = new EngineBuilder().model(Fixtures.model()).backend("cuda")
-                .config(EngineConfig.defaults().withBatch(512, 64).withLoraSlots(4)).adapters(adapters());
+                .config(EngineConfig.builder().maxBatchTokens(512).maxRunning(64).loraSlots(4).build())
+                .adapters(adapters());
         try (var runtime = builder.build()) {
             var engine = runtime.engine();
             int compared = 0;
