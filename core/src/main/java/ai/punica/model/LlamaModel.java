@@ -84,7 +84,7 @@ public final class LlamaModel implements AutoCloseable {
     /** Where each projection of the q|k|v and gate|up groups writes in the fused output row. */
     private final int[] qkvLoraCols;
     private final int[] gateUpLoraCols;
-    private final List<Tensor> owned = new ArrayList<>();
+    private final List<Tensor> owned;
 
     // Scratch activations, [maxRows, ·].
     private final Tensor x;
@@ -105,8 +105,10 @@ public final class LlamaModel implements AutoCloseable {
     private final Tensor logitNormed;
     private final Tensor logits;
 
+    /** @param owned where every tensor made is listed as it is made, so a failed load can free them */
     private LlamaModel(ModelConfig config, Backend backend, WeightSource weights, int maxRows, int maxLogitRows,
-                       int loraSlots, int maxLoraRank) {
+                       int loraSlots, int maxLoraRank, List<Tensor> owned) {
+        this.owned = owned;
         this.config = config;
         this.backend = backend;
         this.maxRows = maxRows;
@@ -186,7 +188,20 @@ public final class LlamaModel implements AutoCloseable {
      */
     public static LlamaModel load(ModelConfig config, WeightSource weights, Backend backend, int maxRows,
                                   int maxLogitRows, int loraSlots, int maxLoraRank) {
-        return new LlamaModel(config, backend, weights, maxRows, maxLogitRows, loraSlots, maxLoraRank);
+        List<Tensor> made = new ArrayList<>();
+        try {
+            return new LlamaModel(config, backend, weights, maxRows, maxLogitRows, loraSlots, maxLoraRank, made);
+        } catch (RuntimeException | Error e) {
+            // A weight missing or malformed halfway: free what was already on the backend.
+            for (int i = made.size() - 1; i >= 0; i--) {
+                try {
+                    backend.free(made.get(i));
+                } catch (RuntimeException suppressed) {
+                    e.addSuppressed(suppressed);
+                }
+            }
+            throw e;
+        }
     }
 
     private Tensor own(Tensor t) {
