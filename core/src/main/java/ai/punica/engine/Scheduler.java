@@ -1,8 +1,8 @@
 package ai.punica.engine;
 
 import ai.punica.kv.KvCacheManager;
-import ai.punica.lora.AdapterManager;
 import ai.punica.lora.AdapterManager.Acquisition;
+import ai.punica.lora.AdapterManager;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.Arrays;

@@ -2,8 +2,8 @@ package ai.punica.engine;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-import ai.punica.HfReference;
 import ai.punica.HfReference.Run;
+import ai.punica.HfReference;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;

@@ -5,8 +5,8 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import ai.punica.EvalSet;
 import ai.punica.Fixtures;
-import ai.punica.HfReference;
 import ai.punica.HfReference.Run;
+import ai.punica.HfReference;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.HashMap;

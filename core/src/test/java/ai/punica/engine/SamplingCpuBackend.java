@@ -13,8 +13,8 @@ import ai.punica.backend.ScalarSampler;
 import ai.punica.backend.Segments;
 import ai.punica.backend.ShapeChecks;
 import ai.punica.backend.Tensor;
-import ai.punica.backend.cpu.CpuBackend;
 import ai.punica.backend.TensorData;
+import ai.punica.backend.cpu.CpuBackend;
 import java.util.ArrayList;
 import java.util.List;
 

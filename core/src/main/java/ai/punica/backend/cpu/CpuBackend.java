@@ -236,7 +236,7 @@ public final class CpuBackend implements Backend {
     @Override
     public void free(Tensor tensor) {
         CpuTensor t = own("free", "tensor", tensor);
-        if (!(!t.view)) {
+        if (t.isView()) {
             throw ShapeChecks.fail("free", tensor + " is a view (firstRows); free the tensor it came from");
         }
         t.storage.freed = true;

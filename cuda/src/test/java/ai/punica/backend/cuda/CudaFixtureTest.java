@@ -5,8 +5,8 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import ai.punica.EvalSet;
 import ai.punica.Fixtures;
-import ai.punica.HfReference;
 import ai.punica.HfReference.Run;
+import ai.punica.HfReference;
 import ai.punica.engine.Completion;
 import ai.punica.engine.EngineBuilder;
 import ai.punica.engine.EngineConfig;

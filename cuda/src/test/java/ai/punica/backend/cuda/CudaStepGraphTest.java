@@ -4,8 +4,8 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import ai.punica.backend.StepRecorder;
-import ai.punica.model.DecodeStepFixture;
 import ai.punica.model.DecodeStepFixture.Runner;
+import ai.punica.model.DecodeStepFixture;
 import java.util.Arrays;
 import java.util.SplittableRandom;
 import org.junit.jupiter.api.Tag;
