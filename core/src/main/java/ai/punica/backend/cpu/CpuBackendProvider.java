@@ -1,30 +1,10 @@
 package ai.punica.backend.cpu;
 
-import ai.punica.backend.Backend;
-import ai.punica.backend.BackendProvider;
+import ai.punica.backend.AlwaysAvailableProvider;
 
-/**
- * Registers the CPU backend ("cpu") through {@code META-INF/services}: always available, preferred over
- * the reference backend, below any accelerator.
- */
-public final class CpuBackendProvider implements BackendProvider {
-    @Override
-    public String name() {
-        return "cpu";
-    }
-
-    @Override
-    public boolean available() {
-        return true;
-    }
-
-    @Override
-    public int priority() {
-        return 10;
-    }
-
-    @Override
-    public Backend create() {
-        return new CpuBackend();
+/** Registers the CPU backend ("cpu"): preferred over the reference backend, below any accelerator. */
+public final class CpuBackendProvider extends AlwaysAvailableProvider {
+    public CpuBackendProvider() {
+        super("cpu", 10, CpuBackend::new);
     }
 }

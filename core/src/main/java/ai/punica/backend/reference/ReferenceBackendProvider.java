@@ -1,30 +1,13 @@
 package ai.punica.backend.reference;
 
-import ai.punica.backend.Backend;
-import ai.punica.backend.BackendProvider;
+import ai.punica.backend.AlwaysAvailableProvider;
 
 /**
- * Registers the reference backend ("reference") through {@code META-INF/services}: always available,
- * chosen automatically only when nothing else is, since it is the plain scalar definition of each op.
+ * Registers the reference backend ("reference"): chosen automatically only when nothing else is, since
+ * it is the plain scalar definition of each operation.
  */
-public final class ReferenceBackendProvider implements BackendProvider {
-    @Override
-    public String name() {
-        return "reference";
-    }
-
-    @Override
-    public boolean available() {
-        return true;
-    }
-
-    @Override
-    public int priority() {
-        return 0;
-    }
-
-    @Override
-    public Backend create() {
-        return new ReferenceBackend();
+public final class ReferenceBackendProvider extends AlwaysAvailableProvider {
+    public ReferenceBackendProvider() {
+        super("reference", 0, ReferenceBackend::new);
     }
 }
