@@ -22,10 +22,11 @@ import java.util.Map;
  * what was found: these files are hand-edited more often than one would like. Each reader chooses the
  * exception its callers expect through {@link Errors}.
  *
- * <p>Navigation ({@link #get}, {@link #at}) never fails; a value that is absent, JSON null or missing is
+ * <p>{@code path} is the JSON path from the top ("" for the top itself); {@code node} is the raw value, null
+ * when absent. Navigation ({@link #get}, {@link #at}) never fails; a value that is absent, JSON null or missing is
  * {@link #isAbsent}, and typed reads either take a fallback for it or fail.
  */
-public final class JsonField {
+public record JsonField(String source, String path, JsonNode node, Errors errors) {
 
     /** Strict about duplicate keys and trailing garbage, which Python's json would also reject or hide. */
     public static final JsonMapper JSON = JsonMapper.builder()
@@ -37,18 +38,6 @@ public final class JsonField {
     @FunctionalInterface
     public interface Errors {
         RuntimeException error(String message, Throwable cause);
-    }
-
-    private final String source;
-    private final String path;
-    private final JsonNode node;
-    private final Errors errors;
-
-    private JsonField(String source, String path, JsonNode node, Errors errors) {
-        this.source = source;
-        this.path = path;
-        this.node = node;
-        this.errors = errors;
     }
 
     /** The top of a document already parsed; {@code source} names it in messages (usually the file). */
@@ -92,20 +81,6 @@ public final class JsonField {
         }
         int nl = s.indexOf('\n');
         return nl < 0 ? s : s.substring(0, nl);
-    }
-
-    public String source() {
-        return source;
-    }
-
-    /** The JSON path from the top, "" for the top itself. */
-    public String path() {
-        return path;
-    }
-
-    /** The raw value, null when absent (for values whose JSON type decides their meaning). */
-    public JsonNode node() {
-        return node;
     }
 
     // ---- navigation -----------------------------------------------------------------------------

@@ -180,13 +180,7 @@ final class VectorKernels implements CpuKernels {
             }
             acc.intoMemorySegment(out, ob + 4L * i, NATIVE);
         }
-        for (int i = full; i < d; i++) {
-            float sum = out.getAtIndex(JAVA_FLOAT, outIndex + i);
-            for (int j = 0; j < n; j++) {
-                sum += p[pOff + j] * values.getAtIndex(JAVA_FLOAT, vIndex + (long) j * vStride + i);
-            }
-            out.setAtIndex(JAVA_FLOAT, outIndex + i, sum);
-        }
+        ScalarKernels.weightedSumColumns(p, pOff, values, vIndex, vStride, n, full, d, out, outIndex);
     }
 
     @Override
@@ -198,12 +192,7 @@ final class VectorKernels implements CpuKernels {
             e.intoArray(s, i);
             acc = acc.add(e);
         }
-        float sum = acc.reduceLanes(VectorOperators.ADD);
-        for (int i = full; i < offset + n; i++) {
-            s[i] = (float) Math.exp(s[i] - max);
-            sum += s[i];
-        }
-        return sum;
+        return ScalarKernels.expFrom(acc.reduceLanes(VectorOperators.ADD), s, full, offset + n, max);
     }
 
     @Override
@@ -215,12 +204,7 @@ final class VectorKernels implements CpuKernels {
             FloatVector v = act(x, xb + 4L * i);
             acc = v.fma(v, acc);
         }
-        float sum = acc.reduceLanes(VectorOperators.ADD);
-        for (int i = full; i < n; i++) {
-            float v = x.getAtIndex(JAVA_FLOAT, index + i);
-            sum += v * v;
-        }
-        return sum;
+        return ScalarKernels.sumOfSquaresFrom(acc.reduceLanes(VectorOperators.ADD), x, index, full, n);
     }
 
     @Override
@@ -230,9 +214,7 @@ final class VectorKernels implements CpuKernels {
         for (int i = 0; i < full; i += L) {
             act(x, 4 * (xIndex + i)).mul(factor).mul(act(w, 4 * (wIndex + i))).intoMemorySegment(out, 4 * (outIndex + i), NATIVE);
         }
-        for (int i = full; i < n; i++) {
-            out.setAtIndex(JAVA_FLOAT, outIndex + i, x.getAtIndex(JAVA_FLOAT, xIndex + i) * factor * w.getAtIndex(JAVA_FLOAT, wIndex + i));
-        }
+        ScalarKernels.scaleMulFrom(x, xIndex, factor, w, wIndex, out, outIndex, full, n);
     }
 
     @Override
@@ -241,9 +223,7 @@ final class VectorKernels implements CpuKernels {
         for (int i = 0; i < full; i += L) {
             act(a, 4 * (aIndex + i)).add(act(b, 4 * (bIndex + i))).intoMemorySegment(out, 4 * (outIndex + i), NATIVE);
         }
-        for (int i = full; i < n; i++) {
-            out.setAtIndex(JAVA_FLOAT, outIndex + i, a.getAtIndex(JAVA_FLOAT, aIndex + i) + b.getAtIndex(JAVA_FLOAT, bIndex + i));
-        }
+        ScalarKernels.addFrom(a, aIndex, b, bIndex, out, outIndex, full, n);
     }
 
     @Override
@@ -255,11 +235,7 @@ final class VectorKernels implements CpuKernels {
             // silu(g) · u = g / (1 + e^−g) · u
             g.div(g.neg().lanewise(VectorOperators.EXP).add(1f)).mul(u).intoMemorySegment(out, 4 * (outIndex + i), NATIVE);
         }
-        for (int i = full; i < n; i++) {
-            float g = gateUp.getAtIndex(JAVA_FLOAT, gIndex + i);
-            float u = gateUp.getAtIndex(JAVA_FLOAT, uIndex + i);
-            out.setAtIndex(JAVA_FLOAT, outIndex + i, g / (1f + (float) Math.exp(-g)) * u);
-        }
+        ScalarKernels.swigluFrom(gateUp, gIndex, uIndex, out, outIndex, full, n);
     }
 
     @Override
@@ -275,12 +251,7 @@ final class VectorKernels implements CpuKernels {
             x1.mul(c).sub(x2.mul(s)).intoMemorySegment(x, o1, NATIVE);
             x2.mul(c).add(x1.mul(s)).intoMemorySegment(x, o2, NATIVE);
         }
-        for (int i = full; i < half; i++) {
-            float x1 = x.getAtIndex(JAVA_FLOAT, index + i);
-            float x2 = x.getAtIndex(JAVA_FLOAT, index + half + i);
-            x.setAtIndex(JAVA_FLOAT, index + i, x1 * cos[i] - x2 * sin[i]);
-            x.setAtIndex(JAVA_FLOAT, index + half + i, x2 * cos[i] + x1 * sin[i]);
-        }
+        ScalarKernels.rotateHalfFrom(x, index, cos, sin, full, half);
     }
 
     @Override
@@ -304,8 +275,6 @@ final class VectorKernels implements CpuKernels {
                 }
             }
         }
-        for (int i = full; i < n; i++) {
-            dst.setAtIndex(JAVA_FLOAT, dstIndex + i, CpuTensor.element(src, type, srcIndex + i));
-        }
+        ScalarKernels.toFloatFrom(src, type, srcIndex, dst, dstIndex, full, n);
     }
 }
