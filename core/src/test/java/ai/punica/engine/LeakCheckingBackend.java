@@ -1,7 +1,7 @@
 package ai.punica.engine;
 
+import ai.punica.backend.AlwaysAvailableProvider;
 import ai.punica.backend.Backend;
-import ai.punica.backend.BackendProvider;
 import ai.punica.backend.cpu.CpuBackend;
 import java.lang.reflect.InvocationTargetException;
 import java.lang.reflect.Proxy;
@@ -56,26 +56,10 @@ final class LeakCheckingBackend {
                 });
     }
 
-    /** The test-only provider (META-INF/services in core's test resources). */
-    public static final class Provider implements BackendProvider {
-        @Override
-        public String name() {
-            return "cpu-leakcheck";
-        }
-
-        @Override
-        public boolean available() {
-            return true;
-        }
-
-        @Override
-        public int priority() {
-            return -1; // never chosen by "auto"
-        }
-
-        @Override
-        public Backend create() {
-            return LeakCheckingBackend.create();
+    /** The test-only provider (META-INF/services in core's test resources), never chosen by "auto". */
+    public static final class Provider extends AlwaysAvailableProvider {
+        public Provider() {
+            super("cpu-leakcheck", -1, LeakCheckingBackend::create);
         }
     }
 }

@@ -68,10 +68,6 @@ public final class CpuBackend implements Backend {
             return new Options(threads, vector);
         }
 
-        public Options withThreads(int threads) {
-            return new Options(threads, vector);
-        }
-
         public Options withVector(boolean vector) {
             return new Options(threads, vector);
         }
