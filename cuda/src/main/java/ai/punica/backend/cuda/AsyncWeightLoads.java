@@ -2,8 +2,8 @@ package ai.punica.backend.cuda;
 
 import ai.punica.backend.DType;
 import ai.punica.backend.Tensor;
+import ai.punica.backend.TensorData;
 import ai.punica.backend.WeightUpload;
-import ai.punica.model.TensorData;
 import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
 import java.util.Collections;

@@ -3,7 +3,7 @@ package ai.punica.backend.cuda;
 import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
 
 import ai.punica.backend.DType;
-import ai.punica.model.TensorData;
+import ai.punica.backend.TensorData;
 import java.lang.foreign.MemorySegment;
 import java.util.List;
 
