@@ -94,6 +94,19 @@ final class ServeCommand implements Callable<Integer> {
             + "(default: ${DEFAULT-VALUE}).")
     long maxBodyBytes;
 
+    @Option(names = "--request-read-timeout", defaultValue = "30", description = "Seconds a request's headers "
+            + "and body may take to arrive, from its first byte; a stalled client is disconnected (default: "
+            + "${DEFAULT-VALUE}).")
+    long requestReadTimeoutSeconds;
+
+    @Option(names = "--keep-alive-timeout", defaultValue = "5", description = "Seconds an idle keep-alive "
+            + "connection stays open (default: ${DEFAULT-VALUE}, as vLLM).")
+    long keepAliveTimeoutSeconds;
+
+    @Option(names = "--max-connections", defaultValue = "10000", description = "Open connections at most; more "
+            + "clients wait until one closes (default: ${DEFAULT-VALUE}).")
+    int maxConnections;
+
     @Option(names = "--shutdown-timeout", defaultValue = "30", description = "Seconds running requests may take "
             + "to finish on SIGTERM before they are cancelled (default: ${DEFAULT-VALUE}).")
     long shutdownTimeoutSeconds;
@@ -103,6 +116,10 @@ final class ServeCommand implements Callable<Integer> {
         if (!(gpuMemoryUtilization > 0 && gpuMemoryUtilization <= 1)) {
             throw new ParameterException(spec.commandLine(), "--gpu-memory-utilization " + gpuMemoryUtilization
                     + " must be in (0, 1]");
+        }
+        if (requestReadTimeoutSeconds < 1 || keepAliveTimeoutSeconds < 1 || maxConnections < 1) {
+            throw new ParameterException(spec.commandLine(), "--request-read-timeout, --keep-alive-timeout and "
+                    + "--max-connections must be at least 1");
         }
         Path modelDir = model != null ? model : Defaults.demoModel();
         if (!Files.isRegularFile(modelDir.resolve("config.json"))) {
@@ -140,8 +157,17 @@ final class ServeCommand implements Callable<Integer> {
             return 1;
         }
         try (var runtime = built) {
-            PunicaServer server = PunicaServer.builder().runtime(runtime).host(host).port(port).apiKey(key)
-                    .adapterRoots(roots).maxBodyBytes(maxBodyBytes).modelRoot(modelDir.toString()).build().start();
+            PunicaServer server;
+            try {
+                server = PunicaServer.builder().runtime(runtime).host(host).port(port).apiKey(key)
+                        .adapterRoots(roots).maxBodyBytes(maxBodyBytes).modelRoot(modelDir.toString())
+                        .requestReadTimeout(Duration.ofSeconds(requestReadTimeoutSeconds))
+                        .keepAliveTimeout(Duration.ofSeconds(keepAliveTimeoutSeconds))
+                        .maxConnections(maxConnections).build().start();
+            } catch (PunicaServer.ListenException e) {
+                System.err.println("punica serve: " + e.getMessage());
+                return 1;
+            }
             CountDownLatch stopped = new CountDownLatch(1);
             Runnable stop = () -> {
                 server.stop(Duration.ofSeconds(shutdownTimeoutSeconds));

@@ -25,6 +25,27 @@ class ServeCommandTest {
     }
 
     @Test
+    void aPortInUseExitsNonZeroWithOneLine() throws Exception {
+        try (var taken = new java.net.ServerSocket(0, 50, java.net.InetAddress.getByName("127.0.0.1"))) {
+            int port = taken.getLocalPort();
+            var savedErr = System.err;
+            var err = new java.io.ByteArrayOutputStream();
+            int code;
+            try {
+                System.setErr(new java.io.PrintStream(err, true, java.nio.charset.StandardCharsets.UTF_8));
+                Path fixtures = Path.of(System.getProperty("punica.repo.root", ".."), "fixtures");
+                code = new CommandLine(new Main()).execute("serve", "--backend", "cpu", "--port",
+                        Integer.toString(port), "--model", fixtures.resolve("model").toString());
+            } finally {
+                System.setErr(savedErr);
+            }
+            assertThat(code).isEqualTo(1);
+            assertThat(err.toString(java.nio.charset.StandardCharsets.UTF_8)).contains("punica serve: cannot listen "
+                    + "on 127.0.0.1:" + port + ": the port is already in use");
+        }
+    }
+
+    @Test
     void aModelDirectoryWithoutConfigIsRefused(@TempDir Path empty) {
         Result r = run("serve", "--model", empty.toString());
         assertThat(r.exitCode()).isEqualTo(2);

@@ -47,6 +47,7 @@ final class GenerationExchange {
     private final LinkedBlockingQueue<ChoiceEvent> events = new LinkedBlockingQueue<>();
     private long firstTokenNanos;
     private int open;
+    private volatile boolean clientGone;
 
     GenerationExchange(Engine engine, ServerMetrics metrics, GenerationJob job, String id, long arrivalNanos) {
         this.engine = engine;
@@ -96,6 +97,15 @@ final class GenerationExchange {
         }
     }
 
+    /**
+     * The client closed its connection: the engine stops generating for it (vLLM aborts such requests
+     * too), and whatever was produced is not sent.
+     */
+    void clientGone() {
+        clientGone = true;
+        cancel();
+    }
+
     private GenerationListener listener(int choice) {
         return new GenerationListener() {
             @Override
@@ -115,7 +125,10 @@ final class GenerationExchange {
         };
     }
 
-    /** Waits for every choice and returns them; an engine failure of any choice fails the request. */
+    /**
+     * Waits for every choice and returns them, or null if the client left before the end; an engine
+     * failure of any choice fails the request.
+     */
     Completion[] awaitAll() throws InterruptedException {
         try {
             while (open > 0) {
@@ -130,6 +143,10 @@ final class GenerationExchange {
             cancel();
             logDone("interrupted");
             throw e;
+        }
+        if (clientGone) {
+            logDone("client disconnected");
+            return null;
         }
         for (Completion c : completions) {
             if (c.finishReason() == FinishReason.ABORT) {
@@ -155,6 +172,9 @@ final class GenerationExchange {
             }
             List<ChoiceEvent> batch = new ArrayList<>();
             while (open > 0) {
+                if (clientGone) {
+                    throw new SseStream.ClientGone("the client closed the connection");
+                }
                 ChoiceEvent first = events.poll(KEEP_ALIVE_NANOS, TimeUnit.NANOSECONDS);
                 if (first == null) {
                     sse.comment("keep-alive");
@@ -193,10 +213,30 @@ final class GenerationExchange {
             }
             sse.done();
             logDone(null);
-        } catch (SseStream.ClientGone | InterruptedException e) {
+        } catch (SseStream.ClientGone e) {
             cancel();
+            drainCancelled();
             logDone("client disconnected");
             throw e;
+        } catch (InterruptedException e) {
+            cancel();
+            logDone("interrupted");
+            throw e;
+        }
+    }
+
+    /**
+     * After a cancel, waits briefly for the engine's last events so the log and metrics count the
+     * tokens that were generated before the client left.
+     */
+    private void drainCancelled() throws InterruptedException {
+        long end = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
+        while (open > 0) {
+            ChoiceEvent e = events.poll(end - System.nanoTime(), TimeUnit.NANOSECONDS);
+            if (e == null) {
+                return;
+            }
+            apply(e, null);
         }
     }
 
@@ -251,9 +291,7 @@ final class GenerationExchange {
     }
 
     private void observe(Completion c) {
-        if (c.finishReason() != FinishReason.ABORT) {
-            metrics.countFinished(c.finishReason());
-        }
+        metrics.countFinished(c.finishReason()); // abort included, as vLLM counts it
         if (c.firstTokenNanos() != 0 && c.completionTokens() > 1) {
             metrics.observeTimePerOutputToken((c.finishNanos() - c.firstTokenNanos()) / 1e9
                     / (c.completionTokens() - 1));

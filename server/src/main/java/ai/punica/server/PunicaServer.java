@@ -66,6 +66,8 @@ public final class PunicaServer {
     private final long createdEpochSeconds = System.currentTimeMillis() / 1000;
     private final Set<GenerationExchange> inFlight = ConcurrentHashMap.newKeySet();
     private final AtomicInteger activeExchanges = new AtomicInteger();
+    private final ConnectionLimits limits;
+    private final ClientConnections connections;
     private volatile State state = State.CREATED;
     private WebServer webServer;
 
@@ -80,6 +82,8 @@ public final class PunicaServer {
         this.adapterAdmin = new AdapterAdmin(engine.adapters(), engine.baseModelName(), b.adapterRoots);
         this.metrics = new ServerMetrics(engine);
         this.tokenText = new TokenText(engine.tokenizer());
+        this.limits = b.limits;
+        this.connections = new ClientConnections(b.limits);
     }
 
     public static Builder builder() {
@@ -91,17 +95,57 @@ public final class PunicaServer {
         if (state != State.CREATED) {
             throw new IllegalStateException("the server was already started");
         }
+        if (requestedPort != 0) {
+            // Helidon reports a port it cannot bind with stack traces in its log and a server that is not
+            // running; trying the address first turns the usual case into one line.
+            String reason = bindFailure(host, requestedPort);
+            if (reason != null) {
+                throw new ListenException(host, requestedPort, reason);
+            }
+        }
         webServer = WebServer.builder()
                 .host(host)
                 .port(requestedPort)
                 .shutdownHook(false) // the CLI drains requests on SIGTERM itself (stop with a deadline)
+                .connectionSelectors(List.of(connections))
+                .maxTcpConnections(limits.maxConnections())
+                // Covers a client that connects and sends nothing (before a ClientConnection exists).
+                .connectionOptions(o -> o.readTimeout(limits.requestReadTimeout()))
                 .routing(this::routes)
                 .build()
                 .start();
+        if (!webServer.isRunning() || webServer.port() < 0) {
+            // Helidon logs the bind failure and returns a server that is not running; say why in one line.
+            String reason = bindFailure(host, requestedPort);
+            throw new ListenException(host, requestedPort, reason != null ? reason : "the listener did not start");
+        }
         state = State.SERVING;
         log.info("serving {} (adapters: {}) on http://{}:{}", engine.baseModelName(),
                 String.join(", ", engine.adapters().registered()), host, webServer.port());
         return this;
+    }
+
+    /** The server could not listen on its address: the message says which and why, in one line. */
+    public static final class ListenException extends RuntimeException {
+        ListenException(String host, int port, String reason) {
+            super("cannot listen on " + host + ":" + port + ": " + reason);
+        }
+    }
+
+    /** Why the address cannot be bound, or null if it can (bound and released at once, as Helidon binds it). */
+    private static String bindFailure(String host, int port) {
+        try (var probe = new java.net.ServerSocket()) {
+            probe.setReuseAddress(true);
+            probe.bind(new java.net.InetSocketAddress(host, port));
+            return null;
+        } catch (java.net.BindException e) {
+            String reason = e.getMessage() == null ? "" : e.getMessage();
+            return reason.toLowerCase(java.util.Locale.ROOT).contains("in use")
+                    ? "the port is already in use (another server is running; stop it or pass another --port)"
+                    : reason + " (check --host and --port)";
+        } catch (IOException | RuntimeException e) {
+            return e.getMessage() + " (check --host and --port)";
+        }
     }
 
     /** The bound port (the ephemeral one when built with port 0). */
@@ -160,7 +204,8 @@ public final class PunicaServer {
     // ---- routing --------------------------------------------------------------------------------
 
     private void routes(HttpRouting.Builder r) {
-        r.addFilter(this::authorize)
+        r.addFilter(this::trackConnection)
+                .addFilter(this::authorize)
                 .post("/v1/completions", guard((req, res) -> generate(req, res, false)))
                 .post("/v1/chat/completions", guard((req, res) -> generate(req, res, true)))
                 .get("/v1/models", guard(this::models))
@@ -169,6 +214,30 @@ public final class PunicaServer {
                 .get("/health", this::health)
                 .get("/metrics", this::metrics)
                 .any(guard(this::unknownRoute));
+    }
+
+    /**
+     * Tells the request's connection where it is in its cycle (for its time limits), and closes it
+     * after the response when the client sent {@code Connection: close}.
+     */
+    private void trackConnection(FilterChain chain, RoutingRequest req, RoutingResponse res) {
+        ClientConnection connection = connections.of(req);
+        boolean close = req.headers().first(HeaderNames.CONNECTION)
+                .map(v -> v.toLowerCase(java.util.Locale.ROOT).contains("close")).orElse(false)
+                || connection != null && connection.closesAfterResponse();
+        if (connection != null) {
+            connection.requestStarted();
+        }
+        if (close) {
+            res.header(HeaderNames.CONNECTION, "close");
+        }
+        try {
+            chain.proceed();
+        } finally {
+            if (connection != null) {
+                connection.responseDone(close);
+            }
+        }
     }
 
     /**
@@ -246,7 +315,8 @@ public final class PunicaServer {
             String id = job.endpoint().idPrefix + randomHex();
             var exchange = new GenerationExchange(engine, metrics, job, id, arrival);
             inFlight.add(exchange); // before submitting, so a concurrent stop() can always cancel it
-            try {
+            ClientConnection connection = connections.of(req);
+            try (AutoCloseable watch = connection == null ? () -> { } : connection.whenGone(exchange::clientGone)) {
                 exchange.submit();
                 var responses = new ResponseBuilder(job, id, System.currentTimeMillis() / 1000, tokenText);
                 if (job.stream()) {
@@ -257,6 +327,11 @@ public final class PunicaServer {
                     }
                 } else {
                     Completion[] done = exchange.awaitAll();
+                    if (done == null) {
+                        // The client left: the answer goes nowhere, but Helidon wants every request answered.
+                        res.status(Status.create(499, "Client Closed Request")).send();
+                        return;
+                    }
                     sendJson(res, Status.OK_200, responses.whole(done));
                 }
             } finally {
@@ -365,6 +440,7 @@ public final class PunicaServer {
         private final List<Path> adapterRoots = new ArrayList<>();
         private long maxBodyBytes = 8L << 20;
         private String modelRoot;
+        private ConnectionLimits limits = ConnectionLimits.DEFAULTS;
 
         private Builder() {
         }
@@ -420,6 +496,24 @@ public final class PunicaServer {
         /** What /v1/models shows as the base model's {@code root} (vLLM: the model path). */
         public Builder modelRoot(String root) {
             this.modelRoot = root;
+            return this;
+        }
+
+        /** A request's headers and body must arrive within this time of its first byte (default 30 s). */
+        public Builder requestReadTimeout(Duration timeout) {
+            limits = new ConnectionLimits(timeout, limits.keepAliveTimeout(), limits.maxConnections());
+            return this;
+        }
+
+        /** An idle keep-alive connection is closed after this (default 5 s, as vLLM). */
+        public Builder keepAliveTimeout(Duration timeout) {
+            limits = new ConnectionLimits(limits.requestReadTimeout(), timeout, limits.maxConnections());
+            return this;
+        }
+
+        /** Open connections at most (default 10,000); further clients wait in the listen backlog. */
+        public Builder maxConnections(int connections) {
+            limits = new ConnectionLimits(limits.requestReadTimeout(), limits.keepAliveTimeout(), connections);
             return this;
         }
 

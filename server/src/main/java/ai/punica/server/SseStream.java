@@ -24,6 +24,10 @@ final class SseStream implements AutoCloseable {
         ClientGone(Throwable cause) {
             super("client closed the connection: " + cause, cause);
         }
+
+        ClientGone(String message) {
+            super(message);
+        }
     }
 
     private final OutputStream out;
