@@ -4,6 +4,7 @@ import ai.punica.engine.Completion;
 import ai.punica.engine.Engine;
 import ai.punica.engine.EngineBuilder;
 import ai.punica.engine.EngineException;
+import ai.punica.server.GenerationJob.Endpoint;
 import ai.punica.server.OpenAiJson.ModelCard;
 import io.helidon.http.HeaderNames;
 import io.helidon.http.Method;
@@ -209,8 +210,11 @@ public final class PunicaServer {
                 .post("/v1/completions", guard((req, res) -> generate(req, res, false)))
                 .post("/v1/chat/completions", guard((req, res) -> generate(req, res, true)))
                 .get("/v1/models", guard(this::models))
-                .post("/v1/load_lora_adapter", guard((req, res) -> sendText(res, adapterAdmin.load(readJson(req)))))
-                .post("/v1/unload_lora_adapter", guard((req, res) -> sendText(res, adapterAdmin.unload(readJson(req)))))
+                .get("/v1/models/*", guard(this::model))
+                .post("/v1/load_lora_adapter", guard((req, res) -> sendText(res,
+                        adapterAdmin.load(readBody(req, OpenAiRequests.LoadLora.class)))))
+                .post("/v1/unload_lora_adapter", guard((req, res) -> sendText(res,
+                        adapterAdmin.unload(readBody(req, OpenAiRequests.UnloadLora.class)))))
                 .get("/health", this::health)
                 .get("/metrics", this::metrics)
                 .any(guard(this::unknownRoute));
@@ -310,9 +314,10 @@ public final class PunicaServer {
             if (state != State.SERVING) {
                 throw ApiException.unavailable("The server is shutting down; send the request to another replica.");
             }
-            JsonBody body = readJson(req);
-            GenerationJob job = chat ? parser.chat(body) : parser.completion(body);
-            String id = job.endpoint().idPrefix + randomHex();
+            // parse -> validate -> submit
+            String id = (chat ? Endpoint.CHAT : Endpoint.COMPLETIONS).idPrefix + randomHex();
+            GenerationJob job = chat ? parser.chat(readBody(req, OpenAiRequests.ChatBody.class, id))
+                    : parser.completion(readBody(req, OpenAiRequests.CompletionBody.class, id));
             var exchange = new GenerationExchange(engine, metrics, job, id, arrival);
             inFlight.add(exchange); // before submitting, so a concurrent stop() can always cancel it
             ClientConnection connection = connections.of(req);
@@ -351,6 +356,19 @@ public final class PunicaServer {
     // ---- models, health, metrics ----------------------------------------------------------------
 
     private void models(ServerRequest req, ServerResponse res) {
+        sendJson(res, Status.OK_200, new OpenAiJson.ModelList("list", modelCards()));
+    }
+
+    /** OpenAI's {@code GET /v1/models/{model}} (the SDKs' {@code models.retrieve}); ids may contain '/'. */
+    private void model(ServerRequest req, ServerResponse res) {
+        String id = java.net.URLDecoder.decode(req.path().rawPath().substring("/v1/models/".length()),
+                StandardCharsets.UTF_8);
+        ModelCard card = modelCards().stream().filter(c -> c.id().equals(id)).findFirst()
+                .orElseThrow(() -> ApiException.modelNotFound(id));
+        sendJson(res, Status.OK_200, card);
+    }
+
+    private List<ModelCard> modelCards() {
         String base = engine.baseModelName();
         List<ModelCard> cards = new ArrayList<>();
         cards.add(new ModelCard(base, "model", createdEpochSeconds, "punica", modelRoot != null ? modelRoot : base,
@@ -359,7 +377,7 @@ public final class PunicaServer {
             String root = engine.adapters().directoryOf(name).map(Path::toString).orElse(name);
             cards.add(new ModelCard(name, "model", createdEpochSeconds, "punica", root, base, null));
         }
-        sendJson(res, Status.OK_200, new OpenAiJson.ModelList("list", cards));
+        return cards;
     }
 
     /** 200 while serving; 503 once stopping, so a load balancer drains this replica first. */
@@ -386,7 +404,24 @@ public final class PunicaServer {
      * chunked body is read until it passes the limit. Either way the answer is 413 and the connection
      * is closed, since the rest of the body is not read.
      */
-    private JsonBody readJson(ServerRequest req) throws IOException {
+    private <T> T readBody(ServerRequest req, Class<T> type) throws IOException {
+        return readBody(req, type, req.prologue().method().text() + " " + req.path().path());
+    }
+
+    /**
+     * The body bound to its record. Fields this server does not know are ignored and logged once for
+     * the request, as vLLM does.
+     */
+    private <T> T readBody(ServerRequest req, Class<T> type, String requestName) throws IOException {
+        RequestBodies.Bound<T> bound = RequestBodies.read(readBytes(req), type);
+        if (!bound.ignoredFields().isEmpty()) {
+            log.info("{}: ignored fields this server does not use: {}", requestName,
+                    String.join(", ", bound.ignoredFields()));
+        }
+        return bound.body();
+    }
+
+    private byte[] readBytes(ServerRequest req) throws IOException {
         OptionalLong declared = req.headers().contentLength();
         if (declared.isPresent() && declared.getAsLong() > maxBodyBytes) {
             throw ApiException.bodyTooLarge(maxBodyBytes);
@@ -400,7 +435,7 @@ public final class PunicaServer {
         if (body.length > maxBodyBytes) {
             throw ApiException.bodyTooLarge(maxBodyBytes);
         }
-        return JsonBody.parse(body);
+        return body;
     }
 
     private static void sendJson(ServerResponse res, Status status, Object body) {
