@@ -87,6 +87,15 @@ final class GenerationExchange {
         }
     }
 
+    /**
+     * The answer to an engine refusal. A request whose adapter was unloaded while it waited is answered
+     * as a request for an unknown model, with the same message.
+     */
+    private ApiException refusal(EngineException error) {
+        return error.kind() == EngineException.Kind.NOT_FOUND && job.adapter() != null
+                ? ApiException.modelNotFound(job.model()) : ApiException.from(error);
+    }
+
     /** Cancels every choice still running (client gone, or shutdown past its deadline). */
     void cancel() {
         for (int i = 0; i < engineIds.length(); i++) {
@@ -136,7 +145,10 @@ final class GenerationExchange {
                 if (error != null) {
                     cancel();
                     logDone("error: " + error.getMessage());
-                    throw error;
+                    if (error.kind() == EngineException.Kind.INTERNAL) {
+                        throw error; // logged with its stack trace by the handler
+                    }
+                    throw refusal(error);
                 }
             }
         } catch (InterruptedException e) {
@@ -167,6 +179,15 @@ final class GenerationExchange {
      */
     void stream(SseStream sse, ResponseBuilder responses) throws SseStream.ClientGone, InterruptedException {
         try {
+            // The stream starts with the engine's first event (or after KEEP_ALIVE_NANOS of waiting), so a
+            // request refused while queued (its adapter unloaded, say) still gets its HTTP status.
+            ChoiceEvent waited = events.poll(KEEP_ALIVE_NANOS, TimeUnit.NANOSECONDS);
+            if (waited instanceof ChoiceEvent.Failed failed) {
+                apply(waited, null);
+                cancel();
+                logDone("error: " + failed.error().getMessage());
+                throw refusal(failed.error());
+            }
             for (Object chunk : responses.openingChunks()) {
                 sse.data(chunk);
             }
@@ -175,7 +196,8 @@ final class GenerationExchange {
                 if (clientGone) {
                     throw new SseStream.ClientGone("the client closed the connection");
                 }
-                ChoiceEvent first = events.poll(KEEP_ALIVE_NANOS, TimeUnit.NANOSECONDS);
+                ChoiceEvent first = waited != null ? waited : events.poll(KEEP_ALIVE_NANOS, TimeUnit.NANOSECONDS);
+                waited = null;
                 if (first == null) {
                     sse.comment("keep-alive");
                     continue;
@@ -200,7 +222,7 @@ final class GenerationExchange {
                 }
                 if (error != null) {
                     cancel();
-                    ApiException api = ApiException.from(error);
+                    ApiException api = refusal(error);
                     sse.data(new OpenAiJson.ErrorBody(new OpenAiJson.ErrorDetail(api.getMessage(), api.type(),
                             api.param(), api.code())));
                     sse.done();

@@ -109,6 +109,7 @@ public final class PunicaServer {
                 .port(requestedPort)
                 .shutdownHook(false) // the CLI drains requests on SIGTERM itself (stop with a deadline)
                 .connectionSelectors(List.of(connections))
+                .directHandlers(ProtocolErrors.handlers())
                 .maxTcpConnections(limits.maxConnections())
                 // Covers a client that connects and sends nothing (before a ClientConnection exists).
                 .connectionOptions(o -> o.readTimeout(limits.requestReadTimeout()))
