@@ -107,6 +107,14 @@ final class ServeCommand implements Callable<Integer> {
             + "clients wait until one closes (default: ${DEFAULT-VALUE}).")
     int maxConnections;
 
+    @Option(names = "--allowed-origins", split = ",", defaultValue = "*", description = "Origins browsers may call "
+            + "the API from (CORS), comma-separated; * allows any, as vLLM (default: ${DEFAULT-VALUE}).")
+    List<String> allowedOrigins;
+
+    @Option(names = "--max-choices", defaultValue = "128", description = "Most completions one request may ask "
+            + "for: prompts × n (default: ${DEFAULT-VALUE}).")
+    int maxChoices;
+
     @Option(names = "--shutdown-timeout", defaultValue = "30", description = "Seconds running requests may take "
             + "to finish on SIGTERM before they are cancelled (default: ${DEFAULT-VALUE}).")
     long shutdownTimeoutSeconds;
@@ -117,9 +125,9 @@ final class ServeCommand implements Callable<Integer> {
             throw new ParameterException(spec.commandLine(), "--gpu-memory-utilization " + gpuMemoryUtilization
                     + " must be in (0, 1]");
         }
-        if (requestReadTimeoutSeconds < 1 || keepAliveTimeoutSeconds < 1 || maxConnections < 1) {
-            throw new ParameterException(spec.commandLine(), "--request-read-timeout, --keep-alive-timeout and "
-                    + "--max-connections must be at least 1");
+        if (requestReadTimeoutSeconds < 1 || keepAliveTimeoutSeconds < 1 || maxConnections < 1 || maxChoices < 1) {
+            throw new ParameterException(spec.commandLine(), "--request-read-timeout, --keep-alive-timeout, "
+                    + "--max-connections and --max-choices must be at least 1");
         }
         Path modelDir = model != null ? model : Defaults.demoModel();
         if (!Files.isRegularFile(modelDir.resolve("config.json"))) {
@@ -163,7 +171,8 @@ final class ServeCommand implements Callable<Integer> {
                         .adapterRoots(roots).maxBodyBytes(maxBodyBytes).modelRoot(modelDir.toString())
                         .requestReadTimeout(Duration.ofSeconds(requestReadTimeoutSeconds))
                         .keepAliveTimeout(Duration.ofSeconds(keepAliveTimeoutSeconds))
-                        .maxConnections(maxConnections).build().start();
+                        .maxConnections(maxConnections).allowedOrigins(allowedOrigins).maxChoices(maxChoices)
+                        .build().start();
             } catch (PunicaServer.ListenException e) {
                 System.err.println("punica serve: " + e.getMessage());
                 return 1;

@@ -47,6 +47,15 @@ final class OpenAiRequests {
     record StreamOptions(Boolean includeUsage, Boolean continuousUsageStats) {
     }
 
+    /** vLLM's {@code POST /tokenize}: a {@code prompt}, or chat {@code messages} rendered by the chat template. */
+    record TokenizeBody(String model, String prompt, List<Message> messages, Boolean addSpecialTokens,
+                        Boolean addGenerationPrompt, Boolean returnTokenStrs, Map<String, Object> chatTemplateKwargs) {
+    }
+
+    /** vLLM's {@code POST /detokenize}. */
+    record DetokenizeBody(String model, List<Integer> tokens) {
+    }
+
     /** {@code POST /v1/load_lora_adapter} (vLLM). */
     record LoadLora(String loraName, String loraPath, Boolean loadInplace) {
     }

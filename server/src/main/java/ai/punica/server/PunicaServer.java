@@ -50,7 +50,10 @@ import org.slf4j.LoggerFactory;
 public final class PunicaServer {
     private static final Logger log = LoggerFactory.getLogger(PunicaServer.class);
     private static final Set<String> KNOWN_PATHS = Set.of("/v1/completions", "/v1/chat/completions", "/v1/models",
-            "/v1/load_lora_adapter", "/v1/unload_lora_adapter", "/health", "/metrics");
+            "/v1/load_lora_adapter", "/v1/unload_lora_adapter", "/health", "/metrics", "/tokenize", "/detokenize",
+            "/version", "/ping");
+    /** What {@code GET /version} reports. */
+    static final String VERSION = "0.1.0";
 
     private enum State { CREATED, SERVING, STOPPING, STOPPED }
 
@@ -69,6 +72,8 @@ public final class PunicaServer {
     private final AtomicInteger activeExchanges = new AtomicInteger();
     private final ConnectionLimits limits;
     private final ClientConnections connections;
+    private final Tokenization tokenization;
+    private final List<String> allowedOrigins;
     private volatile State state = State.CREATED;
     private WebServer webServer;
 
@@ -79,10 +84,12 @@ public final class PunicaServer {
         this.apiKey = b.apiKey == null ? null : b.apiKey.getBytes(StandardCharsets.UTF_8);
         this.maxBodyBytes = b.maxBodyBytes;
         this.modelRoot = b.modelRoot;
-        this.parser = new RequestParser(engine);
+        this.parser = new RequestParser(engine, b.maxChoices);
+        this.allowedOrigins = List.copyOf(b.allowedOrigins);
         this.adapterAdmin = new AdapterAdmin(engine.adapters(), engine.baseModelName(), b.adapterRoots);
         this.metrics = new ServerMetrics(engine);
         this.tokenText = new TokenText(engine.tokenizer());
+        this.tokenization = new Tokenization(parser, engine.tokenizer(), tokenText, engine.maxModelLen());
         this.limits = b.limits;
         this.connections = new ClientConnections(b.limits);
     }
@@ -207,6 +214,7 @@ public final class PunicaServer {
 
     private void routes(HttpRouting.Builder r) {
         r.addFilter(this::trackConnection)
+                .addFilter(this::cors)
                 .addFilter(this::authorize)
                 .post("/v1/completions", guard((req, res) -> generate(req, res, false)))
                 .post("/v1/chat/completions", guard((req, res) -> generate(req, res, true)))
@@ -216,6 +224,13 @@ public final class PunicaServer {
                         adapterAdmin.load(readBody(req, OpenAiRequests.LoadLora.class)))))
                 .post("/v1/unload_lora_adapter", guard((req, res) -> sendText(res,
                         adapterAdmin.unload(readBody(req, OpenAiRequests.UnloadLora.class)))))
+                .post("/tokenize", guard((req, res) -> sendJson(res, Status.OK_200,
+                        tokenization.tokenize(readBody(req, OpenAiRequests.TokenizeBody.class)))))
+                .post("/detokenize", guard((req, res) -> sendJson(res, Status.OK_200,
+                        tokenization.detokenize(readBody(req, OpenAiRequests.DetokenizeBody.class)))))
+                .get("/version", (req, res) -> sendJson(res, Status.OK_200, new OpenAiJson.Version(VERSION)))
+                .get("/ping", this::health)
+                .post("/ping", this::health)
                 .get("/health", this::health)
                 .get("/metrics", this::metrics)
                 .any(guard(this::unknownRoute));
@@ -243,6 +258,35 @@ public final class PunicaServer {
                 connection.responseDone(close);
             }
         }
+    }
+
+    /**
+     * CORS as vLLM's server answers it (Starlette's middleware): a request from an allowed origin gets
+     * {@code Access-Control-Allow-Origin}; a preflight ({@code OPTIONS} with
+     * {@code Access-Control-Request-Method}) is answered here, before the API-key check, since browsers
+     * send it without credentials. Origins not allowed get no CORS headers, so the browser refuses.
+     */
+    private void cors(FilterChain chain, RoutingRequest req, RoutingResponse res) {
+        String origin = req.headers().first(HeaderNames.ORIGIN).orElse(null);
+        boolean any = allowedOrigins.contains("*");
+        if (origin == null || !(any || allowedOrigins.contains(origin))) {
+            chain.proceed();
+            return;
+        }
+        res.header(HeaderNames.ACCESS_CONTROL_ALLOW_ORIGIN, any ? "*" : origin);
+        if (!any) {
+            res.header(HeaderNames.VARY, "Origin");
+        }
+        if (req.prologue().method() == Method.OPTIONS
+                && req.headers().contains(HeaderNames.ACCESS_CONTROL_REQUEST_METHOD)) {
+            res.header(HeaderNames.ACCESS_CONTROL_ALLOW_METHODS, "GET, POST, OPTIONS");
+            res.header(HeaderNames.ACCESS_CONTROL_ALLOW_HEADERS, req.headers()
+                    .first(HeaderNames.ACCESS_CONTROL_REQUEST_HEADERS).orElse("Authorization, Content-Type"));
+            res.header(HeaderNames.ACCESS_CONTROL_MAX_AGE, "600");
+            res.status(Status.OK_200).send();
+            return;
+        }
+        chain.proceed();
     }
 
     /**
@@ -477,6 +521,8 @@ public final class PunicaServer {
         private long maxBodyBytes = 8L << 20;
         private String modelRoot;
         private ConnectionLimits limits = ConnectionLimits.DEFAULTS;
+        private int maxChoices = RequestParser.DEFAULT_MAX_CHOICES;
+        private List<String> allowedOrigins = List.of("*");
 
         private Builder() {
         }
@@ -550,6 +596,21 @@ public final class PunicaServer {
         /** Open connections at most (default 10,000); further clients wait in the listen backlog. */
         public Builder maxConnections(int connections) {
             limits = new ConnectionLimits(limits.requestReadTimeout(), limits.keepAliveTimeout(), connections);
+            return this;
+        }
+
+        /** Most completions one request may ask for (prompts × n; default 128). */
+        public Builder maxChoices(int choices) {
+            if (choices < 1) {
+                throw new IllegalArgumentException("max choices must be at least 1, got " + choices);
+            }
+            this.maxChoices = choices;
+            return this;
+        }
+
+        /** Origins browsers may call the API from (CORS); {@code *} (the default, as vLLM) allows any, empty none. */
+        public Builder allowedOrigins(List<String> origins) {
+            this.allowedOrigins = List.copyOf(origins);
             return this;
         }
 

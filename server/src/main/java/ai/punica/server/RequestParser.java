@@ -25,8 +25,8 @@ import java.util.Set;
  * refusal is a 4xx before the stream starts).
  */
 final class RequestParser {
-    /** Most engine requests one HTTP request may fan out into (prompts × n). */
-    static final int MAX_CHOICES = 16;
+    /** Default for the most engine requests one HTTP request may fan out into (prompts × n). */
+    static final int DEFAULT_MAX_CHOICES = 128;
     /** OpenAI's default {@code max_tokens} for /v1/completions. */
     static final int COMPLETIONS_DEFAULT_MAX_TOKENS = 16;
 
@@ -34,10 +34,12 @@ final class RequestParser {
 
     private final Engine engine;
     private final Tokenizer tokenizer;
+    private final int maxChoices;
 
-    RequestParser(Engine engine) {
+    RequestParser(Engine engine, int maxChoices) {
         this.engine = engine;
         this.tokenizer = engine.tokenizer();
+        this.maxChoices = maxChoices;
     }
 
     GenerationJob completion(CompletionBody body) {
@@ -62,8 +64,16 @@ final class RequestParser {
             checkRequestFits(prompt.length, max, "prompt", "max_tokens");
             params.add(sampling(body, max, lp));
         }
+        List<String> echo = null;
+        if (Boolean.TRUE.equals(body.echo())) {
+            if (lp >= 0) {
+                throw ApiException.badRequest("echo", "`echo` with `logprobs` needs the prompt's log-probabilities, "
+                        + "which this server does not compute; drop one of them.");
+            }
+            echo = echoTexts(body.prompt(), prompts);
+        }
         return new GenerationJob(Endpoint.COMPLETIONS, model, adapter, prompts, params, n, stream(body),
-                includeUsage(body), lp);
+                includeUsage(body), lp, echo);
     }
 
     GenerationJob chat(ChatBody body) {
@@ -102,8 +112,9 @@ final class RequestParser {
         int max = maxTokens != null ? maxTokens : engine.maxModelLen() - prompt.length;
         checkRequestFits(prompt.length, max, "messages", maxTokensParam);
         int lp = logprobs ? (top == null ? 0 : top) : -1;
+        refuseUnlessNeutral("echo", body.echo(), false);
         return new GenerationJob(Endpoint.CHAT, model, adapter, List.of(prompt), List.of(sampling(body, max, lp)), n,
-                stream(body), includeUsage(body), lp);
+                stream(body), includeUsage(body), lp, null);
     }
 
     // ---- fields ---------------------------------------------------------------------------------
@@ -124,15 +135,15 @@ final class RequestParser {
         throw ApiException.modelNotFound(model);
     }
 
-    private static int choicesPerPrompt(Integer requested, int prompts) {
+    private int choicesPerPrompt(Integer requested, int prompts) {
         int n = requested == null ? 1 : requested;
-        if (n < 1 || n > MAX_CHOICES) {
-            throw ApiException.badRequest("n", "`n` must be between 1 and " + MAX_CHOICES + ", got " + n + ".");
+        if (n < 1 || n > maxChoices) {
+            throw ApiException.badRequest("n", "`n` must be between 1 and " + maxChoices + ", got " + n + ".");
         }
-        if (n * prompts > MAX_CHOICES) {
+        if (n * prompts > maxChoices) {
             throw ApiException.badRequest("n", "This request asks for " + prompts + " prompts × n=" + n + " = "
-                    + n * prompts + " completions; at most " + MAX_CHOICES + " are allowed per request. "
-                    + "Split it into several requests.");
+                    + n * prompts + " completions; at most " + maxChoices + " are allowed per request "
+                    + "(--max-choices). Split it into several requests.");
         }
         return n;
     }
@@ -177,7 +188,6 @@ final class RequestParser {
     }
 
     private static SamplingParams sampling(SamplingFields body, int maxTokens, int logprobs) {
-        refuseUnlessNeutral("echo", body.echo(), false);
         refuseUnlessNeutral("logit_bias", body.logitBias(), Map.of());
         refuseUnlessNeutral("min_tokens", body.minTokens(), 0);
         refuseUnlessNeutral("skip_special_tokens", body.skipSpecialTokens(), true);
@@ -243,8 +253,8 @@ final class RequestParser {
         } else if (prompt.isArray() && !prompt.isEmpty() && prompt.get(0).isIntegralNumber()) {
             out.add(tokenIds(prompt, "prompt"));
         } else if (prompt.isArray() && !prompt.isEmpty()) {
-            if (prompt.size() > MAX_CHOICES) {
-                throw ApiException.badRequest("prompt", "At most " + MAX_CHOICES + " prompts are allowed per "
+            if (prompt.size() > maxChoices) {
+                throw ApiException.badRequest("prompt", "At most " + maxChoices + " prompts are allowed per "
                         + "request, got " + prompt.size() + ".");
             }
             int i = 0;
@@ -267,6 +277,16 @@ final class RequestParser {
             if (p.length == 0) {
                 throw ApiException.badRequest("prompt", "The prompt is empty: it must contain at least one token.");
             }
+        }
+        return out;
+    }
+
+    /** What {@code echo} puts before the output: each prompt as sent, or the text of its token ids. */
+    private List<String> echoTexts(JsonNode prompt, List<int[]> ids) {
+        List<String> out = new ArrayList<>();
+        for (int i = 0; i < ids.size(); i++) {
+            JsonNode p = prompt.isArray() && !prompt.get(0).isIntegralNumber() ? prompt.get(i) : prompt;
+            out.add(p.isTextual() ? p.textValue() : tokenizer.decode(ids.get(i), true));
         }
         return out;
     }
@@ -348,6 +368,11 @@ final class RequestParser {
         }
         throw ApiException.badRequest(param, "`" + param + "` must be a string or an array of text parts, got "
                 + RequestBodies.kind(c) + " " + RequestBodies.abbreviate(c) + ".");
+    }
+
+    /** The token ids a chat request's messages render to, as /v1/chat/completions would run them. */
+    int[] chatPrompt(List<Message> messages, boolean addGenerationPrompt, Map<String, Object> vars) {
+        return renderChat(messages(messages), addGenerationPrompt, vars == null ? Map.of() : vars);
     }
 
     private int[] renderChat(List<Map<String, Object>> messages, boolean addGenerationPrompt,
