@@ -15,7 +15,7 @@ class ServeCommandTest {
 
     private static Result run(String... args) {
         StringWriter err = new StringWriter();
-        CommandLine cli = new CommandLine(new Main());
+        CommandLine cli = Main.commandLine();
         cli.setErr(new PrintWriter(err));
         int code = cli.execute(args);
         return new Result(code, err.toString());
@@ -34,7 +34,7 @@ class ServeCommandTest {
             try {
                 System.setErr(new java.io.PrintStream(err, true, java.nio.charset.StandardCharsets.UTF_8));
                 Path fixtures = Path.of(System.getProperty("punica.repo.root", ".."), "fixtures");
-                code = new CommandLine(new Main()).execute("serve", "--backend", "cpu", "--port",
+                code = Main.commandLine().execute("serve", "--backend", "cpu", "--port",
                         Integer.toString(port), "--model", fixtures.resolve("model").toString());
             } finally {
                 System.setErr(savedErr);
@@ -43,6 +43,15 @@ class ServeCommandTest {
             assertThat(err.toString(java.nio.charset.StandardCharsets.UTF_8)).contains("punica serve: cannot listen "
                     + "on 127.0.0.1:" + port + ": the port is already in use");
         }
+    }
+
+    @Test
+    void aWrongArgumentPrintsTheReasonAndAHintNotTheUsage() {
+        Result r = run("serve", "--prot", "8000");
+        assertThat(r.exitCode()).isEqualTo(2);
+        assertThat(r.stderr()).startsWith("punica serve: Unknown options: '--prot', '8000'")
+                .contains("Try 'punica serve --help' for the options.");
+        assertThat(r.stderr().lines().count()).isLessThanOrEqualTo(4);
     }
 
     @Test

@@ -21,7 +21,7 @@ final class OpenAiRequests {
                           Float repetitionPenalty, Boolean ignoreEos, List<Integer> stopTokenIds, String user,
                           Map<String, Float> logitBias, Integer minTokens, Boolean skipSpecialTokens,
                           Boolean includeStopStrInOutput, Boolean echo, Integer bestOf, String suffix,
-                          Boolean addSpecialTokens) implements SamplingFields {
+                          Boolean addSpecialTokens, Integer promptLogprobs) implements SamplingFields {
     }
 
     /** {@code POST /v1/chat/completions}. */
@@ -31,8 +31,8 @@ final class OpenAiRequests {
                     Float frequencyPenalty, Float repetitionPenalty, Boolean ignoreEos, List<Integer> stopTokenIds,
                     String user, Map<String, Float> logitBias, Integer minTokens, Boolean skipSpecialTokens,
                     Boolean includeStopStrInOutput, Boolean echo, JsonNode tools, JsonNode toolChoice,
-                    JsonNode responseFormat, Boolean addGenerationPrompt, Map<String, Object> chatTemplateKwargs)
-            implements SamplingFields {
+                    JsonNode responseFormat, Boolean addGenerationPrompt, Map<String, Object> chatTemplateKwargs,
+                    Integer promptLogprobs) implements SamplingFields {
     }
 
     /**
@@ -103,5 +103,7 @@ final class OpenAiRequests {
         Boolean includeStopStrInOutput();
 
         Boolean echo();
+
+        Integer promptLogprobs();
     }
 }

@@ -190,8 +190,7 @@ final class RequestParser {
     private static SamplingParams sampling(SamplingFields body, int maxTokens, int logprobs) {
         refuseUnlessNeutral("logit_bias", body.logitBias(), Map.of());
         refuseUnlessNeutral("min_tokens", body.minTokens(), 0);
-        refuseUnlessNeutral("skip_special_tokens", body.skipSpecialTokens(), true);
-        refuseUnlessNeutral("include_stop_str_in_output", body.includeStopStrInOutput(), false);
+        refuseUnlessNeutral("prompt_logprobs", body.promptLogprobs(), -1);
         SamplingParams params = SamplingParams.builder()
                 .temperature(or(body.temperature(), 1f))
                 .topP(or(body.topP(), 1f))
@@ -206,6 +205,8 @@ final class RequestParser {
                 .stopTokenIds(body.stopTokenIds() == null ? List.of() : body.stopTokenIds())
                 .ignoreEos(Boolean.TRUE.equals(body.ignoreEos()))
                 .logprobs(logprobs)
+                .skipSpecialTokens(!Boolean.FALSE.equals(body.skipSpecialTokens()))
+                .includeStopStrInOutput(Boolean.TRUE.equals(body.includeStopStrInOutput()))
                 .build();
         params.validate(); // InvalidRequestException names the field; the handler answers 400
         return params;

@@ -86,6 +86,8 @@ class BadInputTest {
                         "at least one message"),
                 Arguments.of("echo with logprobs", "/v1/completions", "{" + OK_PROMPT + ",\"echo\":true,\"logprobs\":1}",
                         400, "echo", "needs the prompt's log-probabilities"),
+                Arguments.of("unsupported prompt_logprobs", "/v1/completions", "{" + OK_PROMPT + ",\"prompt_logprobs\":1}",
+                        400, "prompt_logprobs", "not supported"),
                 Arguments.of("unsupported logit_bias", "/v1/completions", "{" + OK_PROMPT + ",\"logit_bias\":{\"5\":10}}",
                         400, "logit_bias", "not supported"),
                 Arguments.of("token id outside the vocabulary", "/v1/completions", "{\"prompt\":[1, 99999]}", 400,

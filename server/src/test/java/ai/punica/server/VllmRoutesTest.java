@@ -110,6 +110,26 @@ class VllmRoutesTest {
         assertThat(streamed.toString()).isEqualTo("input: red apple stone\noutput: RED APPLE STONE");
     }
 
+    private static String text(String extra) throws Exception {
+        Http.Response r = http.post("/v1/completions", "{\"model\":\"upper\",\"prompt\":\"input: red apple stone\\n"
+                + "output:\",\"max_tokens\":12,\"temperature\":0" + extra + "}");
+        assertThat(r.status()).as(r.body()).isEqualTo(200);
+        return JSON.readTree(r.bytes()).at("/choices/0/text").asText();
+    }
+
+    @Test
+    void includeStopStrInOutputKeepsTheStopString() throws Exception {
+        assertThat(text(",\"stop\":\"APPLE\"")).isEqualTo(" RED ");
+        assertThat(text(",\"stop\":\"APPLE\",\"include_stop_str_in_output\":true")).isEqualTo(" RED APPLE");
+    }
+
+    @Test
+    void skipSpecialTokensFalseShowsThemInTheText() throws Exception {
+        // Past an ignored end of sequence, </s> is text like any other token unless special tokens are skipped.
+        assertThat(text(",\"ignore_eos\":true")).startsWith(" RED APPLE STONE").doesNotContain("</s>");
+        assertThat(text(",\"ignore_eos\":true,\"skip_special_tokens\":false")).startsWith(" RED APPLE STONE</s>");
+    }
+
     @Test
     void moreThanSixteenChoicesUpToTheServerOption() throws Exception {
         JsonNode r = JSON.readTree(http.post("/v1/completions", "{\"model\":\"sort\",\"prompt\":\"input: red apple "
