@@ -117,7 +117,7 @@ class SoakTest {
         assertThat(after.waiting()).isZero();
         assertThat(after.kvPagesUsed()).isZero();
         assertThat(after.adaptersInUse()).isZero();
-        assertThat(after.threads()).isLessThanOrEqualTo(before.threads());
+        assertThat(after.threads()).as(Idle.serverThreads().toString()).isLessThanOrEqualTo(before.threads());
         assertThat(after.fds()).isLessThanOrEqualTo(before.fds());
         assertThat(after.heapMiB()).isLessThanOrEqualTo(before.heapMiB() + 64);
     }
@@ -235,12 +235,17 @@ class SoakTest {
         }
 
         /**
-         * Platform threads other than fork-join workers: the virtual-thread scheduler's carriers and the
-         * common pool grow under load and retire on their own after a minute idle; they are the JDK's.
+         * The server's platform threads: not the fork-join workers (the virtual-thread scheduler's
+         * carriers and the common pool grow under load and retire after a minute idle) nor the test
+         * client's (the JDK HTTP client's pool, likewise).
          */
         static int platformThreads() {
-            return (int) Thread.getAllStackTraces().keySet().stream()
-                    .filter(t -> !t.getName().startsWith("ForkJoinPool")).count();
+            return serverThreads().size();
+        }
+
+        static List<String> serverThreads() {
+            return Thread.getAllStackTraces().keySet().stream().map(Thread::getName)
+                    .filter(n -> !n.startsWith("ForkJoinPool") && !n.startsWith("HttpClient-")).sorted().toList();
         }
 
         /** Measures until the values stop falling (connections and virtual threads wind down), at most 30 s. */
