@@ -255,7 +255,9 @@ public final class PunicaServer {
             chain.proceed();
         } finally {
             if (connection != null) {
-                connection.responseDone(close);
+                // A handler that could not read the whole body answers with Connection: close too.
+                connection.responseDone(close || res.headers().first(HeaderNames.CONNECTION)
+                        .map(v -> v.equalsIgnoreCase("close")).orElse(false));
             }
         }
     }
@@ -475,7 +477,7 @@ public final class PunicaServer {
         try (InputStream in = req.content().inputStream()) {
             body = in.readNBytes((int) Math.min(Integer.MAX_VALUE - 8, maxBodyBytes + 1));
         } catch (RuntimeException e) {
-            throw ApiException.badRequest(null, "Could not read the request body: " + e.getMessage());
+            throw ApiException.unreadableBody(e.getMessage());
         }
         if (body.length > maxBodyBytes) {
             throw ApiException.bodyTooLarge(maxBodyBytes);
@@ -503,7 +505,7 @@ public final class PunicaServer {
         if (e.retryable()) {
             res.header(HeaderNames.RETRY_AFTER, "1");
         }
-        if (e.status() == 413) {
+        if (e.closesConnection()) {
             res.header(HeaderNames.CONNECTION, "close");
         }
         var body = new OpenAiJson.ErrorBody(new OpenAiJson.ErrorDetail(e.getMessage(), e.type(), e.param(), e.code()));
