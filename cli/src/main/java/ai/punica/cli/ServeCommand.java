@@ -156,6 +156,12 @@ final class ServeCommand implements Callable<Integer> {
             builder.modelName(DEMO_MODEL_NAME); // not "model", the bundled directory's name
         }
         String key = apiKey != null ? apiKey : System.getenv("PUNICA_API_KEY");
+        try {
+            PunicaServer.checkCanListen(host, port); // before loading the model, which may take minutes
+        } catch (PunicaServer.ListenException e) {
+            System.err.println("punica serve: " + e.getMessage());
+            return 1;
+        }
         EngineBuilder.Runtime built;
         try {
             built = builder.build();

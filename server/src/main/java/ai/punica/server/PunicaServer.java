@@ -103,14 +103,9 @@ public final class PunicaServer {
         if (state != State.CREATED) {
             throw new IllegalStateException("the server was already started");
         }
-        if (requestedPort != 0) {
-            // Helidon reports a port it cannot bind with stack traces in its log and a server that is not
-            // running; trying the address first turns the usual case into one line.
-            String reason = bindFailure(host, requestedPort);
-            if (reason != null) {
-                throw new ListenException(host, requestedPort, reason);
-            }
-        }
+        // Helidon reports a port it cannot bind with stack traces in its log and a server that is not
+        // running; trying the address first turns the usual case into one line.
+        checkCanListen(host, requestedPort);
         webServer = WebServer.builder()
                 .host(host)
                 .port(requestedPort)
@@ -138,6 +133,20 @@ public final class PunicaServer {
     public static final class ListenException extends RuntimeException {
         ListenException(String host, int port, String reason) {
             super("cannot listen on " + host + ":" + port + ": " + reason);
+        }
+    }
+
+    /**
+     * Throws {@link ListenException} if {@code host:port} cannot be bound now, so a caller can find out
+     * before the minutes a large model takes to load. Port 0 (any free port) always can.
+     */
+    public static void checkCanListen(String host, int port) {
+        if (port == 0) {
+            return;
+        }
+        String reason = bindFailure(host, port);
+        if (reason != null) {
+            throw new ListenException(host, port, reason);
         }
     }
 
