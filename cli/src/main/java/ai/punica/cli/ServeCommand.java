@@ -94,6 +94,27 @@ final class ServeCommand implements Callable<Integer> {
             + "(default: ${DEFAULT-VALUE}).")
     long maxBodyBytes;
 
+    @Option(names = "--request-read-timeout", defaultValue = "30", description = "Seconds a request's headers "
+            + "and body may take to arrive, from its first byte; a stalled client is disconnected (default: "
+            + "${DEFAULT-VALUE}).")
+    long requestReadTimeoutSeconds;
+
+    @Option(names = "--keep-alive-timeout", defaultValue = "5", description = "Seconds an idle keep-alive "
+            + "connection stays open (default: ${DEFAULT-VALUE}, as vLLM).")
+    long keepAliveTimeoutSeconds;
+
+    @Option(names = "--max-connections", defaultValue = "10000", description = "Open connections at most; more "
+            + "clients wait until one closes (default: ${DEFAULT-VALUE}).")
+    int maxConnections;
+
+    @Option(names = "--allowed-origins", split = ",", defaultValue = "*", description = "Origins browsers may call "
+            + "the API from (CORS), comma-separated; * allows any, as vLLM (default: ${DEFAULT-VALUE}).")
+    List<String> allowedOrigins;
+
+    @Option(names = "--max-choices", defaultValue = "128", description = "Most completions one request may ask "
+            + "for: prompts × n (default: ${DEFAULT-VALUE}).")
+    int maxChoices;
+
     @Option(names = "--shutdown-timeout", defaultValue = "30", description = "Seconds running requests may take "
             + "to finish on SIGTERM before they are cancelled (default: ${DEFAULT-VALUE}).")
     long shutdownTimeoutSeconds;
@@ -103,6 +124,10 @@ final class ServeCommand implements Callable<Integer> {
         if (!(gpuMemoryUtilization > 0 && gpuMemoryUtilization <= 1)) {
             throw new ParameterException(spec.commandLine(), "--gpu-memory-utilization " + gpuMemoryUtilization
                     + " must be in (0, 1]");
+        }
+        if (requestReadTimeoutSeconds < 1 || keepAliveTimeoutSeconds < 1 || maxConnections < 1 || maxChoices < 1) {
+            throw new ParameterException(spec.commandLine(), "--request-read-timeout, --keep-alive-timeout, "
+                    + "--max-connections and --max-choices must be at least 1");
         }
         Path modelDir = model != null ? model : Defaults.demoModel();
         if (!Files.isRegularFile(modelDir.resolve("config.json"))) {
@@ -131,6 +156,12 @@ final class ServeCommand implements Callable<Integer> {
             builder.modelName(DEMO_MODEL_NAME); // not "model", the bundled directory's name
         }
         String key = apiKey != null ? apiKey : System.getenv("PUNICA_API_KEY");
+        try {
+            PunicaServer.checkCanListen(host, port); // before loading the model, which may take minutes
+        } catch (PunicaServer.ListenException e) {
+            System.err.println("punica serve: " + e.getMessage());
+            return 1;
+        }
         EngineBuilder.Runtime built;
         try {
             built = builder.build();
@@ -140,8 +171,18 @@ final class ServeCommand implements Callable<Integer> {
             return 1;
         }
         try (var runtime = built) {
-            PunicaServer server = PunicaServer.builder().runtime(runtime).host(host).port(port).apiKey(key)
-                    .adapterRoots(roots).maxBodyBytes(maxBodyBytes).modelRoot(modelDir.toString()).build().start();
+            PunicaServer server;
+            try {
+                server = PunicaServer.builder().runtime(runtime).host(host).port(port).apiKey(key)
+                        .adapterRoots(roots).maxBodyBytes(maxBodyBytes).modelRoot(modelDir.toString())
+                        .requestReadTimeout(Duration.ofSeconds(requestReadTimeoutSeconds))
+                        .keepAliveTimeout(Duration.ofSeconds(keepAliveTimeoutSeconds))
+                        .maxConnections(maxConnections).allowedOrigins(allowedOrigins).maxChoices(maxChoices)
+                        .build().start();
+            } catch (PunicaServer.ListenException e) {
+                System.err.println("punica serve: " + e.getMessage());
+                return 1;
+            }
             CountDownLatch stopped = new CountDownLatch(1);
             Runnable stop = () -> {
                 server.stop(Duration.ofSeconds(shutdownTimeoutSeconds));

@@ -215,7 +215,8 @@ public final class Engine implements AutoCloseable {
             return;
         }
         long fallbackSeed = seeds.nextLong();
-        var output = new OutputProcessor(tokenizer.newIncrementalDecoder(true), request.params().stop());
+        var output = new OutputProcessor(tokenizer.newIncrementalDecoder(request.params().skipSpecialTokens()),
+                request.params().stop(), request.params().includeStopStrInOutput());
         var state = new Sampler.State(request.params(), request.promptTokens(), fallbackSeed);
         Sequence s = new Sequence(request, listener, order++, state, output);
         live.put(request.id(), s);

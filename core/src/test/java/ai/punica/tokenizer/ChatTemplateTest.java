@@ -56,8 +56,11 @@ class ChatTemplateTest {
                 message("assistant", "hello"), message("user", "bye")), true, Map.of());
         assertThat(prompt).isEqualTo("<s><|system|>\nBe brief.\n<|user|>\nhi\n<|assistant|>\nhello</s>\n"
                 + "<|user|>\nbye\n<|assistant|>\n");
-        assertThatThrownBy(() -> template.render(List.of(message("tool", "x")), false, Map.of()))
-                .isInstanceOf(TemplateException.class).hasMessageStartingWith("Unknown role: tool");
+        assertThat(template.render(List.of(message("developer", "Be brief."), message("user", "hi"),
+                message("tool", "42")), false, Map.of()))
+                .isEqualTo("<s><|system|>\nBe brief.\n<|user|>\nhi\n<|user|>\ntool result: 42\n");
+        assertThatThrownBy(() -> template.render(List.of(message("wizard", "x")), false, Map.of()))
+                .isInstanceOf(TemplateException.class).hasMessageStartingWith("Unknown role: wizard");
     }
 
     @Test
