@@ -1,33 +1,37 @@
-package ai.punica.tokenizer;
+package ai.punica.jinja;
 
-import ai.punica.tokenizer.PyValues.Tuple;
-import ai.punica.tokenizer.PyValues.Undefined;
-import ai.punica.tokenizer.TemplateRuntime.Callable;
+import ai.punica.jinja.PyValues.Markup;
+import ai.punica.jinja.PyValues.Tuple;
+import ai.punica.jinja.PyValues.Undefined;
+import java.math.BigDecimal;
+import java.math.BigInteger;
+import java.math.RoundingMode;
 import java.util.ArrayList;
+import java.util.Collections;
 import java.util.Comparator;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.Set;
-import java.util.regex.Matcher;
-import java.util.regex.Pattern;
+import java.util.concurrent.ThreadLocalRandom;
+import java.util.function.Function;
 
-/** Jinja2's built-in filters and tests, and the Python str/dict/list methods templates call. */
-final class TemplateFilters {
-    static final Set<String> FILTERS = Set.of("trim", "length", "count", "upper", "lower", "title", "capitalize",
-            "default", "d", "tojson", "string", "int", "float", "first", "last", "join", "replace", "items", "list",
-            "map", "selectattr", "rejectattr", "select", "reject", "indent", "abs", "round", "sort", "unique",
-            "reverse", "sum", "min", "max", "safe", "escape", "e", "format", "attr", "dictsort", "wordcount", "center",
-            "truncate", "batch", "striptags", "bool");
-    static final Set<String> TESTS = Set.of("defined", "undefined", "none", "string", "number", "integer", "float",
-            "mapping", "iterable", "sequence", "true", "false", "boolean", "even", "odd", "divisibleby", "eq",
-            "equalto", "==", "ne", "!=", "lt", "lessthan", "<", "gt", "greaterthan", ">", "le", "<=", "ge", ">=", "in",
-            "callable", "lower", "upper", "sameas", "escaped", "filter", "test");
+/**
+ * Jinja2's built-in filters, with transformers' {@code tojson}. Sequence filters ({@code select},
+ * {@code map}, ...) treat a falsy input (None, undefined, empty) as empty, as Jinja2 does.
+ */
+final class Filters {
+    static final Set<String> FILTERS = Set.of("abs", "attr", "batch", "bool", "capitalize", "center", "count", "d",
+            "default", "dictsort", "e", "escape", "filesizeformat", "first", "float", "forceescape", "format",
+            "groupby", "indent", "int", "items", "join", "last", "length", "list", "lower", "map", "max", "min",
+            "pprint", "random", "reject", "rejectattr", "replace", "reverse", "round", "safe", "select", "selectattr",
+            "slice", "sort", "string", "striptags", "sum", "title", "tojson", "trim", "truncate", "unique", "upper",
+            "urlencode", "wordcount", "wordwrap", "xmlattr");
 
-    private TemplateFilters() {
+    private Filters() {
     }
 
-    private static Object arg(List<Object> args, Map<String, Object> kwargs, int i, String name, Object fallback) {
+    static Object arg(List<Object> args, Map<String, Object> kwargs, int i, String name, Object fallback) {
         if (i < args.size()) {
             return args.get(i);
         }
@@ -38,40 +42,37 @@ final class TemplateFilters {
         return PyValues.str(v);
     }
 
-    static Object apply(String name, Object value, List<Object> args, Map<String, Object> kwargs,
-            TemplateRuntime runtime) {
-        if (!FILTERS.contains(name)) {
-            throw new IllegalArgumentException("no filter named '" + name + "'");
-        }
+    private static boolean flag(List<Object> args, Map<String, Object> kwargs, int i, String name) {
+        return PyValues.truthy(arg(args, kwargs, i, name, false));
+    }
+
+    /** The items of a sequence filter's input: none for a falsy value, as Jinja's {@code if value:} gives. */
+    private static List<Object> sequence(Object value) {
+        return PyValues.truthy(value) ? PyValues.iterate(value) : new ArrayList<>();
+    }
+
+    static Object apply(String name, Object value, List<Object> args, Map<String, Object> kwargs, Renderer renderer) {
         return switch (name) {
             case "trim" -> PyValues.strip(string(value), (String) arg(args, kwargs, 0, "chars", null), true, true);
             case "length", "count" -> (long) PyValues.length(value);
             case "upper" -> string(value).toUpperCase(Locale.ROOT);
             case "lower" -> string(value).toLowerCase(Locale.ROOT);
-            case "title" -> jinjaTitle(string(value));
-            case "capitalize" -> capitalize(string(value));
+            case "title" -> TextFilters.jinjaTitle(string(value));
+            case "capitalize" -> TextFilters.capitalize(string(value));
             case "default", "d" -> {
-                boolean onFalsy = PyValues.truthy(arg(args, kwargs, 1, "boolean", false));
+                boolean onFalsy = flag(args, kwargs, 1, "boolean");
                 boolean useDefault = value instanceof Undefined || (onFalsy && !PyValues.truthy(value));
                 yield useDefault ? arg(args, kwargs, 0, "default_value", "") : value;
             }
-            case "tojson" -> {
-                Object indent = arg(args, kwargs, 0, "indent", null);
-                Object separators = kwargs.get("separators");
-                String itemSep = null;
-                String keySep = null;
-                if (separators instanceof List<?> seps && seps.size() == 2) {
-                    itemSep = string(seps.get(0));
-                    keySep = string(seps.get(1));
-                }
-                yield PyValues.toJson(value, indent == null ? null : (int) TemplateRuntime.toLong(indent, "tojson indent"),
-                        PyValues.truthy(kwargs.getOrDefault("ensure_ascii", false)), itemSep, keySep,
-                        PyValues.truthy(kwargs.getOrDefault("sort_keys", false)));
-            }
-            case "string" -> string(value);
-            case "int" -> toInt(value, arg(args, kwargs, 0, "default", 0L));
+            case "tojson" -> toJson(value, args, kwargs);
+            case "string" -> value instanceof Markup ? value : string(value);
+            case "int" -> toInt(value, arg(args, kwargs, 0, "default", 0L),
+                    Operators.toLong(arg(args, kwargs, 1, "base", 10L), "int base"));
             case "float" -> toFloat(value, arg(args, kwargs, 0, "default", 0.0));
             case "bool" -> PyValues.truthy(value);
+            case "abs" -> abs(value);
+            case "round" -> round(value, Operators.toLong(arg(args, kwargs, 0, "precision", 0L), "round"),
+                    string(arg(args, kwargs, 1, "method", "common")));
             case "first" -> {
                 List<Object> items = PyValues.iterate(value);
                 yield items.isEmpty() ? new Undefined("first") : items.getFirst();
@@ -79,6 +80,13 @@ final class TemplateFilters {
             case "last" -> {
                 List<Object> items = PyValues.iterate(value);
                 yield items.isEmpty() ? new Undefined("last") : items.getLast();
+            }
+            case "random" -> {
+                List<Object> items = PyValues.iterate(value);
+                if (items.isEmpty()) {
+                    throw new IllegalArgumentException("Cannot choose from an empty sequence");
+                }
+                yield items.get(ThreadLocalRandom.current().nextInt(items.size()));
             }
             case "join" -> {
                 String separator = string(arg(args, kwargs, 0, "d", ""));
@@ -90,47 +98,29 @@ final class TemplateFilters {
                         sb.append(separator);
                     }
                     Object item = items.get(i);
-                    sb.append(string(attribute == null ? item : runtime.getItem(item, attribute)));
+                    sb.append(string(attribute == null ? item : attribute(renderer, item, attribute, null)));
                 }
                 yield sb.toString();
             }
             case "replace" -> {
                 String s = string(value);
-                String old = string(arg(args, kwargs, 0, "old", ""));
-                String replacement = string(arg(args, kwargs, 1, "new", ""));
-                Object count = arg(args, kwargs, 2, "count", null);
-                yield replace(s, old, replacement, count == null ? -1 : TemplateRuntime.toLong(count, "replace"));
+                String replaced = replace(s, string(arg(args, kwargs, 0, "old", "")),
+                        string(arg(args, kwargs, 1, "new", "")),
+                        arg(args, kwargs, 2, "count", null) == null ? -1
+                                : Operators.toLong(arg(args, kwargs, 2, "count", null), "replace"));
+                yield value instanceof Markup ? new Markup(replaced) : replaced;
             }
-            case "items" -> items(value);
+            case "items" -> value instanceof Undefined || value == null ? new ArrayList<>() : items(value);
             case "list" -> PyValues.iterate(value);
-            case "map" -> {
-                List<Object> out = new ArrayList<>();
-                if (kwargs.containsKey("attribute")) {
-                    Object attribute = kwargs.get("attribute");
-                    for (Object item : PyValues.iterate(value)) {
-                        Object v = runtime.getItem(item, attribute);
-                        out.add(v instanceof Undefined && kwargs.containsKey("default") ? kwargs.get("default") : v);
-                    }
-                } else {
-                    if (args.isEmpty()) {
-                        throw new IllegalArgumentException("map needs a filter name or attribute=...");
-                    }
-                    String filter = string(args.getFirst());
-                    List<Object> rest = args.subList(1, args.size());
-                    for (Object item : PyValues.iterate(value)) {
-                        out.add(runtime.applyFilter(filter, item, rest, kwargs));
-                    }
-                }
-                yield out;
-            }
+            case "map" -> map(value, args, kwargs, renderer);
             case "selectattr", "rejectattr" -> {
                 boolean select = name.equals("selectattr");
-                String attribute = string(arg(args, kwargs, 0, "attribute", ""));
+                Object attribute = arg(args, kwargs, 0, "attribute", "");
                 List<Object> out = new ArrayList<>();
-                for (Object item : PyValues.iterate(value)) {
-                    Object v = runtime.getItem(item, attribute);
+                for (Object item : sequence(value)) {
+                    Object v = attribute(renderer, item, attribute, null);
                     boolean passed = args.size() < 2 ? PyValues.truthy(v)
-                            : test(string(args.get(1)), v, args.subList(2, args.size()));
+                            : Tests.test(string(args.get(1)), v, args.subList(2, args.size()));
                     if (passed == select) {
                         out.add(item);
                     }
@@ -140,316 +130,307 @@ final class TemplateFilters {
             case "select", "reject" -> {
                 boolean select = name.equals("select");
                 List<Object> out = new ArrayList<>();
-                for (Object item : PyValues.iterate(value)) {
+                for (Object item : sequence(value)) {
                     boolean passed = args.isEmpty() ? PyValues.truthy(item)
-                            : test(string(args.getFirst()), item, args.subList(1, args.size()));
+                            : Tests.test(string(args.getFirst()), item, args.subList(1, args.size()));
                     if (passed == select) {
                         out.add(item);
                     }
                 }
                 yield out;
             }
-            case "indent" -> indent(string(value), arg(args, kwargs, 0, "width", 4L),
-                    PyValues.truthy(arg(args, kwargs, 1, "first", false)),
-                    PyValues.truthy(arg(args, kwargs, 2, "blank", false)));
-            case "abs" -> value instanceof Double d ? (Object) Math.abs(d) : (Object) Math.abs(TemplateRuntime.toLong(value, "abs"));
-            case "round" -> {
-                long precision = TemplateRuntime.toLong(arg(args, kwargs, 0, "precision", 0L), "round");
-                String method = string(arg(args, kwargs, 1, "method", "common"));
-                double scale = Math.pow(10, precision);
-                double x = ((Number) value).doubleValue() * scale;
-                double r = switch (method) {
-                    case "ceil" -> Math.ceil(x);
-                    case "floor" -> Math.floor(x);
-                    default -> Math.signum(x) * Math.floor(Math.abs(x) + 0.5);
-                };
-                yield r / scale;
-            }
+            case "indent" -> TextFilters.indent(string(value), arg(args, kwargs, 0, "width", 4L),
+                    flag(args, kwargs, 1, "first"), flag(args, kwargs, 2, "blank"));
             case "sort" -> {
-                boolean reverse = PyValues.truthy(arg(args, kwargs, 0, "reverse", false));
-                boolean caseSensitive = PyValues.truthy(arg(args, kwargs, 1, "case_sensitive", false));
-                Object attribute = arg(args, kwargs, 2, "attribute", null);
                 List<Object> items = PyValues.iterate(value);
-                Comparator<Object> order = (a, b) -> {
-                    Object x = attribute == null ? a : runtime.getItem(a, attribute);
-                    Object y = attribute == null ? b : runtime.getItem(b, attribute);
-                    if (!caseSensitive && x instanceof String sx && y instanceof String sy) {
-                        return PyValues.compare(sx.toLowerCase(Locale.ROOT), sy.toLowerCase(Locale.ROOT));
-                    }
-                    return PyValues.compare(x, y);
-                };
-                items.sort(reverse ? order.reversed() : order);
+                items.sort(order(renderer, flag(args, kwargs, 1, "case_sensitive"), arg(args, kwargs, 2, "attribute",
+                        null), flag(args, kwargs, 0, "reverse")));
                 yield items;
             }
             case "dictsort" -> {
+                boolean caseSensitive = flag(args, kwargs, 0, "case_sensitive");
+                int by = string(arg(args, kwargs, 1, "by", "key")).equals("value") ? 1 : 0;
                 List<Object> items = items(value);
-                items.sort((a, b) -> PyValues.compare(((List<?>) a).get(0), ((List<?>) b).get(0)));
+                Comparator<Object> order = (a, b) -> PyValues.compare(sortKey(((List<?>) a).get(by), caseSensitive),
+                        sortKey(((List<?>) b).get(by), caseSensitive));
+                items.sort(flag(args, kwargs, 2, "reverse") ? order.reversed() : order);
                 yield items;
             }
             case "unique" -> {
+                boolean caseSensitive = flag(args, kwargs, 0, "case_sensitive");
+                Object attribute = arg(args, kwargs, 1, "attribute", null);
                 List<Object> out = new ArrayList<>();
+                List<Object> seen = new ArrayList<>();
                 for (Object item : PyValues.iterate(value)) {
-                    if (!TemplateRuntime.contains(out, item)) {
+                    Object key = sortKey(attribute == null ? item : attribute(renderer, item, attribute, null),
+                            caseSensitive);
+                    if (!Operators.contains(seen, key)) {
+                        seen.add(key);
                         out.add(item);
                     }
                 }
                 yield out;
             }
             case "reverse" -> {
-                if (value instanceof String s) {
-                    yield new StringBuilder(s).reverse().toString();
+                if (PyValues.text(value) != null) {
+                    StringBuilder sb = new StringBuilder();
+                    List<Object> chars = PyValues.iterate(value);
+                    for (int i = chars.size() - 1; i >= 0; i--) {
+                        sb.append(chars.get(i));
+                    }
+                    yield sb.toString();
                 }
                 List<Object> items = PyValues.iterate(value);
-                java.util.Collections.reverse(items);
+                Collections.reverse(items);
                 yield items;
             }
             case "sum" -> {
                 Object attribute = arg(args, kwargs, 0, "attribute", null);
                 Object total = arg(args, kwargs, 1, "start", 0L);
                 for (Object item : PyValues.iterate(value)) {
-                    total = TemplateRuntime.arithmetic("+", total, attribute == null ? item : runtime.getItem(item, attribute));
+                    total = Operators.arithmetic("+", total, attribute == null ? item
+                            : attribute(renderer, item, attribute, null));
                 }
                 yield total;
             }
             case "min", "max" -> {
                 List<Object> items = PyValues.iterate(value);
                 if (items.isEmpty()) {
-                    yield new Undefined(name);
+                    yield new Undefined("No aggregated item, sequence was empty.");
                 }
-                Object best = items.getFirst();
-                for (Object item : items) {
-                    int c = PyValues.compare(item, best);
-                    if (name.equals("min") ? c < 0 : c > 0) {
-                        best = item;
-                    }
-                }
-                yield best;
+                Comparator<Object> order = order(renderer, flag(args, kwargs, 0, "case_sensitive"),
+                        arg(args, kwargs, 1, "attribute", null), false);
+                yield name.equals("min") ? Collections.min(items, order) : Collections.max(items, order);
             }
-            case "safe" -> value;
-            case "escape", "e" -> string(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-                    .replace("\"", "&#34;").replace("'", "&#39;");
-            case "striptags" -> string(value).replaceAll("<[^>]*>", "").replaceAll("\\s+", " ").strip();
-            case "format" -> percentFormat(string(value), args);
-            case "attr" -> runtime.getAttribute(value, string(arg(args, kwargs, 0, "name", "")));
-            case "wordcount" -> (long) (string(value).isBlank() ? 0 : string(value).strip().split("\\s+").length);
+            case "safe" -> value instanceof Markup ? value : new Markup(string(value));
+            case "escape", "e" -> value instanceof Markup ? value : new Markup(TextFilters.escapeHtml(string(value)));
+            case "forceescape" -> new Markup(TextFilters.escapeHtml(string(value)));
+            case "striptags" -> TextFilters.stripTags(string(value));
+            case "format" -> Operators.arithmetic("%", value instanceof Markup ? value : string(value),
+                    kwargs.isEmpty() ? new Tuple(args) : kwargs);
+            case "attr" -> {
+                Callable method = Methods.method(value, string(arg(args, kwargs, 0, "name", "")));
+                yield method != null ? method : new Undefined(string(arg(args, kwargs, 0, "name", "")));
+            }
+            case "wordcount" -> TextFilters.wordCount(string(value));
+            case "wordwrap" -> TextFilters.wordWrap(string(value),
+                    (int) Operators.toLong(arg(args, kwargs, 0, "width", 79L), "wordwrap"),
+                    PyValues.truthy(arg(args, kwargs, 1, "break_long_words", true)),
+                    string(arg(args, kwargs, 2, "wrapstring", "\n")));
             case "center" -> {
-                String s = string(value);
-                int width = (int) TemplateRuntime.toLong(arg(args, kwargs, 0, "width", 80L), "center");
-                int pad = Math.max(0, width - s.length());
-                int left = pad / 2 + (pad % 2 & width % 2);
-                yield " ".repeat(left) + s + " ".repeat(pad - left);
+                int width = (int) Operators.toLong(arg(args, kwargs, 0, "width", 80L), "center");
+                yield Methods.method(string(value), "center").call(List.of((long) width), Map.of());
             }
-            case "truncate" -> {
-                String s = string(value);
-                int length = (int) TemplateRuntime.toLong(arg(args, kwargs, 0, "length", 255L), "truncate");
-                String end = string(arg(args, kwargs, 2, "end", "..."));
-                yield s.length() <= length ? s : s.substring(0, Math.max(0, length - end.length())) + end;
-            }
+            case "truncate" -> TextFilters.truncate(string(value),
+                    (int) Operators.toLong(arg(args, kwargs, 0, "length", 255L), "truncate"),
+                    flag(args, kwargs, 1, "killwords"), string(arg(args, kwargs, 2, "end", "...")),
+                    (int) Operators.toLong(arg(args, kwargs, 3, "leeway", 5L), "truncate"));
             case "batch" -> {
-                int size = (int) TemplateRuntime.toLong(arg(args, kwargs, 0, "linecount", 1L), "batch");
+                int size = (int) Operators.toLong(arg(args, kwargs, 0, "linecount", 1L), "batch");
+                Object fill = arg(args, kwargs, 1, "fill_with", null);
                 List<Object> items = PyValues.iterate(value);
                 List<Object> out = new ArrayList<>();
                 for (int i = 0; i < items.size(); i += size) {
-                    out.add(new ArrayList<>(items.subList(i, Math.min(items.size(), i + size))));
+                    List<Object> batch = new ArrayList<>(items.subList(i, Math.min(items.size(), i + size)));
+                    while (fill != null && batch.size() < size) {
+                        batch.add(fill);
+                    }
+                    out.add(batch);
                 }
                 yield out;
             }
+            case "slice" -> slice(PyValues.iterate(value), (int) Operators.toLong(arg(args, kwargs, 0, "slices", 1L),
+                    "slice"), arg(args, kwargs, 1, "fill_with", null));
+            case "groupby" -> groupBy(value, arg(args, kwargs, 0, "attribute", null), arg(args, kwargs, 1, "default",
+                    null), flag(args, kwargs, 2, "case_sensitive"), renderer);
+            case "filesizeformat" -> TextFilters.fileSizeFormat(value, flag(args, kwargs, 0, "binary"));
+            case "urlencode" -> urlEncode(value);
+            case "xmlattr" -> xmlAttr(value, PyValues.truthy(arg(args, kwargs, 0, "autospace", true)));
+            case "pprint" -> PyValues.repr(sortedDicts(value));
             default -> throw new IllegalArgumentException("no filter named '" + name + "'");
         };
     }
 
-    static boolean test(String name, Object value, List<Object> args) {
-        Object other = args.isEmpty() ? null : args.getFirst();
-        return switch (name) {
-            case "defined" -> !(value instanceof Undefined);
-            case "undefined" -> value instanceof Undefined;
-            case "none" -> value == null;
-            case "string" -> value instanceof String;
-            case "number" -> value instanceof Number;
-            case "integer" -> PyValues.isIntegral(value);
-            case "float" -> value instanceof Double || value instanceof Float;
-            case "boolean" -> value instanceof Boolean;
-            case "mapping" -> value instanceof Map;
-            case "iterable" -> value instanceof List || value instanceof Map || value instanceof String
-                    || value instanceof java.util.Collection;
-            case "sequence" -> value instanceof List || value instanceof Map || value instanceof String;
-            case "true" -> Boolean.TRUE.equals(value);
-            case "false" -> Boolean.FALSE.equals(value);
-            case "even" -> TemplateRuntime.toLong(value, "even") % 2 == 0;
-            case "odd" -> TemplateRuntime.toLong(value, "odd") % 2 != 0;
-            case "divisibleby" -> TemplateRuntime.toLong(value, "divisibleby") % TemplateRuntime.toLong(other, "divisibleby") == 0;
-            case "eq", "equalto", "==" -> PyValues.equal(value, other);
-            case "ne", "!=" -> !PyValues.equal(value, other);
-            case "lt", "lessthan", "<" -> PyValues.compare(value, other) < 0;
-            case "gt", "greaterthan", ">" -> PyValues.compare(value, other) > 0;
-            case "le", "<=" -> PyValues.compare(value, other) <= 0;
-            case "ge", ">=" -> PyValues.compare(value, other) >= 0;
-            case "in" -> TemplateRuntime.contains(other, value);
-            case "callable" -> value instanceof Callable;
-            case "lower" -> value instanceof String s && s.equals(s.toLowerCase(Locale.ROOT));
-            case "upper" -> value instanceof String s && s.equals(s.toUpperCase(Locale.ROOT));
-            case "sameas" -> value == other || (value != null && PyValues.equal(value, other)
-                    && value.getClass() == other.getClass() && !(value instanceof List) && !(value instanceof Map));
-            case "escaped" -> false;
-            case "filter" -> FILTERS.contains(PyValues.str(value));
-            case "test" -> TESTS.contains(PyValues.str(value));
-            default -> throw new IllegalArgumentException("no test named '" + name + "'");
-        };
-    }
-
-    /** Python methods of str, dict and list that templates use; null if {@code target} has no such method. */
-    static Callable method(Object target, String name) {
-        if (target instanceof String s) {
-            return stringMethod(s, name);
+    /** transformers' tojson: {@code json.dumps(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False)}. */
+    private static String toJson(Object value, List<Object> args, Map<String, Object> kwargs) {
+        Object indent = arg(args, kwargs, 1, "indent", null);
+        Object separators = arg(args, kwargs, 2, "separators", null);
+        String itemSep = null;
+        String keySep = null;
+        if (separators instanceof List<?> seps && seps.size() == 2) {
+            itemSep = string(seps.get(0));
+            keySep = string(seps.get(1));
         }
-        if (target instanceof TemplateRuntime.Namespace) {
-            return null;
-        }
-        if (target instanceof Map<?, ?> map) {
-            return switch (name) {
-                case "items" -> (args, kwargs) -> items(map);
-                case "keys" -> (args, kwargs) -> new ArrayList<Object>(map.keySet());
-                case "values" -> (args, kwargs) -> new ArrayList<Object>(map.values());
-                case "get" -> (args, kwargs) -> {
-                    Object key = args.isEmpty() ? null : args.getFirst();
-                    return map.containsKey(key) ? map.get(key) : args.size() > 1 ? args.get(1) : null;
-                };
-                case "update", "pop", "setdefault", "clear", "popitem" -> immutable("dict", name);
-                default -> null;
-            };
-        }
-        if (target instanceof List<?> list) {
-            return switch (name) {
-                case "index" -> (args, kwargs) -> {
-                    for (int i = 0; i < list.size(); i++) {
-                        if (PyValues.equal(list.get(i), args.getFirst())) {
-                            return (long) i;
-                        }
-                    }
-                    throw new IllegalArgumentException(PyValues.repr(args.getFirst()) + " is not in list");
-                };
-                case "count" -> (args, kwargs) -> list.stream().filter(o -> PyValues.equal(o, args.getFirst())).count();
-                case "append", "extend", "insert", "pop", "remove", "sort", "reverse", "clear" -> immutable("list", name);
-                default -> null;
-            };
-        }
-        return null;
+        return PyJson.toJson(value, indent == null ? null : (int) Operators.toLong(indent, "tojson indent"),
+                flag(args, kwargs, 0, "ensure_ascii"), itemSep, keySep, flag(args, kwargs, 3, "sort_keys"));
     }
 
-    private static Callable immutable(String type, String name) {
-        return (args, kwargs) -> {
-            throw new IllegalArgumentException(type + "." + name + "() modifies a " + type
-                    + ", which chat templates may not do (HF renders them in an immutable sandbox); use namespace() or '+' instead");
-        };
-    }
-
-    private static Callable stringMethod(String s, String name) {
-        return switch (name) {
-            case "strip" -> (args, kwargs) -> PyValues.strip(s, charsArg(args), true, true);
-            case "lstrip" -> (args, kwargs) -> PyValues.strip(s, charsArg(args), true, false);
-            case "rstrip" -> (args, kwargs) -> PyValues.strip(s, charsArg(args), false, true);
-            case "upper" -> (args, kwargs) -> s.toUpperCase(Locale.ROOT);
-            case "lower" -> (args, kwargs) -> s.toLowerCase(Locale.ROOT);
-            case "title" -> (args, kwargs) -> pythonTitle(s);
-            case "capitalize" -> (args, kwargs) -> capitalize(s);
-            case "startswith" -> (args, kwargs) -> affix(s, args.getFirst(), true);
-            case "endswith" -> (args, kwargs) -> affix(s, args.getFirst(), false);
-            case "split" -> (args, kwargs) -> split(s, arg(args, kwargs, 0, "sep", null), arg(args, kwargs, 1, "maxsplit", -1L));
-            case "splitlines" -> (args, kwargs) -> new ArrayList<Object>(PyValues.splitLines(s));
-            case "replace" -> (args, kwargs) -> replace(s, PyValues.str(args.get(0)), PyValues.str(args.get(1)),
-                    args.size() > 2 ? TemplateRuntime.toLong(args.get(2), "replace") : -1);
-            case "join" -> (args, kwargs) -> {
-                StringBuilder sb = new StringBuilder();
-                List<Object> items = PyValues.iterate(args.getFirst());
-                for (int i = 0; i < items.size(); i++) {
-                    if (i > 0) {
-                        sb.append(s);
-                    }
-                    sb.append(PyValues.str(items.get(i)));
-                }
-                return sb.toString();
-            };
-            case "find" -> (args, kwargs) -> (long) s.indexOf(PyValues.str(args.getFirst()));
-            case "rfind" -> (args, kwargs) -> (long) s.lastIndexOf(PyValues.str(args.getFirst()));
-            case "count" -> (args, kwargs) -> {
-                String sub = PyValues.str(args.getFirst());
-                if (sub.isEmpty()) {
-                    return (long) s.length() + 1;
-                }
-                long n = 0;
-                for (int i = s.indexOf(sub); i >= 0; i = s.indexOf(sub, i + sub.length())) {
-                    n++;
-                }
-                return n;
-            };
-            case "format" -> (args, kwargs) -> braceFormat(s, args, kwargs);
-            case "isdigit" -> (args, kwargs) -> !s.isEmpty() && s.codePoints().allMatch(Character::isDigit);
-            case "isalpha" -> (args, kwargs) -> !s.isEmpty() && s.codePoints().allMatch(Character::isLetter);
-            case "isalnum" -> (args, kwargs) -> !s.isEmpty() && s.codePoints().allMatch(Character::isLetterOrDigit);
-            case "isspace" -> (args, kwargs) -> !s.isEmpty() && s.codePoints().allMatch(PyValues::isPySpace);
-            case "islower" -> (args, kwargs) -> s.equals(s.toLowerCase(Locale.ROOT)) && !s.equals(s.toUpperCase(Locale.ROOT));
-            case "isupper" -> (args, kwargs) -> s.equals(s.toUpperCase(Locale.ROOT)) && !s.equals(s.toLowerCase(Locale.ROOT));
-            default -> null;
-        };
-    }
-
-    private static String charsArg(List<Object> args) {
-        return args.isEmpty() || args.getFirst() == null ? null : PyValues.str(args.getFirst());
-    }
-
-    private static boolean affix(String s, Object candidates, boolean prefix) {
-        if (candidates instanceof List<?> list) {
-            for (Object c : list) {
-                if (affix(s, c, prefix)) {
-                    return true;
-                }
-            }
-            return false;
-        }
-        String c = PyValues.str(candidates);
-        return prefix ? s.startsWith(c) : s.endsWith(c);
-    }
-
-    private static List<Object> split(String s, Object sep, Object maxsplitArg) {
-        long maxsplit = TemplateRuntime.toLong(maxsplitArg, "split");
+    private static Object map(Object value, List<Object> args, Map<String, Object> kwargs, Renderer renderer) {
         List<Object> out = new ArrayList<>();
-        if (sep == null) {
-            int i = 0;
-            int n = s.length();
-            while (true) {
-                while (i < n && PyValues.isPySpace(s.charAt(i))) {
-                    i++;
-                }
-                if (i >= n) {
-                    break;
-                }
-                if (maxsplit >= 0 && out.size() == maxsplit) {
-                    out.add(PyValues.strip(s.substring(i), null, false, true));
-                    break;
-                }
-                int start = i;
-                while (i < n && !PyValues.isPySpace(s.charAt(i))) {
-                    i++;
-                }
-                out.add(s.substring(start, i));
+        if (kwargs.containsKey("attribute")) {
+            Object attribute = kwargs.get("attribute");
+            for (Object item : sequence(value)) {
+                out.add(attribute(renderer, item, attribute, kwargs.containsKey("default") ? kwargs.get("default")
+                        : null));
             }
             return out;
         }
-        String separator = PyValues.str(sep);
-        if (separator.isEmpty()) {
-            throw new IllegalArgumentException("empty separator");
+        if (args.isEmpty()) {
+            throw new IllegalArgumentException("map requires a filter argument");
         }
-        int start = 0;
-        while (maxsplit < 0 || out.size() < maxsplit) {
-            int at = s.indexOf(separator, start);
-            if (at < 0) {
+        String filter = string(args.getFirst());
+        if (!FILTERS.contains(filter)) {
+            throw new IllegalArgumentException("No filter named '" + filter + "'.");
+        }
+        List<Object> rest = args.subList(1, args.size());
+        for (Object item : sequence(value)) {
+            out.add(renderer.applyFilter(filter, item, rest, kwargs));
+        }
+        return out;
+    }
+
+    /** Jinja's attribute getter: {@code "a.b"} and {@code "0"} walk items; a default replaces undefined. */
+    static Object attribute(Renderer renderer, Object item, Object attribute, Object fallback) {
+        Object v = item;
+        List<Object> parts = PyValues.text(attribute) != null
+                ? new ArrayList<>(List.of(PyValues.text(attribute).split("\\.", -1))) : List.of(attribute);
+        for (Object part : parts) {
+            if (part instanceof String p && !p.isEmpty() && p.chars().allMatch(Character::isDigit)) {
+                part = Long.parseLong(p);
+            }
+            v = renderer.getItem(v, part);
+            if (v instanceof Undefined) {
                 break;
             }
-            out.add(s.substring(start, at));
-            start = at + separator.length();
         }
-        out.add(s.substring(start));
+        return v instanceof Undefined && fallback != null ? fallback : v;
+    }
+
+    private static Comparator<Object> order(Renderer renderer, boolean caseSensitive, Object attribute,
+            boolean reverse) {
+        List<Object> attributes = attribute == null ? List.of()
+                : PyValues.text(attribute) != null ? List.of((Object[]) PyValues.text(attribute).split(","))
+                : List.of(attribute);
+        Function<Object, Object> key = item -> {
+            if (attributes.isEmpty()) {
+                return sortKey(item, caseSensitive);
+            }
+            List<Object> keys = new ArrayList<>();
+            for (Object a : attributes) {
+                keys.add(sortKey(attribute(renderer, item, a, null), caseSensitive));
+            }
+            return keys.size() == 1 ? keys.getFirst() : new Tuple(keys);
+        };
+        Comparator<Object> order = (a, b) -> PyValues.compare(key.apply(a), key.apply(b));
+        return reverse ? order.reversed() : order;
+    }
+
+    private static Object sortKey(Object v, boolean caseSensitive) {
+        return !caseSensitive && PyValues.text(v) != null ? PyValues.text(v).toLowerCase(Locale.ROOT) : v;
+    }
+
+    private static List<Object> slice(List<Object> items, int slices, Object fill) {
+        int perSlice = items.size() / slices;
+        int withExtra = items.size() % slices;
+        int offset = 0;
+        List<Object> out = new ArrayList<>();
+        for (int n = 0; n < slices; n++) {
+            int start = offset + n * perSlice;
+            if (n < withExtra) {
+                offset++;
+            }
+            int end = offset + (n + 1) * perSlice;
+            List<Object> part = new ArrayList<>(items.subList(start, end));
+            if (fill != null && n >= withExtra) {
+                part.add(fill);
+            }
+            out.add(part);
+        }
         return out;
+    }
+
+    private static List<Object> groupBy(Object value, Object attribute, Object fallback, boolean caseSensitive,
+            Renderer renderer) {
+        List<Object> items = PyValues.iterate(value);
+        Function<Object, Object> key = item -> sortKey(attribute(renderer, item, attribute, fallback), caseSensitive);
+        items.sort((a, b) -> PyValues.compare(key.apply(a), key.apply(b)));
+        List<Object> groups = new ArrayList<>();
+        List<Object> current = null;
+        Object currentKey = null;
+        for (Object item : items) {
+            Object k = key.apply(item);
+            if (current == null || !PyValues.equal(k, currentKey)) {
+                current = new ArrayList<>();
+                currentKey = k;
+                groups.add(current);
+            }
+            current.add(item);
+        }
+        List<Object> out = new ArrayList<>();
+        for (Object g : groups) {
+            List<Object> members = castList(g);
+            out.add(new Renderer.Group(attribute(renderer, members.getFirst(), attribute, fallback), members));
+        }
+        return out;
+    }
+
+    @SuppressWarnings("unchecked")
+    private static List<Object> castList(Object list) {
+        return (List<Object>) list;
+    }
+
+    private static String urlEncode(Object value) {
+        if (PyValues.text(value) != null) {
+            return TextFilters.urlQuote(PyValues.text(value), "/", false);
+        }
+        List<Object> pairs = value instanceof Map<?, ?> ? items(value) : PyValues.iterate(value);
+        List<String> parts = new ArrayList<>();
+        for (Object pair : pairs) {
+            List<?> kv = (List<?>) pair;
+            parts.add(TextFilters.urlQuote(string(kv.get(0)), "", true) + "="
+                    + TextFilters.urlQuote(string(kv.get(1)), "", true));
+        }
+        return String.join("&", parts);
+    }
+
+    private static Markup xmlAttr(Object value, boolean autospace) {
+        StringBuilder sb = new StringBuilder();
+        for (Object pair : items(value)) {
+            List<?> kv = (List<?>) pair;
+            Object v = kv.get(1);
+            if (v == null || v instanceof Undefined) {
+                continue;
+            }
+            String key = string(kv.get(0));
+            if (key.isEmpty() || key.chars().anyMatch(c -> Character.isWhitespace(c) || "/>=".indexOf(c) >= 0)) {
+                throw new IllegalArgumentException("Invalid character in attribute name: " + PyValues.repr(key));
+            }
+            if (!sb.isEmpty()) {
+                sb.append(' ');
+            }
+            sb.append(TextFilters.escapeHtml(key)).append("=\"").append(Operators.escapeArgument(v)).append('"');
+        }
+        return new Markup(autospace && !sb.isEmpty() ? " " + sb : sb.toString());
+    }
+
+    /** pprint's rendering of short values: repr with dict keys sorted. */
+    private static Object sortedDicts(Object value) {
+        if (value instanceof Map<?, ?> map) {
+            List<Object> keys = new ArrayList<>(map.keySet());
+            keys.sort(PyValues::compare);
+            Map<Object, Object> sorted = new java.util.LinkedHashMap<>();
+            for (Object k : keys) {
+                sorted.put(k, sortedDicts(map.get(k)));
+            }
+            return sorted;
+        }
+        if (value instanceof Tuple t) {
+            return new Tuple(t.stream().map(Filters::sortedDicts).toList());
+        }
+        if (value instanceof List<?> list) {
+            return new ArrayList<>(list.stream().map(Filters::sortedDicts).toList());
+        }
+        return value;
     }
 
     static String replace(String s, String old, String replacement, long count) {
@@ -478,10 +459,7 @@ final class TemplateFilters {
         return sb.toString();
     }
 
-    private static List<Object> items(Object value) {
-        if (value instanceof Undefined) {
-            return new ArrayList<>();
-        }
+    static List<Object> items(Object value) {
         if (!(value instanceof Map<?, ?> map)) {
             throw new IllegalArgumentException("items: expected a mapping, got '" + PyValues.typeName(value) + "'");
         }
@@ -490,185 +468,109 @@ final class TemplateFilters {
         return out;
     }
 
-    private static Object toInt(Object value, Object fallback) {
+    private static Object abs(Object value) {
+        if (value instanceof Double d) {
+            return Math.abs(d);
+        }
+        if (value instanceof Boolean b) {
+            return b ? 1L : 0L;
+        }
+        if (!PyValues.isIntegral(value)) {
+            throw new IllegalArgumentException("bad operand type for abs(): '" + PyValues.typeName(value) + "'");
+        }
+        return PyValues.integer(PyValues.big(value).abs());
+    }
+
+    /** Jinja's round: Python's round() (half to even, exact) for 'common'; an int stays an int. */
+    private static Object round(Object value, long precision, String method) {
+        if (!Operators.isNumeric(value)) {
+            throw new IllegalArgumentException("round: expected a number, got '" + PyValues.typeName(value) + "'");
+        }
+        if (method.equals("common")) {
+            if (PyValues.isIntegral(value) || value instanceof Boolean) {
+                BigInteger n = value instanceof Boolean b ? BigInteger.valueOf(b ? 1 : 0) : PyValues.big(value);
+                return precision >= 0 ? PyValues.integer(n) : PyValues.integer(new BigDecimal(n)
+                        .setScale((int) precision, RoundingMode.HALF_EVEN).toBigInteger());
+            }
+            double d = ((Number) value).doubleValue();
+            if (Double.isNaN(d) || Double.isInfinite(d)) {
+                return d;
+            }
+            return new BigDecimal(d).setScale((int) precision, RoundingMode.HALF_EVEN).doubleValue();
+        }
+        if (!method.equals("ceil") && !method.equals("floor")) {
+            throw new IllegalArgumentException("method must be common, ceil or floor");
+        }
+        double scale = Math.pow(10, precision);
+        double x = ((Number) (value instanceof Boolean b ? (b ? 1L : 0L) : value)).doubleValue() * scale;
+        return (method.equals("ceil") ? Math.ceil(x) : Math.floor(x)) / scale;
+    }
+
+    /** Jinja's int filter: int(value, base) for strings, int(value) otherwise, then int(float(value)), else the default. */
+    private static Object toInt(Object value, Object fallback, long base) {
         if (value instanceof Boolean b) {
             return b ? 1L : 0L;
         }
         if (PyValues.isIntegral(value)) {
-            return ((Number) value).longValue();
+            return value;
         }
-        if (value instanceof Number n) {
-            return (long) n.doubleValue();
+        if (value instanceof Double d) {
+            return Double.isNaN(d) || Double.isInfinite(d) ? fallback : PyValues.integer(new BigDecimal(d).toBigInteger());
         }
-        if (value instanceof String s) {
-            String t = s.strip().replace("_", "");
-            try {
-                return Long.parseLong(t);
-            } catch (NumberFormatException e) {
-                try {
-                    return (long) Double.parseDouble(t);
-                } catch (NumberFormatException e2) {
-                    return fallback;
-                }
-            }
+        String text = PyValues.text(value);
+        if (text == null) {
+            return fallback;
         }
-        return fallback;
+        String t = text.strip().replace("_", "");
+        int radix = (int) base;
+        String digits = t.startsWith("-") || t.startsWith("+") ? t.substring(1) : t;
+        String sign = t.startsWith("-") ? "-" : "";
+        String lower = digits.toLowerCase(Locale.ROOT);
+        if ((radix == 16 || radix == 0) && lower.startsWith("0x")) {
+            digits = digits.substring(2);
+            radix = 16;
+        } else if ((radix == 8 || radix == 0) && lower.startsWith("0o")) {
+            digits = digits.substring(2);
+            radix = 8;
+        } else if ((radix == 2 || radix == 0) && lower.startsWith("0b")) {
+            digits = digits.substring(2);
+            radix = 2;
+        } else if (radix == 0) {
+            radix = 10;
+        }
+        try {
+            return PyValues.integer(new BigInteger(sign + digits, radix));
+        } catch (NumberFormatException | ArithmeticException e) {
+            Object f = toFloat(text, null);
+            return f instanceof Double d && !d.isNaN() && !d.isInfinite()
+                    ? PyValues.integer(new BigDecimal(d).toBigInteger()) : fallback;
+        }
     }
 
-    private static Object toFloat(Object value, Object fallback) {
+    /** Python's float(): also "inf", "-infinity", "nan" in any case, underscores between digits. */
+    static Object toFloat(Object value, Object fallback) {
+        if (value instanceof Boolean b) {
+            return b ? 1.0 : 0.0;
+        }
         if (value instanceof Number n) {
             return n.doubleValue();
         }
-        if (value instanceof String s) {
-            try {
-                return Double.parseDouble(s.strip());
-            } catch (NumberFormatException e) {
-                return fallback;
-            }
+        String text = PyValues.text(value);
+        if (text == null) {
+            return fallback;
         }
-        return fallback;
-    }
-
-    private static String capitalize(String s) {
-        if (s.isEmpty()) {
-            return s;
+        String t = text.strip().toLowerCase(Locale.ROOT);
+        String body = t.startsWith("-") || t.startsWith("+") ? t.substring(1) : t;
+        double sign = t.startsWith("-") ? -1 : 1;
+        if (body.equals("inf") || body.equals("infinity")) {
+            return sign * Double.POSITIVE_INFINITY;
         }
-        int first = s.codePointAt(0);
-        int n = Character.charCount(first);
-        return new String(Character.toChars(Character.toTitleCase(first))) + s.substring(n).toLowerCase(Locale.ROOT);
-    }
-
-    /** Jinja's title filter: words start after whitespace or one of - ( { [ <. */
-    private static String jinjaTitle(String s) {
-        StringBuilder sb = new StringBuilder(s.length());
-        boolean wordStart = true;
-        for (int i = 0; i < s.length(); ) {
-            int cp = s.codePointAt(i);
-            boolean separator = PyValues.isPySpace(cp) || "-({[<".indexOf(cp) >= 0;
-            if (separator) {
-                sb.appendCodePoint(cp);
-                wordStart = true;
-            } else {
-                sb.appendCodePoint(wordStart ? Character.toTitleCase(cp) : Character.toLowerCase(cp));
-                wordStart = false;
-            }
-            i += Character.charCount(cp);
+        if (body.equals("nan")) {
+            return Double.NaN;
         }
-        return sb.toString();
-    }
-
-    /** Python's str.title(): every letter after a non-letter starts a word. */
-    private static String pythonTitle(String s) {
-        StringBuilder sb = new StringBuilder(s.length());
-        boolean previousCased = false;
-        for (int i = 0; i < s.length(); ) {
-            int cp = s.codePointAt(i);
-            if (Character.isLetter(cp)) {
-                sb.appendCodePoint(previousCased ? Character.toLowerCase(cp) : Character.toTitleCase(cp));
-                previousCased = true;
-            } else {
-                sb.appendCodePoint(cp);
-                previousCased = false;
-            }
-            i += Character.charCount(cp);
+        if (!body.matches("(\\d(_?\\d)*)?(\\.(\\d(_?\\d)*)?)?(e[+-]?\\d(_?\\d)*)?") || body.matches("\\.?(e.*)?")) {
+            return fallback;
         }
-        return sb.toString();
-    }
-
-    private static String indent(String s, Object width, boolean first, boolean blank) {
-        String indentation = width instanceof String w ? w : " ".repeat((int) TemplateRuntime.toLong(width, "indent"));
-        List<String> lines = PyValues.splitLines(s + "\n");
-        StringBuilder sb = new StringBuilder();
-        if (blank) {
-            sb.append(String.join("\n" + indentation, lines));
-        } else {
-            sb.append(lines.getFirst());
-            for (int i = 1; i < lines.size(); i++) {
-                sb.append('\n');
-                if (!lines.get(i).isEmpty()) {
-                    sb.append(indentation);
-                }
-                sb.append(lines.get(i));
-            }
-        }
-        return first ? indentation + sb : sb.toString();
-    }
-
-    private static final Pattern PERCENT = Pattern.compile("%([-+ 0#]*)(\\d*)(?:\\.(\\d+))?([sdifrx%])");
-
-    /** Python's {@code "..." % args} for the common conversions (%s %d %i %f %r %x). */
-    static String percentFormat(String format, List<?> args) {
-        Matcher m = PERCENT.matcher(format);
-        StringBuilder sb = new StringBuilder();
-        int next = 0;
-        while (m.find()) {
-            String conversion = m.group(4);
-            String replacement;
-            if (conversion.equals("%")) {
-                replacement = "%";
-            } else {
-                if (next >= args.size()) {
-                    throw new IllegalArgumentException("not enough arguments for format string");
-                }
-                Object a = args.get(next++);
-                String flags = m.group(1);
-                String widthText = m.group(2);
-                String precision = m.group(3);
-                replacement = switch (conversion) {
-                    case "s" -> PyValues.str(a);
-                    case "r" -> PyValues.repr(a);
-                    case "d", "i" -> String.valueOf(a instanceof Number n ? (long) n.doubleValue() : a);
-                    case "x" -> Long.toHexString(((Number) a).longValue());
-                    default -> String.format("%." + (precision == null ? "6" : precision) + "f", ((Number) a).doubleValue());
-                };
-                if (!widthText.isEmpty()) {
-                    int width = Integer.parseInt(widthText);
-                    String pad = " ".repeat(Math.max(0, width - replacement.length()));
-                    replacement = flags.contains("-") ? replacement + pad : pad + replacement;
-                }
-            }
-            m.appendReplacement(sb, Matcher.quoteReplacement(replacement));
-        }
-        m.appendTail(sb);
-        return sb.toString();
-    }
-
-    /** Python's {@code str.format} for {}, {0} and {name} fields. */
-    private static String braceFormat(String format, List<Object> args, Map<String, Object> kwargs) {
-        StringBuilder sb = new StringBuilder();
-        int auto = 0;
-        for (int i = 0; i < format.length(); i++) {
-            char c = format.charAt(i);
-            if (c == '{' && i + 1 < format.length() && format.charAt(i + 1) == '{') {
-                sb.append('{');
-                i++;
-            } else if (c == '}' && i + 1 < format.length() && format.charAt(i + 1) == '}') {
-                sb.append('}');
-                i++;
-            } else if (c == '{') {
-                int close = format.indexOf('}', i);
-                if (close < 0) {
-                    throw new IllegalArgumentException("single '{' encountered in format string");
-                }
-                String field = format.substring(i + 1, close);
-                int colon = field.indexOf(':');
-                if (colon >= 0) {
-                    field = field.substring(0, colon);
-                }
-                Object value;
-                if (field.isEmpty()) {
-                    value = args.get(auto++);
-                } else if (field.chars().allMatch(Character::isDigit)) {
-                    value = args.get(Integer.parseInt(field));
-                } else {
-                    value = kwargs.getOrDefault(field, new Undefined(field));
-                }
-                sb.append(PyValues.str(value));
-                i = close;
-            } else {
-                sb.append(c);
-            }
-        }
-        return sb.toString();
+        return Double.parseDouble(t.replace("_", ""));
     }
 }
