@@ -8,6 +8,7 @@ import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import java.io.IOException;
+import java.io.InputStream;
 import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -81,6 +82,10 @@ public final class Tokenizer {
     private final boolean decodesByteFallback;
 
     private Tokenizer(JsonField root, JsonField config, Compatibility compatibility) {
+        this(root, null, config, compatibility);
+    }
+
+    private Tokenizer(JsonField root, BpeModel.Tables tables, JsonField config, Compatibility compatibility) {
         boolean transformers = compatibility == Compatibility.TRANSFORMERS && config != null;
         String tokenizerClass = config == null ? "" : config.get("tokenizer_class").text("");
         if (transformers && (tokenizerClass.equals("LlamaTokenizer") || tokenizerClass.equals("LlamaTokenizerFast"))) {
@@ -92,7 +97,7 @@ public final class Tokenizer {
             normalizer = Normalizer.parse(root.get("normalizer"));
             preTokenizer = PreTokenizer.parse(root.get("pre_tokenizer"));
         }
-        model = BpeModel.parse(root.get("model"));
+        model = BpeModel.parse(root.get("model"), tables);
         decoder = Decoder.parse(root.get("decoder"));
         decodesByteFallback = containsByteFallback(decoder);
         added = AddedVocabulary.parse(root.get("added_tokens"), normalizer);
@@ -201,22 +206,23 @@ public final class Tokenizer {
                     + "tokenizer.json (a slow-tokenizer-only model must first be converted with transformers)");
         }
         Path source = plain ? tokenizerFile : gzipped;
-        try {
-            String tokenizerJson = plain ? Files.readString(tokenizerFile) : readGzip(gzipped);
+        try (InputStream in = plain ? Files.newInputStream(tokenizerFile)
+                : new java.util.zip.GZIPInputStream(Files.newInputStream(gzipped), 1 << 16)) {
+            TokenizerJsonReader.Result parsed;
+            try {
+                parsed = TokenizerJsonReader.read(new java.io.BufferedInputStream(in, 1 << 16), source.toString(), JSON);
+            } catch (JsonProcessingException e) {
+                throw new TokenizerException(source + ": not valid JSON: " + e.getOriginalMessage() + " (line "
+                        + e.getLocation().getLineNr() + ", column " + e.getLocation().getColumnNr() + ")", e);
+            }
             String configJson = Files.isRegularFile(configFile) ? Files.readString(configFile) : null;
-            Tokenizer tokenizer = new Tokenizer(readJson(tokenizerJson, source.toString()),
+            Tokenizer tokenizer = new Tokenizer(new JsonField(source.toString(), "", parsed.root()), parsed.tables(),
                     configJson == null ? null : readJson(configJson, configFile.toString()), compatibility);
             tokenizer.chatTemplateProblem().ifPresent(problem -> LOG.warn("{}: {}; chat requests for this model will "
                     + "be refused, completions work", configFile, problem));
             return tokenizer;
         } catch (IOException e) {
             throw new UncheckedIOException("cannot read tokenizer files in " + modelDir, e);
-        }
-    }
-
-    private static String readGzip(Path file) throws IOException {
-        try (var in = new java.util.zip.GZIPInputStream(Files.newInputStream(file))) {
-            return new String(in.readAllBytes(), java.nio.charset.StandardCharsets.UTF_8);
         }
     }
 
