@@ -33,6 +33,8 @@ import ai.punica.jinja.Lexer.Token;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Set;
+import java.util.function.Predicate;
+import java.util.function.Supplier;
 
 /** Recursive-descent parser for Jinja2 templates (no inheritance or includes), following Jinja's precedence. */
 final class Parser {
@@ -230,20 +232,25 @@ final class Parser {
     private List<Filter> parseFilterChain() {
         List<Filter> filters = new ArrayList<>();
         do {
-            Token nameToken = peek();
-            String name = expectName();
-            if (!Filters.FILTERS.contains(name)) {
-                throw error("no filter named '" + name + "'", nameToken);
-            }
-            List<Expr> args = new ArrayList<>();
-            List<String> kwargNames = new ArrayList<>();
-            List<Expr> kwargValues = new ArrayList<>();
-            if (skipOp("(")) {
-                parseArguments(args, kwargNames, kwargValues);
-            }
-            filters.add(new Filter(null, name, args, kwargNames, kwargValues, nameToken.pos()));
+            filters.add(parseFilterCall(null, peek().pos()));
         } while (skipOp("|"));
         return filters;
+    }
+
+    /** A filter name and its optional arguments, applied to {@code value}. */
+    private Filter parseFilterCall(Expr value, int pos) {
+        Token nameToken = peek();
+        String name = expectName();
+        if (!Filters.FILTERS.contains(name)) {
+            throw error("no filter named '" + name + "'", nameToken);
+        }
+        List<Expr> args = new ArrayList<>();
+        List<String> kwargNames = new ArrayList<>();
+        List<Expr> kwargValues = new ArrayList<>();
+        if (skipOp("(")) {
+            parseArguments(args, kwargNames, kwargValues);
+        }
+        return new Filter(value, name, args, kwargNames, kwargValues, pos);
     }
 
     private Node parseCallBlock(Token begin) {
@@ -277,14 +284,26 @@ final class Parser {
 
     private void parseParameters(List<String> params, List<Expr> defaults) {
         expectOp("(");
-        while (!peek().isOp(")")) {
-            if (!params.isEmpty()) {
-                expectOp(",");
-            }
+        commaSeparated(")", () -> {
             params.add(expectName());
             defaults.add(skipOp("=") ? parseExpression(true) : null);
+        });
+    }
+
+    /** Items separated by commas (a trailing one allowed) up to {@code close}, which is consumed. */
+    private void commaSeparated(String close, Runnable item) {
+        boolean first = true;
+        while (!peek().isOp(close)) {
+            if (!first) {
+                expectOp(",");
+                if (peek().isOp(close)) {
+                    break;
+                }
+            }
+            item.run();
+            first = false;
         }
-        expectOp(")");
+        expectOp(close);
     }
 
     private Node parseIf(Token begin) {
@@ -431,22 +450,22 @@ final class Parser {
         return expr;
     }
 
-    private Expr parseOr() {
-        Expr left = parseAnd();
-        while (peek().isName("or")) {
+    /** One left-associative binary level of Jinja's grammar: operands from {@code operand}, joined by matching operators. */
+    private Expr leftAssociative(Supplier<Expr> operand, Predicate<Token> isOperator) {
+        Expr left = operand.get();
+        while (isOperator.test(peek())) {
             Token t = next();
-            left = new Binary("or", left, parseAnd(), t.pos());
+            left = new Binary(t.text(), left, operand.get(), t.pos());
         }
         return left;
     }
 
+    private Expr parseOr() {
+        return leftAssociative(this::parseAnd, t -> t.isName("or"));
+    }
+
     private Expr parseAnd() {
-        Expr left = parseNot();
-        while (peek().isName("and")) {
-            Token t = next();
-            left = new Binary("and", left, parseNot(), t.pos());
-        }
-        return left;
+        return leftAssociative(this::parseNot, t -> t.isName("and"));
     }
 
     private Expr parseNot() {
@@ -482,39 +501,20 @@ final class Parser {
     }
 
     private Expr parseMath1() {
-        Expr left = parseConcat();
-        while (peek().isOp("+") || peek().isOp("-")) {
-            Token t = next();
-            left = new Binary(t.text(), left, parseConcat(), t.pos());
-        }
-        return left;
+        return leftAssociative(this::parseConcat, t -> t.isOp("+") || t.isOp("-"));
     }
 
     private Expr parseConcat() {
-        Expr left = parseMath2();
-        while (peek().isOp("~")) {
-            Token t = next();
-            left = new Binary("~", left, parseMath2(), t.pos());
-        }
-        return left;
+        return leftAssociative(this::parseMath2, t -> t.isOp("~"));
     }
 
     private Expr parseMath2() {
-        Expr left = parsePow();
-        while (peek().isOp("*") || peek().isOp("/") || peek().isOp("//") || peek().isOp("%")) {
-            Token t = next();
-            left = new Binary(t.text(), left, parsePow(), t.pos());
-        }
-        return left;
+        return leftAssociative(this::parsePow, t -> t.isOp("*") || t.isOp("/") || t.isOp("//") || t.isOp("%"));
     }
 
+    /** Jinja's ** is left-associative and binds looser than a unary minus: -2 ** 2 is 4. */
     private Expr parsePow() {
-        Expr left = parseUnary(true);
-        while (peek().isOp("**")) {
-            Token t = next();
-            left = new Binary("**", left, parseUnary(true), t.pos());
-        }
-        return left;
+        return leftAssociative(() -> parseUnary(true), t -> t.isOp("**"));
     }
 
     private Expr parseUnary(boolean withFilter) {
@@ -576,33 +576,17 @@ final class Parser {
                     }
                     case "[" -> {
                         List<Expr> items = new ArrayList<>();
-                        while (!peek().isOp("]")) {
-                            if (!items.isEmpty()) {
-                                expectOp(",");
-                                if (peek().isOp("]")) {
-                                    break;
-                                }
-                            }
-                            items.add(parseExpression(true));
-                        }
-                        expectOp("]");
+                        commaSeparated("]", () -> items.add(parseExpression(true)));
                         return new ListLiteral(items, false, t.pos());
                     }
                     case "{" -> {
                         List<Expr> keys = new ArrayList<>();
                         List<Expr> values = new ArrayList<>();
-                        while (!peek().isOp("}")) {
-                            if (!keys.isEmpty()) {
-                                expectOp(",");
-                                if (peek().isOp("}")) {
-                                    break;
-                                }
-                            }
+                        commaSeparated("}", () -> {
                             keys.add(parseExpression(true));
                             expectOp(":");
                             values.add(parseExpression(true));
-                        }
-                        expectOp("}");
+                        });
                         return new DictLiteral(keys, values, t.pos());
                     }
                     default -> {
@@ -682,13 +666,7 @@ final class Parser {
 
     /** Arguments after '(' up to and including ')'. */
     private void parseArguments(List<Expr> args, List<String> kwargNames, List<Expr> kwargValues) {
-        while (!peek().isOp(")")) {
-            if (!args.isEmpty() || !kwargNames.isEmpty()) {
-                expectOp(",");
-                if (peek().isOp(")")) {
-                    break;
-                }
-            }
+        commaSeparated(")", () -> {
             if (peek().kind() == Kind.NAME && peek(1).isOp("=")) {
                 kwargNames.add(next().text());
                 index++;
@@ -699,8 +677,7 @@ final class Parser {
                 }
                 args.add(parseExpression(true));
             }
-        }
-        expectOp(")");
+        });
     }
 
     private Expr parseFilterExpr(Expr node) {
@@ -708,18 +685,7 @@ final class Parser {
             Token t = peek();
             if (t.isOp("|")) {
                 index++;
-                Token nameToken = peek();
-                String name = expectName();
-                if (!Filters.FILTERS.contains(name)) {
-                    throw error("no filter named '" + name + "'", nameToken);
-                }
-                List<Expr> args = new ArrayList<>();
-                List<String> kwargNames = new ArrayList<>();
-                List<Expr> kwargValues = new ArrayList<>();
-                if (skipOp("(")) {
-                    parseArguments(args, kwargNames, kwargValues);
-                }
-                node = new Filter(node, name, args, kwargNames, kwargValues, t.pos());
+                node = parseFilterCall(node, t.pos());
             } else if (t.isName("is")) {
                 index++;
                 boolean negated = skipName("not");

@@ -345,37 +345,18 @@ final class PyValues {
     }
 
     static String typeName(Object v) {
-        if (v == null) {
-            return "NoneType";
-        }
-        if (v instanceof Undefined) {
-            return "Undefined";
-        }
-        if (v instanceof Boolean) {
-            return "bool";
-        }
-        if (isIntegral(v)) {
-            return "int";
-        }
-        if (v instanceof Number) {
-            return "float";
-        }
-        if (v instanceof String) {
-            return "str";
-        }
-        if (v instanceof Markup) {
-            return "Markup";
-        }
-        if (v instanceof Tuple) {
-            return "tuple";
-        }
-        if (v instanceof List) {
-            return "list";
-        }
-        if (v instanceof Map) {
-            return "dict";
-        }
-        return v.getClass().getSimpleName();
+        return switch (v) {
+            case null -> "NoneType";
+            case Undefined u -> "Undefined";
+            case Boolean b -> "bool";
+            case Number n -> isIntegral(n) ? "int" : "float";
+            case String t -> "str";
+            case Markup m -> "Markup";
+            case Tuple t -> "tuple";
+            case List<?> l -> "list";
+            case Map<?, ?> m -> "dict";
+            default -> v.getClass().getSimpleName();
+        };
     }
 
     /** Python's {@code len(v)} (0 for Undefined). */
