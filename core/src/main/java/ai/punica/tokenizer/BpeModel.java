@@ -48,7 +48,7 @@ final class BpeModel {
     /**
      * The vocabulary and merges read while streaming tokenizer.json (see {@link TokenizerJsonReader}),
      * so that a 262k-token file never exists as a JSON tree: {@code mergePairs} holds the left and right
-     * token id of each merge, in rank order.
+     * token id of each merge, in rank order, or is null when the merges are in the tree.
      */
     record Tables(Map<String, Integer> vocab, IntList mergePairs) {
     }
@@ -66,7 +66,7 @@ final class BpeModel {
         String prefix = json.get("continuing_subword_prefix").text("");
         Map<String, Integer> vocab;
         MergeTable merges;
-        if (tables != null) {
+        if (tables != null && tables.mergePairs() != null) {
             vocab = tables.vocab();
             String[] tokens = new String[vocab.values().stream().mapToInt(Integer::intValue).max().orElse(-1) + 1];
             vocab.forEach((token, id) -> tokens[id] = token);
@@ -78,10 +78,14 @@ final class BpeModel {
                 addMerge(merges, vocab, left, right, prefix, rank, json.get("merges").at(rank));
             }
         } else {
-            JsonField vocabJson = json.get("vocab");
-            vocab = new HashMap<>(vocabJson.isAbsent() ? 16 : vocabJson.node().size() * 2);
-            for (Map.Entry<String, JsonField> e : vocabJson.members()) {
-                vocab.put(e.getKey(), e.getValue().intValue());
+            if (tables != null) {
+                vocab = tables.vocab();
+            } else {
+                JsonField vocabJson = json.get("vocab");
+                vocab = new HashMap<>(vocabJson.isAbsent() ? 16 : vocabJson.node().size() * 2);
+                for (Map.Entry<String, JsonField> e : vocabJson.members()) {
+                    vocab.put(e.getKey(), e.getValue().intValue());
+                }
             }
             JsonField mergesJson = json.get("merges");
             var mergeList = mergesJson.isAbsent() ? java.util.List.<JsonField>of() : mergesJson.elements();

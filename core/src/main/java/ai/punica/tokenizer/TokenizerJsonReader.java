@@ -105,6 +105,8 @@ final class TokenizerJsonReader {
                 model.set(name, p.readValueAsTree());
             }
         }
-        return vocab == null ? null : new BpeModel.Tables(vocab, pairs == null ? new IntList(0) : pairs);
+        // Merges listed before the vocabulary (no file seen so far does this) stay in the tree.
+        return vocab == null ? null : new BpeModel.Tables(vocab, model.has("merges") ? null
+                : pairs == null ? new IntList(0) : pairs);
     }
 }
