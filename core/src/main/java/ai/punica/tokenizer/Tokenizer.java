@@ -1,6 +1,7 @@
 package ai.punica.tokenizer;
 
 import ai.punica.jinja.TemplateException;
+import ai.punica.json.JsonField;
 import ai.punica.tokenizer.AddedVocabulary.AddedToken;
 import ai.punica.tokenizer.AddedVocabulary.Segment;
 import ai.punica.tokenizer.PreTokenizer.Piece;
@@ -216,7 +217,7 @@ public final class Tokenizer {
                         + e.getLocation().getLineNr() + ", column " + e.getLocation().getColumnNr() + ")", e);
             }
             String configJson = Files.isRegularFile(configFile) ? Files.readString(configFile) : null;
-            Tokenizer tokenizer = new Tokenizer(new JsonField(source.toString(), "", parsed.root()), parsed.tables(),
+            Tokenizer tokenizer = new Tokenizer(JsonField.root(source.toString(), parsed.root(), TokenizerException::new), parsed.tables(),
                     configJson == null ? null : readJson(configJson, configFile.toString()), compatibility);
             tokenizer.chatTemplateProblem().ifPresent(problem -> LOG.warn("{}: {}; chat requests for this model will "
                     + "be refused, completions work", configFile, problem));
@@ -239,7 +240,7 @@ public final class Tokenizer {
             if (node == null || !node.isObject()) {
                 throw new TokenizerException(file + ": expected a JSON object at the top level");
             }
-            return new JsonField(file, "", node);
+            return JsonField.root(file, node, TokenizerException::new);
         } catch (JsonProcessingException e) {
             throw new TokenizerException(file + ": not valid JSON: " + e.getOriginalMessage()
                     + " (line " + e.getLocation().getLineNr() + ", column " + e.getLocation().getColumnNr() + ")", e);
