@@ -104,7 +104,7 @@ final class GenerateCommand implements Callable<Integer> {
             int[] ids;
             if (chat) {
                 var template = tokenizer.chatTemplate().orElseThrow(() ->
-                        new IllegalArgumentException("the model has no chat template"));
+                        new IllegalArgumentException(tokenizer.chatTemplateProblem().orElse("the model has no chat template")));
                 String text = template.render(List.of(Map.of("role", "user", "content", prompt)), true, Map.of());
                 ids = tokenizer.encode(text, false);
             } else {

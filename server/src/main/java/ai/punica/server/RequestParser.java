@@ -8,7 +8,7 @@ import ai.punica.server.OpenAiRequests.CompletionBody;
 import ai.punica.server.OpenAiRequests.Message;
 import ai.punica.server.OpenAiRequests.SamplingFields;
 import ai.punica.tokenizer.ChatTemplate;
-import ai.punica.tokenizer.TemplateException;
+import ai.punica.jinja.TemplateException;
 import ai.punica.tokenizer.Tokenizer;
 import com.fasterxml.jackson.databind.JsonNode;
 import java.util.ArrayList;
@@ -379,8 +379,10 @@ final class RequestParser {
     private int[] renderChat(List<Map<String, Object>> messages, boolean addGenerationPrompt,
                              Map<String, Object> vars) {
         ChatTemplate template = tokenizer.chatTemplate().orElseThrow(() -> ApiException.badRequest("messages",
-                "The model `" + engine.baseModelName() + "` has no chat template (tokenizer_config.json has no "
-                        + "chat_template); use /v1/completions instead."));
+                tokenizer.chatTemplateProblem().map(problem -> "The model `" + engine.baseModelName()
+                        + "` cannot serve chat requests: " + problem + "; use /v1/completions instead.")
+                        .orElse("The model `" + engine.baseModelName() + "` has no chat template (tokenizer_config.json "
+                                + "has no chat_template); use /v1/completions instead.")));
         String text;
         try {
             text = template.render(messages, addGenerationPrompt, vars);

@@ -1,4 +1,4 @@
-package ai.punica.tokenizer;
+package ai.punica.jinja;
 
 /**
  * A chat template that cannot be parsed or rendered, including a {@code raise_exception(...)} call

@@ -1,6 +1,7 @@
-package ai.punica.tokenizer;
+package ai.punica.jinja;
 
 import java.math.BigDecimal;
+import java.math.BigInteger;
 import java.util.AbstractList;
 import java.util.ArrayList;
 import java.util.Collection;
@@ -12,7 +13,9 @@ import java.util.Map;
  * Python semantics for template values, which are plain Java objects: {@code null} is None,
  * {@link Boolean}, integral {@link Number}s are int, {@link Double}/{@link Float} are float,
  * {@link String}, {@link List} (a {@link Tuple} prints as one), {@link Map}, and
- * {@link Undefined} for missing variables.
+ * {@link Undefined} for missing variables. Python ints are unbounded: an int is a {@link Long}
+ * while it fits and a {@link BigInteger} beyond (see {@link #integer(BigInteger)}). Jinja's
+ * {@code Markup} (text already HTML-escaped) is a {@link Markup}.
  */
 final class PyValues {
     private PyValues() {
@@ -26,8 +29,31 @@ final class PyValues {
         }
     }
 
+    /** Jinja's Markup: a str that is already escaped, so escaping it again leaves it as is. */
+    record Markup(String text) implements CharSequence {
+        @Override
+        public int length() {
+            return text.length();
+        }
+
+        @Override
+        public char charAt(int index) {
+            return text.charAt(index);
+        }
+
+        @Override
+        public CharSequence subSequence(int start, int end) {
+            return text.subSequence(start, end);
+        }
+
+        @Override
+        public String toString() {
+            return text;
+        }
+    }
+
     /** An immutable Python tuple. */
-    static final class Tuple extends AbstractList<Object> {
+    static class Tuple extends AbstractList<Object> {
         private final Object[] items;
 
         Tuple(Object... items) {
@@ -58,6 +84,20 @@ final class PyValues {
         return v instanceof Number;
     }
 
+    /** A Python int as the narrowest Java type: Long when it fits, else the BigInteger. */
+    static Object integer(BigInteger v) {
+        return v.bitLength() < 64 ? (Object) v.longValue() : v;
+    }
+
+    static BigInteger big(Object integral) {
+        return integral instanceof BigInteger b ? b : BigInteger.valueOf(((Number) integral).longValue());
+    }
+
+    /** The text of a str or Markup value, else null. */
+    static String text(Object v) {
+        return v instanceof String s ? s : v instanceof Markup m ? m.text() : null;
+    }
+
     static boolean truthy(Object v) {
         if (v == null || v instanceof Undefined) {
             return false;
@@ -66,7 +106,8 @@ final class PyValues {
             return b;
         }
         if (v instanceof Number n) {
-            return isIntegral(n) ? n.longValue() != 0 : n.doubleValue() != 0.0;
+            return n instanceof BigInteger b ? b.signum() != 0
+                    : isIntegral(n) ? n.longValue() != 0 : n.doubleValue() != 0.0;
         }
         if (v instanceof CharSequence s) {
             return !s.isEmpty();
@@ -84,6 +125,9 @@ final class PyValues {
     static String str(Object v) {
         if (v instanceof String s) {
             return s;
+        }
+        if (v instanceof Markup m) {
+            return m.text();
         }
         if (v instanceof Undefined) {
             return "";
@@ -109,6 +153,10 @@ final class PyValues {
             sb.append(n);
         } else if (v instanceof String s) {
             appendStringRepr(sb, s);
+        } else if (v instanceof Markup m) {
+            sb.append("Markup(");
+            appendStringRepr(sb, m.text());
+            sb.append(')');
         } else if (v instanceof Undefined) {
             sb.append("");
         } else if (v instanceof Tuple t) {
@@ -216,10 +264,10 @@ final class PyValues {
             }
             Object x = a instanceof Boolean ba ? (Object) (ba ? 1L : 0L) : a;
             Object y = b instanceof Boolean bb ? (Object) (bb ? 1L : 0L) : b;
-            if (isIntegral(x) && isIntegral(y)) {
-                return ((Number) x).longValue() == ((Number) y).longValue();
-            }
-            return ((Number) x).doubleValue() == ((Number) y).doubleValue();
+            return compareNumbers((Number) x, (Number) y) == 0;
+        }
+        if (a instanceof CharSequence && b instanceof CharSequence) {
+            return text(a) != null && text(a).equals(text(b));
         }
         if (a instanceof List<?> la && b instanceof List<?> lb) {
             if (la.size() != lb.size() || (a instanceof Tuple) != (b instanceof Tuple)) {
@@ -251,13 +299,10 @@ final class PyValues {
         if ((a instanceof Number || a instanceof Boolean) && (b instanceof Number || b instanceof Boolean)) {
             Object x = a instanceof Boolean ba ? (Object) (ba ? 1L : 0L) : a;
             Object y = b instanceof Boolean bb ? (Object) (bb ? 1L : 0L) : b;
-            if (isIntegral(x) && isIntegral(y)) {
-                return Long.compare(((Number) x).longValue(), ((Number) y).longValue());
-            }
-            return Double.compare(((Number) x).doubleValue(), ((Number) y).doubleValue());
+            return compareNumbers((Number) x, (Number) y);
         }
-        if (a instanceof String sa && b instanceof String sb) {
-            return compareCodePoints(sa, sb);
+        if (text(a) != null && text(b) != null) {
+            return compareCodePoints(text(a), text(b));
         }
         if (a instanceof List<?> la && b instanceof List<?> lb) {
             for (int i = 0; i < Math.min(la.size(), lb.size()); i++) {
@@ -269,6 +314,22 @@ final class PyValues {
         }
         throw new IllegalArgumentException("'<' not supported between instances of '" + typeName(a) + "' and '"
                 + typeName(b) + "'");
+    }
+
+    private static int compareNumbers(Number x, Number y) {
+        if (isIntegral(x) && isIntegral(y)) {
+            return x instanceof BigInteger || y instanceof BigInteger ? big(x).compareTo(big(y))
+                    : Long.compare(x.longValue(), y.longValue());
+        }
+        if (isIntegral(x) && x instanceof BigInteger bx) {
+            return new BigDecimal(bx).compareTo(BigDecimal.valueOf(y.doubleValue()));
+        }
+        if (isIntegral(y) && y instanceof BigInteger by) {
+            return BigDecimal.valueOf(x.doubleValue()).compareTo(new BigDecimal(by));
+        }
+        double dx = x.doubleValue();
+        double dy = y.doubleValue();
+        return dx == dy ? 0 : dx < dy ? -1 : 1;
     }
 
     private static int compareCodePoints(String a, String b) {
@@ -284,40 +345,24 @@ final class PyValues {
     }
 
     static String typeName(Object v) {
-        if (v == null) {
-            return "NoneType";
-        }
-        if (v instanceof Undefined) {
-            return "Undefined";
-        }
-        if (v instanceof Boolean) {
-            return "bool";
-        }
-        if (isIntegral(v)) {
-            return "int";
-        }
-        if (v instanceof Number) {
-            return "float";
-        }
-        if (v instanceof String) {
-            return "str";
-        }
-        if (v instanceof Tuple) {
-            return "tuple";
-        }
-        if (v instanceof List) {
-            return "list";
-        }
-        if (v instanceof Map) {
-            return "dict";
-        }
-        return v.getClass().getSimpleName();
+        return switch (v) {
+            case null -> "NoneType";
+            case Undefined u -> "Undefined";
+            case Boolean b -> "bool";
+            case Number n -> isIntegral(n) ? "int" : "float";
+            case String t -> "str";
+            case Markup m -> "Markup";
+            case Tuple t -> "tuple";
+            case List<?> l -> "list";
+            case Map<?, ?> m -> "dict";
+            default -> v.getClass().getSimpleName();
+        };
     }
 
     /** Python's {@code len(v)} (0 for Undefined). */
     static int length(Object v) {
-        if (v instanceof String s) {
-            return s.codePointCount(0, s.length());
+        if (v instanceof CharSequence s) {
+            return Character.codePointCount(s, 0, s.length());
         }
         if (v instanceof Collection<?> c) {
             return c.size();
@@ -342,7 +387,7 @@ final class PyValues {
         if (v instanceof Collection<?> c) {
             return new ArrayList<>(c);
         }
-        if (v instanceof String s) {
+        if (v instanceof CharSequence s) {
             List<Object> chars = new ArrayList<>();
             s.codePoints().forEach(cp -> chars.add(new String(Character.toChars(cp))));
             return chars;
@@ -351,113 +396,6 @@ final class PyValues {
             return new ArrayList<>();
         }
         throw new IllegalArgumentException("'" + typeName(v) + "' object is not iterable");
-    }
-
-    /** Python's {@code json.dumps} (as HF's tojson calls it: ensure_ascii=False unless asked). */
-    static String toJson(Object v, Integer indent, boolean ensureAscii, String itemSeparator, String keySeparator,
-            boolean sortKeys) {
-        StringBuilder sb = new StringBuilder();
-        appendJson(sb, v, indent, 0, ensureAscii,
-                itemSeparator != null ? itemSeparator : indent != null ? "," : ", ",
-                keySeparator != null ? keySeparator : ": ", sortKeys);
-        return sb.toString();
-    }
-
-    private static void appendJson(StringBuilder sb, Object v, Integer indent, int level, boolean ascii, String itemSep,
-            String keySep, boolean sortKeys) {
-        if (v == null) {
-            sb.append("null");
-        } else if (v instanceof Boolean b) {
-            sb.append(b ? "true" : "false");
-        } else if (v instanceof Double || v instanceof Float) {
-            double d = ((Number) v).doubleValue();
-            sb.append(Double.isNaN(d) ? "NaN" : Double.isInfinite(d) ? (d > 0 ? "Infinity" : "-Infinity") : floatRepr(d));
-        } else if (v instanceof Number n) {
-            sb.append(n);
-        } else if (v instanceof String s) {
-            appendJsonString(sb, s, ascii);
-        } else if (v instanceof List<?> list) {
-            if (list.isEmpty()) {
-                sb.append("[]");
-                return;
-            }
-            sb.append('[');
-            for (int i = 0; i < list.size(); i++) {
-                if (i > 0) {
-                    sb.append(itemSep);
-                }
-                newline(sb, indent, level + 1);
-                appendJson(sb, list.get(i), indent, level + 1, ascii, itemSep, keySep, sortKeys);
-            }
-            newline(sb, indent, level);
-            sb.append(']');
-        } else if (v instanceof Map<?, ?> map) {
-            if (map.isEmpty()) {
-                sb.append("{}");
-                return;
-            }
-            List<Map.Entry<?, ?>> entries = new ArrayList<>(map.entrySet());
-            if (sortKeys) {
-                entries.sort((x, y) -> compare(String.valueOf(x.getKey()), String.valueOf(y.getKey())));
-            }
-            sb.append('{');
-            boolean first = true;
-            for (Map.Entry<?, ?> e : entries) {
-                if (!first) {
-                    sb.append(itemSep);
-                }
-                first = false;
-                newline(sb, indent, level + 1);
-                Object key = e.getKey();
-                appendJsonString(sb, key instanceof String s ? s : key == null ? "null" : jsonKey(key), ascii);
-                sb.append(keySep);
-                appendJson(sb, e.getValue(), indent, level + 1, ascii, itemSep, keySep, sortKeys);
-            }
-            newline(sb, indent, level);
-            sb.append('}');
-        } else if (v instanceof Undefined u) {
-            throw new IllegalArgumentException("Object of type Undefined is not JSON serializable"
-                    + (u.name() == null ? "" : " ('" + u.name() + "' is undefined)"));
-        } else {
-            throw new IllegalArgumentException("Object of type " + typeName(v) + " is not JSON serializable");
-        }
-    }
-
-    private static String jsonKey(Object key) {
-        if (key instanceof Boolean b) {
-            return b ? "true" : "false";
-        }
-        return repr(key);
-    }
-
-    private static void newline(StringBuilder sb, Integer indent, int level) {
-        if (indent != null) {
-            sb.append('\n').append(" ".repeat(indent * level));
-        }
-    }
-
-    private static void appendJsonString(StringBuilder sb, String s, boolean ascii) {
-        sb.append('"');
-        for (int i = 0; i < s.length(); i++) {
-            char c = s.charAt(i);
-            switch (c) {
-                case '"' -> sb.append("\\\"");
-                case '\\' -> sb.append("\\\\");
-                case '\n' -> sb.append("\\n");
-                case '\r' -> sb.append("\\r");
-                case '\t' -> sb.append("\\t");
-                case '\b' -> sb.append("\\b");
-                case '\f' -> sb.append("\\f");
-                default -> {
-                    if (c < 0x20 || (ascii && c > 0x7E)) {
-                        sb.append(String.format("\\u%04x", (int) c));
-                    } else {
-                        sb.append(c);
-                    }
-                }
-            }
-        }
-        sb.append('"');
     }
 
     /** Python's {@code str.isspace()} character test. */
@@ -479,6 +417,11 @@ final class PyValues {
 
     /** Python's {@code str.splitlines()}. */
     static List<String> splitLines(String s) {
+        return splitLines(s, false);
+    }
+
+    /** Python's {@code str.splitlines(keepends)}. */
+    static List<String> splitLines(String s, boolean keepEnds) {
         List<String> lines = new ArrayList<>();
         int start = 0;
         for (int i = 0; i < s.length(); i++) {
@@ -486,10 +429,11 @@ final class PyValues {
             boolean lineBreak = c == '\n' || c == '\r' || c == 0x0B || c == 0x0C || (c >= 0x1C && c <= 0x1E)
                     || c == 0x85 || c == 0x2028 || c == 0x2029;
             if (lineBreak) {
-                lines.add(s.substring(start, i));
+                int lineEnd = i;
                 if (c == '\r' && i + 1 < s.length() && s.charAt(i + 1) == '\n') {
                     i++;
                 }
+                lines.add(s.substring(start, keepEnds ? i + 1 : lineEnd));
                 start = i + 1;
             }
         }

@@ -1,4 +1,4 @@
-package ai.punica.tokenizer;
+package ai.punica.jinja;
 
 import java.util.ArrayList;
 import java.util.List;
@@ -10,7 +10,7 @@ import java.util.List;
  * whitespace on that side, {@code +} disables lstrip/trim for that tag, and one trailing newline
  * of the template is dropped ({@code keep_trailing_newline=False}).
  */
-final class TemplateLexer {
+final class Lexer {
 
     enum Kind { TEXT, VAR_BEGIN, VAR_END, BLOCK_BEGIN, BLOCK_END, NAME, STRING, INT, FLOAT, OP, EOF }
 
@@ -36,12 +36,14 @@ final class TemplateLexer {
     private final String src;
     private final List<Token> tokens = new ArrayList<>();
 
-    private TemplateLexer(String source) {
-        this.src = source.endsWith("\n") ? source.substring(0, source.length() - 1) : source;
+    private Lexer(String source) {
+        // Jinja reads "\r\n" and "\r" as "\n" (its newline_sequence) everywhere, string literals included.
+        String normalized = source.replace("\r\n", "\n").replace('\r', '\n');
+        this.src = normalized.endsWith("\n") ? normalized.substring(0, normalized.length() - 1) : normalized;
     }
 
     static List<Token> tokenize(String source) {
-        TemplateLexer lexer = new TemplateLexer(source);
+        Lexer lexer = new Lexer(source);
         lexer.run();
         return lexer.tokens;
     }
@@ -266,6 +268,14 @@ final class TemplateLexer {
     private int lexNumber(int pos) {
         int s = pos;
         int n = src.length();
+        if (src.charAt(pos) == '0' && pos + 1 < n && "xXoObB".indexOf(src.charAt(pos + 1)) >= 0) {
+            pos += 2;
+            while (pos < n && (Character.isLetterOrDigit(src.charAt(pos)) || src.charAt(pos) == '_')) {
+                pos++;
+            }
+            tokens.add(new Token(Kind.INT, src.substring(s, pos).replace("_", ""), s));
+            return pos;
+        }
         while (pos < n && (Character.isDigit(src.charAt(pos)) || src.charAt(pos) == '_')) {
             pos++;
         }
@@ -319,7 +329,27 @@ final class TemplateLexer {
                 case 'b' -> sb.append('\b');
                 case 'f' -> sb.append('\f');
                 case 'v' -> sb.append((char) 0x0B);
-                case '0' -> sb.append('\0');
+                case 'a' -> sb.append((char) 0x07);
+                case '0', '1', '2', '3', '4', '5', '6', '7' -> {
+                    int end = pos - 1;
+                    while (end < src.length() && end < pos + 2 && src.charAt(end) >= '0' && src.charAt(end) <= '7') {
+                        end++;
+                    }
+                    sb.appendCodePoint(Integer.parseInt(src.substring(pos - 1, end), 8));
+                    pos = end;
+                }
+                case 'N' -> {
+                    int close = src.indexOf('}', pos);
+                    if (pos >= src.length() || src.charAt(pos) != '{' || close < 0) {
+                        throw error("malformed \\N character escape", pos - 2);
+                    }
+                    try {
+                        sb.appendCodePoint(Character.codePointOf(src.substring(pos + 1, close)));
+                    } catch (IllegalArgumentException ex) {
+                        throw error("unknown Unicode character name '" + src.substring(pos + 1, close) + "'", pos - 2);
+                    }
+                    pos = close + 1;
+                }
                 case '\\', '\'', '"' -> sb.append(e);
                 case '\n' -> { }
                 case 'x', 'u', 'U' -> {

@@ -1,38 +1,43 @@
-package ai.punica.tokenizer;
+package ai.punica.jinja;
 
-import ai.punica.tokenizer.TemplateAst.Attribute;
-import ai.punica.tokenizer.TemplateAst.Binary;
-import ai.punica.tokenizer.TemplateAst.Block;
-import ai.punica.tokenizer.TemplateAst.Break;
-import ai.punica.tokenizer.TemplateAst.Call;
-import ai.punica.tokenizer.TemplateAst.Compare;
-import ai.punica.tokenizer.TemplateAst.Conditional;
-import ai.punica.tokenizer.TemplateAst.Continue;
-import ai.punica.tokenizer.TemplateAst.DictLiteral;
-import ai.punica.tokenizer.TemplateAst.Expr;
-import ai.punica.tokenizer.TemplateAst.Filter;
-import ai.punica.tokenizer.TemplateAst.For;
-import ai.punica.tokenizer.TemplateAst.If;
-import ai.punica.tokenizer.TemplateAst.Item;
-import ai.punica.tokenizer.TemplateAst.ListLiteral;
-import ai.punica.tokenizer.TemplateAst.Literal;
-import ai.punica.tokenizer.TemplateAst.Macro;
-import ai.punica.tokenizer.TemplateAst.Name;
-import ai.punica.tokenizer.TemplateAst.Node;
-import ai.punica.tokenizer.TemplateAst.Output;
-import ai.punica.tokenizer.TemplateAst.SetBlock;
-import ai.punica.tokenizer.TemplateAst.Slice;
-import ai.punica.tokenizer.TemplateAst.Test;
-import ai.punica.tokenizer.TemplateAst.Text;
-import ai.punica.tokenizer.TemplateAst.Unary;
-import ai.punica.tokenizer.TemplateLexer.Kind;
-import ai.punica.tokenizer.TemplateLexer.Token;
+import ai.punica.jinja.Ast.Attribute;
+import ai.punica.jinja.Ast.Binary;
+import ai.punica.jinja.Ast.Block;
+import ai.punica.jinja.Ast.Break;
+import ai.punica.jinja.Ast.Call;
+import ai.punica.jinja.Ast.CallBlock;
+import ai.punica.jinja.Ast.Compare;
+import ai.punica.jinja.Ast.Conditional;
+import ai.punica.jinja.Ast.Continue;
+import ai.punica.jinja.Ast.DictLiteral;
+import ai.punica.jinja.Ast.Expr;
+import ai.punica.jinja.Ast.Filter;
+import ai.punica.jinja.Ast.FilterBlock;
+import ai.punica.jinja.Ast.For;
+import ai.punica.jinja.Ast.If;
+import ai.punica.jinja.Ast.Item;
+import ai.punica.jinja.Ast.ListLiteral;
+import ai.punica.jinja.Ast.Literal;
+import ai.punica.jinja.Ast.Macro;
+import ai.punica.jinja.Ast.Name;
+import ai.punica.jinja.Ast.Node;
+import ai.punica.jinja.Ast.Output;
+import ai.punica.jinja.Ast.SetBlock;
+import ai.punica.jinja.Ast.Slice;
+import ai.punica.jinja.Ast.Test;
+import ai.punica.jinja.Ast.Text;
+import ai.punica.jinja.Ast.Unary;
+import ai.punica.jinja.Ast.With;
+import ai.punica.jinja.Lexer.Kind;
+import ai.punica.jinja.Lexer.Token;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Set;
+import java.util.function.Predicate;
+import java.util.function.Supplier;
 
-/** Recursive-descent parser for the Jinja2 subset used by chat templates, following Jinja's precedence. */
-final class TemplateParser {
+/** Recursive-descent parser for Jinja2 templates (no inheritance or includes), following Jinja's precedence. */
+final class Parser {
     private static final Set<String> COMPARE_OPS = Set.of("==", "!=", "<", ">", "<=", ">=");
     private static final Set<String> NOT_AN_ARGUMENT = Set.of("else", "or", "and", "if", "not", "in", "is");
 
@@ -40,13 +45,13 @@ final class TemplateParser {
     private final List<Token> tokens;
     private int index;
 
-    private TemplateParser(String source) {
+    private Parser(String source) {
         this.source = source;
-        this.tokens = TemplateLexer.tokenize(source);
+        this.tokens = Lexer.tokenize(source);
     }
 
     static List<Node> parse(String source) {
-        TemplateParser parser = new TemplateParser(source);
+        Parser parser = new Parser(source);
         List<Node> body = parser.parseBody(Set.of());
         if (parser.peek().kind() != Kind.EOF) {
             throw parser.error("unexpected '" + parser.peek().text() + "'", parser.peek());
@@ -55,7 +60,7 @@ final class TemplateParser {
     }
 
     private TemplateException error(String message, Token at) {
-        int[] lc = TemplateLexer.lineColumn(source, at.pos());
+        int[] lc = Lexer.lineColumn(source, at.pos());
         return new TemplateException("template syntax error: " + message, lc[0], lc[1]);
     }
 
@@ -181,15 +186,124 @@ final class TemplateParser {
             }
             case "generation" -> {
                 expectBlockEnd();
-                List<Node> body = parseBody(Set.of("endgeneration"));
+                yield new Block(parseBlockBody("endgeneration"), begin.pos());
+            }
+            case "block" -> {
+                expectName();
+                skipName("scoped");
+                skipName("required");
+                expectBlockEnd();
+                List<Node> body = parseBody(Set.of("endblock"));
                 index++;
+                if (peek().kind() == Kind.NAME) {
+                    index++;
+                }
                 expectBlockEnd();
                 yield new Block(body, begin.pos());
             }
-            case "elif", "else", "endif", "endfor", "endset", "endmacro", "endgeneration" ->
+            case "filter" -> {
+                List<Filter> filters = parseFilterChain();
+                expectBlockEnd();
+                yield new FilterBlock(filters, parseBlockBody("endfilter"), begin.pos());
+            }
+            case "call" -> parseCallBlock(begin);
+            case "with" -> parseWith(begin);
+            case "autoescape" -> {
+                Expr enabled = parseExpression(true);
+                expectBlockEnd();
+                yield new Ast.Autoescape(enabled, parseBlockBody("endautoescape"), begin.pos());
+            }
+            case "elif", "else", "endif", "endfor", "endset", "endmacro", "endgeneration", "endfilter", "endcall",
+                    "endwith", "endblock", "endautoescape" ->
                     throw error("unexpected '{% " + keyword.text() + " %}' with no open block to end", keyword);
             default -> throw error("unknown or unsupported tag '" + keyword.text() + "'", keyword);
         };
+    }
+
+    /** The body up to {@code {% end %}} and past that tag. */
+    private List<Node> parseBlockBody(String end) {
+        List<Node> body = parseBody(Set.of(end));
+        index++;
+        expectBlockEnd();
+        return body;
+    }
+
+    /** {@code name(args) | name2 | ...} of a filter tag or a filtered block set, each with a null value. */
+    private List<Filter> parseFilterChain() {
+        List<Filter> filters = new ArrayList<>();
+        do {
+            filters.add(parseFilterCall(null, peek().pos()));
+        } while (skipOp("|"));
+        return filters;
+    }
+
+    /** A filter name and its optional arguments, applied to {@code value}. */
+    private Filter parseFilterCall(Expr value, int pos) {
+        Token nameToken = peek();
+        String name = expectName();
+        if (!Filters.FILTERS.contains(name)) {
+            throw error("no filter named '" + name + "'", nameToken);
+        }
+        List<Expr> args = new ArrayList<>();
+        List<String> kwargNames = new ArrayList<>();
+        List<Expr> kwargValues = new ArrayList<>();
+        if (skipOp("(")) {
+            parseArguments(args, kwargNames, kwargValues);
+        }
+        return new Filter(value, name, args, kwargNames, kwargValues, pos);
+    }
+
+    private Node parseCallBlock(Token begin) {
+        List<String> params = new ArrayList<>();
+        List<Expr> defaults = new ArrayList<>();
+        if (peek().isOp("(")) {
+            parseParameters(params, defaults);
+        }
+        Expr call = parsePostfix(parsePrimary());
+        if (!(call instanceof Call c)) {
+            throw error("expected a macro call after 'call'", peek());
+        }
+        expectBlockEnd();
+        return new CallBlock(params, defaults, c, parseBlockBody("endcall"), begin.pos());
+    }
+
+    private Node parseWith(Token begin) {
+        List<String> targets = new ArrayList<>();
+        List<Expr> values = new ArrayList<>();
+        while (peek().kind() != Kind.BLOCK_END) {
+            if (!targets.isEmpty()) {
+                expectOp(",");
+            }
+            targets.add(expectName());
+            expectOp("=");
+            values.add(parseExpression(true));
+        }
+        expectBlockEnd();
+        return new With(targets, values, parseBlockBody("endwith"), begin.pos());
+    }
+
+    private void parseParameters(List<String> params, List<Expr> defaults) {
+        expectOp("(");
+        commaSeparated(")", () -> {
+            params.add(expectName());
+            defaults.add(skipOp("=") ? parseExpression(true) : null);
+        });
+    }
+
+    /** Items separated by commas (a trailing one allowed) up to {@code close}, which is consumed. */
+    private void commaSeparated(String close, Runnable item) {
+        boolean first = true;
+        while (!peek().isOp(close)) {
+            if (!first) {
+                expectOp(",");
+                if (peek().isOp(close)) {
+                    break;
+                }
+            }
+            item.run();
+            first = false;
+        }
+        expectOp(close);
     }
 
     private Node parseIf(Token begin) {
@@ -231,9 +345,7 @@ final class TemplateParser {
         if (skipName("if")) {
             filter = parseTuple(true);
         }
-        if (peek().isName("recursive")) {
-            throw error("recursive for loops are not supported", peek());
-        }
+        boolean recursive = skipName("recursive");
         expectBlockEnd();
         List<Node> body = parseBody(Set.of("else", "endfor"));
         List<Node> otherwise = List.of();
@@ -243,7 +355,7 @@ final class TemplateParser {
             index++;
         }
         expectBlockEnd();
-        return new For(targets, iterable, filter, body, otherwise, begin.pos());
+        return new For(targets, iterable, filter, recursive, body, otherwise, begin.pos());
     }
 
     private List<String> parseTargets() {
@@ -267,37 +379,27 @@ final class TemplateParser {
             expectOp("=");
             Expr value = parseTuple(true);
             expectBlockEnd();
-            return new TemplateAst.Set(namespace, List.of(attr), value, begin.pos());
+            return new Ast.Set(namespace, List.of(attr), value, begin.pos());
         }
         List<String> targets = parseTargets();
         if (skipOp("=")) {
             Expr value = parseTuple(true);
             expectBlockEnd();
-            return new TemplateAst.Set(null, targets, value, begin.pos());
+            return new Ast.Set(null, targets, value, begin.pos());
         }
         if (targets.size() != 1) {
             throw error("a block set assigns to one name", peek());
         }
+        List<Filter> filters = skipOp("|") ? parseFilterChain() : List.of();
         expectBlockEnd();
-        List<Node> body = parseBody(Set.of("endset"));
-        index++;
-        expectBlockEnd();
-        return new SetBlock(targets.getFirst(), body, begin.pos());
+        return new SetBlock(targets.getFirst(), filters, parseBlockBody("endset"), begin.pos());
     }
 
     private Node parseMacro(Token begin) {
         String name = expectName();
-        expectOp("(");
         List<String> params = new ArrayList<>();
         List<Expr> defaults = new ArrayList<>();
-        while (!peek().isOp(")")) {
-            if (!params.isEmpty()) {
-                expectOp(",");
-            }
-            params.add(expectName());
-            defaults.add(skipOp("=") ? parseExpression(true) : null);
-        }
-        expectOp(")");
+        parseParameters(params, defaults);
         expectBlockEnd();
         List<Node> body = parseBody(Set.of("endmacro"));
         index++;
@@ -348,22 +450,22 @@ final class TemplateParser {
         return expr;
     }
 
-    private Expr parseOr() {
-        Expr left = parseAnd();
-        while (peek().isName("or")) {
+    /** One left-associative binary level of Jinja's grammar: operands from {@code operand}, joined by matching operators. */
+    private Expr leftAssociative(Supplier<Expr> operand, Predicate<Token> isOperator) {
+        Expr left = operand.get();
+        while (isOperator.test(peek())) {
             Token t = next();
-            left = new Binary("or", left, parseAnd(), t.pos());
+            left = new Binary(t.text(), left, operand.get(), t.pos());
         }
         return left;
     }
 
+    private Expr parseOr() {
+        return leftAssociative(this::parseAnd, t -> t.isName("or"));
+    }
+
     private Expr parseAnd() {
-        Expr left = parseNot();
-        while (peek().isName("and")) {
-            Token t = next();
-            left = new Binary("and", left, parseNot(), t.pos());
-        }
-        return left;
+        return leftAssociative(this::parseNot, t -> t.isName("and"));
     }
 
     private Expr parseNot() {
@@ -399,39 +501,20 @@ final class TemplateParser {
     }
 
     private Expr parseMath1() {
-        Expr left = parseConcat();
-        while (peek().isOp("+") || peek().isOp("-")) {
-            Token t = next();
-            left = new Binary(t.text(), left, parseConcat(), t.pos());
-        }
-        return left;
+        return leftAssociative(this::parseConcat, t -> t.isOp("+") || t.isOp("-"));
     }
 
     private Expr parseConcat() {
-        Expr left = parseMath2();
-        while (peek().isOp("~")) {
-            Token t = next();
-            left = new Binary("~", left, parseMath2(), t.pos());
-        }
-        return left;
+        return leftAssociative(this::parseMath2, t -> t.isOp("~"));
     }
 
     private Expr parseMath2() {
-        Expr left = parsePow();
-        while (peek().isOp("*") || peek().isOp("/") || peek().isOp("//") || peek().isOp("%")) {
-            Token t = next();
-            left = new Binary(t.text(), left, parsePow(), t.pos());
-        }
-        return left;
+        return leftAssociative(this::parsePow, t -> t.isOp("*") || t.isOp("/") || t.isOp("//") || t.isOp("%"));
     }
 
+    /** Jinja's ** is left-associative and binds looser than a unary minus: -2 ** 2 is 4. */
     private Expr parsePow() {
-        Expr left = parseUnary(true);
-        while (peek().isOp("**")) {
-            Token t = next();
-            left = new Binary("**", left, parseUnary(true), t.pos());
-        }
-        return left;
+        return leftAssociative(() -> parseUnary(true), t -> t.isOp("**"));
     }
 
     private Expr parseUnary(boolean withFilter) {
@@ -465,7 +548,7 @@ final class TemplateParser {
                 return new Literal(sb.toString(), t.pos());
             }
             case INT -> {
-                return new Literal(Long.parseLong(t.text()), t.pos());
+                return new Literal(integer(t), t.pos());
             }
             case FLOAT -> {
                 return new Literal(Double.parseDouble(t.text()), t.pos());
@@ -493,33 +576,17 @@ final class TemplateParser {
                     }
                     case "[" -> {
                         List<Expr> items = new ArrayList<>();
-                        while (!peek().isOp("]")) {
-                            if (!items.isEmpty()) {
-                                expectOp(",");
-                                if (peek().isOp("]")) {
-                                    break;
-                                }
-                            }
-                            items.add(parseExpression(true));
-                        }
-                        expectOp("]");
+                        commaSeparated("]", () -> items.add(parseExpression(true)));
                         return new ListLiteral(items, false, t.pos());
                     }
                     case "{" -> {
                         List<Expr> keys = new ArrayList<>();
                         List<Expr> values = new ArrayList<>();
-                        while (!peek().isOp("}")) {
-                            if (!keys.isEmpty()) {
-                                expectOp(",");
-                                if (peek().isOp("}")) {
-                                    break;
-                                }
-                            }
+                        commaSeparated("}", () -> {
                             keys.add(parseExpression(true));
                             expectOp(":");
                             values.add(parseExpression(true));
-                        }
-                        expectOp("}");
+                        });
                         return new DictLiteral(keys, values, t.pos());
                     }
                     default -> {
@@ -532,6 +599,17 @@ final class TemplateParser {
         throw error("unexpected " + describe(t) + " in expression", t);
     }
 
+    /** An int literal of any size: decimal, or 0x / 0o / 0b. */
+    private Object integer(Token t) {
+        String text = t.text().toLowerCase(java.util.Locale.ROOT);
+        int radix = text.startsWith("0x") ? 16 : text.startsWith("0o") ? 8 : text.startsWith("0b") ? 2 : 10;
+        try {
+            return PyValues.integer(new java.math.BigInteger(radix == 10 ? text : text.substring(2), radix));
+        } catch (NumberFormatException e) {
+            throw error("invalid integer literal '" + t.text() + "'", t);
+        }
+    }
+
     private Expr parsePostfix(Expr node) {
         while (true) {
             Token t = peek();
@@ -541,7 +619,7 @@ final class TemplateParser {
                 if (name.kind() == Kind.NAME) {
                     node = new Attribute(node, name.text(), t.pos());
                 } else if (name.kind() == Kind.INT) {
-                    node = new Item(node, new Literal(Long.parseLong(name.text()), name.pos()), t.pos());
+                    node = new Item(node, new Literal(integer(name), name.pos()), t.pos());
                 } else {
                     throw error("expected an attribute name after '.', found " + describe(name), name);
                 }
@@ -588,13 +666,7 @@ final class TemplateParser {
 
     /** Arguments after '(' up to and including ')'. */
     private void parseArguments(List<Expr> args, List<String> kwargNames, List<Expr> kwargValues) {
-        while (!peek().isOp(")")) {
-            if (!args.isEmpty() || !kwargNames.isEmpty()) {
-                expectOp(",");
-                if (peek().isOp(")")) {
-                    break;
-                }
-            }
+        commaSeparated(")", () -> {
             if (peek().kind() == Kind.NAME && peek(1).isOp("=")) {
                 kwargNames.add(next().text());
                 index++;
@@ -605,8 +677,7 @@ final class TemplateParser {
                 }
                 args.add(parseExpression(true));
             }
-        }
-        expectOp(")");
+        });
     }
 
     private Expr parseFilterExpr(Expr node) {
@@ -614,24 +685,13 @@ final class TemplateParser {
             Token t = peek();
             if (t.isOp("|")) {
                 index++;
-                Token nameToken = peek();
-                String name = expectName();
-                if (!TemplateFilters.FILTERS.contains(name)) {
-                    throw error("no filter named '" + name + "'", nameToken);
-                }
-                List<Expr> args = new ArrayList<>();
-                List<String> kwargNames = new ArrayList<>();
-                List<Expr> kwargValues = new ArrayList<>();
-                if (skipOp("(")) {
-                    parseArguments(args, kwargNames, kwargValues);
-                }
-                node = new Filter(node, name, args, kwargNames, kwargValues, t.pos());
+                node = parseFilterCall(node, t.pos());
             } else if (t.isName("is")) {
                 index++;
                 boolean negated = skipName("not");
                 Token nameToken = peek();
                 String name = nameToken.kind() == Kind.NAME ? nameToken.text() : "";
-                if (!TemplateFilters.TESTS.contains(name)) {
+                if (!Tests.TESTS.contains(name)) {
                     throw error("no test named '" + nameToken.text() + "'", nameToken);
                 }
                 index++;
