@@ -113,6 +113,9 @@ public final class OpenAiStreamClient {
                         }
                         if (hasText(event)) {
                             chunks.add(now);
+                        } else if (chunks.isEmpty() && finished(event)) {
+                            // Every token decoded to no text (special tokens): the finish is the first output.
+                            chunks.add(now);
                         }
                         JsonNode usage = event.get("usage");
                         if (usage != null && usage.isObject()) {
@@ -157,6 +160,15 @@ public final class OpenAiStreamClient {
         for (JsonNode c : choices) {
             String text = c.has("delta") ? c.path("delta").path("content").asText("") : c.path("text").asText("");
             if (!text.isEmpty()) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    private static boolean finished(JsonNode event) {
+        for (JsonNode c : event.path("choices")) {
+            if (c.hasNonNull("finish_reason")) {
                 return true;
             }
         }

@@ -25,10 +25,17 @@ public final class PromptMaker {
     private static final int ATTEMPTS = 6;
 
     private final TokenCounter counter;
+    private final boolean byIds;
 
     /** {@code counter} null: prompts of about the asked number of words, not counted. */
     public PromptMaker(TokenCounter counter) {
+        this(counter, true);
+    }
+
+    /** {@code byIds} false: only the binary search over counts, even with a local tokenizer. */
+    PromptMaker(TokenCounter counter, boolean byIds) {
         this.counter = counter;
+        this.byIds = byIds;
     }
 
     public boolean exact() {
@@ -50,7 +57,7 @@ public final class PromptMaker {
             while (counter.count(text) < tokens) {
                 text = text + " " + words(Math.max(4, tokens), random);
             }
-            String candidate = counter instanceof TokenCounter.Local local ? byIds(local, text, tokens) : null;
+            String candidate = byIds && counter instanceof TokenCounter.Local local ? byIds(local, text, tokens) : null;
             if (candidate == null) {
                 candidate = byBinarySearch(text, tokens);
             }

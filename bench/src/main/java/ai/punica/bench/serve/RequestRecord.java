@@ -3,8 +3,10 @@ package ai.punica.bench.serve;
 /**
  * What happened to one request. Times are seconds from the run's start. {@code chunkSeconds} holds the arrival
  * time of every streamed chunk that carried text: the first is the first token, and their gaps are the
- * inter-token latencies (a chunk may carry more than one token; the OpenAI stream does not say how many, which
- * is why TPOT is computed from the token count instead).
+ * inter-token latencies (a chunk may carry more than one token, when the server coalesces what a slow reader
+ * has not taken yet, and tokens that decode to no text send none; the OpenAI stream does not say how many, which
+ * is why TPOT is computed from the token count instead). A request whose tokens all decoded to no text has the
+ * time of its finish chunk as its only one.
  *
  * @param sentSeconds    when the request was sent
  * @param promptTokens   usage.prompt_tokens from the server (−1 if it sent no usage)

@@ -186,11 +186,11 @@ public final class ResultsJson {
         }
     }
 
-    /** Six significant digits: sub-microsecond noise is not a finding. */
+    /** Nine significant digits (below a nanosecond for any latency in ms): no binary-fraction noise. */
     private static double round(double v) {
         if (v == 0 || !Double.isFinite(v)) {
             return v;
         }
-        return new java.math.BigDecimal(v).round(new java.math.MathContext(6)).doubleValue();
+        return new java.math.BigDecimal(v).round(new java.math.MathContext(9)).doubleValue();
     }
 }

@@ -37,7 +37,7 @@ public record RunSummary(int requests, int completed, int failed, Map<String, In
 
     /**
      * Per time bin of {@code binSeconds}, starting at 0: output tokens per second (each text chunk counts its
-     * request's tokens ÷ chunks), requests finished per second, and requests in flight at the bin's end.
+     * request's tokens ÷ chunks; a request with no chunk counts them at its end), requests finished per second, and requests in flight at the bin's end.
      */
     public record Timeline(double binSeconds, double[] outputTokensPerSecond, double[] finishedPerSecond,
                            int[] inFlight) {
@@ -100,7 +100,10 @@ public record RunSummary(int requests, int completed, int failed, Map<String, In
         int[] inFlight = new int[bins];
         for (RequestRecord r : records) {
             double[] chunks = r.chunkSeconds();
-            if (r.ok() && chunks.length > 0) {
+            if (r.ok()) {
+                if (chunks.length == 0) {
+                    chunks = new double[] {r.endSeconds()};
+                }
                 double perChunk = (double) r.outputTokens() / chunks.length;
                 for (double t : chunks) {
                     tokens[Math.min(bins - 1, (int) (t / bin))] += perChunk / bin;

@@ -110,13 +110,13 @@ final class SvgChart {
             svg.append(String.format(Locale.ROOT, "<line x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\"/>"
                             + "<text x=\"%.1f\" y=\"%d\" class=\"tick\" text-anchor=\"middle\">%s</text>%n",
                     px.applyAsDouble(t), TOP, px.applyAsDouble(t), TOP + plotH, px.applyAsDouble(t), TOP + plotH + 14,
-                    label(t)));
+                    label(t, xTicks[1] - xTicks[0])));
         }
         for (double t : yTicks) {
             svg.append(String.format(Locale.ROOT, "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\"/>"
                             + "<text x=\"%d\" y=\"%.1f\" class=\"tick\" text-anchor=\"end\">%s</text>%n",
                     LEFT, py.applyAsDouble(t), LEFT + plotW, py.applyAsDouble(t), LEFT - 4, py.applyAsDouble(t) + 4,
-                    label(t)));
+                    label(t, yTicks[1] - yTicks[0])));
         }
         svg.append("</g>\n");
         svg.append(String.format(Locale.ROOT, "<rect class=\"frame\" x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\"/>%n",
@@ -188,18 +188,15 @@ final class SvgChart {
         return out;
     }
 
-    private static String label(double v) {
-        if (Math.abs(v) < 1e-12) {
+    /** A tick label with as many decimals as the tick step needs; thousands as "k" when the step allows. */
+    static String label(double v, double step) {
+        if (Math.abs(v) < step * 1e-9) {
             return "0";
         }
-        double a = Math.abs(v);
-        if (a >= 1e6) {
-            return String.format(Locale.ROOT, "%.3gM", v / 1e6);
-        }
-        if (a >= 1e4) {
-            return String.format(Locale.ROOT, "%.0fk", v / 1e3);
-        }
-        return a >= 100 || v == Math.rint(v) ? String.format(Locale.ROOT, "%.0f", v)
-                : String.format(Locale.ROOT, "%.3g", v);
+        boolean kilo = Math.abs(v) >= 1e4 && step >= 100;
+        double shown = kilo ? v / 1e3 : v;
+        double shownStep = kilo ? step / 1e3 : step;
+        int decimals = (int) Math.max(0, -Math.floor(Math.log10(shownStep) + 1e-9));
+        return String.format(Locale.ROOT, "%." + decimals + "f", shown) + (kilo ? "k" : "");
     }
 }
