@@ -8,11 +8,13 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.io.IOException;
+import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
+import java.util.stream.IntStream;
 
 /**
  * Writes random PEFT LoRA adapters for a model: {@code adapter_config.json} and {@code adapter_model.safetensors}
@@ -98,25 +100,30 @@ public record RandomAdapters(int rank, double alpha, List<Projection> targets) {
         }
         Files.createDirectories(root);
         String adapterConfig = adapterConfigJson();
-        List<Path> dirs = new ArrayList<>(count);
         List<String> names = names(prefix, count);
-        for (int n = 0; n < count; n++) {
-            Path dir = root.resolve(names.get(n));
+        List<Path> dirs = names.stream().map(root::resolve).toList();
+        int distinct = Math.min(count, distinctWeights);
+        // The distinct weight files in parallel (each tensor is too small to split), then the links.
+        IntStream.range(0, distinct).parallel().forEach(n -> writeWeights(config, dirs.get(n), n, seed,
+                adapterConfig));
+        for (int n = distinct; n < count; n++) {
+            Path dir = dirs.get(n);
             Files.createDirectories(dir);
             Files.writeString(dir.resolve(LoraAdapter.CONFIG_FILE), adapterConfig);
             Path weights = dir.resolve(LoraAdapter.WEIGHTS_FILE);
             Files.deleteIfExists(weights);
-            if (n >= distinctWeights) {
-                Files.createLink(weights, dirs.get(n % distinctWeights).resolve(LoraAdapter.WEIGHTS_FILE));
-            } else {
-                writeWeights(config, weights, n, seed);
-            }
-            dirs.add(dir);
+            Files.createLink(weights, dirs.get(n % distinct).resolve(LoraAdapter.WEIGHTS_FILE));
         }
         return dirs;
     }
 
-    private void writeWeights(ModelConfig config, Path file, int n, long seed) {
+    private void writeWeights(ModelConfig config, Path dir, int n, long seed, String adapterConfig) {
+        try {
+            Files.createDirectories(dir);
+            Files.writeString(dir.resolve(LoraAdapter.CONFIG_FILE), adapterConfig);
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot write adapter " + dir, e);
+        }
         double halfWidth = RandomWeights.STD * Math.sqrt(3);
         SafeTensorsWriter writer = new SafeTensorsWriter();
         for (int l = 0; l < config.numLayers(); l++) {
@@ -130,7 +137,7 @@ public record RandomAdapters(int rank, double alpha, List<Projection> targets) {
             }
         }
         writer.metadata("format", "pt");
-        writer.write(file);
+        writer.write(dir.resolve(LoraAdapter.WEIGHTS_FILE));
     }
 
     private String adapterConfigJson() throws IOException {
