@@ -39,7 +39,7 @@ rate_seconds="${SERVE_RATE_SECONDS:-8}"
 parts="${SERVE_PARTS:-A100 A1000 rates ramp}"
 backend="${SERVE_BACKEND:-cuda}"
 deadline="${SERVE_DEADLINE_S:-500}"
-port=8000
+port="${SERVE_PORT:-8000}"
 root="${SERVE_ROOT:-/tmp/punica-serve-bench}"
 if [ -z "${JAVA:-}" ]; then
   bash .device-bundle/device-run info > /dev/null 2>&1 # unpacks the bundle's JRE into /tmp/punica-jre
@@ -72,6 +72,14 @@ PUNICA_JAVA_OPTS="-Dpunica.home=$(pwd) -Dorg.slf4j.simpleLogger.defaultLogLevel=
   "${serve_runner[@]}" ai.punica.cli.Main serve --port $port --backend "$backend" --model "$root/model" \
   --served-model-name "$shape-random" --adapters $adapter_dirs --lora-slots "$clients" --max-lora-rank "$rank" \
   --max-running "$clients" ${SERVE_ARGS:-} > "$out/serve.log" 2>&1 &
+stop_server() {
+  local pid
+  pid=$(pgrep -f "ai.punica.cli.Main serve --port $port" | head -n 1)
+  [ -n "$pid" ] && kill -TERM "$pid"
+}
+# The server keeps 90 % of the GPU's memory while it runs: stop it however this script ends.
+trap stop_server EXIT
+trap 'stop_server; exit 143' TERM INT
 for _ in $(seq 1 240); do
   curl -s -o /dev/null "localhost:$port/health" && break
   sleep 1
@@ -108,8 +116,7 @@ if has ramp; then
   bench ramp --schedule "6s@$lo..$hi,4s@$hi,6s@$hi..$lo" --warmup 16 --adapters "$list100" --workloads skewed:"$distinct"
 fi
 
-server_pid=$(pgrep -f "ai.punica.cli.Main serve --port $port" | head -n 1)
-[ -n "$server_pid" ] && kill -TERM "$server_pid"
+stop_server
 wait
 
 # 3. The summary: every run, then the targets from the saturation runs.

@@ -48,8 +48,15 @@ public final class OpenAiStreamClient {
         this.endpoint = URI.create(base + (options.chat() ? "/chat/completions" : "/completions"));
     }
 
-    /** An HTTP/1.1 client (SSE over HTTP/1.1 is what every OpenAI-compatible server speaks). */
+    /**
+     * An HTTP/1.1 client (SSE over HTTP/1.1 is what every OpenAI-compatible server speaks). A POST sent on a
+     * pooled keep-alive connection that the server closed meanwhile fails with "header parser received no
+     * bytes" before the server saw it; the JDK retries that only for idempotent methods unless
+     * {@code jdk.httpclient.enableAllMethodRetry} is set (read once, when the client first sends), so it is set
+     * here: such a failure is the client's pool, not the server under test.
+     */
     public static HttpClient newHttpClient() {
+        System.setProperty("jdk.httpclient.enableAllMethodRetry", "true");
         return HttpClient.newBuilder().version(HttpClient.Version.HTTP_1_1).connectTimeout(Duration.ofSeconds(10))
                 .build();
     }
