@@ -11,7 +11,8 @@ import java.util.Map;
 
 /**
  * A run as JSON, schema {@value #SCHEMA} (documented in docs/benchmarks/serving.md). Latencies in
- * milliseconds, times in seconds from the run's start, throughputs per second; a value that does not exist
+ * milliseconds, times in seconds from the run's start, throughputs per second, all at full double precision (so
+ * every figure can be recomputed from the per-request times); a value that does not exist
  * (a percentile of no samples, a metric the server does not export) is null.
  */
 public final class ResultsJson {
@@ -72,11 +73,11 @@ public final class ResultsJson {
         num(timeline, "bin_s", s.timeline().binSeconds());
         ArrayNode tok = timeline.putArray("output_throughput");
         for (double v : s.timeline().outputTokensPerSecond()) {
-            tok.add(round(v));
+            tok.add(v);
         }
         ArrayNode fin = timeline.putArray("finished_per_s");
         for (double v : s.timeline().finishedPerSecond()) {
-            fin.add(round(v));
+            fin.add(v);
         }
         ArrayNode inflight = timeline.putArray("in_flight");
         for (int v : s.timeline().inFlight()) {
@@ -114,7 +115,7 @@ public final class ResultsJson {
             o.put("output_tokens", r.outputTokens());
             ArrayNode chunks = o.putArray("chunk_s");
             for (double t : r.chunkSeconds()) {
-                chunks.add(Math.round(t * 1e6) / 1e6);
+                chunks.add(t);
             }
             if (r.ok()) {
                 o.putNull("error_kind");
@@ -180,17 +181,9 @@ public final class ResultsJson {
 
     private static void num(ObjectNode o, String field, double v) {
         if (Double.isFinite(v)) {
-            o.put(field, round(v));
+            o.put(field, v);
         } else {
             o.putNull(field);
         }
-    }
-
-    /** Nine significant digits (below a nanosecond for any latency in ms): no binary-fraction noise. */
-    private static double round(double v) {
-        if (v == 0 || !Double.isFinite(v)) {
-            return v;
-        }
-        return new java.math.BigDecimal(v).round(new java.math.MathContext(9)).doubleValue();
     }
 }

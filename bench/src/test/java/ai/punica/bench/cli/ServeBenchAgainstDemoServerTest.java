@@ -50,6 +50,7 @@ class ServeBenchAgainstDemoServerTest {
     private static int exitCode;
     private static String stdout;
     private static String stderr;
+    private static int errorRunExitCode;
 
     @BeforeAll
     static void runTheBenchmark() {
@@ -71,6 +72,11 @@ class ServeBenchAgainstDemoServerTest {
                     "--input-len", "20", "--output-len", "6", "--tokenizer", Fixtures.model().toString(),
                     "--metrics-interval", "0.05", "--warmup", "4", "--slo-ttft-ms", "1e9", "--slo-tpot-ms", "1e9",
                     "--seed", "3", "--out", out.toString());
+            // Four closed-loop clients, half the requests for a model the server does not have.
+            errorRunExitCode = new CommandLine(new BenchCommand()).execute("serve", "--base-url",
+                    server.baseUrl() + "/v1", "--adapters", "upper,no-such-adapter", "--workloads", "distinct",
+                    "--concurrency", "4", "--num-requests", "16", "--input-len", "12", "--output-len", "4",
+                    "--no-progress", "--out", out.resolve("errors").toString());
         } finally {
             System.setOut(oldOut);
             System.setErr(oldErr);
@@ -163,6 +169,40 @@ class ServeBenchAgainstDemoServerTest {
         }
         JsonNode goodput = run.get("summary").get("goodput");
         assertThat(goodput.get("requests_meeting_slo").asInt()).as("a lax SLO every request meets").isEqualTo(REQUESTS);
+    }
+
+    @Test
+    void failedRequestsAreCountedByKindAndAClosedLoopKeepsItsClientsBusy() throws IOException {
+        assertThat(errorRunExitCode).as("some requests completed; stderr:\n%s", stderr).isZero();
+        JsonNode run = new ObjectMapper().readTree(out.resolve("errors").resolve("distinct_c4.json").toFile());
+        JsonNode s = run.get("summary");
+        assertThat(s.get("requests").asInt()).isEqualTo(16);
+        assertThat(s.get("failed").asInt()).as("distinct alternates the two models").isEqualTo(8);
+        assertThat(s.get("errors").get("http_404").asInt()).isEqualTo(8);
+        assertThat(run.get("config").get("arrivals").get("type").asText()).isEqualTo("concurrent");
+        assertThat(run.get("config").get("token_counter").asText()).as("the demo server has no /tokenize")
+                .isEqualTo("none");
+        List<double[]> spans = new ArrayList<>();
+        for (JsonNode r : run.get("requests")) {
+            boolean missing = r.get("model").asText().equals("no-such-adapter");
+            assertThat(r.get("error_kind").isNull()).isEqualTo(!missing);
+            if (missing) {
+                assertThat(r.get("error").asText()).contains("no-such-adapter").contains("does not exist");
+            }
+            spans.add(new double[] {r.get("sent_s").asDouble(), r.get("end_s").asDouble()});
+        }
+        // Never more than four in flight: at each send, count the requests sent before and not yet ended.
+        for (double[] a : spans) {
+            long inFlight = spans.stream().filter(b -> b[0] <= a[0] && b[1] > a[0]).count();
+            assertThat(inFlight).isBetween(1L, 4L);
+        }
+        JsonNode per = run.get("per_adapter");
+        assertThat(per).hasSize(2);
+        for (JsonNode a : per) {
+            boolean missing = a.get("model").asText().equals("no-such-adapter");
+            assertThat(a.get("failed").asInt()).isEqualTo(missing ? 8 : 0);
+            assertThat(a.get("ttft_ms").get("p50").isNull()).as("no latency for failures").isEqualTo(missing);
+        }
     }
 
     private static void assertDistribution(JsonNode d, double[] sorted, String what) {
