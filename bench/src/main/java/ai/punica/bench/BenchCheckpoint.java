@@ -4,6 +4,8 @@ import ai.punica.backend.DType;
 import ai.punica.model.Checkpoint;
 import ai.punica.model.ModelConfig;
 import ai.punica.model.SafeTensorsWriter;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.OutputStream;
@@ -29,44 +31,36 @@ public final class BenchCheckpoint {
 
     /** A named model shape: its config.json and the fixtures directory its tokenizer comes from. */
     public enum Shape {
-        LLAMA_2_7B("llama-2-7b", """
-                {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "vocab_size": 32000,
-                 "hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32,
-                 "num_attention_heads": 32, "num_key_value_heads": 32, "max_position_embeddings": 4096,
-                 "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "hidden_act": "silu", "tie_word_embeddings": false,
-                 "bos_token_id": 1, "eos_token_id": 2, "torch_dtype": "bfloat16"}
-                """, "tokenizer/llama2"),
-        LLAMA_3_8B("llama-3-8b", """
-                {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "vocab_size": 128256,
-                 "hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
-                 "num_attention_heads": 32, "num_key_value_heads": 8, "max_position_embeddings": 8192,
-                 "rms_norm_eps": 1e-5, "rope_theta": 500000.0, "hidden_act": "silu", "tie_word_embeddings": false,
-                 "bos_token_id": 128000, "eos_token_id": 128001, "torch_dtype": "bfloat16"}
-                """, "tokenizer/llama3"),
-        MISTRAL_7B("mistral-7b", """
-                {"model_type": "mistral", "architectures": ["MistralForCausalLM"], "vocab_size": 32000,
-                 "hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
-                 "num_attention_heads": 32, "num_key_value_heads": 8, "max_position_embeddings": 32768,
-                 "rms_norm_eps": 1e-5, "rope_theta": 1000000.0, "sliding_window": null, "hidden_act": "silu",
-                 "tie_word_embeddings": false, "bos_token_id": 1, "eos_token_id": 2, "torch_dtype": "bfloat16"}
-                """, "tokenizer/llama2"),
+        //          id             type       vocab   hidden  MLP    layers heads kv  positions θ          bos     eos
+        LLAMA_2_7B("llama-2-7b", "llama", 32000, 4096, 11008, 32, 32, 32, 4096, 1e4, 1, 2, "tokenizer/llama2"),
+        LLAMA_3_8B("llama-3-8b", "llama", 128256, 4096, 14336, 32, 32, 8, 8192, 5e5, 128000, 128001,
+                "tokenizer/llama3"),
+        /** Mistral-7B v0.2 and later: no sliding window, θ = 10⁶. */
+        MISTRAL_7B("mistral-7b", "mistral", 32000, 4096, 14336, 32, 32, 8, 32768, 1e6, 1, 2, "tokenizer/llama2"),
         /** The Llama structure at toy sizes with the demo model's tokenizer: for tests and CPU runs. */
-        TINY("tiny", """
-                {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "vocab_size": 1024,
-                 "hidden_size": 64, "intermediate_size": 160, "num_hidden_layers": 2,
-                 "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 1024,
-                 "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "hidden_act": "silu", "tie_word_embeddings": false,
-                 "bos_token_id": 1, "eos_token_id": 2, "torch_dtype": "bfloat16"}
-                """, "model");
+        TINY("tiny", "llama", 1024, 64, 160, 2, 4, 2, 1024, 1e4, 1, 2, "model");
 
         private final String id;
         private final String configJson;
         private final String tokenizerDir;
 
-        Shape(String id, String configJson, String tokenizerDir) {
+        Shape(String id, String modelType, int vocab, int hidden, int intermediate, int layers, int heads,
+              int kvHeads, int positions, double ropeTheta, int bos, int eos, String tokenizerDir) {
             this.id = id;
-            this.configJson = configJson;
             this.tokenizerDir = tokenizerDir;
+            ObjectNode c = new ObjectMapper().createObjectNode();
+            c.put("model_type", modelType);
+            c.putArray("architectures").add(modelType.equals("mistral") ? "MistralForCausalLM" : "LlamaForCausalLM");
+            c.put("vocab_size", vocab).put("hidden_size", hidden).put("intermediate_size", intermediate)
+                    .put("num_hidden_layers", layers).put("num_attention_heads", heads)
+                    .put("num_key_value_heads", kvHeads).put("max_position_embeddings", positions)
+                    .put("rms_norm_eps", 1e-5).put("rope_theta", ropeTheta).put("hidden_act", "silu")
+                    .put("tie_word_embeddings", false).put("bos_token_id", bos).put("eos_token_id", eos)
+                    .put("torch_dtype", "bfloat16");
+            if (modelType.equals("mistral")) {
+                c.putNull("sliding_window");
+            }
+            this.configJson = c.toPrettyString() + "\n";
         }
 
         public String id() {
