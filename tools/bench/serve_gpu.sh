@@ -106,8 +106,7 @@ base_rate=$(awk -F, '$2 == "base" {print $6}' "$out/A100/summary.csv" 2>/dev/nul
 base_rate=${base_rate:-10}
 if has rates; then
   rates=$(awk -v r="$base_rate" 'BEGIN {printf "%.2f,%.2f,%.2f,%.2f", 0.3*r, 0.6*r, 0.9*r, 1.2*r}')
-  n=$(awk -v r="$base_rate" -v s="$rate_seconds" 'BEGIN {n = int(r * s); print (n < 64 ? 64 : n)}')
-  bench rates --rates "$rates" --num-requests "$n" --warmup 16 --adapters "$list100" \
+  bench rates --rates "$rates" --duration "$rate_seconds" --warmup 16 --adapters "$list100" \
     --workloads base,skewed:"$distinct",distinct
 fi
 if has ramp; then

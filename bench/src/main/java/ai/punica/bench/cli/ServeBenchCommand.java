@@ -84,6 +84,10 @@ final class ServeBenchCommand implements Callable<Integer> {
             + "its end; default: ${DEFAULT-VALUE}).")
     int numRequests;
 
+    @Option(names = "--duration", description = "With --rates: arrivals for this many seconds instead of "
+            + "--num-requests (so every rate runs about as long).")
+    Double durationSeconds;
+
     @Option(names = "--dataset", description = "JSONL prompts: {\"prompt\", \"max_tokens\"} or ShareGPT "
             + "{\"conversations\": [...]} lines.")
     Path dataset;
@@ -202,6 +206,7 @@ final class ServeBenchCommand implements Callable<Integer> {
         }
         Files.writeString(out.resolve("summary.md"), SweepTable.markdown(results));
         Files.writeString(out.resolve("summary.csv"), SweepTable.csv(results));
+        Files.writeString(out.resolve("index.html"), SweepTable.html(results));
         System.out.println();
         System.out.print(SweepTable.markdown(results));
         System.out.println("reports in " + out.toAbsolutePath());
@@ -221,8 +226,14 @@ final class ServeBenchCommand implements Callable<Integer> {
                 concurrency.forEach(c -> out.add(new ArrivalProcess.ClosedLoop(c, numRequests)));
             } else {
                 for (double r : rates != null ? rates : List.of(Double.POSITIVE_INFINITY)) {
-                    out.add(Double.isInfinite(r) ? new ArrivalProcess.ClosedLoop(numRequests, numRequests)
-                            : new ArrivalProcess.OpenLoop(RateSchedule.constant(r), burstiness, numRequests));
+                    if (Double.isInfinite(r)) {
+                        out.add(new ArrivalProcess.ClosedLoop(numRequests, numRequests));
+                    } else if (durationSeconds != null) {
+                        out.add(new ArrivalProcess.OpenLoop(new RateSchedule(List.of(new RateSchedule.Segment(
+                                durationSeconds, r, r))), burstiness, 0));
+                    } else {
+                        out.add(new ArrivalProcess.OpenLoop(RateSchedule.constant(r), burstiness, numRequests));
+                    }
                 }
             }
             return out;
@@ -233,9 +244,9 @@ final class ServeBenchCommand implements Callable<Integer> {
 
     private static String arrivalLabel(ArrivalProcess a) {
         return switch (a) {
-            case ArrivalProcess.OpenLoop o -> o.schedule().segments().size() == 1
-                    && Double.isInfinite(o.schedule().seconds()) ? "rate" + SweepTable.number(
-                    o.schedule().segments().getFirst().startRate()) : "schedule";
+            case ArrivalProcess.OpenLoop o -> o.schedule().segments().size() == 1 && o.schedule().segments()
+                    .getFirst().startRate() == o.schedule().segments().getFirst().endRate() ? "rate" + SweepTable
+                    .number(o.schedule().segments().getFirst().startRate()) : "schedule";
             case ArrivalProcess.ClosedLoop c -> "c" + c.clients();
         };
     }

@@ -64,6 +64,32 @@ public final class SweepTable {
         return b.toString();
     }
 
+    /** An index page: the table, each run linking to its RUN.html in the same directory. */
+    public static String html(List<RunResult> runs) {
+        StringBuilder b = new StringBuilder("""
+                <!DOCTYPE html>
+                <html lang="en"><head><meta charset="utf-8"><title>punica bench serve</title>
+                <style>body { font: 14px/1.4 system-ui, sans-serif; margin: 24px; } table { border-collapse: collapse; }
+                td, th { border: 1px solid #ccc; padding: 3px 8px; text-align: right; } th { background: #f2f2f2; }
+                td:nth-child(-n+3) { text-align: left; }</style></head><body>
+                <h1>punica bench serve</h1>
+                <table id="runs"><tr>""");
+        for (String h : HEADER) {
+            b.append("<th>").append(Html.escape(h)).append("</th>");
+        }
+        b.append("</tr>\n");
+        for (RunResult r : runs) {
+            List<String> c = cells(r);
+            b.append("<tr><td><a href=\"").append(Html.escape(r.label())).append(".html\">")
+                    .append(Html.escape(c.getFirst())).append("</a></td>");
+            for (String v : c.subList(1, c.size())) {
+                b.append("<td>").append(Html.escape(v)).append("</td>");
+            }
+            b.append("</tr>\n");
+        }
+        return b.append("</table>\n</body></html>\n").toString();
+    }
+
     public static String csv(List<RunResult> runs) {
         StringBuilder b = new StringBuilder(String.join(",", HEADER)).append('\n');
         for (RunResult r : runs) {

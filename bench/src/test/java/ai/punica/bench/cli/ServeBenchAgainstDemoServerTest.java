@@ -126,6 +126,10 @@ class ServeBenchAgainstDemoServerTest {
         assertThat(base.get("per_adapter").get(0).get("model").asText()).isEqualTo("demo");
         assertThat(stdout).contains("| run | workload |").contains("uniform-4_rate25").contains("base_rate25");
         assertThat(stderr).as("the progress bar").contains("32/32 requests");
+        assertThat(Files.readString(out.resolve("index.html"))).contains("<a href=\"uniform-4_rate25.html\">",
+                "<a href=\"base_rate25.html\">");
+        assertThat(Files.readAllLines(out.resolve("summary.csv"))).hasSize(3).first().asString()
+                .startsWith("run,workload,arrivals,requests,failed,req/s,output tok/s");
     }
 
     @Test
