@@ -14,8 +14,10 @@
 #   here:   scripts/device-bundle && mkdir -p .device-bundle/tools && cp tools/bench/*.sh tools/bench/*.py .device-bundle/tools/
 #   device: bash .device-bundle/tools/gpu_session.sh servebench           (carry: [".device-bundle"])
 #      or:  bash tools/bench/serve_gpu.sh
-# Output under $OUT/serve-bench/: checkpoint.log, serve.log, A100/ A1000/ rates/ ramp/ (each run's JSON and
-# HTML, summary.md, summary.csv, bench.log), SUMMARY.md; and $OUT/serve-bench.tgz of all of it.
+# Output: $OUT/serve-bench.tgz of serve-bench/ (checkpoint.log, serve.log, warmup/ A100/ A1000/ rates/ ramp/ with
+# each run's JSON and HTML, index.html, summary.md, summary.csv, bench.log; SUMMARY.md), and
+# $OUT/serve-bench-SUMMARY.md. A warm-up round (distinct and base, 2 x clients requests each) runs first,
+# unreported (SERVE_WARMUP=0 skips it).
 # Knobs: SERVE_SHAPE (llama-2-7b), SERVE_ADAPTERS (1000), SERVE_DISTINCT (100), SERVE_RANK (16),
 # SERVE_INPUT (128), SERVE_OUTPUT (128), SERVE_CLIENTS (128), SERVE_SAT_REQUESTS (512), SERVE_RATE_SECONDS (8),
 # SERVE_PARTS ("A100 A1000 rates ramp"), SERVE_BACKEND (cuda), SERVE_ARGS (extra `punica serve` options),
@@ -50,7 +52,9 @@ java_cli=("$JAVA" --add-modules jdk.incubator.vector --enable-native-access=ALL-
           -Dpunica.home="$(pwd)" -cp "$cp_all" ai.punica.cli.Main)
 
 # 1. The checkpoint and adapters (reused when a previous call of this machine wrote them).
-if [ ! -f "$root/done-$shape-$count-$distinct-$rank" ]; then
+if [ -f "$root/done-$shape-$count-$distinct-$rank" ]; then
+  echo "reused $root" > "$out/checkpoint.log"
+else
   rm -rf "$root"
   "${java_cli[@]:0:1}" -Xmx12g "${java_cli[@]:1}" bench checkpoint --shape "$shape" --out "$root" --adapters "$count" \
     --distinct-adapter-weights "$distinct" --rank "$rank" --targets all > "$out/checkpoint.log" 2>&1 \
@@ -98,6 +102,9 @@ bench() { # bench PART ARGS...: one `punica bench serve` call into $out/PART
 has() { [[ " $parts " == *" $1 "* ]] && [ "$SECONDS" -lt "$deadline" ]; }
 sat=(--concurrency "$clients" --num-requests "$sat_requests" --warmup "$clients")
 
+# JIT, CUDA graphs, adapter slots: one saturated round that no part reports.
+[ "${SERVE_WARMUP:-1}" = 1 ] && bench warmup --concurrency "$clients" --num-requests $((2 * clients)) \
+  --adapters "$list100" --workloads distinct,base > /dev/null
 has A100 && bench A100 "${sat[@]}" --adapters "$list100" --workloads base,identical,uniform:"$distinct",skewed:"$distinct",distinct
 has A1000 && bench A1000 "${sat[@]}" --adapters "$list_all" --workloads uniform:"$count",skewed:"$count",distinct
 
@@ -140,4 +147,5 @@ wait
 } > "$out/SUMMARY.md"
 cat "$out/SUMMARY.md"
 cp "$out/SUMMARY.md" "$OUT/serve-bench-SUMMARY.md"
-(cd "$OUT" && tar czf serve-bench.tgz serve-bench)
+# The device tool brings back 8 files at most, 2 folders down: one archive, and no loose copies beside it.
+(cd "$OUT" && tar czf serve-bench.tgz serve-bench && rm -rf serve-bench)

@@ -152,6 +152,10 @@ public final class OpenAiStreamClient {
             Thread.currentThread().interrupt();
             errorKind = "interrupted";
             errorMessage = "the run was stopped";
+        } catch (RuntimeException e) {
+            // Whatever else goes wrong with one request is that request's failure, not the run's.
+            errorKind = "client";
+            errorMessage = e.toString();
         }
         double end = seconds(originNanos);
         double[] chunkSeconds = chunks.stream().mapToDouble(Double::doubleValue).toArray();

@@ -11,7 +11,8 @@ package ai.punica.bench.serve;
  * @param sentSeconds    when the request was sent
  * @param promptTokens   usage.prompt_tokens from the server (−1 if it sent no usage)
  * @param outputTokens   usage.completion_tokens, else the number of text chunks
- * @param errorKind      null on success; else http_NNN, connect, timeout, stream_error, incomplete, io
+ * @param errorKind      null on success; else http_NNN, connect, timeout, stream_error, incomplete, io,
+ *                       interrupted, client (an unexpected failure in the benchmark's client)
  */
 public record RequestRecord(int index, String model, double scheduledSeconds, double sentSeconds,
                             double[] chunkSeconds, double endSeconds, int promptTokens, int outputTokens,

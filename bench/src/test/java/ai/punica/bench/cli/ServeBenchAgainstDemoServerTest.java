@@ -209,6 +209,10 @@ class ServeBenchAgainstDemoServerTest {
         }
     }
 
+    /**
+     * {@code d} against the percentiles of {@code sorted}, within 2 µs: the JSON holds times to the microsecond,
+     * so a latency recomputed from two of them is off by up to that much.
+     */
     private static void assertDistribution(JsonNode d, double[] sorted, String what) {
         assertThat(d.get("count").asInt()).as(what).isEqualTo(sorted.length);
         // Nearest ranks by hand, interpolated: (n − 1)·p/100 (NumPy's linear method).
@@ -217,14 +221,13 @@ class ServeBenchAgainstDemoServerTest {
             int lo = (int) h;
             double expected = lo + 1 < sorted.length ? sorted[lo] + (h - lo) * (sorted[lo + 1] - sorted[lo])
                     : sorted[lo];
-            assertThat(d.get("p" + (int) p).asDouble()).as("%s p%s", what, p)
-                    .isCloseTo(expected, within(1e-4 * Math.max(1, Math.abs(expected))));
+            assertThat(d.get("p" + (int) p).asDouble()).as("%s p%s", what, p).isCloseTo(expected, within(2e-3));
+            assertThat(Distribution.percentile(sorted, p)).isCloseTo(expected, within(1e-9));
         }
-        assertThat(d.get("min").asDouble()).isCloseTo(sorted[0], within(1e-4 * Math.max(1, sorted[0])));
-        assertThat(d.get("max").asDouble()).isCloseTo(sorted[sorted.length - 1],
-                within(1e-4 * Math.max(1, sorted[sorted.length - 1])));
-        assertThat(Distribution.percentile(sorted, 50)).isCloseTo(d.get("p50").asDouble(),
-                within(1e-4 * Math.max(1, sorted[sorted.length / 2])));
+        assertThat(d.get("min").asDouble()).isCloseTo(sorted[0], within(2e-3));
+        assertThat(d.get("max").asDouble()).isCloseTo(sorted[sorted.length - 1], within(2e-3));
+        assertThat(d.get("mean").asDouble()).isCloseTo(java.util.Arrays.stream(sorted).average().orElseThrow(),
+                within(2e-3));
     }
 
     @Test
