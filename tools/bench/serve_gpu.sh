@@ -2,25 +2,25 @@
 # The serving benchmark on the GPU (issue 12): a random-weight Llama-2-7B-shaped checkpoint with 1,000 rank-16
 # PEFT adapters on all seven projections (100 distinct weight files, the rest hard links: 80 MB each),
 # `punica serve` on the CUDA backend with all of them registered, then `punica bench serve`:
-#   A100   saturation, 128 concurrent clients: base, identical, uniform:100, skewed:100, distinct over 100
-#   A1000  the same for 1,000 adapters: uniform:1000, skewed:1000, distinct over 1,000
-#   rates  Poisson arrivals at 0.3, 0.6, 0.9 and 1.2 x the base model's saturated request rate (from A100):
+#   sat100   saturation, 128 concurrent clients: base, identical, uniform:100, skewed:100, distinct over 100
+#   sat1000  the same for 1,000 adapters: uniform:1000, skewed:1000, distinct over 1,000
+#   rates  Poisson arrivals at 0.3, 0.6, 0.9 and 1.2 x the base model's saturated request rate (from sat100):
 #          base, skewed:100, distinct over 100
 #   ramp   skewed:100 under a rate ramp up and down (the queue and KV usage over time in its HTML)
 # and a summary: every run's row, and the targets (output tok/s max/min across the four workloads <= 1.10,
-# each >= 90 % of base-only) computed from the A100 and A1000 rows. Nothing is asserted: it is a benchmark.
+# each >= 90 % of base-only) computed from the sat100 and sat1000 rows. Nothing is asserted: it is a benchmark.
 # Runs ON the GPU machine from the checkout root with the bundle (scripts/device-bundle) carried; no network,
 # no Maven. About 6-7 minutes on an H200.
 #   here:   scripts/device-bundle && mkdir -p .device-bundle/tools && cp tools/bench/*.sh tools/bench/*.py .device-bundle/tools/
 #   device: bash .device-bundle/tools/gpu_session.sh servebench           (carry: [".device-bundle"])
 #      or:  bash tools/bench/serve_gpu.sh
-# Output: $OUT/serve-bench.tgz of serve-bench/ (checkpoint.log, serve.log, warmup/ A100/ A1000/ rates/ ramp/ with
+# Output: $OUT/serve-bench.tgz of serve-bench/ (checkpoint.log, serve.log, warmup/ sat100/ sat1000/ rates/ ramp/ with
 # each run's JSON and HTML, index.html, summary.md, summary.csv, bench.log; SUMMARY.md), and
 # $OUT/serve-bench-SUMMARY.md. A warm-up round (distinct and base, 2 x clients requests each) runs first,
 # unreported (SERVE_WARMUP=0 skips it).
 # Knobs: SERVE_SHAPE (llama-2-7b), SERVE_ADAPTERS (1000), SERVE_DISTINCT (100), SERVE_RANK (16),
 # SERVE_INPUT (128), SERVE_OUTPUT (128), SERVE_CLIENTS (128), SERVE_SAT_REQUESTS (512), SERVE_RATE_SECONDS (8),
-# SERVE_PARTS ("A100 A1000 rates ramp"), SERVE_BACKEND (cuda), SERVE_ARGS (extra `punica serve` options),
+# SERVE_PARTS ("sat100 sat1000 rates ramp"), SERVE_BACKEND (cuda), SERVE_ARGS (extra `punica serve` options),
 # SERVE_DEADLINE_S (500: no new part starts after it). A dry run without a GPU:
 #   SERVE_SHAPE=tiny SERVE_BACKEND=cpu SERVE_ADAPTERS=20 SERVE_DISTINCT=4 SERVE_CLIENTS=8 SERVE_SAT_REQUESTS=32 \
 #   SERVE_INPUT=16 SERVE_OUTPUT=8 SERVE_RATE_SECONDS=2 JAVA=java BUNDLE_CP="cli/target/punica-cli-0.1.0-SNAPSHOT.jar:cli/target/lib/*" \
@@ -38,7 +38,7 @@ output="${SERVE_OUTPUT:-128}"
 clients="${SERVE_CLIENTS:-128}"
 sat_requests="${SERVE_SAT_REQUESTS:-512}"
 rate_seconds="${SERVE_RATE_SECONDS:-8}"
-parts="${SERVE_PARTS:-A100 A1000 rates ramp}"
+parts="${SERVE_PARTS:-sat100 sat1000 rates ramp}"
 backend="${SERVE_BACKEND:-cuda}"
 deadline="${SERVE_DEADLINE_S:-500}"
 port="${SERVE_PORT:-8000}"
@@ -105,11 +105,11 @@ sat=(--concurrency "$clients" --num-requests "$sat_requests" --warmup "$clients"
 # JIT, CUDA graphs, adapter slots: one saturated round that no part reports.
 [ "${SERVE_WARMUP:-1}" = 1 ] && bench warmup --concurrency "$clients" --num-requests $((2 * clients)) \
   --adapters "$list100" --workloads distinct,base > /dev/null
-has A100 && bench A100 "${sat[@]}" --adapters "$list100" --workloads base,identical,uniform:"$distinct",skewed:"$distinct",distinct
-has A1000 && bench A1000 "${sat[@]}" --adapters "$list_all" --workloads uniform:"$count",skewed:"$count",distinct
+has sat100 && bench sat100 "${sat[@]}" --adapters "$list100" --workloads base,identical,uniform:"$distinct",skewed:"$distinct",distinct
+has sat1000 && bench sat1000 "${sat[@]}" --adapters "$list_all" --workloads uniform:"$count",skewed:"$count",distinct
 
 # The base model's saturated request rate sets the Poisson rates.
-base_rate=$(awk -F, '$2 == "base" {print $6}' "$out/A100/summary.csv" 2>/dev/null)
+base_rate=$(awk -F, '$2 == "base" {print $6}' "$out/sat100/summary.csv" 2>/dev/null)
 base_rate=${base_rate:-10}
 if has rates; then
   rates=$(awk -v r="$base_rate" 'BEGIN {printf "%.2f,%.2f,%.2f,%.2f", 0.3*r, 0.6*r, 0.9*r, 1.2*r}')
@@ -129,14 +129,14 @@ wait
 {
   echo "# punica bench serve on $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n1)"
   echo "$shape, random bf16 weights; $count rank-$rank adapters on all seven projections; prompt $input, output $output tokens"
-  for part in A100 A1000 rates ramp; do
+  for part in sat100 sat1000 rates ramp; do
     [ -f "$out/$part/summary.md" ] || continue
     echo; echo "## $part"; echo; cat "$out/$part/summary.md"
   done
   echo; echo "## Targets (output tok/s at saturation, $clients clients)"; echo
-  for part in A100 A1000; do
+  for part in sat100 sat1000; do
     [ -f "$out/$part/summary.csv" ] || continue
-    awk -F, -v part="$part" -v base_csv="$out/A100/summary.csv" '
+    awk -F, -v part="$part" -v base_csv="$out/sat100/summary.csv" '
       BEGIN { while ((getline line < base_csv) > 0) { split(line, f, ","); if (f[2] == "base") base = f[7] } }
       NR > 1 && $2 != "base" { n++; v = $7 + 0; if (n == 1 || v > max) max = v; if (n == 1 || v < min) min = v;
                                rows = rows sprintf("- %s: %.1f tok/s (%.1f %% of base-only)\n", $2, v, base ? 100 * v / base : 0) }
