@@ -176,7 +176,12 @@ final class ServeBenchCommand implements Callable<Integer> {
         }
         String baseId = baseModel != null ? baseModel : models.getFirst();
         List<String> adapterIds = adapters != null ? adapters : models.subList(1, models.size());
-        TokenCounter counter = bench.tokenCounter(base, baseId);
+        TokenCounter counter;
+        try {
+            counter = bench.tokenCounter(base, baseId);
+        } catch (RuntimeException e) {
+            throw new ParameterException(spec.commandLine(), "--tokenizer " + tokenizer + ": " + e.getMessage());
+        }
         Files.createDirectories(out);
         List<RunResult> results = new ArrayList<>();
         for (String w : workloads) {
@@ -193,7 +198,7 @@ final class ServeBenchCommand implements Callable<Integer> {
                 List<RequestSpec> specs;
                 try {
                     specs = bench.plan(config, baseId, adapterIds, counter);
-                } catch (DatasetException | IllegalArgumentException e) {
+                } catch (DatasetException | IllegalArgumentException | java.io.UncheckedIOException e) {
                     System.err.println("punica bench serve: " + e.getMessage());
                     return 1;
                 }

@@ -72,9 +72,10 @@ class ServeBenchAgainstDemoServerTest {
                     "--input-len", "20", "--output-len", "6", "--tokenizer", Fixtures.model().toString(),
                     "--metrics-interval", "0.05", "--warmup", "4", "--slo-ttft-ms", "1e9", "--slo-tpot-ms", "1e9",
                     "--seed", "3", "--out", out.toString());
-            // Four closed-loop clients, half the requests for a model the server does not have.
+            // Chat, four closed-loop clients, half the requests for a model the server does not have.
             errorRunExitCode = new CommandLine(new BenchCommand()).execute("serve", "--base-url",
-                    server.baseUrl() + "/v1", "--adapters", "upper,no-such-adapter", "--workloads", "distinct",
+                    server.baseUrl() + "/v1", "--endpoint", "chat", "--adapters", "upper,no-such-adapter",
+                    "--workloads", "distinct",
                     "--concurrency", "4", "--num-requests", "16", "--input-len", "12", "--output-len", "4",
                     "--no-progress", "--out", out.resolve("errors").toString());
         } finally {
@@ -176,7 +177,7 @@ class ServeBenchAgainstDemoServerTest {
     }
 
     @Test
-    void failedRequestsAreCountedByKindAndAClosedLoopKeepsItsClientsBusy() throws IOException {
+    void chatFailedRequestsAreCountedByKindAndAClosedLoopKeepsItsClientsBusy() throws IOException {
         assertThat(errorRunExitCode).as("some requests completed; stderr:\n%s", stderr).isZero();
         JsonNode run = new ObjectMapper().readTree(out.resolve("errors").resolve("distinct_c4.json").toFile());
         JsonNode s = run.get("summary");
@@ -184,6 +185,7 @@ class ServeBenchAgainstDemoServerTest {
         assertThat(s.get("failed").asInt()).as("distinct alternates the two models").isEqualTo(8);
         assertThat(s.get("errors").get("http_404").asInt()).isEqualTo(8);
         assertThat(run.get("config").get("arrivals").get("type").asText()).isEqualTo("concurrent");
+        assertThat(run.get("config").get("endpoint").asText()).isEqualTo("/v1/chat/completions");
         assertThat(run.get("config").get("token_counter").asText()).as("the demo server has no /tokenize")
                 .isEqualTo("none");
         List<double[]> spans = new ArrayList<>();
@@ -192,6 +194,10 @@ class ServeBenchAgainstDemoServerTest {
             assertThat(r.get("error_kind").isNull()).isEqualTo(!missing);
             if (missing) {
                 assertThat(r.get("error").asText()).contains("no-such-adapter").contains("does not exist");
+            } else {
+                assertThat(r.get("output_tokens").asInt()).as("chat stream's usage").isEqualTo(4);
+                assertThat(r.get("prompt_tokens").asInt()).as("the chat template adds tokens").isGreaterThan(12);
+                assertThat(r.get("chunk_s").size()).isBetween(1, 4);
             }
             spans.add(new double[] {r.get("sent_s").asDouble(), r.get("end_s").asDouble()});
         }
