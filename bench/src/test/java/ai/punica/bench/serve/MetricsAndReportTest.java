@@ -60,6 +60,31 @@ class MetricsAndReportTest {
     }
 
     @Test
+    void aCdfPlotRisesStepwiseFromTheSmallestSampleToOne() {
+        double[] samples = {30, 10, 20, 20, Double.NaN, 40};
+        String svg = new SvgChart("cdf", "t", "x", "y").cdf("s", samples).render();
+        java.util.regex.Matcher m = java.util.regex.Pattern.compile("points=\"([^\"]+)\"").matcher(svg);
+        assertThat(m.find()).isTrue();
+        String[] points = m.group(1).split(" ");
+        double lastX = Double.NEGATIVE_INFINITY;
+        double lastY = Double.POSITIVE_INFINITY; // SVG y grows downwards
+        for (String p : points) {
+            double x = Double.parseDouble(p.split(",")[0]);
+            double y = Double.parseDouble(p.split(",")[1]);
+            assertThat(x).isGreaterThanOrEqualTo(lastX);
+            assertThat(y).isLessThanOrEqualTo(lastY);
+            lastX = x;
+            lastY = y;
+        }
+        // 5 samples: 5 points and 4 horizontal steps; the last at the top of the plot (fraction 1).
+        assertThat(points).hasSize(9);
+        double top = Double.parseDouble(points[points.length - 1].split(",")[1]);
+        double bottomOfFirst = Double.parseDouble(points[0].split(",")[1]);
+        assertThat(top).isLessThan(bottomOfFirst);
+        assertThat(svg).contains(">1.0<").contains(">0<");
+    }
+
+    @Test
     void tickLabelsCarryTheDecimalsTheirStepNeeds() {
         assertThat(SvgChart.ticks(50_000, 51_000)).contains(50_000, 50_200, 51_000);
         assertThat(SvgChart.label(50_200, 200)).isEqualTo("50.2k");
