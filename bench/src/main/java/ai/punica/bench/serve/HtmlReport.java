@@ -6,6 +6,7 @@ import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Locale;
+import java.util.function.ToDoubleFunction;
 
 /**
  * A run as one self-contained HTML page: the configuration, the summary, latency CDFs (TTFT, TPOT, ITL,
@@ -143,7 +144,7 @@ public final class HtmlReport {
                 c.seed());
     }
 
-    private static double[] ms(List<RequestRecord> rs, java.util.function.ToDoubleFunction<RequestRecord> f) {
+    private static double[] ms(List<RequestRecord> rs, ToDoubleFunction<RequestRecord> f) {
         return rs.stream().mapToDouble(f).map(v -> v * 1e3).toArray();
     }
 

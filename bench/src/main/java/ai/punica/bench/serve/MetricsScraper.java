@@ -1,11 +1,12 @@
 package ai.punica.bench.serve;
 
+import java.io.IOException;
 import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
 import java.time.Duration;
-import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CopyOnWriteArrayList;
@@ -67,7 +68,7 @@ public final class MetricsScraper implements AutoCloseable {
             }
             samples.add(s);
             return true;
-        } catch (java.io.IOException | RuntimeException e) {
+        } catch (IOException | RuntimeException e) {
             problem = "GET " + metrics + " failed: " + e.getMessage();
             return false;
         } catch (InterruptedException e) {
@@ -121,7 +122,7 @@ public final class MetricsScraper implements AutoCloseable {
      * comments and unparsable lines are skipped.
      */
     static Map<String, Double> parse(String text) {
-        Map<String, Double> out = new java.util.HashMap<>();
+        Map<String, Double> out = new HashMap<>();
         for (String line : text.split("\n")) {
             String l = line.strip();
             if (l.isEmpty() || l.startsWith("#")) {
@@ -141,9 +142,8 @@ public final class MetricsScraper implements AutoCloseable {
             if (space < 0 || space >= l.length()) {
                 continue;
             }
-            List<String> rest = new ArrayList<>(List.of(l.substring(space).strip().split("\\s+")));
             try {
-                double v = Double.parseDouble(rest.getFirst());
+                double v = Double.parseDouble(l.substring(space).strip().split("\\s+")[0]);
                 out.merge(name, v, Double::sum);
             } catch (NumberFormatException e) {
                 // NaN/Inf spelled otherwise, or a malformed line: not one of ours

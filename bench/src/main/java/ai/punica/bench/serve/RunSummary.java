@@ -7,6 +7,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.TreeMap;
+import java.util.function.ToDoubleFunction;
 
 /**
  * The figures of one run, computed from its {@link RequestRecord}s. Throughputs divide by the run's duration:
@@ -76,7 +77,7 @@ public record RunSummary(int requests, int completed, int failed, Map<String, In
                 perAdapter, timeline(records, end));
     }
 
-    private static Distribution ms(List<RequestRecord> rs, java.util.function.ToDoubleFunction<RequestRecord> f) {
+    private static Distribution ms(List<RequestRecord> rs, ToDoubleFunction<RequestRecord> f) {
         return Distribution.of(rs.stream().mapToDouble(f).toArray()).scaled(1e3);
     }
 

@@ -5,6 +5,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import java.io.IOException;
 import java.io.PrintStream;
+import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
@@ -12,6 +13,7 @@ import java.time.Duration;
 import java.time.Instant;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.Collections;
 import java.util.List;
 import java.util.SplittableRandom;
 import java.util.concurrent.ExecutorService;
@@ -44,7 +46,7 @@ public final class ServeBenchmark {
     /** The server's models: index 0 the base model, then the adapters (models with a parent). */
     public List<String> listModels(ServeBenchConfig config) throws IOException, InterruptedException {
         String base = config.baseUrl().toString().replaceAll("/+$", "");
-        HttpRequest.Builder b = HttpRequest.newBuilder(java.net.URI.create(base + "/models"))
+        HttpRequest.Builder b = HttpRequest.newBuilder(URI.create(base + "/models"))
                 .timeout(Duration.ofSeconds(30)).GET();
         if (config.apiKey() != null) {
             b.header("Authorization", "Bearer " + config.apiKey());
@@ -98,7 +100,7 @@ public final class ServeBenchmark {
                     : counter::count, config.outputLen()));
             // A seeded shuffle, then as many as needed, cycling when the file is shorter than the run.
             for (int i = all.size() - 1; i > 0; i--) {
-                java.util.Collections.swap(all, i, random.nextInt(i + 1));
+                Collections.swap(all, i, random.nextInt(i + 1));
             }
             List<PromptSample> out = new ArrayList<>(n);
             for (int i = 0; i < n; i++) {
