@@ -5,6 +5,7 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import ai.punica.Fixtures;
 import ai.punica.backend.DType;
+import ai.punica.backend.TensorData;
 import ai.punica.engine.Completion;
 import ai.punica.engine.EngineBuilder;
 import ai.punica.engine.EngineConfig;
@@ -15,7 +16,6 @@ import ai.punica.lora.LoraAdapterConfig;
 import ai.punica.model.Checkpoint;
 import ai.punica.model.ModelConfig;
 import ai.punica.model.Projection;
-import ai.punica.model.TensorData;
 import ai.punica.tokenizer.Tokenizer;
 import java.nio.file.Files;
 import java.nio.file.Path;
