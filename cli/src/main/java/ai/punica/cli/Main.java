@@ -1,5 +1,6 @@
 package ai.punica.cli;
 
+import ai.punica.bench.cli.BenchCommand;
 import java.io.PrintWriter;
 import java.util.logging.Level;
 import java.util.logging.Logger;
@@ -10,7 +11,7 @@ import picocli.CommandLine.ParameterException;
 /** Entry point of the {@code punica} command. */
 @Command(name = "punica", mixinStandardHelpOptions = true, version = "Punica-J 0.1.0",
         description = "Multi-tenant LoRA serving for Llama-family models.",
-        subcommands = {GenerateCommand.class, ServeCommand.class})
+        subcommands = {GenerateCommand.class, ServeCommand.class, BenchCommand.class})
 public final class Main {
     /**
      * The web server logs through java.util.logging, Punica-J through SLF4J (slf4j-simple): both write
