@@ -3,6 +3,7 @@ package ai.punica.engine;
 import ai.punica.backend.Backend;
 import ai.punica.backend.Backends;
 import ai.punica.lora.AdapterManager;
+import ai.punica.lora.AdapterOptions;
 import ai.punica.model.Checkpoint;
 import ai.punica.model.GenerationConfig;
 import ai.punica.model.LlamaModel;
@@ -26,6 +27,7 @@ public final class EngineBuilder {
     private String backendName = "auto";
     private EngineConfig config = EngineConfig.defaults();
     private double memoryUtilization;
+    private AdapterOptions adapterOptions = AdapterOptions.defaults();
     private final Map<String, Path> adapters = new LinkedHashMap<>();
 
     public EngineBuilder model(Path dir) {
@@ -63,6 +65,12 @@ public final class EngineBuilder {
         return this;
     }
 
+    /** Adapter sources for on-demand loading, the cap on distinct adapters per step, and related policy. */
+    public EngineBuilder adapterOptions(AdapterOptions options) {
+        this.adapterOptions = options;
+        return this;
+    }
+
     public EngineBuilder adapter(String name, Path dir) {
         adapters.put(name, dir);
         return this;
@@ -86,7 +94,7 @@ public final class EngineBuilder {
         LlamaModel model = LlamaModel.load(modelConfig, checkpoint, backend, config.maxBatchTokens(),
                 config.maxRunning(), config.loraSlots(), config.maxLoraRank());
         ExecutorService loader = Executors.newVirtualThreadPerTaskExecutor();
-        AdapterManager adapterManager = new AdapterManager(model, config.hostAdapterBytes(), loader);
+        AdapterManager adapterManager = new AdapterManager(model, config.hostAdapterBytes(), loader, adapterOptions);
         Set<Integer> eos = new LinkedHashSet<>();
         for (int id : modelConfig.eosTokenIds()) {
             eos.add(id);

@@ -19,7 +19,9 @@ import java.util.Optional;
 import java.util.Set;
 import java.util.TreeSet;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionException;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.Executor;
 import java.util.concurrent.atomic.AtomicLong;
 import org.slf4j.Logger;
@@ -28,7 +30,8 @@ import org.slf4j.LoggerFactory;
 /**
  * Where adapters live, in three tiers (Punica §5, on-demand loading):
  * <ol>
- *   <li><b>registry</b>: name → directory; any thread may register or unregister;</li>
+ *   <li><b>registry</b>: name → directory; any thread may register or unregister. A name nobody registered
+ *       is looked up in the {@link AdapterSource}s by {@link #resolve} (on-demand loading);</li>
  *   <li><b>host cache</b>: adapters read from disk (memory-mapped, validated), least recently used
  *       first out once over a byte budget; loads run on a loader executor, off the step loop;</li>
  *   <li><b>backend slots</b>: a fixed number of slots whose weights the SGMV kernels read; an adapter
@@ -75,8 +78,13 @@ public final class AdapterManager implements AutoCloseable {
     private final Backend backend;
     private final long hostBudgetBytes;
     private final Executor loader;
+    private final AdapterOptions options;
 
     private final Map<String, Path> registry = new ConcurrentHashMap<>();
+    /** On-demand resolutions under way, one per name: concurrent requests for a cold adapter share it. */
+    private final Map<String, CompletableFuture<Void>> resolving = new ConcurrentHashMap<>();
+    private final RecentMisses misses;
+    private final List<AdapterLoadListener> listeners = new CopyOnWriteArrayList<>();
     // Host tier, guarded by `this`. Access order gives LRU iteration.
     private final LinkedHashMap<String, LoraAdapter> hostCache = new LinkedHashMap<>(16, 0.75f, true);
     private final Map<String, CompletableFuture<LoraAdapter>> loading = new ConcurrentHashMap<>();
@@ -91,17 +99,29 @@ public final class AdapterManager implements AutoCloseable {
     private final boolean[] slotReady;
     private final int[] slotPins;
     private final long[] slotLastUse;
+    private final long[] slotCopyStart;
     private long useClock;
 
     private final AtomicLong loads = new AtomicLong();
     private final AtomicLong evictions = new AtomicLong();
+    private final AtomicLong hostLoads = new AtomicLong();
+    private final AtomicLong sourceLookups = new AtomicLong();
+    private final AtomicLong resolutions = new AtomicLong();
+    private final AtomicLong sharedResolutions = new AtomicLong();
+    private final AtomicLong rememberedMisses = new AtomicLong();
 
     public AdapterManager(LlamaModel model, long hostBudgetBytes, Executor loader) {
+        this(model, hostBudgetBytes, loader, AdapterOptions.defaults());
+    }
+
+    public AdapterManager(LlamaModel model, long hostBudgetBytes, Executor loader, AdapterOptions options) {
         this.model = model;
         this.baseConfig = model.config();
         this.backend = model.backend();
         this.hostBudgetBytes = hostBudgetBytes;
         this.loader = loader;
+        this.options = options;
+        this.misses = new RecentMisses(options.missTtl().toNanos(), options.missCapacity());
         int slots = model.loraSlots();
         slotAdapter = new String[slots];
         slotHost = new LoraAdapter[slots];
@@ -109,6 +129,7 @@ public final class AdapterManager implements AutoCloseable {
         slotReady = new boolean[slots];
         slotPins = new int[slots];
         slotLastUse = new long[slots];
+        slotCopyStart = new long[slots];
     }
 
     // ---- registry (any thread) ------------------------------------------------------------------
@@ -128,18 +149,204 @@ public final class AdapterManager implements AutoCloseable {
         if (!Files.isDirectory(directory)) {
             throw new IllegalArgumentException("adapter directory " + directory + " does not exist");
         }
-        try (LoraAdapter probe = LoraAdapter.load(name, directory, baseConfig)) {
-            if (probe.maxRank() > model.maxLoraRank()) {
-                throw new IllegalArgumentException("adapter " + name + " has rank " + probe.maxRank()
-                        + ", above the largest rank this server accepts (" + model.maxLoraRank()
-                        + "); restart with a larger --max-lora-rank");
-            }
-        }
+        checkRank(name, LoraAdapter.check(name, directory, baseConfig));
         if (registry.putIfAbsent(name, directory) != null) {
             throw new IllegalArgumentException("an adapter named '" + name + "' is already registered");
         }
         failures.remove(name);
+        misses.forget(name);
         log.info("registered adapter {} from {}", name, directory);
+    }
+
+    private void checkRank(String name, int rank) {
+        if (rank > model.maxLoraRank()) {
+            throw new IllegalArgumentException("adapter " + name + " has rank " + rank
+                    + ", above the largest rank this server accepts (" + model.maxLoraRank()
+                    + "); restart with a larger --max-lora-rank");
+        }
+    }
+
+    /**
+     * Makes sure {@code name} is registered, looking it up in the sources when it is not (on-demand
+     * loading): the first caller for a cold name starts one lookup and one disk load on the loader, and
+     * every concurrent caller for that name waits for the same one. On success the adapter is registered and
+     * already in host memory, so the engine needs only the copy into a slot. Blocks the caller (an HTTP
+     * handler's virtual thread), never the engine thread.
+     *
+     * @throws AdapterUnavailableException when no source has the name ({@link AdapterUnavailableException#missing})
+     *     or its files failed to load; both answers are remembered for {@link AdapterOptions#missTtl}
+     */
+    public void resolve(String name) {
+        if (registry.containsKey(name)) {
+            return;
+        }
+        String missed = misses.get(name, System.nanoTime());
+        if (missed != null) {
+            rememberedMisses.incrementAndGet();
+            throw unavailable(name, missed);
+        }
+        if (options.sources().isEmpty()) {
+            throw new AdapterUnavailableException(name, true, notFoundMessage(name));
+        }
+        CompletableFuture<Void> fresh = new CompletableFuture<>();
+        CompletableFuture<Void> shared = resolving.putIfAbsent(name, fresh);
+        if (shared == null) {
+            try {
+                loader.execute(() -> resolveFromSources(name, fresh));
+            } catch (RuntimeException e) {
+                resolving.remove(name, fresh);
+                throw e;
+            }
+            shared = fresh;
+        } else {
+            sharedResolutions.incrementAndGet();
+        }
+        try {
+            shared.join();
+        } catch (CompletionException e) {
+            if (e.getCause() instanceof AdapterUnavailableException u) {
+                throw new AdapterUnavailableException(name, u.missing(), u.getMessage());
+            }
+            throw e;
+        }
+    }
+
+    private static String notFoundMessage(String name) {
+        return "The model `" + name + "` does not exist.";
+    }
+
+    private static AdapterUnavailableException unavailable(String name, String message) {
+        return new AdapterUnavailableException(name, message.equals(notFoundMessage(name)), message);
+    }
+
+    /** One resolution, on the loader: ask the sources in order, then read, check and cache the adapter. */
+    private void resolveFromSources(String name, CompletableFuture<Void> result) {
+        try {
+            if (registry.containsKey(name)) {
+                result.complete(null); // registered while this task was queued
+                return;
+            }
+            String missed = misses.get(name, System.nanoTime());
+            if (missed != null) {
+                result.completeExceptionally(unavailable(name, missed)); // answered by a resolution just ended
+                return;
+            }
+            sourceLookups.incrementAndGet();
+            Path dir = null;
+            AdapterSource from = null;
+            for (AdapterSource source : options.sources()) {
+                var found = source.locate(name);
+                if (found.isPresent()) {
+                    dir = found.get();
+                    from = source;
+                    break;
+                }
+            }
+            if (dir == null) {
+                misses.put(name, notFoundMessage(name), System.nanoTime());
+                result.completeExceptionally(new AdapterUnavailableException(name, true, notFoundMessage(name)));
+                return;
+            }
+            LoraAdapter adapter;
+            try {
+                adapter = readFromDisk(name, dir);
+                checkRank(name, adapter.maxRank());
+            } catch (RuntimeException e) {
+                String message = "The adapter `" + name + "` was found in " + from.describe()
+                        + " but could not be loaded: " + e.getMessage();
+                log.warn("on-demand load of adapter {} from {} failed: {}", name, dir, e.getMessage());
+                misses.put(name, message, System.nanoTime());
+                result.completeExceptionally(new AdapterUnavailableException(name, false, message));
+                return;
+            }
+            if (registry.putIfAbsent(name, dir) == null) {
+                failures.remove(name);
+                cacheOnHost(name, adapter);
+                resolutions.incrementAndGet();
+                log.info("resolved adapter {} on demand from {}", name, dir);
+            } else {
+                adapter.close(); // registered meanwhile through the load endpoint
+            }
+            result.complete(null);
+        } catch (RuntimeException | Error e) {
+            result.completeExceptionally(e);
+        } finally {
+            resolving.remove(name, result);
+        }
+    }
+
+    /** Disk → host for one adapter, timed as {@link LoadStage#DISK}. */
+    private LoraAdapter readFromDisk(String name, Path dir) {
+        long start = System.nanoTime();
+        LoraAdapter adapter = LoraAdapter.load(name, dir, baseConfig);
+        hostLoads.incrementAndGet();
+        report(LoadStage.DISK, name, System.nanoTime() - start);
+        return adapter;
+    }
+
+    private void report(LoadStage stage, String name, long nanos) {
+        for (AdapterLoadListener l : listeners) {
+            try {
+                l.loaded(stage, name, nanos);
+            } catch (RuntimeException e) {
+                log.warn("adapter load listener failed", e);
+            }
+        }
+    }
+
+    /** Adds a listener told the time of every disk and device load stage (metrics). */
+    public void addLoadListener(AdapterLoadListener listener) {
+        listeners.add(listener);
+    }
+
+    public AdapterOptions options() {
+        return options;
+    }
+
+    /** Most distinct adapters in one step: {@link AdapterOptions#maxLoras}, at most one per slot. */
+    public int maxLoras() {
+        return options.maxLoras() == 0 ? slotAdapter.length : Math.min(options.maxLoras(), slotAdapter.length);
+    }
+
+    /** How many waiting requests, oldest first, get their adapter prefetched into host memory. */
+    public int prefetchDepth() {
+        return options.prefetch() == 0 ? slotAdapter.length : options.prefetch();
+    }
+
+    /** Lookups the sources were asked for (one per cold name resolved or missed, not one per request). */
+    public long sourceLookupCount() {
+        return sourceLookups.get();
+    }
+
+    /** Adapters registered by on-demand resolution. */
+    public long resolutionCount() {
+        return resolutions.get();
+    }
+
+    /** Requests that waited on a resolution another request had started. */
+    public long sharedResolutionCount() {
+        return sharedResolutions.get();
+    }
+
+    /** Requests answered from the remembered misses, without a lookup. */
+    public long rememberedMissCount() {
+        return rememberedMisses.get();
+    }
+
+    /** Adapters read from disk into host memory (registered loads, prefetches and on-demand loads). */
+    public long hostLoadCount() {
+        return hostLoads.get();
+    }
+
+    /**
+     * Starts reading a registered adapter into host memory if it is neither there nor on its way (a request
+     * for it is waiting), so that its admission finds it ready. Any thread.
+     */
+    public void prefetch(String name) {
+        if (registry.containsKey(name) && !failures.containsKey(name) && !loading.containsKey(name)
+                && hostLookup(name) == null) {
+            startHostLoad(name);
+        }
     }
 
     /**
@@ -320,6 +527,7 @@ public final class AdapterManager implements AutoCloseable {
         slotAdapter[slot] = name;
         slotHost[slot] = adapter;
         slotReady[slot] = false;
+        slotCopyStart[slot] = System.nanoTime();
         log.debug("adapter {} -> slot {} (copying)", name, slot);
         return null;
     }
@@ -363,6 +571,7 @@ public final class AdapterManager implements AutoCloseable {
         }
         slotReady[slot] = true;
         loads.incrementAndGet();
+        report(LoadStage.DEVICE, name, System.nanoTime() - slotCopyStart[slot]);
         log.debug("adapter {} ready in slot {}", name, slot);
         return true;
     }
@@ -421,12 +630,8 @@ public final class AdapterManager implements AutoCloseable {
         }
         loader.execute(() -> {
             try {
-                LoraAdapter adapter = LoraAdapter.load(name, dir, baseConfig);
-                synchronized (this) {
-                    hostCache.put(name, adapter);
-                    hostBytes += adapter.sizeBytes();
-                    trimHostCache(name);
-                }
+                LoraAdapter adapter = readFromDisk(name, dir);
+                cacheOnHost(name, adapter);
                 task.complete(adapter);
             } catch (RuntimeException | Error e) {
                 failures.put(name, "adapter '" + name + "' failed to load: " + e.getMessage());
@@ -436,6 +641,20 @@ public final class AdapterManager implements AutoCloseable {
                 loading.remove(name, task);
             }
         });
+    }
+
+    /**
+     * Puts a freshly read adapter into the host tier and trims the tier to budget. A copy already there (an
+     * adapter unregistered while a slot still held it, then resolved again) is kept, as a slot may read it.
+     */
+    private synchronized void cacheOnHost(String name, LoraAdapter adapter) {
+        if (hostCache.containsKey(name)) {
+            adapter.close();
+            return;
+        }
+        hostCache.put(name, adapter);
+        hostBytes += adapter.sizeBytes();
+        trimHostCache(name);
     }
 
     /**
