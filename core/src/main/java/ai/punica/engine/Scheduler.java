@@ -11,6 +11,7 @@ import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.Deque;
 import java.util.HashMap;
+import java.util.HashSet;
 import java.util.Iterator;
 import java.util.List;
 import java.util.Map;
@@ -172,11 +173,16 @@ final class Scheduler {
         int maxLoras = adapters.maxLoras();
         long now = System.nanoTime();
         boolean holdBack = false;
+        // Adapters not yet running that are being loaded for a waiting request count against the cap too:
+        // otherwise every waiting request would start a load at once and the loads would evict each other.
+        Set<String> loadingForAdmission = new HashSet<>();
         Iterator<Sequence> it = waiting.iterator();
         while (!holdBack && it.hasNext() && budget > 0 && running.size() < config.maxRunning()) {
             Sequence s = it.next();
             if (s.adapter() != null && !s.holdsSlot) {
-                if (!runningPerAdapter.containsKey(s.adapter()) && runningPerAdapter.size() >= maxLoras) {
+                boolean newAdapter = !runningPerAdapter.containsKey(s.adapter())
+                        && !loadingForAdmission.contains(s.adapter());
+                if (newAdapter && runningPerAdapter.size() + loadingForAdmission.size() >= maxLoras) {
                     holdBack = now - s.arrivalNanos > starvationLimitNanos;
                     continue; // no room for another adapter in the batch
                 }
@@ -189,9 +195,12 @@ final class Scheduler {
                     count(waitingPerAdapter, s, -1);
                     rejected.add(new Rejected(s, message));
                     continue;
+                } else if (a instanceof Acquisition.Loading) {
+                    loadingForAdmission.add(s.adapter());
+                    continue; // let others go ahead
                 } else {
-                    // Loading: let others go ahead. Every slot pinned: the same, unless it has waited too long.
-                    holdBack = a instanceof Acquisition.NoFreeSlot && now - s.arrivalNanos > starvationLimitNanos;
+                    // Every slot pinned: let others go ahead, unless this one has waited too long.
+                    holdBack = now - s.arrivalNanos > starvationLimitNanos;
                     continue;
                 }
             }

@@ -155,7 +155,7 @@ public final class AdapterManager implements AutoCloseable {
         }
         failures.remove(name);
         misses.forget(name);
-        log.info("registered adapter {} from {}", name, directory);
+        log.debug("registered adapter {} from {}", name, directory);
     }
 
     private void checkRank(String name, int rank) {
