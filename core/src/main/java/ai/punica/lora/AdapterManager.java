@@ -32,8 +32,9 @@ import org.slf4j.LoggerFactory;
  * <ol>
  *   <li><b>registry</b>: name → directory; any thread may register or unregister. A name nobody registered
  *       is looked up in the {@link AdapterSource}s by {@link #resolve} (on-demand loading);</li>
- *   <li><b>host cache</b>: adapters read from disk (memory-mapped, validated), least recently used
- *       first out once over a byte budget; loads run on a loader executor, off the step loop;</li>
+ *   <li><b>host cache</b>: adapters read from disk (validated, copied into native memory), least recently
+ *       used first out once over a byte budget; loads run on a loader executor, off the step loop, and are
+ *       started ahead for waiting requests ({@link #prefetch});</li>
  *   <li><b>backend slots</b>: a fixed number of slots whose weights the SGMV kernels read; an adapter
  *       is copied into a slot when a request for it is admitted, and a slot is reused least recently
  *       used first, never while a running request pins it nor while its copy is under way.</li>
