@@ -31,7 +31,7 @@ import org.junit.jupiter.api.io.TempDir;
 class ManyAdaptersTest {
     private static final int REGISTERED = 10_000;
     private static final int USED = 1_000;
-    private static final int REQUESTS = 160;
+    private static final int REQUESTS = 120;
     private static final int SLOTS = 8;
 
     @Test
