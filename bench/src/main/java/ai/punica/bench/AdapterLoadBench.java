@@ -13,7 +13,6 @@ import ai.punica.lora.AdapterOptions;
 import ai.punica.lora.LoraAdapter;
 import ai.punica.model.LlamaModel;
 import ai.punica.model.ModelConfig;
-import ai.punica.model.Projection;
 import ai.punica.model.TensorData;
 import java.io.IOException;
 import java.nio.file.Files;
@@ -103,7 +102,7 @@ public final class AdapterLoadBench {
                 long start = System.nanoTime();
                 LoraAdapter adapter = LoraAdapter.load("cold" + i, dir, config);
                 disk[i] = System.nanoTime() - start;
-                List<TensorData> weights = slotOrder(adapter, config);
+                List<TensorData> weights = adapter.weightsInSlotOrder();
                 start = System.nanoTime();
                 try (WeightUpload upload = backend.loadWeightsAsync(weights)) {
                     while (!upload.isDone()) {
@@ -166,20 +165,6 @@ public final class AdapterLoadBench {
                 }
             }
         }
-    }
-
-    /** A's and B's of every adapted projection, layer by layer, as the adapter manager uploads them. */
-    private static List<TensorData> slotOrder(LoraAdapter adapter, ModelConfig config) {
-        List<TensorData> weights = new ArrayList<>();
-        for (int l = 0; l < config.numLayers(); l++) {
-            for (Projection p : Projection.values()) {
-                if (adapter.adapts(l, p)) {
-                    weights.add(adapter.loraA(l, p));
-                    weights.add(adapter.loraB(l, p));
-                }
-            }
-        }
-        return weights;
     }
 
     record Throughput(double wallSeconds, long tokens, int adapters, double ttftP50Ms, double ttftP99Ms) {

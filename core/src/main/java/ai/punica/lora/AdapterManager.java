@@ -7,7 +7,6 @@ import ai.punica.backend.WeightUpload;
 import ai.punica.model.LlamaModel;
 import ai.punica.model.ModelConfig;
 import ai.punica.model.Projection;
-import ai.punica.model.TensorData;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -507,17 +506,8 @@ public final class AdapterManager implements AutoCloseable {
      * {@link Projection} order) to the backend. Returns null, or why the copy could not start.
      */
     private String startCopy(int slot, String name, LoraAdapter adapter) {
-        List<TensorData> weights = new ArrayList<>();
-        for (int l = 0; l < baseConfig.numLayers(); l++) {
-            for (Projection p : Projection.values()) {
-                if (adapter.adapts(l, p)) {
-                    weights.add(adapter.loraA(l, p));
-                    weights.add(adapter.loraB(l, p));
-                }
-            }
-        }
         try {
-            slotUpload[slot] = backend.loadWeightsAsync(weights);
+            slotUpload[slot] = backend.loadWeightsAsync(adapter.weightsInSlotOrder());
         } catch (RuntimeException e) {
             String failure = "adapter '" + name + "' could not be put on the " + backend.name() + " backend: "
                     + e.getMessage();

@@ -9,9 +9,11 @@ import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Collections;
 import java.util.EnumSet;
+import java.util.List;
 import java.util.Set;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
@@ -230,6 +232,23 @@ public final class LoraAdapter implements AutoCloseable {
     /** alpha/r or alpha/√r (alpha_pattern, rank_pattern and use_rslora honoured); 0 if not adapted. */
     public float scale(int layer, Projection p) {
         return scales[checkLayer(layer)][p.ordinal()];
+    }
+
+    /**
+     * lora_A and lora_B of every adapted projection, layer by layer and in {@link Projection} order: the
+     * order in which a slot's weights are uploaded and then found again.
+     */
+    public List<TensorData> weightsInSlotOrder() {
+        List<TensorData> weights = new ArrayList<>();
+        for (int layer = 0; layer < a.length; layer++) {
+            for (Projection p : Projection.values()) {
+                if (a[layer][p.ordinal()] != null) {
+                    weights.add(a[layer][p.ordinal()]);
+                    weights.add(b[layer][p.ordinal()]);
+                }
+            }
+        }
+        return weights;
     }
 
     /** The largest r over adapted projections. */
