@@ -18,7 +18,6 @@ import java.util.Optional;
 import java.util.Set;
 import java.util.TreeSet;
 import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.CompletionException;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.Executor;
@@ -81,9 +80,7 @@ public final class AdapterManager implements AutoCloseable {
     private final AdapterOptions options;
 
     private final Map<String, Path> registry = new ConcurrentHashMap<>();
-    /** On-demand resolutions under way, one per name: concurrent requests for a cold adapter share it. */
-    private final Map<String, CompletableFuture<Void>> resolving = new ConcurrentHashMap<>();
-    private final RecentMisses misses;
+    private final AdapterResolver resolver;
     private final List<AdapterLoadListener> listeners = new CopyOnWriteArrayList<>();
     // Host tier, guarded by `this`. Access order gives LRU iteration.
     private final LinkedHashMap<String, LoraAdapter> hostCache = new LinkedHashMap<>(16, 0.75f, true);
@@ -105,10 +102,6 @@ public final class AdapterManager implements AutoCloseable {
     private final AtomicLong loads = new AtomicLong();
     private final AtomicLong evictions = new AtomicLong();
     private final AtomicLong hostLoads = new AtomicLong();
-    private final AtomicLong sourceLookups = new AtomicLong();
-    private final AtomicLong resolutions = new AtomicLong();
-    private final AtomicLong sharedResolutions = new AtomicLong();
-    private final AtomicLong rememberedMisses = new AtomicLong();
 
     public AdapterManager(LlamaModel model, long hostBudgetBytes, Executor loader) {
         this(model, hostBudgetBytes, loader, AdapterOptions.defaults());
@@ -121,7 +114,7 @@ public final class AdapterManager implements AutoCloseable {
         this.hostBudgetBytes = hostBudgetBytes;
         this.loader = loader;
         this.options = options;
-        this.misses = new RecentMisses(options.missTtl().toNanos(), options.missCapacity());
+        this.resolver = new AdapterResolver(options, loader, registry::containsKey, this::installResolved);
         int slots = model.loraSlots();
         slotAdapter = new String[slots];
         slotHost = new LoraAdapter[slots];
@@ -154,7 +147,7 @@ public final class AdapterManager implements AutoCloseable {
             throw new IllegalArgumentException("an adapter named '" + name + "' is already registered");
         }
         failures.remove(name);
-        misses.forget(name);
+        resolver.forgetMiss(name);
         log.debug("registered adapter {} from {}", name, directory);
     }
 
@@ -168,111 +161,36 @@ public final class AdapterManager implements AutoCloseable {
 
     /**
      * Makes sure {@code name} is registered, looking it up in the sources when it is not (on-demand
-     * loading): the first caller for a cold name starts one lookup and one disk load on the loader, and
-     * every concurrent caller for that name waits for the same one. On success the adapter is registered and
-     * already in host memory, so the engine needs only the copy into a slot. Blocks the caller (an HTTP
-     * handler's virtual thread), never the engine thread.
+     * loading; see {@link AdapterResolver}): on success the adapter is registered and already in host memory,
+     * so the engine needs only the copy into a slot. Blocks the caller (an HTTP handler's virtual thread),
+     * never the engine thread.
      *
      * @throws AdapterUnavailableException when no source has the name ({@link AdapterUnavailableException#missing})
      *     or its files failed to load; both answers are remembered for {@link AdapterOptions#missTtl}
      */
     public void resolve(String name) {
-        if (registry.containsKey(name)) {
-            return;
-        }
-        String missed = misses.get(name, System.nanoTime());
-        if (missed != null) {
-            rememberedMisses.incrementAndGet();
-            throw unavailable(name, missed);
-        }
-        if (options.sources().isEmpty()) {
-            throw new AdapterUnavailableException(name, true, notFoundMessage(name));
-        }
-        CompletableFuture<Void> fresh = new CompletableFuture<>();
-        CompletableFuture<Void> shared = resolving.putIfAbsent(name, fresh);
-        if (shared == null) {
-            try {
-                loader.execute(() -> resolveFromSources(name, fresh));
-            } catch (RuntimeException e) {
-                resolving.remove(name, fresh);
-                throw e;
-            }
-            shared = fresh;
-        } else {
-            sharedResolutions.incrementAndGet();
-        }
+        resolver.resolve(name);
+    }
+
+    /**
+     * Installs what a source found for {@code name}: disk → host, rank check, registration, host tier.
+     * False when the name was registered meanwhile (through the load endpoint).
+     */
+    private boolean installResolved(String name, Path dir) {
+        LoraAdapter adapter = readFromDisk(name, dir);
         try {
-            shared.join();
-        } catch (CompletionException e) {
-            if (e.getCause() instanceof AdapterUnavailableException u) {
-                throw new AdapterUnavailableException(name, u.missing(), u.getMessage());
-            }
+            checkRank(name, adapter.maxRank());
+        } catch (RuntimeException e) {
+            adapter.close();
             throw e;
         }
-    }
-
-    private static String notFoundMessage(String name) {
-        return "The model `" + name + "` does not exist.";
-    }
-
-    private static AdapterUnavailableException unavailable(String name, String message) {
-        return new AdapterUnavailableException(name, message.equals(notFoundMessage(name)), message);
-    }
-
-    /** One resolution, on the loader: ask the sources in order, then read, check and cache the adapter. */
-    private void resolveFromSources(String name, CompletableFuture<Void> result) {
-        try {
-            if (registry.containsKey(name)) {
-                result.complete(null); // registered while this task was queued
-                return;
-            }
-            String missed = misses.get(name, System.nanoTime());
-            if (missed != null) {
-                result.completeExceptionally(unavailable(name, missed)); // answered by a resolution just ended
-                return;
-            }
-            sourceLookups.incrementAndGet();
-            Path dir = null;
-            AdapterSource from = null;
-            for (AdapterSource source : options.sources()) {
-                var found = source.locate(name);
-                if (found.isPresent()) {
-                    dir = found.get();
-                    from = source;
-                    break;
-                }
-            }
-            if (dir == null) {
-                misses.put(name, notFoundMessage(name), System.nanoTime());
-                result.completeExceptionally(new AdapterUnavailableException(name, true, notFoundMessage(name)));
-                return;
-            }
-            LoraAdapter adapter;
-            try {
-                adapter = readFromDisk(name, dir);
-                checkRank(name, adapter.maxRank());
-            } catch (RuntimeException e) {
-                String message = "The adapter `" + name + "` was found in " + from.describe()
-                        + " but could not be loaded: " + e.getMessage();
-                log.warn("on-demand load of adapter {} from {} failed: {}", name, dir, e.getMessage());
-                misses.put(name, message, System.nanoTime());
-                result.completeExceptionally(new AdapterUnavailableException(name, false, message));
-                return;
-            }
-            if (registry.putIfAbsent(name, dir) == null) {
-                failures.remove(name);
-                cacheOnHost(name, adapter);
-                resolutions.incrementAndGet();
-                log.info("resolved adapter {} on demand from {}", name, dir);
-            } else {
-                adapter.close(); // registered meanwhile through the load endpoint
-            }
-            result.complete(null);
-        } catch (RuntimeException | Error e) {
-            result.completeExceptionally(e);
-        } finally {
-            resolving.remove(name, result);
+        if (registry.putIfAbsent(name, dir) != null) {
+            adapter.close();
+            return false;
         }
+        failures.remove(name);
+        cacheOnHost(name, adapter);
+        return true;
     }
 
     /** Disk → host for one adapter, timed as {@link LoadStage#DISK}. */
@@ -315,22 +233,22 @@ public final class AdapterManager implements AutoCloseable {
 
     /** Lookups the sources were asked for (one per cold name resolved or missed, not one per request). */
     public long sourceLookupCount() {
-        return sourceLookups.get();
+        return resolver.sourceLookups();
     }
 
     /** Adapters registered by on-demand resolution. */
     public long resolutionCount() {
-        return resolutions.get();
+        return resolver.resolutions();
     }
 
     /** Requests that waited on a resolution another request had started. */
     public long sharedResolutionCount() {
-        return sharedResolutions.get();
+        return resolver.sharedResolutions();
     }
 
     /** Requests answered from the remembered misses, without a lookup. */
     public long rememberedMissCount() {
-        return rememberedMisses.get();
+        return resolver.rememberedMisses();
     }
 
     /** Adapters read from disk into host memory (registered loads, prefetches and on-demand loads). */
