@@ -183,6 +183,35 @@ class AdapterAdmissionTest {
         }
     }
 
+    @Test
+    void adaptersOfWaitingRequestsAreReadIntoHostMemoryBeforeTheirTurn() throws Exception {
+        EngineBuilder b = new EngineBuilder().model(Fixtures.model()).backend("cpu")
+                .config(EngineConfig.defaults().withLoraSlots(2).withBatch(256, 1));
+        for (String s : SKILLS) {
+            b.adapter(s, Fixtures.adapter(s));
+        }
+        try (var runtime = b.build()) {
+            Engine engine = runtime.engine();
+            int[] prompt = runtime.tokenizer().encode(PROMPT, true);
+            SamplingParams longRun = SamplingParams.builder().temperature(0).maxTokens(200).ignoreEos(true).build();
+            CompletableFuture<Completion> first = engine.generate(new GenerationRequest("first", "upper", prompt,
+                    longRun));
+            CompletableFuture<Completion> second = engine.generate(new GenerationRequest("second", "reverse", prompt,
+                    SamplingParams.greedy(16)));
+            CompletableFuture<Completion> third = engine.generate(new GenerationRequest("third", "sort", prompt,
+                    SamplingParams.greedy(16)));
+            // One request runs at a time: the other two wait, and their adapters are read meanwhile.
+            while (!runtime.adapters().hostCached().containsAll(List.of("reverse", "sort")) && !first.isDone()) {
+                Thread.sleep(5);
+            }
+            assertThat(first).as("the first request was still running when both were prefetched").isNotDone();
+            assertThat(runtime.adapters().hostCached()).contains("reverse", "sort");
+            assertThat(second.join().text().strip()).isEqualTo("stone apple red");
+            assertThat(third.join().text().strip()).isEqualTo("apple red stone");
+            first.join();
+        }
+    }
+
     /** On the engine thread: running ∪ waiting must be exactly the adapters with unfinished requests. */
     private static void check(Engine engine, Map<String, Integer> outstanding, ConcurrentLinkedQueue<String> mismatches,
             String when) {
