@@ -2,6 +2,7 @@ package ai.punica.bench;
 
 import ai.punica.backend.Backend;
 import ai.punica.backend.Backends;
+import ai.punica.backend.TensorData;
 import ai.punica.backend.WeightUpload;
 import ai.punica.engine.Completion;
 import ai.punica.engine.Engine;
@@ -13,7 +14,6 @@ import ai.punica.lora.AdapterOptions;
 import ai.punica.lora.LoraAdapter;
 import ai.punica.model.LlamaModel;
 import ai.punica.model.ModelConfig;
-import ai.punica.model.TensorData;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;

@@ -3,6 +3,7 @@ package ai.punica.lora;
 import ai.punica.backend.Backend;
 import ai.punica.backend.LoraWeights;
 import ai.punica.backend.Tensor;
+import ai.punica.backend.TensorData;
 import ai.punica.backend.WeightUpload;
 import ai.punica.model.LlamaModel;
 import ai.punica.model.ModelConfig;

@@ -31,7 +31,7 @@ class AdapterAdmissionTest {
 
     private static EngineBuilder.Runtime engine(int slots, AdapterOptions options) {
         EngineBuilder b = new EngineBuilder().model(Fixtures.model()).backend("cpu")
-                .config(EngineConfig.defaults().withLoraSlots(slots)).adapterOptions(options);
+                .config(EngineConfig.builder().loraSlots(slots).build()).adapterOptions(options);
         for (String s : SKILLS) {
             b.adapter(s, Fixtures.adapter(s));
         }
@@ -186,7 +186,7 @@ class AdapterAdmissionTest {
     @Test
     void adaptersOfWaitingRequestsAreReadIntoHostMemoryBeforeTheirTurn() throws Exception {
         EngineBuilder b = new EngineBuilder().model(Fixtures.model()).backend("cpu")
-                .config(EngineConfig.defaults().withLoraSlots(2).withBatch(256, 1));
+                .config(EngineConfig.builder().loraSlots(2).maxRunning(1).build());
         for (String s : SKILLS) {
             b.adapter(s, Fixtures.adapter(s));
         }

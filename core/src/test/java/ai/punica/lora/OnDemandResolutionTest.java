@@ -52,7 +52,7 @@ class OnDemandResolutionTest {
         AdapterOptions options = AdapterOptions.defaults().withSources(List.of(new DirectoryAdapterSource(root)))
                 .withMisses(Duration.ofMillis(300), 64);
         runtime = new EngineBuilder().model(Fixtures.model()).backend("cpu").adapter("upper", Fixtures.adapter("upper"))
-                .config(EngineConfig.defaults().withLoraSlots(2)).adapterOptions(options).build();
+                .config(EngineConfig.builder().loraSlots(2).build()).adapterOptions(options).build();
         prompt = runtime.tokenizer().encode(PROMPT, true);
     }
 
