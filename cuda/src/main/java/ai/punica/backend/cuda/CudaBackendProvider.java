@@ -63,6 +63,6 @@ public final class CudaBackendProvider implements BackendProvider {
 
     @Override
     public Backend create() {
-        return new CudaBackend(Integer.getInteger("punica.cuda.device", 0));
+        return new CudaBackend(CudaOptions.fromSystemProperties());
     }
 }
