@@ -3,6 +3,9 @@ package ai.punica.cli;
 import ai.punica.backend.Backends;
 import ai.punica.engine.EngineBuilder;
 import ai.punica.engine.EngineConfig;
+import ai.punica.lora.AdapterOptions;
+import ai.punica.lora.AdapterSource;
+import ai.punica.lora.DirectoryAdapterSource;
 import ai.punica.server.PunicaServer;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -45,10 +48,15 @@ final class ServeCommand implements Callable<Integer> {
             description = "Adapter directories (PEFT); the name is the directory's name unless given as NAME=DIR.")
     List<String> adapters = new ArrayList<>();
 
-    @Option(names = "--adapter-root", paramLabel = "DIR", description = "Directory under which "
-            + "/v1/load_lora_adapter may load adapters at runtime (repeatable; default: the parent directories of "
-            + "the --adapters).")
+    @Option(names = "--adapter-root", paramLabel = "DIR", description = "Directory of adapters served on demand: "
+            + "a request for model NAME that is not loaded loads DIR/NAME (NAME may be nested, org/name), and "
+            + "/v1/load_lora_adapter may load from under DIR (repeatable; without it, only the load endpoint works, "
+            + "under the parent directories of the --adapters).")
     List<Path> adapterRoots = new ArrayList<>();
+
+    @Option(names = "--max-loras", description = "Most distinct adapters in one step (default: one per slot, "
+            + "--lora-slots).")
+    Integer maxLoras;
 
     @Option(names = "--host", defaultValue = "127.0.0.1", description = "Address to bind (default: ${DEFAULT-VALUE}).")
     String host;
@@ -148,8 +156,22 @@ final class ServeCommand implements Callable<Integer> {
         } catch (RuntimeException e) {
             throw new ParameterException(spec.commandLine(), "--backend " + backend + ": " + e.getMessage());
         }
+        List<AdapterSource> sources = new ArrayList<>();
+        for (Path root : adapterRoots) {
+            try {
+                sources.add(new DirectoryAdapterSource(root));
+            } catch (IllegalArgumentException e) {
+                throw new ParameterException(spec.commandLine(), "--adapter-root: " + e.getMessage());
+            }
+        }
+        if (maxLoras != null && maxLoras < 1) {
+            throw new ParameterException(spec.commandLine(), "--max-loras " + maxLoras + " must be at least 1");
+        }
+        AdapterOptions adapterOptions = AdapterOptions.defaults().withSources(sources)
+                .withMaxLoras(maxLoras != null ? maxLoras : 0);
         EngineBuilder builder = new EngineBuilder().model(modelDir).backend(backend).config(config)
-                .memoryUtilization(kvCacheMib != null ? 0 : gpuMemoryUtilization).adapters(adapterDirs);
+                .memoryUtilization(kvCacheMib != null ? 0 : gpuMemoryUtilization).adapters(adapterDirs)
+                .adapterOptions(adapterOptions);
         if (servedModelName != null) {
             builder.modelName(servedModelName);
         } else if (model == null) {

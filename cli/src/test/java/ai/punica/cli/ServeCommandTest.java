@@ -102,4 +102,17 @@ class ServeCommandTest {
         assertThat(r.exitCode()).isEqualTo(2);
         assertThat(r.stderr()).contains("unknown backend 'tpu'").contains("cpu").contains("reference");
     }
+
+    @Test
+    void anAdapterRootThatDoesNotExistAndAZeroAdapterCapAreRefused(@TempDir Path dir) throws Exception {
+        Path model = Files.createDirectories(dir.resolve("model"));
+        Files.writeString(model.resolve("config.json"), "{}");
+        Result root = run("serve", "--model", model.toString(), "--backend", "cpu", "--adapter-root",
+                dir.resolve("nope").toString());
+        assertThat(root.exitCode()).isEqualTo(2);
+        assertThat(root.stderr()).contains("--adapter-root: adapter root " + dir.resolve("nope") + " does not exist");
+        Result cap = run("serve", "--model", model.toString(), "--backend", "cpu", "--max-loras", "0");
+        assertThat(cap.exitCode()).isEqualTo(2);
+        assertThat(cap.stderr()).contains("--max-loras 0 must be at least 1");
+    }
 }

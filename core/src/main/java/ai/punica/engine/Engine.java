@@ -6,6 +6,7 @@ import ai.punica.backend.SamplingRow;
 import ai.punica.backend.Tensor;
 import ai.punica.kv.KvCacheManager;
 import ai.punica.lora.AdapterManager;
+import ai.punica.lora.AdapterUnavailableException;
 import ai.punica.model.LlamaModel;
 import ai.punica.tokenizer.Tokenizer;
 import java.time.Duration;
@@ -16,6 +17,7 @@ import java.util.Map;
 import java.util.SplittableRandom;
 import java.util.TreeSet;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
@@ -50,6 +52,8 @@ public final class Engine implements AutoCloseable {
     private final LinkedBlockingQueue<Runnable> inbox = new LinkedBlockingQueue<>();
     private final Map<String, Sequence> live = new HashMap<>();
     private final AtomicInteger queued = new AtomicInteger();
+    /** Adapters of the requests in the inbox, with counts: waiting too, for vllm:lora_requests_info. */
+    private final ConcurrentHashMap<String, Integer> queuedAdapters = new ConcurrentHashMap<>();
     /** Requests accepted and not yet finished (queued in the inbox, waiting or running). */
     private final AtomicInteger unfinished = new AtomicInteger();
     private final SplittableRandom seeds = new SplittableRandom(System.nanoTime());
@@ -113,8 +117,20 @@ public final class Engine implements AutoCloseable {
         return config;
     }
 
+    /**
+     * The latest snapshot, published after each step and whenever an adapter leaves the running or waiting
+     * set; the adapters of requests accepted but not yet seen by the engine thread count as waiting.
+     */
     public EngineStats stats() {
-        return stats;
+        EngineStats s = stats;
+        if (queuedAdapters.isEmpty() || s.waitingAdapters().containsAll(queuedAdapters.keySet())) {
+            return s;
+        }
+        TreeSet<String> waitingAdapters = new TreeSet<>(s.waitingAdapters());
+        waitingAdapters.addAll(queuedAdapters.keySet());
+        return new EngineStats(s.running(), s.waiting(), s.kvCacheUsage(), s.kvPagesUsed(), s.kvPagesTotal(),
+                s.runningAdapters(), waitingAdapters, s.loraSlots(), s.promptTokens(), s.generationTokens(),
+                s.preemptions(), s.steps(), s.adapterLoads(), s.adapterEvictions());
     }
 
     /** KV pages in use now (0 when idle: every request returns its pages). */
@@ -147,9 +163,13 @@ public final class Engine implements AutoCloseable {
                     "This model's maximum context length is " + maxModelLen + " tokens. However, your prompt has "
                             + promptLength + " tokens, which leaves no room to generate. Shorten the prompt.");
         }
-        if (request.adapter() != null && !adapters.isRegistered(request.adapter())) {
-            throw new EngineException(EngineException.Kind.NOT_FOUND, "model",
-                    "The model `" + request.adapter() + "` does not exist.");
+        if (request.adapter() != null) {
+            try {
+                adapters.resolve(request.adapter()); // on-demand: found in a source and read, or refused
+            } catch (AdapterUnavailableException e) {
+                throw new EngineException(e.missing() ? EngineException.Kind.NOT_FOUND
+                        : EngineException.Kind.INVALID_REQUEST, "model", e.getMessage());
+            }
         }
         if (queued.incrementAndGet() > config.maxWaiting()) {
             queued.decrementAndGet();
@@ -157,6 +177,9 @@ public final class Engine implements AutoCloseable {
                     "too many requests are waiting (" + config.maxWaiting() + "); retry later");
         }
         unfinished.incrementAndGet();
+        if (request.adapter() != null) {
+            queuedAdapters.merge(request.adapter(), 1, Integer::sum);
+        }
         inbox.add(() -> admit(request, listener));
     }
 
@@ -209,6 +232,7 @@ public final class Engine implements AutoCloseable {
     private void admit(GenerationRequest request, GenerationListener listener) {
         queued.decrementAndGet();
         if (live.containsKey(request.id())) {
+            unqueueAdapter(request);
             unfinished.decrementAndGet();
             safely(listener, () -> listener.onError(new InvalidRequestException("id",
                     "a request with id " + request.id() + " is already running")));
@@ -222,6 +246,21 @@ public final class Engine implements AutoCloseable {
         live.put(request.id(), s);
         scheduler.add(s);
         promptTokens += request.promptLength();
+        publishStatsIfAdaptersChanged(); // before the inbox count drops, so no snapshot misses the adapter
+        unqueueAdapter(request);
+    }
+
+    private void unqueueAdapter(GenerationRequest request) {
+        if (request.adapter() != null) {
+            queuedAdapters.computeIfPresent(request.adapter(), (k, n) -> n == 1 ? null : n - 1);
+        }
+    }
+
+    /** Publishes at once when an adapter joined or left the running or waiting set (exact LoRA labels). */
+    private void publishStatsIfAdaptersChanged() {
+        if (scheduler.takeAdapterSetsChanged()) {
+            publishStats();
+        }
     }
 
     private void loop() {
@@ -232,6 +271,7 @@ public final class Engine implements AutoCloseable {
                     break;
                 }
                 StepPlan plan = scheduler.plan();
+                publishStatsIfAdaptersChanged();
                 for (Scheduler.Rejected r : scheduler.drainRejected()) {
                     if (live.remove(r.sequence().request.id()) != null) {
                         unfinished.decrementAndGet();
@@ -376,6 +416,7 @@ public final class Engine implements AutoCloseable {
         if (live.remove(s.request.id()) != null) {
             unfinished.decrementAndGet();
         }
+        publishStatsIfAdaptersChanged(); // the client must not see its adapter still running after its answer
         String tail = reason == FinishReason.ABORT ? "" : s.output.finish();
         if (!tail.isEmpty()) {
             safely(s.listener, () -> s.listener.onToken(new TokenDelta(-1, tail, null)));
@@ -394,6 +435,7 @@ public final class Engine implements AutoCloseable {
         if (live.remove(s.request.id()) != null) {
             unfinished.decrementAndGet();
         }
+        publishStatsIfAdaptersChanged();
         safely(s.listener, () -> s.listener.onError(error));
     }
 
@@ -415,20 +457,10 @@ public final class Engine implements AutoCloseable {
     }
 
     private void publishStats() {
-        TreeSet<String> runningAdapters = new TreeSet<>();
-        for (Sequence s : scheduler.running()) {
-            if (s.adapter() != null) {
-                runningAdapters.add(s.adapter());
-            }
-        }
-        TreeSet<String> waitingAdapters = new TreeSet<>();
-        for (Sequence s : scheduler.waiting()) {
-            if (s.adapter() != null) {
-                waitingAdapters.add(s.adapter());
-            }
-        }
+        scheduler.takeAdapterSetsChanged();
         stats = new EngineStats(scheduler.runningCount(), scheduler.waitingCount() + queued.get(),
-                kvManager.usage(), kvManager.usedPages(), kvManager.numPages(), runningAdapters, waitingAdapters,
+                kvManager.usage(), kvManager.usedPages(), kvManager.numPages(), scheduler.runningAdapters(),
+                scheduler.waitingAdapters(),
                 adapters.slotCount(), promptTokens, generationTokens, scheduler.preemptions(), steps,
                 adapters.loadCount(), adapters.evictionCount());
     }

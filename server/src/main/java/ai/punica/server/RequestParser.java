@@ -2,6 +2,7 @@ package ai.punica.server;
 
 import ai.punica.engine.Engine;
 import ai.punica.engine.SamplingParams;
+import ai.punica.lora.AdapterUnavailableException;
 import ai.punica.server.GenerationJob.Endpoint;
 import ai.punica.server.OpenAiRequests.ChatBody;
 import ai.punica.server.OpenAiRequests.CompletionBody;
@@ -124,15 +125,21 @@ final class RequestParser {
         return model != null ? model : engine.baseModelName();
     }
 
-    /** The adapter a model id names: null for the base model; 404 for anything unknown. */
+    /**
+     * The adapter a model id names: null for the base model; a name nobody registered is looked up in the
+     * engine's adapter sources and loaded first (blocking this handler, not the engine); 404 for a name no
+     * source has, 400 naming the file and field for one whose files do not load.
+     */
     String adapterOf(String model) {
         if (model.equals(engine.baseModelName())) {
             return null;
         }
-        if (engine.adapters().isRegistered(model)) {
-            return model;
+        try {
+            engine.adapters().resolve(model);
+        } catch (AdapterUnavailableException e) {
+            throw e.missing() ? ApiException.modelNotFound(model) : ApiException.badRequest("model", e.getMessage());
         }
-        throw ApiException.modelNotFound(model);
+        return model;
     }
 
     private int choicesPerPrompt(Integer requested, int prompts) {

@@ -3,6 +3,7 @@ package ai.punica.server;
 import ai.punica.engine.Engine;
 import ai.punica.engine.EngineStats;
 import ai.punica.engine.FinishReason;
+import ai.punica.lora.LoadStage;
 import io.prometheus.metrics.core.metrics.Counter;
 import io.prometheus.metrics.core.metrics.CounterWithCallback;
 import io.prometheus.metrics.core.metrics.GaugeWithCallback;
@@ -24,6 +25,9 @@ final class ServerMetrics {
             0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0};
     private static final double[] TPOT_BUCKETS = {0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75,
             1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0};
+    /** Adapter load stages: from a fraction of a millisecond (a small adapter to a GPU) to seconds (a large one from a cold disk). */
+    private static final double[] LORA_LOAD_BUCKETS = {0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5,
+            1.0, 2.0, 5.0, 10.0};
     private static final double[] E2E_BUCKETS = {0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0,
             40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0};
 
@@ -65,6 +69,20 @@ final class ServerMetrics {
                 () -> engine.stats().adapterLoads(), false);
         counter("punica_adapter_evictions_total", "Adapters removed from a backend slot to make room.",
                 () -> engine.stats().adapterEvictions(), false);
+        counter("punica:lora_source_lookups_total", "Adapter sources asked for a name nobody registered (one per "
+                + "cold name, not per request).", () -> engine.adapters().sourceLookupCount(), false);
+        counter("punica:lora_resolutions_total", "Adapters registered by on-demand resolution.",
+                () -> engine.adapters().resolutionCount(), false);
+        Histogram loraLoad = Histogram.builder().name("punica:lora_load_seconds")
+                .help("Time of each adapter load stage: disk (files to host memory) and device (host memory to a "
+                        + "backend slot, until the engine saw the copy complete).")
+                .classicOnly().classicUpperBounds(LORA_LOAD_BUCKETS).labelNames("stage")
+                .register(registry);
+        for (LoadStage stage : LoadStage.values()) {
+            loraLoad.labelValues(stage.label()); // both series exist from the start, at zero
+        }
+        engine.adapters().addLoadListener((stage, adapter, nanos) -> loraLoad.labelValues(stage.label())
+                .observe(nanos / 1e9));
         timeToFirstToken = histogram("vllm:time_to_first_token_seconds", "Histogram of time to first token in "
                 + "seconds.", TTFT_BUCKETS);
         timePerOutputToken = histogram("vllm:time_per_output_token_seconds", "Histogram of time per output token "
