@@ -75,11 +75,7 @@ public final class AdapterLoadBench {
         Path out = args.containsKey("out") ? Path.of(args.get("out")) : null;
 
         long t0 = System.nanoTime();
-        GenerateThroughputBench.writeRandomAdapters(config, root, files, rank, seed);
-        List<Path> dirs = new ArrayList<>();
-        for (int i = 0; i < files; i++) {
-            dirs.add(root.resolve(String.format(Locale.ROOT, "a%03d", i)));
-        }
+        List<Path> dirs = new ArrayList<>(RandomAdapters.allProjections(rank).write(config, root, "a", files, files, seed));
         for (Path d : dirs) { // warm the page cache
             Files.readAllBytes(d.resolve(LoraAdapter.WEIGHTS_FILE));
         }
