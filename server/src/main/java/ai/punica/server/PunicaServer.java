@@ -49,7 +49,8 @@ import org.slf4j.LoggerFactory;
 public final class PunicaServer {
     private static final Logger log = LoggerFactory.getLogger(PunicaServer.class);
     private static final Set<String> KNOWN_PATHS = Set.of("/v1/completions", "/v1/chat/completions", "/v1/models",
-            "/v1/load_lora_adapter", "/v1/unload_lora_adapter", "/health", "/metrics");
+            "/v1/load_lora_adapter", "/v1/unload_lora_adapter", "/health", "/metrics", ConsoleRoutes.ADAPTERS_PATH,
+            ConsoleRoutes.STATS_PATH, "/");
 
     private enum State { CREATED, SERVING, STOPPING, STOPPED }
 
@@ -63,6 +64,7 @@ public final class PunicaServer {
     private final AdapterAdmin adapterAdmin;
     private final ServerMetrics metrics;
     private final TokenText tokenText;
+    private final ConsoleRoutes console;
     private final long createdEpochSeconds = System.currentTimeMillis() / 1000;
     private final Set<GenerationExchange> inFlight = ConcurrentHashMap.newKeySet();
     private final AtomicInteger activeExchanges = new AtomicInteger();
@@ -80,6 +82,7 @@ public final class PunicaServer {
         this.adapterAdmin = new AdapterAdmin(engine.adapters(), engine.baseModelName(), b.adapterRoots);
         this.metrics = new ServerMetrics(engine);
         this.tokenText = new TokenText(engine.tokenizer());
+        this.console = new ConsoleRoutes(new LiveStats(List.of(new LiveStats.Lane("0", engine))));
     }
 
     public static Builder builder() {
@@ -99,6 +102,7 @@ public final class PunicaServer {
                 .build()
                 .start();
         state = State.SERVING;
+        console.start();
         log.info("serving {} (adapters: {}) on http://{}:{}", engine.baseModelName(),
                 String.join(", ", engine.adapters().registered()), host, webServer.port());
         return this;
@@ -141,6 +145,7 @@ public final class PunicaServer {
             }
             waitForExchanges(System.nanoTime() + Duration.ofSeconds(5).toNanos());
         }
+        console.close();
         webServer.stop();
         state = State.STOPPED;
         log.info("stopped");
@@ -168,6 +173,7 @@ public final class PunicaServer {
                 .post("/v1/unload_lora_adapter", guard((req, res) -> sendText(res, adapterAdmin.unload(readJson(req)))))
                 .get("/health", this::health)
                 .get("/metrics", this::metrics)
+                .register(console)
                 .any(guard(this::unknownRoute));
     }
 
