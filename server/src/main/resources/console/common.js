@@ -70,27 +70,20 @@ export async function readSse(response, onData) {
 
 // ---- colours: one per adapter, stable while the set of adapters is ------------------------------
 
-const PALETTE = ["#6366f1", "#06b6d4", "#f59e0b", "#ec4899", "#10b981", "#8b5cf6", "#ef4444", "#3b82f6", "#84cc16", "#f97316",
-  "#14b8a6", "#a855f7"];
+// Neighbours differ in hue as much as possible, so the first few adapters are told apart at a glance.
+const PALETTE = ["#6366f1", "#f59e0b", "#10b981", "#ec4899", "#06b6d4", "#ef4444", "#8b5cf6", "#84cc16", "#f97316", "#0ea5e9",
+  "#d946ef", "#14b8a6"];
 export const BASE_COLOR = "#94a3b8";
 const assigned = new Map();
 
-function hash(s) {
-  let h = 2166136261;
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619);
-  return h >>> 0;
-}
-
-/** Colour of an adapter (null: the base model). Names get the palette slot of their hash, or the next free one. */
+/** Colour of an adapter (null: the base model): the palette in order of first sight, then round again. */
 export function colorOf(adapter) {
   if (adapter == null) return BASE_COLOR;
   let c = assigned.get(adapter);
-  if (c) return c;
-  const used = new Set(assigned.values());
-  let i = hash(adapter) % PALETTE.length;
-  for (let k = 0; k < PALETTE.length && used.has(PALETTE[i]); k++) i = (i + 1) % PALETTE.length;
-  c = PALETTE[i];
-  assigned.set(adapter, c);
+  if (!c) {
+    c = PALETTE[assigned.size % PALETTE.length];
+    assigned.set(adapter, c);
+  }
   return c;
 }
 
@@ -158,7 +151,12 @@ export function fmtBytes(n) {
   return (n / (1 << 30)).toFixed(2) + " GiB";
 }
 
+export function fmtMillis(ms) {
+  return ms < 1000 ? Math.round(ms) + " ms" : (ms / 1000).toFixed(ms < 10000 ? 2 : 1) + " s";
+}
+
 export function fmtRate(x) {
+  if (x === 0) return "0";
   if (x >= 1000) return (x / 1000).toFixed(1) + "k";
   if (x >= 100) return x.toFixed(0);
   return x.toFixed(1);

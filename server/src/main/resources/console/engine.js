@@ -171,7 +171,8 @@ export class EngineView {
     const parts = [];
     for (const f of [0, 0.5, 1]) {
       parts.push(s("line", { class: "grid", x1: L, x2: W, y1: y(max * f), y2: y(max * f) }));
-      parts.push(s("text", { class: "axis", x: L - 6, y: y(max * f) + 3, "text-anchor": "end" }, fmtRate(max * f)));
+      const v = max * f;
+      parts.push(s("text", { class: "axis", x: L - 6, y: y(v) + 3, "text-anchor": "end" }, v >= 1000 ? fmtRate(v) : String(+v.toFixed(1))));
     }
     for (const [label, t] of [["−5 min", from], ["−2.5", from + 150], ["now", now]]) {
       parts.push(s("text", { class: "axis", x: x(t), y: H - 4, "text-anchor": t === from ? "start" : t === now ? "end" : "middle" }, label));
@@ -243,10 +244,12 @@ function hatch(defs, color) {
 function strip(el, lane, n, height, axis) {
   const steps = lane.steps.slice(-n);
   const W = Math.max(200, el.clientWidth || 800), H = height, L = axis ? 34 : 0, B = axis ? 16 : 2;
-  let max = 4;
-  for (const st of steps) max = Math.max(max, st.rows);
+  // The scale follows most steps, not the rare long prefill chunk: taller columns are cut, with a break mark.
+  const sorted = steps.map((st) => st.rows).sort((a, b) => a - b);
+  const typical = sorted.length ? sorted[Math.floor(0.9 * (sorted.length - 1))] : 0;
+  const max = Math.max(4, Math.min(sorted.length ? sorted[sorted.length - 1] : 0, Math.ceil(typical * 1.6)));
   const colW = (W - L) / n;
-  const y = (rows) => (H - B) * (1 - rows / max);
+  const y = (rows) => (H - B) * (1 - Math.min(rows, max) / max);
   const defs = s("defs");
   const parts = [defs];
   if (axis) {
@@ -272,17 +275,21 @@ function strip(el, lane, n, height, axis) {
       for (const [rows, fill] of [[seg.decode_rows, color], [seg.prefill_rows, hatch(defs, color)]]) {
         if (rows === 0) continue;
         const top = y(rowsBelow + rows), bottom = y(rowsBelow);
+        rowsBelow += rows;
+        if (bottom - top < 0.5) continue;
         g.append(s("rect", { class: "s", x: (x0 + i * colW).toFixed(2), y: top.toFixed(2), width: w.toFixed(2), height: Math.max(1, bottom - top - 0.5).toFixed(2), fill,
           "data-adapter": adapterName(seg.adapter) }));
-        rowsBelow += rows;
       }
     }
+    if (st.rows > max) g.append(s("rect", { class: "cut", x: (x0 + i * colW).toFixed(2), y: 5, width: w.toFixed(2), height: 3 }));
     g.append(s("rect", { x: (x0 + i * colW).toFixed(2), y: 0, width: colW.toFixed(2), height: H - B, fill: "transparent" }));
     g.addEventListener("mousemove", (e) => tooltip(e, stepTooltip(st)));
     g.addEventListener("mouseleave", (e) => tooltip(e, null));
     parts.push(g);
   });
-  el.replaceChildren(s("svg", { viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: "none", style: `height:${H}px` }, ...parts));
+  const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: "none" }, ...parts);
+  svg.style.height = H + "px"; // through the CSSOM: the page's content security policy forbids style attributes
+  el.replaceChildren(svg);
 }
 
 function stepTooltip(st) {

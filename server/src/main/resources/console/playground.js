@@ -1,5 +1,5 @@
 // The playground: one prompt, several models (the base and any adapters), answers streamed side by side.
-import { BASE_COLOR, colorOf, errorOf, h, headers, readSse, tooltip, fmtRate } from "./common.js";
+import { BASE_COLOR, colorOf, errorOf, fmtMillis, fmtRate, h, headers, readSse, tooltip } from "./common.js";
 
 const DEFAULT_PROMPT = "input: red apple stone\noutput:";
 const TOP_ALTERNATIVES = 5;
@@ -136,8 +136,8 @@ class Run {
       ? { ...params, model, messages: [{ role: "user", content: prompt }], logprobs: true, top_logprobs: TOP_ALTERNATIVES }
       : { ...params, model, prompt, logprobs: TOP_ALTERNATIVES };
     this.abort = new AbortController();
-    this.tokens = []; // {text, logprob, top: [[token, logprob]...]}
-    this.tail = ""; // text that came without a token (held-back text released at the end)
+    this.tokens = []; // {text, logprob, top: [[token, logprob]...], silent}
+    this.out = ""; // the answer's text as the server streams it
     this.error = null;
     this.finish = null;
     this.usage = null;
@@ -191,14 +191,10 @@ class Run {
       if (this.first == null) this.first = performance.now();
       this.last = performance.now();
     }
-    if (fresh.length === 0) {
-      this.tail += text;
-    } else {
-      // The chunk's text is its tokens' text (stop-string hold-back can move text across chunks; keep what the server sent).
-      const joined = fresh.map((t) => t.text).join("");
-      if (joined !== text) fresh[fresh.length - 1].text += text.slice(joined.length);
-      this.tokens.push(...fresh);
-    }
+    this.out += text;
+    // A token that adds no text (the end-of-sequence token, a stop token) is shown apart in the log-prob view.
+    if (text === "") for (const t of fresh) t.silent = true;
+    this.tokens.push(...fresh);
     this.render();
   }
 
@@ -220,34 +216,31 @@ class Run {
     this.state.textContent = label;
   }
 
-  text() {
-    return this.tokens.map((t) => t.text).join("") + this.tail;
-  }
-
   render() {
     const n = this.usage ? this.usage.completion_tokens : this.tokens.length;
     this.count.textContent = String(n);
     if (this.first != null) {
-      this.ttft.textContent = Math.round(this.first - this.sent) + " ms";
+      this.ttft.textContent = fmtMillis(this.first - this.sent);
+      // Decode speed: tokens after the first over the time they took (too short a span says nothing).
       const span = (this.last - this.first) / 1000;
-      this.rate.textContent = n > 1 && span > 0 ? fmtRate((n - 1) / span) : "–";
+      this.rate.textContent = n > 1 && span > 0.005 ? fmtRate((n - 1) / span) : "–";
     }
     if (this.error) {
       this.answer.replaceChildren(h("span.error", {}, this.error));
       return;
     }
     if (this.playground.view !== "logprobs") {
-      this.answer.textContent = this.text();
+      this.answer.textContent = this.out;
       return;
     }
     this.answer.replaceChildren(...this.tokens.map((t) => {
       const p = Math.exp(t.logprob);
-      return h("span.tok", {
+      return h("span.tok" + (t.silent ? ".silent" : ""), {
         style: { background: shade(p) },
         onmousemove: (e) => tooltip(e, this.alternatives(t, p)),
         onmouseleave: (e) => tooltip(e, null),
       }, t.text);
-    }), this.tail);
+    }));
   }
 
   alternatives(t, p) {
