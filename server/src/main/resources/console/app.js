@@ -96,3 +96,4 @@ showKeyState();
 showTab();
 refreshModels();
 connectStats();
+document.body.dataset.ready = "true"; // the handlers are in place (browser tests wait for this)

@@ -311,11 +311,19 @@ function segmentText(seg) {
 /** The newest step as one bar, each segment's width its rows. */
 function stepDetail(st) {
   if (!st) return [h("div.segbar"), h("div.step-meta", {}, "no step yet")];
-  const bar = h("div.segbar", { "data-step": st.step, "data-segments": st.segments.length },
-    st.segments.map((seg) => h("div" + (seg.prefill_rows > seg.decode_rows ? ".prefill" : ""), {
-      "--c": colorOf(seg.adapter), style: { flex: String(seg.prefill_rows + seg.decode_rows) }, title: adapterName(seg.adapter) + ": " + segmentText(seg),
-      "data-adapter": adapterName(seg.adapter),
-    }, adapterName(seg.adapter), h("small", {}, (seg.prefill_rows ? seg.prefill_rows + "P " : "") + (seg.decode_rows ? seg.decode_rows + "D" : "")))));
+  // Each segment: its decode rows solid, then its prefill rows hatched; the label on the first part.
+  const parts = [];
+  for (const seg of st.segments) {
+    const label = [adapterName(seg.adapter), h("small", {}, (seg.decode_rows ? seg.decode_rows + "D " : "") + (seg.prefill_rows ? seg.prefill_rows + "P" : ""))];
+    const common = { "--c": colorOf(seg.adapter), title: adapterName(seg.adapter) + ": " + segmentText(seg), "data-adapter": adapterName(seg.adapter) };
+    let first = true;
+    for (const [rows, cls] of [[seg.decode_rows, ""], [seg.prefill_rows, ".prefill"]]) {
+      if (rows === 0) continue;
+      parts.push(h("div" + cls + (first ? "" : ".cont"), { ...common, style: { flex: String(rows) } }, first ? label : null));
+      first = false;
+    }
+  }
+  const bar = h("div.segbar", { "data-step": st.step, "data-segments": st.segments.length }, parts);
   return [bar, h("div.step-meta", {}, "step " + st.step.toLocaleString() + " · " + st.rows + " rows · " + st.sampled + " sampled · " + st.duration_ms.toFixed(1) + " ms")];
 }
 

@@ -192,7 +192,7 @@ final class Chromium implements AutoCloseable {
 
     /**
      * Opens {@code url} afresh (through about:blank, so that a URL differing only in its fragment loads a
-     * new document) and waits until its document and module scripts have loaded.
+     * new document) and waits until the new document has loaded.
      */
     void open(String url) {
         send("Page.enable", Map.of());
@@ -200,7 +200,8 @@ final class Chromium implements AutoCloseable {
         send("Page.navigate", Map.of("url", "about:blank"));
         waitFor("location.href === 'about:blank' && document.readyState === 'complete'", Duration.ofSeconds(20));
         send("Page.navigate", Map.of("url", url));
-        waitFor("document.readyState === 'complete'", Duration.ofSeconds(20));
+        waitFor("location.href === " + JSON.valueToTree(url) + " && document.readyState === 'complete'",
+                Duration.ofSeconds(20));
     }
 
     /** Evaluates a JavaScript expression in the page (awaiting a promise) and returns its value as JSON. */

@@ -64,7 +64,13 @@ class ConsoleBrowserTest {
 
     @BeforeEach
     void freshPage() {
+        open(browser, server);
+    }
+
+    /** Loads the console afresh and waits until its scripts have run (they mark the body ready). */
+    static void open(Chromium browser, PunicaServer server) {
         browser.open(server.baseUrl() + "/#playground");
+        browser.waitFor("document.body.dataset.ready === 'true'", WAIT);
     }
 
     /** Types the key into the key panel and submits it, as a user does. */
@@ -82,7 +88,7 @@ class ConsoleBrowserTest {
     }
 
     private static String describePage(Chromium c) {
-        return "Page: " + c.evalString("document.querySelector('main').innerText.slice(0, 2000)") + "\nErrors: "
+        return "Page: " + c.evalString("document.body.innerText.slice(0, 2000)") + "\nErrors: "
                 + c.pageErrors();
     }
 

@@ -33,7 +33,7 @@ final class ConsoleScreenshots {
                         {"model":"%s","prompt":"input: a\\noutput:","max_tokens":1}""".formatted(model)));
             }
         }
-        browser.open(server.baseUrl() + "/#playground");
+        ConsoleBrowserTest.open(browser, server);
         ConsoleBrowserTest.useKey(browser, ConsoleBrowserTest.KEY);
         browser.waitFor("document.querySelectorAll('#model-chips .chip[aria-pressed=\"true\"]').length === 5", WAIT);
         browser.eval("document.getElementById('prompt').value = 'input: sun river cold\\noutput:'");
