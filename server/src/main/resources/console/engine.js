@@ -151,8 +151,9 @@ export class EngineView {
       if (!a || !b || !a.el || !b.el) continue;
       const pa = stepPoint(a, m.t, box), pb = stepPoint(b, m.t, box);
       if (!pa || !pb) continue;
-      const mid = (pa.y + pb.y) / 2;
-      paths.push(s("path", { d: `M${pa.x},${pa.y} C${pa.x},${mid} ${pb.x},${mid} ${pb.x},${pb.y}`, "marker-end": "url(#arrow)",
+      // A curve bowed to the left, so an arrow between the same step positions stays visible.
+      const bow = Math.max(30, Math.abs(pb.y - pa.y) / 4);
+      paths.push(s("path", { d: `M${pa.x},${pa.y} C${pa.x - bow},${pa.y} ${pb.x - bow},${pb.y} ${pb.x},${pb.y}`, "marker-end": "url(#arrow)",
         "data-request": m.request }));
     }
     overlay.replaceChildren(s("defs", {}, s("marker", { id: "arrow", viewBox: "0 0 8 8", refX: 7, refY: 4, markerWidth: 7, markerHeight: 7, orient: "auto" },
@@ -189,7 +190,11 @@ export class EngineView {
       parts.push(s("path", { class: "line", d: gen, stroke: ink }));
       parts.push(s("path", { class: "line", d: line("prompt"), stroke: ink, "stroke-dasharray": "3 3", opacity: 0.6 }));
     }
-    const legend = h("div.keyline", {}, h("span", {}, h("i.sw", { "--c": "#4f46e5" }), "generated"),
+    const engines = [...this.lanes.keys()];
+    const legend = h("div.keyline", {},
+      engines.length > 1
+        ? engines.map((name, i) => h("span", {}, h("i.sw", { "--c": inks[i % inks.length] }), "engine " + name))
+        : h("span", {}, h("i.sw", { "--c": inks[0] }), "generated"),
       h("span", {}, h("i.sw.hatch"), "prompt (dashed)"));
     this.throughputEl.replaceChildren(s("svg", { viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: "none" }, ...parts), legend);
     this.throughputEl.style.height = "auto";

@@ -18,6 +18,8 @@ import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.TreeSet;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /**
  * The engine-statistics stream behind the console's live view: {@code GET /stats/stream}, Server-Sent
@@ -31,12 +33,14 @@ import java.util.TreeSet;
  * counts so that a view opened late still draws the throughput of the last minutes.
  */
 public final class LiveStats implements AutoCloseable {
+    private static final Logger log = LoggerFactory.getLogger(LiveStats.class);
     /** Seconds of throughput history kept per engine. */
     static final int HISTORY_SECONDS = 300;
     private static final long POLL_MILLIS = 100;
     private static final long SUMMARY_MILLIS = 1000;
     private static final int DEFAULT_BACKLOG = 256;
     private static final int MIGRATIONS_KEPT = 256;
+    private static final byte[] END = "\n\n".getBytes(StandardCharsets.US_ASCII);
 
     /** One engine, under the name its events carry. */
     public record Lane(String name, Engine engine) {
@@ -178,8 +182,8 @@ public final class LiveStats implements AutoCloseable {
 
     /**
      * Serves one {@code GET /stats/stream}: a {@code hello} event, the last {@code backlog} steps of each
-     * engine (query parameter, default 256), then new steps as they happen, until the client leaves or
-     * the server stops.
+     * engine (query parameter, default 256) and the migrations kept (unless the backlog is 0), then new
+     * steps and migrations as they happen, until the client leaves or the server stops.
      */
     void stream(ServerRequest req, ServerResponse res) {
         int backlog = backlog(req);
@@ -190,12 +194,13 @@ public final class LiveStats implements AutoCloseable {
         long[] positions = new long[lanes.size()];
         long[] dropped = new long[lanes.size()];
         for (int i = 0; i < lanes.size(); i++) {
-            StepLog log = lanes.get(i).engine().stepLog();
-            positions[i] = Math.max(0, log.position() - Math.min(backlog, log.capacity()));
+            StepLog steps = lanes.get(i).engine().stepLog();
+            positions[i] = Math.max(0, steps.position() - Math.min(backlog, steps.capacity()));
         }
         long migrationsSeen;
         synchronized (migrations) {
-            migrationsSeen = migrationCount - migrations.size();
+            // With a backlog, the kept migrations come too, so arrows between replayed steps can be drawn.
+            migrationsSeen = backlog == 0 ? migrationCount : migrationCount - migrations.size();
         }
         try (OutputStream out = res.outputStream()) {
             event(out, "hello", hello());
@@ -221,7 +226,9 @@ public final class LiveStats implements AutoCloseable {
                 Thread.sleep(POLL_MILLIS);
             }
         } catch (IOException | RuntimeException e) {
-            // The client closed the connection: nothing to clean up, the engine never waited for it.
+            // The client closed the connection (Helidon reports it unchecked): nothing to clean up, the
+            // engine never waited for this reader.
+            log.debug("stats stream ended: {}", e.toString());
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
         }
@@ -307,6 +314,4 @@ public final class LiveStats implements AutoCloseable {
         out.write(OpenAiJson.bytes(data));
         out.write(END);
     }
-
-    private static final byte[] END = "\n\n".getBytes(StandardCharsets.US_ASCII);
 }

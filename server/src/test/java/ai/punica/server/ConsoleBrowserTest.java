@@ -8,7 +8,6 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.List;
-import java.util.concurrent.CompletableFuture;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.BeforeAll;
@@ -29,7 +28,6 @@ import org.junit.jupiter.api.TestMethodOrder;
 class ConsoleBrowserTest {
     private static final ObjectMapper JSON = new ObjectMapper();
     static final String KEY = "console-test-key";
-    private static final String PROMPT = "input: red apple stone\\noutput:";
     private static final Duration WAIT = Duration.ofSeconds(30);
 
     private static EngineBuilder.Runtime runtime;
@@ -154,7 +152,7 @@ class ConsoleBrowserTest {
     void liveViewDrawsAStepWithTwoAdapterSegments() throws Exception {
         browser.eval("location.hash = '#engine'");
         browser.waitFor("document.getElementById('live').dataset.state === 'open'", WAIT, ConsoleBrowserTest::describePage);
-        runTogether("reverse", "translate", 120);
+        StatsStreamTest.runTogether(runtime, http, "reverse", "translate", 120);
         browser.waitFor("[...document.querySelectorAll('.strip[data-engine=\"0\"] g.step[data-segments=\"2\"]')]"
                 + ".some(g => g.dataset.adapters === 'reverse,translate' || g.dataset.adapters === 'translate,reverse')",
                 WAIT, ConsoleBrowserTest::describePage);
@@ -165,24 +163,6 @@ class ConsoleBrowserTest {
                 })()""");
         assertThat(colours).as("each segment in its adapter's colour").contains("reverse=").contains("translate=");
         assertThat(browser.pageErrors()).isEmpty();
-    }
-
-    /**
-     * Two long generations for two adapters at once: the second starts once the first runs, and each
-     * generates {@code tokens} tokens, so they share many steps.
-     */
-    static void runTogether(String first, String second, int tokens) throws Exception {
-        String body = """
-                {"model":"%s","prompt":"%s","max_tokens":%d,"temperature":0,"ignore_eos":true}""";
-        CompletableFuture<Http.Response> a = CompletableFuture.supplyAsync(
-                () -> http.post("/v1/completions", body.formatted(first, PROMPT, tokens)));
-        long end = System.nanoTime() + WAIT.toNanos();
-        while (runtime.engine().stats().running() == 0 && System.nanoTime() < end && !a.isDone()) {
-            Thread.sleep(1);
-        }
-        Http.Response b = http.post("/v1/completions", body.formatted(second, PROMPT, tokens));
-        assertThat(a.get().status()).isEqualTo(200);
-        assertThat(b.status()).isEqualTo(200);
     }
 
     @Test
@@ -202,7 +182,7 @@ class ConsoleBrowserTest {
                 .isEqualTo("Success: LoRA adapter 'shout' added successfully.");
         assertThat(http.get("/v1/models").body()).contains("\"shout\"");
         String shout = JSON.readTree(http.post("/v1/completions", """
-                {"model":"shout","prompt":"%s","max_tokens":16,"temperature":0}""".formatted(PROMPT)).bytes())
+                {"model":"shout","prompt":"%s","max_tokens":16,"temperature":0}""".formatted(StatsStreamTest.PROMPT)).bytes())
                 .at("/choices/0/text").asText();
         assertThat(shout).isEqualTo(" RED APPLE STONE");
 

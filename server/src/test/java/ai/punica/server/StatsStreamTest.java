@@ -34,7 +34,7 @@ import org.junit.jupiter.api.Test;
 class StatsStreamTest {
     private static final ObjectMapper JSON = new ObjectMapper();
     private static final String KEY = "stats-test-key";
-    private static final String PROMPT = "input: red apple stone\\noutput:";
+    static final String PROMPT = "input: red apple stone\\noutput:";
     /** The prompt's length in the fixture tokenizer (the README's usage block). */
     private static final int PROMPT_TOKENS = 9;
 
@@ -66,10 +66,10 @@ class StatsStreamTest {
         final int status;
         final String contentType;
 
-        Events(PunicaServer server, String query) {
+        Events(String baseUrl, String query) {
             try {
                 HttpResponse<Stream<String>> r = CLIENT.send(HttpRequest.newBuilder(
-                        URI.create(server.baseUrl() + "/stats/stream" + query)).build(), HttpResponse.BodyHandlers.ofLines());
+                        URI.create(baseUrl + "/stats/stream" + query)).build(), HttpResponse.BodyHandlers.ofLines());
                 this.status = r.statusCode();
                 this.contentType = r.headers().firstValue("content-type").orElse("");
                 this.lines = r.body();
@@ -113,7 +113,7 @@ class StatsStreamTest {
         }
     }
 
-    private static Set<String> adaptersOf(JsonNode step) {
+    static Set<String> adaptersOf(JsonNode step) {
         Set<String> out = new HashSet<>();
         for (JsonNode seg : step.get("segments")) {
             out.add(seg.get("adapter").isNull() ? "base" : seg.get("adapter").asText());
@@ -121,8 +121,12 @@ class StatsStreamTest {
         return out;
     }
 
-    /** Starts {@code first}, waits until it runs, then runs {@code second}: they share many steps. */
-    private static void runTogether(String first, String second, int tokens) throws Exception {
+    /**
+     * Two long generations for two adapters at once: {@code first} starts, and once it runs, {@code second};
+     * each generates {@code tokens} tokens, so they share many steps.
+     */
+    static void runTogether(EngineBuilder.Runtime runtime, Http http, String first, String second, int tokens)
+            throws Exception {
         String body = """
                 {"model":"%s","prompt":"%s","max_tokens":%d,"temperature":0,"ignore_eos":true}""";
         CompletableFuture<Http.Response> a = CompletableFuture.supplyAsync(
@@ -136,7 +140,7 @@ class StatsStreamTest {
 
     @Test
     void streamOpensWithHelloThenSummarisesEachEngineWithItsAdapterTiers() {
-        try (Events events = new Events(server, "?backlog=0")) {
+        try (Events events = new Events(server.baseUrl(), "?backlog=0")) {
             assertThat(events.status).isEqualTo(200);
             assertThat(events.contentType).startsWith("text/event-stream");
             Event hello = events.next();
@@ -167,9 +171,9 @@ class StatsStreamTest {
 
     @Test
     void twoAdaptersRunningTogetherShareStepsAsTwoSegments() throws Exception {
-        try (Events events = new Events(server, "?backlog=0")) {
+        try (Events events = new Events(server.baseUrl(), "?backlog=0")) {
             assertThat(events.next().name()).isEqualTo("hello");
-            runTogether("upper", "sort", 48);
+            runTogether(runtime, http, "upper", "sort", 48);
             List<JsonNode> steps = new ArrayList<>();
             events.until(e -> {
                 if (e.name().equals("step")) {
@@ -202,9 +206,9 @@ class StatsStreamTest {
 
     @Test
     void backlogReplaysTheLastSteps() throws Exception {
-        runTogether("reverse", "translate", 12);
+        runTogether(runtime, http, "reverse", "translate", 12);
         long last = runtime.engine().stats().steps();
-        try (Events events = new Events(server, "?backlog=5")) {
+        try (Events events = new Events(server.baseUrl(), "?backlog=5")) {
             assertThat(events.next().name()).isEqualTo("hello");
             List<Long> replayed = new ArrayList<>();
             while (replayed.size() < 5) {
@@ -283,7 +287,7 @@ class StatsStreamTest {
     void stoppingTheServerEndsOpenStreams() {
         EngineBuilder.Runtime own = TestServers.engine();
         PunicaServer s = TestServers.start(own, b -> { });
-        try (Events events = new Events(s, "")) {
+        try (Events events = new Events(s.baseUrl(), "")) {
             assertThat(events.next().name()).isEqualTo("hello");
             long started = System.nanoTime();
             s.stop(Duration.ofSeconds(10));
