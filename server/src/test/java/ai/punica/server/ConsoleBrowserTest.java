@@ -143,12 +143,33 @@ class ConsoleBrowserTest {
         assertThat(browser.pageErrors()).isEmpty();
     }
 
+    @Test
+    @Order(3)
+    void chatModeSendsThePromptAsTheUsersMessage() {
+        browser.waitFor("document.querySelectorAll('#model-chips .chip').length === 5", WAIT,
+                ConsoleBrowserTest::describePage);
+        browser.eval("document.querySelector('[data-mode=\"chat\"]').click()");
+        for (String model : List.of("upper", "reverse")) {
+            TestServers.EvalCase c = TestServers.eval(model, 1).getFirst();
+            browser.eval("""
+                    for (const chip of document.querySelectorAll('#model-chips .chip')) {
+                      if ((chip.getAttribute('aria-pressed') === 'true') !== (chip.dataset.model === '%s')) chip.click();
+                    }""".formatted(model));
+            browser.eval("document.getElementById('prompt').value = " + quote(c.user()));
+            browser.eval("document.getElementById('generate').click()");
+            browser.waitFor("document.querySelector('.column[data-model=\"" + model + "\"][data-state=\"done\"]')",
+                    WAIT, ConsoleBrowserTest::describePage);
+            assertThat(answer(model).trim()).as(model).isEqualTo(c.expected());
+        }
+        assertThat(browser.pageErrors()).isEmpty();
+    }
+
     private static String answer(String model) {
         return browser.evalString("document.querySelector('.column[data-model=\"" + model + "\"] .answer').textContent");
     }
 
     @Test
-    @Order(3)
+    @Order(4)
     void liveViewDrawsAStepWithTwoAdapterSegments() throws Exception {
         browser.eval("location.hash = '#engine'");
         browser.waitFor("document.getElementById('live').dataset.state === 'open'", WAIT, ConsoleBrowserTest::describePage);
@@ -166,7 +187,7 @@ class ConsoleBrowserTest {
     }
 
     @Test
-    @Order(4)
+    @Order(5)
     void loadAndUnloadFromTheAdaptersPage() throws Exception {
         browser.eval("location.hash = '#adapters'");
         browser.waitFor("document.querySelectorAll('#adapter-rows tr[data-adapter]').length === 4", WAIT,
@@ -203,7 +224,7 @@ class ConsoleBrowserTest {
     }
 
     @Test
-    @Order(5)
+    @Order(6)
     void screenshotsForTheDocs() throws Exception {
         String dir = System.getProperty("punica.console.screenshots");
         Assumptions.assumeTrue(dir != null, "screenshots only with -Dpunica.console.screenshots=DIR");
