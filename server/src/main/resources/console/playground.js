@@ -149,7 +149,7 @@ class Run {
     this.count = h("b", {}, "0");
     this.column = h("div.column", { "data-model": model, "data-state": "waiting", "--c": this.color },
       h("div.column-head", {}, h("span.dot", { "--c": this.color }), h("span.name", {}, model),
-        h("span.kind", {}, isBase ? "base" : "adapter"), this.state),
+        isBase ? h("span.kind", {}, "base") : null, this.state),
       this.answer,
       h("div.metrics", {},
         h("div.metric", {}, this.ttft, h("span", {}, "TTFT")),

@@ -242,10 +242,14 @@ final class Chromium implements AutoCloseable {
 
     /** A PNG of the whole page (beyond the viewport when the page is taller). */
     void screenshot(Path file) throws IOException {
-        JsonNode metrics = send("Page.getLayoutMetrics", Map.of()).get("cssContentSize");
-        Map<String, Object> clip = Map.of("x", 0, "y", 0, "width", metrics.get("width").asDouble(),
-                "height", metrics.get("height").asDouble(), "scale", 1);
-        JsonNode shot = send("Page.captureScreenshot", Map.of("format", "png", "captureBeyondViewport", true,
+        JsonNode metrics = send("Page.getLayoutMetrics", Map.of());
+        JsonNode content = metrics.get("cssContentSize");
+        // Beyond the viewport only when the page is taller: that capture resizes the view, which moves
+        // hover state (a tooltip shown for the picture would go).
+        boolean taller = content.get("height").asDouble() > metrics.at("/cssLayoutViewport/clientHeight").asDouble();
+        Map<String, Object> clip = Map.of("x", 0, "y", 0, "width", content.get("width").asDouble(),
+                "height", content.get("height").asDouble(), "scale", 1);
+        JsonNode shot = send("Page.captureScreenshot", Map.of("format", "png", "captureBeyondViewport", taller,
                 "clip", clip));
         Files.createDirectories(file.toAbsolutePath().getParent());
         Files.write(file, Base64.getDecoder().decode(shot.get("data").asText()));
