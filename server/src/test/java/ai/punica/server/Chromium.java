@@ -262,6 +262,7 @@ final class Chromium implements AutoCloseable {
         } catch (Exception e) {
             // The browser is being stopped either way.
         }
+        process.descendants().forEach(ProcessHandle::destroy); // renderers, GPU and network helpers
         process.destroy();
         try {
             if (!process.waitFor(5, TimeUnit.SECONDS)) {

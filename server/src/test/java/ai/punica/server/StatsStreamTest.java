@@ -160,6 +160,7 @@ class StatsStreamTest {
                     "generation_tokens", "tokens_per_s", "adapter_slots")) {
                 assertThat(s.has(field)).as(field).isTrue();
             }
+            assertThat(s.has("dropped_steps")).as("sent only when a reader fell behind").isFalse();
             // Every registered adapter is in exactly one tier.
             List<String> placed = new ArrayList<>();
             for (String tier : List.of("device", "loading", "host", "disk")) {
