@@ -46,7 +46,7 @@ final class Chromium implements AutoCloseable {
     private final WebSocket socket;
     private final AtomicLong ids = new AtomicLong();
     private final Map<Long, CompletableFuture<JsonNode>> pending = new ConcurrentHashMap<>();
-    /** Uncaught exceptions and console errors of the page, in order. */
+    /** Uncaught exceptions, console errors and the browser's own log entries for the page, in order. */
     private final Queue<String> pageErrors = new ConcurrentLinkedQueue<>();
 
     /** The browser's executable: $PUNICA_CHROMIUM, else the first of chromium, chromium-browser, google-chrome on the PATH. */
@@ -148,6 +148,12 @@ final class Chromium implements AutoCloseable {
                         }
                     } else if ("Runtime.exceptionThrown".equals(node.path("method").asText())) {
                         pageErrors.add(node.at("/params/exceptionDetails").toString());
+                    } else if ("Log.entryAdded".equals(node.path("method").asText())
+                            && List.of("error", "warning").contains(node.at("/params/entry/level").asText())
+                            && !"network".equals(node.at("/params/entry/source").asText())) {
+                        // Content-security-policy refusals and other browser complaints; failed requests
+                        // (the network source) are the tests' own doing, a wrong key's 401 say.
+                        pageErrors.add(node.at("/params/entry").toString());
                     } else if ("Runtime.consoleAPICalled".equals(node.path("method").asText())
                             && "error".equals(node.at("/params/type").asText())) {
                         pageErrors.add(node.at("/params/args").toString());
@@ -197,6 +203,7 @@ final class Chromium implements AutoCloseable {
     void open(String url) {
         send("Page.enable", Map.of());
         send("Runtime.enable", Map.of());
+        send("Log.enable", Map.of());
         send("Page.navigate", Map.of("url", "about:blank"));
         waitFor("location.href === 'about:blank' && document.readyState === 'complete'", Duration.ofSeconds(20));
         send("Page.navigate", Map.of("url", url));
