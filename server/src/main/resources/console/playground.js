@@ -227,20 +227,30 @@ class Run {
     }
     if (this.error) {
       this.answer.replaceChildren(h("span.error", {}, this.error));
+      this.shown = "error";
       return;
     }
     if (this.playground.view !== "logprobs") {
       this.answer.textContent = this.out;
+      this.shown = "text";
       return;
     }
-    this.answer.replaceChildren(...this.tokens.map((t) => {
-      const p = Math.exp(t.logprob);
-      return h("span.tok" + (t.silent ? ".silent" : ""), {
-        style: { background: shade(p) },
-        onmousemove: (e) => tooltip(e, this.alternatives(t, p)),
-        onmouseleave: (e) => tooltip(e, null),
-      }, t.text);
-    }));
+    // Token spans are appended as tokens arrive, not rebuilt: a long answer stays cheap to stream.
+    if (this.shown !== "logprobs") {
+      this.answer.replaceChildren();
+      this.tokensShown = 0;
+      this.shown = "logprobs";
+    }
+    for (; this.tokensShown < this.tokens.length; this.tokensShown++) this.answer.append(this.tokenSpan(this.tokens[this.tokensShown]));
+  }
+
+  tokenSpan(t) {
+    const p = Math.exp(t.logprob);
+    return h("span.tok" + (t.silent ? ".silent" : ""), {
+      style: { background: shade(p) },
+      onmousemove: (e) => tooltip(e, this.alternatives(t, p)),
+      onmouseleave: (e) => tooltip(e, null),
+    }, t.text);
   }
 
   alternatives(t, p) {
