@@ -144,7 +144,7 @@ class ConsoleBrowserTest {
     }
 
     @Test
-    @Order(3)
+    @Order(4)
     void chatModeSendsThePromptAsTheUsersMessage() {
         browser.waitFor("document.querySelectorAll('#model-chips .chip').length === 5", WAIT,
                 ConsoleBrowserTest::describePage);
@@ -164,12 +164,35 @@ class ConsoleBrowserTest {
         assertThat(browser.pageErrors()).isEmpty();
     }
 
+    @Test
+    @Order(3)
+    void aRefusedRequestShowsTheServersMessageInItsColumn() {
+        browser.waitFor("document.querySelectorAll('#model-chips .chip').length === 5", WAIT,
+                ConsoleBrowserTest::describePage);
+        browser.eval("""
+                for (const chip of document.querySelectorAll('#model-chips .chip')) {
+                  if ((chip.getAttribute('aria-pressed') === 'true') !== ['sort', 'upper'].includes(chip.dataset.model)) chip.click();
+                }""");
+        browser.eval("document.getElementById('max_tokens').value = '100000'");
+        browser.eval("document.getElementById('generate').click()");
+        browser.waitFor("document.querySelectorAll('.column[data-state=\"error\"]').length === 2", WAIT,
+                ConsoleBrowserTest::describePage);
+        assertThat(answer("sort")).startsWith("This model's maximum context length is").contains("`max_tokens`");
+        // The page goes on: the next generation with a sound length answers.
+        browser.eval("document.getElementById('max_tokens').value = '16'");
+        browser.eval("document.getElementById('prompt').value = " + quote("input: red apple stone\noutput:"));
+        browser.eval("document.getElementById('generate').click()");
+        browser.waitFor("document.querySelectorAll('.column[data-state=\"done\"]').length === 2", WAIT,
+                ConsoleBrowserTest::describePage);
+        assertThat(answer("sort")).isEqualTo(" apple red stone");
+    }
+
     private static String answer(String model) {
         return browser.evalString("document.querySelector('.column[data-model=\"" + model + "\"] .answer').textContent");
     }
 
     @Test
-    @Order(4)
+    @Order(5)
     void liveViewDrawsAStepWithTwoAdapterSegments() throws Exception {
         browser.eval("location.hash = '#engine'");
         browser.waitFor("document.getElementById('live').dataset.state === 'open'", WAIT, ConsoleBrowserTest::describePage);
@@ -187,7 +210,7 @@ class ConsoleBrowserTest {
     }
 
     @Test
-    @Order(5)
+    @Order(6)
     void loadAndUnloadFromTheAdaptersPage() throws Exception {
         browser.eval("location.hash = '#adapters'");
         browser.waitFor("document.querySelectorAll('#adapter-rows tr[data-adapter]').length === 4", WAIT,
@@ -224,7 +247,7 @@ class ConsoleBrowserTest {
     }
 
     @Test
-    @Order(6)
+    @Order(7)
     void screenshotsForTheDocs() throws Exception {
         String dir = System.getProperty("punica.console.screenshots");
         Assumptions.assumeTrue(dir != null, "screenshots only with -Dpunica.console.screenshots=DIR");
