@@ -24,10 +24,13 @@ export class AdaptersPage {
   }
 
   async refresh() {
+    const ask = (this.asked = (this.asked || 0) + 1);
     let list;
     try {
       list = await getJson("/v1/adapters");
+      if (ask !== this.asked) return; // a newer listing is under way
     } catch (e) {
+      if (ask !== this.asked) return;
       this.rows.replaceChildren(h("tr", {}, h("td", { colspan: 7, class: "muted" }, "Cannot list the adapters.")));
       this.count.textContent = "";
       this.fail(e);

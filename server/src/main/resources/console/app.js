@@ -17,8 +17,14 @@ function showTab() {
   for (const page of document.querySelectorAll(".page")) page.hidden = page.dataset.page !== name;
   for (const a of document.querySelectorAll(".tabs a")) a.setAttribute("aria-selected", String(a.dataset.tab === name));
   engineView.visible(name === "engine", name === "playground");
-  if (name === "adapters") adaptersPage.refresh();
+  // The adapters page follows tiers as they change (loads, evictions) while it is shown.
+  clearInterval(adaptersTimer);
+  if (name === "adapters") {
+    adaptersPage.refresh();
+    adaptersTimer = setInterval(() => adaptersPage.refresh(), 3000);
+  }
 }
+let adaptersTimer;
 addEventListener("hashchange", showTab);
 
 // ---- API key ---------------------------------------------------------------------------------------
@@ -63,16 +69,21 @@ document.addEventListener("punica:unauthorized", (e) => {
 
 // ---- models ----------------------------------------------------------------------------------------
 
-/** Loads /v1/models; the base model is the card without a parent. */
+let modelsAsked = 0;
+
+/** Loads /v1/models; the base model is the card without a parent. Only the newest call's answer counts. */
 async function refreshModels() {
+  const ask = ++modelsAsked;
   try {
     const list = await getJson("/v1/models");
+    if (ask !== modelsAsked) return;
     const base = list.data.find((m) => !m.parent);
     const adapters = list.data.filter((m) => m.parent).map((m) => m.id);
     colorAll(adapters);
     document.getElementById("model-name").textContent = base ? base.id : "?";
     playground.setModels(base ? base.id : null, adapters);
   } catch (e) {
+    if (ask !== modelsAsked) return; // an answer to an older key: a newer call is under way
     if (e.status === 401) document.dispatchEvent(new CustomEvent("punica:unauthorized", { detail: e.message }));
     else banner("Cannot list the models: " + e.message);
   }

@@ -15,6 +15,7 @@ import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.MethodOrderer;
 import org.junit.jupiter.api.Order;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.TestInfo;
 import org.junit.jupiter.api.TestMethodOrder;
 
 /**
@@ -60,9 +61,13 @@ class ConsoleBrowserTest {
         }
     }
 
+    /** Each test but the first starts on a fresh page with the right key typed in, as a user would. */
     @BeforeEach
-    void freshPage() {
+    void freshPage(TestInfo test) {
         open(browser, server);
+        if (!test.getTestMethod().orElseThrow().getName().startsWith("wrongApiKey")) {
+            useKey(browser, KEY);
+        }
     }
 
     /** Loads the console afresh and waits until its scripts have run (they mark the body ready). */
@@ -77,7 +82,7 @@ class ConsoleBrowserTest {
         browser.eval("document.getElementById('key-form').requestSubmit()");
     }
 
-    private static String quote(String s) {
+    private static String quote(Object s) {
         try {
             return JSON.writeValueAsString(s);
         } catch (Exception e) {
@@ -86,7 +91,11 @@ class ConsoleBrowserTest {
     }
 
     private static String describePage(Chromium c) {
-        return "Page: " + c.evalString("document.body.innerText.slice(0, 2000)") + "\nErrors: "
+        return "Page: " + c.evalString("document.body.innerText.slice(0, 2000)") + "\nFetch: " + c.evalString("""
+                (async () => { const r = await fetch('/v1/adapters', {headers: {Authorization: 'Bearer ' + sessionStorage.getItem('punica.apiKey')}});
+                  return r.status + ' ' + (await r.text()).slice(0, 300); })()""") + "\nJava: " + http.get("/v1/adapters").status() + "\nResources: " + c.evalString(
+                "JSON.stringify(performance.getEntriesByType('resource').map(e => [e.name.replace(location.origin, ''), Math.round(e.startTime), Math.round(e.duration), e.responseStatus]))")
+                + "\nErrors: "
                 + c.pageErrors();
     }
 
@@ -107,15 +116,7 @@ class ConsoleBrowserTest {
     @Test
     @Order(2)
     void twoAdaptersAnswerSideBySideInTheirOwnColumns() {
-        useKey(browser, KEY);
-        browser.waitFor("document.querySelectorAll('#model-chips .chip').length === 5", WAIT,
-                ConsoleBrowserTest::describePage);
-        // Keep only upper and sort selected.
-        browser.eval("""
-                for (const chip of document.querySelectorAll('#model-chips .chip')) {
-                  const want = ['upper', 'sort'].includes(chip.dataset.model);
-                  if ((chip.getAttribute('aria-pressed') === 'true') !== want) chip.click();
-                }""");
+        select("upper", "sort");
         browser.eval("document.getElementById('prompt').value = " + quote("input: red apple stone\noutput:"));
         browser.eval("document.getElementById('generate').click()");
         browser.waitFor("document.querySelectorAll('.column[data-state=\"done\"]').length === 2", WAIT,
@@ -146,15 +147,10 @@ class ConsoleBrowserTest {
     @Test
     @Order(4)
     void chatModeSendsThePromptAsTheUsersMessage() {
-        browser.waitFor("document.querySelectorAll('#model-chips .chip').length === 5", WAIT,
-                ConsoleBrowserTest::describePage);
         browser.eval("document.querySelector('[data-mode=\"chat\"]').click()");
         for (String model : List.of("upper", "reverse")) {
             TestServers.EvalCase c = TestServers.eval(model, 1).getFirst();
-            browser.eval("""
-                    for (const chip of document.querySelectorAll('#model-chips .chip')) {
-                      if ((chip.getAttribute('aria-pressed') === 'true') !== (chip.dataset.model === '%s')) chip.click();
-                    }""".formatted(model));
+            select(model);
             browser.eval("document.getElementById('prompt').value = " + quote(c.user()));
             browser.eval("document.getElementById('generate').click()");
             browser.waitFor("document.querySelector('.column[data-model=\"" + model + "\"][data-state=\"done\"]')",
@@ -167,12 +163,7 @@ class ConsoleBrowserTest {
     @Test
     @Order(3)
     void aRefusedRequestShowsTheServersMessageInItsColumn() {
-        browser.waitFor("document.querySelectorAll('#model-chips .chip').length === 5", WAIT,
-                ConsoleBrowserTest::describePage);
-        browser.eval("""
-                for (const chip of document.querySelectorAll('#model-chips .chip')) {
-                  if ((chip.getAttribute('aria-pressed') === 'true') !== ['sort', 'upper'].includes(chip.dataset.model)) chip.click();
-                }""");
+        select("sort", "upper");
         browser.eval("document.getElementById('max_tokens').value = '100000'");
         browser.eval("document.getElementById('generate').click()");
         browser.waitFor("document.querySelectorAll('.column[data-state=\"error\"]').length === 2", WAIT,
@@ -185,6 +176,16 @@ class ConsoleBrowserTest {
         browser.waitFor("document.querySelectorAll('.column[data-state=\"done\"]').length === 2", WAIT,
                 ConsoleBrowserTest::describePage);
         assertThat(answer("sort")).isEqualTo(" apple red stone");
+    }
+
+    /** Clicks the model chips, once the model list is in, so that exactly {@code models} are selected. */
+    private static void select(String... models) {
+        browser.waitFor("document.querySelectorAll('#model-chips .chip').length === 5", WAIT,
+                ConsoleBrowserTest::describePage);
+        browser.eval("""
+                for (const chip of document.querySelectorAll('#model-chips .chip')) {
+                  if ((chip.getAttribute('aria-pressed') === 'true') !== %s.includes(chip.dataset.model)) chip.click();
+                }""".formatted(quote(List.of(models))));
     }
 
     private static String answer(String model) {
