@@ -263,7 +263,7 @@ public final class Engine implements AutoCloseable {
                 publishStats();
                 EngineStats now = stats;
                 stepLog.append(new StepLog.StepRecord(steps, System.currentTimeMillis(), System.nanoTime() - started,
-                        segments, plan.batch().logitRows().length, now.running(), now.waiting(), now.kvPagesUsed(),
+                        segments, StepLog.sampledOf(plan), now.running(), now.waiting(), now.kvPagesUsed(),
                         now.kvPagesTotal()));
             } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();

@@ -115,6 +115,15 @@ public final class StepLog {
         return List.copyOf(out);
     }
 
+    /** Sequences of the plan that sample a token this step. */
+    static int sampledOf(StepPlan plan) {
+        int n = 0;
+        for (StepPlan.Entry e : plan.entries()) {
+            n += e.logitRow() >= 0 ? 1 : 0;
+        }
+        return n;
+    }
+
     /** Engine thread only. */
     void append(StepRecord record) {
         long n = written;
