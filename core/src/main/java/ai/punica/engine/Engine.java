@@ -33,6 +33,8 @@ import org.slf4j.LoggerFactory;
  */
 public final class Engine implements AutoCloseable {
     private static final Logger log = LoggerFactory.getLogger(Engine.class);
+    /** Steps kept for live views: a few seconds at GPU step rates, minutes on the CPU. */
+    private static final int STEP_LOG_CAPACITY = 4096;
 
     private final LlamaModel model;
     private final Tokenizer tokenizer;
@@ -61,6 +63,7 @@ public final class Engine implements AutoCloseable {
     private volatile boolean accepting = true;
     private volatile boolean stopping;
     private volatile EngineStats stats;
+    private final StepLog stepLog;
     private long order;
     private long promptTokens;
     private long generationTokens;
@@ -90,6 +93,7 @@ public final class Engine implements AutoCloseable {
         this.maxModelLen = Math.min(modelLen, pages * config.pageSize());
         this.scheduler = new Scheduler(config, kvManager, adapters);
         this.stats = EngineStats.empty(pages, adapters.slotCount());
+        this.stepLog = new StepLog(STEP_LOG_CAPACITY, adapters.slotCount());
         this.thread = Thread.ofPlatform().name("punica-engine").daemon(true).unstarted(this::loop);
         thread.start();
         log.info("engine up: backend {} (sampling on the {}), {} KV pages of {} tokens ({} MiB), max model length {},"
@@ -131,6 +135,11 @@ public final class Engine implements AutoCloseable {
         return new EngineStats(s.running(), s.waiting(), s.kvCacheUsage(), s.kvPagesUsed(), s.kvPagesTotal(),
                 s.runningAdapters(), waitingAdapters, s.loraSlots(), s.promptTokens(), s.generationTokens(),
                 s.preemptions(), s.steps(), s.adapterLoads(), s.adapterEvictions());
+    }
+
+    /** The last steps, with their adapter segments, for live views (the console's engine view). */
+    public StepLog stepLog() {
+        return stepLog;
     }
 
     /** KV pages in use now (0 when idle: every request returns its pages). */
@@ -289,8 +298,14 @@ public final class Engine implements AutoCloseable {
                     publishStats();
                     continue;
                 }
+                long started = System.nanoTime();
+                List<StepLog.Segment> segments = StepLog.segmentsOf(plan);
                 runStep(plan);
                 publishStats();
+                EngineStats now = stats;
+                stepLog.append(new StepLog.StepRecord(steps, System.currentTimeMillis(), System.nanoTime() - started,
+                        segments, StepLog.sampledOf(plan), now.running(), now.waiting(), now.kvPagesUsed(),
+                        now.kvPagesTotal()));
             } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();
                 break;
@@ -463,6 +478,8 @@ public final class Engine implements AutoCloseable {
                 scheduler.waitingAdapters(),
                 adapters.slotCount(), promptTokens, generationTokens, scheduler.preemptions(), steps,
                 adapters.loadCount(), adapters.evictionCount());
+        stepLog.deviceTier(new StepLog.DeviceTier(List.copyOf(adapters.residentAdapters().keySet()),
+                adapters.copyingAdapters(), adapters.slotCount()));
     }
 
     private static boolean contains(int[] values, int v) {

@@ -51,7 +51,7 @@ public final class PunicaServer {
     private static final Logger log = LoggerFactory.getLogger(PunicaServer.class);
     private static final Set<String> KNOWN_PATHS = Set.of("/v1/completions", "/v1/chat/completions", "/v1/models",
             "/v1/load_lora_adapter", "/v1/unload_lora_adapter", "/health", "/metrics", "/tokenize", "/detokenize",
-            "/version", "/ping");
+            "/version", "/ping", ConsoleRoutes.ADAPTERS_PATH, ConsoleRoutes.STATS_PATH, "/");
     /** What {@code GET /version} reports. */
     static final String VERSION = "0.1.0";
 
@@ -67,6 +67,7 @@ public final class PunicaServer {
     private final AdapterAdmin adapterAdmin;
     private final ServerMetrics metrics;
     private final TokenText tokenText;
+    private final ConsoleRoutes console;
     private final long createdEpochSeconds = System.currentTimeMillis() / 1000;
     private final Set<GenerationExchange> inFlight = ConcurrentHashMap.newKeySet();
     private final AtomicInteger activeExchanges = new AtomicInteger();
@@ -92,6 +93,7 @@ public final class PunicaServer {
         this.tokenization = new Tokenization(parser, engine.tokenizer(), tokenText, engine.maxModelLen());
         this.limits = b.limits;
         this.connections = new ClientConnections(b.limits);
+        this.console = new ConsoleRoutes(new LiveStats(List.of(new LiveStats.Lane("0", engine))));
     }
 
     public static Builder builder() {
@@ -124,6 +126,7 @@ public final class PunicaServer {
             throw new ListenException(host, requestedPort, reason != null ? reason : "the listener did not start");
         }
         state = State.SERVING;
+        console.start();
         log.info("serving {} (adapters: {}) on http://{}:{}", engine.baseModelName(),
                 String.join(", ", engine.adapters().registered()), host, webServer.port());
         return this;
@@ -203,6 +206,7 @@ public final class PunicaServer {
             }
             waitForExchanges(System.nanoTime() + Duration.ofSeconds(5).toNanos());
         }
+        console.close();
         webServer.stop();
         state = State.STOPPED;
         log.info("stopped");
@@ -242,6 +246,7 @@ public final class PunicaServer {
                 .post("/ping", this::health)
                 .get("/health", this::health)
                 .get("/metrics", this::metrics)
+                .register(console)
                 .any(guard(this::unknownRoute));
     }
 
