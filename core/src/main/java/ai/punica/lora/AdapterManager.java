@@ -12,6 +12,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Collections;
+import java.util.HashSet;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -88,6 +89,12 @@ public final class AdapterManager implements AutoCloseable {
     private final Map<String, CompletableFuture<LoraAdapter>> loading = new ConcurrentHashMap<>();
     private final Map<String, String> failures = new ConcurrentHashMap<>();
     private long hostBytes;
+    /**
+     * Adapters whose host copy a slot holds or is copying from (guarded by {@code this}). The host tier
+     * never closes these: the upload thread reads them after {@link #acquire} returns, and the loader
+     * thread that trims the tier must not rely on seeing the engine thread's slot arrays.
+     */
+    private final Set<String> hostHeld = new HashSet<>();
 
     // Slot tier, engine thread only.
     private final String[] slotAdapter;
@@ -338,8 +345,21 @@ public final class AdapterManager implements AutoCloseable {
             return new Acquisition.NoFreeSlot();
         }
         evictSlot(victim);
+        synchronized (this) { // look up again and hold it: the loader may have trimmed it meanwhile
+            host = hostCache.get(name);
+            if (host != null) {
+                hostHeld.add(name);
+            }
+        }
+        if (host == null) {
+            startHostLoad(name);
+            return new Acquisition.Loading();
+        }
         failure = startCopy(victim, name, host);
         if (failure != null) {
+            synchronized (this) {
+                hostHeld.remove(name);
+            }
             return new Acquisition.Failed(failure);
         }
         synchronized (this) {
@@ -508,6 +528,7 @@ public final class AdapterManager implements AutoCloseable {
         evictions.incrementAndGet();
         log.debug("adapter {} left slot {}", name, slot);
         synchronized (this) {
+            hostHeld.remove(name);
             if (!registry.containsKey(name)) {
                 LoraAdapter host = hostCache.remove(name);
                 if (host != null) {
@@ -540,9 +561,7 @@ public final class AdapterManager implements AutoCloseable {
         }
         loader.execute(() -> {
             try {
-                LoraAdapter adapter = readFromDisk(name, dir);
-                cacheOnHost(name, adapter);
-                task.complete(adapter);
+                task.complete(cacheOnHost(name, readFromDisk(name, dir)));
             } catch (RuntimeException | Error e) {
                 failures.put(name, "adapter '" + name + "' failed to load: " + e.getMessage());
                 log.warn("adapter {} failed to load from {}: {}", name, dir, e.getMessage());
@@ -557,14 +576,16 @@ public final class AdapterManager implements AutoCloseable {
      * Puts a freshly read adapter into the host tier and trims the tier to budget. A copy already there (an
      * adapter unregistered while a slot still held it, then resolved again) is kept, as a slot may read it.
      */
-    private synchronized void cacheOnHost(String name, LoraAdapter adapter) {
-        if (hostCache.containsKey(name)) {
+    private synchronized LoraAdapter cacheOnHost(String name, LoraAdapter adapter) {
+        LoraAdapter cached = hostCache.get(name);
+        if (cached != null) {
             adapter.close();
-            return;
+            return cached;
         }
         hostCache.put(name, adapter);
         hostBytes += adapter.sizeBytes();
         trimHostCache(name);
+        return adapter;
     }
 
     /**
@@ -576,16 +597,10 @@ public final class AdapterManager implements AutoCloseable {
         if (hostBytes <= hostBudgetBytes) {
             return;
         }
-        List<String> inSlots = new ArrayList<>();
-        for (String s : slotAdapter) {
-            if (s != null) {
-                inSlots.add(s);
-            }
-        }
         var it = hostCache.entrySet().iterator();
         while (hostBytes > hostBudgetBytes && it.hasNext()) {
             var e = it.next();
-            if (inSlots.contains(e.getKey()) || e.getKey().equals(keep)) {
+            if (hostHeld.contains(e.getKey()) || e.getKey().equals(keep)) {
                 continue;
             }
             hostBytes -= e.getValue().sizeBytes();
