@@ -12,14 +12,16 @@ import java.util.Comparator;
 import java.util.Deque;
 import java.util.Iterator;
 import java.util.List;
+import java.util.function.Predicate;
 
 /**
  * Continuous batching with mixed prefill and decode (Punica §3, G3 "decode first"). Each step, under a
  * token budget:
  * <ol>
  *   <li>every running sequence gets its next rows, oldest first: one row when decoding, a chunk of its
- *       prompt when still prefilling. When pages run out, the newest running sequence is preempted
- *       (pages freed, recomputed later from prompt + tokens so far), as Punica migrates the newest;</li>
+ *       prompt when still prefilling. When pages run out, the newest running sequence is offered to
+ *       another engine (migration, Punica §5); if none takes it, it is preempted (pages freed, recomputed
+ *       later from prompt + tokens so far);</li>
  *   <li>waiting sequences are admitted first come, first served, while budget, running slots and pages
  *       last; one whose adapter is still loading, or has no free slot, waits without blocking those
  *       behind it.</li>
@@ -41,12 +43,16 @@ final class Scheduler {
     private final List<Sequence> running = new ArrayList<>();
     private final List<Rejected> rejected = new ArrayList<>();
     private final int watermarkPages;
+    /** Offered the newest running request before it is preempted; true when it moved to another engine. */
+    private final Predicate<Sequence> migrateOut;
     private long preemptions;
 
-    Scheduler(EngineConfig config, KvCacheManager kv, AdapterManager adapters) {
+    Scheduler(EngineConfig config, KvCacheManager kv, AdapterManager adapters,
+              Predicate<Sequence> migrateOut) {
         this.config = config;
         this.kv = kv;
         this.adapters = adapters;
+        this.migrateOut = migrateOut;
         this.watermarkPages = kv.numPages() / 100;
     }
 
@@ -98,7 +104,11 @@ final class Scheduler {
             boolean preemptedSelf = false;
             while (!kv.grow(s.pages, s.computed + chunk)) {
                 Sequence victim = running.getLast();
-                preempt(victim);
+                if (migrateOut.test(victim)) {
+                    remove(victim); // it goes on elsewhere
+                } else {
+                    preempt(victim);
+                }
                 if (victim == s) {
                     preemptedSelf = true;
                     break;
