@@ -26,6 +26,8 @@ public final class EngineBuilder {
     private String backendName = "auto";
     private EngineConfig config = EngineConfig.defaults();
     private double memoryUtilization;
+    /** The device the backend binds to; -1: the backend's default. */
+    private int device = -1;
     private final Map<String, Path> adapters = new LinkedHashMap<>();
 
     public EngineBuilder model(Path dir) {
@@ -42,6 +44,15 @@ public final class EngineBuilder {
     /** "auto" (CUDA when a GPU is present, else CPU), "cpu" or "reference". */
     public EngineBuilder backend(String name) {
         this.backendName = name;
+        return this;
+    }
+
+    /** Binds the engine's backend to device {@code index} (one engine per GPU); default: the first. */
+    public EngineBuilder device(int index) {
+        if (index < 0) {
+            throw new IllegalArgumentException("device index " + index + " is negative");
+        }
+        this.device = index;
         return this;
     }
 
@@ -81,7 +92,7 @@ public final class EngineBuilder {
         ModelConfig modelConfig = ModelConfig.load(modelDir.resolve("config.json"));
         GenerationConfig generation = GenerationConfig.load(modelDir);
         Tokenizer tokenizer = Tokenizer.load(modelDir);
-        Backend backend = Backends.create(backendName);
+        Backend backend = device < 0 ? Backends.create(backendName) : Backends.provider(backendName).create(device);
         Checkpoint checkpoint = Checkpoint.open(modelDir);
         LlamaModel model = LlamaModel.load(modelConfig, checkpoint, backend, config.maxBatchTokens(),
                 config.maxRunning(), config.loraSlots(), config.maxLoraRank());

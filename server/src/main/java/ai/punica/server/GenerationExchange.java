@@ -1,7 +1,7 @@
 package ai.punica.server;
 
+import ai.punica.cluster.GenerationService;
 import ai.punica.engine.Completion;
-import ai.punica.engine.Engine;
 import ai.punica.engine.EngineException;
 import ai.punica.engine.FinishReason;
 import ai.punica.engine.GenerationListener;
@@ -34,7 +34,7 @@ final class GenerationExchange {
     /** With nothing to send for this long, a stream writes an SSE comment to find out whether the client is still there. */
     private static final long KEEP_ALIVE_NANOS = TimeUnit.SECONDS.toNanos(10);
 
-    private final Engine engine;
+    private final GenerationService engine;
     private final ServerMetrics metrics;
     private final GenerationJob job;
     private final String id;
@@ -48,7 +48,7 @@ final class GenerationExchange {
     private long firstTokenNanos;
     private int open;
 
-    GenerationExchange(Engine engine, ServerMetrics metrics, GenerationJob job, String id, long arrivalNanos) {
+    GenerationExchange(GenerationService engine, ServerMetrics metrics, GenerationJob job, String id, long arrivalNanos) {
         this.engine = engine;
         this.metrics = metrics;
         this.job = job;

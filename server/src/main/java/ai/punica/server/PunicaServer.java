@@ -1,5 +1,8 @@
 package ai.punica.server;
 
+import ai.punica.cluster.EngineCluster;
+import ai.punica.cluster.GenerationService;
+import ai.punica.cluster.LocalEngineHandle;
 import ai.punica.engine.Completion;
 import ai.punica.engine.Engine;
 import ai.punica.engine.EngineBuilder;
@@ -53,7 +56,10 @@ public final class PunicaServer {
 
     private enum State { CREATED, SERVING, STOPPING, STOPPED }
 
+    /** The first engine: model, tokenizer and adapter names are the same on every engine. */
     private final Engine engine;
+    /** Where generations go: the engine, or the scheduler over several ({@link Builder#cluster}). */
+    private final GenerationService generations;
     private final String host;
     private final int requestedPort;
     private final byte[] apiKey;
@@ -70,15 +76,18 @@ public final class PunicaServer {
     private WebServer webServer;
 
     private PunicaServer(Builder b) {
-        this.engine = Objects.requireNonNull(b.engine, "an engine is required");
+        this.engine = Objects.requireNonNull(b.engines.isEmpty() ? null : b.engines.getFirst(),
+                "an engine is required");
+        this.generations = b.cluster != null ? b.cluster : GenerationService.of(engine);
         this.host = b.host;
         this.requestedPort = b.port;
         this.apiKey = b.apiKey == null ? null : b.apiKey.getBytes(StandardCharsets.UTF_8);
         this.maxBodyBytes = b.maxBodyBytes;
         this.modelRoot = b.modelRoot;
         this.parser = new RequestParser(engine);
-        this.adapterAdmin = new AdapterAdmin(engine.adapters(), engine.baseModelName(), b.adapterRoots);
-        this.metrics = new ServerMetrics(engine);
+        this.adapterAdmin = new AdapterAdmin(b.engines.stream().map(Engine::adapters).toList(),
+                engine.baseModelName(), b.adapterRoots);
+        this.metrics = new ServerMetrics(b.engines, b.cluster);
         this.tokenText = new TokenText(engine.tokenizer());
     }
 
@@ -244,7 +253,7 @@ public final class PunicaServer {
             JsonBody body = readJson(req);
             GenerationJob job = chat ? parser.chat(body) : parser.completion(body);
             String id = job.endpoint().idPrefix + randomHex();
-            var exchange = new GenerationExchange(engine, metrics, job, id, arrival);
+            var exchange = new GenerationExchange(generations, metrics, job, id, arrival);
             inFlight.add(exchange); // before submitting, so a concurrent stop() can always cancel it
             try {
                 exchange.submit();
@@ -358,7 +367,8 @@ public final class PunicaServer {
     // ---- builder --------------------------------------------------------------------------------
 
     public static final class Builder {
-        private Engine engine;
+        private List<Engine> engines = List.of();
+        private EngineCluster cluster;
         private String host = "127.0.0.1";
         private int port = 8000;
         private String apiKey;
@@ -370,7 +380,25 @@ public final class PunicaServer {
         }
 
         public Builder engine(Engine engine) {
-            this.engine = engine;
+            this.engines = List.of(engine);
+            this.cluster = null;
+            return this;
+        }
+
+        /**
+         * Several engines in this process behind one API, placed on by the cluster's policy; the engines'
+         * metrics carry an {@code engine} label. The cluster and its engines belong to the caller.
+         */
+        public Builder cluster(EngineCluster cluster) {
+            List<Engine> local = new ArrayList<>();
+            for (var handle : cluster.engines()) {
+                if (!(handle instanceof LocalEngineHandle l)) {
+                    throw new IllegalArgumentException("engine " + handle.name() + " is not in this process");
+                }
+                local.add(l.engine());
+            }
+            this.engines = List.copyOf(local);
+            this.cluster = cluster;
             return this;
         }
 

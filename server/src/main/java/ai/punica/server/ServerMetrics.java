@@ -1,5 +1,6 @@
 package ai.punica.server;
 
+import ai.punica.cluster.EngineCluster;
 import ai.punica.engine.Engine;
 import ai.punica.engine.EngineStats;
 import ai.punica.engine.FinishReason;
@@ -11,11 +12,16 @@ import io.prometheus.metrics.expositionformats.PrometheusTextFormatWriter;
 import io.prometheus.metrics.model.registry.PrometheusRegistry;
 import java.io.IOException;
 import java.io.OutputStream;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.function.ToDoubleFunction;
+import java.util.function.ToLongFunction;
 
 /**
  * The metrics Kubernetes inference gateways and vLLM dashboards read, under vLLM's names (the
  * Prometheus Java client accepts the {@code vllm:} colon form), labelled {@code model_name} with the
- * base model's id as vLLM does. Queue, KV and adapter gauges are read from the engine's latest
+ * base model's id as vLLM does, and {@code engine} (its index) when the server runs several engines.
+ * Queue, KV and adapter gauges are read from the engine's latest
  * {@link EngineStats} at scrape time; latency histograms are observed by the HTTP handlers.
  */
 final class ServerMetrics {
@@ -30,41 +36,43 @@ final class ServerMetrics {
     private final PrometheusRegistry registry = new PrometheusRegistry();
     private final PrometheusTextFormatWriter writer = PrometheusTextFormatWriter.create();
     private final String modelName;
+    /** Engines by index; with more than one, every engine series carries an {@code engine} label. */
+    private final List<Engine> engines;
+    private final boolean labelEngines;
     private final Histogram timeToFirstToken;
     private final Histogram timePerOutputToken;
     private final Histogram interTokenLatency;
     private final Histogram e2eLatency;
     private final Counter requestSuccess;
 
-    ServerMetrics(Engine engine) {
-        this.modelName = engine.baseModelName();
-        gauge("vllm:num_requests_running", "Number of requests in model execution batches.",
-                () -> engine.stats().running());
-        gauge("vllm:num_requests_waiting", "Number of requests waiting to be processed.",
-                () -> engine.stats().waiting());
-        gauge("vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.",
-                () -> engine.stats().kvCacheUsage());
+    ServerMetrics(List<Engine> engines, EngineCluster cluster) {
+        this.engines = List.copyOf(engines);
+        this.labelEngines = engines.size() > 1;
+        this.modelName = engines.getFirst().baseModelName();
+        gauge("vllm:num_requests_running", "Number of requests in model execution batches.", EngineStats::running);
+        gauge("vllm:num_requests_waiting", "Number of requests waiting to be processed.", EngineStats::waiting);
+        gauge("vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", EngineStats::kvCacheUsage);
         GaugeWithCallback.builder()
                 .name("vllm:lora_requests_info")
                 .help("Running stats on lora requests.")
-                .labelNames("max_lora", "running_lora_adapters", "waiting_lora_adapters")
-                .callback(cb -> {
-                    EngineStats s = engine.stats();
-                    // vLLM's value is the time of the last update; the information is in the labels.
-                    cb.call(System.currentTimeMillis() / 1000.0, Integer.toString(s.loraSlots()),
-                            String.join(",", s.runningAdapters()), String.join(",", s.waitingAdapters()));
-                })
+                .labelNames(labels("max_lora", "running_lora_adapters", "waiting_lora_adapters"))
+                .callback(cb -> forEachEngine((s, i) ->
+                        // vLLM's value is the time of the last update; the information is in the labels.
+                        cb.call(System.currentTimeMillis() / 1000.0, values(i, Integer.toString(s.loraSlots()),
+                                String.join(",", s.runningAdapters()), String.join(",", s.waitingAdapters())))))
                 .register(registry);
-        counter("vllm:prompt_tokens_total", "Number of prefill tokens processed.",
-                () -> engine.stats().promptTokens());
+        counter("vllm:prompt_tokens_total", "Number of prefill tokens processed.", EngineStats::promptTokens, true);
         counter("vllm:generation_tokens_total", "Number of generation tokens processed.",
-                () -> engine.stats().generationTokens());
+                EngineStats::generationTokens, true);
         counter("vllm:num_preemptions_total", "Cumulative number of preemptions from the engine.",
-                () -> engine.stats().preemptions());
-        counter("punica_adapter_loads_total", "Adapters copied into a backend slot.",
-                () -> engine.stats().adapterLoads(), false);
+                EngineStats::preemptions, true);
+        counter("punica_adapter_loads_total", "Adapters copied into a backend slot.", EngineStats::adapterLoads,
+                false);
         counter("punica_adapter_evictions_total", "Adapters removed from a backend slot to make room.",
-                () -> engine.stats().adapterEvictions(), false);
+                EngineStats::adapterEvictions, false);
+        if (cluster != null) {
+            ClusterMetrics.register(registry, cluster);
+        }
         timeToFirstToken = histogram("vllm:time_to_first_token_seconds", "Histogram of time to first token in "
                 + "seconds.", TTFT_BUCKETS);
         timePerOutputToken = histogram("vllm:time_per_output_token_seconds", "Histogram of time per output token "
@@ -108,21 +116,47 @@ final class ServerMetrics {
         writer.write(out, registry.scrape());
     }
 
-    private void gauge(String name, String help, java.util.function.DoubleSupplier value) {
-        GaugeWithCallback.builder().name(name).help(help).labelNames("model_name")
-                .callback(cb -> cb.call(value.getAsDouble(), modelName)).register(registry);
+    /** The label names of an engine series: {@code model_name}, then {@code engine} when there are several. */
+    private String[] labels(String... more) {
+        List<String> names = new ArrayList<>(List.of(more));
+        names.add("model_name");
+        if (labelEngines) {
+            names.add("engine");
+        }
+        return names.toArray(String[]::new);
     }
 
-    private void counter(String name, String help, java.util.function.LongSupplier value) {
-        counter(name, help, value, true);
+    private String[] values(int engine, String... more) {
+        List<String> values = new ArrayList<>(List.of(more));
+        values.add(modelName);
+        if (labelEngines) {
+            values.add(Integer.toString(engine));
+        }
+        return values.toArray(String[]::new);
     }
 
-    private void counter(String name, String help, java.util.function.LongSupplier value, boolean labelled) {
+    private void forEachEngine(java.util.function.ObjIntConsumer<EngineStats> each) {
+        for (int i = 0; i < engines.size(); i++) {
+            each.accept(engines.get(i).stats(), i);
+        }
+    }
+
+    private void gauge(String name, String help, ToDoubleFunction<EngineStats> value) {
+        GaugeWithCallback.builder().name(name).help(help).labelNames(labels())
+                .callback(cb -> forEachEngine((s, i) -> cb.call(value.applyAsDouble(s), values(i))))
+                .register(registry);
+    }
+
+    /** A counter per engine; {@code byModel}: with the model_name label (vLLM's), else only engine's. */
+    private void counter(String name, String help, ToLongFunction<EngineStats> value, boolean byModel) {
         var b = CounterWithCallback.builder().name(name).help(help);
-        if (labelled) {
-            b.labelNames("model_name").callback(cb -> cb.call(value.getAsLong(), modelName));
+        if (byModel) {
+            b.labelNames(labels()).callback(cb -> forEachEngine((s, i) -> cb.call(value.applyAsLong(s), values(i))));
+        } else if (labelEngines) {
+            b.labelNames("engine").callback(cb -> forEachEngine((s, i) ->
+                    cb.call(value.applyAsLong(s), Integer.toString(i))));
         } else {
-            b.callback(cb -> cb.call(value.getAsLong()));
+            b.callback(cb -> cb.call(value.applyAsLong(engines.getFirst().stats())));
         }
         b.register(registry);
     }

@@ -145,7 +145,11 @@ public final class CudaBackend implements Backend {
     private final String deviceName;
     private final int ccMajor;
     private final int ccMinor;
-    private Thread boundThread;
+    /**
+     * The context each thread last made current through any CudaBackend: with one engine per GPU in a
+     * process, a thread (the one that builds the engines, say) may use backends on several devices in turn.
+     */
+    private static final ThreadLocal<Long> threadContext = new ThreadLocal<>();
 
     private final Arena arena = Arena.ofShared();
     private final MemorySegment launchValues;
@@ -348,7 +352,7 @@ public final class CudaBackend implements Backend {
         device = driver.device(ordinal);
         context = driver.primaryContextRetain(device);
         driver.setCurrent(context);
-        boundThread = Thread.currentThread();
+        threadContext.set(context.address());
         multiprocessors = driver.deviceAttribute(device, Driver.CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT);
         ccMajor = driver.deviceAttribute(device, Driver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR);
         ccMinor = driver.deviceAttribute(device, Driver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR);
@@ -1845,10 +1849,10 @@ public final class CudaBackend implements Backend {
         if (closed) {
             throw new IllegalStateException("this CUDA backend is closed");
         }
-        Thread current = Thread.currentThread();
-        if (current != boundThread) {
+        Long current = threadContext.get();
+        if (current == null || current != context.address()) {
             driver.setCurrent(context);
-            boundThread = current;
+            threadContext.set(context.address());
         }
     }
 
