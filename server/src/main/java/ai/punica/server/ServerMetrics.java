@@ -55,11 +55,20 @@ final class ServerMetrics {
         GaugeWithCallback.builder()
                 .name("vllm:lora_requests_info")
                 .help("Running stats on lora requests.")
-                .labelNames(labels("max_lora", "running_lora_adapters", "waiting_lora_adapters"))
-                .callback(cb -> forEachEngine((s, i) ->
-                        // vLLM's value is the time of the last update; the information is in the labels.
-                        cb.call(System.currentTimeMillis() / 1000.0, values(i, Integer.toString(s.loraSlots()),
-                                String.join(",", s.runningAdapters()), String.join(",", s.waitingAdapters())))))
+                .labelNames(labelEngines ? new String[] {"max_lora", "running_lora_adapters", "waiting_lora_adapters",
+                        "engine"} : new String[] {"max_lora", "running_lora_adapters", "waiting_lora_adapters"})
+                .callback(cb -> forEachEngine((s, i) -> {
+                    // vLLM's value is the time of the last update; the information is in the labels (no model_name).
+                    String max = Integer.toString(s.loraSlots());
+                    String running = String.join(",", s.runningAdapters());
+                    String waiting = String.join(",", s.waitingAdapters());
+                    double now = System.currentTimeMillis() / 1000.0;
+                    if (labelEngines) {
+                        cb.call(now, max, running, waiting, Integer.toString(i));
+                    } else {
+                        cb.call(now, max, running, waiting);
+                    }
+                }))
                 .register(registry);
         counter("vllm:prompt_tokens_total", "Number of prefill tokens processed.", EngineStats::promptTokens, true);
         counter("vllm:generation_tokens_total", "Number of generation tokens processed.",
@@ -117,8 +126,8 @@ final class ServerMetrics {
     }
 
     /** The label names of an engine series: {@code model_name}, then {@code engine} when there are several. */
-    private String[] labels(String... more) {
-        List<String> names = new ArrayList<>(List.of(more));
+    private String[] labels() {
+        List<String> names = new ArrayList<>();
         names.add("model_name");
         if (labelEngines) {
             names.add("engine");
@@ -126,8 +135,8 @@ final class ServerMetrics {
         return names.toArray(String[]::new);
     }
 
-    private String[] values(int engine, String... more) {
-        List<String> values = new ArrayList<>(List.of(more));
+    private String[] values(int engine) {
+        List<String> values = new ArrayList<>();
         values.add(modelName);
         if (labelEngines) {
             values.add(Integer.toString(engine));
