@@ -21,9 +21,4 @@ public record EngineLoad(int running, int waiting, int maxRunning, int freeKvPag
     public EngineLoad {
         residentAdapters = Set.copyOf(residentAdapters);
     }
-
-    /** Pages a sequence of {@code tokens} tokens holds. */
-    public int pagesFor(int tokens) {
-        return (tokens + pageSize - 1) / pageSize;
-    }
 }

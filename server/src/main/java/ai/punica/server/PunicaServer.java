@@ -52,7 +52,7 @@ import org.slf4j.LoggerFactory;
 public final class PunicaServer {
     private static final Logger log = LoggerFactory.getLogger(PunicaServer.class);
     private static final Set<String> KNOWN_PATHS = Set.of("/v1/completions", "/v1/chat/completions", "/v1/models",
-            "/v1/load_lora_adapter", "/v1/unload_lora_adapter", "/health", "/metrics");
+            "/v1/load_lora_adapter", "/v1/unload_lora_adapter", "/health", "/metrics", "/v1/engine/state");
 
     private enum State { CREATED, SERVING, STOPPING, STOPPED }
 
@@ -60,6 +60,8 @@ public final class PunicaServer {
     private final Engine engine;
     /** Where generations go: the engine, or the scheduler over several ({@link Builder#cluster}). */
     private final GenerationService generations;
+    private final List<Engine> engines;
+    private final EngineCluster cluster;
     private final String host;
     private final int requestedPort;
     private final byte[] apiKey;
@@ -79,6 +81,8 @@ public final class PunicaServer {
         this.engine = Objects.requireNonNull(b.engines.isEmpty() ? null : b.engines.getFirst(),
                 "an engine is required");
         this.generations = b.cluster != null ? b.cluster : GenerationService.of(engine);
+        this.engines = b.engines;
+        this.cluster = b.cluster;
         this.host = b.host;
         this.requestedPort = b.port;
         this.apiKey = b.apiKey == null ? null : b.apiKey.getBytes(StandardCharsets.UTF_8);
@@ -175,6 +179,8 @@ public final class PunicaServer {
                 .get("/v1/models", guard(this::models))
                 .post("/v1/load_lora_adapter", guard((req, res) -> sendText(res, adapterAdmin.load(readJson(req)))))
                 .post("/v1/unload_lora_adapter", guard((req, res) -> sendText(res, adapterAdmin.unload(readJson(req)))))
+                .get("/v1/engine/state", guard((req, res) -> sendJson(res, Status.OK_200,
+                        EngineStateBody.of(engines, cluster))))
                 .get("/health", this::health)
                 .get("/metrics", this::metrics)
                 .any(guard(this::unknownRoute));

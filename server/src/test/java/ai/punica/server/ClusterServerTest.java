@@ -165,6 +165,42 @@ class ClusterServerTest {
         }
     }
 
+    @Test
+    void theStateEndpointShowsEachEnginesRoomAndIdleness() throws Exception {
+        try (var probe = TestServers.engine(); var cluster = start(sized(probe, 40, 16, 1024), 8)) {
+            Http http = new Http(cluster.server(), null);
+            assertThat(http.post("/v1/completions", "{\"model\":\"sort\",\"prompt\":\"input: b a\\noutput:\","
+                    + "\"max_tokens\":4}").status()).isEqualTo(200);
+            Http.Response r = http.get("/v1/engine/state");
+            assertThat(r.status()).isEqualTo(200);
+            assertThat(r.contentType()).startsWith("application/json");
+            JsonNode state = JSON.readTree(r.body());
+            assertThat(state.get("object").asText()).isEqualTo("engine.state");
+            assertThat(state.get("model").asText()).isEqualTo(TestServers.BASE);
+            assertThat(state.get("policy").asText()).isEqualTo("consolidate");
+            assertThat(state.get("queued").asInt()).isZero();
+            JsonNode engines = state.get("engines");
+            assertThat(engines).hasSize(3);
+            JsonNode first = engines.get(0);
+            assertThat(first.get("name").asText()).isEqualTo("0");
+            assertThat(first.get("max_running").asInt()).isEqualTo(16);
+            assertThat(first.get("kv_pages_total").asInt()).isEqualTo(40);
+            assertThat(first.get("page_size").asInt()).isEqualTo(4);
+            // Consolidate put the one request on engine 0, which loaded the adapter into a slot.
+            assertThat(first.get("resident_adapters").toString()).isEqualTo("[\"sort\"]");
+            assertThat(engines.get(1).get("resident_adapters").size()).isZero();
+            long end = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+            JsonNode e0 = first;
+            while (System.nanoTime() < end && e0.get("idle_seconds").asDouble() == 0) {
+                e0 = JSON.readTree(http.get("/v1/engine/state").body()).get("engines").get(0);
+            }
+            assertThat(e0.get("running").asInt()).isZero();
+            assertThat(e0.get("free_kv_pages").asInt()).isEqualTo(40);
+            assertThat(e0.get("idle_seconds").asDouble()).isPositive();
+            assertThat(e0.get("idle").asBoolean()).as("idle only after --idle-after (60 s here)").isFalse();
+        }
+    }
+
     private static void assertNothingHeld(Engine e) {
         long end = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
         while (System.nanoTime() < end && (e.stats().running() > 0 || e.stats().waiting() > 0
