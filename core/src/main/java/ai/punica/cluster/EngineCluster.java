@@ -49,9 +49,7 @@ public final class EngineCluster implements GenerationService, AutoCloseable {
     /** Why a request moved between engines (the {@code reason} label of the migration counter). */
     public enum MigrationReason {
         /** Its engine ran out of KV pages and would have preempted it. */
-        KV_EXHAUSTED("kv_exhausted"),
-        /** Its engine failed or became unreachable mid-stream. */
-        ENGINE_FAILED("engine_failed");
+        KV_EXHAUSTED("kv_exhausted");
 
         public final String label;
 
@@ -184,6 +182,47 @@ public final class EngineCluster implements GenerationService, AutoCloseable {
             queue.addLast(t);
         } catch (RuntimeException e) {
             requests.remove(request.id(), t);
+            throw e;
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /**
+     * Continues a request that began outside this process (fail-over from an engine that died) on the engine
+     * the policy picks for prompt + generated tokens. Refused as OVERLOADED when no engine has room now: the
+     * caller (a router) tries another server.
+     */
+    @Override
+    public void resume(Continuation continuation, GenerationListener listener) {
+        if (closed) {
+            throw new EngineException(EngineException.Kind.UNAVAILABLE, null, "the server is shutting down");
+        }
+        Tracked t = new Tracked(continuation.request(), listener);
+        if (requests.putIfAbsent(continuation.requestId(), t) != null) {
+            throw new InvalidRequestException("id", "a request with id " + continuation.requestId()
+                    + " is already running");
+        }
+        lock.lock();
+        try {
+            int i = choose(new Placement(continuation.adapter(), continuation.totalTokens()), -1);
+            if (i < 0) {
+                throw new EngineException(EngineException.Kind.OVERLOADED, null, "no engine has room for a "
+                        + "continuation of " + continuation.totalTokens() + " tokens; retry later");
+            }
+            t.owner = i;
+            onEngine.incrementAndGet(i);
+            try {
+                engines.get(i).resume(continuation, t);
+            } catch (RuntimeException e) {
+                t.owner = -1;
+                onEngine.decrementAndGet(i);
+                throw e;
+            }
+            placements.incrementAndGet(i);
+            previous = i;
+        } catch (RuntimeException e) {
+            requests.remove(continuation.requestId(), t);
             throw e;
         } finally {
             lock.unlock();

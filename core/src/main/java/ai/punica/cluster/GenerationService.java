@@ -1,5 +1,6 @@
 package ai.punica.cluster;
 
+import ai.punica.engine.Continuation;
 import ai.punica.engine.Engine;
 import ai.punica.engine.GenerationListener;
 import ai.punica.engine.GenerationRequest;
@@ -13,6 +14,9 @@ public interface GenerationService {
 
     void submit(GenerationRequest request, GenerationListener listener);
 
+    /** Continues a request that began elsewhere (an engine that died, say); checked at once as submit is. */
+    void resume(Continuation continuation, GenerationListener listener);
+
     /** Cancels a request wherever it is; it finishes with ABORT. Unknown ids are ignored. */
     void cancel(String requestId);
 
@@ -22,6 +26,11 @@ public interface GenerationService {
             @Override
             public void submit(GenerationRequest request, GenerationListener listener) {
                 engine.submit(request, listener);
+            }
+
+            @Override
+            public void resume(Continuation continuation, GenerationListener listener) {
+                engine.resume(continuation, listener);
             }
 
             @Override

@@ -52,7 +52,10 @@ import org.slf4j.LoggerFactory;
 public final class PunicaServer {
     private static final Logger log = LoggerFactory.getLogger(PunicaServer.class);
     private static final Set<String> KNOWN_PATHS = Set.of("/v1/completions", "/v1/chat/completions", "/v1/models",
-            "/v1/load_lora_adapter", "/v1/unload_lora_adapter", "/health", "/metrics", "/v1/engine/state");
+            "/v1/load_lora_adapter", "/v1/unload_lora_adapter", "/health", "/metrics", "/v1/engine/state",
+            "/v1/engine/continue");
+    /** A router asks for the token ids of each streamed event with this header (see GenerationExchange). */
+    static final String TOKEN_IDS_HEADER = "X-Punica-Token-Ids";
 
     private enum State { CREATED, SERVING, STOPPING, STOPPED }
 
@@ -179,6 +182,7 @@ public final class PunicaServer {
                 .get("/v1/models", guard(this::models))
                 .post("/v1/load_lora_adapter", guard((req, res) -> sendText(res, adapterAdmin.load(readJson(req)))))
                 .post("/v1/unload_lora_adapter", guard((req, res) -> sendText(res, adapterAdmin.unload(readJson(req)))))
+                .post("/v1/engine/continue", guard(this::continueGeneration))
                 .get("/v1/engine/state", guard((req, res) -> sendJson(res, Status.OK_200,
                         EngineStateBody.of(engines, cluster))))
                 .get("/health", this::health)
@@ -260,25 +264,83 @@ public final class PunicaServer {
             GenerationJob job = chat ? parser.chat(body) : parser.completion(body);
             String id = job.endpoint().idPrefix + randomHex();
             var exchange = new GenerationExchange(generations, metrics, job, id, arrival);
-            inFlight.add(exchange); // before submitting, so a concurrent stop() can always cancel it
-            try {
-                exchange.submit();
-                var responses = new ResponseBuilder(job, id, System.currentTimeMillis() / 1000, tokenText);
-                if (job.stream()) {
-                    try (SseStream sse = new SseStream(res)) {
-                        exchange.stream(sse, responses);
-                    } catch (SseStream.ClientGone e) {
-                        log.debug("{}: {}", id, e.getMessage());
-                    }
-                } else {
-                    Completion[] done = exchange.awaitAll();
-                    sendJson(res, Status.OK_200, responses.whole(done));
-                }
-            } finally {
-                inFlight.remove(exchange);
+            if (req.headers().contains(io.helidon.http.HeaderNames.create(TOKEN_IDS_HEADER))) {
+                exchange.withTokenIds();
             }
+            run(exchange, job, id, System.currentTimeMillis() / 1000, res);
         } finally {
             activeExchanges.decrementAndGet();
+        }
+    }
+
+    /**
+     * POST /v1/engine/continue: a router's fail-over. The body names the original request as the client sent it
+     * ({@code request}, on {@code endpoint} "completions" or "chat"), its response {@code id} and {@code created},
+     * and the {@code generated_token_ids} the client has already received; the answer is the rest of the stream,
+     * frames as the original server would have sent them (token ids in comment lines). Streams of one choice
+     * only; a sampled request must carry its seed (a router adds one before the first attempt).
+     */
+    private void continueGeneration(ServerRequest req, ServerResponse res) throws Exception {
+        long arrival = System.nanoTime();
+        if (state != State.SERVING) {
+            throw ApiException.unavailable("The server is shutting down; send the request to another replica.");
+        }
+        activeExchanges.incrementAndGet();
+        try {
+            if (state != State.SERVING) {
+                throw ApiException.unavailable("The server is shutting down; send the request to another replica.");
+            }
+            JsonBody body = readJson(req);
+            body.allowOnly(Set.of("endpoint", "id", "created", "request", "generated_token_ids"));
+            String endpoint = body.requiredString("endpoint");
+            if (!endpoint.equals("completions") && !endpoint.equals("chat")) {
+                throw ApiException.badRequest("endpoint", "endpoint must be \"completions\" or \"chat\", got \""
+                        + endpoint + "\"");
+            }
+            String id = body.requiredString("id");
+            Long created = body.longOrNull("created");
+            if (created == null) {
+                throw ApiException.badRequest("created", "created (the response's creation time) is required");
+            }
+            JsonBody original = body.objectOrNull("request");
+            if (original == null) {
+                throw ApiException.badRequest("request", "request (the original request body) is required");
+            }
+            int[] generated = body.intsOrEmpty("generated_token_ids").stream().mapToInt(Integer::intValue).toArray();
+            GenerationJob job = endpoint.equals("chat") ? parser.chat(original) : parser.completion(original);
+            if (!job.stream() || job.choices() != 1) {
+                throw ApiException.badRequest("request", "only a streamed request of one choice can be continued");
+            }
+            if (!job.paramsOf(0).isGreedy() && job.paramsOf(0).seed() == null) {
+                throw ApiException.badRequest("request.seed", "a sampled request can be continued only with its "
+                        + "seed: without it, the tokens after the cut would not be the ones it would have had");
+            }
+            var exchange = new GenerationExchange(generations, metrics, job, id, arrival).continueFrom(generated)
+                    .withTokenIds();
+            run(exchange, job, id, created, res);
+        } finally {
+            activeExchanges.decrementAndGet();
+        }
+    }
+
+    private void run(GenerationExchange exchange, GenerationJob job, String id, long created, ServerResponse res)
+            throws Exception {
+        inFlight.add(exchange); // before submitting, so a concurrent stop() can always cancel it
+        try {
+            exchange.submit();
+            var responses = new ResponseBuilder(job, id, created, tokenText);
+            if (job.stream()) {
+                try (SseStream sse = new SseStream(res)) {
+                    exchange.stream(sse, responses);
+                } catch (SseStream.ClientGone e) {
+                    log.debug("{}: {}", id, e.getMessage());
+                }
+            } else {
+                Completion[] done = exchange.awaitAll();
+                sendJson(res, Status.OK_200, responses.whole(done));
+            }
+        } finally {
+            inFlight.remove(exchange);
         }
     }
 
