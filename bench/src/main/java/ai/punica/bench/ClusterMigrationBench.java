@@ -7,11 +7,9 @@ import ai.punica.engine.Continuation;
 import ai.punica.engine.Engine;
 import ai.punica.engine.EngineBuilder;
 import ai.punica.engine.EngineConfig;
-import ai.punica.engine.EngineException;
 import ai.punica.engine.GenerationListener;
 import ai.punica.engine.GenerationRequest;
 import ai.punica.engine.SamplingParams;
-import ai.punica.engine.TokenDelta;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -167,26 +165,13 @@ public final class ClusterMigrationBench {
         System.out.printf(Locale.ROOT, "%19d | %52.2f | %14.2f | %16.1f%n", tokens, m, s, m / s);
     }
 
+    /** Completes {@code done}; records the arrival of the first tokens in {@code tokenNanos} when given. */
     private static GenerationListener listener(CompletableFuture<Completion> done, long[] tokenNanos) {
-        return new GenerationListener() {
-            private int n;
-
-            @Override
-            public void onToken(TokenDelta delta) {
-                if (tokenNanos != null && delta.token() >= 0 && n < tokenNanos.length) {
-                    tokenNanos[n++] = System.nanoTime();
-                }
+        int[] n = {0};
+        return GenerationListener.completing(done, delta -> {
+            if (tokenNanos != null && delta.token() >= 0 && n[0] < tokenNanos.length) {
+                tokenNanos[n[0]++] = System.nanoTime();
             }
-
-            @Override
-            public void onFinish(Completion completion) {
-                done.complete(completion);
-            }
-
-            @Override
-            public void onError(EngineException error) {
-                done.completeExceptionally(error);
-            }
-        };
+        });
     }
 }

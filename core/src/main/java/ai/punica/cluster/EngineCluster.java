@@ -156,20 +156,16 @@ public final class EngineCluster implements GenerationService, AutoCloseable {
      */
     @Override
     public void submit(GenerationRequest request, GenerationListener listener) {
-        if (closed) {
-            throw new EngineException(EngineException.Kind.UNAVAILABLE, null, "the server is shutting down");
+        if (!closed) {
+            engines.getFirst().check(request);
         }
-        engines.getFirst().check(request);
-        Tracked t = new Tracked(request, listener);
-        if (requests.putIfAbsent(request.id(), t) != null) {
-            throw new InvalidRequestException("id", "a request with id " + request.id() + " is already running");
-        }
+        Tracked t = track(request, listener);
         lock.lock();
         try {
             if (queue.isEmpty()) {
                 int i = choose(new Placement(request.adapter(), request.promptTokens().length), -1);
                 if (i >= 0) {
-                    place(t, i);
+                    place(t, i, null);
                     return;
                 }
             }
@@ -195,14 +191,7 @@ public final class EngineCluster implements GenerationService, AutoCloseable {
      */
     @Override
     public void resume(Continuation continuation, GenerationListener listener) {
-        if (closed) {
-            throw new EngineException(EngineException.Kind.UNAVAILABLE, null, "the server is shutting down");
-        }
-        Tracked t = new Tracked(continuation.request(), listener);
-        if (requests.putIfAbsent(continuation.requestId(), t) != null) {
-            throw new InvalidRequestException("id", "a request with id " + continuation.requestId()
-                    + " is already running");
-        }
+        Tracked t = track(continuation.request(), listener);
         lock.lock();
         try {
             int i = choose(new Placement(continuation.adapter(), continuation.totalTokens()), -1);
@@ -210,17 +199,7 @@ public final class EngineCluster implements GenerationService, AutoCloseable {
                 throw new EngineException(EngineException.Kind.OVERLOADED, null, "no engine has room for a "
                         + "continuation of " + continuation.totalTokens() + " tokens; retry later");
             }
-            t.owner = i;
-            onEngine.incrementAndGet(i);
-            try {
-                engines.get(i).resume(continuation, t);
-            } catch (RuntimeException e) {
-                t.owner = -1;
-                onEngine.decrementAndGet(i);
-                throw e;
-            }
-            placements.incrementAndGet(i);
-            previous = i;
+            place(t, i, continuation);
         } catch (RuntimeException e) {
             requests.remove(continuation.requestId(), t);
             throw e;
@@ -332,11 +311,28 @@ public final class EngineCluster implements GenerationService, AutoCloseable {
         return config.policy().choose(states, request, previous);
     }
 
-    private void place(Tracked t, int engine) {
+    /** Books a new request under its id; refused when closed or when the id is already running. */
+    private Tracked track(GenerationRequest request, GenerationListener listener) {
+        if (closed) {
+            throw new EngineException(EngineException.Kind.UNAVAILABLE, null, "the server is shutting down");
+        }
+        Tracked t = new Tracked(request, listener);
+        if (requests.putIfAbsent(request.id(), t) != null) {
+            throw new InvalidRequestException("id", "a request with id " + request.id() + " is already running");
+        }
+        return t;
+    }
+
+    /** Starts a request on an engine: submitted, or resumed from {@code continuation} when not null. */
+    private void place(Tracked t, int engine, Continuation continuation) {
         t.owner = engine;
         onEngine.incrementAndGet(engine);
         try {
-            engines.get(engine).submit(t.request, t);
+            if (continuation == null) {
+                engines.get(engine).submit(t.request, t);
+            } else {
+                engines.get(engine).resume(continuation, t);
+            }
         } catch (RuntimeException e) {
             t.owner = -1;
             onEngine.decrementAndGet(engine);
@@ -365,7 +361,7 @@ public final class EngineCluster implements GenerationService, AutoCloseable {
                     }
                     queue.pollFirst();
                     try {
-                        place(t, i);
+                        place(t, i, null);
                     } catch (EngineException e) {
                         requests.remove(t.request.id(), t);
                         t.client.onError(e);

@@ -1,15 +1,13 @@
 package ai.punica.cluster;
 
-import ai.punica.engine.Continuation;
 import ai.punica.engine.EngineLoad;
-import ai.punica.engine.GenerationListener;
 import ai.punica.engine.GenerationRequest;
 
 /**
  * One engine as the scheduler over engines drives it: in this process ({@link LocalEngineHandle}) or
  * behind HTTP in another one. Calls return at once; output arrives on the listener.
  */
-public interface EngineHandle {
+public interface EngineHandle extends GenerationService {
 
     /** A short name for logs and the {@code engine} metric label ("0", "gpu1", "10.0.0.7:8000"). */
     String name();
@@ -23,10 +21,4 @@ public interface EngineHandle {
     /** Checks a request as the engine would, without queuing it; throws its EngineException. */
     void check(GenerationRequest request);
 
-    void submit(GenerationRequest request, GenerationListener listener);
-
-    /** Continues a request that began elsewhere (see {@link Continuation}). */
-    void resume(Continuation continuation, GenerationListener listener);
-
-    void cancel(String requestId);
 }

@@ -22,21 +22,6 @@ public interface GenerationService {
 
     /** One engine, as it is. */
     static GenerationService of(Engine engine) {
-        return new GenerationService() {
-            @Override
-            public void submit(GenerationRequest request, GenerationListener listener) {
-                engine.submit(request, listener);
-            }
-
-            @Override
-            public void resume(Continuation continuation, GenerationListener listener) {
-                engine.resume(continuation, listener);
-            }
-
-            @Override
-            public void cancel(String requestId) {
-                engine.cancel(requestId);
-            }
-        };
+        return new LocalEngineHandle("0", engine);
     }
 }

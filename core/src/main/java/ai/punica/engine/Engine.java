@@ -230,21 +230,7 @@ public final class Engine implements AutoCloseable {
     /** Submits and collects the whole output (tests, CLI). */
     public CompletableFuture<Completion> generate(GenerationRequest request) {
         CompletableFuture<Completion> future = new CompletableFuture<>();
-        submit(request, new GenerationListener() {
-            @Override
-            public void onToken(TokenDelta delta) {
-            }
-
-            @Override
-            public void onFinish(Completion completion) {
-                future.complete(completion);
-            }
-
-            @Override
-            public void onError(EngineException error) {
-                future.completeExceptionally(error);
-            }
-        });
+        submit(request, GenerationListener.completing(future, delta -> { }));
         return future;
     }
 

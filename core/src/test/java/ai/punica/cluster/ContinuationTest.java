@@ -7,12 +7,10 @@ import ai.punica.engine.Completion;
 import ai.punica.engine.Continuation;
 import ai.punica.engine.EngineBuilder;
 import ai.punica.engine.EngineConfig;
-import ai.punica.engine.EngineException;
 import ai.punica.engine.GenerationListener;
 import ai.punica.engine.GenerationRequest;
 import ai.punica.engine.InvalidRequestException;
 import ai.punica.engine.SamplingParams;
-import ai.punica.engine.TokenDelta;
 import java.util.Arrays;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
@@ -46,22 +44,7 @@ class ContinuationTest {
         var c = new Continuation("r-" + cut + "-" + seed, "sort", prompt(), head, p, seed, draws,
                 whole.logprobs().isEmpty() ? List.of() : whole.logprobs().subList(0, cut));
         CompletableFuture<Completion> done = new CompletableFuture<>();
-        runtime.engine().resume(c, new GenerationListener() {
-            @Override
-            public void onToken(TokenDelta delta) {
-                text.append(delta.text());
-            }
-
-            @Override
-            public void onFinish(Completion completion) {
-                done.complete(completion);
-            }
-
-            @Override
-            public void onError(EngineException error) {
-                done.completeExceptionally(error);
-            }
-        });
+        runtime.engine().resume(c, GenerationListener.completing(done, delta -> text.append(delta.text())));
         return done.join();
     }
 
@@ -88,19 +71,7 @@ class ContinuationTest {
     @Test
     void badContinuationsAreRefusedWithTheFieldAtFault() {
         SamplingParams p = SamplingParams.greedy(8);
-        GenerationListener ignore = new GenerationListener() {
-            @Override
-            public void onToken(TokenDelta delta) {
-            }
-
-            @Override
-            public void onFinish(Completion completion) {
-            }
-
-            @Override
-            public void onError(EngineException error) {
-            }
-        };
+        GenerationListener ignore = GenerationListener.completing(new CompletableFuture<>(), delta -> { });
         var engine = runtime.engine();
         assertThatThrownBy(() -> engine.resume(new Continuation("b1", null, prompt(), new int[] {5, 4096}, p, 1, 0,
                 List.of()), ignore)).isInstanceOf(InvalidRequestException.class)

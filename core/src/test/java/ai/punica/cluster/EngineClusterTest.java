@@ -87,27 +87,17 @@ class EngineClusterTest {
     }
 
     /** Collects a request's stream: the text of every delta, the tokens in the order they came, the end. */
-    private static final class Stream implements GenerationListener {
+    private static final class Stream {
         final StringBuilder text = new StringBuilder();
         final List<Integer> tokens = new ArrayList<>();
         final CompletableFuture<Completion> done = new CompletableFuture<>();
+        final GenerationListener listener = GenerationListener.completing(done, this::onToken);
 
-        @Override
-        public synchronized void onToken(TokenDelta delta) {
+        private synchronized void onToken(TokenDelta delta) {
             text.append(delta.text());
             if (delta.token() >= 0) {
                 tokens.add(delta.token());
             }
-        }
-
-        @Override
-        public void onFinish(Completion completion) {
-            done.complete(completion);
-        }
-
-        @Override
-        public void onError(EngineException error) {
-            done.completeExceptionally(error);
         }
     }
 
@@ -160,7 +150,7 @@ class EngineClusterTest {
                 for (int n = 1; n <= 10; n++) {
                     var r = request(n % 2 == 0 ? "sort" : null, "input: red apple stone\noutput:", longRun);
                     Stream s = new Stream();
-                    cluster.submit(r, s);
+                    cluster.submit(r, s.listener);
                     live.add(r);
                     streams.add(s);
                     assertThat(occupancy(cluster)).as("%s, %d requests", policy.name(), n)
@@ -208,7 +198,7 @@ class EngineClusterTest {
                 List<Stream> streams = new ArrayList<>();
                 for (GenerationRequest r : requests) {
                     Stream s = new Stream();
-                    cluster.submit(r, s);
+                    cluster.submit(r, s.listener);
                     streams.add(s);
                 }
                 int preempted = 0;
@@ -251,12 +241,12 @@ class EngineClusterTest {
             for (int i = 0; i < 5; i++) { // three running (one per engine), two queued
                 var r = request(null, "input: a b\noutput:", longRun);
                 Stream s = new Stream();
-                cluster.submit(r, s);
+                cluster.submit(r, s.listener);
                 accepted.add(r);
                 streams.add(s);
             }
             assertThat(cluster.snapshot().queued()).isEqualTo(2);
-            assertThatThrownBy(() -> cluster.submit(request(null, "input: a b\noutput:", longRun), new Stream()))
+            assertThatThrownBy(() -> cluster.submit(request(null, "input: a b\noutput:", longRun), new Stream().listener))
                     .isInstanceOfSatisfying(EngineException.class,
                             e -> assertThat(e.kind()).isEqualTo(EngineException.Kind.OVERLOADED))
                     .hasMessageContaining("all 3 engines are full and 2 requests are waiting");
@@ -290,9 +280,9 @@ class EngineClusterTest {
         EngineCluster cluster = cluster(runtimes, new PlacementPolicy.Consolidate(), 4);
         try {
             assertThatThrownBy(() -> cluster.submit(new GenerationRequest("bad-1", null, new int[] {1, 5000},
-                    SamplingParams.greedy(4)), new Stream())).hasMessageContaining("token id 5000 at position 1");
+                    SamplingParams.greedy(4)), new Stream().listener)).hasMessageContaining("token id 5000 at position 1");
             assertThatThrownBy(() -> cluster.submit(new GenerationRequest("bad-2", "nope", new int[] {1, 5},
-                    SamplingParams.greedy(4)), new Stream())).hasMessageContaining("`nope` does not exist");
+                    SamplingParams.greedy(4)), new Stream().listener)).hasMessageContaining("`nope` does not exist");
             assertThat(occupancy(cluster)).isEqualTo(List.of(0, 0, 0));
             assertNothingHeld(runtimes);
         } finally {

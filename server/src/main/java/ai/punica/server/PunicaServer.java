@@ -249,7 +249,13 @@ public final class PunicaServer {
 
     // ---- generation -----------------------------------------------------------------------------
 
-    private void generate(ServerRequest req, ServerResponse res, boolean chat) throws Exception {
+    @FunctionalInterface
+    private interface Generation {
+        void run(long arrivalNanos) throws Exception;
+    }
+
+    /** Runs a generation counted among the active ones, which stop() waits for; refused (503) once stopping. */
+    private void counted(Generation generation) throws Exception {
         long arrival = System.nanoTime();
         if (state != State.SERVING) {
             throw ApiException.unavailable("The server is shutting down; send the request to another replica.");
@@ -260,6 +266,14 @@ public final class PunicaServer {
             if (state != State.SERVING) {
                 throw ApiException.unavailable("The server is shutting down; send the request to another replica.");
             }
+            generation.run(arrival);
+        } finally {
+            activeExchanges.decrementAndGet();
+        }
+    }
+
+    private void generate(ServerRequest req, ServerResponse res, boolean chat) throws Exception {
+        counted(arrival -> {
             JsonBody body = readJson(req);
             GenerationJob job = chat ? parser.chat(body) : parser.completion(body);
             String id = job.endpoint().idPrefix + randomHex();
@@ -268,9 +282,7 @@ public final class PunicaServer {
                 exchange.withTokenIds();
             }
             run(exchange, job, id, System.currentTimeMillis() / 1000, res);
-        } finally {
-            activeExchanges.decrementAndGet();
-        }
+        });
     }
 
     /**
@@ -281,15 +293,7 @@ public final class PunicaServer {
      * only; a sampled request must carry its seed (a router adds one before the first attempt).
      */
     private void continueGeneration(ServerRequest req, ServerResponse res) throws Exception {
-        long arrival = System.nanoTime();
-        if (state != State.SERVING) {
-            throw ApiException.unavailable("The server is shutting down; send the request to another replica.");
-        }
-        activeExchanges.incrementAndGet();
-        try {
-            if (state != State.SERVING) {
-                throw ApiException.unavailable("The server is shutting down; send the request to another replica.");
-            }
+        counted(arrival -> {
             JsonBody body = readJson(req);
             body.allowOnly(Set.of("endpoint", "id", "created", "request", "generated_token_ids"));
             String endpoint = body.requiredString("endpoint");
@@ -318,9 +322,7 @@ public final class PunicaServer {
             var exchange = new GenerationExchange(generations, metrics, job, id, arrival).continueFrom(generated)
                     .withTokenIds();
             run(exchange, job, id, created, res);
-        } finally {
-            activeExchanges.decrementAndGet();
-        }
+        });
     }
 
     private void run(GenerationExchange exchange, GenerationJob job, String id, long created, ServerResponse res)
