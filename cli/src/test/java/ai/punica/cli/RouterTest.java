@@ -35,8 +35,8 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.TestMethodOrder;
 
 /**
- * {@code punica router} over three {@code punica serve} processes on 127.0.0.1, started from this test with the
- * built classpath: streams pass through byte for byte; an engine killed with SIGKILL mid-stream has every stream
+ * {@code punica router} over three {@code punica serve} processes on 127.0.0.1 (the third with two engines inside),
+ * started from this test with the built classpath: streams pass through byte for byte; an engine killed with SIGKILL mid-stream has every stream
  * finish on another engine with the text it would have had; bad engines and bad continuations are refused.
  */
 @TestMethodOrder(MethodOrderer.OrderAnnotation.class)
@@ -60,7 +60,7 @@ class RouterTest {
             Process p = new ProcessBuilder(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
                     "--add-modules", "jdk.incubator.vector", "-Xmx384m", "-Dpunica.home=" + root,
                     "-cp", System.getProperty("java.class.path"), "ai.punica.cli.Main", "serve", "--backend", "cpu",
-                    "--port", "0", "--max-running", "8")
+                    "--port", "0", "--max-running", "8", "--engines", i == 2 ? "2" : "1")
                     .redirectError(log.toFile()).start();
             processes.add(p);
             started.add(CompletableFuture.supplyAsync(() -> awaitUrl(p, log)));
