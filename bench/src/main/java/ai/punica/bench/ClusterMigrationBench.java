@@ -61,12 +61,13 @@ public final class ClusterMigrationBench {
                 }
             }
         }
-        EngineConfig roomyConfig = EngineConfig.defaults().withBatch(512, 64).withLoraSlots(Math.max(1, adapters.size()))
-                .withKvCacheBytes(256L << 20);
+        EngineConfig roomyConfig = EngineConfig.builder().maxBatchTokens(512).maxRunning(64)
+                .loraSlots(Math.max(1, adapters.size())).kvCacheBytes(256L << 20).build();
         try (var roomy = builder.config(roomyConfig).build()) {
             var c = roomy.modelConfig();
             long pageBytes = 16L * 2 * c.numLayers() * c.numKvHeads() * c.headDim() * roomy.backend().kvBytesPerElement();
-            EngineConfig small = roomyConfig.withBatch(256, 32).withKvCacheBytes(kvPages * pageBytes);
+            EngineConfig small = roomyConfig.toBuilder().maxBatchTokens(256).maxRunning(32)
+                    .kvCacheBytes(kvPages * pageBytes).build();
             List<EngineBuilder.Runtime> two = new ArrayList<>();
             two.add(builder.config(small).device(0).build());
             two.add(builder.config(small).device(0).build());

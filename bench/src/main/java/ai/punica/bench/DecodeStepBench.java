@@ -3,13 +3,13 @@ package ai.punica.bench;
 import ai.punica.backend.AttentionBatch;
 import ai.punica.backend.Backend;
 import ai.punica.backend.Backends;
-import ai.punica.backend.KvStorage;
 import ai.punica.backend.LoraWeights;
 import ai.punica.backend.SamplingBatch;
 import ai.punica.backend.SamplingRow;
 import ai.punica.backend.Segments;
 import ai.punica.backend.StepRecorder;
 import ai.punica.backend.Tensor;
+import ai.punica.engine.ModelRunner;
 import ai.punica.model.ForwardBatch;
 import ai.punica.model.LlamaModel;
 import ai.punica.model.ModelConfig;
@@ -43,7 +43,7 @@ import java.util.SplittableRandom;
  * slot each time). A step is {@link LlamaModel#forward}: embedding, 32 layers, lm_head and the copy of
  * the logits to the host, which waits for the device; its wall time (nanoTime) is what is reported. Where
  * the backend samples ({@link Backend#supportsSampling}), the "sampled" columns time what the engine runs
- * per decode step instead: {@link LlamaModel#forwardLogits} and greedy {@link Backend#sample} on the
+ * per decode step instead: {@link ModelRunner#forwardLogits} and greedy {@link Backend#sample} on the
  * device, only the token ids coming back.
  *
  * <p>HBM bound of a step = bytes it must read ÷ device bandwidth, the bytes being every base weight
@@ -108,7 +108,7 @@ public final class DecodeStepBench {
             t0 = System.nanoTime();
             fillAdapters(model, backend, slots, rank, seed);
             double adapterSeconds = (System.nanoTime() - t0) / 1e9;
-            KvStorage kv = model.allocateKv(maxBatch * pagesPerSeq, PAGE_SIZE);
+            ModelRunner runner = new ModelRunner(model, maxBatch * pagesPerSeq, PAGE_SIZE);
             double bandwidth = measureBandwidth(backend, shapeName.equals("tiny") ? 1 << 20 : 1 << 27);
             System.out.printf(Locale.ROOT, "backend=%s shape=%s layers=%d hidden=%d; base weights loaded in %.1f s, "
                             + "%d adapters of rank %d in %.1f s; add bandwidth (2 reads + 1 write) %.0f GB/s%n",
@@ -116,7 +116,7 @@ public final class DecodeStepBench {
                     adapterSeconds, bandwidth / 1e9);
 
             t0 = System.nanoTime();
-            prefill(model, kv, maxBatch, context, prefillSeqs, pagesPerSeq, seed);
+            prefill(runner, maxBatch, context, prefillSeqs, pagesPerSeq, seed);
             System.out.printf(Locale.ROOT, "prefilled %d sequences x %d tokens in %.1f s%n", maxBatch, context - 1,
                     (System.nanoTime() - t0) / 1e9);
 
@@ -141,7 +141,7 @@ public final class DecodeStepBench {
                     double boundMs = bytes / bandwidth * 1e3;
                     int nonFinite = 0;
                     for (int i = 0; i < warmup; i++) {
-                        nonFinite = countNonFinite(model.forward(step, kv), batch * config.vocabSize());
+                        nonFinite = countNonFinite(runner.forward(step), batch * config.vocabSize());
                     }
                     backend.profileReport(); // starts the per-kernel profile (when on) at the timed steps
                     StepRecorder recorder = backend.stepRecorder();
@@ -150,7 +150,7 @@ public final class DecodeStepBench {
                     double[] ms = new double[steps];
                     for (int i = 0; i < steps; i++) {
                         long s = System.nanoTime();
-                        model.forward(step, kv);
+                        runner.forward(step);
                         ms[i] = (System.nanoTime() - s) / 1e6;
                     }
                     String profile = backend.profileReport();
@@ -164,7 +164,7 @@ public final class DecodeStepBench {
                         double[] sampled = new double[steps];
                         for (int i = -Math.min(warmup, 20); i < steps; i++) {
                             long s = System.nanoTime();
-                            backend.sample(model.forwardLogits(step, kv), greedy);
+                            backend.sample(runner.forwardLogits(step), greedy);
                             if (i >= 0) {
                                 sampled[i] = (System.nanoTime() - s) / 1e6;
                             }
@@ -323,8 +323,9 @@ public final class DecodeStepBench {
     }
 
     /** Tokens [0, context - 1) of every sequence, {@code perChunk} sequences per forward, no adapters. */
-    private static void prefill(LlamaModel model, KvStorage kv, int sequences, int context, int perChunk,
+    private static void prefill(ModelRunner runner, int sequences, int context, int perChunk,
                                 int pagesPerSeq, long seed) {
+        LlamaModel model = runner.model();
         SplittableRandom random = new SplittableRandom(seed);
         int len = context - 1;
         for (int first = 0; first < sequences; first += perChunk) {
@@ -338,7 +339,7 @@ public final class DecodeStepBench {
             int[] logitRows = new int[count];
             Arrays.setAll(logitRows, s -> (s + 1) * len - 1);
             ForwardBatch last = ForwardBatch.restrictToLogitRows(tokens, positions, attention, segments, logitRows);
-            float[] logits = model.forward(new ForwardBatch(tokens, positions, attention, segments, logitRows, last), kv);
+            float[] logits = runner.forward(new ForwardBatch(tokens, positions, attention, segments, logitRows, last));
             int bad = countNonFinite(logits, count * model.config().vocabSize());
             if (bad > 0) {
                 throw new IllegalStateException("prefill of sequences " + first + ".." + (first + count - 1) + " gave "

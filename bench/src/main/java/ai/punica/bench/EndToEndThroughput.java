@@ -38,7 +38,7 @@ public final class EndToEndThroughput {
         List<String> adapters = new ArrayList<>();
         adapters.add(null);
         EngineBuilder builder = new EngineBuilder().model(model).backend(backend)
-                .config(EngineConfig.defaults().withBatch(256, 64).withLoraSlots(8));
+                .config(EngineConfig.builder().maxBatchTokens(256).maxRunning(64).loraSlots(8).build());
         try (Stream<Path> dirs = Files.list(adapterRoot)) {
             for (Path d : dirs.sorted().toList()) {
                 if (Files.exists(d.resolve("adapter_config.json"))) {

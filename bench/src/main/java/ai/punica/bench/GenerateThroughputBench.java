@@ -181,8 +181,9 @@ public final class GenerateThroughputBench {
             int pages = maxBatch * pagesPerSeq + maxBatch + maxBatch * pagesPerSeq / 50;
             long bytesPerPage = 2L * config.numLayers() * config.numKvHeads() * config.headDim()
                     * backend.kvBytesPerElement() * pageSize;
-            EngineConfig engineConfig = new EngineConfig(maxBatchTokens, maxBatch, Math.max(1024, 2 * maxBatch),
-                    pageSize, pages * bytesPerPage, 0, slots, maxRank, Long.MAX_VALUE);
+            EngineConfig engineConfig = EngineConfig.builder().maxBatchTokens(maxBatchTokens).maxRunning(maxBatch)
+                    .maxWaiting(Math.max(1024, 2 * maxBatch)).pageSize(pageSize).kvCacheBytes(pages * bytesPerPage)
+                    .loraSlots(slots).maxLoraRank(maxRank).hostAdapterBytes(Long.MAX_VALUE).build();
 
             long t0 = System.nanoTime();
             LlamaModel model = LlamaModel.load(config, new RandomWeights(config, seed), backend, maxBatchTokens,

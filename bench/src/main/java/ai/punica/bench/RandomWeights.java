@@ -1,10 +1,10 @@
 package ai.punica.bench;
 
 import ai.punica.backend.DType;
+import ai.punica.backend.TensorData;
 import ai.punica.model.ModelConfig;
 import ai.punica.model.ModelFormatException;
 import ai.punica.model.Projection;
-import ai.punica.model.TensorData;
 import ai.punica.model.WeightSource;
 import java.lang.foreign.MemorySegment;
 import java.util.stream.IntStream;

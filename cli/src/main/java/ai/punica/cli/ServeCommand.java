@@ -289,9 +289,22 @@ final class ServeCommand implements Callable<Integer> {
         EngineConfig d = Backends.provider(backend).hasDevice() ? EngineConfig.deviceDefaults() : EngineConfig.defaults();
         int running = maxRunning != null ? maxRunning : d.maxRunning();
         int batchTokens = maxBatchTokens != null ? maxBatchTokens : Math.max(d.maxBatchTokens(), running);
-        return new EngineConfig(batchTokens, running, maxWaiting != null ? maxWaiting : d.maxWaiting(),
-                d.pageSize(), kvCacheMib != null ? kvCacheMib << 20 : d.kvCacheBytes(),
-                maxModelLen != null ? maxModelLen : d.maxModelLen(), loraSlots != null ? loraSlots : d.loraSlots(),
-                maxLoraRank != null ? maxLoraRank : d.maxLoraRank(), d.hostAdapterBytes());
+        EngineConfig.Builder b = d.toBuilder().maxRunning(running).maxBatchTokens(batchTokens);
+        if (maxWaiting != null) {
+            b.maxWaiting(maxWaiting);
+        }
+        if (kvCacheMib != null) {
+            b.kvCacheBytes(kvCacheMib << 20);
+        }
+        if (maxModelLen != null) {
+            b.maxModelLen(maxModelLen);
+        }
+        if (loraSlots != null) {
+            b.loraSlots(loraSlots);
+        }
+        if (maxLoraRank != null) {
+            b.maxLoraRank(maxLoraRank);
+        }
+        return b.build();
     }
 }

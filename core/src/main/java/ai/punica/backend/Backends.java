@@ -1,7 +1,5 @@
 package ai.punica.backend;
 
-import ai.punica.backend.cpu.CpuBackend;
-import ai.punica.backend.reference.ReferenceBackend;
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.List;
@@ -12,11 +10,13 @@ public final class Backends {
     private Backends() {
     }
 
-    /** Built-in providers plus those found on the class path. */
+    /**
+     * The providers registered on the class path ({@code META-INF/services}): core's own "cpu" and
+     * "reference", and those of other modules ("cuda"), highest priority first. Registration keeps this
+     * package free of its implementations.
+     */
     public static List<BackendProvider> providers() {
         List<BackendProvider> all = new ArrayList<>();
-        all.add(builtIn("cpu", 10, CpuBackend::new));
-        all.add(builtIn("reference", 0, ReferenceBackend::new));
         ServiceLoader.load(BackendProvider.class).forEach(all::add);
         all.sort(Comparator.comparingInt(BackendProvider::priority).reversed());
         return all;
@@ -52,29 +52,5 @@ public final class Backends {
         }
         throw new IllegalArgumentException("unknown backend '" + name + "'; known: "
                 + all.stream().map(BackendProvider::name).toList() + " or auto");
-    }
-
-    private static BackendProvider builtIn(String name, int priority, java.util.function.Supplier<Backend> factory) {
-        return new BackendProvider() {
-            @Override
-            public String name() {
-                return name;
-            }
-
-            @Override
-            public boolean available() {
-                return true;
-            }
-
-            @Override
-            public int priority() {
-                return priority;
-            }
-
-            @Override
-            public Backend create() {
-                return factory.get();
-            }
-        };
     }
 }

@@ -23,7 +23,7 @@ public interface WeightUpload extends AutoCloseable {
     void close();
 
     /** An upload that completed inside the call that made it, through {@link Backend#loadWeight}. */
-    static WeightUpload completed(Backend backend, List<Tensor> tensors) {
+    static WeightUpload completed(TensorMemory backend, List<Tensor> tensors) {
         return new WeightUpload() {
             private boolean closed;
 

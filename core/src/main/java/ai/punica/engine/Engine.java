@@ -1,6 +1,5 @@
 package ai.punica.engine;
 
-import ai.punica.backend.KvStorage;
 import ai.punica.backend.SampledToken;
 import ai.punica.backend.SamplingBatch;
 import ai.punica.backend.SamplingRow;
@@ -27,7 +26,9 @@ import org.slf4j.LoggerFactory;
 /**
  * One engine per backend device. A single thread owns all mutable state (scheduler, KV pages, adapter
  * slots, sampler); other threads talk to it through a command queue and receive output through
- * {@link GenerationListener}s. Each iteration: schedule a {@link StepPlan}, run the model, sample, emit.
+ * {@link GenerationListener}s. Each iteration: the {@link Scheduler} plans a {@link StepPlan}, the
+ * {@link ModelRunner} executes it on the backend, the {@link Sampler} (or the backend) picks each sampling
+ * sequence's next token, and {@link #emit} hands it to the request's listener.
  */
 public final class Engine implements AutoCloseable {
     private static final Logger log = LoggerFactory.getLogger(Engine.class);
@@ -37,8 +38,8 @@ public final class Engine implements AutoCloseable {
     private final AdapterManager adapters;
     private final EngineConfig config;
     private final KvCacheManager kvManager;
-    private final KvStorage kvStorage;
     private final Scheduler scheduler;
+    private final ModelRunner runner;
     private final Sampler sampler = new Sampler();
     /** Whether the backend samples next to the logits (else the host does, from downloaded logits). */
     private final boolean deviceSampling;
@@ -84,7 +85,7 @@ public final class Engine implements AutoCloseable {
         int pages = KvCacheManager.pagesForBudget(config.kvCacheBytes(), config.pageSize(), c.numLayers(),
                 c.numKvHeads(), c.headDim(), model.backend().kvBytesPerElement());
         this.kvManager = new KvCacheManager(pages, config.pageSize());
-        this.kvStorage = model.allocateKv(pages, config.pageSize());
+        this.runner = new ModelRunner(model, pages, config.pageSize());
         int modelLen = config.maxModelLen() > 0 ? config.maxModelLen() : c.maxPositionEmbeddings();
         // A sequence must fit the pool on its own, or preemption could never make room for it.
         this.maxModelLen = Math.min(modelLen, pages * config.pageSize());
@@ -325,7 +326,7 @@ public final class Engine implements AutoCloseable {
                 if (stopping && !scheduler.hasWork() && inbox.isEmpty()) {
                     break;
                 }
-                StepPlan plan = scheduler.schedule();
+                StepPlan plan = scheduler.plan();
                 for (Scheduler.Rejected r : scheduler.drainRejected()) {
                     if (live.remove(r.sequence().request.id()) != null) {
                         unfinished.decrementAndGet();
@@ -380,7 +381,7 @@ public final class Engine implements AutoCloseable {
             runStepSamplingOnDevice(plan);
             return;
         }
-        float[] logits = model.forward(plan.batch(), kvStorage);
+        float[] logits = runner.download(runner.execute(plan));
         steps++;
         for (StepPlan.Entry e : plan.entries()) {
             Sequence s = e.sequence();
@@ -403,7 +404,7 @@ public final class Engine implements AutoCloseable {
      * per token, not for greedy rows), so a seed gives the same tokens on both paths.
      */
     private void runStepSamplingOnDevice(StepPlan plan) {
-        Tensor logits = model.forwardLogits(plan.batch(), kvStorage);
+        Tensor logits = runner.execute(plan);
         steps++;
         Sequence[] byRow = new Sequence[logits.rows()];
         for (StepPlan.Entry e : plan.entries()) {

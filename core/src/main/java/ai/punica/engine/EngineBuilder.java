@@ -9,6 +9,8 @@ import ai.punica.model.LlamaModel;
 import ai.punica.model.ModelConfig;
 import ai.punica.tokenizer.Tokenizer;
 import java.nio.file.Path;
+import java.util.ArrayDeque;
+import java.util.Deque;
 import java.util.LinkedHashMap;
 import java.util.LinkedHashSet;
 import java.util.Map;
@@ -84,20 +86,59 @@ public final class EngineBuilder {
         return this;
     }
 
-    /** A running engine; closing it releases the model, the adapters and the backend. */
+    /**
+     * A running engine; closing it releases the model, the adapters and the backend. When a step fails
+     * (a missing weight, an adapter directory, a KV budget that holds no page), what the earlier steps
+     * made is closed, newest first, and the failure is thrown.
+     */
     public Runtime build() {
         if (modelDir == null) {
             throw new IllegalStateException("no model directory given");
         }
+        // The files that need no backend first: a bad config or tokenizer costs no upload.
         ModelConfig modelConfig = ModelConfig.load(modelDir.resolve("config.json"));
         GenerationConfig generation = GenerationConfig.load(modelDir);
         Tokenizer tokenizer = Tokenizer.load(modelDir);
-        Backend backend = device < 0 ? Backends.create(backendName) : Backends.provider(backendName).create(device);
-        Checkpoint checkpoint = Checkpoint.open(modelDir);
-        LlamaModel model = LlamaModel.load(modelConfig, checkpoint, backend, config.maxBatchTokens(),
-                config.maxRunning(), config.loraSlots(), config.maxLoraRank());
-        ExecutorService loader = Executors.newVirtualThreadPerTaskExecutor();
-        AdapterManager adapterManager = new AdapterManager(model, config.hostAdapterBytes(), loader);
+        Deque<AutoCloseable> made = new ArrayDeque<>();
+        try {
+            Backend backend = keep(made, device < 0 ? Backends.create(backendName)
+                    : Backends.provider(backendName).create(device));
+            Checkpoint checkpoint = keep(made, Checkpoint.open(modelDir));
+            LlamaModel model = keep(made, LlamaModel.load(modelConfig, checkpoint, backend, config.maxBatchTokens(),
+                    config.maxRunning(), config.loraSlots(), config.maxLoraRank()));
+            ExecutorService loader = Executors.newVirtualThreadPerTaskExecutor();
+            made.push(loader::shutdownNow);
+            AdapterManager adapterManager = keep(made, new AdapterManager(model, config.hostAdapterBytes(), loader));
+            adapters.forEach(adapterManager::register);
+            EngineConfig sized = config;
+            if (memoryUtilization > 0 && backend.deviceMemory().isPresent()) {
+                sized = config.toBuilder().kvCacheBytes(KvCacheSizing.kvCacheBytes(
+                        backend.deviceMemory().orElseThrow(), memoryUtilization, modelConfig, config)).build();
+            }
+            String name = modelName != null ? modelName
+                    : modelDir.toAbsolutePath().normalize().getFileName().toString();
+            Engine engine = new Engine(name, model, tokenizer, adapterManager, sized,
+                    eosTokenIds(modelConfig, generation, tokenizer));
+            return new Runtime(engine, model, checkpoint, backend, adapterManager, loader, tokenizer, modelConfig);
+        } catch (RuntimeException | Error e) {
+            while (!made.isEmpty()) {
+                try {
+                    made.pop().close();
+                } catch (Exception suppressed) {
+                    e.addSuppressed(suppressed);
+                }
+            }
+            throw e;
+        }
+    }
+
+    private static <T extends AutoCloseable> T keep(Deque<AutoCloseable> made, T resource) {
+        made.push(resource);
+        return resource;
+    }
+
+    /** The union of config.json's, generation_config.json's and the tokenizer's end-of-sequence tokens. */
+    private static int[] eosTokenIds(ModelConfig modelConfig, GenerationConfig generation, Tokenizer tokenizer) {
         Set<Integer> eos = new LinkedHashSet<>();
         for (int id : modelConfig.eosTokenIds()) {
             eos.add(id);
@@ -106,32 +147,7 @@ public final class EngineBuilder {
             eos.add(id);
         }
         tokenizer.eosTokenId().ifPresent(eos::add);
-        String name = modelName != null ? modelName : modelDir.toAbsolutePath().normalize().getFileName().toString();
-        try {
-            adapters.forEach(adapterManager::register);
-        } catch (RuntimeException e) {
-            adapterManager.close();
-            model.close();
-            checkpoint.close();
-            backend.close();
-            throw e;
-        }
-        EngineConfig sized = config;
-        if (memoryUtilization > 0 && backend.deviceMemory().isPresent()) {
-            try {
-                sized = config.withKvCacheBytes(KvCacheSizing.kvCacheBytes(backend.deviceMemory().orElseThrow(),
-                        memoryUtilization, modelConfig, config));
-            } catch (RuntimeException e) {
-                adapterManager.close();
-                model.close();
-                checkpoint.close();
-                backend.close();
-                throw e;
-            }
-        }
-        Engine engine = new Engine(name, model, tokenizer, adapterManager, sized,
-                eos.stream().mapToInt(Integer::intValue).toArray());
-        return new Runtime(engine, model, checkpoint, backend, adapterManager, loader, tokenizer, modelConfig);
+        return eos.stream().mapToInt(Integer::intValue).toArray();
     }
 
     /** Everything an engine holds, closed together. */

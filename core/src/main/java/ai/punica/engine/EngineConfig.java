@@ -1,7 +1,9 @@
 package ai.punica.engine;
 
 /**
- * Sizes of one engine.
+ * The options of one engine, validated when made. Make one with {@link #builder()} (from
+ * {@link #defaults()}) or {@link #toBuilder()}; every option is listed with its CLI flag in
+ * docs/configuration.md.
  *
  * @param maxBatchTokens   token budget of one step (decode rows + prefill chunk rows); chunked prefill
  *                         splits longer prompts across steps
@@ -17,14 +19,26 @@ package ai.punica.engine;
 public record EngineConfig(int maxBatchTokens, int maxRunning, int maxWaiting, int pageSize, long kvCacheBytes,
                            int maxModelLen, int loraSlots, int maxLoraRank, long hostAdapterBytes) {
 
+    /** @throws IllegalArgumentException naming the first option out of range */
     public EngineConfig {
-        if (maxBatchTokens < 1 || maxRunning < 1 || maxWaiting < 0 || pageSize < 1 || kvCacheBytes < 1
-                || loraSlots < 1 || maxLoraRank < 1 || hostAdapterBytes < 0 || maxModelLen < 0) {
-            throw new IllegalArgumentException("engine sizes must be positive: " + this);
-        }
+        atLeast("maxBatchTokens", maxBatchTokens, 1);
+        atLeast("maxRunning", maxRunning, 1);
+        atLeast("maxWaiting", maxWaiting, 0);
+        atLeast("pageSize", pageSize, 1);
+        atLeast("kvCacheBytes", kvCacheBytes, 1);
+        atLeast("maxModelLen", maxModelLen, 0);
+        atLeast("loraSlots", loraSlots, 1);
+        atLeast("maxLoraRank", maxLoraRank, 1);
+        atLeast("hostAdapterBytes", hostAdapterBytes, 0);
         if (maxRunning > maxBatchTokens) {
             throw new IllegalArgumentException("maxRunning " + maxRunning + " exceeds maxBatchTokens "
                     + maxBatchTokens + ": every running sequence needs a row in a step");
+        }
+    }
+
+    private static void atLeast(String option, long value, long least) {
+        if (value < least) {
+            throw new IllegalArgumentException(option + " is " + value + "; it must be at least " + least);
         }
     }
 
@@ -42,28 +56,89 @@ public record EngineConfig(int maxBatchTokens, int maxRunning, int maxWaiting, i
         return new EngineConfig(2048, 128, 1024, 16, 256L << 20, 0, 32, 64, 8L << 30);
     }
 
-    public EngineConfig withKvCacheBytes(long bytes) {
-        return new EngineConfig(maxBatchTokens, maxRunning, maxWaiting, pageSize, bytes, maxModelLen, loraSlots,
-                maxLoraRank, hostAdapterBytes);
+    /** A builder starting from {@link #defaults()}. */
+    public static Builder builder() {
+        return defaults().toBuilder();
     }
 
-    public EngineConfig withBatch(int tokens, int running) {
-        return new EngineConfig(tokens, running, maxWaiting, pageSize, kvCacheBytes, maxModelLen, loraSlots,
-                maxLoraRank, hostAdapterBytes);
+    /** A builder starting from these options. */
+    public Builder toBuilder() {
+        return new Builder(this);
     }
 
-    public EngineConfig withLoraSlots(int slots) {
-        return new EngineConfig(maxBatchTokens, maxRunning, maxWaiting, pageSize, kvCacheBytes, maxModelLen, slots,
-                maxLoraRank, hostAdapterBytes);
-    }
+    /** Options set one by one; {@link #build} validates them together. */
+    public static final class Builder {
+        private int maxBatchTokens;
+        private int maxRunning;
+        private int maxWaiting;
+        private int pageSize;
+        private long kvCacheBytes;
+        private int maxModelLen;
+        private int loraSlots;
+        private int maxLoraRank;
+        private long hostAdapterBytes;
 
-    public EngineConfig withMaxWaiting(int waiting) {
-        return new EngineConfig(maxBatchTokens, maxRunning, waiting, pageSize, kvCacheBytes, maxModelLen, loraSlots,
-                maxLoraRank, hostAdapterBytes);
-    }
+        private Builder(EngineConfig from) {
+            maxBatchTokens = from.maxBatchTokens;
+            maxRunning = from.maxRunning;
+            maxWaiting = from.maxWaiting;
+            pageSize = from.pageSize;
+            kvCacheBytes = from.kvCacheBytes;
+            maxModelLen = from.maxModelLen;
+            loraSlots = from.loraSlots;
+            maxLoraRank = from.maxLoraRank;
+            hostAdapterBytes = from.hostAdapterBytes;
+        }
 
-    public EngineConfig withPageSize(int tokens) {
-        return new EngineConfig(maxBatchTokens, maxRunning, maxWaiting, tokens, kvCacheBytes, maxModelLen, loraSlots,
-                maxLoraRank, hostAdapterBytes);
+        public Builder maxBatchTokens(int tokens) {
+            this.maxBatchTokens = tokens;
+            return this;
+        }
+
+        public Builder maxRunning(int sequences) {
+            this.maxRunning = sequences;
+            return this;
+        }
+
+        public Builder maxWaiting(int requests) {
+            this.maxWaiting = requests;
+            return this;
+        }
+
+        public Builder pageSize(int tokens) {
+            this.pageSize = tokens;
+            return this;
+        }
+
+        public Builder kvCacheBytes(long bytes) {
+            this.kvCacheBytes = bytes;
+            return this;
+        }
+
+        public Builder maxModelLen(int tokens) {
+            this.maxModelLen = tokens;
+            return this;
+        }
+
+        public Builder loraSlots(int slots) {
+            this.loraSlots = slots;
+            return this;
+        }
+
+        public Builder maxLoraRank(int rank) {
+            this.maxLoraRank = rank;
+            return this;
+        }
+
+        public Builder hostAdapterBytes(long bytes) {
+            this.hostAdapterBytes = bytes;
+            return this;
+        }
+
+        /** @throws IllegalArgumentException naming the first option out of range */
+        public EngineConfig build() {
+            return new EngineConfig(maxBatchTokens, maxRunning, maxWaiting, pageSize, kvCacheBytes, maxModelLen,
+                    loraSlots, maxLoraRank, hostAdapterBytes);
+        }
     }
 }

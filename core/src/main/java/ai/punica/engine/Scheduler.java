@@ -1,13 +1,11 @@
 package ai.punica.engine;
 
-import ai.punica.backend.AttentionBatch;
-import ai.punica.backend.Segments;
 import ai.punica.kv.KvCacheManager;
-import ai.punica.lora.AdapterManager;
 import ai.punica.lora.AdapterManager.Acquisition;
-import ai.punica.model.ForwardBatch;
+import ai.punica.lora.AdapterManager;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.Comparator;
 import java.util.Deque;
 import java.util.Iterator;
@@ -26,8 +24,8 @@ import java.util.function.Predicate;
  *       last; one whose adapter is still loading, or has no free slot, waits without blocking those
  *       behind it.</li>
  * </ol>
- * Rows are then ordered by adapter slot so that each adapter's rows form one SGMV segment, and each
- * sequence's rows stay contiguous for attention. Engine thread only.
+ * Sequences are then ordered by adapter slot so that each adapter's rows form one SGMV segment; the
+ * {@link ModelRunner} lays the rows out. Engine thread only.
  */
 final class Scheduler {
 
@@ -84,7 +82,7 @@ final class Scheduler {
         return !running.isEmpty() || !waiting.isEmpty();
     }
 
-    /** Requests found unservable during the last {@link #schedule}; the caller reports and drops them. */
+    /** Requests found unservable during the last {@link #plan}; the caller reports and drops them. */
     List<Rejected> drainRejected() {
         List<Rejected> out = List.copyOf(rejected);
         rejected.clear();
@@ -92,7 +90,7 @@ final class Scheduler {
     }
 
     /** The next step, or null when nothing can run now. */
-    StepPlan schedule() {
+    StepPlan plan() {
         int budget = config.maxBatchTokens();
         List<Sequence> picked = new ArrayList<>();
         List<Integer> chunks = new ArrayList<>();
@@ -159,75 +157,26 @@ final class Scheduler {
         return buildPlan(picked, chunks);
     }
 
-    /** Lays out rows: sequences sorted by adapter slot (stable), each sequence's rows contiguous. */
+    /**
+     * Orders the step: sequences sorted by adapter slot (stable), so that each adapter's rows form one SGMV
+     * segment once {@link ModelRunner#layout} lays them out; a sequence samples when this step reaches
+     * its last token.
+     */
     private StepPlan buildPlan(List<Sequence> picked, List<Integer> chunks) {
         Integer[] order = new Integer[picked.size()];
         for (int i = 0; i < order.length; i++) {
             order[i] = i;
         }
-        java.util.Arrays.sort(order, Comparator.comparingInt(i -> picked.get(i).slot));
-
-        int rows = 0;
-        int pageCount = 0;
-        for (int i = 0; i < picked.size(); i++) {
-            rows += chunks.get(i);
-            pageCount += picked.get(i).pages.pageCount();
-        }
-        int n = picked.size();
-        int[] tokens = new int[rows];
-        int[] positions = new int[rows];
-        int[] slotMapping = new int[rows];
-        int[] queryStarts = new int[n + 1];
-        int[] contextLens = new int[n];
-        int[] pageTableStarts = new int[n + 1];
-        int[] pageTables = new int[pageCount];
-        int[] segStarts = new int[n + 1];
-        int[] segSlots = new int[n];
-        int segCount = 0;
-        int[] logitRowsTmp = new int[n];
+        Arrays.sort(order, Comparator.comparingInt(i -> picked.get(i).slot));
+        List<StepPlan.Entry> entries = new ArrayList<>(order.length);
         int logitCount = 0;
-        List<StepPlan.Entry> entries = new ArrayList<>(n);
-
-        int row = 0;
-        int pageOffset = 0;
-        int pageSize = kv.pageSize();
-        for (int k = 0; k < n; k++) {
-            Sequence s = picked.get(order[k]);
-            int chunk = chunks.get(order[k]);
-            queryStarts[k] = row;
-            pageTableStarts[k] = pageOffset;
-            s.pages.copyTo(pageTables, pageOffset);
-            pageOffset += s.pages.pageCount();
-            if (segCount == 0 || segSlots[segCount - 1] != s.slot) {
-                segStarts[segCount] = row;
-                segSlots[segCount] = s.slot;
-                segCount++;
-            }
-            for (int j = 0; j < chunk; j++) {
-                int pos = s.computed + j;
-                tokens[row] = s.token(pos);
-                positions[row] = pos;
-                slotMapping[row] = s.pages.page(pos / pageSize) * pageSize + pos % pageSize;
-                row++;
-            }
-            contextLens[k] = s.computed + chunk;
-            int logitRow = -1;
-            if (s.computed + chunk == s.length()) {
-                logitRow = logitCount;
-                logitRowsTmp[logitCount++] = row - 1;
-            }
+        for (int i : order) {
+            Sequence s = picked.get(i);
+            int chunk = chunks.get(i);
+            int logitRow = s.computed + chunk == s.length() ? logitCount++ : -1;
             entries.add(new StepPlan.Entry(s, chunk, logitRow));
         }
-        queryStarts[n] = row;
-        pageTableStarts[n] = pageOffset;
-        segStarts[segCount] = row;
-        Segments segments = new Segments(java.util.Arrays.copyOf(segStarts, segCount + 1),
-                java.util.Arrays.copyOf(segSlots, segCount));
-        int[] logitRows = java.util.Arrays.copyOf(logitRowsTmp, logitCount);
-        AttentionBatch attention = new AttentionBatch(queryStarts, contextLens, pageTableStarts, pageTables,
-                slotMapping, pageSize);
-        ForwardBatch restricted = ForwardBatch.restrictToLogitRows(tokens, positions, attention, segments, logitRows);
-        return new StepPlan(new ForwardBatch(tokens, positions, attention, segments, logitRows, restricted), entries);
+        return new StepPlan(entries);
     }
 
     /** Takes a running sequence off the device; it is recomputed from its tokens when readmitted. */

@@ -1,13 +1,17 @@
 package ai.punica.engine;
 
-import ai.punica.model.ForwardBatch;
 import java.util.List;
 
 /**
- * One engine iteration, built by the {@link Scheduler} and read-only afterwards: the forward batch and,
- * per scheduled sequence in row order, how many of its tokens run and whether it samples.
+ * One engine iteration, decided by the {@link Scheduler} and read-only afterwards: per scheduled
+ * sequence, in row order, how many of its tokens run and whether it samples. The {@link ModelRunner}
+ * turns it into rows and backend calls.
  */
-record StepPlan(ForwardBatch batch, List<Entry> entries) {
+record StepPlan(List<Entry> entries) {
+
+    StepPlan {
+        entries = List.copyOf(entries);
+    }
 
     /**
      * @param chunk     tokens of the sequence fed this step, starting at its {@code computed} count

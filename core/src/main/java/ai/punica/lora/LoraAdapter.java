@@ -1,10 +1,10 @@
 package ai.punica.lora;
 
+import ai.punica.backend.TensorData;
 import ai.punica.model.ModelConfig;
 import ai.punica.model.ModelFormatException;
 import ai.punica.model.Projection;
 import ai.punica.model.SafeTensors;
-import ai.punica.model.TensorData;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Arrays;

@@ -1,6 +1,6 @@
 package ai.punica.lora;
 
-import ai.punica.model.JsonFields;
+import ai.punica.json.JsonField;
 import ai.punica.model.ModelFormatException;
 import ai.punica.model.Projection;
 import com.fasterxml.jackson.databind.JsonNode;
@@ -95,14 +95,14 @@ public record LoraAdapterConfig(int rank, double alpha, boolean useRslora, Set<P
     }
 
     public static LoraAdapterConfig load(Path adapterConfigJson) {
-        return from(JsonFields.read(adapterConfigJson));
+        return from(JsonField.read(adapterConfigJson, ModelFormatException::new));
     }
 
     public static LoraAdapterConfig parse(String json, String sourceName) {
-        return from(JsonFields.parse(json, sourceName));
+        return from(JsonField.parse(json, sourceName, ModelFormatException::new));
     }
 
-    private static LoraAdapterConfig from(JsonFields f) {
+    private static LoraAdapterConfig from(JsonField f) {
         String peftType = f.string("peft_type", null);
         if (peftType == null || !peftType.equals("LORA")) {
             throw f.error("peft_type", (peftType == null ? "is missing" : "is '" + peftType + "'")
@@ -165,7 +165,7 @@ public record LoraAdapterConfig(int rank, double alpha, boolean useRslora, Set<P
                 f.string("base_model_name_or_path", null), targetModules);
     }
 
-    private static TargetModules targetModules(JsonFields f) {
+    private static TargetModules targetModules(JsonField f) {
         Set<Integer> layers = layersToTransform(f);
         JsonNode layersPattern = f.node("layers_pattern");
         if (layersPattern != null) {
@@ -207,7 +207,7 @@ public record LoraAdapterConfig(int rank, double alpha, boolean useRslora, Set<P
         return new TargetModules(new ArrayList<>(names), null, false, excludeNames, excludeRegex, layers);
     }
 
-    private static Set<Integer> layersToTransform(JsonFields f) {
+    private static Set<Integer> layersToTransform(JsonField f) {
         JsonNode node = f.node("layers_to_transform");
         Set<Integer> layers = new LinkedHashSet<>();
         if (node == null) {
@@ -228,7 +228,7 @@ public record LoraAdapterConfig(int rank, double alpha, boolean useRslora, Set<P
         return layers;
     }
 
-    private static String compile(JsonFields f, String field, String pythonRegex) {
+    private static String compile(JsonField f, String field, String pythonRegex) {
         String regex = TargetModules.javaRegex(pythonRegex);
         try {
             Pattern.compile(regex);
@@ -239,7 +239,7 @@ public record LoraAdapterConfig(int rank, double alpha, boolean useRslora, Set<P
         }
     }
 
-    private static void rejectIf(JsonFields f, String field, boolean condition, String problem) {
+    private static void rejectIf(JsonField f, String field, boolean condition, String problem) {
         if (condition) {
             throw f.error(field, problem);
         }

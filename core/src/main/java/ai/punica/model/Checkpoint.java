@@ -1,5 +1,7 @@
 package ai.punica.model;
 
+import ai.punica.backend.TensorData;
+import ai.punica.json.JsonField;
 import com.fasterxml.jackson.databind.JsonNode;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -60,7 +62,7 @@ public final class Checkpoint implements WeightSource, AutoCloseable {
     }
 
     private static Checkpoint openSharded(Path modelDir, Path index) {
-        JsonFields json = JsonFields.read(index);
+        JsonField json = JsonField.read(index, ModelFormatException::new);
         JsonNode weightMap = json.node("weight_map");
         if (weightMap == null || !weightMap.isObject()) {
             throw new ModelFormatException(index + ": field 'weight_map' is "

@@ -1,5 +1,6 @@
 package ai.punica.model;
 
+import ai.punica.json.JsonField;
 import java.nio.file.Files;
 import java.nio.file.Path;
 
@@ -32,14 +33,14 @@ public record GenerationConfig(int bosTokenId, int[] eosTokenIds, int padTokenId
         if (!Files.exists(file)) {
             return defaults();
         }
-        return from(JsonFields.read(file));
+        return from(JsonField.read(file, ModelFormatException::new));
     }
 
     public static GenerationConfig parse(String json, String sourceName) {
-        return from(JsonFields.parse(json, sourceName));
+        return from(JsonField.parse(json, sourceName, ModelFormatException::new));
     }
 
-    private static GenerationConfig from(JsonFields f) {
+    private static GenerationConfig from(JsonField f) {
         Float temperature = f.has("temperature") ? (float) f.requiredDouble("temperature") : null;
         if (temperature != null && temperature < 0) {
             throw f.error("temperature", "is " + temperature + "; expected 0 or more");

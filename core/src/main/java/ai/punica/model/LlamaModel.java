@@ -1,6 +1,5 @@
 package ai.punica.model;
 
-import ai.punica.backend.AttentionBatch;
 import ai.punica.backend.AttentionShape;
 import ai.punica.backend.Backend;
 import ai.punica.backend.KvStorage;
@@ -10,7 +9,6 @@ import ai.punica.backend.Segments;
 import ai.punica.backend.StepRecorder;
 import ai.punica.backend.Tensor;
 import java.util.ArrayList;
-import java.util.Arrays;
 import java.util.BitSet;
 import java.util.List;
 
@@ -37,18 +35,13 @@ import java.util.List;
  *
  * Fused weights: q|k|v stacked along output rows, gate|up likewise. Scratch activations are allocated
  * once at the step maximum and viewed with {@link Tensor#firstRows}. Only the engine thread calls
- * {@link #forward} and {@link #forwardLogits}.
+ * {@link #forwardLogits}.
  *
- * <p>Decode steps on a backend with a {@link StepRecorder} (CUDA graphs) are padded to a batch-size
- * bucket ({@link #DECODE_BUCKETS}) and replayed: the padding rows are sequences of one token, with no
- * adapter, that live in a KV page of their own ({@link #allocateKv} adds it), so they never touch the
- * real sequences' pages, and their logits are not returned.
+ * <p>How a step's rows are laid out, how decode steps are padded and replayed on a backend with a
+ * {@link StepRecorder} (CUDA graphs), and which logit rows belong to whom is the engine's
+ * {@code ModelRunner}'s business; this class computes one {@link ForwardBatch} as given.
  */
 public final class LlamaModel implements AutoCloseable {
-
-    /** Decode batch sizes that get a recording of their own; a decode step is padded to the next one. */
-    static final int[] DECODE_BUCKETS = {1, 2, 4, 8, 12, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224,
-            256};
 
     /**
      * Projections whose LoRA add-on runs as one SGMV shrink and one expand: those of a group read the same
@@ -65,13 +58,6 @@ public final class LlamaModel implements AutoCloseable {
     private static final int GROUP_DOWN = 3;
     private static final int LORA_GROUP_MAX = 3;
     private static final int[] SINGLE_LORA_COL = {0};
-
-    /**
-     * What fixes the operations of a padded decode step: the model, its rows, the length of its page-table
-     * array (a power of two), and which LoRA groups run.
-     */
-    private record DecodeKey(LlamaModel model, int rows, int pageTables, BitSet lora) {
-    }
 
     /** One decoder layer's weights on the backend. */
     private record Layer(Tensor attnNorm, Tensor qkv, Tensor qkvBias, Tensor o, Tensor mlpNorm, Tensor gateUp,
@@ -98,7 +84,7 @@ public final class LlamaModel implements AutoCloseable {
     /** Where each projection of the q|k|v and gate|up groups writes in the fused output row. */
     private final int[] qkvLoraCols;
     private final int[] gateUpLoraCols;
-    private final List<Tensor> owned = new ArrayList<>();
+    private final List<Tensor> owned;
 
     // Scratch activations, [maxRows, ·].
     private final Tensor x;
@@ -118,15 +104,11 @@ public final class LlamaModel implements AutoCloseable {
     private Tensor residual;
     private final Tensor logitNormed;
     private final Tensor logits;
-    private final float[] logitsHost;
-    private final StepRecorder recorder;
-    private final int[] buckets;
-    /** The KV storage made by {@link #allocateKv} and its padding page; decode steps on it are padded. */
-    private KvStorage paddedKv;
-    private int paddingPage = -1;
 
+    /** @param owned where every tensor made is listed as it is made, so a failed load can free them */
     private LlamaModel(ModelConfig config, Backend backend, WeightSource weights, int maxRows, int maxLogitRows,
-                       int loraSlots, int maxLoraRank) {
+                       int loraSlots, int maxLoraRank, List<Tensor> owned) {
+        this.owned = owned;
         this.config = config;
         this.backend = backend;
         this.maxRows = maxRows;
@@ -194,12 +176,6 @@ public final class LlamaModel implements AutoCloseable {
         logitQkv = own(backend.allocate(maxLogitRows, qCols + 2 * kvCols));
         logitNormed = own(backend.allocate(maxLogitRows, hidden));
         logits = own(backend.allocate(maxLogitRows, config.vocabSize()));
-        logitsHost = new float[maxLogitRows * config.vocabSize()];
-        recorder = backend.stepRecorder();
-        int largest = Math.min(maxRows, maxLogitRows);
-        int[] smaller = Arrays.stream(DECODE_BUCKETS).filter(b -> b < largest).toArray();
-        buckets = Arrays.copyOf(smaller, smaller.length + 1);
-        buckets[smaller.length] = largest;
     }
 
     /**
@@ -212,7 +188,20 @@ public final class LlamaModel implements AutoCloseable {
      */
     public static LlamaModel load(ModelConfig config, WeightSource weights, Backend backend, int maxRows,
                                   int maxLogitRows, int loraSlots, int maxLoraRank) {
-        return new LlamaModel(config, backend, weights, maxRows, maxLogitRows, loraSlots, maxLoraRank);
+        List<Tensor> made = new ArrayList<>();
+        try {
+            return new LlamaModel(config, backend, weights, maxRows, maxLogitRows, loraSlots, maxLoraRank, made);
+        } catch (RuntimeException | Error e) {
+            // A weight missing or malformed halfway: free what was already on the backend.
+            for (int i = made.size() - 1; i >= 0; i--) {
+                try {
+                    backend.free(made.get(i));
+                } catch (RuntimeException suppressed) {
+                    e.addSuppressed(suppressed);
+                }
+            }
+            throw e;
+        }
     }
 
     private Tensor own(Tensor t) {
@@ -253,38 +242,14 @@ public final class LlamaModel implements AutoCloseable {
         return lora[layer][projection.ordinal()];
     }
 
-    /**
-     * The paged KV storage of {@code numPages} pages for the engine's sequences. With a step recorder one
-     * more page is allocated, past the last page the engine may hand out: the padding rows of decode
-     * steps write and read only that page.
-     */
+    /** Paged KV storage of {@code numPages} pages of {@code pageSize} tokens, shaped for this model. */
     public KvStorage allocateKv(int numPages, int pageSize) {
-        int extra = recorder != null ? 1 : 0;
-        KvStorage kv = backend.allocateKv(config.numLayers(), numPages + extra, pageSize, config.numKvHeads(),
-                config.headDim());
-        if (recorder != null) {
-            paddedKv = kv;
-            paddingPage = numPages;
-        }
-        return kv;
+        return backend.allocateKv(config.numLayers(), numPages, pageSize, config.numKvHeads(), config.headDim());
     }
 
     /**
-     * Runs one step and returns the logits of {@code batch.logitRows()}, row-major
-     * {@code [logitRows, vocab]}, in a buffer reused by the next call.
-     */
-    public float[] forward(ForwardBatch batch, KvStorage kv) {
-        Tensor rows = forwardLogits(batch, kv);
-        if (rows.rows() == 0) {
-            return new float[0];
-        }
-        backend.download(rows, logitsHost);
-        return logitsHost;
-    }
-
-    /**
-     * Runs one step and leaves the logits of {@code batch.logitRows()} on the backend: a
-     * {@code [logitRows, vocab]} view that the next call overwrites (for {@link Backend#sample}).
+     * Runs one step as given and leaves the logits of {@code batch.logitRows()} on the backend: a
+     * {@code [logitRows, vocab]} view that the next call overwrites.
      */
     public Tensor forwardLogits(ForwardBatch batch, KvStorage kv) {
         int rows = batch.rows();
@@ -295,14 +260,13 @@ public final class LlamaModel implements AutoCloseable {
         if (logitCount > maxLogitRows) {
             throw new IllegalArgumentException("step wants logits of " + logitCount + " rows; at most " + maxLogitRows);
         }
-        ForwardBatch padded = kv == paddedKv ? padDecodeStep(batch) : null;
-        if (padded != null) {
-            recorder.run(new DecodeKey(this, padded.rows(), padded.attention().pageTables().length,
-                    loraSignature(padded.segments())), () -> compute(padded, kv));
-        } else {
-            compute(batch, kv);
-        }
-        return logits.firstRows(logitCount);
+        compute(batch, kv);
+        return logits(logitCount);
+    }
+
+    /** The first {@code rows} rows of the last step's logits, on the backend. */
+    public Tensor logits(int rows) {
+        return logits.firstRows(rows);
     }
 
     /** Every operation of a step, up to the logits of its logit rows in {@link #logits}. */
@@ -354,78 +318,11 @@ public final class LlamaModel implements AutoCloseable {
     }
 
     /**
-     * A decode step (every sequence one row, every row sampled) padded to its bucket with one-token
-     * sequences in the padding page that use no adapter; null when {@code batch} is not such a step. The
-     * real rows stay first, so the first rows of the logits are theirs.
-     */
-    private ForwardBatch padDecodeStep(ForwardBatch batch) {
-        AttentionBatch att = batch.attention();
-        int n = batch.rows();
-        if (att.numSequences() != n || batch.logitRows().length != n || batch.lastLayerRows() != null
-                || att.pageSize() != paddedKv.pageSize()) {
-            return null;
-        }
-        for (int r = 0; r < n; r++) {
-            if (batch.logitRows()[r] != r || att.queryStarts()[r] != r) {
-                return null;
-            }
-        }
-        int bucket = -1;
-        for (int b : buckets) {
-            if (b >= n) {
-                bucket = b;
-                break;
-            }
-        }
-        if (bucket < 0) {
-            return null;
-        }
-        int pad = bucket - n;
-        int pages = att.pageTables().length;
-        int paddingSlot = paddingPage * att.pageSize();
-        int[] tokens = Arrays.copyOf(batch.tokens(), bucket); // padding token 0, position 0
-        int[] positions = Arrays.copyOf(batch.positions(), bucket);
-        int[] queryStarts = new int[bucket + 1];
-        int[] contextLens = Arrays.copyOf(att.contextLens(), bucket);
-        int[] pageTableStarts = Arrays.copyOf(att.pageTableStarts(), bucket + 1);
-        // The page-table array's length is part of what a recording fixes: round it up to a power of two
-        // (the unused tail names the padding page), so that it changes only when contexts double.
-        int pageTableLength = Math.max(64, Integer.highestOneBit(Math.max(1, pages + pad - 1)) << 1);
-        int[] pageTables = Arrays.copyOf(att.pageTables(), pageTableLength);
-        Arrays.fill(pageTables, pages, pageTableLength, paddingPage);
-        int[] slotMapping = Arrays.copyOf(att.slotMapping(), bucket);
-        int[] logitRows = new int[bucket];
-        for (int r = 0; r <= bucket; r++) {
-            queryStarts[r] = r;
-        }
-        for (int r = 0; r < bucket; r++) {
-            logitRows[r] = r;
-        }
-        for (int i = 0; i < pad; i++) {
-            contextLens[n + i] = 1;
-            pageTableStarts[n + i] = pages + i;
-            slotMapping[n + i] = paddingSlot;
-        }
-        pageTableStarts[bucket] = pages + pad;
-        Segments segments = batch.segments();
-        if (pad > 0) {
-            int count = segments.count();
-            int[] starts = Arrays.copyOf(segments.starts(), count + 2);
-            int[] slots = Arrays.copyOf(segments.slots(), count + 1);
-            starts[count + 1] = bucket;
-            slots[count] = -1;
-            segments = new Segments(starts, slots);
-        }
-        AttentionBatch paddedAttention = new AttentionBatch(queryStarts, contextLens, pageTableStarts, pageTables,
-                slotMapping, att.pageSize());
-        return new ForwardBatch(tokens, positions, paddedAttention, segments, logitRows, null);
-    }
-
-    /**
      * Which (layer, projection group) pairs run SGMV for these segments, the rule {@link #project} applies:
-     * a group runs when any of its projections has a present slot among the segments.
+     * a group runs when any of its projections has a present slot among the segments. Part of what fixes
+     * a step's operations (the key of a recorded step).
      */
-    private BitSet loraSignature(Segments segments) {
+    public BitSet loraGroupsUsed(Segments segments) {
         BitSet used = new BitSet();
         int groups = LORA_GROUPS.length;
         for (int l = 0; l < layers.length; l++) {
@@ -472,7 +369,7 @@ public final class LlamaModel implements AutoCloseable {
     /**
      * One decoder layer. It starts by adding the previous layer's MLP output (left in {@link #projOut}) to
      * the residual stream, fused with its own input norm, and ends with its MLP output in projOut, added by
-     * the next layer or by {@link #forward}. When {@code keep} is given, keys and values of every row are
+     * the next layer or by {@link #compute}. When {@code keep} is given, keys and values of every row are
      * still appended, but everything after that is computed only for {@code keep}'s rows; returns the batch
      * that the residual stream ({@link #residual}) now holds.
      */
@@ -548,8 +445,9 @@ public final class LlamaModel implements AutoCloseable {
 
     @Override
     public void close() {
+        StepRecorder recorder = backend.stepRecorder();
         if (recorder != null) {
-            recorder.clear();
+            recorder.clear(); // recordings name the tensors freed here
         }
         for (Tensor t : owned) {
             backend.free(t);

@@ -1,6 +1,7 @@
 package ai.punica.model;
 
 import ai.punica.backend.RopeTable;
+import ai.punica.json.JsonField;
 import com.fasterxml.jackson.databind.JsonNode;
 import java.nio.file.Path;
 import java.util.Arrays;
@@ -49,15 +50,15 @@ public record ModelConfig(String modelType, int vocabSize, int hiddenSize, int i
     }
 
     public static ModelConfig load(Path configJson) {
-        return from(JsonFields.read(configJson));
+        return from(JsonField.read(configJson, ModelFormatException::new));
     }
 
     /** Parses config.json text; {@code sourceName} names it in error messages. */
     public static ModelConfig parse(String json, String sourceName) {
-        return from(JsonFields.parse(json, sourceName));
+        return from(JsonField.parse(json, sourceName, ModelFormatException::new));
     }
 
-    private static ModelConfig from(JsonFields f) {
+    private static ModelConfig from(JsonField f) {
         String modelType = f.string("model_type", null);
         if (modelType == null) {
             throw f.error("model_type", "is missing; Punica-J serves the Llama family: model_type llama, mistral or qwen2");
@@ -123,7 +124,7 @@ public record ModelConfig(String modelType, int vocabSize, int hiddenSize, int i
         // Rope: transformers 5 writes rope_parameters (with rope_theta inside); earlier versions rope_theta +
         // rope_scaling.
         String ropeField = f.has("rope_parameters") ? "rope_parameters" : "rope_scaling";
-        JsonFields rope = f.object(ropeField);
+        JsonField rope = f.object(ropeField);
         double ropeTheta = f.doubleValue("rope_theta", 10000.0);
         if (rope != null && rope.has("rope_theta")) {
             ropeTheta = rope.requiredDouble("rope_theta");
@@ -163,7 +164,7 @@ public record ModelConfig(String modelType, int vocabSize, int hiddenSize, int i
                 slidingWindow, f.intValue("bos_token_id", -1), f.intOrIntList("eos_token_id"), dtype);
     }
 
-    private static RopeScaling parseRope(JsonFields rope, int maxPositions) {
+    private static RopeScaling parseRope(JsonField rope, int maxPositions) {
         for (String key : rope.keys()) {
             JsonNode node = rope.node(key);
             if (node != null && node.isObject()) {
@@ -219,14 +220,14 @@ public record ModelConfig(String modelType, int vocabSize, int hiddenSize, int i
         };
     }
 
-    private static double factor(JsonFields rope, double factor) {
+    private static double factor(JsonField rope, double factor) {
         if (!(factor > 0) || Double.isInfinite(factor)) {
             throw rope.error("factor", "is " + factor + "; expected a positive scaling factor such as 8.0");
         }
         return factor;
     }
 
-    private static int positive(JsonFields f, String key, int value) {
+    private static int positive(JsonField f, String key, int value) {
         if (value <= 0) {
             throw f.error(key, "is " + value + "; expected a positive integer");
         }

@@ -1,6 +1,8 @@
 package ai.punica.model;
 
 import ai.punica.backend.DType;
+import ai.punica.backend.TensorData;
+import ai.punica.json.JsonField;
 import com.fasterxml.jackson.core.JacksonException;
 import com.fasterxml.jackson.databind.JsonNode;
 import java.io.IOException;
@@ -117,10 +119,10 @@ public final class SafeTensors implements AutoCloseable {
             Map<String, String> metadataOut) {
         JsonNode root;
         try {
-            root = JsonFields.JSON.readTree(header);
+            root = JsonField.JSON.readTree(header);
         } catch (JacksonException e) {
             throw new ModelFormatException(file + ": the header is not valid JSON: "
-                    + JsonFields.firstLine(e.getOriginalMessage()) + "; the file is corrupt", e);
+                    + JsonField.firstLine(e.getOriginalMessage()) + "; the file is corrupt", e);
         } catch (IOException e) {
             throw new ModelFormatException(file + ": cannot parse the header: " + e, e);
         }

@@ -1,12 +1,13 @@
 package ai.punica.model;
 
 import ai.punica.backend.DType;
+import ai.punica.backend.TensorData;
+import ai.punica.json.JsonField;
 import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.io.IOException;
 import java.io.UncheckedIOException;
-import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
@@ -14,7 +15,6 @@ import java.nio.channels.FileChannel;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
-import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.TreeMap;
@@ -25,11 +25,6 @@ import java.util.TreeMap;
  * need valid checkpoints and adapters to corrupt.
  */
 public final class SafeTensorsWriter {
-
-    private static final ValueLayout.OfShort SHORT_LE =
-            ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
-    private static final ValueLayout.OfFloat FLOAT_LE =
-            ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
 
     private final Map<String, TensorData> tensors = new TreeMap<>();
     private final Map<String, String> metadata = new LinkedHashMap<>();
@@ -59,27 +54,12 @@ public final class SafeTensorsWriter {
 
     /** A heap tensor of any rank from floats, stored as {@code dtype}. */
     public static TensorData tensor(String name, DType dtype, long[] shape, float[] values) {
-        long n = 1;
-        for (long d : shape) {
-            n *= d;
-        }
-        if (n != values.length) {
-            throw new IllegalArgumentException(name + ": " + values.length + " values for shape " + Arrays.toString(shape));
-        }
-        MemorySegment seg = MemorySegment.ofArray(new byte[values.length * dtype.byteSize()]);
-        for (int i = 0; i < values.length; i++) {
-            switch (dtype) {
-                case F32 -> seg.set(FLOAT_LE, i * 4L, values[i]);
-                case BF16 -> seg.set(SHORT_LE, i * 2L, DType.floatToBf16(values[i]));
-                case F16 -> seg.set(SHORT_LE, i * 2L, DType.floatToF16(values[i]));
-            }
-        }
-        return new TensorData(name, dtype, shape, seg);
+        return TensorData.of(name, dtype, shape, values);
     }
 
     /** The header JSON as it will be written (before padding). */
     public String headerJson() {
-        ObjectNode header = JsonFields.JSON.createObjectNode();
+        ObjectNode header = JsonField.JSON.createObjectNode();
         if (!metadata.isEmpty()) {
             ObjectNode meta = header.putObject("__metadata__");
             metadata.forEach(meta::put);
@@ -97,7 +77,7 @@ public final class SafeTensorsWriter {
             offset += size;
         }
         try {
-            return JsonFields.JSON.writeValueAsString(header);
+            return JsonField.JSON.writeValueAsString(header);
         } catch (JsonProcessingException e) {
             throw new IllegalStateException(e);
         }

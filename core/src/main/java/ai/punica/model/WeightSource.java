@@ -1,5 +1,7 @@
 package ai.punica.model;
 
+import ai.punica.backend.TensorData;
+
 /**
  * Where {@link LlamaModel#load} takes its weights from, by HuggingFace tensor name
  * ({@code "model.layers.0.self_attn.q_proj.weight"}): a {@link Checkpoint} on disk, or weights made in

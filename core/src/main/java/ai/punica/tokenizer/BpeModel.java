@@ -1,5 +1,6 @@
 package ai.punica.tokenizer;
 
+import ai.punica.json.JsonField;
 import java.nio.charset.StandardCharsets;
 import java.util.HashMap;
 import java.util.Map;

@@ -1,5 +1,6 @@
 package ai.punica.tokenizer;
 
+import ai.punica.json.JsonField;
 import java.util.List;
 import java.util.Locale;
 import java.util.regex.Matcher;

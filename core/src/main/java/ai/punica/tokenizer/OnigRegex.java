@@ -1,5 +1,6 @@
 package ai.punica.tokenizer;
 
+import ai.punica.json.JsonField;
 import java.util.Set;
 import java.util.regex.Pattern;
 import java.util.regex.PatternSyntaxException;

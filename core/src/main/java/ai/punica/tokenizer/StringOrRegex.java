@@ -1,5 +1,6 @@
 package ai.punica.tokenizer;
 
+import ai.punica.json.JsonField;
 import java.util.regex.Pattern;
 
 /** tokenizer.json's {@code {"String": "..."}} or {@code {"Regex": "..."}} pattern, as a Java regex. */

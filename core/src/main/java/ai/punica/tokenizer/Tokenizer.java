@@ -1,5 +1,6 @@
 package ai.punica.tokenizer;
 
+import ai.punica.json.JsonField;
 import ai.punica.tokenizer.AddedVocabulary.AddedToken;
 import ai.punica.tokenizer.AddedVocabulary.Segment;
 import ai.punica.tokenizer.PreTokenizer.Piece;
@@ -130,7 +131,7 @@ public final class Tokenizer {
             if (node == null || !node.isObject()) {
                 throw new TokenizerException(file + ": expected a JSON object at the top level");
             }
-            return new JsonField(file, "", node);
+            return JsonField.root(file, node, TokenizerException::new);
         } catch (JsonProcessingException e) {
             throw new TokenizerException(file + ": not valid JSON: " + e.getOriginalMessage()
                     + " (line " + e.getLocation().getLineNr() + ", column " + e.getLocation().getColumnNr() + ")", e);

@@ -4,7 +4,6 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import ai.punica.backend.cpu.CpuBackend;
 import ai.punica.backend.reference.ReferenceBackend;
-import ai.punica.model.TensorData;
 import java.lang.foreign.MemorySegment;
 import java.util.List;
 import org.junit.jupiter.params.ParameterizedTest;

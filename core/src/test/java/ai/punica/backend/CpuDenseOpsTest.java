@@ -12,7 +12,6 @@ import static org.assertj.core.api.Assertions.assertThat;
 import ai.punica.backend.BackendComparison.Variant;
 import ai.punica.backend.cpu.CpuBackend;
 import ai.punica.backend.reference.ReferenceBackend;
-import ai.punica.model.TensorData;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;

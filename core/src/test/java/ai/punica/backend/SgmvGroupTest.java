@@ -9,9 +9,7 @@ import static ai.punica.backend.BackendComparison.upload;
 import static ai.punica.backend.BackendComparison.weight;
 import static org.assertj.core.api.Assertions.assertThat;
 
-import ai.punica.backend.BackendComparison.Variant;
 import ai.punica.backend.reference.ReferenceBackend;
-import ai.punica.model.TensorData;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.SplittableRandom;

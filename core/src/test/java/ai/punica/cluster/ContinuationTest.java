@@ -24,7 +24,7 @@ class ContinuationTest {
 
     @BeforeAll
     static void start() {
-        runtime = EngineClusterTest.builder().config(EngineConfig.defaults().withBatch(64, 8).withLoraSlots(4))
+        runtime = EngineClusterTest.builder().config(EngineConfig.builder().maxBatchTokens(64).maxRunning(8).loraSlots(4).build())
                 .build();
     }
 

@@ -40,7 +40,7 @@ class EngineClusterTest {
 
     @BeforeAll
     static void start() {
-        roomy = builder().config(EngineConfig.defaults().withBatch(256, 32).withLoraSlots(4)).build();
+        roomy = builder().config(EngineConfig.builder().maxBatchTokens(256).maxRunning(32).loraSlots(4).build()).build();
         tokenizer = roomy.tokenizer();
     }
 
@@ -63,8 +63,8 @@ class EngineClusterTest {
     private static List<EngineBuilder.Runtime> engines(int pages, int maxRunning) {
         var c = roomy.modelConfig();
         long bytes = (long) pages * 4 * 2L * c.numLayers() * c.numKvHeads() * c.headDim() * 4;
-        EngineConfig config = EngineConfig.defaults().withBatch(64, maxRunning).withPageSize(4).withLoraSlots(4)
-                .withKvCacheBytes(bytes);
+        EngineConfig config = EngineConfig.builder().maxBatchTokens(64).maxRunning(maxRunning).pageSize(4)
+                .loraSlots(4).kvCacheBytes(bytes).build();
         List<EngineBuilder.Runtime> out = new ArrayList<>();
         for (int i = 0; i < 3; i++) {
             out.add(builder().config(config).build());

@@ -2,8 +2,8 @@ package ai.punica.engine;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-import ai.punica.HfReference;
 import ai.punica.HfReference.Run;
+import ai.punica.HfReference;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
@@ -24,7 +24,8 @@ class DeviceSamplingEngineTest {
 
     @BeforeAll
     static void start() {
-        EngineConfig config = EngineConfig.defaults().withBatch(256, 32).withLoraSlots(4).withKvCacheBytes(16L << 20);
+        EngineConfig config = EngineConfig.builder().maxBatchTokens(256).maxRunning(32).loraSlots(4)
+                .kvCacheBytes(16L << 20).build();
         onBackend = EngineFixtureTest.builder().backend("cpu-sampling").config(config).build();
         onHost = EngineFixtureTest.builder().backend("cpu").config(config).build();
         assertThat(onBackend.backend().supportsSampling()).isTrue();

@@ -5,8 +5,8 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import ai.punica.EvalSet;
 import ai.punica.Fixtures;
-import ai.punica.HfReference;
 import ai.punica.HfReference.Run;
+import ai.punica.HfReference;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.HashMap;
@@ -38,7 +38,8 @@ class EngineFixtureTest {
 
     @BeforeAll
     static void start() {
-        runtime = builder().config(EngineConfig.defaults().withBatch(256, 32).withLoraSlots(4)).build();
+        runtime = builder().config(EngineConfig.builder().maxBatchTokens(256).maxRunning(32).loraSlots(4).build())
+                .build();
         engine = runtime.engine();
     }
 
@@ -139,8 +140,8 @@ class EngineFixtureTest {
     @Test
     void preemptedRequestsResumeWithIdenticalOutput() {
         // A KV pool of a few pages: 24 requests cannot all fit, so the newest are preempted and recomputed.
-        EngineConfig small = EngineConfig.defaults().withBatch(64, 16).withPageSize(4).withLoraSlots(4)
-                .withKvCacheBytes(kvBytesForPages(40, 4));
+        EngineConfig small = EngineConfig.builder().maxBatchTokens(64).maxRunning(16).pageSize(4).loraSlots(4)
+                .kvCacheBytes(kvBytesForPages(40, 4)).build();
         List<EvalSet.Example> set = EvalSet.load("reverse");
         List<String> expected = new ArrayList<>();
         var tokenizer = runtime.tokenizer();
@@ -177,7 +178,8 @@ class EngineFixtureTest {
         Run longest = ref.single().stream().filter(r -> r.adapter() == null)
                 .max((x, y) -> Integer.compare(x.promptIds().length, y.promptIds().length)).orElseThrow();
         assertThat(longest.promptIds().length).isGreaterThan(64);
-        try (var chunked = builder().config(EngineConfig.defaults().withBatch(16, 4).withLoraSlots(4)).build()) {
+        EngineConfig chunking = EngineConfig.builder().maxBatchTokens(16).maxRunning(4).loraSlots(4).build();
+        try (var chunked = builder().config(chunking).build()) {
             Completion c = chunked.engine().generate(request(null, longest.promptIds(),
                     SamplingParams.greedy(ref.maxNewTokens()))).join();
             assertThat(c.tokens()).containsExactly(longest.greedyIds());
@@ -293,7 +295,7 @@ class EngineFixtureTest {
 
     @Test
     void unregisteredAdapterIsRefusedAndItsSlotReclaimed() {
-        try (var own = builder().config(EngineConfig.defaults().withLoraSlots(2)).build()) {
+        try (var own = builder().config(EngineConfig.builder().loraSlots(2).build()).build()) {
             Engine e = own.engine();
             int[] prompt = own.tokenizer().encode("input: red apple stone\noutput:", true);
             e.generate(request("upper", prompt, SamplingParams.greedy(8))).join();

@@ -25,7 +25,7 @@ class KvCacheSizingTest {
 
     @Test
     void kvCacheGetsWhatIsLeftOfTheAllowedShare() {
-        EngineConfig engine = EngineConfig.defaults().withLoraSlots(8); // rank ≤ 64, 32 running
+        EngineConfig engine = EngineConfig.builder().loraSlots(8).build(); // rank ≤ 64, 32 running
         DeviceMemory h100 = new DeviceMemory(80 * GIB - 14 * GIB, 80 * GIB); // 14 GiB used: weights + activations
         long kv = KvCacheSizing.kvCacheBytes(h100, 0.9, LLAMA_7B, engine);
         long expected = (long) (0.9 * 80 * GIB) - 14 * GIB - 8 * KvCacheSizing.adapterSlotBytes(LLAMA_7B, 64)
@@ -37,7 +37,7 @@ class KvCacheSizingTest {
 
     @Test
     void tooLittleMemoryIsRefusedNamingEveryShare() {
-        EngineConfig engine = EngineConfig.defaults().withLoraSlots(64);
+        EngineConfig engine = EngineConfig.builder().loraSlots(64).build();
         DeviceMemory small = new DeviceMemory(10 * GIB, 24 * GIB);
         assertThatThrownBy(() -> KvCacheSizing.kvCacheBytes(small, 0.9, LLAMA_7B, engine))
                 .isInstanceOf(IllegalStateException.class)

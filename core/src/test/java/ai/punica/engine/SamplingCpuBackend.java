@@ -1,9 +1,9 @@
 package ai.punica.engine;
 
+import ai.punica.backend.AlwaysAvailableProvider;
 import ai.punica.backend.AttentionBatch;
 import ai.punica.backend.AttentionShape;
 import ai.punica.backend.Backend;
-import ai.punica.backend.BackendProvider;
 import ai.punica.backend.KvStorage;
 import ai.punica.backend.LoraWeights;
 import ai.punica.backend.RopeTable;
@@ -13,8 +13,8 @@ import ai.punica.backend.ScalarSampler;
 import ai.punica.backend.Segments;
 import ai.punica.backend.ShapeChecks;
 import ai.punica.backend.Tensor;
+import ai.punica.backend.TensorData;
 import ai.punica.backend.cpu.CpuBackend;
-import ai.punica.model.TensorData;
 import java.util.ArrayList;
 import java.util.List;
 
@@ -27,26 +27,10 @@ final class SamplingCpuBackend implements Backend {
     private final CpuBackend cpu = new CpuBackend();
     private final ScalarSampler sampler = new ScalarSampler();
 
-    /** The test-only provider (META-INF/services in core's test resources). */
-    public static final class Provider implements BackendProvider {
-        @Override
-        public String name() {
-            return "cpu-sampling";
-        }
-
-        @Override
-        public boolean available() {
-            return true;
-        }
-
-        @Override
-        public int priority() {
-            return -1; // never chosen by "auto"
-        }
-
-        @Override
-        public Backend create() {
-            return new SamplingCpuBackend();
+    /** The test-only provider (META-INF/services in core's test resources), never chosen by "auto". */
+    public static final class Provider extends AlwaysAvailableProvider {
+        public Provider() {
+            super("cpu-sampling", -1, SamplingCpuBackend::new);
         }
     }
 

@@ -32,7 +32,7 @@ class AdapterManagerEngineTest {
         Files.write(truncated.resolve("adapter_model.safetensors"), java.util.Arrays.copyOf(weights, weights.length / 2));
 
         try (var runtime = new EngineBuilder().model(Fixtures.model()).backend("cpu")
-                .adapter("reverse", Fixtures.adapter("reverse")).config(EngineConfig.defaults().withLoraSlots(2)).build()) {
+                .adapter("reverse", Fixtures.adapter("reverse")).config(EngineConfig.builder().loraSlots(2).build()).build()) {
             var engine = runtime.engine();
             int[] prompt = runtime.tokenizer().encode("input: red apple stone\noutput:", true);
             CompletableFuture<Completion> running = engine.generate(new GenerationRequest("r1", "reverse", prompt,
@@ -57,7 +57,8 @@ class AdapterManagerEngineTest {
     @Test
     void hostCacheStaysWithinItsByteBudgetAndSlotsAreReusedLeastRecentlyUsedFirst() {
         // A host budget smaller than any adapter: only what the slots use may stay.
-        EngineConfig config = new EngineConfig(256, 32, 64, 16, 64L << 20, 0, 2, 64, 1);
+        EngineConfig config = EngineConfig.builder().maxWaiting(64).kvCacheBytes(64L << 20).loraSlots(2)
+                .hostAdapterBytes(1).build();
         EngineBuilder builder = new EngineBuilder().model(Fixtures.model()).backend("cpu").config(config);
         for (String a : new String[] {"upper", "reverse", "translate", "sort"}) {
             builder.adapter(a, Fixtures.adapter(a));

@@ -4,9 +4,9 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import ai.punica.Fixtures;
 import ai.punica.backend.DType;
+import ai.punica.backend.TensorData;
 import ai.punica.model.ModelConfig;
 import ai.punica.model.Projection;
-import ai.punica.model.TensorData;
 import java.nio.file.Path;
 import java.util.EnumSet;
 import java.util.Set;

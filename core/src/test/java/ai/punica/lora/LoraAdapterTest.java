@@ -10,10 +10,10 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import ai.punica.backend.DType;
+import ai.punica.backend.TensorData;
 import ai.punica.model.ModelFormatException;
 import ai.punica.model.Projection;
 import ai.punica.model.SafeTensorsFiles;
-import ai.punica.model.TensorData;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;

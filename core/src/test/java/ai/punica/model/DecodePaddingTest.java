@@ -81,8 +81,8 @@ class DecodePaddingTest {
             }
             // Prefill all sequences but their last token (not a decode step: never padded).
             int[] all = {0, 1, 2, 3, 4, 5, 6};
-            float[] a = plain.model.forward(DecodeStepFixture.step(all, lengths, contexts, plain.slots, true), plain.kv).clone();
-            float[] b = padded.model.forward(DecodeStepFixture.step(all, lengths, contexts, padded.slots, true), padded.kv);
+            float[] a = plain.forward(DecodeStepFixture.step(all, lengths, contexts, plain.slots, true)).clone();
+            float[] b = padded.forward(DecodeStepFixture.step(all, lengths, contexts, padded.slots, true));
             assertClose(a, b, all.length * vocab);
             assertThat(keys).isEmpty();
             // Decode steps of 7, 5, 3, 2 and 1 sequences (buckets 8, 8, 4, 2, 1), each appending one token.
@@ -92,8 +92,8 @@ class DecodePaddingTest {
                     contexts[s][lengths[s]] = random.nextInt(vocab);
                     lengths[s]++;
                 }
-                a = plain.model.forward(DecodeStepFixture.step(subset, lengths, contexts, plain.slots, false), plain.kv).clone();
-                b = padded.model.forward(DecodeStepFixture.step(subset, lengths, contexts, padded.slots, false), padded.kv);
+                a = plain.forward(DecodeStepFixture.step(subset, lengths, contexts, plain.slots, false)).clone();
+                b = padded.forward(DecodeStepFixture.step(subset, lengths, contexts, padded.slots, false));
                 assertClose(a, b, subset.length * vocab);
             }
             assertThat(keys).hasSize(subsets.length);

@@ -3,10 +3,10 @@ package ai.punica.model;
 import ai.punica.Fixtures;
 import ai.punica.backend.AttentionBatch;
 import ai.punica.backend.Backend;
-import ai.punica.backend.KvStorage;
 import ai.punica.backend.Segments;
-import ai.punica.lora.AdapterManager;
+import ai.punica.engine.ModelRunner;
 import ai.punica.lora.AdapterManager.Acquisition;
+import ai.punica.lora.AdapterManager;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.ExecutorService;
@@ -28,7 +28,8 @@ public final class DecodeStepFixture {
     /** One model with its adapters and KV, and the state of SEQUENCES sequences on it. */
     public static final class Runner implements AutoCloseable {
         public final LlamaModel model;
-        public final KvStorage kv;
+        /** Lays out, pads and (with a step recorder) replays the steps, as in the engine. */
+        public final ModelRunner runner;
         /** Adapter slot of each sequence (-1: base model). */
         public final int[] slots = new int[SEQUENCES];
         private final AdapterManager adapters;
@@ -40,7 +41,7 @@ public final class DecodeStepFixture {
             adapters = new AdapterManager(model, 1L << 30, loader);
             adapters.register("reverse", Fixtures.adapter("reverse"));
             adapters.register("sort", Fixtures.adapter("sort"));
-            kv = model.allocateKv(64, PAGE_SIZE);
+            runner = new ModelRunner(model, 64, PAGE_SIZE);
             // Sequences sorted by adapter (as the scheduler does): base, base, reverse ×3, sort ×2.
             String[] adapterOf = {null, null, "reverse", "reverse", "reverse", "sort", "sort"};
             for (int s = 0; s < SEQUENCES; s++) {
@@ -57,6 +58,11 @@ public final class DecodeStepFixture {
                 Thread.onSpinWait();
             }
             throw new IllegalStateException(name + " did not load");
+        }
+
+        /** One step through the runner: the logits of its logit rows, in a buffer the next step reuses. */
+        public float[] forward(ForwardBatch step) {
+            return runner.forward(step);
         }
 
         @Override

@@ -4,6 +4,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import ai.punica.Fixtures;
 import ai.punica.backend.DType;
+import ai.punica.backend.TensorData;
 import java.nio.file.Path;
 import java.util.LinkedHashMap;
 import java.util.Map;

@@ -3,10 +3,10 @@ package ai.punica.model;
 import ai.punica.backend.AttentionBatch;
 import ai.punica.backend.Backend;
 import ai.punica.backend.Backends;
-import ai.punica.backend.KvStorage;
 import ai.punica.backend.Segments;
-import ai.punica.lora.AdapterManager;
+import ai.punica.engine.ModelRunner;
 import ai.punica.lora.AdapterManager.Acquisition;
+import ai.punica.lora.AdapterManager;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -30,7 +30,7 @@ public final class ModelHarness implements AutoCloseable {
     private final LlamaModel model;
     private final AdapterManager adapters;
     private final ExecutorService loader = Executors.newVirtualThreadPerTaskExecutor();
-    private final KvStorage kv;
+    private final ModelRunner runner;
     private final int numPages;
 
     public ModelHarness(Path modelDir, Map<String, Path> adapterDirs, String backendName) {
@@ -41,7 +41,7 @@ public final class ModelHarness implements AutoCloseable {
         adapters = new AdapterManager(model, 1L << 30, loader);
         adapterDirs.forEach(adapters::register);
         numPages = MAX_ROWS / PAGE_SIZE + MAX_SEQUENCES;
-        kv = model.allocateKv(numPages, PAGE_SIZE);
+        runner = new ModelRunner(model, numPages, PAGE_SIZE);
     }
 
     public LlamaModel model() {
@@ -112,7 +112,7 @@ public final class ModelHarness implements AutoCloseable {
             Segments segments = new Segments(segStarts.stream().mapToInt(Integer::intValue).toArray(),
                     segSlots.stream().mapToInt(Integer::intValue).toArray());
             ForwardBatch restricted = ForwardBatch.restrictToLogitRows(tokens, positions, attention, segments, logitRows);
-            float[] flat = model.forward(new ForwardBatch(tokens, positions, attention, segments, logitRows, restricted), kv);
+            float[] flat = runner.forward(new ForwardBatch(tokens, positions, attention, segments, logitRows, restricted));
             int vocab = model.config().vocabSize();
             float[][] out = new float[n][];
             for (int k = 0; k < n; k++) {

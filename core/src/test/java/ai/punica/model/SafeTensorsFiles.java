@@ -1,6 +1,7 @@
 package ai.punica.model;
 
 import ai.punica.backend.DType;
+import ai.punica.backend.TensorData;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.ByteBuffer;

@@ -3,6 +3,7 @@ package ai.punica.tokenizer;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
+import ai.punica.json.JsonField;
 import ai.punica.tokenizer.PreTokenizer.Behavior;
 import ai.punica.tokenizer.PreTokenizer.Piece;
 import com.fasterxml.jackson.databind.ObjectMapper;
@@ -178,7 +179,7 @@ class TokenizerJsonTest {
         seq.addObject().put("type", "Strip").put("strip_left", true).put("strip_right", false);
         seq.addObject().put("type", "Replace").put("content", "_").putObject("pattern").put("Regex", "\\s+");
         seq.addObject().put("type", "Prepend").put("prepend", "\u2581");
-        Normalizer n = Normalizer.parse(new JsonField("tokenizer.json", "normalizer", json));
+        Normalizer n = Normalizer.parse(JsonField.root("tokenizer.json", JSON.createObjectNode().set("normalizer", json), TokenizerException::new).get("normalizer"));
         // NFKC turns the ligature "ﬁ" into "fi" and full-width "Ａ" into "A".
         assertThat(n.normalize("  \uFB01ne  \uFF21 ")).isEqualTo("\u2581fine_a_");
         assertThat(n.normalize("")).isEmpty();

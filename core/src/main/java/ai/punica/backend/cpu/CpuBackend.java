@@ -12,7 +12,7 @@ import ai.punica.backend.RopeTable;
 import ai.punica.backend.Segments;
 import ai.punica.backend.ShapeChecks;
 import ai.punica.backend.Tensor;
-import ai.punica.model.TensorData;
+import ai.punica.backend.TensorData;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
@@ -65,10 +65,6 @@ public final class CpuBackend implements Backend {
         public static Options defaults() {
             int threads = Integer.getInteger("punica.cpu.threads", Runtime.getRuntime().availableProcessors());
             boolean vector = Boolean.parseBoolean(System.getProperty("punica.cpu.vector", "true"));
-            return new Options(threads, vector);
-        }
-
-        public Options withThreads(int threads) {
             return new Options(threads, vector);
         }
 
@@ -236,7 +232,7 @@ public final class CpuBackend implements Backend {
     @Override
     public void free(Tensor tensor) {
         CpuTensor t = own("free", "tensor", tensor);
-        if (!(!t.view)) {
+        if (t.isView()) {
             throw ShapeChecks.fail("free", tensor + " is a view (firstRows); free the tensor it came from");
         }
         t.storage.freed = true;

@@ -1,6 +1,7 @@
 package ai.punica.backend.cpu;
 
 import ai.punica.backend.DType;
+import ai.punica.backend.RowMajorTensor;
 import ai.punica.backend.Tensor;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -13,7 +14,7 @@ import java.nio.ByteOrder;
  * Weights keep their checkpoint dtype and byte order (little-endian) and may alias a memory-mapped file
  * (then they have no arena and may be unaligned). Views made by {@link #firstRows} share the storage.
  */
-final class CpuTensor implements Tensor {
+final class CpuTensor extends RowMajorTensor {
 
     static final ValueLayout.OfShort SHORT_LE = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
     static final ValueLayout.OfFloat FLOAT_LE = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
@@ -36,28 +37,11 @@ final class CpuTensor implements Tensor {
 
     final CpuBackend owner;
     final Storage storage;
-    final String name;
-    final boolean view;
-    private final int rows;
-    private final int cols;
 
     CpuTensor(CpuBackend owner, Storage storage, String name, int rows, int cols, boolean view) {
+        super(name, rows, cols, view);
         this.owner = owner;
         this.storage = storage;
-        this.name = name;
-        this.rows = rows;
-        this.cols = cols;
-        this.view = view;
-    }
-
-    @Override
-    public int rows() {
-        return rows;
-    }
-
-    @Override
-    public int cols() {
-        return cols;
     }
 
     @Override
@@ -66,11 +50,8 @@ final class CpuTensor implements Tensor {
     }
 
     @Override
-    public Tensor firstRows(int n) {
-        if (n < 0 || n > rows) {
-            throw new IllegalArgumentException("firstRows: " + n + " rows of " + this);
-        }
-        return new CpuTensor(owner, storage, name, n, cols, true);
+    protected Tensor view(int n) {
+        return new CpuTensor(owner, storage, name(), n, cols(), true);
     }
 
     MemorySegment segment() {
@@ -84,10 +65,5 @@ final class CpuTensor implements Tensor {
             case BF16 -> DType.bf16ToFloat(segment.get(SHORT_LE, index * 2));
             case F16 -> DType.f16ToFloat(segment.get(SHORT_LE, index * 2));
         };
-    }
-
-    @Override
-    public String toString() {
-        return name + " [" + rows + ", " + cols + "] " + storage.dtype;
     }
 }

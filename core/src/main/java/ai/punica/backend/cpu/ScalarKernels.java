@@ -100,7 +100,50 @@ final class ScalarKernels implements CpuKernels {
     @Override
     public void weightedSum(float[] p, int pOff, MemorySegment values, long vIndex, int vStride, int n, int d,
                             MemorySegment out, long outIndex) {
-        for (int i = 0; i < d; i++) {
+        weightedSumColumns(p, pOff, values, vIndex, vStride, n, 0, d, out, outIndex);
+    }
+
+    @Override
+    public float expInPlace(float[] s, int offset, int n, float max) {
+        return expFrom(0, s, offset, offset + n, max);
+    }
+
+    @Override
+    public float sumOfSquares(MemorySegment x, long index, int n) {
+        return sumOfSquaresFrom(0, x, index, 0, n);
+    }
+
+    @Override
+    public void scaleMul(MemorySegment x, long xIndex, float factor, MemorySegment w, long wIndex,
+                         MemorySegment out, long outIndex, int n) {
+        scaleMulFrom(x, xIndex, factor, w, wIndex, out, outIndex, 0, n);
+    }
+
+    @Override
+    public void add(MemorySegment a, long aIndex, MemorySegment b, long bIndex, MemorySegment out, long outIndex, int n) {
+        addFrom(a, aIndex, b, bIndex, out, outIndex, 0, n);
+    }
+
+    @Override
+    public void swiglu(MemorySegment gateUp, long gIndex, long uIndex, MemorySegment out, long outIndex, int n) {
+        swigluFrom(gateUp, gIndex, uIndex, out, outIndex, 0, n);
+    }
+
+    @Override
+    public void rotateHalf(MemorySegment x, long index, float[] cos, float[] sin, int half) {
+        rotateHalfFrom(x, index, cos, sin, 0, half);
+    }
+
+    @Override
+    public void toFloat(MemorySegment src, DType type, long srcIndex, MemorySegment dst, long dstIndex, int n) {
+        toFloatFrom(src, type, srcIndex, dst, dstIndex, 0, n);
+    }
+
+    // ---- the loops over elements [from, to): whole ops here, the tails of the vector kernels -------
+
+    static void weightedSumColumns(float[] p, int pOff, MemorySegment values, long vIndex, int vStride, int n,
+                                   int from, int to, MemorySegment out, long outIndex) {
+        for (int i = from; i < to; i++) {
             float sum = out.getAtIndex(JAVA_FLOAT, outIndex + i);
             for (int j = 0; j < n; j++) {
                 sum += p[pOff + j] * values.getAtIndex(JAVA_FLOAT, vIndex + (long) j * vStride + i);
@@ -109,53 +152,51 @@ final class ScalarKernels implements CpuKernels {
         }
     }
 
-    @Override
-    public float expInPlace(float[] s, int offset, int n, float max) {
-        float sum = 0;
-        for (int i = offset; i < offset + n; i++) {
+    /** {@code s[i] = e^(s[i] − max)} for i in [from, to); returns {@code sum} plus them, added in order. */
+    static float expFrom(float sum, float[] s, int from, int to, float max) {
+        for (int i = from; i < to; i++) {
             s[i] = (float) Math.exp(s[i] - max);
             sum += s[i];
         }
         return sum;
     }
 
-    @Override
-    public float sumOfSquares(MemorySegment x, long index, int n) {
-        float sum = 0;
-        for (int i = 0; i < n; i++) {
+    /** {@code sum} plus the squares of elements [from, to), added in order. */
+    static float sumOfSquaresFrom(float sum, MemorySegment x, long index, int from, int to) {
+        for (int i = from; i < to; i++) {
             float v = x.getAtIndex(JAVA_FLOAT, index + i);
             sum += v * v;
         }
         return sum;
     }
 
-    @Override
-    public void scaleMul(MemorySegment x, long xIndex, float factor, MemorySegment w, long wIndex,
-                         MemorySegment out, long outIndex, int n) {
-        for (int i = 0; i < n; i++) {
+    static void scaleMulFrom(MemorySegment x, long xIndex, float factor, MemorySegment w, long wIndex,
+                             MemorySegment out, long outIndex, int from, int to) {
+        for (int i = from; i < to; i++) {
             out.setAtIndex(JAVA_FLOAT, outIndex + i, x.getAtIndex(JAVA_FLOAT, xIndex + i) * factor * w.getAtIndex(JAVA_FLOAT, wIndex + i));
         }
     }
 
-    @Override
-    public void add(MemorySegment a, long aIndex, MemorySegment b, long bIndex, MemorySegment out, long outIndex, int n) {
-        for (int i = 0; i < n; i++) {
+    static void addFrom(MemorySegment a, long aIndex, MemorySegment b, long bIndex, MemorySegment out, long outIndex,
+                        int from, int to) {
+        for (int i = from; i < to; i++) {
             out.setAtIndex(JAVA_FLOAT, outIndex + i, a.getAtIndex(JAVA_FLOAT, aIndex + i) + b.getAtIndex(JAVA_FLOAT, bIndex + i));
         }
     }
 
-    @Override
-    public void swiglu(MemorySegment gateUp, long gIndex, long uIndex, MemorySegment out, long outIndex, int n) {
-        for (int i = 0; i < n; i++) {
+    /** {@code out = silu(g) · u = g / (1 + e^−g) · u}. */
+    static void swigluFrom(MemorySegment gateUp, long gIndex, long uIndex, MemorySegment out, long outIndex, int from,
+                           int to) {
+        for (int i = from; i < to; i++) {
             float g = gateUp.getAtIndex(JAVA_FLOAT, gIndex + i);
             float u = gateUp.getAtIndex(JAVA_FLOAT, uIndex + i);
             out.setAtIndex(JAVA_FLOAT, outIndex + i, g / (1f + (float) Math.exp(-g)) * u);
         }
     }
 
-    @Override
-    public void rotateHalf(MemorySegment x, long index, float[] cos, float[] sin, int half) {
-        for (int i = 0; i < half; i++) {
+    /** Pairs (i, half + i) for i in [from, half): rotated by the angle of cos[i], sin[i]. */
+    static void rotateHalfFrom(MemorySegment x, long index, float[] cos, float[] sin, int from, int half) {
+        for (int i = from; i < half; i++) {
             float x1 = x.getAtIndex(JAVA_FLOAT, index + i);
             float x2 = x.getAtIndex(JAVA_FLOAT, index + half + i);
             x.setAtIndex(JAVA_FLOAT, index + i, x1 * cos[i] - x2 * sin[i]);
@@ -163,9 +204,9 @@ final class ScalarKernels implements CpuKernels {
         }
     }
 
-    @Override
-    public void toFloat(MemorySegment src, DType type, long srcIndex, MemorySegment dst, long dstIndex, int n) {
-        for (int i = 0; i < n; i++) {
+    static void toFloatFrom(MemorySegment src, DType type, long srcIndex, MemorySegment dst, long dstIndex, int from,
+                            int to) {
+        for (int i = from; i < to; i++) {
             dst.setAtIndex(JAVA_FLOAT, dstIndex + i, CpuTensor.element(src, type, srcIndex + i));
         }
     }

@@ -13,7 +13,7 @@ import ai.punica.backend.ScalarSampler;
 import ai.punica.backend.Segments;
 import ai.punica.backend.ShapeChecks;
 import ai.punica.backend.Tensor;
-import ai.punica.model.TensorData;
+import ai.punica.backend.TensorData;
 import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
 import java.util.List;
@@ -112,7 +112,7 @@ public final class ReferenceBackend implements Backend {
     @Override
     public void free(Tensor tensor) {
         ReferenceTensor t = own("free", "tensor", tensor);
-        if (!(!t.view)) {
+        if (t.isView()) {
             throw ShapeChecks.fail("free", tensor + " is a view (firstRows); free the tensor it came from");
         }
         t.storage.freed = true;

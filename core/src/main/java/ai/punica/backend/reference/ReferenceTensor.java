@@ -1,15 +1,16 @@
 package ai.punica.backend.reference;
 
 import ai.punica.backend.DType;
+import ai.punica.backend.RowMajorTensor;
 import ai.punica.backend.Tensor;
-import ai.punica.model.TensorData;
+import ai.punica.backend.TensorData;
 
 /**
  * A tensor of the {@link ReferenceBackend}: activations are a {@code float[]}, weights keep their
  * {@link TensorData} and every element is converted to float when read. Views made by
  * {@link #firstRows} share the storage (row-major, so row r starts at {@code r · cols} in both).
  */
-final class ReferenceTensor implements Tensor {
+final class ReferenceTensor extends RowMajorTensor {
 
     /** Shared by a tensor and its views, so that freeing it invalidates all of them. */
     static final class Storage {
@@ -25,28 +26,11 @@ final class ReferenceTensor implements Tensor {
 
     final ReferenceBackend owner;
     final Storage storage;
-    final String name;
-    final boolean view;
-    private final int rows;
-    private final int cols;
 
     ReferenceTensor(ReferenceBackend owner, Storage storage, String name, int rows, int cols, boolean view) {
+        super(name, rows, cols, view);
         this.owner = owner;
         this.storage = storage;
-        this.name = name;
-        this.rows = rows;
-        this.cols = cols;
-        this.view = view;
-    }
-
-    @Override
-    public int rows() {
-        return rows;
-    }
-
-    @Override
-    public int cols() {
-        return cols;
     }
 
     @Override
@@ -55,11 +39,8 @@ final class ReferenceTensor implements Tensor {
     }
 
     @Override
-    public Tensor firstRows(int n) {
-        if (n < 0 || n > rows) {
-            throw new IllegalArgumentException("firstRows: " + n + " rows of " + this);
-        }
-        return new ReferenceTensor(owner, storage, name, n, cols, true);
+    protected Tensor view(int n) {
+        return new ReferenceTensor(owner, storage, name(), n, cols(), true);
     }
 
     boolean isWeight() {
@@ -68,16 +49,11 @@ final class ReferenceTensor implements Tensor {
 
     /** Element (r, c) as float, whatever the stored dtype. */
     float get(int r, int c) {
-        long i = (long) r * cols + c;
+        long i = (long) r * cols() + c;
         return storage.weight == null ? storage.values[(int) i] : storage.weight.getFloat(i);
     }
 
     void set(int r, int c, float value) {
-        storage.values[r * cols + c] = value;
-    }
-
-    @Override
-    public String toString() {
-        return name + " [" + rows + ", " + cols + "] " + dtype();
+        storage.values[r * cols() + c] = value;
     }
 }

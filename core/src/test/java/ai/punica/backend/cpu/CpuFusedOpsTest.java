@@ -10,14 +10,14 @@ import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
-import ai.punica.backend.BackendComparison;
 import ai.punica.backend.BackendComparison.Variant;
+import ai.punica.backend.BackendComparison;
 import ai.punica.backend.DType;
 import ai.punica.backend.KvStorage;
 import ai.punica.backend.RopeTable;
 import ai.punica.backend.Tensor;
+import ai.punica.backend.TensorData;
 import ai.punica.backend.reference.ReferenceBackend;
-import ai.punica.model.TensorData;
 import java.util.ArrayList;
 import java.util.Collections;
 import java.util.List;

@@ -10,7 +10,7 @@ import ai.punica.backend.DType;
 import ai.punica.backend.KvStorage;
 import ai.punica.backend.RopeTable;
 import ai.punica.backend.Tensor;
-import ai.punica.model.TensorData;
+import ai.punica.backend.TensorData;
 import java.util.SplittableRandom;
 import org.junit.jupiter.api.Test;
 

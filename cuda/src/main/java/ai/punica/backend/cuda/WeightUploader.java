@@ -1,7 +1,7 @@
 package ai.punica.backend.cuda;
 
 import ai.punica.backend.DType;
-import ai.punica.model.TensorData;
+import ai.punica.backend.TensorData;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;

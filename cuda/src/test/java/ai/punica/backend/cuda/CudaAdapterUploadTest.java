@@ -7,17 +7,17 @@ import ai.punica.Fixtures;
 import ai.punica.backend.DType;
 import ai.punica.backend.LoraWeights;
 import ai.punica.backend.Tensor;
+import ai.punica.backend.TensorData;
 import ai.punica.backend.WeightUpload;
 import ai.punica.engine.Completion;
 import ai.punica.engine.EngineBuilder;
 import ai.punica.engine.EngineConfig;
 import ai.punica.engine.GenerationRequest;
 import ai.punica.engine.SamplingParams;
-import ai.punica.lora.AdapterManager;
 import ai.punica.lora.AdapterManager.Acquisition;
+import ai.punica.lora.AdapterManager;
 import ai.punica.lora.LoraAdapter;
 import ai.punica.model.Projection;
-import ai.punica.model.TensorData;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
@@ -179,7 +179,7 @@ class CudaAdapterUploadTest {
         Map<String, java.nio.file.Path> dirs = Map.of("upper", Fixtures.adapter("upper"), "reverse",
                 Fixtures.adapter("reverse"), "translate", Fixtures.adapter("translate"), "sort", Fixtures.adapter("sort"));
         EngineBuilder builder = new EngineBuilder().model(Fixtures.model()).backend("cuda")
-                .config(EngineConfig.defaults().withLoraSlots(2));
+                .config(EngineConfig.builder().loraSlots(2).build());
         dirs.forEach(builder::adapter);
         try (var runtime = builder.build()) {
             CudaBackend gpu = (CudaBackend) runtime.backend();

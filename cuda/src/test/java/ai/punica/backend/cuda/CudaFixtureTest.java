@@ -5,8 +5,8 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import ai.punica.EvalSet;
 import ai.punica.Fixtures;
-import ai.punica.HfReference;
 import ai.punica.HfReference.Run;
+import ai.punica.HfReference;
 import ai.punica.engine.Completion;
 import ai.punica.engine.EngineBuilder;
 import ai.punica.engine.EngineConfig;
@@ -90,7 +90,8 @@ class CudaFixtureTest {
     void engineOnTheGpuGivesHfGreedyPathsAndHeldOutAccuracy() {
         HfReference ref = HfReference.load();
         EngineBuilder builder = new EngineBuilder().model(Fixtures.model()).backend("cuda")
-                .config(EngineConfig.defaults().withBatch(512, 64).withLoraSlots(4)).adapters(adapters());
+                .config(EngineConfig.builder().maxBatchTokens(512).maxRunning(64).loraSlots(4).build())
+                .adapters(adapters());
         try (var runtime = builder.build()) {
             var engine = runtime.engine();
             int compared = 0;

@@ -6,8 +6,8 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import ai.punica.backend.DType;
 import ai.punica.backend.Tensor;
+import ai.punica.backend.TensorData;
 import ai.punica.backend.reference.ReferenceBackend;
-import ai.punica.model.TensorData;
 import java.util.Arrays;
 import java.util.SplittableRandom;
 import java.util.stream.IntStream;

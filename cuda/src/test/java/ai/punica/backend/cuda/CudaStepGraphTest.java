@@ -4,8 +4,8 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import ai.punica.backend.StepRecorder;
-import ai.punica.model.DecodeStepFixture;
 import ai.punica.model.DecodeStepFixture.Runner;
+import ai.punica.model.DecodeStepFixture;
 import java.util.Arrays;
 import java.util.SplittableRandom;
 import org.junit.jupiter.api.Tag;
@@ -45,8 +45,8 @@ class CudaStepGraphTest {
                     }
                 }
                 int[] all = {0, 1, 2, 3, 4, 5, 6};
-                graphed.model.forward(DecodeStepFixture.step(all, lengths, contexts, graphed.slots, true), graphed.kv);
-                eager.model.forward(DecodeStepFixture.step(all, lengths, contexts, eager.slots, true), eager.kv);
+                graphed.forward(DecodeStepFixture.step(all, lengths, contexts, graphed.slots, true));
+                eager.forward(DecodeStepFixture.step(all, lengths, contexts, eager.slots, true));
 
                 int[][] subsets = {all, {0, 2, 3, 5, 6}, {1, 4, 6}, {2, 3}, {5}, {0, 1}, {3, 4, 5, 6}, all, {6}};
                 double worst = 0;
@@ -57,16 +57,16 @@ class CudaStepGraphTest {
                             lengths[s]++;
                         }
                         int count = subset.length * vocab;
-                        float[] first = Arrays.copyOf(graphed.model.forward(
-                                DecodeStepFixture.step(subset, lengths, contexts, graphed.slots, false), graphed.kv), count);
+                        float[] first = Arrays.copyOf(graphed.forward(
+                                DecodeStepFixture.step(subset, lengths, contexts, graphed.slots, false)), count);
                         // The same step again (it rewrites the same KV slots with the same values): a replay.
                         long replaysBefore = recorder.replays();
-                        float[] again = Arrays.copyOf(graphed.model.forward(
-                                DecodeStepFixture.step(subset, lengths, contexts, graphed.slots, false), graphed.kv), count);
+                        float[] again = Arrays.copyOf(graphed.forward(
+                                DecodeStepFixture.step(subset, lengths, contexts, graphed.slots, false)), count);
                         assertThat(recorder.replays()).as("the repeated step was replayed").isEqualTo(replaysBefore + 1);
                         assertThat(again).as("replay of an identical step").isEqualTo(first);
-                        float[] reference = Arrays.copyOf(eager.model.forward(
-                                DecodeStepFixture.step(subset, lengths, contexts, eager.slots, false), eager.kv), count);
+                        float[] reference = Arrays.copyOf(eager.forward(
+                                DecodeStepFixture.step(subset, lengths, contexts, eager.slots, false)), count);
                         worst = Math.max(worst, GpuChecks.relativeError(first, reference));
                     }
                 }

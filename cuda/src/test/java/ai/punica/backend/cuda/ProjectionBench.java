@@ -4,7 +4,7 @@ import ai.punica.backend.DType;
 import ai.punica.backend.LoraWeights;
 import ai.punica.backend.Segments;
 import ai.punica.backend.Tensor;
-import ai.punica.model.TensorData;
+import ai.punica.backend.TensorData;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;

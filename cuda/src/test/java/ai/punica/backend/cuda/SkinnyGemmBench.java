@@ -2,7 +2,7 @@ package ai.punica.backend.cuda;
 
 import ai.punica.backend.DType;
 import ai.punica.backend.Tensor;
-import ai.punica.model.TensorData;
+import ai.punica.backend.TensorData;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.ArrayList;

@@ -1,6 +1,5 @@
-package ai.punica.model;
+package ai.punica.backend;
 
-import ai.punica.backend.DType;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
@@ -82,8 +81,17 @@ public record TensorData(String name, DType dtype, long[] shape, MemorySegment d
 
     /** A 2-D tensor in a fresh heap segment, from floats, stored as {@code dtype}. */
     public static TensorData of(String name, DType dtype, long rows, long cols, float[] values) {
-        if ((long) values.length != rows * cols) {
-            throw new IllegalArgumentException(name + ": " + values.length + " values for shape [" + rows + ", " + cols + "]");
+        return of(name, dtype, new long[] {rows, cols}, values);
+    }
+
+    /** A tensor of any rank in a fresh heap segment, from floats (row-major), stored as {@code dtype}. */
+    public static TensorData of(String name, DType dtype, long[] shape, float[] values) {
+        long n = 1;
+        for (long d : shape) {
+            n *= d;
+        }
+        if (n != values.length) {
+            throw new IllegalArgumentException(name + ": " + values.length + " values for shape " + Arrays.toString(shape));
         }
         MemorySegment seg = MemorySegment.ofArray(new byte[values.length * dtype.byteSize()]);
         for (int i = 0; i < values.length; i++) {
@@ -93,7 +101,7 @@ public record TensorData(String name, DType dtype, long[] shape, MemorySegment d
                 case F16 -> seg.set(SHORT_LE, i * 2L, DType.floatToF16(values[i]));
             }
         }
-        return new TensorData(name, dtype, new long[] {rows, cols}, seg);
+        return new TensorData(name, dtype, shape, seg);
     }
 
     /**

@@ -1,0 +1,31 @@
+package ai.punica.backend;
+
+import java.util.Optional;
+
+/**
+ * What only some backends have, each with a default meaning "not here": step graphs, device memory
+ * figures, a per-operation profile.
+ */
+public interface DeviceCapabilities {
+
+    /** Free and total memory of this backend's own device; empty where it computes in host memory. */
+    default Optional<DeviceMemory> deviceMemory() {
+        return Optional.empty();
+    }
+
+    /**
+     * Records and replays whole forward steps (CUDA graphs), or null when this backend has no such
+     * mechanism and every step runs operation by operation.
+     */
+    default StepRecorder stepRecorder() {
+        return null;
+    }
+
+    /**
+     * Device time per operation since the last call, as a printable table, when this backend was asked
+     * to record it (the CUDA backend with {@code -Dpunica.cuda.profile=true}); null when it does not.
+     */
+    default String profileReport() {
+        return null;
+    }
+}
