@@ -9,10 +9,12 @@
 #   proj     ProjectionBench: each projection's GEMM alone, with LoRA on one stream, with the shrink overlapped
 #   hfdecode hf_decode.py: HF transformers + PEFT decode steps next to the decode part's CSV (HF_DECODE_ARGS)
 #   e2e      e2e_run.sh: end-to-end generation, Punica-J's engine then HF + PEFT (E2E_ARGS, E2E_HF_ARGS)
+#   sampling SamplingBench: device time of the sampling kernel per decode batch
 #   sgmv     SgmvBench (our SGMV vs the base GEMM of one projection) and sgmv_torch.py (PyTorch baselines)
 #   serve    `punica serve` on the bundled demo model: the engine's start-up line (KV pages it sized from the
 #            GPU's memory) and two completions over HTTP
-#   tests    tools/bench/gpu_check.sh (every gpu-tagged test class), GPU_CHECK_LIMIT_S each (default 240)
+#   tests    tools/bench/gpu_check.sh (every gpu-tagged test class), GPU_CHECK_LIMIT_S each (default 240); a
+#            skipped GPU test or a class that ran none fails it, and then this script exits 1 (after the other parts)
 # Runs ON the GPU machine from the checkout root with the bundle carried:
 #   here:   scripts/device-bundle && mkdir -p .device-bundle/tools && cp tools/bench/*.sh tools/bench/*.py .device-bundle/tools/
 #   device: bash .device-bundle/tools/gpu_session.sh decode sgmv serve tests      (carry: [".device-bundle"])
@@ -25,6 +27,7 @@ run="bash .device-bundle/device-run"
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.sm,power.limit --format=csv 2>&1 | tee "$OUT/gpu.txt"
 $run info > /dev/null 2>&1 # unpacks the JRE once
 
+status=0
 parts=("$@")
 [ ${#parts[@]} -eq 0 ] && parts=(decode sgmv serve tests)
 for part in "${parts[@]}"; do
@@ -66,6 +69,11 @@ for part in "${parts[@]}"; do
       echo "== proj rc=$? ($(( $(date +%s) - start )) s)"
       grep "BENCH" "$OUT/proj.log" | sed 's/^BENCH //'
       ;;
+    sampling)
+      timeout "${SAMPLING_LIMIT_S:-120}" $run bench ai.punica.backend.cuda.SamplingBench > "$OUT/sampling.log" 2>&1
+      echo "== sampling rc=$? ($(( $(date +%s) - start )) s)"
+      grep "BENCH" "$OUT/sampling.log" | sed 's/^BENCH //'
+      ;;
     sgmv)
       timeout "${SGMV_LIMIT_S:-120}" $run bench ai.punica.backend.cuda.SgmvBench > "$OUT/sgmv.log" 2>&1
       echo "== sgmv rc=$? ($(( $(date +%s) - start )) s)"
@@ -98,10 +106,13 @@ for part in "${parts[@]}"; do
       ;;
     tests)
       GPU_CHECK_LIMIT_S="${GPU_CHECK_LIMIT_S:-240}" bash "$tools/gpu_check.sh" ${TEST_CLASSES:-}
-      echo "== tests ($(( $(date +%s) - start )) s)"
+      rc=$?
+      [ $rc != 0 ] && status=1
+      echo "== tests rc=$rc ($(( $(date +%s) - start )) s)"
       ;;
-    *) echo "unknown part '$part' (decode | decode-off | hfdecode | e2e | proj | sgmv | serve | tests)";;
+    *) echo "unknown part '$part' (decode | decode-off | hfdecode | e2e | proj | sampling | sgmv | serve | tests)"; status=2;;
   esac
 done
 # The device tool brings back at most 8 files: everything in one archive.
 (cd "$OUT" && tar czf /tmp/session.tgz . && find . -mindepth 1 -delete && mv /tmp/session.tgz .)
+exit $status

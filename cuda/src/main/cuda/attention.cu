@@ -12,9 +12,6 @@
 // Cache layout: [slot][kvHead][headDim] bf16, slot = page · pageSize + offset.
 #include "common.cuh"
 
-#define ATT_MAX_GROUP 16
-#define ATT_MAX_HEAD_DIM 256
-
 // Slot of token t of a sequence whose page table is pages[]. pageShift = log2(pageSize), or -1.
 __device__ __forceinline__ int page_slot(const int* __restrict__ pages, int t, int pageSize, int pageShift) {
     int i = pageShift >= 0 ? t >> pageShift : t / pageSize;
@@ -55,8 +52,7 @@ __device__ __forceinline__ float rescale(float m, float mNew) {
 //
 // At the end the token groups of a warp merge by shuffles and the 4 warps through shared memory.
 
-#define DEC_WARPS 4
-#define DEC_THREADS (DEC_WARPS * 32)
+#define DEC_WARPS (DEC_THREADS / 32)
 
 #define DECODE_PARAMS                                                                                       \
     const bf16* __restrict__ qkv, int qkvStride, const bf16* __restrict__ kCache,                          \
@@ -319,8 +315,6 @@ DECODE_KERNEL(32, 8, 4, 2)
 // tiles of ATT_TILE tokens: one thread per token computes its scores for all G heads, the tile's value
 // rows are staged in shared memory, then each thread accumulates its head dims.
 
-#define ATT_THREADS 128
-#define ATT_TILE 128
 #define ATT_DIMS_PER_THREAD (ATT_MAX_HEAD_DIM / ATT_THREADS)
 
 // queryStarts[seqs + 1], contextLens[seqs], pageTableStarts[seqs]: the AttentionBatch arrays as they are.

@@ -2,6 +2,9 @@
 // the kernels at run time without the toolkit's include folder: bf16 is carried as its 16 raw bits.
 #pragma once
 
+// The numbers the host shares with the kernels (block sizes, tile heights, the sampling rows' layout).
+#include "kernel_constants.cuh"
+
 typedef unsigned short bf16;
 
 #define NEG_INF (__int_as_float(0xff800000))
@@ -55,7 +58,10 @@ __device__ __forceinline__ uint4 pack8(const float* f) {
     return v;
 }
 
-__device__ __forceinline__ float warp_sum(float v) {
+// Butterfly sum over a warp (float, double or int): every lane ends with the same bits (each step adds the
+// same pair in either order).
+template <typename T>
+__device__ __forceinline__ T warp_sum(T v) {
     #pragma unroll
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;
@@ -76,6 +82,16 @@ __device__ __forceinline__ float block_sum(float v, float* scratch /* [32] */) {
     __syncthreads();
     v = lane < warps ? scratch[lane] : 0.0f;
     return warp_sum(v);
+}
+
+// x·inv·w for 8 bf16 of a row and its weights (rms_norm and add_rms_norm round the same way).
+__device__ __forceinline__ uint4 scale8(uint4 x, uint4 w, float inv) {
+    float f[8], g[8];
+    unpack8(x, f);
+    unpack8(w, g);
+    #pragma unroll
+    for (int j = 0; j < 8; j++) f[j] = f[j] * inv * g[j];
+    return pack8(f);
 }
 
 __device__ __forceinline__ bool aligned16(const void* p) {

@@ -62,12 +62,7 @@ extern "C" __global__ void rms_norm(const bf16* __restrict__ x, const bf16* __re
     float inv = rsqrtf(block_sum(ss, scratch) / (float) cols + eps);
     if (vec) {
         for (int i = threadIdx.x; i < (cols >> 3); i += blockDim.x) {
-            float f[8], g[8];
-            unpack8(((const uint4*) xr)[i], f);
-            unpack8(((const uint4*) w)[i], g);
-            #pragma unroll
-            for (int j = 0; j < 8; j++) f[j] = f[j] * inv * g[j];
-            ((uint4*) outr)[i] = pack8(f);
+            ((uint4*) outr)[i] = scale8(((const uint4*) xr)[i], ((const uint4*) w)[i], inv);
         }
     } else {
         for (int i = threadIdx.x; i < cols; i += blockDim.x) outr[i] = f2bf(bf2f(xr[i]) * inv * bf2f(w[i]));

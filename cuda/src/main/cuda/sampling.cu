@@ -16,30 +16,10 @@
 // (__fmul_rn etc., no contraction into FMAs).
 #include "common.cuh"
 
-#define SAMPLE_THREADS 1024
 #define SAMPLE_WARPS (SAMPLE_THREADS / 32)
 #define DIGIT_BITS 4
-#define DIGITS 16
-#define MAX_TOP 20
 #define BIG_INDEX 0x7fffffff
-
-// Per-row parameters, ints (floats as their bits, the uniform draw as a double's two halves); must
-// match CudaBackend.sample.
-#define P_TEMPERATURE 0
-#define P_TOP_K 1
-#define P_TOP_P 2
-#define P_MIN_P 3
-#define P_REPETITION 4
-#define P_PRESENCE 5
-#define P_FREQUENCY 6
-#define P_UNIFORM_LO 7
-#define P_UNIFORM_HI 8
-#define P_LOGPROBS 9
-#define P_PENALTY_BEGIN 10
-#define P_PENALTY_END 11
-#define ROW_INTS 12
-// Per-row output, ints: token | logprob bits | n | top tokens [MAX_TOP] | top logprob bits [MAX_TOP].
-#define OUT_INTS (3 + 2 * MAX_TOP)
+// The per-row parameters (P_*, ROW_INTS) and outputs (OUT_INTS) are laid out as kernel_constants.cuh says.
 
 struct Reductions {
     double d[SAMPLE_WARPS];
@@ -50,13 +30,7 @@ struct Reductions {
     int token;
 };
 
-// Butterfly reductions: every lane ends with the same bits (each step adds the same pair in either order).
-__device__ __forceinline__ double warp_sum_d(double v) {
-    #pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-
+// Butterfly reductions (warp_sum: common.cuh): every lane ends with the same bits.
 __device__ __forceinline__ int warp_max_i(int v) {
     #pragma unroll
     for (int o = 16; o > 0; o >>= 1) v = max(v, __shfl_xor_sync(0xffffffffu, v, o));
@@ -77,37 +51,20 @@ __device__ __forceinline__ void warp_argmax(float& v, int& i) {
     }
 }
 
-// Block-wide reductions of SAMPLE_THREADS threads; every thread gets the result.
-__device__ double block_sum_d(double v, Reductions& r) {
+// Block-wide reductions of SAMPLE_THREADS threads through one value per warp; every thread gets the result.
+template <typename T, T (*WARP_OP)(T)>
+__device__ T block_reduce(T v, T* perWarp) {
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    v = warp_sum_d(v);
+    v = WARP_OP(v);
     __syncthreads();
-    if (lane == 0) r.d[warp] = v;
+    if (lane == 0) perWarp[warp] = v;
     __syncthreads();
-    return warp_sum_d(r.d[lane]);
+    return WARP_OP(perWarp[lane]);
 }
 
-__device__ float block_max_f(float v, Reductions& r) {
-    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    v = warp_max(v);
-    __syncthreads();
-    if (lane == 0) r.f[warp] = v;
-    __syncthreads();
-    return warp_max(r.f[lane]);
-}
-
-__device__ int block_sum_i(int v, Reductions& r) {
-    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    #pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    __syncthreads();
-    if (lane == 0) r.i[warp] = v;
-    __syncthreads();
-    v = r.i[lane];
-    #pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
+__device__ double block_sum_d(double v, Reductions& r) { return block_reduce<double, warp_sum<double>>(v, r.d); }
+__device__ float block_max_f(float v, Reductions& r) { return block_reduce<float, warp_max>(v, r.f); }
+__device__ int block_sum_i(int v, Reductions& r) { return block_reduce<int, warp_sum<int>>(v, r.i); }
 
 __device__ void block_argmax(float& v, int& i, Reductions& r) {
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -187,7 +144,7 @@ __device__ unsigned top_p_threshold(const float* p, int vocab, unsigned floor, d
         double sum = 0;
         #pragma unroll
         for (int c = 0; c < 16; c++) sum += hist[d * SAMPLE_THREADS + part + 64 * c];
-        sum = warp_sum_d(sum);
+        sum = warp_sum(sum);
         if ((tid & 31) == 0) r.d[tid >> 5] = sum;
         __syncthreads();
         if (tid < DIGITS) r.digits[tid] = r.d[2 * tid] + r.d[2 * tid + 1];
@@ -221,7 +178,7 @@ __device__ int draw(const float* p, int vocab, float t, double uniform, Reductio
         float q = p[i];
         if (q >= t && q > 0.0f) { mass += q; last = i; }
     }
-    mass = warp_sum_d(mass);
+    mass = warp_sum(mass);
     last = warp_max_i(last);
     if (lane == 0) { r.d[warp] = mass; r.i[warp] = last; }
     __syncthreads();

@@ -13,9 +13,6 @@
 // share x (q|k|v, gate|up) in one launch, each with its own slot table and columns of v and y.
 #include "common.cuh"
 
-#define SGMV_TILE_ROWS 8
-#define SGMV_THREADS 256
-#define SHRINK_RANKS_PER_BLOCK 32
 #define SHRINK_RANKS_PER_WARP 4
 #define SHRINK_PARTIAL (SHRINK_RANKS_PER_BLOCK * SGMV_TILE_ROWS)
 
@@ -231,8 +228,6 @@ sgmv_shrink_group_row(const bf16* __restrict__ x, int xStride, bf16* __restrict_
                           partial, arrivals);
 }
 
-#define EXPAND_MAX_RANK 256
-
 // Block (tile, outBlock) of one projection: thread o reads row o of B once and applies it to every row of
 // the tile. A one-row tile (decode) does little work, so what it waits for matters more than what it
 // computes: the loads that do not depend on v (its y value, the first 16 elements of the B row) are issued
@@ -368,8 +363,6 @@ sgmv_expand_group(const bf16* __restrict__ v, int vStride, int vWidth, bf16* y, 
 // y[row, yCol + o] += scale · v·B[o]ᵀ, in the same order of additions as expand_block. One launch for up to 3
 // projections that read the same x: grid (FUSED_CLUSTER, tiles, projections), the slot tables as for
 // sgmv_shrink_group. Ranks up to FUSED_MAX_RANK. Compiled for sm_90 and later; the host uses it only there.
-#define FUSED_CLUSTER 8
-#define FUSED_MAX_RANK 64
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
 #define FUSED_CLUSTER_DIMS

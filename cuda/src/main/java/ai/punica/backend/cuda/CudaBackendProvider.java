@@ -68,11 +68,11 @@ public final class CudaBackendProvider implements BackendProvider {
 
     @Override
     public Backend create() {
-        return create(Integer.getInteger("punica.cuda.device", 0));
+        return new CudaBackend(CudaOptions.fromSystemProperties());
     }
 
     @Override
     public Backend create(int device) {
-        return new CudaBackend(device);
+        return new CudaBackend(CudaOptions.fromSystemProperties().toBuilder().device(device).build());
     }
 }

@@ -7,7 +7,7 @@ import ai.punica.backend.KvStorage;
  * {@code [numPages · pageSize slots][numKvHeads][headDim]} bf16. A slot's keys are one contiguous row,
  * exactly as they sit in the fused QKV activation, so appending is a row copy.
  */
-record CudaKvStorage(CudaBackend owner, long ptr, int numLayers, int numPages, int pageSize, int numKvHeads,
+record CudaKvStorage(DeviceAllocator owner, long ptr, int numLayers, int numPages, int pageSize, int numKvHeads,
                      int headDim) implements KvStorage {
 
     long slotsPerLayer() {

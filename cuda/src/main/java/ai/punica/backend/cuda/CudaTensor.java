@@ -8,7 +8,7 @@ import ai.punica.backend.Tensor;
  * {@link #root}; only a root is freed.
  */
 final class CudaTensor implements Tensor {
-    final CudaBackend owner;
+    final DeviceAllocator owner;
     final long ptr;
     private final int rows;
     private final int cols;
@@ -16,7 +16,7 @@ final class CudaTensor implements Tensor {
     final CudaTensor root;
     boolean freed;
 
-    CudaTensor(CudaBackend owner, long ptr, int rows, int cols, DType dtype, CudaTensor root) {
+    CudaTensor(DeviceAllocator owner, long ptr, int rows, int cols, DType dtype, CudaTensor root) {
         this.owner = owner;
         this.ptr = ptr;
         this.rows = rows;

@@ -8,6 +8,7 @@ import static java.lang.foreign.ValueLayout.JAVA_LONG;
 import java.lang.foreign.Arena;
 import java.lang.foreign.FunctionDescriptor;
 import java.lang.foreign.Linker;
+import java.lang.foreign.MemoryLayout;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.SymbolLookup;
 import java.lang.invoke.MethodHandle;
@@ -20,16 +21,14 @@ import java.util.List;
  * pointers are {@code long}.
  */
 final class Driver {
-    static final int CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8;
+    private static final Linker LINKER = Linker.nativeLinker();
+
+    // Values of the driver API's enums (cuda.h) that the backend passes.
     static final int CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT = 16;
     static final int CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75;
     static final int CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76;
     static final int CU_STREAM_NON_BLOCKING = 1;
-    static final int CU_STREAM_CAPTURE_MODE_THREAD_LOCAL = 1;
     static final int CU_EVENT_DISABLE_TIMING = 2;
-    static final int CUDA_ERROR_NOT_READY = 600;
-
-    private static final Linker LINKER = Linker.nativeLinker();
 
     private static volatile Driver instance;
     private static volatile Throwable loadFailure;
@@ -114,7 +113,7 @@ final class Driver {
         }
     }
 
-    private MethodHandle h(String name, java.lang.foreign.MemoryLayout... args) {
+    private MethodHandle h(String name, MemoryLayout... args) {
         MemorySegment symbol = lib.find(name).orElseThrow(() -> new CudaException("libcuda has no symbol " + name
                 + "; the driver is older than this backend needs (CUDA 12.8+ driver)"));
         return LINKER.downcallHandle(symbol, FunctionDescriptor.of(JAVA_INT, args));
@@ -151,86 +150,83 @@ final class Driver {
         }
     }
 
+    // ---- calls ------------------------------------------------------------------------------------
+
+    /** One driver call: {@code (int) handle.invokeExact(...)}, returning its CUresult. */
+    @FunctionalInterface
+    private interface Call {
+        int invoke() throws Throwable;
+    }
+
+    /** A driver call that writes its result through a pointer to {@code out}. */
+    @FunctionalInterface
+    private interface OutCall {
+        int invoke(MemorySegment out) throws Throwable;
+    }
+
+    /** Runs {@code c} and throws a {@link CudaException} naming {@code name} unless it returned CUDA_SUCCESS. */
+    private void call(String name, Call c) {
+        int rc;
+        try {
+            rc = c.invoke();
+        } catch (Throwable t) {
+            throw wrap(name, t);
+        }
+        check(rc, name);
+    }
+
+    /** Runs {@code c} with a fresh {@code layout}-sized out-parameter, checked as {@link #call}; returns the parameter. */
+    private MemorySegment out(Arena arena, MemoryLayout layout, String name, OutCall c) {
+        MemorySegment p = arena.allocate(layout);
+        call(name, () -> c.invoke(p));
+        return p;
+    }
+
+    private int outInt(String name, OutCall c) {
+        try (Arena arena = Arena.ofConfined()) {
+            return out(arena, JAVA_INT, name, c).get(JAVA_INT, 0);
+        }
+    }
+
+    private MemorySegment outAddress(String name, OutCall c) {
+        try (Arena arena = Arena.ofConfined()) {
+            return out(arena, ADDRESS, name, c).get(ADDRESS, 0);
+        }
+    }
+
     // ---- devices and contexts ---------------------------------------------------------------------
 
     int deviceCount() {
-        try (Arena arena = Arena.ofConfined()) {
-            MemorySegment n = arena.allocate(JAVA_INT);
-            check((int) cuDeviceGetCount.invokeExact(n), "cuDeviceGetCount");
-            return n.get(JAVA_INT, 0);
-        } catch (CudaException e) {
-            throw e;
-        } catch (Throwable t) {
-            throw wrap("cuDeviceGetCount", t);
-        }
+        return outInt("cuDeviceGetCount", n -> (int) cuDeviceGetCount.invokeExact(n));
     }
 
     int device(int ordinal) {
-        try (Arena arena = Arena.ofConfined()) {
-            MemorySegment d = arena.allocate(JAVA_INT);
-            check((int) cuDeviceGet.invokeExact(d, ordinal), "cuDeviceGet(" + ordinal + ")");
-            return d.get(JAVA_INT, 0);
-        } catch (CudaException e) {
-            throw e;
-        } catch (Throwable t) {
-            throw wrap("cuDeviceGet", t);
-        }
+        return outInt("cuDeviceGet(" + ordinal + ")", d -> (int) cuDeviceGet.invokeExact(d, ordinal));
     }
 
     int deviceAttribute(int device, int attribute) {
-        try (Arena arena = Arena.ofConfined()) {
-            MemorySegment v = arena.allocate(JAVA_INT);
-            check((int) cuDeviceGetAttribute.invokeExact(v, attribute, device), "cuDeviceGetAttribute(" + attribute + ")");
-            return v.get(JAVA_INT, 0);
-        } catch (CudaException e) {
-            throw e;
-        } catch (Throwable t) {
-            throw wrap("cuDeviceGetAttribute", t);
-        }
+        return outInt("cuDeviceGetAttribute(" + attribute + ")",
+                v -> (int) cuDeviceGetAttribute.invokeExact(v, attribute, device));
     }
 
     String deviceName(int device) {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment buf = arena.allocate(256);
-            check((int) cuDeviceGetName.invokeExact(buf, 256, device), "cuDeviceGetName");
+            call("cuDeviceGetName", () -> (int) cuDeviceGetName.invokeExact(buf, 256, device));
             return buf.getString(0);
-        } catch (CudaException e) {
-            throw e;
-        } catch (Throwable t) {
-            throw wrap("cuDeviceGetName", t);
         }
     }
 
     MemorySegment primaryContextRetain(int device) {
-        try (Arena arena = Arena.ofConfined()) {
-            MemorySegment ctx = arena.allocate(ADDRESS);
-            check((int) cuDevicePrimaryCtxRetain.invokeExact(ctx, device), "cuDevicePrimaryCtxRetain");
-            return ctx.get(ADDRESS, 0);
-        } catch (CudaException e) {
-            throw e;
-        } catch (Throwable t) {
-            throw wrap("cuDevicePrimaryCtxRetain", t);
-        }
+        return outAddress("cuDevicePrimaryCtxRetain", ctx -> (int) cuDevicePrimaryCtxRetain.invokeExact(ctx, device));
     }
 
     void primaryContextRelease(int device) {
-        try {
-            check((int) cuDevicePrimaryCtxRelease.invokeExact(device), "cuDevicePrimaryCtxRelease");
-        } catch (CudaException e) {
-            throw e;
-        } catch (Throwable t) {
-            throw wrap("cuDevicePrimaryCtxRelease", t);
-        }
+        call("cuDevicePrimaryCtxRelease", () -> (int) cuDevicePrimaryCtxRelease.invokeExact(device));
     }
 
     void setCurrent(MemorySegment ctx) {
-        try {
-            check((int) cuCtxSetCurrent.invokeExact(ctx), "cuCtxSetCurrent");
-        } catch (CudaException e) {
-            throw e;
-        } catch (Throwable t) {
-            throw wrap("cuCtxSetCurrent", t);
-        }
+        call("cuCtxSetCurrent", () -> (int) cuCtxSetCurrent.invokeExact(ctx));
     }
 
     /** {free, total} bytes of device memory. */
@@ -238,12 +234,8 @@ final class Driver {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment free = arena.allocate(JAVA_LONG);
             MemorySegment total = arena.allocate(JAVA_LONG);
-            check((int) cuMemGetInfo.invokeExact(free, total), "cuMemGetInfo");
+            call("cuMemGetInfo", () -> (int) cuMemGetInfo.invokeExact(free, total));
             return new long[] {free.get(JAVA_LONG, 0), total.get(JAVA_LONG, 0)};
-        } catch (CudaException e) {
-            throw e;
-        } catch (Throwable t) {
-            throw wrap("cuMemGetInfo", t);
         }
     }
 
@@ -252,125 +244,63 @@ final class Driver {
     long memAlloc(long bytes) {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment p = arena.allocate(JAVA_LONG);
-            int rc = (int) cuMemAlloc.invokeExact(p, Math.max(bytes, 1L));
+            int rc;
+            try {
+                rc = (int) cuMemAlloc.invokeExact(p, Math.max(bytes, 1L));
+            } catch (Throwable t) {
+                throw wrap("cuMemAlloc", t);
+            }
             if (rc != 0) {
                 long[] info = memInfo();
                 throw new CudaException("cuMemAlloc(" + bytes + " bytes) failed: " + errorText(rc) + "; device has "
                         + (info[0] >> 20) + " MiB free of " + (info[1] >> 20) + " MiB");
             }
             return p.get(JAVA_LONG, 0);
-        } catch (CudaException e) {
-            throw e;
-        } catch (Throwable t) {
-            throw wrap("cuMemAlloc", t);
         }
     }
 
     void memFree(long ptr) {
-        try {
-            check((int) cuMemFree.invokeExact(ptr), "cuMemFree");
-        } catch (CudaException e) {
-            throw e;
-        } catch (Throwable t) {
-            throw wrap("cuMemFree", t);
-        }
+        call("cuMemFree", () -> (int) cuMemFree.invokeExact(ptr));
     }
 
     /** Page-locked host memory the device can copy from and to asynchronously. */
     MemorySegment memAllocHost(long bytes) {
-        try (Arena arena = Arena.ofConfined()) {
-            MemorySegment p = arena.allocate(ADDRESS);
-            check((int) cuMemAllocHost.invokeExact(p, bytes), "cuMemAllocHost(" + bytes + " bytes)");
-            return p.get(ADDRESS, 0).reinterpret(bytes);
-        } catch (CudaException e) {
-            throw e;
-        } catch (Throwable t) {
-            throw wrap("cuMemAllocHost", t);
-        }
+        return outAddress("cuMemAllocHost(" + bytes + " bytes)", p -> (int) cuMemAllocHost.invokeExact(p, bytes))
+                .reinterpret(bytes);
     }
 
     void memFreeHost(MemorySegment host) {
-        try {
-            check((int) cuMemFreeHost.invokeExact(host), "cuMemFreeHost");
-        } catch (CudaException e) {
-            throw e;
-        } catch (Throwable t) {
-            throw wrap("cuMemFreeHost", t);
-        }
+        call("cuMemFreeHost", () -> (int) cuMemFreeHost.invokeExact(host));
     }
 
     void copyHtoDAsync(long dst, MemorySegment src, long bytes, MemorySegment stream) {
-        try {
-            check((int) cuMemcpyHtoDAsync.invokeExact(dst, src, bytes, stream), "cuMemcpyHtoDAsync(" + bytes + " bytes)");
-        } catch (CudaException e) {
-            throw e;
-        } catch (Throwable t) {
-            throw wrap("cuMemcpyHtoDAsync", t);
-        }
+        call("cuMemcpyHtoDAsync(" + bytes + " bytes)", () -> (int) cuMemcpyHtoDAsync.invokeExact(dst, src, bytes, stream));
     }
 
     void copyDtoHAsync(MemorySegment dst, long src, long bytes, MemorySegment stream) {
-        try {
-            check((int) cuMemcpyDtoHAsync.invokeExact(dst, src, bytes, stream), "cuMemcpyDtoHAsync(" + bytes + " bytes)");
-        } catch (CudaException e) {
-            throw e;
-        } catch (Throwable t) {
-            throw wrap("cuMemcpyDtoHAsync", t);
-        }
+        call("cuMemcpyDtoHAsync(" + bytes + " bytes)", () -> (int) cuMemcpyDtoHAsync.invokeExact(dst, src, bytes, stream));
     }
 
     void copyDtoDAsync(long dst, long src, long bytes, MemorySegment stream) {
-        try {
-            check((int) cuMemcpyDtoDAsync.invokeExact(dst, src, bytes, stream), "cuMemcpyDtoDAsync(" + bytes + " bytes)");
-        } catch (CudaException e) {
-            throw e;
-        } catch (Throwable t) {
-            throw wrap("cuMemcpyDtoDAsync", t);
-        }
+        call("cuMemcpyDtoDAsync(" + bytes + " bytes)", () -> (int) cuMemcpyDtoDAsync.invokeExact(dst, src, bytes, stream));
     }
 
     void memsetD32Async(long dst, int value, long count, MemorySegment stream) {
-        try {
-            check((int) cuMemsetD32Async.invokeExact(dst, value, count, stream), "cuMemsetD32Async");
-        } catch (CudaException e) {
-            throw e;
-        } catch (Throwable t) {
-            throw wrap("cuMemsetD32Async", t);
-        }
+        call("cuMemsetD32Async", () -> (int) cuMemsetD32Async.invokeExact(dst, value, count, stream));
     }
 
     // ---- streams and events -----------------------------------------------------------------------
 
     MemorySegment streamCreate(int flags) {
-        try (Arena arena = Arena.ofConfined()) {
-            MemorySegment p = arena.allocate(ADDRESS);
-            check((int) cuStreamCreate.invokeExact(p, flags), "cuStreamCreate");
-            return p.get(ADDRESS, 0);
-        } catch (CudaException e) {
-            throw e;
-        } catch (Throwable t) {
-            throw wrap("cuStreamCreate", t);
-        }
+        return outAddress("cuStreamCreate", p -> (int) cuStreamCreate.invokeExact(p, flags));
     }
 
     void streamDestroy(MemorySegment stream) {
-        try {
-            check((int) cuStreamDestroy.invokeExact(stream), "cuStreamDestroy");
-        } catch (CudaException e) {
-            throw e;
-        } catch (Throwable t) {
-            throw wrap("cuStreamDestroy", t);
-        }
+        call("cuStreamDestroy", () -> (int) cuStreamDestroy.invokeExact(stream));
     }
 
     void streamSynchronize(MemorySegment stream) {
-        try {
-            check((int) cuStreamSynchronize.invokeExact(stream), "cuStreamSynchronize");
-        } catch (CudaException e) {
-            throw e;
-        } catch (Throwable t) {
-            throw wrap("cuStreamSynchronize", t);
-        }
+        call("cuStreamSynchronize", () -> (int) cuStreamSynchronize.invokeExact(stream));
     }
 
     MemorySegment eventCreate() {
@@ -379,36 +309,19 @@ final class Driver {
 
     /** An event with {@code flags} ({@link #CU_EVENT_DISABLE_TIMING} for one only waited on or queried). */
     MemorySegment eventCreate(int flags) {
-        try (Arena arena = Arena.ofConfined()) {
-            MemorySegment p = arena.allocate(ADDRESS);
-            check((int) cuEventCreate.invokeExact(p, flags), "cuEventCreate");
-            return p.get(ADDRESS, 0);
-        } catch (CudaException e) {
-            throw e;
-        } catch (Throwable t) {
-            throw wrap("cuEventCreate", t);
-        }
+        return outAddress("cuEventCreate", p -> (int) cuEventCreate.invokeExact(p, flags));
     }
 
     void eventRecord(MemorySegment event, MemorySegment stream) {
-        try {
-            check((int) cuEventRecord.invokeExact(event, stream), "cuEventRecord");
-        } catch (CudaException e) {
-            throw e;
-        } catch (Throwable t) {
-            throw wrap("cuEventRecord", t);
-        }
+        call("cuEventRecord", () -> (int) cuEventRecord.invokeExact(event, stream));
     }
 
     void eventSynchronize(MemorySegment event) {
-        try {
-            check((int) cuEventSynchronize.invokeExact(event), "cuEventSynchronize");
-        } catch (CudaException e) {
-            throw e;
-        } catch (Throwable t) {
-            throw wrap("cuEventSynchronize", t);
-        }
+        call("cuEventSynchronize", () -> (int) cuEventSynchronize.invokeExact(event));
     }
+
+    /** cuEventQuery's answer while the event's work is still running. */
+    private static final int CUDA_ERROR_NOT_READY = 600;
 
     /** True when all work the event captured has completed, false while it has not (never blocks). */
     boolean eventQuery(MemorySegment event) {
@@ -427,35 +340,18 @@ final class Driver {
 
     /** Work enqueued on {@code stream} after this call starts only once {@code event} has completed. */
     void streamWaitEvent(MemorySegment stream, MemorySegment event) {
-        try {
-            check((int) cuStreamWaitEvent.invokeExact(stream, event, 0), "cuStreamWaitEvent");
-        } catch (CudaException e) {
-            throw e;
-        } catch (Throwable t) {
-            throw wrap("cuStreamWaitEvent", t);
-        }
+        call("cuStreamWaitEvent", () -> (int) cuStreamWaitEvent.invokeExact(stream, event, 0));
     }
 
     float eventElapsedMillis(MemorySegment start, MemorySegment end) {
         try (Arena arena = Arena.ofConfined()) {
-            MemorySegment ms = arena.allocate(JAVA_FLOAT);
-            check((int) cuEventElapsedTime.invokeExact(ms, start, end), "cuEventElapsedTime");
-            return ms.get(JAVA_FLOAT, 0);
-        } catch (CudaException e) {
-            throw e;
-        } catch (Throwable t) {
-            throw wrap("cuEventElapsedTime", t);
+            return out(arena, JAVA_FLOAT, "cuEventElapsedTime", ms -> (int) cuEventElapsedTime.invokeExact(ms, start, end))
+                    .get(JAVA_FLOAT, 0);
         }
     }
 
     void eventDestroy(MemorySegment event) {
-        try {
-            check((int) cuEventDestroy.invokeExact(event), "cuEventDestroy");
-        } catch (CudaException e) {
-            throw e;
-        } catch (Throwable t) {
-            throw wrap("cuEventDestroy", t);
-        }
+        call("cuEventDestroy", () -> (int) cuEventDestroy.invokeExact(event));
     }
 
     // ---- modules and launches ---------------------------------------------------------------------
@@ -476,13 +372,7 @@ final class Driver {
     }
 
     void moduleUnload(MemorySegment module) {
-        try {
-            check((int) cuModuleUnload.invokeExact(module), "cuModuleUnload");
-        } catch (CudaException e) {
-            throw e;
-        } catch (Throwable t) {
-            throw wrap("cuModuleUnload", t);
-        }
+        call("cuModuleUnload", () -> (int) cuModuleUnload.invokeExact(module));
     }
 
     /** The kernel, or null when the module has none of that name. */
@@ -496,16 +386,14 @@ final class Driver {
         }
     }
 
+    /** The function attribute that lets a kernel use more than 48 KB of dynamic shared memory. */
+    static final int CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8;
+
     void funcSetAttribute(MemorySegment function, int attribute, int value) {
-        try {
-            check((int) cuFuncSetAttribute.invokeExact(function, attribute, value), "cuFuncSetAttribute");
-        } catch (CudaException e) {
-            throw e;
-        } catch (Throwable t) {
-            throw wrap("cuFuncSetAttribute", t);
-        }
+        call("cuFuncSetAttribute", () -> (int) cuFuncSetAttribute.invokeExact(function, attribute, value));
     }
 
+    /** The hot path (hundreds of launches a step): no lambda, and the error names the launch's shape. */
     void launchKernel(MemorySegment function, int gx, int gy, int gz, int bx, int by, int bz, int sharedBytes,
                       MemorySegment stream, MemorySegment params, String name) {
         int rc;
@@ -523,68 +411,32 @@ final class Driver {
 
     // ---- graphs -----------------------------------------------------------------------------------
 
+    /** While a stream of this thread captures, only this thread's unsafe calls are refused. */
+    private static final int CU_STREAM_CAPTURE_MODE_THREAD_LOCAL = 1;
+
     void streamBeginCapture(MemorySegment stream) {
-        try {
-            check((int) cuStreamBeginCapture.invokeExact(stream, CU_STREAM_CAPTURE_MODE_THREAD_LOCAL), "cuStreamBeginCapture");
-        } catch (CudaException e) {
-            throw e;
-        } catch (Throwable t) {
-            throw wrap("cuStreamBeginCapture", t);
-        }
+        call("cuStreamBeginCapture",
+                () -> (int) cuStreamBeginCapture.invokeExact(stream, CU_STREAM_CAPTURE_MODE_THREAD_LOCAL));
     }
 
     MemorySegment streamEndCapture(MemorySegment stream) {
-        try (Arena arena = Arena.ofConfined()) {
-            MemorySegment p = arena.allocate(ADDRESS);
-            check((int) cuStreamEndCapture.invokeExact(stream, p), "cuStreamEndCapture");
-            return p.get(ADDRESS, 0);
-        } catch (CudaException e) {
-            throw e;
-        } catch (Throwable t) {
-            throw wrap("cuStreamEndCapture", t);
-        }
+        return outAddress("cuStreamEndCapture", p -> (int) cuStreamEndCapture.invokeExact(stream, p));
     }
 
     MemorySegment graphInstantiate(MemorySegment graph) {
-        try (Arena arena = Arena.ofConfined()) {
-            MemorySegment p = arena.allocate(ADDRESS);
-            check((int) cuGraphInstantiate.invokeExact(p, graph, 0L), "cuGraphInstantiateWithFlags");
-            return p.get(ADDRESS, 0);
-        } catch (CudaException e) {
-            throw e;
-        } catch (Throwable t) {
-            throw wrap("cuGraphInstantiateWithFlags", t);
-        }
+        return outAddress("cuGraphInstantiateWithFlags", p -> (int) cuGraphInstantiate.invokeExact(p, graph, 0L));
     }
 
     void graphLaunch(MemorySegment exec, MemorySegment stream) {
-        try {
-            check((int) cuGraphLaunch.invokeExact(exec, stream), "cuGraphLaunch");
-        } catch (CudaException e) {
-            throw e;
-        } catch (Throwable t) {
-            throw wrap("cuGraphLaunch", t);
-        }
+        call("cuGraphLaunch", () -> (int) cuGraphLaunch.invokeExact(exec, stream));
     }
 
     void graphDestroy(MemorySegment graph) {
-        try {
-            check((int) cuGraphDestroy.invokeExact(graph), "cuGraphDestroy");
-        } catch (CudaException e) {
-            throw e;
-        } catch (Throwable t) {
-            throw wrap("cuGraphDestroy", t);
-        }
+        call("cuGraphDestroy", () -> (int) cuGraphDestroy.invokeExact(graph));
     }
 
     void graphExecDestroy(MemorySegment exec) {
-        try {
-            check((int) cuGraphExecDestroy.invokeExact(exec), "cuGraphExecDestroy");
-        } catch (CudaException e) {
-            throw e;
-        } catch (Throwable t) {
-            throw wrap("cuGraphExecDestroy", t);
-        }
+        call("cuGraphExecDestroy", () -> (int) cuGraphExecDestroy.invokeExact(exec));
     }
 
     private static CudaException wrap(String call, Throwable t) {

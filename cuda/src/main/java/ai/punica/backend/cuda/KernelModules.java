@@ -22,8 +22,8 @@ import org.slf4j.LoggerFactory;
  */
 final class KernelModules implements AutoCloseable {
     static final String RESOURCE_DIR = "/ai/punica/backend/cuda/kernels/";
-    static final List<String> SOURCES = List.of("elementwise", "attention", "sgmv", "fused", "sampling", "gemm");
-    static final List<String> HEADERS = List.of("common.cuh");
+    static final List<String> SOURCES = List.of("elementwise", "attention", "sgmv", "fused", "sampling");
+    static final List<String> HEADERS = List.of("common.cuh", "kernel_constants.cuh");
 
     private static final Logger log = LoggerFactory.getLogger(KernelModules.class);
 
@@ -33,15 +33,16 @@ final class KernelModules implements AutoCloseable {
     /** How each module was loaded ("fatbin" or "nvrtc sm_90"), for logs and tests. */
     private final Map<String, String> origin = new LinkedHashMap<>();
 
-    KernelModules(Driver driver, int ccMajor, int ccMinor) {
+    /** {@code nvrtc}: compile the packaged sources even where a fatbin would load ({@link CudaOptions#nvrtc}). */
+    KernelModules(Driver driver, int ccMajor, int ccMinor, boolean nvrtc) {
         this.driver = driver;
-        Nvrtc nvrtc = null;
+        Nvrtc compiler = null;
         try (Arena images = Arena.ofConfined()) {
             for (String name : SOURCES) {
                 MemorySegment module = null;
                 String why = "no fatbin in the jar (built without nvcc)";
-                byte[] fatbin = Boolean.getBoolean("punica.cuda.nvrtc") ? null : resource(name + ".fatbin");
-                if (fatbin == null && Boolean.getBoolean("punica.cuda.nvrtc")) {
+                byte[] fatbin = nvrtc ? null : resource(name + ".fatbin");
+                if (fatbin == null && nvrtc) {
                     why = "-Dpunica.cuda.nvrtc=true";
                 }
                 if (fatbin != null) {
@@ -56,9 +57,9 @@ final class KernelModules implements AutoCloseable {
                     }
                 }
                 if (module == null) {
-                    if (nvrtc == null) {
+                    if (compiler == null) {
                         try {
-                            nvrtc = new Nvrtc();
+                            compiler = new Nvrtc();
                         } catch (CudaException e) {
                             throw new CudaException("cannot load kernels '" + name + "': " + why
                                     + ", and NVRTC is unavailable to compile the sources: " + e.getMessage(), e);
@@ -69,7 +70,7 @@ final class KernelModules implements AutoCloseable {
                     for (String h : HEADERS) {
                         headers.put(h, text(h));
                     }
-                    MemorySegment cubin = nvrtc.compileToCubin(name + ".cu", text(name + ".cu"), headers, ccMajor, ccMinor, images);
+                    MemorySegment cubin = compiler.compileToCubin(name + ".cu", text(name + ".cu"), headers, ccMajor, ccMinor, images);
                     String[] error = new String[1];
                     module = driver.moduleLoadData(cubin, error);
                     if (module == null) {

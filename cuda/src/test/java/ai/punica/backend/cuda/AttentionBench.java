@@ -104,21 +104,21 @@ public final class AttentionBench {
 
         int splits = gpu.attentionDecodeSplits(batch, shape);
         float decode = perCall(gpu, layerWalk, walks * layers, walks);
-        gpu.useDecodeAttentionKernel(false);
+        GpuChecks.configure(gpu, o -> o.decodeAttention(false));
         float general = perCall(gpu, layerWalk, walks * layers, walks);
-        gpu.useDecodeAttentionKernel(true);
+        GpuChecks.configure(gpu, o -> o.decodeAttention(true));
         System.out.printf("BENCH %-9s %5d %5d | %6d | %9.4f | %5.0f | %6.1f%% | %10.4f | %5.0f | %5.1fx%n", m.name, batch,
                 ctx, splits, decode, gbs(kvBytes, decode), 100 * gbs(kvBytes, decode) / PEAK_GBS, general,
                 gbs(kvBytes, general), general / decode);
         if (sweep) {
             StringBuilder line = new StringBuilder("SWEEP " + m.name + " " + batch + " " + ctx + " | blocks/SM: splits ms GB/s |");
             for (int perSm : new int[] {2, 4, 8, 16, 32}) {
-                gpu.decodeAttentionBlocksPerSm(perSm);
+                GpuChecks.configure(gpu, o -> o.decodeBlocksPerSm(perSm));
                 float ms = perCall(gpu, layerWalk, walks * layers, walks);
                 line.append(String.format(" %d: %d %.4f %.0f |", perSm, gpu.attentionDecodeSplits(batch, shape), ms,
                         gbs(kvBytes, ms)));
             }
-            gpu.decodeAttentionBlocksPerSm(8);
+            GpuChecks.configure(gpu, o -> o.decodeBlocksPerSm(8));
             System.out.println(line);
         }
         gpu.free(qkv);

@@ -1,7 +1,6 @@
 package ai.punica.backend.cuda;
 
 import static org.assertj.core.api.Assertions.assertThat;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import ai.punica.Fixtures;
 import ai.punica.backend.DType;
@@ -40,8 +39,7 @@ class CudaAdapterUploadTest {
 
     @BeforeAll
     static void needsGpu() {
-        CudaBackendProvider provider = new CudaBackendProvider();
-        assumeTrue(provider.available(), () -> "no usable CUDA device: " + CudaBackendProvider.unavailableReason());
+        GpuChecks.requireDevice();
     }
 
     static TensorData random(String name, DType dtype, int rows, int cols, long seed) {
@@ -156,11 +154,11 @@ class CudaAdapterUploadTest {
             for (int round = 0; round < 3; round++) {
                 WeightUpload abandoned = gpu.loadWeightsAsync(first);
                 abandoned.close(); // at once: most of the copy has not happened yet
-                long reused = gpu.reusedBlocks();
-                long fresh = gpu.driverAllocations();
+                long reused = gpu.allocatorStats().reusedBlocks();
+                long fresh = gpu.allocatorStats().driverAllocations();
                 WeightUpload kept = gpu.loadWeightsAsync(second);
-                assertThat(gpu.reusedBlocks()).as("the abandoned block is taken again").isEqualTo(reused + 1);
-                assertThat(gpu.driverAllocations()).isEqualTo(fresh);
+                assertThat(gpu.allocatorStats().reusedBlocks()).as("the abandoned block is taken again").isEqualTo(reused + 1);
+                assertThat(gpu.allocatorStats().driverAllocations()).isEqualTo(fresh);
                 awaitMillis(kept);
                 // Stragglers of the abandoned copy would land after `kept` completed: look after a pause too.
                 gpu.synchronize();
@@ -202,8 +200,8 @@ class CudaAdapterUploadTest {
             int roundsWithSteps = 0;
             for (int round = 0; round < 4; round++) {
                 if (round == 1) {
-                    reusedBefore = gpu.reusedBlocks();
-                    freshBefore = gpu.driverAllocations();
+                    reusedBefore = gpu.allocatorStats().reusedBlocks();
+                    freshBefore = gpu.allocatorStats().driverAllocations();
                     loadsBefore = adapters.loadCount();
                 }
                 for (String name : order) {
@@ -217,12 +215,12 @@ class CudaAdapterUploadTest {
                 roundsWithSteps += background.isDone() ? 0 : 1;
             }
             assertThat(firstText.get("reverse").strip()).isEqualTo("stone apple red");
-            long reused = gpu.reusedBlocks() - reusedBefore;
-            long fresh = gpu.driverAllocations() - freshBefore;
+            long reused = gpu.allocatorStats().reusedBlocks() - reusedBefore;
+            long fresh = gpu.allocatorStats().driverAllocations() - freshBefore;
             long loads = adapters.loadCount() - loadsBefore;
             System.out.printf("CHECK upload engine: %d slot checks exact; rounds 2-4: %d adapter loads, %d blocks reused,"
                             + " %d cuMemAlloc, %d KiB on free lists; background request still running after %d of 4"
-                            + " rounds%n", checkedSlots, loads, reused, fresh, gpu.freeBlockBytes() >> 10, roundsWithSteps);
+                            + " rounds%n", checkedSlots, loads, reused, fresh, gpu.allocatorStats().freeBlockBytes() >> 10, roundsWithSteps);
             // Every adapter was in a slot in round 1 and left it since: each later load finds its own block
             // (the four adapters' blocks all differ in size) on the free list.
             assertThat(loads).as("adapters kept coming and going").isGreaterThanOrEqualTo(3);

@@ -15,8 +15,6 @@ import java.util.Collections;
 import java.util.List;
 import java.util.Random;
 import java.util.SplittableRandom;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 
@@ -28,25 +26,9 @@ import org.junit.jupiter.api.Test;
  * the CHECK line shows the largest row error and the flash-decoding splits the launch used.
  */
 @Tag("gpu")
-class CudaAttentionTest {
+class CudaAttentionTest extends GpuBackendTest {
     static final double TOL = 1e-2;
     static final int[] CONTEXTS = {1, 15, 16, 17, 100, 512, 3000, 8192};
-
-    static CudaBackend gpu;
-    static ReferenceBackend ref;
-
-    @BeforeAll
-    static void open() {
-        gpu = GpuChecks.openOrSkip("");
-        ref = new ReferenceBackend();
-    }
-
-    @AfterAll
-    static void close() {
-        if (gpu != null) {
-            gpu.close();
-        }
-    }
 
     /**
      * One attention call: per sequence its context length and query rows; {@code qRange} is the range of
@@ -169,11 +151,11 @@ class CudaAttentionTest {
 
         AttentionShape shape = new AttentionShape(p.heads, p.kvHeads, p.headDim, (float) (1 / Math.sqrt(p.headDim)),
                 p.window);
-        gpu.useDecodeAttentionKernel(decodeKernel);
+        GpuChecks.configure(gpu, o -> o.decodeAttention(decodeKernel));
         try {
             gpu.attention(gQkv, gKv, layer, batch, shape, gOut);
         } finally {
-            gpu.useDecodeAttentionKernel(true);
+            GpuChecks.configure(gpu, o -> o.decodeAttention(true));
         }
         ref.attention(rQkv, rKv, layer, batch, shape, rOut);
         float[] got = new float[rows * qCols];
@@ -188,7 +170,7 @@ class CudaAttentionTest {
         double worst = 0;
         int worstRow = 0;
         for (int r = 0; r < rows; r++) {
-            double e = rowError(got, want, r * qCols, qCols);
+            double e = GpuChecks.relativeError(got, want, r * qCols, qCols);
             if (!(e <= worst)) {
                 worst = e;
                 worstRow = r;
@@ -201,21 +183,6 @@ class CudaAttentionTest {
                 worst <= TOL ? "ok" : "FAIL");
         assertThat(worst).as(what + ": ‖gpu − ref‖/‖ref‖ of row " + worstRow).isLessThanOrEqualTo(TOL);
         return worst;
-    }
-
-    /** ‖got − want‖ / ‖want‖ over {@code n} values from {@code from}; infinite when got has NaN or ±inf. */
-    static double rowError(float[] got, float[] want, int from, int n) {
-        double num = 0;
-        double den = 0;
-        for (int i = from; i < from + n; i++) {
-            if (!Float.isFinite(got[i])) {
-                return Double.POSITIVE_INFINITY;
-            }
-            double d = got[i] - want[i];
-            num += d * d;
-            den += (double) want[i] * want[i];
-        }
-        return Math.sqrt(num / Math.max(den, 1e-30));
     }
 
     /** {@code rows} contexts: every one of {@link #CONTEXTS} once (as far as rows go), then random picks, shuffled. */
@@ -297,14 +264,14 @@ class CudaAttentionTest {
     @Test
     void decodeWithOneSplitWritesTheOutputDirectly() {
         // One block per SM as the target and at least as many blocks as SMs: no split, no merge kernel.
-        gpu.decodeAttentionBlocksPerSm(1);
+        GpuChecks.configure(gpu, o -> o.decodeBlocksPerSm(1));
         try {
             Problem p = Problem.decode(mixedContexts(64, 500), 8, 8, 64, 0);
             assertThat(gpu.attentionDecodeSplits(64, new AttentionShape(8, 8, 64, 1, 0)))
                     .as("splits at 1 block per SM for 512 blocks").isEqualTo(1);
             check("attention-decode", p, 500, true);
         } finally {
-            gpu.decodeAttentionBlocksPerSm(8);
+            GpuChecks.configure(gpu, o -> o.decodeBlocksPerSm(8));
         }
     }
 

@@ -22,8 +22,6 @@ import java.util.Collections;
 import java.util.List;
 import java.util.ServiceLoader;
 import java.util.SplittableRandom;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 
@@ -35,24 +33,8 @@ import org.junit.jupiter.api.Test;
  * device-run summary.
  */
 @Tag("gpu")
-class CudaBackendTest {
+class CudaBackendTest extends GpuBackendTest {
     static final double TOL = 1e-2;
-
-    static CudaBackend gpu;
-    static ReferenceBackend ref;
-
-    @BeforeAll
-    static void open() {
-        gpu = GpuChecks.openOrSkip("");
-        ref = new ReferenceBackend();
-    }
-
-    @AfterAll
-    static void close() {
-        if (gpu != null) {
-            gpu.close();
-        }
-    }
 
     // ---- helpers ----------------------------------------------------------------------------------
 
@@ -549,16 +531,13 @@ class CudaBackendTest {
 
     @Test
     void nvrtcCompiledKernelsMatchTheFatbinOnes() {
-        System.setProperty("punica.cuda.nvrtc", "true");
         CudaBackend jit;
         try {
-            jit = new CudaBackend();
+            jit = new CudaBackend(CudaOptions.fromSystemProperties().toBuilder().nvrtc(true).build());
         } catch (CudaException e) {
             System.out.println("CHECK nvrtc unavailable: " + e.getMessage().lines().findFirst().orElse(""));
             assumeTrue(false, "NVRTC unavailable: " + e.getMessage());
             return;
-        } finally {
-            System.clearProperty("punica.cuda.nvrtc");
         }
         try (jit) {
             assertThat(jit.kernelOrigins().values()).allMatch(o -> o.startsWith("nvrtc"));

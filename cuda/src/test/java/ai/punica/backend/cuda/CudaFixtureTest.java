@@ -1,7 +1,6 @@
 package ai.punica.backend.cuda;
 
 import static org.assertj.core.api.Assertions.assertThat;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import ai.punica.EvalSet;
 import ai.punica.Fixtures;
@@ -36,8 +35,7 @@ class CudaFixtureTest {
 
     @BeforeAll
     static void needsGpu() {
-        CudaBackendProvider provider = new CudaBackendProvider();
-        assumeTrue(provider.available(), () -> "no usable CUDA device: " + CudaBackendProvider.unavailableReason());
+        GpuChecks.requireDevice();
     }
 
     static Map<String, Path> adapters() {

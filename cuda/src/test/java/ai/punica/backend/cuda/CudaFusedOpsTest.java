@@ -19,8 +19,6 @@ import java.util.Collections;
 import java.util.List;
 import java.util.Random;
 import java.util.SplittableRandom;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 
@@ -35,25 +33,9 @@ import org.junit.jupiter.api.Test;
  * elements differ. Every check prints a "CHECK" line.
  */
 @Tag("gpu")
-class CudaFusedOpsTest {
+class CudaFusedOpsTest extends GpuBackendTest {
     static final double TOL = 1e-2;
     static final double UNFUSED_TOL = 1e-3;
-
-    static CudaBackend gpu;
-    static ReferenceBackend ref;
-
-    @BeforeAll
-    static void open() {
-        gpu = GpuChecks.openOrSkip("");
-        ref = new ReferenceBackend();
-    }
-
-    @AfterAll
-    static void close() {
-        if (gpu != null) {
-            gpu.close();
-        }
-    }
 
     // ---- helpers ----------------------------------------------------------------------------------
 
@@ -101,7 +83,7 @@ class CudaFusedOpsTest {
         CudaKvStorage c = (CudaKvStorage) kv;
         int slots = Math.toIntExact(c.slotsPerLayer());
         int kvCols = c.numKvHeads() * c.headDim();
-        CudaTensor view = new CudaTensor(gpu, keys ? c.keys(layer) : c.values(layer), slots, kvCols, DType.BF16, null);
+        CudaTensor view = new CudaTensor(c.owner(), keys ? c.keys(layer) : c.values(layer), slots, kvCols, DType.BF16, null);
         float[] out = new float[slots * kvCols];
         gpu.download(view, out);
         return out;

@@ -9,15 +9,12 @@ import ai.punica.backend.SamplingBatch;
 import ai.punica.backend.SamplingRow;
 import ai.punica.backend.ScalarSampler;
 import ai.punica.backend.Tensor;
-import ai.punica.backend.reference.ReferenceBackend;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Set;
 import java.util.SplittableRandom;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 
@@ -32,27 +29,11 @@ import org.junit.jupiter.api.Test;
  * cases. Log-probabilities within 2e-3.
  */
 @Tag("gpu")
-class CudaSamplingTest {
+class CudaSamplingTest extends GpuBackendTest {
     static final double BOUNDARY = 1e-5;
     static final double MAX_BOUNDARY_FRACTION = 0.01;
     static final double LOGPROB_TOLERANCE = 2e-3;
     static final int[] VOCABS = {1024, 32000, 128256};
-
-    static CudaBackend gpu;
-    static ReferenceBackend ref;
-
-    @BeforeAll
-    static void open() {
-        gpu = GpuChecks.openOrSkip("");
-        ref = new ReferenceBackend();
-    }
-
-    @AfterAll
-    static void close() {
-        if (gpu != null) {
-            gpu.close();
-        }
-    }
 
     /** Every combination of the parameter classes, in a seeded order; values drawn within each class. */
     static List<SamplingRow> everyCombination(SplittableRandom random, int vocab) {
@@ -281,45 +262,5 @@ class CudaSamplingTest {
         System.out.println("CHECK sampling flat 8-token draws " + Arrays.toString(tokens) + " want " + Arrays.toString(hot));
         assertThat(tokens).containsExactly(hot);
         assertThat(got.getFirst().topTokens()).containsExactly(5, 900, 31000);
-    }
-
-    @Test
-    void samplingTimeOfADecodeBatch() {
-        SplittableRandom random = new SplittableRandom(5);
-        for (int vocab : new int[] {32000, 128256}) {
-            for (int rows : new int[] {1, 64}) {
-                float[] logits = new float[rows * vocab];
-                for (int r = 0; r < rows; r++) {
-                    randomRow(random, logits, r * vocab, vocab);
-                }
-                Tensor g = gpu.allocate(rows, vocab);
-                gpu.upload(logits, g);
-                String[] names = {"greedy", "top-p 0.9", "top-k 50 + top-p 0.9 + min-p + penalties + 20 logprobs"};
-                for (int mode = 0; mode < names.length; mode++) {
-                    SamplingBatch.Builder builder = SamplingBatch.builder();
-                    for (int r = 0; r < rows; r++) {
-                        builder.row(switch (mode) {
-                            case 0 -> SamplingRow.GREEDY;
-                            case 1 -> new SamplingRow(1f, 0, 0.9f, 0f, 1f, 0f, 0f, random.nextDouble(), -1);
-                            default -> new SamplingRow(0.8f, 50, 0.9f, 0.05f, 1.1f, 0.5f, 0.2f, random.nextDouble(), 20);
-                        });
-                        if (mode == 2) {
-                            randomPenalties(random, builder, vocab);
-                        }
-                    }
-                    SamplingBatch batch = builder.build();
-                    gpu.sample(g, batch); // warm-up
-                    int reps = 20;
-                    float ms = gpu.timeMillis(() -> {
-                        for (int i = 0; i < reps; i++) {
-                            gpu.sample(g, batch);
-                        }
-                    });
-                    System.out.printf("CHECK sampling time vocab %d rows %d %s: %.3f ms per step%n", vocab, rows,
-                            names[mode], ms / reps);
-                }
-                gpu.free(g);
-            }
-        }
     }
 }

@@ -18,8 +18,6 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.SplittableRandom;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 
@@ -40,27 +38,11 @@ import org.junit.jupiter.api.Test;
  * Prints "CHECK sgmv-group ..." lines.
  */
 @Tag("gpu")
-class CudaSgmvGroupTest {
+class CudaSgmvGroupTest extends GpuBackendTest {
     static final double TOL = 1e-2;
     static final int RUNS = 3;
     static final int[] QKV_OUTS = {4096, 1024, 1024};
     static final int[] GATE_UP_OUTS = {11008, 11008};
-
-    static CudaBackend gpu;
-    static ReferenceBackend ref;
-
-    @BeforeAll
-    static void open() {
-        gpu = GpuChecks.openOrSkip("sgmv-group");
-        ref = new ReferenceBackend();
-    }
-
-    @AfterAll
-    static void close() {
-        if (gpu != null) {
-            gpu.close();
-        }
-    }
 
     /**
      * A grouped SGMV problem: input size, each projection's output size (written side by side into y from
@@ -150,7 +132,7 @@ class CudaSgmvGroupTest {
         ref.sgmvShrinkGroup(rx, rGroup, segments, rv);
         float[] refV = download(ref, rv);
 
-        String what = c.name() + " [" + CudaBackend.sgmvTileCount(rows, slots) + " tiles]";
+        String what = c.name() + " [" + SgmvTiles.count(rows, slots) + " tiles]";
         float[] firstV = null;
         float[] firstY = null;
         for (int run = 0; run < RUNS; run++) {
@@ -180,12 +162,8 @@ class CudaSgmvGroupTest {
             float[] yRef = download(ref, ry);
             float[] ySingle = download(gpu, gySingle);
             assertClose("group expand vs reference " + what + " run " + run + " (all of y)", y, yRef, TOL);
-            float[] added = new float[y.length];
-            float[] addedRef = new float[y.length];
-            for (int i = 0; i < y.length; i++) {
-                added[i] = y[i] - y0[i];
-                addedRef[i] = yRef[i] - y0[i];
-            }
+            float[] added = GpuChecks.added(y, y0);
+            float[] addedRef = GpuChecks.added(yRef, y0);
             assertClose("group expand vs reference " + what + " run " + run + " (added part)", added, addedRef, 2 * TOL);
             assertBitIdentical(String.format("%s: group expand equals the single expands bit for bit", c.name()), y, ySingle);
             checkUntouched(c, starts, y, y0);
@@ -489,11 +467,11 @@ class CudaSgmvGroupTest {
 
             gpu.matmul(x, w, null, y);
             float[] gemm = download(gpu, y);
-            gpu.setFusedLora(false);
+            GpuChecks.configure(gpu, o -> o.fusedLora(false));
             op.run();
             float[] twoLaunches = download(gpu, y);
-            gpu.setFusedLora(true);
-            gpu.setFusedMinTiles(0);
+            GpuChecks.configure(gpu, o -> o.fusedLora(true));
+            GpuChecks.configure(gpu, o -> o.fusedMinTiles(0));
             long launchesBefore = gpu.fusedLaunches();
             op.run();
             float[] fused = download(gpu, y);
@@ -516,14 +494,9 @@ class CudaSgmvGroupTest {
             ref.sgmvExpandGroup(rv, group.ref(), seg, ry, cols);
             float[] want = new float[rows * total];
             ref.download(ry, want);
-            float[] addedFused = new float[want.length];
-            float[] addedTwo = new float[want.length];
-            float[] addedRef = new float[want.length];
-            for (int i = 0; i < want.length; i++) {
-                addedFused[i] = fused[i] - gemm[i];
-                addedTwo[i] = twoLaunches[i] - gemm[i];
-                addedRef[i] = want[i] - gemm[i];
-            }
+            float[] addedFused = GpuChecks.added(fused, gemm);
+            float[] addedTwo = GpuChecks.added(twoLaunches, gemm);
+            float[] addedRef = GpuChecks.added(want, gemm);
             assertClose("fused decode " + c.name() + " vs reference (all of y)", fused, want, TOL);
             assertClose("fused decode " + c.name() + " vs reference (added part)", addedFused, addedRef, 2 * TOL);
             assertClose("fused decode " + c.name() + " vs two launches (added part)", addedFused, addedTwo, 2 * TOL);
@@ -538,7 +511,7 @@ class CudaSgmvGroupTest {
                     }
                 }
             }
-            gpu.setFusedMinTiles(8);
+            GpuChecks.configure(gpu, o -> o.fusedMinTiles(8));
             System.out.println("CHECK sgmv-group fused decode " + c.name() + ": runs and 3 graph replays bit-identical,"
                     + " rows without adapter untouched ok");
             group.free();
@@ -557,7 +530,7 @@ class CudaSgmvGroupTest {
     void matmulLoraOverlapEqualsOneStream() {
         SplittableRandom rng = new SplittableRandom(6000);
         int in = 4096;
-        gpu.setFusedLora(false);
+        GpuChecks.configure(gpu, o -> o.fusedLora(false));
         try {
             for (int[] outs : new int[][] {QKV_OUTS, {4096}}) {
                 for (int rows : new int[] {32, 300}) {
@@ -591,11 +564,11 @@ class CudaSgmvGroupTest {
                     float[] poison = new float[rows * n * 64];
                     Arrays.fill(poison, Float.NaN);
                     Runnable op = () -> gpu.matmulLora(x, wt, null, y, group.gpu(), seg, v, cols);
-                    gpu.setLoraOverlap(false);
+                    GpuChecks.configure(gpu, o -> o.loraOverlap(false));
                     gpu.upload(poison, v);
                     op.run();
                     float[] oneStream = download(gpu, y);
-                    gpu.setLoraOverlap(true);
+                    GpuChecks.configure(gpu, o -> o.loraOverlap(true));
                     gpu.upload(poison, v);
                     op.run();
                     String what = (n == 3 ? "q|k|v" : "o") + " rows " + rows;
@@ -616,7 +589,7 @@ class CudaSgmvGroupTest {
                 }
             }
         } finally {
-            gpu.setFusedLora(true);
+            GpuChecks.configure(gpu, o -> o.fusedLora(true));
         }
     }
 }

@@ -16,8 +16,6 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.SplittableRandom;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 
@@ -32,25 +30,9 @@ import org.junit.jupiter.api.Test;
  * without an adapter must stay bit-identical in y. Prints "CHECK sgmv ..." lines.
  */
 @Tag("gpu")
-class CudaSgmvTest {
+class CudaSgmvTest extends GpuBackendTest {
     static final double TOL = 1e-2;
     static final int RUNS = 3;
-
-    static CudaBackend gpu;
-    static ReferenceBackend ref;
-
-    @BeforeAll
-    static void open() {
-        gpu = GpuChecks.openOrSkip("sgmv");
-        ref = new ReferenceBackend();
-    }
-
-    @AfterAll
-    static void close() {
-        if (gpu != null) {
-            gpu.close();
-        }
-    }
 
     static void assertClose(String what, float[] got, float[] want, double tol) {
         double err = relativeError(got, want);
@@ -113,7 +95,7 @@ class CudaSgmvTest {
         float[] refV = new float[rows * c.vCols()];
         ref.download(rv, refV);
 
-        int tiles = CudaBackend.sgmvTileCount(rows, slots);
+        int tiles = SgmvTiles.count(rows, slots);
         int splits = Math.ceilDiv(c.in(), gpu.shrinkChunk(tiles, c.vCols(), c.in()));
         String what = c.name() + " [" + tiles + " tiles, " + splits + " splits]";
         float[] firstV = null;
@@ -136,12 +118,8 @@ class CudaSgmvTest {
             gpu.download(gy, y);
             ref.download(ry, yRef);
             assertClose("expand " + what + " run " + run + " (all of y)", y, yRef, TOL);
-            float[] added = new float[y.length];
-            float[] addedRef = new float[y.length];
-            for (int i = 0; i < y.length; i++) {
-                added[i] = y[i] - y0[i];
-                addedRef[i] = yRef[i] - y0[i];
-            }
+            float[] added = GpuChecks.added(y, y0);
+            float[] addedRef = GpuChecks.added(yRef, y0);
             assertClose("expand " + what + " run " + run + " (added part)", added, addedRef, 2 * TOL);
             for (int i = 0; i < c.segLens().length; i++) {
                 int slot = c.segSlots()[i];
@@ -295,7 +273,7 @@ class CudaSgmvTest {
                 assertBitIdentical(String.format("replay %d", replay), replayed, eager);
             }
         }
-        int splits = Math.ceilDiv(in, gpu.shrinkChunk(CudaBackend.sgmvTileCount(rows, rows), rank, in));
+        int splits = Math.ceilDiv(in, gpu.shrinkChunk(SgmvTiles.count(rows, rows), rank, in));
         System.out.printf("CHECK sgmv graph replay of a split-K shrink (%d splits) x5 bit-identical ok%n", splits);
         assertThat(splits).isGreaterThan(1);
         for (int s = 0; s < rows; s++) {

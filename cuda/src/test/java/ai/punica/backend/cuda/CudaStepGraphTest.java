@@ -1,7 +1,6 @@
 package ai.punica.backend.cuda;
 
 import static org.assertj.core.api.Assertions.assertThat;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import ai.punica.backend.StepRecorder;
 import ai.punica.model.DecodeStepFixture.Runner;
@@ -21,16 +20,15 @@ class CudaStepGraphTest {
 
     @Test
     void replayedDecodeStepsMatchEagerSteps() {
-        assumeTrue(new CudaBackendProvider().available(), () -> "no usable CUDA device: "
-                + CudaBackendProvider.unavailableReason());
+        GpuChecks.requireDevice();
         try (CudaBackend gpu = new CudaBackend()) {
-            gpu.setStepGraphs(true);
+            GpuChecks.configure(gpu, o -> o.stepGraphs(true));
             Runner graphed = new Runner(gpu);
-            gpu.setStepGraphs(false);
+            GpuChecks.configure(gpu, o -> o.stepGraphs(false));
             Runner eager = new Runner(gpu);
             StepRecorder recorder = gpu.stepRecorder();
             assertThat(recorder).isNull(); // off now: only models loaded with graphs on use them
-            gpu.setStepGraphs(true);
+            GpuChecks.configure(gpu, o -> o.stepGraphs(true));
             recorder = gpu.stepRecorder();
             try {
                 SplittableRandom random = new SplittableRandom(11);

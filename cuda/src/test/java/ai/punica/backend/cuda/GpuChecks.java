@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
 import ai.punica.backend.DType;
 import java.util.Arrays;
 import java.util.SplittableRandom;
+import java.util.function.UnaryOperator;
 import org.opentest4j.AssertionFailedError;
 
 /** What every gpu-tagged test needs: the device or a skip, seeded bf16 data, and the relative error. */
@@ -17,12 +18,31 @@ final class GpuChecks {
      * "CHECK [label] device" line naming the device and how its kernels were loaded.
      */
     static CudaBackend openOrSkip(String label) {
-        CudaBackendProvider provider = new CudaBackendProvider();
-        assumeTrue(provider.available(), () -> "no usable CUDA device: " + CudaBackendProvider.unavailableReason());
+        requireDevice();
         CudaBackend gpu = new CudaBackend();
         System.out.println("CHECK " + (label.isEmpty() ? "" : label + " ") + "device " + gpu.deviceDescription()
                 + " kernels " + gpu.kernelOrigins());
         return gpu;
+    }
+
+    /** Skips (aborts) the test where there is no usable CUDA device, with the reason. */
+    static void requireDevice() {
+        assumeTrue(new CudaBackendProvider().available(), () -> "no usable CUDA device: "
+                + CudaBackendProvider.unavailableReason());
+    }
+
+    /** Changes some of {@code gpu}'s switches, e.g. {@code configure(gpu, o -> o.fusedLora(false))}. */
+    static void configure(CudaBackend gpu, UnaryOperator<CudaOptions.Builder> change) {
+        gpu.reconfigure(change.apply(gpu.options().toBuilder()).build());
+    }
+
+    /** {@code values − base}, element by element: what an op added to what was there. */
+    static float[] added(float[] values, float[] base) {
+        float[] d = new float[values.length];
+        for (int i = 0; i < d.length; i++) {
+            d[i] = values[i] - base[i];
+        }
+        return d;
     }
 
     /** Uniform in [-scale, scale), rounded to bf16 (what the device stores), no exact zeros. */
@@ -37,9 +57,14 @@ final class GpuChecks {
 
     /** ‖got − want‖ / ‖want‖ over the first {@code want.length} values; infinite when got is not finite. */
     static double relativeError(float[] got, float[] want) {
+        return relativeError(got, want, 0, want.length);
+    }
+
+    /** ‖got − want‖ / ‖want‖ over {@code n} values from {@code from}; infinite when got is not finite there. */
+    static double relativeError(float[] got, float[] want, int from, int n) {
         double num = 0;
         double den = 0;
-        for (int i = 0; i < want.length; i++) {
+        for (int i = from; i < from + n; i++) {
             if (!Float.isFinite(got[i])) {
                 return Double.POSITIVE_INFINITY;
             }

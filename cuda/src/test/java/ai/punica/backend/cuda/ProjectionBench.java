@@ -97,12 +97,12 @@ public final class ProjectionBench {
                         }
                     };
                     double gemm = graphMicros(gpu, gemms);
-                    gpu.setFusedLora(false);
-                    gpu.setLoraOverlap(false);
+                    GpuChecks.configure(gpu, o -> o.fusedLora(false));
+                    GpuChecks.configure(gpu, o -> o.loraOverlap(false));
                     double oneStream = graphMicros(gpu, lora);
-                    gpu.setLoraOverlap(true);
+                    GpuChecks.configure(gpu, o -> o.loraOverlap(true));
                     double overlapped = graphMicros(gpu, lora);
-                    gpu.setFusedLora(true);
+                    GpuChecks.configure(gpu, o -> o.fusedLora(true));
                     double fused = graphMicros(gpu, lora);
                     double[] addOn = {oneStream - gemm, overlapped - gemm, fused - gemm};
                     for (int k = 0; k < addOn.length; k++) {

@@ -1,0 +1,131 @@
+package ai.punica.backend.cuda;
+
+/**
+ * The CUDA backend's switches, read once and checked: {@link #fromSystemProperties()} reads the
+ * {@code -Dpunica.cuda.*} properties (docs/gpu.md, "Switches"), {@link #builder()} starts from the defaults.
+ *
+ * @param device              the GPU's ordinal ({@code punica.cuda.device}, default 0)
+ * @param stepGraphs          decode steps recorded as CUDA graphs and replayed ({@code punica.cuda.graphs}, default on)
+ * @param fusedLora           decode-step LoRA in one cluster launch on sm_90+ ({@code punica.cuda.fusedLora}, default on)
+ * @param loraOverlap         the SGMV shrink on a side stream, overlapping the GEMM ({@code punica.cuda.loraOverlap},
+ *                            default on)
+ * @param fusedMinTiles       decode batches of more tiles than this take the fused LoRA kernel (default
+ *                            {@value #FUSED_MIN_TILES}; not a property: tests lower it)
+ * @param decodeAttention     decode steps take the decode attention kernel; off routes them to the general one
+ *                            (benchmarks, tests; default on)
+ * @param decodeBlocksPerSm   decode attention splits rows until there are this many blocks per SM (default 8)
+ * @param profile             a CUDA event around every launch, for {@code profileReport()} ({@code punica.cuda.profile},
+ *                            default off)
+ * @param nvrtc               compile the packaged kernel sources with NVRTC even where a fatbin fits
+ *                            ({@code punica.cuda.nvrtc}, default off)
+ */
+public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boolean loraOverlap, int fusedMinTiles,
+                          boolean decodeAttention, int decodeBlocksPerSm, boolean profile, boolean nvrtc) {
+    /**
+     * Decode batches of more tiles than this take the fused kernel; smaller ones the two launches with the
+     * shrink overlapping the GEMM. On an H200 (ProjectionBench, Llama-7B projections, rank 16) the LoRA of a
+     * 32-layer step cost 0.48 ms overlapped against 1.15 ms fused at 1 row, 0.99 against 1.19 at 8 rows; at 32
+     * rows both about 1.65 in the bench, and in the decode step the fused kernel was 0.3 ms faster.
+     */
+    public static final int FUSED_MIN_TILES = 8;
+
+    public CudaOptions {
+        if (device < 0) {
+            throw new IllegalArgumentException("punica.cuda.device must be 0 or more, got " + device);
+        }
+        if (fusedMinTiles < 0) {
+            throw new IllegalArgumentException("fusedMinTiles must be 0 or more, got " + fusedMinTiles);
+        }
+        if (decodeBlocksPerSm < 1) {
+            throw new IllegalArgumentException("blocks per SM must be positive, got " + decodeBlocksPerSm);
+        }
+    }
+
+    /** Every switch at its default. */
+    public static CudaOptions defaults() {
+        return builder().build();
+    }
+
+    /** The defaults with the {@code -Dpunica.cuda.*} properties of this JVM applied; a malformed value is refused. */
+    public static CudaOptions fromSystemProperties() {
+        return builder()
+                .device(intProperty("punica.cuda.device", 0))
+                .stepGraphs(flag("punica.cuda.graphs", true))
+                .fusedLora(flag("punica.cuda.fusedLora", true))
+                .loraOverlap(flag("punica.cuda.loraOverlap", true))
+                .profile(flag("punica.cuda.profile", false))
+                .nvrtc(flag("punica.cuda.nvrtc", false))
+                .build();
+    }
+
+    public static Builder builder() {
+        return new Builder();
+    }
+
+    /** A builder holding these options, to change some of them. */
+    public Builder toBuilder() {
+        return new Builder().device(device).stepGraphs(stepGraphs).fusedLora(fusedLora).loraOverlap(loraOverlap)
+                .fusedMinTiles(fusedMinTiles).decodeAttention(decodeAttention).decodeBlocksPerSm(decodeBlocksPerSm)
+                .profile(profile).nvrtc(nvrtc);
+    }
+
+    private static boolean flag(String name, boolean defaultValue) {
+        String v = System.getProperty(name);
+        if (v == null) {
+            return defaultValue;
+        }
+        return switch (v.trim().toLowerCase(java.util.Locale.ROOT)) {
+            case "true" -> true;
+            case "false" -> false;
+            default -> throw new IllegalArgumentException("-D" + name + "=" + v + ": expected true or false");
+        };
+    }
+
+    private static int intProperty(String name, int defaultValue) {
+        String v = System.getProperty(name);
+        if (v == null) {
+            return defaultValue;
+        }
+        try {
+            return Integer.parseInt(v.trim());
+        } catch (NumberFormatException e) {
+            throw new IllegalArgumentException("-D" + name + "=" + v + ": expected a whole number", e);
+        }
+    }
+
+    public static final class Builder {
+        private int device;
+        private boolean stepGraphs = true;
+        private boolean fusedLora = true;
+        private boolean loraOverlap = true;
+        private int fusedMinTiles = FUSED_MIN_TILES;
+        private boolean decodeAttention = true;
+        private int decodeBlocksPerSm = 8;
+        private boolean profile;
+        private boolean nvrtc;
+
+        private Builder() {
+        }
+
+        // Chosen when the backend starts (step graphs: for the models loaded afterwards).
+        public Builder device(int ordinal) { device = ordinal; return this; }
+        public Builder profile(boolean on) { profile = on; return this; }
+        public Builder nvrtc(boolean on) { nvrtc = on; return this; }
+        public Builder stepGraphs(boolean on) { stepGraphs = on; return this; }
+
+        /** The options, checked (a negative device, tile count or blocks per SM is refused). */
+        public CudaOptions build() {
+            return new CudaOptions(device, stepGraphs, fusedLora, loraOverlap, fusedMinTiles, decodeAttention,
+                    decodeBlocksPerSm, profile, nvrtc);
+        }
+
+        // Paths of the LoRA add-on.
+        public Builder fusedLora(boolean on) { fusedLora = on; return this; }
+        public Builder loraOverlap(boolean on) { loraOverlap = on; return this; }
+        public Builder fusedMinTiles(int tiles) { fusedMinTiles = tiles; return this; }
+
+        // Decode attention.
+        public Builder decodeAttention(boolean on) { decodeAttention = on; return this; }
+        public Builder decodeBlocksPerSm(int blocks) { decodeBlocksPerSm = blocks; return this; }
+    }
+}

@@ -1,0 +1,146 @@
+package ai.punica.backend.cuda;
+
+import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
+
+import ai.punica.backend.RopeTable;
+import ai.punica.backend.Tensor;
+import java.lang.foreign.MemorySegment;
+import java.util.IdentityHashMap;
+import java.util.Map;
+
+/**
+ * The dense operations of a layer on bf16 tensors: row gathers (embedding lookups, logit rows), RMS norm
+ * (alone and fused with the residual add), elementwise add, the projections (cuBLAS, then the bias), rope
+ * and SwiGLU. One kernel each; a projection with a bias is two:
+ *
+ * <pre>
+ *  x ─► cublasGemmEx (bf16 × bf16, fp32 accumulation) ─► out ─► add_bias ─► out
+ * </pre>
+ */
+final class DenseOps {
+    private final DeviceParts parts;
+    private final Map<RopeTable, Long> ropeTables = new IdentityHashMap<>();
+
+    DenseOps(DeviceParts parts) {
+        this.parts = parts;
+    }
+
+    /** {@code out[i] = source[indices[i]]} (embedding lookups and logit-row gathers are the same kernel). */
+    void gather(CudaTensor source, int[] indices, CudaTensor out, String what, String range) {
+        Shapes.requireRows(out, indices.length, "out");
+        Shapes.requireCols(out, source.cols(), "out");
+        for (int index : indices) {
+            if (index < 0 || index >= source.rows()) {
+                throw new IllegalArgumentException(what + " " + index + " is outside " + range + " [0, " + source.rows()
+                        + ")");
+            }
+        }
+        if (indices.length == 0) {
+            return;
+        }
+        parts.kernels().launchGatherRows(source.ptr, parts.ring().ints(indices), out.ptr, out.cols(), indices.length);
+    }
+
+    void rmsNorm(CudaTensor xs, CudaTensor w, float eps, CudaTensor o) {
+        checkRmsNorm(xs, w, o);
+        if (xs.rows() == 0) {
+            return;
+        }
+        parts.kernels().launchRmsNorm(xs.ptr, w.ptr, o.ptr, xs.cols(), eps, xs.rows(), rmsNormThreads(xs.cols()));
+    }
+
+    /** One kernel: x += delta (bf16), out = rmsNorm(x)·weight, the row read once; equal to add then rmsNorm. */
+    void addRmsNorm(CudaTensor xs, CudaTensor d, CudaTensor w, float eps, CudaTensor o) {
+        Shapes.requireSameShape(xs, d);
+        checkRmsNorm(xs, w, o);
+        if (xs.rows() == 0) {
+            return;
+        }
+        parts.kernels().launchAddRmsNorm(xs.ptr, d.ptr, w.ptr, o.ptr, xs.cols(), eps, xs.rows(),
+                rmsNormThreads(xs.cols()));
+    }
+
+    private static void checkRmsNorm(CudaTensor xs, CudaTensor w, CudaTensor o) {
+        Shapes.requireSameShape(xs, o);
+        if (w.elements() != xs.cols()) {
+            throw new IllegalArgumentException("rmsNorm weight " + w + " does not match rows of " + xs.cols());
+        }
+    }
+
+    /** Block size of rms_norm and add_rms_norm: the same, so that both sum a row in the same order. */
+    private static int rmsNormThreads(int cols) {
+        return cols >= 4096 ? 512 : 256;
+    }
+
+    void add(CudaTensor a, CudaTensor b, CudaTensor o) {
+        Shapes.requireSameShape(a, b);
+        Shapes.requireSameShape(a, o);
+        long n = a.elements();
+        if (n == 0) {
+            return;
+        }
+        parts.kernels().launchAdd(a.ptr, b.ptr, o.ptr, n);
+    }
+
+    /** {@code out = x·wᵀ (+ bias)}. */
+    void matmul(CudaTensor xs, CudaTensor ws, Tensor bias, CudaTensor o) {
+        if (ws.cols() != xs.cols() || o.cols() != ws.rows() || o.rows() != xs.rows()) {
+            throw new IllegalArgumentException("matmul shapes do not fit: x " + xs + ", w " + ws + ", out " + o);
+        }
+        if (xs.rows() == 0) {
+            return;
+        }
+        parts.kernels().launchGemm(xs, ws, o);
+        if (bias != null) {
+            CudaTensor bs = parts.memory().tensor(bias, "bias");
+            if (bs.elements() != o.cols()) {
+                throw new IllegalArgumentException("bias " + bs + " does not match " + o.cols() + " output features");
+            }
+            parts.kernels().launchAddBias(o.ptr, bs.ptr, o.rows(), o.cols());
+        }
+    }
+
+    void rope(CudaTensor xs, int[] positions, RopeTable rope, int numHeads, int headDim) {
+        checkRope(xs, positions, rope, numHeads, headDim);
+        if (positions.length == 0) {
+            return;
+        }
+        long invFreq = ropeTable(rope);
+        parts.kernels().launchRope(xs.ptr, xs.cols(), parts.ring().ints(positions), invFreq, numHeads, headDim,
+                rope.attentionFactor(), positions.length, Math.min(1024, Math.max(32, Shapes.roundUp(numHeads * headDim / 2, 32))));
+    }
+
+    static void checkRope(CudaTensor xs, int[] positions, RopeTable rope, int numHeads, int headDim) {
+        Shapes.requireRows(xs, positions.length, "x");
+        if (numHeads * headDim > xs.cols() || rope.halfDim() * 2 != headDim) {
+            throw new IllegalArgumentException("rope over " + numHeads + " heads of " + headDim + " with " + rope.halfDim()
+                    + " frequencies does not fit rows of " + xs.cols());
+        }
+    }
+
+    /** The rope table's inverse frequencies on the device, uploaded once per table. */
+    long ropeTable(RopeTable rope) {
+        return ropeTables.computeIfAbsent(rope, r -> {
+            long dev = parts.memory().alloc(r.halfDim() * 4L);
+            long off = parts.ring().reserve(r.halfDim() * 4L);
+            MemorySegment.copy(r.invFreq(), 0, parts.ring().host(), JAVA_FLOAT, off, r.halfDim());
+            parts.ring().toDevice(off, dev, r.halfDim() * 4L);
+            return dev;
+        });
+    }
+
+    void swiglu(CudaTensor gu, CudaTensor o) {
+        if (gu.cols() % 2 != 0 || o.cols() != gu.cols() / 2 || o.rows() != gu.rows()) {
+            throw new IllegalArgumentException("swiglu of " + gu + " into " + o);
+        }
+        if (o.elements() == 0) {
+            return;
+        }
+        parts.kernels().launchSwiglu(gu.ptr, o.ptr, o.rows(), o.cols());
+    }
+
+    /** Forgets the rope tables (their blocks go with the allocator's at close). */
+    void clear() {
+        ropeTables.clear();
+    }
+}

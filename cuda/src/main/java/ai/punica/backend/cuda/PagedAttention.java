@@ -1,0 +1,338 @@
+package ai.punica.backend.cuda;
+
+import static ai.punica.backend.cuda.KernelConstants.ATT_MAX_GROUP;
+import static ai.punica.backend.cuda.KernelConstants.ATT_MAX_HEAD_DIM;
+import static ai.punica.backend.cuda.KernelConstants.ATT_TILE;
+import static ai.punica.backend.cuda.Shapes.ceilDiv;
+import static ai.punica.backend.cuda.Shapes.roundUp;
+
+import ai.punica.backend.AttentionBatch;
+import ai.punica.backend.AttentionShape;
+import ai.punica.backend.KvStorage;
+import ai.punica.backend.RopeTable;
+import ai.punica.backend.ShapeChecks;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * The paged KV cache and attention over it (attention.cu). A decode step (one query row per sequence) takes
+ * the decode kernel, anything else the general one; both split long contexts flash-decoding style into a
+ * number of splits fixed by shapes, merged by a second kernel:
+ *
+ * <pre>
+ *  qkv ─► rope_append_kv ─► K/V pages of the layer
+ *  qkv, K/V pages, page tables ─► attention_decode_l*_g* | attention_paged ─┬ 1 split ─► out
+ *                                                                         └ n splits ─► partial (acc, m, l) ─► attention_merge ─► out
+ * </pre>
+ */
+final class PagedAttention {
+    /** Most flash-decoding splits of one row (both attention kernels). */
+    private static final int ATT_MAX_SPLITS = 32;
+
+    private final DeviceParts parts;
+    private final DenseOps dense;
+    private boolean decodeKernel;
+    /** Decode attention splits rows until there are this many blocks per SM (the grid fills the GPU a few times). */
+    private int decodeBlocksPerSm;
+    private long workspace;
+    private long workspaceBytes;
+    /** Workspaces outgrown by a larger batch: kernels in flight or captured graphs may still use them. */
+    private final List<Long> retiredWorkspaces = new ArrayList<>();
+    /** The batch (and cache) last checked: the layers of a step pass the same immutable batch. */
+    private AttentionBatch checkedBatch;
+    private CudaKvStorage checkedCache;
+
+    PagedAttention(DeviceParts parts, DenseOps dense, CudaOptions options) {
+        this.parts = parts;
+        this.dense = dense;
+        configure(options);
+    }
+
+    void configure(CudaOptions options) {
+        decodeKernel = options.decodeAttention();
+        decodeBlocksPerSm = options.decodeBlocksPerSm();
+    }
+
+    KvStorage allocateKv(int numLayers, int numPages, int pageSize, int numKvHeads, int headDim) {
+        if (numLayers < 1 || numPages < 1 || pageSize < 1 || numKvHeads < 1 || headDim < 1) {
+            throw new IllegalArgumentException("KV cache of " + numLayers + " layers, " + numPages + " pages of "
+                    + pageSize + ", " + numKvHeads + " heads of " + headDim);
+        }
+        CudaKvStorage probe = new CudaKvStorage(parts.memory(), 0, numLayers, numPages, pageSize, numKvHeads, headDim);
+        long ptr = parts.memory().alloc(probe.totalBytes());
+        parts.ctx().driver.memsetD32Async(ptr, 0, probe.totalBytes() / 4, parts.ctx().stream);
+        return new CudaKvStorage(parts.memory(), ptr, numLayers, numPages, pageSize, numKvHeads, headDim);
+    }
+
+    void appendKv(CudaKvStorage cache, int layer, CudaTensor q, int kCol, int vCol, int[] slotMapping) {
+        checkAppendKv(cache, layer, q, kCol, vCol, slotMapping);
+        if (slotMapping.length == 0) {
+            return;
+        }
+        int kvCols = cache.numKvHeads() * cache.headDim();
+        parts.kernels().launchAppendKv(q.ptr, q.cols(), kCol, vCol, parts.ring().ints(slotMapping), cache.keys(layer),
+                cache.values(layer), kvCols, slotMapping.length, Math.min(256, roundUp(kvCols, 32)));
+    }
+
+    private static void checkAppendKv(CudaKvStorage cache, int layer, CudaTensor q, int kCol, int vCol,
+                                      int[] slotMapping) {
+        Shapes.requireRows(q, slotMapping.length, "qkv");
+        int kvCols = cache.numKvHeads() * cache.headDim();
+        if (layer < 0 || layer >= cache.numLayers() || kCol < 0 || vCol < 0 || kCol + kvCols > q.cols()
+                || vCol + kvCols > q.cols()) {
+            throw new IllegalArgumentException("appendKv layer " + layer + ", columns k " + kCol + " v " + vCol + " of "
+                    + kvCols + " do not fit " + q + " / " + cache.numLayers() + " layers");
+        }
+        long slots = cache.slotsPerLayer();
+        for (int s : slotMapping) {
+            if (s >= slots) {
+                throw new IllegalArgumentException("slot " + s + " is past the cache's " + slots + " slots");
+            }
+        }
+    }
+
+    /**
+     * One kernel: rope on the query and key heads of each row, the rotated keys written to the cache from
+     * registers, the values copied; equal to rope then appendKv. Block per row; cos/sin of the row's
+     * angles once in shared memory (headDim floats).
+     */
+    void ropeAppendKv(CudaTensor q, int[] positions, RopeTable rope, int numHeads, int numKvHeads, int headDim,
+                      CudaKvStorage cache, int layer, int kCol, int vCol, int[] slotMapping) {
+        ShapeChecks.checkRopeAppendKvLayout(numHeads, numKvHeads, headDim, cache, kCol, vCol);
+        DenseOps.checkRope(q, positions, rope, numHeads + numKvHeads, headDim);
+        checkAppendKv(cache, layer, q, kCol, vCol, slotMapping);
+        if (positions.length == 0) {
+            return;
+        }
+        int heads = numHeads + numKvHeads;
+        // Work items per row: 8 rotation pairs each when the row allows 16-byte accesses, else single pairs.
+        boolean vector = headDim % 16 == 0 && q.cols() % 8 == 0 && vCol % 8 == 0;
+        int items = heads * (vector ? headDim / 16 : headDim / 2);
+        int threads = Math.min(1024, Math.max(64, roundUp(items, 32)));
+        long positionsOnDevice = parts.ring().ints(positions);
+        long invFreq = dense.ropeTable(rope);
+        long slots = parts.ring().ints(slotMapping);
+        parts.kernels().launchRopeAppendKv(q.ptr, q.cols(), positionsOnDevice, invFreq, numHeads, numKvHeads, headDim,
+                rope.attentionFactor(), vCol, slots, cache.keys(layer), cache.values(layer), positions.length, threads);
+    }
+
+    void attention(CudaTensor q, CudaKvStorage cache, int layer, AttentionBatch batch, AttentionShape shape,
+                   CudaTensor o) {
+        int rows = batch.numRows();
+        int hd = shape.headDim();
+        int group = shape.numHeads() / shape.numKvHeads();
+        Shapes.requireRows(q, rows, "qkv");
+        Shapes.requireRows(o, rows, "out");
+        if (shape.qCols() > q.cols() || o.cols() < shape.qCols() || shape.numKvHeads() != cache.numKvHeads()
+                || hd != cache.headDim() || batch.pageSize() != cache.pageSize() || layer < 0 || layer >= cache.numLayers()) {
+            throw new IllegalArgumentException("attention shapes do not fit: " + shape + ", qkv " + q + ", out " + o
+                    + ", cache " + cache.numKvHeads() + "x" + cache.headDim() + " pages of " + cache.pageSize());
+        }
+        if (hd % 8 != 0 || hd > ATT_MAX_HEAD_DIM || group > ATT_MAX_GROUP) {
+            throw new UnsupportedOperationException("the CUDA attention kernel takes head sizes that are multiples of 8"
+                    + " up to " + ATT_MAX_HEAD_DIM + " and up to " + ATT_MAX_GROUP + " query heads per KV head; got "
+                    + hd + " and " + group);
+        }
+        if (batch != checkedBatch || cache != checkedCache) {
+            checkBatch(batch, cache);
+            checkedBatch = batch;
+            checkedCache = cache;
+        }
+        if (rows == 0) {
+            return;
+        }
+        if (decodeKernel && oneRowPerSequence(batch)) {
+            decode(q, cache, layer, batch, shape, o);
+        } else {
+            general(q, cache, layer, batch, shape, o);
+        }
+    }
+
+    /**
+     * Sequences, rows and page tables agree: rows ascend, every query row has a position ≥ 0, every
+     * sequence has the pages its context needs, and those pages exist. The kernels trust all of this.
+     */
+    private static void checkBatch(AttentionBatch batch, CudaKvStorage cache) {
+        int seqs = batch.numSequences();
+        int[] queryStarts = batch.queryStarts();
+        int[] ptStarts = batch.pageTableStarts();
+        int[] pageTables = batch.pageTables();
+        if (queryStarts.length != seqs + 1 || queryStarts[0] != 0 || ptStarts.length < seqs) {
+            throw new IllegalArgumentException("attention batch of " + seqs + " sequences has " + queryStarts.length
+                    + " queryStarts (needs " + (seqs + 1) + ", from 0) and " + ptStarts.length + " pageTableStarts");
+        }
+        for (int s = 0; s < seqs; s++) {
+            int queries = queryStarts[s + 1] - queryStarts[s];
+            int context = batch.contextLens()[s];
+            if (queries < 0) {
+                throw new IllegalArgumentException("queryStarts decrease at sequence " + s + ": " + queryStarts[s] + " > "
+                        + queryStarts[s + 1]);
+            }
+            if (context < queries) {
+                throw new IllegalArgumentException("sequence " + s + " has " + queries + " query rows but contextLen "
+                        + context + ": its first row (row " + queryStarts[s] + ") would have position " + (context - queries));
+            }
+            int needed = ceilDiv(context, batch.pageSize());
+            int start = ptStarts[s];
+            int available = (s + 1 < ptStarts.length ? ptStarts[s + 1] : pageTables.length) - start;
+            if (start < 0 || needed > available || start + needed > pageTables.length) {
+                throw new IllegalArgumentException("sequence " + s + " has " + context + " tokens but only "
+                        + Math.max(0, Math.min(available, pageTables.length - start)) + " pages of " + batch.pageSize()
+                        + " (pageTables from " + start + ")");
+            }
+            for (int i = start; i < start + needed; i++) {
+                if (pageTables[i] < 0 || pageTables[i] >= cache.numPages()) {
+                    throw new IllegalArgumentException("page " + pageTables[i] + " (pageTables[" + i + "], sequence "
+                            + s + ") is outside the cache's " + cache.numPages() + " pages");
+                }
+            }
+        }
+    }
+
+    /** A decode step: every sequence has exactly one query row (its newest token). */
+    private static boolean oneRowPerSequence(AttentionBatch batch) {
+        int[] queryStarts = batch.queryStarts();
+        for (int s = 0; s < batch.numSequences(); s++) {
+            if (queryStarts[s + 1] - queryStarts[s] != 1) {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    /**
+     * Decode attention ({@code attention_decode_l*_g*}): one block of 128 threads per (row, KV head, pass of
+     * up to 8 of its query heads, split); lanes split the head dimension, 8 bf16 each. The number of splits
+     * depends on shapes and the SM count only, so the launch can be replayed from a CUDA graph: each block
+     * finds its token range from its row's context length in the kernel.
+     */
+    private void decode(CudaTensor q, CudaKvStorage cache, int layer, AttentionBatch batch, AttentionShape shape,
+                        CudaTensor o) {
+        int rows = batch.numRows();
+        int hd = shape.headDim();
+        int group = shape.numHeads() / shape.numKvHeads();
+        int headsPerPass = decodeHeadsPerPass(group);
+        int lanes = hd <= 64 ? 8 : hd <= 128 ? 16 : 32;
+        long blocks = (long) rows * shape.numKvHeads() * ceilDiv(group, headsPerPass);
+        if (blocks > Integer.MAX_VALUE) {
+            throw new UnsupportedOperationException("decode attention over " + rows + " rows of " + shape
+                    + " needs more than 2^31 blocks");
+        }
+        int splits = decodeSplits(rows, shape);
+        long[] partials = partials(rows, shape, splits);
+        int pageSize = cache.pageSize();
+        int pageShift = Integer.bitCount(pageSize) == 1 ? Integer.numberOfTrailingZeros(pageSize) : -1;
+        StagingRing ring = parts.ring();
+        long contextLens = ring.ints(batch.contextLens());
+        long pageTableStarts = ring.ints(batch.pageTableStarts());
+        Kernels.AttentionTables tables = new Kernels.AttentionTables(0, contextLens, pageTableStarts,
+                ring.ints(batch.pageTables()));
+        parts.kernels().launchAttentionDecode(lanes, headsPerPass, q, cache, layer, tables, pageShift, shape, o,
+                partials, (int) blocks, splits);
+        merge(partials, rows, shape, splits, o);
+    }
+
+    /** Query heads one decode block carries: the group, rounded up to 1, 2, 4 or 8 (larger groups take passes of 8). */
+    private static int decodeHeadsPerPass(int group) {
+        return group <= 2 ? group : group <= 4 ? 4 : 8;
+    }
+
+    /**
+     * Flash-decoding splits of a decode step of {@code rows} rows: enough blocks for
+     * {@code decodeBlocksPerSm} per SM, at most {@link #ATT_MAX_SPLITS}. Shapes and the device only.
+     */
+    int decodeSplits(int rows, AttentionShape shape) {
+        int group = shape.numHeads() / shape.numKvHeads();
+        long blocks = (long) rows * shape.numKvHeads() * ceilDiv(group, decodeHeadsPerPass(group));
+        return Math.clamp(ceilDiv((long) decodeBlocksPerSm * parts.ctx().multiprocessors, Math.max(1L, blocks)), 1,
+                ATT_MAX_SPLITS);
+    }
+
+    /**
+     * Any mix of prefill and decode rows ({@code attention_paged}): one block per (row, KV head, split), the
+     * splits fixed by shapes (enough blocks for 4 per SM, at most {@link #ATT_MAX_SPLITS}).
+     */
+    private void general(CudaTensor q, CudaKvStorage cache, int layer, AttentionBatch batch, AttentionShape shape,
+                         CudaTensor o) {
+        int rows = batch.numRows();
+        int hd = shape.headDim();
+        int group = shape.numHeads() / shape.numKvHeads();
+        int splits = generalSplits(rows, shape);
+        long[] partials = partials(rows, shape, splits);
+        StagingRing ring = parts.ring();
+        long queryStarts = ring.ints(batch.queryStarts());
+        long contextLens = ring.ints(batch.contextLens());
+        long pageTableStarts = ring.ints(batch.pageTableStarts());
+        Kernels.AttentionTables tables = new Kernels.AttentionTables(queryStarts, contextLens, pageTableStarts,
+                ring.ints(batch.pageTables()));
+        // Dynamic shared memory: q [group][hd] f32, p [group][tile] f32, the value tile [tile][hd] bf16.
+        int smem = group * hd * 4 + group * ATT_TILE * 4 + ATT_TILE * hd * 2;
+        parts.kernels().launchAttentionPaged(q, cache, layer, tables, batch.numSequences(), shape, o, partials, rows,
+                splits, smem);
+        merge(partials, rows, shape, splits, o);
+    }
+
+    /** Splits of the general kernel: enough (row, KV head) blocks for 4 per SM, at most {@link #ATT_MAX_SPLITS}. */
+    private int generalSplits(int rows, AttentionShape shape) {
+        return Math.clamp(ceilDiv(4L * parts.ctx().multiprocessors, Math.max(1L, (long) rows * shape.numKvHeads())), 1,
+                ATT_MAX_SPLITS);
+    }
+
+    /** (partial acc, partial (m, l)) in the workspace for {@code splits} splits, or zeros for one split. */
+    private long[] partials(int rows, AttentionShape shape, int splits) {
+        if (splits == 1) {
+            return new long[2];
+        }
+        ensureWorkspace(workspaceBytes(rows, shape, splits));
+        return new long[] {workspace, workspace + (long) rows * shape.numHeads() * splits * shape.headDim() * 4};
+    }
+
+    /** Partial results of {@code splits} splits: acc [rows][heads][splits][headDim] then (m, l) per split, float32. */
+    private static long workspaceBytes(int rows, AttentionShape shape, int splits) {
+        return (long) rows * shape.numHeads() * splits * (shape.headDim() + 2) * 4;
+    }
+
+    /**
+     * Sizes the workspace for every step of up to {@code maxRows} query rows of {@code shape}, decode or
+     * not, so that such steps allocate nothing (a CUDA-graph capture must not allocate).
+     */
+    void reserveWorkspace(int maxRows, AttentionShape shape) {
+        long bytes = 0;
+        for (int rows = 1; rows <= maxRows; rows++) {
+            int splits = Math.max(decodeSplits(rows, shape), generalSplits(rows, shape));
+            bytes = Math.max(bytes, workspaceBytes(rows, shape, splits));
+        }
+        ensureWorkspace(bytes);
+    }
+
+    private void merge(long[] partials, int rows, AttentionShape shape, int splits, CudaTensor o) {
+        if (splits > 1) {
+            parts.kernels().launchAttentionMerge(partials[0], partials[1], shape.numHeads(), shape.headDim(), splits,
+                    o.ptr, o.cols(), rows);
+        }
+    }
+
+    /**
+     * Grows the split workspace to at least {@code bytes} (sized from shapes only). The old buffer is kept
+     * until {@link #close()}: work already enqueued, or recorded in a CUDA graph, may still use it.
+     */
+    private void ensureWorkspace(long bytes) {
+        if (bytes <= workspaceBytes) {
+            return;
+        }
+        parts.ctx().capture.requireNotCapturing("growing the attention workspace");
+        if (workspace != 0) {
+            retiredWorkspaces.add(workspace);
+        }
+        workspaceBytes = Math.max(bytes, 2 * workspaceBytes);
+        workspace = parts.memory().alloc(workspaceBytes);
+    }
+
+    /** Gives the outgrown workspaces back (the stream has drained). */
+    void close() {
+        for (long w : retiredWorkspaces) {
+            parts.memory().release(w);
+        }
+        retiredWorkspaces.clear();
+    }
+}

@@ -1,0 +1,85 @@
+package ai.punica.backend.cuda;
+
+import static ai.punica.backend.cuda.KernelConstants.SGMV_TILE_ROWS;
+
+import ai.punica.backend.Segments;
+import ai.punica.backend.ShapeChecks;
+import java.util.ArrayDeque;
+import java.util.Arrays;
+
+/**
+ * The tile tables of SGMV launches: every segment that names a slot cut into tiles of at most
+ * {@value KernelConstants#SGMV_TILE_ROWS} rows (one row per tile in decode-sized steps), padded with empty
+ * tiles to a count fixed by shapes, so that a launch's grid does not depend on the segments (CUDA graph rule 1).
+ * The tables of recent steps are kept by {@link Segments} identity: all projections of all layers of a step
+ * share one array (and one upload).
+ */
+final class SgmvTiles {
+    /** Steps of up to this many tiles cut segments into one-row tiles when every row fits a tile. */
+    private static final int ROW_TILES_UP_TO = 64;
+
+    private record Table(Segments segments, int count, int[] tiles) {
+    }
+
+    private final ArrayDeque<Table> recent = new ArrayDeque<>();
+
+    /**
+     * How many tiles of at most 8 rows an SGMV launch has for {@code rows} rows and {@code slots} adapter
+     * slots: a bound on Σ⌈len/8⌉ over the segments that name a slot, from shapes only. Each slot has at
+     * most one segment (rows are grouped by adapter), so Σ⌈len/8⌉ ≤ Σ(len + 7)/8 ≤ (rows + 7·slots)/8, and
+     * every tile has a row, so it is at most rows: a decode batch of 32 rows gets 32 tiles, a prefill chunk
+     * of 2048 rows with 64 slots 312.
+     */
+    static int count(int rows, int slots) {
+        return (int) Math.min(rows, ((long) rows + (long) (SGMV_TILE_ROWS - 1) * slots) / SGMV_TILE_ROWS);
+    }
+
+    /**
+     * Whether {@link #tiles} cuts the segments into one-row tiles, which the shrink then runs with its
+     * one-row kernels: decode-sized steps with room for a tile per row. A segment of many rows (one adapter
+     * shared by the batch) then spreads over as many blocks as distinct adapters would, its weights re-read
+     * from L2 rather than streamed by a few blocks.
+     */
+    static boolean rowTiles(Segments segments, int tileCount) {
+        return segments.rows() <= tileCount && tileCount <= ROW_TILES_UP_TO;
+    }
+
+    /**
+     * (first row, row count, slot) for every tile of every segment that names a slot, then (0, 0, 0) up to
+     * {@code tileCount}: empty tiles, whose blocks exit. A slot that does not adapt this projection has rank 0
+     * in the slot table and its blocks exit too, so the table depends on the segments alone and one array
+     * serves every projection of a step (graph rule 3).
+     */
+    int[] tiles(String op, Segments segments, int tileCount) {
+        for (Table t : recent) {
+            if (t.segments() == segments && t.count() == tileCount) {
+                return t.tiles();
+            }
+        }
+        int[] tiles = new int[3 * tileCount];
+        int height = rowTiles(segments, tileCount) ? 1 : SGMV_TILE_ROWS;
+        int k = 0;
+        for (int i = 0; i < segments.count(); i++) {
+            int slot = segments.slots()[i];
+            if (slot < 0) {
+                continue;
+            }
+            int end = segments.starts()[i + 1];
+            for (int r = segments.starts()[i]; r < end; r += height) {
+                if (k == tiles.length) {
+                    throw ShapeChecks.fail(op, "segments " + Arrays.toString(segments.slots()) + " over "
+                            + segments.rows() + " rows need more than " + tileCount + " tiles of " + SGMV_TILE_ROWS
+                            + " rows: a slot has several segments; group each adapter's rows into one segment");
+                }
+                tiles[k++] = r;
+                tiles[k++] = Math.min(height, end - r);
+                tiles[k++] = slot;
+            }
+        }
+        recent.addFirst(new Table(segments, tileCount, tiles));
+        if (recent.size() > 8) {
+            recent.removeLast();
+        }
+        return tiles;
+    }
+}

@@ -1,0 +1,79 @@
+package ai.punica.backend.cuda;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import java.util.HashMap;
+import java.util.Map;
+import java.util.function.Supplier;
+import org.junit.jupiter.api.Test;
+
+/** The CUDA backend's switches: defaults, the -Dpunica.cuda.* properties, and what is refused. Runs anywhere. */
+class CudaOptionsTest {
+
+    /** Runs {@code read} with {@code properties} set, then puts the previous values back. */
+    static <T> T withProperties(Map<String, String> properties, Supplier<T> read) {
+        Map<String, String> before = new HashMap<>();
+        properties.keySet().forEach(k -> before.put(k, System.getProperty(k)));
+        try {
+            properties.forEach(System::setProperty);
+            return read.get();
+        } finally {
+            before.forEach((k, v) -> {
+                if (v == null) {
+                    System.clearProperty(k);
+                } else {
+                    System.setProperty(k, v);
+                }
+            });
+        }
+    }
+
+    @Test
+    void defaultsTurnEveryPathOnButProfilingAndNvrtc() {
+        CudaOptions o = CudaOptions.defaults();
+        assertThat(o.device()).isZero();
+        assertThat(o.stepGraphs()).isTrue();
+        assertThat(o.fusedLora()).isTrue();
+        assertThat(o.loraOverlap()).isTrue();
+        assertThat(o.decodeAttention()).isTrue();
+        assertThat(o.fusedMinTiles()).isEqualTo(CudaOptions.FUSED_MIN_TILES);
+        assertThat(o.decodeBlocksPerSm()).isEqualTo(8);
+        assertThat(o.profile()).isFalse();
+        assertThat(o.nvrtc()).isFalse();
+    }
+
+    @Test
+    void systemPropertiesAreReadOnceIntoTheRecord() {
+        CudaOptions o = withProperties(Map.of("punica.cuda.device", "1", "punica.cuda.graphs", "false",
+                "punica.cuda.fusedLora", "FALSE", "punica.cuda.loraOverlap", "false", "punica.cuda.profile", "true",
+                "punica.cuda.nvrtc", " true "), CudaOptions::fromSystemProperties);
+        assertThat(o).isEqualTo(CudaOptions.builder().device(1).stepGraphs(false).fusedLora(false).loraOverlap(false)
+                .profile(true).nvrtc(true).build());
+    }
+
+    @Test
+    void aMalformedPropertyIsRefusedWithItsName() {
+        assertThatThrownBy(() -> withProperties(Map.of("punica.cuda.graphs", "off"), CudaOptions::fromSystemProperties))
+                .isInstanceOf(IllegalArgumentException.class)
+                .hasMessage("-Dpunica.cuda.graphs=off: expected true or false");
+        assertThatThrownBy(() -> withProperties(Map.of("punica.cuda.device", "first"), CudaOptions::fromSystemProperties))
+                .isInstanceOf(IllegalArgumentException.class)
+                .hasMessageContaining("-Dpunica.cuda.device=first");
+    }
+
+    @Test
+    void valuesOutOfRangeAreRefused() {
+        assertThatThrownBy(() -> CudaOptions.builder().device(-1).build()).hasMessageContaining("device");
+        assertThatThrownBy(() -> CudaOptions.builder().fusedMinTiles(-1).build()).hasMessageContaining("fusedMinTiles");
+        assertThatThrownBy(() -> CudaOptions.builder().decodeBlocksPerSm(0).build()).hasMessageContaining("blocks per SM");
+    }
+
+    @Test
+    void toBuilderKeepsEverySwitch() {
+        CudaOptions o = CudaOptions.builder().device(2).stepGraphs(false).fusedLora(false).loraOverlap(false)
+                .fusedMinTiles(3).decodeAttention(false).decodeBlocksPerSm(5).profile(true).nvrtc(true).build();
+        assertThat(o.toBuilder().build()).isEqualTo(o);
+        assertThat(o.toBuilder().fusedMinTiles(0).build().fusedMinTiles()).isZero();
+    }
+}
