@@ -32,7 +32,7 @@ import org.junit.jupiter.api.Test;
 class ClusterServerTest {
     private static final ObjectMapper JSON = new ObjectMapper();
 
-    /** {@code pages} KV pages of 4 tokens per engine (40: two requests of 70 tokens fill one). */
+    /** {@code pages} KV pages of 4 tokens per engine (40: two requests of 120 tokens cannot share one). */
     private static EngineConfig sized(EngineBuilder.Runtime probe, int pages, int maxRunning, int maxWaiting) {
         var c = probe.modelConfig();
         long bytes = pages * 4L * 2 * c.numLayers() * c.numKvHeads() * c.headDim() * 4;
@@ -61,7 +61,7 @@ class ClusterServerTest {
     }
 
     private static String body(String model, String prompt, String sampling) {
-        return "{\"model\":\"" + model + "\",\"prompt\":" + quote(prompt) + ",\"max_tokens\":48,\"ignore_eos\":true,\"stream\":true,"
+        return "{\"model\":\"" + model + "\",\"prompt\":" + quote(prompt) + ",\"max_tokens\":100,\"ignore_eos\":true,\"stream\":true,"
                 + sampling + "}";
     }
 
@@ -100,9 +100,9 @@ class ClusterServerTest {
                     String model = i % 2 == 0 ? "reverse" : TestServers.BASE;
                     String s = sampling.endsWith(":") ? sampling + (500 + i) : sampling;
                     SamplingParams p = s.contains("seed")
-                            ? SamplingParams.builder().temperature(1.0f).topP(0.95f).seed(500L + i).maxTokens(48)
+                            ? SamplingParams.builder().temperature(1.0f).topP(0.95f).seed(500L + i).maxTokens(100)
                                     .ignoreEos(true).build()
-                            : SamplingParams.greedy(48).toBuilder().ignoreEos(true).build();
+                            : SamplingParams.greedy(100).toBuilder().ignoreEos(true).build();
                     expected.add(roomy.engine().generate(new GenerationRequest("ref-" + i, i % 2 == 0 ? "reverse" : null,
                             roomy.tokenizer().encode(cases.get(i).prompt(), true), p)).join().text());
                     String json = body(model, cases.get(i).prompt(), s);
