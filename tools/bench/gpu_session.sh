@@ -13,6 +13,8 @@
 #   sgmv     SgmvBench (our SGMV vs the base GEMM of one projection) and sgmv_torch.py (PyTorch baselines)
 #   serve    `punica serve` on the bundled demo model: the engine's start-up line (KV pages it sized from the
 #            GPU's memory) and two completions over HTTP
+#   servebench  serve_gpu.sh: `punica bench serve` against `punica serve` on a 7B random checkpoint with 1,000
+#            adapters (docs/benchmarks/serving.md); about 6-7 minutes, so a device call of its own
 #   tests    tools/bench/gpu_check.sh (every gpu-tagged test class), GPU_CHECK_LIMIT_S each (default 240); a
 #            skipped GPU test or a class that ran none fails it, and then this script exits 1 (after the other parts)
 # Runs ON the GPU machine from the checkout root with the bundle carried:
@@ -104,13 +106,17 @@ for part in "${parts[@]}"; do
       echo "== serve ($(( $(date +%s) - start )) s)"
       grep -E "engine up|serving|ERROR|Exception" "$OUT/serve.log" | head -5
       ;;
+    servebench)
+      timeout "${SERVE_LIMIT_S:-560}" bash "$tools/serve_gpu.sh"
+      echo "== servebench rc=$? ($(( $(date +%s) - start )) s)"
+      ;;
     tests)
       GPU_CHECK_LIMIT_S="${GPU_CHECK_LIMIT_S:-240}" bash "$tools/gpu_check.sh" ${TEST_CLASSES:-}
       rc=$?
       [ $rc != 0 ] && status=1
       echo "== tests rc=$rc ($(( $(date +%s) - start )) s)"
       ;;
-    *) echo "unknown part '$part' (decode | decode-off | hfdecode | e2e | proj | sampling | sgmv | serve | tests)"; status=2;;
+    *) echo "unknown part '$part' (decode | decode-off | hfdecode | e2e | proj | sampling | sgmv | serve | servebench | tests)"; status=2;;
   esac
 done
 # The device tool brings back at most 8 files: everything in one archive.

@@ -12,8 +12,6 @@ import ai.punica.lora.AdapterManager;
 import ai.punica.lora.LoraAdapter;
 import ai.punica.model.LlamaModel;
 import ai.punica.model.ModelConfig;
-import ai.punica.model.Projection;
-import ai.punica.model.SafeTensorsWriter;
 import ai.punica.tokenizer.Tokenizer;
 import java.io.IOException;
 import java.nio.file.Files;
@@ -72,8 +70,6 @@ import java.util.stream.Stream;
  * --adapters /tmp/tiny-adapters --write-adapters 4}.
  */
 public final class GenerateThroughputBench {
-
-    private static final float LORA_ALPHA = 32f;
 
     /** One timed case's outcome. */
     record Result(String workload, int batch, int adapters, int promptLen, int genLen, double wallSeconds,
@@ -142,7 +138,7 @@ public final class GenerateThroughputBench {
             }
             long t0 = System.nanoTime();
             int n = Integer.parseInt(args.get("write-adapters"));
-            writeRandomAdapters(config, adapterRoot, n, maxRank, seed);
+            RandomAdapters.allProjections(maxRank).write(config, adapterRoot, "a", n, n, seed);
             System.out.printf(Locale.ROOT, "wrote %d random adapters of rank %d to %s in %.1f s%n", n, maxRank,
                     adapterRoot, (System.nanoTime() - t0) / 1e9);
         }
@@ -329,38 +325,5 @@ public final class GenerateThroughputBench {
             json.append(i == 0 ? "" : ",").append("\"t").append(i).append("\":").append(i);
         }
         return Tokenizer.fromJson(json.append("},\"merges\":[]}}").toString(), null);
-    }
-
-    /**
-     * Writes {@code count} PEFT LoRA adapters for {@code config} into {@code root}/a000, a001, …: rank
-     * {@code rank} on all seven projections, lora_alpha {@value #LORA_ALPHA}, A and B bf16 uniform with
-     * standard deviation {@link RandomWeights#STD} (what tools/bench/make_adapters.py writes, by other means).
-     */
-    static void writeRandomAdapters(ModelConfig config, Path root, int count, int rank, long seed) throws IOException {
-        Files.createDirectories(root);
-        String adapterConfig = String.format(Locale.ROOT, """
-                {"peft_type": "LORA", "task_type": "CAUSAL_LM", "r": %d, "lora_alpha": %s, "lora_dropout": 0.0,
-                 "bias": "none", "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
-                 "down_proj"]}
-                """, rank, LORA_ALPHA);
-        double halfWidth = RandomWeights.STD * Math.sqrt(3);
-        for (int n = 0; n < count; n++) {
-            Path dir = root.resolve(String.format(Locale.ROOT, "a%03d", n));
-            Files.createDirectories(dir);
-            Files.writeString(dir.resolve(LoraAdapter.CONFIG_FILE), adapterConfig);
-            SafeTensorsWriter writer = new SafeTensorsWriter();
-            for (int l = 0; l < config.numLayers(); l++) {
-                for (Projection p : Projection.values()) {
-                    long s = seed * 1_000_003L + ((long) n * config.numLayers() + l) * 16 + p.ordinal();
-                    String prefix = "base_model.model." + p.modulePath(l);
-                    writer.add(RandomWeights.uniform(prefix + ".lora_A.weight", new long[] {rank, p.inFeatures(config)},
-                            0, halfWidth, s));
-                    writer.add(RandomWeights.uniform(prefix + ".lora_B.weight", new long[] {p.outFeatures(config),
-                            rank}, 0, halfWidth, ~s));
-                }
-            }
-            writer.metadata("format", "pt");
-            writer.write(dir.resolve(LoraAdapter.WEIGHTS_FILE));
-        }
     }
 }

@@ -7,6 +7,8 @@ import ai.punica.model.ModelFormatException;
 import ai.punica.model.Projection;
 import ai.punica.model.WeightSource;
 import java.lang.foreign.MemorySegment;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.stream.IntStream;
 
 /**
@@ -40,6 +42,30 @@ final class RandomWeights implements WeightSource {
         }
         boolean norm = name.endsWith("norm.weight");
         return uniform(name, shape, norm ? 1.0 : 0.0, norm ? 0.1 : STD * Math.sqrt(3), seed ^ name.hashCode() * 0x9E3779B97F4A7C15L);
+    }
+
+    /** Every tensor of the model in a HF Llama checkpoint's names (lm_head unless the embeddings are tied). */
+    List<String> tensorNames() {
+        List<String> names = new ArrayList<>();
+        names.add("model.embed_tokens.weight");
+        for (int l = 0; l < config.numLayers(); l++) {
+            names.add("model.layers." + l + ".input_layernorm.weight");
+            names.add("model.layers." + l + ".post_attention_layernorm.weight");
+            for (Projection p : Projection.values()) {
+                names.add(p.weightName(l));
+            }
+        }
+        names.add("model.norm.weight");
+        if (!config.tieWordEmbeddings()) {
+            names.add("lm_head.weight");
+        }
+        return names;
+    }
+
+    /** The shape of tensor {@code name}; null if the model has none of that name. */
+    long[] shapeOf(String name) {
+        long[] shape = shape(name);
+        return shape == null ? null : shape.clone();
     }
 
     /** A bf16 tensor of {@code shape} with elements uniform in [center - halfWidth, center + halfWidth]. */

@@ -2,6 +2,7 @@ package ai.punica.cli;
 
 import ai.punica.engine.Completion;
 import ai.punica.engine.EngineBuilder;
+import ai.punica.engine.EngineConfig;
 import ai.punica.engine.EngineException;
 import ai.punica.engine.GenerationListener;
 import ai.punica.engine.GenerationRequest;
@@ -23,9 +24,12 @@ final class GenerateCommand implements Callable<Integer> {
     @Option(names = "--model", description = "Model directory (default: the bundled demo model).")
     Path model;
 
-    @Option(names = "--adapter-dir", description = "Directory whose subdirectories are PEFT adapters "
-            + "(default: the bundled demo adapters).")
+    @Option(names = "--adapter-dir", description = "Directory whose subdirectories are PEFT adapters; only the one "
+            + "--adapter names is loaded (default: the bundled demo adapters).")
     Path adapterRoot;
+
+    @Option(names = "--max-lora-rank", description = "Largest adapter rank accepted (default: the engine's, 64).")
+    Integer maxLoraRank;
 
     @Option(names = {"-a", "--adapter"}, description = "Adapter name; omit for the base model.")
     String adapter;
@@ -66,13 +70,41 @@ final class GenerateCommand implements Callable<Integer> {
     @Override
     public Integer call() throws Exception {
         Path modelDir = model != null ? model : Defaults.demoModel();
-        Map<String, Path> adapters = Defaults.adaptersUnder(adapterRoot != null ? adapterRoot : Defaults.demoAdapters());
-        try (var runtime = new EngineBuilder().model(modelDir).backend(backend).adapters(adapters).build()) {
+        Path root = adapterRoot != null ? adapterRoot : Defaults.demoAdapters();
+        Map<String, Path> available = Defaults.adaptersUnder(root);
+        // Only the adapter asked for is registered: another adapter in the directory that this model
+        // refuses must not stop this generation.
+        Map<String, Path> adapters = Map.of();
+        if (adapter != null) {
+            Path dir = available.get(adapter);
+            if (dir == null) {
+                System.err.println("punica generate: no adapter '" + adapter + "' under " + root + " (found: "
+                        + (available.isEmpty() ? "none" : String.join(", ", available.keySet()))
+                        + "); pass --adapter-dir DIR");
+                return 1;
+            }
+            adapters = Map.of(adapter, dir);
+        }
+        EngineConfig config = EngineConfig.defaults();
+        if (maxLoraRank != null) {
+            config = new EngineConfig(config.maxBatchTokens(), config.maxRunning(), config.maxWaiting(),
+                    config.pageSize(), config.kvCacheBytes(), config.maxModelLen(), config.loraSlots(), maxLoraRank,
+                    config.hostAdapterBytes());
+        }
+        EngineBuilder.Runtime built;
+        try {
+            built = new EngineBuilder().model(modelDir).backend(backend).config(config).adapters(adapters).build();
+        } catch (RuntimeException e) {
+            // Bad model or adapter files, an unknown backend: say what, in one line, as serve does.
+            System.err.println("punica generate: cannot start the engine: " + e.getMessage());
+            return 1;
+        }
+        try (var runtime = built) {
             var tokenizer = runtime.tokenizer();
             int[] ids;
             if (chat) {
                 var template = tokenizer.chatTemplate().orElseThrow(() ->
-                        new IllegalArgumentException("the model has no chat template"));
+                        new IllegalArgumentException(tokenizer.chatTemplateProblem().orElse("the model has no chat template")));
                 String text = template.render(List.of(Map.of("role", "user", "content", prompt)), true, Map.of());
                 ids = tokenizer.encode(text, false);
             } else {
@@ -81,6 +113,12 @@ final class GenerateCommand implements Callable<Integer> {
             SamplingParams params = SamplingParams.builder().temperature(temperature).topP(topP).topK(topK).minP(minP)
                     .repetitionPenalty(repetitionPenalty).seed(seed).maxTokens(maxTokens).stop(stop).build();
             CompletableFuture<Completion> done = new CompletableFuture<>();
+            try {
+                params.validate();
+            } catch (RuntimeException e) {
+                System.err.println("punica generate: " + e.getMessage());
+                return 1;
+            }
             runtime.engine().submit(new GenerationRequest("cli-1", adapter, ids, params), new GenerationListener() {
                 @Override
                 public void onToken(TokenDelta delta) {
@@ -98,7 +136,14 @@ final class GenerateCommand implements Callable<Integer> {
                     done.completeExceptionally(error);
                 }
             });
-            Completion c = done.join();
+            Completion c;
+            try {
+                c = done.join();
+            } catch (java.util.concurrent.CompletionException e) {
+                System.out.println();
+                System.err.println("punica generate: " + e.getCause().getMessage());
+                return 1;
+            }
             System.out.println();
             double seconds = (c.finishNanos() - c.arrivalNanos()) / 1e9;
             System.err.printf("[%d prompt tokens, %d generated, finish %s, %.2f s, %.1f tokens/s]%n",

@@ -5,6 +5,9 @@ import ai.punica.cluster.EngineCluster;
 import ai.punica.cluster.PlacementPolicy;
 import ai.punica.engine.EngineBuilder;
 import ai.punica.engine.EngineConfig;
+import ai.punica.lora.AdapterOptions;
+import ai.punica.lora.AdapterSource;
+import ai.punica.lora.DirectoryAdapterSource;
 import ai.punica.server.PunicaServer;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -47,10 +50,15 @@ final class ServeCommand implements Callable<Integer> {
             description = "Adapter directories (PEFT); the name is the directory's name unless given as NAME=DIR.")
     List<String> adapters = new ArrayList<>();
 
-    @Option(names = "--adapter-root", paramLabel = "DIR", description = "Directory under which "
-            + "/v1/load_lora_adapter may load adapters at runtime (repeatable; default: the parent directories of "
-            + "the --adapters).")
+    @Option(names = "--adapter-root", paramLabel = "DIR", description = "Directory of adapters served on demand: "
+            + "a request for model NAME that is not loaded loads DIR/NAME (NAME may be nested, org/name), and "
+            + "/v1/load_lora_adapter may load from under DIR (repeatable; without it, only the load endpoint works, "
+            + "under the parent directories of the --adapters).")
     List<Path> adapterRoots = new ArrayList<>();
+
+    @Option(names = "--max-loras", description = "Most distinct adapters in one step (default: one per slot, "
+            + "--lora-slots).")
+    Integer maxLoras;
 
     @Option(names = "--host", defaultValue = "127.0.0.1", description = "Address to bind (default: ${DEFAULT-VALUE}).")
     String host;
@@ -96,6 +104,27 @@ final class ServeCommand implements Callable<Integer> {
             + "(default: ${DEFAULT-VALUE}).")
     long maxBodyBytes;
 
+    @Option(names = "--request-read-timeout", defaultValue = "30", description = "Seconds a request's headers "
+            + "and body may take to arrive, from its first byte; a stalled client is disconnected (default: "
+            + "${DEFAULT-VALUE}).")
+    long requestReadTimeoutSeconds;
+
+    @Option(names = "--keep-alive-timeout", defaultValue = "5", description = "Seconds an idle keep-alive "
+            + "connection stays open (default: ${DEFAULT-VALUE}, as vLLM).")
+    long keepAliveTimeoutSeconds;
+
+    @Option(names = "--max-connections", defaultValue = "10000", description = "Open connections at most; more "
+            + "clients wait until one closes (default: ${DEFAULT-VALUE}).")
+    int maxConnections;
+
+    @Option(names = "--allowed-origins", split = ",", defaultValue = "*", description = "Origins browsers may call "
+            + "the API from (CORS), comma-separated; * allows any, as vLLM (default: ${DEFAULT-VALUE}).")
+    List<String> allowedOrigins;
+
+    @Option(names = "--max-choices", defaultValue = "128", description = "Most completions one request may ask "
+            + "for: prompts × n (default: ${DEFAULT-VALUE}).")
+    int maxChoices;
+
     @Option(names = "--shutdown-timeout", defaultValue = "30", description = "Seconds running requests may take "
             + "to finish on SIGTERM before they are cancelled (default: ${DEFAULT-VALUE}).")
     long shutdownTimeoutSeconds;
@@ -129,6 +158,10 @@ final class ServeCommand implements Callable<Integer> {
             throw new ParameterException(spec.commandLine(), "--gpu-memory-utilization " + gpuMemoryUtilization
                     + " must be in (0, 1]");
         }
+        if (requestReadTimeoutSeconds < 1 || keepAliveTimeoutSeconds < 1 || maxConnections < 1 || maxChoices < 1) {
+            throw new ParameterException(spec.commandLine(), "--request-read-timeout, --keep-alive-timeout, "
+                    + "--max-connections and --max-choices must be at least 1");
+        }
         Path modelDir = model != null ? model : Defaults.demoModel();
         if (!Files.isRegularFile(modelDir.resolve("config.json"))) {
             throw new ParameterException(spec.commandLine(), "no model at " + modelDir
@@ -148,8 +181,22 @@ final class ServeCommand implements Callable<Integer> {
         } catch (RuntimeException e) {
             throw new ParameterException(spec.commandLine(), "--backend " + backend + ": " + e.getMessage());
         }
+        List<AdapterSource> sources = new ArrayList<>();
+        for (Path root : adapterRoots) {
+            try {
+                sources.add(new DirectoryAdapterSource(root));
+            } catch (IllegalArgumentException e) {
+                throw new ParameterException(spec.commandLine(), "--adapter-root: " + e.getMessage());
+            }
+        }
+        if (maxLoras != null && maxLoras < 1) {
+            throw new ParameterException(spec.commandLine(), "--max-loras " + maxLoras + " must be at least 1");
+        }
+        AdapterOptions adapterOptions = AdapterOptions.defaults().withSources(sources)
+                .withMaxLoras(maxLoras != null ? maxLoras : 0);
         EngineBuilder builder = new EngineBuilder().model(modelDir).backend(backend).config(config)
-                .memoryUtilization(kvCacheMib != null ? 0 : gpuMemoryUtilization).adapters(adapterDirs);
+                .memoryUtilization(kvCacheMib != null ? 0 : gpuMemoryUtilization).adapters(adapterDirs)
+                .adapterOptions(adapterOptions);
         if (servedModelName != null) {
             builder.modelName(servedModelName);
         } else if (model == null) {
@@ -165,6 +212,12 @@ final class ServeCommand implements Callable<Integer> {
         }
         if (idleAfterSeconds < 0) {
             throw new ParameterException(spec.commandLine(), "--idle-after " + idleAfterSeconds + " must not be negative");
+        }
+        try {
+            PunicaServer.checkCanListen(host, port); // before loading the model, which may take minutes
+        } catch (PunicaServer.ListenException e) {
+            System.err.println("punica serve: " + e.getMessage());
+            return 1;
         }
         int engines = deviceList.isEmpty() ? engineCount : deviceList.size();
         List<EngineBuilder.Runtime> built = new ArrayList<>();
@@ -184,11 +237,20 @@ final class ServeCommand implements Callable<Integer> {
         try {
             var runtime = built.getFirst();
             var serverBuilder = PunicaServer.builder().runtime(runtime).host(host).port(port).apiKey(key)
-                    .adapterRoots(roots).maxBodyBytes(maxBodyBytes).modelRoot(modelDir.toString());
+                    .adapterRoots(roots).maxBodyBytes(maxBodyBytes).modelRoot(modelDir.toString())
+                    .requestReadTimeout(Duration.ofSeconds(requestReadTimeoutSeconds))
+                    .keepAliveTimeout(Duration.ofSeconds(keepAliveTimeoutSeconds))
+                    .maxConnections(maxConnections).allowedOrigins(allowedOrigins).maxChoices(maxChoices);
             if (cluster != null) {
                 serverBuilder.cluster(cluster);
             }
-            PunicaServer server = serverBuilder.build().start();
+            PunicaServer server;
+            try {
+                server = serverBuilder.build().start();
+            } catch (PunicaServer.ListenException e) {
+                System.err.println("punica serve: " + e.getMessage());
+                return 1;
+            }
             CountDownLatch stopped = new CountDownLatch(1);
             Runnable stop = () -> {
                 server.stop(Duration.ofSeconds(shutdownTimeoutSeconds));

@@ -17,7 +17,8 @@ class GenerateCommandTest {
         String[] all = new String[args.length + 6];
         all[0] = "generate";
         all[1] = "--model=" + fixtures.resolve("model");
-        all[2] = "--adapter-dir=" + fixtures.resolve("adapters");
+        boolean ownDir = java.util.Arrays.stream(args).anyMatch(a -> a.startsWith("--adapter-dir="));
+        all[2] = ownDir ? "--top-p=1" : "--adapter-dir=" + fixtures.resolve("adapters");
         all[3] = "--backend=cpu";
         all[4] = "--max-tokens=24";
         all[5] = "--temperature=0";
@@ -26,7 +27,7 @@ class GenerateCommandTest {
         ByteArrayOutputStream captured = new ByteArrayOutputStream();
         try {
             System.setOut(new PrintStream(captured, true, StandardCharsets.UTF_8));
-            int code = new CommandLine(new Main()).execute(all);
+            int code = Main.commandLine().execute(all);
             assertThat(code).isZero();
         } finally {
             System.setOut(saved);
@@ -41,6 +42,53 @@ class GenerateCommandTest {
         assertThat(generate("--adapter=upper", prompt)).isEqualTo("RED APPLE STONE");
         assertThat(generate("--adapter=reverse", prompt)).isEqualTo("stone apple red");
         assertThat(generate("--adapter=sort", prompt)).isEqualTo("apple red stone");
+    }
+
+    /** Runs a command line, returning its exit code and what it printed on stderr. */
+    private static Object[] run(String... args) {
+        java.io.PrintStream saved = System.err;
+        ByteArrayOutputStream captured = new ByteArrayOutputStream();
+        int code;
+        try {
+            System.setErr(new PrintStream(captured, true, StandardCharsets.UTF_8));
+            code = Main.commandLine().execute(args);
+        } finally {
+            System.setErr(saved);
+        }
+        return new Object[] {code, captured.toString(StandardCharsets.UTF_8)};
+    }
+
+    @Test
+    void aBadModelIsOneLineNotAStackTrace(@org.junit.jupiter.api.io.TempDir Path empty) {
+        Object[] r = run("generate", "--model=" + empty, "--backend=cpu", "--prompt=hi");
+        assertThat(r[0]).isEqualTo(1);
+        assertThat((String) r[1]).startsWith("punica generate: cannot start the engine: ").doesNotContain("\tat ");
+        assertThat(((String) r[1]).strip().lines().count()).isEqualTo(1);
+    }
+
+    @Test
+    void anUnknownAdapterIsOneLineNamingTheAvailableOnes() {
+        Path fixtures = Path.of(System.getProperty("punica.repo.root", ".."), "fixtures");
+        Object[] r = run("generate", "--model=" + fixtures.resolve("model"), "--backend=cpu", "--adapter=shout",
+                "--adapter-dir=" + fixtures.resolve("adapters"), "--prompt=hi");
+        assertThat(r[0]).isEqualTo(1);
+        assertThat((String) r[1]).startsWith("punica generate: no adapter 'shout' under ")
+                .contains("reverse, sort, translate, upper");
+    }
+
+    @Test
+    void aBrokenAdapterInTheDirectoryDoesNotStopAnother(@org.junit.jupiter.api.io.TempDir Path dir) throws Exception {
+        Path fixtures = Path.of(System.getProperty("punica.repo.root", ".."), "fixtures");
+        Path upper = java.nio.file.Files.createDirectories(dir.resolve("upper"));
+        try (var files = java.nio.file.Files.list(fixtures.resolve("adapters/upper"))) {
+            for (Path f : files.toList()) {
+                java.nio.file.Files.copy(f, upper.resolve(f.getFileName()));
+            }
+        }
+        java.nio.file.Files.createDirectories(dir.resolve("broken"));
+        java.nio.file.Files.writeString(dir.resolve("broken/adapter_config.json"), "{\"r\": 512}");
+        assertThat(generate("--adapter-dir=" + dir, "--adapter=upper", "--prompt=input: red apple stone\noutput:"))
+                .isEqualTo("RED APPLE STONE");
     }
 
     @Test

@@ -15,13 +15,45 @@ class ServeCommandTest {
 
     private static Result run(String... args) {
         StringWriter err = new StringWriter();
-        CommandLine cli = new CommandLine(new Main());
+        CommandLine cli = Main.commandLine();
         cli.setErr(new PrintWriter(err));
         int code = cli.execute(args);
         return new Result(code, err.toString());
     }
 
     private record Result(int exitCode, String stderr) {
+    }
+
+    @Test
+    void aPortInUseExitsNonZeroWithOneLine() throws Exception {
+        try (var taken = new java.net.ServerSocket(0, 50, java.net.InetAddress.getByName("127.0.0.1"))) {
+            int port = taken.getLocalPort();
+            var savedErr = System.err;
+            var err = new java.io.ByteArrayOutputStream();
+            int code;
+            try {
+                System.setErr(new java.io.PrintStream(err, true, java.nio.charset.StandardCharsets.UTF_8));
+                Path fixtures = Path.of(System.getProperty("punica.repo.root", ".."), "fixtures");
+                code = Main.commandLine().execute("serve", "--backend", "cpu", "--port",
+                        Integer.toString(port), "--model", fixtures.resolve("model").toString());
+            } finally {
+                System.setErr(savedErr);
+            }
+            assertThat(code).isEqualTo(1);
+            // Said before the engine is built: nothing was loaded.
+            assertThat(err.toString(java.nio.charset.StandardCharsets.UTF_8)).isEqualTo("punica serve: cannot listen "
+                    + "on 127.0.0.1:" + port + ": the port is already in use (another server is running; stop it or "
+                    + "pass another --port)" + System.lineSeparator());
+        }
+    }
+
+    @Test
+    void aWrongArgumentPrintsTheReasonAndAHintNotTheUsage() {
+        Result r = run("serve", "--prot", "8000");
+        assertThat(r.exitCode()).isEqualTo(2);
+        assertThat(r.stderr()).startsWith("punica serve: Unknown options: '--prot', '8000'")
+                .contains("Try 'punica serve --help' for the options.");
+        assertThat(r.stderr().lines().count()).isLessThanOrEqualTo(4);
     }
 
     @Test
@@ -89,5 +121,18 @@ class ServeCommandTest {
         assertThat(policy.exitCode()).isEqualTo(2);
         assertThat(policy.stderr()).contains("unknown placement policy 'busiest'; use one of consolidate, "
                 + "least-loaded, round-robin");
+    }
+
+    @Test
+    void anAdapterRootThatDoesNotExistAndAZeroAdapterCapAreRefused(@TempDir Path dir) throws Exception {
+        Path model = Files.createDirectories(dir.resolve("model"));
+        Files.writeString(model.resolve("config.json"), "{}");
+        Result root = run("serve", "--model", model.toString(), "--backend", "cpu", "--adapter-root",
+                dir.resolve("nope").toString());
+        assertThat(root.exitCode()).isEqualTo(2);
+        assertThat(root.stderr()).contains("--adapter-root: adapter root " + dir.resolve("nope") + " does not exist");
+        Result cap = run("serve", "--model", model.toString(), "--backend", "cpu", "--max-loras", "0");
+        assertThat(cap.exitCode()).isEqualTo(2);
+        assertThat(cap.stderr()).contains("--max-loras 0 must be at least 1");
     }
 }

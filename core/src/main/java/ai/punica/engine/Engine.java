@@ -6,6 +6,7 @@ import ai.punica.backend.SamplingRow;
 import ai.punica.backend.Tensor;
 import ai.punica.kv.KvCacheManager;
 import ai.punica.lora.AdapterManager;
+import ai.punica.lora.AdapterUnavailableException;
 import ai.punica.model.LlamaModel;
 import ai.punica.tokenizer.Tokenizer;
 import java.time.Duration;
@@ -17,6 +18,7 @@ import java.util.Set;
 import java.util.SplittableRandom;
 import java.util.TreeSet;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
@@ -51,6 +53,8 @@ public final class Engine implements AutoCloseable {
     private final LinkedBlockingQueue<Runnable> inbox = new LinkedBlockingQueue<>();
     private final Map<String, Sequence> live = new HashMap<>();
     private final AtomicInteger queued = new AtomicInteger();
+    /** Adapters of the requests in the inbox, with counts: waiting too, for vllm:lora_requests_info. */
+    private final ConcurrentHashMap<String, Integer> queuedAdapters = new ConcurrentHashMap<>();
     /** Requests accepted and not yet finished (queued in the inbox, waiting or running). */
     private final AtomicInteger unfinished = new AtomicInteger();
     private final SplittableRandom seeds = new SplittableRandom(System.nanoTime());
@@ -119,8 +123,20 @@ public final class Engine implements AutoCloseable {
         return config;
     }
 
+    /**
+     * The latest snapshot, published after each step and whenever an adapter leaves the running or waiting
+     * set; the adapters of requests accepted but not yet seen by the engine thread count as waiting.
+     */
     public EngineStats stats() {
-        return stats;
+        EngineStats s = stats;
+        if (queuedAdapters.isEmpty() || s.waitingAdapters().containsAll(queuedAdapters.keySet())) {
+            return s;
+        }
+        TreeSet<String> waitingAdapters = new TreeSet<>(s.waitingAdapters());
+        waitingAdapters.addAll(queuedAdapters.keySet());
+        return new EngineStats(s.running(), s.waiting(), s.kvCacheUsage(), s.kvPagesUsed(), s.kvPagesTotal(),
+                s.runningAdapters(), waitingAdapters, s.loraSlots(), s.promptTokens(), s.generationTokens(),
+                s.preemptions(), s.steps(), s.adapterLoads(), s.adapterEvictions());
     }
 
     /** What placement reads: running and waiting requests, room, resident adapters, idleness. */
@@ -153,6 +169,9 @@ public final class Engine implements AutoCloseable {
                     "too many requests are waiting (" + config.maxWaiting() + "); retry later");
         }
         unfinished.incrementAndGet();
+        if (request.adapter() != null) {
+            queuedAdapters.merge(request.adapter(), 1, Integer::sum);
+        }
         inbox.add(() -> admit(request, listener));
     }
 
@@ -212,9 +231,13 @@ public final class Engine implements AutoCloseable {
                     "This model's maximum context length is " + maxModelLen + " tokens. However, your prompt has "
                             + promptLength + " tokens, which leaves no room to generate. Shorten the prompt.");
         }
-        if (request.adapter() != null && !adapters.isRegistered(request.adapter())) {
-            throw new EngineException(EngineException.Kind.NOT_FOUND, "model",
-                    "The model `" + request.adapter() + "` does not exist.");
+        if (request.adapter() != null) {
+            try {
+                adapters.resolve(request.adapter()); // on-demand: found in a source and read, or refused
+            } catch (AdapterUnavailableException e) {
+                throw new EngineException(e.missing() ? EngineException.Kind.NOT_FOUND
+                        : EngineException.Kind.INVALID_REQUEST, "model", e.getMessage());
+            }
         }
     }
 
@@ -266,6 +289,7 @@ public final class Engine implements AutoCloseable {
         if (start(request, listener, state, new int[0], List.of())) {
             promptTokens += request.promptLength();
         }
+        unqueueAdapter(request); // after start published the adapter as waiting, so no snapshot misses it
     }
 
     /**
@@ -281,7 +305,8 @@ public final class Engine implements AutoCloseable {
                     "a request with id " + request.id() + " is already running")));
             return false;
         }
-        var output = new OutputProcessor(tokenizer.newIncrementalDecoder(true), request.params().stop());
+        var output = new OutputProcessor(tokenizer.newIncrementalDecoder(request.params().skipSpecialTokens()),
+                request.params().stop(), request.params().includeStopStrInOutput());
         Sequence s = new Sequence(request, listener, order++, state, output);
         for (int t : generated) {
             s.append(t);
@@ -290,6 +315,7 @@ public final class Engine implements AutoCloseable {
         s.logprobs.addAll(logprobs);
         live.put(request.id(), s);
         scheduler.add(s);
+        publishStatsIfAdaptersChanged(); // before the inbox count drops, so no snapshot misses the adapter
         return true;
     }
 
@@ -319,6 +345,19 @@ public final class Engine implements AutoCloseable {
         return taken;
     }
 
+    private void unqueueAdapter(GenerationRequest request) {
+        if (request.adapter() != null) {
+            queuedAdapters.computeIfPresent(request.adapter(), (k, n) -> n == 1 ? null : n - 1);
+        }
+    }
+
+    /** Publishes at once when an adapter joined or left the running or waiting set (exact LoRA labels). */
+    private void publishStatsIfAdaptersChanged() {
+        if (scheduler.takeAdapterSetsChanged()) {
+            publishStats();
+        }
+    }
+
     private void loop() {
         while (true) {
             try {
@@ -327,6 +366,7 @@ public final class Engine implements AutoCloseable {
                     break;
                 }
                 StepPlan plan = scheduler.plan();
+                publishStatsIfAdaptersChanged();
                 for (Scheduler.Rejected r : scheduler.drainRejected()) {
                     if (live.remove(r.sequence().request.id()) != null) {
                         unfinished.decrementAndGet();
@@ -471,6 +511,7 @@ public final class Engine implements AutoCloseable {
         if (live.remove(s.request.id()) != null) {
             unfinished.decrementAndGet();
         }
+        publishStatsIfAdaptersChanged(); // the client must not see its adapter still running after its answer
         String tail = reason == FinishReason.ABORT ? "" : s.output.finish();
         if (!tail.isEmpty()) {
             safely(s.listener, () -> s.listener.onToken(new TokenDelta(-1, tail, null)));
@@ -489,6 +530,7 @@ public final class Engine implements AutoCloseable {
         if (live.remove(s.request.id()) != null) {
             unfinished.decrementAndGet();
         }
+        publishStatsIfAdaptersChanged();
         safely(s.listener, () -> s.listener.onError(error));
     }
 
@@ -510,18 +552,7 @@ public final class Engine implements AutoCloseable {
     }
 
     private void publishStats() {
-        TreeSet<String> runningAdapters = new TreeSet<>();
-        for (Sequence s : scheduler.running()) {
-            if (s.adapter() != null) {
-                runningAdapters.add(s.adapter());
-            }
-        }
-        TreeSet<String> waitingAdapters = new TreeSet<>();
-        for (Sequence s : scheduler.waiting()) {
-            if (s.adapter() != null) {
-                waitingAdapters.add(s.adapter());
-            }
-        }
+        scheduler.takeAdapterSetsChanged();
         int waiting = scheduler.waitingCount() + queued.get();
         boolean busy = scheduler.runningCount() + waiting > 0;
         if (busy) {
@@ -537,7 +568,8 @@ public final class Engine implements AutoCloseable {
                 Math.max(0, kvManager.freePages() - promised),
                 kvManager.pageSize(), adapters.residentAdapters().keySet(), idleSinceNanos, migrationsOut);
         stats = new EngineStats(scheduler.runningCount(), scheduler.waitingCount() + queued.get(),
-                kvManager.usage(), kvManager.usedPages(), kvManager.numPages(), runningAdapters, waitingAdapters,
+                kvManager.usage(), kvManager.usedPages(), kvManager.numPages(), scheduler.runningAdapters(),
+                scheduler.waitingAdapters(),
                 adapters.slotCount(), promptTokens, generationTokens, scheduler.preemptions(), steps,
                 adapters.loadCount(), adapters.evictionCount());
     }

@@ -3,6 +3,7 @@ package ai.punica.engine;
 import ai.punica.backend.Backend;
 import ai.punica.backend.Backends;
 import ai.punica.lora.AdapterManager;
+import ai.punica.lora.AdapterOptions;
 import ai.punica.model.Checkpoint;
 import ai.punica.model.GenerationConfig;
 import ai.punica.model.LlamaModel;
@@ -30,6 +31,7 @@ public final class EngineBuilder {
     private double memoryUtilization;
     /** The device the backend binds to; -1: the backend's default. */
     private int device = -1;
+    private AdapterOptions adapterOptions = AdapterOptions.defaults();
     private final Map<String, Path> adapters = new LinkedHashMap<>();
 
     public EngineBuilder model(Path dir) {
@@ -76,6 +78,12 @@ public final class EngineBuilder {
         return this;
     }
 
+    /** Adapter sources for on-demand loading, the cap on distinct adapters per step, and related policy. */
+    public EngineBuilder adapterOptions(AdapterOptions options) {
+        this.adapterOptions = options;
+        return this;
+    }
+
     public EngineBuilder adapter(String name, Path dir) {
         adapters.put(name, dir);
         return this;
@@ -108,7 +116,8 @@ public final class EngineBuilder {
                     config.maxRunning(), config.loraSlots(), config.maxLoraRank()));
             ExecutorService loader = Executors.newVirtualThreadPerTaskExecutor();
             made.push(loader::shutdownNow);
-            AdapterManager adapterManager = keep(made, new AdapterManager(model, config.hostAdapterBytes(), loader));
+            AdapterManager adapterManager = keep(made, new AdapterManager(model, config.hostAdapterBytes(), loader,
+                    adapterOptions));
             adapters.forEach(adapterManager::register);
             EngineConfig sized = config;
             if (memoryUtilization > 0 && backend.deviceMemory().isPresent()) {

@@ -11,14 +11,17 @@ import java.util.List;
 final class OutputProcessor {
     private final IncrementalDecoder decoder;
     private final List<String> stops;
+    private final boolean keepStop;
     private final int holdBack;
     private final StringBuilder text = new StringBuilder();
     private int emitted;
     private String stopHit;
 
-    OutputProcessor(IncrementalDecoder decoder, List<String> stops) {
+    /** @param keepStop the stop string stays at the end of the text (vLLM's include_stop_str_in_output) */
+    OutputProcessor(IncrementalDecoder decoder, List<String> stops, boolean keepStop) {
         this.decoder = decoder;
         this.stops = stops;
+        this.keepStop = keepStop;
         int longest = 0;
         for (String s : stops) {
             longest = Math.max(longest, s.length());
@@ -40,8 +43,9 @@ final class OutputProcessor {
                 }
             }
             if (cut >= 0) {
-                text.setLength(cut);
-                return takeUpTo(Math.max(cut, emitted));
+                int end = keepStop ? cut + stopHit.length() : cut;
+                text.setLength(end);
+                return takeUpTo(Math.max(end, emitted));
             }
         }
         int safe = Math.max(emitted, text.length() - holdBack);

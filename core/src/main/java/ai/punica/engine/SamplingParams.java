@@ -19,10 +19,13 @@ import java.util.List;
  * @param stopTokenIds      extra token ids that end generation
  * @param ignoreEos         keep going past end-of-sequence tokens
  * @param logprobs          -1: none; 0: the chosen token's; n: also the n most likely
+ * @param skipSpecialTokens leave special tokens ({@code </s>}) out of the text (vLLM's default)
+ * @param includeStopStrInOutput keep the stop string that ended the text in it (vLLM's option)
  */
 public record SamplingParams(float temperature, float topP, int topK, float minP, float repetitionPenalty,
                              float presencePenalty, float frequencyPenalty, Long seed, int maxTokens,
-                             List<String> stop, List<Integer> stopTokenIds, boolean ignoreEos, int logprobs) {
+                             List<String> stop, List<Integer> stopTokenIds, boolean ignoreEos, int logprobs,
+                             boolean skipSpecialTokens, boolean includeStopStrInOutput) {
 
     public static final int MAX_LOGPROBS = SamplingRow.MAX_LOGPROBS;
 
@@ -88,6 +91,8 @@ public record SamplingParams(float temperature, float topP, int topK, float minP
         b.stopTokenIds = stopTokenIds;
         b.ignoreEos = ignoreEos;
         b.logprobs = logprobs;
+        b.skipSpecialTokens = skipSpecialTokens;
+        b.includeStopStrInOutput = includeStopStrInOutput;
         return b;
     }
 
@@ -106,6 +111,8 @@ public record SamplingParams(float temperature, float topP, int topK, float minP
         private List<Integer> stopTokenIds = List.of();
         private boolean ignoreEos;
         private int logprobs = -1;
+        private boolean skipSpecialTokens = true;
+        private boolean includeStopStrInOutput;
 
         public Builder temperature(float v) {
             temperature = v;
@@ -172,9 +179,20 @@ public record SamplingParams(float temperature, float topP, int topK, float minP
             return this;
         }
 
+        public Builder skipSpecialTokens(boolean v) {
+            skipSpecialTokens = v;
+            return this;
+        }
+
+        public Builder includeStopStrInOutput(boolean v) {
+            includeStopStrInOutput = v;
+            return this;
+        }
+
         public SamplingParams build() {
             return new SamplingParams(temperature, topP, topK, minP, repetitionPenalty, presencePenalty,
-                    frequencyPenalty, seed, maxTokens, stop, stopTokenIds, ignoreEos, logprobs);
+                    frequencyPenalty, seed, maxTokens, stop, stopTokenIds, ignoreEos, logprobs, skipSpecialTokens,
+                    includeStopStrInOutput);
         }
     }
 }

@@ -8,9 +8,14 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Comparator;
 import java.util.Deque;
+import java.util.HashMap;
+import java.util.HashSet;
 import java.util.Iterator;
 import java.util.List;
 import java.util.function.Predicate;
+import java.util.Map;
+import java.util.Set;
+import java.util.TreeSet;
 
 /**
  * Continuous batching with mixed prefill and decode (Punica §3, G3 "decode first"). Each step, under a
@@ -24,6 +29,14 @@ import java.util.function.Predicate;
  *       last; one whose adapter is still loading, or has no free slot, waits without blocking those
  *       behind it.</li>
  * </ol>
+ * Adapter pressure (vLLM's {@code max_loras}): a step holds at most {@link AdapterManager#maxLoras()}
+ * distinct adapters. A waiting request for an adapter not yet running is admitted only while there is room
+ * under that cap and a free slot; requests for adapters already running go ahead of it, which keeps
+ * batches large. So that a rarely used adapter is not passed over for ever, a request that has waited
+ * longer than {@link ai.punica.lora.AdapterOptions#starvationLimit} and is still held back by adapter
+ * pressure stops admission behind it: the running requests drain, an adapter leaves the batch, and it
+ * runs next. The adapters of the first waiting requests are read into host memory ahead of their turn
+ * ({@link AdapterManager#prefetch}).
  * Sequences are then ordered by adapter slot so that each adapter's rows form one SGMV segment; the
  * {@link ModelRunner} lays the rows out. Engine thread only.
  */
@@ -43,6 +56,12 @@ final class Scheduler {
     private final int watermarkPages;
     /** Offered the newest running request before it is preempted; true when it moved to another engine. */
     private final Predicate<Sequence> migrateOut;
+    private final long starvationLimitNanos;
+    /** Requests per adapter name among running and among waiting sequences (the lora_requests_info labels). */
+    private final Map<String, Integer> runningPerAdapter = new HashMap<>();
+    private final Map<String, Integer> waitingPerAdapter = new HashMap<>();
+    /** Set when an adapter joins or leaves either map; cleared by {@link #takeAdapterSetsChanged()}. */
+    private boolean adapterSetsChanged;
     private long preemptions;
 
     Scheduler(EngineConfig config, KvCacheManager kv, AdapterManager adapters,
@@ -52,10 +71,48 @@ final class Scheduler {
         this.adapters = adapters;
         this.migrateOut = migrateOut;
         this.watermarkPages = kv.numPages() / 100;
+        this.starvationLimitNanos = adapters.options().starvationLimit().toNanos();
     }
 
     void add(Sequence s) {
         waiting.addLast(s);
+        count(waitingPerAdapter, s, 1);
+    }
+
+    /** Adapters of the running sequences, sorted. */
+    Set<String> runningAdapters() {
+        return new TreeSet<>(runningPerAdapter.keySet());
+    }
+
+    /** Adapters of the waiting sequences, sorted. */
+    Set<String> waitingAdapters() {
+        return new TreeSet<>(waitingPerAdapter.keySet());
+    }
+
+    /** Whether an adapter joined or left the running or waiting set since the last call; clears the flag. */
+    boolean takeAdapterSetsChanged() {
+        boolean changed = adapterSetsChanged;
+        adapterSetsChanged = false;
+        return changed;
+    }
+
+    private void count(Map<String, Integer> perAdapter, Sequence s, int delta) {
+        if (s.adapter() == null) {
+            return;
+        }
+        int n = perAdapter.getOrDefault(s.adapter(), 0) + delta;
+        if (n < 0) {
+            throw new IllegalStateException("adapter " + s.adapter() + " counted below zero");
+        }
+        if (n == 0) {
+            perAdapter.remove(s.adapter());
+            adapterSetsChanged = true;
+        } else {
+            if (n == delta) {
+                adapterSetsChanged = true;
+            }
+            perAdapter.put(s.adapter(), n);
+        }
     }
 
     int runningCount() {
@@ -120,21 +177,39 @@ final class Scheduler {
             budget -= chunk;
         }
 
-        // 2. Waiting sequences, first come first served.
+        // 2. Waiting sequences, first come first served, under the cap on distinct adapters.
+        int maxLoras = adapters.maxLoras();
+        long now = System.nanoTime();
+        boolean holdBack = false;
+        // Adapters not yet running that are being loaded for a waiting request count against the cap too:
+        // otherwise every waiting request would start a load at once and the loads would evict each other.
+        Set<String> loadingForAdmission = new HashSet<>();
         Iterator<Sequence> it = waiting.iterator();
-        while (it.hasNext() && budget > 0 && running.size() < config.maxRunning()) {
+        while (!holdBack && it.hasNext() && budget > 0 && running.size() < config.maxRunning()) {
             Sequence s = it.next();
             if (s.adapter() != null && !s.holdsSlot) {
+                boolean newAdapter = !runningPerAdapter.containsKey(s.adapter())
+                        && !loadingForAdmission.contains(s.adapter());
+                if (newAdapter && runningPerAdapter.size() + loadingForAdmission.size() >= maxLoras) {
+                    holdBack = now - s.arrivalNanos > starvationLimitNanos;
+                    continue; // no room for another adapter in the batch
+                }
                 Acquisition a = adapters.acquire(s.adapter());
                 if (a instanceof Acquisition.Ready(int slot)) {
                     s.slot = slot;
                     s.holdsSlot = true;
                 } else if (a instanceof Acquisition.Failed(String message)) {
                     it.remove();
+                    count(waitingPerAdapter, s, -1);
                     rejected.add(new Rejected(s, message));
                     continue;
+                } else if (a instanceof Acquisition.Loading) {
+                    loadingForAdmission.add(s.adapter());
+                    continue; // let others go ahead
                 } else {
-                    continue; // loading, or every slot pinned: let others go ahead
+                    // Every slot pinned: let others go ahead, unless this one has waited too long.
+                    holdBack = now - s.arrivalNanos > starvationLimitNanos;
+                    continue;
                 }
             }
             int chunk = Math.min(s.pending(), budget);
@@ -145,16 +220,30 @@ final class Scheduler {
             }
             kv.grow(s.pages, s.computed + chunk);
             it.remove();
+            count(waitingPerAdapter, s, -1);
             s.status = Sequence.Status.RUNNING;
             running.add(s);
+            count(runningPerAdapter, s, 1);
             picked.add(s);
             chunks.add(chunk);
             budget -= chunk;
         }
+        prefetchWaitingAdapters();
         if (picked.isEmpty()) {
             return null;
         }
         return buildPlan(picked, chunks);
+    }
+
+    /** Starts host loads for the adapters of the first waiting requests, so admission finds them read. */
+    private void prefetchWaitingAdapters() {
+        int left = adapters.prefetchDepth();
+        for (Iterator<Sequence> it = waiting.iterator(); left > 0 && it.hasNext(); left--) {
+            Sequence s = it.next();
+            if (s.adapter() != null && !s.holdsSlot) {
+                adapters.prefetch(s.adapter());
+            }
+        }
     }
 
     /**
@@ -182,6 +271,7 @@ final class Scheduler {
     /** Takes a running sequence off the device; it is recomputed from its tokens when readmitted. */
     private void preempt(Sequence s) {
         running.remove(s);
+        count(runningPerAdapter, s, -1);
         kv.release(s.pages);
         s.computed = 0;
         releaseSlot(s);
@@ -189,12 +279,15 @@ final class Scheduler {
         s.preemptions++;
         preemptions++;
         waiting.addFirst(s);
+        count(waitingPerAdapter, s, 1);
     }
 
     /** Drops a sequence wherever it is, returning its pages and adapter slot. */
     void remove(Sequence s) {
-        if (!running.remove(s)) {
-            waiting.remove(s);
+        if (running.remove(s)) {
+            count(runningPerAdapter, s, -1);
+        } else if (waiting.remove(s)) {
+            count(waitingPerAdapter, s, -1);
         }
         kv.release(s.pages);
         releaseSlot(s);

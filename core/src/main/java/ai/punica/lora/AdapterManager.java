@@ -20,6 +20,7 @@ import java.util.Set;
 import java.util.TreeSet;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.Executor;
 import java.util.concurrent.atomic.AtomicLong;
 import org.slf4j.Logger;
@@ -28,9 +29,11 @@ import org.slf4j.LoggerFactory;
 /**
  * Where adapters live, in three tiers (Punica §5, on-demand loading):
  * <ol>
- *   <li><b>registry</b>: name → directory; any thread may register or unregister;</li>
- *   <li><b>host cache</b>: adapters read from disk (memory-mapped, validated), least recently used
- *       first out once over a byte budget; loads run on a loader executor, off the step loop;</li>
+ *   <li><b>registry</b>: name → directory; any thread may register or unregister. A name nobody registered
+ *       is looked up in the {@link AdapterSource}s by {@link #resolve} (on-demand loading);</li>
+ *   <li><b>host cache</b>: adapters read from disk (validated, copied into native memory), least recently
+ *       used first out once over a byte budget; loads run on a loader executor, off the step loop, and are
+ *       started ahead for waiting requests ({@link #prefetch});</li>
  *   <li><b>backend slots</b>: a fixed number of slots whose weights the SGMV kernels read; an adapter
  *       is copied into a slot when a request for it is admitted, and a slot is reused least recently
  *       used first, never while a running request pins it nor while its copy is under way.</li>
@@ -75,8 +78,11 @@ public final class AdapterManager implements AutoCloseable {
     private final Backend backend;
     private final long hostBudgetBytes;
     private final Executor loader;
+    private final AdapterOptions options;
 
     private final Map<String, Path> registry = new ConcurrentHashMap<>();
+    private final AdapterResolver resolver;
+    private final List<AdapterLoadListener> listeners = new CopyOnWriteArrayList<>();
     // Host tier, guarded by `this`. Access order gives LRU iteration.
     private final LinkedHashMap<String, LoraAdapter> hostCache = new LinkedHashMap<>(16, 0.75f, true);
     private final Map<String, CompletableFuture<LoraAdapter>> loading = new ConcurrentHashMap<>();
@@ -91,17 +97,25 @@ public final class AdapterManager implements AutoCloseable {
     private final boolean[] slotReady;
     private final int[] slotPins;
     private final long[] slotLastUse;
+    private final long[] slotCopyStart;
     private long useClock;
 
     private final AtomicLong loads = new AtomicLong();
     private final AtomicLong evictions = new AtomicLong();
+    private final AtomicLong hostLoads = new AtomicLong();
 
     public AdapterManager(LlamaModel model, long hostBudgetBytes, Executor loader) {
+        this(model, hostBudgetBytes, loader, AdapterOptions.defaults());
+    }
+
+    public AdapterManager(LlamaModel model, long hostBudgetBytes, Executor loader, AdapterOptions options) {
         this.model = model;
         this.baseConfig = model.config();
         this.backend = model.backend();
         this.hostBudgetBytes = hostBudgetBytes;
         this.loader = loader;
+        this.options = options;
+        this.resolver = new AdapterResolver(options, loader, registry::containsKey, this::installResolved);
         int slots = model.loraSlots();
         slotAdapter = new String[slots];
         slotHost = new LoraAdapter[slots];
@@ -109,6 +123,7 @@ public final class AdapterManager implements AutoCloseable {
         slotReady = new boolean[slots];
         slotPins = new int[slots];
         slotLastUse = new long[slots];
+        slotCopyStart = new long[slots];
     }
 
     // ---- registry (any thread) ------------------------------------------------------------------
@@ -128,18 +143,129 @@ public final class AdapterManager implements AutoCloseable {
         if (!Files.isDirectory(directory)) {
             throw new IllegalArgumentException("adapter directory " + directory + " does not exist");
         }
-        try (LoraAdapter probe = LoraAdapter.load(name, directory, baseConfig)) {
-            if (probe.maxRank() > model.maxLoraRank()) {
-                throw new IllegalArgumentException("adapter " + name + " has rank " + probe.maxRank()
-                        + ", above the largest rank this server accepts (" + model.maxLoraRank()
-                        + "); restart with a larger --max-lora-rank");
-            }
-        }
+        checkRank(name, LoraAdapter.check(name, directory, baseConfig));
         if (registry.putIfAbsent(name, directory) != null) {
             throw new IllegalArgumentException("an adapter named '" + name + "' is already registered");
         }
         failures.remove(name);
-        log.info("registered adapter {} from {}", name, directory);
+        resolver.forgetMiss(name);
+        log.debug("registered adapter {} from {}", name, directory);
+    }
+
+    private void checkRank(String name, int rank) {
+        if (rank > model.maxLoraRank()) {
+            throw new IllegalArgumentException("adapter " + name + " has rank " + rank
+                    + ", above the largest rank this server accepts (" + model.maxLoraRank()
+                    + "); restart with a larger --max-lora-rank");
+        }
+    }
+
+    /**
+     * Makes sure {@code name} is registered, looking it up in the sources when it is not (on-demand
+     * loading; see {@link AdapterResolver}): on success the adapter is registered and already in host memory,
+     * so the engine needs only the copy into a slot. Blocks the caller (an HTTP handler's virtual thread),
+     * never the engine thread.
+     *
+     * @throws AdapterUnavailableException when no source has the name ({@link AdapterUnavailableException#missing})
+     *     or its files failed to load; both answers are remembered for {@link AdapterOptions#missTtl}
+     */
+    public void resolve(String name) {
+        resolver.resolve(name);
+    }
+
+    /**
+     * Installs what a source found for {@code name}: disk → host, rank check, registration, host tier.
+     * False when the name was registered meanwhile (through the load endpoint).
+     */
+    private boolean installResolved(String name, Path dir) {
+        LoraAdapter adapter = readFromDisk(name, dir);
+        try {
+            checkRank(name, adapter.maxRank());
+        } catch (RuntimeException e) {
+            adapter.close();
+            throw e;
+        }
+        if (registry.putIfAbsent(name, dir) != null) {
+            adapter.close();
+            return false;
+        }
+        failures.remove(name);
+        cacheOnHost(name, adapter);
+        return true;
+    }
+
+    /** Disk → host for one adapter, timed as {@link LoadStage#DISK}. */
+    private LoraAdapter readFromDisk(String name, Path dir) {
+        long start = System.nanoTime();
+        LoraAdapter adapter = LoraAdapter.load(name, dir, baseConfig);
+        hostLoads.incrementAndGet();
+        report(LoadStage.DISK, name, System.nanoTime() - start);
+        return adapter;
+    }
+
+    private void report(LoadStage stage, String name, long nanos) {
+        for (AdapterLoadListener l : listeners) {
+            try {
+                l.loaded(stage, name, nanos);
+            } catch (RuntimeException e) {
+                log.warn("adapter load listener failed", e);
+            }
+        }
+    }
+
+    /** Adds a listener told the time of every disk and device load stage (metrics). */
+    public void addLoadListener(AdapterLoadListener listener) {
+        listeners.add(listener);
+    }
+
+    public AdapterOptions options() {
+        return options;
+    }
+
+    /** Most distinct adapters in one step: {@link AdapterOptions#maxLoras}, at most one per slot. */
+    public int maxLoras() {
+        return options.maxLoras() == 0 ? slotAdapter.length : Math.min(options.maxLoras(), slotAdapter.length);
+    }
+
+    /** How many waiting requests, oldest first, get their adapter prefetched into host memory. */
+    public int prefetchDepth() {
+        return options.prefetch() == 0 ? slotAdapter.length : options.prefetch();
+    }
+
+    /** Lookups the sources were asked for (one per cold name resolved or missed, not one per request). */
+    public long sourceLookupCount() {
+        return resolver.sourceLookups();
+    }
+
+    /** Adapters registered by on-demand resolution. */
+    public long resolutionCount() {
+        return resolver.resolutions();
+    }
+
+    /** Requests that waited on a resolution another request had started. */
+    public long sharedResolutionCount() {
+        return resolver.sharedResolutions();
+    }
+
+    /** Requests answered from the remembered misses, without a lookup. */
+    public long rememberedMissCount() {
+        return resolver.rememberedMisses();
+    }
+
+    /** Adapters read from disk into host memory (registered loads, prefetches and on-demand loads). */
+    public long hostLoadCount() {
+        return hostLoads.get();
+    }
+
+    /**
+     * Starts reading a registered adapter into host memory if it is neither there nor on its way (a request
+     * for it is waiting), so that its admission finds it ready. Any thread.
+     */
+    public void prefetch(String name) {
+        if (registry.containsKey(name) && !failures.containsKey(name) && !loading.containsKey(name)
+                && hostLookup(name) == null) {
+            startHostLoad(name);
+        }
     }
 
     /**
@@ -299,17 +425,8 @@ public final class AdapterManager implements AutoCloseable {
      * {@link Projection} order) to the backend. Returns null, or why the copy could not start.
      */
     private String startCopy(int slot, String name, LoraAdapter adapter) {
-        List<TensorData> weights = new ArrayList<>();
-        for (int l = 0; l < baseConfig.numLayers(); l++) {
-            for (Projection p : Projection.values()) {
-                if (adapter.adapts(l, p)) {
-                    weights.add(adapter.loraA(l, p));
-                    weights.add(adapter.loraB(l, p));
-                }
-            }
-        }
         try {
-            slotUpload[slot] = backend.loadWeightsAsync(weights);
+            slotUpload[slot] = backend.loadWeightsAsync(adapter.weightsInSlotOrder());
         } catch (RuntimeException e) {
             String failure = "adapter '" + name + "' could not be put on the " + backend.name() + " backend: "
                     + e.getMessage();
@@ -320,6 +437,7 @@ public final class AdapterManager implements AutoCloseable {
         slotAdapter[slot] = name;
         slotHost[slot] = adapter;
         slotReady[slot] = false;
+        slotCopyStart[slot] = System.nanoTime();
         log.debug("adapter {} -> slot {} (copying)", name, slot);
         return null;
     }
@@ -363,6 +481,7 @@ public final class AdapterManager implements AutoCloseable {
         }
         slotReady[slot] = true;
         loads.incrementAndGet();
+        report(LoadStage.DEVICE, name, System.nanoTime() - slotCopyStart[slot]);
         log.debug("adapter {} ready in slot {}", name, slot);
         return true;
     }
@@ -421,12 +540,8 @@ public final class AdapterManager implements AutoCloseable {
         }
         loader.execute(() -> {
             try {
-                LoraAdapter adapter = LoraAdapter.load(name, dir, baseConfig);
-                synchronized (this) {
-                    hostCache.put(name, adapter);
-                    hostBytes += adapter.sizeBytes();
-                    trimHostCache(name);
-                }
+                LoraAdapter adapter = readFromDisk(name, dir);
+                cacheOnHost(name, adapter);
                 task.complete(adapter);
             } catch (RuntimeException | Error e) {
                 failures.put(name, "adapter '" + name + "' failed to load: " + e.getMessage());
@@ -436,6 +551,20 @@ public final class AdapterManager implements AutoCloseable {
                 loading.remove(name, task);
             }
         });
+    }
+
+    /**
+     * Puts a freshly read adapter into the host tier and trims the tier to budget. A copy already there (an
+     * adapter unregistered while a slot still held it, then resolved again) is kept, as a slot may read it.
+     */
+    private synchronized void cacheOnHost(String name, LoraAdapter adapter) {
+        if (hostCache.containsKey(name)) {
+            adapter.close();
+            return;
+        }
+        hostCache.put(name, adapter);
+        hostBytes += adapter.sizeBytes();
+        trimHostCache(name);
     }
 
     /**

@@ -5,19 +5,27 @@ import ai.punica.model.ModelConfig;
 import ai.punica.model.ModelFormatException;
 import ai.punica.model.Projection;
 import ai.punica.model.SafeTensors;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Collections;
 import java.util.EnumSet;
+import java.util.List;
 import java.util.Set;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 
 /**
- * A PEFT LoRA adapter in host memory: {@code adapter_config.json} plus {@code adapter_model.safetensors}
- * (memory-mapped; A and B are slices). Loading validates every tensor against the config and the base model,
- * so a mismatched adapter fails here, naming the tensor, rather than corrupting a shared batch later.
+ * A PEFT LoRA adapter in host memory: {@code adapter_config.json} plus {@code adapter_model.safetensors}.
+ * Loading validates every tensor against the config and the base model, so a mismatched adapter fails here,
+ * naming the tensor, rather than corrupting a shared batch later; then it copies all A and B tensors into one
+ * block of native memory and unmaps the file. The copy is the "disk" stage of an adapter load: it reads
+ * every byte now, on a loader thread, instead of faulting pages in later on the thread that copies the
+ * adapter to the device, and what the host cache counts ({@link #sizeBytes}) is memory the process really
+ * holds, not page cache. {@link #check} validates without copying (registration).
  *
  * <p>For an adapted projection of layer l: {@code y += scale · (x · Aᵀ) · Bᵀ} with
  * A = {@code lora_A.weight} [r, inFeatures] and B = {@code lora_B.weight} [outFeatures, r].
@@ -34,7 +42,8 @@ public final class LoraAdapter implements AutoCloseable {
     private final String name;
     private final Path directory;
     private final LoraAdapterConfig config;
-    private final SafeTensors weights;
+    /** What the tensors' memory belongs to: the native copy's arena, or the file mapping while validating. */
+    private final AutoCloseable memory;
     private final TensorData[][] a;
     private final TensorData[][] b;
     private final int[][] ranks;
@@ -43,12 +52,12 @@ public final class LoraAdapter implements AutoCloseable {
     private final int maxRank;
     private final long sizeBytes;
 
-    private LoraAdapter(String name, Path directory, LoraAdapterConfig config, SafeTensors weights, TensorData[][] a,
+    private LoraAdapter(String name, Path directory, LoraAdapterConfig config, AutoCloseable memory, TensorData[][] a,
             TensorData[][] b, int[][] ranks, float[][] scales) {
         this.name = name;
         this.directory = directory;
         this.config = config;
-        this.weights = weights;
+        this.memory = memory;
         this.a = a;
         this.b = b;
         this.ranks = ranks;
@@ -61,7 +70,7 @@ public final class LoraAdapter implements AutoCloseable {
                 if (a[layer][p.ordinal()] != null) {
                     adapted.add(p);
                     max = Math.max(max, ranks[layer][p.ordinal()]);
-                    bytes += a[layer][p.ordinal()].data().byteSize() + b[layer][p.ordinal()].data().byteSize();
+                    bytes += align(a[layer][p.ordinal()].data().byteSize()) + align(b[layer][p.ordinal()].data().byteSize());
                 }
             }
         }
@@ -71,10 +80,27 @@ public final class LoraAdapter implements AutoCloseable {
     }
 
     /**
-     * Loads the adapter in {@code dir} and checks it against {@code base}; {@link ModelFormatException} names
-     * the file and the field or tensor that does not fit.
+     * Loads the adapter in {@code dir} into host memory and checks it against {@code base};
+     * {@link ModelFormatException} names the file and the field or tensor that does not fit.
      */
     public static LoraAdapter load(String name, Path dir, ModelConfig base) {
+        try (LoraAdapter mapped = open(name, dir, base)) {
+            return mapped.copyToNativeMemory();
+        }
+    }
+
+    /**
+     * Checks the adapter in {@code dir} against {@code base} as {@link #load} does, reading the header and the
+     * config but not the weights' values, and returns its largest rank.
+     */
+    public static int check(String name, Path dir, ModelConfig base) {
+        try (LoraAdapter mapped = open(name, dir, base)) {
+            return mapped.maxRank();
+        }
+    }
+
+    /** The adapter over a mapping of its file (the tensors are slices of it). */
+    private static LoraAdapter open(String name, Path dir, ModelConfig base) {
         LoraAdapterConfig config = LoraAdapterConfig.load(dir.resolve(CONFIG_FILE));
         Path file = dir.resolve(WEIGHTS_FILE);
         if (!Files.isRegularFile(file)) {
@@ -208,14 +234,69 @@ public final class LoraAdapter implements AutoCloseable {
         return scales[checkLayer(layer)][p.ordinal()];
     }
 
+    /**
+     * lora_A and lora_B of every adapted projection, layer by layer and in {@link Projection} order: the
+     * order in which a slot's weights are uploaded and then found again.
+     */
+    public List<TensorData> weightsInSlotOrder() {
+        List<TensorData> weights = new ArrayList<>();
+        for (int layer = 0; layer < a.length; layer++) {
+            for (Projection p : Projection.values()) {
+                if (a[layer][p.ordinal()] != null) {
+                    weights.add(a[layer][p.ordinal()]);
+                    weights.add(b[layer][p.ordinal()]);
+                }
+            }
+        }
+        return weights;
+    }
+
     /** The largest r over adapted projections. */
     public int maxRank() {
         return maxRank;
     }
 
-    /** Bytes of all A and B tensors as stored (what this adapter costs the host cache). */
+    /** Bytes of all A and B tensors in host memory, each 64-byte aligned (what this adapter costs the host cache). */
     public long sizeBytes() {
         return sizeBytes;
+    }
+
+    /** This adapter with every tensor copied into one native block (64-byte aligned each) it owns. */
+    private LoraAdapter copyToNativeMemory() {
+        Arena arena = Arena.ofShared();
+        try {
+            MemorySegment block = arena.allocate(Math.max(sizeBytes, 1), 64);
+            long offset = 0;
+            TensorData[][] ca = new TensorData[a.length][];
+            TensorData[][] cb = new TensorData[b.length][];
+            for (int layer = 0; layer < a.length; layer++) {
+                ca[layer] = new TensorData[a[layer].length];
+                cb[layer] = new TensorData[b[layer].length];
+                for (int p = 0; p < a[layer].length; p++) {
+                    if (a[layer][p] == null) {
+                        continue;
+                    }
+                    ca[layer][p] = copyInto(a[layer][p], block, offset);
+                    offset += align(a[layer][p].data().byteSize());
+                    cb[layer][p] = copyInto(b[layer][p], block, offset);
+                    offset += align(b[layer][p].data().byteSize());
+                }
+            }
+            return new LoraAdapter(name, directory, config, arena, ca, cb, ranks, scales);
+        } catch (RuntimeException | Error e) {
+            arena.close();
+            throw e;
+        }
+    }
+
+    private static TensorData copyInto(TensorData t, MemorySegment block, long offset) {
+        MemorySegment dst = block.asSlice(offset, t.data().byteSize());
+        dst.copyFrom(t.data());
+        return new TensorData(t.name(), t.dtype(), t.shape(), dst);
+    }
+
+    private static long align(long bytes) {
+        return (bytes + 63) & ~63L;
     }
 
     private int checkLayer(int layer) {
@@ -226,10 +307,14 @@ public final class LoraAdapter implements AutoCloseable {
         return layer;
     }
 
-    /** Unmaps the weights; tensors handed out become unusable. */
+    /** Frees the weights' memory; tensors handed out become unusable. */
     @Override
     public void close() {
-        weights.close();
+        try {
+            memory.close();
+        } catch (Exception e) {
+            throw new IllegalStateException("closing adapter " + name + " failed", e);
+        }
     }
 
     @Override

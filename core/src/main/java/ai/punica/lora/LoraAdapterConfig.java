@@ -148,7 +148,9 @@ public record LoraAdapterConfig(int rank, double alpha, boolean useRslora, Set<P
 
         TargetModules targetModules = targetModules(f);
         Set<Integer> probe = new LinkedHashSet<>(targetModules.layers());
-        for (int layer = 0; layer < PROBED_LAYERS; layer++) {
+        // Registering thousands of adapters parses thousands of configs: probe one layer when one tells all.
+        int probed = targetModules.sameForEveryLayer() ? 1 : PROBED_LAYERS;
+        for (int layer = 0; layer < probed; layer++) {
             probe.add(layer);
         }
         EnumSet<Projection> targets = EnumSet.noneOf(Projection.class);

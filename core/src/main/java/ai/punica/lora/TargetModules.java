@@ -58,6 +58,16 @@ public record TargetModules(List<String> names, String regex, boolean allLinear,
         return names.stream().anyMatch(n -> path.endsWith("." + n)) && (layers.isEmpty() || layers.contains(layer));
     }
 
+    /**
+     * True when {@link #selects} answers the same for every layer: no regex, no layers_to_transform, and only
+     * plain module names (no dot), which can match nothing but a path's last segment.
+     */
+    boolean sameForEveryLayer() {
+        return regex == null && excludeRegex == null && layers.isEmpty()
+                && (names == null || names.stream().noneMatch(n -> n.contains(".")))
+                && excludeNames.stream().noneMatch(n -> n.contains("."));
+    }
+
     public boolean selects(int layer, Projection p) {
         return selects(p.modulePath(layer), layer);
     }

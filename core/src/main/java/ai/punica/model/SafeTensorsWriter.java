@@ -8,6 +8,7 @@ import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.io.IOException;
 import java.io.UncheckedIOException;
+import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
@@ -15,18 +16,28 @@ import java.nio.channels.FileChannel;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
+import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.TreeMap;
+import java.util.function.Supplier;
 
 /**
  * Writes a {@code .safetensors} file the way the Python library does (header padded with spaces to a
  * multiple of 8 bytes, tensors back to back in name order). Used by the fixture tooling and by tests that
- * need valid checkpoints and adapters to corrupt.
+ * need valid checkpoints and adapters to corrupt. A tensor may also be added by its shape with a supplier of its
+ * data, made only when {@link #write} reaches it: a multi-gigabyte checkpoint then needs no more memory than
+ * its largest tensor.
  */
 public final class SafeTensorsWriter {
 
-    private final Map<String, TensorData> tensors = new TreeMap<>();
+    /** A tensor to write: its header fields now, its bytes when {@link #write} reaches it. */
+    private record Entry(String name, DType dtype, long[] shape, long byteSize, Supplier<TensorData> data) {
+    }
+
+    private static final long WRITE_SLICE = 1L << 30;
+
+    private final Map<String, Entry> tensors = new TreeMap<>();
     private final Map<String, String> metadata = new LinkedHashMap<>();
 
     /** Adds a tensor (its bytes are copied when {@link #write} runs, not now). */
@@ -36,8 +47,24 @@ public final class SafeTensorsWriter {
             throw new IllegalArgumentException(tensor + " has " + tensor.data().byteSize() + " bytes of data, expected "
                     + expected);
         }
-        if (tensors.putIfAbsent(tensor.name(), tensor) != null) {
-            throw new IllegalArgumentException("tensor '" + tensor.name() + "' added twice");
+        return put(new Entry(tensor.name(), tensor.dtype(), tensor.shape(), expected, () -> tensor));
+    }
+
+    /**
+     * Adds a tensor whose data {@code data} makes when {@link #write} reaches it (in name order); the tensor it
+     * returns must have this name, dtype and shape. Nothing holds on to it after it is written.
+     */
+    public SafeTensorsWriter add(String name, DType dtype, long[] shape, Supplier<TensorData> data) {
+        long n = 1;
+        for (long d : shape) {
+            n *= d;
+        }
+        return put(new Entry(name, dtype, shape.clone(), n * dtype.byteSize(), data));
+    }
+
+    private SafeTensorsWriter put(Entry entry) {
+        if (tensors.putIfAbsent(entry.name(), entry) != null) {
+            throw new IllegalArgumentException("tensor '" + entry.name() + "' added twice");
         }
         return this;
     }
@@ -65,14 +92,14 @@ public final class SafeTensorsWriter {
             metadata.forEach(meta::put);
         }
         long offset = 0;
-        for (TensorData t : tensors.values()) {
+        for (Entry t : tensors.values()) {
             ObjectNode entry = header.putObject(t.name());
             entry.put("dtype", t.dtype().safetensorsName());
             ArrayNode shape = entry.putArray("shape");
             for (long d : t.shape()) {
                 shape.add(d);
             }
-            long size = t.data().byteSize();
+            long size = t.byteSize();
             entry.putArray("data_offsets").add(offset).add(offset + size);
             offset += size;
         }
@@ -96,8 +123,21 @@ public final class SafeTensorsWriter {
         try (FileChannel channel = FileChannel.open(file, StandardOpenOption.CREATE, StandardOpenOption.WRITE,
                 StandardOpenOption.TRUNCATE_EXISTING)) {
             writeFully(channel, prefix);
-            for (TensorData t : tensors.values()) {
-                writeFully(channel, ByteBuffer.wrap(t.data().toArray(ValueLayout.JAVA_BYTE)));
+            for (Entry e : tensors.values()) {
+                TensorData t = e.data().get();
+                if (!t.name().equals(e.name()) || t.dtype() != e.dtype() || !Arrays.equals(t.shape(), e.shape())
+                        || t.data().byteSize() != e.byteSize()) {
+                    throw new IllegalStateException("the data made for '" + e.name() + "' is " + t + ", expected "
+                            + e.dtype() + " " + Arrays.toString(e.shape()));
+                }
+                // In slices: a ByteBuffer view holds at most 2 GiB.
+                for (long at = 0; at < e.byteSize(); at += WRITE_SLICE) {
+                    MemorySegment slice = t.data().asSlice(at, Math.min(WRITE_SLICE, e.byteSize() - at));
+                    // asByteBuffer views native memory and byte[]; other heap arrays (short[]) are copied.
+                    boolean viewable = slice.heapBase().map(byte[].class::isInstance).orElse(true);
+                    writeFully(channel, viewable ? slice.asByteBuffer()
+                            : ByteBuffer.wrap(slice.toArray(ValueLayout.JAVA_BYTE)));
+                }
             }
         } catch (IOException e) {
             throw new UncheckedIOException("cannot write " + file, e);

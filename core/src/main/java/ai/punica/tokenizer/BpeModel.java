@@ -46,49 +46,55 @@ final class BpeModel {
         }
     }
 
+    /**
+     * The vocabulary and merges read while streaming tokenizer.json (see {@link TokenizerJsonReader}),
+     * so that a 262k-token file never exists as a JSON tree: {@code mergePairs} holds the left and right
+     * token id of each merge, in rank order, or is null when the merges are in the tree.
+     */
+    record Tables(Map<String, Integer> vocab, IntList mergePairs) {
+    }
+
     static BpeModel parse(JsonField json) {
+        return parse(json, null);
+    }
+
+    /** {@code json} is the "model" object; with {@code tables}, its vocab and merges are taken from there. */
+    static BpeModel parse(JsonField json, Tables tables) {
         String type = json.get("type").text("BPE");
         if (!type.equals("BPE")) {
             throw json.unsupported("model", "BPE");
         }
-        JsonField vocabJson = json.get("vocab");
-        Map<String, Integer> vocab = new HashMap<>(vocabJson.isAbsent() ? 16 : vocabJson.node().size() * 2);
-        for (Map.Entry<String, JsonField> e : vocabJson.members()) {
-            vocab.put(e.getKey(), e.getValue().intValue());
-        }
-        JsonField mergesJson = json.get("merges");
-        var mergeList = mergesJson.isAbsent() ? java.util.List.<JsonField>of() : mergesJson.elements();
-        MergeTable merges = new MergeTable(mergeList.size());
         String prefix = json.get("continuing_subword_prefix").text("");
-        for (int rank = 0; rank < mergeList.size(); rank++) {
-            JsonField m = mergeList.get(rank);
-            String left;
-            String right;
-            if (m.node().isTextual()) {
-                // "a b": the separator is the first space; tokens never contain a plain space in
-                // these vocabularies (byte-level uses "Ġ", SentencePiece "▁").
-                String s = m.node().asText();
-                int space = s.indexOf(' ');
-                if (space < 0) {
-                    throw m.error("expected a merge \"left right\", found \"" + s + "\"");
-                }
-                left = s.substring(0, space);
-                right = s.substring(space + 1);
-            } else if (m.node().isArray() && m.node().size() == 2) {
-                left = m.at(0).text();
-                right = m.at(1).text();
+        Map<String, Integer> vocab;
+        MergeTable merges;
+        if (tables != null && tables.mergePairs() != null) {
+            vocab = tables.vocab();
+            String[] tokens = new String[vocab.values().stream().mapToInt(Integer::intValue).max().orElse(-1) + 1];
+            vocab.forEach((token, id) -> tokens[id] = token);
+            IntList pairs = tables.mergePairs();
+            merges = new MergeTable(pairs.size() / 2);
+            for (int rank = 0; rank < pairs.size() / 2; rank++) {
+                String left = tokens[pairs.get(2 * rank)];
+                String right = tokens[pairs.get(2 * rank + 1)];
+                addMerge(merges, vocab, left, right, prefix, rank, json.get("merges").at(rank));
+            }
+        } else {
+            if (tables != null) {
+                vocab = tables.vocab();
             } else {
-                throw m.error("expected a merge as \"left right\" or [left, right]");
+                JsonField vocabJson = json.get("vocab");
+                vocab = new HashMap<>(vocabJson.isAbsent() ? 16 : vocabJson.node().size() * 2);
+                for (Map.Entry<String, JsonField> e : vocabJson.members()) {
+                    vocab.put(e.getKey(), e.getValue().intValue());
+                }
             }
-            Integer leftId = vocab.get(left);
-            Integer rightId = vocab.get(right);
-            String mergedToken = left + (right.startsWith(prefix) ? right.substring(prefix.length()) : right);
-            Integer mergedId = vocab.get(mergedToken);
-            if (leftId == null || rightId == null || mergedId == null) {
-                String missing = leftId == null ? left : rightId == null ? right : mergedToken;
-                throw m.error("merge uses \"" + missing + "\", which is not in model.vocab");
+            JsonField mergesJson = json.get("merges");
+            var mergeList = mergesJson.isAbsent() ? java.util.List.<JsonField>of() : mergesJson.elements();
+            merges = new MergeTable(mergeList.size());
+            for (int rank = 0; rank < mergeList.size(); rank++) {
+                String[] pair = mergePair(mergeList.get(rank));
+                addMerge(merges, vocab, pair[0], pair[1], prefix, rank, mergeList.get(rank));
             }
-            merges.putIfAbsent(leftId, rightId, rank, mergedId);
         }
         int unkId = -1;
         if (json.has("unk_token")) {
@@ -102,6 +108,38 @@ final class BpeModel {
         return new BpeModel(vocab, merges, unkId, json.get("fuse_unk").bool(false), json.get("byte_fallback").bool(false),
                 json.get("ignore_merges").bool(false), json.get("continuing_subword_prefix").text(null),
                 json.get("end_of_word_suffix").text(null));
+    }
+
+    /** A merge of tokenizer.json: "left right" or [left, right]. */
+    static String[] mergePair(JsonField m) {
+        if (m.node().isTextual()) {
+            // "a b": the separator is the first space; tokens never contain a plain space in
+            // these vocabularies (byte-level uses "Ġ", SentencePiece "▁").
+            String s = m.node().asText();
+            int space = s.indexOf(' ');
+            if (space < 0) {
+                throw m.error("expected a merge \"left right\", found \"" + s + "\"");
+            }
+            return new String[] {s.substring(0, space), s.substring(space + 1)};
+        }
+        if (m.node().isArray() && m.node().size() == 2) {
+            return new String[] {m.at(0).text(), m.at(1).text()};
+        }
+        throw m.error("expected a merge as \"left right\" or [left, right]");
+    }
+
+    private static void addMerge(MergeTable merges, Map<String, Integer> vocab, String left, String right,
+            String prefix, int rank, JsonField where) {
+        Integer leftId = left == null ? null : vocab.get(left);
+        Integer rightId = right == null ? null : vocab.get(right);
+        String mergedToken = leftId == null || rightId == null ? null
+                : left + (right.startsWith(prefix) ? right.substring(prefix.length()) : right);
+        Integer mergedId = mergedToken == null ? null : vocab.get(mergedToken);
+        if (leftId == null || rightId == null || mergedId == null) {
+            String missing = leftId == null ? left : rightId == null ? right : mergedToken;
+            throw where.error("merge uses \"" + missing + "\", which is not in model.vocab");
+        }
+        merges.putIfAbsent(leftId, rightId, rank, mergedId);
     }
 
     Map<String, Integer> vocab() {

@@ -1,6 +1,9 @@
 package ai.punica.tokenizer;
 
-import ai.punica.tokenizer.TemplateAst.Node;
+import ai.punica.jinja.Callable;
+import ai.punica.jinja.Limits;
+import ai.punica.jinja.Template;
+import ai.punica.jinja.TemplateException;
 import java.time.LocalDate;
 import java.time.LocalDateTime;
 import java.time.OffsetDateTime;
@@ -12,44 +15,56 @@ import java.util.List;
 import java.util.Map;
 
 /**
- * A HuggingFace chat template ({@code tokenizer_config.json} "chat_template"): a Jinja2 template
- * rendered the way transformers' {@code apply_chat_template} does, with {@code trim_blocks} and
- * {@code lstrip_blocks}, {@code raise_exception(msg)} and {@code strftime_now(fmt)}. Parsed once;
- * {@link #render} is thread-safe.
+ * A HuggingFace chat template ({@code tokenizer_config.json} "chat_template") rendered as
+ * transformers' {@code apply_chat_template} renders it: a {@link Template} (Jinja2 as transformers
+ * configures it) given {@code messages}, {@code add_generation_prompt}, {@code tools} and
+ * {@code documents} (None unless passed), every special token of tokenizer_config.json
+ * ({@code bos_token}, {@code eos_token}, {@code unk_token}, {@code pad_token}, ...), and the
+ * globals {@code raise_exception(msg)} and {@code strftime_now(fmt)}. Parsed once; {@link #render}
+ * is thread-safe.
  *
- * <p>Variables: {@code messages}, {@code add_generation_prompt}, {@code bos_token},
- * {@code eos_token}, then every entry of {@code extraVariables} (e.g. {@code tools},
- * {@code date_string}), which may override them. An extra variable {@code now} (a
- * {@link TemporalAccessor} such as {@link LocalDate}, or an ISO-8601 string) fixes the clock of
- * {@code strftime_now}, which otherwise reads the system clock.
- *
- * <p>Values are plain Java objects: {@code Map}, {@code List}, {@code String}, {@code Number},
- * {@code Boolean}, {@code null}.
+ * <p>Extra variables (e.g. {@code tools}, {@code date_string}) override those. An extra variable
+ * {@code now} (a {@link TemporalAccessor} such as {@link LocalDate}, or an ISO-8601 string) fixes
+ * the clock of {@code strftime_now}, which otherwise reads the system clock.
  */
 public final class ChatTemplate {
-    private final String source;
-    private final List<Node> template;
-    private final String bosToken;
-    private final String eosToken;
+    private final Template template;
+    private final Map<String, Object> specialTokens;
 
-    private ChatTemplate(String source, List<Node> template, String bosToken, String eosToken) {
-        this.source = source;
+    private ChatTemplate(Template template, Map<String, Object> specialTokens) {
         this.template = template;
-        this.bosToken = bosToken;
-        this.eosToken = eosToken;
+        this.specialTokens = specialTokens;
     }
 
     /**
-     * Parses a template.
+     * Parses a template with only BOS and EOS tokens in its context.
      *
      * @throws TemplateException on a syntax error, with its line and column
      */
     public static ChatTemplate compile(String source, String bosToken, String eosToken) {
-        return new ChatTemplate(source, TemplateParser.parse(source), bosToken, eosToken);
+        Map<String, Object> tokens = new HashMap<>();
+        if (bosToken != null) {
+            tokens.put("bos_token", bosToken);
+        }
+        if (eosToken != null) {
+            tokens.put("eos_token", eosToken);
+        }
+        return compile(source, tokens);
+    }
+
+    /**
+     * Parses a template; {@code specialTokens} maps names such as {@code bos_token} or
+     * {@code additional_special_tokens} to their text (or list of texts), as transformers'
+     * {@code special_tokens_map} does.
+     *
+     * @throws TemplateException on a syntax error, with its line and column
+     */
+    public static ChatTemplate compile(String source, Map<String, Object> specialTokens) {
+        return new ChatTemplate(Template.compile(source), Map.copyOf(specialTokens));
     }
 
     public String source() {
-        return source;
+        return template.source();
     }
 
     /**
@@ -59,17 +74,21 @@ public final class ChatTemplate {
      */
     public String render(List<Map<String, Object>> messages, boolean addGenerationPrompt,
             Map<String, Object> extraVariables) {
-        Map<String, Object> variables = new HashMap<>();
+        Map<String, Object> variables = new HashMap<>(specialTokens);
         variables.put("messages", messages);
         variables.put("add_generation_prompt", addGenerationPrompt);
-        variables.put("bos_token", bosToken);
-        variables.put("eos_token", eosToken);
+        variables.put("tools", null);
+        variables.put("documents", null);
         if (extraVariables != null) {
             variables.putAll(extraVariables);
         }
         TemporalAccessor now = clock(variables.get("now"));
-        String trimmedSource = source.endsWith("\n") ? source.substring(0, source.length() - 1) : source;
-        return new TemplateRuntime(trimmedSource, now).render(template, variables);
+        variables.put("raise_exception", (Callable) (args, kwargs) -> {
+            throw new IllegalArgumentException(args.isEmpty() ? "raise_exception called" : String.valueOf(args.getFirst()));
+        });
+        variables.put("strftime_now", (Callable) (args, kwargs) ->
+                Strftime.format(now != null ? now : ZonedDateTime.now(), args.isEmpty() ? "" : String.valueOf(args.getFirst())));
+        return template.render(variables, Limits.DEFAULT);
     }
 
     private static TemporalAccessor clock(Object now) {

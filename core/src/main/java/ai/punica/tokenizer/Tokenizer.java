@@ -1,5 +1,6 @@
 package ai.punica.tokenizer;
 
+import ai.punica.jinja.TemplateException;
 import ai.punica.json.JsonField;
 import ai.punica.tokenizer.AddedVocabulary.AddedToken;
 import ai.punica.tokenizer.AddedVocabulary.Segment;
@@ -8,6 +9,7 @@ import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import java.io.IOException;
+import java.io.InputStream;
 import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -18,6 +20,8 @@ import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 import java.util.OptionalInt;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /**
  * A HuggingFace {@code tokenizer.json} tokenizer (BPE family: Llama-2/Mistral SentencePiece-style
@@ -29,9 +33,37 @@ import java.util.OptionalInt;
  *              ─► pre-tokenizer (words) ─► BPE per word (cached) ─► post-processor (e.g. &lt;s&gt;)
  * decode: ids ─► token strings (specials dropped if asked) ─► decoder chain ─► text
  * </pre>
+ *
+ * <p>By default ({@link Compatibility#TRANSFORMERS}) it encodes as transformers 5's
+ * {@code AutoTokenizer} does, which is what vLLM and {@code apply_chat_template} use and which differs
+ * from the bare tokenizer.json in two ways (checked on real tokenizers, see
+ * fixtures/templates/references.json):
+ * <ul>
+ *   <li>SentencePiece tokenizers of class {@code LlamaTokenizer} (Llama 2, Mistral) get transformers'
+ *       pre-tokenizer instead of the file's normalizer: {@code Metaspace} that prepends "▁" to every
+ *       text segment (between special tokens) when tokenizer_config's {@code legacy} is true or absent,
+ *       and only to the start of the text when it is false ({@code add_prefix_space: false}: never).
+ *       So {@code "<s>[INST]"} encodes as {@code <s> ▁[ INST ]} with legacy and {@code <s> [ INST ]}
+ *       without, where the file alone gives {@code <s> ▁[ INST ]} in both cases.</li>
+ *   <li>With special tokens, the BOS token of tokenizer_config is added in front unless
+ *       {@code add_bos_token} is false, and EOS at the end if {@code add_eos_token} is true (Llama 3's
+ *       file adds no BOS; transformers does).</li>
+ * </ul>
  */
 public final class Tokenizer {
     private static final ObjectMapper JSON = new ObjectMapper();
+    private static final Logger LOG = LoggerFactory.getLogger(Tokenizer.class);
+    /** The special-token entries of tokenizer_config.json that transformers puts in a chat template's context. */
+    private static final List<String> SPECIAL_TOKEN_KEYS = List.of("bos_token", "eos_token", "unk_token", "sep_token",
+            "pad_token", "cls_token", "mask_token");
+
+    /** Whose encoding rules {@link #load} follows. */
+    public enum Compatibility {
+        /** transformers 5's AutoTokenizer, as vLLM and apply_chat_template encode (the default). */
+        TRANSFORMERS,
+        /** The bare tokenizer.json, as the Rust tokenizers library runs it. */
+        TOKENIZERS_LIBRARY
+    }
 
     private final BpeModel model;
     private final AddedVocabulary added;
@@ -45,14 +77,28 @@ public final class Tokenizer {
     private final int vocabSize;
     private final String bosToken;
     private final String eosToken;
+    private final Map<String, Object> specialTokens;
     private final ChatTemplate chatTemplate;
+    private final String chatTemplateProblem;
     private final boolean decodesByteFallback;
 
-    private Tokenizer(JsonField root, JsonField config) {
-        normalizer = Normalizer.parse(root.get("normalizer"));
-        preTokenizer = PreTokenizer.parse(root.get("pre_tokenizer"));
-        model = BpeModel.parse(root.get("model"));
-        postProcessor = PostProcessor.parse(root.get("post_processor"));
+    private Tokenizer(JsonField root, JsonField config, Compatibility compatibility) {
+        this(root, null, config, compatibility);
+    }
+
+    private Tokenizer(JsonField root, BpeModel.Tables tables, JsonField config, Compatibility compatibility) {
+        boolean transformers = compatibility == Compatibility.TRANSFORMERS && config != null;
+        String tokenizerClass = config == null ? "" : config.get("tokenizer_class").text("");
+        if (transformers && (tokenizerClass.equals("LlamaTokenizer") || tokenizerClass.equals("LlamaTokenizerFast"))) {
+            normalizer = null;
+            String scheme = !config.get("add_prefix_space").bool(true) ? "never"
+                    : config.get("legacy").bool(true) ? "always" : "first";
+            preTokenizer = new PreTokenizer.Metaspace("\u2581", scheme, false);
+        } else {
+            normalizer = Normalizer.parse(root.get("normalizer"));
+            preTokenizer = PreTokenizer.parse(root.get("pre_tokenizer"));
+        }
+        model = BpeModel.parse(root.get("model"), tables);
         decoder = Decoder.parse(root.get("decoder"));
         decodesByteFallback = containsByteFallback(decoder);
         added = AddedVocabulary.parse(root.get("added_tokens"), normalizer);
@@ -79,9 +125,58 @@ public final class Tokenizer {
 
         bosToken = config == null ? null : specialTokenText(config.get("bos_token"));
         eosToken = config == null ? null : specialTokenText(config.get("eos_token"));
+        PostProcessor fileProcessor = PostProcessor.parse(root.get("post_processor"));
+        boolean addBos = transformers && bosToken != null && config.get("add_bos_token").bool(true);
+        boolean addEos = transformers && eosToken != null && config.get("add_eos_token").bool(false);
+        postProcessor = addBos || addEos ? new PostProcessor.Template(idsOf(addBos ? bosToken : null),
+                idsOf(addEos ? eosToken : null)) : fileProcessor;
+        specialTokens = config == null ? Map.of() : specialTokens(config, tokenizerClass);
+
         String template = config == null ? null : chatTemplateSource(config.get("chat_template"));
-        chatTemplate = template == null ? null
-                : ChatTemplate.compile(template, bosToken == null ? "" : bosToken, eosToken == null ? "" : eosToken);
+        ChatTemplate compiled = null;
+        String problem = null;
+        if (template != null) {
+            try {
+                compiled = ChatTemplate.compile(template, specialTokens);
+            } catch (TemplateException e) {
+                problem = "the chat template of tokenizer_config.json cannot be compiled: " + e.getMessage();
+            }
+        }
+        chatTemplate = compiled;
+        chatTemplateProblem = problem;
+    }
+
+    private int[] idsOf(String token) {
+        Integer id = token == null ? null : tokenToId(token);
+        return id == null ? new int[0] : new int[] {id};
+    }
+
+    /**
+     * What transformers 5's {@code special_tokens_map} gives a chat template: the named special tokens
+     * that are set, the {@code extra_special_tokens} entries and Gemma's class default {@code mask_token}
+     * (not {@code additional_special_tokens}).
+     */
+    private static Map<String, Object> specialTokens(JsonField config, String tokenizerClass) {
+        Map<String, Object> tokens = new java.util.LinkedHashMap<>();
+        for (String key : SPECIAL_TOKEN_KEYS) {
+            String text = specialTokenText(config.get(key));
+            if (text != null) {
+                tokens.put(key, text);
+            }
+        }
+        if (tokenizerClass.startsWith("GemmaTokenizer")) {
+            tokens.putIfAbsent("mask_token", "<mask>");
+        }
+        JsonField extra = config.get("extra_special_tokens");
+        if (!extra.isAbsent() && extra.node().isObject()) {
+            extra.node().fieldNames().forEachRemaining(name -> {
+                String text = specialTokenText(extra.get(name));
+                if (text != null) {
+                    tokens.put(name, text);
+                }
+            });
+        }
+        return Map.copyOf(tokens);
     }
 
     private static boolean containsByteFallback(Decoder d) {
@@ -94,6 +189,15 @@ public final class Tokenizer {
      * {@code tokenizer_config.json} from a model directory.
      */
     public static Tokenizer load(Path modelDir) {
+        return load(modelDir, Compatibility.TRANSFORMERS);
+    }
+
+    /**
+     * As {@link #load(Path)}, encoding as {@code compatibility} says. A chat template that does not
+     * compile does not fail the load: {@link #chatTemplate()} is then empty and
+     * {@link #chatTemplateProblem()} says why (logged once here).
+     */
+    public static Tokenizer load(Path modelDir, Compatibility compatibility) {
         Path tokenizerFile = modelDir.resolve("tokenizer.json");
         Path gzipped = modelDir.resolve("tokenizer.json.gz");
         Path configFile = modelDir.resolve("tokenizer_config.json");
@@ -103,26 +207,31 @@ public final class Tokenizer {
                     + "tokenizer.json (a slow-tokenizer-only model must first be converted with transformers)");
         }
         Path source = plain ? tokenizerFile : gzipped;
-        try {
-            String tokenizerJson = plain ? Files.readString(tokenizerFile) : readGzip(gzipped);
+        try (InputStream in = plain ? Files.newInputStream(tokenizerFile)
+                : new java.util.zip.GZIPInputStream(Files.newInputStream(gzipped), 1 << 16)) {
+            TokenizerJsonReader.Result parsed;
+            try {
+                parsed = TokenizerJsonReader.read(new java.io.BufferedInputStream(in, 1 << 16), source.toString(), JSON);
+            } catch (JsonProcessingException e) {
+                throw new TokenizerException(source + ": not valid JSON: " + e.getOriginalMessage() + " (line "
+                        + e.getLocation().getLineNr() + ", column " + e.getLocation().getColumnNr() + ")", e);
+            }
             String configJson = Files.isRegularFile(configFile) ? Files.readString(configFile) : null;
-            return new Tokenizer(readJson(tokenizerJson, source.toString()),
-                    configJson == null ? null : readJson(configJson, configFile.toString()));
+            Tokenizer tokenizer = new Tokenizer(JsonField.root(source.toString(), parsed.root(), TokenizerException::new), parsed.tables(),
+                    configJson == null ? null : readJson(configJson, configFile.toString()), compatibility);
+            tokenizer.chatTemplateProblem().ifPresent(problem -> LOG.warn("{}: {}; chat requests for this model will "
+                    + "be refused, completions work", configFile, problem));
+            return tokenizer;
         } catch (IOException e) {
             throw new UncheckedIOException("cannot read tokenizer files in " + modelDir, e);
-        }
-    }
-
-    private static String readGzip(Path file) throws IOException {
-        try (var in = new java.util.zip.GZIPInputStream(Files.newInputStream(file))) {
-            return new String(in.readAllBytes(), java.nio.charset.StandardCharsets.UTF_8);
         }
     }
 
     /** Builds a tokenizer from the text of tokenizer.json and (nullable) tokenizer_config.json. */
     public static Tokenizer fromJson(String tokenizerJson, String tokenizerConfigJson) {
         return new Tokenizer(readJson(tokenizerJson, "tokenizer.json"),
-                tokenizerConfigJson == null ? null : readJson(tokenizerConfigJson, "tokenizer_config.json"));
+                tokenizerConfigJson == null ? null : readJson(tokenizerConfigJson, "tokenizer_config.json"),
+                Compatibility.TRANSFORMERS);
     }
 
     private static JsonField readJson(String text, String file) {
@@ -274,8 +383,19 @@ public final class Tokenizer {
         return id == null ? OptionalInt.empty() : OptionalInt.of(id);
     }
 
+    /** The model's chat template; empty when tokenizer_config.json has none or it does not compile. */
     public Optional<ChatTemplate> chatTemplate() {
         return Optional.ofNullable(chatTemplate);
+    }
+
+    /** Why the model's chat template cannot be used (a syntax error, with its line and column), if it cannot. */
+    public Optional<String> chatTemplateProblem() {
+        return Optional.ofNullable(chatTemplateProblem);
+    }
+
+    /** Another template rendered with this tokenizer's special tokens (as transformers' {@code chat_template=}). */
+    public ChatTemplate chatTemplate(String source) {
+        return ChatTemplate.compile(source, specialTokens);
     }
 
     /** A decoder that turns a stream of generated ids into text that is final as soon as possible. */

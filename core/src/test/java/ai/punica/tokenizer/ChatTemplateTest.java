@@ -3,6 +3,7 @@ package ai.punica.tokenizer;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
+import ai.punica.jinja.TemplateException;
 import java.io.IOException;
 import java.io.InputStream;
 import java.nio.charset.StandardCharsets;
@@ -56,8 +57,11 @@ class ChatTemplateTest {
                 message("assistant", "hello"), message("user", "bye")), true, Map.of());
         assertThat(prompt).isEqualTo("<s><|system|>\nBe brief.\n<|user|>\nhi\n<|assistant|>\nhello</s>\n"
                 + "<|user|>\nbye\n<|assistant|>\n");
-        assertThatThrownBy(() -> template.render(List.of(message("tool", "x")), false, Map.of()))
-                .isInstanceOf(TemplateException.class).hasMessageStartingWith("Unknown role: tool");
+        assertThat(template.render(List.of(message("developer", "Be brief."), message("user", "hi"),
+                message("tool", "42")), false, Map.of()))
+                .isEqualTo("<s><|system|>\nBe brief.\n<|user|>\nhi\n<|user|>\ntool result: 42\n");
+        assertThatThrownBy(() -> template.render(List.of(message("wizard", "x")), false, Map.of()))
+                .isInstanceOf(TemplateException.class).hasMessageStartingWith("Unknown role: wizard");
     }
 
     @Test
@@ -222,10 +226,13 @@ class ChatTemplateTest {
     }
 
     @Test
-    void undefinedValuesPrintEmptyAreFalsyAndCanBeTestedThroughAttributes() {
-        assertThat(render("[{{ missing }}]{{ missing is defined }}|{{ missing.attr is defined }}|{{ missing is undefined }}"
+    void undefinedValuesPrintEmptyAreFalsyAndFailWhenDereferenced() {
+        assertThat(render("[{{ missing }}]{{ missing is defined }}|{{ messages[0].nope is defined }}|{{ missing is undefined }}"
                 + "|{{ missing | length }}|{{ missing | default('d') }}|{{ '' | default('d', true) }}"))
                 .isEqualTo("[]False|False|True|0|d|d");
+        // Jinja2 raises UndefinedError for an attribute or item of an undefined value, even under 'is defined'.
+        assertThatThrownBy(() -> render("{{ missing.attr is defined }}")).isInstanceOf(TemplateException.class)
+                .hasMessageContaining("'missing' is undefined");
         assertThat(render("{% if missing %}yes{% else %}no{% endif %}{% for x in missing %}x{% endfor %}")).isEqualTo("no");
     }
 

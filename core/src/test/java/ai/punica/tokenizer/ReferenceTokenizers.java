@@ -38,7 +38,8 @@ final class ReferenceTokenizers {
     }
 
     static Tokenizer tokenizer(Corpus corpus) {
-        return TOKENIZERS.computeIfAbsent(corpus, c -> Tokenizer.load(modelDir(c)));
+        return TOKENIZERS.computeIfAbsent(corpus, c -> Tokenizer.load(modelDir(c),
+                Tokenizer.Compatibility.TOKENIZERS_LIBRARY));
     }
 
     static Path modelDir(Corpus corpus) {

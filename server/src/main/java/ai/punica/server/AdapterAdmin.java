@@ -7,7 +7,6 @@ import java.nio.file.InvalidPathException;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.Set;
 import java.util.regex.Pattern;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -55,11 +54,13 @@ final class AdapterAdmin {
     }
 
     /** Returns vLLM's success message. */
-    String load(JsonBody body) {
-        body.allowOnly(Set.of("lora_name", "lora_path", "load_inplace"));
-        body.requireNeutral("load_inplace", false);
-        String name = body.requiredString("lora_name");
-        String rawPath = body.requiredString("lora_path");
+    String load(OpenAiRequests.LoadLora body) {
+        if (Boolean.TRUE.equals(body.loadInplace())) {
+            throw ApiException.badRequest("load_inplace", "`load_inplace` is not supported by this server (got true); "
+                    + "unload the adapter and load it again.");
+        }
+        String name = required(body.loraName(), "lora_name");
+        String rawPath = required(body.loraPath(), "lora_path");
         if (!NAME.matcher(name).matches()) {
             throw ApiException.badRequest("lora_name", "Invalid adapter name \"" + name + "\": use 1 to 128 letters, "
                     + "digits and . _ - : / (starting with a letter or digit).");
@@ -86,9 +87,8 @@ final class AdapterAdmin {
         return "Success: LoRA adapter '" + name + "' added successfully.";
     }
 
-    String unload(JsonBody body) {
-        body.allowOnly(Set.of("lora_name", "lora_int_id"));
-        String name = body.requiredString("lora_name");
+    String unload(OpenAiRequests.UnloadLora body) {
+        String name = required(body.loraName(), "lora_name");
         boolean known = false;
         for (AdapterManager engine : engines) {
             known |= engine.unregister(name);
@@ -112,6 +112,13 @@ final class AdapterAdmin {
             done.forEach(engine -> engine.unregister(name));
             throw e;
         }
+    }
+
+    private static String required(String value, String param) {
+        if (value == null) {
+            throw ApiException.badRequest(param, "`" + param + "` is required.");
+        }
+        return value;
     }
 
     /**

@@ -49,6 +49,14 @@ final class ApiException extends RuntimeException {
         return new ApiException(405, "invalid_request_error", null, "method_not_allowed", message);
     }
 
+    /** The body could not be read (broken chunked framing, say): the connection cannot carry another request. */
+    static ApiException unreadableBody(String reason) {
+        return new ApiException(400, "invalid_request_error", null, UNREADABLE_BODY,
+                "Could not read the request body: " + reason);
+    }
+
+    private static final String UNREADABLE_BODY = "unreadable_body";
+
     static ApiException bodyTooLarge(long limit) {
         return new ApiException(413, "invalid_request_error", null, "request_too_large",
                 "The request body exceeds this server's limit of " + limit + " bytes. Send a shorter prompt, "
@@ -94,6 +102,11 @@ final class ApiException extends RuntimeException {
 
     String code() {
         return code;
+    }
+
+    /** Whether the rest of the request is unread, so the connection must close after the answer. */
+    boolean closesConnection() {
+        return status == 413 || UNREADABLE_BODY.equals(code);
     }
 
     /** Whether a client may retry the same request later (429, 503): answered with Retry-After. */

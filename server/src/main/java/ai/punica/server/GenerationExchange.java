@@ -53,6 +53,7 @@ final class GenerationExchange {
     private int[] continueFrom;
     /** Whether each SSE event carries its token ids in a comment line (for a router, see {@link #withTokenIds}). */
     private boolean tokenIds;
+    private volatile boolean clientGone;
 
     GenerationExchange(GenerationService engine, ServerMetrics metrics, GenerationJob job, String id, long arrivalNanos) {
         this.engine = engine;
@@ -121,6 +122,15 @@ final class GenerationExchange {
         }
     }
 
+    /**
+     * The answer to an engine refusal. A request whose adapter was unloaded while it waited is answered
+     * as a request for an unknown model, with the same message.
+     */
+    private ApiException refusal(EngineException error) {
+        return error.kind() == EngineException.Kind.NOT_FOUND && job.adapter() != null
+                ? ApiException.modelNotFound(job.model()) : ApiException.from(error);
+    }
+
     /** Cancels every choice still running (client gone, or shutdown past its deadline). */
     void cancel() {
         for (int i = 0; i < engineIds.length(); i++) {
@@ -129,6 +139,15 @@ final class GenerationExchange {
                 engine.cancel(engineId);
             }
         }
+    }
+
+    /**
+     * The client closed its connection: the engine stops generating for it (vLLM aborts such requests
+     * too), and whatever was produced is not sent.
+     */
+    void clientGone() {
+        clientGone = true;
+        cancel();
     }
 
     private GenerationListener listener(int choice) {
@@ -150,7 +169,10 @@ final class GenerationExchange {
         };
     }
 
-    /** Waits for every choice and returns them; an engine failure of any choice fails the request. */
+    /**
+     * Waits for every choice and returns them, or null if the client left before the end; an engine
+     * failure of any choice fails the request.
+     */
     Completion[] awaitAll() throws InterruptedException {
         try {
             while (open > 0) {
@@ -158,13 +180,20 @@ final class GenerationExchange {
                 if (error != null) {
                     cancel();
                     logDone("error: " + error.getMessage());
-                    throw error;
+                    if (error.kind() == EngineException.Kind.INTERNAL) {
+                        throw error; // logged with its stack trace by the handler
+                    }
+                    throw refusal(error);
                 }
             }
         } catch (InterruptedException e) {
             cancel();
             logDone("interrupted");
             throw e;
+        }
+        if (clientGone) {
+            logDone("client disconnected");
+            return null;
         }
         for (Completion c : completions) {
             if (c.finishReason() == FinishReason.ABORT) {
@@ -185,14 +214,27 @@ final class GenerationExchange {
      */
     void stream(SseStream sse, ResponseBuilder responses) throws SseStream.ClientGone, InterruptedException {
         try {
-            if (continueFrom == null) {
+            // The stream starts with the engine's first event (or after KEEP_ALIVE_NANOS of waiting), so a
+            // request refused while queued (its adapter unloaded, say) still gets its HTTP status.
+            ChoiceEvent waited = events.poll(KEEP_ALIVE_NANOS, TimeUnit.NANOSECONDS);
+            if (waited instanceof ChoiceEvent.Failed failed) {
+                apply(waited, null);
+                cancel();
+                logDone("error: " + failed.error().getMessage());
+                throw refusal(failed.error());
+            }
+            if (continueFrom == null) { // a continued stream's client has had the opening chunks already
                 for (Object chunk : responses.openingChunks()) {
                     sse.data(chunk);
                 }
             }
             List<ChoiceEvent> batch = new ArrayList<>();
             while (open > 0) {
-                ChoiceEvent first = events.poll(KEEP_ALIVE_NANOS, TimeUnit.NANOSECONDS);
+                if (clientGone) {
+                    throw new SseStream.ClientGone("the client closed the connection");
+                }
+                ChoiceEvent first = waited != null ? waited : events.poll(KEEP_ALIVE_NANOS, TimeUnit.NANOSECONDS);
+                waited = null;
                 if (first == null) {
                     sse.comment("keep-alive");
                     continue;
@@ -223,7 +265,7 @@ final class GenerationExchange {
                 }
                 if (error != null) {
                     cancel();
-                    ApiException api = ApiException.from(error);
+                    ApiException api = refusal(error);
                     sse.data(new OpenAiJson.ErrorBody(new OpenAiJson.ErrorDetail(api.getMessage(), api.type(),
                             api.param(), api.code())));
                     sse.done();
@@ -236,10 +278,30 @@ final class GenerationExchange {
             }
             sse.done();
             logDone(null);
-        } catch (SseStream.ClientGone | InterruptedException e) {
+        } catch (SseStream.ClientGone e) {
             cancel();
+            drainCancelled();
             logDone("client disconnected");
             throw e;
+        } catch (InterruptedException e) {
+            cancel();
+            logDone("interrupted");
+            throw e;
+        }
+    }
+
+    /**
+     * After a cancel, waits briefly for the engine's last events so the log and metrics count the
+     * tokens that were generated before the client left.
+     */
+    private void drainCancelled() throws InterruptedException {
+        long end = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
+        while (open > 0) {
+            ChoiceEvent e = events.poll(end - System.nanoTime(), TimeUnit.NANOSECONDS);
+            if (e == null) {
+                return;
+            }
+            apply(e, null);
         }
     }
 
@@ -298,9 +360,7 @@ final class GenerationExchange {
     }
 
     private void observe(Completion c) {
-        if (c.finishReason() != FinishReason.ABORT) {
-            metrics.countFinished(c.finishReason());
-        }
+        metrics.countFinished(c.finishReason()); // abort included, as vLLM counts it
         if (c.firstTokenNanos() != 0 && c.completionTokens() > 1) {
             metrics.observeTimePerOutputToken((c.finishNanos() - c.firstTokenNanos()) / 1e9
                     / (c.completionTokens() - 1));

@@ -12,9 +12,11 @@ import java.util.List;
  * @param adapter      the adapter to run, or null for the base model
  * @param params       sampling per prompt (max_tokens may differ: chat fills the context)
  * @param logprobs     -1 for none, else how many alternatives per token
+ * @param echo         per prompt, the text put before each of its choices' output ({@code echo}); null for none
  */
 record GenerationJob(Endpoint endpoint, String model, String adapter, List<int[]> prompts,
-                     List<SamplingParams> params, int n, boolean stream, boolean includeUsage, int logprobs) {
+                     List<SamplingParams> params, int n, boolean stream, boolean includeUsage, int logprobs,
+                     List<String> echo) {
 
     enum Endpoint {
         COMPLETIONS("cmpl-", "text_completion"),
@@ -32,6 +34,7 @@ record GenerationJob(Endpoint endpoint, String model, String adapter, List<int[]
     GenerationJob {
         prompts = List.copyOf(prompts);
         params = List.copyOf(params);
+        echo = echo == null ? null : List.copyOf(echo);
     }
 
     int choices() {
@@ -48,6 +51,11 @@ record GenerationJob(Endpoint endpoint, String model, String adapter, List<int[]
         // uses seed + k, so a seeded request is still reproducible as a whole.
         int k = choice % n;
         return k == 0 || p.seed() == null ? p : p.toBuilder().seed(p.seed() + k).build();
+    }
+
+    /** The echoed prompt text of a choice; empty without {@code echo}. */
+    String echoOf(int choice) {
+        return echo == null ? "" : echo.get(choice / n);
     }
 
     int promptTokens() {

@@ -89,6 +89,17 @@ final class OpenAiJson {
     record ChatTopLogprob(String token, float logprob, int[] bytes) {
     }
 
+    // ---- vLLM's /tokenize, /detokenize, /version ----------------------------------------------------
+
+    record TokenizeResult(int count, int maxModelLen, List<Integer> tokens, List<String> tokenStrs) {
+    }
+
+    record DetokenizeResult(String prompt) {
+    }
+
+    record Version(String version) {
+    }
+
     // ---- /v1/models -----------------------------------------------------------------------------
 
     record ModelList(String object, List<ModelCard> data) {

@@ -7,6 +7,7 @@ import ai.punica.engine.Completion;
 import ai.punica.engine.Engine;
 import ai.punica.engine.EngineBuilder;
 import ai.punica.engine.EngineException;
+import ai.punica.server.GenerationJob.Endpoint;
 import ai.punica.server.OpenAiJson.ModelCard;
 import io.helidon.http.HeaderNames;
 import io.helidon.http.Method;
@@ -52,8 +53,10 @@ import org.slf4j.LoggerFactory;
 public final class PunicaServer {
     private static final Logger log = LoggerFactory.getLogger(PunicaServer.class);
     private static final Set<String> KNOWN_PATHS = Set.of("/v1/completions", "/v1/chat/completions", "/v1/models",
-            "/v1/load_lora_adapter", "/v1/unload_lora_adapter", "/health", "/metrics", "/v1/engine/state",
-            "/v1/engine/continue");
+            "/v1/load_lora_adapter", "/v1/unload_lora_adapter", "/health", "/metrics", "/tokenize", "/detokenize",
+            "/version", "/ping", "/v1/engine/state", "/v1/engine/continue");
+    /** What {@code GET /version} reports. */
+    static final String VERSION = "0.1.0";
     /** A router asks for the token ids of each streamed event with this header (see GenerationExchange). */
     static final String TOKEN_IDS_HEADER = "X-Punica-Token-Ids";
 
@@ -77,6 +80,10 @@ public final class PunicaServer {
     private final long createdEpochSeconds = System.currentTimeMillis() / 1000;
     private final Set<GenerationExchange> inFlight = ConcurrentHashMap.newKeySet();
     private final AtomicInteger activeExchanges = new AtomicInteger();
+    private final ConnectionLimits limits;
+    private final ClientConnections connections;
+    private final Tokenization tokenization;
+    private final List<String> allowedOrigins;
     private volatile State state = State.CREATED;
     private WebServer webServer;
 
@@ -91,11 +98,15 @@ public final class PunicaServer {
         this.apiKey = b.apiKey == null ? null : b.apiKey.getBytes(StandardCharsets.UTF_8);
         this.maxBodyBytes = b.maxBodyBytes;
         this.modelRoot = b.modelRoot;
-        this.parser = new RequestParser(engine);
+        this.parser = new RequestParser(engine, b.maxChoices);
+        this.allowedOrigins = List.copyOf(b.allowedOrigins);
         this.adapterAdmin = new AdapterAdmin(b.engines.stream().map(Engine::adapters).toList(),
                 engine.baseModelName(), b.adapterRoots);
         this.metrics = new ServerMetrics(b.engines, b.cluster);
         this.tokenText = new TokenText(engine.tokenizer());
+        this.tokenization = new Tokenization(parser, engine.tokenizer(), tokenText, engine.maxModelLen());
+        this.limits = b.limits;
+        this.connections = new ClientConnections(b.limits);
     }
 
     public static Builder builder() {
@@ -107,17 +118,67 @@ public final class PunicaServer {
         if (state != State.CREATED) {
             throw new IllegalStateException("the server was already started");
         }
+        // Helidon reports a port it cannot bind with stack traces in its log and a server that is not
+        // running; trying the address first turns the usual case into one line.
+        checkCanListen(host, requestedPort);
         webServer = WebServer.builder()
                 .host(host)
                 .port(requestedPort)
                 .shutdownHook(false) // the CLI drains requests on SIGTERM itself (stop with a deadline)
+                .connectionSelectors(List.of(connections))
+                .directHandlers(ProtocolErrors.handlers())
+                .maxTcpConnections(limits.maxConnections())
+                // Covers a client that connects and sends nothing (before a ClientConnection exists).
+                .connectionOptions(o -> o.readTimeout(limits.requestReadTimeout()))
                 .routing(this::routes)
                 .build()
                 .start();
+        if (!webServer.isRunning() || webServer.port() < 0) {
+            // Helidon logs the bind failure and returns a server that is not running; say why in one line.
+            String reason = bindFailure(host, requestedPort);
+            throw new ListenException(host, requestedPort, reason != null ? reason : "the listener did not start");
+        }
         state = State.SERVING;
         log.info("serving {} (adapters: {}) on http://{}:{}", engine.baseModelName(),
                 String.join(", ", engine.adapters().registered()), host, webServer.port());
         return this;
+    }
+
+    /** The server could not listen on its address: the message says which and why, in one line. */
+    public static final class ListenException extends RuntimeException {
+        ListenException(String host, int port, String reason) {
+            super("cannot listen on " + host + ":" + port + ": " + reason);
+        }
+    }
+
+    /**
+     * Throws {@link ListenException} if {@code host:port} cannot be bound now, so a caller can find out
+     * before the minutes a large model takes to load. Port 0 (any free port) always can.
+     */
+    public static void checkCanListen(String host, int port) {
+        if (port == 0) {
+            return;
+        }
+        String reason = bindFailure(host, port);
+        if (reason != null) {
+            throw new ListenException(host, port, reason);
+        }
+    }
+
+    /** Why the address cannot be bound, or null if it can (bound and released at once, as Helidon binds it). */
+    private static String bindFailure(String host, int port) {
+        try (var probe = new java.net.ServerSocket()) {
+            probe.setReuseAddress(true);
+            probe.bind(new java.net.InetSocketAddress(host, port));
+            return null;
+        } catch (java.net.BindException e) {
+            String reason = e.getMessage() == null ? "" : e.getMessage();
+            return reason.toLowerCase(java.util.Locale.ROOT).contains("in use")
+                    ? "the port is already in use (another server is running; stop it or pass another --port)"
+                    : reason + " (check --host and --port)";
+        } catch (IOException | RuntimeException e) {
+            return e.getMessage() + " (check --host and --port)";
+        }
     }
 
     /** The bound port (the ephemeral one when built with port 0). */
@@ -176,18 +237,85 @@ public final class PunicaServer {
     // ---- routing --------------------------------------------------------------------------------
 
     private void routes(HttpRouting.Builder r) {
-        r.addFilter(this::authorize)
+        r.addFilter(this::trackConnection)
+                .addFilter(this::cors)
+                .addFilter(this::authorize)
                 .post("/v1/completions", guard((req, res) -> generate(req, res, false)))
                 .post("/v1/chat/completions", guard((req, res) -> generate(req, res, true)))
                 .get("/v1/models", guard(this::models))
-                .post("/v1/load_lora_adapter", guard((req, res) -> sendText(res, adapterAdmin.load(readJson(req)))))
-                .post("/v1/unload_lora_adapter", guard((req, res) -> sendText(res, adapterAdmin.unload(readJson(req)))))
+                .get("/v1/models/*", guard(this::model))
+                .post("/v1/load_lora_adapter", guard((req, res) -> sendText(res,
+                        adapterAdmin.load(readBody(req, OpenAiRequests.LoadLora.class)))))
+                .post("/v1/unload_lora_adapter", guard((req, res) -> sendText(res,
+                        adapterAdmin.unload(readBody(req, OpenAiRequests.UnloadLora.class)))))
+                .post("/tokenize", guard((req, res) -> sendJson(res, Status.OK_200,
+                        tokenization.tokenize(readBody(req, OpenAiRequests.TokenizeBody.class)))))
+                .post("/detokenize", guard((req, res) -> sendJson(res, Status.OK_200,
+                        tokenization.detokenize(readBody(req, OpenAiRequests.DetokenizeBody.class)))))
+                .get("/version", (req, res) -> sendJson(res, Status.OK_200, new OpenAiJson.Version(VERSION)))
+                .get("/ping", this::health)
+                .post("/ping", this::health)
                 .post("/v1/engine/continue", guard(this::continueGeneration))
                 .get("/v1/engine/state", guard((req, res) -> sendJson(res, Status.OK_200,
                         EngineStateBody.of(engines, cluster))))
                 .get("/health", this::health)
                 .get("/metrics", this::metrics)
                 .any(guard(this::unknownRoute));
+    }
+
+    /**
+     * Tells the request's connection where it is in its cycle (for its time limits), and closes it
+     * after the response when the client sent {@code Connection: close}.
+     */
+    private void trackConnection(FilterChain chain, RoutingRequest req, RoutingResponse res) {
+        ClientConnection connection = connections.of(req);
+        boolean close = req.headers().first(HeaderNames.CONNECTION)
+                .map(v -> v.toLowerCase(java.util.Locale.ROOT).contains("close")).orElse(false)
+                || connection != null && connection.closesAfterResponse();
+        if (connection != null) {
+            connection.requestStarted();
+        }
+        if (close) {
+            res.header(HeaderNames.CONNECTION, "close");
+        }
+        try {
+            chain.proceed();
+        } finally {
+            if (connection != null) {
+                // A handler that could not read the whole body answers with Connection: close too.
+                connection.responseDone(close || res.headers().first(HeaderNames.CONNECTION)
+                        .map(v -> v.equalsIgnoreCase("close")).orElse(false));
+            }
+        }
+    }
+
+    /**
+     * CORS as vLLM's server answers it (Starlette's middleware): a request from an allowed origin gets
+     * {@code Access-Control-Allow-Origin}; a preflight ({@code OPTIONS} with
+     * {@code Access-Control-Request-Method}) is answered here, before the API-key check, since browsers
+     * send it without credentials. Origins not allowed get no CORS headers, so the browser refuses.
+     */
+    private void cors(FilterChain chain, RoutingRequest req, RoutingResponse res) {
+        String origin = req.headers().first(HeaderNames.ORIGIN).orElse(null);
+        boolean any = allowedOrigins.contains("*");
+        if (origin == null || !(any || allowedOrigins.contains(origin))) {
+            chain.proceed();
+            return;
+        }
+        res.header(HeaderNames.ACCESS_CONTROL_ALLOW_ORIGIN, any ? "*" : origin);
+        if (!any) {
+            res.header(HeaderNames.VARY, "Origin");
+        }
+        if (req.prologue().method() == Method.OPTIONS
+                && req.headers().contains(HeaderNames.ACCESS_CONTROL_REQUEST_METHOD)) {
+            res.header(HeaderNames.ACCESS_CONTROL_ALLOW_METHODS, "GET, POST, OPTIONS");
+            res.header(HeaderNames.ACCESS_CONTROL_ALLOW_HEADERS, req.headers()
+                    .first(HeaderNames.ACCESS_CONTROL_REQUEST_HEADERS).orElse("Authorization, Content-Type"));
+            res.header(HeaderNames.ACCESS_CONTROL_MAX_AGE, "600");
+            res.status(Status.OK_200).send();
+            return;
+        }
+        chain.proceed();
     }
 
     /**
@@ -274,14 +402,15 @@ public final class PunicaServer {
 
     private void generate(ServerRequest req, ServerResponse res, boolean chat) throws Exception {
         counted(arrival -> {
-            JsonBody body = readJson(req);
-            GenerationJob job = chat ? parser.chat(body) : parser.completion(body);
-            String id = job.endpoint().idPrefix + randomHex();
+            // parse -> validate -> submit
+            String id = (chat ? Endpoint.CHAT : Endpoint.COMPLETIONS).idPrefix + randomHex();
+            GenerationJob job = chat ? parser.chat(readBody(req, OpenAiRequests.ChatBody.class, id))
+                    : parser.completion(readBody(req, OpenAiRequests.CompletionBody.class, id));
             var exchange = new GenerationExchange(generations, metrics, job, id, arrival);
-            if (req.headers().contains(io.helidon.http.HeaderNames.create(TOKEN_IDS_HEADER))) {
+            if (req.headers().contains(HeaderNames.create(TOKEN_IDS_HEADER))) {
                 exchange.withTokenIds();
             }
-            run(exchange, job, id, System.currentTimeMillis() / 1000, res);
+            run(exchange, job, id, System.currentTimeMillis() / 1000, req, res);
         });
     }
 
@@ -294,24 +423,23 @@ public final class PunicaServer {
      */
     private void continueGeneration(ServerRequest req, ServerResponse res) throws Exception {
         counted(arrival -> {
-            JsonBody body = readJson(req);
-            body.allowOnly(Set.of("endpoint", "id", "created", "request", "generated_token_ids"));
-            String endpoint = body.requiredString("endpoint");
+            OpenAiRequests.ContinueBody body = readBody(req, OpenAiRequests.ContinueBody.class);
+            String endpoint = required(body.endpoint(), "endpoint");
             if (!endpoint.equals("completions") && !endpoint.equals("chat")) {
                 throw ApiException.badRequest("endpoint", "endpoint must be \"completions\" or \"chat\", got \""
                         + endpoint + "\"");
             }
-            String id = body.requiredString("id");
-            Long created = body.longOrNull("created");
-            if (created == null) {
-                throw ApiException.badRequest("created", "created (the response's creation time) is required");
+            String id = required(body.id(), "id");
+            Long created = required(body.created(), "created");
+            if (body.request() == null || !body.request().isObject()) {
+                throw ApiException.badRequest("request", "request (the original request body, an object) is required");
             }
-            JsonBody original = body.objectOrNull("request");
-            if (original == null) {
-                throw ApiException.badRequest("request", "request (the original request body) is required");
-            }
-            int[] generated = body.intsOrEmpty("generated_token_ids").stream().mapToInt(Integer::intValue).toArray();
-            GenerationJob job = endpoint.equals("chat") ? parser.chat(original) : parser.completion(original);
+            byte[] original = OpenAiJson.bytes(body.request());
+            int[] generated = body.generatedTokenIds() == null ? new int[0]
+                    : body.generatedTokenIds().stream().mapToInt(Integer::intValue).toArray();
+            GenerationJob job = endpoint.equals("chat")
+                    ? parser.chat(RequestBodies.read(original, OpenAiRequests.ChatBody.class).body())
+                    : parser.completion(RequestBodies.read(original, OpenAiRequests.CompletionBody.class).body());
             if (!job.stream() || job.choices() != 1) {
                 throw ApiException.badRequest("request", "only a streamed request of one choice can be continued");
             }
@@ -321,14 +449,22 @@ public final class PunicaServer {
             }
             var exchange = new GenerationExchange(generations, metrics, job, id, arrival).continueFrom(generated)
                     .withTokenIds();
-            run(exchange, job, id, created, res);
+            run(exchange, job, id, created, req, res);
         });
     }
 
-    private void run(GenerationExchange exchange, GenerationJob job, String id, long created, ServerResponse res)
-            throws Exception {
+    private static <T> T required(T value, String param) {
+        if (value == null) {
+            throw ApiException.badRequest(param, "`" + param + "` is required.");
+        }
+        return value;
+    }
+
+    private void run(GenerationExchange exchange, GenerationJob job, String id, long created, ServerRequest req,
+                     ServerResponse res) throws Exception {
         inFlight.add(exchange); // before submitting, so a concurrent stop() can always cancel it
-        try {
+        ClientConnection connection = connections.of(req);
+        try (AutoCloseable watch = connection == null ? () -> { } : connection.whenGone(exchange::clientGone)) {
             exchange.submit();
             var responses = new ResponseBuilder(job, id, created, tokenText);
             if (job.stream()) {
@@ -339,6 +475,11 @@ public final class PunicaServer {
                 }
             } else {
                 Completion[] done = exchange.awaitAll();
+                if (done == null) {
+                    // The client left: the answer goes nowhere, but Helidon wants every request answered.
+                    res.status(Status.create(499, "Client Closed Request")).send();
+                    return;
+                }
                 sendJson(res, Status.OK_200, responses.whole(done));
             }
         } finally {
@@ -355,6 +496,19 @@ public final class PunicaServer {
     // ---- models, health, metrics ----------------------------------------------------------------
 
     private void models(ServerRequest req, ServerResponse res) {
+        sendJson(res, Status.OK_200, new OpenAiJson.ModelList("list", modelCards()));
+    }
+
+    /** OpenAI's {@code GET /v1/models/{model}} (the SDKs' {@code models.retrieve}); ids may contain '/'. */
+    private void model(ServerRequest req, ServerResponse res) {
+        String id = java.net.URLDecoder.decode(req.path().rawPath().substring("/v1/models/".length()),
+                StandardCharsets.UTF_8);
+        ModelCard card = modelCards().stream().filter(c -> c.id().equals(id)).findFirst()
+                .orElseThrow(() -> ApiException.modelNotFound(id));
+        sendJson(res, Status.OK_200, card);
+    }
+
+    private List<ModelCard> modelCards() {
         String base = engine.baseModelName();
         List<ModelCard> cards = new ArrayList<>();
         cards.add(new ModelCard(base, "model", createdEpochSeconds, "punica", modelRoot != null ? modelRoot : base,
@@ -363,7 +517,7 @@ public final class PunicaServer {
             String root = engine.adapters().directoryOf(name).map(Path::toString).orElse(name);
             cards.add(new ModelCard(name, "model", createdEpochSeconds, "punica", root, base, null));
         }
-        sendJson(res, Status.OK_200, new OpenAiJson.ModelList("list", cards));
+        return cards;
     }
 
     /** 200 while serving; 503 once stopping, so a load balancer drains this replica first. */
@@ -390,7 +544,24 @@ public final class PunicaServer {
      * chunked body is read until it passes the limit. Either way the answer is 413 and the connection
      * is closed, since the rest of the body is not read.
      */
-    private JsonBody readJson(ServerRequest req) throws IOException {
+    private <T> T readBody(ServerRequest req, Class<T> type) throws IOException {
+        return readBody(req, type, req.prologue().method().text() + " " + req.path().path());
+    }
+
+    /**
+     * The body bound to its record. Fields this server does not know are ignored and logged once for
+     * the request, as vLLM does.
+     */
+    private <T> T readBody(ServerRequest req, Class<T> type, String requestName) throws IOException {
+        RequestBodies.Bound<T> bound = RequestBodies.read(readBytes(req), type);
+        if (!bound.ignoredFields().isEmpty()) {
+            log.info("{}: ignored fields this server does not use: {}", requestName,
+                    String.join(", ", bound.ignoredFields()));
+        }
+        return bound.body();
+    }
+
+    private byte[] readBytes(ServerRequest req) throws IOException {
         OptionalLong declared = req.headers().contentLength();
         if (declared.isPresent() && declared.getAsLong() > maxBodyBytes) {
             throw ApiException.bodyTooLarge(maxBodyBytes);
@@ -399,12 +570,12 @@ public final class PunicaServer {
         try (InputStream in = req.content().inputStream()) {
             body = in.readNBytes((int) Math.min(Integer.MAX_VALUE - 8, maxBodyBytes + 1));
         } catch (RuntimeException e) {
-            throw ApiException.badRequest(null, "Could not read the request body: " + e.getMessage());
+            throw ApiException.unreadableBody(e.getMessage());
         }
         if (body.length > maxBodyBytes) {
             throw ApiException.bodyTooLarge(maxBodyBytes);
         }
-        return JsonBody.parse(body);
+        return body;
     }
 
     private static void sendJson(ServerResponse res, Status status, Object body) {
@@ -427,7 +598,7 @@ public final class PunicaServer {
         if (e.retryable()) {
             res.header(HeaderNames.RETRY_AFTER, "1");
         }
-        if (e.status() == 413) {
+        if (e.closesConnection()) {
             res.header(HeaderNames.CONNECTION, "close");
         }
         var body = new OpenAiJson.ErrorBody(new OpenAiJson.ErrorDetail(e.getMessage(), e.type(), e.param(), e.code()));
@@ -445,6 +616,9 @@ public final class PunicaServer {
         private final List<Path> adapterRoots = new ArrayList<>();
         private long maxBodyBytes = 8L << 20;
         private String modelRoot;
+        private ConnectionLimits limits = ConnectionLimits.DEFAULTS;
+        private int maxChoices = RequestParser.DEFAULT_MAX_CHOICES;
+        private List<String> allowedOrigins = List.of("*");
 
         private Builder() {
         }
@@ -518,6 +692,39 @@ public final class PunicaServer {
         /** What /v1/models shows as the base model's {@code root} (vLLM: the model path). */
         public Builder modelRoot(String root) {
             this.modelRoot = root;
+            return this;
+        }
+
+        /** A request's headers and body must arrive within this time of its first byte (default 30 s). */
+        public Builder requestReadTimeout(Duration timeout) {
+            limits = new ConnectionLimits(timeout, limits.keepAliveTimeout(), limits.maxConnections());
+            return this;
+        }
+
+        /** An idle keep-alive connection is closed after this (default 5 s, as vLLM). */
+        public Builder keepAliveTimeout(Duration timeout) {
+            limits = new ConnectionLimits(limits.requestReadTimeout(), timeout, limits.maxConnections());
+            return this;
+        }
+
+        /** Open connections at most (default 10,000); further clients wait in the listen backlog. */
+        public Builder maxConnections(int connections) {
+            limits = new ConnectionLimits(limits.requestReadTimeout(), limits.keepAliveTimeout(), connections);
+            return this;
+        }
+
+        /** Most completions one request may ask for (prompts × n; default 128). */
+        public Builder maxChoices(int choices) {
+            if (choices < 1) {
+                throw new IllegalArgumentException("max choices must be at least 1, got " + choices);
+            }
+            this.maxChoices = choices;
+            return this;
+        }
+
+        /** Origins browsers may call the API from (CORS); {@code *} (the default, as vLLM) allows any, empty none. */
+        public Builder allowedOrigins(List<String> origins) {
+            this.allowedOrigins = List.copyOf(origins);
             return this;
         }
 

@@ -2,60 +2,57 @@ package ai.punica.server;
 
 import ai.punica.engine.Engine;
 import ai.punica.engine.SamplingParams;
+import ai.punica.lora.AdapterUnavailableException;
 import ai.punica.server.GenerationJob.Endpoint;
+import ai.punica.server.OpenAiRequests.ChatBody;
+import ai.punica.server.OpenAiRequests.CompletionBody;
+import ai.punica.server.OpenAiRequests.Message;
+import ai.punica.server.OpenAiRequests.SamplingFields;
 import ai.punica.tokenizer.ChatTemplate;
-import ai.punica.tokenizer.TemplateException;
+import ai.punica.jinja.TemplateException;
 import ai.punica.tokenizer.Tokenizer;
 import com.fasterxml.jackson.databind.JsonNode;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Objects;
 import java.util.Set;
 
 /**
- * Turns the JSON of a completions or chat request into a {@link GenerationJob}: field checks with
- * vLLM's rules, model resolution, prompt rendering and tokenization, and the context-length checks
- * vLLM makes before it queues anything (so every refusal is a 4xx before the stream starts).
+ * Validates a bound completions or chat body ({@link OpenAiRequests}) in one place and turns it into
+ * a {@link GenerationJob}: value checks with vLLM's rules, model resolution, prompt rendering and
+ * tokenization, and the context-length checks vLLM makes before it queues anything (so every
+ * refusal is a 4xx before the stream starts).
  */
 final class RequestParser {
-    /** Most engine requests one HTTP request may fan out into (prompts × n). */
-    static final int MAX_CHOICES = 16;
+    /** Default for the most engine requests one HTTP request may fan out into (prompts × n). */
+    static final int DEFAULT_MAX_CHOICES = 128;
     /** OpenAI's default {@code max_tokens} for /v1/completions. */
     static final int COMPLETIONS_DEFAULT_MAX_TOKENS = 16;
 
-    private static final Set<String> SAMPLING_FIELDS = Set.of("model", "n", "stream", "stream_options", "stop",
-            "max_tokens", "temperature", "top_p", "top_k", "min_p", "seed", "logprobs", "presence_penalty",
-            "frequency_penalty", "repetition_penalty", "ignore_eos", "stop_token_ids", "user", "logit_bias",
-            "min_tokens", "skip_special_tokens", "include_stop_str_in_output", "echo");
-    private static final Set<String> COMPLETION_FIELDS = union(SAMPLING_FIELDS, Set.of("prompt", "best_of",
-            "suffix", "add_special_tokens"));
-    private static final Set<String> CHAT_FIELDS = union(SAMPLING_FIELDS, Set.of("messages",
-            "max_completion_tokens", "top_logprobs", "tools", "tool_choice", "parallel_tool_calls",
-            "response_format", "add_generation_prompt", "chat_template_kwargs"));
-    private static final Set<String> MESSAGE_FIELDS = Set.of("role", "content", "name");
     private static final Set<String> ROLES = Set.of("system", "developer", "user", "assistant", "tool");
 
     private final Engine engine;
     private final Tokenizer tokenizer;
+    private final int maxChoices;
 
-    RequestParser(Engine engine) {
+    RequestParser(Engine engine, int maxChoices) {
         this.engine = engine;
         this.tokenizer = engine.tokenizer();
+        this.maxChoices = maxChoices;
     }
 
-    GenerationJob completion(JsonBody body) {
-        body.allowOnly(COMPLETION_FIELDS);
-        body.requireNeutral("best_of", 1);
-        body.requireNeutral("suffix", "");
-        body.requireNeutral("echo", false);
-        String model = model(body);
+    GenerationJob completion(CompletionBody body) {
+        refuseUnlessNeutral("best_of", body.bestOf(), 1);
+        refuseUnlessNeutral("suffix", body.suffix(), "");
+        String model = model(body.model());
         String adapter = adapterOf(model);
-        boolean addSpecial = body.boolOr("add_special_tokens", true);
-        List<int[]> prompts = completionPrompts(body, addSpecial);
-        int n = choicesPerPrompt(body, prompts.size());
-        Integer maxTokens = maxTokens(body, "max_tokens");
-        Integer logprobs = body.intOrNull("logprobs");
+        boolean addSpecial = !Boolean.FALSE.equals(body.addSpecialTokens());
+        List<int[]> prompts = completionPrompts(body.prompt(), addSpecial);
+        int n = choicesPerPrompt(body.n(), prompts.size());
+        Integer maxTokens = maxTokens(body.maxTokens(), "max_tokens");
+        Integer logprobs = body.logprobs();
         if (logprobs != null && (logprobs < 0 || logprobs > SamplingParams.MAX_LOGPROBS)) {
             throw ApiException.badRequest("logprobs", "`logprobs` must be between 0 and "
                     + SamplingParams.MAX_LOGPROBS + ", got " + logprobs + ".");
@@ -68,24 +65,41 @@ final class RequestParser {
             checkRequestFits(prompt.length, max, "prompt", "max_tokens");
             params.add(sampling(body, max, lp));
         }
+        List<String> echo = null;
+        if (Boolean.TRUE.equals(body.echo())) {
+            if (lp >= 0) {
+                throw ApiException.badRequest("echo", "`echo` with `logprobs` needs the prompt's log-probabilities, "
+                        + "which this server does not compute; drop one of them.");
+            }
+            echo = echoTexts(body.prompt(), prompts);
+        }
         return new GenerationJob(Endpoint.COMPLETIONS, model, adapter, prompts, params, n, stream(body),
-                includeUsage(body), lp);
+                includeUsage(body), lp, echo);
     }
 
-    GenerationJob chat(JsonBody body) {
-        body.allowOnly(CHAT_FIELDS);
-        body.requireNeutral("echo", false);
-        body.requireNeutral("tools", List.of());
-        body.requireNeutral("tool_choice", "none");
-        String model = model(body);
+    GenerationJob chat(ChatBody body) {
+        if (body.tools() != null && !(body.tools().isArray() && body.tools().isEmpty())) {
+            throw ApiException.badRequest("tools", "`tools` is not supported by this server (it has no constrained "
+                    + "decoding for tool calls yet); omit it.");
+        }
+        if (body.toolChoice() != null && !"none".equals(body.toolChoice().asText(null))) {
+            throw ApiException.badRequest("tool_choice", "`tool_choice` is not supported by this server (got "
+                    + RequestBodies.abbreviate(body.toolChoice()) + "); omit it or send \"none\".");
+        }
+        JsonNode format = body.responseFormat();
+        if (format != null && !"text".equals(format.path("type").asText("text"))) {
+            throw ApiException.badRequest("response_format", "Only `response_format` {\"type\": \"text\"} is "
+                    + "supported by this server (it has no constrained decoding yet).");
+        }
+        String model = model(body.model());
         String adapter = adapterOf(model);
-        List<Map<String, Object>> messages = messages(body);
-        int n = choicesPerPrompt(body, 1);
-        Integer maxTokens = body.has("max_completion_tokens") ? maxTokens(body, "max_completion_tokens")
-                : maxTokens(body, "max_tokens");
-        String maxTokensParam = body.has("max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
-        boolean logprobs = body.boolOr("logprobs", false);
-        Integer top = body.intOrNull("top_logprobs");
+        List<Map<String, Object>> messages = messages(body.messages());
+        int n = choicesPerPrompt(body.n(), 1);
+        String maxTokensParam = body.maxCompletionTokens() != null ? "max_completion_tokens" : "max_tokens";
+        Integer maxTokens = maxTokens(body.maxCompletionTokens() != null ? body.maxCompletionTokens()
+                : body.maxTokens(), maxTokensParam);
+        boolean logprobs = Boolean.TRUE.equals(body.logprobs());
+        Integer top = body.topLogprobs();
         if (top != null && (top < 0 || top > SamplingParams.MAX_LOGPROBS)) {
             throw ApiException.badRequest("top_logprobs", "`top_logprobs` must be between 0 and "
                     + SamplingParams.MAX_LOGPROBS + ", got " + top + ".");
@@ -93,138 +107,194 @@ final class RequestParser {
         if (top != null && top > 0 && !logprobs) {
             throw ApiException.badRequest("top_logprobs", "`top_logprobs` needs `logprobs` set to true.");
         }
-        JsonBody format = body.objectOrNull("response_format");
-        if (format != null && !"text".equals(format.stringOr("type", "text"))) {
-            throw ApiException.badRequest("response_format", "Only `response_format` {\"type\": \"text\"} is "
-                    + "supported by this server.");
-        }
-        int[] prompt = renderChat(messages, body.boolOr("add_generation_prompt", true), templateVars(body));
+        Map<String, Object> vars = body.chatTemplateKwargs() == null ? Map.of() : body.chatTemplateKwargs();
+        int[] prompt = renderChat(messages, !Boolean.FALSE.equals(body.addGenerationPrompt()), vars);
         checkPromptFits(prompt.length, "messages");
         int max = maxTokens != null ? maxTokens : engine.maxModelLen() - prompt.length;
         checkRequestFits(prompt.length, max, "messages", maxTokensParam);
         int lp = logprobs ? (top == null ? 0 : top) : -1;
+        refuseUnlessNeutral("echo", body.echo(), false);
         return new GenerationJob(Endpoint.CHAT, model, adapter, List.of(prompt), List.of(sampling(body, max, lp)), n,
-                stream(body), includeUsage(body), lp);
+                stream(body), includeUsage(body), lp, null);
     }
 
     // ---- fields ---------------------------------------------------------------------------------
 
     /** vLLM makes {@code model} optional (the base model); OpenAI's SDKs always send it. */
-    private String model(JsonBody body) {
-        return body.stringOr("model", engine.baseModelName());
+    private String model(String model) {
+        return model != null ? model : engine.baseModelName();
     }
 
-    /** The adapter a model id names: null for the base model; 404 for anything unknown. */
+    /**
+     * The adapter a model id names: null for the base model; a name nobody registered is looked up in the
+     * engine's adapter sources and loaded first (blocking this handler, not the engine); 404 for a name no
+     * source has, 400 naming the file and field for one whose files do not load.
+     */
     String adapterOf(String model) {
         if (model.equals(engine.baseModelName())) {
             return null;
         }
-        if (engine.adapters().isRegistered(model)) {
-            return model;
+        try {
+            engine.adapters().resolve(model);
+        } catch (AdapterUnavailableException e) {
+            throw e.missing() ? ApiException.modelNotFound(model) : ApiException.badRequest("model", e.getMessage());
         }
-        throw ApiException.modelNotFound(model);
+        return model;
     }
 
-    private static int choicesPerPrompt(JsonBody body, int prompts) {
-        int n = body.intOr("n", 1);
-        if (n < 1 || n > MAX_CHOICES) {
-            throw ApiException.badRequest("n", "`n` must be between 1 and " + MAX_CHOICES + ", got " + n + ".");
+    private int choicesPerPrompt(Integer requested, int prompts) {
+        int n = requested == null ? 1 : requested;
+        if (n < 1 || n > maxChoices) {
+            throw ApiException.badRequest("n", "`n` must be between 1 and " + maxChoices + ", got " + n + ".");
         }
-        if (n * prompts > MAX_CHOICES) {
+        if (n * prompts > maxChoices) {
             throw ApiException.badRequest("n", "This request asks for " + prompts + " prompts × n=" + n + " = "
-                    + n * prompts + " completions; at most " + MAX_CHOICES + " are allowed per request. "
-                    + "Split it into several requests.");
+                    + n * prompts + " completions; at most " + maxChoices + " are allowed per request "
+                    + "(--max-choices). Split it into several requests.");
         }
         return n;
     }
 
-    private static Integer maxTokens(JsonBody body, String name) {
-        Integer v = body.intOrNull(name);
+    private static Integer maxTokens(Integer v, String name) {
         if (v != null && v < 1) {
             throw ApiException.badRequest(name, "`" + name + "` must be at least 1, got " + v + ".");
         }
         return v;
     }
 
-    private static boolean stream(JsonBody body) {
-        return body.boolOr("stream", false);
+    private static boolean stream(SamplingFields body) {
+        return Boolean.TRUE.equals(body.stream());
     }
 
-    private static boolean includeUsage(JsonBody body) {
-        JsonBody options = body.objectOrNull("stream_options");
+    private static boolean includeUsage(SamplingFields body) {
+        OpenAiRequests.StreamOptions options = body.streamOptions();
         if (options == null) {
             return false;
         }
-        if (!body.boolOr("stream", false)) {
+        if (!stream(body)) {
             throw ApiException.badRequest("stream_options", "`stream_options` can only be set when `stream` is true.");
         }
-        options.allowOnly(Set.of("include_usage", "continuous_usage_stats"));
-        options.requireNeutral("continuous_usage_stats", false);
-        return options.boolOr("include_usage", false);
+        refuseUnlessNeutral("stream_options.continuous_usage_stats", options.continuousUsageStats(), false);
+        return Boolean.TRUE.equals(options.includeUsage());
     }
 
-    private static SamplingParams sampling(JsonBody body, int maxTokens, int logprobs) {
-        body.requireNeutral("logit_bias", Map.of());
-        body.requireNeutral("min_tokens", 0);
-        body.requireNeutral("skip_special_tokens", true);
-        body.requireNeutral("include_stop_str_in_output", false);
-        int topK = body.intOr("top_k", 0);
-        Long seed = body.longOrNull("seed");
+    /**
+     * Fields OpenAI or vLLM define that this server does not implement: accepted with their neutral
+     * value (clients often send the defaults explicitly), refused otherwise with a message that says
+     * so, rather than silently ignored.
+     */
+    private static void refuseUnlessNeutral(String param, Object value, Object neutral) {
+        boolean isNeutral = value == null || Objects.equals(value, neutral)
+                || value instanceof Map<?, ?> m && m.isEmpty()
+                || value instanceof Number a && neutral instanceof Number b && a.doubleValue() == b.doubleValue();
+        if (!isNeutral) {
+            String shown = value instanceof String str ? "\"" + str + "\"" : String.valueOf(value);
+            throw ApiException.badRequest(param, "`" + param + "` is not supported by this server (got "
+                    + (shown.length() <= 60 ? shown : shown.substring(0, 57) + "...") + "); omit it.");
+        }
+    }
+
+    private static SamplingParams sampling(SamplingFields body, int maxTokens, int logprobs) {
+        refuseUnlessNeutral("logit_bias", body.logitBias(), Map.of());
+        refuseUnlessNeutral("min_tokens", body.minTokens(), 0);
+        refuseUnlessNeutral("prompt_logprobs", body.promptLogprobs(), -1);
         SamplingParams params = SamplingParams.builder()
-                .temperature(body.floatOr("temperature", 1f))
-                .topP(body.floatOr("top_p", 1f))
-                .topK(topK)
-                .minP(body.floatOr("min_p", 0f))
-                .repetitionPenalty(body.floatOr("repetition_penalty", 1f))
-                .presencePenalty(body.floatOr("presence_penalty", 0f))
-                .frequencyPenalty(body.floatOr("frequency_penalty", 0f))
-                .seed(seed)
+                .temperature(or(body.temperature(), 1f))
+                .topP(or(body.topP(), 1f))
+                .topK(body.topK() == null ? 0 : body.topK())
+                .minP(or(body.minP(), 0f))
+                .repetitionPenalty(or(body.repetitionPenalty(), 1f))
+                .presencePenalty(or(body.presencePenalty(), 0f))
+                .frequencyPenalty(or(body.frequencyPenalty(), 0f))
+                .seed(body.seed())
                 .maxTokens(maxTokens)
-                .stop(body.stringOrStrings("stop"))
-                .stopTokenIds(body.intsOrEmpty("stop_token_ids"))
-                .ignoreEos(body.boolOr("ignore_eos", false))
+                .stop(stopStrings(body.stop()))
+                .stopTokenIds(body.stopTokenIds() == null ? List.of() : body.stopTokenIds())
+                .ignoreEos(Boolean.TRUE.equals(body.ignoreEos()))
                 .logprobs(logprobs)
+                .skipSpecialTokens(!Boolean.FALSE.equals(body.skipSpecialTokens()))
+                .includeStopStrInOutput(Boolean.TRUE.equals(body.includeStopStrInOutput()))
                 .build();
         params.validate(); // InvalidRequestException names the field; the handler answers 400
         return params;
     }
 
+    private static float or(Float v, float fallback) {
+        return v == null ? fallback : v;
+    }
+
+    /** OpenAI's {@code stop}: a string or an array of strings. */
+    private static List<String> stopStrings(JsonNode stop) {
+        if (stop == null || stop.isNull()) {
+            return List.of();
+        }
+        if (stop.isTextual()) {
+            return List.of(stop.textValue());
+        }
+        List<String> out = new ArrayList<>();
+        if (stop.isArray()) {
+            for (JsonNode e : stop) {
+                if (!e.isTextual()) {
+                    out = null;
+                    break;
+                }
+                out.add(e.textValue());
+            }
+        }
+        if (out == null || !stop.isArray()) {
+            throw ApiException.badRequest("stop", "`stop` must be a string or an array of strings, got "
+                    + RequestBodies.kind(stop) + " " + RequestBodies.abbreviate(stop) + ".");
+        }
+        return out;
+    }
+
     // ---- prompts --------------------------------------------------------------------------------
 
     /** A string, an array of strings, an array of token ids, or an array of such arrays. */
-    private List<int[]> completionPrompts(JsonBody body, boolean addSpecial) {
-        JsonNode prompt = body.raw("prompt");
-        if (prompt == null) {
+    private List<int[]> completionPrompts(JsonNode prompt, boolean addSpecial) {
+        if (prompt == null || prompt.isNull()) {
             throw ApiException.badRequest("prompt", "`prompt` is required.");
         }
         List<int[]> out = new ArrayList<>();
         if (prompt.isTextual()) {
-            out.add(encode(prompt.textValue(), addSpecial));
+            out.add(tokenizer.encode(prompt.textValue(), addSpecial));
         } else if (prompt.isArray() && !prompt.isEmpty() && prompt.get(0).isIntegralNumber()) {
             out.add(tokenIds(prompt, "prompt"));
         } else if (prompt.isArray() && !prompt.isEmpty()) {
-            if (prompt.size() > MAX_CHOICES) {
-                throw ApiException.badRequest("prompt", "At most " + MAX_CHOICES + " prompts are allowed per "
+            if (prompt.size() > maxChoices) {
+                throw ApiException.badRequest("prompt", "At most " + maxChoices + " prompts are allowed per "
                         + "request, got " + prompt.size() + ".");
             }
             int i = 0;
             for (JsonNode p : prompt) {
                 if (p.isTextual()) {
-                    out.add(encode(p.textValue(), addSpecial));
+                    out.add(tokenizer.encode(p.textValue(), addSpecial));
                 } else if (p.isArray()) {
                     out.add(tokenIds(p, "prompt[" + i + "]"));
                 } else {
-                    throw body.wrongType("prompt", "a string, an array of strings or an array of token ids", prompt);
+                    throw ApiException.badRequest("prompt", "`prompt` must be a string, an array of strings or an "
+                            + "array of token ids, got " + RequestBodies.abbreviate(prompt) + ".");
                 }
                 i++;
             }
         } else {
-            throw body.wrongType("prompt", "a non-empty string, array of strings or array of token ids", prompt);
+            throw ApiException.badRequest("prompt", "`prompt` must be a non-empty string, array of strings or array "
+                    + "of token ids, got " + RequestBodies.kind(prompt) + " " + RequestBodies.abbreviate(prompt) + ".");
         }
         for (int[] p : out) {
             if (p.length == 0) {
                 throw ApiException.badRequest("prompt", "The prompt is empty: it must contain at least one token.");
             }
+        }
+        return out;
+    }
+
+    /** What {@code echo} puts before the output: each prompt as sent, or the text of its token ids. */
+    private List<String> echoTexts(JsonNode prompt, List<int[]> ids) {
+        List<String> out = new ArrayList<>();
+        for (int i = 0; i < ids.size(); i++) {
+            JsonNode p = prompt.isArray() && !prompt.get(0).isIntegralNumber() ? prompt.get(i) : prompt;
+            out.add(p.isTextual() ? p.textValue() : tokenizer.decode(ids.get(i), true));
         }
         return out;
     }
@@ -235,45 +305,58 @@ final class RequestParser {
             JsonNode t = array.get(i);
             if (!t.isIntegralNumber() || !t.canConvertToInt()) {
                 throw ApiException.badRequest(param, "`" + param + "` must be an array of token ids (integers); "
-                        + "element " + i + " is " + JsonBody.kind(t) + ".");
+                        + "element " + i + " is " + RequestBodies.kind(t) + ".");
             }
             ids[i] = t.intValue();
         }
         return ids;
     }
 
-    private int[] encode(String text, boolean addSpecial) {
-        return tokenizer.encode(text, addSpecial);
-    }
-
-    private static List<Map<String, Object>> messages(JsonBody body) {
-        List<JsonBody> raw = body.objects("messages");
+    /** The messages as the chat template sees them (HF's shape: role, content, and the tool fields when sent). */
+    private static List<Map<String, Object>> messages(List<Message> raw) {
+        if (raw == null) {
+            throw ApiException.badRequest("messages", "`messages` is required.");
+        }
         if (raw.isEmpty()) {
             throw ApiException.badRequest("messages", "`messages` must contain at least one message.");
         }
         List<Map<String, Object>> out = new ArrayList<>();
-        for (JsonBody m : raw) {
-            m.allowOnly(MESSAGE_FIELDS);
-            String role = m.requiredString("role");
-            if (!ROLES.contains(role)) {
-                throw ApiException.badRequest(m.param("role"), "`" + m.param("role") + "` must be one of "
-                        + String.join(", ", ROLES.stream().sorted().toList()) + ", got \"" + role + "\".");
+        for (int i = 0; i < raw.size(); i++) {
+            Message m = raw.get(i);
+            String at = "messages[" + i + "].";
+            if (m == null) {
+                throw ApiException.badRequest("messages[" + i + "]", "`messages[" + i + "]` must be an object, got null.");
+            }
+            if (m.role() == null) {
+                throw ApiException.badRequest(at + "role", "`" + at + "role` is required.");
+            }
+            if (!ROLES.contains(m.role())) {
+                throw ApiException.badRequest(at + "role", "`" + at + "role` must be one of "
+                        + String.join(", ", ROLES.stream().sorted().toList()) + ", got \"" + m.role() + "\".");
             }
             Map<String, Object> message = new LinkedHashMap<>();
-            message.put("role", role);
-            message.put("content", content(m));
-            if (m.has("name")) {
-                message.put("name", m.requiredString("name"));
+            message.put("role", m.role());
+            message.put("content", content(m.content(), at + "content"));
+            if (m.name() != null) {
+                message.put("name", m.name());
+            }
+            if (m.toolCalls() != null) {
+                message.put("tool_calls", m.toolCalls());
+            }
+            if (m.toolCallId() != null) {
+                message.put("tool_call_id", m.toolCallId());
             }
             out.add(message);
         }
         return out;
     }
 
-    /** A string, or an array of text parts ({@code {"type":"text","text":...}}) joined with newlines. */
-    private static String content(JsonBody m) {
-        JsonNode c = m.raw("content");
-        if (c == null) {
+    /**
+     * A string, or an array of text parts ({@code {"type":"text","text":...}}) joined with newlines;
+     * null (an assistant turn that only called tools) is the empty string.
+     */
+    private static String content(JsonNode c, String param) {
+        if (c == null || c.isNull()) {
             return "";
         }
         if (c.isTextual()) {
@@ -282,37 +365,31 @@ final class RequestParser {
         if (c.isArray()) {
             List<String> parts = new ArrayList<>();
             for (JsonNode part : c) {
-                JsonNode type = part.get("type");
                 JsonNode text = part.get("text");
-                if (type == null || !"text".equals(type.asText()) || text == null || !text.isTextual()) {
-                    throw ApiException.badRequest(m.param("content"), "Only text content parts "
-                            + "({\"type\": \"text\", \"text\": \"...\"}) are supported in `" + m.param("content")
-                            + "`.");
+                if (!"text".equals(part.path("type").asText()) || text == null || !text.isTextual()) {
+                    throw ApiException.badRequest(param, "Only text content parts ({\"type\": \"text\", \"text\": "
+                            + "\"...\"}) are supported in `" + param + "`.");
                 }
                 parts.add(text.textValue());
             }
             return String.join("\n", parts);
         }
-        throw m.wrongType("content", "a string or an array of text parts", c);
+        throw ApiException.badRequest(param, "`" + param + "` must be a string or an array of text parts, got "
+                + RequestBodies.kind(c) + " " + RequestBodies.abbreviate(c) + ".");
     }
 
-    @SuppressWarnings("unchecked")
-    private static Map<String, Object> templateVars(JsonBody body) {
-        JsonNode vars = body.raw("chat_template_kwargs");
-        if (vars == null) {
-            return Map.of();
-        }
-        if (!vars.isObject()) {
-            throw body.wrongType("chat_template_kwargs", "an object", vars);
-        }
-        return OpenAiJson.MAPPER.convertValue(vars, Map.class);
+    /** The token ids a chat request's messages render to, as /v1/chat/completions would run them. */
+    int[] chatPrompt(List<Message> messages, boolean addGenerationPrompt, Map<String, Object> vars) {
+        return renderChat(messages(messages), addGenerationPrompt, vars == null ? Map.of() : vars);
     }
 
     private int[] renderChat(List<Map<String, Object>> messages, boolean addGenerationPrompt,
                              Map<String, Object> vars) {
         ChatTemplate template = tokenizer.chatTemplate().orElseThrow(() -> ApiException.badRequest("messages",
-                "The model `" + engine.baseModelName() + "` has no chat template (tokenizer_config.json has no "
-                        + "chat_template); use /v1/completions instead."));
+                tokenizer.chatTemplateProblem().map(problem -> "The model `" + engine.baseModelName()
+                        + "` cannot serve chat requests: " + problem + "; use /v1/completions instead.")
+                        .orElse("The model `" + engine.baseModelName() + "` has no chat template (tokenizer_config.json "
+                                + "has no chat_template); use /v1/completions instead.")));
         String text;
         try {
             text = template.render(messages, addGenerationPrompt, vars);
@@ -354,11 +431,5 @@ final class RequestParser {
                     + promptTokens + " in the " + what + ", " + maxTokens + " in the completion). Please reduce the "
                     + "length of the " + what + " or `" + maxParam + "`.");
         }
-    }
-
-    private static Set<String> union(Set<String> a, Set<String> b) {
-        var out = new java.util.HashSet<>(a);
-        out.addAll(b);
-        return Set.copyOf(out);
     }
 }

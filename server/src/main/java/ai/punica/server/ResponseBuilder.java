@@ -60,7 +60,7 @@ final class ResponseBuilder {
             List<TextChoice> choices = new ArrayList<>();
             for (int i = 0; i < completions.length; i++) {
                 Completion c = completions[i];
-                choices.add(new TextChoice(i, c.text(), textLogprobs(i, c.logprobs()),
+                choices.add(new TextChoice(i, job.echoOf(i) + c.text(), textLogprobs(i, c.logprobs()),
                         c.finishReason().openAiName()));
             }
             return new TextCompletion(id, job.endpoint().object, created, job.model(), choices, usage);
@@ -74,12 +74,19 @@ final class ResponseBuilder {
         return new ChatCompletion(id, job.endpoint().object, created, job.model(), choices, usage);
     }
 
-    /** Chunks sent before any token: chat announces each choice's role, as OpenAI and vLLM do. */
+    /**
+     * Chunks sent before any token: chat announces each choice's role, as OpenAI and vLLM do; a
+     * completion with {@code echo} starts each choice with its prompt.
+     */
     List<Object> openingChunks() {
-        if (job.endpoint() != Endpoint.CHAT) {
-            return List.of();
-        }
         List<Object> out = new ArrayList<>();
+        if (job.endpoint() != Endpoint.CHAT) {
+            for (int i = 0; job.echo() != null && i < job.choices(); i++) {
+                out.add(new TextCompletion(id, "text_completion", created, job.model(),
+                        List.of(new TextChoice(i, job.echoOf(i), null, null)), null));
+            }
+            return out;
+        }
         for (int i = 0; i < job.choices(); i++) {
             out.add(chatChunk(new ChatChunkChoice(i, new ChatDelta("assistant", ""), null, null)));
         }

@@ -4,6 +4,8 @@ import ai.punica.cluster.EngineCluster;
 import ai.punica.engine.Engine;
 import ai.punica.engine.EngineStats;
 import ai.punica.engine.FinishReason;
+import ai.punica.lora.AdapterManager;
+import ai.punica.lora.LoadStage;
 import io.prometheus.metrics.core.metrics.Counter;
 import io.prometheus.metrics.core.metrics.CounterWithCallback;
 import io.prometheus.metrics.core.metrics.GaugeWithCallback;
@@ -30,6 +32,9 @@ final class ServerMetrics {
             0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0};
     private static final double[] TPOT_BUCKETS = {0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75,
             1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0};
+    /** Adapter load stages: from a fraction of a millisecond (a small adapter to a GPU) to seconds (a large one from a cold disk). */
+    private static final double[] LORA_LOAD_BUCKETS = {0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5,
+            1.0, 2.0, 5.0, 10.0};
     private static final double[] E2E_BUCKETS = {0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0,
             40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0};
 
@@ -79,6 +84,24 @@ final class ServerMetrics {
                 false);
         counter("punica_adapter_evictions_total", "Adapters removed from a backend slot to make room.",
                 EngineStats::adapterEvictions, false);
+        adapterCounter("punica:lora_source_lookups_total", "Adapter sources asked for a name nobody registered (one "
+                + "per cold name, not per request).", AdapterManager::sourceLookupCount);
+        adapterCounter("punica:lora_resolutions_total", "Adapters registered by on-demand resolution.",
+                AdapterManager::resolutionCount);
+        Histogram loraLoad = Histogram.builder().name("punica:lora_load_seconds")
+                .help("Time of each adapter load stage: disk (files to host memory) and device (host memory to a "
+                        + "backend slot, until the engine saw the copy complete).")
+                .classicOnly().classicUpperBounds(LORA_LOAD_BUCKETS)
+                .labelNames(labelEngines ? new String[] {"stage", "engine"} : new String[] {"stage"})
+                .register(registry);
+        for (int i = 0; i < engines.size(); i++) {
+            String[] engineLabel = labelEngines ? new String[] {Integer.toString(i)} : new String[0];
+            for (LoadStage stage : LoadStage.values()) {
+                loraLoad.labelValues(stageValues(stage, engineLabel)); // every series exists from the start, at zero
+            }
+            engines.get(i).adapters().addLoadListener((stage, adapter, nanos) ->
+                    loraLoad.labelValues(stageValues(stage, engineLabel)).observe(nanos / 1e9));
+        }
         if (cluster != null) {
             ClusterMetrics.register(registry, cluster);
         }
@@ -168,6 +191,28 @@ final class ServerMetrics {
             b.callback(cb -> cb.call(value.applyAsLong(engines.getFirst().stats())));
         }
         b.register(registry);
+    }
+
+    /** A counter of each engine's adapter manager, with the {@code engine} label when there are several. */
+    private void adapterCounter(String name, String help, ToLongFunction<AdapterManager> value) {
+        var b = CounterWithCallback.builder().name(name).help(help);
+        if (labelEngines) {
+            b.labelNames("engine").callback(cb -> {
+                for (int i = 0; i < engines.size(); i++) {
+                    cb.call(value.applyAsLong(engines.get(i).adapters()), Integer.toString(i));
+                }
+            });
+        } else {
+            b.callback(cb -> cb.call(value.applyAsLong(engines.getFirst().adapters())));
+        }
+        b.register(registry);
+    }
+
+    private static String[] stageValues(LoadStage stage, String[] engineLabel) {
+        String[] values = new String[1 + engineLabel.length];
+        values[0] = stage.label();
+        System.arraycopy(engineLabel, 0, values, 1, engineLabel.length);
+        return values;
     }
 
     private Histogram histogram(String name, String help, double[] buckets) {

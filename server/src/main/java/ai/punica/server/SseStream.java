@@ -24,22 +24,36 @@ final class SseStream implements AutoCloseable {
         ClientGone(Throwable cause) {
             super("client closed the connection: " + cause, cause);
         }
+
+        ClientGone(String message) {
+            super(message);
+        }
     }
 
-    private final OutputStream out;
+    private final ServerResponse response;
+    private OutputStream out;
 
+    /** Nothing is sent until the first frame: until then the request can still be answered with an error status. */
     SseStream(ServerResponse response) {
-        response.status(Status.OK_200);
-        response.header(HeaderNames.CONTENT_TYPE, "text/event-stream; charset=utf-8");
-        response.header(HeaderNames.CACHE_CONTROL, "no-cache");
-        // Reverse proxies (nginx) buffer responses unless told not to; a buffered stream is no stream.
-        response.header("X-Accel-Buffering", "no");
-        this.out = response.outputStream();
+        this.response = response;
+    }
+
+    private OutputStream out() {
+        if (out == null) {
+            response.status(Status.OK_200);
+            response.header(HeaderNames.CONTENT_TYPE, "text/event-stream; charset=utf-8");
+            response.header(HeaderNames.CACHE_CONTROL, "no-cache");
+            // Reverse proxies (nginx) buffer responses unless told not to; a buffered stream is no stream.
+            response.header("X-Accel-Buffering", "no");
+            out = response.outputStream();
+        }
+        return out;
     }
 
     void data(Object json) throws ClientGone {
         byte[] body = OpenAiJson.bytes(json);
         try {
+            OutputStream out = out();
             out.write(DATA);
             out.write(body);
             out.write(END);
@@ -73,6 +87,7 @@ final class SseStream implements AutoCloseable {
     /** An SSE comment line: ignored by clients, but a write that fails if the client is gone. */
     void comment(String text) throws ClientGone {
         try {
+            OutputStream out = out();
             out.write((": " + text + "\n\n").getBytes(StandardCharsets.UTF_8));
             out.flush();
         } catch (IOException | RuntimeException e) {
@@ -82,6 +97,7 @@ final class SseStream implements AutoCloseable {
 
     void done() throws ClientGone {
         try {
+            OutputStream out = out();
             out.write(DONE);
             out.flush();
         } catch (IOException | RuntimeException e) {
@@ -91,6 +107,9 @@ final class SseStream implements AutoCloseable {
 
     @Override
     public void close() {
+        if (out == null) {
+            return; // never started: the handler answered with an error status instead
+        }
         try {
             out.close();
         } catch (IOException | RuntimeException e) {

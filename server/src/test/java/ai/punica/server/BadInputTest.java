@@ -58,13 +58,17 @@ class BadInputTest {
                         "max_tokens", "must be an integer"),
                 Arguments.of("negative max_tokens", "/v1/completions", "{" + OK_PROMPT + ",\"max_tokens\":-3}", 400,
                         "max_tokens", "`max_tokens` must be at least 1, got -3"),
-                Arguments.of("unknown field", "/v1/completions", "{" + OK_PROMPT + ",\"max_tokenz\":3}", 400,
-                        "max_tokenz", "Unrecognized request field `max_tokenz`"),
-                Arguments.of("unknown field in a message", "/v1/chat/completions",
-                        "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\",\"mood\":\"happy\"}]}", 400,
-                        "messages[0].mood", "Unrecognized request field `messages[0].mood`"),
+                Arguments.of("wrong type in a message", "/v1/chat/completions",
+                        "{\"messages\":[{\"role\":7,\"content\":\"hi\"}]}", 400, "messages[0].role",
+                        "`messages[0].role` must be a string, got an integer 7"),
+                Arguments.of("tools", "/v1/chat/completions", "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
+                        + "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}]}", 400, "tools",
+                        "`tools` is not supported"),
+                Arguments.of("response_format", "/v1/chat/completions", "{\"messages\":[{\"role\":\"user\","
+                        + "\"content\":\"hi\"}],\"response_format\":{\"type\":\"json_object\"}}", 400,
+                        "response_format", "Only `response_format`"),
                 Arguments.of("huge n", "/v1/completions", "{" + OK_PROMPT + ",\"n\":1000}", 400, "n",
-                        "`n` must be between 1 and 16, got 1000"),
+                        "`n` must be between 1 and 128, got 1000"),
                 Arguments.of("duplicate key", "/v1/completions", "{" + OK_PROMPT + "," + OK_PROMPT + "}", 400, null,
                         "Duplicate field 'prompt'"),
                 Arguments.of("temperature out of range", "/v1/completions", "{" + OK_PROMPT + ",\"temperature\":-1}",
@@ -80,8 +84,12 @@ class BadInputTest {
                         "must be one of"),
                 Arguments.of("no messages", "/v1/chat/completions", "{\"messages\":[]}", 400, "messages",
                         "at least one message"),
-                Arguments.of("unsupported echo", "/v1/completions", "{" + OK_PROMPT + ",\"echo\":true}", 400, "echo",
-                        "not supported"),
+                Arguments.of("echo with logprobs", "/v1/completions", "{" + OK_PROMPT + ",\"echo\":true,\"logprobs\":1}",
+                        400, "echo", "needs the prompt's log-probabilities"),
+                Arguments.of("unsupported prompt_logprobs", "/v1/completions", "{" + OK_PROMPT + ",\"prompt_logprobs\":1}",
+                        400, "prompt_logprobs", "not supported"),
+                Arguments.of("unsupported logit_bias", "/v1/completions", "{" + OK_PROMPT + ",\"logit_bias\":{\"5\":10}}",
+                        400, "logit_bias", "not supported"),
                 Arguments.of("token id outside the vocabulary", "/v1/completions", "{\"prompt\":[1, 99999]}", 400,
                         "prompt", "outside the vocabulary"),
                 Arguments.of("prompt too long", "/v1/completions",
@@ -105,6 +113,33 @@ class BadInputTest {
                                                   String message) throws Exception {
         Http.Response r = http.post(path, body);
         assertOpenAiError(r, status, param, message);
+    }
+
+    @Test
+    void unknownFieldsAreAcceptedAndIgnored() throws Exception {
+        Http.Response r = http.post("/v1/completions", "{\"model\":\"upper\"," + OK_PROMPT
+                + ",\"max_tokens\":32,\"temperature\":0,\"max_tokenz\":3,\"store\":true,\"metadata\":{\"a\":\"b\"}}");
+        assertThat(r.status()).as(r.body()).isEqualTo(200);
+        assertThat(JSON.readTree(r.bytes()).at("/choices/0/text").asText().trim()).isEqualTo("RED APPLE STONE");
+        Http.Response chat = http.post("/v1/chat/completions", "{\"model\":\"upper\",\"temperature\":0,"
+                + "\"messages\":[{\"role\":\"user\",\"content\":\"input: red apple stone\",\"mood\":\"happy\"}]}");
+        assertThat(chat.status()).as(chat.body()).isEqualTo(200);
+        assertThat(JSON.readTree(chat.bytes()).at("/choices/0/message/content").asText()).isEqualTo("RED APPLE STONE");
+    }
+
+    @Test
+    void aToolCallHistoryIsAccepted() throws Exception {
+        // As the SDKs send a conversation in which the assistant called a tool: content null, tool_calls,
+        // then the tool's answer with tool_call_id.
+        Http.Response r = http.post("/v1/chat/completions", "{\"model\":\"upper\",\"temperature\":0,\"messages\":["
+                + "{\"role\":\"developer\",\"content\":\"answer in capitals\"},"
+                + "{\"role\":\"user\",\"content\":\"look it up\"},"
+                + "{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"call_1\",\"type\":\"function\","
+                + "\"function\":{\"name\":\"lookup\",\"arguments\":\"{}\"}}]},"
+                + "{\"role\":\"tool\",\"tool_call_id\":\"call_1\",\"content\":\"blue river\"},"
+                + "{\"role\":\"user\",\"content\":\"input: red apple stone\"}],\"max_tokens\":16}");
+        assertThat(r.status()).as(r.body()).isEqualTo(200);
+        assertThat(JSON.readTree(r.bytes()).at("/choices/0/finish_reason").asText()).isIn("stop", "length");
     }
 
     @Test

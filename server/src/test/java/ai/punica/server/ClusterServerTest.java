@@ -143,11 +143,24 @@ class ClusterServerTest {
             Http http = new Http(cluster.server(), null);
             // One long request per engine, one in the queue: the next is refused.
             List<java.net.Socket> open = new ArrayList<>();
-            // Chat streams send their role chunk at once, queued or not.
             String longRun = "{\"model\":\"" + TestServers.BASE + "\",\"messages\":[{\"role\":\"user\","
                     + "\"content\":\"red apple\"}],\"max_tokens\":900,\"ignore_eos\":true,\"stream\":true}";
-            for (int i = 0; i < 4; i++) {
+            for (int i = 0; i < 3; i++) {
                 open.add(Http.openStreamAndReadFirstFrame(cluster.server(), "/v1/chat/completions", longRun));
+            }
+            // A queued stream sends nothing until it runs (its HTTP status waits for the engine's first event):
+            // send the fourth without reading, and wait until the cluster holds it.
+            java.net.Socket queued = new java.net.Socket("127.0.0.1", cluster.server().port());
+            open.add(queued);
+            byte[] body = longRun.getBytes(java.nio.charset.StandardCharsets.UTF_8);
+            queued.getOutputStream().write(("POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                    + "Content-Type: application/json\r\nContent-Length: " + body.length + "\r\n\r\n")
+                    .getBytes(java.nio.charset.StandardCharsets.US_ASCII));
+            queued.getOutputStream().write(body);
+            queued.getOutputStream().flush();
+            long deadline = System.nanoTime() + java.util.concurrent.TimeUnit.SECONDS.toNanos(5);
+            while (cluster.cluster().snapshot().queued() < 1 && System.nanoTime() < deadline) {
+                Thread.sleep(5);
             }
             var refused = HttpClient.newHttpClient().send(http.request("/v1/chat/completions")
                     .POST(HttpRequest.BodyPublishers.ofString(longRun)).header("Content-Type", "application/json")

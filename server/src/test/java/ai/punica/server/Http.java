@@ -54,6 +54,18 @@ final class Http {
         return b;
     }
 
+    /** The whole response, headers included. */
+    HttpResponse<byte[]> sendWithHeaders(HttpRequest.Builder request) {
+        try {
+            return client.send(request.build(), HttpResponse.BodyHandlers.ofByteArray());
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IllegalStateException(e);
+        }
+    }
+
     Response send(HttpRequest.Builder request) {
         try {
             HttpResponse<byte[]> r = client.send(request.build(), HttpResponse.BodyHandlers.ofByteArray());

@@ -180,6 +180,18 @@ class OpenAiSdkTest {
     }
 
     @Test
+    void retrieveGivesOneModelAndNotFoundForAnUnknownId() {
+        Model adapter = client.models().retrieve("sort");
+        assertThat(adapter.id()).isEqualTo("sort");
+        assertThat(adapter.ownedBy()).isEqualTo("punica");
+        assertThat(adapter._additionalProperties().get("parent").asString()).contains(TestServers.BASE);
+        assertThat(client.models().retrieve(TestServers.BASE).id()).isEqualTo(TestServers.BASE);
+        assertThatThrownBy(() -> client.models().retrieve("no-such-adapter"))
+                .isInstanceOf(NotFoundException.class)
+                .hasMessageContaining("The model `no-such-adapter` does not exist.");
+    }
+
+    @Test
     void unknownModelIsNotFoundAndAWrongKeyIsUnauthorized() {
         assertThatThrownBy(() -> client.completions().create(completion("copy", "input: red").toBuilder()
                 .model("no-such-adapter").build()))

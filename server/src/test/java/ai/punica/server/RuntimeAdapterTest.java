@@ -21,6 +21,8 @@ import java.util.concurrent.atomic.AtomicInteger;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 import org.junit.jupiter.api.io.TempDir;
 
 /** vLLM's /v1/load_lora_adapter and /v1/unload_lora_adapter, under traffic for the other adapters. */
@@ -130,6 +132,45 @@ class RuntimeAdapterTest {
         }
         assertThat(failures).isEmpty();
         assertThat(served.get()).isGreaterThan(8);
+    }
+
+    /**
+     * One running slot, held by a long base-model request; a request for a runtime adapter waits behind
+     * it; the adapter is unloaded; the long request's client leaves. The waiting request, streaming or
+     * not, is then answered as a request for an unknown model: 404, the same message.
+     */
+    @ParameterizedTest(name = "stream={0}")
+    @ValueSource(booleans = {false, true})
+    void aQueuedRequestWhoseAdapterIsUnloadedIs404(boolean stream) throws Exception {
+        var config = new ai.punica.engine.EngineConfig(256, 1, 1024, 16, 32L << 20, 0, 4, 32, 256L << 20);
+        try (var oneSlot = TestServers.engine(config)) {
+            PunicaServer s = TestServers.start(oneSlot, b -> b.adapterRoot(root));
+            try {
+                Http client = new Http(s, null);
+                assertThat(client.post("/v1/load_lora_adapter", "{\"lora_name\":\"late\",\"lora_path\":\"shout\"}")
+                        .status()).isEqualTo(200);
+                java.net.Socket holder = Http.openStreamAndReadFirstFrame(s, "/v1/completions", "{\"prompt\":\"input: "
+                        + "red\\noutput:\",\"max_tokens\":900,\"ignore_eos\":true,\"stream\":true}");
+                var waiting = java.util.concurrent.CompletableFuture.supplyAsync(() -> client.post("/v1/chat/completions",
+                        "{\"model\":\"late\",\"stream\":" + stream + ",\"messages\":[{\"role\":\"user\",\"content\":"
+                                + "\"input: red apple stone\"}]}"));
+                long end = System.nanoTime() + Duration.ofSeconds(10).toNanos();
+                while (oneSlot.engine().stats().waiting() == 0 && System.nanoTime() < end) {
+                    Thread.sleep(10);
+                }
+                assertThat(oneSlot.engine().stats().waiting()).isEqualTo(1);
+                assertThat(client.post("/v1/unload_lora_adapter", "{\"lora_name\":\"late\"}").status()).isEqualTo(200);
+                holder.close();
+                Http.Response r = waiting.get(30, java.util.concurrent.TimeUnit.SECONDS);
+                assertThat(r.status()).as(r.body()).isEqualTo(404);
+                assertThat(r.contentType()).isEqualTo("application/json");
+                assertThat(JSON.readTree(r.bytes()).at("/error/message").asText())
+                        .isEqualTo("The model `late` does not exist.");
+                assertThat(JSON.readTree(r.bytes()).at("/error/code").asText()).isEqualTo("model_not_found");
+            } finally {
+                s.stop(Duration.ofSeconds(1));
+            }
+        }
     }
 
     @Test

@@ -1,0 +1,61 @@
+package ai.punica.lora;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import ai.punica.Fixtures;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** Names resolve to directories under the root, nested ones included, and never to anything outside it. */
+class DirectoryAdapterSourceTest {
+
+    @TempDir
+    Path tmp;
+
+    private static void copyAdapter(Path to) throws IOException {
+        Files.createDirectories(to);
+        for (String f : new String[] {LoraAdapter.CONFIG_FILE, LoraAdapter.WEIGHTS_FILE}) {
+            Files.copy(Fixtures.adapter("upper").resolve(f), to.resolve(f));
+        }
+    }
+
+    @Test
+    void plainAndNestedNamesResolveUnderTheRoot() throws IOException {
+        Path root = Files.createDirectories(tmp.resolve("root"));
+        copyAdapter(root.resolve("shout"));
+        copyAdapter(root.resolve("acme/shout-v2"));
+        var source = new DirectoryAdapterSource(root);
+
+        assertThat(source.locate("shout")).contains(root.resolve("shout").toRealPath());
+        assertThat(source.locate("acme/shout-v2")).contains(root.resolve("acme/shout-v2").toRealPath());
+        assertThat(source.locate("acme")).as("a directory without adapter_config.json").isEmpty();
+        assertThat(source.locate("absent")).isEmpty();
+    }
+
+    @Test
+    void namesThatCouldLeaveTheRootAreMissingWithoutLookingOutside() throws IOException {
+        Path root = Files.createDirectories(tmp.resolve("root"));
+        Path outside = tmp.resolve("outside/secret");
+        copyAdapter(outside);
+        copyAdapter(root.resolve(".hidden"));
+        Files.createSymbolicLink(root.resolve("link-out"), outside);
+        var source = new DirectoryAdapterSource(root);
+
+        for (String name : new String[] {"../outside/secret", "a/../../outside/secret", outside.toString(), "/etc",
+                ".hidden", "a//b", "a/", "a/./b", "link-out", "", " shout", "a:b", "a\\b", "x".repeat(300),
+                "a/b/c/d/e"}) {
+            assertThat(source.locate(name)).as("name \"%s\"", name).isEmpty();
+        }
+        assertThat(DirectoryAdapterSource.isSafeName("org/name-1.2_x")).isTrue();
+    }
+
+    @Test
+    void aRootThatDoesNotExistIsRefusedUpFront() {
+        assertThatThrownBy(() -> new DirectoryAdapterSource(tmp.resolve("nope")))
+                .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("nope");
+    }
+}
