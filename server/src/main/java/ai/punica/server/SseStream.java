@@ -77,6 +77,7 @@ final class SseStream implements AutoCloseable {
                 buf.write('\n');
             }
             buf.write('\n');
+            OutputStream out = out();
             out.write(buf.toByteArray());
             out.flush();
         } catch (IOException | RuntimeException e) {
