@@ -11,7 +11,7 @@ import picocli.CommandLine.ParameterException;
 /** Entry point of the {@code punica} command. */
 @Command(name = "punica", mixinStandardHelpOptions = true, version = "Punica-J 0.1.0",
         description = "Multi-tenant LoRA serving for Llama-family models.",
-        subcommands = {GenerateCommand.class, ServeCommand.class, BenchCommand.class})
+        subcommands = {GenerateCommand.class, ServeCommand.class, RouterCommand.class, BenchCommand.class})
 public final class Main {
     /**
      * The web server logs through java.util.logging, Punica-J through SLF4J (slf4j-simple): both write

@@ -1,6 +1,8 @@
 package ai.punica.cli;
 
 import ai.punica.backend.Backends;
+import ai.punica.cluster.EngineCluster;
+import ai.punica.cluster.PlacementPolicy;
 import ai.punica.engine.EngineBuilder;
 import ai.punica.engine.EngineConfig;
 import ai.punica.lora.AdapterOptions;
@@ -127,6 +129,29 @@ final class ServeCommand implements Callable<Integer> {
             + "to finish on SIGTERM before they are cancelled (default: ${DEFAULT-VALUE}).")
     long shutdownTimeoutSeconds;
 
+    @Option(names = "--engines", defaultValue = "1", description = "Engines in this process, each with its own KV "
+            + "cache (--kv-cache-mib each) and thread, behind one API (default: ${DEFAULT-VALUE}). For a GPU per "
+            + "engine use --devices.")
+    int engineCount;
+
+    @Option(names = "--devices", paramLabel = "0,1,...|all", description = "One engine per listed GPU (CUDA), each "
+            + "bound to its device and sized by --gpu-memory-utilization of it; 'all' takes every GPU.")
+    String devices;
+
+    @Option(names = "--placement", defaultValue = "consolidate", description = "How requests are placed on engines "
+            + "when there are several: consolidate (Punica's: the busiest engine with room), least-loaded or "
+            + "round-robin (default: ${DEFAULT-VALUE}).")
+    String placement;
+
+    @Option(names = "--cluster-queue", description = "Requests held while no engine has room, when there are "
+            + "several engines; beyond it, HTTP 429 (default: --max-waiting).")
+    Integer clusterQueue;
+
+    @Option(names = "--idle-after", defaultValue = "60", description = "Seconds without a request after which an "
+            + "engine is reported idle (punica_engine_idle), so an autoscaler may release it "
+            + "(default: ${DEFAULT-VALUE}).")
+    long idleAfterSeconds;
+
     @Override
     public Integer call() throws Exception {
         if (!(gpuMemoryUtilization > 0 && gpuMemoryUtilization <= 1)) {
@@ -178,29 +203,50 @@ final class ServeCommand implements Callable<Integer> {
             builder.modelName(DEMO_MODEL_NAME); // not "model", the bundled directory's name
         }
         String key = apiKey != null ? apiKey : System.getenv("PUNICA_API_KEY");
+        List<Integer> deviceList = deviceList();
+        PlacementPolicy policy;
+        try {
+            policy = PlacementPolicy.named(placement);
+        } catch (IllegalArgumentException e) {
+            throw new ParameterException(spec.commandLine(), "--placement: " + e.getMessage());
+        }
+        if (idleAfterSeconds < 0) {
+            throw new ParameterException(spec.commandLine(), "--idle-after " + idleAfterSeconds + " must not be negative");
+        }
         try {
             PunicaServer.checkCanListen(host, port); // before loading the model, which may take minutes
         } catch (PunicaServer.ListenException e) {
             System.err.println("punica serve: " + e.getMessage());
             return 1;
         }
-        EngineBuilder.Runtime built;
+        int engines = deviceList.isEmpty() ? engineCount : deviceList.size();
+        List<EngineBuilder.Runtime> built = new ArrayList<>();
         try {
-            built = builder.build();
+            for (int i = 0; i < engines; i++) {
+                built.add(deviceList.isEmpty() ? builder.build() : builder.device(deviceList.get(i)).build());
+            }
         } catch (RuntimeException e) {
+            built.forEach(EngineBuilder.Runtime::close);
             // Bad model or adapter files, unknown backend, sizes that do not fit: say what, not a stack trace.
             System.err.println("punica serve: cannot start the engine: " + e.getMessage());
             return 1;
         }
-        try (var runtime = built) {
+        EngineCluster cluster = built.size() == 1 ? null : EngineCluster.local(
+                built.stream().map(EngineBuilder.Runtime::engine).toList(), new EngineCluster.Config(policy,
+                        clusterQueue != null ? clusterQueue : config.maxWaiting(), Duration.ofSeconds(idleAfterSeconds)));
+        try {
+            var runtime = built.getFirst();
+            var serverBuilder = PunicaServer.builder().runtime(runtime).host(host).port(port).apiKey(key)
+                    .adapterRoots(roots).maxBodyBytes(maxBodyBytes).modelRoot(modelDir.toString())
+                    .requestReadTimeout(Duration.ofSeconds(requestReadTimeoutSeconds))
+                    .keepAliveTimeout(Duration.ofSeconds(keepAliveTimeoutSeconds))
+                    .maxConnections(maxConnections).allowedOrigins(allowedOrigins).maxChoices(maxChoices);
+            if (cluster != null) {
+                serverBuilder.cluster(cluster);
+            }
             PunicaServer server;
             try {
-                server = PunicaServer.builder().runtime(runtime).host(host).port(port).apiKey(key)
-                        .adapterRoots(roots).maxBodyBytes(maxBodyBytes).modelRoot(modelDir.toString())
-                        .requestReadTimeout(Duration.ofSeconds(requestReadTimeoutSeconds))
-                        .keepAliveTimeout(Duration.ofSeconds(keepAliveTimeoutSeconds))
-                        .maxConnections(maxConnections).allowedOrigins(allowedOrigins).maxChoices(maxChoices)
-                        .build().start();
+                server = serverBuilder.build().start();
             } catch (PunicaServer.ListenException e) {
                 System.err.println("punica serve: " + e.getMessage());
                 return 1;
@@ -220,11 +266,67 @@ final class ServeCommand implements Callable<Integer> {
             }
             System.out.println("Punica-J serving " + runtime.engine().baseModelName()
                     + (adapterDirs.isEmpty() ? "" : " with adapters " + String.join(", ", adapterDirs.keySet()))
-                    + " at " + server.baseUrl() + "/v1" + (key != null ? " (API key required)" : ""));
+                    + " at " + server.baseUrl() + "/v1" + (key != null ? " (API key required)" : "")
+                    + (cluster == null ? "" : " on " + built.size() + " engines (" + policy.name() + ")"));
             System.out.flush();
             stopped.await();
+        } finally {
+            if (cluster != null) {
+                cluster.close();
+            }
+            built.forEach(EngineBuilder.Runtime::close);
         }
         return 0;
+    }
+
+    /** The GPUs of --devices, checked against the machine; empty without --devices. */
+    private List<Integer> deviceList() {
+        if (engineCount < 1) {
+            throw new ParameterException(spec.commandLine(), "--engines " + engineCount + " must be at least 1");
+        }
+        if (devices == null) {
+            return List.of();
+        }
+        if (engineCount != 1) {
+            throw new ParameterException(spec.commandLine(), "give --engines or --devices, not both: --devices runs "
+                    + "one engine per GPU listed");
+        }
+        int available;
+        try {
+            available = Backends.provider(backend).deviceCount();
+        } catch (RuntimeException e) {
+            throw new ParameterException(spec.commandLine(), "--devices: " + e.getMessage());
+        }
+        if (available == 0) {
+            throw new ParameterException(spec.commandLine(), "--devices " + devices + ": backend '" + backend
+                    + "' has no GPUs here; use --engines N to run several CPU engines");
+        }
+        List<Integer> out = new ArrayList<>();
+        if (devices.equals("all")) {
+            for (int i = 0; i < available; i++) {
+                out.add(i);
+            }
+            return out;
+        }
+        for (String part : devices.split(",", -1)) {
+            int d;
+            try {
+                d = Integer.parseInt(part.trim());
+            } catch (NumberFormatException e) {
+                throw new ParameterException(spec.commandLine(), "--devices " + devices + ": '" + part
+                        + "' is not a device index; give indices like 0,1 or all");
+            }
+            if (d < 0 || d >= available) {
+                throw new ParameterException(spec.commandLine(), "--devices " + devices + ": device " + d
+                        + " does not exist; this machine has " + available + " (0 to " + (available - 1) + ")");
+            }
+            if (out.contains(d)) {
+                throw new ParameterException(spec.commandLine(), "--devices " + devices + ": device " + d
+                        + " is listed twice");
+            }
+            out.add(d);
+        }
+        return out;
     }
 
     private Map<String, Path> parseAdapters() {

@@ -104,6 +104,26 @@ class ServeCommandTest {
     }
 
     @Test
+    void clusterOptionsAreCheckedBeforeLoading(@TempDir Path dir) throws Exception {
+        Path model = Files.createDirectories(dir.resolve("model"));
+        Files.writeString(model.resolve("config.json"), "{}");
+        String m = model.toString();
+        Result devices = run("serve", "--model", m, "--backend", "cpu", "--devices", "0,1");
+        assertThat(devices.exitCode()).isEqualTo(2);
+        assertThat(devices.stderr()).contains("--devices 0,1: backend 'cpu' has no GPUs here; use --engines N");
+        Result both = run("serve", "--model", m, "--engines", "2", "--devices", "all");
+        assertThat(both.exitCode()).isEqualTo(2);
+        assertThat(both.stderr()).contains("give --engines or --devices, not both");
+        Result none = run("serve", "--model", m, "--engines", "0");
+        assertThat(none.exitCode()).isEqualTo(2);
+        assertThat(none.stderr()).contains("--engines 0 must be at least 1");
+        Result policy = run("serve", "--model", m, "--placement", "busiest");
+        assertThat(policy.exitCode()).isEqualTo(2);
+        assertThat(policy.stderr()).contains("unknown placement policy 'busiest'; use one of consolidate, "
+                + "least-loaded, round-robin");
+    }
+
+    @Test
     void anAdapterRootThatDoesNotExistAndAZeroAdapterCapAreRefused(@TempDir Path dir) throws Exception {
         Path model = Files.createDirectories(dir.resolve("model"));
         Files.writeString(model.resolve("config.json"), "{}");

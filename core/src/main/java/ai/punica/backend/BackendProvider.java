@@ -23,4 +23,21 @@ public interface BackendProvider {
     }
 
     Backend create();
+
+    /** Devices an engine can be bound to (one engine per GPU); 0 for a backend that computes on the host. */
+    default int deviceCount() {
+        return 0;
+    }
+
+    /**
+     * A backend bound to device {@code device} (0 for the first GPU). A backend without devices has only
+     * "device" 0, itself.
+     */
+    default Backend create(int device) {
+        if (device != 0) {
+            throw new IllegalArgumentException("backend '" + name() + "' has no devices to choose from; device "
+                    + device + " does not exist");
+        }
+        return create();
+    }
 }

@@ -14,6 +14,7 @@ import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import java.util.SplittableRandom;
 import java.util.TreeSet;
 import java.util.concurrent.CompletableFuture;
@@ -64,6 +65,10 @@ public final class Engine implements AutoCloseable {
     private volatile boolean stopping;
     private volatile EngineStats stats;
     private final StepLog stepLog;
+    private volatile EngineLoad load;
+    private volatile MigrationHook migrationHook;
+    private long idleSinceNanos = System.nanoTime();
+    private long migrationsOut;
     private long order;
     private long promptTokens;
     private long generationTokens;
@@ -91,9 +96,10 @@ public final class Engine implements AutoCloseable {
         int modelLen = config.maxModelLen() > 0 ? config.maxModelLen() : c.maxPositionEmbeddings();
         // A sequence must fit the pool on its own, or preemption could never make room for it.
         this.maxModelLen = Math.min(modelLen, pages * config.pageSize());
-        this.scheduler = new Scheduler(config, kvManager, adapters);
+        this.scheduler = new Scheduler(config, kvManager, adapters, this::migrateOut);
         this.stats = EngineStats.empty(pages, adapters.slotCount());
         this.stepLog = new StepLog(STEP_LOG_CAPACITY, adapters.slotCount());
+        this.load = new EngineLoad(0, 0, config.maxRunning(), pages, config.pageSize(), Set.of(), idleSinceNanos, 0);
         this.thread = Thread.ofPlatform().name("punica-engine").daemon(true).unstarted(this::loop);
         thread.start();
         log.info("engine up: backend {} (sampling on the {}), {} KV pages of {} tokens ({} MiB), max model length {},"
@@ -142,6 +148,19 @@ public final class Engine implements AutoCloseable {
         return stepLog;
     }
 
+    /** What placement reads: running and waiting requests, room, resident adapters, idleness. */
+    public EngineLoad load() {
+        return load;
+    }
+
+    /**
+     * Sets where requests go instead of being preempted (null: always preempt). A cluster scheduler sets it
+     * once, before requests arrive.
+     */
+    public void migrationHook(MigrationHook hook) {
+        this.migrationHook = hook;
+    }
+
     /** KV pages in use now (0 when idle: every request returns its pages). */
     public int kvPagesUsed() {
         return stats.kvPagesUsed();
@@ -152,6 +171,61 @@ public final class Engine implements AutoCloseable {
      * with an {@link EngineException} and nothing else is affected.
      */
     public void submit(GenerationRequest request, GenerationListener listener) {
+        check(request);
+        if (queued.incrementAndGet() > config.maxWaiting()) {
+            queued.decrementAndGet();
+            throw new EngineException(EngineException.Kind.OVERLOADED, null,
+                    "too many requests are waiting (" + config.maxWaiting() + "); retry later");
+        }
+        unfinished.incrementAndGet();
+        if (request.adapter() != null) {
+            queuedAdapters.merge(request.adapter(), 1, Integer::sum);
+        }
+        inbox.add(() -> admit(request, listener));
+    }
+
+    /**
+     * Accepts a request that began on another engine ({@link Continuation}): re-prefills its prompt and
+     * generated tokens and goes on from the next token, reporting only new tokens to {@code listener}. Checks
+     * it first on the caller's thread, as {@link #submit} does; a continuation is never refused for a full
+     * queue (the scheduler that sends it has already found room here).
+     */
+    public void resume(Continuation continuation, GenerationListener listener) {
+        GenerationRequest request = continuation.request();
+        check(request);
+        int[] generated = continuation.generatedTokens();
+        checkVocabulary("generated_tokens", generated);
+        if (continuation.tokensLeft() < 1) {
+            throw new InvalidRequestException("generated_tokens", generated.length
+                    + " tokens generated already, max_tokens is " + request.params().maxTokens()
+                    + ": nothing is left to generate");
+        }
+        if (continuation.totalTokens() >= maxModelLen) {
+            throw new EngineException(EngineException.Kind.PROMPT_TOO_LONG, "generated_tokens",
+                    "prompt + generated tokens (" + continuation.totalTokens() + ") leave no room to generate in "
+                            + "this model's maximum context length of " + maxModelLen + " tokens.");
+        }
+        if (continuation.randomDraws() < 0 || continuation.randomDraws() > generated.length) {
+            throw new InvalidRequestException("random_draws", "random_draws " + continuation.randomDraws()
+                    + " must be between 0 and the number of generated tokens (" + generated.length + ")");
+        }
+        if (!continuation.logprobs().isEmpty() && continuation.logprobs().size() != generated.length) {
+            throw new InvalidRequestException("logprobs", continuation.logprobs().size() + " logprobs for "
+                    + generated.length + " generated tokens: send one per token, or none");
+        }
+        unfinished.incrementAndGet();
+        inbox.add(() -> {
+            var state = Sampler.State.resumed(request.params(), continuation.promptTokens(), continuation.seed(),
+                    generated, continuation.randomDraws());
+            start(request, listener, state, generated, continuation.logprobs());
+        });
+    }
+
+    /**
+     * The checks every request passes before it is queued (parameters, tokens, length, adapter), without
+     * queuing it: a scheduler over engines checks a request it holds back in its own queue.
+     */
+    public void check(GenerationRequest request) {
         if (!accepting) {
             throw new EngineException(EngineException.Kind.UNAVAILABLE, null, "the server is shutting down");
         }
@@ -160,13 +234,7 @@ public final class Engine implements AutoCloseable {
         if (promptLength == 0) {
             throw new InvalidRequestException("prompt", "the prompt is empty: it must contain at least one token");
         }
-        for (int i = 0; i < promptLength; i++) {
-            int t = request.promptToken(i);
-            if (t < 0 || t >= vocabSize) {
-                throw new InvalidRequestException("prompt", "token id " + t + " at position " + i
-                        + " is outside the vocabulary [0, " + vocabSize + ")");
-            }
-        }
+        checkVocabulary("prompt", request.promptTokens());
         if (promptLength >= maxModelLen) {
             throw new EngineException(EngineException.Kind.PROMPT_TOO_LONG, "prompt",
                     "This model's maximum context length is " + maxModelLen + " tokens. However, your prompt has "
@@ -180,36 +248,22 @@ public final class Engine implements AutoCloseable {
                         : EngineException.Kind.INVALID_REQUEST, "model", e.getMessage());
             }
         }
-        if (queued.incrementAndGet() > config.maxWaiting()) {
-            queued.decrementAndGet();
-            throw new EngineException(EngineException.Kind.OVERLOADED, null,
-                    "too many requests are waiting (" + config.maxWaiting() + "); retry later");
+    }
+
+    private void checkVocabulary(String field, int[] tokens) {
+        for (int i = 0; i < tokens.length; i++) {
+            int t = tokens[i];
+            if (t < 0 || t >= vocabSize) {
+                throw new InvalidRequestException(field, "token id " + t + " at position " + i
+                        + " is outside the vocabulary [0, " + vocabSize + ")");
+            }
         }
-        unfinished.incrementAndGet();
-        if (request.adapter() != null) {
-            queuedAdapters.merge(request.adapter(), 1, Integer::sum);
-        }
-        inbox.add(() -> admit(request, listener));
     }
 
     /** Submits and collects the whole output (tests, CLI). */
     public CompletableFuture<Completion> generate(GenerationRequest request) {
         CompletableFuture<Completion> future = new CompletableFuture<>();
-        submit(request, new GenerationListener() {
-            @Override
-            public void onToken(TokenDelta delta) {
-            }
-
-            @Override
-            public void onFinish(Completion completion) {
-                future.complete(completion);
-            }
-
-            @Override
-            public void onError(EngineException error) {
-                future.completeExceptionally(error);
-            }
-        });
+        submit(request, GenerationListener.completing(future, delta -> { }));
         return future;
     }
 
@@ -240,23 +294,64 @@ public final class Engine implements AutoCloseable {
 
     private void admit(GenerationRequest request, GenerationListener listener) {
         queued.decrementAndGet();
+        var state = new Sampler.State(request.params(), request.promptTokens(), seeds.nextLong());
+        if (start(request, listener, state, new int[0], List.of())) {
+            promptTokens += request.promptLength();
+        }
+        unqueueAdapter(request); // after start published the adapter as waiting, so no snapshot misses it
+    }
+
+    /**
+     * Makes a sequence of a request and queues it. A continuation's generated tokens are appended (to be
+     * re-prefilled) and replayed through the output processor, which so holds back what the first engine
+     * held back, without sending anything again.
+     */
+    private boolean start(GenerationRequest request, GenerationListener listener, Sampler.State state,
+                          int[] generated, List<TokenLogprob> logprobs) {
         if (live.containsKey(request.id())) {
-            unqueueAdapter(request);
             unfinished.decrementAndGet();
             safely(listener, () -> listener.onError(new InvalidRequestException("id",
                     "a request with id " + request.id() + " is already running")));
-            return;
+            return false;
         }
-        long fallbackSeed = seeds.nextLong();
         var output = new OutputProcessor(tokenizer.newIncrementalDecoder(request.params().skipSpecialTokens()),
                 request.params().stop(), request.params().includeStopStrInOutput());
-        var state = new Sampler.State(request.params(), request.promptTokens(), fallbackSeed);
         Sequence s = new Sequence(request, listener, order++, state, output);
+        for (int t : generated) {
+            s.append(t);
+            output.add(t);
+        }
+        s.logprobs.addAll(logprobs);
         live.put(request.id(), s);
         scheduler.add(s);
-        promptTokens += request.promptLength();
         publishStatsIfAdaptersChanged(); // before the inbox count drops, so no snapshot misses the adapter
-        unqueueAdapter(request);
+        return true;
+    }
+
+    /**
+     * The scheduler's offer of its newest running request before preempting it: hands the request's
+     * {@link Continuation} to the migration hook; when taken, the request leaves this engine silently.
+     */
+    private boolean migrateOut(Sequence s) {
+        MigrationHook hook = migrationHook;
+        if (hook == null || stopping) {
+            return false;
+        }
+        Continuation c = new Continuation(s.request.id(), s.adapter(), s.request.promptTokens(),
+                s.generatedTokens(), s.request.params(), s.samplerState.seed(), s.samplerState.draws(), s.logprobs);
+        boolean taken;
+        try {
+            taken = hook.offer(c, s.listener);
+        } catch (RuntimeException e) {
+            log.warn("migration of {} failed; preempting it here", s.request.id(), e);
+            return false;
+        }
+        if (taken) {
+            live.remove(s.request.id());
+            unfinished.decrementAndGet();
+            migrationsOut++;
+        }
+        return taken;
     }
 
     private void unqueueAdapter(GenerationRequest request) {
@@ -473,6 +568,20 @@ public final class Engine implements AutoCloseable {
 
     private void publishStats() {
         scheduler.takeAdapterSetsChanged();
+        int waiting = scheduler.waitingCount() + queued.get();
+        boolean busy = scheduler.runningCount() + waiting > 0;
+        if (busy) {
+            idleSinceNanos = 0;
+        } else if (idleSinceNanos == 0) {
+            idleSinceNanos = System.nanoTime();
+        }
+        int promised = 0; // pages the waiting requests will take first
+        for (Sequence s : scheduler.waiting()) {
+            promised += kvManager.pagesFor(s.length());
+        }
+        load = new EngineLoad(scheduler.runningCount(), waiting, config.maxRunning(),
+                Math.max(0, kvManager.freePages() - promised),
+                kvManager.pageSize(), adapters.residentAdapters().keySet(), idleSinceNanos, migrationsOut);
         stats = new EngineStats(scheduler.runningCount(), scheduler.waitingCount() + queued.get(),
                 kvManager.usage(), kvManager.usedPages(), kvManager.numPages(), scheduler.runningAdapters(),
                 scheduler.waitingAdapters(),

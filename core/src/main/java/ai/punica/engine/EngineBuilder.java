@@ -29,6 +29,8 @@ public final class EngineBuilder {
     private String backendName = "auto";
     private EngineConfig config = EngineConfig.defaults();
     private double memoryUtilization;
+    /** The device the backend binds to; -1: the backend's default. */
+    private int device = -1;
     private AdapterOptions adapterOptions = AdapterOptions.defaults();
     private final Map<String, Path> adapters = new LinkedHashMap<>();
 
@@ -46,6 +48,15 @@ public final class EngineBuilder {
     /** "auto" (CUDA when a GPU is present, else CPU), "cpu" or "reference". */
     public EngineBuilder backend(String name) {
         this.backendName = name;
+        return this;
+    }
+
+    /** Binds the engine's backend to device {@code index} (one engine per GPU); default: the first. */
+    public EngineBuilder device(int index) {
+        if (index < 0) {
+            throw new IllegalArgumentException("device index " + index + " is negative");
+        }
+        this.device = index;
         return this;
     }
 
@@ -98,7 +109,8 @@ public final class EngineBuilder {
         Tokenizer tokenizer = Tokenizer.load(modelDir);
         Deque<AutoCloseable> made = new ArrayDeque<>();
         try {
-            Backend backend = keep(made, Backends.create(backendName));
+            Backend backend = keep(made, device < 0 ? Backends.create(backendName)
+                    : Backends.provider(backendName).create(device));
             Checkpoint checkpoint = keep(made, Checkpoint.open(modelDir));
             LlamaModel model = keep(made, LlamaModel.load(modelConfig, checkpoint, backend, config.maxBatchTokens(),
                     config.maxRunning(), config.loraSlots(), config.maxLoraRank()));

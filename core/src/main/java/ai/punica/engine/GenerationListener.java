@@ -1,5 +1,8 @@
 package ai.punica.engine;
 
+import java.util.concurrent.CompletableFuture;
+import java.util.function.Consumer;
+
 /**
  * Receives a request's output. Called on the engine thread: implementations must return at once
  * (hand the event to a queue), never block.
@@ -11,4 +14,24 @@ public interface GenerationListener {
     void onFinish(Completion completion);
 
     void onError(EngineException error);
+
+    /** A listener that hands each token to {@code tokens} and completes {@code done} with the request's end. */
+    static GenerationListener completing(CompletableFuture<Completion> done, Consumer<TokenDelta> tokens) {
+        return new GenerationListener() {
+            @Override
+            public void onToken(TokenDelta delta) {
+                tokens.accept(delta);
+            }
+
+            @Override
+            public void onFinish(Completion completion) {
+                done.complete(completion);
+            }
+
+            @Override
+            public void onError(EngineException error) {
+                done.completeExceptionally(error);
+            }
+        };
+    }
 }

@@ -21,15 +21,43 @@ final class Sampler {
 
     /** What a request's sampling remembers between steps. */
     static final class State {
+        private final long seed;
         private final SplittableRandom random;
         private final BitSet promptTokens = new BitSet();
         private final Map<Integer, Integer> outputCounts = new HashMap<>();
+        /** Values drawn from {@link #random}: its position, carried by a {@link Continuation}. */
+        private long draws;
 
         State(SamplingParams params, int[] prompt, long fallbackSeed) {
-            this.random = new SplittableRandom(params.seed() != null ? params.seed() : fallbackSeed);
+            this.seed = params.seed() != null ? params.seed() : fallbackSeed;
+            this.random = new SplittableRandom(seed);
             for (int t : prompt) {
                 promptTokens.set(t);
             }
+        }
+
+        /**
+         * The state a request had after generating {@code generated} with {@code draws} values drawn: penalty
+         * counts rebuilt from the tokens, the generator moved to the same position.
+         */
+        static State resumed(SamplingParams params, int[] prompt, long seed, int[] generated, long draws) {
+            State s = new State(params.toBuilder().seed(seed).build(), prompt, seed);
+            for (int t : generated) {
+                s.accept(t);
+            }
+            for (long i = 0; i < draws; i++) {
+                s.random.nextDouble();
+            }
+            s.draws = draws;
+            return s;
+        }
+
+        long seed() {
+            return seed;
+        }
+
+        long draws() {
+            return draws;
         }
 
         void accept(int token) {
@@ -43,7 +71,11 @@ final class Sampler {
          * frequency penalty is, else none.
          */
         void addRow(SamplingParams p, SamplingBatch.Builder batch) {
-            double uniform = p.isGreedy() ? 0 : random.nextDouble();
+            double uniform = 0;
+            if (!p.isGreedy()) {
+                uniform = random.nextDouble();
+                draws++;
+            }
             batch.row(new SamplingRow(p.temperature(), p.topK(), p.topP(), p.minP(), p.repetitionPenalty(),
                     p.presencePenalty(), p.frequencyPenalty(), uniform, p.logprobs()));
             if (p.repetitionPenalty() != 1f) {

@@ -12,6 +12,7 @@ import java.util.HashMap;
 import java.util.HashSet;
 import java.util.Iterator;
 import java.util.List;
+import java.util.function.Predicate;
 import java.util.Map;
 import java.util.Set;
 import java.util.TreeSet;
@@ -21,8 +22,9 @@ import java.util.TreeSet;
  * token budget:
  * <ol>
  *   <li>every running sequence gets its next rows, oldest first: one row when decoding, a chunk of its
- *       prompt when still prefilling. When pages run out, the newest running sequence is preempted
- *       (pages freed, recomputed later from prompt + tokens so far), as Punica migrates the newest;</li>
+ *       prompt when still prefilling. When pages run out, the newest running sequence is offered to
+ *       another engine (migration, Punica §5); if none takes it, it is preempted (pages freed, recomputed
+ *       later from prompt + tokens so far);</li>
  *   <li>waiting sequences are admitted first come, first served, while budget, running slots and pages
  *       last; one whose adapter is still loading, or has no free slot, waits without blocking those
  *       behind it.</li>
@@ -52,6 +54,8 @@ final class Scheduler {
     private final List<Sequence> running = new ArrayList<>();
     private final List<Rejected> rejected = new ArrayList<>();
     private final int watermarkPages;
+    /** Offered the newest running request before it is preempted; true when it moved to another engine. */
+    private final Predicate<Sequence> migrateOut;
     private final long starvationLimitNanos;
     /** Requests per adapter name among running and among waiting sequences (the lora_requests_info labels). */
     private final Map<String, Integer> runningPerAdapter = new HashMap<>();
@@ -60,10 +64,12 @@ final class Scheduler {
     private boolean adapterSetsChanged;
     private long preemptions;
 
-    Scheduler(EngineConfig config, KvCacheManager kv, AdapterManager adapters) {
+    Scheduler(EngineConfig config, KvCacheManager kv, AdapterManager adapters,
+              Predicate<Sequence> migrateOut) {
         this.config = config;
         this.kv = kv;
         this.adapters = adapters;
+        this.migrateOut = migrateOut;
         this.watermarkPages = kv.numPages() / 100;
         this.starvationLimitNanos = adapters.options().starvationLimit().toNanos();
     }
@@ -153,7 +159,11 @@ final class Scheduler {
             boolean preemptedSelf = false;
             while (!kv.grow(s.pages, s.computed + chunk)) {
                 Sequence victim = running.getLast();
-                preempt(victim);
+                if (migrateOut.test(victim)) {
+                    remove(victim); // it goes on elsewhere
+                } else {
+                    preempt(victim);
+                }
                 if (victim == s) {
                     preemptedSelf = true;
                     break;

@@ -26,13 +26,16 @@ final class AdapterAdmin {
      */
     private static final Pattern NAME = Pattern.compile("[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}");
 
+    /** One per engine (several with --engines/--devices): an adapter is registered with all or none. */
+    private final List<AdapterManager> engines;
     private final AdapterManager adapters;
     private final String baseModelName;
     private final List<Path> roots;
     private final List<Path> givenRoots;
 
-    AdapterAdmin(AdapterManager adapters, String baseModelName, List<Path> roots) {
-        this.adapters = adapters;
+    AdapterAdmin(List<AdapterManager> engines, String baseModelName, List<Path> roots) {
+        this.engines = List.copyOf(engines);
+        this.adapters = engines.getFirst();
         this.baseModelName = baseModelName;
         List<Path> real = new ArrayList<>();
         for (Path root : roots) {
@@ -71,7 +74,7 @@ final class AdapterAdmin {
         }
         Path dir = resolveInsideRoots(rawPath);
         try {
-            adapters.register(name, dir);
+            registerEverywhere(name, dir);
         } catch (IllegalArgumentException e) {
             // Also raced: registered by another request between the check above and here.
             throw ApiException.badRequest("lora_path", "Cannot load adapter '" + name + "': " + e.getMessage());
@@ -86,12 +89,29 @@ final class AdapterAdmin {
 
     String unload(OpenAiRequests.UnloadLora body) {
         String name = required(body.loraName(), "lora_name");
-        if (!adapters.unregister(name)) {
+        boolean known = false;
+        for (AdapterManager engine : engines) {
+            known |= engine.unregister(name);
+        }
+        if (!known) {
             throw ApiException.notFound("lora_name", "adapter_not_found",
                     "The lora adapter '" + name + "' cannot be found.");
         }
         log.info("unloaded adapter {}", name);
         return "Success: LoRA adapter '" + name + "' removed successfully.";
+    }
+
+    private void registerEverywhere(String name, Path dir) {
+        List<AdapterManager> done = new ArrayList<>();
+        try {
+            for (AdapterManager engine : engines) {
+                engine.register(name, dir);
+                done.add(engine);
+            }
+        } catch (RuntimeException e) {
+            done.forEach(engine -> engine.unregister(name));
+            throw e;
+        }
     }
 
     private static String required(String value, String param) {

@@ -1,11 +1,13 @@
 package ai.punica.server;
 
+import ai.punica.cluster.GenerationService;
 import ai.punica.engine.Completion;
-import ai.punica.engine.Engine;
+import ai.punica.engine.Continuation;
 import ai.punica.engine.EngineException;
 import ai.punica.engine.FinishReason;
 import ai.punica.engine.GenerationListener;
 import ai.punica.engine.GenerationRequest;
+import ai.punica.engine.SamplingParams;
 import ai.punica.engine.TokenDelta;
 import ai.punica.engine.TokenLogprob;
 import java.util.ArrayList;
@@ -34,7 +36,7 @@ final class GenerationExchange {
     /** With nothing to send for this long, a stream writes an SSE comment to find out whether the client is still there. */
     private static final long KEEP_ALIVE_NANOS = TimeUnit.SECONDS.toNanos(10);
 
-    private final Engine engine;
+    private final GenerationService engine;
     private final ServerMetrics metrics;
     private final GenerationJob job;
     private final String id;
@@ -47,9 +49,13 @@ final class GenerationExchange {
     private final LinkedBlockingQueue<ChoiceEvent> events = new LinkedBlockingQueue<>();
     private long firstTokenNanos;
     private int open;
+    /** Tokens a continued request generated elsewhere ({@link #continueFrom}); null for a new request. */
+    private int[] continueFrom;
+    /** Whether each SSE event carries its token ids in a comment line (for a router, see {@link #withTokenIds}). */
+    private boolean tokenIds;
     private volatile boolean clientGone;
 
-    GenerationExchange(Engine engine, ServerMetrics metrics, GenerationJob job, String id, long arrivalNanos) {
+    GenerationExchange(GenerationService engine, ServerMetrics metrics, GenerationJob job, String id, long arrivalNanos) {
         this.engine = engine;
         this.metrics = metrics;
         this.job = job;
@@ -67,10 +73,39 @@ final class GenerationExchange {
     }
 
     /**
+     * Makes this exchange continue a request that generated {@code generated} elsewhere (a router's fail-over):
+     * the engine re-prefills prompt + generated and the stream goes on with the next token, without the
+     * opening chunks the client has already had. One choice only; a sampled request must carry its seed.
+     */
+    GenerationExchange continueFrom(int[] generated) {
+        this.continueFrom = generated.clone();
+        return this;
+    }
+
+    /**
+     * Puts the token ids of each streamed event in an SSE comment line of the same event,
+     * {@code ": tokens <choice> <id>,<id>..."}, so that a router knows exactly which tokens the client has
+     * received if this server dies; clients ignore comment lines.
+     */
+    GenerationExchange withTokenIds() {
+        this.tokenIds = true;
+        return this;
+    }
+
+    /**
      * Queues every choice with the engine, or none: if the engine refuses one (queue full, adapter
      * just unloaded), the ones already queued are cancelled and the refusal is thrown for a 4xx/5xx.
      */
     void submit() {
+        if (continueFrom != null) {
+            SamplingParams p = job.paramsOf(0);
+            // One draw per sampled token: the generator's position after the tokens generated elsewhere.
+            engine.resume(new Continuation(id, job.adapter(), job.promptOf(0), continueFrom, p,
+                    p.seed() == null ? 0 : p.seed(), p.isGreedy() ? 0 : continueFrom.length, List.of()), listener(0));
+            engineIds.set(0, id);
+            open++;
+            return;
+        }
         for (int i = 0; i < engineIds.length(); i++) {
             String engineId = engineIds.length() == 1 ? id : id + "-" + i;
             var request = new GenerationRequest(engineId, job.adapter(), job.promptOf(i), job.paramsOf(i));
@@ -188,8 +223,10 @@ final class GenerationExchange {
                 logDone("error: " + failed.error().getMessage());
                 throw refusal(failed.error());
             }
-            for (Object chunk : responses.openingChunks()) {
-                sse.data(chunk);
+            if (continueFrom == null) { // a continued stream's client has had the opening chunks already
+                for (Object chunk : responses.openingChunks()) {
+                    sse.data(chunk);
+                }
             }
             List<ChoiceEvent> batch = new ArrayList<>();
             while (open > 0) {
@@ -212,8 +249,14 @@ final class GenerationExchange {
                 }
                 for (var entry : pending.entrySet()) {
                     Pending p = entry.getValue();
-                    if (!p.text.isEmpty() || !p.logprobs.isEmpty()) {
-                        sse.data(responses.chunk(entry.getKey(), p.text.toString(), p.logprobs, null));
+                    Object chunk = !p.text.isEmpty() || !p.logprobs.isEmpty()
+                            ? responses.chunk(entry.getKey(), p.text.toString(), p.logprobs, null) : null;
+                    if (tokenIds && !p.tokens.isEmpty()) {
+                        StringJoiner ids = new StringJoiner(",", "tokens " + entry.getKey() + " ", "");
+                        p.tokens.forEach(t -> ids.add(Integer.toString(t)));
+                        sse.event(ids.toString(), chunk);
+                    } else if (chunk != null) {
+                        sse.data(chunk);
                     }
                     // The finish reason always gets a chunk of its own with an empty delta, as OpenAI sends it.
                     if (p.finish != null) {
@@ -266,6 +309,7 @@ final class GenerationExchange {
     private static final class Pending {
         final StringBuilder text = new StringBuilder();
         final List<TokenLogprob> logprobs = new ArrayList<>();
+        final List<Integer> tokens = new ArrayList<>();
         FinishReason finish;
     }
 
@@ -286,6 +330,9 @@ final class GenerationExchange {
                     lastTokenNanos[choice] = t.nanos();
                 }
                 if (p != null) {
+                    if (d.token() >= 0) {
+                        p.tokens.add(d.token());
+                    }
                     p.text.append(d.text());
                     if (d.logprob() != null) {
                         p.logprobs.add(d.logprob());

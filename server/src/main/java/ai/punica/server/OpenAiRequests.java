@@ -64,6 +64,14 @@ final class OpenAiRequests {
     record UnloadLora(String loraName, Integer loraIntId) {
     }
 
+    /**
+     * {@code POST /v1/engine/continue} (a router's fail-over): the original {@code request} body as the client
+     * sent it to {@code endpoint} ("completions" or "chat"), the response's {@code id} and {@code created}, and
+     * the tokens the client has received.
+     */
+    record ContinueBody(String endpoint, String id, Long created, JsonNode request, List<Integer> generatedTokenIds) {
+    }
+
     /** The sampling fields both generation endpoints share. */
     sealed interface SamplingFields permits CompletionBody, ChatBody {
         Integer n();

@@ -1,5 +1,8 @@
 package ai.punica.server;
 
+import ai.punica.cluster.EngineCluster;
+import ai.punica.cluster.GenerationService;
+import ai.punica.cluster.LocalEngineHandle;
 import ai.punica.engine.Completion;
 import ai.punica.engine.Engine;
 import ai.punica.engine.EngineBuilder;
@@ -51,13 +54,21 @@ public final class PunicaServer {
     private static final Logger log = LoggerFactory.getLogger(PunicaServer.class);
     private static final Set<String> KNOWN_PATHS = Set.of("/v1/completions", "/v1/chat/completions", "/v1/models",
             "/v1/load_lora_adapter", "/v1/unload_lora_adapter", "/health", "/metrics", "/tokenize", "/detokenize",
-            "/version", "/ping", ConsoleRoutes.ADAPTERS_PATH, ConsoleRoutes.STATS_PATH, "/");
+            "/version", "/ping", "/v1/engine/state", "/v1/engine/continue", ConsoleRoutes.ADAPTERS_PATH,
+            ConsoleRoutes.STATS_PATH, "/");
     /** What {@code GET /version} reports. */
     static final String VERSION = "0.1.0";
+    /** A router asks for the token ids of each streamed event with this header (see GenerationExchange). */
+    static final String TOKEN_IDS_HEADER = "X-Punica-Token-Ids";
 
     private enum State { CREATED, SERVING, STOPPING, STOPPED }
 
+    /** The first engine: model, tokenizer and adapter names are the same on every engine. */
     private final Engine engine;
+    /** Where generations go: the engine, or the scheduler over several ({@link Builder#cluster}). */
+    private final GenerationService generations;
+    private final List<Engine> engines;
+    private final EngineCluster cluster;
     private final String host;
     private final int requestedPort;
     private final byte[] apiKey;
@@ -79,7 +90,11 @@ public final class PunicaServer {
     private WebServer webServer;
 
     private PunicaServer(Builder b) {
-        this.engine = Objects.requireNonNull(b.engine, "an engine is required");
+        this.engine = Objects.requireNonNull(b.engines.isEmpty() ? null : b.engines.getFirst(),
+                "an engine is required");
+        this.generations = b.cluster != null ? b.cluster : GenerationService.of(engine);
+        this.engines = b.engines;
+        this.cluster = b.cluster;
         this.host = b.host;
         this.requestedPort = b.port;
         this.apiKey = b.apiKey == null ? null : b.apiKey.getBytes(StandardCharsets.UTF_8);
@@ -87,13 +102,23 @@ public final class PunicaServer {
         this.modelRoot = b.modelRoot;
         this.parser = new RequestParser(engine, b.maxChoices);
         this.allowedOrigins = List.copyOf(b.allowedOrigins);
-        this.adapterAdmin = new AdapterAdmin(engine.adapters(), engine.baseModelName(), b.adapterRoots);
-        this.metrics = new ServerMetrics(engine);
+        this.adapterAdmin = new AdapterAdmin(b.engines.stream().map(Engine::adapters).toList(),
+                engine.baseModelName(), b.adapterRoots);
+        this.metrics = new ServerMetrics(b.engines, b.cluster);
         this.tokenText = new TokenText(engine.tokenizer());
         this.tokenization = new Tokenization(parser, engine.tokenizer(), tokenText, engine.maxModelLen());
         this.limits = b.limits;
         this.connections = new ClientConnections(b.limits);
-        this.console = new ConsoleRoutes(new LiveStats(List.of(new LiveStats.Lane("0", engine))));
+        List<LiveStats.Lane> lanes = new ArrayList<>();
+        for (int i = 0; i < b.engines.size(); i++) {
+            lanes.add(new LiveStats.Lane(Integer.toString(i), b.engines.get(i)));
+        }
+        LiveStats liveStats = new LiveStats(lanes);
+        if (b.cluster != null) {
+            b.cluster.addMigrationListener((from, to, c) -> liveStats.migration(Integer.toString(from),
+                    Integer.toString(to), c.requestId(), c.adapter(), c.totalTokens()));
+        }
+        this.console = new ConsoleRoutes(liveStats);
     }
 
     public static Builder builder() {
@@ -244,6 +269,9 @@ public final class PunicaServer {
                 .get("/version", (req, res) -> sendJson(res, Status.OK_200, new OpenAiJson.Version(VERSION)))
                 .get("/ping", this::health)
                 .post("/ping", this::health)
+                .post("/v1/engine/continue", guard(this::continueGeneration))
+                .get("/v1/engine/state", guard((req, res) -> sendJson(res, Status.OK_200,
+                        EngineStateBody.of(engines, cluster))))
                 .get("/health", this::health)
                 .get("/metrics", this::metrics)
                 .register(console)
@@ -364,7 +392,13 @@ public final class PunicaServer {
 
     // ---- generation -----------------------------------------------------------------------------
 
-    private void generate(ServerRequest req, ServerResponse res, boolean chat) throws Exception {
+    @FunctionalInterface
+    private interface Generation {
+        void run(long arrivalNanos) throws Exception;
+    }
+
+    /** Runs a generation counted among the active ones, which stop() waits for; refused (503) once stopping. */
+    private void counted(Generation generation) throws Exception {
         long arrival = System.nanoTime();
         if (state != State.SERVING) {
             throw ApiException.unavailable("The server is shutting down; send the request to another replica.");
@@ -375,36 +409,96 @@ public final class PunicaServer {
             if (state != State.SERVING) {
                 throw ApiException.unavailable("The server is shutting down; send the request to another replica.");
             }
+            generation.run(arrival);
+        } finally {
+            activeExchanges.decrementAndGet();
+        }
+    }
+
+    private void generate(ServerRequest req, ServerResponse res, boolean chat) throws Exception {
+        counted(arrival -> {
             // parse -> validate -> submit
             String id = (chat ? Endpoint.CHAT : Endpoint.COMPLETIONS).idPrefix + randomHex();
             GenerationJob job = chat ? parser.chat(readBody(req, OpenAiRequests.ChatBody.class, id))
                     : parser.completion(readBody(req, OpenAiRequests.CompletionBody.class, id));
-            var exchange = new GenerationExchange(engine, metrics, job, id, arrival);
-            inFlight.add(exchange); // before submitting, so a concurrent stop() can always cancel it
-            ClientConnection connection = connections.of(req);
-            try (AutoCloseable watch = connection == null ? () -> { } : connection.whenGone(exchange::clientGone)) {
-                exchange.submit();
-                var responses = new ResponseBuilder(job, id, System.currentTimeMillis() / 1000, tokenText);
-                if (job.stream()) {
-                    try (SseStream sse = new SseStream(res)) {
-                        exchange.stream(sse, responses);
-                    } catch (SseStream.ClientGone e) {
-                        log.debug("{}: {}", id, e.getMessage());
-                    }
-                } else {
-                    Completion[] done = exchange.awaitAll();
-                    if (done == null) {
-                        // The client left: the answer goes nowhere, but Helidon wants every request answered.
-                        res.status(Status.create(499, "Client Closed Request")).send();
-                        return;
-                    }
-                    sendJson(res, Status.OK_200, responses.whole(done));
+            var exchange = new GenerationExchange(generations, metrics, job, id, arrival);
+            if (req.headers().contains(HeaderNames.create(TOKEN_IDS_HEADER))) {
+                exchange.withTokenIds();
+            }
+            run(exchange, job, id, System.currentTimeMillis() / 1000, req, res);
+        });
+    }
+
+    /**
+     * POST /v1/engine/continue: a router's fail-over. The body names the original request as the client sent it
+     * ({@code request}, on {@code endpoint} "completions" or "chat"), its response {@code id} and {@code created},
+     * and the {@code generated_token_ids} the client has already received; the answer is the rest of the stream,
+     * frames as the original server would have sent them (token ids in comment lines). Streams of one choice
+     * only; a sampled request must carry its seed (a router adds one before the first attempt).
+     */
+    private void continueGeneration(ServerRequest req, ServerResponse res) throws Exception {
+        counted(arrival -> {
+            OpenAiRequests.ContinueBody body = readBody(req, OpenAiRequests.ContinueBody.class);
+            String endpoint = required(body.endpoint(), "endpoint");
+            if (!endpoint.equals("completions") && !endpoint.equals("chat")) {
+                throw ApiException.badRequest("endpoint", "endpoint must be \"completions\" or \"chat\", got \""
+                        + endpoint + "\"");
+            }
+            String id = required(body.id(), "id");
+            Long created = required(body.created(), "created");
+            if (body.request() == null || !body.request().isObject()) {
+                throw ApiException.badRequest("request", "request (the original request body, an object) is required");
+            }
+            byte[] original = OpenAiJson.bytes(body.request());
+            int[] generated = body.generatedTokenIds() == null ? new int[0]
+                    : body.generatedTokenIds().stream().mapToInt(Integer::intValue).toArray();
+            GenerationJob job = endpoint.equals("chat")
+                    ? parser.chat(RequestBodies.read(original, OpenAiRequests.ChatBody.class).body())
+                    : parser.completion(RequestBodies.read(original, OpenAiRequests.CompletionBody.class).body());
+            if (!job.stream() || job.choices() != 1) {
+                throw ApiException.badRequest("request", "only a streamed request of one choice can be continued");
+            }
+            if (!job.paramsOf(0).isGreedy() && job.paramsOf(0).seed() == null) {
+                throw ApiException.badRequest("request.seed", "a sampled request can be continued only with its "
+                        + "seed: without it, the tokens after the cut would not be the ones it would have had");
+            }
+            var exchange = new GenerationExchange(generations, metrics, job, id, arrival).continueFrom(generated)
+                    .withTokenIds();
+            run(exchange, job, id, created, req, res);
+        });
+    }
+
+    private static <T> T required(T value, String param) {
+        if (value == null) {
+            throw ApiException.badRequest(param, "`" + param + "` is required.");
+        }
+        return value;
+    }
+
+    private void run(GenerationExchange exchange, GenerationJob job, String id, long created, ServerRequest req,
+                     ServerResponse res) throws Exception {
+        inFlight.add(exchange); // before submitting, so a concurrent stop() can always cancel it
+        ClientConnection connection = connections.of(req);
+        try (AutoCloseable watch = connection == null ? () -> { } : connection.whenGone(exchange::clientGone)) {
+            exchange.submit();
+            var responses = new ResponseBuilder(job, id, created, tokenText);
+            if (job.stream()) {
+                try (SseStream sse = new SseStream(res)) {
+                    exchange.stream(sse, responses);
+                } catch (SseStream.ClientGone e) {
+                    log.debug("{}: {}", id, e.getMessage());
                 }
-            } finally {
-                inFlight.remove(exchange);
+            } else {
+                Completion[] done = exchange.awaitAll();
+                if (done == null) {
+                    // The client left: the answer goes nowhere, but Helidon wants every request answered.
+                    res.status(Status.create(499, "Client Closed Request")).send();
+                    return;
+                }
+                sendJson(res, Status.OK_200, responses.whole(done));
             }
         } finally {
-            activeExchanges.decrementAndGet();
+            inFlight.remove(exchange);
         }
     }
 
@@ -529,7 +623,8 @@ public final class PunicaServer {
     // ---- builder --------------------------------------------------------------------------------
 
     public static final class Builder {
-        private Engine engine;
+        private List<Engine> engines = List.of();
+        private EngineCluster cluster;
         private String host = "127.0.0.1";
         private int port = 8000;
         private String apiKey;
@@ -544,7 +639,25 @@ public final class PunicaServer {
         }
 
         public Builder engine(Engine engine) {
-            this.engine = engine;
+            this.engines = List.of(engine);
+            this.cluster = null;
+            return this;
+        }
+
+        /**
+         * Several engines in this process behind one API, placed on by the cluster's policy; the engines'
+         * metrics carry an {@code engine} label. The cluster and its engines belong to the caller.
+         */
+        public Builder cluster(EngineCluster cluster) {
+            List<Engine> local = new ArrayList<>();
+            for (var handle : cluster.engines()) {
+                if (!(handle instanceof LocalEngineHandle l)) {
+                    throw new IllegalArgumentException("engine " + handle.name() + " is not in this process");
+                }
+                local.add(l.engine());
+            }
+            this.engines = List.copyOf(local);
+            this.cluster = cluster;
             return this;
         }
 

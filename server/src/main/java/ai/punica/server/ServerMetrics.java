@@ -1,8 +1,10 @@
 package ai.punica.server;
 
+import ai.punica.cluster.EngineCluster;
 import ai.punica.engine.Engine;
 import ai.punica.engine.EngineStats;
 import ai.punica.engine.FinishReason;
+import ai.punica.lora.AdapterManager;
 import ai.punica.lora.LoadStage;
 import io.prometheus.metrics.core.metrics.Counter;
 import io.prometheus.metrics.core.metrics.CounterWithCallback;
@@ -12,11 +14,16 @@ import io.prometheus.metrics.expositionformats.PrometheusTextFormatWriter;
 import io.prometheus.metrics.model.registry.PrometheusRegistry;
 import java.io.IOException;
 import java.io.OutputStream;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.function.ToDoubleFunction;
+import java.util.function.ToLongFunction;
 
 /**
  * The metrics Kubernetes inference gateways and vLLM dashboards read, under vLLM's names (the
  * Prometheus Java client accepts the {@code vllm:} colon form), labelled {@code model_name} with the
- * base model's id as vLLM does. Queue, KV and adapter gauges are read from the engine's latest
+ * base model's id as vLLM does, and {@code engine} (its index) when the server runs several engines.
+ * Queue, KV and adapter gauges are read from the engine's latest
  * {@link EngineStats} at scrape time; latency histograms are observed by the HTTP handlers.
  */
 final class ServerMetrics {
@@ -34,55 +41,70 @@ final class ServerMetrics {
     private final PrometheusRegistry registry = new PrometheusRegistry();
     private final PrometheusTextFormatWriter writer = PrometheusTextFormatWriter.create();
     private final String modelName;
+    /** Engines by index; with more than one, every engine series carries an {@code engine} label. */
+    private final List<Engine> engines;
+    private final boolean labelEngines;
     private final Histogram timeToFirstToken;
     private final Histogram timePerOutputToken;
     private final Histogram interTokenLatency;
     private final Histogram e2eLatency;
     private final Counter requestSuccess;
 
-    ServerMetrics(Engine engine) {
-        this.modelName = engine.baseModelName();
-        gauge("vllm:num_requests_running", "Number of requests in model execution batches.",
-                () -> engine.stats().running());
-        gauge("vllm:num_requests_waiting", "Number of requests waiting to be processed.",
-                () -> engine.stats().waiting());
-        gauge("vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.",
-                () -> engine.stats().kvCacheUsage());
+    ServerMetrics(List<Engine> engines, EngineCluster cluster) {
+        this.engines = List.copyOf(engines);
+        this.labelEngines = engines.size() > 1;
+        this.modelName = engines.getFirst().baseModelName();
+        gauge("vllm:num_requests_running", "Number of requests in model execution batches.", EngineStats::running);
+        gauge("vllm:num_requests_waiting", "Number of requests waiting to be processed.", EngineStats::waiting);
+        gauge("vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", EngineStats::kvCacheUsage);
         GaugeWithCallback.builder()
                 .name("vllm:lora_requests_info")
                 .help("Running stats on lora requests.")
-                .labelNames("max_lora", "running_lora_adapters", "waiting_lora_adapters")
-                .callback(cb -> {
-                    EngineStats s = engine.stats();
-                    // vLLM's value is the time of the last update; the information is in the labels.
-                    cb.call(System.currentTimeMillis() / 1000.0, Integer.toString(s.loraSlots()),
-                            String.join(",", s.runningAdapters()), String.join(",", s.waitingAdapters()));
-                })
+                .labelNames(labelEngines ? new String[] {"max_lora", "running_lora_adapters", "waiting_lora_adapters",
+                        "engine"} : new String[] {"max_lora", "running_lora_adapters", "waiting_lora_adapters"})
+                .callback(cb -> forEachEngine((s, i) -> {
+                    // vLLM's value is the time of the last update; the information is in the labels (no model_name).
+                    String max = Integer.toString(s.loraSlots());
+                    String running = String.join(",", s.runningAdapters());
+                    String waiting = String.join(",", s.waitingAdapters());
+                    double now = System.currentTimeMillis() / 1000.0;
+                    if (labelEngines) {
+                        cb.call(now, max, running, waiting, Integer.toString(i));
+                    } else {
+                        cb.call(now, max, running, waiting);
+                    }
+                }))
                 .register(registry);
-        counter("vllm:prompt_tokens_total", "Number of prefill tokens processed.",
-                () -> engine.stats().promptTokens());
+        counter("vllm:prompt_tokens_total", "Number of prefill tokens processed.", EngineStats::promptTokens, true);
         counter("vllm:generation_tokens_total", "Number of generation tokens processed.",
-                () -> engine.stats().generationTokens());
+                EngineStats::generationTokens, true);
         counter("vllm:num_preemptions_total", "Cumulative number of preemptions from the engine.",
-                () -> engine.stats().preemptions());
-        counter("punica_adapter_loads_total", "Adapters copied into a backend slot.",
-                () -> engine.stats().adapterLoads(), false);
+                EngineStats::preemptions, true);
+        counter("punica_adapter_loads_total", "Adapters copied into a backend slot.", EngineStats::adapterLoads,
+                false);
         counter("punica_adapter_evictions_total", "Adapters removed from a backend slot to make room.",
-                () -> engine.stats().adapterEvictions(), false);
-        counter("punica:lora_source_lookups_total", "Adapter sources asked for a name nobody registered (one per "
-                + "cold name, not per request).", () -> engine.adapters().sourceLookupCount(), false);
-        counter("punica:lora_resolutions_total", "Adapters registered by on-demand resolution.",
-                () -> engine.adapters().resolutionCount(), false);
+                EngineStats::adapterEvictions, false);
+        adapterCounter("punica:lora_source_lookups_total", "Adapter sources asked for a name nobody registered (one "
+                + "per cold name, not per request).", AdapterManager::sourceLookupCount);
+        adapterCounter("punica:lora_resolutions_total", "Adapters registered by on-demand resolution.",
+                AdapterManager::resolutionCount);
         Histogram loraLoad = Histogram.builder().name("punica:lora_load_seconds")
                 .help("Time of each adapter load stage: disk (files to host memory) and device (host memory to a "
                         + "backend slot, until the engine saw the copy complete).")
-                .classicOnly().classicUpperBounds(LORA_LOAD_BUCKETS).labelNames("stage")
+                .classicOnly().classicUpperBounds(LORA_LOAD_BUCKETS)
+                .labelNames(labelEngines ? new String[] {"stage", "engine"} : new String[] {"stage"})
                 .register(registry);
-        for (LoadStage stage : LoadStage.values()) {
-            loraLoad.labelValues(stage.label()); // both series exist from the start, at zero
+        for (int i = 0; i < engines.size(); i++) {
+            String[] engineLabel = labelEngines ? new String[] {Integer.toString(i)} : new String[0];
+            for (LoadStage stage : LoadStage.values()) {
+                loraLoad.labelValues(stageValues(stage, engineLabel)); // every series exists from the start, at zero
+            }
+            engines.get(i).adapters().addLoadListener((stage, adapter, nanos) ->
+                    loraLoad.labelValues(stageValues(stage, engineLabel)).observe(nanos / 1e9));
         }
-        engine.adapters().addLoadListener((stage, adapter, nanos) -> loraLoad.labelValues(stage.label())
-                .observe(nanos / 1e9));
+        if (cluster != null) {
+            ClusterMetrics.register(registry, cluster);
+        }
         timeToFirstToken = histogram("vllm:time_to_first_token_seconds", "Histogram of time to first token in "
                 + "seconds.", TTFT_BUCKETS);
         timePerOutputToken = histogram("vllm:time_per_output_token_seconds", "Histogram of time per output token "
@@ -126,23 +148,71 @@ final class ServerMetrics {
         writer.write(out, registry.scrape());
     }
 
-    private void gauge(String name, String help, java.util.function.DoubleSupplier value) {
-        GaugeWithCallback.builder().name(name).help(help).labelNames("model_name")
-                .callback(cb -> cb.call(value.getAsDouble(), modelName)).register(registry);
+    /** The label names of an engine series: {@code model_name}, then {@code engine} when there are several. */
+    private String[] labels() {
+        List<String> names = new ArrayList<>();
+        names.add("model_name");
+        if (labelEngines) {
+            names.add("engine");
+        }
+        return names.toArray(String[]::new);
     }
 
-    private void counter(String name, String help, java.util.function.LongSupplier value) {
-        counter(name, help, value, true);
+    private String[] values(int engine) {
+        List<String> values = new ArrayList<>();
+        values.add(modelName);
+        if (labelEngines) {
+            values.add(Integer.toString(engine));
+        }
+        return values.toArray(String[]::new);
     }
 
-    private void counter(String name, String help, java.util.function.LongSupplier value, boolean labelled) {
+    private void forEachEngine(java.util.function.ObjIntConsumer<EngineStats> each) {
+        for (int i = 0; i < engines.size(); i++) {
+            each.accept(engines.get(i).stats(), i);
+        }
+    }
+
+    private void gauge(String name, String help, ToDoubleFunction<EngineStats> value) {
+        GaugeWithCallback.builder().name(name).help(help).labelNames(labels())
+                .callback(cb -> forEachEngine((s, i) -> cb.call(value.applyAsDouble(s), values(i))))
+                .register(registry);
+    }
+
+    /** A counter per engine; {@code byModel}: with the model_name label (vLLM's), else only engine's. */
+    private void counter(String name, String help, ToLongFunction<EngineStats> value, boolean byModel) {
         var b = CounterWithCallback.builder().name(name).help(help);
-        if (labelled) {
-            b.labelNames("model_name").callback(cb -> cb.call(value.getAsLong(), modelName));
+        if (byModel) {
+            b.labelNames(labels()).callback(cb -> forEachEngine((s, i) -> cb.call(value.applyAsLong(s), values(i))));
+        } else if (labelEngines) {
+            b.labelNames("engine").callback(cb -> forEachEngine((s, i) ->
+                    cb.call(value.applyAsLong(s), Integer.toString(i))));
         } else {
-            b.callback(cb -> cb.call(value.getAsLong()));
+            b.callback(cb -> cb.call(value.applyAsLong(engines.getFirst().stats())));
         }
         b.register(registry);
+    }
+
+    /** A counter of each engine's adapter manager, with the {@code engine} label when there are several. */
+    private void adapterCounter(String name, String help, ToLongFunction<AdapterManager> value) {
+        var b = CounterWithCallback.builder().name(name).help(help);
+        if (labelEngines) {
+            b.labelNames("engine").callback(cb -> {
+                for (int i = 0; i < engines.size(); i++) {
+                    cb.call(value.applyAsLong(engines.get(i).adapters()), Integer.toString(i));
+                }
+            });
+        } else {
+            b.callback(cb -> cb.call(value.applyAsLong(engines.getFirst().adapters())));
+        }
+        b.register(registry);
+    }
+
+    private static String[] stageValues(LoadStage stage, String[] engineLabel) {
+        String[] values = new String[1 + engineLabel.length];
+        values[0] = stage.label();
+        System.arraycopy(engineLabel, 0, values, 1, engineLabel.length);
+        return values;
     }
 
     private Histogram histogram(String name, String help, double[] buckets) {

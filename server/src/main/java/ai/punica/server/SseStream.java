@@ -63,6 +63,28 @@ final class SseStream implements AutoCloseable {
         }
     }
 
+    /**
+     * One event of a comment line and, unless {@code json} is null, a data line, written and flushed at once:
+     * a reader that sees the event whole sees both.
+     */
+    void event(String comment, Object json) throws ClientGone {
+        try {
+            var buf = new java.io.ByteArrayOutputStream();
+            buf.write((": " + comment + "\n").getBytes(StandardCharsets.UTF_8));
+            if (json != null) {
+                buf.write(DATA);
+                buf.write(OpenAiJson.bytes(json));
+                buf.write('\n');
+            }
+            buf.write('\n');
+            OutputStream out = out();
+            out.write(buf.toByteArray());
+            out.flush();
+        } catch (IOException | RuntimeException e) {
+            throw new ClientGone(e);
+        }
+    }
+
     /** An SSE comment line: ignored by clients, but a write that fails if the client is gone. */
     void comment(String text) throws ClientGone {
         try {

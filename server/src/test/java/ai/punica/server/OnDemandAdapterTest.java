@@ -3,6 +3,8 @@ package ai.punica.server;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import ai.punica.Fixtures;
+import ai.punica.cluster.EngineCluster;
+import ai.punica.cluster.PlacementPolicy;
 import ai.punica.engine.EngineBuilder;
 import ai.punica.lora.AdapterManager;
 import ai.punica.lora.AdapterOptions;
@@ -200,5 +202,40 @@ class OnDemandAdapterTest {
             assertThat(r.status()).as(name).isEqualTo(404);
         }
         assertThat(runtime.adapters().registered()).noneMatch(n -> n.contains("secret") || n.contains("link"));
+    }
+
+    @Test
+    void anOnDemandAdapterIsResolvedOnEachEngineOfAClusterThatServesIt() throws IOException {
+        copy(Fixtures.adapter("upper"), root.resolve("spread/shout"));
+        var options = AdapterOptions.defaults().withSources(List.of(new DirectoryAdapterSource(root)));
+        List<EngineBuilder.Runtime> runtimes = new ArrayList<>();
+        for (int i = 0; i < 2; i++) {
+            runtimes.add(new EngineBuilder().model(Fixtures.model()).modelName(TestServers.BASE).backend("cpu")
+                    .config(TestServers.config(1024)).adapterOptions(options).build());
+        }
+        EngineCluster cluster = EngineCluster.local(runtimes.stream().map(EngineBuilder.Runtime::engine).toList(),
+                new EngineCluster.Config(new PlacementPolicy.RoundRobin(), 64, Duration.ofSeconds(60)));
+        PunicaServer clustered = PunicaServer.builder().cluster(cluster).host("127.0.0.1").port(0).build().start();
+        try {
+            Http h = new Http(clustered, null);
+            for (EvalCase c : TestServers.eval("upper", 4)) { // round-robin: two on each engine
+                Http.Response r = h.post("/v1/completions", """
+                        {"model":"spread/shout","prompt":%s,"max_tokens":32,"temperature":0}"""
+                        .formatted(JSON.writeValueAsString(c.prompt())));
+                assertThat(r.status()).isEqualTo(200);
+                assertThat(text(r)).isEqualTo(c.expected());
+            }
+            for (EngineBuilder.Runtime r : runtimes) {
+                assertThat(r.adapters().isRegistered("spread/shout")).isTrue();
+                assertThat(r.adapters().resolutionCount()).isEqualTo(1);
+            }
+            assertThat(h.get("/metrics").body())
+                    .containsPattern("punica:lora_resolutions_total\\{engine=\"0\"} 1")
+                    .containsPattern("punica:lora_resolutions_total\\{engine=\"1\"} 1");
+        } finally {
+            clustered.stop(Duration.ofSeconds(5));
+            cluster.close();
+            runtimes.forEach(EngineBuilder.Runtime::close);
+        }
     }
 }

@@ -62,7 +62,17 @@ public final class CudaBackendProvider implements BackendProvider {
     }
 
     @Override
+    public int deviceCount() {
+        return available() ? Driver.get().deviceCount() : 0;
+    }
+
+    @Override
     public Backend create() {
         return new CudaBackend(CudaOptions.fromSystemProperties());
+    }
+
+    @Override
+    public Backend create(int device) {
+        return new CudaBackend(CudaOptions.fromSystemProperties().toBuilder().device(device).build());
     }
 }

@@ -20,7 +20,11 @@ final class CudaContext {
     final MemorySegment stream;
     /** What the step's host code is doing on this context: eager, measured, recorded or replayed. */
     final StepCapture capture = new StepCapture();
-    private Thread boundThread;
+    /**
+     * The context each thread last made current through any CudaContext: with one engine per GPU in a
+     * process, a thread (the one that builds the engines, say) may use backends on several devices in turn.
+     */
+    private static final ThreadLocal<Long> threadContext = new ThreadLocal<>();
     private boolean closed;
 
     CudaContext(int ordinal) {
@@ -32,7 +36,7 @@ final class CudaContext {
         device = driver.device(ordinal);
         context = driver.primaryContextRetain(device);
         driver.setCurrent(context);
-        boundThread = Thread.currentThread();
+        threadContext.set(context.address());
         multiprocessors = driver.deviceAttribute(device, Driver.CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT);
         ccMajor = driver.deviceAttribute(device, Driver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR);
         ccMinor = driver.deviceAttribute(device, Driver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR);
@@ -49,10 +53,10 @@ final class CudaContext {
         if (closed) {
             throw new IllegalStateException("this CUDA backend is closed");
         }
-        Thread current = Thread.currentThread();
-        if (current != boundThread) {
+        Long current = threadContext.get();
+        if (current == null || current != context.address()) {
             driver.setCurrent(context);
-            boundThread = current;
+            threadContext.set(context.address());
         }
     }
 

@@ -1,0 +1,87 @@
+package ai.punica.cli;
+
+import ai.punica.cluster.PlacementPolicy;
+import ai.punica.router.Router;
+import java.net.URI;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.Callable;
+import java.util.concurrent.CountDownLatch;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.ParameterException;
+import picocli.CommandLine.Spec;
+import picocli.CommandLine.Model.CommandSpec;
+import sun.misc.Signal;
+
+/**
+ * {@code punica router}: one OpenAI-compatible endpoint over several {@code punica serve} processes, with
+ * Punica's placement and fail-over of streams whose engine dies (docs/cluster.md).
+ */
+@Command(name = "router", mixinStandardHelpOptions = true,
+        description = "Route requests over punica serve processes by Punica's consolidate policy; continue streams "
+                + "of an engine that dies on another one.")
+final class RouterCommand implements Callable<Integer> {
+    @Spec
+    CommandSpec spec;
+
+    @Option(names = "--engine", paramLabel = "URL", description = "An engine server, http://HOST:PORT (repeatable).")
+    List<String> engines = new ArrayList<>();
+
+    @Option(names = "--engine-dns", paramLabel = "NAME:PORT", description = "Engines are the addresses NAME resolves "
+            + "to (re-resolved at every probe): a Kubernetes headless Service.")
+    String engineDns;
+
+    @Option(names = "--placement", defaultValue = "consolidate", description = "consolidate, least-loaded or "
+            + "round-robin (default: ${DEFAULT-VALUE}).")
+    String placement;
+
+    @Option(names = "--probe-interval-ms", defaultValue = "1000", description = "How often each engine's state "
+            + "(GET /v1/engine/state) is read; it is also the health probe (default: ${DEFAULT-VALUE}).")
+    long probeIntervalMs;
+
+    @Option(names = "--host", defaultValue = "127.0.0.1", description = "Address to bind (default: ${DEFAULT-VALUE}).")
+    String host;
+
+    @Option(names = "--port", defaultValue = "8080", description = "Port (default: ${DEFAULT-VALUE}; 0 picks one).")
+    int port;
+
+    @Override
+    public Integer call() throws Exception {
+        List<URI> urls = new ArrayList<>();
+        for (String e : engines) {
+            try {
+                urls.add(URI.create(e.endsWith("/") ? e.substring(0, e.length() - 1) : e));
+            } catch (IllegalArgumentException ex) {
+                throw new ParameterException(spec.commandLine(), "--engine " + e + " is not a URL");
+            }
+        }
+        if (probeIntervalMs < 10) {
+            throw new ParameterException(spec.commandLine(), "--probe-interval-ms " + probeIntervalMs
+                    + " must be at least 10");
+        }
+        Router.Config config;
+        try {
+            config = new Router.Config(urls, engineDns, PlacementPolicy.named(placement),
+                    Duration.ofMillis(probeIntervalMs), host, port);
+        } catch (IllegalArgumentException e) {
+            throw new ParameterException(spec.commandLine(), e.getMessage());
+        }
+        try (Router router = new Router(config).start()) {
+            CountDownLatch stopped = new CountDownLatch(1);
+            for (String signal : List.of("TERM", "INT")) {
+                try {
+                    Signal.handle(new Signal(signal), s -> stopped.countDown());
+                } catch (IllegalArgumentException e) {
+                    // SIGINT cannot be handled in a background job; SIGTERM still can.
+                }
+            }
+            System.out.println("Punica-J router at http://" + host + ":" + router.port() + "/v1 over "
+                    + (engineDns != null ? engineDns : String.join(", ", engines)));
+            System.out.flush();
+            stopped.await();
+        }
+        return 0;
+    }
+}

@@ -1,0 +1,545 @@
+package ai.punica.router;
+
+import ai.punica.cluster.EngineState;
+import ai.punica.cluster.Placement;
+import ai.punica.cluster.PlacementPolicy;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.helidon.http.HeaderNames;
+import io.helidon.http.Status;
+import io.helidon.webserver.WebServer;
+import io.helidon.webserver.http.HttpRouting;
+import io.helidon.webserver.http.ServerRequest;
+import io.helidon.webserver.http.ServerResponse;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.net.InetAddress;
+import java.net.URI;
+import java.net.UnknownHostException;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
+import java.nio.charset.StandardCharsets;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.HashSet;
+import java.util.LinkedHashMap;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.ThreadLocalRandom;
+import java.util.concurrent.atomic.AtomicLong;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * {@code punica router}: Punica's scheduler over {@code punica serve} processes (docs/cluster.md). It places each
+ * request on an engine process by a {@link PlacementPolicy} over their states (read from
+ * {@code GET /v1/engine/state}, which is also the health probe), passes the answer through, and when an engine
+ * dies mid-stream continues the stream on another one from the tokens the client already has
+ * ({@code POST /v1/engine/continue}): the client sees the same SSE frames, no error.
+ *
+ * <pre>
+ *  client ──► router ──POST (X-Punica-Token-Ids: 1)──► engine A ──events (": tokens ..." + data)──► router
+ *                │                                                  router ──data frames only──► client
+ *                └── A breaks: POST /v1/engine/continue {request, id, created, generated_token_ids} ──► engine B
+ * </pre>
+ */
+public final class Router implements AutoCloseable {
+    private static final Logger log = LoggerFactory.getLogger(Router.class);
+    private static final ObjectMapper JSON = new ObjectMapper();
+    private static final String TOKEN_IDS_HEADER = "X-Punica-Token-Ids";
+    private static final long MAX_BODY_BYTES = 8L << 20;
+
+    /**
+     * @param engines       engine servers' base URLs (static membership), or empty with {@code dns}
+     * @param dns           NAME:PORT re-resolved at every probe (a Kubernetes headless Service), or null
+     * @param policy        placement policy
+     * @param probeInterval how often every engine's state is read
+     */
+    public record Config(List<URI> engines, String dns, PlacementPolicy policy, Duration probeInterval, String host,
+                         int port) {
+        public Config {
+            engines = List.copyOf(engines);
+            if (engines.isEmpty() == (dns == null)) {
+                throw new IllegalArgumentException("give engine URLs or a DNS name, one of the two");
+            }
+            Set<URI> seen = new HashSet<>();
+            for (URI u : engines) {
+                if (!"http".equals(u.getScheme()) || u.getHost() == null || u.getPort() < 0) {
+                    throw new IllegalArgumentException("engine URL " + u + " is not http://HOST:PORT");
+                }
+                if (!seen.add(URI.create("http://" + u.getHost() + ":" + u.getPort()))) {
+                    throw new IllegalArgumentException("engine URL " + u + " is given twice");
+                }
+            }
+            if (dns != null && !dns.matches("[^:\\s]+:\\d{1,5}")) {
+                throw new IllegalArgumentException("--engine-dns " + dns + " is not NAME:PORT");
+            }
+        }
+    }
+
+    private final Config config;
+    private final List<RemoteEngine> engines = new CopyOnWriteArrayList<>();
+    private final HttpClient http = HttpClient.newBuilder().version(HttpClient.Version.HTTP_1_1)
+            .connectTimeout(Duration.ofSeconds(2)).build();
+    private final AtomicLong failovers = new AtomicLong();
+    private final AtomicLong lostStreams = new AtomicLong();
+    private int previous = -1;
+    private volatile boolean closed;
+    private Thread prober;
+    private WebServer server;
+
+    public Router(Config config) {
+        this.config = config;
+        for (URI u : config.engines()) {
+            engines.add(new RemoteEngine(URI.create("http://" + u.getHost() + ":" + u.getPort())));
+        }
+    }
+
+    /** Probes every engine once, then serves; engines that are down now are probed again and join when up. */
+    public Router start() {
+        refreshMembership();
+        probeAll();
+        prober = Thread.ofPlatform().daemon(true).name("punica-router-probe").start(() -> {
+            while (!closed) {
+                try {
+                    Thread.sleep(config.probeInterval());
+                } catch (InterruptedException e) {
+                    return;
+                }
+                refreshMembership();
+                probeAll();
+            }
+        });
+        server = WebServer.builder().host(config.host()).port(config.port()).shutdownHook(false)
+                .routing(this::routes).build().start();
+        log.info("routing to {} engines ({} available) on http://{}:{} ({})", engines.size(),
+                engines.stream().filter(RemoteEngine::available).count(), config.host(), server.port(),
+                config.policy().name());
+        return this;
+    }
+
+    public int port() {
+        return server.port();
+    }
+
+    /** Streams continued on another engine after theirs broke. */
+    public long failovers() {
+        return failovers.get();
+    }
+
+    @Override
+    public void close() {
+        closed = true;
+        if (prober != null) {
+            prober.interrupt();
+        }
+        if (server != null) {
+            server.stop();
+        }
+    }
+
+    private void routes(HttpRouting.Builder r) {
+        r.post("/v1/completions", (req, res) -> forward(req, res, "completions", "/v1/completions"))
+                .post("/v1/chat/completions", (req, res) -> forward(req, res, "chat", "/v1/chat/completions"))
+                .get("/v1/models", this::models)
+                .get("/v1/router/state", this::state)
+                .get("/health", (req, res) -> {
+                    if (engines.stream().anyMatch(RemoteEngine::available)) {
+                        res.status(Status.OK_200).send();
+                    } else {
+                        sendError(res, 503, "server_error", "service_unavailable", "No engine is available.");
+                    }
+                });
+    }
+
+    // ---- membership and health ------------------------------------------------------------------
+
+    private void refreshMembership() {
+        if (config.dns() == null) {
+            return;
+        }
+        String[] parts = config.dns().split(":");
+        Set<URI> now = new LinkedHashSet<>();
+        try {
+            for (InetAddress a : InetAddress.getAllByName(parts[0])) {
+                String host = a.getHostAddress().contains(":") ? "[" + a.getHostAddress() + "]" : a.getHostAddress();
+                now.add(URI.create("http://" + host + ":" + parts[1]));
+            }
+        } catch (UnknownHostException e) {
+            log.warn("{} does not resolve: {}; keeping the engines known so far", parts[0], e.getMessage());
+            return;
+        }
+        for (URI u : now) {
+            if (engines.stream().noneMatch(e -> e.base().equals(u))) {
+                engines.add(new RemoteEngine(u));
+                log.info("engine {} joined ({})", u, config.dns());
+            }
+        }
+        engines.removeIf(e -> !now.contains(e.base()) && e.inFlight.get() == 0);
+    }
+
+    private void probeAll() {
+        for (RemoteEngine e : engines) {
+            e.probe(http, Duration.ofSeconds(1));
+        }
+    }
+
+    /** The policy's engine for a request, among those not tried yet; null when none has room. */
+    private synchronized RemoteEngine choose(String adapter, int tokens, Set<RemoteEngine> tried) {
+        List<RemoteEngine> list = List.copyOf(engines);
+        List<EngineState> states = new ArrayList<>();
+        for (RemoteEngine e : list) {
+            EngineState s = e.state();
+            states.add(tried.contains(e) ? new EngineState(s.running(), s.maxRunning(), s.freeKvPages(), s.pageSize(),
+                    s.residentAdapters(), false) : s);
+        }
+        int i = config.policy().choose(states, new Placement(adapter, tokens), previous);
+        if (i < 0) {
+            return null;
+        }
+        previous = i;
+        RemoteEngine chosen = list.get(i);
+        chosen.placements.incrementAndGet();
+        return chosen;
+    }
+
+    // ---- forwarding -----------------------------------------------------------------------------
+
+    private void forward(ServerRequest req, ServerResponse res, String endpoint, String path) throws IOException {
+        byte[] body;
+        try (InputStream in = req.content().inputStream()) {
+            body = in.readNBytes((int) MAX_BODY_BYTES + 1);
+        }
+        if (body.length > MAX_BODY_BYTES) {
+            sendError(res, 413, "invalid_request_error", null, "The request body is larger than " + MAX_BODY_BYTES
+                    + " bytes.");
+            return;
+        }
+        ObjectNode request = null;
+        try {
+            if (JSON.readTree(body) instanceof ObjectNode o) {
+                request = o;
+            }
+        } catch (IOException e) {
+            // Not JSON: an engine answers it with its own 400.
+        }
+        boolean continuable = request != null && request.path("stream").asBoolean(false)
+                && request.path("n").asInt(1) == 1;
+        if (continuable && !request.has("seed") && request.path("temperature").asDouble(1.0) != 0) {
+            // A sampled stream continued elsewhere must draw the same numbers: fix its seed now.
+            request.put("seed", ThreadLocalRandom.current().nextLong(1L << 53));
+            body = JSON.writeValueAsBytes(request);
+        }
+        String adapter = request == null ? null : request.path("model").asText(null);
+        int tokens = Math.max(1, body.length / 4); // a prompt's tokens, estimated; the engine has the tokenizer
+        Set<RemoteEngine> tried = new HashSet<>();
+        String authorization = req.headers().first(HeaderNames.AUTHORIZATION).orElse(null);
+        while (true) {
+            RemoteEngine engine = choose(adapter, tokens, tried);
+            if (engine == null) {
+                if (engines.stream().noneMatch(e -> e.available() && !tried.contains(e))) {
+                    sendError(res, 503, "server_error", "service_unavailable", "No engine is available; retry later.");
+                } else {
+                    res.header(HeaderNames.RETRY_AFTER, "1");
+                    sendError(res, 429, "rate_limit_error", "rate_limit_exceeded",
+                            "Every engine is full; retry later.");
+                }
+                return;
+            }
+            tried.add(engine);
+            HttpRequest.Builder rb = HttpRequest.newBuilder(engine.base().resolve(path))
+                    .POST(HttpRequest.BodyPublishers.ofByteArray(body)).header("Content-Type", "application/json");
+            if (authorization != null) {
+                rb.header("Authorization", authorization);
+            }
+            if (continuable) {
+                rb.header(TOKEN_IDS_HEADER, "1");
+            }
+            engine.inFlight.incrementAndGet();
+            HttpResponse<InputStream> answer;
+            try {
+                answer = http.send(rb.build(), HttpResponse.BodyHandlers.ofInputStream());
+            } catch (IOException e) {
+                engine.inFlight.decrementAndGet();
+                engine.markDown("unreachable: " + e);
+                continue; // the client has seen nothing yet: another engine takes it whole
+            } catch (InterruptedException e) {
+                engine.inFlight.decrementAndGet();
+                Thread.currentThread().interrupt();
+                return;
+            }
+            if (!continuable || answer.statusCode() != 200) {
+                try (InputStream in = answer.body()) {
+                    copyWhole(answer, in, res);
+                } finally {
+                    engine.inFlight.decrementAndGet();
+                }
+                return;
+            }
+            new Relay(res, endpoint, request, authorization, tried).run(engine, answer.body());
+            return;
+        }
+    }
+
+    private static void copyWhole(HttpResponse<InputStream> answer, InputStream in, ServerResponse res)
+            throws IOException {
+        byte[] bytes = in.readAllBytes();
+        res.status(Status.create(answer.statusCode()));
+        answer.headers().firstValue("content-type").ifPresent(v -> res.header(HeaderNames.CONTENT_TYPE, v));
+        answer.headers().firstValue("retry-after").ifPresent(v -> res.header(HeaderNames.RETRY_AFTER, v));
+        res.send(bytes);
+    }
+
+    /**
+     * One client stream: relays the engine's SSE events, keeping the data frames and dropping the token-id
+     * comments (so the client gets the bytes one engine sends), and on a broken engine stream continues on
+     * another engine from the tokens of the events relayed whole.
+     */
+    private final class Relay {
+        private final OutputStream out;
+        private final String endpoint;
+        private final ObjectNode request;
+        private final String authorization;
+        private final Set<RemoteEngine> tried;
+        private final List<Integer> generated = new ArrayList<>();
+        private String id;
+        private long created;
+
+        Relay(ServerResponse res, String endpoint, ObjectNode request, String authorization, Set<RemoteEngine> tried) {
+            res.status(Status.OK_200);
+            res.header(HeaderNames.CONTENT_TYPE, "text/event-stream; charset=utf-8");
+            res.header(HeaderNames.CACHE_CONTROL, "no-cache");
+            res.header("X-Accel-Buffering", "no");
+            this.out = res.outputStream();
+            this.endpoint = endpoint;
+            this.request = request;
+            this.authorization = authorization;
+            this.tried = tried;
+        }
+
+        void run(RemoteEngine engine, InputStream in) {
+            RemoteEngine current = engine;
+            InputStream stream = in;
+            try (out) {
+                while (true) {
+                    boolean done;
+                    try (InputStream open = stream) {
+                        done = relay(open);
+                    } catch (IOException e) {
+                        done = false;
+                    } finally {
+                        current.inFlight.decrementAndGet();
+                    }
+                    if (done) {
+                        return;
+                    }
+                    current.markDown("its stream broke mid-response");
+                    failovers.incrementAndGet();
+                    InputStream next = null;
+                    while (next == null) {
+                        current = choose(request.path("model").asText(null), generated.size() + 1, tried);
+                        if (current == null) {
+                            lostStreams.incrementAndGet();
+                            write(("data: {\"error\":{\"message\":\"The engine serving this stream failed and no "
+                                    + "other engine can continue it.\",\"type\":\"server_error\",\"param\":null,"
+                                    + "\"code\":\"service_unavailable\"}}\n\ndata: [DONE]\n\n")
+                                    .getBytes(StandardCharsets.UTF_8));
+                            return;
+                        }
+                        tried.add(current);
+                        next = resumeOn(current);
+                    }
+                    log.info("stream {} continues on {} after {} tokens", id, current.name(), generated.size());
+                    stream = next;
+                }
+            } catch (ClientGone | IOException e) {
+                log.debug("client of {} left: {}", id, e.getMessage());
+            }
+        }
+
+        /** The rest of the stream from {@code engine}, or null when it could not take it. */
+        private InputStream resumeOn(RemoteEngine engine) throws ClientGone {
+            HttpRequest.Builder rb;
+            if (id == null) { // no frame sent yet (a completions stream sends none before its first text): start over
+                generated.clear();
+                rb = HttpRequest.newBuilder(engine.base().resolve(endpoint.equals("chat") ? "/v1/chat/completions"
+                        : "/v1/completions")).header(TOKEN_IDS_HEADER, "1")
+                        .POST(HttpRequest.BodyPublishers.ofByteArray(bytes(request)));
+            } else {
+                Map<String, Object> body = new LinkedHashMap<>();
+                body.put("endpoint", endpoint);
+                body.put("id", id);
+                body.put("created", created);
+                body.put("request", request);
+                body.put("generated_token_ids", generated);
+                rb = HttpRequest.newBuilder(engine.base().resolve("/v1/engine/continue"))
+                        .POST(HttpRequest.BodyPublishers.ofByteArray(bytes(body)));
+            }
+            rb.header("Content-Type", "application/json");
+            if (authorization != null) {
+                rb.header("Authorization", authorization);
+            }
+            engine.inFlight.incrementAndGet();
+            try {
+                HttpResponse<InputStream> r = http.send(rb.build(), HttpResponse.BodyHandlers.ofInputStream());
+                if (r.statusCode() == 200) {
+                    return r.body();
+                }
+                String why = new String(r.body().readAllBytes(), StandardCharsets.UTF_8);
+                engine.inFlight.decrementAndGet();
+                log.warn("engine {} refused to continue {}: HTTP {} {}", engine.name(), id, r.statusCode(), why);
+                return null;
+            } catch (IOException e) {
+                engine.inFlight.decrementAndGet();
+                engine.markDown("unreachable: " + e);
+                return null;
+            } catch (InterruptedException e) {
+                engine.inFlight.decrementAndGet();
+                Thread.currentThread().interrupt();
+                throw new ClientGone(e);
+            }
+        }
+
+        /**
+         * Relays events until [DONE] (true) or the end of the engine's stream (false). Only whole events count:
+         * a data frame is sent on, and its tokens taken as received, when its blank line has arrived.
+         */
+        private boolean relay(InputStream in) throws IOException, ClientGone {
+            var reader = new java.io.BufferedReader(new java.io.InputStreamReader(in, StandardCharsets.UTF_8));
+            List<Integer> eventTokens = new ArrayList<>();
+            String data = null;
+            String comment = null;
+            String line;
+            while ((line = reader.readLine()) != null) {
+                if (!line.isEmpty()) {
+                    if (line.startsWith(": tokens ")) {
+                        String[] parts = line.substring(9).split(" ", 2);
+                        if (parts.length == 2) {
+                            for (String t : parts[1].split(",")) {
+                                eventTokens.add(Integer.parseInt(t));
+                            }
+                        }
+                    } else if (line.startsWith(":")) {
+                        comment = line;
+                    } else if (line.startsWith("data: ")) {
+                        data = line.substring(6);
+                    }
+                    continue;
+                }
+                // A whole event.
+                generated.addAll(eventTokens);
+                eventTokens.clear();
+                if (data != null) {
+                    if (id == null && data.startsWith("{")) {
+                        JsonNode n = JSON.readTree(data);
+                        if (n.hasNonNull("id")) {
+                            id = n.get("id").asText();
+                            created = n.path("created").asLong();
+                        }
+                    }
+                    write(("data: " + data + "\n\n").getBytes(StandardCharsets.UTF_8));
+                    if (data.equals("[DONE]")) {
+                        return true;
+                    }
+                } else if (comment != null) {
+                    write((comment + "\n\n").getBytes(StandardCharsets.UTF_8));
+                }
+                data = null;
+                comment = null;
+            }
+            return false;
+        }
+
+        private void write(byte[] bytes) throws ClientGone {
+            try {
+                out.write(bytes);
+                out.flush();
+            } catch (IOException | RuntimeException e) {
+                throw new ClientGone(e);
+            }
+        }
+    }
+
+    /** The client closed its connection. */
+    private static final class ClientGone extends Exception {
+        ClientGone(Throwable cause) {
+            super(cause.toString(), cause);
+        }
+    }
+
+    private static byte[] bytes(Object value) {
+        try {
+            return JSON.writeValueAsBytes(value);
+        } catch (IOException e) {
+            throw new IllegalStateException(e);
+        }
+    }
+
+    // ---- models, state --------------------------------------------------------------------------
+
+    private void models(ServerRequest req, ServerResponse res) throws IOException {
+        for (RemoteEngine e : engines) {
+            if (!e.available()) {
+                continue;
+            }
+            try {
+                HttpRequest.Builder rb = HttpRequest.newBuilder(e.base().resolve("/v1/models")).GET();
+                req.headers().first(HeaderNames.AUTHORIZATION).ifPresent(v -> rb.header("Authorization", v));
+                HttpResponse<InputStream> r = http.send(rb.build(), HttpResponse.BodyHandlers.ofInputStream());
+                try (InputStream in = r.body()) {
+                    copyWhole(r, in, res);
+                }
+                return;
+            } catch (IOException ex) {
+                e.markDown("unreachable: " + ex);
+            } catch (InterruptedException ex) {
+                Thread.currentThread().interrupt();
+                return;
+            }
+        }
+        sendError(res, 503, "server_error", "service_unavailable", "No engine is available.");
+    }
+
+    /** GET /v1/router/state: each engine process, whether it is up (and why not), its load; the failovers. */
+    private void state(ServerRequest req, ServerResponse res) throws IOException {
+        List<Map<String, Object>> list = new ArrayList<>();
+        for (RemoteEngine e : engines) {
+            EngineState s = e.state();
+            Map<String, Object> m = new LinkedHashMap<>();
+            m.put("url", e.base().toString());
+            m.put("available", e.available());
+            m.put("problem", e.problem());
+            m.put("requests", s.running());
+            m.put("max_running", s.maxRunning());
+            m.put("free_kv_pages", s.freeKvPages());
+            m.put("placements", e.placements.get());
+            list.add(m);
+        }
+        Map<String, Object> body = new LinkedHashMap<>();
+        body.put("object", "router.state");
+        body.put("policy", config.policy().name());
+        body.put("failovers", failovers.get());
+        body.put("lost_streams", lostStreams.get());
+        body.put("engines", list);
+        res.status(Status.OK_200);
+        res.header(HeaderNames.CONTENT_TYPE, "application/json");
+        res.send(JSON.writeValueAsBytes(body));
+    }
+
+    private static void sendError(ServerResponse res, int status, String type, String code, String message) {
+        Map<String, Object> detail = new LinkedHashMap<>();
+        detail.put("message", message);
+        detail.put("type", type);
+        detail.put("param", null);
+        detail.put("code", code);
+        res.status(Status.create(status));
+        res.header(HeaderNames.CONTENT_TYPE, "application/json");
+        res.send(bytes(Map.of("error", detail)));
+    }
+}
