@@ -186,8 +186,8 @@ class ServeBenchAgainstDemoServerTest {
         assertThat(s.get("errors").get("http_404").asInt()).isEqualTo(8);
         assertThat(run.get("config").get("arrivals").get("type").asText()).isEqualTo("concurrent");
         assertThat(run.get("config").get("endpoint").asText()).isEqualTo("/v1/chat/completions");
-        assertThat(run.get("config").get("token_counter").asText()).as("the demo server has no /tokenize")
-                .isEqualTo("none");
+        assertThat(run.get("config").get("token_counter").asText()).as("the server's /tokenize counts the prompts")
+                .isEqualTo("server:/tokenize");
         List<double[]> spans = new ArrayList<>();
         for (JsonNode r : run.get("requests")) {
             boolean missing = r.get("model").asText().equals("no-such-adapter");
