@@ -21,7 +21,8 @@
 # Knobs: SERVE_SHAPE (llama-2-7b), SERVE_ADAPTERS (1000), SERVE_DISTINCT (100), SERVE_RANK (16),
 # SERVE_INPUT (128), SERVE_OUTPUT (128), SERVE_CLIENTS (128), SERVE_SAT_REQUESTS (512), SERVE_RATE_SECONDS (8),
 # SERVE_PARTS ("sat100 sat1000 rates ramp"), SERVE_BACKEND (cuda), SERVE_ARGS (extra `punica serve` options),
-# SERVE_DEADLINE_S (500: no new part starts after it). A dry run without a GPU:
+# SERVE_DEADLINE_S (500: no new part starts after it), SERVE_BASE_RATE (the base model's saturated request
+# rate for rates/ramp when sat100 is not part of this call; read from sat100's summary.csv otherwise). A dry run without a GPU:
 #   SERVE_SHAPE=tiny SERVE_BACKEND=cpu SERVE_ADAPTERS=20 SERVE_DISTINCT=4 SERVE_CLIENTS=8 SERVE_SAT_REQUESTS=32 \
 #   SERVE_INPUT=16 SERVE_OUTPUT=8 SERVE_RATE_SECONDS=2 JAVA=java BUNDLE_CP="cli/target/punica-cli-0.1.0-SNAPSHOT.jar:cli/target/lib/*" \
 #   bash tools/bench/serve_gpu.sh
@@ -109,7 +110,7 @@ has sat100 && bench sat100 "${sat[@]}" --adapters "$list100" --workloads base,id
 has sat1000 && bench sat1000 "${sat[@]}" --adapters "$list_all" --workloads uniform:"$count",skewed:"$count",distinct
 
 # The base model's saturated request rate sets the Poisson rates.
-base_rate=$(awk -F, '$2 == "base" {print $6}' "$out/sat100/summary.csv" 2>/dev/null)
+base_rate=${SERVE_BASE_RATE:-$(awk -F, '$2 == "base" {print $6}' "$out/sat100/summary.csv" 2>/dev/null)}
 base_rate=${base_rate:-10}
 if has rates; then
   rates=$(awk -v r="$base_rate" 'BEGIN {printf "%.2f,%.2f,%.2f,%.2f", 0.3*r, 0.6*r, 0.9*r, 1.2*r}')

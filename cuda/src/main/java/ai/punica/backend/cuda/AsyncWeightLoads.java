@@ -134,6 +134,12 @@ final class AsyncWeightLoads {
             return done;
         }
 
+        /** The device block is a copy: once it is filled, the host weights may go. */
+        @Override
+        public boolean readsHostMemory() {
+            return false;
+        }
+
         @Override
         public void close() {
             if (closed) {
