@@ -6,6 +6,10 @@ import static ai.punica.backend.cuda.KernelConstants.SGMV_GROUP_MAX;
 import static ai.punica.backend.cuda.KernelConstants.SGMV_THREADS;
 import static ai.punica.backend.cuda.KernelConstants.SGMV_TILE_ROWS;
 import static ai.punica.backend.cuda.KernelConstants.SHRINK_RANKS_PER_BLOCK;
+import static ai.punica.backend.cuda.KernelConstants.TC_K_STEP;
+import static ai.punica.backend.cuda.KernelConstants.TC_MAX_RANK;
+import static ai.punica.backend.cuda.KernelConstants.TC_OUT_COLS;
+import static ai.punica.backend.cuda.KernelConstants.TC_ROWS;
 import static ai.punica.backend.cuda.Shapes.ceilDiv;
 import static ai.punica.backend.cuda.Shapes.roundUp;
 
@@ -19,12 +23,15 @@ import java.util.List;
  * Segmented LoRA (Punica's SGMV, sgmv.cu): the shrink {@code v = x·Aᵀ} and the expand
  * {@code y += scale·v·Bᵀ} of every row's adapter slot, one projection at a time or a group of up to three
  * that read the same input (q|k|v, gate|up) in one launch; for decode steps on sm_90+ both in one cluster
- * launch. Launch shapes depend on tensor shapes only (step graphs).
+ * launch. Steps whose segments are long (prefill chunks: {@link CudaOptions#sgmvTcMinRows} rows per adapted
+ * segment or more) run both as grouped GEMMs on tensor cores (sgmv_tc.cu). Launch shapes depend on tensor
+ * shapes only (step graphs); which kernels a step takes depends on its segments.
  *
  * <pre>
  *  segments ─► SgmvTiles (tile table) ─► ints ─┐   LoraWeights ─► SlotTables (A, B, rank, scale per slot) ─┐
  *  x ─► sgmv_shrink[_group][_row] ─(split-K partials, last block adds)─► v ─► sgmv_expand[_group] ─► y += …
  *  x ─► sgmv_fused_row_group (cluster of 8 per (row, projection): shrink, DSMEM sum, expand) ─► y += …
+ *  x ─► sgmv_tc_shrink (64-row tiles, mma, split-K, last block adds) ─► v ─► sgmv_tc_expand (64 × 128 mma) ─► y += …
  * </pre>
  */
 final class SgmvOps {
@@ -35,11 +42,21 @@ final class SgmvOps {
     /** Fp32 partial sums one shrink block leaves for the split-K reduction: 32 ranks × 8 rows. */
     private static final int SHRINK_PARTIAL_FLOATS = SHRINK_RANKS_PER_BLOCK * SGMV_TILE_ROWS;
 
+    /** A split of the tensor-core shrink covers at least this many inputs. */
+    private static final int TC_MIN_SPLIT = 256;
+    /** The tensor-core shrink splits its inputs until about this many blocks run per SM. */
+    private static final int TC_BLOCKS_PER_SM = 2;
+    /** Fp32 partial sums one tensor-core shrink block leaves for the split-K reduction: 64 rows × 64 ranks. */
+    private static final int TC_PARTIAL_FLOATS = TC_ROWS * TC_MAX_RANK;
+
     private final DeviceParts parts;
     private final SlotTables slotTables;
     private final SgmvTiles tiles = new SgmvTiles();
     /** Split-K shrink scratch: fp32 partial sums, then one arrival counter per (tile, rank block). */
     private long workspace;
+    /** The tensor-core shrink's split-K scratch: partial sums, then arrival counters (0 until first needed). */
+    private long tcWorkspace;
+    private long tcLaunches;
     /** fusedLora and fusedMinTiles are read from here. */
     private CudaOptions options;
     private long fusedLaunches;
@@ -64,6 +81,11 @@ final class SgmvOps {
     void shrink(CudaTensor xs, LoraWeights weights, Segments segments, CudaTensor vs, int vCol) {
         String op = "sgmvShrink";
         SlotTables.Table table = checkShrink(op, xs, weights, segments, vs, vCol, vs.cols() - vCol);
+        if (tensorCores(segments, table)) {
+            long[] tables = {table.device, table.device, table.device};
+            tensorCoreShrink(op, xs, tables, weights.slots(), segments, vs.ptr + 2L * vCol, vs.cols(), 0, 1);
+            return;
+        }
         int tileCount = SgmvTiles.count(xs.rows(), weights.slots());
         int rankBlocks = ceilDiv(vs.cols() - vCol, SHRINK_RANKS_PER_BLOCK);
         if (tileCount == 0 || rankBlocks == 0) {
@@ -92,11 +114,17 @@ final class SgmvOps {
         int w = vs.cols() / n;
         int slots = sameSlots(op, group);
         long[] tables = new long[SGMV_GROUP_MAX];
+        SlotTables.Table[] checked = new SlotTables.Table[n];
         for (int m = 0; m < n; m++) {
-            tables[m] = checkShrink(op, xs, group.get(m), segments, vs, m * w, w).device;
+            checked[m] = checkShrink(op, xs, group.get(m), segments, vs, m * w, w);
+            tables[m] = checked[m].device;
         }
         for (int m = n; m < SGMV_GROUP_MAX; m++) {
             tables[m] = tables[0]; // padding, never read
+        }
+        if (tensorCores(segments, checked)) {
+            tensorCoreShrink(op, xs, tables, slots, segments, vs.ptr, vs.cols(), w, n);
+            return;
         }
         int tileCount = SgmvTiles.count(xs.rows(), slots);
         if (tileCount == 0 || w == 0) {
@@ -170,6 +198,13 @@ final class SgmvOps {
         String op = "sgmvExpand";
         SlotTables.Table table = checkExpand(op, vs, vCol, weights, segments, ys, yCol);
         int outFeatures = outFeatures(op, table, ys, yCol, ys.cols());
+        if (tensorCores(segments, table)) {
+            int blocks = ceilDiv(outFeatures, TC_OUT_COLS);
+            tensorCoreExpand(op, vs, vs.ptr + 2L * vCol, 0, new long[] {table.device, table.device, table.device},
+                    weights.slots(), segments, ys, new int[] {yCol, 0, 0}, new int[] {outFeatures, 0, 0},
+                    new int[] {0, blocks, blocks}, blocks);
+            return;
+        }
         int tileCount = SgmvTiles.count(vs.rows(), weights.slots());
         if (tileCount == 0 || outFeatures == 0) {
             return;
@@ -212,14 +247,20 @@ final class SgmvOps {
             }
         }
         int[] outs = groupOutFeatures(op, checked, ys, yCols);
+        boolean tc = tensorCores(segments, checked);
+        int blockCols = tc ? TC_OUT_COLS : SGMV_THREADS;
         for (int m = 0; m < n; m++) {
             cols[m] = yCols[m];
             starts[m] = blocks;
-            blocks += ceilDiv(outs[m], SGMV_THREADS);
+            blocks += ceilDiv(outs[m], blockCols);
         }
         for (int m = n; m < SGMV_GROUP_MAX; m++) {
             starts[m] = blocks;
             tables[m] = tables[0]; // padding, never read
+        }
+        if (tc) {
+            tensorCoreExpand(op, vs, vs.ptr, w, tables, slots, segments, ys, cols, outs, starts, blocks);
+            return;
         }
         int tileCount = SgmvTiles.count(vs.rows(), slots);
         if (tileCount == 0 || blocks == 0) {
@@ -228,6 +269,104 @@ final class SgmvOps {
         int[] tileTable = tiles.tiles(op, segments, tileCount);
         parts.kernels().launchSgmvExpandGroup(vs.ptr, vs.cols(), w, ys.ptr, ys.cols(), parts.ring().ints(tileTable),
                 tables, slots, cols, outs, starts, tileCount, blocks);
+    }
+
+    /**
+     * Whether a step's SGMV runs on tensor cores: {@link CudaOptions#sgmvTcMinRows} is on and its adapted
+     * segments (slot ≥ 0) hold at least that many rows on average, no slot they use has a rank above
+     * {@value KernelConstants#TC_MAX_RANK} in any of the projections, and the step is not decode-shaped (one-row
+     * tiles, {@link SgmvTiles#rowTiles}: those keep the decode kernels and the fused one). Shrink and expand
+     * decide alike from the same segments and tables.
+     */
+    private boolean tensorCores(Segments segments, SlotTables.Table... tables) {
+        int minRows = options.sgmvTcMinRows();
+        if (minRows <= 0) {
+            return false;
+        }
+        long adaptedRows = 0;
+        int adapted = 0;
+        for (int i = 0; i < segments.count(); i++) {
+            int slot = segments.slots()[i];
+            if (slot < 0) {
+                continue;
+            }
+            for (SlotTables.Table t : tables) {
+                if (slot < t.rank.length && t.a[slot] != null && t.rank[slot] > TC_MAX_RANK) {
+                    return false;
+                }
+            }
+            adapted++;
+            adaptedRows += segments.starts()[i + 1] - segments.starts()[i];
+        }
+        if (adapted == 0 || adaptedRows < (long) minRows * adapted) {
+            return false;
+        }
+        int slots = tables[0].rank.length;
+        return !SgmvTiles.rowTiles(segments, SgmvTiles.count(segments.rows(), slots));
+    }
+
+    /**
+     * {@code sgmv_tc_shrink}: grid (64-row tiles, splits, projections). The inputs are split when the tiles
+     * alone would leave SMs idle (about {@value #TC_BLOCKS_PER_SM} blocks per SM, each split at least
+     * {@value #TC_MIN_SPLIT} inputs, a multiple of {@value KernelConstants#TC_K_STEP}); the split count depends on
+     * shapes only. With {@code splits ≤ ceil(target / blocks)}, blocks · splits stays below 2 · target, the
+     * workspace's size.
+     */
+    private void tensorCoreShrink(String op, CudaTensor xs, long[] tables, int slots, Segments segments, long v,
+                                  int vStride, int vWidth, int n) {
+        int tileCount = SgmvTiles.tensorCoreCount(xs.rows(), slots);
+        if (tileCount == 0) {
+            return;
+        }
+        int[] tileTable = tiles.tensorCoreTiles(op, segments, tileCount);
+        int in = xs.cols();
+        int target = TC_BLOCKS_PER_SM * parts.ctx().multiprocessors;
+        int blocks = tileCount * n;
+        int splits = 1;
+        if (blocks < target && in >= 2 * TC_MIN_SPLIT) {
+            splits = Math.min(ceilDiv(target, blocks), in / TC_MIN_SPLIT);
+        }
+        int kChunk = roundUp(ceilDiv(in, splits), TC_K_STEP);
+        splits = ceilDiv(in, kChunk);
+        long partial = 0;
+        long arrivals = 0;
+        if (splits > 1) {
+            ensureTcWorkspace(target);
+            partial = tcWorkspace;
+            arrivals = tcWorkspace + 2L * target * TC_PARTIAL_FLOATS * 4;
+        }
+        long tilesOnDevice = parts.ring().ints(tileTable);
+        parts.kernels().launchSgmvTcShrink(xs.ptr, xs.cols(), v, vStride, vWidth, tilesOnDevice, tables, slots, in,
+                kChunk, partial, arrivals, tileCount, splits, n);
+        tcLaunches++;
+    }
+
+    /** {@code sgmv_tc_expand}: grid (64-row tiles, Σ ceil(out_m / 128)), projection m owning a run of blocks. */
+    private void tensorCoreExpand(String op, CudaTensor vs, long v, int vWidth, long[] tables, int slots,
+                                  Segments segments, CudaTensor ys, int[] yCols, int[] outs, int[] starts, int blocks) {
+        int tileCount = SgmvTiles.tensorCoreCount(vs.rows(), slots);
+        if (tileCount == 0 || blocks == 0) {
+            return;
+        }
+        int[] tileTable = tiles.tensorCoreTiles(op, segments, tileCount);
+        parts.kernels().launchSgmvTcExpand(v, vs.cols(), vWidth, ys.ptr, ys.cols(), parts.ring().ints(tileTable),
+                tables, slots, yCols, outs, starts, tileCount, blocks);
+        tcLaunches++;
+    }
+
+    /** Shrinks and expands run on tensor cores so far (host calls). */
+    long tensorCoreLaunches() {
+        return tcLaunches;
+    }
+
+    /** The tensor-core split-K scratch, allocated once: 2 · target blocks' partials, then target counters, zeroed. */
+    private void ensureTcWorkspace(int target) {
+        if (tcWorkspace != 0) {
+            return;
+        }
+        long partialBytes = 2L * target * TC_PARTIAL_FLOATS * 4;
+        tcWorkspace = parts.memory().alloc(partialBytes + 4L * target);
+        parts.ctx().driver.memsetD32Async(tcWorkspace + partialBytes, 0, target, parts.ctx().stream);
     }
 
     private static int checkGroupSize(String op, List<LoraWeights> group) {
