@@ -84,7 +84,9 @@ __device__ __forceinline__ void mma_bf16(float* d, const unsigned* a, unsigned b
 __device__ __forceinline__ void load8(bf16* dst, const bf16* src, long long ld, int row, int rows, int c, int cols,
                                       bool vec) {
     if (row >= rows || c >= cols) {
-        *(uint4*) dst = make_uint4(0, 0, 0, 0);
+        uint4 zero;  // no make_uint4: NVRTC compiles this file without the toolkit's headers
+        zero.x = zero.y = zero.z = zero.w = 0u;
+        *(uint4*) dst = zero;
         return;
     }
     const bf16* p = src + row * ld + c;
@@ -327,8 +329,13 @@ sgmv_tc_expand(const bf16* __restrict__ v, int vStride, int vWidth, bf16* y, int
             #pragma unroll
             for (int j = 0; j < 8; j++) {
                 int r = wm * 32 + i * 16 + g, c = wn * 64 + j * 8 + 2 * tq;
-                *(float2*) &sh.out[r][c] = make_float2(acc[i][j][0], acc[i][j][1]);
-                *(float2*) &sh.out[r + 8][c] = make_float2(acc[i][j][2], acc[i][j][3]);
+                float2 lo, hi;
+                lo.x = acc[i][j][0];
+                lo.y = acc[i][j][1];
+                hi.x = acc[i][j][2];
+                hi.y = acc[i][j][3];
+                *(float2*) &sh.out[r][c] = lo;
+                *(float2*) &sh.out[r + 8][c] = hi;
             }
     }
     __syncthreads();
