@@ -308,17 +308,16 @@ final class SgmvOps {
     /**
      * {@code sgmv_tc_shrink}: grid (64-row tiles, splits, projections). The inputs are split when the tiles
      * alone would leave SMs idle (about {@value #TC_BLOCKS_PER_SM} blocks per SM, each split at least
-     * {@value #TC_MIN_SPLIT} inputs, a multiple of {@value KernelConstants#TC_K_STEP}); the split count depends on
-     * shapes only. With {@code splits ≤ ceil(target / blocks)}, blocks · splits stays below 2 · target, the
-     * workspace's size.
+     * {@value #TC_MIN_SPLIT} inputs, a multiple of {@value KernelConstants#TC_K_STEP}). With
+     * {@code splits ≤ ceil(target / blocks)}, blocks · splits stays below 2 · target, the workspace's size.
      */
     private void tensorCoreShrink(String op, CudaTensor xs, long[] tables, int slots, Segments segments, long v,
                                   int vStride, int vWidth, int n) {
-        int tileCount = SgmvTiles.tensorCoreCount(xs.rows(), slots);
+        int[] tileTable = tiles.tensorCoreTiles(op, segments, SgmvTiles.tensorCoreCount(xs.rows(), slots));
+        int tileCount = gridTiles(tileTable);
         if (tileCount == 0) {
             return;
         }
-        int[] tileTable = tiles.tensorCoreTiles(op, segments, tileCount);
         int in = xs.cols();
         int target = TC_BLOCKS_PER_SM * parts.ctx().multiprocessors;
         int blocks = tileCount * n;
@@ -344,14 +343,31 @@ final class SgmvOps {
     /** {@code sgmv_tc_expand}: grid (64-row tiles, Σ ceil(out_m / 128)), projection m owning a run of blocks. */
     private void tensorCoreExpand(String op, CudaTensor vs, long v, int vWidth, long[] tables, int slots,
                                   Segments segments, CudaTensor ys, int[] yCols, int[] outs, int[] starts, int blocks) {
-        int tileCount = SgmvTiles.tensorCoreCount(vs.rows(), slots);
+        int[] tileTable = tiles.tensorCoreTiles(op, segments, SgmvTiles.tensorCoreCount(vs.rows(), slots));
+        int tileCount = gridTiles(tileTable);
         if (tileCount == 0 || blocks == 0) {
             return;
         }
-        int[] tileTable = tiles.tensorCoreTiles(op, segments, tileCount);
         parts.kernels().launchSgmvTcExpand(v, vs.cols(), vWidth, ys.ptr, ys.cols(), parts.ring().ints(tileTable),
                 tables, slots, yCols, outs, starts, tileCount, blocks);
         tcLaunches++;
+    }
+
+    /**
+     * Tiles a tensor-core launch covers: the table's real tiles (they come first) rounded up to a power of two,
+     * at most the table's length. The shape-only bound on tiles ({@link SgmvTiles#tensorCoreCount}) counts a
+     * tile per slot, far above a prefill chunk's few adapters (64 slots, 1024 rows: 79 against 16), and the
+     * split count follows the tiles; the rounding keeps a recorded decode step that takes these kernels (long
+     * segments of one adapter) from changing its grid with every few rows.
+     */
+    private static int gridTiles(int[] tileTable) {
+        int length = tileTable.length / 3;
+        int real = 0;
+        while (real < length && tileTable[3 * real + 1] > 0) {
+            real++;
+        }
+        int pow2 = Integer.highestOneBit(real);
+        return Math.min(length, pow2 < real ? 2 * pow2 : pow2);
     }
 
     /** Shrinks and expands run on tensor cores so far (host calls). */
