@@ -287,6 +287,20 @@ sgmv_tc_expand(const bf16* __restrict__ v, int vStride, int vWidth, bf16* y, int
         load8(&sh.in.b[r][col], bt, rank, r, out - o0, col, rank, bVec);
     }
     cp_async_commit();
+    // This thread's rows of y (8 outputs at a time), loaded now so that their latency overlaps the operands'
+    // and the products; y is not __restrict__, so loads placed after the products' stores would wait in turn.
+    const int outHere = min(TC_OUT_COLS, out - o0);
+    bf16* yt = y + (long long) row0 * yStride + yCol + o0;
+    const bool yVec = (yStride & 7) == 0 && aligned16(yt);
+    constexpr int chunksPerRow = TC_OUT_COLS / 8;
+    constexpr int perThread = TC_ROWS * chunksPerRow / TC_THREADS;
+    uint4 old[perThread];
+    #pragma unroll
+    for (int q = 0; q < perThread; q++) {
+        int c = threadIdx.x + q * TC_THREADS;
+        int r = c / chunksPerRow, col = (c - r * chunksPerRow) * 8;
+        if (yVec && r < nRows && col + 8 <= outHere) old[q] = *(const uint4*) (yt + (long long) r * yStride + col);
+    }
     cp_async_wait<0>();
     __syncthreads();
 
@@ -340,18 +354,16 @@ sgmv_tc_expand(const bf16* __restrict__ v, int vStride, int vWidth, bf16* y, int
     }
     __syncthreads();
 
-    const int outHere = min(TC_OUT_COLS, out - o0);
-    bf16* yt = y + (long long) row0 * yStride + yCol + o0;
-    const bool yVec = (yStride & 7) == 0 && aligned16(yt);
-    constexpr int chunksPerRow = TC_OUT_COLS / 8;
-    for (int c = threadIdx.x; c < TC_ROWS * chunksPerRow; c += TC_THREADS) {
+    #pragma unroll
+    for (int q = 0; q < perThread; q++) {
+        int c = threadIdx.x + q * TC_THREADS;
         int r = c / chunksPerRow, col = (c - r * chunksPerRow) * 8;
         if (r >= nRows || col >= outHere) continue;
         bf16* yp = yt + (long long) r * yStride + col;
         const float* s = &sh.out[r][col];
         if (yVec && col + 8 <= outHere) {
             float f[8];
-            unpack8(*(const uint4*) yp, f);
+            unpack8(old[q], f);
             #pragma unroll
             for (int j = 0; j < 8; j++) f[j] = f[j] + scale * s[j];
             *(uint4*) yp = pack8(f);
