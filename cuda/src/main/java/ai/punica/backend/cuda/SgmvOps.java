@@ -24,8 +24,9 @@ import java.util.List;
  * {@code y += scale·v·Bᵀ} of every row's adapter slot, one projection at a time or a group of up to three
  * that read the same input (q|k|v, gate|up) in one launch; for decode steps on sm_90+ both in one cluster
  * launch. Steps whose segments are long (prefill chunks: {@link CudaOptions#sgmvTcMinRows} rows per adapted
- * segment or more) run both as grouped GEMMs on tensor cores (sgmv_tc.cu). Launch shapes depend on tensor
- * shapes only (step graphs); which kernels a step takes depends on its segments.
+ * segment or more) run both as grouped GEMMs on tensor cores (sgmv_tc.cu). The CUDA-core launches' shapes
+ * depend on tensor shapes only (step graphs); which kernels a step takes, and the tensor-core grids
+ * ({@link #gridTiles}), depend on its segments.
  *
  * <pre>
  *  segments ─► SgmvTiles (tile table) ─► ints ─┐   LoraWeights ─► SlotTables (A, B, rank, scale per slot) ─┐
