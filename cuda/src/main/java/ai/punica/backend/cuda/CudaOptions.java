@@ -14,8 +14,8 @@ package ai.punica.backend.cuda;
  * @param decodeAttention     decode steps take the decode attention kernel; off routes them to the general one
  *                            (benchmarks, tests; default on)
  * @param decodeBlocksPerSm   decode attention splits rows until there are this many blocks per SM (default 8)
- * @param sgmvTcMinRows       SGMV steps whose adapted segments average at least this many rows run on tensor cores
- *                            (sgmv_tc.cu); 0 keeps every step on the CUDA-core kernels ({@code punica.cuda.sgmvTcMinRows},
+ * @param sgmvTcMinRows       SGMV segments of at least this many rows run on tensor cores (sgmv_tc.cu), shorter ones
+ *                            on the CUDA-core kernels; 0 keeps every step on the latter ({@code punica.cuda.sgmvTcMinRows},
  *                            default {@value #SGMV_TC_MIN_ROWS})
  * @param profile             a CUDA event around every launch, for {@code profileReport()} ({@code punica.cuda.profile},
  *                            default off)
@@ -34,10 +34,10 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
     public static final int FUSED_MIN_TILES = 8;
 
     /**
-     * SGMV steps whose adapted segments hold at least this many rows on average take the tensor-core kernels
-     * (prefill chunks, mixed steps); below it, and for decode-shaped tile tables, ranks above 64 or 0 here, the
-     * CUDA-core kernels of sgmv.cu. Not measured yet on a GPU: SgmvBench's "crossover" table times both paths
-     * at 1 to 128 rows per segment (docs/gpu.md, "SGMV on tensor cores").
+     * SGMV segments of at least this many rows take the tensor-core kernels (prefill chunks; in a mixed step the
+     * chunk, beside its decode rows on the CUDA-core kernels); shorter segments, decode-shaped tile tables, ranks
+     * above 64 and 0 here take the CUDA-core kernels of sgmv.cu. Not measured yet on a GPU: SgmvBench's
+     * "crossover" table times both paths at 1 to 128 rows per segment (docs/gpu.md, "SGMV on tensor cores").
      */
     public static final int SGMV_TC_MIN_ROWS = 16;
 
@@ -140,7 +140,7 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
         public Builder fusedLora(boolean on) { fusedLora = on; return this; }
         public Builder loraOverlap(boolean on) { loraOverlap = on; return this; }
         public Builder fusedMinTiles(int tiles) { fusedMinTiles = tiles; return this; }
-        /** Rows per adapted segment from which SGMV runs on tensor cores; 0: never. */
+        /** Rows of a segment from which its SGMV runs on tensor cores; 0: never. */
         public Builder sgmvTcMinRows(int rows) { sgmvTcMinRows = rows; return this; }
 
         // Decode attention.

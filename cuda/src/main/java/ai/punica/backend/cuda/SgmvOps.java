@@ -23,8 +23,8 @@ import java.util.List;
  * Segmented LoRA (Punica's SGMV, sgmv.cu): the shrink {@code v = x·Aᵀ} and the expand
  * {@code y += scale·v·Bᵀ} of every row's adapter slot, one projection at a time or a group of up to three
  * that read the same input (q|k|v, gate|up) in one launch; for decode steps on sm_90+ both in one cluster
- * launch. Steps whose segments are long (prefill chunks: {@link CudaOptions#sgmvTcMinRows} rows per adapted
- * segment or more) run both as grouped GEMMs on tensor cores (sgmv_tc.cu). The CUDA-core launches' shapes
+ * launch. Segments of {@link CudaOptions#sgmvTcMinRows} rows or more (prefill chunks) run both halves as
+ * grouped GEMMs on tensor cores (sgmv_tc.cu), the shorter segments of the same call on the CUDA-core kernels. The CUDA-core launches' shapes
  * depend on tensor shapes only (step graphs); which kernels a step takes, and the tensor-core grids
  * ({@link #gridTiles}), depend on its segments.
  *
@@ -82,10 +82,15 @@ final class SgmvOps {
     void shrink(CudaTensor xs, LoraWeights weights, Segments segments, CudaTensor vs, int vCol) {
         String op = "sgmvShrink";
         SlotTables.Table table = checkShrink(op, xs, weights, segments, vs, vCol, vs.cols() - vCol);
-        if (tensorCores(segments, table)) {
+        Path path = path(segments, table);
+        if (path != Path.CUDA_CORES) {
             long[] tables = {table.device, table.device, table.device};
-            tensorCoreShrink(op, xs, tables, weights.slots(), segments, vs.ptr + 2L * vCol, vs.cols(), 0, 1);
-            return;
+            tensorCoreShrink(op, xs, tables, weights.slots(), longSegments(segments, path), vs.ptr + 2L * vCol,
+                    vs.cols(), 0, 1);
+            if (path == Path.TENSOR_CORES) {
+                return;
+            }
+            segments = split(segments).shortOnes();
         }
         int tileCount = SgmvTiles.count(xs.rows(), weights.slots());
         int rankBlocks = ceilDiv(vs.cols() - vCol, SHRINK_RANKS_PER_BLOCK);
@@ -123,9 +128,13 @@ final class SgmvOps {
         for (int m = n; m < SGMV_GROUP_MAX; m++) {
             tables[m] = tables[0]; // padding, never read
         }
-        if (tensorCores(segments, checked)) {
-            tensorCoreShrink(op, xs, tables, slots, segments, vs.ptr, vs.cols(), w, n);
-            return;
+        Path path = path(segments, checked);
+        if (path != Path.CUDA_CORES) {
+            tensorCoreShrink(op, xs, tables, slots, longSegments(segments, path), vs.ptr, vs.cols(), w, n);
+            if (path == Path.TENSOR_CORES) {
+                return;
+            }
+            segments = split(segments).shortOnes();
         }
         int tileCount = SgmvTiles.count(xs.rows(), slots);
         if (tileCount == 0 || w == 0) {
@@ -199,12 +208,16 @@ final class SgmvOps {
         String op = "sgmvExpand";
         SlotTables.Table table = checkExpand(op, vs, vCol, weights, segments, ys, yCol);
         int outFeatures = outFeatures(op, table, ys, yCol, ys.cols());
-        if (tensorCores(segments, table)) {
+        Path path = path(segments, table);
+        if (path != Path.CUDA_CORES) {
             int blocks = ceilDiv(outFeatures, TC_OUT_COLS);
             tensorCoreExpand(op, vs, vs.ptr + 2L * vCol, 0, new long[] {table.device, table.device, table.device},
-                    weights.slots(), segments, ys, new int[] {yCol, 0, 0}, new int[] {outFeatures, 0, 0},
-                    new int[] {0, blocks, blocks}, blocks);
-            return;
+                    weights.slots(), longSegments(segments, path), ys, new int[] {yCol, 0, 0},
+                    new int[] {outFeatures, 0, 0}, new int[] {0, blocks, blocks}, blocks);
+            if (path == Path.TENSOR_CORES) {
+                return;
+            }
+            segments = split(segments).shortOnes();
         }
         int tileCount = SgmvTiles.count(vs.rows(), weights.slots());
         if (tileCount == 0 || outFeatures == 0) {
@@ -235,7 +248,6 @@ final class SgmvOps {
         int[] cols = new int[SGMV_GROUP_MAX];
         long[] tables = new long[SGMV_GROUP_MAX];
         SlotTables.Table[] checked = new SlotTables.Table[n];
-        int blocks = 0;
         for (int m = 0; m < n; m++) {
             SlotTables.Table table = checkExpand(op, vs, m * w, group.get(m), segments, ys, yCols[m]);
             checked[m] = table;
@@ -248,21 +260,21 @@ final class SgmvOps {
             }
         }
         int[] outs = groupOutFeatures(op, checked, ys, yCols);
-        boolean tc = tensorCores(segments, checked);
-        int blockCols = tc ? TC_OUT_COLS : SGMV_THREADS;
-        for (int m = 0; m < n; m++) {
-            cols[m] = yCols[m];
-            starts[m] = blocks;
-            blocks += ceilDiv(outs[m], blockCols);
-        }
+        System.arraycopy(yCols, 0, cols, 0, n);
         for (int m = n; m < SGMV_GROUP_MAX; m++) {
-            starts[m] = blocks;
             tables[m] = tables[0]; // padding, never read
         }
-        if (tc) {
-            tensorCoreExpand(op, vs, vs.ptr, w, tables, slots, segments, ys, cols, outs, starts, blocks);
-            return;
+        Path path = path(segments, checked);
+        if (path != Path.CUDA_CORES) {
+            int tcBlocks = blockStarts(outs, n, TC_OUT_COLS, starts);
+            tensorCoreExpand(op, vs, vs.ptr, w, tables, slots, longSegments(segments, path), ys, cols, outs, starts,
+                    tcBlocks);
+            if (path == Path.TENSOR_CORES) {
+                return;
+            }
+            segments = split(segments).shortOnes();
         }
+        int blocks = blockStarts(outs, n, SGMV_THREADS, starts);
         int tileCount = SgmvTiles.count(vs.rows(), slots);
         if (tileCount == 0 || blocks == 0) {
             return;
@@ -272,38 +284,93 @@ final class SgmvOps {
                 tables, slots, cols, outs, starts, tileCount, blocks);
     }
 
+    /** Which kernels an SGMV call takes ({@link #path}). */
+    private enum Path { CUDA_CORES, TENSOR_CORES, BOTH }
+
+    /** A step's segments split by length at {@code minRows}: the other part's slots set to -1 in each. */
+    private record SplitSegments(Segments source, int minRows, Segments longOnes, Segments shortOnes) {
+    }
+
+    /** The last split made: every projection of every layer of a step shares one {@link Segments}. */
+    private SplitSegments lastSplit;
+
     /**
-     * Whether a step's SGMV runs on tensor cores: {@link CudaOptions#sgmvTcMinRows} is on and its adapted
-     * segments (slot ≥ 0) hold at least that many rows on average, no slot they use has a rank above
-     * {@value KernelConstants#TC_MAX_RANK} in any of the projections, and the step is not decode-shaped (one-row
-     * tiles, {@link SgmvTiles#rowTiles}: those keep the decode kernels and the fused one). Shrink and expand
-     * decide alike from the same segments and tables.
+     * Which kernels an SGMV call takes. With {@link CudaOptions#sgmvTcMinRows} on, adapted segments of at least
+     * that many rows run on tensor cores, shorter ones on the CUDA-core kernels; a step with both kinds launches
+     * both (a prefill chunk beside decode rows), each over its own segments. Everything stays on CUDA cores when
+     * the switch is 0, when no segment is that long, when a slot the step uses has a rank above
+     * {@value KernelConstants#TC_MAX_RANK} in any projection of the call, and when the step is decode-shaped
+     * (one-row tiles, {@link SgmvTiles#rowTiles}: those keep the decode kernels and the fused one). Shrink and
+     * expand decide alike from the same segments and tables.
      */
-    private boolean tensorCores(Segments segments, SlotTables.Table... tables) {
+    private Path path(Segments segments, SlotTables.Table... tables) {
         int minRows = options.sgmvTcMinRows();
         if (minRows <= 0) {
-            return false;
+            return Path.CUDA_CORES;
         }
-        long adaptedRows = 0;
-        int adapted = 0;
+        int longOnes = 0;
+        int shortOnes = 0;
         for (int i = 0; i < segments.count(); i++) {
             int slot = segments.slots()[i];
-            if (slot < 0) {
+            int rows = segments.starts()[i + 1] - segments.starts()[i];
+            if (slot < 0 || rows == 0) {
                 continue;
             }
             for (SlotTables.Table t : tables) {
                 if (slot < t.rank.length && t.a[slot] != null && t.rank[slot] > TC_MAX_RANK) {
-                    return false;
+                    return Path.CUDA_CORES;
                 }
             }
-            adapted++;
-            adaptedRows += segments.starts()[i + 1] - segments.starts()[i];
-        }
-        if (adapted == 0 || adaptedRows < (long) minRows * adapted) {
-            return false;
+            if (rows >= minRows) {
+                longOnes++;
+            } else {
+                shortOnes++;
+            }
         }
         int slots = tables[0].rank.length;
-        return !SgmvTiles.rowTiles(segments, SgmvTiles.count(segments.rows(), slots));
+        if (longOnes == 0 || SgmvTiles.rowTiles(segments, SgmvTiles.count(segments.rows(), slots))) {
+            return Path.CUDA_CORES;
+        }
+        return shortOnes == 0 ? Path.TENSOR_CORES : Path.BOTH;
+    }
+
+    /** The segments the tensor-core kernels take on this path. */
+    private Segments longSegments(Segments segments, Path path) {
+        return path == Path.BOTH ? split(segments).longOnes() : segments;
+    }
+
+    /** {@code segments} split at {@code sgmvTcMinRows} rows (the same objects for every call of a step). */
+    private SplitSegments split(Segments segments) {
+        int minRows = options.sgmvTcMinRows();
+        SplitSegments last = lastSplit;
+        if (last != null && last.source() == segments && last.minRows() == minRows) {
+            return last;
+        }
+        int[] longSlots = segments.slots().clone();
+        int[] shortSlots = segments.slots().clone();
+        for (int i = 0; i < segments.count(); i++) {
+            if (segments.starts()[i + 1] - segments.starts()[i] >= minRows) {
+                shortSlots[i] = -1;
+            } else {
+                longSlots[i] = -1;
+            }
+        }
+        lastSplit = new SplitSegments(segments, minRows, new Segments(segments.starts(), longSlots),
+                new Segments(segments.starts(), shortSlots));
+        return lastSplit;
+    }
+
+    /** starts[m] = the first output block of projection m for blocks of {@code cols} outputs; returns the total. */
+    private static int blockStarts(int[] outs, int n, int cols, int[] starts) {
+        int blocks = 0;
+        for (int m = 0; m < n; m++) {
+            starts[m] = blocks;
+            blocks += ceilDiv(outs[m], cols);
+        }
+        for (int m = n; m < SGMV_GROUP_MAX; m++) {
+            starts[m] = blocks;
+        }
+        return blocks;
     }
 
     /**

@@ -34,6 +34,7 @@ import org.junit.jupiter.api.Test;
  *   <li>the two tensor-core runs bit-identical (the split-K reduction adds in a fixed order);
  *   <li>y bit-identical where no adapter applies; the launch counter says which path ran.
  * </ul>
+ * A mixed step (decode rows beside a prefill chunk) at the default threshold runs both kernels in one call.
  * A failure prints where the error is: the worst element, the error per segment, and which rows mod 16 and
  * columns mod 16 hold the bad elements (a wrong mma fragment layout shows as a pattern there). Prints
  * "CHECK sgmv-tc ..." lines. The grouped ops (q|k|v, gate|up) go through {@link CudaSgmvGroupTest}'s check with
@@ -59,6 +60,11 @@ class CudaSgmvTensorCoreTest extends GpuBackendTest {
      * dispatch must take the tensor-core kernels with {@code sgmvTcMinRows = 1}.
      */
     void check(CudaSgmvTest.Case c, long seed, boolean tensorCores) {
+        check(c, seed, tensorCores, 1);
+    }
+
+    /** {@link #check(CudaSgmvTest.Case, long, boolean)} with the tensor-core runs at {@code sgmvTcMinRows = tcMinRows}. */
+    void check(CudaSgmvTest.Case c, long seed, boolean tensorCores, int tcMinRows) {
         SplittableRandom rng = new SplittableRandom(seed);
         int slots = c.slotRanks().length;
         LoraWeights gW = LoraWeights.empty(slots);
@@ -106,7 +112,7 @@ class CudaSgmvTensorCoreTest extends GpuBackendTest {
         Result first = null;
         for (int run = 0; run < 3; run++) {
             boolean tc = run < 2;
-            GpuChecks.configure(gpu, o -> o.sgmvTcMinRows(tc ? 1 : 0));
+            GpuChecks.configure(gpu, o -> o.sgmvTcMinRows(tc ? tcMinRows : 0));
             String path = tc ? "tc run " + run : "cuda cores";
             long launches = gpu.sgmvTensorCoreLaunches();
             gpu.upload(poison, gv);
@@ -297,15 +303,35 @@ class CudaSgmvTensorCoreTest extends GpuBackendTest {
         // A rank above 64 anywhere in the step: the CUDA-core kernels for the whole call.
         check(new CudaSgmvTest.Case("rank 128 beside rank 16 (stays on cuda cores)", 4096, 1024, 128, 0, 1024,
                 new int[] {100, 100}, new int[] {0, 1}, new int[] {16, 128}), 41, false);
-        // The default threshold: 8 x 128 rows take tensor cores, 1-row segments of a mixed step below it do not.
+        // The default threshold: segments of at least that many rows take tensor cores, shorter ones do not.
         GpuChecks.configure(gpu, o -> o.sgmvTcMinRows(CudaOptions.SGMV_TC_MIN_ROWS));
         assertThat(takesTensorCores(fill(8, 128), iota(8), 8)).as("8 x 128 rows at the default threshold").isTrue();
         assertThat(takesTensorCores(new int[] {1, 1, 1, 1, 1, 1, 1, 60}, iota(8), 8))
-                .as("7 one-row segments and one of 60 (8.4 rows per segment)").isFalse();
+                .as("7 one-row segments and one of 60: the 60 rows on tensor cores").isTrue();
+        assertThat(takesTensorCores(new int[] {1, 2, 15, 1, 3, 15, 1, 9}, iota(8), 8))
+                .as("segments of 1 to 15 rows: all below the threshold").isFalse();
         GpuChecks.configure(gpu, o -> o.sgmvTcMinRows(0));
         assertThat(takesTensorCores(fill(8, 128), iota(8), 8)).as("8 x 128 rows with sgmvTcMinRows = 0").isFalse();
         System.out.println("CHECK sgmv-tc dispatch by rows per segment (default " + CudaOptions.SGMV_TC_MIN_ROWS
                 + ", 0 = off) ok");
+    }
+
+    @Test
+    void aMixedStepRunsItsLongSegmentsOnTensorCoresAndTheRestOnCudaCores() {
+        // 32 decode rows of distinct adapters and a 256-row prefill chunk at the default threshold: both kernels
+        // in one call, each over its own segments.
+        int[] lens = new int[33];
+        int[] ranks = new int[33];
+        int[] choices = {8, 16, 64, 4, 12};
+        for (int i = 0; i < 33; i++) {
+            lens[i] = i == 20 ? 256 : 1;
+            ranks[i] = choices[i % choices.length];
+        }
+        check(new CudaSgmvTest.Case("mixed step: 32 decode rows + 256-row prefill at slot 20, ranks 4..64, 4096→4096",
+                4096, 4096, 64, 0, 4096, lens, iota(33), ranks), 45, true, CudaOptions.SGMV_TC_MIN_ROWS);
+        check(new CudaSgmvTest.Case("mixed step: 5 decode rows + 100-row chunk, 11008→4096", 11008, 4096, 64, 0,
+                4096, new int[] {1, 1, 100, 1, 1, 1}, iota(6), new int[] {16, 64, 32, 8, 4, 16}), 46, true,
+                CudaOptions.SGMV_TC_MIN_ROWS);
     }
 
     /** Whether a rank-16 shrink of these segments ran on tensor cores. */
