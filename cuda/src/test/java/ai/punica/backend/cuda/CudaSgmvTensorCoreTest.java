@@ -382,6 +382,48 @@ class CudaSgmvTensorCoreTest extends GpuBackendTest {
     }
 
     @Test
+    void matmulLoraOfAPrefillChunkOnTensorCoresMatchesReference() {
+        // q|k|v-like group (1024 → 512|128|128) over a prefill chunk of 200 + 100 rows beside a decode row, the
+        // shrink on the side stream; the whole projection against the reference's GEMM + shrink + expand.
+        SplittableRandom rng = new SplittableRandom(80);
+        int in = 1024;
+        int[] outs = {512, 128, 128};
+        int total = 768;
+        CudaSgmvGroupTest.LoadedGroup group = CudaSgmvGroupTest.loadGroup(rng, in, outs,
+                new int[][] {{16, 64, 8}, {16, 0, 12}, {4, 64, 0}});
+        Segments seg = CudaSgmvGroupTest.segments(new int[] {200, 1, 100}, new int[] {0, 2, 1});
+        int rows = 301;
+        int[] cols = CudaSgmvGroupTest.columns(outs);
+        float[] wv = random(rng, total * in, 0.02);
+        float[] xv = random(rng, rows * in, 1);
+        Tensor gw = gpu.loadWeight(TensorData.of("w", DType.BF16, total, in, wv));
+        Tensor rw = ref.loadWeight(TensorData.of("w", DType.BF16, total, in, wv));
+        Tensor gx = gpu.allocate(rows, in);
+        Tensor gv = gpu.allocate(rows, 3 * 64);
+        Tensor gy = gpu.allocate(rows, total);
+        Tensor rx = ref.allocate(rows, in);
+        Tensor rv = ref.allocate(rows, 3 * 64);
+        Tensor ry = ref.allocate(rows, total);
+        gpu.upload(xv, gx);
+        ref.upload(xv, rx);
+        GpuChecks.configure(gpu, o -> o.sgmvTcMinRows(CudaOptions.SGMV_TC_MIN_ROWS).loraOverlap(true));
+        long before = gpu.sgmvTensorCoreLaunches();
+        gpu.matmulLora(gx, gw, null, gy, group.gpu(), seg, gv, cols);
+        long ran = gpu.sgmvTensorCoreLaunches() - before;
+        ref.matmulLora(rx, rw, null, ry, group.ref(), seg, rv, cols);
+        int[] starts = {0, 200, 201, 301};
+        compare("matmulLora q|k|v-like 1024→512|128|128, 200/1/100 rows, overlapped", download(gpu, gy),
+                download(ref, ry), rows, total, starts, TOL);
+        System.out.printf("CHECK sgmv-tc matmulLora: %d tensor-core launches (expected 2) %s%n", ran,
+                ran == 2 ? "ok" : "FAIL");
+        assertThat(ran).as("tensor-core launches of matmulLora").isEqualTo(2);
+        group.free();
+        for (Tensor t : new Tensor[] {gw, gx, gv, gy}) {
+            gpu.free(t);
+        }
+    }
+
+    @Test
     void splitKShrinkOnTensorCoresReplaysBitIdenticallyInACudaGraph() {
         GpuChecks.configure(gpu, o -> o.sgmvTcMinRows(1));
         SplittableRandom rng = new SplittableRandom(70);
