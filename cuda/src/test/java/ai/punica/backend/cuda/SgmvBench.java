@@ -211,6 +211,24 @@ public final class SgmvBench {
                 p.free();
             }
         }
+        // A mixed step: decode rows of distinct adapters beside one prefill chunk. The default threshold runs the
+        // chunk on tensor cores and the decode rows on CUDA cores (two launches each for shrink and expand).
+        System.out.println("BENCH mixed decode rows + chunk rows, 4096→4096 rank 16, cold | cuda-core us"
+                + " | default us (both kernels) | tc launches");
+        for (int[] mix : new int[][] {{32, 256}, {32, 1024}, {8, 128}}) {
+            int[] lens = new int[mix[0] + 1];
+            Arrays.fill(lens, 1);
+            lens[mix[0]] = mix[1];
+            Problem p = Problem.of(gpu, rng, lens, hidden, hidden, rank);
+            GpuChecks.configure(gpu, o -> o.sgmvTcMinRows(0));
+            float old = coldMedian(gpu, flushL2, p.both());
+            GpuChecks.configure(gpu, o -> o.sgmvTcMinRows(CudaOptions.SGMV_TC_MIN_ROWS));
+            long before = gpu.sgmvTensorCoreLaunches();
+            float both = coldMedian(gpu, flushL2, p.both());
+            System.out.printf("BENCH mixed %3d + %4d | %8.1f | %8.1f | %d%n", mix[0], mix[1], old * 1e3, both * 1e3,
+                    gpu.sgmvTensorCoreLaunches() - before);
+            p.free();
+        }
         GpuChecks.configure(gpu, o -> o.sgmvTcMinRows(CudaOptions.SGMV_TC_MIN_ROWS));
         for (Tensor t : flush) {
             gpu.free(t);
@@ -220,8 +238,16 @@ public final class SgmvBench {
     /** {@code segs} segments of {@code perSeg} rows, a distinct rank-{@code rank} adapter each, in → out. */
     private record Problem(CudaBackend gpu, LoraWeights lw, Segments seg, Tensor x, Tensor v, Tensor y) {
         static Problem of(CudaBackend gpu, SplittableRandom rng, int segs, int perSeg, int in, int out, int rank) {
-            int rows = segs * perSeg;
-            Problem p = new Problem(gpu, weights(gpu, rng, segs, in, out, rank), segments(segs, perSeg),
+            int[] lens = new int[segs];
+            Arrays.fill(lens, perSeg);
+            return of(gpu, rng, lens, in, out, rank);
+        }
+
+        /** Segments of the given lengths, slot i for segment i. */
+        static Problem of(CudaBackend gpu, SplittableRandom rng, int[] lens, int in, int out, int rank) {
+            int segs = lens.length;
+            int rows = Arrays.stream(lens).sum();
+            Problem p = new Problem(gpu, weights(gpu, rng, segs, in, out, rank), segments(lens),
                     gpu.allocate(rows, in), gpu.allocate(rows, rank), gpu.allocate(rows, out));
             gpu.upload(random(rng, rows * in, 1), p.x());
             gpu.upload(random(rng, rows * out, 1), p.y());
@@ -239,11 +265,11 @@ public final class SgmvBench {
             return lw;
         }
 
-        private static Segments segments(int segs, int perSeg) {
-            int[] starts = new int[segs + 1];
-            int[] slots = new int[segs];
-            for (int i = 0; i < segs; i++) {
-                starts[i + 1] = (i + 1) * perSeg;
+        private static Segments segments(int[] lens) {
+            int[] starts = new int[lens.length + 1];
+            int[] slots = new int[lens.length];
+            for (int i = 0; i < lens.length; i++) {
+                starts[i + 1] = starts[i] + lens[i];
                 slots[i] = i;
             }
             return new Segments(starts, slots);
