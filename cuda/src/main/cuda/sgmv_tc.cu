@@ -70,6 +70,14 @@ __device__ __forceinline__ void ldmatrix_x4(unsigned* r, const void* p) {
                  : "r"(smem_addr(p)));
 }
 
+// A float from L2 (bypassing L1, which is not coherent across SMs). Volatile: never moved above the fence
+// before it.
+__device__ __forceinline__ float ld_l2(const float* p) {
+    float v;
+    asm volatile("ld.global.cg.f32 %0, [%1];" : "=f"(v) : "l"(p));
+    return v;
+}
+
 // d += a·b for one 16×8 tile.
 __device__ __forceinline__ void mma_bf16(float* d, const unsigned* a, unsigned b0, unsigned b1) {
     asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
@@ -222,13 +230,39 @@ sgmv_tc_shrink(const bf16* __restrict__ x, int xStride, bf16* __restrict__ v, in
     __syncthreads();
     if (!lastToArrive) return;
     __threadfence();
-    // Volatile loads go to L2, where the other blocks' partials are (L1 is not coherent across SMs).
-    const volatile float* all = partial + group * splits * (TC_ROWS * TC_MAX_RANK);
-    for (int k = threadIdx.x; k < nRows * rank; k += TC_THREADS) {
-        int r = k / rank, c = k - r * rank;
-        float s = 0.0f;
-        for (int sp = 0; sp < splits; sp++) s += all[sp * (TC_ROWS * TC_MAX_RANK) + r * TC_MAX_RANK + c];
-        vt[(long long) (row0 + r) * vStride + c] = f2bf(s);
+    // The tile's rows × rank elements, REDUCE_PER per thread at a time, each summed over the splits in order.
+    // The loads are ld.global.cg (L2, where the other blocks' partials are; L1 is not coherent across SMs), a
+    // split's REDUCE_PER of them issued before any is added: a pass costs `splits` round trips to L2.
+    constexpr int REDUCE_PER = 8;
+    const float* all = partial + group * splits * (TC_ROWS * TC_MAX_RANK);
+    const int total = nRows * rank;
+    for (int base = 0; base < total; base += REDUCE_PER * TC_THREADS) {
+        int off[REDUCE_PER];
+        float sum[REDUCE_PER];
+        #pragma unroll
+        for (int q = 0; q < REDUCE_PER; q++) {
+            int k = base + threadIdx.x + q * TC_THREADS;
+            int r = k / rank, c = k - r * rank;
+            off[q] = r * TC_MAX_RANK + c;
+            sum[q] = 0.0f;
+        }
+        for (int sp = 0; sp < splits; sp++) {
+            const float* src = all + sp * (TC_ROWS * TC_MAX_RANK);
+            float got[REDUCE_PER];
+            #pragma unroll
+            for (int q = 0; q < REDUCE_PER; q++)
+                got[q] = base + threadIdx.x + q * TC_THREADS < total ? ld_l2(src + off[q]) : 0.0f;
+            #pragma unroll
+            for (int q = 0; q < REDUCE_PER; q++) sum[q] += got[q];
+        }
+        #pragma unroll
+        for (int q = 0; q < REDUCE_PER; q++) {
+            int k = base + threadIdx.x + q * TC_THREADS;
+            if (k < total) {
+                int r = k / rank, c = k - r * rank;
+                vt[(long long) (row0 + r) * vStride + c] = f2bf(sum[q]);
+            }
+        }
     }
     if (threadIdx.x == 0) arrivals[group] = 0;
 }
