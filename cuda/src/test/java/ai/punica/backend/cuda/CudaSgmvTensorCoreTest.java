@@ -108,6 +108,8 @@ class CudaSgmvTensorCoreTest extends GpuBackendTest {
         ref.sgmvShrink(rx, rW, segments, rv);
         float[] refV = definedOnly(download(ref, rv), c, starts);
         String what = c.name() + " [" + SgmvTiles.tensorCoreCount(rows, slots) + " tc tiles]";
+        // Names the case before any launch: a kernel that faults (a sticky CUDA error) fails the next call.
+        System.out.printf("CHECK sgmv-tc start %s (tc runs at sgmvTcMinRows %d)%n", what, tcMinRows);
 
         Result first = null;
         for (int run = 0; run < 3; run++) {
