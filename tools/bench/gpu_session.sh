@@ -10,7 +10,8 @@
 #   hfdecode hf_decode.py: HF transformers + PEFT decode steps next to the decode part's CSV (HF_DECODE_ARGS)
 #   e2e      e2e_run.sh: end-to-end generation, Punica-J's engine then HF + PEFT (E2E_ARGS, E2E_HF_ARGS)
 #   sampling SamplingBench: device time of the sampling kernel per decode batch
-#   sgmv     SgmvBench (our SGMV vs the base GEMM of one projection) and sgmv_torch.py (PyTorch baselines)
+#   sgmv     SgmvBench (prefill LoRA, cold L2: CUDA-core vs tensor-core kernels against issue 14's targets, and
+#            the crossover in rows per segment; then decode SGMV vs the base GEMM) and sgmv_torch.py (PyTorch baselines)
 #   serve    `punica serve` on the bundled demo model: the engine's start-up line (KV pages it sized from the
 #            GPU's memory) and two completions over HTTP
 #   servebench  serve_gpu.sh: `punica bench serve` against `punica serve` on a 7B random checkpoint with 1,000
@@ -77,12 +78,13 @@ for part in "${parts[@]}"; do
       grep "BENCH" "$OUT/sampling.log" | sed 's/^BENCH //'
       ;;
     sgmv)
-      timeout "${SGMV_LIMIT_S:-120}" $run bench ai.punica.backend.cuda.SgmvBench > "$OUT/sgmv.log" 2>&1
+      timeout "${SGMV_LIMIT_S:-180}" $run bench ai.punica.backend.cuda.SgmvBench > "$OUT/sgmv.log" 2>&1
       echo "== sgmv rc=$? ($(( $(date +%s) - start )) s)"
       grep "BENCH" "$OUT/sgmv.log" | sed 's/^BENCH //'
+      grep -m 5 -E "Exception|Error|CUDA_ERROR" "$OUT/sgmv.log"
       PYTHONUNBUFFERED=1 timeout 90 python3 "$tools/sgmv_torch.py" > "$OUT/sgmv_torch.log" 2>&1
       echo "== sgmv_torch rc=$?"
-      grep -v -i warn "$OUT/sgmv_torch.log" | tail -n 20
+      grep -v -i warn "$OUT/sgmv_torch.log" | tail -n 30
       ;;
     serve)
       # The server tests' simplelogger.properties (warn) is on the bundle's class path: ask for info again.

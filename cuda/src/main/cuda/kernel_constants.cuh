@@ -9,6 +9,11 @@
 #define EXPAND_MAX_RANK 256
 #define FUSED_CLUSTER 8
 #define FUSED_MAX_RANK 64
+#define TC_THREADS 128
+#define TC_ROWS 64
+#define TC_MAX_RANK 64
+#define TC_K_STEP 64
+#define TC_OUT_COLS 128
 #define ATT_MAX_GROUP 16
 #define ATT_MAX_HEAD_DIM 256
 #define ATT_THREADS 128

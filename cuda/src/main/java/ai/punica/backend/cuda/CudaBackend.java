@@ -35,7 +35,7 @@ import org.slf4j.LoggerFactory;
  *               ├─ TensorTransfers   upload / download / weights;  AsyncWeightLoads: adapters on a copy stream
  *               ├─ DenseOps          gather, norms, add, GEMM (cuBLAS) + bias, rope, SwiGLU
  *               ├─ PagedAttention    KV cache appends, decode / general attention, split merge
- *               ├─ SgmvOps           LoRA shrink / expand (SlotTables, SgmvTiles), fused decode kernel
+ *               ├─ SgmvOps           LoRA shrink / expand (SlotTables, SgmvTiles), fused decode kernel, tensor cores
  *               ├─ DeviceSampler     sampling next to the logits
  *               └─ StepGraphRecorder step graphs (StepCapture: eager / measure / capture / replay)
  *  every launch: op ─► Kernels (typed, one method per kernel) ─► KernelLauncher (stream, graph, profiler)
@@ -362,6 +362,11 @@ public final class CudaBackend implements Backend {
     /** How many times {@link #matmulLora} took the fused kernel (tests). */
     long fusedLaunches() {
         return sgmv.fusedLaunches();
+    }
+
+    /** How many SGMV shrinks and expands ran on tensor cores, sgmv_tc.cu (tests, benchmarks). */
+    long sgmvTensorCoreLaunches() {
+        return sgmv.tensorCoreLaunches();
     }
 
     /** Inputs per split-K shrink block for {@code tileCount} tiles of {@code vCols} rank columns (tests). */

@@ -14,13 +14,17 @@ package ai.punica.backend.cuda;
  * @param decodeAttention     decode steps take the decode attention kernel; off routes them to the general one
  *                            (benchmarks, tests; default on)
  * @param decodeBlocksPerSm   decode attention splits rows until there are this many blocks per SM (default 8)
+ * @param sgmvTcMinRows       SGMV segments of at least this many rows run on tensor cores (sgmv_tc.cu), shorter ones
+ *                            on the CUDA-core kernels; 0 keeps every step on the latter ({@code punica.cuda.sgmvTcMinRows},
+ *                            default {@value #SGMV_TC_MIN_ROWS})
  * @param profile             a CUDA event around every launch, for {@code profileReport()} ({@code punica.cuda.profile},
  *                            default off)
  * @param nvrtc               compile the packaged kernel sources with NVRTC even where a fatbin fits
  *                            ({@code punica.cuda.nvrtc}, default off)
  */
 public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boolean loraOverlap, int fusedMinTiles,
-                          boolean decodeAttention, int decodeBlocksPerSm, boolean profile, boolean nvrtc) {
+                          boolean decodeAttention, int decodeBlocksPerSm, int sgmvTcMinRows, boolean profile,
+                          boolean nvrtc) {
     /**
      * Decode batches of more tiles than this take the fused kernel; smaller ones the two launches with the
      * shrink overlapping the GEMM. On an H200 (ProjectionBench, Llama-7B projections, rank 16) the LoRA of a
@@ -29,12 +33,23 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
      */
     public static final int FUSED_MIN_TILES = 8;
 
+    /**
+     * SGMV segments of at least this many rows take the tensor-core kernels (prefill chunks; in a mixed step the
+     * chunk, beside its decode rows on the CUDA-core kernels); shorter segments, decode-shaped tile tables, ranks
+     * above 64 and 0 here take the CUDA-core kernels of sgmv.cu. Not measured yet on a GPU: SgmvBench's
+     * "crossover" table times both paths at 1 to 128 rows per segment (docs/gpu.md, "SGMV on tensor cores").
+     */
+    public static final int SGMV_TC_MIN_ROWS = 16;
+
     public CudaOptions {
         if (device < 0) {
             throw new IllegalArgumentException("punica.cuda.device must be 0 or more, got " + device);
         }
         if (fusedMinTiles < 0) {
             throw new IllegalArgumentException("fusedMinTiles must be 0 or more, got " + fusedMinTiles);
+        }
+        if (sgmvTcMinRows < 0) {
+            throw new IllegalArgumentException("punica.cuda.sgmvTcMinRows must be 0 (off) or more, got " + sgmvTcMinRows);
         }
         if (decodeBlocksPerSm < 1) {
             throw new IllegalArgumentException("blocks per SM must be positive, got " + decodeBlocksPerSm);
@@ -53,6 +68,7 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
                 .stepGraphs(flag("punica.cuda.graphs", true))
                 .fusedLora(flag("punica.cuda.fusedLora", true))
                 .loraOverlap(flag("punica.cuda.loraOverlap", true))
+                .sgmvTcMinRows(intProperty("punica.cuda.sgmvTcMinRows", SGMV_TC_MIN_ROWS))
                 .profile(flag("punica.cuda.profile", false))
                 .nvrtc(flag("punica.cuda.nvrtc", false))
                 .build();
@@ -66,7 +82,7 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
     public Builder toBuilder() {
         return new Builder().device(device).stepGraphs(stepGraphs).fusedLora(fusedLora).loraOverlap(loraOverlap)
                 .fusedMinTiles(fusedMinTiles).decodeAttention(decodeAttention).decodeBlocksPerSm(decodeBlocksPerSm)
-                .profile(profile).nvrtc(nvrtc);
+                .sgmvTcMinRows(sgmvTcMinRows).profile(profile).nvrtc(nvrtc);
     }
 
     private static boolean flag(String name, boolean defaultValue) {
@@ -101,6 +117,7 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
         private int fusedMinTiles = FUSED_MIN_TILES;
         private boolean decodeAttention = true;
         private int decodeBlocksPerSm = 8;
+        private int sgmvTcMinRows = SGMV_TC_MIN_ROWS;
         private boolean profile;
         private boolean nvrtc;
 
@@ -116,13 +133,15 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
         /** The options, checked (a negative device, tile count or blocks per SM is refused). */
         public CudaOptions build() {
             return new CudaOptions(device, stepGraphs, fusedLora, loraOverlap, fusedMinTiles, decodeAttention,
-                    decodeBlocksPerSm, profile, nvrtc);
+                    decodeBlocksPerSm, sgmvTcMinRows, profile, nvrtc);
         }
 
         // Paths of the LoRA add-on.
         public Builder fusedLora(boolean on) { fusedLora = on; return this; }
         public Builder loraOverlap(boolean on) { loraOverlap = on; return this; }
         public Builder fusedMinTiles(int tiles) { fusedMinTiles = tiles; return this; }
+        /** Rows of a segment from which its SGMV runs on tensor cores; 0: never. */
+        public Builder sgmvTcMinRows(int rows) { sgmvTcMinRows = rows; return this; }
 
         // Decode attention.
         public Builder decodeAttention(boolean on) { decodeAttention = on; return this; }

@@ -7,6 +7,7 @@ import static ai.punica.backend.cuda.KernelConstants.FUSED_CLUSTER;
 import static ai.punica.backend.cuda.KernelConstants.ROW_INTS;
 import static ai.punica.backend.cuda.KernelConstants.SAMPLE_THREADS;
 import static ai.punica.backend.cuda.KernelConstants.SGMV_THREADS;
+import static ai.punica.backend.cuda.KernelConstants.TC_THREADS;
 
 import ai.punica.backend.AttentionShape;
 import java.lang.foreign.MemorySegment;
@@ -211,6 +212,30 @@ final class Kernels {
         launcher.args().p(x).i(xStride).p(y).i(yStride).p(tiles).p(tables[0]).p(tables[1]).p(tables[2]).i(slots)
                 .i(in).i(yCols[0]).i(yCols[1]).i(yCols[2]).i(outs[0]).i(outs[1]).i(outs[2])
                 .launch("sgmv_fused_row_group", FUSED_CLUSTER, tileCount, projections, SGMV_THREADS);
+    }
+
+    // ---- sgmv_tc.cu ----
+
+    /**
+     * The tensor-core shrink of up to three projections that read x, {@code sgmv_tc_shrink}: grid (tiles of 64
+     * rows, splits, projections), {@link KernelConstants#TC_THREADS} threads. Inside {@code matmulLora} it goes to
+     * the side stream.
+     */
+    void launchSgmvTcShrink(long x, int xStride, long v, int vStride, int vWidth, long tiles, long[] tables, int slots,
+                            int in, int kChunk, long partial, long arrivals, int tileCount, int splits,
+                            int projections) {
+        launcher.forkIfAsked();
+        launcher.args().p(x).i(xStride).p(v).i(vStride).i(vWidth).p(tiles).p(tables[0]).p(tables[1]).p(tables[2])
+                .i(slots).i(in).i(kChunk).p(partial).p(arrivals)
+                .launch("sgmv_tc_shrink", tileCount, splits, projections, TC_THREADS);
+    }
+
+    /** The tensor-core expand of up to three projections, {@code sgmv_tc_expand}: grid (tiles, Σ output blocks of 128). */
+    void launchSgmvTcExpand(long v, int vStride, int vWidth, long y, int yStride, long tiles, long[] tables, int slots,
+                            int[] yCols, int[] outs, int[] starts, int tileCount, int outBlocks) {
+        launcher.args().p(v).i(vStride).i(vWidth).p(y).i(yStride).p(tiles).p(tables[0]).p(tables[1]).p(tables[2])
+                .i(slots).i(yCols[0]).i(yCols[1]).i(yCols[2]).i(outs[0]).i(outs[1]).i(outs[2]).i(starts[1])
+                .i(starts[2]).launch("sgmv_tc_expand", tileCount, outBlocks, 1, TC_THREADS);
     }
 
     // ---- sampling.cu ----
