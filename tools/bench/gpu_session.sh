@@ -38,6 +38,10 @@ for part in "${parts[@]}"; do
   case "$part" in
     decode)
       args=(${DECODE_ARGS:---batches 1,8,32,64 --workloads none,identical,distinct --warmup 150 --steps 30})
+      # The honest HBM bound (issue 14): best of a D2D copy and a read-only reduction, measured by PyTorch here.
+      gbs=$(timeout 120 python3 "$tools/hbm_bound.py" --gib 4 --out "$OUT/hbm_bound.csv" 2>/dev/null \
+            | awk -F, '$1 == "honest_bound_median_tbs" {print $5 * 1000}')
+      [ -n "$gbs" ] && args+=(--bandwidth-gbs "$gbs") && echo "honest HBM bound: $gbs GB/s"
       opts="-Dpunica.cuda.profile=true"
       [ "${DECODE_JFR:-0}" = 1 ] && opts="$opts -XX:StartFlightRecording=filename=$OUT/decode.jfr,settings=profile"
       PUNICA_JAVA_OPTS="$opts ${DECODE_OPTS:-}" timeout "${DECODE_LIMIT_S:-240}" $run bench ai.punica.bench.DecodeStepBench \
