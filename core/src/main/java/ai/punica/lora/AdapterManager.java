@@ -204,7 +204,8 @@ public final class AdapterManager implements AutoCloseable {
     /** Disk → host for one adapter, timed as {@link LoadStage#DISK}. */
     private LoraAdapter readFromDisk(String name, Path dir) {
         long start = System.nanoTime();
-        LoraAdapter adapter = LoraAdapter.load(name, dir, baseConfig);
+        // Into the backend's pinned memory where it has some (one copy per upload), else ordinary memory.
+        LoraAdapter adapter = LoraAdapter.load(name, dir, baseConfig, backend.pinnedHostMemory().orElse(null));
         hostLoads.incrementAndGet();
         report(LoadStage.DISK, name, System.nanoTime() - start);
         return adapter;
