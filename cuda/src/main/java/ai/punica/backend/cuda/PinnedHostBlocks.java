@@ -67,49 +67,73 @@ final class PinnedHostBlocks implements PinnedHostMemory {
         return block == null ? null : block.reinterpret(bytes, arena, s -> giveBack(block));
     }
 
-    private synchronized MemorySegment take(long bytes) {
-        if (closed || bytes <= 0) {
-            return null;
+    /** A block of {@code bytes}: a given-back one of that size, else a new one from the driver (outside the lock). */
+    private MemorySegment take(long bytes) {
+        synchronized (this) {
+            if (closed || bytes <= 0) {
+                return null;
+            }
+            ArrayDeque<MemorySegment> same = idle.get(bytes);
+            MemorySegment block = same == null ? null : same.poll();
+            if (block != null) {
+                idleBytes -= bytes;
+                reused++;
+                return handOut(block, bytes);
+            }
         }
-        ArrayDeque<MemorySegment> same = idle.get(bytes);
-        MemorySegment block = same == null ? null : same.poll();
-        if (block != null) {
-            idleBytes -= bytes;
-            reused++;
-        } else {
-            try {
-                ctx.makeCurrent();
-                block = ctx.driver.memAllocHost(bytes);
-                driverAllocations++;
-            } catch (RuntimeException e) {
+        // Page-locking takes milliseconds: the engine thread's lookups (contains) must not wait for it.
+        MemorySegment block;
+        try {
+            ctx.makeCurrent();
+            block = ctx.driver.memAllocHost(bytes);
+        } catch (RuntimeException e) {
+            synchronized (this) {
                 if (refused++ == 0) {
                     log.warn("no page-locked host memory for an adapter of {} bytes ({}); adapters that do not get "
                             + "any are kept in ordinary memory and copied through staging buffers (slower)", bytes,
                             e.getMessage());
                 }
-                return null;
+            }
+            return null;
+        }
+        synchronized (this) {
+            driverAllocations++;
+            if (!closed) {
+                return handOut(block, bytes);
             }
         }
+        ctx.makeCurrent(); // the backend closed meanwhile (a virtual thread may be on another carrier by now)
+        ctx.driver.memFreeHost(block);
+        return null;
+    }
+
+    private MemorySegment handOut(MemorySegment block, long bytes) {
         live.put(block.address(), bytes);
         liveBytes += bytes;
         return block;
     }
 
-    private synchronized void giveBack(MemorySegment block) {
-        Long bytes = live.remove(block.address());
-        if (bytes == null) {
-            return;
+    private void giveBack(MemorySegment block) {
+        synchronized (this) {
+            Long bytes = live.remove(block.address());
+            if (bytes == null) {
+                return;
+            }
+            liveBytes -= bytes;
+            if (closed || ctx.closed()) {
+                return; // the backend's close has released the context, and its page-locked memory with it
+            }
+            if (idleBytes + bytes <= IDLE_BYTES) {
+                idle.computeIfAbsent(bytes, b -> new ArrayDeque<>()).add(block);
+                idleBytes += bytes;
+                return;
+            }
         }
-        liveBytes -= bytes;
-        if (closed || ctx.closed()) {
-            return; // the backend's close has released the context, and its page-locked memory with it
-        }
-        if (idleBytes + bytes <= IDLE_BYTES) {
-            idle.computeIfAbsent(bytes, b -> new ArrayDeque<>()).add(block);
-            idleBytes += bytes;
-        } else {
+        try {
             ctx.makeCurrent();
             ctx.driver.memFreeHost(block);
+        } catch (RuntimeException e) {
+            log.warn("freeing a page-locked adapter block failed: {}", e.getMessage());
         }
     }
 
