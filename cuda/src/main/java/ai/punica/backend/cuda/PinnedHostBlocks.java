@@ -102,8 +102,12 @@ final class PinnedHostBlocks implements PinnedHostMemory {
                 return handOut(block, bytes);
             }
         }
-        ctx.makeCurrent(); // the backend closed meanwhile (a virtual thread may be on another carrier by now)
-        ctx.driver.memFreeHost(block);
+        try { // the backend closed meanwhile (a virtual thread may be on another carrier by now: current again)
+            ctx.makeCurrent();
+            ctx.driver.memFreeHost(block);
+        } catch (RuntimeException e) {
+            log.debug("freeing a page-locked block after the backend closed: {}", e.getMessage());
+        }
         return null;
     }
 
