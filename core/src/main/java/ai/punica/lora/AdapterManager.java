@@ -91,8 +91,9 @@ public final class AdapterManager implements AutoCloseable {
     private long hostBytes;
     /**
      * Adapters whose host copy a slot holds or is copying from (guarded by {@code this}). The host tier
-     * never closes these: the upload thread reads them after {@link #acquire} returns, and the loader
-     * thread that trims the tier must not rely on seeing the engine thread's slot arrays.
+     * never closes these: the upload thread, or the copy engine reading a pinned block directly, reads them
+     * after {@link #acquire} returns, and the loader thread that trims the tier must not rely on seeing the
+     * engine thread's slot arrays ({@code HostTierTrimRaceTest}).
      */
     private final Set<String> hostHeld = new HashSet<>();
 
