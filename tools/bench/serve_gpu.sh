@@ -14,8 +14,9 @@
 #   here:   scripts/device-bundle && mkdir -p .device-bundle/tools && cp tools/bench/*.sh tools/bench/*.py .device-bundle/tools/
 #   device: bash .device-bundle/tools/gpu_session.sh servebench           (carry: [".device-bundle"])
 #      or:  bash tools/bench/serve_gpu.sh
-# Output: $OUT/serve-bench.tgz of serve-bench/ (checkpoint.log, serve.log, warmup/ sat100/ sat1000/ rates/ ramp/ with
-# each run's JSON and HTML, index.html, summary.md, summary.csv, bench.log; SUMMARY.md), and
+# Output: $OUT/serve-bench.tgz of serve-bench/ (checkpoint.log, serve.log, engine-state.json, warmup/ sat100/ sat1000/
+# rates/ ramp/ with each run's JSON and HTML, index.html, summary.md, summary.csv, bench.log, /metrics before and
+# after the part; SUMMARY.md, which ends with kv_limit.py's table: were KV pages ever the limit?), and
 # $OUT/serve-bench-SUMMARY.md. A warm-up round (distinct and base, 2 x clients requests each) runs first,
 # unreported (SERVE_WARMUP=0 skips it).
 # Knobs: SERVE_SHAPE (llama-2-7b), SERVE_ADAPTERS (1000), SERVE_DISTINCT (100), SERVE_RANK (16),
@@ -90,14 +91,19 @@ for _ in $(seq 1 240); do
   sleep 1
 done
 echo "== server up at ${SECONDS}s: $(grep -E "engine up|serving|KV" "$out/serve.log" | grep -v "^WARNING" | head -3 | cut -c1-300)"
+# The KV pool's size for kv_limit.py (issue 13: were KV pages ever the limit?).
+curl -s "localhost:$port/v1/engine/state" > "$out/engine-state.json"
 
 bench() { # bench PART ARGS...: one `punica bench serve` call into $out/PART
   local part=$1; shift
   mkdir -p "$out/$part"
+  curl -s "localhost:$port/metrics" > "$out/$part/metrics-before.txt" # preemptions of the part, for kv_limit.py
   "${java_cli[@]:0:1}" -Xmx4g "${java_cli[@]:1}" bench serve --base-url "http://127.0.0.1:$port/v1" \
     --tokenizer "$root/model" --input-len "$input" --output-len "$output" --out "$out/$part" --no-progress \
     --metrics-interval 0.25 "$@" > "$out/$part/bench.log" 2>&1
-  echo "== $part rc=$? at ${SECONDS}s"
+  local rc=$?
+  curl -s "localhost:$port/metrics" > "$out/$part/metrics-after.txt"
+  echo "== $part rc=$rc at ${SECONDS}s"
   cat "$out/$part/summary.md" 2>/dev/null || tail -n 20 "$out/$part/bench.log"
 }
 has() { [[ " $parts " == *" $1 "* ]] && [ "$SECONDS" -lt "$deadline" ]; }
@@ -145,6 +151,9 @@ wait
             if (n) printf "max/min across workloads: %.3f (target <= 1.10); lowest/base: %.1f %% (target >= 90 %%)\n\n",
                           max / min, base ? 100 * min / base : 0 }' "$out/$part/summary.csv"
   done
+  # Issue 13, unified pool: were KV pages ever the limit? (samples of /metrics every 0.25 s; see docs/adapters.md)
+  echo; echo "## KV pages at saturation ($clients clients, $input + $output tokens)"; echo
+  python3 "$(dirname "$0")/kv_limit.py" "$out" --input "$input" --output "$output" 2>&1
 } > "$out/SUMMARY.md"
 cat "$out/SUMMARY.md"
 cp "$out/SUMMARY.md" "$OUT/serve-bench-SUMMARY.md"

@@ -93,8 +93,9 @@ public final class AdapterManager implements AutoCloseable {
     private long largestHostAdapter;
     /**
      * Adapters whose host copy a slot holds or is copying from (guarded by {@code this}). The host tier
-     * never closes these: the upload thread reads them after {@link #acquire} returns, and the loader
-     * thread that trims the tier must not rely on seeing the engine thread's slot arrays.
+     * never closes these: the upload thread, or the copy engine reading a pinned block directly, reads them
+     * after {@link #acquire} returns, and the loader thread that trims the tier must not rely on seeing the
+     * engine thread's slot arrays ({@code HostTierTrimRaceTest}).
      */
     private final Set<String> hostHeld = new HashSet<>();
     /** Bytes of the host copies in {@link #hostHeld} (guarded by {@code this}). */
@@ -208,7 +209,8 @@ public final class AdapterManager implements AutoCloseable {
     /** Disk → host for one adapter, timed as {@link LoadStage#DISK}. */
     private LoraAdapter readFromDisk(String name, Path dir) {
         long start = System.nanoTime();
-        LoraAdapter adapter = LoraAdapter.load(name, dir, baseConfig);
+        // Into the backend's pinned memory where it has some (one copy per upload), else ordinary memory.
+        LoraAdapter adapter = LoraAdapter.load(name, dir, baseConfig, backend.pinnedHostMemory().orElse(null));
         hostLoads.incrementAndGet();
         report(LoadStage.DISK, name, System.nanoTime() - start);
         return adapter;
