@@ -1,0 +1,148 @@
+package ai.punica.parallel;
+
+import ai.punica.backend.Backend;
+import ai.punica.backend.Tensor;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.BrokenBarrierException;
+import java.util.concurrent.CyclicBarrier;
+
+/**
+ * Collectives among ranks that are threads of one process (the CPU backend's tensor-parallel mode, so the
+ * sharding math runs in CI). Each rank copies its tensor to the host, a barrier waits for all of them, then
+ * each rank adds the contributions in rank order (so every rank gets bit-for-bit the same sum, and the
+ * replicated residual stream stays identical across ranks) and copies the result back; a second barrier
+ * keeps the next collective from overwriting contributions still being read.
+ */
+public final class InMemoryCommunicator implements Communicator {
+
+    /** What the ranks of one group share. */
+    private static final class Shared {
+        final CyclicBarrier barrier;
+        final float[][] contributions;
+        /** Set by {@link #abort}: every collective throws until {@link #recover}. */
+        volatile boolean aborted;
+
+        Shared(int size) {
+            barrier = new CyclicBarrier(size);
+            contributions = new float[size][];
+        }
+    }
+
+    private final Shared shared;
+    private final int rank;
+    private final Backend backend;
+    private float[] host = new float[0];
+    private float[] result = new float[0];
+
+    private InMemoryCommunicator(Shared shared, int rank, Backend backend) {
+        this.shared = shared;
+        this.rank = rank;
+        this.backend = backend;
+    }
+
+    /** One communicator per rank, rank i working on {@code backends.get(i)}'s tensors. */
+    public static List<Communicator> group(List<? extends Backend> backends) {
+        Shared shared = new Shared(backends.size());
+        List<Communicator> out = new ArrayList<>();
+        for (int i = 0; i < backends.size(); i++) {
+            out.add(new InMemoryCommunicator(shared, i, backends.get(i)));
+        }
+        return List.copyOf(out);
+    }
+
+    @Override
+    public int rank() {
+        return rank;
+    }
+
+    @Override
+    public int size() {
+        return shared.contributions.length;
+    }
+
+    @Override
+    public void allReduceSum(Tensor t) {
+        int n = t.rows() * t.cols();
+        contribute(t, n);
+        if (result.length != n) {
+            result = new float[n];
+        }
+        float[] first = shared.contributions[0];
+        System.arraycopy(first, 0, result, 0, n);
+        for (int r = 1; r < shared.contributions.length; r++) {
+            float[] c = shared.contributions[r];
+            for (int i = 0; i < n; i++) {
+                result[i] += c[i];
+            }
+        }
+        await();
+        backend.upload(result, t);
+    }
+
+    @Override
+    public void allGather(Tensor local, Tensor out) {
+        int rows = local.rows();
+        int cols = local.cols();
+        int size = size();
+        if (out.rows() != rows || out.cols() != size * cols) {
+            throw new IllegalArgumentException("allGather: out is " + out.rows() + "x" + out.cols() + ", expected "
+                    + rows + "x" + size * cols + " for " + size + " ranks of " + rows + "x" + cols);
+        }
+        contribute(local, rows * cols);
+        float[] gathered = new float[rows * size * cols];
+        for (int r = 0; r < size; r++) {
+            float[] c = shared.contributions[r];
+            for (int row = 0; row < rows; row++) {
+                System.arraycopy(c, row * cols, gathered, row * size * cols + r * cols, cols);
+            }
+        }
+        await();
+        backend.upload(gathered, out);
+    }
+
+    /** Publishes this rank's copy of {@code t} and waits until every rank has published. */
+    private void contribute(Tensor t, int n) {
+        if (host.length != n) {
+            host = new float[n];
+        }
+        backend.download(t, host);
+        shared.contributions[rank] = host;
+        await();
+    }
+
+    private void await() {
+        if (shared.aborted) {
+            throw new IllegalStateException("tensor-parallel rank " + rank + ": the step was aborted");
+        }
+        try {
+            shared.barrier.await();
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IllegalStateException("tensor-parallel rank " + rank + " was interrupted in a collective", e);
+        } catch (BrokenBarrierException e) {
+            throw new IllegalStateException("tensor-parallel rank " + rank
+                    + ": another rank failed during this step's collective", e);
+        }
+    }
+
+    @Override
+    public void abort() {
+        // Ranks arriving later see the flag; those waiting now are woken with BrokenBarrierException. A rank
+        // that read the flag just before it was set may still wait on the fresh barrier: the coordinator
+        // calls abort again until every rank has left the step.
+        shared.aborted = true;
+        shared.barrier.reset();
+    }
+
+    @Override
+    public void recover() {
+        shared.barrier.reset();
+        shared.aborted = false;
+    }
+
+    @Override
+    public void close() {
+        // Nothing native to release.
+    }
+}
