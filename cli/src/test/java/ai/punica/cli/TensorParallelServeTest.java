@@ -54,7 +54,8 @@ class TensorParallelServeTest {
         Path log = Files.createTempFile("punica-serve-tp" + ranks + "-", ".log");
         Process p = new ProcessBuilder(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
                 "--add-modules", "jdk.incubator.vector", "-Xmx384m", "-Dpunica.home=" + root,
-                "-Dpunica.cpu.threads=1", "-cp", System.getProperty("java.class.path"), "ai.punica.cli.Main", "serve",
+                "-Dpunica.cpu.threads=1",
+                "-Dorg.slf4j.simpleLogger.log.ai.punica.engine.Engine=info", "-cp", System.getProperty("java.class.path"), "ai.punica.cli.Main", "serve",
                 "--backend", "cpu", "--port", "0", "--max-running", "4", "--tensor-parallel", ranks)
                 .redirectError(log.toFile()).start();
         processes.add(p);
@@ -65,6 +66,9 @@ class TensorParallelServeTest {
                 while ((line = out.readLine()) != null) {
                     Matcher m = SERVING.matcher(line);
                     if (m.find()) {
+                        // The engine's start-up log line names its backend: rank 0's, "×N (tensor parallel)" when split.
+                        String startup = Files.readString(log);
+                        assertThat(startup.contains("(tensor parallel)")).as(startup).isEqualTo(!ranks.equals("1"));
                         return URI.create(m.group(1));
                     }
                 }
