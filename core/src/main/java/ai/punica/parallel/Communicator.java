@@ -18,8 +18,9 @@ public interface Communicator extends AutoCloseable {
     void allReduceSum(Tensor t);
 
     /**
-     * {@code out[:, r·c : (r+1)·c] = local of rank r} for every rank r, where {@code local} is
-     * {@code [rows, c]} and {@code out} {@code [rows, size·c]}.
+     * {@code out[r·rows : (r+1)·rows, :] = local of rank r} for every rank r, where {@code local} is
+     * {@code [rows, c]} and {@code out} {@code [size·rows, c]}: rank-major, NCCL's layout (a vocab-parallel
+     * lm_head would want {@code [rows, size·c]}, one transpose away).
      */
     void allGather(Tensor local, Tensor out);
 

@@ -82,20 +82,17 @@ public final class InMemoryCommunicator implements Communicator {
 
     @Override
     public void allGather(Tensor local, Tensor out) {
-        int rows = local.rows();
-        int cols = local.cols();
+        int n = local.rows() * local.cols();
         int size = size();
-        if (out.rows() != rows || out.cols() != size * cols) {
+        if (out.rows() != size * local.rows() || out.cols() != local.cols()) {
             throw new IllegalArgumentException("allGather: out is " + out.rows() + "x" + out.cols() + ", expected "
-                    + rows + "x" + size * cols + " for " + size + " ranks of " + rows + "x" + cols);
+                    + size * local.rows() + "x" + local.cols() + " for " + size + " ranks of " + local.rows() + "x"
+                    + local.cols());
         }
-        contribute(local, rows * cols);
-        float[] gathered = new float[rows * size * cols];
+        contribute(local, n);
+        float[] gathered = new float[size * n];
         for (int r = 0; r < size; r++) {
-            float[] c = shared.contributions[r];
-            for (int row = 0; row < rows; row++) {
-                System.arraycopy(c, row * cols, gathered, row * size * cols + r * cols, cols);
-            }
+            System.arraycopy(shared.contributions[r], 0, gathered, r * n, n);
         }
         await();
         backend.upload(gathered, out);

@@ -91,18 +91,18 @@ class InMemoryCommunicatorTest {
     }
 
     @Test
-    void allGatherPutsRankRsColumnsInBlockR() throws Exception {
+    void allGatherPutsRankRsRowsInBlockR() throws Exception {
         float[][] gathered = onEveryRank(rank -> {
             Backend b = backends.get(rank);
             Tensor local = b.allocate(2, 2);
             b.upload(new float[] {rank, rank + 0.5f, 10 + rank, 10.5f + rank}, local);
-            Tensor out = b.allocate(2, 2 * RANKS);
+            Tensor out = b.allocate(2 * RANKS, 2);
             comms.get(rank).allGather(local, out);
             float[] host = new float[2 * 2 * RANKS];
             b.download(out, host);
             return host;
         });
-        float[] expected = {0, 0.5f, 1, 1.5f, 2, 2.5f, 10, 10.5f, 11, 11.5f, 12, 12.5f};
+        float[] expected = {0, 0.5f, 10, 10.5f, 1, 1.5f, 11, 11.5f, 2, 2.5f, 12, 12.5f};
         for (float[] g : gathered) {
             assertThat(g).containsExactly(expected);
         }
