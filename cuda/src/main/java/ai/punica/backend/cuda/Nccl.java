@@ -5,6 +5,8 @@ import static java.lang.foreign.ValueLayout.JAVA_BYTE;
 import static java.lang.foreign.ValueLayout.JAVA_INT;
 import static java.lang.foreign.ValueLayout.JAVA_LONG;
 
+import java.io.IOException;
+import java.lang.foreign.Arena;
 import java.lang.foreign.FunctionDescriptor;
 import java.lang.foreign.Linker;
 import java.lang.foreign.MemoryLayout;
@@ -12,6 +14,10 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.StructLayout;
 import java.lang.foreign.SymbolLookup;
 import java.lang.invoke.MethodHandle;
+import java.nio.file.DirectoryStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.List;
 
 /**
@@ -82,13 +88,7 @@ final class Nccl {
         if (x == null) {
             synchronized (Nccl.class) {
                 if (instance == null) {
-                    SymbolLookup lib;
-                    try {
-                        lib = NativeLibraries.load("NCCL", List.of("libnccl.so.2", "libnccl.so"), List.of());
-                    } catch (CudaException e) {
-                        throw new CudaException(missingMessage(e.getMessage()), e);
-                    }
-                    instance = new Nccl(lib);
+                    instance = new Nccl(load());
                 }
                 x = instance;
             }
@@ -96,10 +96,60 @@ final class Nccl {
         return x;
     }
 
+    /**
+     * libnccl: {@code -Dpunica.nccl.lib} (the file) when given; else by name on the loader's path and the CUDA
+     * folders ({@link NativeLibraries}); else where pip puts it (the nvidia-nccl-cu13 wheel PyTorch depends on:
+     * {@code …/python3.X/site-packages/nvidia/nccl/lib}).
+     */
+    private static SymbolLookup load() {
+        String explicit = System.getProperty("punica.nccl.lib");
+        if (explicit != null) {
+            Path file = Path.of(explicit);
+            if (!Files.isRegularFile(file)) {
+                throw new CudaException(missingMessage("-Dpunica.nccl.lib=" + explicit + " is not a file"));
+            }
+            return SymbolLookup.libraryLookup(file, Arena.global());
+        }
+        try {
+            return NativeLibraries.load("NCCL", List.of("libnccl.so.2", "libnccl.so"), List.of());
+        } catch (CudaException e) {
+            for (Path candidate : pipLocations()) {
+                if (Files.isRegularFile(candidate)) {
+                    return SymbolLookup.libraryLookup(candidate, Arena.global());
+                }
+            }
+            throw new CudaException(missingMessage(e.getMessage() + "; no nvidia/nccl/lib/libnccl.so.2 under the "
+                    + "Python site-packages folders either"), e);
+        }
+    }
+
+    /** nvidia/nccl/lib/libnccl.so.2 under every python3.* site-packages or dist-packages folder of the usual prefixes. */
+    private static List<Path> pipLocations() {
+        List<Path> out = new ArrayList<>();
+        List<Path> prefixes = new ArrayList<>(List.of(Path.of("/usr/local/lib"), Path.of("/usr/lib"),
+                Path.of("/opt/conda/lib")));
+        String home = System.getProperty("user.home");
+        if (home != null) {
+            prefixes.add(Path.of(home, ".local", "lib"));
+        }
+        for (Path prefix : prefixes) {
+            try (DirectoryStream<Path> pythons = Files.newDirectoryStream(prefix, "python3*")) {
+                for (Path python : pythons) {
+                    for (String packages : new String[] {"site-packages", "dist-packages"}) {
+                        out.add(python.resolve(packages).resolve("nvidia/nccl/lib/libnccl.so.2"));
+                    }
+                }
+            } catch (IOException | RuntimeException ignored) {
+                // no such prefix
+            }
+        }
+        return out;
+    }
+
     static String missingMessage(String where) {
         return "tensor parallelism on the CUDA backend needs NCCL (libnccl.so.2), which is not installed here ("
-                + where + "). Install it (apt install libnccl2, or pip install nvidia-nccl-cu13 and add its lib "
-                + "folder to LD_LIBRARY_PATH), or run without --tensor-parallel";
+                + where + "). Install it (apt install libnccl2, or pip install nvidia-nccl-cu13), or name the file "
+                + "with -Dpunica.nccl.lib=/path/libnccl.so.2, or run without --tensor-parallel";
     }
 
     /** Throws naming {@code call} and NCCL's own description unless {@code result} is ncclSuccess. */
