@@ -37,6 +37,10 @@ import java.util.List;
  * once at the step maximum and viewed with {@link Tensor#firstRows}. Only the engine thread calls
  * {@link #forwardLogits}.
  *
+ * <p>Tensor parallel: loaded with a {@link TensorParallelRank}, this is one rank's shard (its heads, KV
+ * heads and MLP columns, {@code ai.punica.parallel} slicing the weights), and the outputs of o and down are
+ * partial sums that the rank's all-reduce adds up; everything else reads the same on every rank.
+ *
  * <p>How a step's rows are laid out, how decode steps are padded and replayed on a backend with a
  * {@link StepRecorder} (CUDA graphs), and which logit rows belong to whom is the engine's
  * {@code ModelRunner}'s business; this class computes one {@link ForwardBatch} as given.
