@@ -158,16 +158,6 @@ public final class TensorParallelGroup implements AutoCloseable {
         return layout;
     }
 
-    /** Rank r's model (tests look at the shards). */
-    LlamaModel model(int rank) {
-        return models.get(rank);
-    }
-
-    /** The rank of {@code backend} among the group's own backends (not the leader's wrapper), or -1. */
-    Backend backend(int rank) {
-        return backends.get(rank);
-    }
-
     int size() {
         return layout.size();
     }
@@ -276,7 +266,7 @@ public final class TensorParallelGroup implements AutoCloseable {
         for (Future<?> f : running) {
             while (true) {
                 if (aborted) {
-                    comms.getFirst().abort();
+                    abortAll();
                 }
                 try {
                     f.get(aborted ? 20 : 60_000, TimeUnit.MILLISECONDS);
@@ -298,14 +288,37 @@ public final class TensorParallelGroup implements AutoCloseable {
             }
         }
         running.clear();
-        if (aborted) {
-            comms.getFirst().recover();
+        RuntimeException toThrow = peerFailure;
+        if (toThrow != null && leaderFailure != null) {
+            toThrow.addSuppressed(leaderFailure);
         }
-        if (peerFailure != null) {
-            if (leaderFailure != null) {
-                peerFailure.addSuppressed(leaderFailure);
+        if (aborted) {
+            try {
+                comms.getFirst().recover();
+            } catch (RuntimeException e) {
+                // A group that cannot be reused (NCCL after an abort): this step's own error comes first.
+                if (toThrow != null) {
+                    toThrow.addSuppressed(e);
+                } else if (leaderFailure == null) {
+                    toThrow = e;
+                } else {
+                    leaderFailure.addSuppressed(e);
+                }
             }
-            throw peerFailure;
+        }
+        if (toThrow != null) {
+            throw toThrow;
+        }
+    }
+
+    /** Every rank's communicator aborted, so no rank waits in a collective for one that has left the step. */
+    private void abortAll() {
+        for (Communicator c : comms) {
+            try {
+                c.abort();
+            } catch (RuntimeException ignored) {
+                // the step is failing already; its own error is what is reported
+            }
         }
     }
 
@@ -346,6 +359,22 @@ public final class TensorParallelGroup implements AutoCloseable {
     @Override
     public void close() {
         RuntimeException failure = null;
+        // Communicators first, while every rank's device context is still alive (NCCL frees device buffers).
+        for (int r = 0; r < comms.size(); r++) {
+            Communicator c = comms.get(r);
+            try {
+                if (r == 0) {
+                    c.close();
+                } else {
+                    workers.get(r - 1).call(() -> {
+                        c.close();
+                        return null;
+                    });
+                }
+            } catch (RuntimeException e) {
+                failure = failure == null ? e : failure;
+            }
+        }
         for (RankWorker w : workers) {
             int r = w.rank();
             try {
@@ -362,9 +391,6 @@ public final class TensorParallelGroup implements AutoCloseable {
                 failure = failure == null ? e : failure;
             }
             w.close();
-        }
-        for (Communicator c : comms) {
-            c.close();
         }
         if (leaderBackend == null && !backends.isEmpty()) {
             backends.getFirst().close(); // failed before the leader backend took it over
