@@ -11,8 +11,11 @@ import ai.punica.parallel.TensorParallel;
 import ai.punica.parallel.TensorParallelGroup;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
+import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.List;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /**
  * One rank's NCCL communicator, over the GPU of its {@link CudaBackend}: the collectives are enqueued on
@@ -22,6 +25,12 @@ import java.util.List;
  * {@code TensorParallelGroup}'s rank workers), so no {@code ncclGroupStart/End} is needed there.
  */
 final class NcclCommunicator implements Communicator {
+    private static final Logger log = LoggerFactory.getLogger(NcclCommunicator.class);
+    /** {@code -Dpunica.nccl.timing=true}: time every all-reduce with CUDA events (the all-reduce share of a step). */
+    private static final boolean TIMING = Boolean.getBoolean("punica.nccl.timing");
+    /** Timed all-reduces whose events are read once this many are pending (they are long done by then). */
+    private static final int TIMING_BACKLOG = 64;
+
     private final Nccl nccl;
     private final CudaBackend backend;
     private final MemorySegment comm;
@@ -29,6 +38,11 @@ final class NcclCommunicator implements Communicator {
     private final int size;
     private volatile boolean aborted;
     private boolean closed;
+    /** With {@link #TIMING}: start and end events of all-reduces not yet read; totals of those read. */
+    private final ArrayDeque<MemorySegment[]> pendingTimings = new ArrayDeque<>();
+    private long timedCount;
+    private double timedMillis;
+    private long firstTimedNanos;
 
     private NcclCommunicator(Nccl nccl, CudaBackend backend, MemorySegment comm, int rank, int size) {
         this.nccl = nccl;
@@ -85,6 +99,11 @@ final class NcclCommunicator implements Communicator {
         CudaContext ctx = enter();
         long count = (long) x.rows() * x.cols();
         MemorySegment buf = MemorySegment.ofAddress(x.ptr);
+        MemorySegment start = null;
+        if (TIMING) {
+            start = ctx.driver.eventCreate();
+            ctx.driver.eventRecord(start, ctx.stream);
+        }
         try {
             nccl.check((int) nccl.allReduce.invokeExact(buf, buf, count, Nccl.NCCL_FLOAT32, Nccl.NCCL_SUM, comm,
                     ctx.stream), "ncclAllReduce (rank " + rank + ", " + count + " floats)");
@@ -92,6 +111,29 @@ final class NcclCommunicator implements Communicator {
             throw e;
         } catch (Throwable e) {
             throw new CudaException("ncclAllReduce failed: " + e, e);
+        }
+        if (start != null) {
+            MemorySegment end = ctx.driver.eventCreate();
+            ctx.driver.eventRecord(end, ctx.stream);
+            if (firstTimedNanos == 0) {
+                firstTimedNanos = System.nanoTime();
+            }
+            pendingTimings.add(new MemorySegment[] {start, end});
+            if (pendingTimings.size() > TIMING_BACKLOG) {
+                readTimings(ctx, TIMING_BACKLOG / 2);
+            }
+        }
+    }
+
+    /** Adds the device time of the {@code n} oldest timed all-reduces to the totals (waits for them if needed). */
+    private void readTimings(CudaContext ctx, int n) {
+        for (int i = 0; i < n && !pendingTimings.isEmpty(); i++) {
+            MemorySegment[] e = pendingTimings.poll();
+            ctx.driver.eventSynchronize(e[1]);
+            timedMillis += ctx.driver.eventElapsedMillis(e[0], e[1]);
+            timedCount++;
+            ctx.driver.eventDestroy(e[0]);
+            ctx.driver.eventDestroy(e[1]);
         }
     }
 
@@ -164,6 +206,16 @@ final class NcclCommunicator implements Communicator {
             return;
         }
         closed = true;
+        if (TIMING && firstTimedNanos != 0) {
+            CudaContext ctx = backend.context();
+            ctx.enter();
+            readTimings(ctx, pendingTimings.size());
+            double wallMillis = (System.nanoTime() - firstTimedNanos) / 1e6;
+            log.info("NCCL rank {}: {} all-reduces took {} ms of device time, {}% of the {} ms since the first",
+                    rank, timedCount, String.format("%.1f", timedMillis),
+                    String.format("%.1f", 100 * timedMillis / Math.max(wallMillis, 1e-9)),
+                    String.format("%.0f", wallMillis));
+        }
         try {
             nccl.check((int) nccl.commDestroy.invokeExact(comm), "ncclCommDestroy");
         } catch (CudaException e) {
