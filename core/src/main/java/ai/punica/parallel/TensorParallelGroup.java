@@ -62,6 +62,7 @@ public final class TensorParallelGroup implements AutoCloseable {
     private final List<Future<?>> running = new ArrayList<>();
     /** Each LoRA tensor on rank 0 → the same adapter matrix's shard on ranks 1..N-1 (index rank - 1). */
     private final Map<Tensor, Tensor[]> peerLora = new IdentityHashMap<>();
+    private boolean closed;
 
     private TensorParallelGroup(ShardLayout layout) {
         this.layout = layout;
@@ -104,16 +105,23 @@ public final class TensorParallelGroup implements AutoCloseable {
 
     private void start(ModelConfig config, WeightSource weights, IntFunction<Backend> backendOfRank,
                        CommunicatorFactory communicators, Sizes s) {
+        // backends[r] is rank r's, or null where making it failed; close() releases those made.
         List<Future<Backend>> made = new ArrayList<>();
         for (RankWorker w : workers) {
             made.add(w.submit(() -> backendOfRank.apply(w.rank())));
         }
-        backends.add(backendOfRank.apply(0));
         RuntimeException failed = null;
+        try {
+            backends.add(backendOfRank.apply(0));
+        } catch (RuntimeException e) {
+            backends.add(null);
+            failed = e;
+        }
         for (Future<Backend> f : made) {
             try {
                 backends.add(RankWorker.await(f));
             } catch (RuntimeException e) {
+                backends.add(null);
                 failed = failed == null ? e : failed;
             }
         }
@@ -358,6 +366,10 @@ public final class TensorParallelGroup implements AutoCloseable {
     /** Closes every rank's model and backend (rank 0's model is the engine's to close), then the threads. */
     @Override
     public void close() {
+        if (closed) {
+            return;
+        }
+        closed = true;
         RuntimeException failure = null;
         // Communicators first, while every rank's device context is still alive (NCCL frees device buffers).
         for (int r = 0; r < comms.size(); r++) {
@@ -382,7 +394,7 @@ public final class TensorParallelGroup implements AutoCloseable {
                     if (r < models.size() && models.get(r) != null) {
                         models.get(r).close();
                     }
-                    if (r < backends.size()) {
+                    if (r < backends.size() && backends.get(r) != null) {
                         backends.get(r).close();
                     }
                     return null;
@@ -392,7 +404,7 @@ public final class TensorParallelGroup implements AutoCloseable {
             }
             w.close();
         }
-        if (leaderBackend == null && !backends.isEmpty()) {
+        if (leaderBackend == null && !backends.isEmpty() && backends.getFirst() != null) {
             backends.getFirst().close(); // failed before the leader backend took it over
         }
         if (failure != null) {
