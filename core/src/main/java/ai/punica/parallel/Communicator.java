@@ -25,8 +25,9 @@ public interface Communicator extends AutoCloseable {
     void allGather(Tensor local, Tensor out);
 
     /**
-     * Releases ranks waiting in a collective because another rank failed: their call throws. Called by the
-     * coordinator after a failed step, from any thread; {@link #recover} readies the group again.
+     * Releases ranks waiting in a collective because another rank failed: their call throws, and so does every
+     * later one on any rank of the group until {@link #recover}. Called from any thread: by a rank that failed,
+     * and by the coordinator after a failed step.
      */
     void abort();
 

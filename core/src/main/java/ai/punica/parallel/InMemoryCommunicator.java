@@ -4,28 +4,68 @@ import ai.punica.backend.Backend;
 import ai.punica.backend.Tensor;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.concurrent.BrokenBarrierException;
-import java.util.concurrent.CyclicBarrier;
 
 /**
  * Collectives among ranks that are threads of one process (the CPU backend's tensor-parallel mode, so the
  * sharding math runs in CI). Each rank copies its tensor to the host, a barrier waits for all of them, then
  * each rank adds the contributions in rank order (so every rank gets bit-for-bit the same sum, and the
  * replicated residual stream stays identical across ranks) and copies the result back; a second barrier
- * keeps the next collective from overwriting contributions still being read.
+ * keeps the next collective from overwriting contributions still being read. {@link #abort} opens the barriers
+ * for good (every waiting or arriving rank throws) until {@link #recover}.
  */
 public final class InMemoryCommunicator implements Communicator {
 
-    /** What the ranks of one group share. */
+    /**
+     * What the ranks of one group share: their contributions and a barrier that an abort opens. The check of
+     * the abort flag and the wait are one step under the monitor, so a rank cannot start waiting on a barrier
+     * just after the group was aborted and wait forever.
+     */
     private static final class Shared {
-        final CyclicBarrier barrier;
         final float[][] contributions;
-        /** Set by {@link #abort}: every collective throws until {@link #recover}. */
-        volatile boolean aborted;
+        private final int parties;
+        private int arrived;
+        private long generation;
+        private boolean aborted;
 
         Shared(int size) {
-            barrier = new CyclicBarrier(size);
+            parties = size;
             contributions = new float[size][];
+        }
+
+        /** Returns once every rank has arrived; throws if the group is or gets aborted meanwhile. */
+        synchronized void await(int rank) throws InterruptedException {
+            if (aborted) {
+                throw abortedError(rank);
+            }
+            long mine = generation;
+            if (++arrived == parties) {
+                arrived = 0;
+                generation++;
+                notifyAll();
+                return;
+            }
+            while (generation == mine && !aborted) {
+                wait();
+            }
+            if (generation == mine) {
+                throw abortedError(rank);
+            }
+        }
+
+        synchronized void abort() {
+            aborted = true;
+            notifyAll();
+        }
+
+        synchronized void recover() {
+            aborted = false;
+            arrived = 0;
+            generation++;
+        }
+
+        private static IllegalStateException abortedError(int rank) {
+            return new IllegalStateException("tensor-parallel rank " + rank
+                    + ": another rank failed during this step's collective");
         }
     }
 
@@ -109,33 +149,22 @@ public final class InMemoryCommunicator implements Communicator {
     }
 
     private void await() {
-        if (shared.aborted) {
-            throw new IllegalStateException("tensor-parallel rank " + rank + ": the step was aborted");
-        }
         try {
-            shared.barrier.await();
+            shared.await(rank);
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
             throw new IllegalStateException("tensor-parallel rank " + rank + " was interrupted in a collective", e);
-        } catch (BrokenBarrierException e) {
-            throw new IllegalStateException("tensor-parallel rank " + rank
-                    + ": another rank failed during this step's collective", e);
         }
     }
 
     @Override
     public void abort() {
-        // Ranks arriving later see the flag; those waiting now are woken with BrokenBarrierException. A rank
-        // that read the flag just before it was set may still wait on the fresh barrier: the coordinator
-        // calls abort again until every rank has left the step.
-        shared.aborted = true;
-        shared.barrier.reset();
+        shared.abort();
     }
 
     @Override
     public void recover() {
-        shared.barrier.reset();
-        shared.aborted = false;
+        shared.recover();
     }
 
     @Override

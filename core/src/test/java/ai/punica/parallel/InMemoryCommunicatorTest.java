@@ -124,9 +124,14 @@ class InMemoryCommunicatorTest {
         Thread.sleep(200);
         comms.get(RANKS - 1).abort();
         for (Future<?> f : waiting) {
-            assertThatThrownBy(() -> f.get(10, TimeUnit.SECONDS)).hasRootCauseInstanceOf(
-                    java.util.concurrent.BrokenBarrierException.class);
+            assertThatThrownBy(() -> f.get(10, TimeUnit.SECONDS)).rootCause()
+                    .hasMessageContaining("another rank failed during this step's collective");
         }
+        // A rank arriving after the abort does not wait either.
+        Tensor late = backends.get(RANKS - 1).allocate(1, 4);
+        backends.get(RANKS - 1).upload(new float[4], late);
+        assertThatThrownBy(() -> comms.get(RANKS - 1).allReduceSum(late))
+                .hasMessageContaining("another rank failed");
         comms.getFirst().recover();
         float[][] sums = onEveryRank(rank -> {
             Backend b = backends.get(rank);
