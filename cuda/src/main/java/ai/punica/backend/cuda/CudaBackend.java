@@ -475,6 +475,11 @@ public final class CudaBackend implements Backend {
         }
     }
 
+    /** The device, its context and compute stream (the NCCL communicator enqueues its collectives there). */
+    CudaContext context() {
+        return ctx;
+    }
+
     /** True when all work enqueued on the compute stream so far has completed (does not wait). */
     boolean computeStreamIdle() {
         ctx.enter();
