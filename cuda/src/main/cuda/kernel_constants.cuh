@@ -14,6 +14,9 @@
 #define ATT_THREADS 128
 #define ATT_TILE 128
 #define DEC_THREADS 128
+#define TC_BLOCK_M 64
+#define TC_BLOCK_N 64
+#define TC_THREADS 128
 #define SAMPLE_THREADS 1024
 #define DIGITS 16
 #define MAX_TOP 20
