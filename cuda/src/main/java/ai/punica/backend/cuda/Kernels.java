@@ -158,6 +158,19 @@ final class Kernels {
         launcher.launch(kernel, "attention_paged", rows, shape.numKvHeads(), splits, ATT_THREADS, smem);
     }
 
+    /** The index arrays of an attention batch on the device (queryStarts is 0 where the kernel does not read it). */
+    record AttentionTables(long queryStarts, long contextLens, long pageTableStarts, long pageTables) {
+    }
+
+    /** Combines the splits' partial (m, l, acc) of every (row, head) into out: grid (rows, heads). */
+    void launchAttentionMerge(long partAcc, long partMl, int numHeads, int headDim, int splits, long out,
+                              int outStride, int rows) {
+        launcher.args().p(partAcc).p(partMl).i(numHeads).i(headDim).i(splits).p(out).i(outStride)
+                .launch("attention_merge", rows, numHeads, 1, Math.min(256, Shapes.roundUp(headDim, 32)));
+    }
+
+    // ---- attention_tc.cu ----
+
     /**
      * Prefill / mixed-step attention on the tensor cores ({@code attention_prefill_tc_h<headDim>}, attention_tc.cu):
      * grid (tile-table entries, KV heads, splits), {@link KernelConstants#TC_THREADS} threads, {@code smem} bytes
@@ -177,17 +190,6 @@ final class Kernels {
             tensorCoreSmemOptIn.put(name, smem);
         }
         launcher.launch(kernel, name, tileCount, shape.numKvHeads(), splits, TC_THREADS, smem);
-    }
-
-    /** The index arrays of an attention batch on the device (queryStarts is 0 where the kernel does not read it). */
-    record AttentionTables(long queryStarts, long contextLens, long pageTableStarts, long pageTables) {
-    }
-
-    /** Combines the splits' partial (m, l, acc) of every (row, head) into out: grid (rows, heads). */
-    void launchAttentionMerge(long partAcc, long partMl, int numHeads, int headDim, int splits, long out,
-                              int outStride, int rows) {
-        launcher.args().p(partAcc).p(partMl).i(numHeads).i(headDim).i(splits).p(out).i(outStride)
-                .launch("attention_merge", rows, numHeads, 1, Math.min(256, Shapes.roundUp(headDim, 32)));
     }
 
     // ---- sgmv.cu ----
