@@ -104,6 +104,7 @@ __device__ __forceinline__ void attention_prefill_tc(TC_PARAMS) {
     constexpr int ON = HD / 8;                // 8-dim n-tiles of O
     static_assert(BM == 16 * (TC_THREADS / 32), "one warp per 16 matrix rows");
     static_assert(BN == 64, "P·V walks the 64 keys in 4 k-steps of 16");
+    static_assert(HD % 16 == 0, "head sizes are whole k-steps of 16");
 
     extern __shared__ __attribute__((aligned(16))) bf16 tc_smem[];
     bf16* q_s = tc_smem;                      // [BM][STRIDE]
@@ -345,11 +346,14 @@ __device__ __forceinline__ void attention_prefill_tc(TC_PARAMS) {
     }
 }
 
-// One kernel per head size; 2 blocks per SM (87 KB of shared memory each at head size 128).
+// One kernel per head size (a multiple of 16: whole k-steps of Q·Kᵀ and pairs of 8-dim n-tiles of O);
+// 2 blocks per SM (87 KB of shared memory each at head size 128).
 #define PREFILL_TC_KERNEL(HD)                                                                               \
     extern "C" __global__ void __launch_bounds__(TC_THREADS, 2) attention_prefill_tc_h##HD(TC_PARAMS) {     \
         attention_prefill_tc<HD>(TC_ARGS);                                                                  \
     }
 
+PREFILL_TC_KERNEL(32)
 PREFILL_TC_KERNEL(64)
+PREFILL_TC_KERNEL(96)
 PREFILL_TC_KERNEL(128)

@@ -71,15 +71,11 @@ static double run(const Problem& p, unsigned seed) {
                 blockIdx = {bx, by, bz};
                 tw = &warps[t / 32];
                 tlane = t % 32;
-                if (HD == 64) {
-                    attention_prefill_tc_h64(qkv.data(), stride, K.data(), V.data(), qs.data(), p.ctx.data(), pts.data(),
-                        pt.data(), tiles.data(), p.pageSize, pageShift, p.heads, p.kvHeads, scale, p.window, out.data(),
-                        qCols, partAcc.data(), partMl.data());
-                } else {
-                    attention_prefill_tc_h128(qkv.data(), stride, K.data(), V.data(), qs.data(), p.ctx.data(), pts.data(),
-                        pt.data(), tiles.data(), p.pageSize, pageShift, p.heads, p.kvHeads, scale, p.window, out.data(),
-                        qCols, partAcc.data(), partMl.data());
-                }
+                auto kernel = HD == 32 ? attention_prefill_tc_h32 : HD == 64 ? attention_prefill_tc_h64
+                            : HD == 96 ? attention_prefill_tc_h96 : attention_prefill_tc_h128;
+                kernel(qkv.data(), stride, K.data(), V.data(), qs.data(), p.ctx.data(), pts.data(), pt.data(),
+                       tiles.data(), p.pageSize, pageShift, p.heads, p.kvHeads, scale, p.window, out.data(), qCols,
+                       partAcc.data(), partMl.data());
             });
         }
         for (auto& th : threads) th.join();
@@ -151,6 +147,8 @@ int main(int argc, char** argv) {
         {{1000}, {16}, 8, 2, 128, 0, 16, 5},
         {{1000, 129}, {3, 129}, 4, 4, 64, 300, 16, 4},
         {{63, 64, 65, 127, 128}, {63, 30, 65, 1, 128}, 10, 2, 64, 0, 128, 3},
+        {{200, 33, 1}, {200, 20, 1}, 8, 2, 32, 0, 16, 0},
+        {{300, 90}, {150, 1}, 8, 8, 96, 70, 12, 2},
     };
     double worst = 0;
     unsigned seed = 1;

@@ -15,7 +15,7 @@ package ai.punica.backend.cuda;
  *                            (benchmarks, tests; default on)
  * @param decodeBlocksPerSm   decode attention splits rows until there are this many blocks per SM (default 8)
  * @param tensorCoreAttention prefill and mixed steps take the tensor-core attention kernel (attention_tc.cu) at
- *                            head sizes 64 and 128; off keeps them on the CUDA-core kernel
+ *                            head sizes 32, 64, 96 and 128; off keeps them on the CUDA-core kernel
  *                            ({@code punica.cuda.tensorCoreAttention}, default on)
  * @param tensorCoreMinRows   a step that is not a decode step takes the tensor-core kernel when one of its
  *                            sequences has at least this many query rows (default {@value #TENSOR_CORE_MIN_ROWS};

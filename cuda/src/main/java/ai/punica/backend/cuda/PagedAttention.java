@@ -21,7 +21,7 @@ import java.util.List;
  * <ul>
  *   <li>a decode step (one query row per sequence): the decode kernel;</li>
  *   <li>a step with a sequence of at least {@code tensorCoreMinRows} query rows (prefill chunks, and the decode
- *       rows that share their step), head size 64 or 128: the tensor-core kernel (FlashAttention-2 tiles of 64
+ *       rows that share their step), head size 32, 64, 96 or 128: the tensor-core kernel (FlashAttention-2 tiles of 64
  *       matrix rows, mma.sync), unless {@code tensorCoreAttention} is off;</li>
  *   <li>anything else: the general CUDA-core kernel, one block per (row, KV head).</li>
  * </ul>
@@ -298,7 +298,7 @@ final class PagedAttention {
 
     /** Head sizes the tensor-core kernel is compiled for. */
     private static boolean tensorCoreHeadDim(int headDim) {
-        return headDim == 64 || headDim == 128;
+        return headDim == 32 || headDim == 64 || headDim == 96 || headDim == 128;
     }
 
     /** The tensor-core kernel's 16-byte loads and 4-byte stores need these strides and head sizes. */
@@ -362,7 +362,7 @@ final class PagedAttention {
     }
 
     /**
-     * Prefill and mixed steps on the tensor cores ({@code attention_prefill_tc_h64|128}): one block of 4 warps
+     * Prefill and mixed steps on the tensor cores ({@code attention_prefill_tc_h32|64|96|128}): one block of 4 warps
      * per (tile of 64 matrix rows, KV head, split), key/value tiles of {@link KernelConstants#TC_BLOCK_N} tokens
      * double-buffered in shared memory.
      */

@@ -18,7 +18,7 @@ import org.junit.jupiter.api.Test;
  * softmax). Every check also asserts that the tensor-core kernel is the one that ran, and its CHECK line names the
  * kernel, the splits, the worst row's position and how many outputs were left unwritten (NaN).
  * <p>Shape classes: one 2048-token prompt; ragged prompts in one call; chunks that continue an existing cache (the
- * first query row at an offset); GQA groups 1, 3, 4, 5, 8, 16; head sizes 64 and 128; sliding windows; page sizes
+ * first query row at an offset); GQA groups 1, 3, 4, 5, 8, 16; head sizes 32, 64, 96 and 128; sliding windows; page sizes
  * 1, 12, 16, 64, 128 with lengths on either side of page and tile boundaries; sequences of one query row beside
  * prefill chunks; steps split along the keys.
  */
@@ -56,6 +56,10 @@ class CudaPrefillAttentionTest extends GpuBackendTest {
         for (int[] s : shapes) {
             tc(prefill(lens, s[0], s[1], s[2], 0), seed++);
         }
+        // Head sizes 32 (the fixture model's: 8 heads over 2 KV heads) and 96.
+        tc(prefill(lens, 8, 2, 32, 0), seed++);
+        tc(prefill(lens, 8, 8, 96, 0), seed++);
+        tc(chunks(new int[] {1000, 90}, new int[] {100, 1}, 6, 2, 96, 300), seed++);
     }
 
     @Test
@@ -147,7 +151,7 @@ class CudaPrefillAttentionTest extends GpuBackendTest {
         Problem p = chunks(new int[] {300, 40}, new int[] {300, 1}, 8, 2, 128, 0);
         // Switched off, and head sizes the tensor-core kernel is not compiled for.
         check("attention-general", p, seed++, o -> o.tensorCoreAttention(false), "attention_paged");
-        check("attention-general", chunks(new int[] {300, 40}, new int[] {300, 1}, 8, 2, 96, 0), seed++,
+        check("attention-general", chunks(new int[] {300, 40}, new int[] {300, 1}, 8, 2, 72, 0), seed++,
                 o -> o.tensorCoreAttention(true), "attention_paged");
         // Below the threshold: every sequence has fewer query rows than tensorCoreMinRows.
         check("attention-general", p, seed++, o -> o.tensorCoreAttention(true).tensorCoreMinRows(400),
