@@ -212,6 +212,13 @@ __device__ __forceinline__ void attention_prefill_tc(TC_PARAMS) {
     // The rows' bounds that decide whether a tile needs the mask: the first row's position, the last row's window.
     const int minPos = pos0;
     const int maxLow = slidingWindow > 0 ? max(0, pos0 + nRows - 1 - slidingWindow + 1) : 0;
+    // This warp's rows: none with a query row (a short tile), or all past a key tile (the causal diagonal) or
+    // before it (the window) leave the warp out of that tile's math; it still copies and meets the barriers.
+    const int activeRows = nRows * group;
+    const bool warpActive = warp * 16 < activeRows;
+    const int warpLastPos = pos0 + (min(activeRows, warp * 16 + 16) - 1) / group;
+    const int warpFirstPos = pos0 + warp * 16 / group;
+    const int warpFirstLow = slidingWindow > 0 ? max(0, warpFirstPos - slidingWindow + 1) : 0;
 
     const int numTiles = (hi - lo + BN - 1) / BN;
     for (int j = 0; j < numTiles; j++) {
@@ -228,84 +235,87 @@ __device__ __forceinline__ void attention_prefill_tc(TC_PARAMS) {
             #pragma unroll
             for (int kk = 0; kk < KSTEPS; kk++) ldmatrix_x4(qf[kk], q_s + qOff + kk * 16);
         }
-
-        // S = Q·Kᵀ for this warp's 16 rows and the tile's 64 keys.
-        const bf16* kt = k_s + st * BN * STRIDE;
-        float s[SN][4];
-        #pragma unroll
-        for (int n = 0; n < SN; n++) {
-            s[n][0] = 0.0f; s[n][1] = 0.0f; s[n][2] = 0.0f; s[n][3] = 0.0f;
-        }
-        #pragma unroll
-        for (int kk = 0; kk < KSTEPS; kk++) {
-            #pragma unroll
-            for (int np = 0; np < SN / 2; np++) {
-                unsigned b[4];
-                ldmatrix_x4(b, kt + kOff + np * 16 * STRIDE + kk * 16);
-                mma_bf16(s[2 * np], qf[kk], b[0], b[1]);
-                mma_bf16(s[2 * np + 1], qf[kk], b[2], b[3]);
-            }
-        }
-
-        // Scores in log2 units; keys past hi, after a row's position or before its window get -inf.
-        const bool full = kb + BN <= hi && kb + BN - 1 <= minPos && kb >= maxLow;
-        #pragma unroll
-        for (int n = 0; n < SN; n++) {
-            #pragma unroll
-            for (int e = 0; e < 4; e++) {
-                float v = s[n][e] * scaleLog2;
-                if (!full) {
-                    int t = kb + n * 8 + 2 * q4 + (e & 1);
-                    int r = e >> 1;
-                    if (t >= hi || t > posOf[r] || t < lowOf[r]) v = NEG_INF;
-                }
-                s[n][e] = v;
-            }
-        }
-
-        // Online softmax per row: the row's max over the quad's 4 threads, rescale, p = 2^(s - m').
-        #pragma unroll
-        for (int r = 0; r < 2; r++) {
-            float mx = NEG_INF;
-            #pragma unroll
-            for (int n = 0; n < SN; n++) mx = fmaxf(mx, fmaxf(s[n][2 * r], s[n][2 * r + 1]));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-            float mNew = fmaxf(mRow[r], mx);
-            float mRef = mNew == NEG_INF ? 0.0f : mNew;
-            float corr = exp2f(mRow[r] - mRef);      // 0 while the row had nothing (m = -inf)
-            float sum = 0.0f;
+        // Every key of the tile masked for all 16 rows of this warp (none with a query row, all before the
+        // tile, or the tile before all their windows): m, l and O stay, the warp skips the math.
+        if (warpActive && kb <= warpLastPos && kb + BN - 1 >= warpFirstLow) {
+            // S = Q·Kᵀ for this warp's 16 rows and the tile's 64 keys.
+            const bf16* kt = k_s + st * BN * STRIDE;
+            float s[SN][4];
             #pragma unroll
             for (int n = 0; n < SN; n++) {
-                float p0 = exp2f(s[n][2 * r] - mRef), p1 = exp2f(s[n][2 * r + 1] - mRef);
-                s[n][2 * r] = p0;
-                s[n][2 * r + 1] = p1;
-                sum += p0 + p1;
+                s[n][0] = 0.0f; s[n][1] = 0.0f; s[n][2] = 0.0f; s[n][3] = 0.0f;
             }
-            mRow[r] = mNew;
-            lRow[r] = lRow[r] * corr + sum;
             #pragma unroll
-            for (int d = 0; d < ON; d++) {
-                o[d][2 * r] *= corr;
-                o[d][2 * r + 1] *= corr;
+            for (int kk = 0; kk < KSTEPS; kk++) {
+                #pragma unroll
+                for (int np = 0; np < SN / 2; np++) {
+                    unsigned b[4];
+                    ldmatrix_x4(b, kt + kOff + np * 16 * STRIDE + kk * 16);
+                    mma_bf16(s[2 * np], qf[kk], b[0], b[1]);
+                    mma_bf16(s[2 * np + 1], qf[kk], b[2], b[3]);
+                }
             }
-        }
 
-        // O += P·V: P's A fragment for keys [16kk, 16kk + 16) is S's n-tiles 2kk and 2kk + 1, rounded to bf16.
-        const bf16* vt = v_s + st * BN * STRIDE;
-        #pragma unroll
-        for (int kk = 0; kk < BN / 16; kk++) {
-            unsigned pa[4];
-            pa[0] = pack_bf16x2(s[2 * kk][0], s[2 * kk][1]);
-            pa[1] = pack_bf16x2(s[2 * kk][2], s[2 * kk][3]);
-            pa[2] = pack_bf16x2(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-            pa[3] = pack_bf16x2(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+            // Scores in log2 units; keys past hi, after a row's position or before its window get -inf.
+            const bool full = kb + BN <= hi && kb + BN - 1 <= minPos && kb >= maxLow;
             #pragma unroll
-            for (int dp = 0; dp < ON / 2; dp++) {
-                unsigned b[4];
-                ldmatrix_x4_trans(b, vt + vOff + kk * 16 * STRIDE + dp * 16);
-                mma_bf16(o[2 * dp], pa, b[0], b[1]);
-                mma_bf16(o[2 * dp + 1], pa, b[2], b[3]);
+            for (int n = 0; n < SN; n++) {
+                #pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    float v = s[n][e] * scaleLog2;
+                    if (!full) {
+                        int t = kb + n * 8 + 2 * q4 + (e & 1);
+                        int r = e >> 1;
+                        if (t >= hi || t > posOf[r] || t < lowOf[r]) v = NEG_INF;
+                    }
+                    s[n][e] = v;
+                }
+            }
+
+            // Online softmax per row: the row's max over the quad's 4 threads, rescale, p = 2^(s - m').
+            #pragma unroll
+            for (int r = 0; r < 2; r++) {
+                float mx = NEG_INF;
+                #pragma unroll
+                for (int n = 0; n < SN; n++) mx = fmaxf(mx, fmaxf(s[n][2 * r], s[n][2 * r + 1]));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+                float mNew = fmaxf(mRow[r], mx);
+                float mRef = mNew == NEG_INF ? 0.0f : mNew;
+                float corr = exp2f(mRow[r] - mRef);      // 0 while the row had nothing (m = -inf)
+                float sum = 0.0f;
+                #pragma unroll
+                for (int n = 0; n < SN; n++) {
+                    float p0 = exp2f(s[n][2 * r] - mRef), p1 = exp2f(s[n][2 * r + 1] - mRef);
+                    s[n][2 * r] = p0;
+                    s[n][2 * r + 1] = p1;
+                    sum += p0 + p1;
+                }
+                mRow[r] = mNew;
+                lRow[r] = lRow[r] * corr + sum;
+                #pragma unroll
+                for (int d = 0; d < ON; d++) {
+                    o[d][2 * r] *= corr;
+                    o[d][2 * r + 1] *= corr;
+                }
+            }
+
+            // O += P·V: P's A fragment for keys [16kk, 16kk + 16) is S's n-tiles 2kk and 2kk + 1, rounded to bf16.
+            const bf16* vt = v_s + st * BN * STRIDE;
+            #pragma unroll
+            for (int kk = 0; kk < BN / 16; kk++) {
+                unsigned pa[4];
+                pa[0] = pack_bf16x2(s[2 * kk][0], s[2 * kk][1]);
+                pa[1] = pack_bf16x2(s[2 * kk][2], s[2 * kk][3]);
+                pa[2] = pack_bf16x2(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+                pa[3] = pack_bf16x2(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+                #pragma unroll
+                for (int dp = 0; dp < ON / 2; dp++) {
+                    unsigned b[4];
+                    ldmatrix_x4_trans(b, vt + vOff + kk * 16 * STRIDE + dp * 16);
+                    mma_bf16(o[2 * dp], pa, b[0], b[1]);
+                    mma_bf16(o[2 * dp + 1], pa, b[2], b[3]);
+                }
             }
         }
         __syncthreads();                    // stage st is refilled by the next iteration's copies
