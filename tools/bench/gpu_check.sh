@@ -8,6 +8,8 @@
 # On a GPU machine a skipped or aborted GPU test is a failure (it means CUDA did not load, or a test
 # assumed something the machine lacks), and so is a class that ran no test: the script then prints a
 # "GPU CHECK FAILED" line per class and exits 1; it exits 0 only when every class ran tests and all passed.
+# GPU_CHECK_JAVA_OPTS adds JVM flags to every class's run, e.g. "-Dpunica.cuda.tensorCoreAttention=false"
+# to put prefill attention back on the CUDA-core kernel.
 set -o pipefail
 OUT="${OUT:-$(pwd)/device-out}"
 mkdir -p "$OUT"
@@ -25,7 +27,7 @@ limit="${GPU_CHECK_LIMIT_S:-540}"
 bash .device-bundle/device-run info > /dev/null 2>&1
 for c in "${classes[@]}"; do
   name=${c##*.}
-  ( OUT="$OUT/$name" PUNICA_JAVA_OPTS="-Xmx6g" timeout "$limit" bash .device-bundle/device-run tests --select-class "$c" \
+  ( OUT="$OUT/$name" PUNICA_JAVA_OPTS="-Xmx6g ${GPU_CHECK_JAVA_OPTS:-}" timeout "$limit" bash .device-bundle/device-run tests --select-class "$c" \
       > "$OUT/t_$name.out" 2>&1; echo "$? $c" > "$OUT/rc_$name" ) &
 done
 wait
