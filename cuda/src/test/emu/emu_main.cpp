@@ -150,6 +150,29 @@ int main(int argc, char** argv) {
         {{200, 33, 1}, {200, 20, 1}, 8, 2, 32, 0, 16, 0},
         {{300, 90}, {150, 1}, 8, 8, 96, 70, 12, 2},
     };
+    if (argc > 2) {
+        // Random problems: emu N SEED. Shapes, lengths, chunks, windows, page sizes and splits drawn at random.
+        std::mt19937 rng(std::atoi(argv[2]));
+        auto pick = [&](std::vector<int> v) { return v[rng() % v.size()]; };
+        ps.clear();
+        for (size_t i = 0; i < limit; i++) {
+            Problem p;
+            int kv = pick({1, 2, 4});
+            p.kvHeads = kv;
+            p.heads = kv * pick({1, 2, 3, 4, 5, 8, 16});
+            p.hd = pick({32, 64, 96, 128});
+            p.window = pick({0, 0, 1, 17, 64, 200});
+            p.pageSize = pick({1, 3, 16, 32, 128});
+            p.splits = pick({1, 1, 2, 3, 7});
+            int seqs = 1 + rng() % 4;
+            for (int s = 0; s < seqs; s++) {
+                int ctx = 1 + rng() % 400;
+                p.ctx.push_back(ctx);
+                p.queries.push_back(pick({1, ctx, 1 + (int) (rng() % ctx)}));
+            }
+            ps.push_back(p);
+        }
+    }
     double worst = 0;
     unsigned seed = 1;
     for (size_t i = 0; i < ps.size() && i < limit; i++) worst = std::max(worst, run(ps[i], seed++));

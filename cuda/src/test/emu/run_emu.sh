@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Host emulation of attention_tc.cu against a float64 reference (no GPU needed): g++ with C++20 (std::barrier).
+# run_emu.sh: the fixed problem classes; run_emu.sh N: the first N of them; run_emu.sh N SEED: N random problems.
+# EMU_KERNEL=path runs another copy of the kernel source (e.g. a deliberately broken one, to see the check fail).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 src="$here/../../main/cuda"
