@@ -27,6 +27,9 @@
 // more than one split the partial (acc, m, l) go to attention_merge (attention.cu), as for the CUDA-core kernels.
 //
 // Cache layout: [slot][kvHead][headDim] bf16, slot = page · pageSize + offset.
+//
+// Without a GPU, cuda/src/test/emu/run_emu.sh runs this file's kernels on the host (warp collectives emulated
+// from the layouts above) against a float64 reference; on a GPU, CudaPrefillAttentionTest.
 #include "common.cuh"
 
 // Slot of token t of a sequence whose page table is pages[]. pageShift = log2(pageSize), or -1.
