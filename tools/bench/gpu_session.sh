@@ -12,6 +12,8 @@
 #   sampling SamplingBench: device time of the sampling kernel per decode batch
 #   sgmv     SgmvBench (prefill LoRA, cold L2: CUDA-core vs tensor-core kernels against issue 14's targets, and
 #            the crossover in rows per segment; then decode SGMV vs the base GEMM) and sgmv_torch.py (PyTorch baselines)
+#   attention  PrefillAttentionBench: prefill / mixed-step attention, tensor-core kernel vs CUDA-core kernel
+#            (TFLOP/s, % of cuBLAS and of the datasheet peak, 2k context batch 8; rows-per-sequence sweep)
 #   serve    `punica serve` on the bundled demo model: the engine's start-up line (KV pages it sized from the
 #            GPU's memory) and two completions over HTTP
 #   servebench  serve_gpu.sh: `punica bench serve` against `punica serve` on a 7B random checkpoint with 1,000
@@ -90,6 +92,11 @@ for part in "${parts[@]}"; do
       echo "== sgmv_torch rc=$?"
       grep -v -i warn "$OUT/sgmv_torch.log" | tail -n 30
       ;;
+    attention)
+      timeout "${ATTENTION_LIMIT_S:-240}" $run bench ai.punica.backend.cuda.PrefillAttentionBench > "$OUT/attention.log" 2>&1
+      echo "== attention rc=$? ($(( $(date +%s) - start )) s)"
+      grep -E "BENCH|Exception|Error|at ai\.punica" "$OUT/attention.log" | sed 's/^BENCH //' | head -n 60
+      ;;
     serve)
       # The server tests' simplelogger.properties (warn) is on the bundle's class path: ask for info again.
       PUNICA_JAVA_OPTS="-Dpunica.home=$(pwd) -Dorg.slf4j.simpleLogger.defaultLogLevel=info" \
@@ -122,7 +129,7 @@ for part in "${parts[@]}"; do
       [ $rc != 0 ] && status=1
       echo "== tests rc=$rc ($(( $(date +%s) - start )) s)"
       ;;
-    *) echo "unknown part '$part' (decode | decode-off | hfdecode | e2e | proj | sampling | sgmv | serve | servebench | tests)"; status=2;;
+    *) echo "unknown part '$part' (decode | decode-off | hfdecode | e2e | proj | sampling | sgmv | attention | serve | servebench | tests)"; status=2;;
   esac
 done
 # The device tool brings back at most 8 files: everything in one archive.

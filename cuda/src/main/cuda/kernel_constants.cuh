@@ -19,6 +19,9 @@
 #define ATT_THREADS 128
 #define ATT_TILE 128
 #define DEC_THREADS 128
+#define ATT_TC_BLOCK_M 64
+#define ATT_TC_BLOCK_N 64
+#define ATT_TC_THREADS 128
 #define SAMPLE_THREADS 1024
 #define DIGITS 16
 #define MAX_TOP 20

@@ -293,6 +293,17 @@ public final class CudaBackend implements Backend {
         return attention.decodeSplits(rows, shape);
     }
 
+    /** The attention kernel the last {@code attention} call launched (tests, benchmarks). */
+    String lastAttentionKernel() {
+        return attention.lastKernel();
+    }
+
+    /** Splits of the tensor-core attention kernel for a step of {@code rows} rows in {@code sequences} sequences. */
+    int attentionTensorCoreSplits(int rows, int sequences, AttentionShape shape) {
+        return attention.tensorCoreSplits(PagedAttention.tensorCoreTableLength(rows, sequences,
+                PagedAttention.tensorCoreRowsPerTile(shape)), shape);
+    }
+
     // ---- segmented LoRA (SGMV) ------------------------------------------------------------------
 
     @Override

@@ -56,6 +56,14 @@ final class KernelConstants {
     /** Threads of a decode attention block. */
     static final int DEC_THREADS = 128;
 
+    // ---- attention_tc.cu ----
+    /** Matrix rows of a tensor-core attention tile (query rows × the KV head's query heads); 16 per warp. */
+    static final int ATT_TC_BLOCK_M = 64;
+    /** Keys per tile of the tensor-core attention kernel (one shared-memory stage). */
+    static final int ATT_TC_BLOCK_N = 64;
+    /** Threads of a tensor-core attention block: one warp per 16 matrix rows. */
+    static final int ATT_TC_THREADS = 128;
+
     // ---- sampling.cu ----
     /** Threads of the one block per row. */
     static final int SAMPLE_THREADS = 1024;
@@ -103,6 +111,9 @@ final class KernelConstants {
             new Constant("ATT_THREADS", ATT_THREADS),
             new Constant("ATT_TILE", ATT_TILE),
             new Constant("DEC_THREADS", DEC_THREADS),
+            new Constant("ATT_TC_BLOCK_M", ATT_TC_BLOCK_M),
+            new Constant("ATT_TC_BLOCK_N", ATT_TC_BLOCK_N),
+            new Constant("ATT_TC_THREADS", ATT_TC_THREADS),
             new Constant("SAMPLE_THREADS", SAMPLE_THREADS),
             new Constant("DIGITS", DIGITS),
             new Constant("MAX_TOP", MAX_TOP),

@@ -15,6 +15,7 @@ import java.util.Collections;
 import java.util.List;
 import java.util.Random;
 import java.util.SplittableRandom;
+import java.util.function.UnaryOperator;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 
@@ -76,10 +77,20 @@ class CudaAttentionTest extends GpuBackendTest {
     }
 
     /**
-     * Runs {@code p} on both backends (the GPU's decode kernel unless {@code decodeKernel} is false) and checks
-     * every row; returns the largest row error.
+     * Runs {@code p} on both backends (the GPU's decode kernel unless {@code decodeKernel} is false; steps that
+     * are not decode steps on the CUDA-core kernel) and checks every row; returns the largest row error.
      */
     static double check(String kind, Problem p, long seed, boolean decodeKernel) {
+        return check(kind, p, seed, o -> o.decodeAttention(decodeKernel).tensorCoreAttention(false), null);
+    }
+
+    /**
+     * Runs {@code p} on both backends, the GPU with its switches changed by {@code options} for this call, and
+     * checks every row; when {@code kernelPrefix} is not null, also that the GPU launched a kernel of that name.
+     * Returns the largest row error.
+     */
+    static double check(String kind, Problem p, long seed, UnaryOperator<CudaOptions.Builder> options,
+                        String kernelPrefix) {
         SplittableRandom rng = new SplittableRandom(seed);
         int seqs = p.contextLens.length;
         int pageSize = p.pageSize;
@@ -151,11 +162,14 @@ class CudaAttentionTest extends GpuBackendTest {
 
         AttentionShape shape = new AttentionShape(p.heads, p.kvHeads, p.headDim, (float) (1 / Math.sqrt(p.headDim)),
                 p.window);
-        GpuChecks.configure(gpu, o -> o.decodeAttention(decodeKernel));
+        CudaOptions before = gpu.options();
+        String kernel;
+        GpuChecks.configure(gpu, options);
         try {
             gpu.attention(gQkv, gKv, layer, batch, shape, gOut);
+            kernel = gpu.lastAttentionKernel();
         } finally {
-            GpuChecks.configure(gpu, o -> o.decodeAttention(true));
+            gpu.reconfigure(before);
         }
         ref.attention(rQkv, rKv, layer, batch, shape, rOut);
         float[] got = new float[rows * qCols];
@@ -176,13 +190,34 @@ class CudaAttentionTest extends GpuBackendTest {
                 worstRow = r;
             }
         }
-        boolean decodeStep = Arrays.stream(p.queryCounts).allMatch(q -> q == 1);
-        String what = kind + " " + p.describe()
-                + (decodeKernel && decodeStep ? " splits=" + gpu.attentionDecodeSplits(rows, shape) : "");
-        System.out.printf("CHECK %s err %.2e (worst row %d, tol %.0e) %s%n", what, worst, worstRow, TOL,
-                worst <= TOL ? "ok" : "FAIL");
-        assertThat(worst).as(what + ": ‖gpu − ref‖/‖ref‖ of row " + worstRow).isLessThanOrEqualTo(TOL);
+        String splits = kernel.startsWith("attention_decode") ? " splits=" + gpu.attentionDecodeSplits(rows, shape)
+                : kernel.startsWith("attention_prefill_tc") ? " splits=" + gpu.attentionTensorCoreSplits(rows, seqs, shape)
+                : "";
+        String what = kind + " " + p.describe() + " [" + kernel + splits + "]";
+        int unwritten = 0;
+        for (float v : got) {
+            if (Float.isNaN(v)) {
+                unwritten++;
+            }
+        }
+        System.out.printf("CHECK %s err %.2e (worst row %d at position %d, tol %.0e, NaN outputs %d) %s%n", what,
+                worst, worstRow, positionOf(batch, worstRow), TOL, unwritten, worst <= TOL ? "ok" : "FAIL");
+        if (kernelPrefix != null) {
+            assertThat(kernel).as(what + ": kernel launched").startsWith(kernelPrefix);
+        }
+        assertThat(worst).as(what + ": ‖gpu − ref‖/‖ref‖ of row " + worstRow + " (" + unwritten + " NaN outputs)")
+                .isLessThanOrEqualTo(TOL);
         return worst;
+    }
+
+    /** Position of a query row of the batch (-1 when no sequence holds it). */
+    static int positionOf(AttentionBatch batch, int row) {
+        for (int s = 0; s < batch.numSequences(); s++) {
+            if (row >= batch.queryStarts()[s] && row < batch.queryStarts()[s + 1]) {
+                return batch.position(s, row);
+            }
+        }
+        return -1;
     }
 
     /** {@code rows} contexts: every one of {@link #CONTEXTS} once (as far as rows go), then random picks, shuffled. */
