@@ -31,9 +31,9 @@ final class PagedAttention {
 
     private final DeviceParts parts;
     private final DenseOps dense;
-    private boolean decodeKernel;
+    private final boolean decodeKernel;
     /** Decode attention splits rows until there are this many blocks per SM (the grid fills the GPU a few times). */
-    private int decodeBlocksPerSm;
+    private final int decodeBlocksPerSm;
     private long workspace;
     private long workspaceBytes;
     /** Workspaces outgrown by a larger batch: kernels in flight or captured graphs may still use them. */
@@ -45,12 +45,8 @@ final class PagedAttention {
     PagedAttention(DeviceParts parts, DenseOps dense, CudaOptions options) {
         this.parts = parts;
         this.dense = dense;
-        configure(options);
-    }
-
-    void configure(CudaOptions options) {
-        decodeKernel = options.decodeAttention();
-        decodeBlocksPerSm = options.decodeBlocksPerSm();
+        this.decodeKernel = options.decodeAttention();
+        this.decodeBlocksPerSm = options.decodeBlocksPerSm();
     }
 
     KvStorage allocateKv(int numLayers, int numPages, int pageSize, int numKvHeads, int headDim) {

@@ -41,17 +41,13 @@ final class SgmvOps {
     /** Split-K shrink scratch: fp32 partial sums, then one arrival counter per (tile, rank block). */
     private long workspace;
     /** fusedLora and fusedMinTiles are read from here. */
-    private CudaOptions options;
+    private final CudaOptions options;
     private long fusedLaunches;
 
     SgmvOps(DeviceParts parts, CudaOptions options) {
-        configure(options);
+        this.options = options;
         this.parts = parts;
         this.slotTables = new SlotTables(parts);
-    }
-
-    void configure(CudaOptions next) {
-        options = next;
     }
 
     /**

@@ -76,10 +76,22 @@ class CudaAttentionTest extends GpuBackendTest {
     }
 
     /**
-     * Runs {@code p} on both backends (the GPU's decode kernel unless {@code decodeKernel} is false) and checks
-     * every row; returns the largest row error.
+     * Runs {@code p} on both backends (the GPU's decode kernel unless {@code decodeKernel} is false: then on a
+     * backend of its own whose decode steps take the general kernel) and checks every row; returns the largest
+     * row error.
      */
     static double check(String kind, Problem p, long seed, boolean decodeKernel) {
+        if (decodeKernel) {
+            return check(kind, p, seed, gpu);
+        }
+        try (CudaBackend general = GpuChecks.open(o -> o.decodeAttention(false))) {
+            return check(kind, p, seed, general);
+        }
+    }
+
+    /** {@link #check(String, Problem, long, boolean)} on {@code gpu}, with the attention kernels its options choose. */
+    static double check(String kind, Problem p, long seed, CudaBackend gpu) {
+        boolean decodeKernel = gpu.options().decodeAttention();
         SplittableRandom rng = new SplittableRandom(seed);
         int seqs = p.contextLens.length;
         int pageSize = p.pageSize;
@@ -151,12 +163,7 @@ class CudaAttentionTest extends GpuBackendTest {
 
         AttentionShape shape = new AttentionShape(p.heads, p.kvHeads, p.headDim, (float) (1 / Math.sqrt(p.headDim)),
                 p.window);
-        GpuChecks.configure(gpu, o -> o.decodeAttention(decodeKernel));
-        try {
-            gpu.attention(gQkv, gKv, layer, batch, shape, gOut);
-        } finally {
-            GpuChecks.configure(gpu, o -> o.decodeAttention(true));
-        }
+        gpu.attention(gQkv, gKv, layer, batch, shape, gOut);
         ref.attention(rQkv, rKv, layer, batch, shape, rOut);
         float[] got = new float[rows * qCols];
         float[] want = new float[rows * qCols];
@@ -264,14 +271,11 @@ class CudaAttentionTest extends GpuBackendTest {
     @Test
     void decodeWithOneSplitWritesTheOutputDirectly() {
         // One block per SM as the target and at least as many blocks as SMs: no split, no merge kernel.
-        GpuChecks.configure(gpu, o -> o.decodeBlocksPerSm(1));
-        try {
+        try (CudaBackend oneBlock = GpuChecks.open(o -> o.decodeBlocksPerSm(1))) {
             Problem p = Problem.decode(mixedContexts(64, 500), 8, 8, 64, 0);
-            assertThat(gpu.attentionDecodeSplits(64, new AttentionShape(8, 8, 64, 1, 0)))
+            assertThat(oneBlock.attentionDecodeSplits(64, new AttentionShape(8, 8, 64, 1, 0)))
                     .as("splits at 1 block per SM for 512 blocks").isEqualTo(1);
-            check("attention-decode", p, 500, true);
-        } finally {
-            GpuChecks.configure(gpu, o -> o.decodeBlocksPerSm(8));
+            check("attention-decode", p, 500, oneBlock);
         }
     }
 
