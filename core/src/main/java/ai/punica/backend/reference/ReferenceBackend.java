@@ -163,14 +163,10 @@ public final class ReferenceBackend extends HostBackend<ReferenceTensor, Referen
         }
     }
 
-    /** out[i] = x[rows[i]]. */
+    /** out[i] = x[rows[i]]: the gather {@link #embedding} computes, on an activation. */
     @Override
     protected void gatherRows(ReferenceTensor x, int[] rows, ReferenceTensor out) {
-        for (int i = 0; i < rows.length; i++) {
-            for (int c = 0; c < x.cols(); c++) {
-                out.set(i, c, x.get(rows[i], c));
-            }
-        }
+        embedding(x, rows, out);
     }
 
     // ---- paged KV cache and attention -----------------------------------------------------------
