@@ -241,16 +241,7 @@ public final class ReferenceBackend extends HostBackend<ReferenceTensor, Referen
     protected void sgmvShrink(ReferenceTensor x, List<LoraSegment<ReferenceTensor>> segments, ReferenceTensor v,
                               int vCol) {
         for (LoraSegment<ReferenceTensor> s : segments) {
-            ReferenceTensor a = s.weight();
-            for (int r = s.from(); r < s.to(); r++) {
-                for (int k = 0; k < s.rank(); k++) {
-                    double sum = 0;
-                    for (int c = 0; c < x.cols(); c++) {
-                        sum += (double) x.get(r, c) * a.get(k, c);
-                    }
-                    v.set(r, vCol + k, (float) sum);
-                }
-            }
+            rowsTimesWeight(x, 0, x.cols(), s.weight(), s.from(), s.to(), 1, false, v, vCol);
         }
     }
 
@@ -259,15 +250,23 @@ public final class ReferenceBackend extends HostBackend<ReferenceTensor, Referen
     protected void sgmvExpand(ReferenceTensor v, int vCol, List<LoraSegment<ReferenceTensor>> segments,
                               ReferenceTensor y, int yCol) {
         for (LoraSegment<ReferenceTensor> s : segments) {
-            ReferenceTensor b = s.weight();
-            for (int r = s.from(); r < s.to(); r++) {
-                for (int o = 0; o < b.rows(); o++) {
-                    double sum = 0;
-                    for (int k = 0; k < s.rank(); k++) {
-                        sum += (double) v.get(r, vCol + k) * b.get(o, k);
-                    }
-                    y.set(r, yCol + o, (float) (y.get(r, yCol + o) + s.scale() * sum));
+            rowsTimesWeight(v, vCol, s.rank(), s.weight(), s.from(), s.to(), s.scale(), true, y, yCol);
+        }
+    }
+
+    /**
+     * For rows r in [from, to) and every row j of w: {@code sum = Σ_{i<k} in[r, inCol + i] · w[j, i]} in double,
+     * then {@code out[r, outCol + j] = sum}, or {@code += scale · sum} when accumulating (the LoRA expand).
+     */
+    private static void rowsTimesWeight(ReferenceTensor in, int inCol, int k, ReferenceTensor w, int from, int to,
+                                        float scale, boolean accumulate, ReferenceTensor out, int outCol) {
+        for (int r = from; r < to; r++) {
+            for (int j = 0; j < w.rows(); j++) {
+                double sum = 0;
+                for (int i = 0; i < k; i++) {
+                    sum += (double) in.get(r, inCol + i) * w.get(j, i);
                 }
+                out.set(r, outCol + j, (float) (accumulate ? out.get(r, outCol + j) + scale * sum : sum));
             }
         }
     }
