@@ -148,7 +148,7 @@ public final class CpuBackend extends HostBackend<CpuTensor, CpuKvStorage> {
     @Override
     public Tensor loadWeight(TensorData weight) {
         checkOpen("loadWeight");
-        weight.matrixShape("loadWeight");
+        weight.matrixShape("loadWeight"); // refuses a tensor that is not 1-D or 2-D before anything is copied
         long bytes = weight.elementCount() * weight.dtype().byteSize();
         if (weight.data().byteSize() < bytes) {
             throw new IllegalArgumentException("loadWeight: " + weight + " has only " + weight.data().byteSize()
@@ -156,13 +156,13 @@ public final class CpuBackend extends HostBackend<CpuTensor, CpuKvStorage> {
         }
         MemorySegment data = weight.data().asSlice(0, bytes);
         if (data.isNative()) {
-            return weight(weight.name(), weight, null);
+            return weight(weight, null);
         }
         Arena arena = Arena.ofShared();
         MemorySegment copy = arena.allocate(Math.max(1, bytes), 64).asSlice(0, bytes);
         copy.copyFrom(data);
         arenas.add(arena);
-        return weight(weight.name(), new TensorData(weight.name(), weight.dtype(), weight.shape(), copy), arena);
+        return weight(new TensorData(weight.name(), weight.dtype(), weight.shape(), copy), arena);
     }
 
     @Override
@@ -172,7 +172,7 @@ public final class CpuBackend extends HostBackend<CpuTensor, CpuKvStorage> {
         try {
             TensorData joined = TensorData.concatRows(name, parts, arena);
             arenas.add(arena);
-            return weight(name, joined, arena);
+            return weight(joined, arena);
         } catch (RuntimeException e) {
             arena.close();
             throw e;
@@ -180,11 +180,11 @@ public final class CpuBackend extends HostBackend<CpuTensor, CpuKvStorage> {
     }
 
     /** A weight tensor over {@code data}'s native segment, owned by {@code arena} (null: aliased, not ours). */
-    private CpuTensor weight(String name, TensorData data, Arena arena) {
+    private CpuTensor weight(TensorData data, Arena arena) {
         int[] shape = data.matrixShape("loadWeight");
         long bytes = data.elementCount() * data.dtype().byteSize();
         CpuTensor.Storage storage = new CpuTensor.Storage(data.data().asSlice(0, bytes), arena, data.dtype(), true);
-        return new CpuTensor(this, storage, name, shape[0], shape[1], false);
+        return new CpuTensor(this, storage, data.name(), shape[0], shape[1], false);
     }
 
     @Override
