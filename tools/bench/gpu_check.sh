@@ -8,6 +8,8 @@
 # On a GPU machine a skipped or aborted GPU test is a failure (it means CUDA did not load, or a test
 # assumed something the machine lacks), and so is a class that ran no test: the script then prints a
 # "GPU CHECK FAILED" line per class and exits 1; it exits 0 only when every class ran tests and all passed.
+# GPU_CHECK_JAVA_OPTS adds JVM flags to every class's run, e.g. -Dpunica.cuda.sgmvTcMinRows=0 (no tensor-core
+# SGMV) or -Dpunica.cuda.tensorCoreAttention=false (prefill attention back on the CUDA-core kernel).
 set -o pipefail
 OUT="${OUT:-$(pwd)/device-out}"
 mkdir -p "$OUT"
@@ -16,15 +18,17 @@ if [ ${#classes[@]} -eq 0 ]; then
   classes=(ai.punica.backend.cuda.CudaBackendTest ai.punica.backend.cuda.CudaFixtureTest
            ai.punica.backend.cuda.CudaStepGraphTest ai.punica.backend.cuda.CudaFusedOpsTest
            ai.punica.backend.cuda.CudaAttentionTest ai.punica.backend.cuda.CudaSgmvTest
-           ai.punica.backend.cuda.CudaSgmvGroupTest ai.punica.backend.cuda.CudaAdapterUploadTest
-           ai.punica.backend.cuda.CudaSamplingTest ai.punica.server.ServerOnGpuTest)
+           ai.punica.backend.cuda.CudaSgmvGroupTest ai.punica.backend.cuda.CudaSgmvTensorCoreTest
+           ai.punica.backend.cuda.CudaAdapterUploadTest ai.punica.backend.cuda.CudaPinnedAdapterTest
+           ai.punica.backend.cuda.CudaSamplingTest ai.punica.backend.cuda.CudaPrefillAttentionTest
+           ai.punica.server.ServerOnGpuTest)
 fi
 limit="${GPU_CHECK_LIMIT_S:-540}"
 # Unpack the JRE once: parallel first runs of device-run would unpack it over each other (SIGBUS).
 bash .device-bundle/device-run info > /dev/null 2>&1
 for c in "${classes[@]}"; do
   name=${c##*.}
-  ( OUT="$OUT/$name" PUNICA_JAVA_OPTS="-Xmx6g" timeout "$limit" bash .device-bundle/device-run tests --select-class "$c" \
+  ( OUT="$OUT/$name" PUNICA_JAVA_OPTS="-Xmx6g ${GPU_CHECK_JAVA_OPTS:-}" timeout "$limit" bash .device-bundle/device-run tests --select-class "$c" \
       > "$OUT/t_$name.out" 2>&1; echo "$? $c" > "$OUT/rc_$name" ) &
 done
 wait

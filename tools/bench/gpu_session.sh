@@ -10,7 +10,10 @@
 #   hfdecode hf_decode.py: HF transformers + PEFT decode steps next to the decode part's CSV (HF_DECODE_ARGS)
 #   e2e      e2e_run.sh: end-to-end generation, Punica-J's engine then HF + PEFT (E2E_ARGS, E2E_HF_ARGS)
 #   sampling SamplingBench: device time of the sampling kernel per decode batch
-#   sgmv     SgmvBench (our SGMV vs the base GEMM of one projection) and sgmv_torch.py (PyTorch baselines)
+#   sgmv     SgmvBench (prefill LoRA, cold L2: CUDA-core vs tensor-core kernels against issue 14's targets, and
+#            the crossover in rows per segment; then decode SGMV vs the base GEMM) and sgmv_torch.py (PyTorch baselines)
+#   attention  PrefillAttentionBench: prefill / mixed-step attention, tensor-core kernel vs CUDA-core kernel
+#            (TFLOP/s, % of cuBLAS and of the datasheet peak, 2k context batch 8; rows-per-sequence sweep)
 #   serve    `punica serve` on the bundled demo model: the engine's start-up line (KV pages it sized from the
 #            GPU's memory) and two completions over HTTP
 #   servebench  serve_gpu.sh: `punica bench serve` against `punica serve` on a 7B random checkpoint with 1,000
@@ -37,6 +40,10 @@ for part in "${parts[@]}"; do
   case "$part" in
     decode)
       args=(${DECODE_ARGS:---batches 1,8,32,64 --workloads none,identical,distinct --warmup 150 --steps 30})
+      # The honest HBM bound (issue 14): best of a D2D copy and a read-only reduction, measured by PyTorch here.
+      gbs=$(timeout 120 python3 "$tools/hbm_bound.py" --gib 4 --out "$OUT/hbm_bound.csv" 2>/dev/null \
+            | awk -F, '$1 == "honest_bound_median_tbs" {print $5 * 1000}')
+      [ -n "$gbs" ] && args+=(--bandwidth-gbs "$gbs") && echo "honest HBM bound: $gbs GB/s"
       opts="-Dpunica.cuda.profile=true"
       [ "${DECODE_JFR:-0}" = 1 ] && opts="$opts -XX:StartFlightRecording=filename=$OUT/decode.jfr,settings=profile"
       PUNICA_JAVA_OPTS="$opts ${DECODE_OPTS:-}" timeout "${DECODE_LIMIT_S:-240}" $run bench ai.punica.bench.DecodeStepBench \
@@ -77,12 +84,18 @@ for part in "${parts[@]}"; do
       grep "BENCH" "$OUT/sampling.log" | sed 's/^BENCH //'
       ;;
     sgmv)
-      timeout "${SGMV_LIMIT_S:-120}" $run bench ai.punica.backend.cuda.SgmvBench > "$OUT/sgmv.log" 2>&1
+      timeout "${SGMV_LIMIT_S:-180}" $run bench ai.punica.backend.cuda.SgmvBench > "$OUT/sgmv.log" 2>&1
       echo "== sgmv rc=$? ($(( $(date +%s) - start )) s)"
       grep "BENCH" "$OUT/sgmv.log" | sed 's/^BENCH //'
+      grep -m 5 -E "Exception|Error|CUDA_ERROR" "$OUT/sgmv.log"
       PYTHONUNBUFFERED=1 timeout 90 python3 "$tools/sgmv_torch.py" > "$OUT/sgmv_torch.log" 2>&1
       echo "== sgmv_torch rc=$?"
-      grep -v -i warn "$OUT/sgmv_torch.log" | tail -n 20
+      grep -v -i warn "$OUT/sgmv_torch.log" | tail -n 30
+      ;;
+    attention)
+      timeout "${ATTENTION_LIMIT_S:-240}" $run bench ai.punica.backend.cuda.PrefillAttentionBench > "$OUT/attention.log" 2>&1
+      echo "== attention rc=$? ($(( $(date +%s) - start )) s)"
+      grep -E "BENCH|Exception|Error|at ai\.punica" "$OUT/attention.log" | sed 's/^BENCH //' | head -n 60
       ;;
     serve)
       # The server tests' simplelogger.properties (warn) is on the bundle's class path: ask for info again.
@@ -116,7 +129,7 @@ for part in "${parts[@]}"; do
       [ $rc != 0 ] && status=1
       echo "== tests rc=$rc ($(( $(date +%s) - start )) s)"
       ;;
-    *) echo "unknown part '$part' (decode | decode-off | hfdecode | e2e | proj | sampling | sgmv | serve | servebench | tests)"; status=2;;
+    *) echo "unknown part '$part' (decode | decode-off | hfdecode | e2e | proj | sampling | sgmv | attention | serve | servebench | tests)"; status=2;;
   esac
 done
 # The device tool brings back at most 8 files: everything in one archive.

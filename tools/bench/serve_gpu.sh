@@ -14,14 +14,16 @@
 #   here:   scripts/device-bundle && mkdir -p .device-bundle/tools && cp tools/bench/*.sh tools/bench/*.py .device-bundle/tools/
 #   device: bash .device-bundle/tools/gpu_session.sh servebench           (carry: [".device-bundle"])
 #      or:  bash tools/bench/serve_gpu.sh
-# Output: $OUT/serve-bench.tgz of serve-bench/ (checkpoint.log, serve.log, warmup/ sat100/ sat1000/ rates/ ramp/ with
-# each run's JSON and HTML, index.html, summary.md, summary.csv, bench.log; SUMMARY.md), and
+# Output: $OUT/serve-bench.tgz of serve-bench/ (checkpoint.log, serve.log, engine-state.json, warmup/ sat100/ sat1000/
+# rates/ ramp/ with each run's JSON and HTML, index.html, summary.md, summary.csv, bench.log, /metrics before and
+# after the part; SUMMARY.md, which ends with kv_limit.py's table: were KV pages ever the limit?), and
 # $OUT/serve-bench-SUMMARY.md. A warm-up round (distinct and base, 2 x clients requests each) runs first,
 # unreported (SERVE_WARMUP=0 skips it).
 # Knobs: SERVE_SHAPE (llama-2-7b), SERVE_ADAPTERS (1000), SERVE_DISTINCT (100), SERVE_RANK (16),
 # SERVE_INPUT (128), SERVE_OUTPUT (128), SERVE_CLIENTS (128), SERVE_SAT_REQUESTS (512), SERVE_RATE_SECONDS (8),
 # SERVE_PARTS ("sat100 sat1000 rates ramp"), SERVE_BACKEND (cuda), SERVE_ARGS (extra `punica serve` options),
-# SERVE_DEADLINE_S (500: no new part starts after it). A dry run without a GPU:
+# SERVE_DEADLINE_S (500: no new part starts after it), SERVE_BASE_RATE (the base model's saturated request
+# rate for rates/ramp when sat100 is not part of this call; read from sat100's summary.csv otherwise). A dry run without a GPU:
 #   SERVE_SHAPE=tiny SERVE_BACKEND=cpu SERVE_ADAPTERS=20 SERVE_DISTINCT=4 SERVE_CLIENTS=8 SERVE_SAT_REQUESTS=32 \
 #   SERVE_INPUT=16 SERVE_OUTPUT=8 SERVE_RATE_SECONDS=2 JAVA=java BUNDLE_CP="cli/target/punica-cli-0.1.0-SNAPSHOT.jar:cli/target/lib/*" \
 #   bash tools/bench/serve_gpu.sh
@@ -89,14 +91,19 @@ for _ in $(seq 1 240); do
   sleep 1
 done
 echo "== server up at ${SECONDS}s: $(grep -E "engine up|serving|KV" "$out/serve.log" | grep -v "^WARNING" | head -3 | cut -c1-300)"
+# The KV pool's size for kv_limit.py (issue 13: were KV pages ever the limit?).
+curl -s "localhost:$port/v1/engine/state" > "$out/engine-state.json"
 
 bench() { # bench PART ARGS...: one `punica bench serve` call into $out/PART
   local part=$1; shift
   mkdir -p "$out/$part"
+  curl -s "localhost:$port/metrics" > "$out/$part/metrics-before.txt" # preemptions of the part, for kv_limit.py
   "${java_cli[@]:0:1}" -Xmx4g "${java_cli[@]:1}" bench serve --base-url "http://127.0.0.1:$port/v1" \
     --tokenizer "$root/model" --input-len "$input" --output-len "$output" --out "$out/$part" --no-progress \
     --metrics-interval 0.25 "$@" > "$out/$part/bench.log" 2>&1
-  echo "== $part rc=$? at ${SECONDS}s"
+  local rc=$?
+  curl -s "localhost:$port/metrics" > "$out/$part/metrics-after.txt"
+  echo "== $part rc=$rc at ${SECONDS}s"
   cat "$out/$part/summary.md" 2>/dev/null || tail -n 20 "$out/$part/bench.log"
 }
 has() { [[ " $parts " == *" $1 "* ]] && [ "$SECONDS" -lt "$deadline" ]; }
@@ -109,7 +116,7 @@ has sat100 && bench sat100 "${sat[@]}" --adapters "$list100" --workloads base,id
 has sat1000 && bench sat1000 "${sat[@]}" --adapters "$list_all" --workloads uniform:"$count",skewed:"$count",distinct
 
 # The base model's saturated request rate sets the Poisson rates.
-base_rate=$(awk -F, '$2 == "base" {print $6}' "$out/sat100/summary.csv" 2>/dev/null)
+base_rate=${SERVE_BASE_RATE:-$(awk -F, '$2 == "base" {print $6}' "$out/sat100/summary.csv" 2>/dev/null)}
 base_rate=${base_rate:-10}
 if has rates; then
   rates=$(awk -v r="$base_rate" 'BEGIN {printf "%.2f,%.2f,%.2f,%.2f", 0.3*r, 0.6*r, 0.9*r, 1.2*r}')
@@ -144,6 +151,9 @@ wait
             if (n) printf "max/min across workloads: %.3f (target <= 1.10); lowest/base: %.1f %% (target >= 90 %%)\n\n",
                           max / min, base ? 100 * min / base : 0 }' "$out/$part/summary.csv"
   done
+  # Issue 13, unified pool: were KV pages ever the limit? (samples of /metrics every 0.25 s; see docs/adapters.md)
+  echo; echo "## KV pages at saturation ($clients clients, $input + $output tokens)"; echo
+  python3 "$(dirname "$0")/kv_limit.py" "$out" --input "$input" --output "$output" 2>&1
 } > "$out/SUMMARY.md"
 cat "$out/SUMMARY.md"
 cp "$out/SUMMARY.md" "$OUT/serve-bench-SUMMARY.md"

@@ -33,6 +33,10 @@ public final class BenchCheckpoint {
     public enum Shape {
         //          id             type       vocab   hidden  MLP    layers heads kv  positions θ          bos     eos
         LLAMA_2_7B("llama-2-7b", "llama", 32000, 4096, 11008, 32, 32, 32, 4096, 1e4, 1, 2, "tokenizer/llama2"),
+        /** Tensor-parallel runs (issue 16): 40 heads split over 2, 4, 8 ranks; 26 GB in bf16. */
+        LLAMA_2_13B("llama-2-13b", "llama", 32000, 5120, 13824, 40, 40, 40, 4096, 1e4, 1, 2, "tokenizer/llama2"),
+        /** Punica's 70B runs: GQA with 8 KV heads; 138 GB in bf16 (needs 2+ H200s, and the disk for it). */
+        LLAMA_2_70B("llama-2-70b", "llama", 32000, 8192, 28672, 80, 64, 8, 4096, 1e4, 1, 2, "tokenizer/llama2"),
         LLAMA_3_8B("llama-3-8b", "llama", 128256, 4096, 14336, 32, 32, 8, 8192, 5e5, 128000, 128001,
                 "tokenizer/llama3"),
         /** Mistral-7B v0.2 and later: no sliding window, θ = 10⁶. */

@@ -97,7 +97,7 @@ class BenchCheckpointTest {
         assertThat(RandomAdapters.allProjections(16).weightBytes(BenchCheckpoint.Shape.LLAMA_2_7B.config()))
                 .as("a rank-16 adapter on all seven projections of Llama-2-7B").isEqualTo(79_953_920L);
         assertThatThrownBy(() -> BenchCheckpoint.Shape.of("gpt-5")).hasMessageContaining("unknown model shape 'gpt-5'")
-                .hasMessageContaining("llama-2-7b, llama-3-8b, mistral-7b, tiny");
+                .hasMessageContaining("llama-2-7b, llama-2-13b, llama-2-70b, llama-3-8b, mistral-7b, tiny");
         assertThatThrownBy(() -> RandomAdapters.parseTargets("q_proj,lm_head"))
                 .hasMessageContaining("target module 'lm_head'");
     }

@@ -4,6 +4,8 @@ import ai.punica.backend.Backends;
 import ai.punica.cluster.EngineCluster;
 import ai.punica.cluster.PlacementPolicy;
 import ai.punica.engine.EngineBuilder;
+import ai.punica.model.ModelConfig;
+import ai.punica.parallel.ShardLayout;
 import ai.punica.engine.EngineConfig;
 import ai.punica.lora.AdapterOptions;
 import ai.punica.lora.AdapterSource;
@@ -134,6 +136,12 @@ final class ServeCommand implements Callable<Integer> {
             + "engine use --devices.")
     int engineCount;
 
+    @Option(names = "--tensor-parallel", paramLabel = "N", defaultValue = "1", description = "Split the model over "
+            + "N ranks (tensor parallelism), one engine: GPUs 0..N-1 with NCCL on the CUDA backend, N threads on the "
+            + "CPU backend. N must divide the attention heads and intermediate_size, and divide or be a multiple "
+            + "of the KV heads (default: ${DEFAULT-VALUE}).")
+    int tensorParallel;
+
     @Option(names = "--devices", paramLabel = "0,1,...|all", description = "One engine per listed GPU (CUDA), each "
             + "bound to its device and sized by --gpu-memory-utilization of it; 'all' takes every GPU.")
     String devices;
@@ -204,6 +212,8 @@ final class ServeCommand implements Callable<Integer> {
         }
         String key = apiKey != null ? apiKey : System.getenv("PUNICA_API_KEY");
         List<Integer> deviceList = deviceList();
+        checkTensorParallel(modelDir, deviceList);
+        builder.tensorParallel(tensorParallel);
         PlacementPolicy policy;
         try {
             policy = PlacementPolicy.named(placement);
@@ -277,6 +287,31 @@ final class ServeCommand implements Callable<Integer> {
             built.forEach(EngineBuilder.Runtime::close);
         }
         return 0;
+    }
+
+    /** --tensor-parallel against the other flags and the model's shapes: one line naming what does not fit. */
+    private void checkTensorParallel(Path modelDir, List<Integer> deviceList) {
+        if (tensorParallel < 1) {
+            throw new ParameterException(spec.commandLine(), "--tensor-parallel " + tensorParallel
+                    + " must be at least 1");
+        }
+        if (tensorParallel == 1) {
+            return;
+        }
+        if (engineCount != 1 || !deviceList.isEmpty()) {
+            throw new ParameterException(spec.commandLine(), "--tensor-parallel " + tensorParallel + " runs one engine "
+                    + "over devices 0.." + (tensorParallel - 1) + "; it cannot be combined with --engines or --devices");
+        }
+        ModelConfig modelConfig;
+        try {
+            modelConfig = ModelConfig.load(modelDir.resolve("config.json"));
+        } catch (RuntimeException e) {
+            return; // the engine build reports a bad config.json with its file and field
+        }
+        String problem = ShardLayout.problem(modelConfig, tensorParallel);
+        if (problem != null) {
+            throw new ParameterException(spec.commandLine(), "--tensor-parallel " + tensorParallel + ": " + problem);
+        }
     }
 
     /** The GPUs of --devices, checked against the machine; empty without --devices. */

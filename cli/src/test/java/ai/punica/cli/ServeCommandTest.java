@@ -135,4 +135,32 @@ class ServeCommandTest {
         assertThat(cap.exitCode()).isEqualTo(2);
         assertThat(cap.stderr()).contains("--max-loras 0 must be at least 1");
     }
+
+    @Test
+    void aTensorParallelSizeThatDoesNotSplitTheHeadsIsRefusedInOneLine() {
+        Path fixtures = Path.of(System.getProperty("punica.repo.root", ".."), "fixtures");
+        Result r = run("serve", "--backend", "cpu", "--model", fixtures.resolve("model").toString(),
+                "--tensor-parallel", "3");
+        assertThat(r.exitCode()).isEqualTo(2);
+        assertThat(r.stderr()).startsWith("punica serve: --tensor-parallel 3: tensor parallel size 3 does not divide "
+                + "the model's 8 attention heads (num_attention_heads); use a divisor of 8");
+    }
+
+    @Test
+    void badTensorParallelValuesAreRefused() {
+        Path fixtures = Path.of(System.getProperty("punica.repo.root", ".."), "fixtures");
+        String model = fixtures.resolve("model").toString();
+        Result zero = run("serve", "--backend", "cpu", "--model", model, "--tensor-parallel", "0");
+        assertThat(zero.exitCode()).isEqualTo(2);
+        assertThat(zero.stderr()).startsWith("punica serve: --tensor-parallel 0 must be at least 1");
+        Result withEngines = run("serve", "--backend", "cpu", "--model", model, "--tensor-parallel", "2",
+                "--engines", "2");
+        assertThat(withEngines.exitCode()).isEqualTo(2);
+        assertThat(withEngines.stderr()).startsWith("punica serve: --tensor-parallel 2 runs one engine over devices "
+                + "0..1; it cannot be combined with --engines or --devices");
+        Result kvHeads = run("serve", "--backend", "cpu", "--model", model, "--tensor-parallel", "16");
+        assertThat(kvHeads.exitCode()).isEqualTo(2);
+        assertThat(kvHeads.stderr()).contains("--tensor-parallel 16: tensor parallel size 16 does not divide the "
+                + "model's 8 attention heads");
+    }
 }

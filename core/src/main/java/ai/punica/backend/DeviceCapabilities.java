@@ -14,6 +14,14 @@ public interface DeviceCapabilities {
     }
 
     /**
+     * Host memory this backend copies weights from without staging (page-locked memory on a GPU), for adapters'
+     * host copies; empty where it computes in host memory, or has none.
+     */
+    default Optional<PinnedHostMemory> pinnedHostMemory() {
+        return Optional.empty();
+    }
+
+    /**
      * Records and replays whole forward steps (CUDA graphs), or null when this backend has no such
      * mechanism and every step runs operation by operation.
      */

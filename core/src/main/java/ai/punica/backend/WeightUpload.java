@@ -18,6 +18,15 @@ public interface WeightUpload extends AutoCloseable {
      */
     boolean isDone();
 
+    /**
+     * Whether the backend's tensors go on reading the host memory they were loaded from once
+     * {@link #isDone()} has returned true (the CPU backend aliases native weights in place). When false,
+     * the host copy may be freed as soon as the upload is done.
+     */
+    default boolean readsHostMemory() {
+        return true;
+    }
+
     /** Releases the tensors; a copy still under way is abandoned first. Closing twice does nothing. */
     @Override
     void close();

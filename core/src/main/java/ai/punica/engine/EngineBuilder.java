@@ -8,6 +8,8 @@ import ai.punica.model.Checkpoint;
 import ai.punica.model.GenerationConfig;
 import ai.punica.model.LlamaModel;
 import ai.punica.model.ModelConfig;
+import ai.punica.parallel.TensorParallel;
+import ai.punica.parallel.TensorParallelGroup;
 import ai.punica.tokenizer.Tokenizer;
 import java.nio.file.Path;
 import java.util.ArrayDeque;
@@ -31,6 +33,8 @@ public final class EngineBuilder {
     private double memoryUtilization;
     /** The device the backend binds to; -1: the backend's default. */
     private int device = -1;
+    /** Ranks the model is split over (tensor parallelism); 1: the whole model on one backend. */
+    private int tensorParallel = 1;
     private AdapterOptions adapterOptions = AdapterOptions.defaults();
     private final Map<String, Path> adapters = new LinkedHashMap<>();
 
@@ -57,6 +61,19 @@ public final class EngineBuilder {
             throw new IllegalArgumentException("device index " + index + " is negative");
         }
         this.device = index;
+        return this;
+    }
+
+    /**
+     * Splits the model over {@code ranks} tensor-parallel ranks in this process ({@link TensorParallel}): on a
+     * GPU backend one device each, from {@link #device} (default 0) on; on the CPU backend ranks as threads.
+     * The model's heads, KV heads and intermediate size must split; {@link #build} says which does not.
+     */
+    public EngineBuilder tensorParallel(int ranks) {
+        if (ranks < 1) {
+            throw new IllegalArgumentException("tensor parallel size " + ranks + " must be at least 1");
+        }
+        this.tensorParallel = ranks;
         return this;
     }
 
@@ -109,11 +126,23 @@ public final class EngineBuilder {
         Tokenizer tokenizer = Tokenizer.load(modelDir);
         Deque<AutoCloseable> made = new ArrayDeque<>();
         try {
-            Backend backend = keep(made, device < 0 ? Backends.create(backendName)
-                    : Backends.provider(backendName).create(device));
-            Checkpoint checkpoint = keep(made, Checkpoint.open(modelDir));
-            LlamaModel model = keep(made, LlamaModel.load(modelConfig, checkpoint, backend, config.maxBatchTokens(),
-                    config.maxRunning(), config.loraSlots(), config.maxLoraRank()));
+            Backend backend;
+            Checkpoint checkpoint;
+            LlamaModel model;
+            if (tensorParallel == 1) {
+                backend = keep(made, device < 0 ? Backends.create(backendName)
+                        : Backends.provider(backendName).create(device));
+                checkpoint = keep(made, Checkpoint.open(modelDir));
+                model = keep(made, LlamaModel.load(modelConfig, checkpoint, backend, config.maxBatchTokens(),
+                        config.maxRunning(), config.loraSlots(), config.maxLoraRank()));
+            } else {
+                checkpoint = keep(made, Checkpoint.open(modelDir));
+                model = TensorParallel.load(modelConfig, checkpoint, backendName, Math.max(device, 0), tensorParallel,
+                        new TensorParallelGroup.Sizes(config.maxBatchTokens(), config.maxRunning(), config.loraSlots(),
+                                config.maxLoraRank()));
+                backend = keep(made, model.backend()); // rank 0's, wrapped; closing it closes every rank
+                keep(made, model);
+            }
             ExecutorService loader = Executors.newVirtualThreadPerTaskExecutor();
             made.push(loader::shutdownNow);
             AdapterManager adapterManager = keep(made, new AdapterManager(model, config.hostAdapterBytes(), loader,

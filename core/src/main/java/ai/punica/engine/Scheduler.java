@@ -190,7 +190,10 @@ final class Scheduler {
             if (s.adapter() != null && !s.holdsSlot) {
                 boolean newAdapter = !runningPerAdapter.containsKey(s.adapter())
                         && !loadingForAdmission.contains(s.adapter());
-                if (newAdapter && runningPerAdapter.size() + loadingForAdmission.size() >= maxLoras) {
+                // ... and under what the host tier can hold for them, or the loads evict each other there
+                // (asked each time: each admission here may take another host copy into a slot).
+                if (newAdapter && (runningPerAdapter.size() + loadingForAdmission.size() >= maxLoras
+                        || loadingForAdmission.size() >= adapters.hostRoom())) {
                     holdBack = now - s.arrivalNanos > starvationLimitNanos;
                     continue; // no room for another adapter in the batch
                 }
@@ -228,7 +231,7 @@ final class Scheduler {
             chunks.add(chunk);
             budget -= chunk;
         }
-        prefetchWaitingAdapters();
+        prefetchWaitingAdapters(adapters.hostRoom());
         if (picked.isEmpty()) {
             return null;
         }
@@ -236,11 +239,13 @@ final class Scheduler {
     }
 
     /** Starts host loads for the adapters of the first waiting requests, so admission finds them read. */
-    private void prefetchWaitingAdapters() {
+    private void prefetchWaitingAdapters(int hostRoom) {
         int left = adapters.prefetchDepth();
+        Set<String> wanted = new HashSet<>();
         for (Iterator<Sequence> it = waiting.iterator(); left > 0 && it.hasNext(); left--) {
             Sequence s = it.next();
-            if (s.adapter() != null && !s.holdsSlot) {
+            if (s.adapter() != null && !s.holdsSlot && (wanted.contains(s.adapter()) || wanted.size() < hostRoom)) {
+                wanted.add(s.adapter());
                 adapters.prefetch(s.adapter());
             }
         }

@@ -89,12 +89,17 @@ public final class AdapterManager implements AutoCloseable {
     private final Map<String, CompletableFuture<LoraAdapter>> loading = new ConcurrentHashMap<>();
     private final Map<String, String> failures = new ConcurrentHashMap<>();
     private long hostBytes;
+    /** The largest adapter read into the host tier so far (guarded by {@code this}): sizes {@link #hostRoom}. */
+    private long largestHostAdapter;
     /**
      * Adapters whose host copy a slot holds or is copying from (guarded by {@code this}). The host tier
-     * never closes these: the upload thread reads them after {@link #acquire} returns, and the loader
-     * thread that trims the tier must not rely on seeing the engine thread's slot arrays.
+     * never closes these: the upload thread, or the copy engine reading a pinned block directly, reads them
+     * after {@link #acquire} returns, and the loader thread that trims the tier must not rely on seeing the
+     * engine thread's slot arrays ({@code HostTierTrimRaceTest}).
      */
     private final Set<String> hostHeld = new HashSet<>();
+    /** Bytes of the host copies in {@link #hostHeld} (guarded by {@code this}). */
+    private long hostHeldBytes;
 
     // Slot tier, engine thread only.
     private final String[] slotAdapter;
@@ -204,7 +209,8 @@ public final class AdapterManager implements AutoCloseable {
     /** Disk → host for one adapter, timed as {@link LoadStage#DISK}. */
     private LoraAdapter readFromDisk(String name, Path dir) {
         long start = System.nanoTime();
-        LoraAdapter adapter = LoraAdapter.load(name, dir, baseConfig);
+        // Into the backend's pinned memory where it has some (one copy per upload), else ordinary memory.
+        LoraAdapter adapter = LoraAdapter.load(name, dir, baseConfig, backend.pinnedHostMemory().orElse(null));
         hostLoads.incrementAndGet();
         report(LoadStage.DISK, name, System.nanoTime() - start);
         return adapter;
@@ -348,7 +354,7 @@ public final class AdapterManager implements AutoCloseable {
         synchronized (this) { // look up again and hold it: the loader may have trimmed it meanwhile
             host = hostCache.get(name);
             if (host != null) {
-                hostHeld.add(name);
+                hold(name, host);
             }
         }
         if (host == null) {
@@ -358,7 +364,7 @@ public final class AdapterManager implements AutoCloseable {
         failure = startCopy(victim, name, host);
         if (failure != null) {
             synchronized (this) {
-                hostHeld.remove(name);
+                unhold(name);
             }
             return new Acquisition.Failed(failure);
         }
@@ -500,6 +506,12 @@ public final class AdapterManager implements AutoCloseable {
             }
         }
         slotReady[slot] = true;
+        if (!slotUpload[slot].readsHostMemory()) {
+            synchronized (this) { // the slot has its own copy now: the host tier may trim this one
+                unhold(name);
+                trimHostCache(null);
+            }
+        }
         loads.incrementAndGet();
         report(LoadStage.DEVICE, name, System.nanoTime() - slotCopyStart[slot]);
         log.debug("adapter {} ready in slot {}", name, slot);
@@ -528,7 +540,7 @@ public final class AdapterManager implements AutoCloseable {
         evictions.incrementAndGet();
         log.debug("adapter {} left slot {}", name, slot);
         synchronized (this) {
-            hostHeld.remove(name);
+            unhold(name);
             if (!registry.containsKey(name)) {
                 LoraAdapter host = hostCache.remove(name);
                 if (host != null) {
@@ -584,6 +596,7 @@ public final class AdapterManager implements AutoCloseable {
         }
         hostCache.put(name, adapter);
         hostBytes += adapter.sizeBytes();
+        largestHostAdapter = Math.max(largestHostAdapter, adapter.sizeBytes());
         trimHostCache(name);
         return adapter;
     }
@@ -606,6 +619,35 @@ public final class AdapterManager implements AutoCloseable {
             hostBytes -= e.getValue().sizeBytes();
             e.getValue().close();
             it.remove();
+        }
+    }
+
+    /**
+     * How many adapters waiting requests may want in host memory at once (being read, or read and not yet
+     * in a slot) without the host tier evicting one of them before a slot takes it: the budget left by the
+     * copies slots hold, over the largest adapter read so far; at least 1. The scheduler keeps its loads
+     * and prefetches under it, so that a burst of cold adapters larger than the tier does not read each
+     * adapter again and again (each read evicting the one that was read for the next admission).
+     */
+    public synchronized int hostRoom() {
+        if (largestHostAdapter == 0) {
+            return 1; // nothing read yet: one load tells the size
+        }
+        return (int) Math.clamp((hostBudgetBytes - hostHeldBytes) / largestHostAdapter, 1, Integer.MAX_VALUE);
+    }
+
+    /** Keeps the host tier from closing {@code name}'s copy while a slot reads it. Caller holds the lock. */
+    private void hold(String name, LoraAdapter host) {
+        if (hostHeld.add(name)) {
+            hostHeldBytes += host.sizeBytes();
+        }
+    }
+
+    /** Ends {@link #hold}; nothing if {@code name} is not held. Caller holds the lock. */
+    private void unhold(String name) {
+        if (hostHeld.remove(name)) {
+            LoraAdapter host = hostCache.get(name);
+            hostHeldBytes -= host == null ? 0 : host.sizeBytes();
         }
     }
 

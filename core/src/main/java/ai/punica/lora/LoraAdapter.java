@@ -1,12 +1,20 @@
 package ai.punica.lora;
 
+import ai.punica.backend.DType;
+import ai.punica.backend.PinnedHostMemory;
 import ai.punica.backend.TensorData;
+import ai.punica.backend.WeightBlockLayout;
 import ai.punica.model.ModelConfig;
 import ai.punica.model.ModelFormatException;
 import ai.punica.model.Projection;
 import ai.punica.model.SafeTensors;
+import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.channels.FileChannel;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -27,6 +35,12 @@ import java.util.regex.Pattern;
  * adapter to the device, and what the host cache counts ({@link #sizeBytes}) is memory the process really
  * holds, not page cache. {@link #check} validates without copying (registration).
  *
+ * <p>With a backend's {@link PinnedHostMemory} (a GPU's page-locked memory), the block is pinned and laid out as
+ * the device block of a slot ({@link WeightBlockLayout}: slot order, the device's dtype and alignment), and each
+ * tensor stored in that dtype is read from the file straight into its place (positional reads, no mapping, no
+ * intermediate copy); the upload to a slot is then one copy of the whole block. Where pinned memory cannot be
+ * had, the block is ordinary native memory as above and the upload goes through staging.
+ *
  * <p>For an adapted projection of layer l: {@code y += scale · (x · Aᵀ) · Bᵀ} with
  * A = {@code lora_A.weight} [r, inFeatures] and B = {@code lora_B.weight} [outFeatures, r].
  */
@@ -44,6 +58,10 @@ public final class LoraAdapter implements AutoCloseable {
     private final LoraAdapterConfig config;
     /** What the tensors' memory belongs to: the native copy's arena, or the file mapping while validating. */
     private final AutoCloseable memory;
+    /** The mapped file while validating (positional reads need its tensors' file offsets); null once copied. */
+    private final SafeTensors file;
+    /** True when the tensors live in one pinned block in the device's layout. */
+    private final boolean pinned;
     private final TensorData[][] a;
     private final TensorData[][] b;
     private final int[][] ranks;
@@ -54,10 +72,18 @@ public final class LoraAdapter implements AutoCloseable {
 
     private LoraAdapter(String name, Path directory, LoraAdapterConfig config, AutoCloseable memory, TensorData[][] a,
             TensorData[][] b, int[][] ranks, float[][] scales) {
+        this(name, directory, config, memory, memory instanceof SafeTensors s ? s : null, a, b, ranks, scales, -1);
+    }
+
+    /** {@code blockBytes}: the size of the pinned block holding the tensors, or -1 (ordinary memory, computed). */
+    private LoraAdapter(String name, Path directory, LoraAdapterConfig config, AutoCloseable memory, SafeTensors file,
+            TensorData[][] a, TensorData[][] b, int[][] ranks, float[][] scales, long blockBytes) {
         this.name = name;
         this.directory = directory;
         this.config = config;
         this.memory = memory;
+        this.file = file;
+        this.pinned = blockBytes >= 0;
         this.a = a;
         this.b = b;
         this.ranks = ranks;
@@ -76,7 +102,7 @@ public final class LoraAdapter implements AutoCloseable {
         }
         this.targets = Collections.unmodifiableSet(adapted);
         this.maxRank = max;
-        this.sizeBytes = bytes;
+        this.sizeBytes = blockBytes >= 0 ? blockBytes : bytes;
     }
 
     /**
@@ -84,8 +110,17 @@ public final class LoraAdapter implements AutoCloseable {
      * {@link ModelFormatException} names the file and the field or tensor that does not fit.
      */
     public static LoraAdapter load(String name, Path dir, ModelConfig base) {
+        return load(name, dir, base, null);
+    }
+
+    /**
+     * {@link #load(String, Path, ModelConfig)} into one block of {@code pinned} memory in the device's layout
+     * (see the class comment), or into ordinary memory when {@code pinned} is null or has no block to give.
+     */
+    public static LoraAdapter load(String name, Path dir, ModelConfig base, PinnedHostMemory pinned) {
         try (LoraAdapter mapped = open(name, dir, base)) {
-            return mapped.copyToNativeMemory();
+            LoraAdapter copy = pinned == null ? null : mapped.copyToPinnedMemory(pinned);
+            return copy != null ? copy : mapped.copyToNativeMemory();
         }
     }
 
@@ -256,9 +291,17 @@ public final class LoraAdapter implements AutoCloseable {
         return maxRank;
     }
 
-    /** Bytes of all A and B tensors in host memory, each 64-byte aligned (what this adapter costs the host cache). */
+    /**
+     * Bytes of host memory the tensors take (what this adapter costs the host cache): the pinned block, or all A and
+     * B tensors each 64-byte aligned.
+     */
     public long sizeBytes() {
         return sizeBytes;
+    }
+
+    /** True when the tensors live in one block of a backend's pinned memory, in its device layout. */
+    public boolean pinned() {
+        return pinned;
     }
 
     /** This adapter with every tensor copied into one native block (64-byte aligned each) it owns. */
@@ -287,6 +330,78 @@ public final class LoraAdapter implements AutoCloseable {
             arena.close();
             throw e;
         }
+    }
+
+    /**
+     * This adapter in one block of {@code pinned} memory laid out as {@link WeightBlockLayout} says for
+     * {@link #weightsInSlotOrder}; tensors in the device's dtype are read from the file into their place, others
+     * converted from the mapping. Null when the memory refuses a block.
+     */
+    private LoraAdapter copyToPinnedMemory(PinnedHostMemory pinned) {
+        DType dtype = pinned.dtype();
+        WeightBlockLayout layout = WeightBlockLayout.of(weightsInSlotOrder(), dtype, pinned.alignment());
+        Arena arena = Arena.ofShared();
+        try {
+            MemorySegment block = pinned.allocate(Math.max(layout.bytes(), 1), arena);
+            if (block == null) {
+                arena.close();
+                return null;
+            }
+            TensorData[][] ca = new TensorData[a.length][];
+            TensorData[][] cb = new TensorData[b.length][];
+            try (FileChannel channel = FileChannel.open(file.file())) {
+                int next = 0;
+                for (int layer = 0; layer < a.length; layer++) { // the order of weightsInSlotOrder
+                    ca[layer] = new TensorData[a[layer].length];
+                    cb[layer] = new TensorData[b[layer].length];
+                    for (int p = 0; p < a[layer].length; p++) {
+                        if (a[layer][p] != null) {
+                            ca[layer][p] = readInto(a[layer][p], dtype, block, layout.offset(next++), channel);
+                            cb[layer][p] = readInto(b[layer][p], dtype, block, layout.offset(next++), channel);
+                        }
+                    }
+                }
+            }
+            return new LoraAdapter(name, directory, config, arena, null, ca, cb, ranks, scales, layout.bytes());
+        } catch (IOException e) {
+            arena.close();
+            throw new ModelFormatException(file.file() + ": cannot read: " + e, e);
+        } catch (RuntimeException | Error e) {
+            arena.close();
+            throw e;
+        }
+    }
+
+    private static final ValueLayout.OfShort SHORT_LE =
+            ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+    private static final ValueLayout.OfFloat FLOAT_LE =
+            ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+
+    /** {@code t} as {@code dtype} at {@code offset} of {@code block}: a positional read when no conversion is needed. */
+    private TensorData readInto(TensorData t, DType dtype, MemorySegment block, long offset, FileChannel channel)
+            throws IOException {
+        long count = t.elementCount();
+        MemorySegment dst = block.asSlice(offset, count * dtype.byteSize());
+        if (t.dtype() == dtype) {
+            ByteBuffer buffer = dst.asByteBuffer();
+            long at = file.fileOffset(t.name());
+            while (buffer.hasRemaining()) {
+                if (channel.read(buffer, at + buffer.position()) < 0) {
+                    throw new ModelFormatException(file.file() + ": tensor '" + t.name() + "' ends past the end of "
+                            + "the file; the file was truncated while it was read");
+                }
+            }
+        } else {
+            for (long e = 0; e < count; e++) {
+                float v = t.getFloat(e);
+                switch (dtype) {
+                    case BF16 -> dst.set(SHORT_LE, 2 * e, DType.floatToBf16(v));
+                    case F16 -> dst.set(SHORT_LE, 2 * e, DType.floatToF16(v));
+                    case F32 -> dst.set(FLOAT_LE, 4 * e, v);
+                }
+            }
+        }
+        return new TensorData(t.name(), dtype, t.shape(), dst);
     }
 
     private static TensorData copyInto(TensorData t, MemorySegment block, long offset) {

@@ -37,6 +37,10 @@ import java.util.List;
  * once at the step maximum and viewed with {@link Tensor#firstRows}. Only the engine thread calls
  * {@link #forwardLogits}.
  *
+ * <p>Tensor parallel: loaded with a {@link TensorParallelRank}, this is one rank's shard (its heads, KV
+ * heads and MLP columns, {@code ai.punica.parallel} slicing the weights), and the outputs of o and down are
+ * partial sums that the rank's all-reduce adds up; everything else reads the same on every rank.
+ *
  * <p>How a step's rows are laid out, how decode steps are padded and replayed on a backend with a
  * {@link StepRecorder} (CUDA graphs), and which logit rows belong to whom is the engine's
  * {@code ModelRunner}'s business; this class computes one {@link ForwardBatch} as given.
@@ -65,6 +69,10 @@ public final class LlamaModel implements AutoCloseable {
     }
 
     private final ModelConfig config;
+    /** The shapes this copy computes with: {@link #config}, or one tensor-parallel shard's. */
+    private final ModelConfig local;
+    /** Null, or this copy's place in a tensor-parallel group. */
+    private final TensorParallelRank tp;
     private final Backend backend;
     private final Tensor embedTokens;
     private final Tensor finalNorm;
@@ -107,15 +115,17 @@ public final class LlamaModel implements AutoCloseable {
 
     /** @param owned where every tensor made is listed as it is made, so a failed load can free them */
     private LlamaModel(ModelConfig config, Backend backend, WeightSource weights, int maxRows, int maxLogitRows,
-                       int loraSlots, int maxLoraRank, List<Tensor> owned) {
+                       int loraSlots, int maxLoraRank, TensorParallelRank tp, List<Tensor> owned) {
         this.owned = owned;
         this.config = config;
+        this.tp = tp;
+        this.local = tp == null ? config : tp.shardConfig();
         this.backend = backend;
         this.maxRows = maxRows;
         this.maxLogitRows = maxLogitRows;
         this.maxLoraRank = maxLoraRank;
         this.rope = config.ropeTable();
-        this.shape = new AttentionShape(config.numHeads(), config.numKvHeads(), config.headDim(),
+        this.shape = new AttentionShape(local.numHeads(), local.numKvHeads(), config.headDim(),
                 (float) (1.0 / Math.sqrt(config.headDim())), config.slidingWindow());
         this.qCols = shape.qCols();
         this.kvCols = shape.kvCols();
@@ -156,7 +166,7 @@ public final class LlamaModel implements AutoCloseable {
         loraGroups = groupLora(lora);
 
         int hidden = config.hiddenSize();
-        int inter = config.intermediateSize();
+        int inter = local.intermediateSize();
         qkvLoraCols = new int[] {0, qCols, qCols + kvCols};
         gateUpLoraCols = new int[] {0, inter};
         x = own(backend.allocate(maxRows, hidden));
@@ -188,9 +198,19 @@ public final class LlamaModel implements AutoCloseable {
      */
     public static LlamaModel load(ModelConfig config, WeightSource weights, Backend backend, int maxRows,
                                   int maxLogitRows, int loraSlots, int maxLoraRank) {
+        return load(config, weights, backend, maxRows, maxLogitRows, loraSlots, maxLoraRank, null);
+    }
+
+    /**
+     * As {@link #load(ModelConfig, WeightSource, Backend, int, int, int, int)}, as one rank of a tensor-parallel
+     * group: {@code weights} then gives this rank's shard of every projection (shaped as
+     * {@code tp.shardConfig()} says), and the LoRA weights put in its slots are shards too.
+     */
+    public static LlamaModel load(ModelConfig config, WeightSource weights, Backend backend, int maxRows,
+                                  int maxLogitRows, int loraSlots, int maxLoraRank, TensorParallelRank tp) {
         List<Tensor> made = new ArrayList<>();
         try {
-            return new LlamaModel(config, backend, weights, maxRows, maxLogitRows, loraSlots, maxLoraRank, made);
+            return new LlamaModel(config, backend, weights, maxRows, maxLogitRows, loraSlots, maxLoraRank, tp, made);
         } catch (RuntimeException | Error e) {
             // A weight missing or malformed halfway: free what was already on the backend.
             for (int i = made.size() - 1; i >= 0; i--) {
@@ -242,9 +262,16 @@ public final class LlamaModel implements AutoCloseable {
         return lora[layer][projection.ordinal()];
     }
 
-    /** Paged KV storage of {@code numPages} pages of {@code pageSize} tokens, shaped for this model. */
+    /**
+     * Paged KV storage of {@code numPages} pages of {@code pageSize} tokens, shaped for this model (for a
+     * tensor-parallel rank, its KV heads only; the leader has its peers allocate theirs alike).
+     */
     public KvStorage allocateKv(int numPages, int pageSize) {
-        return backend.allocateKv(config.numLayers(), numPages, pageSize, config.numKvHeads(), config.headDim());
+        KvStorage kv = backend.allocateKv(config.numLayers(), numPages, pageSize, local.numKvHeads(), config.headDim());
+        if (tp != null) {
+            tp.kvAllocated(numPages, pageSize);
+        }
+        return kv;
     }
 
     /**
@@ -260,7 +287,21 @@ public final class LlamaModel implements AutoCloseable {
         if (logitCount > maxLogitRows) {
             throw new IllegalArgumentException("step wants logits of " + logitCount + " rows; at most " + maxLogitRows);
         }
-        compute(batch, kv);
+        if (tp == null) {
+            compute(batch, kv);
+            return logits(logitCount);
+        }
+        // One rank of a group: the leader's hooks run the same batch on its peers around its own share.
+        Throwable failure = null;
+        tp.stepStarting(batch);
+        try {
+            compute(batch, kv);
+        } catch (RuntimeException | Error e) {
+            failure = e;
+            throw e;
+        } finally {
+            tp.stepFinished(failure);
+        }
         return logits(logitCount);
     }
 
@@ -280,7 +321,7 @@ public final class LlamaModel implements AutoCloseable {
             boolean last = l == layers.length - 1;
             current = layer(l, current, last ? batch.lastLayerRows() : null, kv);
         }
-        if (logitCount == 0) {
+        if (logitCount == 0 || (tp != null && !tp.computesLogits())) {
             return;
         }
         // The last layer's MLP output (projOut) is not yet in the residual stream.
@@ -391,7 +432,7 @@ public final class LlamaModel implements AutoCloseable {
         // qkv = h·[Wq;Wk;Wv]ᵀ (+ bias) + LoRA_q|k|v(h)
         project(l, GROUP_QKV, hs, w.qkv(), w.qkvBias(), batch.segments(), qkv, qkvLoraCols);
         // q, k = rope(q, pos), rope(k, pos); cache[slot] = k, v
-        backend.ropeAppendKv(qkv, batch.positions(), rope, config.numHeads(), config.numKvHeads(), config.headDim(),
+        backend.ropeAppendKv(qkv, batch.positions(), rope, local.numHeads(), local.numKvHeads(), config.headDim(),
                 kv, l, qCols, qCols + kvCols, batch.attention().slotMapping());
 
         if (keep != null) {
@@ -414,6 +455,7 @@ public final class LlamaModel implements AutoCloseable {
         backend.attention(qkv, kv, l, batch.attention(), shape, attn);
         // o = attn·Woᵀ + LoRA_o(attn); x = x + o; h = rmsNorm(x)
         project(l, GROUP_O, attn, w.o(), null, batch.segments(), proj, SINGLE_LORA_COL);
+        reducePartialSums(proj);
         backend.addRmsNorm(xs, proj, w.mlpNorm(), config.rmsNormEps(), hs);
 
         // gu = h·[Wg;Wu]ᵀ + LoRA_gate|up(h)
@@ -423,7 +465,19 @@ public final class LlamaModel implements AutoCloseable {
         // a = silu(g)·u; mlp = a·Wdownᵀ + LoRA_down(a), left in projOut for the next residual add
         backend.swiglu(gu, act);
         project(l, GROUP_DOWN, act, w.down(), null, batch.segments(), proj, SINGLE_LORA_COL);
+        reducePartialSums(proj);
         return batch;
+    }
+
+    /**
+     * Tensor parallel: o and down are row-parallel, so each rank holds {@code attn_r·Wo_rᵀ + LoRA_o partial}
+     * over its slice of the input features; {@code o = Σ_r} of those, one all-reduce per projection with the
+     * LoRA add-on inside it. Nothing to do on a whole model.
+     */
+    private void reducePartialSums(Tensor partial) {
+        if (tp != null) {
+            tp.allReduce(partial);
+        }
     }
 
     /**

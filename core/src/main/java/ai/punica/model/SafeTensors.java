@@ -62,15 +62,18 @@ public final class SafeTensors implements AutoCloseable {
     private final Path file;
     private final Arena arena;
     private final MemorySegment dataSection;
+    /** Where the data section starts in the file: 8 + the header's length. */
+    private final long dataStart;
     private final Map<String, Entry> entries;
     private final Map<String, String> metadata;
     private volatile boolean closed;
 
-    private SafeTensors(Path file, Arena arena, MemorySegment dataSection, Map<String, Entry> entries,
+    private SafeTensors(Path file, Arena arena, MemorySegment dataSection, long dataStart, Map<String, Entry> entries,
             Map<String, String> metadata) {
         this.file = file;
         this.arena = arena;
         this.dataSection = dataSection;
+        this.dataStart = dataStart;
         this.entries = entries;
         this.metadata = metadata;
     }
@@ -102,7 +105,7 @@ public final class SafeTensors implements AutoCloseable {
             MemorySegment data = mapped.asSlice(8 + headerBytes);
             Map<String, String> metadata = new LinkedHashMap<>();
             Map<String, Entry> entries = parseHeader(file, header, data.byteSize(), metadata);
-            return new SafeTensors(file, arena, data, entries, Collections.unmodifiableMap(metadata));
+            return new SafeTensors(file, arena, data, 8 + headerBytes, entries, Collections.unmodifiableMap(metadata));
         } catch (NoSuchFileException e) {
             arena.close();
             throw fail(file, "file not found");
@@ -270,6 +273,15 @@ public final class SafeTensors implements AutoCloseable {
                     + "save it with torch_dtype=torch.bfloat16");
         }
         return new TensorData(name, e.dtype(), e.shape(), dataSection.asSlice(e.begin(), e.end() - e.begin()));
+    }
+
+    /**
+     * Where the bytes of {@code name} start in the file, for a reader that copies them with positional reads
+     * instead of through the mapping (an adapter read straight into pinned memory); -1 if absent.
+     */
+    public long fileOffset(String name) {
+        Entry e = entries.get(name);
+        return e == null ? -1 : dataStart + e.begin();
     }
 
     /** The shape of {@code name} without touching its data (works for every dtype); null if absent. */

@@ -7,6 +7,8 @@ import ai.punica.backend.Segments;
 import ai.punica.engine.ModelRunner;
 import ai.punica.lora.AdapterManager.Acquisition;
 import ai.punica.lora.AdapterManager;
+import ai.punica.parallel.TensorParallel;
+import ai.punica.parallel.TensorParallelGroup;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -34,10 +36,24 @@ public final class ModelHarness implements AutoCloseable {
     private final int numPages;
 
     public ModelHarness(Path modelDir, Map<String, Path> adapterDirs, String backendName) {
+        this(modelDir, adapterDirs, backendName, 1);
+    }
+
+    /**
+     * With {@code tensorParallel} > 1: the model over that many in-process ranks, as {@code punica serve
+     * --tensor-parallel} makes them (in-memory all-reduce on the CPU, NCCL on CUDA GPUs 0..N-1).
+     */
+    public ModelHarness(Path modelDir, Map<String, Path> adapterDirs, String backendName, int tensorParallel) {
         ModelConfig config = ModelConfig.load(modelDir.resolve("config.json"));
-        backend = Backends.create(backendName);
         checkpoint = Checkpoint.open(modelDir);
-        model = LlamaModel.load(config, checkpoint, backend, MAX_ROWS, MAX_SEQUENCES, 8, 64);
+        if (tensorParallel == 1) {
+            backend = Backends.create(backendName);
+            model = LlamaModel.load(config, checkpoint, backend, MAX_ROWS, MAX_SEQUENCES, 8, 64);
+        } else {
+            model = TensorParallel.load(config, checkpoint, backendName, 0, tensorParallel,
+                    new TensorParallelGroup.Sizes(MAX_ROWS, MAX_SEQUENCES, 8, 64));
+            backend = model.backend(); // closing it closes every rank
+        }
         adapters = new AdapterManager(model, 1L << 30, loader);
         adapterDirs.forEach(adapters::register);
         numPages = MAX_ROWS / PAGE_SIZE + MAX_SEQUENCES;

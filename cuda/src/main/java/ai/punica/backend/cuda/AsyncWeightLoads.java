@@ -3,6 +3,7 @@ package ai.punica.backend.cuda;
 import ai.punica.backend.DType;
 import ai.punica.backend.Tensor;
 import ai.punica.backend.TensorData;
+import ai.punica.backend.WeightBlockLayout;
 import ai.punica.backend.WeightUpload;
 import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
@@ -13,33 +14,49 @@ import java.util.Set;
 
 /**
  * Adapter weights copied on a second stream while the compute stream runs on ({@link WeightUploader} does
- * the copying): this class takes the device block, queues the job and tracks the uploads still open.
+ * the copying): this class takes the device block, plans the copy, starts it and tracks the uploads still open.
+ *
+ * <p>Two paths. Weights in page-locked memory in the block's layout ({@link PinnedHostBlocks}; an adapter the
+ * host tier read into it) are copied <em>directly</em>: {@link UploadPlan} finds the few contiguous runs (one for
+ * such an adapter) and this thread enqueues them on the copy stream at once, after an event that orders the copy
+ * behind the compute work that may still read the block; nothing converts or stages. Other weights (ordinary
+ * memory, or not bf16) go through the upload thread, which converts them into pinned staging buffers.
  */
 final class AsyncWeightLoads {
     private final CudaContext ctx;
     private final DeviceAllocator memory;
+    private final PinnedHostBlocks pinned;
+    private long directUploads;
+    private long stagedUploads;
     /** The copy stream and its thread, made on first use. */
     private WeightUploader uploader;
     private final Set<AsyncWeights> open = Collections.newSetFromMap(new IdentityHashMap<>());
 
-    AsyncWeightLoads(CudaContext ctx, DeviceAllocator memory) {
+    AsyncWeightLoads(CudaContext ctx, DeviceAllocator memory, PinnedHostBlocks pinned) {
         this.ctx = ctx;
         this.memory = memory;
+        this.pinned = pinned;
+    }
+
+    /** Uploads started so far: copied directly from pinned memory, and through the staging buffers (tests). */
+    record Stats(long direct, long staged) {
+    }
+
+    Stats stats() {
+        return new Stats(directUploads, stagedUploads);
     }
 
     /**
      * Copies the weights on a second stream while the compute stream runs on. All of them go into one
-     * device block (each at a 256-byte boundary): an adapter takes one free-list entry, of the same size as
-     * the next adapter of its shape, and travels in a few large transfers from {@link WeightUploader}'s
-     * pinned staging buffers. This thread only takes the block and queues the copy; the upload thread
-     * converts and copies. The tensors may be read once {@link WeightUpload#isDone()} (an event query,
-     * never blocking) returns true.
+     * device block ({@link WeightBlockLayout}: bf16, each at a 256-byte boundary): an adapter takes one
+     * free-list entry, of the same size as the next adapter of its shape. From pinned memory in that layout the
+     * copies are enqueued here, directly; otherwise they travel in a few large transfers from
+     * {@link WeightUploader}'s pinned staging buffers, converted and copied by the upload thread. The tensors
+     * may be read once {@link WeightUpload#isDone()} (an event query, never blocking) returns true.
      */
     WeightUpload load(List<TensorData> weights) {
         int n = weights.size();
-        long[] offsets = new long[n];
         int[][] shapes = new int[n][];
-        long bytes = 0;
         for (int i = 0; i < n; i++) {
             TensorData w = weights.get(i);
             shapes[i] = w.matrixShape("loadWeightsAsync");
@@ -47,9 +64,11 @@ final class AsyncWeightLoads {
             if (w.data().byteSize() < w.elementCount() * w.dtype().byteSize()) {
                 throw new IllegalArgumentException(w + " holds " + w.data().byteSize() + " bytes, fewer than its shape needs");
             }
-            offsets[i] = bytes;
-            bytes = Shapes.roundUp(bytes + w.elementCount() * 2, DeviceAllocator.BLOCK_ALIGN);
         }
+        WeightBlockLayout layout = WeightBlockLayout.of(weights, DType.BF16, DeviceAllocator.BLOCK_ALIGN);
+        long[] offsets = layout.offsets();
+        long bytes = layout.bytes();
+        UploadPlan direct = UploadPlan.direct(weights, offsets, pinned::contains);
         if (uploader == null) {
             uploader = new WeightUploader(ctx.driver, ctx.context);
         }
@@ -77,10 +96,16 @@ final class AsyncWeightLoads {
             memory.release(ptr);
             throw e;
         }
-        WeightUploader.Job job = new WeightUploader.Job(List.copyOf(weights), offsets, ptr, ready, done);
+        WeightUploader.Job job = new WeightUploader.Job(List.copyOf(weights), offsets, ptr, ready, done, direct);
         AsyncWeights upload = new AsyncWeights(block, List.copyOf(tensors), job);
         open.add(upload);
-        uploader.submit(job);
+        if (direct != null) {
+            directUploads++;
+            uploader.copyDirect(job);
+        } else {
+            stagedUploads++;
+            uploader.submit(job);
+        }
         return upload;
     }
 
@@ -134,6 +159,12 @@ final class AsyncWeightLoads {
             return done;
         }
 
+        /** The device block is a copy: once it is filled, the host weights may go. */
+        @Override
+        public boolean readsHostMemory() {
+            return false;
+        }
+
         @Override
         public void close() {
             if (closed) {
@@ -150,6 +181,11 @@ final class AsyncWeightLoads {
                 // stream from now on (including whoever reuses the block) waits for them.
                 if (job.recorded) {
                     ctx.driver.streamWaitEvent(ctx.stream, job.done);
+                    if (job.plan != null) {
+                        // A direct copy reads the adapter's host block until it ends: once this returns, the host
+                        // tier may free or reuse that block.
+                        ctx.driver.eventSynchronize(job.done);
+                    }
                 }
             }
             destroyEvents();

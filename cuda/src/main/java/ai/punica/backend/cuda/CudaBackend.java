@@ -6,6 +6,7 @@ import ai.punica.backend.Backend;
 import ai.punica.backend.DeviceMemory;
 import ai.punica.backend.KvStorage;
 import ai.punica.backend.LoraWeights;
+import ai.punica.backend.PinnedHostMemory;
 import ai.punica.backend.RopeTable;
 import ai.punica.backend.SampledToken;
 import ai.punica.backend.SamplingBatch;
@@ -33,9 +34,10 @@ import org.slf4j.LoggerFactory;
  *  CudaBackend ─┬─ DeviceAllocator   device blocks, size-keyed free lists, tensor ownership
  *               ├─ StagingRing       pinned host ↔ device ring for uploads, index arrays, results
  *               ├─ TensorTransfers   upload / download / weights;  AsyncWeightLoads: adapters on a copy stream
+ *               ├─ PinnedHostBlocks  page-locked host blocks for adapters' host copies (one direct copy each)
  *               ├─ DenseOps          gather, norms, add, GEMM (cuBLAS) + bias, rope, SwiGLU
  *               ├─ PagedAttention    KV cache appends, decode / general attention, split merge
- *               ├─ SgmvOps           LoRA shrink / expand (SlotTables, SgmvTiles), fused decode kernel
+ *               ├─ SgmvOps           LoRA shrink / expand (SlotTables, SgmvTiles), fused decode kernel, tensor cores
  *               ├─ DeviceSampler     sampling next to the logits
  *               └─ StepGraphRecorder step graphs (StepCapture: eager / measure / capture / replay)
  *  every launch: op ─► Kernels (typed, one method per kernel) ─► KernelLauncher (stream, graph, profiler)
@@ -53,6 +55,7 @@ public final class CudaBackend implements Backend {
     private final DeviceAllocator memory;
     private final StagingRing ring;
     private final TensorTransfers transfers;
+    private final PinnedHostBlocks pinnedHost;
     private final AsyncWeightLoads asyncLoads;
     private final DenseOps dense;
     private final PagedAttention attention;
@@ -71,7 +74,8 @@ public final class CudaBackend implements Backend {
         ring = new StagingRing(ctx);
         DeviceParts parts = new DeviceParts(ctx, memory, ring, new Kernels(launcher, ctx.multiprocessors));
         transfers = new TensorTransfers(parts);
-        asyncLoads = new AsyncWeightLoads(ctx, memory);
+        pinnedHost = new PinnedHostBlocks(ctx);
+        asyncLoads = new AsyncWeightLoads(ctx, memory, pinnedHost);
         dense = new DenseOps(parts);
         attention = new PagedAttention(parts, dense, options);
         sgmv = new SgmvOps(parts, options);
@@ -154,6 +158,12 @@ public final class CudaBackend implements Backend {
     public void free(Tensor tensor) {
         ctx.enter();
         memory.free(tensor(tensor, "tensor"));
+    }
+
+    /** Page-locked host memory for adapters' host copies, so that their uploads skip the staging buffers. */
+    @Override
+    public Optional<PinnedHostMemory> pinnedHostMemory() {
+        return Optional.of(pinnedHost);
     }
 
     @Override
@@ -268,6 +278,17 @@ public final class CudaBackend implements Backend {
         return attention.decodeSplits(rows, shape);
     }
 
+    /** The attention kernel the last {@code attention} call launched (tests, benchmarks). */
+    String lastAttentionKernel() {
+        return attention.lastKernel();
+    }
+
+    /** Splits of the tensor-core attention kernel for a step of {@code rows} rows in {@code sequences} sequences. */
+    int attentionTensorCoreSplits(int rows, int sequences, AttentionShape shape) {
+        return attention.tensorCoreSplits(PagedAttention.tensorCoreTableLength(rows, sequences,
+                PagedAttention.tensorCoreRowsPerTile(shape)), shape);
+    }
+
     // ---- segmented LoRA (SGMV) ------------------------------------------------------------------
 
     @Override
@@ -347,6 +368,11 @@ public final class CudaBackend implements Backend {
     /** How many times {@link #matmulLora} took the fused kernel (tests). */
     long fusedLaunches() {
         return sgmv.fusedLaunches();
+    }
+
+    /** How many SGMV shrinks and expands ran on tensor cores, sgmv_tc.cu (tests, benchmarks). */
+    long sgmvTensorCoreLaunches() {
+        return sgmv.tensorCoreLaunches();
     }
 
     /** Inputs per split-K shrink block for {@code tileCount} tiles of {@code vCols} rank columns (tests). */
@@ -445,6 +471,11 @@ public final class CudaBackend implements Backend {
         }
     }
 
+    /** The device, its context and compute stream (the NCCL communicator enqueues its collectives there). */
+    CudaContext context() {
+        return ctx;
+    }
+
     /** True when all work enqueued on the compute stream so far has completed (does not wait). */
     boolean computeStreamIdle() {
         ctx.enter();
@@ -455,6 +486,16 @@ public final class CudaBackend implements Backend {
         } finally {
             ctx.driver.eventDestroy(e);
         }
+    }
+
+    /** Adapter uploads so far, direct from pinned memory and staged (tests, benchmarks). */
+    AsyncWeightLoads.Stats uploadStats() {
+        return asyncLoads.stats();
+    }
+
+    /** Page-locked blocks for adapters: from the driver, reused, refused, bytes held (tests, benchmarks). */
+    PinnedHostBlocks.Stats pinnedHostStats() {
+        return pinnedHost.stats();
     }
 
     /** The free lists' bytes and how allocations were served so far (tests). */
@@ -477,6 +518,7 @@ public final class CudaBackend implements Backend {
         ctx.markClosed();
         attention.close();
         asyncLoads.close();
+        pinnedHost.close();
         memory.freeEverything();
         sgmv.clear();
         dense.clear();

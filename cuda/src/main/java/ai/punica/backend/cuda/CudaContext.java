@@ -60,6 +60,16 @@ final class CudaContext {
         }
     }
 
+    /**
+     * Makes the context current on this thread whatever this thread did before: for calls from threads that do
+     * not own the backend (the adapter loader's virtual threads, whose carrier thread may differ from one call to
+     * the next, and whoever closes an adapter), where {@link #enter}'s per-thread shortcut cannot be trusted.
+     */
+    void makeCurrent() {
+        driver.setCurrent(context);
+        threadContext.set(context.address());
+    }
+
     boolean closed() {
         return closed;
     }

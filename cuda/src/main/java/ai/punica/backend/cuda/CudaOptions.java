@@ -14,13 +14,23 @@ package ai.punica.backend.cuda;
  * @param decodeAttention     decode steps take the decode attention kernel; off routes them to the general one
  *                            (benchmarks, tests; default on)
  * @param decodeBlocksPerSm   decode attention splits rows until there are this many blocks per SM (default 8)
+ * @param sgmvTcMinRows       SGMV segments of at least this many rows run on tensor cores (sgmv_tc.cu), shorter ones
+ *                            on the CUDA-core kernels; 0 keeps every step on the latter ({@code punica.cuda.sgmvTcMinRows},
+ *                            default {@value #SGMV_TC_MIN_ROWS})
+ * @param tensorCoreAttention prefill and mixed steps take the tensor-core attention kernel (attention_tc.cu) at
+ *                            head sizes 32, 64, 96 and 128; off keeps them on the CUDA-core kernel
+ *                            ({@code punica.cuda.tensorCoreAttention}, default on)
+ * @param tensorCoreMinRows   a step that is not a decode step takes the tensor-core kernel when one of its
+ *                            sequences has at least this many query rows (default {@value #TENSOR_CORE_MIN_ROWS};
+ *                            not a property: tests lower it to 1)
  * @param profile             a CUDA event around every launch, for {@code profileReport()} ({@code punica.cuda.profile},
  *                            default off)
  * @param nvrtc               compile the packaged kernel sources with NVRTC even where a fatbin fits
  *                            ({@code punica.cuda.nvrtc}, default off)
  */
 public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boolean loraOverlap, int fusedMinTiles,
-                          boolean decodeAttention, int decodeBlocksPerSm, boolean profile, boolean nvrtc) {
+                          boolean decodeAttention, int decodeBlocksPerSm, int sgmvTcMinRows,
+                          boolean tensorCoreAttention, int tensorCoreMinRows, boolean profile, boolean nvrtc) {
     /**
      * Decode batches of more tiles than this take the fused kernel; smaller ones the two launches with the
      * shrink overlapping the GEMM. On an H200 (ProjectionBench, Llama-7B projections, rank 16) the LoRA of a
@@ -29,6 +39,22 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
      */
     public static final int FUSED_MIN_TILES = 8;
 
+    /**
+     * SGMV segments of at least this many rows take the tensor-core kernels (prefill chunks; in a mixed step the
+     * chunk, beside its decode rows on the CUDA-core kernels); shorter segments, decode-shaped tile tables, ranks
+     * above 64 and 0 here take the CUDA-core kernels of sgmv.cu. Not measured yet on a GPU: SgmvBench's
+     * "crossover" table times both paths at 1 to 128 rows per segment (docs/gpu.md, "SGMV on tensor cores").
+     */
+    public static final int SGMV_TC_MIN_ROWS = 16;
+
+    /**
+     * Steps with a sequence of at least this many query rows take the tensor-core attention kernel. With two
+     * rows a sequence's keys are already read once per 64 / G rows instead of once per row (the CUDA-core
+     * kernel's block per row); not yet measured against the CUDA-core kernel at 2 to 16 rows (AttentionBench
+     * {@code prefill} prints the mixed-step rows that decide it).
+     */
+    public static final int TENSOR_CORE_MIN_ROWS = 2;
+
     public CudaOptions {
         if (device < 0) {
             throw new IllegalArgumentException("punica.cuda.device must be 0 or more, got " + device);
@@ -36,8 +62,14 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
         if (fusedMinTiles < 0) {
             throw new IllegalArgumentException("fusedMinTiles must be 0 or more, got " + fusedMinTiles);
         }
+        if (sgmvTcMinRows < 0) {
+            throw new IllegalArgumentException("punica.cuda.sgmvTcMinRows must be 0 (off) or more, got " + sgmvTcMinRows);
+        }
         if (decodeBlocksPerSm < 1) {
             throw new IllegalArgumentException("blocks per SM must be positive, got " + decodeBlocksPerSm);
+        }
+        if (tensorCoreMinRows < 1) {
+            throw new IllegalArgumentException("tensorCoreMinRows must be 1 or more, got " + tensorCoreMinRows);
         }
     }
 
@@ -53,6 +85,8 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
                 .stepGraphs(flag("punica.cuda.graphs", true))
                 .fusedLora(flag("punica.cuda.fusedLora", true))
                 .loraOverlap(flag("punica.cuda.loraOverlap", true))
+                .sgmvTcMinRows(intProperty("punica.cuda.sgmvTcMinRows", SGMV_TC_MIN_ROWS))
+                .tensorCoreAttention(flag("punica.cuda.tensorCoreAttention", true))
                 .profile(flag("punica.cuda.profile", false))
                 .nvrtc(flag("punica.cuda.nvrtc", false))
                 .build();
@@ -66,7 +100,8 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
     public Builder toBuilder() {
         return new Builder().device(device).stepGraphs(stepGraphs).fusedLora(fusedLora).loraOverlap(loraOverlap)
                 .fusedMinTiles(fusedMinTiles).decodeAttention(decodeAttention).decodeBlocksPerSm(decodeBlocksPerSm)
-                .profile(profile).nvrtc(nvrtc);
+                .sgmvTcMinRows(sgmvTcMinRows).tensorCoreAttention(tensorCoreAttention)
+                .tensorCoreMinRows(tensorCoreMinRows).profile(profile).nvrtc(nvrtc);
     }
 
     private static boolean flag(String name, boolean defaultValue) {
@@ -101,6 +136,9 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
         private int fusedMinTiles = FUSED_MIN_TILES;
         private boolean decodeAttention = true;
         private int decodeBlocksPerSm = 8;
+        private int sgmvTcMinRows = SGMV_TC_MIN_ROWS;
+        private boolean tensorCoreAttention = true;
+        private int tensorCoreMinRows = TENSOR_CORE_MIN_ROWS;
         private boolean profile;
         private boolean nvrtc;
 
@@ -113,19 +151,25 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
         public Builder nvrtc(boolean on) { nvrtc = on; return this; }
         public Builder stepGraphs(boolean on) { stepGraphs = on; return this; }
 
-        /** The options, checked (a negative device, tile count or blocks per SM is refused). */
+        /** The options, checked (a negative device or tile count, no blocks per SM or no minimum rows is refused). */
         public CudaOptions build() {
             return new CudaOptions(device, stepGraphs, fusedLora, loraOverlap, fusedMinTiles, decodeAttention,
-                    decodeBlocksPerSm, profile, nvrtc);
+                    decodeBlocksPerSm, sgmvTcMinRows, tensorCoreAttention, tensorCoreMinRows, profile, nvrtc);
         }
 
         // Paths of the LoRA add-on.
         public Builder fusedLora(boolean on) { fusedLora = on; return this; }
         public Builder loraOverlap(boolean on) { loraOverlap = on; return this; }
         public Builder fusedMinTiles(int tiles) { fusedMinTiles = tiles; return this; }
+        /** Rows of a segment from which its SGMV runs on tensor cores; 0: never. */
+        public Builder sgmvTcMinRows(int rows) { sgmvTcMinRows = rows; return this; }
 
         // Decode attention.
         public Builder decodeAttention(boolean on) { decodeAttention = on; return this; }
         public Builder decodeBlocksPerSm(int blocks) { decodeBlocksPerSm = blocks; return this; }
+
+        // Prefill and mixed-step attention.
+        public Builder tensorCoreAttention(boolean on) { tensorCoreAttention = on; return this; }
+        public Builder tensorCoreMinRows(int rows) { tensorCoreMinRows = rows; return this; }
     }
 }

@@ -32,6 +32,18 @@ final class KernelConstants {
     /** Largest rank of the fused decode kernel. */
     static final int FUSED_MAX_RANK = 64;
 
+    // ---- sgmv_tc.cu (tensor cores, segments of many rows) ----
+    /** Threads of a tensor-core SGMV block: 4 warps. */
+    static final int TC_THREADS = 128;
+    /** Rows of a tensor-core tile (4 warps × 16 rows of mma.m16n8k16 in the shrink, 2 × 32 in the expand). */
+    static final int TC_ROWS = 64;
+    /** Largest rank of the tensor-core kernels (n of the shrink, k of the expand); larger ranks take sgmv.cu. */
+    static final int TC_MAX_RANK = 64;
+    /** Inputs per shared-memory stage of the tensor-core shrink; split-K chunks are multiples of it. */
+    static final int TC_K_STEP = 64;
+    /** Output columns of one tensor-core expand block. */
+    static final int TC_OUT_COLS = 128;
+
     // ---- attention.cu ----
     /** Most query heads per KV head. */
     static final int ATT_MAX_GROUP = 16;
@@ -43,6 +55,14 @@ final class KernelConstants {
     static final int ATT_TILE = 128;
     /** Threads of a decode attention block. */
     static final int DEC_THREADS = 128;
+
+    // ---- attention_tc.cu ----
+    /** Matrix rows of a tensor-core attention tile (query rows × the KV head's query heads); 16 per warp. */
+    static final int ATT_TC_BLOCK_M = 64;
+    /** Keys per tile of the tensor-core attention kernel (one shared-memory stage). */
+    static final int ATT_TC_BLOCK_N = 64;
+    /** Threads of a tensor-core attention block: one warp per 16 matrix rows. */
+    static final int ATT_TC_THREADS = 128;
 
     // ---- sampling.cu ----
     /** Threads of the one block per row. */
@@ -81,11 +101,19 @@ final class KernelConstants {
             new Constant("EXPAND_MAX_RANK", EXPAND_MAX_RANK),
             new Constant("FUSED_CLUSTER", FUSED_CLUSTER),
             new Constant("FUSED_MAX_RANK", FUSED_MAX_RANK),
+            new Constant("TC_THREADS", TC_THREADS),
+            new Constant("TC_ROWS", TC_ROWS),
+            new Constant("TC_MAX_RANK", TC_MAX_RANK),
+            new Constant("TC_K_STEP", TC_K_STEP),
+            new Constant("TC_OUT_COLS", TC_OUT_COLS),
             new Constant("ATT_MAX_GROUP", ATT_MAX_GROUP),
             new Constant("ATT_MAX_HEAD_DIM", ATT_MAX_HEAD_DIM),
             new Constant("ATT_THREADS", ATT_THREADS),
             new Constant("ATT_TILE", ATT_TILE),
             new Constant("DEC_THREADS", DEC_THREADS),
+            new Constant("ATT_TC_BLOCK_M", ATT_TC_BLOCK_M),
+            new Constant("ATT_TC_BLOCK_N", ATT_TC_BLOCK_N),
+            new Constant("ATT_TC_THREADS", ATT_TC_THREADS),
             new Constant("SAMPLE_THREADS", SAMPLE_THREADS),
             new Constant("DIGITS", DIGITS),
             new Constant("MAX_TOP", MAX_TOP),

@@ -22,7 +22,8 @@ import org.slf4j.LoggerFactory;
  */
 final class KernelModules implements AutoCloseable {
     static final String RESOURCE_DIR = "/ai/punica/backend/cuda/kernels/";
-    static final List<String> SOURCES = List.of("elementwise", "attention", "sgmv", "fused", "sampling");
+    static final List<String> SOURCES = List.of("elementwise", "attention", "attention_tc", "sgmv", "sgmv_tc", "fused",
+            "sampling");
     static final List<String> HEADERS = List.of("common.cuh", "kernel_constants.cuh");
 
     private static final Logger log = LoggerFactory.getLogger(KernelModules.class);

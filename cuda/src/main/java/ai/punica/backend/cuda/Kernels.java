@@ -7,9 +7,13 @@ import static ai.punica.backend.cuda.KernelConstants.FUSED_CLUSTER;
 import static ai.punica.backend.cuda.KernelConstants.ROW_INTS;
 import static ai.punica.backend.cuda.KernelConstants.SAMPLE_THREADS;
 import static ai.punica.backend.cuda.KernelConstants.SGMV_THREADS;
+import static ai.punica.backend.cuda.KernelConstants.ATT_TC_THREADS;
+import static ai.punica.backend.cuda.KernelConstants.TC_THREADS;
 
 import ai.punica.backend.AttentionShape;
 import java.lang.foreign.MemorySegment;
+import java.util.HashMap;
+import java.util.Map;
 
 /**
  * One launch method per kernel of {@code src/main/cuda}, named after what it computes, taking the kernel's
@@ -26,6 +30,8 @@ final class Kernels {
     private final int multiprocessors;
     /** Dynamic shared memory attention_paged was allowed beyond the default 48 KB. */
     private int attentionSmemOptIn = 48 * 1024;
+    /** Dynamic shared memory each attention_prefill_tc_h* kernel was allowed beyond the default 48 KB. */
+    private final Map<String, Integer> tensorCoreSmemOptIn = new HashMap<>();
     private boolean samplingSmemOptIn;
 
     Kernels(KernelLauncher launcher, int multiprocessors) {
@@ -164,6 +170,29 @@ final class Kernels {
                 .launch("attention_merge", rows, numHeads, 1, Math.min(256, Shapes.roundUp(headDim, 32)));
     }
 
+    // ---- attention_tc.cu ----
+
+    /**
+     * Prefill / mixed-step attention on the tensor cores ({@code attention_prefill_tc_h<headDim>}, attention_tc.cu):
+     * grid (tile-table entries, KV heads, splits), {@link KernelConstants#ATT_TC_THREADS} threads, {@code smem} bytes
+     * of dynamic shared memory (the Q tile and two stages of key and value tiles).
+     */
+    void launchAttentionPrefillTc(CudaTensor q, CudaKvStorage cache, int layer, AttentionTables tables, long tiles,
+                                  int pageShift, AttentionShape shape, CudaTensor out, long[] partials, int tileCount,
+                                  int splits, int smem) {
+        launcher.args().p(q.ptr).i(q.cols()).p(cache.keys(layer)).p(cache.values(layer)).p(tables.queryStarts())
+                .p(tables.contextLens()).p(tables.pageTableStarts()).p(tables.pageTables()).p(tiles)
+                .i(cache.pageSize()).i(pageShift).i(shape.numHeads()).i(shape.numKvHeads()).f(shape.scale())
+                .i(shape.slidingWindow()).p(out.ptr).i(out.cols()).p(partials[0]).p(partials[1]);
+        String name = "attention_prefill_tc_h" + shape.headDim();
+        MemorySegment kernel = launcher.function(name);
+        if (smem > tensorCoreSmemOptIn.getOrDefault(name, 48 * 1024)) {
+            launcher.allowSharedMemory(kernel, smem);
+            tensorCoreSmemOptIn.put(name, smem);
+        }
+        launcher.launch(kernel, name, tileCount, shape.numKvHeads(), splits, ATT_TC_THREADS, smem);
+    }
+
     // ---- sgmv.cu ----
 
     /**
@@ -211,6 +240,30 @@ final class Kernels {
         launcher.args().p(x).i(xStride).p(y).i(yStride).p(tiles).p(tables[0]).p(tables[1]).p(tables[2]).i(slots)
                 .i(in).i(yCols[0]).i(yCols[1]).i(yCols[2]).i(outs[0]).i(outs[1]).i(outs[2])
                 .launch("sgmv_fused_row_group", FUSED_CLUSTER, tileCount, projections, SGMV_THREADS);
+    }
+
+    // ---- sgmv_tc.cu ----
+
+    /**
+     * The tensor-core shrink of up to three projections that read x, {@code sgmv_tc_shrink}: grid (tiles of 64
+     * rows, splits, projections), {@link KernelConstants#TC_THREADS} threads. Inside {@code matmulLora} it goes to
+     * the side stream.
+     */
+    void launchSgmvTcShrink(long x, int xStride, long v, int vStride, int vWidth, long tiles, long[] tables, int slots,
+                            int in, int kChunk, long partial, long arrivals, int tileCount, int splits,
+                            int projections) {
+        launcher.forkIfAsked();
+        launcher.args().p(x).i(xStride).p(v).i(vStride).i(vWidth).p(tiles).p(tables[0]).p(tables[1]).p(tables[2])
+                .i(slots).i(in).i(kChunk).p(partial).p(arrivals)
+                .launch("sgmv_tc_shrink", tileCount, splits, projections, TC_THREADS);
+    }
+
+    /** The tensor-core expand of up to three projections, {@code sgmv_tc_expand}: grid (tiles, Σ output blocks of 128). */
+    void launchSgmvTcExpand(long v, int vStride, int vWidth, long y, int yStride, long tiles, long[] tables, int slots,
+                            int[] yCols, int[] outs, int[] starts, int tileCount, int outBlocks) {
+        launcher.args().p(v).i(vStride).i(vWidth).p(y).i(yStride).p(tiles).p(tables[0]).p(tables[1]).p(tables[2])
+                .i(slots).i(yCols[0]).i(yCols[1]).i(yCols[2]).i(outs[0]).i(outs[1]).i(outs[2]).i(starts[1])
+                .i(starts[2]).launch("sgmv_tc_expand", tileCount, outBlocks, 1, TC_THREADS);
     }
 
     // ---- sampling.cu ----

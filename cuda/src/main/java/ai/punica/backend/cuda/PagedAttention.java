@@ -3,6 +3,8 @@ package ai.punica.backend.cuda;
 import static ai.punica.backend.cuda.KernelConstants.ATT_MAX_GROUP;
 import static ai.punica.backend.cuda.KernelConstants.ATT_MAX_HEAD_DIM;
 import static ai.punica.backend.cuda.KernelConstants.ATT_TILE;
+import static ai.punica.backend.cuda.KernelConstants.ATT_TC_BLOCK_M;
+import static ai.punica.backend.cuda.KernelConstants.ATT_TC_BLOCK_N;
 import static ai.punica.backend.cuda.Shapes.ceilDiv;
 import static ai.punica.backend.cuda.Shapes.roundUp;
 
@@ -15,14 +17,21 @@ import java.util.ArrayList;
 import java.util.List;
 
 /**
- * The paged KV cache and attention over it (attention.cu). A decode step (one query row per sequence) takes
- * the decode kernel, anything else the general one; both split long contexts flash-decoding style into a
- * number of splits fixed by shapes, merged by a second kernel:
+ * The paged KV cache and attention over it (attention.cu, attention_tc.cu). Which kernel a step takes:
+ * <ul>
+ *   <li>a decode step (one query row per sequence): the decode kernel;</li>
+ *   <li>a step with a sequence of at least {@code tensorCoreMinRows} query rows (prefill chunks, and the decode
+ *       rows that share their step), head size 32, 64, 96 or 128: the tensor-core kernel (FlashAttention-2 tiles of 64
+ *       matrix rows, mma.sync), unless {@code tensorCoreAttention} is off;</li>
+ *   <li>anything else: the general CUDA-core kernel, one block per (row, KV head).</li>
+ * </ul>
+ * All three split long contexts flash-decoding style into a number of splits fixed by shapes, merged by a
+ * second kernel:
  *
  * <pre>
  *  qkv ─► rope_append_kv ─► K/V pages of the layer
- *  qkv, K/V pages, page tables ─► attention_decode_l*_g* | attention_paged ─┬ 1 split ─► out
- *                                                                         └ n splits ─► partial (acc, m, l) ─► attention_merge ─► out
+ *  qkv, K/V pages, page tables ─► attention_decode_l*_g* | attention_prefill_tc_h* | attention_paged ─┬ 1 split ─► out
+ *                                                   └ n splits ─► partial (acc, m, l) ─► attention_merge ─► out
  * </pre>
  */
 final class PagedAttention {
@@ -32,6 +41,10 @@ final class PagedAttention {
     private final DeviceParts parts;
     private final DenseOps dense;
     private final boolean decodeKernel;
+    private final boolean tensorCoreKernel;
+    private final int tensorCoreMinRows;
+    /** The kernel the last attention call launched (tests and benchmarks check the path they meant). */
+    private String lastKernel = "";
     /** Decode attention splits rows until there are this many blocks per SM (the grid fills the GPU a few times). */
     private final int decodeBlocksPerSm;
     private long workspace;
@@ -47,6 +60,8 @@ final class PagedAttention {
         this.dense = dense;
         this.decodeKernel = options.decodeAttention();
         this.decodeBlocksPerSm = options.decodeBlocksPerSm();
+        this.tensorCoreKernel = options.tensorCoreAttention();
+        this.tensorCoreMinRows = options.tensorCoreMinRows();
     }
 
     KvStorage allocateKv(int numLayers, int numPages, int pageSize, int numKvHeads, int headDim) {
@@ -139,9 +154,16 @@ final class PagedAttention {
         }
         if (decodeKernel && oneRowPerSequence(batch)) {
             decode(q, cache, layer, batch, shape, o);
+        } else if (tensorCoreKernel && tensorCoreFits(q, shape, o) && mostQueryRows(batch) >= tensorCoreMinRows) {
+            tensorCore(q, cache, layer, batch, shape, o);
         } else {
             general(q, cache, layer, batch, shape, o);
         }
+    }
+
+    /** The kernel the last {@link #attention} call launched ("" before the first, or when it had no rows). */
+    String lastKernel() {
+        return lastKernel;
     }
 
     /**
@@ -225,6 +247,7 @@ final class PagedAttention {
                 ring.ints(batch.pageTables()));
         parts.kernels().launchAttentionDecode(lanes, headsPerPass, q, cache, layer, tables, pageShift, shape, o,
                 partials, (int) blocks, splits);
+        lastKernel = "attention_decode_l" + lanes + "_g" + headsPerPass;
         merge(partials, rows, shape, splits, o);
     }
 
@@ -265,6 +288,102 @@ final class PagedAttention {
         int smem = group * hd * 4 + group * ATT_TILE * 4 + ATT_TILE * hd * 2;
         parts.kernels().launchAttentionPaged(q, cache, layer, tables, batch.numSequences(), shape, o, partials, rows,
                 splits, smem);
+        lastKernel = "attention_paged";
+        merge(partials, rows, shape, splits, o);
+    }
+
+    /** Head sizes the tensor-core kernel is compiled for. */
+    private static boolean tensorCoreHeadDim(int headDim) {
+        return headDim == 32 || headDim == 64 || headDim == 96 || headDim == 128;
+    }
+
+    /** The tensor-core kernel's 16-byte loads and 4-byte stores need these strides and head sizes. */
+    private static boolean tensorCoreFits(CudaTensor q, AttentionShape shape, CudaTensor o) {
+        return tensorCoreHeadDim(shape.headDim()) && q.cols() % 8 == 0 && o.cols() % 2 == 0;
+    }
+
+    /** The most query rows any sequence of the batch has. */
+    static int mostQueryRows(AttentionBatch batch) {
+        int most = 0;
+        int[] queryStarts = batch.queryStarts();
+        for (int s = 0; s < batch.numSequences(); s++) {
+            most = Math.max(most, queryStarts[s + 1] - queryStarts[s]);
+        }
+        return most;
+    }
+
+    /** Query rows of one tensor-core tile: its 64 matrix rows hold every query head of the KV head for each row. */
+    static int tensorCoreRowsPerTile(AttentionShape shape) {
+        return ATT_TC_BLOCK_M / (shape.numHeads() / shape.numKvHeads());
+    }
+
+    /**
+     * Entries of the tensor-core tile table for {@code rows} rows of {@code sequences} sequences: a bound that
+     * depends on shapes only (each sequence's last tile may be partial; no tile is empty).
+     */
+    static int tensorCoreTableLength(int rows, int sequences, int rowsPerTile) {
+        return (int) Math.min(rows, ceilDiv(rows, rowsPerTile) + (long) sequences);
+    }
+
+    /**
+     * The tile table, pairs {sequence, first query row}: each sequence's rows cut into tiles of
+     * {@code rowsPerTile}, its last (longest: it sees the most keys) tile first so that long blocks start early;
+     * unused entries {-1, 0}.
+     */
+    static int[] tensorCoreTiles(int[] queryStarts, int sequences, int rowsPerTile, int tableLength) {
+        int[] tiles = new int[2 * tableLength];
+        int n = 0;
+        for (int s = 0; s < sequences; s++) {
+            int rows = queryStarts[s + 1] - queryStarts[s];
+            for (int t = ceilDiv(rows, rowsPerTile) - 1; t >= 0; t--) {
+                tiles[2 * n] = s;
+                tiles[2 * n + 1] = queryStarts[s] + t * rowsPerTile;
+                n++;
+            }
+        }
+        for (int i = n; i < tableLength; i++) {
+            tiles[2 * i] = -1;
+        }
+        return tiles;
+    }
+
+    /**
+     * Splits of the tensor-core kernel: enough (tile, KV head) blocks for 2 per SM (its occupancy at head size
+     * 128), at most {@link #ATT_MAX_SPLITS}. A prefill of thousands of rows gets one; a chunk of a few dozen rows
+     * over a long context is split along the keys.
+     */
+    int tensorCoreSplits(int tableLength, AttentionShape shape) {
+        return Math.clamp(ceilDiv(2L * parts.ctx().multiprocessors, Math.max(1L, (long) tableLength * shape.numKvHeads())),
+                1, ATT_MAX_SPLITS);
+    }
+
+    /**
+     * Prefill and mixed steps on the tensor cores ({@code attention_prefill_tc_h32|64|96|128}): one block of 4 warps
+     * per (tile of 64 matrix rows, KV head, split), key/value tiles of {@link KernelConstants#ATT_TC_BLOCK_N} tokens
+     * double-buffered in shared memory.
+     */
+    private void tensorCore(CudaTensor q, CudaKvStorage cache, int layer, AttentionBatch batch, AttentionShape shape,
+                            CudaTensor o) {
+        int rows = batch.numRows();
+        int seqs = batch.numSequences();
+        int rowsPerTile = tensorCoreRowsPerTile(shape);
+        int tableLength = tensorCoreTableLength(rows, seqs, rowsPerTile);
+        int splits = tensorCoreSplits(tableLength, shape);
+        long[] partials = partials(rows, shape, splits);
+        int pageSize = cache.pageSize();
+        int pageShift = Integer.bitCount(pageSize) == 1 ? Integer.numberOfTrailingZeros(pageSize) : -1;
+        StagingRing ring = parts.ring();
+        long queryStarts = ring.ints(batch.queryStarts());
+        long contextLens = ring.ints(batch.contextLens());
+        long pageTableStarts = ring.ints(batch.pageTableStarts());
+        Kernels.AttentionTables tables = new Kernels.AttentionTables(queryStarts, contextLens, pageTableStarts,
+                ring.ints(batch.pageTables()));
+        long tiles = ring.ints(tensorCoreTiles(batch.queryStarts(), seqs, rowsPerTile, tableLength));
+        // Dynamic shared memory: the Q tile and two stages of key and value tiles, rows padded by 8 bf16.
+        int smem = (ATT_TC_BLOCK_M + 4 * ATT_TC_BLOCK_N) * (shape.headDim() + 8) * 2;
+        parts.kernels().launchAttentionPrefillTc(q, cache, layer, tables, tiles, pageShift, shape, o, partials,
+                tableLength, splits, smem);
+        lastKernel = "attention_prefill_tc_h" + shape.headDim();
         merge(partials, rows, shape, splits, o);
     }
 
@@ -296,6 +415,11 @@ final class PagedAttention {
         long bytes = 0;
         for (int rows = 1; rows <= maxRows; rows++) {
             int splits = Math.max(decodeSplits(rows, shape), generalSplits(rows, shape));
+            if (tensorCoreKernel && tensorCoreHeadDim(shape.headDim())) {
+                // The fewest tiles a step of this many rows can have: one sequence.
+                int tiles = Math.min(rows, ceilDiv(rows, tensorCoreRowsPerTile(shape)) + 1);
+                splits = Math.max(splits, tensorCoreSplits(tiles, shape));
+            }
             bytes = Math.max(bytes, workspaceBytes(rows, shape, splits));
         }
         ensureWorkspace(bytes);

@@ -6,6 +6,10 @@ import static ai.punica.backend.cuda.KernelConstants.SGMV_GROUP_MAX;
 import static ai.punica.backend.cuda.KernelConstants.SGMV_THREADS;
 import static ai.punica.backend.cuda.KernelConstants.SGMV_TILE_ROWS;
 import static ai.punica.backend.cuda.KernelConstants.SHRINK_RANKS_PER_BLOCK;
+import static ai.punica.backend.cuda.KernelConstants.TC_K_STEP;
+import static ai.punica.backend.cuda.KernelConstants.TC_MAX_RANK;
+import static ai.punica.backend.cuda.KernelConstants.TC_OUT_COLS;
+import static ai.punica.backend.cuda.KernelConstants.TC_ROWS;
 import static ai.punica.backend.cuda.Shapes.ceilDiv;
 import static ai.punica.backend.cuda.Shapes.roundUp;
 
@@ -19,12 +23,16 @@ import java.util.List;
  * Segmented LoRA (Punica's SGMV, sgmv.cu): the shrink {@code v = x·Aᵀ} and the expand
  * {@code y += scale·v·Bᵀ} of every row's adapter slot, one projection at a time or a group of up to three
  * that read the same input (q|k|v, gate|up) in one launch; for decode steps on sm_90+ both in one cluster
- * launch. Launch shapes depend on tensor shapes only (step graphs).
+ * launch. Segments of {@link CudaOptions#sgmvTcMinRows} rows or more (prefill chunks) run both halves as
+ * grouped GEMMs on tensor cores (sgmv_tc.cu), the shorter segments of the same call on the CUDA-core kernels. The CUDA-core launches' shapes
+ * depend on tensor shapes only (step graphs); which kernels a step takes, and the tensor-core grids
+ * ({@link #gridTiles}), depend on its segments.
  *
  * <pre>
  *  segments ─► SgmvTiles (tile table) ─► ints ─┐   LoraWeights ─► SlotTables (A, B, rank, scale per slot) ─┐
  *  x ─► sgmv_shrink[_group][_row] ─(split-K partials, last block adds)─► v ─► sgmv_expand[_group] ─► y += …
  *  x ─► sgmv_fused_row_group (cluster of 8 per (row, projection): shrink, DSMEM sum, expand) ─► y += …
+ *  x ─► sgmv_tc_shrink (64-row tiles, mma, split-K, last block adds) ─► v ─► sgmv_tc_expand (64 × 128 mma) ─► y += …
  * </pre>
  */
 final class SgmvOps {
@@ -35,11 +43,21 @@ final class SgmvOps {
     /** Fp32 partial sums one shrink block leaves for the split-K reduction: 32 ranks × 8 rows. */
     private static final int SHRINK_PARTIAL_FLOATS = SHRINK_RANKS_PER_BLOCK * SGMV_TILE_ROWS;
 
+    /** A split of the tensor-core shrink covers at least this many inputs. */
+    private static final int TC_MIN_SPLIT = 256;
+    /** The tensor-core shrink splits its inputs until about this many blocks run per SM. */
+    private static final int TC_BLOCKS_PER_SM = 2;
+    /** Fp32 partial sums one tensor-core shrink block leaves for the split-K reduction: 64 rows × 64 ranks. */
+    private static final int TC_PARTIAL_FLOATS = TC_ROWS * TC_MAX_RANK;
+
     private final DeviceParts parts;
     private final SlotTables slotTables;
     private final SgmvTiles tiles = new SgmvTiles();
     /** Split-K shrink scratch: fp32 partial sums, then one arrival counter per (tile, rank block). */
     private long workspace;
+    /** The tensor-core shrink's split-K scratch: partial sums, then arrival counters (0 until first needed). */
+    private long tcWorkspace;
+    private long tcLaunches;
     /** fusedLora and fusedMinTiles are read from here. */
     private final CudaOptions options;
     private long fusedLaunches;
@@ -60,6 +78,16 @@ final class SgmvOps {
     void shrink(CudaTensor xs, LoraWeights weights, Segments segments, CudaTensor vs, int vCol) {
         String op = "sgmvShrink";
         SlotTables.Table table = checkShrink(op, xs, weights, segments, vs, vCol, vs.cols() - vCol);
+        Path path = path(segments, table);
+        if (path != Path.CUDA_CORES) {
+            long[] tables = {table.device, table.device, table.device};
+            tensorCoreShrink(op, xs, tables, weights.slots(), longSegments(segments, path), vs.ptr + 2L * vCol,
+                    vs.cols(), 0, 1);
+            if (path == Path.TENSOR_CORES) {
+                return;
+            }
+            segments = split(segments).shortOnes();
+        }
         int tileCount = SgmvTiles.count(xs.rows(), weights.slots());
         int rankBlocks = ceilDiv(vs.cols() - vCol, SHRINK_RANKS_PER_BLOCK);
         if (tileCount == 0 || rankBlocks == 0) {
@@ -88,11 +116,21 @@ final class SgmvOps {
         int w = vs.cols() / n;
         int slots = sameSlots(op, group);
         long[] tables = new long[SGMV_GROUP_MAX];
+        SlotTables.Table[] checked = new SlotTables.Table[n];
         for (int m = 0; m < n; m++) {
-            tables[m] = checkShrink(op, xs, group.get(m), segments, vs, m * w, w).device;
+            checked[m] = checkShrink(op, xs, group.get(m), segments, vs, m * w, w);
+            tables[m] = checked[m].device;
         }
         for (int m = n; m < SGMV_GROUP_MAX; m++) {
             tables[m] = tables[0]; // padding, never read
+        }
+        Path path = path(segments, checked);
+        if (path != Path.CUDA_CORES) {
+            tensorCoreShrink(op, xs, tables, slots, longSegments(segments, path), vs.ptr, vs.cols(), w, n);
+            if (path == Path.TENSOR_CORES) {
+                return;
+            }
+            segments = split(segments).shortOnes();
         }
         int tileCount = SgmvTiles.count(xs.rows(), slots);
         if (tileCount == 0 || w == 0) {
@@ -166,6 +204,17 @@ final class SgmvOps {
         String op = "sgmvExpand";
         SlotTables.Table table = checkExpand(op, vs, vCol, weights, segments, ys, yCol);
         int outFeatures = outFeatures(op, table, ys, yCol, ys.cols());
+        Path path = path(segments, table);
+        if (path != Path.CUDA_CORES) {
+            int blocks = ceilDiv(outFeatures, TC_OUT_COLS);
+            tensorCoreExpand(op, vs, vs.ptr + 2L * vCol, 0, new long[] {table.device, table.device, table.device},
+                    weights.slots(), longSegments(segments, path), ys, new int[] {yCol, 0, 0},
+                    new int[] {outFeatures, 0, 0}, new int[] {0, blocks, blocks}, blocks);
+            if (path == Path.TENSOR_CORES) {
+                return;
+            }
+            segments = split(segments).shortOnes();
+        }
         int tileCount = SgmvTiles.count(vs.rows(), weights.slots());
         if (tileCount == 0 || outFeatures == 0) {
             return;
@@ -195,7 +244,6 @@ final class SgmvOps {
         int[] cols = new int[SGMV_GROUP_MAX];
         long[] tables = new long[SGMV_GROUP_MAX];
         SlotTables.Table[] checked = new SlotTables.Table[n];
-        int blocks = 0;
         for (int m = 0; m < n; m++) {
             SlotTables.Table table = checkExpand(op, vs, m * w, group.get(m), segments, ys, yCols[m]);
             checked[m] = table;
@@ -208,15 +256,21 @@ final class SgmvOps {
             }
         }
         int[] outs = groupOutFeatures(op, checked, ys, yCols);
-        for (int m = 0; m < n; m++) {
-            cols[m] = yCols[m];
-            starts[m] = blocks;
-            blocks += ceilDiv(outs[m], SGMV_THREADS);
-        }
+        System.arraycopy(yCols, 0, cols, 0, n);
         for (int m = n; m < SGMV_GROUP_MAX; m++) {
-            starts[m] = blocks;
             tables[m] = tables[0]; // padding, never read
         }
+        Path path = path(segments, checked);
+        if (path != Path.CUDA_CORES) {
+            int tcBlocks = blockStarts(outs, n, TC_OUT_COLS, starts);
+            tensorCoreExpand(op, vs, vs.ptr, w, tables, slots, longSegments(segments, path), ys, cols, outs, starts,
+                    tcBlocks);
+            if (path == Path.TENSOR_CORES) {
+                return;
+            }
+            segments = split(segments).shortOnes();
+        }
+        int blocks = blockStarts(outs, n, SGMV_THREADS, starts);
         int tileCount = SgmvTiles.count(vs.rows(), slots);
         if (tileCount == 0 || blocks == 0) {
             return;
@@ -224,6 +278,175 @@ final class SgmvOps {
         int[] tileTable = tiles.tiles(op, segments, tileCount);
         parts.kernels().launchSgmvExpandGroup(vs.ptr, vs.cols(), w, ys.ptr, ys.cols(), parts.ring().ints(tileTable),
                 tables, slots, cols, outs, starts, tileCount, blocks);
+    }
+
+    /** Which kernels an SGMV call takes ({@link #path}). */
+    private enum Path { CUDA_CORES, TENSOR_CORES, BOTH }
+
+    /** A step's segments split by length at {@code minRows}: the other part's slots set to -1 in each. */
+    private record SplitSegments(Segments source, int minRows, Segments longOnes, Segments shortOnes) {
+    }
+
+    /** The last split made: every projection of every layer of a step shares one {@link Segments}. */
+    private SplitSegments lastSplit;
+
+    /**
+     * Which kernels an SGMV call takes. With {@link CudaOptions#sgmvTcMinRows} on, adapted segments of at least
+     * that many rows run on tensor cores, shorter ones on the CUDA-core kernels; a step with both kinds launches
+     * both (a prefill chunk beside decode rows), each over its own segments. Everything stays on CUDA cores when
+     * the switch is 0, when no segment is that long, when a slot the step uses has a rank above
+     * {@value KernelConstants#TC_MAX_RANK} in any projection of the call, and when the step is decode-shaped
+     * (one-row tiles, {@link SgmvTiles#rowTiles}: those keep the decode kernels and the fused one). Shrink and
+     * expand decide alike from the same segments and tables.
+     */
+    private Path path(Segments segments, SlotTables.Table... tables) {
+        int minRows = options.sgmvTcMinRows();
+        if (minRows <= 0) {
+            return Path.CUDA_CORES;
+        }
+        int longOnes = 0;
+        int shortOnes = 0;
+        for (int i = 0; i < segments.count(); i++) {
+            int slot = segments.slots()[i];
+            int rows = segments.starts()[i + 1] - segments.starts()[i];
+            if (slot < 0 || rows == 0) {
+                continue;
+            }
+            for (SlotTables.Table t : tables) {
+                if (slot < t.rank.length && t.a[slot] != null && t.rank[slot] > TC_MAX_RANK) {
+                    return Path.CUDA_CORES;
+                }
+            }
+            if (rows >= minRows) {
+                longOnes++;
+            } else {
+                shortOnes++;
+            }
+        }
+        int slots = tables[0].rank.length;
+        if (longOnes == 0 || SgmvTiles.rowTiles(segments, SgmvTiles.count(segments.rows(), slots))) {
+            return Path.CUDA_CORES;
+        }
+        return shortOnes == 0 ? Path.TENSOR_CORES : Path.BOTH;
+    }
+
+    /** The segments the tensor-core kernels take on this path. */
+    private Segments longSegments(Segments segments, Path path) {
+        return path == Path.BOTH ? split(segments).longOnes() : segments;
+    }
+
+    /** {@code segments} split at {@code sgmvTcMinRows} rows (the same objects for every call of a step). */
+    private SplitSegments split(Segments segments) {
+        int minRows = options.sgmvTcMinRows();
+        SplitSegments last = lastSplit;
+        if (last != null && last.source() == segments && last.minRows() == minRows) {
+            return last;
+        }
+        int[] longSlots = segments.slots().clone();
+        int[] shortSlots = segments.slots().clone();
+        for (int i = 0; i < segments.count(); i++) {
+            if (segments.starts()[i + 1] - segments.starts()[i] >= minRows) {
+                shortSlots[i] = -1;
+            } else {
+                longSlots[i] = -1;
+            }
+        }
+        lastSplit = new SplitSegments(segments, minRows, new Segments(segments.starts(), longSlots),
+                new Segments(segments.starts(), shortSlots));
+        return lastSplit;
+    }
+
+    /** starts[m] = the first output block of projection m for blocks of {@code cols} outputs; returns the total. */
+    private static int blockStarts(int[] outs, int n, int cols, int[] starts) {
+        int blocks = 0;
+        for (int m = 0; m < n; m++) {
+            starts[m] = blocks;
+            blocks += ceilDiv(outs[m], cols);
+        }
+        for (int m = n; m < SGMV_GROUP_MAX; m++) {
+            starts[m] = blocks;
+        }
+        return blocks;
+    }
+
+    /**
+     * {@code sgmv_tc_shrink}: grid (64-row tiles, splits, projections). The inputs are split when the tiles
+     * alone would leave SMs idle (about {@value #TC_BLOCKS_PER_SM} blocks per SM, each split at least
+     * {@value #TC_MIN_SPLIT} inputs, a multiple of {@value KernelConstants#TC_K_STEP}). With
+     * {@code splits ≤ ceil(target / blocks)}, blocks · splits stays below 2 · target, the workspace's size.
+     */
+    private void tensorCoreShrink(String op, CudaTensor xs, long[] tables, int slots, Segments segments, long v,
+                                  int vStride, int vWidth, int n) {
+        int[] tileTable = tiles.tensorCoreTiles(op, segments, SgmvTiles.tensorCoreCount(xs.rows(), slots));
+        int tileCount = gridTiles(tileTable);
+        if (tileCount == 0) {
+            return;
+        }
+        int in = xs.cols();
+        int target = TC_BLOCKS_PER_SM * parts.ctx().multiprocessors;
+        int blocks = tileCount * n;
+        int splits = 1;
+        if (blocks < target && in >= 2 * TC_MIN_SPLIT) {
+            splits = Math.min(ceilDiv(target, blocks), in / TC_MIN_SPLIT);
+        }
+        int kChunk = roundUp(ceilDiv(in, splits), TC_K_STEP);
+        splits = ceilDiv(in, kChunk);
+        long partial = 0;
+        long arrivals = 0;
+        if (splits > 1) {
+            ensureTcWorkspace(target);
+            partial = tcWorkspace;
+            arrivals = tcWorkspace + 2L * target * TC_PARTIAL_FLOATS * 4;
+        }
+        long tilesOnDevice = parts.ring().ints(tileTable);
+        parts.kernels().launchSgmvTcShrink(xs.ptr, xs.cols(), v, vStride, vWidth, tilesOnDevice, tables, slots, in,
+                kChunk, partial, arrivals, tileCount, splits, n);
+        tcLaunches++;
+    }
+
+    /** {@code sgmv_tc_expand}: grid (64-row tiles, Σ ceil(out_m / 128)), projection m owning a run of blocks. */
+    private void tensorCoreExpand(String op, CudaTensor vs, long v, int vWidth, long[] tables, int slots,
+                                  Segments segments, CudaTensor ys, int[] yCols, int[] outs, int[] starts, int blocks) {
+        int[] tileTable = tiles.tensorCoreTiles(op, segments, SgmvTiles.tensorCoreCount(vs.rows(), slots));
+        int tileCount = gridTiles(tileTable);
+        if (tileCount == 0 || blocks == 0) {
+            return;
+        }
+        parts.kernels().launchSgmvTcExpand(v, vs.cols(), vWidth, ys.ptr, ys.cols(), parts.ring().ints(tileTable),
+                tables, slots, yCols, outs, starts, tileCount, blocks);
+        tcLaunches++;
+    }
+
+    /**
+     * Tiles a tensor-core launch covers: the table's real tiles (they come first) rounded up to a power of two,
+     * at most the table's length. The shape-only bound on tiles ({@link SgmvTiles#tensorCoreCount}) counts a
+     * tile per slot, far above a prefill chunk's few adapters (64 slots, 1024 rows: 79 against 16), and the
+     * split count follows the tiles; the rounding keeps a recorded decode step that takes these kernels (long
+     * segments of one adapter) from changing its grid with every few rows.
+     */
+    private static int gridTiles(int[] tileTable) {
+        int length = tileTable.length / 3;
+        int real = 0;
+        while (real < length && tileTable[3 * real + 1] > 0) {
+            real++;
+        }
+        int pow2 = Integer.highestOneBit(real);
+        return Math.min(length, pow2 < real ? 2 * pow2 : pow2);
+    }
+
+    /** Shrinks and expands run on tensor cores so far (host calls). */
+    long tensorCoreLaunches() {
+        return tcLaunches;
+    }
+
+    /** The tensor-core split-K scratch, allocated once: 2 · target blocks' partials, then target counters, zeroed. */
+    private void ensureTcWorkspace(int target) {
+        if (tcWorkspace != 0) {
+            return;
+        }
+        long partialBytes = 2L * target * TC_PARTIAL_FLOATS * 4;
+        tcWorkspace = parts.memory().alloc(partialBytes + 4L * target);
+        parts.ctx().driver.memsetD32Async(tcWorkspace + partialBytes, 0, target, parts.ctx().stream);
     }
 
     private static int checkGroupSize(String op, List<LoraWeights> group) {

@@ -1,6 +1,7 @@
 package ai.punica.backend.cuda;
 
 import static ai.punica.backend.cuda.KernelConstants.SGMV_TILE_ROWS;
+import static ai.punica.backend.cuda.KernelConstants.TC_ROWS;
 
 import ai.punica.backend.Segments;
 import ai.punica.backend.ShapeChecks;
@@ -9,7 +10,8 @@ import java.util.Arrays;
 
 /**
  * The tile tables of SGMV launches: every segment that names a slot cut into tiles of at most
- * {@value KernelConstants#SGMV_TILE_ROWS} rows (one row per tile in decode-sized steps), padded with empty
+ * {@value KernelConstants#SGMV_TILE_ROWS} rows (one row per tile in decode-sized steps; {@value KernelConstants#TC_ROWS}
+ * for the tensor-core kernels), padded with empty
  * tiles to a count fixed by shapes, so that a launch's grid does not depend on the segments (CUDA graph rule 1).
  * The tables of recent steps are kept by {@link Segments} identity: all projections of all layers of a step
  * share one array (and one upload).
@@ -18,7 +20,7 @@ final class SgmvTiles {
     /** Steps of up to this many tiles cut segments into one-row tiles when every row fits a tile. */
     private static final int ROW_TILES_UP_TO = 64;
 
-    private record Table(Segments segments, int count, int[] tiles) {
+    private record Table(Segments segments, int count, int height, int[] tiles) {
     }
 
     private final ArrayDeque<Table> recent = new ArrayDeque<>();
@@ -31,7 +33,16 @@ final class SgmvTiles {
      * of 2048 rows with 64 slots 312.
      */
     static int count(int rows, int slots) {
-        return (int) Math.min(rows, ((long) rows + (long) (SGMV_TILE_ROWS - 1) * slots) / SGMV_TILE_ROWS);
+        return count(rows, slots, SGMV_TILE_ROWS);
+    }
+
+    /** {@link #count} for the tensor-core kernels' tiles of at most {@value KernelConstants#TC_ROWS} rows. */
+    static int tensorCoreCount(int rows, int slots) {
+        return count(rows, slots, TC_ROWS);
+    }
+
+    private static int count(int rows, int slots, int height) {
+        return (int) Math.min(rows, ((long) rows + (long) (height - 1) * slots) / height);
     }
 
     /**
@@ -51,13 +62,21 @@ final class SgmvTiles {
      * serves every projection of a step (graph rule 3).
      */
     int[] tiles(String op, Segments segments, int tileCount) {
+        return tiles(op, segments, tileCount, rowTiles(segments, tileCount) ? 1 : SGMV_TILE_ROWS);
+    }
+
+    /** The table of the tensor-core kernels: tiles of at most {@value KernelConstants#TC_ROWS} rows. */
+    int[] tensorCoreTiles(String op, Segments segments, int tileCount) {
+        return tiles(op, segments, tileCount, TC_ROWS);
+    }
+
+    private int[] tiles(String op, Segments segments, int tileCount, int height) {
         for (Table t : recent) {
-            if (t.segments() == segments && t.count() == tileCount) {
+            if (t.segments() == segments && t.count() == tileCount && t.height() == height) {
                 return t.tiles();
             }
         }
         int[] tiles = new int[3 * tileCount];
-        int height = rowTiles(segments, tileCount) ? 1 : SGMV_TILE_ROWS;
         int k = 0;
         for (int i = 0; i < segments.count(); i++) {
             int slot = segments.slots()[i];
@@ -68,7 +87,7 @@ final class SgmvTiles {
             for (int r = segments.starts()[i]; r < end; r += height) {
                 if (k == tiles.length) {
                     throw ShapeChecks.fail(op, "segments " + Arrays.toString(segments.slots()) + " over "
-                            + segments.rows() + " rows need more than " + tileCount + " tiles of " + SGMV_TILE_ROWS
+                            + segments.rows() + " rows need more than " + tileCount + " tiles of " + height
                             + " rows: a slot has several segments; group each adapter's rows into one segment");
                 }
                 tiles[k++] = r;
@@ -76,7 +95,7 @@ final class SgmvTiles {
                 tiles[k++] = slot;
             }
         }
-        recent.addFirst(new Table(segments, tileCount, tiles));
+        recent.addFirst(new Table(segments, tileCount, height, tiles));
         if (recent.size() > 8) {
             recent.removeLast();
         }

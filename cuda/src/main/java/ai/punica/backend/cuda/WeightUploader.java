@@ -32,8 +32,13 @@ import org.slf4j.LoggerFactory;
  *  isDone(): cuEventQuery(`done`)
  * </pre>
  *
- * Thread safety: the copy stream, the staging buffers and their events are used by the upload thread
- * alone (after the constructor, on the engine thread, made them). The engine thread and the upload thread
+ * A job whose weights already lie in pinned memory in the block's layout skips all of that: the engine
+ * thread enqueues its few copies on the copy stream itself ({@link #copyDirect}), between the same two events.
+ *
+ * <p>Thread safety: the staging buffers and their events are used by the upload thread alone (after the
+ * constructor, on the engine thread, made them). The copy stream takes work from both threads (direct copies
+ * from the engine thread, staged ones from the upload thread): each job writes its own block and waits for its
+ * own {@code ready}, so their order on the stream does not matter. The engine thread and the upload thread
  * share only the queue and each job's latch and volatile fields; the driver API itself is thread-safe, and
  * the upload thread makes the backend's context current once. Nothing of the backend's own state (free
  * lists, staging ring, kernel arguments) is touched here.
@@ -56,6 +61,8 @@ final class WeightUploader implements AutoCloseable {
         final long block;
         final MemorySegment ready;
         final MemorySegment done;
+        /** The direct copies from pinned memory ({@link #copyDirect}), or null: the upload thread stages it. */
+        final UploadPlan plan;
         /** Counted down once the upload thread no longer reads the host weights (done, failed or skipped). */
         final CountDownLatch finished = new CountDownLatch(1);
         volatile boolean cancelled;
@@ -63,16 +70,18 @@ final class WeightUploader implements AutoCloseable {
         volatile boolean recorded;
         volatile Throwable failure;
 
-        Job(List<TensorData> weights, long[] offsets, long block, MemorySegment ready, MemorySegment done) {
+        Job(List<TensorData> weights, long[] offsets, long block, MemorySegment ready, MemorySegment done,
+            UploadPlan plan) {
             this.weights = weights;
             this.offsets = offsets;
             this.block = block;
             this.ready = ready;
             this.done = done;
+            this.plan = plan;
         }
     }
 
-    private static final Job STOP = new Job(List.of(), new long[0], 0, MemorySegment.NULL, MemorySegment.NULL);
+    private static final Job STOP = new Job(List.of(), new long[0], 0, MemorySegment.NULL, MemorySegment.NULL, null);
 
     private final Driver driver;
     private final MemorySegment context;
@@ -98,6 +107,32 @@ final class WeightUploader implements AutoCloseable {
             staged[i] = driver.eventCreate(Driver.CU_EVENT_DISABLE_TIMING);
         }
         thread = Thread.ofPlatform().daemon().name("punica-cuda-upload").start(this::run);
+    }
+
+    /**
+     * Enqueues a direct job's copies on the copy stream from the calling thread (the engine thread, which has the
+     * context current): wait for {@code ready}, one {@code cuMemcpyHtoDAsync} per run of its plan, record
+     * {@code done}. Never blocks; a failure is kept in the job for {@code isDone} to report.
+     */
+    void copyDirect(Job j) {
+        try {
+            driver.streamWaitEvent(stream, j.ready);
+            for (UploadPlan.Run r : j.plan.runs()) {
+                driver.copyHtoDAsync(j.block + r.deviceOffset(), MemorySegment.ofAddress(r.host()), r.bytes(), stream);
+            }
+        } catch (Throwable t) {
+            j.failure = t;
+        } finally {
+            try {
+                driver.eventRecord(j.done, stream); // also after a failure: copies enqueued before it still read the host block
+                j.recorded = true;
+            } catch (Throwable t) {
+                if (j.failure == null) {
+                    j.failure = t;
+                }
+            }
+            j.finished.countDown();
+        }
     }
 
     /** Queues a job; the upload thread starts on it after the ones before. */

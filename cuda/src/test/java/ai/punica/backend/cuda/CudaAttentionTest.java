@@ -15,6 +15,7 @@ import java.util.Collections;
 import java.util.List;
 import java.util.Random;
 import java.util.SplittableRandom;
+import java.util.function.UnaryOperator;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 
@@ -76,22 +77,25 @@ class CudaAttentionTest extends GpuBackendTest {
     }
 
     /**
-     * Runs {@code p} on both backends (the GPU's decode kernel unless {@code decodeKernel} is false: then on a
-     * backend of its own whose decode steps take the general kernel) and checks every row; returns the largest
-     * row error.
+     * Runs {@code p} on both backends (the GPU's decode kernel unless {@code decodeKernel} is false; steps that
+     * are not decode steps on the CUDA-core kernel) and checks every row; returns the largest row error.
      */
     static double check(String kind, Problem p, long seed, boolean decodeKernel) {
-        if (decodeKernel) {
-            return check(kind, p, seed, gpu);
-        }
-        try (CudaBackend general = GpuChecks.open(o -> o.decodeAttention(false))) {
-            return check(kind, p, seed, general);
-        }
+        return check(kind, p, seed, o -> o.decodeAttention(decodeKernel).tensorCoreAttention(false), null);
     }
 
-    /** {@link #check(String, Problem, long, boolean)} on {@code gpu}, with the attention kernels its options choose. */
-    static double check(String kind, Problem p, long seed, CudaBackend gpu) {
-        boolean decodeKernel = gpu.options().decodeAttention();
+    /**
+     * Runs {@code p} on both backends, the GPU one with the switches {@code options} changes (a backend of its own,
+     * opened once per option set: {@link GpuBackendTest#gpuWith}), and checks every row; when {@code kernelPrefix}
+     * is not null, also that the GPU launched a kernel of that name. Returns the largest row error.
+     */
+    static double check(String kind, Problem p, long seed, UnaryOperator<CudaOptions.Builder> options,
+                        String kernelPrefix) {
+        return check(kind, p, seed, gpuWith(options), kernelPrefix);
+    }
+
+    /** {@link #check(String, Problem, long, UnaryOperator, String)} on {@code gpu}, whose switches pick the kernel. */
+    static double check(String kind, Problem p, long seed, CudaBackend gpu, String kernelPrefix) {
         SplittableRandom rng = new SplittableRandom(seed);
         int seqs = p.contextLens.length;
         int pageSize = p.pageSize;
@@ -164,6 +168,7 @@ class CudaAttentionTest extends GpuBackendTest {
         AttentionShape shape = new AttentionShape(p.heads, p.kvHeads, p.headDim, (float) (1 / Math.sqrt(p.headDim)),
                 p.window);
         gpu.attention(gQkv, gKv, layer, batch, shape, gOut);
+        String kernel = gpu.lastAttentionKernel();
         ref.attention(rQkv, rKv, layer, batch, shape, rOut);
         float[] got = new float[rows * qCols];
         float[] want = new float[rows * qCols];
@@ -183,13 +188,34 @@ class CudaAttentionTest extends GpuBackendTest {
                 worstRow = r;
             }
         }
-        boolean decodeStep = Arrays.stream(p.queryCounts).allMatch(q -> q == 1);
-        String what = kind + " " + p.describe()
-                + (decodeKernel && decodeStep ? " splits=" + gpu.attentionDecodeSplits(rows, shape) : "");
-        System.out.printf("CHECK %s err %.2e (worst row %d, tol %.0e) %s%n", what, worst, worstRow, TOL,
-                worst <= TOL ? "ok" : "FAIL");
-        assertThat(worst).as(what + ": ‖gpu − ref‖/‖ref‖ of row " + worstRow).isLessThanOrEqualTo(TOL);
+        String splits = kernel.startsWith("attention_decode") ? " splits=" + gpu.attentionDecodeSplits(rows, shape)
+                : kernel.startsWith("attention_prefill_tc") ? " splits=" + gpu.attentionTensorCoreSplits(rows, seqs, shape)
+                : "";
+        String what = kind + " " + p.describe() + " [" + kernel + splits + "]";
+        int unwritten = 0;
+        for (float v : got) {
+            if (Float.isNaN(v)) {
+                unwritten++;
+            }
+        }
+        System.out.printf("CHECK %s err %.2e (worst row %d at position %d, tol %.0e, NaN outputs %d) %s%n", what,
+                worst, worstRow, positionOf(batch, worstRow), TOL, unwritten, worst <= TOL ? "ok" : "FAIL");
+        if (kernelPrefix != null) {
+            assertThat(kernel).as(what + ": kernel launched").startsWith(kernelPrefix);
+        }
+        assertThat(worst).as(what + ": ‖gpu − ref‖/‖ref‖ of row " + worstRow + " (" + unwritten + " NaN outputs)")
+                .isLessThanOrEqualTo(TOL);
         return worst;
+    }
+
+    /** Position of a query row of the batch (-1 when no sequence holds it). */
+    static int positionOf(AttentionBatch batch, int row) {
+        for (int s = 0; s < batch.numSequences(); s++) {
+            if (row >= batch.queryStarts()[s] && row < batch.queryStarts()[s + 1]) {
+                return batch.position(s, row);
+            }
+        }
+        return -1;
     }
 
     /** {@code rows} contexts: every one of {@link #CONTEXTS} once (as far as rows go), then random picks, shuffled. */
@@ -271,11 +297,11 @@ class CudaAttentionTest extends GpuBackendTest {
     @Test
     void decodeWithOneSplitWritesTheOutputDirectly() {
         // One block per SM as the target and at least as many blocks as SMs: no split, no merge kernel.
-        try (CudaBackend oneBlock = GpuChecks.open(o -> o.decodeBlocksPerSm(1))) {
+        try (CudaBackend oneBlock = GpuChecks.open(o -> o.decodeBlocksPerSm(1).tensorCoreAttention(false))) {
             Problem p = Problem.decode(mixedContexts(64, 500), 8, 8, 64, 0);
             assertThat(oneBlock.attentionDecodeSplits(64, new AttentionShape(8, 8, 64, 1, 0)))
                     .as("splits at 1 block per SM for 512 blocks").isEqualTo(1);
-            check("attention-decode", p, 500, oneBlock);
+            check("attention-decode", p, 500, oneBlock, null);
         }
     }
 

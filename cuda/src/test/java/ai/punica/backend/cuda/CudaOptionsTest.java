@@ -39,6 +39,9 @@ class CudaOptionsTest {
         assertThat(o.decodeAttention()).isTrue();
         assertThat(o.fusedMinTiles()).isEqualTo(CudaOptions.FUSED_MIN_TILES);
         assertThat(o.decodeBlocksPerSm()).isEqualTo(8);
+        assertThat(o.sgmvTcMinRows()).isEqualTo(CudaOptions.SGMV_TC_MIN_ROWS);
+        assertThat(o.tensorCoreAttention()).isTrue();
+        assertThat(o.tensorCoreMinRows()).isEqualTo(CudaOptions.TENSOR_CORE_MIN_ROWS);
         assertThat(o.profile()).isFalse();
         assertThat(o.nvrtc()).isFalse();
     }
@@ -47,9 +50,10 @@ class CudaOptionsTest {
     void systemPropertiesAreReadOnceIntoTheRecord() {
         CudaOptions o = withProperties(Map.of("punica.cuda.device", "1", "punica.cuda.graphs", "false",
                 "punica.cuda.fusedLora", "FALSE", "punica.cuda.loraOverlap", "false", "punica.cuda.profile", "true",
-                "punica.cuda.nvrtc", " true "), CudaOptions::fromSystemProperties);
+                "punica.cuda.nvrtc", " true ", "punica.cuda.sgmvTcMinRows", "0", "punica.cuda.tensorCoreAttention",
+                "false"), CudaOptions::fromSystemProperties);
         assertThat(o).isEqualTo(CudaOptions.builder().device(1).stepGraphs(false).fusedLora(false).loraOverlap(false)
-                .profile(true).nvrtc(true).build());
+                .sgmvTcMinRows(0).profile(true).nvrtc(true).tensorCoreAttention(false).build());
     }
 
     @Test
@@ -67,12 +71,16 @@ class CudaOptionsTest {
         assertThatThrownBy(() -> CudaOptions.builder().device(-1).build()).hasMessageContaining("device");
         assertThatThrownBy(() -> CudaOptions.builder().fusedMinTiles(-1).build()).hasMessageContaining("fusedMinTiles");
         assertThatThrownBy(() -> CudaOptions.builder().decodeBlocksPerSm(0).build()).hasMessageContaining("blocks per SM");
+        assertThatThrownBy(() -> CudaOptions.builder().sgmvTcMinRows(-1).build()).hasMessageContaining("sgmvTcMinRows");
+        assertThatThrownBy(() -> CudaOptions.builder().tensorCoreMinRows(0).build())
+                .hasMessageContaining("tensorCoreMinRows");
     }
 
     @Test
     void toBuilderKeepsEverySwitch() {
         CudaOptions o = CudaOptions.builder().device(2).stepGraphs(false).fusedLora(false).loraOverlap(false)
-                .fusedMinTiles(3).decodeAttention(false).decodeBlocksPerSm(5).profile(true).nvrtc(true).build();
+                .fusedMinTiles(3).decodeAttention(false).decodeBlocksPerSm(5).sgmvTcMinRows(7).tensorCoreAttention(false)
+                .tensorCoreMinRows(7).profile(true).nvrtc(true).build();
         assertThat(o.toBuilder().build()).isEqualTo(o);
         assertThat(o.toBuilder().fusedMinTiles(0).build().fusedMinTiles()).isZero();
     }

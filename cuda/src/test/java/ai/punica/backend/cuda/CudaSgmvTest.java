@@ -27,7 +27,9 @@ import org.junit.jupiter.api.Test;
  * Every case runs 3 times on the same buffers with v poisoned (NaN) before each run: each run must match
  * the reference, and the runs must be bit-identical (the split-K counters reset themselves and partials are
  * added in a fixed order). Tolerance ‖gpu − ref‖ / ‖ref‖ ≤ 1e-2 (bf16 outputs, fp32 accumulation); rows
- * without an adapter must stay bit-identical in y. Prints "CHECK sgmv ..." lines.
+ * without an adapter must stay bit-identical in y. Prints "CHECK sgmv ..." lines. At the default
+ * {@link CudaOptions#sgmvTcMinRows}, the prefill cases' segments of 16 rows or more take the tensor-core kernels
+ * and the shorter ones these (both in one call); {@link CudaSgmvTensorCoreTest} runs every case on each path.
  */
 @Tag("gpu")
 class CudaSgmvTest extends GpuBackendTest {

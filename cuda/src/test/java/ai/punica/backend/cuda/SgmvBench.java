@@ -16,7 +16,9 @@ import java.util.SplittableRandom;
 /**
  * Decode-step micro-benchmarks of the CUDA backend on one GPU: SGMV shrink+expand with one distinct
  * adapter per row (Punica's worst case for the add-on) next to the base GEMM it rides on, and paged
- * decode attention. Device time by events, median of {@code REPS} runs after warm-up; random data.
+ * decode attention. Device time by events, median of {@code REPS} runs after warm-up; random data. First, the
+ * prefill shapes of issue 14 (8 × 128 and 1 × 1024 rows, L2 flushed before each call): the CUDA-core kernels
+ * against the tensor-core ones, and the crossover in rows per segment that sets {@link CudaOptions#sgmvTcMinRows}.
  * Run: {@code bash .device-bundle/device-run bench ai.punica.backend.cuda.SgmvBench}.
  */
 public final class SgmvBench {
@@ -25,8 +27,9 @@ public final class SgmvBench {
     public static void main(String[] args) {
         int hidden = 4096;
         try (CudaBackend gpu = new CudaBackend()) {
-            System.out.println("device " + gpu.deviceDescription());
+            System.out.println("device " + gpu.deviceDescription() + " kernels " + gpu.kernelOrigins());
             SplittableRandom rng = new SplittableRandom(1);
+            prefill(gpu, rng);
             Tensor w = gpu.loadWeight(TensorData.of("w", DType.BF16, hidden, hidden, random(rng, hidden * hidden, 0.02f)));
             System.out.println("BENCH batch rank | gemm4096 us (stream, graph) | shrink+expand us (stream, graph)"
                     + " | lora/gemm (graph) | lora GB/s (graph)");
@@ -153,6 +156,165 @@ public final class SgmvBench {
                 gpu.free(y);
             }
         }
+    }
+
+    /**
+     * Prefill-shaped LoRA of one projection, rank 16, 4096 → 4096 and 4096 → 11008, shrink + expand, L2 flushed
+     * before each timed call: the CUDA-core kernels ({@code sgmvTcMinRows = 0}) against the tensor-core ones
+     * (forced, {@code = 1}), next to the best published SGMV's times (issue 14: 33 and 47 µs). Then the
+     * crossover: 8 and 32 segments of 1 to 128 rows, both paths, to set the threshold (the default path is
+     * named in the last column).
+     */
+    private static void prefill(CudaBackend gpu, SplittableRandom rng) {
+        int hidden = 4096;
+        int rank = 16;
+        Tensor[] flush = {gpu.allocate(8192, hidden), gpu.allocate(8192, hidden), gpu.allocate(8192, hidden)};
+        Runnable flushL2 = () -> gpu.add(flush[0], flush[1], flush[2]); // 192 MB of traffic, above any L2
+        System.out.println("BENCH prefill segs x rows, rank " + rank + ", in→out | cuda-core us | tensor-core us"
+                + " (shrink, expand) | target us | speed-up | tc launches");
+        for (int[] shape : new int[][] {{8, 128}, {1, 1024}}) {
+            for (int out : new int[] {4096, 11008}) {
+                Problem p = Problem.of(gpu, rng, shape[0], shape[1], hidden, out, rank);
+                GpuChecks.configure(gpu, o -> o.sgmvTcMinRows(0));
+                float old = coldMedian(gpu, flushL2, p.both());
+                GpuChecks.configure(gpu, o -> o.sgmvTcMinRows(1));
+                long before = gpu.sgmvTensorCoreLaunches();
+                float tc = coldMedian(gpu, flushL2, p.both());
+                long launches = gpu.sgmvTensorCoreLaunches() - before;
+                float tcShrink = coldMedian(gpu, flushL2, p.shrink());
+                float tcExpand = coldMedian(gpu, flushL2, p.expand());
+                int target = out == 4096 ? 33 : 47;
+                System.out.printf("BENCH prefill %d x %4d, %d→%-5d | %8.1f | %8.1f (%6.1f, %6.1f) | %3d %s | %5.2fx | %d%n",
+                        shape[0], shape[1], hidden, out, old * 1e3, tc * 1e3, tcShrink * 1e3, tcExpand * 1e3, target,
+                        tc * 1e3 <= target ? "met" : "MISSED", old / tc, launches);
+                p.free();
+            }
+        }
+        System.out.println("BENCH crossover segs rows/seg, 4096→4096 rank 16, cold | cuda-core us | tensor-core us"
+                + " | faster | default path (sgmvTcMinRows " + CudaOptions.SGMV_TC_MIN_ROWS + ")");
+        for (int segs : new int[] {8, 32}) {
+            for (int perSeg : new int[] {1, 2, 4, 8, 16, 32, 64, 128}) {
+                Problem p = Problem.of(gpu, rng, segs, perSeg, hidden, hidden, rank);
+                GpuChecks.configure(gpu, o -> o.sgmvTcMinRows(0));
+                float old = coldMedian(gpu, flushL2, p.both());
+                GpuChecks.configure(gpu, o -> o.sgmvTcMinRows(1));
+                long before = gpu.sgmvTensorCoreLaunches();
+                float tc = coldMedian(gpu, flushL2, p.both());
+                boolean tookTc = gpu.sgmvTensorCoreLaunches() > before;
+                GpuChecks.configure(gpu, o -> o.sgmvTcMinRows(CudaOptions.SGMV_TC_MIN_ROWS));
+                before = gpu.sgmvTensorCoreLaunches();
+                p.both().run();
+                boolean defaultTc = gpu.sgmvTensorCoreLaunches() > before;
+                System.out.printf("BENCH crossover %3d %4d | %8.1f | %8s | %-11s | %s%n", segs, perSeg, old * 1e3,
+                        tookTc ? String.format("%8.1f", tc * 1e3) : "n/a", tookTc ? (tc < old ? "tensor-core" : "cuda-core")
+                                : "decode step", defaultTc ? "tensor-core" : "cuda-core");
+                p.free();
+            }
+        }
+        // A mixed step: decode rows of distinct adapters beside one prefill chunk. The default threshold runs the
+        // chunk on tensor cores and the decode rows on CUDA cores (two launches each for shrink and expand).
+        System.out.println("BENCH mixed decode rows + chunk rows, 4096→4096 rank 16, cold | cuda-core us"
+                + " | default us (both kernels) | tc launches");
+        for (int[] mix : new int[][] {{32, 256}, {32, 1024}, {8, 128}}) {
+            int[] lens = new int[mix[0] + 1];
+            Arrays.fill(lens, 1);
+            lens[mix[0]] = mix[1];
+            Problem p = Problem.of(gpu, rng, lens, hidden, hidden, rank);
+            GpuChecks.configure(gpu, o -> o.sgmvTcMinRows(0));
+            float old = coldMedian(gpu, flushL2, p.both());
+            GpuChecks.configure(gpu, o -> o.sgmvTcMinRows(CudaOptions.SGMV_TC_MIN_ROWS));
+            long before = gpu.sgmvTensorCoreLaunches();
+            float both = coldMedian(gpu, flushL2, p.both());
+            System.out.printf("BENCH mixed %3d + %4d | %8.1f | %8.1f | %d%n", mix[0], mix[1], old * 1e3, both * 1e3,
+                    gpu.sgmvTensorCoreLaunches() - before);
+            p.free();
+        }
+        GpuChecks.configure(gpu, o -> o.sgmvTcMinRows(CudaOptions.SGMV_TC_MIN_ROWS));
+        for (Tensor t : flush) {
+            gpu.free(t);
+        }
+    }
+
+    /** {@code segs} segments of {@code perSeg} rows, a distinct rank-{@code rank} adapter each, in → out. */
+    private record Problem(CudaBackend gpu, LoraWeights lw, Segments seg, Tensor x, Tensor v, Tensor y) {
+        static Problem of(CudaBackend gpu, SplittableRandom rng, int segs, int perSeg, int in, int out, int rank) {
+            int[] lens = new int[segs];
+            Arrays.fill(lens, perSeg);
+            return of(gpu, rng, lens, in, out, rank);
+        }
+
+        /** Segments of the given lengths, slot i for segment i. */
+        static Problem of(CudaBackend gpu, SplittableRandom rng, int[] lens, int in, int out, int rank) {
+            int segs = lens.length;
+            int rows = Arrays.stream(lens).sum();
+            Problem p = new Problem(gpu, weights(gpu, rng, segs, in, out, rank), segments(lens),
+                    gpu.allocate(rows, in), gpu.allocate(rows, rank), gpu.allocate(rows, out));
+            gpu.upload(random(rng, rows * in, 1), p.x());
+            gpu.upload(random(rng, rows * out, 1), p.y());
+            return p;
+        }
+
+        private static LoraWeights weights(CudaBackend gpu, SplittableRandom rng, int segs, int in, int out, int rank) {
+            LoraWeights lw = LoraWeights.empty(segs);
+            for (int s = 0; s < segs; s++) {
+                lw.a()[s] = gpu.loadWeight(TensorData.of("a", DType.BF16, rank, in, random(rng, rank * in, 0.05f)));
+                lw.b()[s] = gpu.loadWeight(TensorData.of("b", DType.BF16, out, rank, random(rng, out * rank, 0.05f)));
+                lw.rank()[s] = rank;
+                lw.scale()[s] = 2f;
+            }
+            return lw;
+        }
+
+        private static Segments segments(int[] lens) {
+            int[] starts = new int[lens.length + 1];
+            int[] slots = new int[lens.length];
+            for (int i = 0; i < lens.length; i++) {
+                starts[i + 1] = starts[i] + lens[i];
+                slots[i] = i;
+            }
+            return new Segments(starts, slots);
+        }
+
+        Runnable shrink() {
+            return () -> gpu.sgmvShrink(x, lw, seg, v);
+        }
+
+        Runnable expand() {
+            return () -> gpu.sgmvExpand(v, lw, seg, y, 0);
+        }
+
+        Runnable both() {
+            Runnable s = shrink();
+            Runnable e = expand();
+            return () -> {
+                s.run();
+                e.run();
+            };
+        }
+
+        void free() {
+            for (int s = 0; s < lw.slots(); s++) {
+                gpu.free(lw.a()[s]);
+                gpu.free(lw.b()[s]);
+            }
+            gpu.free(x);
+            gpu.free(v);
+            gpu.free(y);
+        }
+    }
+
+    /** Median device time of {@code work} with L2 flushed before each run (the flush is not timed). */
+    private static float coldMedian(CudaBackend gpu, Runnable flushL2, Runnable work) {
+        for (int i = 0; i < 3; i++) {
+            work.run();
+        }
+        float[] t = new float[REPS];
+        for (int i = 0; i < REPS; i++) {
+            flushL2.run();
+            t[i] = gpu.timeMillis(work);
+        }
+        Arrays.sort(t);
+        return t[REPS / 2];
     }
 
     /** Median device time of one {@code work}, from a graph of {@code times} repetitions (warmed up eagerly once). */
