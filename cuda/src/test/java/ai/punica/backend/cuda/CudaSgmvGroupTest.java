@@ -75,6 +75,11 @@ class CudaSgmvGroupTest extends GpuBackendTest {
     }
 
     void check(GroupCase c, long seed) {
+        check(c, seed, gpu);
+    }
+
+    /** {@link #check(GroupCase, long)} on {@code gpu} (a backend with other switches than the class's). */
+    void check(GroupCase c, long seed, CudaBackend gpu) {
         SplittableRandom rng = new SplittableRandom(seed);
         int n = c.n();
         int slots = c.ranks()[0].length;
