@@ -5,20 +5,11 @@ import ai.punica.backend.Tensor;
 import ai.punica.backend.cpu.CpuBackend;
 import java.lang.foreign.Arena;
 import java.util.SplittableRandom;
-import java.util.concurrent.TimeUnit;
 import org.openjdk.jmh.annotations.Benchmark;
-import org.openjdk.jmh.annotations.BenchmarkMode;
-import org.openjdk.jmh.annotations.Fork;
 import org.openjdk.jmh.annotations.Level;
-import org.openjdk.jmh.annotations.Measurement;
-import org.openjdk.jmh.annotations.Mode;
-import org.openjdk.jmh.annotations.OutputTimeUnit;
 import org.openjdk.jmh.annotations.Param;
-import org.openjdk.jmh.annotations.Scope;
 import org.openjdk.jmh.annotations.Setup;
-import org.openjdk.jmh.annotations.State;
 import org.openjdk.jmh.annotations.TearDown;
-import org.openjdk.jmh.annotations.Warmup;
 
 /**
  * {@code out[rows, out] = x[rows, in] · Wᵀ} on the CPU backend with weights in native memory.
@@ -28,13 +19,7 @@ import org.openjdk.jmh.annotations.Warmup;
  * <p>Each invocation uses the next of several weight copies whose total exceeds the L3 cache, so decode
  * numbers are from DRAM as in a real model (one 4096² bf16 matrix alone is 32 MiB, about this L3).
  */
-@State(Scope.Benchmark)
-@BenchmarkMode(Mode.AverageTime)
-@OutputTimeUnit(TimeUnit.MICROSECONDS)
-@Warmup(iterations = 3, time = 1)
-@Measurement(iterations = 5, time = 1)
-@Fork(value = 1, jvmArgsAppend = {"--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED"})
-public class CpuMatmulBench {
+public class CpuMatmulBench extends CpuJmhBench {
 
     /** Weight bytes cycled through per benchmark: well above L3. */
     private static final long WORKING_SET_BYTES = 256L << 20;

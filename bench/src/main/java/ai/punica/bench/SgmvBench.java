@@ -7,20 +7,11 @@ import ai.punica.backend.Tensor;
 import ai.punica.backend.cpu.CpuBackend;
 import java.lang.foreign.Arena;
 import java.util.SplittableRandom;
-import java.util.concurrent.TimeUnit;
 import org.openjdk.jmh.annotations.Benchmark;
-import org.openjdk.jmh.annotations.BenchmarkMode;
-import org.openjdk.jmh.annotations.Fork;
 import org.openjdk.jmh.annotations.Level;
-import org.openjdk.jmh.annotations.Measurement;
-import org.openjdk.jmh.annotations.Mode;
-import org.openjdk.jmh.annotations.OutputTimeUnit;
 import org.openjdk.jmh.annotations.Param;
-import org.openjdk.jmh.annotations.Scope;
 import org.openjdk.jmh.annotations.Setup;
-import org.openjdk.jmh.annotations.State;
 import org.openjdk.jmh.annotations.TearDown;
-import org.openjdk.jmh.annotations.Warmup;
 
 /**
  * The LoRA add-on of one 4096 → 4096 projection for a batch: SGMV shrink {@code v = x · Aᵀ} then expand
@@ -28,13 +19,7 @@ import org.openjdk.jmh.annotations.Warmup;
  * segments of one row, the worst case for weight traffic); otherwise one adapter for all rows.
  * Compare with {@link CpuMatmulBench} 4096x4096 at the same rows: Punica's point is that this stays small.
  */
-@State(Scope.Benchmark)
-@BenchmarkMode(Mode.AverageTime)
-@OutputTimeUnit(TimeUnit.MICROSECONDS)
-@Warmup(iterations = 3, time = 1)
-@Measurement(iterations = 5, time = 1)
-@Fork(value = 1, jvmArgsAppend = {"--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED"})
-public class SgmvBench {
+public class SgmvBench extends CpuJmhBench {
 
     private static final int HIDDEN = 4096;
 

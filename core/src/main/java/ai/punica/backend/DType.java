@@ -4,31 +4,29 @@ import java.util.Locale;
 
 /** Element types of weights and activations. Activations on the CPU are always {@link #F32}. */
 public enum DType {
-    F32(4, "F32"),
-    F16(2, "F16"),
-    BF16(2, "BF16");
+    F32(4),
+    F16(2),
+    BF16(2);
 
     private final int byteSize;
-    private final String safetensorsName;
 
-    DType(int byteSize, String safetensorsName) {
+    DType(int byteSize) {
         this.byteSize = byteSize;
-        this.safetensorsName = safetensorsName;
     }
 
     public int byteSize() {
         return byteSize;
     }
 
-    /** The dtype string used in safetensors headers ("F32", "F16", "BF16"). */
+    /** The dtype string used in safetensors headers ("F32", "F16", "BF16"): the constant's name. */
     public String safetensorsName() {
-        return safetensorsName;
+        return name();
     }
 
     /** Parses a safetensors dtype; returns null for dtypes Punica-J cannot compute with (I8, F64, ...). */
     public static DType fromSafetensors(String name) {
         for (DType t : values()) {
-            if (t.safetensorsName.equals(name.toUpperCase(Locale.ROOT))) {
+            if (t.name().equals(name.toUpperCase(Locale.ROOT))) {
                 return t;
             }
         }

@@ -23,6 +23,14 @@ public final class ShapeChecks {
         }
     }
 
+    /** {@code upload}/{@code download}: a host array of at least the tensor's {@code rows · cols} floats. */
+    public static void requireFloats(String op, String role, Tensor t, int floats) {
+        int n = t.rows() * t.cols();
+        if (floats < n) {
+            throw fail(op, floats + " floats for " + role + " " + t + " (" + n + " needed)");
+        }
+    }
+
     public static void requireShape(String op, String role, Tensor t, int rows, int cols) {
         if (t.rows() != rows || t.cols() != cols) {
             throw fail(op, role + " " + t + " must be [" + rows + ", " + cols + "]");
@@ -45,6 +53,34 @@ public final class ShapeChecks {
         if (t.rows() < rows) {
             throw fail(op, role + " " + t + " has " + t.rows() + " rows, " + why + " needs at least " + rows);
         }
+    }
+
+    /** {@code embedding}: out [ids, table cols], every id a row of the table. */
+    public static void checkEmbedding(Tensor table, int[] tokenIds, Tensor out) {
+        requireShape("embedding", "out", out, tokenIds.length, table.cols());
+        for (int r = 0; r < tokenIds.length; r++) {
+            if (!(tokenIds[r] >= 0 && tokenIds[r] < table.rows())) {
+                throw fail("embedding", "tokenIds[" + r + "] = " + tokenIds[r] + " is outside table " + table);
+            }
+        }
+    }
+
+    /** {@code gatherRows}: out [rows, x cols], every index a row of x. */
+    public static void checkGatherRows(Tensor x, int[] rows, Tensor out) {
+        requireShape("gatherRows", "out", out, rows.length, x.cols());
+        for (int i = 0; i < rows.length; i++) {
+            if (!(rows[i] >= 0 && rows[i] < x.rows())) {
+                throw fail("gatherRows", "rows[" + i + "] = " + rows[i] + " is outside x " + x);
+            }
+        }
+    }
+
+    /** {@code swiglu}: gateUp [R, 2I] (gate then up), out [R, I]. */
+    public static void checkSwiglu(Tensor gateUp, Tensor out) {
+        if (gateUp.cols() % 2 != 0) {
+            throw fail("swiglu", "gateUp " + gateUp + " has an odd number of columns");
+        }
+        requireShape("swiglu", "out", out, gateUp.rows(), gateUp.cols() / 2);
     }
 
     /** {@code rmsNorm} (and the norm of {@code addRmsNorm}): weight [1, n], out the shape of x [R, n]. */

@@ -1,9 +1,11 @@
 package ai.punica.backend;
 
 import java.lang.foreign.MemorySegment;
+import java.lang.foreign.SegmentAllocator;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
 import java.util.Arrays;
+import java.util.List;
 
 /**
  * A tensor on the host as stored in a checkpoint: row-major, little-endian, {@code data} is usually a
@@ -105,26 +107,46 @@ public record TensorData(String name, DType dtype, long[] shape, MemorySegment d
     }
 
     /**
-     * 1-D tensors joined end to end into one 1-D tensor (fused q|k|v biases), in a fresh heap segment.
+     * Weights stacked along rows (fused QKV, fused gate/up), as {@link TensorMemory#concatRows} defines it: the
+     * parts' rows in order in one {@code [Σrows, cols]} tensor (a 1-D part counts as one row), or, when every
+     * part is 1-D (biases), the parts end to end in one 1-D tensor. The parts are copied into one segment from
+     * {@code into} (an arena for native memory).
+     *
+     * @throws IllegalArgumentException naming the tensor and the part when the parts' dtypes or columns differ
      */
-    public static TensorData concatVectors(String name, java.util.List<TensorData> parts) {
-        DType dtype = parts.getFirst().dtype();
-        long total = 0;
-        for (TensorData part : parts) {
-            if (part.rank() != 1 || part.dtype() != dtype) {
-                throw new IllegalArgumentException(name + ": cannot join " + part + " to " + parts.getFirst()
-                        + " (1-D tensors of one dtype needed)");
-            }
-            total += part.dim(0);
+    public static TensorData concatRows(String name, List<TensorData> parts, SegmentAllocator into) {
+        String op = "concatRows " + name;
+        if (parts.isEmpty()) {
+            throw new IllegalArgumentException(op + ": no parts");
         }
-        MemorySegment data = MemorySegment.ofArray(new byte[Math.toIntExact(total * dtype.byteSize())]);
+        TensorData first = parts.getFirst();
+        boolean vectors = parts.stream().allMatch(p -> p.rank() == 1);
+        int cols = first.matrixShape(op)[1];
+        long rows = 0;
+        long elements = 0;
+        for (TensorData part : parts) {
+            int[] shape = part.matrixShape(op);
+            if (part.dtype() != first.dtype() || (!vectors && shape[1] != cols)) {
+                throw new IllegalArgumentException(op + ": " + part + " does not match " + first
+                        + " (same dtype and columns needed)");
+            }
+            rows += shape[0];
+            elements += (long) shape[0] * shape[1];
+        }
+        long bytes = elements * first.dtype().byteSize();
+        MemorySegment data = into.allocate(Math.max(1, bytes), 64).asSlice(0, bytes);
         long offset = 0;
         for (TensorData part : parts) {
-            long bytes = part.elementCount() * dtype.byteSize();
-            MemorySegment.copy(part.data(), 0, data, offset, bytes);
-            offset += bytes;
+            long partBytes = part.elementCount() * part.dtype().byteSize();
+            MemorySegment.copy(part.data(), 0, data, offset, partBytes);
+            offset += partBytes;
         }
-        return new TensorData(name, dtype, new long[] {total}, data);
+        return new TensorData(name, first.dtype(), vectors ? new long[] {elements} : new long[] {rows, cols}, data);
+    }
+
+    /** {@link #concatRows(String, List, SegmentAllocator)} into a fresh heap segment. */
+    public static TensorData concatRows(String name, List<TensorData> parts) {
+        return concatRows(name, parts, (bytes, alignment) -> MemorySegment.ofArray(new byte[Math.toIntExact(bytes)]));
     }
 
     @Override

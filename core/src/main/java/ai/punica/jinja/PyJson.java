@@ -96,25 +96,13 @@ final class PyJson {
 
     private static void appendJsonString(StringBuilder sb, String s, boolean ascii) {
         sb.append('"');
-        for (int i = 0; i < s.length(); i++) {
-            char c = s.charAt(i);
-            switch (c) {
-                case '"' -> sb.append("\\\"");
-                case '\\' -> sb.append("\\\\");
-                case '\n' -> sb.append("\\n");
-                case '\r' -> sb.append("\\r");
-                case '\t' -> sb.append("\\t");
-                case '\b' -> sb.append("\\b");
-                case '\f' -> sb.append("\\f");
-                default -> {
-                    if (c < 0x20 || (ascii && c > 0x7F)) {
-                        sb.append(String.format("\\u%04x", (int) c));
-                    } else {
-                        sb.append(c);
-                    }
-                }
-            }
-        }
+        Escapes.append(sb, s, c -> switch (c) {
+            case '"' -> "\\\"";
+            case '\b' -> "\\b";
+            case '\f' -> "\\f";
+            case '\\', '\n', '\r', '\t' -> Escapes.backslash(c);
+            default -> c < 0x20 || (ascii && c > 0x7F) ? String.format("\\u%04x", (int) c) : null;
+        });
         sb.append('"');
     }
 

@@ -198,24 +198,13 @@ final class PyValues {
     private static void appendStringRepr(StringBuilder sb, String s) {
         char quote = s.indexOf('\'') >= 0 && s.indexOf('"') < 0 ? '"' : '\'';
         sb.append(quote);
-        for (int i = 0; i < s.length(); i++) {
-            char c = s.charAt(i);
-            switch (c) {
-                case '\\' -> sb.append("\\\\");
-                case '\n' -> sb.append("\\n");
-                case '\r' -> sb.append("\\r");
-                case '\t' -> sb.append("\\t");
-                default -> {
-                    if (c == quote) {
-                        sb.append('\\').append(c);
-                    } else if (c < 0x20 || c == 0x7F) {
-                        sb.append(String.format("\\x%02x", (int) c));
-                    } else {
-                        sb.append(c);
-                    }
-                }
+        Escapes.append(sb, s, c -> {
+            if (c == quote) {
+                return "\\" + c;
             }
-        }
+            String backslash = Escapes.backslash(c);
+            return backslash == null && (c < 0x20 || c == 0x7F) ? String.format("\\x%02x", (int) c) : backslash;
+        });
         sb.append(quote);
     }
 

@@ -19,17 +19,14 @@ final class TextFilters {
     /** Markup's escape: {@code & < > " '} as entities. */
     static String escapeHtml(String s) {
         StringBuilder sb = new StringBuilder(s.length() + 16);
-        for (int i = 0; i < s.length(); i++) {
-            char c = s.charAt(i);
-            switch (c) {
-                case '&' -> sb.append("&amp;");
-                case '<' -> sb.append("&lt;");
-                case '>' -> sb.append("&gt;");
-                case '"' -> sb.append("&#34;");
-                case '\'' -> sb.append("&#39;");
-                default -> sb.append(c);
-            }
-        }
+        Escapes.append(sb, s, c -> switch (c) {
+            case '&' -> "&amp;";
+            case '<' -> "&lt;";
+            case '>' -> "&gt;";
+            case '"' -> "&#34;";
+            case '\'' -> "&#39;";
+            default -> null;
+        });
         return sb.toString();
     }
 

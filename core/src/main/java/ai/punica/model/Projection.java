@@ -1,5 +1,7 @@
 package ai.punica.model;
 
+import java.util.Locale;
+
 /**
  * The seven linear projections of a Llama decoder layer, with their HuggingFace module names. Weights are
  * stored as {@code [outFeatures, inFeatures]} (nn.Linear), so {@code y = x·Wᵀ}.
@@ -11,20 +13,20 @@ package ai.punica.model;
  * </pre>
  */
 public enum Projection {
-    Q_PROJ("self_attn", "q_proj"),
-    K_PROJ("self_attn", "k_proj"),
-    V_PROJ("self_attn", "v_proj"),
-    O_PROJ("self_attn", "o_proj"),
-    GATE_PROJ("mlp", "gate_proj"),
-    UP_PROJ("mlp", "up_proj"),
-    DOWN_PROJ("mlp", "down_proj");
+    Q_PROJ("self_attn"),
+    K_PROJ("self_attn"),
+    V_PROJ("self_attn"),
+    O_PROJ("self_attn"),
+    GATE_PROJ("mlp"),
+    UP_PROJ("mlp"),
+    DOWN_PROJ("mlp");
 
     private final String parent;
-    private final String moduleName;
+    /** The HF module name: the constant's name in lower case ("q_proj"). */
+    private final String moduleName = name().toLowerCase(Locale.ROOT);
 
-    Projection(String parent, String moduleName) {
+    Projection(String parent) {
         this.parent = parent;
-        this.moduleName = moduleName;
     }
 
     /** "q_proj". */

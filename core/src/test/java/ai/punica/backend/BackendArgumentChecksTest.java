@@ -67,6 +67,34 @@ class BackendArgumentChecksTest {
             Tensor u = b.allocate(4, 2);
             assertThatThrownBy(() -> b.free(u.firstRows(2)))
                     .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("view");
+            Tensor view = u.firstRows(3);
+            b.free(u);
+            assertThatThrownBy(() -> b.add(view, view, view))
+                    .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("add: a").hasMessageContaining("freed");
+        }
+    }
+
+    @ParameterizedTest
+    @MethodSource("backends")
+    void gathersSwigluAndTransfersNameTheBadIndexOrSize(Supplier<Backend> factory) {
+        try (Backend b = factory.get()) {
+            Tensor table = b.loadWeight(w(5, 4));
+            assertThatThrownBy(() -> b.embedding(table, new int[] {0, 5}, b.allocate(2, 4)))
+                    .isInstanceOf(IllegalArgumentException.class)
+                    .hasMessageContaining("embedding: tokenIds[1] = 5 is outside table model.w [5, 4]");
+            Tensor x = b.allocate(3, 4);
+            assertThatThrownBy(() -> b.gatherRows(x, new int[] {2, -1}, b.allocate(2, 4)))
+                    .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("gatherRows: rows[1] = -1");
+            assertThatThrownBy(() -> b.swiglu(b.allocate(2, 5), b.allocate(2, 2)))
+                    .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("swiglu: gateUp").hasMessageContaining("odd");
+            assertThatThrownBy(() -> b.upload(new float[11], x))
+                    .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("upload: 11 floats for dst")
+                    .hasMessageContaining("(12 needed)");
+            assertThatThrownBy(() -> b.download(x, new float[2]))
+                    .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("download: 2 floats for src");
+            assertThatThrownBy(() -> b.concatRows("model.qkv", java.util.List.of(w(4, 4), w(4, 5))))
+                    .isInstanceOf(IllegalArgumentException.class)
+                    .hasMessageContaining("concatRows model.qkv").hasMessageContaining("same dtype and columns");
         }
     }
 

@@ -4,12 +4,10 @@ import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
 
 import ai.punica.backend.AttentionBatch;
 import ai.punica.backend.AttentionShape;
-import ai.punica.backend.Backend;
 import ai.punica.backend.DType;
 import ai.punica.backend.KvStorage;
-import ai.punica.backend.LoraWeights;
 import ai.punica.backend.RopeTable;
-import ai.punica.backend.Segments;
+import ai.punica.backend.HostBackend;
 import ai.punica.backend.ShapeChecks;
 import ai.punica.backend.Tensor;
 import ai.punica.backend.TensorData;
@@ -37,7 +35,7 @@ import org.slf4j.LoggerFactory;
  *
  * <p>One thread drives a backend at a time (the engine thread); it is not safe for concurrent callers.
  */
-public final class CpuBackend implements Backend {
+public final class CpuBackend extends HostBackend<CpuTensor, CpuKvStorage> {
 
     private static final Logger LOG = LoggerFactory.getLogger(CpuBackend.class);
     private static final String VECTOR_MODULE = "jdk.incubator.vector";
@@ -150,94 +148,67 @@ public final class CpuBackend implements Backend {
     @Override
     public Tensor loadWeight(TensorData weight) {
         checkOpen("loadWeight");
-        int[] shape = weight.matrixShape("loadWeight");
+        weight.matrixShape("loadWeight"); // refuses a tensor that is not 1-D or 2-D before anything is copied
         long bytes = weight.elementCount() * weight.dtype().byteSize();
         if (weight.data().byteSize() < bytes) {
             throw new IllegalArgumentException("loadWeight: " + weight + " has only " + weight.data().byteSize()
                     + " bytes, " + bytes + " needed");
         }
         MemorySegment data = weight.data().asSlice(0, bytes);
-        CpuTensor.Storage storage;
         if (data.isNative()) {
-            storage = new CpuTensor.Storage(data, null, weight.dtype(), true);
-        } else {
-            Arena arena = Arena.ofShared();
-            MemorySegment copy = arena.allocate(Math.max(1, bytes), 64);
-            copy.copyFrom(data);
-            arenas.add(arena);
-            storage = new CpuTensor.Storage(copy, arena, weight.dtype(), true);
+            return weight(weight, null);
         }
-        return new CpuTensor(this, storage, weight.name(), shape[0], shape[1], false);
+        Arena arena = Arena.ofShared();
+        MemorySegment copy = arena.allocate(Math.max(1, bytes), 64).asSlice(0, bytes);
+        copy.copyFrom(data);
+        arenas.add(arena);
+        return weight(new TensorData(weight.name(), weight.dtype(), weight.shape(), copy), arena);
     }
 
     @Override
     public Tensor concatRows(String name, List<TensorData> parts) {
         checkOpen("concatRows");
-        if (parts.isEmpty()) {
-            throw new IllegalArgumentException("concatRows " + name + ": no parts");
-        }
-        if (parts.stream().allMatch(p -> p.rank() == 1)) {
-            return loadWeight(TensorData.concatVectors(name, parts)); // fused bias: one [1, Σn] row
-        }
-        DType dtype = parts.getFirst().dtype();
-        int cols = parts.getFirst().matrixShape("concatRows " + name)[1];
-        long rows = 0;
-        for (TensorData part : parts) {
-            int[] shape = part.matrixShape("concatRows " + name);
-            if (part.dtype() != dtype || shape[1] != cols) {
-                throw new IllegalArgumentException("concatRows " + name + ": " + part + " does not match "
-                        + parts.getFirst() + " (same dtype and columns needed)");
-            }
-            rows += shape[0];
-        }
         Arena arena = Arena.ofShared();
-        MemorySegment segment = arena.allocate(Math.max(1, rows * cols * dtype.byteSize()), 64);
-        arenas.add(arena);
-        long offset = 0;
-        for (TensorData part : parts) {
-            long bytes = part.elementCount() * dtype.byteSize();
-            MemorySegment.copy(part.data(), 0, segment, offset, bytes);
-            offset += bytes;
+        try {
+            TensorData joined = TensorData.concatRows(name, parts, arena);
+            arenas.add(arena);
+            return weight(joined, arena);
+        } catch (RuntimeException e) {
+            arena.close();
+            throw e;
         }
-        CpuTensor.Storage storage = new CpuTensor.Storage(segment, arena, dtype, true);
-        return new CpuTensor(this, storage, name, Math.toIntExact(rows), cols, false);
+    }
+
+    /** A weight tensor over {@code data}'s native segment, owned by {@code arena} (null: aliased, not ours). */
+    private CpuTensor weight(TensorData data, Arena arena) {
+        int[] shape = data.matrixShape("loadWeight");
+        long bytes = data.elementCount() * data.dtype().byteSize();
+        CpuTensor.Storage storage = new CpuTensor.Storage(data.data().asSlice(0, bytes), arena, data.dtype(), true);
+        return new CpuTensor(this, storage, data.name(), shape[0], shape[1], false);
     }
 
     @Override
-    public void upload(float[] src, Tensor dst) {
-        CpuTensor d = activation("upload", "dst", dst);
-        int n = dst.rows() * dst.cols();
-        if (src.length < n) {
-            throw ShapeChecks.fail("upload", src.length + " floats for dst " + dst + " (" + n + " needed)");
-        }
-        MemorySegment.copy(src, 0, d.segment(), JAVA_FLOAT, 0, n);
+    protected void upload(float[] src, CpuTensor dst) {
+        MemorySegment.copy(src, 0, dst.segment(), JAVA_FLOAT, 0, dst.rows() * dst.cols());
     }
 
     @Override
-    public void download(Tensor src, float[] dst) {
-        CpuTensor s = own("download", "src", src);
+    protected void download(CpuTensor src, float[] dst) {
         int n = src.rows() * src.cols();
-        if (dst.length < n) {
-            throw ShapeChecks.fail("download", dst.length + " floats for src " + src + " (" + n + " needed)");
-        }
-        if (s.dtype() == DType.F32 && !s.storage.weight) {
-            MemorySegment.copy(s.segment(), JAVA_FLOAT, 0, dst, 0, n);
+        if (src.dtype() == DType.F32 && !src.isWeight()) {
+            MemorySegment.copy(src.segment(), JAVA_FLOAT, 0, dst, 0, n);
         } else {
             for (int i = 0; i < n; i++) {
-                dst[i] = CpuTensor.element(s.segment(), s.dtype(), i);
+                dst[i] = CpuTensor.element(src.segment(), src.dtype(), i);
             }
         }
     }
 
+    /** Closes the tensor's arena (a mapped weight has none: the checkpoint owns its memory). */
     @Override
-    public void free(Tensor tensor) {
-        CpuTensor t = own("free", "tensor", tensor);
-        if (t.isView()) {
-            throw ShapeChecks.fail("free", tensor + " is a view (firstRows); free the tensor it came from");
-        }
-        t.storage.freed = true;
-        if (t.storage.arena != null && arenas.remove(t.storage.arena)) {
-            t.storage.arena.close();
+    protected void released(CpuTensor tensor) {
+        if (tensor.arena() != null && arenas.remove(tensor.arena())) {
+            tensor.arena().close();
         }
     }
 
@@ -245,16 +216,8 @@ public final class CpuBackend implements Backend {
 
     /** out[r] = table[tokenIds[r]], converted to float32. */
     @Override
-    public void embedding(Tensor table, int[] tokenIds, Tensor out) {
-        CpuTensor t = own("embedding", "table", table);
-        CpuTensor o = activation("embedding", "out", out);
-        ShapeChecks.requireShape("embedding", "out", out, tokenIds.length, table.cols());
-        for (int r = 0; r < tokenIds.length; r++) {
-            if (!(tokenIds[r] >= 0 && tokenIds[r] < table.rows())) {
-                throw ShapeChecks.fail("embedding", "tokenIds[" + r + "] = " + tokenIds[r] + " is outside table " + table);
-            }
-        }
-        int cols = table.cols();
+    protected void embedding(CpuTensor t, int[] tokenIds, CpuTensor o) {
+        int cols = t.cols();
         forRows(tokenIds.length, cols, (from, to) -> {
             for (int r = from; r < to; r++) {
                 kernels.toFloat(t.segment(), t.dtype(), (long) tokenIds[r] * cols, o.segment(), (long) r * cols, cols);
@@ -264,12 +227,8 @@ public final class CpuBackend implements Backend {
 
     /** out[r] = x[r] · (1 / sqrt(Σ x[r]² / n + eps)) · weight, float32. */
     @Override
-    public void rmsNorm(Tensor x, Tensor weight, float eps, Tensor out) {
-        CpuTensor xs = activation("rmsNorm", "x", x);
-        CpuTensor w = own("rmsNorm", "weight", weight);
-        CpuTensor o = activation("rmsNorm", "out", out);
-        ShapeChecks.checkRmsNorm("rmsNorm", x, weight, out);
-        normRows(xs, null, w, eps, o);
+    protected void rmsNorm(CpuTensor x, CpuTensor weight, float eps, CpuTensor out) {
+        normRows(x, null, weight, eps, out);
     }
 
     /**
@@ -304,30 +263,18 @@ public final class CpuBackend implements Backend {
     }
 
     @Override
-    public void add(Tensor a, Tensor b, Tensor out) {
-        CpuTensor as = activation("add", "a", a);
-        CpuTensor bs = activation("add", "b", b);
-        CpuTensor os = activation("add", "out", out);
-        ShapeChecks.checkAdd("add", "b", a, b, out);
+    protected void add(CpuTensor as, CpuTensor bs, CpuTensor os) {
         // Views are row prefixes of row-major storage, so all three are one contiguous run of floats.
-        int n = a.rows() * a.cols();
+        int n = as.rows() * as.cols();
         pool.forRange(n, Math.max(MIN_TASK_ELEMENTS, ceilDiv(n, pool.threads())), (from, to) ->
                 kernels.add(as.segment(), from, bs.segment(), from, os.segment(), from, to - from));
     }
 
     /** out[r, o] = Σ_i x[r, i] · w[o, i] (+ bias[0, o]), float32 accumulation. */
     @Override
-    public void matmul(Tensor x, Tensor w, Tensor bias, Tensor out) {
-        CpuTensor xs = activation("matmul", "x", x);
-        CpuTensor ws = own("matmul", "w", w);
-        CpuTensor bs = bias == null ? null : own("matmul", "bias", bias);
-        CpuTensor os = activation("matmul", "out", out);
-        ShapeChecks.checkMatmul(x, w, bias, out);
-        if (os.storage == xs.storage) {
-            throw ShapeChecks.fail("matmul", "out " + out + " must not share storage with x " + x);
-        }
-        Gemm g = new Gemm(xs.segment(), x.cols(), ws.segment(), ws.dtype(), w.cols(), os.segment(), 0, out.cols(),
-                bs == null ? null : bs.segment(), bs == null ? null : bs.dtype(), 1f, false);
+    protected void matmul(CpuTensor x, CpuTensor w, CpuTensor bias, CpuTensor out) {
+        Gemm g = new Gemm(x.segment(), x.cols(), w.segment(), w.dtype(), w.cols(), out.segment(), 0, out.cols(),
+                bias == null ? null : bias.segment(), bias == null ? null : bias.dtype(), 1f, false);
         List<GemmPiece> pieces = gemmPieces();
         split(g, 0, x.rows(), w.rows(), pieces);
         run(pieces);
@@ -338,10 +285,8 @@ public final class CpuBackend implements Backend {
      * (float32, as HF), c = cos θ · f, s = sin θ · f; cos and sin once per row, then every head.
      */
     @Override
-    public void rope(Tensor x, int[] positions, RopeTable rope, int numHeads, int headDim) {
-        CpuTensor xs = activation("rope", "x", x);
-        ShapeChecks.checkRope(x, positions, rope, numHeads, headDim);
-        ropeRows(xs, positions, rope, numHeads, headDim, null);
+    protected void rope(CpuTensor x, int[] positions, RopeTable rope, int numHeads, int headDim) {
+        ropeRows(x, positions, rope, numHeads, headDim, null);
     }
 
     /**
@@ -382,36 +327,25 @@ public final class CpuBackend implements Backend {
 
     /** out[r, i] = silu(gateUp[r, i]) · gateUp[r, I + i]. */
     @Override
-    public void swiglu(Tensor gateUp, Tensor out) {
-        CpuTensor gu = activation("swiglu", "gateUp", gateUp);
-        CpuTensor o = activation("swiglu", "out", out);
-        if (gateUp.cols() % 2 != 0) {
-            throw ShapeChecks.fail("swiglu", "gateUp " + gateUp + " has an odd number of columns");
-        }
+    protected void swiglu(CpuTensor gateUp, CpuTensor out) {
         int inter = gateUp.cols() / 2;
-        ShapeChecks.requireShape("swiglu", "out", out, gateUp.rows(), inter);
         forRows(gateUp.rows(), gateUp.cols(), (from, to) -> {
             for (int r = from; r < to; r++) {
                 long g = 2L * r * inter;
-                kernels.swiglu(gu.segment(), g, g + inter, o.segment(), (long) r * inter, inter);
+                kernels.swiglu(gateUp.segment(), g, g + inter, out.segment(), (long) r * inter, inter);
             }
         });
     }
 
+    /** out[i] = x[rows[i]], one row copy each. */
     @Override
-    public void gatherRows(Tensor x, int[] rows, Tensor out) {
-        CpuTensor xs = activation("gatherRows", "x", x);
-        CpuTensor o = activation("gatherRows", "out", out);
-        ShapeChecks.requireShape("gatherRows", "out", out, rows.length, x.cols());
-        if (o.storage == xs.storage) {
+    protected void gatherRows(CpuTensor x, int[] rows, CpuTensor out) {
+        if (out.sharesStorage(x)) {
             throw ShapeChecks.fail("gatherRows", "out " + out + " must not share storage with x " + x);
         }
         long rowBytes = 4L * x.cols();
         for (int i = 0; i < rows.length; i++) {
-            if (!(rows[i] >= 0 && rows[i] < x.rows())) {
-                throw ShapeChecks.fail("gatherRows", "rows[" + i + "] = " + rows[i] + " is outside x " + x);
-            }
-            MemorySegment.copy(xs.segment(), rows[i] * rowBytes, o.segment(), i * rowBytes, rowBytes);
+            MemorySegment.copy(x.segment(), rows[i] * rowBytes, out.segment(), i * rowBytes, rowBytes);
         }
     }
 
@@ -433,12 +367,9 @@ public final class CpuBackend implements Backend {
     }
 
     @Override
-    public void appendKv(KvStorage kv, int layer, Tensor qkv, int kCol, int vCol, int[] slotMapping) {
-        CpuKvStorage cache = kv("appendKv", kv);
-        CpuTensor q = activation("appendKv", "qkv", qkv);
-        ShapeChecks.checkAppendKv(kv, layer, qkv, kCol, vCol, slotMapping);
+    protected void appendKv(CpuKvStorage cache, int layer, CpuTensor qkv, int kCol, int vCol, int[] slotMapping) {
         for (int r = 0; r < qkv.rows(); r++) {
-            appendRow(cache, layer, q, r, kCol, vCol, slotMapping[r]);
+            appendRow(cache, layer, qkv, r, kCol, vCol, slotMapping[r]);
         }
     }
 
@@ -471,11 +402,8 @@ public final class CpuBackend implements Backend {
      * for all the query heads that share it (GQA).
      */
     @Override
-    public void attention(Tensor qkv, KvStorage kv, int layer, AttentionBatch batch, AttentionShape shape, Tensor out) {
-        CpuKvStorage cache = kv("attention", kv);
-        CpuTensor q = activation("attention", "qkv", qkv);
-        CpuTensor o = activation("attention", "out", out);
-        ShapeChecks.checkAttention(qkv, kv, layer, batch, shape, out);
+    protected void attention(CpuTensor q, CpuKvStorage cache, int layer, AttentionBatch batch, AttentionShape shape,
+                             CpuTensor o) {
         int kvHeads = shape.numKvHeads();
         // piece i: sequence, KV head, first row, end row at attentionPieces[4i .. 4i+3]
         int count = 0;
@@ -580,53 +508,34 @@ public final class CpuBackend implements Backend {
 
     // ---- segmented LoRA (SGMV) ------------------------------------------------------------------
 
-    /** v[r, vCol:vCol+rank] = x[r] · A_slotᵀ per segment with an adapter: one Gemm per segment, all run together. */
+    /** v[r, vCol:vCol+rank] = x[r] · Aᵀ per segment with an adapter: one Gemm per segment, all run together. */
     @Override
-    public void sgmvShrink(Tensor x, LoraWeights weights, Segments segments, Tensor v, int vCol) {
-        CpuTensor xs = activation("sgmvShrink", "x", x);
-        CpuTensor vs = activation("sgmvShrink", "v", v);
-        ShapeChecks.checkSegments("sgmvShrink", segments, weights, Math.min(x.rows(), v.rows()));
-        if (vs.storage == xs.storage) {
+    protected void sgmvShrink(CpuTensor x, List<LoraSegment<CpuTensor>> segments, CpuTensor v, int vCol) {
+        if (v.sharesStorage(x)) {
             throw ShapeChecks.fail("sgmvShrink", "v " + v + " must not share storage with x " + x);
         }
         List<GemmPiece> pieces = gemmPieces();
-        for (int i = 0; i < segments.count(); i++) {
-            int slot = segments.slots()[i];
-            if (!weights.present(slot)) {
-                continue;
-            }
-            ShapeChecks.checkLoraA("sgmvShrink", weights, slot, x.cols());
-            CpuTensor a = own("sgmvShrink", "lora A", weights.a()[slot]);
-            int rank = weights.rank()[slot];
-            ShapeChecks.checkRankColumns("sgmvShrink", v, vCol, rank, slot);
-            Gemm g = new Gemm(xs.segment(), x.cols(), a.segment(), a.dtype(), x.cols(), vs.segment(), vCol, v.cols(),
+        for (LoraSegment<CpuTensor> s : segments) {
+            CpuTensor a = s.weight();
+            Gemm g = new Gemm(x.segment(), x.cols(), a.segment(), a.dtype(), x.cols(), v.segment(), vCol, v.cols(),
                     null, null, 1f, false);
-            split(g, segments.starts()[i], segments.starts()[i + 1], rank, pieces);
+            split(g, s.from(), s.to(), s.rank(), pieces);
         }
         run(pieces);
     }
 
-    /** y[r, yCol + o] += scale_slot · v[r, vCol:vCol+rank] · B_slot[o]ᵀ per segment with an adapter. */
+    /** y[r, yCol + o] += scale · v[r, vCol:vCol+rank] · B[o]ᵀ per segment with an adapter. */
     @Override
-    public void sgmvExpand(Tensor v, int vCol, LoraWeights weights, Segments segments, Tensor y, int yCol) {
-        CpuTensor vs = activation("sgmvExpand", "v", v);
-        CpuTensor ys = activation("sgmvExpand", "y", y);
-        ShapeChecks.checkSegments("sgmvExpand", segments, weights, Math.min(v.rows(), y.rows()));
-        if (vs.storage == ys.storage) {
+    protected void sgmvExpand(CpuTensor v, int vCol, List<LoraSegment<CpuTensor>> segments, CpuTensor y, int yCol) {
+        if (v.sharesStorage(y)) {
             throw ShapeChecks.fail("sgmvExpand", "y " + y + " must not share storage with v " + v);
         }
         List<GemmPiece> pieces = gemmPieces();
-        for (int i = 0; i < segments.count(); i++) {
-            int slot = segments.slots()[i];
-            if (!weights.present(slot)) {
-                continue;
-            }
-            ShapeChecks.checkExpandSlot("sgmvExpand", weights, slot, v, vCol, y, yCol);
-            CpuTensor b = own("sgmvExpand", "lora B", weights.b()[slot]);
-            int rank = weights.rank()[slot];
-            Gemm g = new Gemm(vs.segment().asSlice(4L * vCol), v.cols(), b.segment(), b.dtype(), rank, ys.segment(), yCol, y.cols(),
-                    null, null, weights.scale()[slot], true);
-            split(g, segments.starts()[i], segments.starts()[i + 1], b.rows(), pieces);
+        for (LoraSegment<CpuTensor> s : segments) {
+            CpuTensor b = s.weight();
+            Gemm g = new Gemm(v.segment().asSlice(4L * vCol), v.cols(), b.segment(), b.dtype(), s.rank(), y.segment(),
+                    yCol, y.cols(), null, null, s.scale(), true);
+            split(g, s.from(), s.to(), b.rows(), pieces);
         }
         run(pieces);
     }
@@ -728,29 +637,13 @@ public final class CpuBackend implements Backend {
         }
     }
 
-    private CpuTensor own(String op, String role, Tensor t) {
-        if (t == null) {
-            throw ShapeChecks.fail(op, role + " is null");
-        }
-        if (!(t instanceof CpuTensor ct) || ct.owner != this) {
-            throw ShapeChecks.fail(op, role + " " + t + " was not made by this CPU backend");
-        }
-        if (ct.storage.freed || closed) {
-            throw ShapeChecks.fail(op, role + " " + t + " was freed");
-        }
-        return ct;
+    /** Whether {@link #close} has released every arena (all tensors are then refused as freed). */
+    boolean isClosed() {
+        return closed;
     }
 
-    /** An activation: float32, made by {@link #allocate}. */
-    private CpuTensor activation(String op, String role, Tensor t) {
-        CpuTensor ct = own(op, role, t);
-        if (ct.storage.weight) {
-            throw ShapeChecks.fail(op, role + " " + t + " is a weight; an activation from allocate() is needed");
-        }
-        return ct;
-    }
-
-    private CpuKvStorage kv(String op, KvStorage kv) {
+    @Override
+    protected CpuKvStorage kv(String op, KvStorage kv) {
         if (!(kv instanceof CpuKvStorage c) || !arenas.contains(c.arena())) {
             throw ShapeChecks.fail(op, "KV storage " + kv + " was not made by this CPU backend (or it is closed)");
         }

@@ -14,34 +14,31 @@ import java.nio.ByteOrder;
  * Weights keep their checkpoint dtype and byte order (little-endian) and may alias a memory-mapped file
  * (then they have no arena and may be unaligned). Views made by {@link #firstRows} share the storage.
  */
-final class CpuTensor extends RowMajorTensor {
+final class CpuTensor extends RowMajorTensor<CpuTensor.Storage> {
 
     static final ValueLayout.OfShort SHORT_LE = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
     static final ValueLayout.OfFloat FLOAT_LE = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
 
-    /** Shared by a tensor and its views, so that freeing it invalidates all of them. */
-    static final class Storage {
+    /** The segment, the arena that owns it (null for an aliased mapped weight) and the dtype. */
+    static final class Storage extends RowMajorTensor.Storage {
         final MemorySegment segment;
         final Arena arena;
         final DType dtype;
-        final boolean weight;
-        boolean freed;
 
         Storage(MemorySegment segment, Arena arena, DType dtype, boolean weight) {
+            super(weight);
             this.segment = segment;
             this.arena = arena;
             this.dtype = dtype;
-            this.weight = weight;
         }
     }
 
-    final CpuBackend owner;
-    final Storage storage;
-
     CpuTensor(CpuBackend owner, Storage storage, String name, int rows, int cols, boolean view) {
-        super(name, rows, cols, view);
-        this.owner = owner;
-        this.storage = storage;
+        super(owner, storage, name, rows, cols, view);
+    }
+
+    private CpuTensor(CpuTensor of, int rows) {
+        super(of, rows);
     }
 
     @Override
@@ -51,11 +48,22 @@ final class CpuTensor extends RowMajorTensor {
 
     @Override
     protected Tensor view(int n) {
-        return new CpuTensor(owner, storage, name(), n, cols(), true);
+        return new CpuTensor(this, n);
+    }
+
+    /** Freed, or its backend closed (which releases every arena). */
+    @Override
+    protected boolean released() {
+        return super.released() || ((CpuBackend) owner()).isClosed();
     }
 
     MemorySegment segment() {
         return storage.segment;
+    }
+
+    /** The arena that owns the segment, or null when the tensor aliases a mapped weight. */
+    Arena arena() {
+        return storage.arena;
     }
 
     /** Element {@code index} (row-major) of a weight or activation segment of {@code dtype}, as float. */

@@ -2,19 +2,15 @@ package ai.punica.backend.reference;
 
 import ai.punica.backend.AttentionBatch;
 import ai.punica.backend.AttentionShape;
-import ai.punica.backend.Backend;
-import ai.punica.backend.DType;
+import ai.punica.backend.HostBackend;
 import ai.punica.backend.KvStorage;
-import ai.punica.backend.LoraWeights;
 import ai.punica.backend.RopeTable;
 import ai.punica.backend.SampledToken;
 import ai.punica.backend.SamplingBatch;
 import ai.punica.backend.ScalarSampler;
-import ai.punica.backend.Segments;
 import ai.punica.backend.ShapeChecks;
 import ai.punica.backend.Tensor;
 import ai.punica.backend.TensorData;
-import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
 import java.util.List;
 
@@ -24,7 +20,7 @@ import java.util.List;
  * converted to float when read; activations are float32. Every other backend is tested against this
  * one, so nothing here is clever.
  */
-public final class ReferenceBackend implements Backend {
+public final class ReferenceBackend extends HostBackend<ReferenceTensor, ReferenceKvStorage> {
 
     private final ScalarSampler sampler = new ScalarSampler();
     private int nextActivation;
@@ -58,93 +54,40 @@ public final class ReferenceBackend implements Backend {
 
     @Override
     public Tensor concatRows(String name, List<TensorData> parts) {
-        if (parts.isEmpty()) {
-            throw new IllegalArgumentException("concatRows " + name + ": no parts");
-        }
-        if (parts.stream().allMatch(p -> p.rank() == 1)) {
-            return loadWeight(TensorData.concatVectors(name, parts)); // fused bias: one [1, Σn] row
-        }
-        DType dtype = parts.getFirst().dtype();
-        long cols = parts.getFirst().shape().length == 2 ? parts.getFirst().dim(1) : parts.getFirst().dim(0);
-        long rows = 0;
-        for (TensorData part : parts) {
-            long partCols = part.shape().length == 2 ? part.dim(1) : part.dim(0);
-            if (part.dtype() != dtype || partCols != cols || part.rank() > 2) {
-                throw new IllegalArgumentException("concatRows " + name + ": " + part + " does not match "
-                        + parts.getFirst() + " (same dtype and columns needed)");
-            }
-            rows += part.elementCount() / cols;
-        }
-        MemorySegment data = MemorySegment.ofArray(new byte[Math.toIntExact(rows * cols * dtype.byteSize())]);
-        long offset = 0;
-        for (TensorData part : parts) {
-            long bytes = part.elementCount() * dtype.byteSize();
-            MemorySegment.copy(part.data(), 0, data, offset, bytes);
-            offset += bytes;
-        }
-        return loadWeight(new TensorData(name, dtype, new long[] {rows, cols}, data));
+        return loadWeight(TensorData.concatRows(name, parts));
     }
 
     @Override
-    public void upload(float[] src, Tensor dst) {
-        ReferenceTensor d = activation("upload", "dst", dst);
-        int n = d.rows() * d.cols();
-        if (src.length < n) {
-            throw ShapeChecks.fail("upload", src.length + " floats for dst " + dst + " (" + n + " needed)");
-        }
-        System.arraycopy(src, 0, d.storage.values, 0, n);
+    protected void upload(float[] src, ReferenceTensor dst) {
+        System.arraycopy(src, 0, dst.values(), 0, dst.rows() * dst.cols());
     }
 
     @Override
-    public void download(Tensor src, float[] dst) {
-        ReferenceTensor s = own("download", "src", src);
-        int n = s.rows() * s.cols();
-        if (dst.length < n) {
-            throw ShapeChecks.fail("download", dst.length + " floats for src " + src + " (" + n + " needed)");
-        }
-        for (int r = 0; r < s.rows(); r++) {
-            for (int c = 0; c < s.cols(); c++) {
-                dst[r * s.cols() + c] = s.get(r, c);
+    protected void download(ReferenceTensor src, float[] dst) {
+        for (int r = 0; r < src.rows(); r++) {
+            for (int c = 0; c < src.cols(); c++) {
+                dst[r * src.cols() + c] = src.get(r, c);
             }
         }
-    }
-
-    @Override
-    public void free(Tensor tensor) {
-        ReferenceTensor t = own("free", "tensor", tensor);
-        if (t.isView()) {
-            throw ShapeChecks.fail("free", tensor + " is a view (firstRows); free the tensor it came from");
-        }
-        t.storage.freed = true;
     }
 
     // ---- dense operations -----------------------------------------------------------------------
 
+    /** out[r] = table[tokenIds[r]]. */
     @Override
-    public void embedding(Tensor table, int[] tokenIds, Tensor out) {
-        ReferenceTensor t = own("embedding", "table", table);
-        ReferenceTensor o = activation("embedding", "out", out);
-        ShapeChecks.requireShape("embedding", "out", out, tokenIds.length, table.cols());
+    protected void embedding(ReferenceTensor table, int[] tokenIds, ReferenceTensor out) {
         for (int r = 0; r < tokenIds.length; r++) {
-            int id = tokenIds[r];
-            if (!(id >= 0 && id < table.rows())) {
-                throw ShapeChecks.fail("embedding", "tokenIds[" + r + "] = " + id + " is outside table " + table);
-            }
             for (int c = 0; c < table.cols(); c++) {
-                o.set(r, c, t.get(id, c));
+                out.set(r, c, table.get(tokenIds[r], c));
             }
         }
     }
 
     /** out[r] = x[r] / sqrt(mean(x[r]²) + eps) · weight. */
     @Override
-    public void rmsNorm(Tensor x, Tensor weight, float eps, Tensor out) {
-        ReferenceTensor xs = activation("rmsNorm", "x", x);
-        ReferenceTensor w = own("rmsNorm", "weight", weight);
-        ReferenceTensor o = activation("rmsNorm", "out", out);
-        ShapeChecks.checkRmsNorm("rmsNorm", x, weight, out);
-        int n = x.cols();
-        for (int r = 0; r < x.rows(); r++) {
+    protected void rmsNorm(ReferenceTensor xs, ReferenceTensor w, float eps, ReferenceTensor o) {
+        int n = xs.cols();
+        for (int r = 0; r < xs.rows(); r++) {
             double sumSquares = 0;
             for (int c = 0; c < n; c++) {
                 double v = xs.get(r, c);
@@ -157,40 +100,29 @@ public final class ReferenceBackend implements Backend {
         }
     }
 
+    /** out = a + b. */
     @Override
-    public void add(Tensor a, Tensor b, Tensor out) {
-        ReferenceTensor as = activation("add", "a", a);
-        ReferenceTensor bs = activation("add", "b", b);
-        ReferenceTensor o = activation("add", "out", out);
-        ShapeChecks.checkAdd("add", "b", a, b, out);
+    protected void add(ReferenceTensor a, ReferenceTensor b, ReferenceTensor out) {
         for (int r = 0; r < a.rows(); r++) {
             for (int c = 0; c < a.cols(); c++) {
-                o.set(r, c, as.get(r, c) + bs.get(r, c));
+                out.set(r, c, a.get(r, c) + b.get(r, c));
             }
         }
     }
 
     /** out[r, o] = Σ_i x[r, i] · w[o, i] (+ bias[0, o]). */
     @Override
-    public void matmul(Tensor x, Tensor w, Tensor bias, Tensor out) {
-        ReferenceTensor xs = activation("matmul", "x", x);
-        ReferenceTensor ws = own("matmul", "w", w);
-        ReferenceTensor bs = bias == null ? null : own("matmul", "bias", bias);
-        ReferenceTensor o = activation("matmul", "out", out);
-        ShapeChecks.checkMatmul(x, w, bias, out);
-        if (o.storage == xs.storage) {
-            throw ShapeChecks.fail("matmul", "out " + out + " must not share storage with x");
-        }
+    protected void matmul(ReferenceTensor x, ReferenceTensor w, ReferenceTensor bias, ReferenceTensor out) {
         for (int r = 0; r < x.rows(); r++) {
             for (int j = 0; j < w.rows(); j++) {
                 double sum = 0;
                 for (int i = 0; i < x.cols(); i++) {
-                    sum += (double) xs.get(r, i) * ws.get(j, i);
+                    sum += (double) x.get(r, i) * w.get(j, i);
                 }
-                if (bs != null) {
-                    sum += bs.get(0, j);
+                if (bias != null) {
+                    sum += bias.get(0, j);
                 }
-                o.set(r, j, (float) sum);
+                out.set(r, j, (float) sum);
             }
         }
     }
@@ -200,11 +132,9 @@ public final class ReferenceBackend implements Backend {
      * x'[i] = x[i]·cos θ·f − x[i+d/2]·sin θ·f, x'[i+d/2] = x[i+d/2]·cos θ·f + x[i]·sin θ·f.
      */
     @Override
-    public void rope(Tensor x, int[] positions, RopeTable rope, int numHeads, int headDim) {
-        ReferenceTensor xs = activation("rope", "x", x);
-        ShapeChecks.checkRope(x, positions, rope, numHeads, headDim);
+    protected void rope(ReferenceTensor xs, int[] positions, RopeTable rope, int numHeads, int headDim) {
         int half = headDim / 2;
-        for (int r = 0; r < x.rows(); r++) {
+        for (int r = 0; r < xs.rows(); r++) {
             for (int i = 0; i < half; i++) {
                 float theta = (float) positions[r] * rope.invFreq(i);
                 double cos = (float) Math.cos(theta) * rope.attentionFactor();
@@ -222,36 +152,21 @@ public final class ReferenceBackend implements Backend {
 
     /** out[r, i] = silu(g) · u with g = gateUp[r, i], u = gateUp[r, I + i], silu(g) = g / (1 + e^−g). */
     @Override
-    public void swiglu(Tensor gateUp, Tensor out) {
-        ReferenceTensor gu = activation("swiglu", "gateUp", gateUp);
-        ReferenceTensor o = activation("swiglu", "out", out);
-        if (gateUp.cols() % 2 != 0) {
-            throw ShapeChecks.fail("swiglu", "gateUp " + gateUp + " has an odd number of columns");
-        }
+    protected void swiglu(ReferenceTensor gateUp, ReferenceTensor out) {
         int inter = gateUp.cols() / 2;
-        ShapeChecks.requireShape("swiglu", "out", out, gateUp.rows(), inter);
         for (int r = 0; r < gateUp.rows(); r++) {
             for (int i = 0; i < inter; i++) {
-                double g = gu.get(r, i);
-                double u = gu.get(r, inter + i);
-                o.set(r, i, (float) (g / (1 + Math.exp(-g)) * u));
+                double g = gateUp.get(r, i);
+                double u = gateUp.get(r, inter + i);
+                out.set(r, i, (float) (g / (1 + Math.exp(-g)) * u));
             }
         }
     }
 
+    /** out[i] = x[rows[i]]: the gather {@link #embedding} computes, on an activation. */
     @Override
-    public void gatherRows(Tensor x, int[] rows, Tensor out) {
-        ReferenceTensor xs = activation("gatherRows", "x", x);
-        ReferenceTensor o = activation("gatherRows", "out", out);
-        ShapeChecks.requireShape("gatherRows", "out", out, rows.length, x.cols());
-        for (int i = 0; i < rows.length; i++) {
-            if (!(rows[i] >= 0 && rows[i] < x.rows())) {
-                throw ShapeChecks.fail("gatherRows", "rows[" + i + "] = " + rows[i] + " is outside x " + x);
-            }
-            for (int c = 0; c < x.cols(); c++) {
-                o.set(i, c, xs.get(rows[i], c));
-            }
-        }
+    protected void gatherRows(ReferenceTensor x, int[] rows, ReferenceTensor out) {
+        embedding(x, rows, out);
     }
 
     // ---- paged KV cache and attention -----------------------------------------------------------
@@ -262,12 +177,10 @@ public final class ReferenceBackend implements Backend {
     }
 
     @Override
-    public void appendKv(KvStorage kv, int layer, Tensor qkv, int kCol, int vCol, int[] slotMapping) {
-        ReferenceKvStorage cache = kv("appendKv", kv);
-        ReferenceTensor q = activation("appendKv", "qkv", qkv);
-        ShapeChecks.checkAppendKv(kv, layer, qkv, kCol, vCol, slotMapping);
+    protected void appendKv(ReferenceKvStorage cache, int layer, ReferenceTensor q, int kCol, int vCol,
+                            int[] slotMapping) {
         int kvCols = cache.kvCols();
-        for (int r = 0; r < qkv.rows(); r++) {
+        for (int r = 0; r < q.rows(); r++) {
             for (int c = 0; c < kvCols; c++) {
                 cache.keys()[layer][slotMapping[r] * kvCols + c] = q.get(r, kCol + c);
                 cache.values()[layer][slotMapping[r] * kvCols + c] = q.get(r, vCol + c);
@@ -281,11 +194,8 @@ public final class ReferenceBackend implements Backend {
      * out[row, h] = Σ_t e^(s_t − max) · v_t / Σ_t e^(s_t − max), s_t = scale · q_h · k_t.
      */
     @Override
-    public void attention(Tensor qkv, KvStorage kv, int layer, AttentionBatch batch, AttentionShape shape, Tensor out) {
-        ReferenceKvStorage cache = kv("attention", kv);
-        ReferenceTensor q = activation("attention", "qkv", qkv);
-        ReferenceTensor o = activation("attention", "out", out);
-        ShapeChecks.checkAttention(qkv, kv, layer, batch, shape, out);
+    protected void attention(ReferenceTensor q, ReferenceKvStorage cache, int layer, AttentionBatch batch,
+                             AttentionShape shape, ReferenceTensor o) {
         int d = shape.headDim();
         int group = shape.numHeads() / shape.numKvHeads();
         float[] keys = cache.keys()[layer];
@@ -326,55 +236,37 @@ public final class ReferenceBackend implements Backend {
 
     // ---- segmented LoRA (SGMV) ------------------------------------------------------------------
 
-    /** v[r, vCol:vCol+rank] = x[r] · A_slotᵀ for the rows of each segment with an adapter. */
+    /** v[r, vCol:vCol+rank] = x[r] · Aᵀ for the rows of each segment with an adapter. */
     @Override
-    public void sgmvShrink(Tensor x, LoraWeights weights, Segments segments, Tensor v, int vCol) {
-        ReferenceTensor xs = activation("sgmvShrink", "x", x);
-        ReferenceTensor vs = activation("sgmvShrink", "v", v);
-        ShapeChecks.checkSegments("sgmvShrink", segments, weights, Math.min(x.rows(), v.rows()));
-        for (int i = 0; i < segments.count(); i++) {
-            int slot = segments.slots()[i];
-            if (!weights.present(slot)) {
-                continue;
-            }
-            ShapeChecks.checkLoraA("sgmvShrink", weights, slot, x.cols());
-            ReferenceTensor a = own("sgmvShrink", "lora A", weights.a()[slot]);
-            int rank = weights.rank()[slot];
-            ShapeChecks.checkRankColumns("sgmvShrink", v, vCol, rank, slot);
-            for (int r = segments.starts()[i]; r < segments.starts()[i + 1]; r++) {
-                for (int k = 0; k < rank; k++) {
-                    double sum = 0;
-                    for (int c = 0; c < x.cols(); c++) {
-                        sum += (double) xs.get(r, c) * a.get(k, c);
-                    }
-                    vs.set(r, vCol + k, (float) sum);
-                }
-            }
+    protected void sgmvShrink(ReferenceTensor x, List<LoraSegment<ReferenceTensor>> segments, ReferenceTensor v,
+                              int vCol) {
+        for (LoraSegment<ReferenceTensor> s : segments) {
+            rowsTimesWeight(x, 0, x.cols(), s.weight(), s.from(), s.to(), 1, false, v, vCol);
         }
     }
 
-    /** y[r, yCol + o] += scale_slot · Σ_k v[r, vCol + k] · B_slot[o, k] for the rows of each segment with an adapter. */
+    /** y[r, yCol + o] += scale · Σ_k v[r, vCol + k] · B[o, k] for the rows of each segment with an adapter. */
     @Override
-    public void sgmvExpand(Tensor v, int vCol, LoraWeights weights, Segments segments, Tensor y, int yCol) {
-        ReferenceTensor vs = activation("sgmvExpand", "v", v);
-        ReferenceTensor ys = activation("sgmvExpand", "y", y);
-        ShapeChecks.checkSegments("sgmvExpand", segments, weights, Math.min(v.rows(), y.rows()));
-        for (int i = 0; i < segments.count(); i++) {
-            int slot = segments.slots()[i];
-            if (!weights.present(slot)) {
-                continue;
-            }
-            ShapeChecks.checkExpandSlot("sgmvExpand", weights, slot, v, vCol, y, yCol);
-            ReferenceTensor b = own("sgmvExpand", "lora B", weights.b()[slot]);
-            int rank = weights.rank()[slot];
-            for (int r = segments.starts()[i]; r < segments.starts()[i + 1]; r++) {
-                for (int o = 0; o < b.rows(); o++) {
-                    double sum = 0;
-                    for (int k = 0; k < rank; k++) {
-                        sum += (double) vs.get(r, vCol + k) * b.get(o, k);
-                    }
-                    ys.set(r, yCol + o, (float) (ys.get(r, yCol + o) + weights.scale()[slot] * sum));
+    protected void sgmvExpand(ReferenceTensor v, int vCol, List<LoraSegment<ReferenceTensor>> segments,
+                              ReferenceTensor y, int yCol) {
+        for (LoraSegment<ReferenceTensor> s : segments) {
+            rowsTimesWeight(v, vCol, s.rank(), s.weight(), s.from(), s.to(), s.scale(), true, y, yCol);
+        }
+    }
+
+    /**
+     * For rows r in [from, to) and every row j of w: {@code sum = Σ_{i<k} in[r, inCol + i] · w[j, i]} in double,
+     * then {@code out[r, outCol + j] = sum}, or {@code += scale · sum} when accumulating (the LoRA expand).
+     */
+    private static void rowsTimesWeight(ReferenceTensor in, int inCol, int k, ReferenceTensor w, int from, int to,
+                                        float scale, boolean accumulate, ReferenceTensor out, int outCol) {
+        for (int r = from; r < to; r++) {
+            for (int j = 0; j < w.rows(); j++) {
+                double sum = 0;
+                for (int i = 0; i < k; i++) {
+                    sum += (double) in.get(r, inCol + i) * w.get(j, i);
                 }
+                out.set(r, outCol + j, (float) (accumulate ? out.get(r, outCol + j) + scale * sum : sum));
             }
         }
     }
@@ -410,28 +302,8 @@ public final class ReferenceBackend implements Backend {
 
     // ---- argument checks ------------------------------------------------------------------------
 
-    private ReferenceTensor own(String op, String role, Tensor t) {
-        if (t == null) {
-            throw ShapeChecks.fail(op, role + " is null");
-        }
-        if (!(t instanceof ReferenceTensor rt) || rt.owner != this) {
-            throw ShapeChecks.fail(op, role + " " + t + " was not made by this reference backend");
-        }
-        if (rt.storage.freed) {
-            throw ShapeChecks.fail(op, role + " " + t + " was freed");
-        }
-        return rt;
-    }
-
-    private ReferenceTensor activation(String op, String role, Tensor t) {
-        ReferenceTensor rt = own(op, role, t);
-        if (rt.isWeight()) {
-            throw ShapeChecks.fail(op, role + " " + t + " is a weight; an activation from allocate() is needed");
-        }
-        return rt;
-    }
-
-    private static ReferenceKvStorage kv(String op, KvStorage kv) {
+    @Override
+    protected ReferenceKvStorage kv(String op, KvStorage kv) {
         if (!(kv instanceof ReferenceKvStorage r)) {
             throw ShapeChecks.fail(op, "KV storage " + kv + " was not made by a reference backend");
         }

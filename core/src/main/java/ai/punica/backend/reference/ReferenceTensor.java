@@ -10,27 +10,26 @@ import ai.punica.backend.TensorData;
  * {@link TensorData} and every element is converted to float when read. Views made by
  * {@link #firstRows} share the storage (row-major, so row r starts at {@code r · cols} in both).
  */
-final class ReferenceTensor extends RowMajorTensor {
+final class ReferenceTensor extends RowMajorTensor<ReferenceTensor.Storage> {
 
-    /** Shared by a tensor and its views, so that freeing it invalidates all of them. */
-    static final class Storage {
+    /** An activation's floats, or a weight's checkpoint data (the other one null). */
+    static final class Storage extends RowMajorTensor.Storage {
         final float[] values;
         final TensorData weight;
-        boolean freed;
 
         Storage(float[] values, TensorData weight) {
+            super(weight != null);
             this.values = values;
             this.weight = weight;
         }
     }
 
-    final ReferenceBackend owner;
-    final Storage storage;
-
     ReferenceTensor(ReferenceBackend owner, Storage storage, String name, int rows, int cols, boolean view) {
-        super(name, rows, cols, view);
-        this.owner = owner;
-        this.storage = storage;
+        super(owner, storage, name, rows, cols, view);
+    }
+
+    private ReferenceTensor(ReferenceTensor of, int rows) {
+        super(of, rows);
     }
 
     @Override
@@ -40,11 +39,7 @@ final class ReferenceTensor extends RowMajorTensor {
 
     @Override
     protected Tensor view(int n) {
-        return new ReferenceTensor(owner, storage, name(), n, cols(), true);
-    }
-
-    boolean isWeight() {
-        return storage.weight != null;
+        return new ReferenceTensor(this, n);
     }
 
     /** Element (r, c) as float, whatever the stored dtype. */
@@ -55,5 +50,10 @@ final class ReferenceTensor extends RowMajorTensor {
 
     void set(int r, int c, float value) {
         storage.values[r * cols() + c] = value;
+    }
+
+    /** The activation's floats, row-major. */
+    float[] values() {
+        return storage.values;
     }
 }

@@ -47,7 +47,7 @@ import org.slf4j.LoggerFactory;
 public final class CudaBackend implements Backend {
     private static final Logger log = LoggerFactory.getLogger(CudaBackend.class);
 
-    private CudaOptions options;
+    private final CudaOptions options;
     private final CudaContext ctx;
     private final KernelModules modules;
     private final KernelProfiler profiler;
@@ -107,21 +107,6 @@ public final class CudaBackend implements Backend {
 
     public CudaOptions options() {
         return options;
-    }
-
-    /**
-     * Other switches from the next operation on (benchmarks and tests compare paths on the same tensors).
-     * The device, profiling and NVRTC are chosen when the backend starts and cannot change; step graphs
-     * apply to models loaded afterwards (a model asks once, when it is loaded).
-     */
-    public void reconfigure(CudaOptions next) {
-        if (next.device() != options.device() || next.profile() != options.profile() || next.nvrtc() != options.nvrtc()) {
-            throw new IllegalArgumentException("device, profile and nvrtc are fixed when the backend starts: "
-                    + options + " → " + next);
-        }
-        options = next;
-        attention.configure(next);
-        sgmv.configure(next);
     }
 
     /** Waits for all enqueued work. */

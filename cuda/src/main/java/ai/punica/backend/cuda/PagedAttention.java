@@ -40,13 +40,13 @@ final class PagedAttention {
 
     private final DeviceParts parts;
     private final DenseOps dense;
-    private boolean decodeKernel;
-    private boolean tensorCoreKernel;
-    private int tensorCoreMinRows;
+    private final boolean decodeKernel;
+    private final boolean tensorCoreKernel;
+    private final int tensorCoreMinRows;
     /** The kernel the last attention call launched (tests and benchmarks check the path they meant). */
     private String lastKernel = "";
     /** Decode attention splits rows until there are this many blocks per SM (the grid fills the GPU a few times). */
-    private int decodeBlocksPerSm;
+    private final int decodeBlocksPerSm;
     private long workspace;
     private long workspaceBytes;
     /** Workspaces outgrown by a larger batch: kernels in flight or captured graphs may still use them. */
@@ -58,14 +58,10 @@ final class PagedAttention {
     PagedAttention(DeviceParts parts, DenseOps dense, CudaOptions options) {
         this.parts = parts;
         this.dense = dense;
-        configure(options);
-    }
-
-    void configure(CudaOptions options) {
-        decodeKernel = options.decodeAttention();
-        decodeBlocksPerSm = options.decodeBlocksPerSm();
-        tensorCoreKernel = options.tensorCoreAttention();
-        tensorCoreMinRows = options.tensorCoreMinRows();
+        this.decodeKernel = options.decodeAttention();
+        this.decodeBlocksPerSm = options.decodeBlocksPerSm();
+        this.tensorCoreKernel = options.tensorCoreAttention();
+        this.tensorCoreMinRows = options.tensorCoreMinRows();
     }
 
     KvStorage allocateKv(int numLayers, int numPages, int pageSize, int numKvHeads, int headDim) {

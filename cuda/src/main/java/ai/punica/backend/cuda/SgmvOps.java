@@ -59,17 +59,13 @@ final class SgmvOps {
     private long tcWorkspace;
     private long tcLaunches;
     /** fusedLora and fusedMinTiles are read from here. */
-    private CudaOptions options;
+    private final CudaOptions options;
     private long fusedLaunches;
 
     SgmvOps(DeviceParts parts, CudaOptions options) {
-        configure(options);
+        this.options = options;
         this.parts = parts;
         this.slotTables = new SlotTables(parts);
-    }
-
-    void configure(CudaOptions next) {
-        options = next;
     }
 
     /**

@@ -10,6 +10,7 @@ import java.util.Collections;
 import java.util.List;
 import java.util.Random;
 import java.util.SplittableRandom;
+import java.util.function.UnaryOperator;
 
 /**
  * Paged decode attention on one GPU, one query row per sequence, for the Llama-2-7B shape (32 query and 32 KV
@@ -42,15 +43,41 @@ public final class AttentionBench {
         for (Model m : models) {
             for (int batch : new int[] {1, 8, 32, 64}) {
                 for (int ctx : new int[] {512, 2048, 4096}) {
-                    try (CudaBackend gpu = new CudaBackend()) {
-                        run(gpu, m, batch, ctx, sweep);
-                    }
+                    run(m, batch, ctx, sweep);
                 }
             }
         }
     }
 
-    private static void run(CudaBackend gpu, Model m, int batch, int ctx, boolean sweep) {
+    private static void run(Model m, int batch, int ctx, boolean sweep) {
+        long kvBytes = (long) batch * ctx * m.kvHeads * m.headDim * 2 * 2;
+        Timing decode = time(o -> o, m, batch, ctx);
+        Timing general = time(o -> o.decodeAttention(false), m, batch, ctx);
+        System.out.printf("BENCH %-9s %5d %5d | %6d | %9.4f | %5.0f | %6.1f%% | %10.4f | %5.0f | %5.1fx%n", m.name, batch,
+                ctx, decode.splits, decode.ms, gbs(kvBytes, decode.ms), 100 * gbs(kvBytes, decode.ms) / PEAK_GBS,
+                general.ms, gbs(kvBytes, general.ms), general.ms / decode.ms);
+        if (sweep) {
+            StringBuilder line = new StringBuilder("SWEEP " + m.name + " " + batch + " " + ctx + " | blocks/SM: splits ms GB/s |");
+            for (int perSm : new int[] {2, 4, 8, 16, 32}) {
+                Timing t = time(o -> o.decodeBlocksPerSm(perSm), m, batch, ctx);
+                line.append(String.format(" %d: %d %.4f %.0f |", perSm, t.splits, t.ms, gbs(kvBytes, t.ms)));
+            }
+            System.out.println(line);
+        }
+    }
+
+    /** The decode splits a backend chose and its milliseconds per attention call. */
+    private record Timing(int splits, float ms) {
+    }
+
+    /** One attention step of this shape on a backend of its own, with {@code options} changed from the defaults. */
+    private static Timing time(UnaryOperator<CudaOptions.Builder> options, Model m, int batch, int ctx) {
+        try (CudaBackend gpu = GpuChecks.open(options)) {
+            return time(gpu, m, batch, ctx);
+        }
+    }
+
+    private static Timing time(CudaBackend gpu, Model m, int batch, int ctx) {
         int kvCols = m.kvHeads * m.headDim;
         int pagesPerSeq = (ctx + PAGE_SIZE - 1) / PAGE_SIZE;
         int pages = batch * pagesPerSeq;
@@ -102,27 +129,10 @@ public final class AttentionBench {
         };
         int walks = Math.max(1, CALLS_PER_GRAPH / layers);
 
-        int splits = gpu.attentionDecodeSplits(batch, shape);
-        float decode = perCall(gpu, layerWalk, walks * layers, walks);
-        GpuChecks.configure(gpu, o -> o.decodeAttention(false));
-        float general = perCall(gpu, layerWalk, walks * layers, walks);
-        GpuChecks.configure(gpu, o -> o.decodeAttention(true));
-        System.out.printf("BENCH %-9s %5d %5d | %6d | %9.4f | %5.0f | %6.1f%% | %10.4f | %5.0f | %5.1fx%n", m.name, batch,
-                ctx, splits, decode, gbs(kvBytes, decode), 100 * gbs(kvBytes, decode) / PEAK_GBS, general,
-                gbs(kvBytes, general), general / decode);
-        if (sweep) {
-            StringBuilder line = new StringBuilder("SWEEP " + m.name + " " + batch + " " + ctx + " | blocks/SM: splits ms GB/s |");
-            for (int perSm : new int[] {2, 4, 8, 16, 32}) {
-                GpuChecks.configure(gpu, o -> o.decodeBlocksPerSm(perSm));
-                float ms = perCall(gpu, layerWalk, walks * layers, walks);
-                line.append(String.format(" %d: %d %.4f %.0f |", perSm, gpu.attentionDecodeSplits(batch, shape), ms,
-                        gbs(kvBytes, ms)));
-            }
-            GpuChecks.configure(gpu, o -> o.decodeBlocksPerSm(8));
-            System.out.println(line);
-        }
+        Timing t = new Timing(gpu.attentionDecodeSplits(batch, shape), perCall(gpu, layerWalk, walks * layers, walks));
         gpu.free(qkv);
         gpu.free(out);
+        return t;
     }
 
     /**

@@ -85,12 +85,17 @@ class CudaAttentionTest extends GpuBackendTest {
     }
 
     /**
-     * Runs {@code p} on both backends, the GPU with its switches changed by {@code options} for this call, and
-     * checks every row; when {@code kernelPrefix} is not null, also that the GPU launched a kernel of that name.
-     * Returns the largest row error.
+     * Runs {@code p} on both backends, the GPU one with the switches {@code options} changes (a backend of its own,
+     * opened once per option set: {@link GpuBackendTest#gpuWith}), and checks every row; when {@code kernelPrefix}
+     * is not null, also that the GPU launched a kernel of that name. Returns the largest row error.
      */
     static double check(String kind, Problem p, long seed, UnaryOperator<CudaOptions.Builder> options,
                         String kernelPrefix) {
+        return check(kind, p, seed, gpuWith(options), kernelPrefix);
+    }
+
+    /** {@link #check(String, Problem, long, UnaryOperator, String)} on {@code gpu}, whose switches pick the kernel. */
+    static double check(String kind, Problem p, long seed, CudaBackend gpu, String kernelPrefix) {
         SplittableRandom rng = new SplittableRandom(seed);
         int seqs = p.contextLens.length;
         int pageSize = p.pageSize;
@@ -162,15 +167,8 @@ class CudaAttentionTest extends GpuBackendTest {
 
         AttentionShape shape = new AttentionShape(p.heads, p.kvHeads, p.headDim, (float) (1 / Math.sqrt(p.headDim)),
                 p.window);
-        CudaOptions before = gpu.options();
-        String kernel;
-        GpuChecks.configure(gpu, options);
-        try {
-            gpu.attention(gQkv, gKv, layer, batch, shape, gOut);
-            kernel = gpu.lastAttentionKernel();
-        } finally {
-            gpu.reconfigure(before);
-        }
+        gpu.attention(gQkv, gKv, layer, batch, shape, gOut);
+        String kernel = gpu.lastAttentionKernel();
         ref.attention(rQkv, rKv, layer, batch, shape, rOut);
         float[] got = new float[rows * qCols];
         float[] want = new float[rows * qCols];
@@ -299,14 +297,11 @@ class CudaAttentionTest extends GpuBackendTest {
     @Test
     void decodeWithOneSplitWritesTheOutputDirectly() {
         // One block per SM as the target and at least as many blocks as SMs: no split, no merge kernel.
-        GpuChecks.configure(gpu, o -> o.decodeBlocksPerSm(1));
-        try {
+        try (CudaBackend oneBlock = GpuChecks.open(o -> o.decodeBlocksPerSm(1).tensorCoreAttention(false))) {
             Problem p = Problem.decode(mixedContexts(64, 500), 8, 8, 64, 0);
-            assertThat(gpu.attentionDecodeSplits(64, new AttentionShape(8, 8, 64, 1, 0)))
+            assertThat(oneBlock.attentionDecodeSplits(64, new AttentionShape(8, 8, 64, 1, 0)))
                     .as("splits at 1 block per SM for 512 blocks").isEqualTo(1);
-            check("attention-decode", p, 500, true);
-        } finally {
-            GpuChecks.configure(gpu, o -> o.decodeBlocksPerSm(8));
+            check("attention-decode", p, 500, oneBlock, null);
         }
     }
 

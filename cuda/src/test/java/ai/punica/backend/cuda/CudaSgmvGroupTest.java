@@ -75,6 +75,11 @@ class CudaSgmvGroupTest extends GpuBackendTest {
     }
 
     void check(GroupCase c, long seed) {
+        check(c, seed, gpu);
+    }
+
+    /** {@link #check(GroupCase, long)} on {@code gpu} (a backend with other switches than the class's). */
+    void check(GroupCase c, long seed, CudaBackend gpu) {
         SplittableRandom rng = new SplittableRandom(seed);
         int n = c.n();
         int slots = c.ranks()[0].length;
@@ -366,15 +371,20 @@ class CudaSgmvGroupTest extends GpuBackendTest {
     }
 
     /** Up to 3 projections' LoRA weights on the GPU and on the reference, from the same seeded data. */
-    record LoadedGroup(List<LoraWeights> gpu, List<LoraWeights> ref, List<Tensor> owned) {
+    record LoadedGroup(CudaBackend device, List<LoraWeights> gpu, List<LoraWeights> ref, List<Tensor> owned) {
         void free() {
             for (Tensor t : owned) {
-                CudaSgmvGroupTest.gpu.free(t);
+                device.free(t);
             }
         }
     }
 
     static LoadedGroup loadGroup(SplittableRandom rng, int in, int[] outs, int[][] ranks) {
+        return loadGroup(gpu, rng, in, outs, ranks);
+    }
+
+    /** The group on {@code gpu} (one of several backends a test compares; the same seed gives the same weights). */
+    static LoadedGroup loadGroup(CudaBackend gpu, SplittableRandom rng, int in, int[] outs, int[][] ranks) {
         List<LoraWeights> g = new ArrayList<>();
         List<LoraWeights> r = new ArrayList<>();
         List<Tensor> owned = new ArrayList<>();
@@ -401,7 +411,7 @@ class CudaSgmvGroupTest extends GpuBackendTest {
             g.add(lw);
             r.add(rw);
         }
-        return new LoadedGroup(g, r, owned);
+        return new LoadedGroup(gpu, g, r, owned);
     }
 
     static Segments segments(int[] lens, int[] slots) {
@@ -439,82 +449,101 @@ class CudaSgmvGroupTest extends GpuBackendTest {
                 new Case("gate|up b32", 4096, GATE_UP_OUTS, 32, true),
                 new Case("down 11008→4096 b32", 11008, new int[] {4096}, 32, false),
                 new Case("odd in 1001 → 999|72 b12", 1001, new int[] {999, 72}, 12, true));
-        for (Case c : cases) {
-            int n = c.outs().length;
-            int total = Arrays.stream(c.outs()).sum();
-            int[] cols = columns(c.outs());
-            int slots = c.batch();
-            int[][] ranks = mixedRanks(n, slots, rng);
-            ranks[0][0] = 5;
-            if (slots > 1) {
-                ranks[n - 1][1] = 12;
-            }
-            LoadedGroup group = loadGroup(rng, c.in(), c.outs(), ranks);
-            int[] segSlots = iota(c.batch());
-            if (c.withoutAdapter()) {
-                for (int i = 2; i < c.batch(); i += 5) {
-                    segSlots[i] = -1;
+        // The fused kernel for every decode batch (no tile threshold) on one backend, the two launches on the other.
+        try (CudaBackend fusedGpu = GpuChecks.open(o -> o.fusedLora(true).fusedMinTiles(0));
+             CudaBackend twoLaunchGpu = GpuChecks.open(o -> o.fusedLora(false))) {
+            for (Case c : cases) {
+                int n = c.outs().length;
+                int total = Arrays.stream(c.outs()).sum();
+                int[] cols = columns(c.outs());
+                int slots = c.batch();
+                int[][] ranks = mixedRanks(n, slots, rng);
+                ranks[0][0] = 5;
+                if (slots > 1) {
+                    ranks[n - 1][1] = 12;
                 }
-            }
-            Segments seg = segments(fill(c.batch(), 1), segSlots);
-            int rows = c.batch();
-            Tensor x = gpu.allocate(rows, c.in());
-            Tensor v = gpu.allocate(rows, n * 64);
-            Tensor y = gpu.allocate(rows, total);
-            Tensor w = gpu.loadWeight(TensorData.of("w", DType.BF16, total, c.in(), random(rng, total * c.in(), 0.02)));
-            gpu.upload(random(rng, rows * c.in(), 1), x);
-            Runnable op = () -> gpu.matmulLora(x, w, null, y, group.gpu(), seg, v, cols);
+                long groupSeed = rng.nextLong();
+                LoadedGroup group = loadGroup(fusedGpu, new SplittableRandom(groupSeed), c.in(), c.outs(), ranks);
+                LoadedGroup twoGroup = loadGroup(twoLaunchGpu, new SplittableRandom(groupSeed), c.in(), c.outs(), ranks);
+                int[] segSlots = iota(c.batch());
+                if (c.withoutAdapter()) {
+                    for (int i = 2; i < c.batch(); i += 5) {
+                        segSlots[i] = -1;
+                    }
+                }
+                Segments seg = segments(fill(c.batch(), 1), segSlots);
+                int rows = c.batch();
+                TensorData wData = TensorData.of("w", DType.BF16, total, c.in(), random(rng, total * c.in(), 0.02));
+                float[] xData = random(rng, rows * c.in(), 1);
+                OnDevice fusedOp = new OnDevice(fusedGpu, rows, c.in(), n * 64, total, wData, xData);
+                OnDevice twoOp = new OnDevice(twoLaunchGpu, rows, c.in(), n * 64, total, wData, xData);
+                Runnable op = () -> fusedOp.matmulLora(group, seg, cols);
 
-            gpu.matmul(x, w, null, y);
-            float[] gemm = download(gpu, y);
-            GpuChecks.configure(gpu, o -> o.fusedLora(false));
-            op.run();
-            float[] twoLaunches = download(gpu, y);
-            GpuChecks.configure(gpu, o -> o.fusedLora(true));
-            GpuChecks.configure(gpu, o -> o.fusedMinTiles(0));
-            long launchesBefore = gpu.fusedLaunches();
-            op.run();
-            float[] fused = download(gpu, y);
-            assertThat(gpu.fusedLaunches()).as(c.name() + ": the fused kernel ran").isEqualTo(launchesBefore + 1);
-            op.run();
-            assertBitIdentical(c.name() + ": fused run 2 equals run 1", download(gpu, y), fused);
-            try (CudaBackend.CudaGraph graph = gpu.capture(op)) {
-                for (int replay = 0; replay < 3; replay++) {
-                    graph.launch();
-                    assertBitIdentical(c.name() + ": fused graph replay " + replay, download(gpu, y), fused);
+                fusedGpu.matmul(fusedOp.x(), fusedOp.w(), null, fusedOp.y());
+                float[] gemm = download(fusedGpu, fusedOp.y());
+                twoOp.matmulLora(twoGroup, seg, cols);
+                float[] twoLaunches = download(twoLaunchGpu, twoOp.y());
+                long launchesBefore = fusedGpu.fusedLaunches();
+                op.run();
+                float[] fused = download(fusedGpu, fusedOp.y());
+                assertThat(fusedGpu.fusedLaunches()).as(c.name() + ": the fused kernel ran").isEqualTo(launchesBefore + 1);
+                op.run();
+                assertBitIdentical(c.name() + ": fused run 2 equals run 1", download(fusedGpu, fusedOp.y()), fused);
+                try (CudaBackend.CudaGraph graph = fusedGpu.capture(op)) {
+                    for (int replay = 0; replay < 3; replay++) {
+                        graph.launch();
+                        assertBitIdentical(c.name() + ": fused graph replay " + replay, download(fusedGpu, fusedOp.y()), fused);
+                    }
                 }
-            }
-            // The reference LoRA on the GPU's GEMM output: y = gemm + Σ_m scale·(x·Aᵀ)·Bᵀ at the projection's columns.
-            Tensor rx = ref.allocate(rows, c.in());
-            Tensor ry = ref.allocate(rows, total);
-            ref.upload(download(gpu, x), rx);
-            ref.upload(gemm, ry);
-            Tensor rv = ref.allocate(rows, n * 64);
-            ref.sgmvShrinkGroup(rx, group.ref(), seg, rv);
-            ref.sgmvExpandGroup(rv, group.ref(), seg, ry, cols);
-            float[] want = new float[rows * total];
-            ref.download(ry, want);
-            float[] addedFused = GpuChecks.added(fused, gemm);
-            float[] addedTwo = GpuChecks.added(twoLaunches, gemm);
-            float[] addedRef = GpuChecks.added(want, gemm);
-            assertClose("fused decode " + c.name() + " vs reference (all of y)", fused, want, TOL);
-            assertClose("fused decode " + c.name() + " vs reference (added part)", addedFused, addedRef, 2 * TOL);
-            assertClose("fused decode " + c.name() + " vs two launches (added part)", addedFused, addedTwo, 2 * TOL);
-            for (int i = 0; i < seg.count(); i++) {
-                if (segSlots[i] < 0) {
-                    for (int col = 0; col < total; col++) {
-                        int at = i * total + col;
-                        if (Float.floatToRawIntBits(fused[at]) != Float.floatToRawIntBits(gemm[at])) {
-                            throw new AssertionError(c.name() + ": row " + i + " has no adapter but y[" + col + "] = "
-                                    + fused[at] + ", the GEMM gave " + gemm[at]);
+                // The reference LoRA on the GPU's GEMM output: y = gemm + Σ_m scale·(x·Aᵀ)·Bᵀ at the projection's columns.
+                Tensor rx = ref.allocate(rows, c.in());
+                Tensor ry = ref.allocate(rows, total);
+                ref.upload(download(fusedGpu, fusedOp.x()), rx);
+                ref.upload(gemm, ry);
+                Tensor rv = ref.allocate(rows, n * 64);
+                ref.sgmvShrinkGroup(rx, group.ref(), seg, rv);
+                ref.sgmvExpandGroup(rv, group.ref(), seg, ry, cols);
+                float[] want = new float[rows * total];
+                ref.download(ry, want);
+                float[] addedFused = GpuChecks.added(fused, gemm);
+                float[] addedTwo = GpuChecks.added(twoLaunches, gemm);
+                float[] addedRef = GpuChecks.added(want, gemm);
+                assertClose("fused decode " + c.name() + " vs reference (all of y)", fused, want, TOL);
+                assertClose("fused decode " + c.name() + " vs reference (added part)", addedFused, addedRef, 2 * TOL);
+                assertClose("fused decode " + c.name() + " vs two launches (added part)", addedFused, addedTwo, 2 * TOL);
+                for (int i = 0; i < seg.count(); i++) {
+                    if (segSlots[i] < 0) {
+                        for (int col = 0; col < total; col++) {
+                            int at = i * total + col;
+                            if (Float.floatToRawIntBits(fused[at]) != Float.floatToRawIntBits(gemm[at])) {
+                                throw new AssertionError(c.name() + ": row " + i + " has no adapter but y[" + col + "] = "
+                                        + fused[at] + ", the GEMM gave " + gemm[at]);
+                            }
                         }
                     }
                 }
+                System.out.println("CHECK sgmv-group fused decode " + c.name() + ": runs and 3 graph replays bit-identical,"
+                        + " rows without adapter untouched ok");
+                group.free();
+                twoGroup.free();
+                fusedOp.free();
+                twoOp.free();
             }
-            GpuChecks.configure(gpu, o -> o.fusedMinTiles(8));
-            System.out.println("CHECK sgmv-group fused decode " + c.name() + ": runs and 3 graph replays bit-identical,"
-                    + " rows without adapter untouched ok");
-            group.free();
+        }
+    }
+
+    /** x, v, y and the weight w of one matmulLora on {@code gpu}, x uploaded; what a test runs on two backends. */
+    record OnDevice(CudaBackend gpu, Tensor x, Tensor v, Tensor y, Tensor w) {
+        OnDevice(CudaBackend gpu, int rows, int in, int vCols, int total, TensorData w, float[] x) {
+            this(gpu, gpu.allocate(rows, in), gpu.allocate(rows, vCols), gpu.allocate(rows, total), gpu.loadWeight(w));
+            gpu.upload(x, this.x);
+        }
+
+        void matmulLora(LoadedGroup group, Segments seg, int[] cols) {
+            gpu.matmulLora(x, w, null, y, group.gpu(), seg, v, cols);
+        }
+
+        void free() {
             for (Tensor t : new Tensor[] {x, v, y, w}) {
                 gpu.free(t);
             }
@@ -530,14 +559,18 @@ class CudaSgmvGroupTest extends GpuBackendTest {
     void matmulLoraOverlapEqualsOneStream() {
         SplittableRandom rng = new SplittableRandom(6000);
         int in = 4096;
-        GpuChecks.configure(gpu, o -> o.fusedLora(false));
-        try {
+        // The fused kernel off on both, so that the two-launch path runs; the shrink on one stream or overlapped.
+        try (CudaBackend oneStreamGpu = GpuChecks.open(o -> o.fusedLora(false).loraOverlap(false));
+             CudaBackend overlapGpu = GpuChecks.open(o -> o.fusedLora(false).loraOverlap(true))) {
             for (int[] outs : new int[][] {QKV_OUTS, {4096}}) {
                 for (int rows : new int[] {32, 300}) {
                     int n = outs.length;
                     int total = Arrays.stream(outs).sum();
                     int slots = 32;
-                    LoadedGroup group = loadGroup(rng, in, outs, mixedRanks(n, slots, rng));
+                    int[][] ranks = mixedRanks(n, slots, rng);
+                    long groupSeed = rng.nextLong();
+                    LoadedGroup oneGroup = loadGroup(oneStreamGpu, new SplittableRandom(groupSeed), in, outs, ranks);
+                    LoadedGroup group = loadGroup(overlapGpu, new SplittableRandom(groupSeed), in, outs, ranks);
                     Segments seg;
                     if (rows == 32) {
                         seg = segments(fill(32, 1), iota(32));
@@ -556,40 +589,37 @@ class CudaSgmvGroupTest extends GpuBackendTest {
                                 ss.stream().mapToInt(Integer::intValue).toArray());
                     }
                     int[] cols = columns(outs);
-                    Tensor x = gpu.allocate(rows, in);
-                    Tensor v = gpu.allocate(rows, n * 64);
-                    Tensor y = gpu.allocate(rows, total);
-                    Tensor wt = gpu.loadWeight(TensorData.of("w", DType.BF16, total, in, random(rng, total * in, 0.02)));
-                    gpu.upload(random(rng, rows * in, 1), x);
+                    TensorData wData = TensorData.of("w", DType.BF16, total, in, random(rng, total * in, 0.02));
+                    float[] xData = random(rng, rows * in, 1);
+                    OnDevice one = new OnDevice(oneStreamGpu, rows, in, n * 64, total, wData, xData);
+                    OnDevice overlapped = new OnDevice(overlapGpu, rows, in, n * 64, total, wData, xData);
                     float[] poison = new float[rows * n * 64];
                     Arrays.fill(poison, Float.NaN);
-                    Runnable op = () -> gpu.matmulLora(x, wt, null, y, group.gpu(), seg, v, cols);
-                    GpuChecks.configure(gpu, o -> o.loraOverlap(false));
-                    gpu.upload(poison, v);
-                    op.run();
-                    float[] oneStream = download(gpu, y);
-                    GpuChecks.configure(gpu, o -> o.loraOverlap(true));
-                    gpu.upload(poison, v);
+                    Runnable op = () -> overlapped.matmulLora(group, seg, cols);
+                    oneStreamGpu.upload(poison, one.v());
+                    one.matmulLora(oneGroup, seg, cols);
+                    float[] oneStream = download(oneStreamGpu, one.y());
+                    overlapGpu.upload(poison, overlapped.v());
                     op.run();
                     String what = (n == 3 ? "q|k|v" : "o") + " rows " + rows;
-                    assertBitIdentical("matmulLora overlapped vs one stream, " + what, download(gpu, y), oneStream);
-                    try (CudaBackend.CudaGraph graph = gpu.capture(op)) {
+                    assertBitIdentical("matmulLora overlapped vs one stream, " + what, download(overlapGpu, overlapped.y()),
+                            oneStream);
+                    try (CudaBackend.CudaGraph graph = overlapGpu.capture(op)) {
                         for (int replay = 0; replay < 3; replay++) {
-                            gpu.upload(poison, v);
+                            overlapGpu.upload(poison, overlapped.v());
                             graph.launch();
-                            assertBitIdentical("matmulLora graph replay " + replay + ", " + what, download(gpu, y), oneStream);
+                            assertBitIdentical("matmulLora graph replay " + replay + ", " + what,
+                                    download(overlapGpu, overlapped.y()), oneStream);
                         }
                     }
                     System.out.println("CHECK sgmv-group matmulLora overlap " + what + ": equals one stream bit for bit,"
                             + " eager and 3 graph replays ok");
                     group.free();
-                    for (Tensor t : new Tensor[] {x, v, y, wt}) {
-                        gpu.free(t);
-                    }
+                    oneGroup.free();
+                    one.free();
+                    overlapped.free();
                 }
             }
-        } finally {
-            GpuChecks.configure(gpu, o -> o.fusedLora(true));
         }
     }
 }

@@ -13,11 +13,8 @@ import ai.punica.backend.Segments;
 import ai.punica.backend.Tensor;
 import ai.punica.backend.TensorData;
 import ai.punica.backend.reference.ReferenceBackend;
-import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.List;
 import java.util.SplittableRandom;
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 
@@ -28,7 +25,8 @@ import org.junit.jupiter.api.Test;
  * segments without an adapter, in/out 4096/4096, 4096/11008 (into the gate|up row at a column offset),
  * 11008/4096 and odd sizes (1000 → 999 at column 3, 2003 → 72: unaligned x rows, 72 → 72). Each case runs the
  * tensor-core path ({@code sgmvTcMinRows = 1}) twice on the same buffers with v poisoned (NaN) before each run,
- * then the CUDA-core path ({@code sgmvTcMinRows = 0}):
+ * then the CUDA-core path ({@code sgmvTcMinRows = 0}), each path on a backend of its own ({@link #gpuWith}: CUDA
+ * options are fixed when a backend starts) with the same data:
  * <ul>
  *   <li>shrink and expand each within ‖gpu − ref‖/‖ref‖ ≤ 1e-2 of the reference (the expand from the GPU's own v);
  *   <li>the two tensor-core runs bit-identical (the split-K reduction adds in a fixed order);
@@ -44,15 +42,41 @@ import org.junit.jupiter.api.Test;
 class CudaSgmvTensorCoreTest extends GpuBackendTest {
     static final double TOL = 1e-2;
 
-    @AfterEach
-    void defaultSwitches() {
-        if (gpu != null) {
-            GpuChecks.configure(gpu, o -> o.sgmvTcMinRows(CudaOptions.SGMV_TC_MIN_ROWS));
-        }
-    }
-
     /** v and y of one path: the defined part of v (the rest zeroed) and all of y. */
     record Result(float[] v, float[] y) {
+    }
+
+    /** A case's adapters and x, v, y on one backend. */
+    record OnDevice(CudaBackend gpu, LoraWeights w, Tensor x, Tensor v, Tensor y) {
+        /** Slot s gets adapter (a[s], b[s]) with {@code like}'s rank and scale; none where a[s] is null. */
+        static OnDevice load(CudaBackend gpu, TensorData[] a, TensorData[] b, LoraWeights like, float[] x, int rows,
+                             int in, int vCols, int yCols) {
+            LoraWeights w = LoraWeights.empty(a.length);
+            for (int s = 0; s < a.length; s++) {
+                if (a[s] != null) {
+                    w.a()[s] = gpu.loadWeight(a[s]);
+                    w.b()[s] = gpu.loadWeight(b[s]);
+                    w.rank()[s] = like.rank()[s];
+                    w.scale()[s] = like.scale()[s];
+                }
+            }
+            OnDevice d = new OnDevice(gpu, w, gpu.allocate(rows, in), gpu.allocate(rows, vCols),
+                    gpu.allocate(rows, yCols));
+            gpu.upload(x, d.x);
+            return d;
+        }
+
+        void free() {
+            for (int s = 0; s < w.slots(); s++) {
+                if (w.a()[s] != null) {
+                    gpu.free(w.a()[s]);
+                    gpu.free(w.b()[s]);
+                }
+            }
+            for (Tensor t : new Tensor[] {x, v, y}) {
+                gpu.free(t);
+            }
+        }
     }
 
     /**
@@ -67,24 +91,20 @@ class CudaSgmvTensorCoreTest extends GpuBackendTest {
     void check(CudaSgmvTest.Case c, long seed, boolean tensorCores, int tcMinRows) {
         SplittableRandom rng = new SplittableRandom(seed);
         int slots = c.slotRanks().length;
-        LoraWeights gW = LoraWeights.empty(slots);
+        TensorData[] as = new TensorData[slots];
+        TensorData[] bs = new TensorData[slots];
         LoraWeights rW = LoraWeights.empty(slots);
-        List<Tensor> gOwned = new ArrayList<>();
         for (int s = 0; s < slots; s++) {
             int rank = c.slotRanks()[s];
             if (rank == 0) {
                 continue;
             }
-            TensorData a = TensorData.of("A" + s, DType.BF16, rank, c.in(), random(rng, rank * c.in(), 0.05));
-            TensorData b = TensorData.of("B" + s, DType.BF16, c.out(), rank, random(rng, c.out() * rank, 0.1));
-            gW.a()[s] = gpu.loadWeight(a);
-            gW.b()[s] = gpu.loadWeight(b);
-            rW.a()[s] = ref.loadWeight(a);
-            rW.b()[s] = ref.loadWeight(b);
-            gOwned.add(gW.a()[s]);
-            gOwned.add(gW.b()[s]);
-            gW.rank()[s] = rW.rank()[s] = rank;
-            gW.scale()[s] = rW.scale()[s] = (float) (16.0 / rank);
+            as[s] = TensorData.of("A" + s, DType.BF16, rank, c.in(), random(rng, rank * c.in(), 0.05));
+            bs[s] = TensorData.of("B" + s, DType.BF16, c.out(), rank, random(rng, c.out() * rank, 0.1));
+            rW.a()[s] = ref.loadWeight(as[s]);
+            rW.b()[s] = ref.loadWeight(bs[s]);
+            rW.rank()[s] = rank;
+            rW.scale()[s] = (float) (16.0 / rank);
         }
         int[] starts = new int[c.segLens().length + 1];
         for (int i = 0; i < c.segLens().length; i++) {
@@ -96,13 +116,9 @@ class CudaSgmvTensorCoreTest extends GpuBackendTest {
         float[] y0 = random(rng, rows * c.yCols(), 0.5);
         float[] poison = new float[rows * c.vCols()];
         Arrays.fill(poison, Float.NaN);
-        Tensor gx = gpu.allocate(rows, c.in());
-        Tensor gv = gpu.allocate(rows, c.vCols());
-        Tensor gy = gpu.allocate(rows, c.yCols());
         Tensor rx = ref.allocate(rows, c.in());
         Tensor rv = ref.allocate(rows, c.vCols());
         Tensor ry = ref.allocate(rows, c.yCols());
-        gpu.upload(xv, gx);
         ref.upload(xv, rx);
         ref.upload(poison, rv);
         ref.sgmvShrink(rx, rW, segments, rv);
@@ -112,23 +128,32 @@ class CudaSgmvTensorCoreTest extends GpuBackendTest {
         System.out.printf("CHECK sgmv-tc start %s (tc runs at sgmvTcMinRows %d)%n", what, tcMinRows);
 
         Result first = null;
+        OnDevice d = null;
         for (int run = 0; run < 3; run++) {
             boolean tc = run < 2;
-            GpuChecks.configure(gpu, o -> o.sgmvTcMinRows(tc ? tcMinRows : 0));
+            if (run != 1) {
+                // Runs 0 and 1 on the tensor-core backend's buffers, run 2 on the CUDA-core backend's.
+                if (d != null) {
+                    d.free();
+                }
+                d = OnDevice.load(gpuWith(o -> o.sgmvTcMinRows(tc ? tcMinRows : 0)), as, bs, rW, xv, rows, c.in(),
+                        c.vCols(), c.yCols());
+            }
+            CudaBackend gpu = d.gpu();
             String path = tc ? "tc run " + run : "cuda cores";
             long launches = gpu.sgmvTensorCoreLaunches();
-            gpu.upload(poison, gv);
-            gpu.upload(y0, gy);
-            gpu.sgmvShrink(gx, gW, segments, gv);
-            float[] v = definedOnly(download(gpu, gv), c, starts);
+            gpu.upload(poison, d.v());
+            gpu.upload(y0, d.y());
+            gpu.sgmvShrink(d.x(), d.w(), segments, d.v());
+            float[] v = definedOnly(download(gpu, d.v()), c, starts);
             compare("shrink " + path + " " + what, v, refV, rows, c.vCols(), starts, TOL);
 
             // The reference expands the GPU's v, so the expand check sees only the expand kernel's error.
-            ref.upload(download(gpu, gv), rv);
+            ref.upload(download(gpu, d.v()), rv);
             ref.upload(y0, ry);
             ref.sgmvExpand(rv, rW, segments, ry, c.yCol());
-            gpu.sgmvExpand(gv, gW, segments, gy, c.yCol());
-            float[] y = download(gpu, gy);
+            gpu.sgmvExpand(d.v(), d.w(), segments, d.y(), c.yCol());
+            float[] y = download(gpu, d.y());
             float[] yRef = download(ref, ry);
             compare("expand " + path + " " + what + " (added part)", GpuChecks.added(y, y0), GpuChecks.added(yRef, y0),
                     rows, c.yCols(), starts, 2 * TOL);
@@ -148,12 +173,7 @@ class CudaSgmvTensorCoreTest extends GpuBackendTest {
                 System.out.printf("CHECK sgmv-tc %-90s tc vs cuda-core shrink relErr %.2e%n", what, dv);
             }
         }
-        for (Tensor t : gOwned) {
-            gpu.free(t);
-        }
-        for (Tensor t : new Tensor[] {gx, gv, gy}) {
-            gpu.free(t);
-        }
+        d.free();
     }
 
     /**
@@ -306,14 +326,15 @@ class CudaSgmvTensorCoreTest extends GpuBackendTest {
         check(new CudaSgmvTest.Case("rank 128 beside rank 16 (stays on cuda cores)", 4096, 1024, 128, 0, 1024,
                 new int[] {100, 100}, new int[] {0, 1}, new int[] {16, 128}), 41, false);
         // The default threshold: segments of at least that many rows take tensor cores, shorter ones do not.
-        GpuChecks.configure(gpu, o -> o.sgmvTcMinRows(CudaOptions.SGMV_TC_MIN_ROWS));
-        assertThat(takesTensorCores(fill(8, 128), iota(8), 8)).as("8 x 128 rows at the default threshold").isTrue();
-        assertThat(takesTensorCores(new int[] {1, 1, 1, 1, 1, 1, 1, 60}, iota(8), 8))
+        CudaBackend byDefault = gpuWith(o -> o.sgmvTcMinRows(CudaOptions.SGMV_TC_MIN_ROWS));
+        assertThat(takesTensorCores(byDefault, fill(8, 128), iota(8), 8)).as("8 x 128 rows at the default threshold")
+                .isTrue();
+        assertThat(takesTensorCores(byDefault, new int[] {1, 1, 1, 1, 1, 1, 1, 60}, iota(8), 8))
                 .as("7 one-row segments and one of 60: the 60 rows on tensor cores").isTrue();
-        assertThat(takesTensorCores(new int[] {1, 2, 15, 1, 3, 15, 1, 9}, iota(8), 8))
+        assertThat(takesTensorCores(byDefault, new int[] {1, 2, 15, 1, 3, 15, 1, 9}, iota(8), 8))
                 .as("segments of 1 to 15 rows: all below the threshold").isFalse();
-        GpuChecks.configure(gpu, o -> o.sgmvTcMinRows(0));
-        assertThat(takesTensorCores(fill(8, 128), iota(8), 8)).as("8 x 128 rows with sgmvTcMinRows = 0").isFalse();
+        assertThat(takesTensorCores(gpuWith(o -> o.sgmvTcMinRows(0)), fill(8, 128), iota(8), 8))
+                .as("8 x 128 rows with sgmvTcMinRows = 0").isFalse();
         System.out.println("CHECK sgmv-tc dispatch by rows per segment (default " + CudaOptions.SGMV_TC_MIN_ROWS
                 + ", 0 = off) ok");
     }
@@ -336,8 +357,8 @@ class CudaSgmvTensorCoreTest extends GpuBackendTest {
                 CudaOptions.SGMV_TC_MIN_ROWS);
     }
 
-    /** Whether a rank-16 shrink of these segments ran on tensor cores. */
-    private boolean takesTensorCores(int[] segLens, int[] segSlots, int slots) {
+    /** Whether a rank-16 shrink of these segments ran on tensor cores on {@code gpu}. */
+    private static boolean takesTensorCores(CudaBackend gpu, int[] segLens, int[] segSlots, int slots) {
         SplittableRandom rng = new SplittableRandom(50);
         int[] starts = new int[segLens.length + 1];
         for (int i = 0; i < segLens.length; i++) {
@@ -368,16 +389,16 @@ class CudaSgmvTensorCoreTest extends GpuBackendTest {
 
     @Test
     void groupedProjectionsOnTensorCoresMatchReference() {
-        GpuChecks.configure(gpu, o -> o.sgmvTcMinRows(1));
+        CudaBackend gpu = gpuWith(o -> o.sgmvTcMinRows(1));
         CudaSgmvGroupTest group = new CudaSgmvGroupTest();
         SplittableRandom rng = new SplittableRandom(60);
         long before = gpu.sgmvTensorCoreLaunches();
         int[] lens = {128, 1, 300, 0, 64, 65};
         int[] slots = {0, 1, 2, 3, -1, 4};
         group.check(new CudaSgmvGroupTest.GroupCase("tc q|k|v segments 128/1/300/0/64(-1)/65, mixed ranks",
-                4096, CudaSgmvGroupTest.QKV_OUTS, 0, lens, slots, CudaSgmvGroupTest.mixedRanks(3, 5, rng), 64, 0), 61);
+                4096, CudaSgmvGroupTest.QKV_OUTS, 0, lens, slots, CudaSgmvGroupTest.mixedRanks(3, 5, rng), 64, 0), 61, gpu);
         group.check(new CudaSgmvGroupTest.GroupCase("tc gate|up segments 128/1/300/0/64(-1)/65, mixed ranks",
-                4096, CudaSgmvGroupTest.GATE_UP_OUTS, 0, lens, slots, CudaSgmvGroupTest.mixedRanks(2, 5, rng), 64, 0), 62);
+                4096, CudaSgmvGroupTest.GATE_UP_OUTS, 0, lens, slots, CudaSgmvGroupTest.mixedRanks(2, 5, rng), 64, 0), 62, gpu);
         long ran = gpu.sgmvTensorCoreLaunches() - before;
         System.out.printf("CHECK sgmv-tc grouped ops: %d tensor-core launches %s%n", ran, ran > 0 ? "ok" : "FAIL");
         assertThat(ran).as("tensor-core launches of the grouped checks").isPositive();
@@ -387,11 +408,12 @@ class CudaSgmvTensorCoreTest extends GpuBackendTest {
     void matmulLoraOfAPrefillChunkOnTensorCoresMatchesReference() {
         // q|k|v-like group (1024 → 512|128|128) over a prefill chunk of 200 + 100 rows beside a decode row, the
         // shrink on the side stream; the whole projection against the reference's GEMM + shrink + expand.
+        CudaBackend gpu = gpuWith(o -> o.sgmvTcMinRows(CudaOptions.SGMV_TC_MIN_ROWS).loraOverlap(true));
         SplittableRandom rng = new SplittableRandom(80);
         int in = 1024;
         int[] outs = {512, 128, 128};
         int total = 768;
-        CudaSgmvGroupTest.LoadedGroup group = CudaSgmvGroupTest.loadGroup(rng, in, outs,
+        CudaSgmvGroupTest.LoadedGroup group = CudaSgmvGroupTest.loadGroup(gpu, rng, in, outs,
                 new int[][] {{16, 64, 8}, {16, 0, 12}, {4, 64, 0}});
         Segments seg = CudaSgmvGroupTest.segments(new int[] {200, 1, 100}, new int[] {0, 2, 1});
         int rows = 301;
@@ -408,7 +430,6 @@ class CudaSgmvTensorCoreTest extends GpuBackendTest {
         Tensor ry = ref.allocate(rows, total);
         gpu.upload(xv, gx);
         ref.upload(xv, rx);
-        GpuChecks.configure(gpu, o -> o.sgmvTcMinRows(CudaOptions.SGMV_TC_MIN_ROWS).loraOverlap(true));
         long before = gpu.sgmvTensorCoreLaunches();
         gpu.matmulLora(gx, gw, null, gy, group.gpu(), seg, gv, cols);
         long ran = gpu.sgmvTensorCoreLaunches() - before;
@@ -427,7 +448,7 @@ class CudaSgmvTensorCoreTest extends GpuBackendTest {
 
     @Test
     void splitKShrinkOnTensorCoresReplaysBitIdenticallyInACudaGraph() {
-        GpuChecks.configure(gpu, o -> o.sgmvTcMinRows(1));
+        CudaBackend gpu = gpuWith(o -> o.sgmvTcMinRows(1));
         SplittableRandom rng = new SplittableRandom(70);
         int rows = 256;
         int in = 11008;

@@ -21,15 +21,12 @@ class CudaStepGraphTest {
     @Test
     void replayedDecodeStepsMatchEagerSteps() {
         GpuChecks.requireDevice();
-        try (CudaBackend gpu = new CudaBackend()) {
-            GpuChecks.configure(gpu, o -> o.stepGraphs(true));
+        try (CudaBackend gpu = GpuChecks.open(o -> o.stepGraphs(true));
+             CudaBackend eagerGpu = GpuChecks.open(o -> o.stepGraphs(false))) {
             Runner graphed = new Runner(gpu);
-            GpuChecks.configure(gpu, o -> o.stepGraphs(false));
-            Runner eager = new Runner(gpu);
+            Runner eager = new Runner(eagerGpu);
+            assertThat(eagerGpu.stepRecorder()).isNull(); // graphs off: models on this backend run kernel by kernel
             StepRecorder recorder = gpu.stepRecorder();
-            assertThat(recorder).isNull(); // off now: only models loaded with graphs on use them
-            GpuChecks.configure(gpu, o -> o.stepGraphs(true));
-            recorder = gpu.stepRecorder();
             try {
                 SplittableRandom random = new SplittableRandom(11);
                 int vocab = graphed.model.config().vocabSize();

@@ -31,9 +31,13 @@ final class GpuChecks {
                 + CudaBackendProvider.unavailableReason());
     }
 
-    /** Changes some of {@code gpu}'s switches, e.g. {@code configure(gpu, o -> o.fusedLora(false))}. */
-    static void configure(CudaBackend gpu, UnaryOperator<CudaOptions.Builder> change) {
-        gpu.reconfigure(change.apply(gpu.options().toBuilder()).build());
+    /**
+     * A second backend on the device (the test has checked there is one) with some switches changed from
+     * this JVM's {@code -Dpunica.cuda.*} ones, e.g. {@code open(o -> o.fusedLora(false))}: tests compare the
+     * paths a switch chooses by running the same data through two backends.
+     */
+    static CudaBackend open(UnaryOperator<CudaOptions.Builder> change) {
+        return new CudaBackend(change.apply(CudaOptions.fromSystemProperties().toBuilder()).build());
     }
 
     /** {@code values − base}, element by element: what an op added to what was there. */

@@ -14,8 +14,9 @@ import java.util.function.UnaryOperator;
 
 /**
  * Prefill and mixed-step attention on one GPU: the tensor-core kernel (attention_tc.cu) against the CUDA-core
- * kernel (attention_paged) on the same tensors, for the Llama-2-7B (32/32 heads of 128) and Llama-3-8B (32/8)
- * shapes, bf16 cache in shuffled pages of 16 tokens.
+ * kernel (attention_paged) on the same seeded data (a backend per kernel: CUDA options are fixed when a backend
+ * starts), for the Llama-2-7B (32/32 heads of 128) and Llama-3-8B (32/8) shapes, bf16 cache in shuffled pages of
+ * 16 tokens.
  * <ul>
  *   <li>{@code cuBLAS}: an 8192³ bf16 GEMM through the backend, the attainable tensor-core rate of this card
  *       (the H200's dense bf16 datasheet figure is 989 TFLOP/s).</li>
@@ -54,7 +55,9 @@ public final class PrefillAttentionBench {
     public static void main(String[] args) {
         Model llama2 = new Model("llama2-7b", 32, 32, 128);
         Model llama3 = new Model("llama3-8b", 32, 8, 128);
-        try (CudaBackend gpu = new CudaBackend()) {
+        // One backend per kernel (CUDA options are fixed when a backend starts); each case uploads the same seeded
+        // data to both.
+        try (CudaBackend gpu = GpuChecks.open(TENSOR_CORES); CudaBackend cudaCores = GpuChecks.open(CUDA_CORES)) {
             System.out.println("device " + gpu.deviceDescription() + " kernels " + gpu.kernelOrigins());
             double peak = gemmTflops(gpu, 8192);
             System.out.printf("BENCH cuBLAS bf16 GEMM 8192^3: %.0f TFLOP/s (datasheet dense bf16 %.0f)%n", peak,
@@ -65,7 +68,7 @@ public final class PrefillAttentionBench {
                 for (int batch : new int[] {8, 1}) {
                     int[] ctx = new int[batch];
                     Arrays.fill(ctx, 2048);
-                    Result r = run(gpu, m, ctx, ctx.clone(), 0);
+                    Result r = run(gpu, cudaCores, m, ctx, ctx.clone(), 0);
                     print("prefill", m, batch, 2048, 2048, r, peak);
                     if (batch == 8) {
                         System.out.printf("BENCH ttft %s 8x2048: attention of a 32-layer prefill %.1f ms (tensor cores)"
@@ -78,18 +81,18 @@ public final class PrefillAttentionBench {
                 Arrays.fill(ctx, 2048);
                 Arrays.fill(rows, 1);
                 rows[0] = 512;
-                print("mixed", m, 32, 0, 2048, run(gpu, m, ctx, rows, 0), peak);
+                print("mixed", m, 32, 0, 2048, run(gpu, cudaCores, m, ctx, rows, 0), peak);
                 // A sliding window of 512 over 2048-token prompts.
                 int[] eight = new int[8];
                 Arrays.fill(eight, 2048);
-                print("window512", m, 8, 2048, 2048, run(gpu, m, eight, eight.clone(), 512), peak);
+                print("window512", m, 8, 2048, 2048, run(gpu, cudaCores, m, eight, eight.clone(), 512), peak);
             }
             for (int n : new int[] {1, 2, 4, 8, 16, 32, 64}) {
                 int[] ctx = new int[32];
                 int[] rows = new int[32];
                 Arrays.fill(ctx, 2048);
                 Arrays.fill(rows, n);
-                print("rows", llama3, 32, n, 2048, run(gpu, llama3, ctx, rows, 0), peak);
+                print("rows", llama3, 32, n, 2048, run(gpu, cudaCores, llama3, ctx, rows, 0), peak);
             }
         }
     }
@@ -103,10 +106,17 @@ public final class PrefillAttentionBench {
                 r.oldMs / r.tcMs, r.diff);
     }
 
-    /** One step (per sequence its context and query rows) on both kernels. */
-    private static Result run(CudaBackend gpu, Model m, int[] contextLens, int[] queryCounts, int window) {
+    /** The cache, queries and output of one step on one backend. */
+    private record StepTensors(KvStorage kv, Tensor qkv, Tensor out) {
+    }
+
+    /**
+     * One step (per sequence its context and query rows) on both kernels: {@code gpu} takes the tensor-core
+     * kernel, {@code cudaCores} the CUDA-core one, each on its own copy of the same seeded data.
+     */
+    private static Result run(CudaBackend gpu, CudaBackend cudaCores, Model m, int[] contextLens, int[] queryCounts,
+                              int window) {
         int seqs = contextLens.length;
-        int kvCols = m.kvHeads * m.headDim;
         int[] queryStarts = new int[seqs + 1];
         int[] pageTableStarts = new int[seqs + 1];
         int pages = 0;
@@ -125,6 +135,43 @@ public final class PrefillAttentionBench {
         int rows = queryStarts[seqs];
         AttentionBatch step = new AttentionBatch(queryStarts, contextLens, pageTableStarts, pageTables, new int[rows],
                 PAGE_SIZE);
+        int qCols = m.heads * m.headDim;
+        AttentionShape shape = new AttentionShape(m.heads, m.kvHeads, m.headDim, (float) (1 / Math.sqrt(m.headDim)),
+                window);
+
+        StepTensors t = upload(gpu, m, step, pages);
+        double tc = medianMs(gpu, () -> gpu.attention(t.qkv, t.kv, 0, step, shape, t.out), REPS);
+        String kernel = gpu.lastAttentionKernel();
+        int splits = gpu.attentionTensorCoreSplits(rows, seqs, shape);
+        float[] tcOut = new float[rows * qCols];
+        gpu.download(t.out, tcOut);
+        gpu.free(t.qkv);
+        gpu.free(t.out);
+        StepTensors c = upload(cudaCores, m, step, pages);
+        double old = medianMs(cudaCores, () -> cudaCores.attention(c.qkv, c.kv, 0, step, shape, c.out),
+                Math.max(3, REPS / 3));
+        float[] oldOut = new float[rows * qCols];
+        cudaCores.download(c.out, oldOut);
+        cudaCores.free(c.qkv);
+        cudaCores.free(c.out);
+        // KvStorage has no free: each case's cache stays until the backends close (a few hundred MB at most each).
+
+        double flops = 0;
+        for (int s = 0; s < seqs; s++) {
+            for (int r = queryStarts[s]; r < queryStarts[s + 1]; r++) {
+                int pos = step.position(s, r);
+                int visible = window > 0 ? Math.min(window, pos + 1) : pos + 1;
+                flops += 4.0 * visible * m.headDim * m.heads;
+            }
+        }
+        return new Result(tc, old, flops, GpuChecks.relativeError(tcOut, oldOut), kernel, splits);
+    }
+
+    /** The step's keys and values appended to a fresh cache, its qkv rows and an output, from seed 11 on any backend. */
+    private static StepTensors upload(CudaBackend gpu, Model m, AttentionBatch step, int pages) {
+        int seqs = step.numSequences();
+        int[] contextLens = step.contextLens();
+        int kvCols = m.kvHeads * m.headDim;
         KvStorage kv = gpu.allocateKv(1, pages, PAGE_SIZE, m.kvHeads, m.headDim);
         SplittableRandom rng = new SplittableRandom(11);
         int longest = Arrays.stream(contextLens).max().orElse(0);
@@ -145,40 +192,12 @@ public final class PrefillAttentionBench {
             }
         }
         gpu.free(history);
+        int rows = step.numRows();
         int qCols = m.heads * m.headDim;
         Tensor qkv = gpu.allocate(rows, qCols + 2 * kvCols);
         gpu.upload(GpuChecks.random(rng, rows * (qCols + 2 * kvCols), 1.5), qkv);
         Tensor out = gpu.allocate(rows, qCols);
-        AttentionShape shape = new AttentionShape(m.heads, m.kvHeads, m.headDim, (float) (1 / Math.sqrt(m.headDim)),
-                window);
-        Runnable call = () -> gpu.attention(qkv, kv, 0, step, shape, out);
-
-        CudaOptions before = gpu.options();
-        GpuChecks.configure(gpu, TENSOR_CORES);
-        double tc = medianMs(gpu, call, REPS);
-        String kernel = gpu.lastAttentionKernel();
-        int splits = gpu.attentionTensorCoreSplits(rows, seqs, shape);
-        float[] tcOut = new float[rows * qCols];
-        gpu.download(out, tcOut);
-        gpu.reconfigure(before);
-        GpuChecks.configure(gpu, CUDA_CORES);
-        double old = medianMs(gpu, call, Math.max(3, REPS / 3));
-        float[] oldOut = new float[rows * qCols];
-        gpu.download(out, oldOut);
-        gpu.reconfigure(before);
-        gpu.free(qkv);
-        gpu.free(out);
-        // KvStorage has no free: each case's cache stays until the backend closes (a few hundred MB at most).
-
-        double flops = 0;
-        for (int s = 0; s < seqs; s++) {
-            for (int r = queryStarts[s]; r < queryStarts[s + 1]; r++) {
-                int pos = step.position(s, r);
-                int visible = window > 0 ? Math.min(window, pos + 1) : pos + 1;
-                flops += 4.0 * visible * m.headDim * m.heads;
-            }
-        }
-        return new Result(tc, old, flops, GpuChecks.relativeError(tcOut, oldOut), kernel, splits);
+        return new StepTensors(kv, qkv, out);
     }
 
     private static double medianMs(CudaBackend gpu, Runnable call, int reps) {

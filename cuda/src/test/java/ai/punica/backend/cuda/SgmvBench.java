@@ -29,7 +29,7 @@ public final class SgmvBench {
         try (CudaBackend gpu = new CudaBackend()) {
             System.out.println("device " + gpu.deviceDescription() + " kernels " + gpu.kernelOrigins());
             SplittableRandom rng = new SplittableRandom(1);
-            prefill(gpu, rng);
+            prefill(rng);
             Tensor w = gpu.loadWeight(TensorData.of("w", DType.BF16, hidden, hidden, random(rng, hidden * hidden, 0.02f)));
             System.out.println("BENCH batch rank | gemm4096 us (stream, graph) | shrink+expand us (stream, graph)"
                     + " | lora/gemm (graph) | lora GB/s (graph)");
@@ -163,106 +163,149 @@ public final class SgmvBench {
      * before each timed call: the CUDA-core kernels ({@code sgmvTcMinRows = 0}) against the tensor-core ones
      * (forced, {@code = 1}), next to the best published SGMV's times (issue 14: 33 and 47 µs). Then the
      * crossover: 8 and 32 segments of 1 to 128 rows, both paths, to set the threshold (the default path is
-     * named in the last column).
+     * named in the last column). One backend per path (CUDA options are fixed when a backend starts), each
+     * problem drawn once and uploaded to every backend that times it; the backends close before the decode
+     * benchmarks.
      */
-    private static void prefill(CudaBackend gpu, SplittableRandom rng) {
+    private static void prefill(SplittableRandom rng) {
         int hidden = 4096;
         int rank = 16;
-        Tensor[] flush = {gpu.allocate(8192, hidden), gpu.allocate(8192, hidden), gpu.allocate(8192, hidden)};
-        Runnable flushL2 = () -> gpu.add(flush[0], flush[1], flush[2]); // 192 MB of traffic, above any L2
-        System.out.println("BENCH prefill segs x rows, rank " + rank + ", in→out | cuda-core us | tensor-core us"
-                + " (shrink, expand) | target us | speed-up | tc launches");
-        for (int[] shape : new int[][] {{8, 128}, {1, 1024}}) {
-            for (int out : new int[] {4096, 11008}) {
-                Problem p = Problem.of(gpu, rng, shape[0], shape[1], hidden, out, rank);
-                GpuChecks.configure(gpu, o -> o.sgmvTcMinRows(0));
-                float old = coldMedian(gpu, flushL2, p.both());
-                GpuChecks.configure(gpu, o -> o.sgmvTcMinRows(1));
-                long before = gpu.sgmvTensorCoreLaunches();
-                float tc = coldMedian(gpu, flushL2, p.both());
-                long launches = gpu.sgmvTensorCoreLaunches() - before;
-                float tcShrink = coldMedian(gpu, flushL2, p.shrink());
-                float tcExpand = coldMedian(gpu, flushL2, p.expand());
-                int target = out == 4096 ? 33 : 47;
-                System.out.printf("BENCH prefill %d x %4d, %d→%-5d | %8.1f | %8.1f (%6.1f, %6.1f) | %3d %s | %5.2fx | %d%n",
-                        shape[0], shape[1], hidden, out, old * 1e3, tc * 1e3, tcShrink * 1e3, tcExpand * 1e3, target,
-                        tc * 1e3 <= target ? "met" : "MISSED", old / tc, launches);
-                p.free();
+        try (CudaBackend cudaCoreGpu = GpuChecks.open(o -> o.sgmvTcMinRows(0));
+             CudaBackend tensorCoreGpu = GpuChecks.open(o -> o.sgmvTcMinRows(1));
+             CudaBackend defaultGpu = GpuChecks.open(o -> o.sgmvTcMinRows(CudaOptions.SGMV_TC_MIN_ROWS))) {
+            Cold cudaCores = Cold.on(cudaCoreGpu, hidden);
+            Cold tensorCores = Cold.on(tensorCoreGpu, hidden);
+            Cold byDefault = Cold.on(defaultGpu, hidden);
+            System.out.println("BENCH prefill segs x rows, rank " + rank + ", in→out | cuda-core us | tensor-core us"
+                    + " (shrink, expand) | target us | speed-up | tc launches");
+            for (int[] shape : new int[][] {{8, 128}, {1, 1024}}) {
+                for (int out : new int[] {4096, 11008}) {
+                    HostProblem h = HostProblem.draw(rng, shape[0], shape[1], hidden, out, rank);
+                    Problem p = h.on(cudaCoreGpu);
+                    float old = cudaCores.median(p.both());
+                    p.free();
+                    p = h.on(tensorCoreGpu);
+                    long before = tensorCoreGpu.sgmvTensorCoreLaunches();
+                    float tc = tensorCores.median(p.both());
+                    long launches = tensorCoreGpu.sgmvTensorCoreLaunches() - before;
+                    float tcShrink = tensorCores.median(p.shrink());
+                    float tcExpand = tensorCores.median(p.expand());
+                    p.free();
+                    int target = out == 4096 ? 33 : 47;
+                    System.out.printf("BENCH prefill %d x %4d, %d→%-5d | %8.1f | %8.1f (%6.1f, %6.1f) | %3d %s | %5.2fx"
+                                    + " | %d%n", shape[0], shape[1], hidden, out, old * 1e3, tc * 1e3, tcShrink * 1e3,
+                            tcExpand * 1e3, target, tc * 1e3 <= target ? "met" : "MISSED", old / tc, launches);
+                }
             }
-        }
-        System.out.println("BENCH crossover segs rows/seg, 4096→4096 rank 16, cold | cuda-core us | tensor-core us"
-                + " | faster | default path (sgmvTcMinRows " + CudaOptions.SGMV_TC_MIN_ROWS + ")");
-        for (int segs : new int[] {8, 32}) {
-            for (int perSeg : new int[] {1, 2, 4, 8, 16, 32, 64, 128}) {
-                Problem p = Problem.of(gpu, rng, segs, perSeg, hidden, hidden, rank);
-                GpuChecks.configure(gpu, o -> o.sgmvTcMinRows(0));
-                float old = coldMedian(gpu, flushL2, p.both());
-                GpuChecks.configure(gpu, o -> o.sgmvTcMinRows(1));
-                long before = gpu.sgmvTensorCoreLaunches();
-                float tc = coldMedian(gpu, flushL2, p.both());
-                boolean tookTc = gpu.sgmvTensorCoreLaunches() > before;
-                GpuChecks.configure(gpu, o -> o.sgmvTcMinRows(CudaOptions.SGMV_TC_MIN_ROWS));
-                before = gpu.sgmvTensorCoreLaunches();
-                p.both().run();
-                boolean defaultTc = gpu.sgmvTensorCoreLaunches() > before;
-                System.out.printf("BENCH crossover %3d %4d | %8.1f | %8s | %-11s | %s%n", segs, perSeg, old * 1e3,
-                        tookTc ? String.format("%8.1f", tc * 1e3) : "n/a", tookTc ? (tc < old ? "tensor-core" : "cuda-core")
-                                : "decode step", defaultTc ? "tensor-core" : "cuda-core");
-                p.free();
+            System.out.println("BENCH crossover segs rows/seg, 4096→4096 rank 16, cold | cuda-core us | tensor-core us"
+                    + " | faster | default path (sgmvTcMinRows " + CudaOptions.SGMV_TC_MIN_ROWS + ")");
+            for (int segs : new int[] {8, 32}) {
+                for (int perSeg : new int[] {1, 2, 4, 8, 16, 32, 64, 128}) {
+                    HostProblem h = HostProblem.draw(rng, segs, perSeg, hidden, hidden, rank);
+                    Problem p = h.on(cudaCoreGpu);
+                    float old = cudaCores.median(p.both());
+                    p.free();
+                    p = h.on(tensorCoreGpu);
+                    long before = tensorCoreGpu.sgmvTensorCoreLaunches();
+                    float tc = tensorCores.median(p.both());
+                    boolean tookTc = tensorCoreGpu.sgmvTensorCoreLaunches() > before;
+                    p.free();
+                    p = h.on(defaultGpu);
+                    before = defaultGpu.sgmvTensorCoreLaunches();
+                    p.both().run();
+                    boolean defaultTc = defaultGpu.sgmvTensorCoreLaunches() > before;
+                    p.free();
+                    System.out.printf("BENCH crossover %3d %4d | %8.1f | %8s | %-11s | %s%n", segs, perSeg, old * 1e3,
+                            tookTc ? String.format("%8.1f", tc * 1e3) : "n/a",
+                            tookTc ? (tc < old ? "tensor-core" : "cuda-core") : "decode step",
+                            defaultTc ? "tensor-core" : "cuda-core");
+                }
             }
-        }
-        // A mixed step: decode rows of distinct adapters beside one prefill chunk. The default threshold runs the
-        // chunk on tensor cores and the decode rows on CUDA cores (two launches each for shrink and expand).
-        System.out.println("BENCH mixed decode rows + chunk rows, 4096→4096 rank 16, cold | cuda-core us"
-                + " | default us (both kernels) | tc launches");
-        for (int[] mix : new int[][] {{32, 256}, {32, 1024}, {8, 128}}) {
-            int[] lens = new int[mix[0] + 1];
-            Arrays.fill(lens, 1);
-            lens[mix[0]] = mix[1];
-            Problem p = Problem.of(gpu, rng, lens, hidden, hidden, rank);
-            GpuChecks.configure(gpu, o -> o.sgmvTcMinRows(0));
-            float old = coldMedian(gpu, flushL2, p.both());
-            GpuChecks.configure(gpu, o -> o.sgmvTcMinRows(CudaOptions.SGMV_TC_MIN_ROWS));
-            long before = gpu.sgmvTensorCoreLaunches();
-            float both = coldMedian(gpu, flushL2, p.both());
-            System.out.printf("BENCH mixed %3d + %4d | %8.1f | %8.1f | %d%n", mix[0], mix[1], old * 1e3, both * 1e3,
-                    gpu.sgmvTensorCoreLaunches() - before);
-            p.free();
-        }
-        GpuChecks.configure(gpu, o -> o.sgmvTcMinRows(CudaOptions.SGMV_TC_MIN_ROWS));
-        for (Tensor t : flush) {
-            gpu.free(t);
+            // A mixed step: decode rows of distinct adapters beside one prefill chunk. The default threshold runs the
+            // chunk on tensor cores and the decode rows on CUDA cores (two launches each for shrink and expand).
+            System.out.println("BENCH mixed decode rows + chunk rows, 4096→4096 rank 16, cold | cuda-core us"
+                    + " | default us (both kernels) | tc launches");
+            for (int[] mix : new int[][] {{32, 256}, {32, 1024}, {8, 128}}) {
+                int[] lens = new int[mix[0] + 1];
+                Arrays.fill(lens, 1);
+                lens[mix[0]] = mix[1];
+                HostProblem h = HostProblem.draw(rng, lens, hidden, hidden, rank);
+                Problem p = h.on(cudaCoreGpu);
+                float old = cudaCores.median(p.both());
+                p.free();
+                p = h.on(defaultGpu);
+                long before = defaultGpu.sgmvTensorCoreLaunches();
+                float both = byDefault.median(p.both());
+                long launches = defaultGpu.sgmvTensorCoreLaunches() - before;
+                p.free();
+                System.out.printf("BENCH mixed %3d + %4d | %8.1f | %8.1f | %d%n", mix[0], mix[1], old * 1e3, both * 1e3,
+                        launches);
+            }
+            cudaCores.free();
+            tensorCores.free();
+            byDefault.free();
         }
     }
 
-    /** {@code segs} segments of {@code perSeg} rows, a distinct rank-{@code rank} adapter each, in → out. */
-    private record Problem(CudaBackend gpu, LoraWeights lw, Segments seg, Tensor x, Tensor v, Tensor y) {
-        static Problem of(CudaBackend gpu, SplittableRandom rng, int segs, int perSeg, int in, int out, int rank) {
+    /** A backend and its L2-flush buffers: times work cold on that backend's stream. */
+    private record Cold(CudaBackend gpu, Tensor[] flush) {
+        static Cold on(CudaBackend gpu, int hidden) {
+            return new Cold(gpu, new Tensor[] {gpu.allocate(8192, hidden), gpu.allocate(8192, hidden),
+                    gpu.allocate(8192, hidden)});
+        }
+
+        float median(Runnable work) {
+            // 192 MB of traffic, above any L2.
+            return coldMedian(gpu, () -> gpu.add(flush[0], flush[1], flush[2]), work);
+        }
+
+        void free() {
+            for (Tensor t : flush) {
+                gpu.free(t);
+            }
+        }
+    }
+
+    /**
+     * One problem's data on the host, drawn once (adapters slot by slot, then x and y) so that every backend
+     * timing it gets the same values: segments of the given lengths, a distinct rank-{@code rank} adapter each.
+     */
+    private record HostProblem(int[] lens, int in, int out, int rank, float[][] a, float[][] b, float[] x, float[] y) {
+        /** {@code segs} segments of {@code perSeg} rows. */
+        static HostProblem draw(SplittableRandom rng, int segs, int perSeg, int in, int out, int rank) {
             int[] lens = new int[segs];
             Arrays.fill(lens, perSeg);
-            return of(gpu, rng, lens, in, out, rank);
+            return draw(rng, lens, in, out, rank);
         }
 
-        /** Segments of the given lengths, slot i for segment i. */
-        static Problem of(CudaBackend gpu, SplittableRandom rng, int[] lens, int in, int out, int rank) {
+        static HostProblem draw(SplittableRandom rng, int[] lens, int in, int out, int rank) {
             int segs = lens.length;
             int rows = Arrays.stream(lens).sum();
-            Problem p = new Problem(gpu, weights(gpu, rng, segs, in, out, rank), segments(lens),
-                    gpu.allocate(rows, in), gpu.allocate(rows, rank), gpu.allocate(rows, out));
-            gpu.upload(random(rng, rows * in, 1), p.x());
-            gpu.upload(random(rng, rows * out, 1), p.y());
-            return p;
+            float[][] a = new float[segs][];
+            float[][] b = new float[segs][];
+            for (int s = 0; s < segs; s++) {
+                a[s] = random(rng, rank * in, 0.05f);
+                b[s] = random(rng, out * rank, 0.05f);
+            }
+            return new HostProblem(lens, in, out, rank, a, b, random(rng, rows * in, 1), random(rng, rows * out, 1));
         }
 
-        private static LoraWeights weights(CudaBackend gpu, SplittableRandom rng, int segs, int in, int out, int rank) {
+        /** The problem on {@code gpu}: adapter slot i for segment i. */
+        Problem on(CudaBackend gpu) {
+            int segs = lens.length;
+            int rows = Arrays.stream(lens).sum();
             LoraWeights lw = LoraWeights.empty(segs);
             for (int s = 0; s < segs; s++) {
-                lw.a()[s] = gpu.loadWeight(TensorData.of("a", DType.BF16, rank, in, random(rng, rank * in, 0.05f)));
-                lw.b()[s] = gpu.loadWeight(TensorData.of("b", DType.BF16, out, rank, random(rng, out * rank, 0.05f)));
+                lw.a()[s] = gpu.loadWeight(TensorData.of("a", DType.BF16, rank, in, a[s]));
+                lw.b()[s] = gpu.loadWeight(TensorData.of("b", DType.BF16, out, rank, b[s]));
                 lw.rank()[s] = rank;
                 lw.scale()[s] = 2f;
             }
-            return lw;
+            Problem p = new Problem(gpu, lw, segments(lens), gpu.allocate(rows, in), gpu.allocate(rows, rank),
+                    gpu.allocate(rows, out));
+            gpu.upload(x, p.x());
+            gpu.upload(y, p.y());
+            return p;
         }
 
         private static Segments segments(int[] lens) {
@@ -274,7 +317,10 @@ public final class SgmvBench {
             }
             return new Segments(starts, slots);
         }
+    }
 
+    /** A {@link HostProblem} on one backend. */
+    private record Problem(CudaBackend gpu, LoraWeights lw, Segments seg, Tensor x, Tensor v, Tensor y) {
         Runnable shrink() {
             return () -> gpu.sgmvShrink(x, lw, seg, v);
         }
