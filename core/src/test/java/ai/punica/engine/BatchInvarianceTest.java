@@ -1,0 +1,95 @@
+package ai.punica.engine;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import ai.punica.Fixtures;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
+
+/**
+ * Issue 14 item 5, the engine's half: on a backend whose operations are row-independent (the reference
+ * backend), a request's tokens and log-probs are the same bits whether it runs alone or shares its steps with
+ * other tenants' requests (other adapters, the base model, other prompt lengths, seeded sampling, prefill chunks
+ * of later arrivals beside its decode rows). So the scheduler, the row layout, the SGMV segments and the sampler
+ * add no dependence on the batch. The fast backends are not batch-invariant yet: the CPU backend's GEMM blocks k
+ * only for row tiles of more than 16 rows and takes the transposed LoRA-expand form from 4 rows (log-probs then
+ * differ by a few ulps with the batch), and on CUDA cuBLAS picks its GEMM by batch size and the attention and
+ * tensor-core SGMV kernels split their reductions by the step's shape.
+ */
+class BatchInvarianceTest {
+    private static final String[] PROMPTS = {
+        "input: red apple stone\noutput:", "input: one two\noutput:", "input: zebra yak xylophone walrus\noutput:",
+        "input: b\noutput:", "input: the quick brown fox jumps\noutput:"};
+    private static final String[] ADAPTERS = {"upper", "reverse", "sort", "translate", null};
+
+    @ParameterizedTest
+    @ValueSource(strings = {"reference"})
+    void aRequestsLogprobsAreTheSameBitsAloneAndInAnyBatch(String backend) throws Exception {
+        EngineConfig config = EngineConfig.builder().maxRunning(16).kvCacheBytes(32L << 20).loraSlots(4)
+                .maxLoraRank(64).build();
+        var builder = new EngineBuilder().model(Fixtures.model()).backend(backend).config(config);
+        for (String a : ADAPTERS) {
+            if (a != null) {
+                builder.adapter(a, Fixtures.adapter(a));
+            }
+        }
+        try (var runtime = builder.build()) {
+            Engine engine = runtime.engine();
+            int[] probePrompt = runtime.tokenizer().encode(PROMPTS[0], true);
+            SamplingParams probeParams = SamplingParams.builder().maxTokens(8).ignoreEos(true).logprobs(5).build();
+            Completion alone = engine.generate(new GenerationRequest("alone", "upper", probePrompt, probeParams)).join();
+
+            // Together: submitted at once with seven other requests.
+            List<CompletableFuture<Completion>> others = new ArrayList<>();
+            CompletableFuture<Completion> together = engine.generate(
+                    new GenerationRequest("together", "upper", probePrompt, probeParams));
+            others.addAll(submitOthers(engine, runtime.tokenizer(), "t", 7));
+            assertSameBits(alone, together.join(), backend + " together");
+
+            // Staggered: others arrive while the probe decodes, so their prefill chunks share its steps.
+            CompletableFuture<Completion> staggered = engine.generate(
+                    new GenerationRequest("staggered", "upper", probePrompt, probeParams));
+            for (int wave = 0; wave < 3; wave++) {
+                Thread.sleep(5);
+                others.addAll(submitOthers(engine, runtime.tokenizer(), "s" + wave, 3));
+            }
+            assertSameBits(alone, staggered.join(), backend + " staggered");
+            for (CompletableFuture<Completion> f : others) {
+                assertThat(f.join().tokens()).isNotEmpty();
+            }
+        }
+    }
+
+    private static List<CompletableFuture<Completion>> submitOthers(Engine engine, ai.punica.tokenizer.Tokenizer tokenizer,
+                                                                    String tag, int n) {
+        List<CompletableFuture<Completion>> out = new ArrayList<>();
+        for (int i = 0; i < n; i++) {
+            int[] prompt = tokenizer.encode(PROMPTS[1 + i % (PROMPTS.length - 1)], true);
+            SamplingParams params = i % 2 == 0
+                    ? SamplingParams.builder().maxTokens(4 + i).ignoreEos(true).logprobs(2).build()
+                    : SamplingParams.builder().maxTokens(6).temperature(0.8f).seed(31L + i).ignoreEos(true).build();
+            out.add(engine.generate(new GenerationRequest(tag + i, ADAPTERS[(i + 1) % ADAPTERS.length], prompt, params)));
+        }
+        return out;
+    }
+
+    private static void assertSameBits(Completion expected, Completion actual, String what) {
+        assertThat(actual.tokens()).as("%s tokens", what).isEqualTo(expected.tokens());
+        assertThat(actual.logprobs()).as("%s log-prob entries", what).hasSameSizeAs(expected.logprobs());
+        for (int t = 0; t < expected.logprobs().size(); t++) {
+            TokenLogprob e = expected.logprobs().get(t);
+            TokenLogprob a = actual.logprobs().get(t);
+            assertThat(Float.floatToRawIntBits(a.logprob())).as("%s token %d log-prob bits (%s vs %s)", what, t,
+                    a.logprob(), e.logprob()).isEqualTo(Float.floatToRawIntBits(e.logprob()));
+            assertThat(a.top()).as("%s token %d alternatives", what, t).hasSameSizeAs(e.top());
+            for (int k = 0; k < e.top().size(); k++) {
+                assertThat(a.top().get(k).token()).isEqualTo(e.top().get(k).token());
+                assertThat(Float.floatToRawIntBits(a.top().get(k).logprob())).as("%s token %d alternative %d bits",
+                        what, t, k).isEqualTo(Float.floatToRawIntBits(e.top().get(k).logprob()));
+            }
+        }
+    }
+}
