@@ -1,8 +1,8 @@
 // Sampling next to the logits, one block per logit row: only the token ids and the log-probabilities
 // asked for go back to the host. Step by step what ScalarSampler (the host definition) does:
 //
-//   raw bf16 logits ─► l = penalties(raw) ─┬─ greedy: argmax l (lowest index on ties)
-//                                          └─ p = softmax(l / T) ─► top-k ─► top-p ─► min-p ─► draw
+//   raw bf16 logits ─► l = penalties(raw + biases) ─┬─ greedy: argmax l (lowest index on ties)
+//                                                   └─ p = softmax(l / T) ─► top-k ─► top-p ─► min-p ─► draw
 //   raw logits ─► log-sum-exp ─► logprob of the token; the n most likely by repeated argmax
 //
 // top-k and top-p need order statistics of p, found without a sort by a radix descent over the bits of
@@ -218,7 +218,8 @@ __device__ int draw(const float* p, int vocab, float t, double uniform, Reductio
 }
 
 // One block per row of logits [rows, vocab]. params: [rows][ROW_INTS]; penalties: (token, count) pairs,
-// row r's from params[P_PENALTY_BEGIN] to params[P_PENALTY_END]; scratch: [rows, vocab] float32;
+// row r's from params[P_PENALTY_BEGIN] to params[P_PENALTY_END], then (token, bias bits) pairs, row r's from
+// params[P_BIAS_BEGIN] to params[P_BIAS_END]; scratch: [rows, vocab] float32;
 // out: [rows][OUT_INTS]. Dynamic shared memory: DIGITS × SAMPLE_THREADS 32-bit histogram cells.
 extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS)
 sample_rows(const bf16* __restrict__ logits, int vocab, const int* __restrict__ params,
@@ -231,8 +232,17 @@ sample_rows(const bf16* __restrict__ logits, int vocab, const int* __restrict__ 
     float* x = scratch + (long long) row * vocab;
     const float temperature = __int_as_float(prm[P_TEMPERATURE]);
 
-    // l = raw logits with the penalties (each listed token once: no two threads write one element)
+    // l = raw logits + logit biases (logit_bias; -inf on stop ids before min_tokens), then the penalties
+    // (each listed token once per list: no two threads write one element in one pass)
     for (int i = tid; i < vocab; i += SAMPLE_THREADS) x[i] = bf2f(raw[i]);
+    const int biasBegin = prm[P_BIAS_BEGIN], biasEnd = prm[P_BIAS_END];
+    if (biasEnd > biasBegin) {
+        __syncthreads();
+        for (int e = biasBegin + tid; e < biasEnd; e += SAMPLE_THREADS) {
+            int t = penalties[2 * e];
+            x[t] = __fadd_rn(x[t], __int_as_float(penalties[2 * e + 1]));
+        }
+    }
     const int penaltyBegin = prm[P_PENALTY_BEGIN], penaltyEnd = prm[P_PENALTY_END];
     if (penaltyEnd > penaltyBegin) {
         __syncthreads();
