@@ -17,7 +17,8 @@ if [ ${#classes[@]} -eq 0 ]; then
            ai.punica.backend.cuda.CudaStepGraphTest ai.punica.backend.cuda.CudaFusedOpsTest
            ai.punica.backend.cuda.CudaAttentionTest ai.punica.backend.cuda.CudaSgmvTest
            ai.punica.backend.cuda.CudaSgmvGroupTest ai.punica.backend.cuda.CudaAdapterUploadTest
-           ai.punica.backend.cuda.CudaSamplingTest ai.punica.server.ServerOnGpuTest)
+           ai.punica.backend.cuda.CudaSamplingTest ai.punica.backend.cuda.CudaSamplingOptionsEngineTest
+           ai.punica.backend.cuda.CudaFloat32LogitsTest ai.punica.server.ServerOnGpuTest)
 fi
 limit="${GPU_CHECK_LIMIT_S:-540}"
 # Unpack the JRE once: parallel first runs of device-run would unpack it over each other (SIGBUS).

@@ -33,7 +33,7 @@ import java.util.List;
  *
  * <pre>
  *  SamplingBatch ─► per-row parameters + penalty pairs + bias pairs (ints) ─► ring ─┐
- *  logits [rows, vocab] bf16 ─► sample_rows (float32 work rows in the workspace) ─► OUT_INTS per row ─► ring ─► tokens
+ *  logits [rows, vocab] f32 (bf16) ─► sample_rows(_bf16) (float32 work rows in the workspace) ─► OUT_INTS per row ─► ring ─► tokens
  * </pre>
  */
 final class DeviceSampler {
@@ -57,7 +57,7 @@ final class DeviceSampler {
         ensureWorkspace((long) rows * vocab * 4);
         long outBytes = (long) rows * OUT_INTS * 4;
         long out = parts.ring().reserve(outBytes);
-        parts.kernels().launchSampleRows(l.ptr, vocab, meta, workspace, parts.ring().device(out), rows);
+        parts.kernels().launchSampleRows(l, meta, workspace, parts.ring().device(out));
         parts.ring().toHost(out, outBytes);
         int[] values = new int[rows * OUT_INTS];
         MemorySegment.copy(parts.ring().host(), JAVA_INT, out, values, 0, values.length);

@@ -26,7 +26,8 @@ import org.junit.jupiter.api.Test;
  * where the decision sits on a boundary the two can round differently: the draw within 1e-5 of a
  * cumulative-probability boundary, or top-p's target within 1e-5 of a cumulative-mass step (the GPU
  * computes exp in float32 and sums in another order); fewer than 1% of the sampled rows may be such
- * cases. Log-probabilities within 2e-3.
+ * cases. Log-probabilities within 2e-3. The same on float32 logits (the model's, {@code allocateLogits}), and
+ * with logit biases and min_tokens' bans.
  */
 @Tag("gpu")
 class CudaSamplingTest extends GpuBackendTest {
@@ -70,6 +71,11 @@ class CudaSamplingTest extends GpuBackendTest {
 
     /** Logits of one row, bf16-rounded: Gaussian at a random scale, some rows with many equal values. */
     static void randomRow(SplittableRandom random, float[] dst, int offset, int vocab) {
+        randomRow(random, dst, offset, vocab, true);
+    }
+
+    /** As above, float32 values unless {@code bf16} (the model's logits are float32 since issue #14 item 4). */
+    static void randomRow(SplittableRandom random, float[] dst, int offset, int vocab, boolean bf16) {
         double scale = new double[] {0.5, 2, 4, 8}[random.nextInt(4)];
         boolean coarse = random.nextInt(4) == 0;
         double shift = random.nextDouble(-5, 5);
@@ -78,7 +84,8 @@ class CudaSamplingTest extends GpuBackendTest {
             if (coarse) {
                 v = Math.round(v * 4) / 4.0;
             }
-            dst[offset + i] = DType.bf16ToFloat(DType.floatToBf16((float) (v == 0 ? 0.125 : v)));
+            float f = (float) (v == 0 ? 0.125 : v);
+            dst[offset + i] = bf16 ? DType.bf16ToFloat(DType.floatToBf16(f)) : f;
         }
     }
 
@@ -180,9 +187,21 @@ class CudaSamplingTest extends GpuBackendTest {
 
     @Test
     void sampledTokensAndLogprobsMatchTheReference() {
-        SplittableRandom random = new SplittableRandom(31);
+        compareWithTheReference(new SplittableRandom(31), VOCABS, true);
+    }
+
+    /**
+     * The model's logits are float32 ({@code allocateLogits}, the lm_head GEMM's fp32 output) and read as such
+     * by {@code sample_rows}: the same comparison on unrounded float32 logits.
+     */
+    @Test
+    void float32LogitsSampleAsTheReference() {
+        compareWithTheReference(new SplittableRandom(32), new int[] {32000, 128256}, false);
+    }
+
+    private void compareWithTheReference(SplittableRandom random, int[] vocabs, boolean bf16) {
         ScalarSampler sampler = new ScalarSampler();
-        for (int vocab : VOCABS) {
+        for (int vocab : vocabs) {
             List<SamplingRow> combinations = everyCombination(random, vocab);
             int greedy = 0;
             int sampled = 0;
@@ -197,12 +216,13 @@ class CudaSamplingTest extends GpuBackendTest {
                 float[] logits = new float[rows * vocab];
                 SamplingBatch.Builder builder = SamplingBatch.builder();
                 for (int r = 0; r < rows; r++) {
-                    randomRow(random, logits, r * vocab, vocab);
+                    randomRow(random, logits, r * vocab, vocab, bf16);
                     builder.row(combinations.get(next++));
                     randomPenalties(random, builder, vocab);
                 }
                 SamplingBatch batch = builder.build();
-                Tensor g = gpu.allocate(rows, vocab);
+                Tensor g = bf16 ? gpu.allocate(rows, vocab) : gpu.allocateLogits(rows, vocab);
+                assertThat(g.dtype()).isEqualTo(bf16 ? DType.BF16 : DType.F32);
                 Tensor c = ref.allocate(rows, vocab);
                 gpu.upload(logits, g);
                 ref.upload(logits, c);
@@ -257,7 +277,7 @@ class CudaSamplingTest extends GpuBackendTest {
             }
             double fraction = (double) boundary / Math.max(1, sampled);
             boolean ok = failures.isEmpty() && fraction < MAX_BOUNDARY_FRACTION && worstLogprob <= LOGPROB_TOLERANCE;
-            System.out.printf("CHECK sampling vocab %d: %d greedy + %d sampled rows, %d mismatches, %d at a boundary"
+            System.out.printf("CHECK sampling " + (bf16 ? "bf16" : "f32") + " vocab %d: %d greedy + %d sampled rows, %d mismatches, %d at a boundary"
                             + " (%.2f%%, limit %.0f%%), %d with logprobs, max |logprob error| %.2e (tol %.0e) %s%n",
                     vocab, greedy, sampled, failures.size(), boundary, 100 * fraction, 100 * MAX_BOUNDARY_FRACTION,
                     withLogprobs, worstLogprob, LOGPROB_TOLERANCE, ok ? "ok" : "FAIL");
@@ -269,8 +289,8 @@ class CudaSamplingTest extends GpuBackendTest {
     }
 
     /**
-     * logit_bias and min_tokens' bans (biases, some -∞) with penalties and every sampling mode, against the
-     * reference on the same rows: greedy tokens identical, sampled ones identical but at a boundary (as
+     * logit_bias and min_tokens' bans (biases, some -∞) with penalties and every sampling mode, on float32
+     * logits as the model makes them, against the reference on the same rows: greedy tokens identical, sampled ones identical but at a boundary (as
      * above), a +100-biased token always the greedy choice, a banned (-∞) token never chosen, and the
      * log-probabilities still those of the raw logits.
      */
@@ -290,7 +310,7 @@ class CudaSamplingTest extends GpuBackendTest {
                 int[] favoured = new int[rows];
                 int[] banned = new int[rows];
                 for (int r = 0; r < rows; r++) {
-                    randomRow(random, logits, r * vocab, vocab);
+                    randomRow(random, logits, r * vocab, vocab, false);
                     float temperature = new float[] {0f, 0.7f, 1f, 1.5f}[random.nextInt(4)];
                     int mode = random.nextInt(3);
                     favoured[r] = mode == 0 ? random.nextInt(vocab) : -1;
@@ -305,7 +325,7 @@ class CudaSamplingTest extends GpuBackendTest {
                 }
                 SamplingBatch batch = builder.build();
                 assertThat(batch.hasBiases()).isTrue();
-                Tensor g = gpu.allocate(rows, vocab);
+                Tensor g = gpu.allocateLogits(rows, vocab);
                 Tensor c = ref.allocate(rows, vocab);
                 gpu.upload(logits, g);
                 ref.upload(logits, c);
