@@ -68,8 +68,9 @@ final class RequestParser {
         List<String> echo = null;
         if (Boolean.TRUE.equals(body.echo())) {
             if (lp >= 0) {
-                throw ApiException.badRequest("echo", "`echo` with `logprobs` needs the prompt's log-probabilities, "
-                        + "which this server does not compute; drop one of them.");
+                throw ApiException.badRequest("echo", "`echo` with `logprobs` needs the prompt's log-probabilities in "
+                        + "the legacy arrays, which this server does not fill yet; drop one of them (vLLM's "
+                        + "`prompt_logprobs` returns the prompt's log-probabilities).");
             }
             echo = echoTexts(body.prompt(), prompts);
         }
