@@ -13,6 +13,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 import org.assertj.core.data.Offset;
+import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
 
@@ -62,6 +63,30 @@ class SamplingOptionsEngineTest {
                             .containsExactly(Arrays.copyOf(runs.get(i).greedyIds(), 4));
                 }
             }
+            EngineFixtureTest.assertNoLeak(rt.engine());
+        }
+    }
+
+    /** One logit row per step: the prompt rows go one at a time, then the sampled row; nothing starves. */
+    @Test
+    void promptLogprobsFitAStepOfOneLogitRow() {
+        HfReference ref = HfReference.load();
+        Run run = ref.single().stream().filter(r -> r.adapter() == null).findFirst().orElseThrow();
+        EngineConfig config = EngineConfig.builder().maxBatchTokens(4).maxRunning(1).loraSlots(4)
+                .kvCacheBytes(8L << 20).build();
+        try (EngineBuilder.Runtime rt = EngineFixtureTest.builder().backend("cpu").config(config).build();
+             ModelHarness harness = new ModelHarness(Fixtures.model(), Map.of(), "cpu")) {
+            List<CompletableFuture<Completion>> futures = new ArrayList<>();
+            for (int i = 0; i < 2; i++) { // the second waits for the first's only slot
+                futures.add(rt.engine().generate(EngineFixtureTest.request(null, run.promptIds(),
+                        SamplingParams.greedy(2).toBuilder().promptLogprobs(1).build())));
+            }
+            for (CompletableFuture<Completion> f : futures) {
+                Completion c = f.join();
+                assertThat(c.promptLogprobs()).hasSize(run.promptIds().length);
+                assertThat(c.promptLogprobs().stream().skip(1)).doesNotContainNull();
+            }
+            checkAgainstPrefixes(harness, run, futures.getFirst().join(), 1);
             EngineFixtureTest.assertNoLeak(rt.engine());
         }
     }
