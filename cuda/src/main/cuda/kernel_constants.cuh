@@ -37,5 +37,7 @@
 #define P_LOGPROBS 9
 #define P_PENALTY_BEGIN 10
 #define P_PENALTY_END 11
-#define ROW_INTS 12
+#define P_BIAS_BEGIN 12
+#define P_BIAS_END 13
+#define ROW_INTS 14
 #define OUT_INTS 43

@@ -1,8 +1,8 @@
 // Sampling next to the logits, one block per logit row: only the token ids and the log-probabilities
 // asked for go back to the host. Step by step what ScalarSampler (the host definition) does:
 //
-//   raw bf16 logits ─► l = penalties(raw) ─┬─ greedy: argmax l (lowest index on ties)
-//                                          └─ p = softmax(l / T) ─► top-k ─► top-p ─► min-p ─► draw
+//   raw logits (f32 or bf16) ─► l = penalties(raw + biases) ─┬─ greedy: argmax l (lowest index on ties)
+//                                                            └─ p = softmax(l / T) ─► top-k ─► top-p ─► min-p ─► draw
 //   raw logits ─► log-sum-exp ─► logprob of the token; the n most likely by repeated argmax
 //
 // top-k and top-p need order statistics of p, found without a sort by a radix descent over the bits of
@@ -218,21 +218,34 @@ __device__ int draw(const float* p, int vocab, float t, double uniform, Reductio
 }
 
 // One block per row of logits [rows, vocab]. params: [rows][ROW_INTS]; penalties: (token, count) pairs,
-// row r's from params[P_PENALTY_BEGIN] to params[P_PENALTY_END]; scratch: [rows, vocab] float32;
+// row r's from params[P_PENALTY_BEGIN] to params[P_PENALTY_END], then (token, bias bits) pairs, row r's from
+// params[P_BIAS_BEGIN] to params[P_BIAS_END]; scratch: [rows, vocab] float32;
 // out: [rows][OUT_INTS]. Dynamic shared memory: DIGITS × SAMPLE_THREADS 32-bit histogram cells.
-extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS)
-sample_rows(const bf16* __restrict__ logits, int vocab, const int* __restrict__ params,
-            const int* __restrict__ penalties, float* scratch, int* __restrict__ out) {
-    extern __shared__ __attribute__((aligned(16))) float hist[];
-    __shared__ Reductions r;
+__device__ __forceinline__ float logit_at(const float* l, int i) { return l[i]; }
+__device__ __forceinline__ float logit_at(const bf16* l, int i) { return bf2f(l[i]); }
+
+// The body of both entry points below; T is the logits' element type.
+template <typename T>
+__device__ __forceinline__ void sample_row(const T* __restrict__ logits, int vocab, const int* __restrict__ params,
+                                           const int* __restrict__ penalties, float* scratch, int* __restrict__ out,
+                                           float* hist, Reductions& r) {
     const int row = blockIdx.x, tid = threadIdx.x;
     const int* prm = params + row * ROW_INTS;
-    const bf16* raw = logits + (long long) row * vocab;
+    const T* raw = logits + (long long) row * vocab;
     float* x = scratch + (long long) row * vocab;
     const float temperature = __int_as_float(prm[P_TEMPERATURE]);
 
-    // l = raw logits with the penalties (each listed token once: no two threads write one element)
-    for (int i = tid; i < vocab; i += SAMPLE_THREADS) x[i] = bf2f(raw[i]);
+    // l = raw logits + logit biases (logit_bias; -inf on stop ids before min_tokens), then the penalties
+    // (each listed token once per list: no two threads write one element in one pass)
+    for (int i = tid; i < vocab; i += SAMPLE_THREADS) x[i] = logit_at(raw, i);
+    const int biasBegin = prm[P_BIAS_BEGIN], biasEnd = prm[P_BIAS_END];
+    if (biasEnd > biasBegin) {
+        __syncthreads();
+        for (int e = biasBegin + tid; e < biasEnd; e += SAMPLE_THREADS) {
+            int t = penalties[2 * e];
+            x[t] = __fadd_rn(x[t], __int_as_float(penalties[2 * e + 1]));
+        }
+    }
     const int penaltyBegin = prm[P_PENALTY_BEGIN], penaltyEnd = prm[P_PENALTY_END];
     if (penaltyEnd > penaltyBegin) {
         __syncthreads();
@@ -312,10 +325,10 @@ sample_rows(const bf16* __restrict__ logits, int vocab, const int* __restrict__ 
     }
     // log softmax of the raw logits: logZ = m + log Σ exp(l − m), m = max l
     float m = NEG_INF;
-    for (int i = tid; i < vocab; i += SAMPLE_THREADS) m = fmaxf(m, bf2f(raw[i]));
+    for (int i = tid; i < vocab; i += SAMPLE_THREADS) m = fmaxf(m, logit_at(raw, i));
     m = block_max_f(m, r);
     double sum = 0;
-    for (int i = tid; i < vocab; i += SAMPLE_THREADS) sum += expf(__fsub_rn(bf2f(raw[i]), m));
+    for (int i = tid; i < vocab; i += SAMPLE_THREADS) sum += expf(__fsub_rn(logit_at(raw, i), m));
     sum = block_sum_d(sum, r);
     const float logZ = __double2float_rn((double) m + log(sum));
     // The n most likely, in order (value descending, index ascending): each an argmax over what comes
@@ -327,7 +340,7 @@ sample_rows(const bf16* __restrict__ logits, int vocab, const int* __restrict__ 
         float best = NEG_INF;
         int at = BIG_INDEX;
         for (int i = tid; i < vocab; i += SAMPLE_THREADS) {
-            float v = bf2f(raw[i]);
+            float v = logit_at(raw, i);
             if (v < previous || (v == previous && i > previousAt)) take_better(best, at, v, i);
         }
         block_argmax(best, at, r);
@@ -341,7 +354,25 @@ sample_rows(const bf16* __restrict__ logits, int vocab, const int* __restrict__ 
     }
     if (tid == 0) {
         o[0] = token;
-        o[1] = __float_as_int(__fsub_rn(bf2f(raw[token]), logZ));
+        o[1] = __float_as_int(__fsub_rn(logit_at(raw, token), logZ));
         o[2] = n;
     }
+}
+
+// The model's logits: float32 (the lm_head GEMM's fp32 output).
+extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS)
+sample_rows(const float* __restrict__ logits, int vocab, const int* __restrict__ params,
+            const int* __restrict__ penalties, float* scratch, int* __restrict__ out) {
+    extern __shared__ __attribute__((aligned(16))) float hist[];
+    __shared__ Reductions r;
+    sample_row(logits, vocab, params, penalties, scratch, out, hist, r);
+}
+
+// bf16 logits (tensors made by allocate, as the sampling tests and benches make them).
+extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS)
+sample_rows_bf16(const bf16* __restrict__ logits, int vocab, const int* __restrict__ params,
+                 const int* __restrict__ penalties, float* scratch, int* __restrict__ out) {
+    extern __shared__ __attribute__((aligned(16))) float hist[];
+    __shared__ Reductions r;
+    sample_row(logits, vocab, params, penalties, scratch, out, hist, r);
 }

@@ -400,10 +400,10 @@ public final class DecodeStepBench {
         }
     }
 
-    /** What copying a batch's logits to the host costs (bf16 → f32 on the device, then device → host). */
+    /** What copying a batch's logits to the host costs (the model's float32 logits, device → host). */
     private static void logitsCopyTimes(Backend backend, int[] batches, int vocab) {
         int maxBatch = Arrays.stream(batches).max().orElseThrow();
-        Tensor logits = backend.allocate(maxBatch, vocab);
+        Tensor logits = backend.allocateLogits(maxBatch, vocab);
         float[] host = new float[maxBatch * vocab];
         StringBuilder line = new StringBuilder("logits to host (ms, median of 20):");
         for (int batch : batches) {

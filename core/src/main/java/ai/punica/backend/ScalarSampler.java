@@ -4,7 +4,7 @@ import java.util.Arrays;
 
 /**
  * Sampling in plain scalar code: the definition of {@link Backend#sample}, used by the engine when it
- * samples on the host and by the reference backend. vLLM's order: penalties → greedy argmax, or
+ * samples on the host and by the reference backend. vLLM's order: logit biases → penalties → greedy argmax, or
  * temperature softmax → top-k → top-p → min-p → one draw by inverse CDF in index order.
  * Log-probabilities come from the raw logits. Not thread-safe (it keeps work buffers).
  */
@@ -52,7 +52,7 @@ public final class ScalarSampler {
         return l;
     }
 
-    /** A copy of the row's logits in {@link #work}, with its penalties applied. */
+    /** A copy of the row's logits in {@link #work}, with its logit biases, then its penalties applied. */
     private float[] penalized(float[] logits, int offset, int vocab, SamplingBatch batch, int r) {
         if (work.length < vocab) {
             work = new float[vocab];
@@ -60,8 +60,16 @@ public final class ScalarSampler {
         }
         float[] l = work;
         System.arraycopy(logits, offset, l, 0, vocab);
+        applyBiases(l, batch, r);
         applyPenalties(l, batch, r);
         return l;
+    }
+
+    /** {@code l[t] += bias} for the row's biased tokens (vLLM applies logit_bias and min_tokens before penalties). */
+    private static void applyBiases(float[] l, SamplingBatch batch, int r) {
+        for (int i = batch.biasStarts()[r]; i < batch.biasStarts()[r + 1]; i++) {
+            l[batch.biasTokens()[i]] += batch.biasValues()[i];
+        }
     }
 
     /**

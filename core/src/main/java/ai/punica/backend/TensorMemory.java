@@ -13,6 +13,15 @@ public interface TensorMemory {
     Tensor allocate(int rows, int cols);
 
     /**
+     * A new tensor for the logits {@code [rows, vocab]}, the lm_head's output: float32 on every backend, so
+     * that log-probabilities and greedy choices are not on a narrower grid where a backend keeps its other
+     * activations narrower (CUDA's bf16). {@link #allocate} where activations already are float32.
+     */
+    default Tensor allocateLogits(int rows, int cols) {
+        return allocate(rows, cols);
+    }
+
+    /**
      * A weight from a checkpoint tensor, 2-D {@code [out, in]} or 1-D (becomes {@code [1, n]}). The
      * backend may keep the stored dtype (bf16/fp16/fp32) and may alias the host memory.
      */

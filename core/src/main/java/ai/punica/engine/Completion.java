@@ -1,5 +1,7 @@
 package ai.punica.engine;
 
+import java.util.ArrayList;
+import java.util.Collections;
 import java.util.List;
 
 /**
@@ -11,10 +13,25 @@ import java.util.List;
  * @param firstTokenNanos when the first token was produced (0 if none)
  * @param finishNanos    when it finished
  * @param preemptions    how often the request was preempted and recomputed
+ * @param promptLogprobs one entry per prompt token, the first null (vLLM's {@code prompt_logprobs}); null
+ *                       when the request did not ask for them
  */
 public record Completion(String requestId, String adapter, FinishReason finishReason, Object stopReason,
                          String text, int[] tokens, List<TokenLogprob> logprobs, int promptTokens,
-                         long arrivalNanos, long firstTokenNanos, long finishNanos, int preemptions) {
+                         long arrivalNanos, long firstTokenNanos, long finishNanos, int preemptions,
+                         List<PromptLogprob> promptLogprobs) {
+
+    public Completion {
+        promptLogprobs = promptLogprobs == null ? null : Collections.unmodifiableList(new ArrayList<>(promptLogprobs));
+    }
+
+    /** A completion without prompt log-probabilities. */
+    public Completion(String requestId, String adapter, FinishReason finishReason, Object stopReason, String text,
+                      int[] tokens, List<TokenLogprob> logprobs, int promptTokens, long arrivalNanos,
+                      long firstTokenNanos, long finishNanos, int preemptions) {
+        this(requestId, adapter, finishReason, stopReason, text, tokens, logprobs, promptTokens, arrivalNanos,
+                firstTokenNanos, finishNanos, preemptions, null);
+    }
 
     public int completionTokens() {
         return tokens.length;

@@ -11,6 +11,7 @@ import ai.punica.model.LlamaModel;
 import ai.punica.tokenizer.Tokenizer;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
@@ -216,7 +217,7 @@ public final class Engine implements AutoCloseable {
         unfinished.incrementAndGet();
         inbox.add(() -> {
             var state = Sampler.State.resumed(request.params(), continuation.promptTokens(), continuation.seed(),
-                    generated, continuation.randomDraws());
+                    generated, continuation.randomDraws(), eosTokenIds);
             start(request, listener, state, generated, continuation.logprobs());
         });
     }
@@ -230,6 +231,7 @@ public final class Engine implements AutoCloseable {
             throw new EngineException(EngineException.Kind.UNAVAILABLE, null, "the server is shutting down");
         }
         request.params().validate();
+        request.params().validateTokens(vocabSize);
         int promptLength = request.promptLength();
         if (promptLength == 0) {
             throw new InvalidRequestException("prompt", "the prompt is empty: it must contain at least one token");
@@ -294,7 +296,7 @@ public final class Engine implements AutoCloseable {
 
     private void admit(GenerationRequest request, GenerationListener listener) {
         queued.decrementAndGet();
-        var state = new Sampler.State(request.params(), request.promptTokens(), seeds.nextLong());
+        var state = new Sampler.State(request.params(), request.promptTokens(), seeds.nextLong(), eosTokenIds);
         if (start(request, listener, state, new int[0], List.of())) {
             promptTokens += request.promptLength();
         }
@@ -319,7 +321,7 @@ public final class Engine implements AutoCloseable {
         Sequence s = new Sequence(request, listener, order++, state, output);
         for (int t : generated) {
             s.append(t);
-            output.add(t);
+            output.add(t, s.generatedCount() > request.params().minTokens());
         }
         s.logprobs.addAll(logprobs);
         live.put(request.id(), s);
@@ -440,6 +442,7 @@ public final class Engine implements AutoCloseable {
         steps++;
         for (StepPlan.Entry e : plan.entries()) {
             Sequence s = e.sequence();
+            addPromptLogprobs(e, logits);
             s.computed += e.chunk();
             if (e.logitRow() < 0 || s.status == Sequence.Status.FINISHED) {
                 continue;
@@ -462,6 +465,17 @@ public final class Engine implements AutoCloseable {
         Tensor logits = runner.execute(plan);
         steps++;
         Sequence[] byRow = new Sequence[logits.rows()];
+        boolean promptRows = false;
+        for (StepPlan.Entry e : plan.entries()) {
+            promptRows |= e.promptLogitCount() > 0;
+        }
+        if (promptRows) {
+            // prompt_logprobs: their rows' log-softmax on the host, from the downloaded logits (rare requests)
+            float[] host = runner.download(logits);
+            for (StepPlan.Entry e : plan.entries()) {
+                addPromptLogprobs(e, host);
+            }
+        }
         for (StepPlan.Entry e : plan.entries()) {
             Sequence s = e.sequence();
             s.computed += e.chunk();
@@ -491,6 +505,24 @@ public final class Engine implements AutoCloseable {
         }
     }
 
+    /**
+     * The prompt_logprobs entries of an entry's prompt logit rows (called before its {@code computed} moves on):
+     * row j holds the logits at position {@code promptLogitPosition + j}, which score prompt token p + 1.
+     */
+    private void addPromptLogprobs(StepPlan.Entry e, float[] logits) {
+        Sequence s = e.sequence();
+        int top = s.request.params().promptLogprobs();
+        for (int j = 0; j < e.promptLogitCount(); j++) {
+            int position = e.promptLogitPosition() + j;
+            int offset = (e.promptLogitRow() + j) * vocabSize;
+            int token = s.token(position + 1);
+            s.promptLogprobs[position + 1] = Sampler.promptLogprob(logits, offset, vocabSize, token, top);
+        }
+        if (e.promptLogitCount() > 0) {
+            s.promptLogprobsDone = Math.max(s.promptLogprobsDone, e.promptLogitPosition() + e.promptLogitCount());
+        }
+    }
+
     private void emit(Sequence s, int token, TokenLogprob logprob) {
         SamplingParams p = s.request.params();
         s.append(token);
@@ -504,7 +536,7 @@ public final class Engine implements AutoCloseable {
         }
         boolean eos = !p.ignoreEos() && contains(eosTokenIds, token);
         boolean stopToken = p.stopTokenIds().contains(token);
-        String text = eos || stopToken ? "" : s.output.add(token);
+        String text = eos || stopToken ? "" : s.output.add(token, s.generatedCount() > p.minTokens());
         safely(s.listener, () -> s.listener.onToken(new TokenDelta(token, text, logprob)));
         if (s.status == Sequence.Status.FINISHED) {
             return; // the listener cancelled
@@ -533,7 +565,7 @@ public final class Engine implements AutoCloseable {
         }
         Completion c = new Completion(s.request.id(), s.adapter(), reason, stopReason, s.output.text(),
                 s.generatedTokens(), List.copyOf(s.logprobs), s.promptLength(), s.arrivalNanos, s.firstTokenNanos,
-                System.nanoTime(), s.preemptions);
+                System.nanoTime(), s.preemptions, s.promptLogprobs == null ? null : Arrays.asList(s.promptLogprobs));
         safely(s.listener, () -> s.listener.onFinish(c));
     }
 

@@ -21,7 +21,8 @@ import java.util.List;
  *   <li><b>Row layout</b> ({@link #layout}): the plan's sequences in its order (sorted by adapter slot,
  *       so each adapter's rows are one SGMV segment), each sequence's rows contiguous; per row its token,
  *       position and KV slot ({@code page[pos / pageSize]·pageSize + pos % pageSize}); per sequence its
- *       query rows, context length and page table; the rows that sample.</li>
+ *       query rows, context length and page table; the rows whose logits are returned: those that sample,
+ *       and before them the prompt rows a request's {@code prompt_logprobs} needs.</li>
  *   <li><b>Decode padding</b>: on a backend with a {@link StepRecorder} (CUDA graphs), a decode step (one
  *       row per sequence, every row sampled) is padded to the next batch-size bucket of
  *       {@link #DECODE_BUCKETS} with one-token sequences that use no adapter and live in a KV page of
@@ -130,7 +131,7 @@ public final class ModelRunner {
         for (StepPlan.Entry e : entries) {
             rows += e.chunk();
             pageCount += e.sequence().pages.pageCount();
-            logitCount += e.logitRow() >= 0 ? 1 : 0;
+            logitCount += (e.logitRow() >= 0 ? 1 : 0) + e.promptLogitCount();
         }
         int[] tokens = new int[rows];
         int[] positions = new int[rows];
@@ -166,6 +167,9 @@ public final class ModelRunner {
                 row++;
             }
             contextLens[k] = s.computed + e.chunk();
+            for (int j = 0; j < e.promptLogitCount(); j++) {
+                logitRows[e.promptLogitRow() + j] = queryStarts[k] + e.promptLogitPosition() - s.computed + j;
+            }
             if (e.logitRow() >= 0) {
                 logitRows[e.logitRow()] = row - 1;
             }

@@ -31,9 +31,18 @@ final class OutputProcessor {
 
     /** Adds a token's text; returns the text that may be sent now. */
     String add(int token) {
+        return add(token, true);
+    }
+
+    /**
+     * Adds a token's text, looking for stop strings only when {@code lookForStops} (vLLM's min_tokens: not
+     * before that many tokens; a stop string may still begin in the text before, as vLLM's search starts
+     * a stop string's length back); returns the text that may be sent now.
+     */
+    String add(int token, boolean lookForStops) {
         int searchFrom = Math.max(0, text.length() - holdBack);
         text.append(decoder.add(token));
-        if (!stops.isEmpty()) {
+        if (lookForStops && !stops.isEmpty()) {
             int cut = -1;
             for (String s : stops) {
                 int at = text.indexOf(s, searchFrom);

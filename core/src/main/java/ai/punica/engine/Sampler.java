@@ -10,12 +10,14 @@ import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.SplittableRandom;
+import java.util.TreeMap;
+import java.util.TreeSet;
 
 /**
- * Turns a request's sampling parameters and history into a {@link SamplingRow} and its penalty tokens,
- * and picks tokens on the host with {@link ScalarSampler} when the backend does not sample itself
- * (vLLM's order: penalties → greedy or temperature → top-k → top-p → min-p → draw; log-probabilities
- * from the raw logits). One instance per engine thread; per-request state lives in {@link State}.
+ * Turns a request's sampling parameters and history into a {@link SamplingRow}, its penalty tokens and
+ * logit biases, and picks tokens on the host with {@link ScalarSampler} when the backend does not sample
+ * itself (vLLM's order: logit biases and min_tokens → penalties → greedy or temperature → top-k → top-p →
+ * min-p → draw; log-probabilities from the raw logits). One instance per engine thread; per-request state lives in {@link State}.
  */
 final class Sampler {
 
@@ -25,23 +27,39 @@ final class Sampler {
         private final SplittableRandom random;
         private final BitSet promptTokens = new BitSet();
         private final Map<Integer, Integer> outputCounts = new HashMap<>();
+        /** Token ids banned while fewer than min_tokens were generated: stop ids, and EOS unless ignore_eos. */
+        private final int[] stopIds;
         /** Values drawn from {@link #random}: its position, carried by a {@link Continuation}. */
         private long draws;
+        private int generated;
 
         State(SamplingParams params, int[] prompt, long fallbackSeed) {
+            this(params, prompt, fallbackSeed, new int[0]);
+        }
+
+        /** @param eosTokenIds the model's end-of-sequence tokens (banned before min_tokens unless ignore_eos) */
+        State(SamplingParams params, int[] prompt, long fallbackSeed, int[] eosTokenIds) {
             this.seed = params.seed() != null ? params.seed() : fallbackSeed;
             this.random = new SplittableRandom(seed);
             for (int t : prompt) {
                 promptTokens.set(t);
             }
+            java.util.TreeSet<Integer> stops = new TreeSet<>(params.stopTokenIds());
+            if (!params.ignoreEos()) {
+                for (int t : eosTokenIds) {
+                    stops.add(t);
+                }
+            }
+            this.stopIds = params.minTokens() > 0 ? stops.stream().mapToInt(Integer::intValue).toArray() : new int[0];
         }
 
         /**
          * The state a request had after generating {@code generated} with {@code draws} values drawn: penalty
          * counts rebuilt from the tokens, the generator moved to the same position.
          */
-        static State resumed(SamplingParams params, int[] prompt, long seed, int[] generated, long draws) {
-            State s = new State(params.toBuilder().seed(seed).build(), prompt, seed);
+        static State resumed(SamplingParams params, int[] prompt, long seed, int[] generated, long draws,
+                             int[] eosTokenIds) {
+            State s = new State(params.toBuilder().seed(seed).build(), prompt, seed, eosTokenIds);
             for (int t : generated) {
                 s.accept(t);
             }
@@ -62,13 +80,15 @@ final class Sampler {
 
         void accept(int token) {
             outputCounts.merge(token, 1, Integer::sum);
+            generated++;
         }
 
         /**
          * Appends the row of this request's next token to {@code batch}: its parameters with one uniform
          * draw from the request's generator (none for a greedy row), then its penalty tokens: prompt and
          * generated ones when a repetition penalty is set, else the generated ones when a presence or
-         * frequency penalty is, else none.
+         * frequency penalty is, else none; then its logit biases: {@code logit_bias}, and {@code -∞} on the stop
+         * ids while fewer than {@code min_tokens} tokens were generated (vLLM's MinTokensLogitsProcessor).
          */
         void addRow(SamplingParams p, SamplingBatch.Builder batch) {
             double uniform = 0;
@@ -92,6 +112,20 @@ final class Sampler {
                     batch.penalty(e.getKey(), e.getValue());
                 }
             }
+            boolean banStops = generated < p.minTokens() && stopIds.length > 0;
+            if (!banStops) {
+                for (Map.Entry<Integer, Float> e : p.logitBias().entrySet()) {
+                    batch.bias(e.getKey(), e.getValue());
+                }
+                return;
+            }
+            Map<Integer, Float> biases = new TreeMap<>(p.logitBias());
+            for (int t : stopIds) {
+                biases.put(t, Float.NEGATIVE_INFINITY);
+            }
+            for (Map.Entry<Integer, Float> e : biases.entrySet()) {
+                batch.bias(e.getKey(), e.getValue());
+            }
         }
     }
 
@@ -112,6 +146,23 @@ final class Sampler {
     /** log softmax(logits)[token], and the {@code top} most likely tokens, from the raw logits. */
     static TokenLogprob logprobs(float[] logits, int offset, int vocab, int token, int top) {
         return toTokenLogprob(ScalarSampler.logprobs(logits, offset, vocab, token, top));
+    }
+
+    /**
+     * A prompt token's prompt_logprobs entry from the logits of the position before it: log softmax of the
+     * raw logits at {@code token}, its rank (how many tokens score at least as high, itself included, as
+     * vLLM counts), and the {@code top} most likely tokens.
+     */
+    static PromptLogprob promptLogprob(float[] logits, int offset, int vocab, int token, int top) {
+        TokenLogprob lp = logprobs(logits, offset, vocab, token, top);
+        float value = logits[offset + token];
+        int rank = 0;
+        for (int i = 0; i < vocab; i++) {
+            if (logits[offset + i] >= value) {
+                rank++;
+            }
+        }
+        return new PromptLogprob(token, lp.logprob(), rank, lp.top());
     }
 
     /** The engine's form of a sampled token's log-probabilities (for a row that asked for them). */

@@ -1,7 +1,10 @@
 package ai.punica.engine;
 
 import ai.punica.backend.SamplingRow;
+import java.util.Collections;
 import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
 
 /**
  * How one request picks its tokens and when it stops (the OpenAI/vLLM sampling parameters).
@@ -21,17 +24,30 @@ import java.util.List;
  * @param logprobs          -1: none; 0: the chosen token's; n: also the n most likely
  * @param skipSpecialTokens leave special tokens ({@code </s>}) out of the text (vLLM's default)
  * @param includeStopStrInOutput keep the stop string that ended the text in it (vLLM's option)
+ * @param logitBias         OpenAI: token id → bias in [-100, 100] added to its logit before penalties and
+ *                          sampling (log-probabilities stay those of the raw logits, as vLLM's default)
+ * @param minTokens         vLLM: end-of-sequence and stop token ids are banned, and stop strings not
+ *                          looked for, until this many tokens were generated
+ * @param promptLogprobs    vLLM: -1: none; k ≥ 0: per prompt token (but the first) its log-probability
+ *                          and the k most likely tokens at that position
  */
 public record SamplingParams(float temperature, float topP, int topK, float minP, float repetitionPenalty,
                              float presencePenalty, float frequencyPenalty, Long seed, int maxTokens,
                              List<String> stop, List<Integer> stopTokenIds, boolean ignoreEos, int logprobs,
-                             boolean skipSpecialTokens, boolean includeStopStrInOutput) {
+                             boolean skipSpecialTokens, boolean includeStopStrInOutput,
+                             Map<Integer, Float> logitBias, int minTokens, int promptLogprobs) {
 
     public static final int MAX_LOGPROBS = SamplingRow.MAX_LOGPROBS;
+    /** Most {@code logit_bias} entries one request may send (OpenAI's limit). */
+    public static final int MAX_LOGIT_BIAS = 300;
+    /** The largest {@code logit_bias} magnitude (OpenAI's range). */
+    public static final float MAX_BIAS = 100f;
 
     public SamplingParams {
         stop = stop == null ? List.of() : List.copyOf(stop);
         stopTokenIds = stopTokenIds == null ? List.of() : List.copyOf(stopTokenIds);
+        logitBias = logitBias == null || logitBias.isEmpty() ? Map.of()
+                : Collections.unmodifiableMap(new TreeMap<>(logitBias));
     }
 
     public static SamplingParams greedy(int maxTokens) {
@@ -64,6 +80,28 @@ public record SamplingParams(float temperature, float topP, int topK, float minP
         for (String s : stop) {
             check(s != null && !s.isEmpty(), "stop", s, "stop strings must not be empty");
         }
+        check(minTokens >= 0 && minTokens <= maxTokens, "min_tokens", minTokens,
+                "must be between 0 and max_tokens (" + maxTokens + ")");
+        check(promptLogprobs >= -1 && promptLogprobs <= MAX_LOGPROBS, "prompt_logprobs", promptLogprobs,
+                "must be between 0 and " + MAX_LOGPROBS);
+        check(logitBias.size() <= MAX_LOGIT_BIAS, "logit_bias", logitBias.size() + " entries",
+                "at most " + MAX_LOGIT_BIAS + " tokens may be biased");
+        for (Map.Entry<Integer, Float> e : logitBias.entrySet()) {
+            float b = e.getValue() == null ? Float.NaN : e.getValue();
+            check(e.getKey() >= 0, "logit_bias", "token " + e.getKey(), "token ids must not be negative");
+            check(Float.isFinite(b) && Math.abs(b) <= MAX_BIAS, "logit_bias", "bias " + e.getValue() + " of token "
+                    + e.getKey(), "must be between -" + (int) MAX_BIAS + " and " + (int) MAX_BIAS);
+        }
+    }
+
+    /**
+     * Checks the token ids this request names against a vocabulary of {@code vocab} tokens (the engine
+     * knows it, {@link #validate} does not).
+     */
+    public void validateTokens(int vocab) {
+        for (int t : logitBias.keySet()) {
+            check(t < vocab, "logit_bias", "token " + t, "is outside the vocabulary [0, " + vocab + ")");
+        }
     }
 
     private static void check(boolean ok, String name, Object value, String rule) {
@@ -93,6 +131,9 @@ public record SamplingParams(float temperature, float topP, int topK, float minP
         b.logprobs = logprobs;
         b.skipSpecialTokens = skipSpecialTokens;
         b.includeStopStrInOutput = includeStopStrInOutput;
+        b.logitBias = logitBias;
+        b.minTokens = minTokens;
+        b.promptLogprobs = promptLogprobs;
         return b;
     }
 
@@ -113,6 +154,9 @@ public record SamplingParams(float temperature, float topP, int topK, float minP
         private int logprobs = -1;
         private boolean skipSpecialTokens = true;
         private boolean includeStopStrInOutput;
+        private Map<Integer, Float> logitBias = Map.of();
+        private int minTokens;
+        private int promptLogprobs = -1;
 
         public Builder temperature(float v) {
             temperature = v;
@@ -189,10 +233,25 @@ public record SamplingParams(float temperature, float topP, int topK, float minP
             return this;
         }
 
+        public Builder logitBias(Map<Integer, Float> v) {
+            logitBias = v;
+            return this;
+        }
+
+        public Builder minTokens(int v) {
+            minTokens = v;
+            return this;
+        }
+
+        public Builder promptLogprobs(int v) {
+            promptLogprobs = v;
+            return this;
+        }
+
         public SamplingParams build() {
             return new SamplingParams(temperature, topP, topK, minP, repetitionPenalty, presencePenalty,
                     frequencyPenalty, seed, maxTokens, stop, stopTokenIds, ignoreEos, logprobs, skipSpecialTokens,
-                    includeStopStrInOutput);
+                    includeStopStrInOutput, logitBias, minTokens, promptLogprobs);
         }
     }
 }

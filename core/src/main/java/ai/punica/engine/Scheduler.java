@@ -152,10 +152,18 @@ final class Scheduler {
         List<Sequence> picked = new ArrayList<>();
         List<Integer> chunks = new ArrayList<>();
 
+        // Logit rows (sampled rows, and prompt_logprobs' rows) fit the model's logit buffer of maxRunning rows:
+        // every running sequence not yet planned keeps one.
+        int logitRowsUsed = 0;
+
         // 1. Running sequences, oldest first; preempt the newest when pages run out.
         for (int i = 0; i < running.size() && budget > 0; i++) {
             Sequence s = running.get(i);
-            int chunk = Math.min(s.pending(), budget);
+            int chunk = capForLogitRows(s, Math.min(s.pending(), budget),
+                    config.maxRunning() - logitRowsUsed - (running.size() - 1 - i));
+            if (chunk == 0) {
+                continue; // its prompt_logprobs rows do not fit this step's logit rows
+            }
             boolean preemptedSelf = false;
             while (!kv.grow(s.pages, s.computed + chunk)) {
                 Sequence victim = running.getLast();
@@ -175,6 +183,7 @@ final class Scheduler {
             picked.add(s);
             chunks.add(chunk);
             budget -= chunk;
+            logitRowsUsed += logitRows(s, chunk);
         }
 
         // 2. Waiting sequences, first come first served, under the cap on distinct adapters.
@@ -215,7 +224,11 @@ final class Scheduler {
                     continue;
                 }
             }
-            int chunk = Math.min(s.pending(), budget);
+            int chunk = capForLogitRows(s, Math.min(s.pending(), budget), config.maxRunning() - logitRowsUsed);
+            if (chunk == 0) {
+                releaseSlot(s);
+                break; // its logit rows do not fit this step's: admit in arrival order
+            }
             int reserve = running.isEmpty() ? 0 : watermarkPages;
             if (kv.additionalPagesFor(s.pages, s.computed + chunk) > kv.freePages() - reserve) {
                 releaseSlot(s);
@@ -230,12 +243,32 @@ final class Scheduler {
             picked.add(s);
             chunks.add(chunk);
             budget -= chunk;
+            logitRowsUsed += logitRows(s, chunk);
         }
         prefetchWaitingAdapters(adapters.hostRoom());
         if (picked.isEmpty()) {
             return null;
         }
         return buildPlan(picked, chunks);
+    }
+
+    /** The logit rows a sequence's chunk needs: prompt_logprobs rows, and its sampled row at its last token. */
+    private static int logitRows(Sequence s, int chunk) {
+        return s.promptLogitRows(chunk) + (s.computed + chunk == s.length() ? 1 : 0);
+    }
+
+    /**
+     * {@code chunk}, or less so that the sequence's {@link #logitRows} fit in {@code room}: a shorter chunk
+     * stops before the prompt's last token, so it samples nothing (0 when not even that fits).
+     */
+    private static int capForLogitRows(Sequence s, int chunk, int room) {
+        if (logitRows(s, chunk) <= room) {
+            return chunk;
+        }
+        if (s.promptLogprobs == null) {
+            return chunk - 1; // a prefill chunk one token short samples nothing
+        }
+        return Math.max(0, s.promptLogitPosition() + Math.max(0, room) - s.computed);
     }
 
     /** Starts host loads for the adapters of the first waiting requests, so admission finds them read. */
@@ -254,7 +287,7 @@ final class Scheduler {
     /**
      * Orders the step: sequences sorted by adapter slot (stable), so that each adapter's rows form one SGMV
      * segment once {@link ModelRunner#layout} lays them out; a sequence samples when this step reaches
-     * its last token.
+     * its last token; its prompt_logprobs rows come before its sampled row.
      */
     private StepPlan buildPlan(List<Sequence> picked, List<Integer> chunks) {
         Integer[] order = new Integer[picked.size()];
@@ -267,8 +300,11 @@ final class Scheduler {
         for (int i : order) {
             Sequence s = picked.get(i);
             int chunk = chunks.get(i);
+            int promptRows = s.promptLogitRows(chunk);
+            int promptLogitRow = promptRows > 0 ? logitCount : -1;
+            logitCount += promptRows;
             int logitRow = s.computed + chunk == s.length() ? logitCount++ : -1;
-            entries.add(new StepPlan.Entry(s, chunk, logitRow));
+            entries.add(new StepPlan.Entry(s, chunk, logitRow, promptLogitRow, promptRows, s.promptLogitPosition()));
         }
         return new StepPlan(entries);
     }

@@ -21,6 +21,10 @@ final class Sequence {
     final OutputProcessor output;
     final SequencePages pages = new SequencePages();
     final List<TokenLogprob> logprobs = new ArrayList<>();
+    /** prompt_logprobs by prompt index (entry 0 stays null); null when the request did not ask for them. */
+    final PromptLogprob[] promptLogprobs;
+    /** Prompt positions [0, this) whose logits have given their prompt_logprobs entry (kept across preemption). */
+    int promptLogprobsDone;
 
     private int[] tokens;
     private int length;
@@ -45,6 +49,23 @@ final class Sequence {
         this.promptLength = request.promptLength();
         this.tokens = Arrays.copyOf(request.promptTokens(), promptLength + Math.min(request.params().maxTokens(), 256));
         this.length = promptLength;
+        this.promptLogprobs = request.params().promptLogprobs() >= 0 ? new PromptLogprob[promptLength] : null;
+    }
+
+    /**
+     * How many of the next {@code chunk} rows need logits for prompt_logprobs: the positions from
+     * {@link #promptLogitPosition} before the prompt's last token (whose logits sample the first output token).
+     */
+    int promptLogitRows(int chunk) {
+        if (promptLogprobs == null) {
+            return 0;
+        }
+        return Math.max(0, Math.min(computed + chunk, promptLength - 1) - promptLogitPosition());
+    }
+
+    /** The first position whose logits prompt_logprobs still needs in the next chunk. */
+    int promptLogitPosition() {
+        return Math.max(computed, promptLogprobsDone);
     }
 
     int length() {

@@ -17,8 +17,18 @@ record StepPlan(List<Entry> entries) {
      * @param chunk     tokens of the sequence fed this step, starting at its {@code computed} count
      * @param logitRow  index into the batch's logit rows if this step samples the sequence's next
      *                  token, else -1
+     * @param promptLogitRow      the first of the logit rows that this step returns for the sequence's
+     *                            {@code prompt_logprobs} (before its sampled row, if any), or -1
+     * @param promptLogitCount    how many: positions {@code promptLogitPosition ..} of the prompt, each
+     *                            before the prompt's last token; 0 for none
+     * @param promptLogitPosition the position of the first of them
      */
-    record Entry(Sequence sequence, int chunk, int logitRow) {
+    record Entry(Sequence sequence, int chunk, int logitRow, int promptLogitRow, int promptLogitCount,
+                 int promptLogitPosition) {
+
+        Entry(Sequence sequence, int chunk, int logitRow) {
+            this(sequence, chunk, logitRow, -1, 0, 0);
+        }
     }
 
     int prefillTokens() {

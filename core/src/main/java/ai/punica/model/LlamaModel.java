@@ -185,7 +185,7 @@ public final class LlamaModel implements AutoCloseable {
         logitHidden = own(backend.allocate(maxLogitRows, hidden));
         logitQkv = own(backend.allocate(maxLogitRows, qCols + 2 * kvCols));
         logitNormed = own(backend.allocate(maxLogitRows, hidden));
-        logits = own(backend.allocate(maxLogitRows, config.vocabSize()));
+        logits = own(backend.allocateLogits(maxLogitRows, config.vocabSize()));
     }
 
     /**

@@ -132,6 +132,11 @@ final class LeaderBackend implements Backend {
     }
 
     @Override
+    public Tensor allocateLogits(int rows, int cols) {
+        return rank0.allocateLogits(rows, cols);
+    }
+
+    @Override
     public Tensor loadWeight(TensorData weight) {
         return rank0.loadWeight(weight);
     }

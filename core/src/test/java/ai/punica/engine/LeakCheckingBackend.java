@@ -41,7 +41,7 @@ final class LeakCheckingBackend {
                         throw e.getCause();
                     }
                     switch (method.getName()) {
-                        case "allocate", "loadWeight", "concatRows" -> counts.liveTensors.incrementAndGet();
+                        case "allocate", "allocateLogits", "loadWeight", "concatRows" -> counts.liveTensors.incrementAndGet();
                         case "free" -> counts.liveTensors.decrementAndGet();
                         case "close" -> {
                             if (!counts.closed) {

@@ -48,7 +48,20 @@ final class OpenAiJson {
                           @JsonInclude(JsonInclude.Include.NON_NULL) Usage usage) {
     }
 
-    record TextChoice(int index, String text, TextLogprobs logprobs, String finishReason) {
+    /** {@code prompt_logprobs}: vLLM's extension, present only when asked for ({@link PromptLogprobEntry}). */
+    record TextChoice(int index, String text, TextLogprobs logprobs, String finishReason,
+                      @JsonInclude(JsonInclude.Include.NON_NULL) List<Map<String, PromptLogprobEntry>> promptLogprobs) {
+
+        TextChoice(int index, String text, TextLogprobs logprobs, String finishReason) {
+            this(index, text, logprobs, finishReason, null);
+        }
+    }
+
+    /**
+     * vLLM's {@code Logprob} in {@code prompt_logprobs}: per prompt token (the first is null) an object keyed by
+     * token id, the prompt token's entry first, then the most likely tokens'.
+     */
+    record PromptLogprobEntry(float logprob, int rank, String decodedToken) {
     }
 
     /** Legacy completions log-probabilities: parallel arrays, one entry per generated token. */
@@ -58,8 +71,10 @@ final class OpenAiJson {
 
     // ---- /v1/chat/completions -------------------------------------------------------------------
 
+    /** {@code prompt_logprobs}: vLLM's extension (on the response, not the choice), only when asked for. */
     record ChatCompletion(String id, String object, long created, String model, List<ChatChoice> choices,
-                          Usage usage) {
+                          Usage usage,
+                          @JsonInclude(JsonInclude.Include.NON_NULL) List<Map<String, PromptLogprobEntry>> promptLogprobs) {
     }
 
     record ChatChoice(int index, ChatMessage message, ChatLogprobs logprobs, String finishReason) {

@@ -68,8 +68,9 @@ final class RequestParser {
         List<String> echo = null;
         if (Boolean.TRUE.equals(body.echo())) {
             if (lp >= 0) {
-                throw ApiException.badRequest("echo", "`echo` with `logprobs` needs the prompt's log-probabilities, "
-                        + "which this server does not compute; drop one of them.");
+                throw ApiException.badRequest("echo", "`echo` with `logprobs` needs the prompt's log-probabilities in "
+                        + "the legacy arrays, which this server does not fill yet; drop one of them (vLLM's "
+                        + "`prompt_logprobs` returns the prompt's log-probabilities).");
             }
             echo = echoTexts(body.prompt(), prompts);
         }
@@ -195,9 +196,6 @@ final class RequestParser {
     }
 
     private static SamplingParams sampling(SamplingFields body, int maxTokens, int logprobs) {
-        refuseUnlessNeutral("logit_bias", body.logitBias(), Map.of());
-        refuseUnlessNeutral("min_tokens", body.minTokens(), 0);
-        refuseUnlessNeutral("prompt_logprobs", body.promptLogprobs(), -1);
         SamplingParams params = SamplingParams.builder()
                 .temperature(or(body.temperature(), 1f))
                 .topP(or(body.topP(), 1f))
@@ -214,9 +212,68 @@ final class RequestParser {
                 .logprobs(logprobs)
                 .skipSpecialTokens(!Boolean.FALSE.equals(body.skipSpecialTokens()))
                 .includeStopStrInOutput(Boolean.TRUE.equals(body.includeStopStrInOutput()))
+                .logitBias(logitBias(body.logitBias()))
+                .minTokens(body.minTokens() == null ? 0 : body.minTokens())
+                .promptLogprobs(promptLogprobs(body))
                 .build();
         params.validate(); // InvalidRequestException names the field; the handler answers 400
         return params;
+    }
+
+    /**
+     * OpenAI's {@code logit_bias}: token ids as JSON object keys (strings of integers); values and the vocabulary
+     * are checked by {@link SamplingParams#validate} and the engine.
+     */
+    private static Map<Integer, Float> logitBias(Map<String, Float> raw) {
+        if (raw == null || raw.isEmpty()) {
+            return Map.of();
+        }
+        if (raw.size() > SamplingParams.MAX_LOGIT_BIAS) {
+            throw ApiException.badRequest("logit_bias", "`logit_bias` may bias at most " + SamplingParams.MAX_LOGIT_BIAS
+                    + " tokens, got " + raw.size() + ".");
+        }
+        Map<Integer, Float> out = new LinkedHashMap<>();
+        for (Map.Entry<String, Float> e : raw.entrySet()) {
+            int token;
+            try {
+                token = Integer.parseInt(e.getKey().strip());
+            } catch (NumberFormatException notInt) {
+                String key = e.getKey().length() <= 40 ? e.getKey() : e.getKey().substring(0, 37) + "...";
+                throw ApiException.badRequest("logit_bias", "`logit_bias` keys must be token ids (integers), got \""
+                        + key + "\".");
+            }
+            if (e.getValue() == null) {
+                throw ApiException.badRequest("logit_bias", "`logit_bias` of token " + token + " is null; send a "
+                        + "number between -100 and 100.");
+            }
+            if (out.put(token, e.getValue()) != null) {
+                throw ApiException.badRequest("logit_bias", "`logit_bias` names token " + token + " twice.");
+            }
+        }
+        return out;
+    }
+
+    /**
+     * vLLM's {@code prompt_logprobs}; as vLLM, not with {@code stream} (above 0); 0 with {@code stream} is
+     * accepted and returns nothing (the streamed chunks have no place for them).
+     */
+    private static int promptLogprobs(SamplingFields body) {
+        Integer k = body.promptLogprobs();
+        if (k == null) {
+            return -1;
+        }
+        if (k < 0 || k > SamplingParams.MAX_LOGPROBS) {
+            throw ApiException.badRequest("prompt_logprobs", "`prompt_logprobs` must be between 0 and "
+                    + SamplingParams.MAX_LOGPROBS + ", got " + k + ".");
+        }
+        if (stream(body)) {
+            if (k > 0) {
+                throw ApiException.badRequest("prompt_logprobs", "`prompt_logprobs` are not available when "
+                        + "`stream` is true.");
+            }
+            return -1;
+        }
+        return k;
     }
 
     private static float or(Float v, float fallback) {

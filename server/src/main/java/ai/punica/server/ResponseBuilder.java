@@ -2,6 +2,7 @@ package ai.punica.server;
 
 import ai.punica.engine.Completion;
 import ai.punica.engine.FinishReason;
+import ai.punica.engine.PromptLogprob;
 import ai.punica.engine.TokenLogprob;
 import ai.punica.server.GenerationJob.Endpoint;
 import ai.punica.server.OpenAiJson.ChatChoice;
@@ -13,6 +14,7 @@ import ai.punica.server.OpenAiJson.ChatLogprobs;
 import ai.punica.server.OpenAiJson.ChatMessage;
 import ai.punica.server.OpenAiJson.ChatTokenLogprob;
 import ai.punica.server.OpenAiJson.ChatTopLogprob;
+import ai.punica.server.OpenAiJson.PromptLogprobEntry;
 import ai.punica.server.OpenAiJson.TextChoice;
 import ai.punica.server.OpenAiJson.TextCompletion;
 import ai.punica.server.OpenAiJson.TextLogprobs;
@@ -61,7 +63,7 @@ final class ResponseBuilder {
             for (int i = 0; i < completions.length; i++) {
                 Completion c = completions[i];
                 choices.add(new TextChoice(i, job.echoOf(i) + c.text(), textLogprobs(i, c.logprobs()),
-                        c.finishReason().openAiName()));
+                        c.finishReason().openAiName(), promptLogprobs(c.promptLogprobs())));
             }
             return new TextCompletion(id, job.endpoint().object, created, job.model(), choices, usage);
         }
@@ -71,7 +73,8 @@ final class ResponseBuilder {
             choices.add(new ChatChoice(i, new ChatMessage("assistant", c.text()), chatLogprobs(c.logprobs()),
                     c.finishReason().openAiName()));
         }
-        return new ChatCompletion(id, job.endpoint().object, created, job.model(), choices, usage);
+        return new ChatCompletion(id, job.endpoint().object, created, job.model(), choices, usage,
+                completions.length == 0 ? null : promptLogprobs(completions[0].promptLogprobs()));
     }
 
     /**
@@ -159,6 +162,34 @@ final class ResponseBuilder {
             content.add(new ChatTokenLogprob(text, clamp(lp.logprob()), TokenText.utf8(text), top));
         }
         return new ChatLogprobs(content);
+    }
+
+    /**
+     * vLLM's {@code prompt_logprobs}: null first, then per prompt token {token id: {logprob, rank, decoded_token}}
+     * with the prompt token first and then the most likely tokens (ranks 1, 2, …; a prompt token among them
+     * keeps its place and takes that rank, as vLLM's dict does); null when not asked for.
+     */
+    private List<Map<String, PromptLogprobEntry>> promptLogprobs(List<PromptLogprob> entries) {
+        if (entries == null) {
+            return null;
+        }
+        List<Map<String, PromptLogprobEntry>> out = new ArrayList<>(entries.size());
+        for (PromptLogprob lp : entries) {
+            if (lp == null) {
+                out.add(null);
+                continue;
+            }
+            Map<String, PromptLogprobEntry> position = new LinkedHashMap<>();
+            position.put(Integer.toString(lp.token()), new PromptLogprobEntry(clamp(lp.logprob()), lp.rank(),
+                    tokenText.of(lp.token())));
+            for (int i = 0; i < lp.top().size(); i++) {
+                TokenLogprob.Alternative a = lp.top().get(i);
+                position.put(Integer.toString(a.token()), new PromptLogprobEntry(clamp(a.logprob()), i + 1,
+                        tokenText.of(a.token())));
+            }
+            out.add(position);
+        }
+        return out;
     }
 
     private static float clamp(float logprob) {

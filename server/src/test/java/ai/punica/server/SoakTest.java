@@ -51,7 +51,7 @@ class SoakTest {
             "{\"prompt\":[1,999999]}",
             "{\"prompt\":\"x\",\"max_tokens\":-1}",
             "[1,2]",
-            "{\"prompt\":\"x\",\"logit_bias\":{\"5\":3}}");
+            "{\"prompt\":\"x\",\"logit_bias\":{\"5\":300}}");
 
     @TempDir
     Path adapterRoot;

@@ -88,17 +88,17 @@ final class Cublas implements AutoCloseable {
 
     /**
      * {@code out[r, o] = Σ_i x[r, i] · w[o, i]} for row-major bf16 {@code x [rows, in]}, {@code w [outF, in]},
-     * {@code out [rows, outF]} (row stride {@code ldOut}). In cuBLAS's column-major terms this is
+     * {@code out [rows, outF]} (row stride {@code ldOut}; bf16 or, {@code outType} {@link #CUDA_R_32F}, float32). In cuBLAS's column-major terms this is
      * {@code C[outF, rows] = Wᵀ[outF, in] · X[in, rows]}, W being column-major {@code [in, outF]}: one call.
      */
-    void gemmBf16(long x, long w, long out, int rows, int in, int outF, int ldOut, int weightType) {
+    void gemmBf16(long x, long w, long out, int rows, int in, int outF, int ldOut, int weightType, int outType) {
         alpha.set(JAVA_FLOAT, 0, 1f);
         beta.set(JAVA_FLOAT, 0, 0f);
         int rc;
         try {
             rc = (int) l.gemmEx.invokeExact(handle, CUBLAS_OP_T, CUBLAS_OP_N, outF, rows, in, alpha,
                     MemorySegment.ofAddress(w), weightType, in, MemorySegment.ofAddress(x), CUDA_R_16BF, in, beta,
-                    MemorySegment.ofAddress(out), CUDA_R_16BF, ldOut, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+                    MemorySegment.ofAddress(out), outType, ldOut, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
         } catch (Throwable t) {
             throw new CudaException("cublasGemmEx: native call failed: " + t, t);
         }

@@ -124,6 +124,14 @@ public final class CudaBackend implements Backend {
         return memory.newTensor(rows, cols);
     }
 
+    /** float32 logits: the lm_head GEMM writes them in float32 (cuBLAS's fp32 accumulator, not rounded to bf16). */
+    @Override
+    public Tensor allocateLogits(int rows, int cols) {
+        ctx.enter();
+        Shapes.checkShape(rows, cols);
+        return memory.newF32Tensor(rows, cols);
+    }
+
     @Override
     public Tensor loadWeight(TensorData weight) {
         ctx.enter();

@@ -2,6 +2,7 @@ package ai.punica.backend.cuda;
 
 import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
 
+import ai.punica.backend.DType;
 import ai.punica.backend.RopeTable;
 import ai.punica.backend.Tensor;
 import java.lang.foreign.MemorySegment;
@@ -90,8 +91,11 @@ final class DenseOps {
         if (xs.rows() == 0) {
             return;
         }
-        parts.kernels().launchGemm(xs, ws, o);
+        parts.kernels().launchGemm(xs, ws, o); // o float32 for the logits: cuBLAS writes its fp32 accumulator
         if (bias != null) {
+            if (o.dtype() != DType.BF16) {
+                throw new IllegalArgumentException("matmul with a bias writes bf16 outputs; got " + o);
+            }
             CudaTensor bs = parts.memory().tensor(bias, "bias");
             if (bs.elements() != o.cols()) {
                 throw new IllegalArgumentException("bias " + bs + " does not match " + o.cols() + " output features");

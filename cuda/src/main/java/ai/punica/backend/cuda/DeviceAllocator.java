@@ -120,6 +120,11 @@ final class DeviceAllocator {
         return new CudaTensor(this, alloc(rows * cols * 2), (int) rows, (int) cols, DType.BF16, null);
     }
 
+    /** A new float32 tensor of its own block (the logits: only the lm_head GEMM, downloads and sampling use it). */
+    CudaTensor newF32Tensor(long rows, long cols) {
+        return new CudaTensor(this, alloc(rows * cols * 4), (int) rows, (int) cols, DType.F32, null);
+    }
+
     /** Frees a tensor that is not a view and not yet freed: its block goes to the free lists. */
     void free(CudaTensor t) {
         if (t.root != t) {

@@ -1,6 +1,8 @@
 package ai.punica.backend.cuda;
 
 import static ai.punica.backend.cuda.KernelConstants.MAX_TOP;
+import static ai.punica.backend.cuda.KernelConstants.P_BIAS_BEGIN;
+import static ai.punica.backend.cuda.KernelConstants.P_BIAS_END;
 import static ai.punica.backend.cuda.KernelConstants.OUT_INTS;
 import static ai.punica.backend.cuda.KernelConstants.P_FREQUENCY;
 import static ai.punica.backend.cuda.KernelConstants.P_LOGPROBS;
@@ -30,8 +32,8 @@ import java.util.List;
  * and the log-probabilities it asked for, come back to the host.
  *
  * <pre>
- *  SamplingBatch ─► per-row parameters + penalty pairs (ints) ─► ring ─┐
- *  logits [rows, vocab] bf16 ─► sample_rows (float32 work rows in the workspace) ─► OUT_INTS per row ─► ring ─► tokens
+ *  SamplingBatch ─► per-row parameters + penalty pairs + bias pairs (ints) ─► ring ─┐
+ *  logits [rows, vocab] f32 (bf16) ─► sample_rows(_bf16) (float32 work rows in the workspace) ─► OUT_INTS per row ─► ring ─► tokens
  * </pre>
  */
 final class DeviceSampler {
@@ -55,7 +57,7 @@ final class DeviceSampler {
         ensureWorkspace((long) rows * vocab * 4);
         long outBytes = (long) rows * OUT_INTS * 4;
         long out = parts.ring().reserve(outBytes);
-        parts.kernels().launchSampleRows(l.ptr, vocab, meta, workspace, parts.ring().device(out), rows);
+        parts.kernels().launchSampleRows(l, meta, workspace, parts.ring().device(out));
         parts.ring().toHost(out, outBytes);
         int[] values = new int[rows * OUT_INTS];
         MemorySegment.copy(parts.ring().host(), JAVA_INT, out, values, 0, values.length);
@@ -79,12 +81,14 @@ final class DeviceSampler {
 
     /**
      * The kernel's metadata: per row (ints, floats as bits) the parameters at the P_* places of
-     * kernel_constants.cuh, then the (token, count) penalty pairs.
+     * kernel_constants.cuh, then the (token, count) penalty pairs, then the (token, bias bits) logit-bias
+     * pairs (a row's P_BIAS_* index pairs of the same array, so they start after the penalty pairs).
      */
     private static int[] samplingMeta(SamplingBatch batch) {
         int rows = batch.size();
         int pairs = batch.penaltyTokens().length;
-        int[] meta = new int[rows * ROW_INTS + 2 * pairs];
+        int biases = batch.biasTokens().length;
+        int[] meta = new int[rows * ROW_INTS + 2 * (pairs + biases)];
         for (int r = 0; r < rows; r++) {
             SamplingRow p = batch.row(r);
             long uniform = Double.doubleToRawLongBits(p.uniform());
@@ -101,11 +105,18 @@ final class DeviceSampler {
             meta[at + P_LOGPROBS] = p.logprobs();
             meta[at + P_PENALTY_BEGIN] = batch.penaltyStarts()[r];
             meta[at + P_PENALTY_END] = batch.penaltyStarts()[r + 1];
+            meta[at + P_BIAS_BEGIN] = pairs + batch.biasStarts()[r];
+            meta[at + P_BIAS_END] = pairs + batch.biasStarts()[r + 1];
         }
         int base = rows * ROW_INTS;
         for (int i = 0; i < pairs; i++) {
             meta[base + 2 * i] = batch.penaltyTokens()[i];
             meta[base + 2 * i + 1] = batch.penaltyCounts()[i];
+        }
+        base += 2 * pairs;
+        for (int i = 0; i < biases; i++) {
+            meta[base + 2 * i] = batch.biasTokens()[i];
+            meta[base + 2 * i + 1] = Float.floatToRawIntBits(batch.biasValues()[i]);
         }
         return meta;
     }

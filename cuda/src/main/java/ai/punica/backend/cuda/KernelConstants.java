@@ -84,7 +84,10 @@ final class KernelConstants {
     static final int P_LOGPROBS = 9;
     static final int P_PENALTY_BEGIN = 10;
     static final int P_PENALTY_END = 11;
-    static final int ROW_INTS = 12;
+    /** The row's logit biases: (token, bias bits) pairs of the same pair array, after every penalty pair. */
+    static final int P_BIAS_BEGIN = 12;
+    static final int P_BIAS_END = 13;
+    static final int ROW_INTS = 14;
     /** Per-row output, ints: token | logprob bits | n | top tokens [MAX_TOP] | top logprob bits [MAX_TOP]. */
     static final int OUT_INTS = 3 + 2 * MAX_TOP;
 
@@ -129,6 +132,8 @@ final class KernelConstants {
             new Constant("P_LOGPROBS", P_LOGPROBS),
             new Constant("P_PENALTY_BEGIN", P_PENALTY_BEGIN),
             new Constant("P_PENALTY_END", P_PENALTY_END),
+            new Constant("P_BIAS_BEGIN", P_BIAS_BEGIN),
+            new Constant("P_BIAS_END", P_BIAS_END),
             new Constant("ROW_INTS", ROW_INTS),
             new Constant("OUT_INTS", OUT_INTS));
 

@@ -136,9 +136,10 @@ final class KernelLauncher {
      * {@code out = x·wᵀ} by cuBLAS on the compute stream ({@code x [rows, in]}, {@code w [features, in]}, out's
      * rows {@code outStride} apart); recorded and checked like a kernel launch in step graphs.
      */
-    void gemm(long x, long w, long out, int rows, int in, int features, int outStride) {
+    void gemm(long x, long w, long out, int rows, int in, int features, int outStride, int outType) {
         if (ctx.capture.inGraph()) {
-            LaunchRecord launch = new LaunchRecord(0, rows, in, features, outStride, 0, false, new long[] {x, w, out});
+            LaunchRecord launch = new LaunchRecord(0, rows, in, features, outStride, outType, false,
+                    new long[] {x, w, out});
             if (!ctx.capture.admit(launch, "gemm")) {
                 return;
             }
@@ -147,7 +148,7 @@ final class KernelLauncher {
         if (profiled) {
             profiler.begin(rows == 1 ? "gemm(1 row)" : rows <= 64 ? "gemm(2-64 rows)" : "gemm(>64 rows)", ctx.stream);
         }
-        cublas.gemmBf16(x, w, out, rows, in, features, outStride, Cublas.CUDA_R_16BF);
+        cublas.gemmBf16(x, w, out, rows, in, features, outStride, Cublas.CUDA_R_16BF, outType);
         if (profiled) {
             profiler.end(ctx.stream);
         }

@@ -11,9 +11,12 @@ import static ai.punica.backend.cuda.KernelConstants.ATT_TC_THREADS;
 import static ai.punica.backend.cuda.KernelConstants.TC_THREADS;
 
 import ai.punica.backend.AttentionShape;
+import ai.punica.backend.DType;
 import java.lang.foreign.MemorySegment;
 import java.util.HashMap;
+import java.util.HashSet;
 import java.util.Map;
+import java.util.Set;
 
 /**
  * One launch method per kernel of {@code src/main/cuda}, named after what it computes, taking the kernel's
@@ -32,7 +35,8 @@ final class Kernels {
     private int attentionSmemOptIn = 48 * 1024;
     /** Dynamic shared memory each attention_prefill_tc_h* kernel was allowed beyond the default 48 KB. */
     private final Map<String, Integer> tensorCoreSmemOptIn = new HashMap<>();
-    private boolean samplingSmemOptIn;
+    /** The sampling kernels whose shared memory has been opted in. */
+    private final Set<String> samplingSmemOptIn = new HashSet<>();
 
     Kernels(KernelLauncher launcher, int multiprocessors) {
         this.launcher = launcher;
@@ -45,8 +49,10 @@ final class Kernels {
     }
 
     /** {@code out = x·wᵀ} by cuBLAS (bf16 in and out, float32 accumulation) on the compute stream. */
+    /** {@code out = x·wᵀ}, bf16 inputs, fp32 accumulation; out bf16, or float32 where out is (the logits). */
     void launchGemm(CudaTensor x, CudaTensor w, CudaTensor out) {
-        launcher.gemm(x.ptr, w.ptr, out.ptr, x.rows(), x.cols(), w.rows(), out.cols());
+        launcher.gemm(x.ptr, w.ptr, out.ptr, x.rows(), x.cols(), w.rows(), out.cols(),
+                out.dtype() == DType.F32 ? Cublas.CUDA_R_32F : Cublas.CUDA_R_16BF);
     }
 
     // ---- elementwise.cu, fused.cu ----
@@ -268,15 +274,19 @@ final class Kernels {
 
     // ---- sampling.cu ----
 
-    /** One token (and the log-probabilities asked for) per logit row; a block of 1024 per row. */
-    void launchSampleRows(long logits, int vocab, long params, long scratch, long out, int rows) {
-        MemorySegment kernel = launcher.function("sample_rows");
-        if (!samplingSmemOptIn) {
+    /**
+     * One token (and the log-probabilities asked for) per logit row; a block of 1024 per row. {@code sample_rows}
+     * reads float32 logits (the model's), {@code sample_rows_bf16} bf16 ones.
+     */
+    void launchSampleRows(CudaTensor logits, long params, long scratch, long out) {
+        String name = logits.dtype() == DType.F32 ? "sample_rows" : "sample_rows_bf16";
+        MemorySegment kernel = launcher.function(name);
+        if (samplingSmemOptIn.add(name)) {
             launcher.allowSharedMemory(kernel, SAMPLE_SMEM);
-            samplingSmemOptIn = true;
         }
+        int rows = logits.rows();
         // The penalty pairs follow the rows' parameters in the same upload.
-        launcher.args().p(logits).i(vocab).p(params).p(params + 4L * rows * ROW_INTS).p(scratch).p(out);
-        launcher.launch(kernel, "sample_rows", rows, 1, 1, SAMPLE_THREADS, SAMPLE_SMEM);
+        launcher.args().p(logits.ptr).i(logits.cols()).p(params).p(params + 4L * rows * ROW_INTS).p(scratch).p(out);
+        launcher.launch(kernel, name, rows, 1, 1, SAMPLE_THREADS, SAMPLE_SMEM);
     }
 }

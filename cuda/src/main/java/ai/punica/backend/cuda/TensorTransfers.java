@@ -67,13 +67,18 @@ final class TensorTransfers {
         if (src.length < n) {
             throw new IllegalArgumentException("upload of " + src.length + " floats into " + d);
         }
+        boolean f32 = d.dtype() == DType.F32;
         long chunk = CHUNK_BYTES / 4;
         for (long e = 0; e < n; e += chunk) {
             int count = (int) Math.min(chunk, n - e);
             long off = parts.ring().reserve(count * 4L);
             MemorySegment.copy(src, (int) e, parts.ring().host(), JAVA_FLOAT, off, count);
-            parts.ring().toDevice(off, parts.ring().device(off), count * 4L);
-            parts.kernels().launchF32ToBf16(parts.ring().device(off), d.ptr + e * 2, count);
+            if (f32) {
+                parts.ring().toDevice(off, d.ptr + e * 4, count * 4L);
+            } else {
+                parts.ring().toDevice(off, parts.ring().device(off), count * 4L);
+                parts.kernels().launchF32ToBf16(parts.ring().device(off), d.ptr + e * 2, count);
+            }
         }
     }
 
@@ -86,7 +91,12 @@ final class TensorTransfers {
         for (long e = 0; e < n; e += chunk) {
             int count = (int) Math.min(chunk, n - e);
             long off = parts.ring().reserve(count * 4L);
-            parts.kernels().launchBf16ToF32(s.ptr + e * 2, parts.ring().device(off), count);
+            if (s.dtype() == DType.F32) {
+                parts.ctx().driver.copyDtoDAsync(parts.ring().device(off), s.ptr + e * 4, count * 4L,
+                        parts.ctx().stream);
+            } else {
+                parts.kernels().launchBf16ToF32(s.ptr + e * 2, parts.ring().device(off), count);
+            }
             parts.ring().toHost(off, count * 4L);
             MemorySegment.copy(parts.ring().host(), JAVA_FLOAT, off, dst, (int) e, count);
         }

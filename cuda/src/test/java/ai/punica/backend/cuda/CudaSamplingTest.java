@@ -26,7 +26,8 @@ import org.junit.jupiter.api.Test;
  * where the decision sits on a boundary the two can round differently: the draw within 1e-5 of a
  * cumulative-probability boundary, or top-p's target within 1e-5 of a cumulative-mass step (the GPU
  * computes exp in float32 and sums in another order); fewer than 1% of the sampled rows may be such
- * cases. Log-probabilities within 2e-3.
+ * cases. Log-probabilities within 2e-3. The same on float32 logits (the model's, {@code allocateLogits}), and
+ * with logit biases and min_tokens' bans.
  */
 @Tag("gpu")
 class CudaSamplingTest extends GpuBackendTest {
@@ -70,6 +71,11 @@ class CudaSamplingTest extends GpuBackendTest {
 
     /** Logits of one row, bf16-rounded: Gaussian at a random scale, some rows with many equal values. */
     static void randomRow(SplittableRandom random, float[] dst, int offset, int vocab) {
+        randomRow(random, dst, offset, vocab, true);
+    }
+
+    /** As above, float32 values unless {@code bf16} (the model's logits are float32 since issue #14 item 4). */
+    static void randomRow(SplittableRandom random, float[] dst, int offset, int vocab, boolean bf16) {
         double scale = new double[] {0.5, 2, 4, 8}[random.nextInt(4)];
         boolean coarse = random.nextInt(4) == 0;
         double shift = random.nextDouble(-5, 5);
@@ -78,7 +84,8 @@ class CudaSamplingTest extends GpuBackendTest {
             if (coarse) {
                 v = Math.round(v * 4) / 4.0;
             }
-            dst[offset + i] = DType.bf16ToFloat(DType.floatToBf16((float) (v == 0 ? 0.125 : v)));
+            float f = (float) (v == 0 ? 0.125 : v);
+            dst[offset + i] = bf16 ? DType.bf16ToFloat(DType.floatToBf16(f)) : f;
         }
     }
 
@@ -93,13 +100,45 @@ class CudaSamplingTest extends GpuBackendTest {
         }
     }
 
-    /** Row r of {@code batch} alone, with other parameters (same penalty tokens). */
+    /** Row r of {@code batch} alone, with other parameters (same penalty tokens and logit biases). */
     static SamplingBatch alone(SamplingBatch batch, int r, SamplingRow row) {
         SamplingBatch.Builder b = SamplingBatch.builder().row(row);
         for (int i = batch.penaltyStarts()[r]; i < batch.penaltyStarts()[r + 1]; i++) {
             b.penalty(batch.penaltyTokens()[i], batch.penaltyCounts()[i]);
         }
+        for (int i = batch.biasStarts()[r]; i < batch.biasStarts()[r + 1]; i++) {
+            b.bias(batch.biasTokens()[i], batch.biasValues()[i]);
+        }
         return b.build();
+    }
+
+    /**
+     * Distinct random logit biases for the row added last, as the engine sends them: logit_bias values in
+     * [-100, 100] (some at the ends, some small), and -∞ on a few "stop ids" (min_tokens not reached).
+     * Token {@code favoured} (when ≥ 0) gets +100, {@code banned} the -∞ of a stop id.
+     */
+    static void randomBiases(SplittableRandom random, SamplingBatch.Builder batch, int vocab, int favoured,
+                             int banned) {
+        Set<Integer> tokens = new LinkedHashSet<>();
+        for (int i = random.nextInt(0, 30); i > 0; i--) {
+            tokens.add(random.nextInt(vocab));
+        }
+        tokens.remove(favoured);
+        tokens.remove(banned);
+        if (favoured >= 0) {
+            batch.bias(favoured, 100f);
+        }
+        if (banned >= 0) {
+            batch.bias(banned, Float.NEGATIVE_INFINITY);
+        }
+        for (int t : tokens) {
+            float bias = switch (random.nextInt(4)) {
+                case 0 -> -100f;
+                case 1 -> Float.NEGATIVE_INFINITY;
+                default -> (float) random.nextDouble(-5, 5);
+            };
+            batch.bias(t, bias);
+        }
     }
 
     /**
@@ -148,9 +187,21 @@ class CudaSamplingTest extends GpuBackendTest {
 
     @Test
     void sampledTokensAndLogprobsMatchTheReference() {
-        SplittableRandom random = new SplittableRandom(31);
+        compareWithTheReference(new SplittableRandom(31), VOCABS, true);
+    }
+
+    /**
+     * The model's logits are float32 ({@code allocateLogits}, the lm_head GEMM's fp32 output) and read as such
+     * by {@code sample_rows}: the same comparison on unrounded float32 logits.
+     */
+    @Test
+    void float32LogitsSampleAsTheReference() {
+        compareWithTheReference(new SplittableRandom(32), new int[] {32000, 128256}, false);
+    }
+
+    private void compareWithTheReference(SplittableRandom random, int[] vocabs, boolean bf16) {
         ScalarSampler sampler = new ScalarSampler();
-        for (int vocab : VOCABS) {
+        for (int vocab : vocabs) {
             List<SamplingRow> combinations = everyCombination(random, vocab);
             int greedy = 0;
             int sampled = 0;
@@ -165,12 +216,13 @@ class CudaSamplingTest extends GpuBackendTest {
                 float[] logits = new float[rows * vocab];
                 SamplingBatch.Builder builder = SamplingBatch.builder();
                 for (int r = 0; r < rows; r++) {
-                    randomRow(random, logits, r * vocab, vocab);
+                    randomRow(random, logits, r * vocab, vocab, bf16);
                     builder.row(combinations.get(next++));
                     randomPenalties(random, builder, vocab);
                 }
                 SamplingBatch batch = builder.build();
-                Tensor g = gpu.allocate(rows, vocab);
+                Tensor g = bf16 ? gpu.allocate(rows, vocab) : gpu.allocateLogits(rows, vocab);
+                assertThat(g.dtype()).isEqualTo(bf16 ? DType.BF16 : DType.F32);
                 Tensor c = ref.allocate(rows, vocab);
                 gpu.upload(logits, g);
                 ref.upload(logits, c);
@@ -225,11 +277,100 @@ class CudaSamplingTest extends GpuBackendTest {
             }
             double fraction = (double) boundary / Math.max(1, sampled);
             boolean ok = failures.isEmpty() && fraction < MAX_BOUNDARY_FRACTION && worstLogprob <= LOGPROB_TOLERANCE;
-            System.out.printf("CHECK sampling vocab %d: %d greedy + %d sampled rows, %d mismatches, %d at a boundary"
+            System.out.printf("CHECK sampling " + (bf16 ? "bf16" : "f32") + " vocab %d: %d greedy + %d sampled rows, %d mismatches, %d at a boundary"
                             + " (%.2f%%, limit %.0f%%), %d with logprobs, max |logprob error| %.2e (tol %.0e) %s%n",
                     vocab, greedy, sampled, failures.size(), boundary, 100 * fraction, 100 * MAX_BOUNDARY_FRACTION,
                     withLogprobs, worstLogprob, LOGPROB_TOLERANCE, ok ? "ok" : "FAIL");
             failures.stream().limit(20).forEach(f -> System.out.println("CHECK sampling FAIL " + f));
+            assertThat(failures).as("vocab %d", vocab).isEmpty();
+            assertThat(fraction).as("vocab %d: rows at a boundary", vocab).isLessThan(MAX_BOUNDARY_FRACTION);
+            assertThat(worstLogprob).as("vocab %d: logprob error", vocab).isLessThanOrEqualTo(LOGPROB_TOLERANCE);
+        }
+    }
+
+    /**
+     * logit_bias and min_tokens' bans (biases, some -∞) with penalties and every sampling mode, on float32
+     * logits as the model makes them, against the reference on the same rows: greedy tokens identical, sampled ones identical but at a boundary (as
+     * above), a +100-biased token always the greedy choice, a banned (-∞) token never chosen, and the
+     * log-probabilities still those of the raw logits.
+     */
+    @Test
+    void logitBiasesAndStopBansMatchTheReference() {
+        SplittableRandom random = new SplittableRandom(57);
+        ScalarSampler sampler = new ScalarSampler();
+        for (int vocab : VOCABS) {
+            List<String> failures = new ArrayList<>();
+            int sampled = 0;
+            int boundary = 0;
+            double worstLogprob = 0;
+            for (int b = 0; b < 12; b++) {
+                int rows = new int[] {1, 7, 64, 33}[b % 4];
+                float[] logits = new float[rows * vocab];
+                SamplingBatch.Builder builder = SamplingBatch.builder();
+                int[] favoured = new int[rows];
+                int[] banned = new int[rows];
+                for (int r = 0; r < rows; r++) {
+                    randomRow(random, logits, r * vocab, vocab, false);
+                    float temperature = new float[] {0f, 0.7f, 1f, 1.5f}[random.nextInt(4)];
+                    int mode = random.nextInt(3);
+                    favoured[r] = mode == 0 ? random.nextInt(vocab) : -1;
+                    // The stop ban falls on the row's argmax, where it changes the outcome.
+                    banned[r] = mode == 1 ? ScalarSampler.argmax(logits, r * vocab, vocab) : -1;
+                    builder.row(new SamplingRow(temperature, random.nextInt(3) == 0 ? 40 : 0,
+                            random.nextBoolean() ? 1f : 0.9f, random.nextInt(3) == 0 ? 0.05f : 0f,
+                            random.nextBoolean() ? 1.2f : 1f, 0f, random.nextBoolean() ? 0.5f : 0f,
+                            random.nextDouble(), random.nextInt(3) == 0 ? 3 : -1));
+                    randomPenalties(random, builder, vocab);
+                    randomBiases(random, builder, vocab, favoured[r], banned[r]);
+                }
+                SamplingBatch batch = builder.build();
+                assertThat(batch.hasBiases()).isTrue();
+                Tensor g = gpu.allocateLogits(rows, vocab);
+                Tensor c = ref.allocate(rows, vocab);
+                gpu.upload(logits, g);
+                ref.upload(logits, c);
+                List<SampledToken> got = gpu.sample(g, batch);
+                List<SampledToken> want = ref.sample(c, batch);
+                gpu.free(g);
+                ref.free(c);
+                for (int r = 0; r < rows; r++) {
+                    SamplingRow row = batch.row(r);
+                    int token = got.get(r).token();
+                    String what = "vocab " + vocab + " batch " + b + " row " + r + "/" + rows + " " + row;
+                    if (banned[r] >= 0 && token == banned[r]) {
+                        failures.add(what + ": picked the banned token " + token);
+                    }
+                    for (int i = batch.biasStarts()[r]; i < batch.biasStarts()[r + 1]; i++) {
+                        if (batch.biasValues()[i] == Float.NEGATIVE_INFINITY && batch.biasTokens()[i] == token) {
+                            failures.add(what + ": picked " + token + ", biased by -inf");
+                        }
+                    }
+                    if (row.isGreedy() && favoured[r] >= 0 && token != favoured[r]) {
+                        failures.add(what + ": greedy " + token + ", not the +100 token " + favoured[r]);
+                    }
+                    if (token != want.get(r).token()) {
+                        if (!row.isGreedy() && atBoundary(sampler, logits, r * vocab, vocab, batch, r)) {
+                            boundary++;
+                        } else {
+                            failures.add(what + ": token " + token + ", reference " + want.get(r).token());
+                        }
+                    }
+                    sampled += row.isGreedy() ? 0 : 1;
+                    if (row.logprobs() >= 0) {
+                        SampledToken raw = ScalarSampler.logprobs(logits, r * vocab, vocab, token, row.logprobs());
+                        worstLogprob = Math.max(worstLogprob, Math.abs(got.get(r).logprob() - raw.logprob()));
+                        if (!Arrays.equals(got.get(r).topTokens(), raw.topTokens())) {
+                            failures.add(what + ": top tokens " + Arrays.toString(got.get(r).topTokens())
+                                    + " are not the raw logits' " + Arrays.toString(raw.topTokens()));
+                        }
+                    }
+                }
+            }
+            double fraction = (double) boundary / Math.max(1, sampled);
+            System.out.printf("CHECK sampling biases vocab %d: %d mismatches, %d of %d sampled at a boundary, max "
+                    + "|logprob error| %.2e %s%n", vocab, failures.size(), boundary, sampled, worstLogprob,
+                    failures.isEmpty() ? "ok" : "FAIL");
+            failures.stream().limit(20).forEach(f -> System.out.println("CHECK sampling biases FAIL " + f));
             assertThat(failures).as("vocab %d", vocab).isEmpty();
             assertThat(fraction).as("vocab %d: rows at a boundary", vocab).isLessThan(MAX_BOUNDARY_FRACTION);
             assertThat(worstLogprob).as("vocab %d: logprob error", vocab).isLessThanOrEqualTo(LOGPROB_TOLERANCE);

@@ -26,9 +26,9 @@ public final class SamplingBench {
                 for (int rows : new int[] {1, 64}) {
                     float[] logits = new float[rows * vocab];
                     for (int r = 0; r < rows; r++) {
-                        CudaSamplingTest.randomRow(random, logits, r * vocab, vocab);
+                        CudaSamplingTest.randomRow(random, logits, r * vocab, vocab, false);
                     }
-                    Tensor g = gpu.allocate(rows, vocab);
+                    Tensor g = gpu.allocateLogits(rows, vocab); // float32, as the model's logits
                     gpu.upload(logits, g);
                     for (int mode = 0; mode < names.length; mode++) {
                         SamplingBatch batch = batch(random, mode, rows, vocab);
