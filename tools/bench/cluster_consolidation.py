@@ -2,7 +2,7 @@
 """Punica's consolidation experiment (docs/cluster.md): helpers for tools/bench/cluster_consolidation.sh.
 
   poll URL CSV             read URL/v1/engine/state every 0.25 s until killed; one CSV row per read:
-                           seconds, then requests (running + waiting) on each engine
+                           seconds, then requests on each engine (the scheduler's exact count)
   report DIR MACHINE CMD   for each DIR/<variant>/ (engines.csv, bench/*.json): engines busy over time, engine-seconds
                            busy, throughput; writes DIR/consolidation.svg (self-contained, no network),
                            DIR/summary.md and DIR/history.csv (rows for docs/benchmarks/history.csv)
@@ -21,13 +21,13 @@ import urllib.request
 def poll(url, path):
     start = time.monotonic()
     with open(path, "w", newline="") as f:
-        out = csv.writer(f)
+        out = csv.writer(f, lineterminator="\n")
         while True:
             try:
                 with urllib.request.urlopen(url.rstrip("/") + "/v1/engine/state", timeout=2) as r:
                     state = json.load(r)
                 row = [round(time.monotonic() - start, 3)]
-                row += [e["running"] + e["waiting"] for e in state["engines"]]
+                row += [e.get("requests", e["running"] + e["waiting"]) for e in state["engines"]]
                 out.writerow(row)
                 f.flush()
             except OSError:
@@ -143,7 +143,7 @@ def report(d, machine, command):
     with open(os.path.join(d, "summary.md"), "w") as f:
         f.write(f"{date}, commit {commit}, {machine}\n\n`{command}`\n\n" + "\n".join(lines) + "\n")
     with open(os.path.join(d, "history.csv"), "w", newline="") as f:
-        csv.writer(f).writerows(rows)
+        csv.writer(f, lineterminator="\n").writerows(rows)
     print("\n".join(lines))
 
 
