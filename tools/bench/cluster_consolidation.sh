@@ -6,26 +6,31 @@
 # {consolidation.svg, summary.md, history.csv} plus each run's bench report.
 #
 #   here (CPU, the demo model):  bash tools/bench/cluster_consolidation.sh
-#   GPU machine (2 engines on one GPU, carry [".device-bundle"]; here: scripts/device-bundle):
-#                                 CLUSTER_BACKEND=cuda bash tools/bench/cluster_consolidation.sh
+#   GPU machine (2 engines on one GPU, carry [".device-bundle"]; here: scripts/device-bundle), two device calls
+#   (a device call may run 10 minutes; each variant takes about 2):
+#       CLUSTER_BACKEND=cuda VARIANTS="consolidate consolidate-active" bash tools/bench/cluster_consolidation.sh
+#       CLUSTER_BACKEND=cuda VARIANTS="least-loaded round-robin" bash tools/bench/cluster_consolidation.sh
+#   then, here, with both calls' $OUT/cluster-consolidation/<variant>/ copied into one DIR:
+#       python3 tools/bench/cluster_consolidation.py report DIR "H200" "<the command line>"
 #
 # Knobs (environment): VARIANTS ("consolidate consolidate-active least-loaded round-robin"; consolidate-active is
 # consolidate with --consolidate-below $ACTIVE_BELOW), ENGINES (3 on the CPU, 2 on CUDA), MAX_RUNNING per engine
 # (4 CPU, 16 CUDA), SCHEDULE (rate steps/ramps, default 20s@0.5..8,20s@8..0.5 CPU; 30s@1..60,30s@60..1 CUDA),
-# INPUT_LEN/OUTPUT_LEN (32/48 CPU, 128/128 CUDA), SERVE_ARGS (extra serve flags), MODEL (a model dir; default the
+# INPUT_LEN/OUTPUT_LEN (32/48 CPU, 128/128 CUDA), KV_MIB (CUDA: KV pool per engine, 2048), SERVE_ARGS (extra serve flags), MODEL (a model dir; default the
 # bundled demo model), PORT (8123), MACHINE (label in the report).
 set -uo pipefail
 backend="${CLUSTER_BACKEND:-cpu}"
 OUT="${OUT:-$(pwd)/bench-out}"
 out="$OUT/cluster-consolidation"
-rm -rf "$out" && mkdir -p "$out"
+mkdir -p "$out"
 port="${PORT:-8123}"
 variants="${VARIANTS:-consolidate consolidate-active least-loaded round-robin}"
 if [ "$backend" = cuda ]; then
   engines="${ENGINES:-2}"; max_running="${MAX_RUNNING:-16}"; schedule="${SCHEDULE:-30s@1..60,30s@60..1}"
   input="${INPUT_LEN:-128}"; output="${OUTPUT_LEN:-128}"
-  # Two engines share the GPU: each takes 0.4 of its memory.
-  engine_args=(--backend cuda --engines "$engines" --gpu-memory-utilization 0.4)
+  # Two engines share the GPU: each gets a KV pool of its own size (sizing by --gpu-memory-utilization reads the
+  # device's used memory, which the first engine's pool already counts in).
+  engine_args=(--backend cuda --engines "$engines" --kv-cache-mib "${KV_MIB:-2048}")
   machine="${MACHINE:-$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n1)}"
   bash .device-bundle/device-run info > /dev/null 2>&1 # unpacks the bundle's JRE into /tmp/punica-jre
   JAVA="${JAVA:-/tmp/punica-jre/bin/java}"
@@ -65,7 +70,7 @@ trap 'stop_all; exit 143' TERM INT
 
 for variant in $variants; do
   dir="$out/$variant"
-  mkdir -p "$dir/bench"
+  rm -rf "$dir" && mkdir -p "$dir/bench"
   placement="$variant"; extra=()
   if [ "$variant" = consolidate-active ]; then
     placement=consolidate; extra=(--consolidate-below "${ACTIVE_BELOW:-2}" --consolidate-interval-ms 200)
