@@ -41,6 +41,8 @@ class RouterMigrationTest {
     private static final ObjectMapper JSON = new ObjectMapper();
     private static final HttpClient http = HttpClient.newBuilder().version(HttpClient.Version.HTTP_1_1).build();
     private static final List<Process> processes = new ArrayList<>();
+    /** A thread per blocking call: the common pool may have fewer workers than there are concurrent streams. */
+    private static final java.util.concurrent.Executor threads = r -> Thread.ofVirtual().start(r);
     private static URI small;
     private static URI large;
     /** Tokens per stream: two fill A's pool, so three running at once must run out of pages. */
@@ -117,7 +119,7 @@ class RouterMigrationTest {
                 } catch (Exception e) {
                     throw new IllegalStateException(e);
                 }
-            }));
+            }, threads));
             Thread.sleep(20); // arrival order = placement order
         }
         List<String> out = new ArrayList<>();
@@ -215,7 +217,7 @@ class RouterMigrationTest {
                 } catch (Exception e) {
                     throw new IllegalStateException(e);
                 }
-            });
+            }, threads);
             String metrics = "";
             long end = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
             while (System.nanoTime() < end && !metrics.contains("punica_router_queue_length 2")) {

@@ -29,6 +29,7 @@ class RouterQueueTest {
 
     private static CompletableFuture<RouterQueue.Outcome<String>> admitLater(RouterQueue q, Slots slots, String who,
                                                                            List<String> order) {
+        // A thread each: every waiter blocks in admit.
         return CompletableFuture.supplyAsync(() -> {
             try {
                 RouterQueue.Outcome<String> o = q.admit(() -> slots.place(who), () -> false);
@@ -39,7 +40,7 @@ class RouterQueueTest {
             } catch (InterruptedException e) {
                 throw new IllegalStateException(e);
             }
-        });
+        }, r -> Thread.ofPlatform().daemon(true).start(r));
     }
 
     private static void awaitLength(RouterQueue q, int n) throws InterruptedException {
