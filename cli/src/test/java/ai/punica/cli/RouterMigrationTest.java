@@ -156,6 +156,17 @@ class RouterMigrationTest {
         }
     }
 
+    private static double metric(URI engine, String name) throws Exception {
+        String metrics = http.send(HttpRequest.newBuilder(engine.resolve("/metrics")).GET().build(),
+                HttpResponse.BodyHandlers.ofString()).body();
+        Matcher m = Pattern.compile("(?m)^" + Pattern.quote(name) + "(\\{[^}]*})? (\\S+)").matcher(metrics);
+        double sum = 0;
+        while (m.find()) {
+            sum += Double.parseDouble(m.group(2));
+        }
+        return sum;
+    }
+
     /** Requests the engine ended because their client (the router) left: each migration ends one on A. */
     private static double aborted(URI engine) throws Exception {
         String metrics = http.send(HttpRequest.newBuilder(engine.resolve("/metrics")).GET().build(),
@@ -178,7 +189,10 @@ class RouterMigrationTest {
         try (Router router = router(List.of(small, large), 16)) {
             List<String> got = routed(router, n);
             assertSameStreams(got, want);
-            assertThat(router.migrations()).as("streams moved off A").isPositive();
+            String routerState = http.send(HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + router.port()
+                    + "/v1/router/state")).GET().build(), HttpResponse.BodyHandlers.ofString()).body();
+            assertThat(router.migrations()).as("streams moved off A; router: %s; A's preemptions: %s", routerState,
+                    metric(small, "vllm:num_preemptions_total")).isPositive();
             assertThat(router.failovers()).isZero();
             assertPagesReturned();
             long end = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);

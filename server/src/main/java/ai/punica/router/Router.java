@@ -222,8 +222,10 @@ public final class Router implements AutoCloseable {
     }
 
     private void probeAll() {
+        // An engine busy enough to take a second to answer is still up: only a longer silence takes it out.
+        Duration timeout = Duration.ofSeconds(3);
         for (RemoteEngine e : engines) {
-            e.probe(http, Duration.ofSeconds(1));
+            e.probe(http, timeout);
         }
     }
 
