@@ -16,7 +16,7 @@
 # Knobs (environment): VARIANTS ("consolidate consolidate-active least-loaded round-robin"; consolidate-active is
 # consolidate with --consolidate-below $ACTIVE_BELOW), ENGINES (3 on the CPU, 2 on CUDA), MAX_RUNNING per engine
 # (4 CPU, 16 CUDA), SCHEDULE (rate steps/ramps, default 20s@0.5..8,20s@8..0.5 CPU; 30s@1..60,30s@60..1 CUDA),
-# INPUT_LEN/OUTPUT_LEN (32/48 CPU, 128/128 CUDA), KV_MIB (CUDA: KV pool per engine, 2048), SERVE_ARGS (extra serve flags), MODEL (a model dir; default the
+# INPUT_LEN/OUTPUT_LEN (32/48 CPU, 128/128 CUDA), BENCH_ARGS (extra bench flags, e.g. --warmup 4), KV_MIB (CUDA: KV pool per engine, 2048), SERVE_ARGS (extra serve flags), MODEL (a model dir; default the
 # bundled demo model), PORT (8123), MACHINE (label in the report).
 set -uo pipefail
 backend="${CLUSTER_BACKEND:-cpu}"
@@ -57,7 +57,7 @@ model_args=()
 [ -n "${MODEL:-}" ] && model_args=(--model "$MODEL")
 java_cli=("$JAVA" --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED -XX:+UseParallelGC
           -Dpunica.home="$(pwd)" -cp "$cp_all" ai.punica.cli.Main)
-command="punica serve ${engine_args[*]} --max-running $max_running --placement P; punica bench serve --schedule $schedule --input-len $input --output-len $output --workloads uniform --seed 1"
+command="punica serve ${engine_args[*]} --max-running $max_running --placement P; punica bench serve --schedule $schedule --input-len $input --output-len $output --workloads uniform --seed 1 ${BENCH_ARGS:-}"
 serve_pid=""
 poll_pid=""
 stop_all() {
@@ -86,7 +86,7 @@ for variant in $variants; do
   poll_pid=$!
   "${java_cli[@]:0:1}" -Xmx1g "${java_cli[@]:1}" bench serve --base-url "http://127.0.0.1:$port/v1" \
     --schedule "$schedule" --input-len "$input" --output-len "$output" --workloads uniform --seed 1 \
-    --out "$dir/bench" --no-progress --metrics-interval 0.25 > "$dir/bench.log" 2>&1
+    --out "$dir/bench" --no-progress --metrics-interval 0.25 ${BENCH_ARGS:-} > "$dir/bench.log" 2>&1
   echo "== $variant: bench rc=$? at ${SECONDS}s"
   sleep 1
   stop_all
