@@ -41,6 +41,18 @@ final class RouterCommand implements Callable<Integer> {
             + "(GET /v1/engine/state) is read; it is also the health probe (default: ${DEFAULT-VALUE}).")
     long probeIntervalMs;
 
+    @Option(names = "--queue", defaultValue = "256", description = "Requests held (first in, first out) while no "
+            + "engine has room; beyond it, HTTP 429 with Retry-After (default: ${DEFAULT-VALUE}).")
+    int queue;
+
+    @Option(names = "--queue-timeout", defaultValue = "60", description = "Seconds a request may wait in that queue "
+            + "before it is refused with 429 (default: ${DEFAULT-VALUE}).")
+    long queueTimeoutSeconds;
+
+    @Option(names = "--no-migration", description = "Do not move a stream whose engine preempts it for lack of KV "
+            + "pages to another engine (it then waits on its engine); fail-over of dead engines stays on.")
+    boolean noMigration;
+
     @Option(names = "--host", defaultValue = "127.0.0.1", description = "Address to bind (default: ${DEFAULT-VALUE}).")
     String host;
 
@@ -64,7 +76,8 @@ final class RouterCommand implements Callable<Integer> {
         Router.Config config;
         try {
             config = new Router.Config(urls, engineDns, PlacementPolicy.named(placement),
-                    Duration.ofMillis(probeIntervalMs), host, port);
+                    Duration.ofMillis(probeIntervalMs), host, port, queue, Duration.ofSeconds(queueTimeoutSeconds),
+                    !noMigration);
         } catch (IllegalArgumentException e) {
             throw new ParameterException(spec.commandLine(), e.getMessage());
         }

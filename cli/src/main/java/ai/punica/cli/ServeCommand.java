@@ -160,6 +160,15 @@ final class ServeCommand implements Callable<Integer> {
             + "(default: ${DEFAULT-VALUE}).")
     long idleAfterSeconds;
 
+    @Option(names = "--consolidate-below", defaultValue = "0", description = "Active consolidation, with several "
+            + "engines: an engine holding fewer requests than this (but some) hands them to busier engines with room, "
+            + "so that it empties and can be released; 0 turns it off (default: ${DEFAULT-VALUE}).")
+    int consolidateBelow;
+
+    @Option(names = "--consolidate-interval-ms", defaultValue = "500", description = "How often engines are looked "
+            + "at for --consolidate-below (default: ${DEFAULT-VALUE}).")
+    long consolidateIntervalMs;
+
     @Override
     public Integer call() throws Exception {
         if (!(gpuMemoryUtilization > 0 && gpuMemoryUtilization <= 1)) {
@@ -223,6 +232,14 @@ final class ServeCommand implements Callable<Integer> {
         if (idleAfterSeconds < 0) {
             throw new ParameterException(spec.commandLine(), "--idle-after " + idleAfterSeconds + " must not be negative");
         }
+        if (consolidateBelow < 0) {
+            throw new ParameterException(spec.commandLine(), "--consolidate-below " + consolidateBelow
+                    + " must not be negative (0 turns consolidation off)");
+        }
+        if (consolidateIntervalMs < 1) {
+            throw new ParameterException(spec.commandLine(), "--consolidate-interval-ms " + consolidateIntervalMs
+                    + " must be at least 1");
+        }
         try {
             PunicaServer.checkCanListen(host, port); // before loading the model, which may take minutes
         } catch (PunicaServer.ListenException e) {
@@ -243,7 +260,8 @@ final class ServeCommand implements Callable<Integer> {
         }
         EngineCluster cluster = built.size() == 1 ? null : EngineCluster.local(
                 built.stream().map(EngineBuilder.Runtime::engine).toList(), new EngineCluster.Config(policy,
-                        clusterQueue != null ? clusterQueue : config.maxWaiting(), Duration.ofSeconds(idleAfterSeconds)));
+                        clusterQueue != null ? clusterQueue : config.maxWaiting(), Duration.ofSeconds(idleAfterSeconds),
+                        consolidateBelow, Duration.ofMillis(consolidateIntervalMs)));
         try {
             var runtime = built.getFirst();
             var serverBuilder = PunicaServer.builder().runtime(runtime).host(host).port(port).apiKey(key)

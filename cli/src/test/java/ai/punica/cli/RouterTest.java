@@ -72,7 +72,7 @@ class RouterTest {
                 "127.0.0.1", 0)).start();
     }
 
-    private static URI awaitUrl(Process p, Path log) {
+    static URI awaitUrl(Process p, Path log) {
         try {
             var out = new java.io.BufferedReader(new java.io.InputStreamReader(p.getInputStream(), StandardCharsets.UTF_8));
             String line;
@@ -96,7 +96,7 @@ class RouterTest {
         processes.forEach(Process::destroyForcibly);
     }
 
-    private static HttpResponse<String> post(URI base, String path, String body) throws Exception {
+    static HttpResponse<String> post(URI base, String path, String body) throws Exception {
         return http.send(HttpRequest.newBuilder(base.resolve(path)).timeout(Duration.ofSeconds(300))
                 .header("Content-Type", "application/json").POST(HttpRequest.BodyPublishers.ofString(body)).build(),
                 HttpResponse.BodyHandlers.ofString());
@@ -110,7 +110,7 @@ class RouterTest {
      * A stream's data frames with the per-response id, creation time and text blanked: what must be the same
      * byte for byte whichever server sends it (how many tokens share a frame depends on timing).
      */
-    private static List<String> frameShapes(String sse) {
+    static List<String> frameShapes(String sse) {
         List<String> out = new ArrayList<>();
         for (String frame : sse.split("\n\n")) {
             if (!frame.equals(": keep-alive")) {
@@ -123,7 +123,7 @@ class RouterTest {
     }
 
     /** The concatenated text of a completions stream; fails on an error frame or a missing [DONE]. */
-    private static String text(String sse) throws Exception {
+    static String text(String sse) throws Exception {
         StringBuilder text = new StringBuilder();
         assertThat(sse).endsWith("data: [DONE]\n\n");
         for (String frame : sse.split("\n\n")) {

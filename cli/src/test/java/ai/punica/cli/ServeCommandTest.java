@@ -121,6 +121,12 @@ class ServeCommandTest {
         assertThat(policy.exitCode()).isEqualTo(2);
         assertThat(policy.stderr()).contains("unknown placement policy 'busiest'; use one of consolidate, "
                 + "least-loaded, round-robin");
+        Result consolidate = run("serve", "--model", m, "--engines", "2", "--consolidate-below", "-1");
+        assertThat(consolidate.exitCode()).isEqualTo(2);
+        assertThat(consolidate.stderr()).contains("--consolidate-below -1 must not be negative (0 turns consolidation off)");
+        Result queue = run("router", "--engine", "http://127.0.0.1:1", "--queue", "-1");
+        assertThat(queue.exitCode()).isEqualTo(2);
+        assertThat(queue.stderr()).contains("--queue -1 must not be negative");
     }
 
     @Test

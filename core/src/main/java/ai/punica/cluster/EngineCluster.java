@@ -50,7 +50,9 @@ public final class EngineCluster implements GenerationService, AutoCloseable {
     /** Why a request moved between engines (the {@code reason} label of the migration counter). */
     public enum MigrationReason {
         /** Its engine ran out of KV pages and would have preempted it. */
-        KV_EXHAUSTED("kv_exhausted");
+        KV_EXHAUSTED("kv_exhausted"),
+        /** Its engine's batch fell below {@link Config#consolidateBelow}: it moved to a busier engine (active consolidation). */
+        CONSOLIDATE("consolidate");
 
         public final String label;
 
@@ -60,11 +62,15 @@ public final class EngineCluster implements GenerationService, AutoCloseable {
     }
 
     /**
-     * @param policy        how to place requests
-     * @param queueCapacity requests held while no engine has room; beyond it, new ones are refused (429)
-     * @param idleAfter     an engine with nothing to do for this long is reported idle (to an autoscaler)
+     * @param policy              how to place requests
+     * @param queueCapacity       requests held while no engine has room; beyond it, new ones are refused (429)
+     * @param idleAfter           an engine with nothing to do for this long is reported idle (to an autoscaler)
+     * @param consolidateBelow    active consolidation: an engine with fewer requests than this (but some) hands
+     *                            them to busier engines with room, so that it empties and can be released; 0 = off
+     * @param consolidateInterval how often engines are looked at for consolidation
      */
-    public record Config(PlacementPolicy policy, int queueCapacity, Duration idleAfter) {
+    public record Config(PlacementPolicy policy, int queueCapacity, Duration idleAfter, int consolidateBelow,
+                         Duration consolidateInterval) {
         public Config {
             if (queueCapacity < 0) {
                 throw new IllegalArgumentException("queue capacity must not be negative, got " + queueCapacity);
@@ -72,10 +78,28 @@ public final class EngineCluster implements GenerationService, AutoCloseable {
             if (idleAfter.isNegative()) {
                 throw new IllegalArgumentException("idle time must not be negative, got " + idleAfter);
             }
+            if (consolidateBelow < 0) {
+                throw new IllegalArgumentException("the consolidation threshold must not be negative, got "
+                        + consolidateBelow);
+            }
+            if (consolidateInterval.isNegative() || consolidateInterval.isZero()) {
+                throw new IllegalArgumentException("the consolidation interval must be positive, got "
+                        + consolidateInterval);
+            }
+        }
+
+        /** Without active consolidation. */
+        public Config(PlacementPolicy policy, int queueCapacity, Duration idleAfter) {
+            this(policy, queueCapacity, idleAfter, 0, Duration.ofMillis(500));
         }
 
         public static Config defaults() {
             return new Config(new PlacementPolicy.Consolidate(), 1024, Duration.ofSeconds(60));
+        }
+
+        /** This configuration with active consolidation below {@code requests}, looked at every {@code interval}. */
+        public Config consolidatingBelow(int requests, Duration interval) {
+            return new Config(policy, queueCapacity, idleAfter, requests, interval);
         }
     }
 
@@ -122,6 +146,8 @@ public final class EngineCluster implements GenerationService, AutoCloseable {
     private final Thread dispatcher;
     private int previous = -1;
     private volatile boolean closed;
+    private final Thread consolidator;
+    private static final PlacementPolicy CONSOLIDATION = new PlacementPolicy.Consolidate();
 
     public EngineCluster(List<? extends EngineHandle> engines, Config config) {
         if (engines.isEmpty()) {
@@ -142,6 +168,8 @@ public final class EngineCluster implements GenerationService, AutoCloseable {
         }
         this.dispatcher = Thread.ofPlatform().name("punica-cluster").daemon(true).unstarted(this::dispatchLoop);
         dispatcher.start();
+        this.consolidator = config.consolidateBelow() == 0 ? null : Thread.ofPlatform().name("punica-consolidate")
+                .daemon(true).start(this::consolidateLoop);
     }
 
     /** A cluster of engines in this process, named by their index. */
@@ -279,7 +307,8 @@ public final class EngineCluster implements GenerationService, AutoCloseable {
         int target;
         lock.lock();
         try {
-            target = choose(new Placement(c.adapter(), c.totalTokens()), source);
+            target = reason == MigrationReason.CONSOLIDATE ? busierWithRoom(c, source)
+                    : choose(new Placement(c.adapter(), c.totalTokens()), source);
             if (target < 0) {
                 return false;
             }
@@ -313,6 +342,25 @@ public final class EngineCluster implements GenerationService, AutoCloseable {
     }
 
     // ---- placement (under lock) -----------------------------------------------------------------
+
+    /**
+     * Active consolidation's target for a request of engine {@code source}: by Punica's rule (the busiest engine
+     * with room, ties to the adapter's engine, then the lowest index) among the others that hold at least as
+     * many requests as the source (its request counted), so that requests only gather: after a move the target
+     * holds more than the source, and no request can move back.
+     */
+    private int busierWithRoom(Continuation c, int source) {
+        List<EngineState> states = new ArrayList<>(engines.size());
+        int sourceCount = onEngine.get(source);
+        for (int i = 0; i < engines.size(); i++) {
+            EngineHandle h = engines.get(i);
+            EngineLoad load = h.load();
+            int on = onEngine.get(i);
+            states.add(new EngineState(on, load.maxRunning(), load.freeKvPages(), load.pageSize(),
+                    load.residentAdapters(), h.available() && i != source && on >= sourceCount));
+        }
+        return CONSOLIDATION.choose(states, new Placement(c.adapter(), c.totalTokens()), -1);
+    }
 
     /** The policy's choice for {@code request}; engine {@code exclude} (a migration's source) counts as full. */
     private int choose(Placement request, int exclude) {
@@ -390,10 +438,53 @@ public final class EngineCluster implements GenerationService, AutoCloseable {
         }
     }
 
+    /**
+     * Active consolidation (Punica §5: idle GPUs can be released): every {@link Config#consolidateInterval}, each
+     * engine that holds some requests but fewer than {@link Config#consolidateBelow} is asked to hand them over,
+     * one by one on its thread ({@link Engine#handOver}); each goes to a busier engine with room
+     * ({@link #busierWithRoom}), decided under the lock with fresh books, or stays where it is.
+     */
+    private void consolidateLoop() {
+        while (!closed) {
+            try {
+                Thread.sleep(config.consolidateInterval());
+            } catch (InterruptedException e) {
+                return;
+            }
+            try {
+                consolidateOnce();
+            } catch (RuntimeException e) {
+                log.error("consolidation failed", e);
+            }
+        }
+    }
+
+    private void consolidateOnce() {
+        for (int i = 0; i < engines.size(); i++) {
+            int on = onEngine.get(i);
+            if (on == 0 || on >= config.consolidateBelow()
+                    || !(engines.get(i) instanceof LocalEngineHandle local)) {
+                continue;
+            }
+            int source = i;
+            for (Tracked t : requests.values()) {
+                if (t.owner != source || t.handingOver) {
+                    continue;
+                }
+                t.handingOver = true;
+                local.engine().handOver(t.request.id(), (c, l) -> migrate(source, c, l, MigrationReason.CONSOLIDATE))
+                        .whenComplete((moved, error) -> t.handingOver = false);
+            }
+        }
+    }
+
     /** Stops placing; requests still queued finish with ABORT. The engines belong to the caller. */
     @Override
     public void close() {
         closed = true;
+        if (consolidator != null) {
+            consolidator.interrupt();
+        }
         dispatcher.interrupt();
         try {
             dispatcher.join(TimeUnit.SECONDS.toMillis(5));
@@ -419,6 +510,8 @@ public final class EngineCluster implements GenerationService, AutoCloseable {
         /** Index of the engine it is on; -1 while queued. */
         volatile int owner = -1;
         volatile boolean cancelled;
+        /** A consolidation hand-over of it is queued on its engine. */
+        volatile boolean handingOver;
 
         Tracked(GenerationRequest request, GenerationListener client) {
             this.request = request;
@@ -440,6 +533,11 @@ public final class EngineCluster implements GenerationService, AutoCloseable {
         public void onError(EngineException error) {
             done();
             client.onError(error);
+        }
+
+        @Override
+        public void onPreempted(Continuation continuation) {
+            client.onPreempted(continuation);
         }
 
         private void done() {

@@ -335,17 +335,30 @@ public final class Engine implements AutoCloseable {
      * {@link Continuation} to the migration hook; when taken, the request leaves this engine silently.
      */
     private boolean migrateOut(Sequence s) {
-        MigrationHook hook = migrationHook;
+        Continuation c = continuationOf(s);
+        if (offer(s, c, migrationHook)) {
+            return true;
+        }
+        // Preempted here; the request's owner hears of it with the state it could go on from elsewhere.
+        safely(s.listener, () -> s.listener.onPreempted(c));
+        return false;
+    }
+
+    private Continuation continuationOf(Sequence s) {
+        return new Continuation(s.request.id(), s.adapter(), s.request.promptTokens(), s.generatedTokens(),
+                s.request.params(), s.samplerState.seed(), s.samplerState.draws(), s.logprobs);
+    }
+
+    /** Offers {@code s} to {@code hook}; when taken, the request leaves this engine silently. */
+    private boolean offer(Sequence s, Continuation c, MigrationHook hook) {
         if (hook == null || stopping) {
             return false;
         }
-        Continuation c = new Continuation(s.request.id(), s.adapter(), s.request.promptTokens(),
-                s.generatedTokens(), s.request.params(), s.samplerState.seed(), s.samplerState.draws(), s.logprobs);
         boolean taken;
         try {
             taken = hook.offer(c, s.listener);
         } catch (RuntimeException e) {
-            log.warn("migration of {} failed; preempting it here", s.request.id(), e);
+            log.warn("migration of {} failed; it stays here", s.request.id(), e);
             return false;
         }
         if (taken) {
@@ -354,6 +367,26 @@ public final class Engine implements AutoCloseable {
             migrationsOut++;
         }
         return taken;
+    }
+
+    /**
+     * Offers a request of this engine, running or waiting, to {@code hook} between steps (a cluster moving it to a
+     * busier engine: active consolidation); when taken it leaves this engine silently, its pages and adapter slot
+     * returned. Completes with whether it moved (false when it has finished, or nobody took it).
+     */
+    public CompletableFuture<Boolean> handOver(String requestId, MigrationHook hook) {
+        CompletableFuture<Boolean> moved = new CompletableFuture<>();
+        inbox.add(() -> {
+            Sequence s = live.get(requestId);
+            boolean taken = false;
+            if (s != null && s.status != Sequence.Status.FINISHED && offer(s, continuationOf(s), hook)) {
+                scheduler.remove(s);
+                publishStatsIfAdaptersChanged();
+                taken = true;
+            }
+            moved.complete(taken);
+        });
+        return moved;
     }
 
     private void unqueueAdapter(GenerationRequest request) {

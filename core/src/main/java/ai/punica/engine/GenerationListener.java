@@ -15,6 +15,15 @@ public interface GenerationListener {
 
     void onError(EngineException error);
 
+    /**
+     * The engine preempted this request for lack of KV pages (no engine in this process took it over): it
+     * waits on this engine and is recomputed from {@code continuation} when pages free up. Whoever owns the
+     * request may go on with it elsewhere from that same state (a router's migration across processes,
+     * docs/cluster.md) and then cancel it here. By default nothing happens.
+     */
+    default void onPreempted(Continuation continuation) {
+    }
+
     /** A listener that hands each token to {@code tokens} and completes {@code done} with the request's end. */
     static GenerationListener completing(CompletableFuture<Completion> done, Consumer<TokenDelta> tokens) {
         return new GenerationListener() {

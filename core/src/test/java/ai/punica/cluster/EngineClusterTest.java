@@ -229,6 +229,68 @@ class EngineClusterTest {
         }
     }
 
+    /**
+     * Active consolidation: twelve requests fill the three engines (four running slots each); all but the first on
+     * each engine leave (cancelled), so one request is left on each engine, below the threshold of two, and the
+     * engines hand them over to a busier engine with room until one engine holds all three and two are empty (to
+     * be released). Every moved request produces its unmigrated output, greedy and with seeded sampling.
+     */
+    @Test
+    void requestsOfEnginesBelowTheThresholdGatherOnFewerEngines() {
+        for (boolean sampled : List.of(false, true)) {
+            List<GenerationRequest> requests = new ArrayList<>();
+            for (int i = 0; i < 12; i++) {
+                SamplingParams.Builder p = SamplingParams.builder().maxTokens(200).ignoreEos(true);
+                p = sampled ? p.temperature(1.0f).topP(0.95f).seed(500L + i) : p.temperature(0);
+                requests.add(request(i % 3 == 0 ? "sort" : null, "input: red apple stone blue\noutput:", p.build()));
+            }
+            List<Completion> expected = new ArrayList<>();
+            for (int i = 0; i < 12; i += 4) {
+                expected.add(roomy.engine().generate(requests.get(i)).join());
+            }
+            List<EngineBuilder.Runtime> runtimes = engines(1024, 4);
+            EngineCluster cluster = EngineCluster.local(runtimes.stream().map(EngineBuilder.Runtime::engine).toList(),
+                    new EngineCluster.Config(new PlacementPolicy.Consolidate(), 16, Duration.ofMillis(50))
+                            .consolidatingBelow(2, Duration.ofMillis(20)));
+            try {
+                List<Stream> streams = new ArrayList<>();
+                for (GenerationRequest r : requests) {
+                    Stream s = new Stream();
+                    cluster.submit(r, s.listener);
+                    streams.add(s);
+                }
+                assertThat(occupancy(cluster)).isEqualTo(List.of(4, 4, 4));
+                for (int i = 0; i < 12; i++) {
+                    if (i % 4 != 0) {
+                        cluster.cancel(requests.get(i).id());
+                    }
+                }
+                long end = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+                while (System.nanoTime() < end && !occupancy(cluster).stream().sorted().toList()
+                        .equals(List.of(0, 0, 3))) {
+                    Thread.onSpinWait();
+                }
+                assertThat(occupancy(cluster).stream().sorted().toList()).as("the three left gathered")
+                        .isEqualTo(List.of(0, 0, 3));
+                for (int k = 0; k < 3; k++) {
+                    Completion want = expected.get(k);
+                    Stream s = streams.get(4 * k);
+                    Completion got = s.done.join();
+                    String what = (sampled ? "sampled" : "greedy") + " request " + 4 * k;
+                    assertThat(got.tokens()).as(what).containsExactly(want.tokens());
+                    assertThat(s.text.toString()).as(what + ", streamed").isEqualTo(want.text());
+                }
+                EngineCluster.Snapshot snap = cluster.snapshot();
+                assertThat(snap.migrations().get(EngineCluster.MigrationReason.CONSOLIDATE)).as("consolidations")
+                        .isEqualTo(2);
+                assertThat(snap.migrations().get(EngineCluster.MigrationReason.KV_EXHAUSTED)).isZero();
+                assertNothingHeld(runtimes);
+            } finally {
+                close(cluster, runtimes);
+            }
+        }
+    }
+
     /** Beyond the queue, a request is refused at once as OVERLOADED (the server's 429); nothing else changes. */
     @Test
     void requestsBeyondTheQueueAreRefused() {

@@ -12,7 +12,9 @@ import io.helidon.webserver.WebServer;
 import io.helidon.webserver.http.HttpRouting;
 import io.helidon.webserver.http.ServerRequest;
 import io.helidon.webserver.http.ServerResponse;
+import java.io.BufferedReader;
 import java.io.IOException;
+import java.io.InputStreamReader;
 import java.io.InputStream;
 import java.io.OutputStream;
 import java.net.InetAddress;
@@ -53,6 +55,9 @@ public final class Router implements AutoCloseable {
     private static final Logger log = LoggerFactory.getLogger(Router.class);
     private static final ObjectMapper JSON = new ObjectMapper();
     private static final String TOKEN_IDS_HEADER = "X-Punica-Token-Ids";
+    private static final String MIGRATABLE_HEADER = "X-Punica-Migratable";
+    private static final String MIGRATION_HEADER = "X-Punica-Migration";
+    private static final String PREEMPTED_EVENT = "punica.preempted";
     private static final long MAX_BODY_BYTES = 8L << 20;
 
     /**
@@ -60,10 +65,25 @@ public final class Router implements AutoCloseable {
      * @param dns           NAME:PORT re-resolved at every probe (a Kubernetes headless Service), or null
      * @param policy        placement policy
      * @param probeInterval how often every engine's state is read
+     * @param queueCapacity requests held (FIFO) while no engine has room; beyond it, 429 with Retry-After
+     * @param queueTimeout  the longest a request waits in that queue before it is refused the same way
+     * @param migrate       move a stream its engine preempts (out of KV pages) to another engine with room
      */
     public record Config(List<URI> engines, String dns, PlacementPolicy policy, Duration probeInterval, String host,
-                         int port) {
+                         int port, int queueCapacity, Duration queueTimeout, boolean migrate) {
+        /** With a queue of 256 requests waiting up to 60 s, and migration on. */
+        public Config(List<URI> engines, String dns, PlacementPolicy policy, Duration probeInterval, String host,
+                      int port) {
+            this(engines, dns, policy, probeInterval, host, port, 256, Duration.ofSeconds(60), true);
+        }
+
         public Config {
+            if (queueCapacity < 0) {
+                throw new IllegalArgumentException("--queue " + queueCapacity + " must not be negative");
+            }
+            if (queueTimeout.isNegative()) {
+                throw new IllegalArgumentException("--queue-timeout " + queueTimeout + " must not be negative");
+            }
             engines = List.copyOf(engines);
             if (engines.isEmpty() == (dns == null)) {
                 throw new IllegalArgumentException("give engine URLs or a DNS name, one of the two");
@@ -89,6 +109,10 @@ public final class Router implements AutoCloseable {
             .connectTimeout(Duration.ofSeconds(2)).build();
     private final AtomicLong failovers = new AtomicLong();
     private final AtomicLong lostStreams = new AtomicLong();
+    /** Streams moved to another engine when theirs preempted them; offers no engine had room for. */
+    private final AtomicLong migrations = new AtomicLong();
+    private final AtomicLong migrationsDeclined = new AtomicLong();
+    private final RouterQueue queue;
     private int previous = -1;
     private volatile boolean closed;
     private Thread prober;
@@ -96,6 +120,7 @@ public final class Router implements AutoCloseable {
 
     public Router(Config config) {
         this.config = config;
+        this.queue = new RouterQueue(config.queueCapacity(), config.queueTimeout());
         for (URI u : config.engines()) {
             engines.add(new RemoteEngine(URI.create("http://" + u.getHost() + ":" + u.getPort())));
         }
@@ -114,6 +139,7 @@ public final class Router implements AutoCloseable {
                 }
                 refreshMembership();
                 probeAll();
+                queue.wake();
             }
         });
         server = WebServer.builder().host(config.host()).port(config.port()).shutdownHook(false)
@@ -133,6 +159,16 @@ public final class Router implements AutoCloseable {
         return failovers.get();
     }
 
+    /** Streams moved to another engine after theirs preempted them for lack of KV pages. */
+    public long migrations() {
+        return migrations.get();
+    }
+
+    /** Preemptions offered by engines that the router let stay (no other engine had room). */
+    public long migrationsDeclined() {
+        return migrationsDeclined.get();
+    }
+
     @Override
     public void close() {
         closed = true;
@@ -149,6 +185,7 @@ public final class Router implements AutoCloseable {
                 .post("/v1/chat/completions", (req, res) -> forward(req, res, "chat", "/v1/chat/completions"))
                 .get("/v1/models", this::models)
                 .get("/v1/router/state", this::state)
+                .get("/metrics", this::metrics)
                 .get("/health", (req, res) -> {
                     if (engines.stream().anyMatch(RemoteEngine::available)) {
                         res.status(Status.OK_200).send();
@@ -185,8 +222,10 @@ public final class Router implements AutoCloseable {
     }
 
     private void probeAll() {
+        // An engine busy enough to take a second to answer is still up: only a longer silence takes it out.
+        Duration timeout = Duration.ofSeconds(3);
         for (RemoteEngine e : engines) {
-            e.probe(http, Duration.ofSeconds(1));
+            e.probe(http, timeout);
         }
     }
 
@@ -241,14 +280,26 @@ public final class Router implements AutoCloseable {
         Set<RemoteEngine> tried = new HashSet<>();
         String authorization = req.headers().first(HeaderNames.AUTHORIZATION).orElse(null);
         while (true) {
-            RemoteEngine engine = choose(adapter, tokens, tried);
+            java.util.function.BooleanSupplier noEngine = () -> engines.stream()
+                    .noneMatch(e -> e.available() && !tried.contains(e));
+            RouterQueue.Outcome<RemoteEngine> admitted;
+            try {
+                admitted = noEngine.getAsBoolean() ? new RouterQueue.Outcome<>(null, RouterQueue.Refusal.NO_ENGINE)
+                        : queue.admit(() -> choose(adapter, tokens, tried), noEngine);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                return;
+            }
+            RemoteEngine engine = admitted.placed();
             if (engine == null) {
-                if (engines.stream().noneMatch(e -> e.available() && !tried.contains(e))) {
+                if (admitted.refusal() == RouterQueue.Refusal.NO_ENGINE) {
                     sendError(res, 503, "server_error", "service_unavailable", "No engine is available; retry later.");
                 } else {
                     res.header(HeaderNames.RETRY_AFTER, "1");
-                    sendError(res, 429, "rate_limit_error", "rate_limit_exceeded",
-                            "Every engine is full; retry later.");
+                    sendError(res, 429, "rate_limit_error", "rate_limit_exceeded", admitted.refusal()
+                            == RouterQueue.Refusal.FULL ? "Every engine is full and " + queue.capacity()
+                            + " requests are waiting; retry later." : "Every engine stayed full for "
+                            + config.queueTimeout().toSeconds() + " s; retry later.");
                 }
                 return;
             }
@@ -260,17 +311,20 @@ public final class Router implements AutoCloseable {
             }
             if (continuable) {
                 rb.header(TOKEN_IDS_HEADER, "1");
+                if (config.migrate()) {
+                    rb.header(MIGRATABLE_HEADER, "1");
+                }
             }
             engine.inFlight.incrementAndGet();
             HttpResponse<InputStream> answer;
             try {
                 answer = http.send(rb.build(), HttpResponse.BodyHandlers.ofInputStream());
             } catch (IOException e) {
-                engine.inFlight.decrementAndGet();
+                ended(engine);
                 engine.markDown("unreachable: " + e);
                 continue; // the client has seen nothing yet: another engine takes it whole
             } catch (InterruptedException e) {
-                engine.inFlight.decrementAndGet();
+                ended(engine);
                 Thread.currentThread().interrupt();
                 return;
             }
@@ -278,13 +332,19 @@ public final class Router implements AutoCloseable {
                 try (InputStream in = answer.body()) {
                     copyWhole(answer, in, res);
                 } finally {
-                    engine.inFlight.decrementAndGet();
+                    ended(engine);
                 }
                 return;
             }
             new Relay(res, endpoint, request, authorization, tried).run(engine, answer.body());
             return;
         }
+    }
+
+    /** A request on {@code engine} ended (or never started): its place is free, the queue's head looks again. */
+    private void ended(RemoteEngine engine) {
+        engine.inFlight.decrementAndGet();
+        queue.wake();
     }
 
     private static void copyWhole(HttpResponse<InputStream> answer, InputStream in, ServerResponse res)
@@ -296,10 +356,21 @@ public final class Router implements AutoCloseable {
         res.send(bytes);
     }
 
+    /** How an engine's stream ended for the relay. */
+    private enum End {
+        /** [DONE]: the client has the whole stream. */
+        DONE,
+        /** The stream broke (the engine died, say): continue on another engine. */
+        BROKEN,
+        /** The engine preempted the request ({@code punica.preempted}): it may move to an engine with room. */
+        PREEMPTED
+    }
+
     /**
      * One client stream: relays the engine's SSE events, keeping the data frames and dropping the token-id
-     * comments (so the client gets the bytes one engine sends), and on a broken engine stream continues on
-     * another engine from the tokens of the events relayed whole.
+     * comments (so the client gets the bytes one engine sends); on a broken engine stream continues on another
+     * engine from the tokens of the events relayed whole; on a preemption, moves the stream to an engine with
+     * room, or lets it stay queued where it is.
      */
     private final class Relay {
         private final OutputStream out;
@@ -310,6 +381,8 @@ public final class Router implements AutoCloseable {
         private final List<Integer> generated = new ArrayList<>();
         private String id;
         private long created;
+        /** The continuation of the last {@code punica.preempted} event. */
+        private JsonNode preempted;
 
         Relay(ServerResponse res, String endpoint, ObjectNode request, String authorization, Set<RemoteEngine> tried) {
             res.status(Status.OK_200);
@@ -325,18 +398,31 @@ public final class Router implements AutoCloseable {
 
         void run(RemoteEngine engine, InputStream in) {
             RemoteEngine current = engine;
-            InputStream stream = in;
+            BufferedReader stream = reader(in);
+            boolean open = true; // whether current's stream is open and counted in its inFlight
             try (out) {
                 while (true) {
-                    boolean done;
-                    try (InputStream open = stream) {
-                        done = relay(open);
+                    End end;
+                    try {
+                        end = relay(stream);
                     } catch (IOException e) {
-                        done = false;
-                    } finally {
-                        current.inFlight.decrementAndGet();
+                        end = End.BROKEN;
                     }
-                    if (done) {
+                    if (end == End.PREEMPTED) {
+                        Moved moved = migrate(current);
+                        if (moved == null) {
+                            continue; // it stays queued on its engine, whose stream goes on
+                        }
+                        closeQuietly(stream); // the engine sees its client leave and drops the request
+                        ended(current);
+                        current = moved.engine();
+                        stream = reader(moved.stream());
+                        continue;
+                    }
+                    closeQuietly(stream);
+                    ended(current);
+                    open = false;
+                    if (end == End.DONE) {
                         return;
                     }
                     current.markDown("its stream broke mid-response");
@@ -353,18 +439,69 @@ public final class Router implements AutoCloseable {
                             return;
                         }
                         tried.add(current);
-                        next = resumeOn(current);
+                        next = resumeOn(current, false);
                     }
                     log.info("stream {} continues on {} after {} tokens", id, current.name(), generated.size());
-                    stream = next;
+                    stream = reader(next);
+                    open = true;
                 }
             } catch (ClientGone | IOException e) {
                 log.debug("client of {} left: {}", id, e.getMessage());
+            } finally {
+                if (open) {
+                    closeQuietly(stream); // the engine sees its client leave and cancels the request
+                    ended(current);
+                }
             }
         }
 
-        /** The rest of the stream from {@code engine}, or null when it could not take it. */
-        private InputStream resumeOn(RemoteEngine engine) throws ClientGone {
+        /** Where a preempted stream went: the engine that took it and the rest of its stream. */
+        private record Moved(RemoteEngine engine, InputStream stream) {
+        }
+
+        /**
+         * The router's side of the handshake (docs/cluster.md): the engine {@code source} preempted the request
+         * and keeps it queued; an engine with room for prompt + generated tokens, by the policy, is asked to
+         * continue it ({@code POST /v1/engine/continue} with {@code X-Punica-Migration}, refused with 429 when it
+         * has no room after all). The engine that takes it, or null when none does: the request then stays on
+         * {@code source}, whose stream goes on.
+         */
+        private Moved migrate(RemoteEngine source) throws ClientGone {
+            List<Integer> offered = new ArrayList<>();
+            preempted.path("generated_token_ids").forEach(t -> offered.add(t.asInt()));
+            if (!offered.equals(generated)) {
+                // Cannot happen with an engine of this version; never continue from tokens the client lacks.
+                log.warn("stream {}: the preemption's {} tokens differ from the {} relayed; it stays on {}", id,
+                        offered.size(), generated.size(), source.name());
+                return null;
+            }
+            int tokens = preempted.path("prompt_token_ids").size() + generated.size();
+            Set<RemoteEngine> asked = new HashSet<>();
+            asked.add(source);
+            while (true) {
+                RemoteEngine target = choose(request.path("model").asText(null), tokens, asked);
+                if (target == null) {
+                    migrationsDeclined.incrementAndGet();
+                    log.debug("stream {} stays on {}: no other engine has room for {} tokens", id, source.name(), tokens);
+                    return null;
+                }
+                asked.add(target);
+                InputStream next = resumeOn(target, true);
+                if (next != null) {
+                    tried.add(target);
+                    migrations.incrementAndGet();
+                    log.info("stream {} moves from {} to {} after {} tokens (preempted there)", id, source.name(),
+                            target.name(), generated.size());
+                    return new Moved(target, next);
+                }
+            }
+        }
+
+        /**
+         * The rest of the stream from {@code engine}, or null when it could not take it; with {@code migration},
+         * only if it has room now.
+         */
+        private InputStream resumeOn(RemoteEngine engine, boolean migration) throws ClientGone {
             HttpRequest.Builder rb;
             if (id == null) { // no frame sent yet (a completions stream sends none before its first text): start over
                 generated.clear();
@@ -380,6 +517,12 @@ public final class Router implements AutoCloseable {
                 body.put("generated_token_ids", generated);
                 rb = HttpRequest.newBuilder(engine.base().resolve("/v1/engine/continue"))
                         .POST(HttpRequest.BodyPublishers.ofByteArray(bytes(body)));
+                if (migration) {
+                    rb.header(MIGRATION_HEADER, "1");
+                }
+            }
+            if (config.migrate()) {
+                rb.header(MIGRATABLE_HEADER, "1");
             }
             rb.header("Content-Type", "application/json");
             if (authorization != null) {
@@ -392,29 +535,33 @@ public final class Router implements AutoCloseable {
                     return r.body();
                 }
                 String why = new String(r.body().readAllBytes(), StandardCharsets.UTF_8);
-                engine.inFlight.decrementAndGet();
-                log.warn("engine {} refused to continue {}: HTTP {} {}", engine.name(), id, r.statusCode(), why);
+                ended(engine);
+                if (migration && r.statusCode() == 429) {
+                    log.debug("engine {} has no room for {}: {}", engine.name(), id, why);
+                } else {
+                    log.warn("engine {} refused to continue {}: HTTP {} {}", engine.name(), id, r.statusCode(), why);
+                }
                 return null;
             } catch (IOException e) {
-                engine.inFlight.decrementAndGet();
+                ended(engine);
                 engine.markDown("unreachable: " + e);
                 return null;
             } catch (InterruptedException e) {
-                engine.inFlight.decrementAndGet();
+                ended(engine);
                 Thread.currentThread().interrupt();
                 throw new ClientGone(e);
             }
         }
 
         /**
-         * Relays events until [DONE] (true) or the end of the engine's stream (false). Only whole events count:
-         * a data frame is sent on, and its tokens taken as received, when its blank line has arrived.
+         * Relays events until [DONE], the end of the engine's stream, or a preemption event. Only whole events
+         * count: a data frame is sent on, and its tokens taken as received, when its blank line has arrived.
          */
-        private boolean relay(InputStream in) throws IOException, ClientGone {
-            var reader = new java.io.BufferedReader(new java.io.InputStreamReader(in, StandardCharsets.UTF_8));
+        private End relay(BufferedReader reader) throws IOException, ClientGone {
             List<Integer> eventTokens = new ArrayList<>();
             String data = null;
             String comment = null;
+            String event = null;
             String line;
             while ((line = reader.readLine()) != null) {
                 if (!line.isEmpty()) {
@@ -427,12 +574,22 @@ public final class Router implements AutoCloseable {
                         }
                     } else if (line.startsWith(":")) {
                         comment = line;
+                    } else if (line.startsWith("event: ")) {
+                        event = line.substring(7);
                     } else if (line.startsWith("data: ")) {
                         data = line.substring(6);
                     }
                     continue;
                 }
                 // A whole event.
+                if (PREEMPTED_EVENT.equals(event) && data != null) {
+                    preempted = JSON.readTree(data);
+                    if (id == null && preempted.hasNonNull("id")) {
+                        id = preempted.get("id").asText();
+                        created = preempted.path("created").asLong();
+                    }
+                    return End.PREEMPTED;
+                }
                 generated.addAll(eventTokens);
                 eventTokens.clear();
                 if (data != null) {
@@ -445,15 +602,16 @@ public final class Router implements AutoCloseable {
                     }
                     write(("data: " + data + "\n\n").getBytes(StandardCharsets.UTF_8));
                     if (data.equals("[DONE]")) {
-                        return true;
+                        return End.DONE;
                     }
                 } else if (comment != null) {
                     write((comment + "\n\n").getBytes(StandardCharsets.UTF_8));
                 }
                 data = null;
                 comment = null;
+                event = null;
             }
-            return false;
+            return End.BROKEN;
         }
 
         private void write(byte[] bytes) throws ClientGone {
@@ -463,6 +621,18 @@ public final class Router implements AutoCloseable {
             } catch (IOException | RuntimeException e) {
                 throw new ClientGone(e);
             }
+        }
+    }
+
+    private static BufferedReader reader(InputStream in) {
+        return new BufferedReader(new InputStreamReader(in, StandardCharsets.UTF_8));
+    }
+
+    private static void closeQuietly(BufferedReader reader) {
+        try {
+            reader.close();
+        } catch (IOException e) {
+            // The engine's connection is gone either way.
         }
     }
 
@@ -526,10 +696,67 @@ public final class Router implements AutoCloseable {
         body.put("policy", config.policy().name());
         body.put("failovers", failovers.get());
         body.put("lost_streams", lostStreams.get());
+        body.put("migrations", migrations.get());
+        body.put("migrations_declined", migrationsDeclined.get());
+        body.put("queued", queue.length());
+        body.put("queue_capacity", queue.capacity());
+        body.put("queue_refusals", queue.refusedFull() + queue.refusedTimeout());
         body.put("engines", list);
         res.status(Status.OK_200);
         res.header(HeaderNames.CONTENT_TYPE, "application/json");
         res.send(JSON.writeValueAsBytes(body));
+    }
+
+    /**
+     * GET /metrics, Prometheus text: the router's queue, its placements per engine, and the streams it moved
+     * (reason {@code kv_exhausted}: the engine preempted it; {@code failover}: the engine's stream broke).
+     */
+    private void metrics(ServerRequest req, ServerResponse res) {
+        StringBuilder m = new StringBuilder();
+        metric(m, "punica_router_queue_length", "gauge", "requests waiting in the router's queue for an engine "
+                + "with room", "", queue.length());
+        metric(m, "punica_router_queue_capacity", "gauge", "requests the router's queue holds", "", queue.capacity());
+        metric(m, "punica_router_queued_total", "counter", "requests that waited in the router's queue", "",
+                queue.queued());
+        m.append("# HELP punica_router_queue_refusals_total requests refused with 429: the queue was full, or they "
+                + "waited --queue-timeout\n# TYPE punica_router_queue_refusals_total counter\n");
+        m.append("punica_router_queue_refusals_total{reason=\"full\"} ").append(queue.refusedFull()).append('\n');
+        m.append("punica_router_queue_refusals_total{reason=\"timeout\"} ").append(queue.refusedTimeout()).append('\n');
+        m.append("# HELP punica_router_migrations_total streams the router moved to another engine\n"
+                + "# TYPE punica_router_migrations_total counter\n");
+        m.append("punica_router_migrations_total{reason=\"kv_exhausted\"} ").append(migrations.get()).append('\n');
+        m.append("punica_router_migrations_total{reason=\"failover\"} ").append(failovers.get()).append('\n');
+        metric(m, "punica_router_migrations_declined_total", "counter", "preemptions no other engine had room for "
+                + "(the request stayed queued on its engine)", "", migrationsDeclined.get());
+        metric(m, "punica_router_lost_streams_total", "counter", "streams no engine could continue", "",
+                lostStreams.get());
+        m.append("# HELP punica_router_placements_total requests placed on each engine\n"
+                + "# TYPE punica_router_placements_total counter\n");
+        for (RemoteEngine e : engines) {
+            m.append("punica_router_placements_total{engine=\"").append(e.name()).append("\"} ")
+                    .append(e.placements.get()).append('\n');
+        }
+        m.append("# HELP punica_router_requests_in_flight requests the router has open on each engine\n"
+                + "# TYPE punica_router_requests_in_flight gauge\n");
+        for (RemoteEngine e : engines) {
+            m.append("punica_router_requests_in_flight{engine=\"").append(e.name()).append("\"} ")
+                    .append(e.inFlight.get()).append('\n');
+        }
+        m.append("# HELP punica_router_engine_up 1 while the engine answers its state probe\n"
+                + "# TYPE punica_router_engine_up gauge\n");
+        for (RemoteEngine e : engines) {
+            m.append("punica_router_engine_up{engine=\"").append(e.name()).append("\"} ")
+                    .append(e.available() ? 1 : 0).append('\n');
+        }
+        res.status(Status.OK_200);
+        res.header(HeaderNames.CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8");
+        res.send(m.toString().getBytes(StandardCharsets.UTF_8));
+    }
+
+    private static void metric(StringBuilder m, String name, String type, String help, String labels, long value) {
+        m.append("# HELP ").append(name).append(' ').append(help).append('\n');
+        m.append("# TYPE ").append(name).append(' ').append(type).append('\n');
+        m.append(name).append(labels).append(' ').append(value).append('\n');
     }
 
     private static void sendError(ServerResponse res, int status, String type, String code, String message) {

@@ -1,6 +1,7 @@
 package ai.punica.server;
 
 import ai.punica.engine.Completion;
+import ai.punica.engine.Continuation;
 import ai.punica.engine.EngineException;
 import ai.punica.engine.TokenDelta;
 
@@ -19,5 +20,9 @@ sealed interface ChoiceEvent {
     }
 
     record Failed(int choice, EngineException error) implements ChoiceEvent {
+    }
+
+    /** The engine preempted the request; it could go on elsewhere from {@code continuation} (a router's migration). */
+    record Preempted(int choice, Continuation continuation) implements ChoiceEvent {
     }
 }

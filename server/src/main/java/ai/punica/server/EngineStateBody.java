@@ -18,8 +18,11 @@ record EngineStateBody(String object, String model, String policy, int queued, L
     /**
      * @param idleSeconds seconds since the engine last had a request (0 while busy)
      * @param idle        idle for longer than --idle-after (always false without a scheduler over engines)
+     * @param requests    requests placed on the engine and not finished, by the scheduler's own exact book (running
+     *                    and waiting as the engine last published them may be a step behind); without a scheduler,
+     *                    running + waiting
      */
-    record EngineEntry(String name, int running, int waiting, int maxRunning, int freeKvPages, int kvPagesTotal,
+    record EngineEntry(String name, int requests, int running, int waiting, int maxRunning, int freeKvPages, int kvPagesTotal,
                        int pageSize, List<String> residentAdapters, double idleSeconds, boolean idle,
                        long migrationsOut) {
     }
@@ -33,7 +36,8 @@ record EngineStateBody(String object, String model, String policy, int queued, L
             EngineLoad load = e.load();
             EngineStats stats = e.stats();
             double idleSeconds = load.idleSinceNanos() == 0 ? 0 : (now - load.idleSinceNanos()) / 1e9;
-            entries.add(new EngineEntry(Integer.toString(i), load.running(), load.waiting(), load.maxRunning(),
+            int requests = snap != null ? snap.engines().get(i).requests() : load.running() + load.waiting();
+            entries.add(new EngineEntry(Integer.toString(i), requests, load.running(), load.waiting(), load.maxRunning(),
                     load.freeKvPages(), stats.kvPagesTotal(), load.pageSize(),
                     load.residentAdapters().stream().sorted().toList(), idleSeconds,
                     snap != null && snap.engines().get(i).idle(), load.migrationsOut()));

@@ -53,6 +53,8 @@ final class GenerationExchange {
     private int[] continueFrom;
     /** Whether each SSE event carries its token ids in a comment line (for a router, see {@link #withTokenIds}). */
     private boolean tokenIds;
+    /** Whether a preemption is told to the client as a {@code punica.preempted} event (see {@link #migratable}). */
+    private boolean migratable;
     private volatile boolean clientGone;
 
     GenerationExchange(GenerationService engine, ServerMetrics metrics, GenerationJob job, String id, long arrivalNanos) {
@@ -89,6 +91,18 @@ final class GenerationExchange {
      */
     GenerationExchange withTokenIds() {
         this.tokenIds = true;
+        return this;
+    }
+
+    /**
+     * Tells a router of each preemption of the request (KV pages ran out and no engine of this process took it)
+     * with an SSE event of its own, {@code event: punica.preempted} and the continuation as its data, after the
+     * events of every token generated before it; the request stays queued here, and the router may continue it
+     * on another process and close this stream (docs/cluster.md, "Migration across processes"). A stream of one
+     * choice with token ids only.
+     */
+    GenerationExchange migratable() {
+        this.migratable = tokenIds && job.stream() && engineIds.length() == 1;
         return this;
     }
 
@@ -165,6 +179,13 @@ final class GenerationExchange {
             @Override
             public void onError(EngineException error) {
                 events.add(new ChoiceEvent.Failed(choice, error));
+            }
+
+            @Override
+            public void onPreempted(Continuation continuation) {
+                if (migratable) {
+                    events.add(new ChoiceEvent.Preempted(choice, continuation));
+                }
             }
         };
     }
@@ -245,24 +266,17 @@ final class GenerationExchange {
                 Map<Integer, Pending> pending = new LinkedHashMap<>();
                 EngineException error = null;
                 for (ChoiceEvent e : batch) {
+                    if (e instanceof ChoiceEvent.Preempted p) {
+                        // The tokens before it go out first: the router continues from exactly those.
+                        send(sse, responses, pending);
+                        pending.clear();
+                        sse.named("punica.preempted", ContinuationJson.of(p.continuation(), id,
+                                responses.created()));
+                        continue;
+                    }
                     error = error != null ? error : apply(e, pending);
                 }
-                for (var entry : pending.entrySet()) {
-                    Pending p = entry.getValue();
-                    Object chunk = !p.text.isEmpty() || !p.logprobs.isEmpty()
-                            ? responses.chunk(entry.getKey(), p.text.toString(), p.logprobs, null) : null;
-                    if (tokenIds && !p.tokens.isEmpty()) {
-                        StringJoiner ids = new StringJoiner(",", "tokens " + entry.getKey() + " ", "");
-                        p.tokens.forEach(t -> ids.add(Integer.toString(t)));
-                        sse.event(ids.toString(), chunk);
-                    } else if (chunk != null) {
-                        sse.data(chunk);
-                    }
-                    // The finish reason always gets a chunk of its own with an empty delta, as OpenAI sends it.
-                    if (p.finish != null) {
-                        sse.data(responses.chunk(entry.getKey(), "", null, p.finish));
-                    }
-                }
+                send(sse, responses, pending);
                 if (error != null) {
                     cancel();
                     ApiException api = refusal(error);
@@ -287,6 +301,27 @@ final class GenerationExchange {
             cancel();
             logDone("interrupted");
             throw e;
+        }
+    }
+
+    /** Sends what the choices have gathered: text and token-id events, then finish chunks. */
+    private void send(SseStream sse, ResponseBuilder responses, Map<Integer, Pending> pending)
+            throws SseStream.ClientGone {
+        for (var entry : pending.entrySet()) {
+            Pending p = entry.getValue();
+            Object chunk = !p.text.isEmpty() || !p.logprobs.isEmpty()
+                    ? responses.chunk(entry.getKey(), p.text.toString(), p.logprobs, null) : null;
+            if (tokenIds && !p.tokens.isEmpty()) {
+                StringJoiner ids = new StringJoiner(",", "tokens " + entry.getKey() + " ", "");
+                p.tokens.forEach(t -> ids.add(Integer.toString(t)));
+                sse.event(ids.toString(), chunk);
+            } else if (chunk != null) {
+                sse.data(chunk);
+            }
+            // The finish reason always gets a chunk of its own with an empty delta, as OpenAI sends it.
+            if (p.finish != null) {
+                sse.data(responses.chunk(entry.getKey(), "", null, p.finish));
+            }
         }
     }
 
@@ -355,6 +390,9 @@ final class GenerationExchange {
                 finished[choice] = true;
                 open--;
                 return f.error();
+            }
+            case ChoiceEvent.Preempted preempted -> {
+                return null; // told to a streaming router in stream(); a whole response just waits
             }
         }
     }

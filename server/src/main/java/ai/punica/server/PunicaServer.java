@@ -7,6 +7,7 @@ import ai.punica.engine.Completion;
 import ai.punica.engine.Engine;
 import ai.punica.engine.EngineBuilder;
 import ai.punica.engine.EngineException;
+import ai.punica.engine.EngineLoad;
 import ai.punica.server.GenerationJob.Endpoint;
 import ai.punica.server.OpenAiJson.ModelCard;
 import io.helidon.http.HeaderNames;
@@ -60,6 +61,10 @@ public final class PunicaServer {
     static final String VERSION = "0.1.0";
     /** A router asks for the token ids of each streamed event with this header (see GenerationExchange). */
     static final String TOKEN_IDS_HEADER = "X-Punica-Token-Ids";
+    /** A router marks a stream it can move to another process when this one preempts it (docs/cluster.md). */
+    static final String MIGRATABLE_HEADER = "X-Punica-Migratable";
+    /** On /v1/engine/continue: a migration, taken only where an engine has room for it now (else 429). */
+    static final String MIGRATION_HEADER = "X-Punica-Migration";
 
     private enum State { CREATED, SERVING, STOPPING, STOPPED }
 
@@ -424,6 +429,9 @@ public final class PunicaServer {
             var exchange = new GenerationExchange(generations, metrics, job, id, arrival);
             if (req.headers().contains(HeaderNames.create(TOKEN_IDS_HEADER))) {
                 exchange.withTokenIds();
+                if (req.headers().contains(HeaderNames.create(MIGRATABLE_HEADER))) {
+                    exchange.migratable();
+                }
             }
             run(exchange, job, id, System.currentTimeMillis() / 1000, req, res);
         });
@@ -462,8 +470,20 @@ public final class PunicaServer {
                 throw ApiException.badRequest("request.seed", "a sampled request can be continued only with its "
                         + "seed: without it, the tokens after the cut would not be the ones it would have had");
             }
+            if (req.headers().contains(HeaderNames.create(MIGRATION_HEADER)) && cluster == null) {
+                // A cluster places a continuation only where there is room; one engine says so here.
+                EngineLoad load = engine.load();
+                int tokens = job.promptOf(0).length + generated.length;
+                if (load.running() + load.waiting() >= load.maxRunning()
+                        || load.freeKvPages() < (tokens + load.pageSize()) / load.pageSize()) {
+                    throw ApiException.overloaded("no room for a continuation of " + tokens + " tokens here; retry later");
+                }
+            }
             var exchange = new GenerationExchange(generations, metrics, job, id, arrival).continueFrom(generated)
                     .withTokenIds();
+            if (req.headers().contains(HeaderNames.create(MIGRATABLE_HEADER))) {
+                exchange.migratable();
+            }
             run(exchange, job, id, created, req, res);
         });
     }

@@ -39,6 +39,10 @@ final class ResponseBuilder {
     private final TokenText tokenText;
     private final int[] textOffsets;
 
+    long created() {
+        return created;
+    }
+
     ResponseBuilder(GenerationJob job, String id, long created, TokenText tokenText) {
         this.job = job;
         this.id = id;

@@ -85,6 +85,22 @@ final class SseStream implements AutoCloseable {
         }
     }
 
+    /** A named event ({@code event: NAME} and one data line), for a router: OpenAI clients are never sent one. */
+    void named(String event, Object json) throws ClientGone {
+        try {
+            var buf = new java.io.ByteArrayOutputStream();
+            buf.write(("event: " + event + "\n").getBytes(StandardCharsets.UTF_8));
+            buf.write(DATA);
+            buf.write(OpenAiJson.bytes(json));
+            buf.write(END);
+            OutputStream out = out();
+            out.write(buf.toByteArray());
+            out.flush();
+        } catch (IOException | RuntimeException e) {
+            throw new ClientGone(e);
+        }
+    }
+
     /** An SSE comment line: ignored by clients, but a write that fails if the client is gone. */
     void comment(String text) throws ClientGone {
         try {
