@@ -32,7 +32,7 @@ final class OpenAiRequests {
                     String user, Map<String, Float> logitBias, Integer minTokens, Boolean skipSpecialTokens,
                     Boolean includeStopStrInOutput, Boolean echo, JsonNode tools, JsonNode toolChoice,
                     JsonNode responseFormat, Boolean addGenerationPrompt, Map<String, Object> chatTemplateKwargs,
-                    Integer promptLogprobs) implements SamplingFields {
+                    Integer promptLogprobs, Boolean addSpecialTokens) implements SamplingFields {
     }
 
     /**

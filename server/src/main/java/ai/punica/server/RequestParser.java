@@ -109,7 +109,8 @@ final class RequestParser {
             throw ApiException.badRequest("top_logprobs", "`top_logprobs` needs `logprobs` set to true.");
         }
         Map<String, Object> vars = body.chatTemplateKwargs() == null ? Map.of() : body.chatTemplateKwargs();
-        int[] prompt = renderChat(messages, !Boolean.FALSE.equals(body.addGenerationPrompt()), vars);
+        int[] prompt = renderChat(messages, !Boolean.FALSE.equals(body.addGenerationPrompt()), vars,
+                Boolean.TRUE.equals(body.addSpecialTokens()));
         checkPromptFits(prompt.length, "messages");
         int max = maxTokens != null ? maxTokens : engine.maxModelLen() - prompt.length;
         checkRequestFits(prompt.length, max, "messages", maxTokensParam);
@@ -436,12 +437,18 @@ final class RequestParser {
     }
 
     /** The token ids a chat request's messages render to, as /v1/chat/completions would run them. */
-    int[] chatPrompt(List<Message> messages, boolean addGenerationPrompt, Map<String, Object> vars) {
-        return renderChat(messages(messages), addGenerationPrompt, vars == null ? Map.of() : vars);
+    int[] chatPrompt(List<Message> messages, boolean addGenerationPrompt, Map<String, Object> vars,
+                     boolean addSpecialTokens) {
+        return renderChat(messages(messages), addGenerationPrompt, vars == null ? Map.of() : vars, addSpecialTokens);
     }
 
+    /**
+     * Renders the messages and encodes the text as transformers' {@code apply_chat_template(tokenize=True)} and
+     * vLLM do: the template writes the special tokens it wants ({@code {{ bos_token }}}), so none are added to
+     * the rendered text unless the request asks for them ({@code add_special_tokens: true}, vLLM's extension).
+     */
     private int[] renderChat(List<Map<String, Object>> messages, boolean addGenerationPrompt,
-                             Map<String, Object> vars) {
+                             Map<String, Object> vars, boolean addSpecialTokens) {
         ChatTemplate template = tokenizer.chatTemplate().orElseThrow(() -> ApiException.badRequest("messages",
                 tokenizer.chatTemplateProblem().map(problem -> "The model `" + engine.baseModelName()
                         + "` cannot serve chat requests: " + problem + "; use /v1/completions instead.")
@@ -453,18 +460,7 @@ final class RequestParser {
         } catch (TemplateException e) {
             throw ApiException.badRequest("messages", "The chat template refused these messages: " + e.getMessage());
         }
-        return encodeRendered(text);
-    }
-
-    /**
-     * Chat templates usually write the BOS token themselves ({@code {{ bos_token }}}); encoding with
-     * add_special_tokens would then start the prompt with two of them, which the model never saw in
-     * training. So special tokens are added only when the rendered text does not already begin with BOS.
-     */
-    private int[] encodeRendered(String text) {
-        String bos = tokenizer.bosToken();
-        boolean templateWroteBos = bos != null && !bos.isEmpty() && text.startsWith(bos);
-        return tokenizer.encode(text, !templateWroteBos);
+        return tokenizer.encode(text, addSpecialTokens);
     }
 
     // ---- context --------------------------------------------------------------------------------

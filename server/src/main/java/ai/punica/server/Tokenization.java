@@ -33,7 +33,7 @@ final class Tokenization {
                 throw ApiException.badRequest("prompt", "Send either `prompt` or `messages`, not both.");
             }
             ids = parser.chatPrompt(body.messages(), !Boolean.FALSE.equals(body.addGenerationPrompt()),
-                    body.chatTemplateKwargs());
+                    body.chatTemplateKwargs(), Boolean.TRUE.equals(body.addSpecialTokens()));
         } else if (body.prompt() != null) {
             ids = tokenizer.encode(body.prompt(), !Boolean.FALSE.equals(body.addSpecialTokens()));
         } else {
