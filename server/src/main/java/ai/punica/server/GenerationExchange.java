@@ -56,6 +56,8 @@ final class GenerationExchange {
     /** Whether a preemption is told to the client as a {@code punica.preempted} event (see {@link #migratable}). */
     private boolean migratable;
     private volatile boolean clientGone;
+    /** A stream's echo with logprobs: what each choice has generated, sent with its prompt when it finishes. */
+    private final Map<Integer, Pending> heldForEcho = new LinkedHashMap<>();
 
     GenerationExchange(GenerationService engine, ServerMetrics metrics, GenerationJob job, String id, long arrivalNanos) {
         this.engine = engine;
@@ -102,7 +104,9 @@ final class GenerationExchange {
      * choice with token ids only.
      */
     GenerationExchange migratable() {
-        this.migratable = tokenIds && job.stream() && engineIds.length() == 1;
+        // not with echo and logprobs: its one chunk comes at the end, so a continuation elsewhere would lose the prompt
+        this.migratable = tokenIds && job.stream() && engineIds.length() == 1
+                && !(job.echo() != null && job.logprobs() >= 0);
         return this;
     }
 
@@ -309,8 +313,23 @@ final class GenerationExchange {
             throws SseStream.ClientGone {
         for (var entry : pending.entrySet()) {
             Pending p = entry.getValue();
-            Object chunk = !p.text.isEmpty() || !p.logprobs.isEmpty()
-                    ? responses.chunk(entry.getKey(), p.text.toString(), p.logprobs, null) : null;
+            Object chunk;
+            if (responses.echoesLogprobs()) {
+                Pending held = heldForEcho.computeIfAbsent(entry.getKey(), k -> new Pending());
+                held.text.append(p.text);
+                held.logprobs.addAll(p.logprobs);
+                held.tokens.addAll(p.tokens);
+                if (p.finish == null || completions[entry.getKey()] == null) {
+                    continue;
+                }
+                held.finish = p.finish;
+                p = held;
+                chunk = responses.echoChunk(entry.getKey(), completions[entry.getKey()], p.text.toString(),
+                        p.logprobs);
+            } else {
+                chunk = !p.text.isEmpty() || !p.logprobs.isEmpty()
+                        ? responses.chunk(entry.getKey(), p.text.toString(), p.logprobs, null) : null;
+            }
             if (tokenIds && !p.tokens.isEmpty()) {
                 StringJoiner ids = new StringJoiner(",", "tokens " + entry.getKey() + " ", "");
                 p.tokens.forEach(t -> ids.add(Integer.toString(t)));

@@ -66,8 +66,10 @@ final class ResponseBuilder {
             List<TextChoice> choices = new ArrayList<>();
             for (int i = 0; i < completions.length; i++) {
                 Completion c = completions[i];
-                choices.add(new TextChoice(i, job.echoOf(i) + c.text(), textLogprobs(i, c.logprobs()),
-                        c.finishReason().openAiName(), promptLogprobs(c.promptLogprobs())));
+                TextLogprobs logprobs = echoesLogprobs() ? echoedLogprobs(i, c, c.logprobs())
+                        : textLogprobs(i, c.logprobs());
+                choices.add(new TextChoice(i, job.echoOf(i) + c.text(), logprobs, c.finishReason().openAiName(),
+                        promptLogprobs(c.promptLogprobs())));
             }
             return new TextCompletion(id, job.endpoint().object, created, job.model(), choices, usage);
         }
@@ -88,7 +90,8 @@ final class ResponseBuilder {
     List<Object> openingChunks() {
         List<Object> out = new ArrayList<>();
         if (job.endpoint() != Endpoint.CHAT) {
-            for (int i = 0; job.echo() != null && i < job.choices(); i++) {
+            // echo with logprobs: the prompt goes out with its log-probabilities when they are known (echoChunk)
+            for (int i = 0; job.echo() != null && !echoesLogprobs() && i < job.choices(); i++) {
                 out.add(new TextCompletion(id, "text_completion", created, job.model(),
                         List.of(new TextChoice(i, job.echoOf(i), null, null)), null));
             }
@@ -110,6 +113,22 @@ final class ResponseBuilder {
         // The last chunk of a choice carries an empty delta when it brings no text, like OpenAI's.
         ChatDelta delta = text.isEmpty() && finish != null ? new ChatDelta(null, null) : new ChatDelta(null, text);
         return chatChunk(new ChatChunkChoice(choice, delta, chatLogprobs(logprobs), reason));
+    }
+
+    /**
+     * Whether this is a completion with {@code echo} and {@code logprobs}: its legacy logprobs arrays start with the
+     * prompt's tokens, whose log-probabilities the engine gives with the finished request (vLLM's
+     * {@code prompt_logprobs}), so a stream sends each choice's prompt, text and logprobs in one chunk at its end.
+     */
+    boolean echoesLogprobs() {
+        return job.endpoint() == Endpoint.COMPLETIONS && job.echo() != null && job.logprobs() >= 0;
+    }
+
+    /** The stream chunk of a finished choice with echo and logprobs: the prompt, then all its text (see above). */
+    Object echoChunk(int choice, Completion completion, String text, List<TokenLogprob> logprobs) {
+        TextChoice c = new TextChoice(choice, job.echoOf(choice) + text, echoedLogprobs(choice, completion, logprobs),
+                null);
+        return new TextCompletion(id, "text_completion", created, job.model(), List.of(c), null);
     }
 
     /** The extra chunk of {@code stream_options.include_usage}: no choices, the whole request's usage. */
@@ -148,6 +167,55 @@ final class ResponseBuilder {
             offsets.add(textOffsets[choice]);
             textOffsets[choice] += text.length();
         }
+        return new TextLogprobs(tokens, values, top, offsets);
+    }
+
+    /**
+     * vLLM's legacy logprobs with {@code echo}: one entry per prompt token, then the generated ones ({@code
+     * text_offset} running on over both). The first prompt token has null for its log-probability and alternatives;
+     * the others show the prompt token's own log-probability, and as alternatives the prompt token first, then the
+     * most likely tokens, {@code logprobs + 1} tokens in all (fewer when the prompt token is among the most likely),
+     * as vLLM takes them from its prompt_logprobs entry.
+     */
+    private TextLogprobs echoedLogprobs(int choice, Completion completion, List<TokenLogprob> generated) {
+        int[] prompt = job.promptOf(choice);
+        List<PromptLogprob> entries = completion.promptLogprobs();
+        List<String> tokens = new ArrayList<>();
+        List<Float> values = new ArrayList<>();
+        List<Map<String, Float>> top = new ArrayList<>();
+        List<Integer> offsets = new ArrayList<>();
+        for (int p = 0; p < prompt.length; p++) {
+            PromptLogprob lp = entries == null || p >= entries.size() ? null : entries.get(p);
+            String text = tokenText.of(prompt[p]);
+            tokens.add(text);
+            if (lp == null) {
+                values.add(null);
+                top.add(null);
+            } else {
+                float own = clamp(lp.logprob());
+                values.add(own);
+                Map<String, Float> alternatives = new LinkedHashMap<>();
+                alternatives.put(text, own);
+                int shown = 1;
+                for (TokenLogprob.Alternative a : lp.top()) {
+                    if (shown > job.logprobs()) {
+                        break;
+                    }
+                    if (a.token() != lp.token()) {
+                        alternatives.put(tokenText.of(a.token()), clamp(a.logprob()));
+                        shown++;
+                    }
+                }
+                top.add(alternatives);
+            }
+            offsets.add(textOffsets[choice]);
+            textOffsets[choice] += text.length();
+        }
+        TextLogprobs rest = textLogprobs(choice, generated == null ? List.of() : generated);
+        tokens.addAll(rest.tokens());
+        values.addAll(rest.tokenLogprobs());
+        top.addAll(rest.topLogprobs());
+        offsets.addAll(rest.textOffset());
         return new TextLogprobs(tokens, values, top, offsets);
     }
 
