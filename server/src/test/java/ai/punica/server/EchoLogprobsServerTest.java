@@ -194,11 +194,20 @@ class EchoLogprobsServerTest {
         ArrayNode values = JSON.createArrayNode();
         ArrayNode offsets = JSON.createArrayNode();
         List<String> finishes = new ArrayList<>();
+        int[] ids = runtime.tokenizer().encode(c.prompt(), true);
+        boolean first = true;
         for (String data : Http.sseData(http.post("/v1/completions", body + ",\"stream\":true}").body())) {
             if (data.equals("[DONE]")) {
                 continue;
             }
             JsonNode choice = JSON.readTree(data).at("/choices/0");
+            if (first) {
+                // as vLLM: the first chunk is the prompt with its logprobs and the first generated token(s)
+                assertThat(choice.get("text").asText()).startsWith(c.prompt());
+                assertThat(choice.at("/logprobs/tokens").size()).isGreaterThan(ids.length);
+                assertThat(choice.at("/logprobs/token_logprobs/0").isNull()).isTrue();
+                first = false;
+            }
             text.append(choice.get("text").asText());
             if (!choice.get("logprobs").isNull()) {
                 tokens.addAll((ArrayNode) choice.at("/logprobs/tokens"));
