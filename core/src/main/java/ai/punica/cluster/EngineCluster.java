@@ -9,6 +9,7 @@ import ai.punica.engine.FinishReason;
 import ai.punica.engine.GenerationListener;
 import ai.punica.engine.GenerationRequest;
 import ai.punica.engine.InvalidRequestException;
+import ai.punica.engine.PromptLogprob;
 import ai.punica.engine.TokenDelta;
 import java.time.Duration;
 import java.util.ArrayDeque;
@@ -533,6 +534,11 @@ public final class EngineCluster implements GenerationService, AutoCloseable {
         public void onError(EngineException error) {
             done();
             client.onError(error);
+        }
+
+        @Override
+        public void onPromptLogprobs(List<PromptLogprob> promptLogprobs) {
+            client.onPromptLogprobs(promptLogprobs);
         }
 
         @Override

@@ -567,6 +567,13 @@ public final class Engine implements AutoCloseable {
         if (logprob != null) {
             s.logprobs.add(logprob);
         }
+        if (s.promptLogprobs != null && s.generatedCount() == 1) {
+            List<PromptLogprob> prompt = Arrays.asList(s.promptLogprobs.clone());
+            safely(s.listener, () -> s.listener.onPromptLogprobs(prompt));
+            if (s.status == Sequence.Status.FINISHED) {
+                return; // the listener failed, which cancelled the request
+            }
+        }
         boolean eos = !p.ignoreEos() && contains(eosTokenIds, token);
         boolean stopToken = p.stopTokenIds().contains(token);
         String text = eos || stopToken ? "" : s.output.add(token, s.generatedCount() > p.minTokens());

@@ -1,5 +1,6 @@
 package ai.punica.engine;
 
+import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.function.Consumer;
 
@@ -14,6 +15,15 @@ public interface GenerationListener {
     void onFinish(Completion completion);
 
     void onError(EngineException error);
+
+    /**
+     * The request's prompt_logprobs (as {@link Completion#promptLogprobs}: one entry per prompt token, the first
+     * null), told once, just before its first generated token, for a request that asked for them; the
+     * {@link Completion} carries them again. A stream that shows the prompt with its log-probabilities (a
+     * completion's {@code echo} with {@code logprobs}) sends them with that token. By default nothing happens.
+     */
+    default void onPromptLogprobs(List<PromptLogprob> promptLogprobs) {
+    }
 
     /**
      * The engine preempted this request for lack of KV pages (no engine in this process took it over): it

@@ -91,6 +91,70 @@ class SamplingOptionsEngineTest {
         }
     }
 
+    /** A listener hears the prompt_logprobs once, before the first token (a stream's echo sends them with it). */
+    @Test
+    void promptLogprobsAreToldBeforeTheFirstToken() {
+        Run run = HfReference.load().single().stream().filter(r -> r.adapter() == null).findFirst().orElseThrow();
+        try (EngineBuilder.Runtime rt = start("cpu")) { // 8-token steps: the prompt's rows come over several steps
+            List<Object> heard = new ArrayList<>();
+            CompletableFuture<Completion> done = new CompletableFuture<>();
+            rt.engine().submit(EngineFixtureTest.request(null, run.promptIds(),
+                    SamplingParams.greedy(3).toBuilder().promptLogprobs(2).build()), new GenerationListener() {
+                        @Override
+                        public void onToken(TokenDelta delta) {
+                            heard.add(delta);
+                        }
+
+                        @Override
+                        public void onPromptLogprobs(List<PromptLogprob> promptLogprobs) {
+                            heard.add(promptLogprobs);
+                        }
+
+                        @Override
+                        public void onFinish(Completion completion) {
+                            done.complete(completion);
+                        }
+
+                        @Override
+                        public void onError(EngineException error) {
+                            done.completeExceptionally(error);
+                        }
+                    });
+            Completion c = done.join();
+            assertThat(heard.getFirst()).as("before the first token").isEqualTo(c.promptLogprobs());
+            assertThat(heard.stream().filter(List.class::isInstance)).as("once").hasSize(1);
+            assertThat(c.promptLogprobs().stream().skip(1)).doesNotContainNull();
+            // without prompt_logprobs, nothing is told
+            List<Object> none = new ArrayList<>();
+            rt.engine().generate(EngineFixtureTest.request(null, run.promptIds(), SamplingParams.greedy(2))).join();
+            CompletableFuture<Completion> plain = new CompletableFuture<>();
+            rt.engine().submit(EngineFixtureTest.request(null, run.promptIds(), SamplingParams.greedy(2)),
+                    new GenerationListener() {
+                        @Override
+                        public void onToken(TokenDelta delta) {
+                        }
+
+                        @Override
+                        public void onPromptLogprobs(List<PromptLogprob> promptLogprobs) {
+                            none.add(promptLogprobs);
+                        }
+
+                        @Override
+                        public void onFinish(Completion completion) {
+                            plain.complete(completion);
+                        }
+
+                        @Override
+                        public void onError(EngineException error) {
+                            plain.completeExceptionally(error);
+                        }
+                    });
+            plain.join();
+            assertThat(none).isEmpty();
+            EngineFixtureTest.assertNoLeak(rt.engine());
+        }
+    }
+
     private static void checkAgainstPrefixes(ModelHarness harness, Run run, Completion c, int top) {
         int[] prompt = run.promptIds();
         List<PromptLogprob> got = c.promptLogprobs();

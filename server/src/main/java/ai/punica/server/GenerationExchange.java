@@ -7,6 +7,7 @@ import ai.punica.engine.EngineException;
 import ai.punica.engine.FinishReason;
 import ai.punica.engine.GenerationListener;
 import ai.punica.engine.GenerationRequest;
+import ai.punica.engine.PromptLogprob;
 import ai.punica.engine.SamplingParams;
 import ai.punica.engine.TokenDelta;
 import ai.punica.engine.TokenLogprob;
@@ -56,6 +57,11 @@ final class GenerationExchange {
     /** Whether a preemption is told to the client as a {@code punica.preempted} event (see {@link #migratable}). */
     private boolean migratable;
     private volatile boolean clientGone;
+    /** A stream's echo with logprobs: what each choice has generated before its prompt went out with its logprobs. */
+    private final Map<Integer, Pending> heldForEcho = new LinkedHashMap<>();
+    /** A stream's echo with logprobs: the prompt logprobs each choice's engine request told (null until then). */
+    private final List<PromptLogprob>[] promptLogprobs;
+    private final boolean[] echoSent;
 
     GenerationExchange(GenerationService engine, ServerMetrics metrics, GenerationJob job, String id, long arrivalNanos) {
         this.engine = engine;
@@ -68,6 +74,10 @@ final class GenerationExchange {
         this.finished = new boolean[choices];
         this.completions = new Completion[choices];
         this.lastTokenNanos = new long[choices];
+        @SuppressWarnings("unchecked")
+        List<PromptLogprob>[] prompts = new List[choices];
+        this.promptLogprobs = prompts;
+        this.echoSent = new boolean[choices];
     }
 
     String id() {
@@ -81,6 +91,7 @@ final class GenerationExchange {
      */
     GenerationExchange continueFrom(int[] generated) {
         this.continueFrom = generated.clone();
+        echoSent[0] = generated.length > 0; // a stream that sent tokens sent its echo with the first
         return this;
     }
 
@@ -102,7 +113,9 @@ final class GenerationExchange {
      * choice with token ids only.
      */
     GenerationExchange migratable() {
-        this.migratable = tokenIds && job.stream() && engineIds.length() == 1;
+        // not with echo and logprobs: a continuation elsewhere has no prompt logprobs to echo
+        this.migratable = tokenIds && job.stream() && engineIds.length() == 1
+                && !(job.echo() != null && job.logprobs() >= 0);
         return this;
     }
 
@@ -169,6 +182,13 @@ final class GenerationExchange {
             @Override
             public void onToken(TokenDelta delta) {
                 events.add(new ChoiceEvent.Token(choice, delta, System.nanoTime()));
+            }
+
+            @Override
+            public void onPromptLogprobs(List<PromptLogprob> logprobs) {
+                if (job.stream() && job.echo() != null && job.logprobs() >= 0) {
+                    events.add(new ChoiceEvent.Prompt(choice, logprobs));
+                }
             }
 
             @Override
@@ -309,8 +329,29 @@ final class GenerationExchange {
             throws SseStream.ClientGone {
         for (var entry : pending.entrySet()) {
             Pending p = entry.getValue();
-            Object chunk = !p.text.isEmpty() || !p.logprobs.isEmpty()
-                    ? responses.chunk(entry.getKey(), p.text.toString(), p.logprobs, null) : null;
+            int choice = entry.getKey();
+            Object chunk;
+            if (responses.echoesLogprobs() && !echoSent[choice]) {
+                // held until the prompt's log-probabilities are known and the first token is there, which goes with
+                // them as in vLLM (the engine tells them just before it; a request that ends first, with its completion)
+                Pending held = heldForEcho.computeIfAbsent(choice, k -> new Pending());
+                held.text.append(p.text);
+                held.logprobs.addAll(p.logprobs);
+                held.tokens.addAll(p.tokens);
+                List<PromptLogprob> prompt = promptLogprobs[choice] != null ? promptLogprobs[choice]
+                        : completions[choice] != null ? completions[choice].promptLogprobs() : null;
+                if ((prompt == null || held.tokens.isEmpty()) && p.finish == null) {
+                    continue;
+                }
+                held.finish = p.finish;
+                p = held;
+                heldForEcho.remove(choice);
+                echoSent[choice] = true;
+                chunk = responses.echoChunk(choice, prompt, p.text.toString(), p.logprobs);
+            } else {
+                chunk = !p.text.isEmpty() || !p.logprobs.isEmpty()
+                        ? responses.chunk(entry.getKey(), p.text.toString(), p.logprobs, null) : null;
+            }
             if (tokenIds && !p.tokens.isEmpty()) {
                 StringJoiner ids = new StringJoiner(",", "tokens " + entry.getKey() + " ", "");
                 p.tokens.forEach(t -> ids.add(Integer.toString(t)));
@@ -373,6 +414,10 @@ final class GenerationExchange {
                         p.logprobs.add(d.logprob());
                     }
                 }
+                return null;
+            }
+            case ChoiceEvent.Prompt prompt -> {
+                promptLogprobs[choice] = prompt.logprobs();
                 return null;
             }
             case ChoiceEvent.Finished f -> {

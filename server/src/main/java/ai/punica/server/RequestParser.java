@@ -58,22 +58,21 @@ final class RequestParser {
                     + SamplingParams.MAX_LOGPROBS + ", got " + logprobs + ".");
         }
         int lp = logprobs == null ? -1 : logprobs;
+        boolean echoed = Boolean.TRUE.equals(body.echo());
         List<SamplingParams> params = new ArrayList<>();
         for (int[] prompt : prompts) {
             checkPromptFits(prompt.length, "prompt");
             int max = maxTokens != null ? maxTokens : COMPLETIONS_DEFAULT_MAX_TOKENS;
             checkRequestFits(prompt.length, max, "prompt", "max_tokens");
-            params.add(sampling(body, max, lp));
-        }
-        List<String> echo = null;
-        if (Boolean.TRUE.equals(body.echo())) {
-            if (lp >= 0) {
-                throw ApiException.badRequest("echo", "`echo` with `logprobs` needs the prompt's log-probabilities in "
-                        + "the legacy arrays, which this server does not fill yet; drop one of them (vLLM's "
-                        + "`prompt_logprobs` returns the prompt's log-probabilities).");
+            SamplingParams p = sampling(body, max, lp);
+            if (echoed && lp >= 0 && p.promptLogprobs() < 0) {
+                // As vLLM: echo with logprobs asks for the prompt's log-probabilities with logprobs' k (each entry
+                // carries the prompt token's own log-probability besides the top k), which the legacy arrays show.
+                p = p.toBuilder().promptLogprobs(lp).build();
             }
-            echo = echoTexts(body.prompt(), prompts);
+            params.add(p);
         }
+        List<String> echo = echoed ? echoTexts(body.prompt(), prompts) : null;
         return new GenerationJob(Endpoint.COMPLETIONS, model, adapter, prompts, params, n, stream(body),
                 includeUsage(body), lp, echo);
     }

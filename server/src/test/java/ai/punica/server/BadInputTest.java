@@ -84,8 +84,9 @@ class BadInputTest {
                         "must be one of"),
                 Arguments.of("no messages", "/v1/chat/completions", "{\"messages\":[]}", 400, "messages",
                         "at least one message"),
-                Arguments.of("echo with logprobs", "/v1/completions", "{" + OK_PROMPT + ",\"echo\":true,\"logprobs\":1}",
-                        400, "echo", "needs the prompt's log-probabilities"),
+                Arguments.of("echo and logprobs streamed with prompt_logprobs", "/v1/completions", "{" + OK_PROMPT
+                        + ",\"stream\":true,\"echo\":true,\"logprobs\":1,\"prompt_logprobs\":2}", 400,
+                        "prompt_logprobs", "not available when"),
                 Arguments.of("prompt_logprobs out of range", "/v1/completions",
                         "{" + OK_PROMPT + ",\"prompt_logprobs\":99}", 400, "prompt_logprobs", "between 0 and 20"),
                 Arguments.of("logit_bias out of range", "/v1/completions",

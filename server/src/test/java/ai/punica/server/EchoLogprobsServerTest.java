@@ -1,0 +1,232 @@
+package ai.punica.server;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.within;
+
+import ai.punica.engine.EngineBuilder;
+import ai.punica.server.TestServers.EvalCase;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.openai.client.OpenAIClient;
+import com.openai.client.okhttp.OpenAIOkHttpClient;
+import com.openai.models.completions.Completion;
+import com.openai.models.completions.CompletionChoice;
+import com.openai.models.completions.CompletionCreateParams;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+
+/**
+ * {@code echo} with {@code logprobs} on /v1/completions, as vLLM answers it and lm-evaluation-harness's
+ * {@code local-completions} scores log-likelihoods with it: the legacy logprobs arrays cover the prompt's tokens
+ * (the first with null log-probability) and then the generated ones, and the text is prompt + completion.
+ */
+class EchoLogprobsServerTest {
+    private static final ObjectMapper JSON = new ObjectMapper();
+    private static EngineBuilder.Runtime runtime;
+    private static PunicaServer server;
+    private static Http http;
+    private static OpenAIClient client;
+
+    @BeforeAll
+    static void start() {
+        runtime = TestServers.engine();
+        server = TestServers.start(runtime, b -> { });
+        http = new Http(server, null);
+        client = OpenAIOkHttpClient.builder().baseUrl(server.baseUrl() + "/v1").apiKey("unused").maxRetries(2)
+                .timeout(Duration.ofSeconds(60)).build();
+    }
+
+    @AfterAll
+    static void stop() {
+        client.close();
+        server.stop(Duration.ofSeconds(5));
+        runtime.close();
+    }
+
+    private static JsonNode post(String body) throws Exception {
+        Http.Response r = http.post("/v1/completions", body);
+        assertThat(r.status()).as(r.body()).isEqualTo(200);
+        return JSON.readTree(r.bytes());
+    }
+
+    private static String tokenText(int id) {
+        return runtime.tokenizer().decode(new int[] {id}, false);
+    }
+
+    @Test
+    void promptTokensComeFirstWithThePromptLogprobsOfTheEngine() throws Exception {
+        EvalCase c = TestServers.eval("sort", 1).getFirst();
+        String prompt = JSON.writeValueAsString(c.prompt());
+        int[] ids = runtime.tokenizer().encode(c.prompt(), true);
+        JsonNode echoed = post("""
+                {"model":"sort","prompt":%s,"max_tokens":3,"temperature":0,"echo":true,"logprobs":2}"""
+                .formatted(prompt)).at("/choices/0");
+        JsonNode plain = post("""
+                {"model":"sort","prompt":%s,"max_tokens":3,"temperature":0,"logprobs":2,"prompt_logprobs":2}"""
+                .formatted(prompt)).at("/choices/0");
+
+        String completion = plain.get("text").asText();
+        assertThat(echoed.get("text").asText()).isEqualTo(c.prompt() + completion);
+        JsonNode lp = echoed.get("logprobs");
+        int generated = plain.at("/logprobs/tokens").size();
+        assertThat(generated).isPositive();
+        for (String field : List.of("tokens", "token_logprobs", "top_logprobs", "text_offset")) {
+            assertThat(lp.get(field)).as(field).hasSize(ids.length + generated);
+        }
+        assertThat(lp.at("/token_logprobs/0").isNull()).isTrue();
+        assertThat(lp.at("/top_logprobs/0").isNull()).isTrue();
+        JsonNode promptLogprobs = plain.get("prompt_logprobs");
+        // as vLLM, the echoed request's choice carries its prompt_logprobs too: the very same numbers
+        JsonNode own = echoed.get("prompt_logprobs");
+        assertThat(own).hasSize(ids.length);
+        for (int p = 0; p < ids.length; p++) {
+            assertThat(lp.at("/tokens/" + p).asText()).as("prompt token %d", p).isEqualTo(tokenText(ids[p]));
+            if (p == 0) {
+                assertThat(own.get(0).isNull()).isTrue();
+                continue;
+            }
+            String id = Integer.toString(ids[p]);
+            assertThat(lp.at("/token_logprobs/" + p).floatValue()).as("prompt token %d", p)
+                    .isEqualTo(own.get(p).get(id).get("logprob").floatValue());
+            // the separate request: the same up to float rounding (see assertClose)
+            assertClose(lp.at("/token_logprobs/" + p).asDouble(),
+                    promptLogprobs.get(p).get(id).get("logprob").asDouble());
+            JsonNode top = lp.at("/top_logprobs/" + p);
+            // vLLM: the prompt token first, then the most likely tokens, logprobs + 1 in all (or logprobs when the
+            // prompt token is among them)
+            assertThat(top.fieldNames().next()).isEqualTo(tokenText(ids[p]));
+            assertThat(top.get(tokenText(ids[p])).floatValue()).isEqualTo(lp.at("/token_logprobs/" + p).floatValue());
+            assertThat(top.size()).isBetween(2, 3);
+        }
+        // the generated part is what the request without echo gives
+        for (int g = 0; g < generated; g++) {
+            assertThat(lp.at("/tokens/" + (ids.length + g))).isEqualTo(plain.at("/logprobs/tokens/" + g));
+            assertClose(lp.at("/token_logprobs/" + (ids.length + g)).asDouble(),
+                    plain.at("/logprobs/token_logprobs/" + g).asDouble());
+        }
+        // text_offset: each token starts where the one before ends (vLLM counts every token's text, the first too)
+        assertThat(lp.at("/text_offset/0").asInt()).isZero();
+        StringBuilder joined = new StringBuilder();
+        for (int i = 0; i < lp.get("tokens").size(); i++) {
+            assertThat(lp.at("/text_offset/" + i).asInt()).isEqualTo(joined.length());
+            joined.append(lp.at("/tokens/" + i).asText());
+        }
+        assertThat(joined.toString()).endsWith(completion);
+    }
+
+    @Test
+    void loglikelihoodRequestAsLmEvalSendsIt() throws Exception {
+        // lm-evaluation-harness: context + continuation as the prompt, echo, logprobs 1, max_tokens 1, temperature 0;
+        // it sums token_logprobs over the continuation's tokens
+        EvalCase c = TestServers.eval("sort", 1).getFirst();
+        String text = c.prompt() + " " + c.expected();
+        JsonNode choice = post("""
+                {"model":"sort","prompt":%s,"max_tokens":1,"temperature":0,"echo":true,"logprobs":1}"""
+                .formatted(JSON.writeValueAsString(text))).at("/choices/0");
+        int[] ids = runtime.tokenizer().encode(text, true);
+        JsonNode lp = choice.at("/logprobs/token_logprobs");
+        assertThat(lp).hasSize(ids.length + 1);
+        int context = runtime.tokenizer().encode(c.prompt(), true).length;
+        double sum = 0;
+        for (int i = context; i < ids.length; i++) {
+            sum += lp.get(i).asDouble();
+        }
+        // the demo model knows the answer: the continuation is likely
+        assertThat(sum).isLessThan(0.0).isGreaterThan(-ids.length);
+    }
+
+    @Test
+    void batchPromptsAndSeveralChoicesThroughTheSdk() {
+        List<EvalCase> cases = TestServers.eval("sort", 2);
+        Completion r = client.completions().create(CompletionCreateParams.builder().model("sort")
+                .promptOfArrayOfStrings(List.of(cases.get(0).prompt(), cases.get(1).prompt())).maxTokens(4)
+                .temperature(0.0).n(2).echo(true).logprobs(1).build());
+        assertThat(r.choices()).hasSize(4);
+        for (CompletionChoice choice : r.choices()) {
+            String prompt = cases.get((int) choice.index() / 2).prompt();
+            int[] ids = runtime.tokenizer().encode(prompt, true);
+            assertThat(choice.text()).startsWith(prompt);
+            CompletionChoice.Logprobs lp = choice.logprobs().orElseThrow();
+            List<String> tokens = lp.tokens().orElseThrow();
+            int generated = runtime.tokenizer().encode(choice.text().substring(prompt.length()), false).length;
+            assertThat(tokens.size()).isGreaterThan(ids.length);
+            assertThat(tokens.size()).isLessThanOrEqualTo(ids.length + 4);
+            assertThat(generated).isLessThanOrEqualTo(4);
+            for (int p = 0; p < ids.length; p++) {
+                assertThat(tokens.get(p)).isEqualTo(tokenText(ids[p]));
+            }
+            List<Double> values = lp.tokenLogprobs().orElseThrow();
+            assertThat(values.getFirst()).isNull();
+            assertThat(values.subList(1, values.size())).allSatisfy(v -> assertThat(v).isNotNull().isLessThanOrEqualTo(0.0));
+            assertThat(lp.textOffset().orElseThrow()).hasSize(tokens.size());
+        }
+        // the two choices of one prompt share the prompt's part
+        int length = runtime.tokenizer().encode(cases.get(0).prompt(), true).length;
+        List<Double> first = r.choices().get(0).logprobs().orElseThrow().tokenLogprobs().orElseThrow();
+        List<Double> second = r.choices().get(1).logprobs().orElseThrow().tokenLogprobs().orElseThrow();
+        for (int p = 1; p < length; p++) {
+            assertClose(first.get(p), second.get(p));
+        }
+    }
+
+    /**
+     * The same log-probability from two engine runs: equal up to float rounding (the CPU backend's vector code
+     * rounds the last bits differently for other batch shapes, and before and after the JIT compiles it).
+     */
+    private static void assertClose(double actual, double expected) {
+        assertThat(actual).isCloseTo(expected, within(1e-6 * Math.max(1, Math.abs(expected))));
+    }
+
+    @Test
+    void streamedGivesWhatTheWholeResponseGives() throws Exception {
+        EvalCase c = TestServers.eval("sort", 1).getFirst();
+        String body = """
+                {"model":"sort","prompt":%s,"max_tokens":5,"temperature":0,"echo":true,"logprobs":2"""
+                .formatted(JSON.writeValueAsString(c.prompt()));
+        JsonNode whole = post(body + "}").at("/choices/0");
+        StringBuilder text = new StringBuilder();
+        ArrayNode tokens = JSON.createArrayNode();
+        ArrayNode values = JSON.createArrayNode();
+        ArrayNode offsets = JSON.createArrayNode();
+        List<String> finishes = new ArrayList<>();
+        int[] ids = runtime.tokenizer().encode(c.prompt(), true);
+        boolean first = true;
+        for (String data : Http.sseData(http.post("/v1/completions", body + ",\"stream\":true}").body())) {
+            if (data.equals("[DONE]")) {
+                continue;
+            }
+            JsonNode choice = JSON.readTree(data).at("/choices/0");
+            if (first) {
+                // as vLLM: the first chunk is the prompt with its logprobs and the first generated token(s)
+                assertThat(choice.get("text").asText()).startsWith(c.prompt());
+                assertThat(choice.at("/logprobs/tokens").size()).isGreaterThan(ids.length);
+                assertThat(choice.at("/logprobs/token_logprobs/0").isNull()).isTrue();
+                first = false;
+            }
+            text.append(choice.get("text").asText());
+            if (!choice.get("logprobs").isNull()) {
+                tokens.addAll((ArrayNode) choice.at("/logprobs/tokens"));
+                values.addAll((ArrayNode) choice.at("/logprobs/token_logprobs"));
+                offsets.addAll((ArrayNode) choice.at("/logprobs/text_offset"));
+            }
+            if (!choice.get("finish_reason").isNull()) {
+                finishes.add(choice.get("finish_reason").asText());
+            }
+        }
+        assertThat(text.toString()).isEqualTo(whole.get("text").asText()).startsWith(c.prompt());
+        assertThat(tokens).isEqualTo(whole.at("/logprobs/tokens"));
+        JsonNode wholeValues = whole.at("/logprobs/token_logprobs");
+        assertThat(values).hasSize(wholeValues.size());
+        assertThat(values.get(0).isNull()).isTrue();
+        for (int i = 1; i < values.size(); i++) {
+            assertClose(values.get(i).asDouble(), wholeValues.get(i).asDouble());
+        }
+        assertThat(offsets).isEqualTo(whole.at("/logprobs/text_offset"));
+        assertThat(finishes).containsExactly(whole.get("finish_reason").asText());
+    }
+}
