@@ -76,4 +76,19 @@ final class VectorLanes {
     static FloatVector act(MemorySegment x, long byteOffset) {
         return FloatVector.fromMemorySegment(F, x, byteOffset, NATIVE);
     }
+
+    /**
+     * The lanes of v added one by one, lane 0 first. {@code reduceLanes(ADD)} may add them in any order, and does:
+     * C2's intrinsic adds pairwise, the Java fallback (interpreter, C1) in sequence, so its result changes in
+     * the last bits when a kernel gets compiled. Batch-invariant kernels use this instead: plain scalar adds,
+     * the same in every tier.
+     */
+    static float sumInOrder(FloatVector v) {
+        float sum = v.lane(0);
+        int lanes = v.length(); // L, or HL for the half-width kernels
+        for (int i = 1; i < lanes; i++) {
+            sum += v.lane(i);
+        }
+        return sum;
+    }
 }
