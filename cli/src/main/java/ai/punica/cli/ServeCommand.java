@@ -409,7 +409,7 @@ final class ServeCommand implements Callable<Integer> {
         return out;
     }
 
-    private EngineConfig engineConfig() {
+    EngineConfig engineConfig() {
         EngineConfig d = Backends.provider(backend).hasDevice() ? EngineConfig.deviceDefaults() : EngineConfig.defaults();
         int running = maxRunning != null ? maxRunning : d.maxRunning();
         int batchTokens = maxBatchTokens != null ? maxBatchTokens : Math.max(d.maxBatchTokens(), running);
