@@ -78,17 +78,17 @@ final class VectorLanes {
     }
 
     /**
-     * The lanes of v added one by one, lane 0 first. {@code reduceLanes(ADD)} may add them in any order, and does:
-     * C2's intrinsic adds pairwise, the Java fallback (interpreter, C1) in sequence, so its result changes in
-     * the last bits when a kernel gets compiled. Batch-invariant kernels use this instead: plain scalar adds,
-     * the same in every tier.
+     * The lanes of v added in a fixed pairwise tree: lane i + n/2 onto lane i, halving n, lane 0 at the end.
+     * {@code reduceLanes(ADD)} may add them in any order, and does: C2's intrinsic and the Java fallback
+     * (interpreter, C1) use different orders, so its result changes in the last bits when a kernel gets
+     * compiled. Batch-invariant kernels use this instead: lane-wise adds and exact lane moves, the same in
+     * every tier.
      */
     static float sumInOrder(FloatVector v) {
-        float sum = v.lane(0);
-        int lanes = v.length(); // L, or HL for the half-width kernels
-        for (int i = 1; i < lanes; i++) {
-            sum += v.lane(i);
+        FloatVector s = v;
+        for (int half = v.length() / 2; half >= 1; half /= 2) {
+            s = s.add(s.slice(half)); // lanes [half, n) onto [0, n - half); zeros shifted in above
         }
-        return sum;
+        return s.lane(0);
     }
 }
