@@ -77,6 +77,16 @@ public final class DecodeStepBench {
              "num_attention_heads": 4, "num_key_value_heads": 4, "max_position_embeddings": 512,
              "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "torch_dtype": "bfloat16"}
             """;
+    /**
+     * For CPU runs where the product shapes matter (k of 1024 and 2816, so the CPU GEMM's k blocking and
+     * row tiles come into play, which "tiny" is too small for): about 60 M parameters.
+     */
+    private static final String SMALL = """
+            {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "vocab_size": 8192,
+             "hidden_size": 1024, "intermediate_size": 2816, "num_hidden_layers": 4,
+             "num_attention_heads": 16, "num_key_value_heads": 16, "max_position_embeddings": 2048,
+             "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "torch_dtype": "bfloat16"}
+            """;
     private static final int PAGE_SIZE = 16;
     private static final float LORA_ALPHA = 32f;
     private static final double ZIPF_ALPHA = 1.5;
@@ -222,12 +232,16 @@ public final class DecodeStepBench {
         }
     }
 
-    /** "llama7b" (Llama-2-7B's shape) or "tiny" (the same structure at toy sizes, for CPU runs). */
+    /**
+     * "llama7b" (Llama-2-7B's shape), "small" (hidden 1024, 4 layers: CPU runs with real product shapes) or
+     * "tiny" (the same structure at toy sizes, for CPU smoke runs).
+     */
     static ModelConfig modelConfig(String shape) {
         return switch (shape) {
             case "llama7b" -> ModelConfig.parse(LLAMA_7B, shape);
+            case "small" -> ModelConfig.parse(SMALL, shape);
             case "tiny" -> ModelConfig.parse(TINY, shape);
-            default -> throw new IllegalArgumentException("unknown shape '" + shape + "'; known: llama7b, tiny");
+            default -> throw new IllegalArgumentException("unknown shape '" + shape + "'; known: llama7b, small, tiny");
         };
     }
 

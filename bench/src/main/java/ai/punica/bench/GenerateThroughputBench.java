@@ -64,7 +64,8 @@ import java.util.stream.Stream;
  * (options: --backend cuda|cpu --shape llama7b|tiny --batches 8,16,32,64 --workloads
  *  none,identical,uniform,skewed,distinct --prompt-len 128 --gen-len 128 --rounds 1 --warmup-gen-len 16
  *  --max-batch-tokens b·prompt-len --slots (adapters needed) --max-rank 16 --page-size 16 --seed 1
- *  --write-adapters N: first write N random rank-16 adapters into --adapters, for runs without Python)
+ *  --write-adapters N: first write N random rank-16 adapters into --adapters, for runs without Python;
+ *  --batch-invariant true: the backend with fixed reduction orders, as under punica serve --batch-invariant)
  * </pre>
  * A CPU run at toy size: {@code --backend cpu --shape tiny --batches 2,4 --prompt-len 16 --gen-len 8
  * --adapters /tmp/tiny-adapters --write-adapters 4}.
@@ -171,7 +172,9 @@ public final class GenerateThroughputBench {
         }
         int slots = Integer.parseInt(args.getOrDefault("slots", String.valueOf(Math.max(1, neededAdapters))));
 
-        try (Backend backend = Backends.create(backendName)) {
+        boolean batchInvariant = Boolean.parseBoolean(args.getOrDefault("batch-invariant", "false"));
+        try (Backend backend = batchInvariant ? Backends.provider(backendName).create(0, true)
+                : Backends.create(backendName)) {
             int pagesPerSeq = (promptLen + genLen + pageSize - 1) / pageSize;
             // Every request's pages at once (no preemption), plus the scheduler's 1 % watermark.
             int pages = maxBatch * pagesPerSeq + maxBatch + maxBatch * pagesPerSeq / 50;
@@ -195,7 +198,8 @@ public final class GenerateThroughputBench {
             try {
                 System.out.printf(Locale.ROOT, "backend=%s shape=%s layers=%d hidden=%d vocab=%d; base weights in %.1f s;"
                                 + " %d adapters registered in %.1f s; %d slots, %d KV pages of %d tokens (%.2f GB); "
-                                + "step budget %d tokens; prompt %d, generate %d%n", backend.name(), shapeName,
+                                + "step budget %d tokens; prompt %d, generate %d%n", backend.name()
+                                + (batchInvariant ? " (batch-invariant)" : ""), shapeName,
                         config.numLayers(), config.hiddenSize(), config.vocabSize(), loadSeconds, adapterNames.size(),
                         registerSeconds, slots, pages, pageSize, pages * bytesPerPage / 1e9, maxBatchTokens, promptLen,
                         genLen);

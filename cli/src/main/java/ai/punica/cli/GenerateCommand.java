@@ -67,6 +67,10 @@ final class GenerateCommand implements Callable<Integer> {
     @Option(names = "--backend", defaultValue = "auto", description = "auto, cpu, reference or cuda.")
     String backend;
 
+    @Option(names = "--batch-invariant", description = "Fixed reduction orders on the backend, so the output "
+            + "bits do not depend on the batch (as under punica serve --batch-invariant); refused on cuda for now.")
+    boolean batchInvariant;
+
     @Override
     public Integer call() throws Exception {
         Path modelDir = model != null ? model : Defaults.demoModel();
@@ -85,12 +89,11 @@ final class GenerateCommand implements Callable<Integer> {
             }
             adapters = Map.of(adapter, dir);
         }
-        EngineConfig config = EngineConfig.defaults();
+        EngineConfig.Builder configBuilder = EngineConfig.builder().batchInvariant(batchInvariant);
         if (maxLoraRank != null) {
-            config = new EngineConfig(config.maxBatchTokens(), config.maxRunning(), config.maxWaiting(),
-                    config.pageSize(), config.kvCacheBytes(), config.maxModelLen(), config.loraSlots(), maxLoraRank,
-                    config.hostAdapterBytes());
+            configBuilder.maxLoraRank(maxLoraRank);
         }
+        EngineConfig config = configBuilder.build();
         EngineBuilder.Runtime built;
         try {
             built = new EngineBuilder().model(modelDir).backend(backend).config(config).adapters(adapters).build();

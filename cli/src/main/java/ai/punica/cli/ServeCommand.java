@@ -75,6 +75,11 @@ final class ServeCommand implements Callable<Integer> {
     @Option(names = "--backend", defaultValue = "auto", description = "auto, cpu, reference or cuda.")
     String backend;
 
+    @Option(names = "--batch-invariant", description = "A request's output bits do not depend on which other "
+            + "requests and adapters share its steps: fixed reduction orders on the backend, at some cost in speed "
+            + "(cpu and reference; refused on cuda for now).")
+    boolean batchInvariant;
+
     @Option(names = "--max-waiting", description = "Queued requests before new ones get HTTP 429.")
     Integer maxWaiting;
 
@@ -220,6 +225,10 @@ final class ServeCommand implements Callable<Integer> {
             builder.modelName(DEMO_MODEL_NAME); // not "model", the bundled directory's name
         }
         String key = apiKey != null ? apiKey : System.getenv("PUNICA_API_KEY");
+        if (batchInvariant && tensorParallel > 1) {
+            throw new ParameterException(spec.commandLine(), "--batch-invariant is not available with "
+                    + "--tensor-parallel yet (the ranks' all-reduce is not in a fixed order); drop one of them");
+        }
         List<Integer> deviceList = deviceList();
         checkTensorParallel(modelDir, deviceList);
         builder.tensorParallel(tensorParallel);
@@ -400,7 +409,7 @@ final class ServeCommand implements Callable<Integer> {
         return out;
     }
 
-    private EngineConfig engineConfig() {
+    EngineConfig engineConfig() {
         EngineConfig d = Backends.provider(backend).hasDevice() ? EngineConfig.deviceDefaults() : EngineConfig.defaults();
         int running = maxRunning != null ? maxRunning : d.maxRunning();
         int batchTokens = maxBatchTokens != null ? maxBatchTokens : Math.max(d.maxBatchTokens(), running);
@@ -420,6 +429,6 @@ final class ServeCommand implements Callable<Integer> {
         if (maxLoraRank != null) {
             b.maxLoraRank(maxLoraRank);
         }
-        return b.build();
+        return b.batchInvariant(batchInvariant).build();
     }
 }

@@ -44,6 +44,12 @@ class GenerateCommandTest {
         assertThat(generate("--adapter=sort", prompt)).isEqualTo("apple red stone");
     }
 
+    @Test
+    void batchInvariantGeneratesOnTheCpuBackend() {
+        String prompt = "--prompt=input: red apple stone\noutput:";
+        assertThat(generate("--batch-invariant", "--adapter=upper", prompt)).isEqualTo("RED APPLE STONE");
+    }
+
     /** Runs a command line, returning its exit code and what it printed on stderr. */
     private static Object[] run(String... args) {
         java.io.PrintStream saved = System.err;

@@ -169,4 +169,26 @@ class ServeCommandTest {
         assertThat(kvHeads.stderr()).contains("--tensor-parallel 16: tensor parallel size 16 does not divide the "
                 + "model's 8 attention heads");
     }
+
+    @Test
+    void batchInvariantReachesTheEngineConfigAndIsOffByDefault() {
+        CommandLine on = Main.commandLine();
+        on.parseArgs("serve", "--backend", "cpu", "--batch-invariant");
+        ServeCommand serve = on.getSubcommands().get("serve").getCommand();
+        assertThat(serve.engineConfig().batchInvariant()).isTrue();
+        CommandLine off = Main.commandLine();
+        off.parseArgs("serve", "--backend", "cpu");
+        ServeCommand plain = off.getSubcommands().get("serve").getCommand();
+        assertThat(plain.engineConfig().batchInvariant()).isFalse();
+    }
+
+    @Test
+    void batchInvariantWithTensorParallelismIsRefusedInOneLine() {
+        Path fixtures = Path.of(System.getProperty("punica.repo.root", ".."), "fixtures");
+        Result r = run("serve", "--backend", "cpu", "--model", fixtures.resolve("model").toString(),
+                "--tensor-parallel", "2", "--batch-invariant");
+        assertThat(r.exitCode()).isEqualTo(2);
+        assertThat(r.stderr()).startsWith("punica serve: --batch-invariant is not available with --tensor-parallel "
+                + "yet (the ranks' all-reduce is not in a fixed order); drop one of them");
+    }
 }

@@ -40,4 +40,19 @@ public interface BackendProvider {
         }
         return create();
     }
+
+    /**
+     * {@link #create(int)}, and with {@code batchInvariant} a backend whose result for one row never depends on
+     * the other rows of the call or on how the work is split ({@code --batch-invariant}): fixed reduction
+     * orders whatever the batch. A backend that cannot promise that refuses here, before any device work.
+     *
+     * @throws IllegalArgumentException one line, when {@code batchInvariant} is asked of a backend that
+     *                                  cannot honour it
+     */
+    default Backend create(int device, boolean batchInvariant) {
+        if (batchInvariant) {
+            throw new IllegalArgumentException("--batch-invariant is not available on the " + name() + " backend");
+        }
+        return create(device);
+    }
 }

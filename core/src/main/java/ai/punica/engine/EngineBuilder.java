@@ -120,6 +120,10 @@ public final class EngineBuilder {
         if (modelDir == null) {
             throw new IllegalStateException("no model directory given");
         }
+        if (config.batchInvariant() && tensorParallel > 1) {
+            throw new IllegalArgumentException("--batch-invariant is not available with tensor parallelism yet: "
+                    + "the ranks' all-reduce is not part of the fixed reduction order");
+        }
         // The files that need no backend first: a bad config or tokenizer costs no upload.
         ModelConfig modelConfig = ModelConfig.load(modelDir.resolve("config.json"));
         GenerationConfig generation = GenerationConfig.load(modelDir);
@@ -130,8 +134,9 @@ public final class EngineBuilder {
             Checkpoint checkpoint;
             LlamaModel model;
             if (tensorParallel == 1) {
-                backend = keep(made, device < 0 ? Backends.create(backendName)
-                        : Backends.provider(backendName).create(device));
+                backend = keep(made, config.batchInvariant()
+                        ? Backends.provider(backendName).create(Math.max(device, 0), true)
+                        : device < 0 ? Backends.create(backendName) : Backends.provider(backendName).create(device));
                 checkpoint = keep(made, Checkpoint.open(modelDir));
                 model = keep(made, LlamaModel.load(modelConfig, checkpoint, backend, config.maxBatchTokens(),
                         config.maxRunning(), config.loraSlots(), config.maxLoraRank()));

@@ -15,9 +15,13 @@ package ai.punica.engine;
  * @param loraSlots        adapters resident on the backend at once
  * @param maxLoraRank      largest adapter rank accepted
  * @param hostAdapterBytes byte budget of adapters kept in host memory
+ * @param batchInvariant   a request's output bits do not depend on which other requests share its steps: the
+ *                         backend is created with fixed reduction orders ({@code --batch-invariant}; a backend
+ *                         that cannot do that refuses at start)
  */
 public record EngineConfig(int maxBatchTokens, int maxRunning, int maxWaiting, int pageSize, long kvCacheBytes,
-                           int maxModelLen, int loraSlots, int maxLoraRank, long hostAdapterBytes) {
+                           int maxModelLen, int loraSlots, int maxLoraRank, long hostAdapterBytes,
+                           boolean batchInvariant) {
 
     /** @throws IllegalArgumentException naming the first option out of range */
     public EngineConfig {
@@ -34,6 +38,13 @@ public record EngineConfig(int maxBatchTokens, int maxRunning, int maxWaiting, i
             throw new IllegalArgumentException("maxRunning " + maxRunning + " exceeds maxBatchTokens "
                     + maxBatchTokens + ": every running sequence needs a row in a step");
         }
+    }
+
+    /** Not batch-invariant. */
+    public EngineConfig(int maxBatchTokens, int maxRunning, int maxWaiting, int pageSize, long kvCacheBytes,
+                        int maxModelLen, int loraSlots, int maxLoraRank, long hostAdapterBytes) {
+        this(maxBatchTokens, maxRunning, maxWaiting, pageSize, kvCacheBytes, maxModelLen, loraSlots, maxLoraRank,
+                hostAdapterBytes, false);
     }
 
     private static void atLeast(String option, long value, long least) {
@@ -77,6 +88,7 @@ public record EngineConfig(int maxBatchTokens, int maxRunning, int maxWaiting, i
         private int loraSlots;
         private int maxLoraRank;
         private long hostAdapterBytes;
+        private boolean batchInvariant;
 
         private Builder(EngineConfig from) {
             maxBatchTokens = from.maxBatchTokens;
@@ -88,6 +100,7 @@ public record EngineConfig(int maxBatchTokens, int maxRunning, int maxWaiting, i
             loraSlots = from.loraSlots;
             maxLoraRank = from.maxLoraRank;
             hostAdapterBytes = from.hostAdapterBytes;
+            batchInvariant = from.batchInvariant;
         }
 
         public Builder maxBatchTokens(int tokens) {
@@ -135,10 +148,16 @@ public record EngineConfig(int maxBatchTokens, int maxRunning, int maxWaiting, i
             return this;
         }
 
+        /** See {@link EngineConfig#batchInvariant()}. */
+        public Builder batchInvariant(boolean invariant) {
+            this.batchInvariant = invariant;
+            return this;
+        }
+
         /** @throws IllegalArgumentException naming the first option out of range */
         public EngineConfig build() {
             return new EngineConfig(maxBatchTokens, maxRunning, maxWaiting, pageSize, kvCacheBytes, maxModelLen,
-                    loraSlots, maxLoraRank, hostAdapterBytes);
+                    loraSlots, maxLoraRank, hostAdapterBytes, batchInvariant);
         }
     }
 }

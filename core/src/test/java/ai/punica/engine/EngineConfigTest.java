@@ -25,4 +25,18 @@ class EngineConfigTest {
         assertThatThrownBy(() -> EngineConfig.builder().maxBatchTokens(8).maxRunning(16).build())
                 .hasMessageContaining("maxRunning 16 exceeds maxBatchTokens 8");
     }
+
+    @Test
+    void batchInvarianceIsOffByDefaultAndKeptByTheBuilder() {
+        assertThat(EngineConfig.defaults().batchInvariant()).isFalse();
+        assertThat(EngineConfig.deviceDefaults().batchInvariant()).isFalse();
+        EngineConfig on = EngineConfig.builder().batchInvariant(true).maxRunning(8).build();
+        assertThat(on.batchInvariant()).isTrue();
+        assertThat(on.toBuilder().loraSlots(2).build().batchInvariant()).isTrue();
+        assertThat(on.toBuilder().batchInvariant(false).build()).isEqualTo(EngineConfig.builder().maxRunning(8).build());
+        // The nine-option constructor (older callers) means "not invariant".
+        EngineConfig d = EngineConfig.defaults();
+        assertThat(new EngineConfig(d.maxBatchTokens(), d.maxRunning(), d.maxWaiting(), d.pageSize(), d.kvCacheBytes(),
+                d.maxModelLen(), d.loraSlots(), d.maxLoraRank(), d.hostAdapterBytes())).isEqualTo(d);
+    }
 }

@@ -53,11 +53,16 @@ public final class CpuBackend extends HostBackend<CpuTensor, CpuKvStorage> {
      * {@code -Dpunica.cpu.threads}); {@code vector}: use the Vector API when present (default true, or
      * {@code -Dpunica.cpu.vector=false} to force scalar code).
      */
-    public record Options(int threads, boolean vector) {
+    public record Options(int threads, boolean vector, boolean batchInvariant) {
         public Options {
             if (threads < 1) {
                 throw new IllegalArgumentException("CpuBackend needs at least 1 thread, got " + threads);
             }
+        }
+
+        /** Not batch-invariant (the fastest reduction per shape). */
+        public Options(int threads, boolean vector) {
+            this(threads, vector, false);
         }
 
         public static Options defaults() {
@@ -67,11 +72,21 @@ public final class CpuBackend extends HostBackend<CpuTensor, CpuKvStorage> {
         }
 
         public Options withVector(boolean vector) {
-            return new Options(threads, vector);
+            return new Options(threads, vector, batchInvariant);
+        }
+
+        /**
+         * With {@code batchInvariant}, every per-row result is computed in an order that depends on neither
+         * the other rows of the call nor the split over threads ({@code --batch-invariant}).
+         */
+        public Options withBatchInvariant(boolean batchInvariant) {
+            return new Options(threads, vector, batchInvariant);
         }
     }
 
     private final CpuKernels kernels;
+    /** {@link Options#batchInvariant}: products in a fixed order per (row, output) ({@link Gemm#fixedOrder}). */
+    private final boolean batchInvariant;
     private final WorkerPool pool;
     private final Set<Arena> arenas = new HashSet<>();
     /** Attention scores of one (row, head) per worker thread, grown to the longest context seen. */
@@ -92,7 +107,8 @@ public final class CpuBackend extends HostBackend<CpuTensor, CpuKvStorage> {
     }
 
     public CpuBackend(Options options) {
-        this.kernels = selectKernels(options.vector());
+        this.kernels = selectKernels(options.vector(), options.batchInvariant());
+        this.batchInvariant = options.batchInvariant();
         this.pool = new WorkerPool(options.threads());
     }
 
@@ -101,7 +117,8 @@ public final class CpuBackend extends HostBackend<CpuTensor, CpuKvStorage> {
         return ModuleLayer.boot().findModule(VECTOR_MODULE).isPresent();
     }
 
-    private static CpuKernels selectKernels(boolean wantVector) {
+    /** The scalar kernels are batch-invariant as they are: one sequential sum over k per (row, output). */
+    private static CpuKernels selectKernels(boolean wantVector, boolean batchInvariant) {
         if (!wantVector) {
             return new ScalarKernels();
         }
@@ -112,7 +129,7 @@ public final class CpuBackend extends HostBackend<CpuTensor, CpuKvStorage> {
             }
             return new ScalarKernels();
         }
-        return VectorKernels.create();
+        return VectorKernels.create(batchInvariant);
     }
 
     @Override
@@ -274,7 +291,7 @@ public final class CpuBackend extends HostBackend<CpuTensor, CpuKvStorage> {
     @Override
     protected void matmul(CpuTensor x, CpuTensor w, CpuTensor bias, CpuTensor out) {
         Gemm g = new Gemm(x.segment(), x.cols(), w.segment(), w.dtype(), w.cols(), out.segment(), 0, out.cols(),
-                bias == null ? null : bias.segment(), bias == null ? null : bias.dtype(), 1f, false);
+                bias == null ? null : bias.segment(), bias == null ? null : bias.dtype(), 1f, false, batchInvariant);
         List<GemmPiece> pieces = gemmPieces();
         split(g, 0, x.rows(), w.rows(), pieces);
         run(pieces);
@@ -518,7 +535,7 @@ public final class CpuBackend extends HostBackend<CpuTensor, CpuKvStorage> {
         for (LoraSegment<CpuTensor> s : segments) {
             CpuTensor a = s.weight();
             Gemm g = new Gemm(x.segment(), x.cols(), a.segment(), a.dtype(), x.cols(), v.segment(), vCol, v.cols(),
-                    null, null, 1f, false);
+                    null, null, 1f, false, batchInvariant);
             split(g, s.from(), s.to(), s.rank(), pieces);
         }
         run(pieces);
@@ -534,7 +551,7 @@ public final class CpuBackend extends HostBackend<CpuTensor, CpuKvStorage> {
         for (LoraSegment<CpuTensor> s : segments) {
             CpuTensor b = s.weight();
             Gemm g = new Gemm(v.segment().asSlice(4L * vCol), v.cols(), b.segment(), b.dtype(), s.rank(), y.segment(),
-                    yCol, y.cols(), null, null, s.scale(), true);
+                    yCol, y.cols(), null, null, s.scale(), true, batchInvariant);
             split(g, s.from(), s.to(), b.rows(), pieces);
         }
         run(pieces);

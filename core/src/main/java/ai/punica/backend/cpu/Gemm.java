@@ -10,10 +10,18 @@ import java.lang.foreign.ValueLayout;
  * x is float32 with {@code xStride} floats per row; w has rows of {@code k} elements of {@code wType}
  * (little-endian); out is float32 starting at element {@code outOffset} with {@code outStride} per row.
  * Rows r index x and out alike. bias (any dtype, may be null) is only added when not accumulating.
+ * {@code fixedOrder} ({@code --batch-invariant}): every (row, output) is summed in one order whatever the rows,
+ * the split into pieces and the JIT's state ({@link VectorGemm#gemmInvariant}, {@link VectorLanes#sumInOrder}).
  */
 record Gemm(MemorySegment x, int xStride, MemorySegment w, DType wType, int k,
             MemorySegment out, long outOffset, int outStride,
-            MemorySegment bias, DType biasType, float scale, boolean accumulate) {
+            MemorySegment bias, DType biasType, float scale, boolean accumulate, boolean fixedOrder) {
+
+    /** Summed in whatever order is fastest for the shape. */
+    Gemm(MemorySegment x, int xStride, MemorySegment w, DType wType, int k, MemorySegment out, long outOffset,
+         int outStride, MemorySegment bias, DType biasType, float scale, boolean accumulate) {
+        this(x, xStride, w, wType, k, out, outOffset, outStride, bias, biasType, scale, accumulate, false);
+    }
 
     /**
      * Writes one dot product: the first block of k of a non-accumulating product sets out (plus bias),

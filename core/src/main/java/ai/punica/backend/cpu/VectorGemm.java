@@ -53,18 +53,35 @@ final class VectorGemm {
      */
     static void gemm(Gemm g, int r0, int r1, int o0, int o1) {
         if (g.k() <= TRANSPOSED_MAX_K && g.accumulate() && r1 - r0 >= 4 && o1 - o0 >= L) {
-            int oMain = o0 + (o1 - o0) / L * L;
-            transposedK(g, r0, r1, o0, oMain);
-            if (oMain < o1) {
-                dotForm(g, r0, r1, oMain, o1);
-            }
+            transposedThenDots(g, r0, r1, o0, o1);
             return;
         }
-        dotForm(g, r0, r1, o0, o1);
+        dotForm(g, r0, r1, o0, o1, false);
+    }
+
+    /**
+     * {@link #gemm} with every (row, output)'s sum in an order that depends on neither the number of
+     * rows nor the split into pieces ({@code --batch-invariant}): always the dot form (the transposed
+     * form adds over k lane by lane, the dot form per vector chunk and then across lanes, and which one
+     * an output got depended on the row count and on where a thread's piece of outputs began), and k is
+     * never blocked (blocking depended on the row tile's size). The micro-kernels (4×2, 1×4, single dots)
+     * all sum one (row, output) the same way: FMA per L-lane chunk of k from k0, a lane reduction, then
+     * the scalar tail.
+     */
+    static void gemmInvariant(Gemm g, int r0, int r1, int o0, int o1) {
+        dotForm(g, r0, r1, o0, o1, true);
+    }
+
+    private static void transposedThenDots(Gemm g, int r0, int r1, int o0, int o1) {
+        int oMain = o0 + (o1 - o0) / L * L;
+        transposedK(g, r0, r1, o0, oMain);
+        if (oMain < o1) {
+            dotForm(g, r0, r1, oMain, o1, false);
+        }
     }
 
     /** The dot-product form: narrow k directly, otherwise tiles of micro-kernels. */
-    private static void dotForm(Gemm g, int r0, int r1, int o0, int o1) {
+    private static void dotForm(Gemm g, int r0, int r1, int o0, int o1, boolean unblocked) {
         int k = g.k();
         if (k < 2 * L) {
             narrowK(g, r0, r1, o0, o1);
@@ -84,7 +101,7 @@ final class VectorGemm {
             int rtEnd = Math.min(r1, rt + ROW_TILE);
             // Few rows (decode): no k blocks, so each weight row is one long stream the prefetcher
             // follows; x is small enough to stay in cache anyway.
-            int kTile = rtEnd - rt <= BLOCK_K_ABOVE_ROWS ? k : K_TILE;
+            int kTile = unblocked || rtEnd - rt <= BLOCK_K_ABOVE_ROWS ? k : K_TILE;
             for (int k0 = 0; k0 < k; ) {
                 // A short last block would cost a full reduction for little work: fold it into this one.
                 int k1 = k - k0 <= kTile + kTile / 2 ? k : k0 + kTile;
@@ -214,14 +231,14 @@ final class VectorGemm {
     private static void store4x2(Gemm g, int r, int o, int tail, int k1, boolean first, FloatVector a00,
                                  FloatVector a01, FloatVector a10, FloatVector a11, FloatVector a20,
                                  FloatVector a21, FloatVector a30, FloatVector a31) {
-        g.store(r, o, a00.reduceLanes(VectorOperators.ADD) + tail(g, r, o, tail, k1), first);
-        g.store(r, o + 1, a01.reduceLanes(VectorOperators.ADD) + tail(g, r, o + 1, tail, k1), first);
-        g.store(r + 1, o, a10.reduceLanes(VectorOperators.ADD) + tail(g, r + 1, o, tail, k1), first);
-        g.store(r + 1, o + 1, a11.reduceLanes(VectorOperators.ADD) + tail(g, r + 1, o + 1, tail, k1), first);
-        g.store(r + 2, o, a20.reduceLanes(VectorOperators.ADD) + tail(g, r + 2, o, tail, k1), first);
-        g.store(r + 2, o + 1, a21.reduceLanes(VectorOperators.ADD) + tail(g, r + 2, o + 1, tail, k1), first);
-        g.store(r + 3, o, a30.reduceLanes(VectorOperators.ADD) + tail(g, r + 3, o, tail, k1), first);
-        g.store(r + 3, o + 1, a31.reduceLanes(VectorOperators.ADD) + tail(g, r + 3, o + 1, tail, k1), first);
+        g.store(r, o, sum(g, a00) + tail(g, r, o, tail, k1), first);
+        g.store(r, o + 1, sum(g, a01) + tail(g, r, o + 1, tail, k1), first);
+        g.store(r + 1, o, sum(g, a10) + tail(g, r + 1, o, tail, k1), first);
+        g.store(r + 1, o + 1, sum(g, a11) + tail(g, r + 1, o + 1, tail, k1), first);
+        g.store(r + 2, o, sum(g, a20) + tail(g, r + 2, o, tail, k1), first);
+        g.store(r + 2, o + 1, sum(g, a21) + tail(g, r + 2, o + 1, tail, k1), first);
+        g.store(r + 3, o, sum(g, a30) + tail(g, r + 3, o, tail, k1), first);
+        g.store(r + 3, o + 1, sum(g, a31) + tail(g, r + 3, o + 1, tail, k1), first);
     }
 
     /** out[r, o..o+3] for single rows and o in quads: f32 weights, four weight streams at once (decode). */
@@ -280,10 +297,10 @@ final class VectorGemm {
 
     private static void store1x4(Gemm g, int r, int o, int tail, int k1, boolean first, FloatVector a0,
                                  FloatVector a1, FloatVector a2, FloatVector a3) {
-        g.store(r, o, a0.reduceLanes(VectorOperators.ADD) + tail(g, r, o, tail, k1), first);
-        g.store(r, o + 1, a1.reduceLanes(VectorOperators.ADD) + tail(g, r, o + 1, tail, k1), first);
-        g.store(r, o + 2, a2.reduceLanes(VectorOperators.ADD) + tail(g, r, o + 2, tail, k1), first);
-        g.store(r, o + 3, a3.reduceLanes(VectorOperators.ADD) + tail(g, r, o + 3, tail, k1), first);
+        g.store(r, o, sum(g, a0) + tail(g, r, o, tail, k1), first);
+        g.store(r, o + 1, sum(g, a1) + tail(g, r, o + 1, tail, k1), first);
+        g.store(r, o + 2, sum(g, a2) + tail(g, r, o + 2, tail, k1), first);
+        g.store(r, o + 3, sum(g, a3) + tail(g, r, o + 3, tail, k1), first);
     }
 
     /** out[r..r+3, o] for r in blocks of 4, every o: fp16 weights, each converted vector used 4 times. */
@@ -309,10 +326,10 @@ final class VectorGemm {
                     a3 = act(x, xo + 3 * xs).fma(wv, a3);
                 }
                 int tail = k0 + full;
-                g.store(r, o, a0.reduceLanes(VectorOperators.ADD) + tail(g, r, o, tail, k1), first);
-                g.store(r + 1, o, a1.reduceLanes(VectorOperators.ADD) + tail(g, r + 1, o, tail, k1), first);
-                g.store(r + 2, o, a2.reduceLanes(VectorOperators.ADD) + tail(g, r + 2, o, tail, k1), first);
-                g.store(r + 3, o, a3.reduceLanes(VectorOperators.ADD) + tail(g, r + 3, o, tail, k1), first);
+                g.store(r, o, sum(g, a0) + tail(g, r, o, tail, k1), first);
+                g.store(r + 1, o, sum(g, a1) + tail(g, r + 1, o, tail, k1), first);
+                g.store(r + 2, o, sum(g, a2) + tail(g, r + 2, o, tail, k1), first);
+                g.store(r + 3, o, sum(g, a3) + tail(g, r + 3, o, tail, k1), first);
             }
         }
     }
@@ -330,7 +347,7 @@ final class VectorGemm {
                 for (int i = 0; i < full; i += L) {
                     acc = act(x, xb + 4L * i).fma(f32(w, wb + 4L * i), acc);
                 }
-                g.store(r, o, acc.reduceLanes(VectorOperators.ADD) + tail(g, r, o, k0 + full, k1), first);
+                g.store(r, o, sum(g, acc) + tail(g, r, o, k0 + full, k1), first);
             }
         }
     }
@@ -348,7 +365,7 @@ final class VectorGemm {
                 for (int i = 0; i < full; i += L) {
                     acc = act(x, xb + 4L * i).fma(bf16(w, wb + 2L * i), acc);
                 }
-                g.store(r, o, acc.reduceLanes(VectorOperators.ADD) + tail(g, r, o, k0 + full, k1), first);
+                g.store(r, o, sum(g, acc) + tail(g, r, o, k0 + full, k1), first);
             }
         }
     }
@@ -366,7 +383,7 @@ final class VectorGemm {
                 for (int i = 0; i < full; i += L) {
                     acc = act(x, xb + 4L * i).fma(f16(w, wb + 2L * i), acc);
                 }
-                g.store(r, o, acc.reduceLanes(VectorOperators.ADD) + tail(g, r, o, k0 + full, k1), first);
+                g.store(r, o, sum(g, acc) + tail(g, r, o, k0 + full, k1), first);
             }
         }
     }
@@ -494,7 +511,7 @@ final class VectorGemm {
         for (int r = r0; r < r1; r++) {
             FloatVector xv = act(x, 4L * r * g.xStride());
             for (int o = o0; o < o1; o++) {
-                g.store(r, o, xv.mul(f32(w, 4L * o * k)).reduceLanes(VectorOperators.ADD) + tail(g, r, o, L, k), true);
+                g.store(r, o, sum(g, xv.mul(f32(w, 4L * o * k))) + tail(g, r, o, L, k), true);
             }
         }
     }
@@ -506,7 +523,7 @@ final class VectorGemm {
         for (int r = r0; r < r1; r++) {
             FloatVector xv = act(x, 4L * r * g.xStride());
             for (int o = o0; o < o1; o++) {
-                g.store(r, o, xv.mul(bf16(w, 2L * o * k)).reduceLanes(VectorOperators.ADD) + tail(g, r, o, L, k), true);
+                g.store(r, o, sum(g, xv.mul(bf16(w, 2L * o * k))) + tail(g, r, o, L, k), true);
             }
         }
     }
@@ -518,7 +535,7 @@ final class VectorGemm {
         for (int r = r0; r < r1; r++) {
             FloatVector xv = act(x, 4L * r * g.xStride());
             for (int o = o0; o < o1; o++) {
-                g.store(r, o, xv.mul(f16(w, 2L * o * k)).reduceLanes(VectorOperators.ADD) + tail(g, r, o, L, k), true);
+                g.store(r, o, sum(g, xv.mul(f16(w, 2L * o * k))) + tail(g, r, o, L, k), true);
             }
         }
     }
@@ -533,7 +550,7 @@ final class VectorGemm {
             FloatVector xv = FloatVector.fromMemorySegment(H, x, xb, NATIVE);
             for (int o = o0; o < o1; o++) {
                 FloatVector wv = FloatVector.fromMemorySegment(H, w, 4L * o * k, LE);
-                g.store(r, o, xv.mul(wv).reduceLanes(VectorOperators.ADD) + tail(g, r, o, HL, k), true);
+                g.store(r, o, sum(g, xv.mul(wv)) + tail(g, r, o, HL, k), true);
             }
         }
     }
@@ -549,7 +566,7 @@ final class VectorGemm {
                 FloatVector wv = ShortVector.fromMemorySegment(HS, w, 2L * o * k, LE)
                         .convertShape(VectorOperators.ZERO_EXTEND_S2I, HI, 0).reinterpretAsInts()
                         .lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
-                g.store(r, o, xv.mul(wv).reduceLanes(VectorOperators.ADD) + tail(g, r, o, HL, k), true);
+                g.store(r, o, sum(g, xv.mul(wv)) + tail(g, r, o, HL, k), true);
             }
         }
     }
@@ -569,7 +586,7 @@ final class VectorGemm {
                         .lanewise(VectorOperators.LSHL, 3).lanewise(VectorOperators.ASHR, 31).and(0x7F800000);
                 FloatVector wv = magnitude.reinterpretAsFloats().mul(0x1p112f).reinterpretAsInts()
                         .or(h.and(0x80000000)).or(infNan).reinterpretAsFloats();
-                g.store(r, o, xv.mul(wv).reduceLanes(VectorOperators.ADD) + tail(g, r, o, HL, k), true);
+                g.store(r, o, sum(g, xv.mul(wv)) + tail(g, r, o, HL, k), true);
             }
         }
     }
@@ -588,7 +605,7 @@ final class VectorGemm {
                 for (int i = 0; i < full; i += L) {
                     acc = act(x, xb + 4L * i).fma(f32(w, wb + 4L * i), acc);
                 }
-                g.store(r, o, acc.reduceLanes(VectorOperators.ADD) + tail(g, r, o, full, k), true);
+                g.store(r, o, sum(g, acc) + tail(g, r, o, full, k), true);
             }
         }
     }
@@ -606,7 +623,7 @@ final class VectorGemm {
                 for (int i = 0; i < full; i += L) {
                     acc = act(x, xb + 4L * i).fma(bf16(w, wb + 2L * i), acc);
                 }
-                g.store(r, o, acc.reduceLanes(VectorOperators.ADD) + tail(g, r, o, full, k), true);
+                g.store(r, o, sum(g, acc) + tail(g, r, o, full, k), true);
             }
         }
     }
@@ -624,8 +641,13 @@ final class VectorGemm {
                 for (int i = 0; i < full; i += L) {
                     acc = act(x, xb + 4L * i).fma(f16(w, wb + 2L * i), acc);
                 }
-                g.store(r, o, acc.reduceLanes(VectorOperators.ADD) + tail(g, r, o, full, k), true);
+                g.store(r, o, sum(g, acc) + tail(g, r, o, full, k), true);
             }
         }
+    }
+
+    /** A dot's lane sum: {@link VectorLanes#sumInOrder} for {@link Gemm#fixedOrder}, else the fastest order. */
+    private static float sum(Gemm g, FloatVector v) {
+        return g.fixedOrder() ? sumInOrder(v) : v.reduceLanes(VectorOperators.ADD);
     }
 }

@@ -25,23 +25,37 @@ import jdk.incubator.vector.VectorOperators;
  */
 final class VectorKernels implements CpuKernels {
 
-    private VectorKernels() {
+    /**
+     * e^x for the batch-invariant kernels: {@code Math.exp} per element. The vector EXP is C2's own approximation
+     * and the Java fallback (before C2 compiles the kernel) is {@code Math.exp}: they may differ in the last bit,
+     * so the result would depend on when the kernel got compiled.
+     */
+    private static final ScalarKernels SCALAR = new ScalarKernels();
+    /** Matrix products in a fixed reduction order per (row, output): {@link VectorGemm#gemmInvariant}. */
+    private final boolean batchInvariant;
+
+    private VectorKernels(boolean batchInvariant) {
+        this.batchInvariant = batchInvariant;
     }
 
     /** Loaded and called only after the module was found. */
-    static CpuKernels create() {
-        return new VectorKernels();
+    static CpuKernels create(boolean batchInvariant) {
+        return new VectorKernels(batchInvariant);
     }
 
     @Override
     public String describe() {
-        return "vector " + F.vectorBitSize() + "-bit";
+        return "vector " + F.vectorBitSize() + "-bit" + (batchInvariant ? ", batch-invariant" : "");
     }
 
     /** See {@link VectorGemm}. */
     @Override
     public void gemm(Gemm g, int r0, int r1, int o0, int o1) {
-        VectorGemm.gemm(g, r0, r1, o0, o1);
+        if (batchInvariant) {
+            VectorGemm.gemmInvariant(g, r0, r1, o0, o1);
+        } else {
+            VectorGemm.gemm(g, r0, r1, o0, o1);
+        }
     }
 
     // ---- attention and element-wise kernels -------------------------------------------------------
@@ -72,10 +86,10 @@ final class VectorKernels implements CpuKernels {
                 a3 = qv.fma(act(keys, ko + 3 * ks), a3);
             }
             long k = kIndex + (long) j * kStride;
-            s[sOff + j] = scale * (a0.reduceLanes(VectorOperators.ADD) + dotTail(q, qIndex, keys, k, full, d));
-            s[sOff + j + 1] = scale * (a1.reduceLanes(VectorOperators.ADD) + dotTail(q, qIndex, keys, k + kStride, full, d));
-            s[sOff + j + 2] = scale * (a2.reduceLanes(VectorOperators.ADD) + dotTail(q, qIndex, keys, k + 2L * kStride, full, d));
-            s[sOff + j + 3] = scale * (a3.reduceLanes(VectorOperators.ADD) + dotTail(q, qIndex, keys, k + 3L * kStride, full, d));
+            s[sOff + j] = scale * (sum(a0) + dotTail(q, qIndex, keys, k, full, d));
+            s[sOff + j + 1] = scale * (sum(a1) + dotTail(q, qIndex, keys, k + kStride, full, d));
+            s[sOff + j + 2] = scale * (sum(a2) + dotTail(q, qIndex, keys, k + 2L * kStride, full, d));
+            s[sOff + j + 3] = scale * (sum(a3) + dotTail(q, qIndex, keys, k + 3L * kStride, full, d));
         }
         for (; j < n; j++) {
             long k = kIndex + (long) j * kStride;
@@ -83,7 +97,7 @@ final class VectorKernels implements CpuKernels {
             for (int i = 0; i < full; i += L) {
                 acc = act(q, qb + 4L * i).fma(act(keys, 4 * k + 4L * i), acc);
             }
-            s[sOff + j] = scale * (acc.reduceLanes(VectorOperators.ADD) + dotTail(q, qIndex, keys, k, full, d));
+            s[sOff + j] = scale * (sum(acc) + dotTail(q, qIndex, keys, k, full, d));
         }
     }
 
@@ -109,10 +123,10 @@ final class VectorKernels implements CpuKernels {
                 a2 = act(q, qo + 2 * qs).fma(kv, a2);
                 a3 = act(q, qo + 3 * qs).fma(kv, a3);
             }
-            s[sOff + j] = scale * (a0.reduceLanes(VectorOperators.ADD) + dotTail(q, qIndex, keys, k, full, d));
-            s[sStride + sOff + j] = scale * (a1.reduceLanes(VectorOperators.ADD) + dotTail(q, qIndex + d, keys, k, full, d));
-            s[2 * sStride + sOff + j] = scale * (a2.reduceLanes(VectorOperators.ADD) + dotTail(q, qIndex + 2L * d, keys, k, full, d));
-            s[3 * sStride + sOff + j] = scale * (a3.reduceLanes(VectorOperators.ADD) + dotTail(q, qIndex + 3L * d, keys, k, full, d));
+            s[sOff + j] = scale * (sum(a0) + dotTail(q, qIndex, keys, k, full, d));
+            s[sStride + sOff + j] = scale * (sum(a1) + dotTail(q, qIndex + d, keys, k, full, d));
+            s[2 * sStride + sOff + j] = scale * (sum(a2) + dotTail(q, qIndex + 2L * d, keys, k, full, d));
+            s[3 * sStride + sOff + j] = scale * (sum(a3) + dotTail(q, qIndex + 3L * d, keys, k, full, d));
         }
     }
 
@@ -185,6 +199,9 @@ final class VectorKernels implements CpuKernels {
 
     @Override
     public float expInPlace(float[] s, int offset, int n, float max) {
+        if (batchInvariant) {
+            return SCALAR.expInPlace(s, offset, n, max); // see SCALAR
+        }
         int full = offset + n - n % L;
         FloatVector acc = FloatVector.zero(F);
         for (int i = offset; i < full; i += L) {
@@ -192,7 +209,7 @@ final class VectorKernels implements CpuKernels {
             e.intoArray(s, i);
             acc = acc.add(e);
         }
-        return ScalarKernels.expFrom(acc.reduceLanes(VectorOperators.ADD), s, full, offset + n, max);
+        return ScalarKernels.expFrom(sum(acc), s, full, offset + n, max);
     }
 
     @Override
@@ -204,7 +221,7 @@ final class VectorKernels implements CpuKernels {
             FloatVector v = act(x, xb + 4L * i);
             acc = v.fma(v, acc);
         }
-        return ScalarKernels.sumOfSquaresFrom(acc.reduceLanes(VectorOperators.ADD), x, index, full, n);
+        return ScalarKernels.sumOfSquaresFrom(sum(acc), x, index, full, n);
     }
 
     @Override
@@ -228,6 +245,10 @@ final class VectorKernels implements CpuKernels {
 
     @Override
     public void swiglu(MemorySegment gateUp, long gIndex, long uIndex, MemorySegment out, long outIndex, int n) {
+        if (batchInvariant) {
+            SCALAR.swiglu(gateUp, gIndex, uIndex, out, outIndex, n); // see SCALAR
+            return;
+        }
         int full = n - n % L;
         for (int i = 0; i < full; i += L) {
             FloatVector g = act(gateUp, 4 * (gIndex + i));
@@ -276,5 +297,10 @@ final class VectorKernels implements CpuKernels {
             }
         }
         ScalarKernels.toFloatFrom(src, type, srcIndex, dst, dstIndex, full, n);
+    }
+
+    /** A lane sum: in lane order when batch-invariant ({@link VectorLanes#sumInOrder}), else the fastest order. */
+    private float sum(FloatVector v) {
+        return batchInvariant ? sumInOrder(v) : v.reduceLanes(VectorOperators.ADD);
     }
 }

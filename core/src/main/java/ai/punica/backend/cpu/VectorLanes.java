@@ -76,4 +76,19 @@ final class VectorLanes {
     static FloatVector act(MemorySegment x, long byteOffset) {
         return FloatVector.fromMemorySegment(F, x, byteOffset, NATIVE);
     }
+
+    /**
+     * The lanes of v added in a fixed pairwise tree: lane i + n/2 onto lane i, halving n, lane 0 at the end.
+     * {@code reduceLanes(ADD)} may add them in any order, and does: C2's intrinsic and the Java fallback
+     * (interpreter, C1) use different orders, so its result changes in the last bits when a kernel gets
+     * compiled. Batch-invariant kernels use this instead: lane-wise adds and exact lane moves, the same in
+     * every tier.
+     */
+    static float sumInOrder(FloatVector v) {
+        FloatVector s = v;
+        for (int half = v.length() / 2; half >= 1; half /= 2) {
+            s = s.add(s.slice(half)); // lanes [half, n) onto [0, n - half); zeros shifted in above
+        }
+        return s.lane(0);
+    }
 }

@@ -75,4 +75,17 @@ public final class CudaBackendProvider implements BackendProvider {
     public Backend create(int device) {
         return new CudaBackend(CudaOptions.fromSystemProperties().toBuilder().device(device).build());
     }
+
+    /** What {@link #create(int, boolean)} answers to {@code --batch-invariant}, before any device work. */
+    static final String NOT_BATCH_INVARIANT = "--batch-invariant is not available on the CUDA backend yet: cuBLAS "
+            + "chooses its GEMM algorithm (and split-K) by the step's row count, and the attention and tensor-core "
+            + "SGMV kernels split their reductions by the step's shape; use --backend cpu or reference";
+
+    @Override
+    public Backend create(int device, boolean batchInvariant) {
+        if (batchInvariant) {
+            throw new IllegalArgumentException(NOT_BATCH_INVARIANT);
+        }
+        return create(device);
+    }
 }
