@@ -105,6 +105,15 @@ class RouterMigrationTest {
         return out;
     }
 
+    /** One short request per model on {@code engine}, so that its state lists the streams' adapters as resident. */
+    private static void makeAdaptersResident(URI engine) throws Exception {
+        for (String model : List.of("sort", "upper")) {
+            HttpResponse<String> r = post(engine, "/v1/completions", "{\"model\":\"" + model
+                    + "\",\"prompt\":\"input: red\\noutput:\",\"max_tokens\":1}");
+            assertThat(r.statusCode()).as(r.body()).isEqualTo(200);
+        }
+    }
+
     /** Sends n streams through the router at once and returns their bodies. */
     private static List<String> routed(Router router, int n) throws Exception {
         URI base = URI.create("http://127.0.0.1:" + router.port());
@@ -186,7 +195,11 @@ class RouterMigrationTest {
         int n = 6; // three on A (its running limit), three on B
         List<String> want = unmigrated(n);
         double abortedBefore = aborted(small);
+        // unmigrated() left the adapters resident on B, and consolidate breaks its first tie (0 running each) toward
+        // the engine that has the request's adapter: without this, every stream went to B and nothing could move.
+        makeAdaptersResident(small);
         try (Router router = router(List.of(small, large), 16)) {
+            Thread.sleep(300); // the router's first polls of both engines' states (every 50 ms)
             List<String> got = routed(router, n);
             assertSameStreams(got, want);
             String routerState = http.send(HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + router.port()
