@@ -176,12 +176,12 @@ class RouterMigrationTest {
         return sum;
     }
 
-    /** Requests the engine ended because their client (the router) left: each migration ends one on A. */
-    private static double aborted(URI engine) throws Exception {
+    /** Requests the engine finished for {@code reason} ("length", "abort", ...), as vllm:request_success_total counts. */
+    private static double finished(URI engine, String reason) throws Exception {
         String metrics = http.send(HttpRequest.newBuilder(engine.resolve("/metrics")).GET().build(),
                 HttpResponse.BodyHandlers.ofString()).body();
-        Matcher m = Pattern.compile("(?m)^vllm:request_success_total\\{[^}]*finished_reason=\"abort\"[^}]*} (\\S+)")
-                .matcher(metrics);
+        Matcher m = Pattern.compile("(?m)^vllm:request_success_total\\{[^}]*finished_reason=\"" + reason
+                + "\"[^}]*} (\\S+)").matcher(metrics);
         double sum = 0;
         while (m.find()) {
             sum += Double.parseDouble(m.group(1));
@@ -189,15 +189,22 @@ class RouterMigrationTest {
         return sum;
     }
 
+    /** Finished requests of either engine. */
+    private static double finishedOnBoth(String reason) throws Exception {
+        return finished(small, reason) + finished(large, reason);
+    }
+
     @Test
     @Order(1)
     void streamsPreemptedOnOneEngineMoveToAnotherWithTheirOutput() throws Exception {
         int n = 6; // three on A (its running limit), three on B
         List<String> want = unmigrated(n);
-        double abortedBefore = aborted(small);
         // unmigrated() left the adapters resident on B, and consolidate breaks its first tie (0 running each) toward
         // the engine that has the request's adapter: without this, every stream went to B and nothing could move.
         makeAdaptersResident(small);
+        double lengthBefore = finishedOnBoth("length");
+        double abortedBefore = finishedOnBoth("abort");
+        double preemptionsBefore = metric(small, "vllm:num_preemptions_total");
         try (Router router = router(List.of(small, large), 16)) {
             Thread.sleep(300); // the router's first polls of both engines' states (every 50 ms)
             List<String> got = routed(router, n);
@@ -205,15 +212,24 @@ class RouterMigrationTest {
             String routerState = http.send(HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + router.port()
                     + "/v1/router/state")).GET().build(), HttpResponse.BodyHandlers.ofString()).body();
             assertThat(router.migrations()).as("streams moved off A; router: %s; A's preemptions: %s", routerState,
-                    metric(small, "vllm:num_preemptions_total")).isPositive();
+                    metric(small, "vllm:num_preemptions_total") - preemptionsBefore).isPositive();
             assertThat(router.failovers()).isZero();
             assertPagesReturned();
+            // A let each preempted request go with its stream: the router moved it or brought it back, and every
+            // request ran to its end exactly once, none dropped or run twice.
             long end = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
-            while (System.nanoTime() < end && aborted(small) - abortedBefore < router.migrations()) {
+            double handedOut = 0;
+            while (System.nanoTime() < end) {
+                handedOut = metric(small, "vllm:num_preemptions_total") - preemptionsBefore;
+                if (handedOut == router.migrations() + router.migrationsDeclined()) {
+                    break;
+                }
                 Thread.sleep(20);
             }
-            assertThat(aborted(small) - abortedBefore).as("A dropped each moved request when the router left it")
-                    .isEqualTo((double) router.migrations());
+            assertThat(handedOut).as("A's preemptions = moves + returns; router: %s", routerState)
+                    .isEqualTo((double) (router.migrations() + router.migrationsDeclined()));
+            assertThat(finishedOnBoth("length") - lengthBefore).as("requests finished on A and B").isEqualTo(n);
+            assertThat(finishedOnBoth("abort") - abortedBefore).as("requests aborted on A and B").isZero();
         }
     }
 
@@ -222,12 +238,16 @@ class RouterMigrationTest {
     void withNoOtherEngineThePreemptedStreamsStayAndFinishThere() throws Exception {
         int n = 3;
         List<String> want = unmigrated(n);
+        double lengthBefore = finished(small, "length");
+        double abortedBefore = finished(small, "abort");
         try (Router router = router(List.of(small), 16)) {
             List<String> got = routed(router, n);
             assertSameStreams(got, want);
             assertThat(router.migrations()).isZero();
-            assertThat(router.migrationsDeclined()).as("preemptions the router let stay").isPositive();
+            assertThat(router.migrationsDeclined()).as("preemptions the router brought back to A").isPositive();
             assertPagesReturned();
+            assertThat(finished(small, "length") - lengthBefore).as("requests finished on A").isEqualTo(n);
+            assertThat(finished(small, "abort") - abortedBefore).as("requests aborted on A").isZero();
         }
     }
 

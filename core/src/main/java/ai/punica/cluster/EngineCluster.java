@@ -206,7 +206,7 @@ public final class EngineCluster implements GenerationService, AutoCloseable {
             if (queue.isEmpty()) {
                 int i = choose(new Placement(request.adapter(), request.promptTokens().length), -1);
                 if (i >= 0) {
-                    place(t, i, null);
+                    place(t, i, null, false);
                     return;
                 }
             }
@@ -231,7 +231,7 @@ public final class EngineCluster implements GenerationService, AutoCloseable {
      * caller (a router) tries another server.
      */
     @Override
-    public void resume(Continuation continuation, GenerationListener listener) {
+    public void resume(Continuation continuation, GenerationListener listener, boolean preempted) {
         Tracked t = track(continuation.request(), listener);
         lock.lock();
         try {
@@ -240,7 +240,7 @@ public final class EngineCluster implements GenerationService, AutoCloseable {
                 throw new EngineException(EngineException.Kind.OVERLOADED, null, "no engine has room for a "
                         + "continuation of " + continuation.totalTokens() + " tokens; retry later");
             }
-            place(t, i, continuation);
+            place(t, i, continuation, preempted);
         } catch (RuntimeException e) {
             requests.remove(continuation.requestId(), t);
             throw e;
@@ -388,14 +388,14 @@ public final class EngineCluster implements GenerationService, AutoCloseable {
     }
 
     /** Starts a request on an engine: submitted, or resumed from {@code continuation} when not null. */
-    private void place(Tracked t, int engine, Continuation continuation) {
+    private void place(Tracked t, int engine, Continuation continuation, boolean preempted) {
         t.owner = engine;
         onEngine.incrementAndGet(engine);
         try {
             if (continuation == null) {
                 engines.get(engine).submit(t.request, t);
             } else {
-                engines.get(engine).resume(continuation, t);
+                engines.get(engine).resume(continuation, t, preempted);
             }
         } catch (RuntimeException e) {
             t.owner = -1;
@@ -425,7 +425,7 @@ public final class EngineCluster implements GenerationService, AutoCloseable {
                     }
                     queue.pollFirst();
                     try {
-                        place(t, i, null);
+                        place(t, i, null, false);
                     } catch (EngineException e) {
                         requests.remove(t.request.id(), t);
                         t.client.onError(e);
@@ -542,8 +542,12 @@ public final class EngineCluster implements GenerationService, AutoCloseable {
         }
 
         @Override
-        public void onPreempted(Continuation continuation) {
-            client.onPreempted(continuation);
+        public boolean onPreempted(Continuation continuation) {
+            if (client.onPreempted(continuation)) {
+                done(); // its owner took it: it leaves this scheduler as it leaves the engine
+                return true;
+            }
+            return false;
         }
 
         private void done() {

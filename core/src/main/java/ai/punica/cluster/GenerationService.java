@@ -15,7 +15,16 @@ public interface GenerationService {
     void submit(GenerationRequest request, GenerationListener listener);
 
     /** Continues a request that began elsewhere (an engine that died, say); checked at once as submit is. */
-    void resume(Continuation continuation, GenerationListener listener);
+    default void resume(Continuation continuation, GenerationListener listener) {
+        resume(continuation, listener, false);
+    }
+
+    /**
+     * As {@link #resume(Continuation, GenerationListener)}; {@code preempted}: the request comes back after a
+     * preemption its owner took ({@link GenerationListener#onPreempted}) and found no other engine for, so it goes
+     * to the head of the queue, as a request preempted here does.
+     */
+    void resume(Continuation continuation, GenerationListener listener, boolean preempted);
 
     /** Cancels a request wherever it is; it finishes with ABORT. Unknown ids are ignored. */
     void cancel(String requestId);

@@ -46,8 +46,8 @@ public final class LocalEngineHandle implements EngineHandle {
     }
 
     @Override
-    public void resume(Continuation continuation, GenerationListener listener) {
-        engine.resume(continuation, listener);
+    public void resume(Continuation continuation, GenerationListener listener, boolean preempted) {
+        engine.resume(continuation, listener, preempted);
     }
 
     @Override

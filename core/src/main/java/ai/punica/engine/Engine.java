@@ -70,6 +70,8 @@ public final class Engine implements AutoCloseable {
     private volatile MigrationHook migrationHook;
     private long idleSinceNanos = System.nanoTime();
     private long migrationsOut;
+    /** Preempted requests their owners took ({@link GenerationListener#onPreempted}): preemptions, as vLLM counts. */
+    private long handedOut;
     private long order;
     private long promptTokens;
     private long generationTokens;
@@ -192,6 +194,15 @@ public final class Engine implements AutoCloseable {
      * queue (the scheduler that sends it has already found room here).
      */
     public void resume(Continuation continuation, GenerationListener listener) {
+        resume(continuation, listener, false);
+    }
+
+    /**
+     * As {@link #resume(Continuation, GenerationListener)}; {@code preempted}: the request was preempted here and
+     * taken by its owner ({@link GenerationListener#onPreempted}), which found no other engine for it: it goes to
+     * the head of the queue, where a request preempted here waits.
+     */
+    public void resume(Continuation continuation, GenerationListener listener, boolean preempted) {
         GenerationRequest request = continuation.request();
         check(request);
         int[] generated = continuation.generatedTokens();
@@ -218,7 +229,7 @@ public final class Engine implements AutoCloseable {
         inbox.add(() -> {
             var state = Sampler.State.resumed(request.params(), continuation.promptTokens(), continuation.seed(),
                     generated, continuation.randomDraws(), eosTokenIds);
-            start(request, listener, state, generated, continuation.logprobs());
+            start(request, listener, state, generated, continuation.logprobs(), preempted);
         });
     }
 
@@ -297,7 +308,7 @@ public final class Engine implements AutoCloseable {
     private void admit(GenerationRequest request, GenerationListener listener) {
         queued.decrementAndGet();
         var state = new Sampler.State(request.params(), request.promptTokens(), seeds.nextLong(), eosTokenIds);
-        if (start(request, listener, state, new int[0], List.of())) {
+        if (start(request, listener, state, new int[0], List.of(), false)) {
             promptTokens += request.promptLength();
         }
         unqueueAdapter(request); // after start published the adapter as waiting, so no snapshot misses it
@@ -309,7 +320,7 @@ public final class Engine implements AutoCloseable {
      * held back, without sending anything again.
      */
     private boolean start(GenerationRequest request, GenerationListener listener, Sampler.State state,
-                          int[] generated, List<TokenLogprob> logprobs) {
+                          int[] generated, List<TokenLogprob> logprobs, boolean first) {
         if (live.containsKey(request.id())) {
             unfinished.decrementAndGet();
             safely(listener, () -> listener.onError(new InvalidRequestException("id",
@@ -325,7 +336,11 @@ public final class Engine implements AutoCloseable {
         }
         s.logprobs.addAll(logprobs);
         live.put(request.id(), s);
-        scheduler.add(s);
+        if (first) {
+            scheduler.addFirst(s);
+        } else {
+            scheduler.add(s);
+        }
         publishStatsIfAdaptersChanged(); // before the inbox count drops, so no snapshot misses the adapter
         return true;
     }
@@ -339,9 +354,20 @@ public final class Engine implements AutoCloseable {
         if (offer(s, c, migrationHook)) {
             return true;
         }
-        // Preempted here; the request's owner hears of it with the state it could go on from elsewhere.
-        safely(s.listener, () -> s.listener.onPreempted(c));
-        return false;
+        // Preempted: its owner may take it at the state it could go on from elsewhere, or leave it queued here.
+        boolean taken;
+        try {
+            taken = s.listener.onPreempted(c);
+        } catch (RuntimeException e) {
+            log.warn("the listener of {} failed on its preemption; it stays here", s.request.id(), e);
+            taken = false;
+        }
+        if (taken) {
+            live.remove(s.request.id());
+            unfinished.decrementAndGet();
+            handedOut++;
+        }
+        return taken;
     }
 
     private Continuation continuationOf(Sequence s) {
@@ -657,7 +683,7 @@ public final class Engine implements AutoCloseable {
         stats = new EngineStats(scheduler.runningCount(), scheduler.waitingCount() + queued.get(),
                 kvManager.usage(), kvManager.usedPages(), kvManager.numPages(), scheduler.runningAdapters(),
                 scheduler.waitingAdapters(),
-                adapters.slotCount(), promptTokens, generationTokens, scheduler.preemptions(), steps,
+                adapters.slotCount(), promptTokens, generationTokens, scheduler.preemptions() + handedOut, steps,
                 adapters.loadCount(), adapters.evictionCount());
         stepLog.deviceTier(new StepLog.DeviceTier(List.copyOf(adapters.residentAdapters().keySet()),
                 adapters.copyingAdapters(), adapters.slotCount()));

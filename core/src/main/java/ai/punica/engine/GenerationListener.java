@@ -26,12 +26,15 @@ public interface GenerationListener {
     }
 
     /**
-     * The engine preempted this request for lack of KV pages (no engine in this process took it over): it
-     * waits on this engine and is recomputed from {@code continuation} when pages free up. Whoever owns the
-     * request may go on with it elsewhere from that same state (a router's migration across processes,
-     * docs/cluster.md) and then cancel it here. By default nothing happens.
+     * The engine must preempt this request for lack of KV pages (no engine in this process took it over). Return
+     * true to take it: the request then leaves this engine silently at {@code continuation}'s state (no
+     * {@link #onFinish}, its pages and queue place given up), and its owner goes on with it elsewhere or brings it
+     * back with {@link ai.punica.cluster.GenerationService#resume(Continuation, GenerationListener, boolean)} (a
+     * router's migration across processes, docs/cluster.md). Return false (the default) and it waits on this engine,
+     * recomputed from that state when pages free up.
      */
-    default void onPreempted(Continuation continuation) {
+    default boolean onPreempted(Continuation continuation) {
+        return false;
     }
 
     /** A listener that hands each token to {@code tokens} and completes {@code done} with the request's end. */

@@ -79,6 +79,12 @@ final class Scheduler {
         count(waitingPerAdapter, s, 1);
     }
 
+    /** Queues {@code s} at the head, where a sequence preempted here waits. */
+    void addFirst(Sequence s) {
+        waiting.addFirst(s);
+        count(waitingPerAdapter, s, 1);
+    }
+
     /** Adapters of the running sequences, sorted. */
     Set<String> runningAdapters() {
         return new TreeSet<>(runningPerAdapter.keySet());

@@ -408,25 +408,27 @@ public final class Router implements AutoCloseable {
                     } catch (IOException e) {
                         end = End.BROKEN;
                     }
-                    if (end == End.PREEMPTED) {
-                        Moved moved = migrate(current);
-                        if (moved == null) {
-                            continue; // it stays queued on its engine, whose stream goes on
-                        }
-                        closeQuietly(stream); // the engine sees its client leave and drops the request
-                        ended(current);
-                        current = moved.engine();
-                        stream = reader(moved.stream());
-                        continue;
-                    }
                     closeQuietly(stream);
                     ended(current);
                     open = false;
                     if (end == End.DONE) {
                         return;
                     }
-                    current.markDown("its stream broke mid-response");
-                    failovers.incrementAndGet();
+                    if (end == End.PREEMPTED) {
+                        // The engine let the request go with its stream: it lives here until an engine takes it.
+                        Moved moved = migrate(current);
+                        if (moved != null) {
+                            current = moved.engine();
+                            stream = reader(moved.stream());
+                            open = true;
+                            continue;
+                        }
+                        log.warn("stream {} was preempted on {}, which would not take it back; it continues "
+                                + "elsewhere", id, current.name());
+                    } else {
+                        current.markDown("its stream broke mid-response");
+                        failovers.incrementAndGet();
+                    }
                     InputStream next = null;
                     while (next == null) {
                         current = choose(request.path("model").asText(null), generated.size() + 1, tried);
@@ -439,7 +441,7 @@ public final class Router implements AutoCloseable {
                             return;
                         }
                         tried.add(current);
-                        next = resumeOn(current, false);
+                        next = resumeOn(current, false, false);
                     }
                     log.info("stream {} continues on {} after {} tokens", id, current.name(), generated.size());
                     stream = reader(next);
@@ -461,19 +463,19 @@ public final class Router implements AutoCloseable {
 
         /**
          * The router's side of the handshake (docs/cluster.md): the engine {@code source} preempted the request
-         * and keeps it queued; an engine with room for prompt + generated tokens, by the policy, is asked to
-         * continue it ({@code POST /v1/engine/continue} with {@code X-Punica-Migration}, refused with 429 when it
-         * has no room after all). The engine that takes it, or null when none does: the request then stays on
-         * {@code source}, whose stream goes on.
+         * and let it go with its stream; an engine with room for prompt + generated tokens, by the policy, is
+         * asked to continue it ({@code POST /v1/engine/continue} with {@code X-Punica-Migration}, refused with 429
+         * when it has no room after all). When none takes it, {@code source} continues it, at the head of its
+         * queue where a request preempted there waits. The engine that took it, or null when not even
+         * {@code source} did (it is shutting down, say).
          */
         private Moved migrate(RemoteEngine source) throws ClientGone {
             List<Integer> offered = new ArrayList<>();
             preempted.path("generated_token_ids").forEach(t -> offered.add(t.asInt()));
             if (!offered.equals(generated)) {
                 // Cannot happen with an engine of this version; never continue from tokens the client lacks.
-                log.warn("stream {}: the preemption's {} tokens differ from the {} relayed; it stays on {}", id,
-                        offered.size(), generated.size(), source.name());
-                return null;
+                log.warn("stream {}: the preemption's {} tokens differ from the {} relayed; it continues from those "
+                        + "relayed", id, offered.size(), generated.size());
             }
             int tokens = preempted.path("prompt_token_ids").size() + generated.size();
             Set<RemoteEngine> asked = new HashSet<>();
@@ -483,10 +485,11 @@ public final class Router implements AutoCloseable {
                 if (target == null) {
                     migrationsDeclined.incrementAndGet();
                     log.debug("stream {} stays on {}: no other engine has room for {} tokens", id, source.name(), tokens);
-                    return null;
+                    InputStream back = resumeOn(source, false, true);
+                    return back == null ? null : new Moved(source, back);
                 }
                 asked.add(target);
-                InputStream next = resumeOn(target, true);
+                InputStream next = resumeOn(target, true, false);
                 if (next != null) {
                     tried.add(target);
                     migrations.incrementAndGet();
@@ -499,9 +502,11 @@ public final class Router implements AutoCloseable {
 
         /**
          * The rest of the stream from {@code engine}, or null when it could not take it; with {@code migration},
-         * only if it has room now.
+         * only if it has room now; with {@code preempted}, it goes back to the engine that preempted it, at the head
+         * of its queue.
          */
-        private InputStream resumeOn(RemoteEngine engine, boolean migration) throws ClientGone {
+        private InputStream resumeOn(RemoteEngine engine, boolean migration, boolean preempted)
+                throws ClientGone {
             HttpRequest.Builder rb;
             if (id == null) { // no frame sent yet (a completions stream sends none before its first text): start over
                 generated.clear();
@@ -515,6 +520,9 @@ public final class Router implements AutoCloseable {
                 body.put("created", created);
                 body.put("request", request);
                 body.put("generated_token_ids", generated);
+                if (preempted) {
+                    body.put("preempted", true);
+                }
                 rb = HttpRequest.newBuilder(engine.base().resolve("/v1/engine/continue"))
                         .POST(HttpRequest.BodyPublishers.ofByteArray(bytes(body)));
                 if (migration) {

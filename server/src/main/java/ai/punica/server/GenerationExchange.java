@@ -52,6 +52,8 @@ final class GenerationExchange {
     private int open;
     /** Tokens a continued request generated elsewhere ({@link #continueFrom}); null for a new request. */
     private int[] continueFrom;
+    /** A continuation of a request this engine handed to its router on preemption: it queues at the head. */
+    private boolean returning;
     /** Whether each SSE event carries its token ids in a comment line (for a router, see {@link #withTokenIds}). */
     private boolean tokenIds;
     /** Whether a preemption is told to the client as a {@code punica.preempted} event (see {@link #migratable}). */
@@ -89,8 +91,9 @@ final class GenerationExchange {
      * the engine re-prefills prompt + generated and the stream goes on with the next token, without the
      * opening chunks the client has already had. One choice only; a sampled request must carry its seed.
      */
-    GenerationExchange continueFrom(int[] generated) {
+    GenerationExchange continueFrom(int[] generated, boolean preempted) {
         this.continueFrom = generated.clone();
+        this.returning = preempted;
         echoSent[0] = generated.length > 0; // a stream that sent tokens sent its echo with the first
         return this;
     }
@@ -106,11 +109,11 @@ final class GenerationExchange {
     }
 
     /**
-     * Tells a router of each preemption of the request (KV pages ran out and no engine of this process took it)
-     * with an SSE event of its own, {@code event: punica.preempted} and the continuation as its data, after the
-     * events of every token generated before it; the request stays queued here, and the router may continue it
-     * on another process and close this stream (docs/cluster.md, "Migration across processes"). A stream of one
-     * choice with token ids only.
+     * Hands the request to a router when it is preempted (KV pages ran out and no engine of this process took it):
+     * the stream's last event, after the events of every token generated before it, is {@code event:
+     * punica.preempted} with the continuation as its data, and the request leaves this engine; the router continues
+     * it on another process, or here again, at the head of the queue (docs/cluster.md, "Migration across
+     * processes"). A stream of one choice with token ids only.
      */
     GenerationExchange migratable() {
         // not with echo and logprobs: a continuation elsewhere has no prompt logprobs to echo
@@ -128,7 +131,7 @@ final class GenerationExchange {
             SamplingParams p = job.paramsOf(0);
             // One draw per sampled token: the generator's position after the tokens generated elsewhere.
             engine.resume(new Continuation(id, job.adapter(), job.promptOf(0), continueFrom, p,
-                    p.seed() == null ? 0 : p.seed(), p.isGreedy() ? 0 : continueFrom.length, List.of()), listener(0));
+                    p.seed() == null ? 0 : p.seed(), p.isGreedy() ? 0 : continueFrom.length, List.of()), listener(0), returning);
             engineIds.set(0, id);
             open++;
             return;
@@ -202,10 +205,11 @@ final class GenerationExchange {
             }
 
             @Override
-            public void onPreempted(Continuation continuation) {
+            public boolean onPreempted(Continuation continuation) {
                 if (migratable) {
                     events.add(new ChoiceEvent.Preempted(choice, continuation));
                 }
+                return migratable;
             }
         };
     }
@@ -287,12 +291,14 @@ final class GenerationExchange {
                 EngineException error = null;
                 for (ChoiceEvent e : batch) {
                     if (e instanceof ChoiceEvent.Preempted p) {
-                        // The tokens before it go out first: the router continues from exactly those.
+                        // The tokens before it go out first: the router continues from exactly those. The
+                        // request has left the engine; its stream ends with this event.
                         send(sse, responses, pending);
-                        pending.clear();
+                        finished[p.choice()] = true; // nothing to cancel here when the router leaves
                         sse.named("punica.preempted", ContinuationJson.of(p.continuation(), id,
                                 responses.created()));
-                        continue;
+                        logDone("handed to the router on preemption");
+                        return;
                     }
                     error = error != null ? error : apply(e, pending);
                 }

@@ -67,9 +67,11 @@ final class OpenAiRequests {
     /**
      * {@code POST /v1/engine/continue} (a router's fail-over): the original {@code request} body as the client
      * sent it to {@code endpoint} ("completions" or "chat"), the response's {@code id} and {@code created}, and
-     * the tokens the client has received.
+     * the tokens the client has received; {@code preempted}: this engine preempted the request and handed it to
+     * the router, which found no other engine for it, so it queues at the head.
      */
-    record ContinueBody(String endpoint, String id, Long created, JsonNode request, List<Integer> generatedTokenIds) {
+    record ContinueBody(String endpoint, String id, Long created, JsonNode request, List<Integer> generatedTokenIds,
+                        Boolean preempted) {
     }
 
     /** The sampling fields both generation endpoints share. */

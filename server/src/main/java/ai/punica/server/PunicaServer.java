@@ -441,8 +441,9 @@ public final class PunicaServer {
      * POST /v1/engine/continue: a router's fail-over. The body names the original request as the client sent it
      * ({@code request}, on {@code endpoint} "completions" or "chat"), its response {@code id} and {@code created},
      * and the {@code generated_token_ids} the client has already received; the answer is the rest of the stream,
-     * frames as the original server would have sent them (token ids in comment lines). Streams of one choice
-     * only; a sampled request must carry its seed (a router adds one before the first attempt).
+     * frames as the original server would have sent them (token ids in comment lines); {@code preempted: true}
+     * brings back a request this server handed to the router on preemption, to the head of its queue. Streams of
+     * one choice only; a sampled request must carry its seed (a router adds one before the first attempt).
      */
     private void continueGeneration(ServerRequest req, ServerResponse res) throws Exception {
         counted(arrival -> {
@@ -479,7 +480,7 @@ public final class PunicaServer {
                     throw ApiException.overloaded("no room for a continuation of " + tokens + " tokens here; retry later");
                 }
             }
-            var exchange = new GenerationExchange(generations, metrics, job, id, arrival).continueFrom(generated)
+            var exchange = new GenerationExchange(generations, metrics, job, id, arrival).continueFrom(generated, Boolean.TRUE.equals(body.preempted()))
                     .withTokenIds();
             if (req.headers().contains(HeaderNames.create(MIGRATABLE_HEADER))) {
                 exchange.migratable();
