@@ -228,7 +228,8 @@ public final class EngineCluster implements GenerationService, AutoCloseable {
     /**
      * Continues a request that began outside this process (fail-over from an engine that died) on the engine
      * the policy picks for prompt + generated tokens. Refused as OVERLOADED when no engine has room now: the
-     * caller (a router) tries another server.
+     * caller (a router) tries another server; except a request this process handed to its router on preemption
+     * ({@code preempted}), which waits on the engine with the most free pages, as a preempted request does.
      */
     @Override
     public void resume(Continuation continuation, GenerationListener listener, boolean preempted) {
@@ -236,6 +237,9 @@ public final class EngineCluster implements GenerationService, AutoCloseable {
         lock.lock();
         try {
             int i = choose(new Placement(continuation.adapter(), continuation.totalTokens()), -1);
+            if (i < 0 && preempted) {
+                i = roomiest(); // it comes back from a router that found no room elsewhere: it waits, as if preempted
+            }
             if (i < 0) {
                 throw new EngineException(EngineException.Kind.OVERLOADED, null, "no engine has room for a "
                         + "continuation of " + continuation.totalTokens() + " tokens; retry later");
@@ -373,6 +377,18 @@ public final class EngineCluster implements GenerationService, AutoCloseable {
                     load.residentAdapters(), h.available() && i != exclude));
         }
         return config.policy().choose(states, request, previous);
+    }
+
+    /** The available engine with the most free KV pages, or -1 when none is available. */
+    private int roomiest() {
+        int chosen = -1;
+        for (int i = 0; i < engines.size(); i++) {
+            EngineHandle h = engines.get(i);
+            if (h.available() && (chosen < 0 || h.load().freeKvPages() > engines.get(chosen).load().freeKvPages())) {
+                chosen = i;
+            }
+        }
+        return chosen;
     }
 
     /** Books a new request under its id; refused when closed or when the id is already running. */

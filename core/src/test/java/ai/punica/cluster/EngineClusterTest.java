@@ -6,6 +6,7 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import ai.punica.EvalSet;
 import ai.punica.Fixtures;
 import ai.punica.engine.Completion;
+import ai.punica.engine.Continuation;
 import ai.punica.engine.Engine;
 import ai.punica.engine.EngineBuilder;
 import ai.punica.engine.EngineConfig;
@@ -235,6 +236,45 @@ class EngineClusterTest {
             } finally {
                 close(cluster, runtimes);
             }
+        }
+    }
+
+    /**
+     * A continuation is refused (OVERLOADED) when no engine has room, so that a router tries another server; but one
+     * that a router brings back after this process handed it over on preemption waits on an engine, as a preempted
+     * request does, and produces its uninterrupted output once room frees up.
+     */
+    @Test
+    void aPreemptedRequestBroughtBackWaitsWhereAFreshContinuationIsRefused() {
+        List<EvalSet.Example> set = EvalSet.load("reverse");
+        List<EngineBuilder.Runtime> runtimes = engines(1024, 1);
+        EngineCluster cluster = cluster(runtimes, new PlacementPolicy.Consolidate(), 4);
+        try {
+            List<GenerationRequest> busy = new ArrayList<>();
+            for (int i = 0; i < 3; i++) { // one running request fills each engine
+                GenerationRequest r = request(null, set.get(i).prompt(),
+                        SamplingParams.builder().maxTokens(400).ignoreEos(true).build());
+                cluster.submit(r, new Stream().listener);
+                busy.add(r);
+            }
+            GenerationRequest r = request("reverse", set.get(5).prompt(), SamplingParams.greedy(24));
+            Completion whole = roomy.engine().generate(r).join();
+            int cut = Math.min(5, whole.tokens().length - 1);
+            Continuation c = new Continuation(r.id(), r.adapter(), r.promptTokens(),
+                    java.util.Arrays.copyOf(whole.tokens(), cut), r.params(), 0, 0, List.of());
+            assertThatThrownBy(() -> cluster.resume(c, new Stream().listener))
+                    .isInstanceOfSatisfying(EngineException.class,
+                            e -> assertThat(e.kind()).isEqualTo(EngineException.Kind.OVERLOADED));
+            Stream back = new Stream();
+            cluster.resume(c, back.listener, true);
+            busy.forEach(b -> cluster.cancel(b.id()));
+            Completion got = back.done.join();
+            assertThat(got.tokens()).containsExactly(whole.tokens());
+            assertThat(got.text()).isEqualTo(whole.text());
+            assertThat(whole.text()).endsWith(back.text.toString());
+            assertNothingHeld(runtimes);
+        } finally {
+            close(cluster, runtimes);
         }
     }
 
