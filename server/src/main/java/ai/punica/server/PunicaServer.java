@@ -62,6 +62,8 @@ public final class PunicaServer {
     /** A router asks for the token ids of each streamed event with this header (see GenerationExchange). */
     static final String TOKEN_IDS_HEADER = "X-Punica-Token-Ids";
     /** A router marks a stream it can move to another process when this one preempts it (docs/cluster.md). */
+    /** A refused body up to this size is read to its end before the 413 (see {@link #drain}). */
+    private static final long DRAIN_LIMIT_BYTES = 16L << 20;
     static final String MIGRATABLE_HEADER = "X-Punica-Migratable";
     /** On /v1/engine/continue: a migration, taken only where an engine has room for it now (else 429). */
     static final String MIGRATION_HEADER = "X-Punica-Migration";
@@ -599,19 +601,42 @@ public final class PunicaServer {
 
     private byte[] readBytes(ServerRequest req) throws IOException {
         OptionalLong declared = req.headers().contentLength();
-        if (declared.isPresent() && declared.getAsLong() > maxBodyBytes) {
+        boolean refused = declared.isPresent() && declared.getAsLong() > maxBodyBytes;
+        if (refused && declared.getAsLong() > DRAIN_LIMIT_BYTES) {
             throw ApiException.bodyTooLarge(maxBodyBytes);
         }
         byte[] body;
         try (InputStream in = req.content().inputStream()) {
-            body = in.readNBytes((int) Math.min(Integer.MAX_VALUE - 8, maxBodyBytes + 1));
+            body = refused ? null : in.readNBytes((int) Math.min(Integer.MAX_VALUE - 8, maxBodyBytes + 1));
+            if (refused || body.length > maxBodyBytes) {
+                drain(in);
+                throw ApiException.bodyTooLarge(maxBodyBytes);
+            }
         } catch (RuntimeException e) {
+            if (e instanceof ApiException api) {
+                throw api;
+            }
             throw ApiException.unreadableBody(e.getMessage());
         }
-        if (body.length > maxBodyBytes) {
-            throw ApiException.bodyTooLarge(maxBodyBytes);
-        }
         return body;
+    }
+
+    /**
+     * Reads and drops what is left of a refused body, up to {@link #DRAIN_LIMIT_BYTES} (within the request's read
+     * timeout), before the 413 closes the connection: closing a socket with unread bytes resets it, and a client
+     * still sending then loses the answer ("no response") instead of reading the 413.
+     */
+    private static void drain(InputStream in) {
+        try {
+            long left = DRAIN_LIMIT_BYTES;
+            byte[] sink = new byte[16384];
+            int n;
+            while (left > 0 && (n = in.read(sink, 0, (int) Math.min(sink.length, left))) > 0) {
+                left -= n;
+            }
+        } catch (IOException | RuntimeException e) {
+            log.debug("draining a refused body: {}", e.toString()); // the connection closes after the 413 anyway
+        }
     }
 
     private static void sendJson(ServerResponse res, Status status, Object body) {

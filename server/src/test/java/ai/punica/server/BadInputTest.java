@@ -8,6 +8,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import java.net.URI;
 import java.net.http.HttpRequest;
 import java.nio.charset.StandardCharsets;
+import java.util.List;
 import java.time.Duration;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.AfterAll;
@@ -155,6 +156,31 @@ class BadInputTest {
     void oversizedBodyIs413() throws Exception {
         String big = "{\"prompt\":\"" + "x".repeat(MAX_BODY) + "\"}";
         assertOpenAiError(http.post("/v1/completions", big), 413, null, "exceeds this server's limit of 65536 bytes");
+    }
+
+    /**
+     * A client that writes its whole oversized body (16 times the limit) before it reads, as most clients do, reads the
+     * 413 and its OpenAI error body, whether the body has a Content-Length or is chunked; the connection is not reset
+     * under it.
+     */
+    @Test
+    void aClientThatSendsItsWholeOversizedBodyFirstReadsThe413() throws Exception {
+        byte[] body = ("{\"prompt\":\"" + "z".repeat(16 * MAX_BODY) + "\"}").getBytes(StandardCharsets.US_ASCII);
+        for (boolean chunked : List.of(false, true)) {
+            String head = "POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + KEY
+                    + "\r\nContent-Type: application/json\r\n" + (chunked
+                    ? "Transfer-Encoding: chunked\r\n\r\n" + Integer.toHexString(body.length) + "\r\n"
+                    : "Content-Length: " + body.length + "\r\n\r\n");
+            var request = new java.io.ByteArrayOutputStream();
+            request.write(head.getBytes(StandardCharsets.US_ASCII));
+            request.write(body);
+            if (chunked) {
+                request.write("\r\n0\r\n\r\n".getBytes(StandardCharsets.US_ASCII));
+            }
+            String response = Http.raw(server, request.toByteArray());
+            assertThat(response).as(chunked ? "chunked" : "content-length").startsWith("HTTP/1.1 413")
+                    .contains("\"code\":\"request_too_large\"");
+        }
     }
 
     @Test
