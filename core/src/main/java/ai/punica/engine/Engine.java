@@ -126,6 +126,11 @@ public final class Engine implements AutoCloseable {
         return maxModelLen;
     }
 
+    /** The width of the model's logits (config.json's {@code vocab_size}): vLLM's count for logprobs -1. */
+    public int vocabSize() {
+        return vocabSize;
+    }
+
     public EngineConfig config() {
         return config;
     }

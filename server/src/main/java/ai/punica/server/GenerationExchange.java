@@ -411,7 +411,7 @@ final class GenerationExchange {
                     }
                     lastTokenNanos[choice] = t.nanos();
                 }
-                if (p != null) {
+                if (p != null && !job.echoOnly()) { // echo with max_tokens 0: the engine's one token is not sent
                     if (d.token() >= 0) {
                         p.tokens.add(d.token());
                     }
@@ -432,7 +432,7 @@ final class GenerationExchange {
                 finished[choice] = true;
                 open--;
                 if (p != null) {
-                    p.finish = c.finishReason();
+                    p.finish = job.finishOf(c.finishReason());
                 }
                 observe(c);
                 return null;

@@ -1,5 +1,6 @@
 package ai.punica.server;
 
+import ai.punica.engine.FinishReason;
 import ai.punica.engine.SamplingParams;
 import java.util.List;
 
@@ -13,10 +14,12 @@ import java.util.List;
  * @param params       sampling per prompt (max_tokens may differ: chat fills the context)
  * @param logprobs     -1 for none, else how many alternatives per token
  * @param echo         per prompt, the text put before each of its choices' output ({@code echo}); null for none
+ * @param echoOnly     vLLM's {@code echo} with {@code max_tokens} 0: each choice is its prompt (with its logprobs
+ *                     when asked) and nothing generated; the engine runs one token, which the response leaves out
  */
 record GenerationJob(Endpoint endpoint, String model, String adapter, List<int[]> prompts,
                      List<SamplingParams> params, int n, boolean stream, boolean includeUsage, int logprobs,
-                     List<String> echo) {
+                     List<String> echo, boolean echoOnly) {
 
     enum Endpoint {
         COMPLETIONS("cmpl-", "text_completion"),
@@ -56,6 +59,14 @@ record GenerationJob(Endpoint endpoint, String model, String adapter, List<int[]
     /** The echoed prompt text of a choice; empty without {@code echo}. */
     String echoOf(int choice) {
         return echo == null ? "" : echo.get(choice / n);
+    }
+
+    /**
+     * The finish reason a choice reports: with {@link #echoOnly}, "length" (its max_tokens of 0 was reached before
+     * the token the engine ran, which is not shown) unless it was aborted; else the engine's.
+     */
+    FinishReason finishOf(FinishReason engine) {
+        return echoOnly && engine != FinishReason.ABORT ? FinishReason.LENGTH : engine;
     }
 
     int promptTokens() {

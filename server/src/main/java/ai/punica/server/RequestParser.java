@@ -51,30 +51,31 @@ final class RequestParser {
         boolean addSpecial = !Boolean.FALSE.equals(body.addSpecialTokens());
         List<int[]> prompts = completionPrompts(body.prompt(), addSpecial);
         int n = choicesPerPrompt(body.n(), prompts.size());
-        Integer maxTokens = maxTokens(body.maxTokens(), "max_tokens");
-        Integer logprobs = body.logprobs();
-        if (logprobs != null && (logprobs < 0 || logprobs > SamplingParams.MAX_LOGPROBS)) {
-            throw ApiException.badRequest("logprobs", "`logprobs` must be between 0 and "
-                    + SamplingParams.MAX_LOGPROBS + ", got " + logprobs + ".");
-        }
-        int lp = logprobs == null ? -1 : logprobs;
         boolean echoed = Boolean.TRUE.equals(body.echo());
+        // As vLLM: max_tokens 0 with echo scores the prompt and generates nothing (the engine runs one token, which
+        // the response leaves out); without echo, 0 is refused as any count below 1.
+        boolean echoOnly = echoed && body.maxTokens() != null && body.maxTokens() == 0;
+        Integer maxTokens = echoOnly ? null : maxTokens(body.maxTokens(), "max_tokens");
+        int lp = logprobCount(body.logprobs(), "logprobs", "sample");
         List<SamplingParams> params = new ArrayList<>();
         for (int[] prompt : prompts) {
             checkPromptFits(prompt.length, "prompt");
-            int max = maxTokens != null ? maxTokens : COMPLETIONS_DEFAULT_MAX_TOKENS;
-            checkRequestFits(prompt.length, max, "prompt", "max_tokens");
+            int max = echoOnly ? 1 : maxTokens != null ? maxTokens : COMPLETIONS_DEFAULT_MAX_TOKENS;
+            checkRequestFits(prompt.length, echoOnly ? 0 : max, "prompt", "max_tokens");
             SamplingParams p = sampling(body, max, lp);
             if (echoed && lp >= 0 && p.promptLogprobs() < 0) {
                 // As vLLM: echo with logprobs asks for the prompt's log-probabilities with logprobs' k (each entry
                 // carries the prompt token's own log-probability besides the top k), which the legacy arrays show.
                 p = p.toBuilder().promptLogprobs(lp).build();
             }
+            if (echoOnly) {
+                p = p.toBuilder().logprobs(-1).build(); // the one token is not shown, nor are its logprobs
+            }
             params.add(p);
         }
         List<String> echo = echoed ? echoTexts(body.prompt(), prompts) : null;
         return new GenerationJob(Endpoint.COMPLETIONS, model, adapter, prompts, params, n, stream(body),
-                includeUsage(body), lp, echo);
+                includeUsage(body), lp, echo, echoOnly);
     }
 
     GenerationJob chat(ChatBody body) {
@@ -100,23 +101,20 @@ final class RequestParser {
                 : body.maxTokens(), maxTokensParam);
         boolean logprobs = Boolean.TRUE.equals(body.logprobs());
         Integer top = body.topLogprobs();
-        if (top != null && (top < 0 || top > SamplingParams.MAX_LOGPROBS)) {
-            throw ApiException.badRequest("top_logprobs", "`top_logprobs` must be between 0 and "
-                    + SamplingParams.MAX_LOGPROBS + ", got " + top + ".");
-        }
-        if (top != null && top > 0 && !logprobs) {
+        if (top != null && top >= -1 && top != 0 && !logprobs) {
             throw ApiException.badRequest("top_logprobs", "`top_logprobs` needs `logprobs` set to true.");
         }
+        int topCount = logprobCount(top, "top_logprobs", "sample");
         Map<String, Object> vars = body.chatTemplateKwargs() == null ? Map.of() : body.chatTemplateKwargs();
         int[] prompt = renderChat(messages, !Boolean.FALSE.equals(body.addGenerationPrompt()), vars,
                 Boolean.TRUE.equals(body.addSpecialTokens()));
         checkPromptFits(prompt.length, "messages");
         int max = maxTokens != null ? maxTokens : engine.maxModelLen() - prompt.length;
         checkRequestFits(prompt.length, max, "messages", maxTokensParam);
-        int lp = logprobs ? (top == null ? 0 : top) : -1;
+        int lp = logprobs ? Math.max(topCount, 0) : -1;
         refuseUnlessNeutral("echo", body.echo(), false);
         return new GenerationJob(Endpoint.CHAT, model, adapter, List.of(prompt), List.of(sampling(body, max, lp)), n,
-                stream(body), includeUsage(body), lp, null);
+                stream(body), includeUsage(body), lp, null, false);
     }
 
     // ---- fields ---------------------------------------------------------------------------------
@@ -195,7 +193,7 @@ final class RequestParser {
         }
     }
 
-    private static SamplingParams sampling(SamplingFields body, int maxTokens, int logprobs) {
+    private SamplingParams sampling(SamplingFields body, int maxTokens, int logprobs) {
         SamplingParams params = SamplingParams.builder()
                 .temperature(or(body.temperature(), 1f))
                 .topP(or(body.topP(), 1f))
@@ -254,26 +252,44 @@ final class RequestParser {
     }
 
     /**
-     * vLLM's {@code prompt_logprobs}; as vLLM, not with {@code stream} (above 0); 0 with {@code stream} is
+     * vLLM's {@code prompt_logprobs}; as vLLM, not with {@code stream} (above 0, or -1); 0 with {@code stream} is
      * accepted and returns nothing (the streamed chunks have no place for them).
      */
-    private static int promptLogprobs(SamplingFields body) {
+    private int promptLogprobs(SamplingFields body) {
         Integer k = body.promptLogprobs();
         if (k == null) {
             return -1;
         }
-        if (k < 0 || k > SamplingParams.MAX_LOGPROBS) {
-            throw ApiException.badRequest("prompt_logprobs", "`prompt_logprobs` must be between 0 and "
-                    + SamplingParams.MAX_LOGPROBS + ", got " + k + ".");
+        if (stream(body) && (k > 0 || k == -1)) {
+            throw ApiException.badRequest("prompt_logprobs", "`prompt_logprobs` are not available when "
+                    + "`stream` is true.");
         }
-        if (stream(body)) {
-            if (k > 0) {
-                throw ApiException.badRequest("prompt_logprobs", "`prompt_logprobs` are not available when "
-                        + "`stream` is true.");
-            }
+        int count = logprobCount(k, "prompt_logprobs", "prompt");
+        return stream(body) ? -1 : count;
+    }
+
+    /**
+     * A log-probability count as vLLM reads it: null is none (-1 here), -1 is the whole vocabulary (the model's
+     * {@code vocab_size}), other negatives are refused; a count above {@link SamplingParams#MAX_LOGPROBS} (this
+     * server's fixed {@code max_logprobs}, vLLM's default) is refused with vLLM's message, which clients match on.
+     */
+    private int logprobCount(Integer k, String param, String kind) {
+        if (k == null) {
             return -1;
         }
-        return k;
+        if (k < -1) {
+            throw ApiException.badRequest(param, "`" + param + "` must be -1 (every token of the vocabulary) or at "
+                    + "least 0, got " + k + ".");
+        }
+        int count = k == -1 ? engine.vocabSize() : k;
+        if (count > SamplingParams.MAX_LOGPROBS) {
+            // vLLM's words and its (parameter=, value=) suffix, which clients match on
+            throw ApiException.badRequest(param, "Requested " + kind + " logprobs of " + count + ", which is greater "
+                    + "than max allowed: " + SamplingParams.MAX_LOGPROBS + " (parameter=" + param + ", value=" + count
+                    + ")" + (k == -1 ? "; -1 asks for every token of the model's " + count + "-token vocabulary."
+                    : ""));
+        }
+        return count;
     }
 
     private static float or(Float v, float fallback) {

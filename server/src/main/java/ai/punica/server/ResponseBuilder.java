@@ -54,7 +54,7 @@ final class ResponseBuilder {
     Usage usage(Completion[] completions) {
         int generated = 0;
         for (Completion c : completions) {
-            generated += c.completionTokens();
+            generated += job.echoOnly() ? 0 : c.completionTokens(); // echo with max_tokens 0 shows no token
         }
         return Usage.of(job.promptTokens(), generated);
     }
@@ -66,9 +66,11 @@ final class ResponseBuilder {
             List<TextChoice> choices = new ArrayList<>();
             for (int i = 0; i < completions.length; i++) {
                 Completion c = completions[i];
-                TextLogprobs logprobs = echoesLogprobs() ? echoedLogprobs(i, c.promptLogprobs(), c.logprobs())
-                        : textLogprobs(i, c.logprobs());
-                choices.add(new TextChoice(i, job.echoOf(i) + c.text(), logprobs, c.finishReason().openAiName(),
+                List<TokenLogprob> generated = job.echoOnly() ? List.of() : c.logprobs();
+                TextLogprobs logprobs = echoesLogprobs() ? echoedLogprobs(i, c.promptLogprobs(), generated)
+                        : textLogprobs(i, generated);
+                String text = job.echoOf(i) + (job.echoOnly() ? "" : c.text());
+                choices.add(new TextChoice(i, text, logprobs, job.finishOf(c.finishReason()).openAiName(),
                         promptLogprobs(c.promptLogprobs())));
             }
             return new TextCompletion(id, job.endpoint().object, created, job.model(), choices, usage);
@@ -145,7 +147,9 @@ final class ResponseBuilder {
 
     /**
      * Legacy completions logprobs: parallel arrays; {@code text_offset} counts characters of the
-     * choice's text before each token, continuing across stream chunks.
+     * choice's text before each token, continuing across stream chunks. Each {@code top_logprobs} entry holds the
+     * sampled token and the {@code logprobs} most likely ones, k + 1 tokens when the sampled one is not among
+     * them (as vLLM; OpenAI's API reference: the sampled token's log-probability always, so up to logprobs + 1).
      */
     private TextLogprobs textLogprobs(int choice, List<TokenLogprob> logprobs) {
         if (job.logprobs() < 0 || logprobs == null) {
@@ -159,9 +163,13 @@ final class ResponseBuilder {
             String text = tokenText.of(lp.token());
             tokens.add(text);
             values.add(clamp(lp.logprob()));
+            // As vLLM: the sampled token first, then the k most likely (it is one of them, or the k+1-th entry)
             Map<String, Float> alternatives = new LinkedHashMap<>();
+            alternatives.put(text, clamp(lp.logprob()));
             for (TokenLogprob.Alternative a : lp.top()) {
-                alternatives.putIfAbsent(tokenText.of(a.token()), clamp(a.logprob()));
+                if (a.token() != lp.token()) {
+                    alternatives.putIfAbsent(tokenText.of(a.token()), clamp(a.logprob()));
+                }
             }
             top.add(alternatives);
             offsets.add(textOffsets[choice]);
@@ -225,10 +233,20 @@ final class ResponseBuilder {
         List<ChatTokenLogprob> content = new ArrayList<>();
         for (TokenLogprob lp : logprobs) {
             String text = tokenText.of(lp.token());
+            // As vLLM: top_logprobs entries, the sampled token first and then the most likely others (so when the
+            // sampled token is not among the k most likely, the k-th of them gives it its place)
             List<ChatTopLogprob> top = new ArrayList<>();
+            if (job.logprobs() > 0) {
+                top.add(new ChatTopLogprob(text, clamp(lp.logprob()), TokenText.utf8(text)));
+            }
             for (TokenLogprob.Alternative a : lp.top()) {
-                String alt = tokenText.of(a.token());
-                top.add(new ChatTopLogprob(alt, clamp(a.logprob()), TokenText.utf8(alt)));
+                if (top.size() >= job.logprobs()) {
+                    break;
+                }
+                if (a.token() != lp.token()) {
+                    String alt = tokenText.of(a.token());
+                    top.add(new ChatTopLogprob(alt, clamp(a.logprob()), TokenText.utf8(alt)));
+                }
             }
             content.add(new ChatTokenLogprob(text, clamp(lp.logprob()), TokenText.utf8(text), top));
         }

@@ -89,7 +89,43 @@ class BadInputTest {
                         + ",\"stream\":true,\"echo\":true,\"logprobs\":1,\"prompt_logprobs\":2}", 400,
                         "prompt_logprobs", "not available when"),
                 Arguments.of("prompt_logprobs out of range", "/v1/completions",
-                        "{" + OK_PROMPT + ",\"prompt_logprobs\":99}", 400, "prompt_logprobs", "between 0 and 20"),
+                        "{" + OK_PROMPT + ",\"prompt_logprobs\":99}", 400, "prompt_logprobs",
+                        "Requested prompt logprobs of 99, which is greater than max allowed: 20 "
+                        + "(parameter=prompt_logprobs, value=99)"),
+                // vLLM: max_tokens 0 only with echo (which returns the prompt); -1 is the whole vocabulary, which is over
+                // max_logprobs (20) for any real model, as on a vLLM server started without --max-logprobs
+                Arguments.of("max_tokens 0 without echo", "/v1/completions", "{" + OK_PROMPT
+                        + ",\"max_tokens\":0,\"echo\":false}", 400, "max_tokens", "`max_tokens` must be at least 1, got 0"),
+                Arguments.of("max_tokens 0 streamed without echo", "/v1/completions", "{" + OK_PROMPT
+                        + ",\"max_tokens\":0,\"stream\":true}", 400, "max_tokens", "must be at least 1, got 0"),
+                Arguments.of("max_tokens 0 in chat", "/v1/chat/completions",
+                        "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"max_tokens\":0}", 400, "max_tokens",
+                        "must be at least 1, got 0"),
+                Arguments.of("prompt_logprobs -1", "/v1/completions", "{" + OK_PROMPT + ",\"prompt_logprobs\":-1}", 400,
+                        "prompt_logprobs", "Requested prompt logprobs of 1024, which is greater than max allowed: 20 "
+                        + "(parameter=prompt_logprobs, value=1024)"),
+                Arguments.of("prompt_logprobs -1 in chat", "/v1/chat/completions",
+                        "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"prompt_logprobs\":-1}", 400,
+                        "prompt_logprobs", "Requested prompt logprobs of 1024"),
+                Arguments.of("prompt_logprobs -1 streamed", "/v1/completions", "{" + OK_PROMPT
+                        + ",\"stream\":true,\"prompt_logprobs\":-1}", 400, "prompt_logprobs", "not available when"),
+                Arguments.of("logprobs -1", "/v1/completions", "{" + OK_PROMPT + ",\"logprobs\":-1}", 400, "logprobs",
+                        "Requested sample logprobs of 1024, which is greater than max allowed: 20 "
+                        + "(parameter=logprobs, value=1024)"),
+                Arguments.of("logprobs over max_logprobs", "/v1/completions", "{" + OK_PROMPT + ",\"logprobs\":21}",
+                        400, "logprobs", "Requested sample logprobs of 21, which is greater than max allowed: 20"),
+                Arguments.of("logprobs -2", "/v1/completions", "{" + OK_PROMPT + ",\"logprobs\":-2}", 400, "logprobs",
+                        "`logprobs` must be -1 (every token of the vocabulary) or at least 0, got -2"),
+                Arguments.of("top_logprobs -1", "/v1/chat/completions", "{\"messages\":[{\"role\":\"user\","
+                        + "\"content\":\"hi\"}],\"logprobs\":true,\"top_logprobs\":-1}", 400, "top_logprobs",
+                        "Requested sample logprobs of 1024, which is greater than max allowed: 20 "
+                        + "(parameter=top_logprobs, value=1024)"),
+                Arguments.of("top_logprobs -1 without logprobs", "/v1/chat/completions", "{\"messages\":[{\"role\":"
+                        + "\"user\",\"content\":\"hi\"}],\"top_logprobs\":-1}", 400, "top_logprobs",
+                        "needs `logprobs` set to true"),
+                Arguments.of("top_logprobs -3", "/v1/chat/completions", "{\"messages\":[{\"role\":\"user\","
+                        + "\"content\":\"hi\"}],\"logprobs\":true,\"top_logprobs\":-3}", 400, "top_logprobs",
+                        "must be -1 (every token of the vocabulary) or at least 0, got -3"),
                 Arguments.of("logit_bias out of range", "/v1/completions",
                         "{" + OK_PROMPT + ",\"logit_bias\":{\"5\":1000}}", 400, "logit_bias", "between -100 and 100"),
                 Arguments.of("token id outside the vocabulary", "/v1/completions", "{\"prompt\":[1, 99999]}", 400,

@@ -229,4 +229,119 @@ class EchoLogprobsServerTest {
         assertThat(offsets).isEqualTo(whole.at("/logprobs/text_offset"));
         assertThat(finishes).containsExactly(whole.get("finish_reason").asText());
     }
+
+    @Test
+    void maxTokensZeroWithEchoScoresThePromptAndGeneratesNothing() throws Exception {
+        // vLLM: echo with max_tokens 0 returns each prompt, its legacy logprobs covering the prompt tokens only
+        List<EvalCase> cases = TestServers.eval("sort", 2);
+        String prompts = JSON.writeValueAsString(List.of(cases.get(0).prompt(), cases.get(1).prompt()));
+        JsonNode body = post("""
+                {"model":"sort","prompt":%s,"max_tokens":0,"temperature":0,"echo":true,"logprobs":2,"n":2}"""
+                .formatted(prompts));
+        // what the same request with one generated token gives for the prompts' part
+        JsonNode oneToken = post("""
+                {"model":"sort","prompt":%s,"max_tokens":1,"temperature":0,"echo":true,"logprobs":2}"""
+                .formatted(prompts));
+        JsonNode choices = body.get("choices");
+        assertThat(choices).hasSize(4);
+        int promptTokens = 0;
+        for (int i = 0; i < 4; i++) {
+            String prompt = cases.get(i / 2).prompt();
+            int[] ids = runtime.tokenizer().encode(prompt, true);
+            if (i % 2 == 0) {
+                promptTokens += ids.length;
+            }
+            JsonNode choice = choices.get(i);
+            assertThat(choice.get("index").asInt()).isEqualTo(i);
+            assertThat(choice.get("text").asText()).isEqualTo(prompt);
+            assertThat(choice.get("finish_reason").asText()).isEqualTo("length");
+            JsonNode lp = choice.get("logprobs");
+            for (String field : List.of("tokens", "token_logprobs", "top_logprobs", "text_offset")) {
+                assertThat(lp.get(field)).as(field).hasSize(ids.length);
+            }
+            JsonNode reference = oneToken.at("/choices/" + i / 2 + "/logprobs");
+            assertThat(lp.at("/token_logprobs/0").isNull()).isTrue();
+            for (int p = 0; p < ids.length; p++) {
+                assertThat(lp.at("/tokens/" + p).asText()).isEqualTo(tokenText(ids[p]));
+                assertThat(lp.at("/text_offset/" + p)).isEqualTo(reference.at("/text_offset/" + p));
+                if (p > 0) {
+                    assertClose(lp.at("/token_logprobs/" + p).asDouble(), reference.at("/token_logprobs/" + p).asDouble());
+                    assertThat(lp.at("/top_logprobs/" + p).size()).isBetween(2, 3);
+                }
+            }
+        }
+        // as vLLM, each prompt counts once whatever n is
+        assertThat(body.at("/usage/prompt_tokens").asInt()).isEqualTo(promptTokens);
+        assertThat(body.at("/usage/completion_tokens").asInt()).isZero();
+        assertThat(body.at("/usage/total_tokens").asInt()).isEqualTo(promptTokens);
+
+        // without logprobs: the prompt and nothing else
+        JsonNode plain = post("""
+                {"model":"sort","prompt":%s,"max_tokens":0,"echo":true}"""
+                .formatted(JSON.writeValueAsString(cases.get(0).prompt())));
+        assertThat(plain.at("/choices/0/text").asText()).isEqualTo(cases.get(0).prompt());
+        assertThat(plain.at("/choices/0/logprobs").isNull()).isTrue();
+        assertThat(plain.at("/usage/completion_tokens").asInt()).isZero();
+    }
+
+    @Test
+    void maxTokensZeroWithEchoStreamed() throws Exception {
+        EvalCase c = TestServers.eval("sort", 1).getFirst();
+        int[] ids = runtime.tokenizer().encode(c.prompt(), true);
+        String prompt = JSON.writeValueAsString(c.prompt());
+        for (boolean logprobs : List.of(true, false)) {
+            String body = """
+                    {"model":"sort","prompt":%s,"max_tokens":0,"echo":true,"n":2,"stream":true,                    "stream_options":{"include_usage":true}%s}""".formatted(prompt, logprobs ? ",\"logprobs\":1" : "");
+            StringBuilder[] text = {new StringBuilder(), new StringBuilder()};
+            int[] tokens = new int[2];
+            List<String> finishes = new ArrayList<>();
+            JsonNode usage = null;
+            for (String data : Http.sseData(http.post("/v1/completions", body).body())) {
+                if (data.equals("[DONE]")) {
+                    continue;
+                }
+                JsonNode chunk = JSON.readTree(data);
+                if (chunk.get("choices").isEmpty()) {
+                    usage = chunk.get("usage");
+                    continue;
+                }
+                JsonNode choice = chunk.at("/choices/0");
+                int index = choice.get("index").asInt();
+                text[index].append(choice.get("text").asText());
+                if (!choice.get("logprobs").isNull()) {
+                    assertThat(logprobs).isTrue();
+                    tokens[index] += choice.at("/logprobs/tokens").size();
+                    assertThat(choice.at("/logprobs/token_logprobs/0").isNull()).isTrue();
+                }
+                if (!choice.get("finish_reason").isNull()) {
+                    finishes.add(index + " " + choice.get("finish_reason").asText());
+                }
+            }
+            for (int i = 0; i < 2; i++) {
+                assertThat(text[i].toString()).as("logprobs %s choice %d", logprobs, i).isEqualTo(c.prompt());
+                assertThat(tokens[i]).isEqualTo(logprobs ? ids.length : 0);
+            }
+            assertThat(finishes).containsExactlyInAnyOrder("0 length", "1 length");
+            assertThat(usage).isNotNull();
+            assertThat(usage.get("prompt_tokens").asInt()).isEqualTo(ids.length);
+            assertThat(usage.get("completion_tokens").asInt()).isZero();
+        }
+    }
+
+    @Test
+    void maxTokensZeroWithEchoThroughTheSdk() {
+        EvalCase c = TestServers.eval("upper", 1).getFirst();
+        Completion r = client.completions().create(CompletionCreateParams.builder().model("upper").prompt(c.prompt())
+                .maxTokens(0).echo(true).logprobs(0).build());
+        CompletionChoice choice = r.choices().getFirst();
+        assertThat(choice.text()).isEqualTo(c.prompt());
+        int[] ids = runtime.tokenizer().encode(c.prompt(), true);
+        CompletionChoice.Logprobs lp = choice.logprobs().orElseThrow();
+        assertThat(lp.tokens().orElseThrow()).hasSize(ids.length);
+        // logprobs 0: each prompt token's entry holds that token alone (vLLM's)
+        var top = lp.topLogprobs().orElseThrow();
+        assertThat(top.get(1)._additionalProperties()).hasSize(1).containsKey(tokenText(ids[1]));
+        assertThat(r.usage().orElseThrow().completionTokens()).isZero();
+        assertThat(choice.finishReason()).isEqualTo(CompletionChoice.FinishReason.LENGTH);
+    }
 }
