@@ -22,7 +22,6 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Locale;
-import java.util.Map;
 import java.util.SplittableRandom;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutorService;
@@ -58,24 +57,23 @@ public final class AdapterLoadBench {
     }
 
     public static void main(String[] argv) throws IOException {
-        Map<String, String> args = DecodeStepBench.parseArgs(argv);
-        String backendName = args.getOrDefault("backend", "cuda");
-        ModelConfig config = DecodeStepBench.modelConfig(args.getOrDefault("shape", "llama7b"));
-        Path root = Path.of(args.getOrDefault("adapters", "/tmp/punica-adapters-13"));
-        int files = Integer.parseInt(args.getOrDefault("write-adapters", "16"));
-        int rank = Integer.parseInt(args.getOrDefault("rank", "16"));
-        int names = Integer.parseInt(args.getOrDefault("names", "1000"));
-        int coldLoads = Integer.parseInt(args.getOrDefault("cold-loads", "100"));
-        int[] slotCounts = Arrays.stream(args.getOrDefault("slots", "32,128").split(","))
-                .mapToInt(s -> Integer.parseInt(s.trim())).toArray();
-        List<String> workloads = List.of(args.getOrDefault("workloads", "skewed,distinct").split(","));
-        int requests = Integer.parseInt(args.getOrDefault("requests", "256"));
-        int promptLen = Integer.parseInt(args.getOrDefault("prompt-len", "64"));
-        int genLen = Integer.parseInt(args.getOrDefault("gen-len", "32"));
-        int maxRunning = Integer.parseInt(args.getOrDefault("max-running", "128"));
-        long hostBytes = (long) (Double.parseDouble(args.getOrDefault("host-gib", "24")) * (1L << 30));
-        long seed = Long.parseLong(args.getOrDefault("seed", "1"));
-        Path out = args.containsKey("out") ? Path.of(args.get("out")) : null;
+        BenchArgs args = BenchArgs.parse(argv);
+        String backendName = args.backend();
+        ModelConfig config = DecodeStepBench.modelConfig(args.shape());
+        Path root = Path.of(args.string("adapters", "/tmp/punica-adapters-13"));
+        int files = args.integer("write-adapters", 16);
+        int rank = args.integer("rank", 16);
+        int names = args.integer("names", 1000);
+        int coldLoads = args.integer("cold-loads", 100);
+        int[] slotCounts = args.integers("slots", "32,128");
+        List<String> workloads = args.strings("workloads", "skewed,distinct");
+        int requests = args.integer("requests", 256);
+        int promptLen = args.integer("prompt-len", 64);
+        int genLen = args.integer("gen-len", 32);
+        int maxRunning = args.integer("max-running", 128);
+        long hostBytes = (long) (args.real("host-gib", 24) * (1L << 30));
+        long seed = args.seed();
+        Path out = args.out();
 
         long t0 = System.nanoTime();
         List<Path> dirs = new ArrayList<>(RandomAdapters.allProjections(rank).write(config, root, "a", files, files, seed));

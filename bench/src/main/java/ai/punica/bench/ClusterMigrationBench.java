@@ -18,7 +18,6 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Locale;
-import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 import java.util.stream.Stream;
 
@@ -41,16 +40,15 @@ public final class ClusterMigrationBench {
     }
 
     public static void main(String[] argv) throws Exception {
-        Map<String, String> args = DecodeStepBench.parseArgs(argv);
-        String backend = args.getOrDefault("backend", "cuda");
-        Path model = Path.of(args.getOrDefault("model", "fixtures/model"));
-        Path adapterRoot = Path.of(args.getOrDefault("adapters", "fixtures/adapters"));
-        int requests = Integer.parseInt(args.getOrDefault("requests", "24"));
-        int gen = Integer.parseInt(args.getOrDefault("gen", "48"));
-        int kvPages = Integer.parseInt(args.getOrDefault("kv-pages", "24"));
-        int repeats = Integer.parseInt(args.getOrDefault("repeats", "5"));
-        int[] costTokens = Arrays.stream(args.getOrDefault("cost-tokens", "16,64,256,512").split(","))
-                .mapToInt(s -> Integer.parseInt(s.trim())).toArray();
+        BenchArgs args = BenchArgs.parse(argv);
+        String backend = args.backend();
+        Path model = Path.of(args.string("model", "fixtures/model"));
+        Path adapterRoot = Path.of(args.string("adapters", "fixtures/adapters"));
+        int requests = args.integer("requests", 24);
+        int gen = args.integer("gen", 48);
+        int kvPages = args.integer("kv-pages", 24);
+        int repeats = args.integer("repeats", 5);
+        int[] costTokens = args.integers("cost-tokens", "16,64,256,512");
         List<String> adapters = new ArrayList<>();
         EngineBuilder builder = new EngineBuilder().model(model).backend(backend);
         try (Stream<Path> dirs = Files.list(adapterRoot)) {

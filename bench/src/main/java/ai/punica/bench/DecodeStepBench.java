@@ -95,21 +95,20 @@ public final class DecodeStepBench {
     }
 
     public static void main(String[] argv) throws IOException {
-        Map<String, String> args = parseArgs(argv);
-        String backendName = args.getOrDefault("backend", "cuda");
-        String shapeName = args.getOrDefault("shape", "llama7b");
-        int[] batches = Arrays.stream(args.getOrDefault("batches", "1,2,4,8,16,32,64").split(","))
-                .mapToInt(Integer::parseInt).toArray();
-        int context = Integer.parseInt(args.getOrDefault("context", "512"));
-        int rank = Integer.parseInt(args.getOrDefault("rank", "16"));
-        int warmup = Integer.parseInt(args.getOrDefault("warmup", "3"));
-        int steps = Integer.parseInt(args.getOrDefault("steps", "20"));
-        long seed = Long.parseLong(args.getOrDefault("seed", "1"));
-        double honestGbs = Double.parseDouble(args.getOrDefault("bandwidth-gbs", "0"));
-        List<String> workloads = List.of(args.getOrDefault("workloads", "none,identical,uniform,skewed,distinct").split(","));
+        BenchArgs args = BenchArgs.parse(argv);
+        String backendName = args.backend();
+        String shapeName = args.shape();
+        int[] batches = args.integers("batches", "1,2,4,8,16,32,64");
+        int context = args.integer("context", 512);
+        int rank = args.integer("rank", 16);
+        int warmup = args.integer("warmup", 3);
+        int steps = args.integer("steps", 20);
+        long seed = args.seed();
+        double honestGbs = args.real("bandwidth-gbs", 0);
+        List<String> workloads = args.strings("workloads", "none,identical,uniform,skewed,distinct");
         int maxBatch = Arrays.stream(batches).max().orElseThrow();
-        int slots = Integer.parseInt(args.getOrDefault("slots", String.valueOf(maxBatch)));
-        Path out = args.containsKey("out") ? Path.of(args.get("out")) : null;
+        int slots = args.integer("slots", maxBatch);
+        Path out = args.out();
 
         ModelConfig config = modelConfig(shapeName);
         int pagesPerSeq = (context + PAGE_SIZE - 1) / PAGE_SIZE;
@@ -462,17 +461,5 @@ public final class DecodeStepBench {
             }
         }
         return bad;
-    }
-
-    /** {@code --name value} pairs (the bench mains' command lines). */
-    static Map<String, String> parseArgs(String[] argv) {
-        Map<String, String> args = new LinkedHashMap<>();
-        for (int i = 0; i < argv.length; i++) {
-            if (!argv[i].startsWith("--") || i + 1 >= argv.length) {
-                throw new IllegalArgumentException("arguments are --name value pairs; got '" + argv[i] + "'");
-            }
-            args.put(argv[i].substring(2), argv[++i]);
-        }
-        return args;
     }
 }

@@ -112,33 +112,30 @@ public final class GenerateThroughputBench {
     }
 
     public static void main(String[] argv) throws IOException {
-        Map<String, String> args = DecodeStepBench.parseArgs(argv);
-        String backendName = args.getOrDefault("backend", "cuda");
-        String shapeName = args.getOrDefault("shape", "llama7b");
-        int[] batches = Arrays.stream(args.getOrDefault("batches", "8,16,32,64").split(","))
-                .mapToInt(s -> Integer.parseInt(s.trim())).toArray();
-        List<String> workloads = List.of(args.getOrDefault("workloads", "none,identical,uniform,skewed,distinct")
-                .split(","));
-        int promptLen = Integer.parseInt(args.getOrDefault("prompt-len", "128"));
-        int genLen = Integer.parseInt(args.getOrDefault("gen-len", "128"));
-        int warmupGenLen = Integer.parseInt(args.getOrDefault("warmup-gen-len", String.valueOf(Math.min(16, genLen))));
-        int rounds = Integer.parseInt(args.getOrDefault("rounds", "1"));
+        BenchArgs args = BenchArgs.parse(argv);
+        String backendName = args.backend();
+        String shapeName = args.shape();
+        int[] batches = args.integers("batches", "8,16,32,64");
+        List<String> workloads = args.strings("workloads", "none,identical,uniform,skewed,distinct");
+        int promptLen = args.integer("prompt-len", 128);
+        int genLen = args.integer("gen-len", 128);
+        int warmupGenLen = args.integer("warmup-gen-len", Math.min(16, genLen));
+        int rounds = args.integer("rounds", 1);
         int maxBatch = Arrays.stream(batches).max().orElseThrow();
-        int maxBatchTokens = Integer.parseInt(args.getOrDefault("max-batch-tokens",
-                String.valueOf(Math.max(maxBatch, maxBatch * promptLen))));
-        int pageSize = Integer.parseInt(args.getOrDefault("page-size", "16"));
-        int maxRank = Integer.parseInt(args.getOrDefault("max-rank", "16"));
-        long seed = Long.parseLong(args.getOrDefault("seed", "1"));
-        Path adapterRoot = args.containsKey("adapters") ? Path.of(args.get("adapters")) : null;
-        Path out = args.containsKey("out") ? Path.of(args.get("out")) : null;
+        int maxBatchTokens = args.integer("max-batch-tokens", Math.max(maxBatch, maxBatch * promptLen));
+        int pageSize = args.integer("page-size", 16);
+        int maxRank = args.integer("max-rank", 16);
+        long seed = args.seed();
+        Path adapterRoot = args.path("adapters");
+        Path out = args.out();
 
         ModelConfig config = DecodeStepBench.modelConfig(shapeName);
-        if (args.containsKey("write-adapters")) {
+        if (args.has("write-adapters")) {
             if (adapterRoot == null) {
                 throw new IllegalArgumentException("--write-adapters needs --adapters DIR to write into");
             }
             long t0 = System.nanoTime();
-            int n = Integer.parseInt(args.get("write-adapters"));
+            int n = args.integer("write-adapters", 0);
             RandomAdapters.allProjections(maxRank).write(config, adapterRoot, "a", n, n, seed);
             System.out.printf(Locale.ROOT, "wrote %d random adapters of rank %d to %s in %.1f s%n", n, maxRank,
                     adapterRoot, (System.nanoTime() - t0) / 1e9);
@@ -170,9 +167,9 @@ public final class GenerateThroughputBench {
                     + adapterNames.size()) + "; write them with tools/bench/make_adapters.py --count " + neededAdapters
                     + " or --write-adapters " + neededAdapters);
         }
-        int slots = Integer.parseInt(args.getOrDefault("slots", String.valueOf(Math.max(1, neededAdapters))));
+        int slots = args.integer("slots", Math.max(1, neededAdapters));
 
-        boolean batchInvariant = Boolean.parseBoolean(args.getOrDefault("batch-invariant", "false"));
+        boolean batchInvariant = args.bool("batch-invariant", false);
         try (Backend backend = batchInvariant ? Backends.provider(backendName).create(0, true)
                 : Backends.create(backendName)) {
             int pagesPerSeq = (promptLen + genLen + pageSize - 1) / pageSize;

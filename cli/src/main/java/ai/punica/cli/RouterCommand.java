@@ -13,7 +13,6 @@ import picocli.CommandLine.Option;
 import picocli.CommandLine.ParameterException;
 import picocli.CommandLine.Spec;
 import picocli.CommandLine.Model.CommandSpec;
-import sun.misc.Signal;
 
 /**
  * {@code punica router}: one OpenAI-compatible endpoint over several {@code punica serve} processes, with
@@ -83,13 +82,7 @@ final class RouterCommand implements Callable<Integer> {
         }
         try (Router router = new Router(config).start()) {
             CountDownLatch stopped = new CountDownLatch(1);
-            for (String signal : List.of("TERM", "INT")) {
-                try {
-                    Signal.handle(new Signal(signal), s -> stopped.countDown());
-                } catch (IllegalArgumentException e) {
-                    // SIGINT cannot be handled in a background job; SIGTERM still can.
-                }
-            }
+            StopSignals.onStop(stopped::countDown);
             System.out.println("Punica-J router at http://" + host + ":" + router.port() + "/v1 over "
                     + (engineDns != null ? engineDns : String.join(", ", engines)));
             System.out.flush();

@@ -27,7 +27,6 @@ import picocli.CommandLine.Option;
 import picocli.CommandLine.ParameterException;
 import picocli.CommandLine.Spec;
 import picocli.CommandLine.Model.CommandSpec;
-import sun.misc.Signal;
 
 /**
  * {@code punica serve}: the OpenAI-compatible server. SIGTERM and Ctrl-C stop it gracefully (running
@@ -289,18 +288,10 @@ final class ServeCommand implements Callable<Integer> {
                 return 1;
             }
             CountDownLatch stopped = new CountDownLatch(1);
-            Runnable stop = () -> {
+            StopSignals.onStop(() -> { // drains running requests, then exits 0
                 server.stop(Duration.ofSeconds(shutdownTimeoutSeconds));
                 stopped.countDown();
-            };
-            // Handled signals (not a shutdown hook), so the process drains requests and exits 0, not 143.
-            for (String signal : List.of("TERM", "INT")) {
-                try {
-                    Signal.handle(new Signal(signal), s -> Thread.ofPlatform().name("punica-stop").start(stop));
-                } catch (IllegalArgumentException e) {
-                    // SIGINT is ignored in background jobs and cannot be handled then; SIGTERM still works.
-                }
-            }
+            });
             System.out.println("Punica-J serving " + runtime.engine().baseModelName()
                     + (adapterDirs.isEmpty() ? "" : " with adapters " + String.join(", ", adapterDirs.keySet()))
                     + " at " + server.baseUrl() + "/v1" + (key != null ? " (API key required)" : "")

@@ -686,30 +686,15 @@ public final class Router implements AutoCloseable {
 
     /** GET /v1/router/state: each engine process, whether it is up (and why not), its load; the failovers. */
     private void state(ServerRequest req, ServerResponse res) throws IOException {
-        List<Map<String, Object>> list = new ArrayList<>();
+        List<RouterState.EngineEntry> list = new ArrayList<>();
         for (RemoteEngine e : engines) {
             EngineState s = e.state();
-            Map<String, Object> m = new LinkedHashMap<>();
-            m.put("url", e.base().toString());
-            m.put("available", e.available());
-            m.put("problem", e.problem());
-            m.put("requests", s.running());
-            m.put("max_running", s.maxRunning());
-            m.put("free_kv_pages", s.freeKvPages());
-            m.put("placements", e.placements.get());
-            list.add(m);
+            list.add(new RouterState.EngineEntry(e.base().toString(), e.available(), e.problem(), s.running(),
+                    s.maxRunning(), s.freeKvPages(), e.placements.get()));
         }
-        Map<String, Object> body = new LinkedHashMap<>();
-        body.put("object", "router.state");
-        body.put("policy", config.policy().name());
-        body.put("failovers", failovers.get());
-        body.put("lost_streams", lostStreams.get());
-        body.put("migrations", migrations.get());
-        body.put("migrations_declined", migrationsDeclined.get());
-        body.put("queued", queue.length());
-        body.put("queue_capacity", queue.capacity());
-        body.put("queue_refusals", queue.refusedFull() + queue.refusedTimeout());
-        body.put("engines", list);
+        var body = new RouterState("router.state", config.policy().name(), failovers.get(), lostStreams.get(),
+                migrations.get(), migrationsDeclined.get(), queue.length(), queue.capacity(),
+                queue.refusedFull() + queue.refusedTimeout(), list);
         res.status(Status.OK_200);
         res.header(HeaderNames.CONTENT_TYPE, "application/json");
         res.send(JSON.writeValueAsBytes(body));

@@ -92,16 +92,9 @@ final class ApiException extends RuntimeException {
         return status;
     }
 
-    String type() {
-        return type;
-    }
-
-    String param() {
-        return param;
-    }
-
-    String code() {
-        return code;
+    /** The response body: {@code {"error":{"message","type","param","code"}}}. */
+    OpenAiJson.ErrorBody body() {
+        return new OpenAiJson.ErrorBody(new OpenAiJson.ErrorDetail(getMessage(), type, param, code));
     }
 
     /** Whether the rest of the request is unread, so the connection must close after the answer. */

@@ -4,6 +4,7 @@ import ai.punica.cluster.EngineCluster;
 import io.prometheus.metrics.core.metrics.CounterWithCallback;
 import io.prometheus.metrics.core.metrics.GaugeWithCallback;
 import io.prometheus.metrics.model.registry.PrometheusRegistry;
+import java.util.function.ToLongFunction;
 
 /**
  * The scheduler over engines' own metrics, read from its {@link EngineCluster.Snapshot} at scrape time:
@@ -28,19 +29,24 @@ final class ClusterMetrics {
         CounterWithCallback.builder().name("punica_cluster_queue_refusals_total")
                 .help("Requests refused (HTTP 429) because the scheduler's queue was full.")
                 .callback(cb -> cb.call(cluster.snapshot().queueRefusals())).register(registry);
-        GaugeWithCallback.builder().name("punica_cluster_queue_length")
-                .help("Requests waiting in the scheduler's queue for an engine with room.")
-                .callback(cb -> cb.call(cluster.snapshot().queued())).register(registry);
-        GaugeWithCallback.builder().name("punica_cluster_engines_busy")
-                .help("Engines with at least one request.")
-                .callback(cb -> cb.call(cluster.snapshot().busyEngines())).register(registry);
-        GaugeWithCallback.builder().name("punica_cluster_engines_idle")
-                .help("Engines with no request for longer than the idle time (--idle-after).")
-                .callback(cb -> cb.call(cluster.snapshot().idleEngines())).register(registry);
+        gauge(registry, cluster, "punica_cluster_queue_length",
+                "Requests waiting in the scheduler's queue for an engine with room.", EngineCluster.Snapshot::queued);
+        gauge(registry, cluster, "punica_cluster_engines_busy", "Engines with at least one request.",
+                EngineCluster.Snapshot::busyEngines);
+        gauge(registry, cluster, "punica_cluster_engines_idle",
+                "Engines with no request for longer than the idle time (--idle-after).",
+                EngineCluster.Snapshot::idleEngines);
         GaugeWithCallback.builder().name("punica_engine_idle")
                 .help("1 when the engine has had no request for longer than the idle time, else 0.")
                 .labelNames("engine")
                 .callback(cb -> cluster.snapshot().engines().forEach(e -> cb.call(e.idle() ? 1 : 0, e.name())))
                 .register(registry);
+    }
+
+    /** A gauge without labels: one number of the snapshot taken at scrape time. */
+    private static void gauge(PrometheusRegistry registry, EngineCluster cluster, String name, String help,
+                              ToLongFunction<EngineCluster.Snapshot> value) {
+        GaugeWithCallback.builder().name(name).help(help)
+                .callback(cb -> cb.call(value.applyAsLong(cluster.snapshot()))).register(registry);
     }
 }

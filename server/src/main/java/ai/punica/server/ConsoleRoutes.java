@@ -201,7 +201,6 @@ final class ConsoleRoutes implements HttpService, AutoCloseable {
         }
         res.status(Status.create(e.status()));
         res.header(HeaderNames.CONTENT_TYPE, "application/json");
-        res.send(OpenAiJson.bytes(new OpenAiJson.ErrorBody(
-                new OpenAiJson.ErrorDetail(e.getMessage(), e.type(), e.param(), e.code()))));
+        res.send(OpenAiJson.bytes(e.body()));
     }
 }

@@ -305,9 +305,7 @@ final class GenerationExchange {
                 send(sse, responses, pending);
                 if (error != null) {
                     cancel();
-                    ApiException api = refusal(error);
-                    sse.data(new OpenAiJson.ErrorBody(new OpenAiJson.ErrorDetail(api.getMessage(), api.type(),
-                            api.param(), api.code())));
+                    sse.data(refusal(error).body());
                     sse.done();
                     logDone("error: " + error.getMessage());
                     return;

@@ -50,13 +50,12 @@ final class ProtocolErrors implements DirectHandler {
         } + (detail.isEmpty() ? "." : ": " + detail + ".");
         ApiException error = new ApiException(status.code(), status.code() >= 500 ? "server_error"
                 : "invalid_request_error", null, null, text);
-        var body = new OpenAiJson.ErrorBody(new OpenAiJson.ErrorDetail(error.getMessage(), error.type(), null, null));
         return TransportResponse.builder()
                 .status(status)
                 .headers(headers)
                 .header(HeaderNames.CONTENT_TYPE, "application/json")
                 .keepAlive(false)
-                .entity(OpenAiJson.bytes(body))
+                .entity(OpenAiJson.bytes(error.body()))
                 .build();
     }
 

@@ -662,8 +662,7 @@ public final class PunicaServer {
         if (e.closesConnection()) {
             res.header(HeaderNames.CONNECTION, "close");
         }
-        var body = new OpenAiJson.ErrorBody(new OpenAiJson.ErrorDetail(e.getMessage(), e.type(), e.param(), e.code()));
-        sendJson(res, res.status(), body);
+        sendJson(res, res.status(), e.body());
     }
 
     // ---- builder --------------------------------------------------------------------------------
@@ -718,9 +717,7 @@ public final class PunicaServer {
 
         /** 0 picks a free port (tests); {@link #port()} tells which. */
         public Builder port(int port) {
-            if (port < 0 || port > 65535) {
-                throw new IllegalArgumentException("port must be in [0, 65535], got " + port);
-            }
+            require(port >= 0 && port <= 65535, "port must be in [0, 65535], got " + port);
             this.port = port;
             return this;
         }
@@ -743,9 +740,7 @@ public final class PunicaServer {
         }
 
         public Builder maxBodyBytes(long bytes) {
-            if (bytes < 1) {
-                throw new IllegalArgumentException("max body size must be positive, got " + bytes);
-            }
+            require(bytes >= 1, "max body size must be positive, got " + bytes);
             this.maxBodyBytes = bytes;
             return this;
         }
@@ -776,9 +771,7 @@ public final class PunicaServer {
 
         /** Most completions one request may ask for (prompts × n; default 128). */
         public Builder maxChoices(int choices) {
-            if (choices < 1) {
-                throw new IllegalArgumentException("max choices must be at least 1, got " + choices);
-            }
+            require(choices >= 1, "max choices must be at least 1, got " + choices);
             this.maxChoices = choices;
             return this;
         }
@@ -791,6 +784,12 @@ public final class PunicaServer {
 
         public PunicaServer build() {
             return new PunicaServer(this);
+        }
+
+        private static void require(boolean valid, String problem) {
+            if (!valid) {
+                throw new IllegalArgumentException(problem);
+            }
         }
     }
 }

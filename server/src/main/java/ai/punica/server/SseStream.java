@@ -52,15 +52,7 @@ final class SseStream implements AutoCloseable {
 
     void data(Object json) throws ClientGone {
         byte[] body = OpenAiJson.bytes(json);
-        try {
-            OutputStream out = out();
-            out.write(DATA);
-            out.write(body);
-            out.write(END);
-            out.flush();
-        } catch (IOException | RuntimeException e) {
-            throw new ClientGone(e);
-        }
+        send(DATA, body, END);
     }
 
     /**
@@ -68,54 +60,43 @@ final class SseStream implements AutoCloseable {
      * a reader that sees the event whole sees both.
      */
     void event(String comment, Object json) throws ClientGone {
-        try {
-            var buf = new java.io.ByteArrayOutputStream();
-            buf.write((": " + comment + "\n").getBytes(StandardCharsets.UTF_8));
-            if (json != null) {
-                buf.write(DATA);
-                buf.write(OpenAiJson.bytes(json));
-                buf.write('\n');
-            }
-            buf.write('\n');
-            OutputStream out = out();
-            out.write(buf.toByteArray());
-            out.flush();
-        } catch (IOException | RuntimeException e) {
-            throw new ClientGone(e);
-        }
+        send(frame(": " + comment, json));
     }
 
     /** A named event ({@code event: NAME} and one data line), for a router: OpenAI clients are never sent one. */
     void named(String event, Object json) throws ClientGone {
-        try {
-            var buf = new java.io.ByteArrayOutputStream();
-            buf.write(("event: " + event + "\n").getBytes(StandardCharsets.UTF_8));
-            buf.write(DATA);
-            buf.write(OpenAiJson.bytes(json));
-            buf.write(END);
-            OutputStream out = out();
-            out.write(buf.toByteArray());
-            out.flush();
-        } catch (IOException | RuntimeException e) {
-            throw new ClientGone(e);
-        }
+        send(frame("event: " + event, json));
     }
 
     /** An SSE comment line: ignored by clients, but a write that fails if the client is gone. */
     void comment(String text) throws ClientGone {
-        try {
-            OutputStream out = out();
-            out.write((": " + text + "\n\n").getBytes(StandardCharsets.UTF_8));
-            out.flush();
-        } catch (IOException | RuntimeException e) {
-            throw new ClientGone(e);
-        }
+        send(frame(": " + text, null));
     }
 
     void done() throws ClientGone {
+        send(DONE);
+    }
+
+    /** One event as one byte array: its first line, a data line unless {@code json} is null, the blank line. */
+    private static byte[] frame(String firstLine, Object json) {
+        var buf = new java.io.ByteArrayOutputStream();
+        buf.writeBytes((firstLine + "\n").getBytes(StandardCharsets.UTF_8));
+        if (json != null) {
+            buf.writeBytes(DATA);
+            buf.writeBytes(OpenAiJson.bytes(json));
+            buf.write('\n');
+        }
+        buf.write('\n');
+        return buf.toByteArray();
+    }
+
+    /** Writes the parts and flushes them; a failure means the client has gone. */
+    private void send(byte[]... parts) throws ClientGone {
         try {
             OutputStream out = out();
-            out.write(DONE);
+            for (byte[] part : parts) {
+                out.write(part);
+            }
             out.flush();
         } catch (IOException | RuntimeException e) {
             throw new ClientGone(e);

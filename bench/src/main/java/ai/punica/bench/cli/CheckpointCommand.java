@@ -7,21 +7,14 @@ import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Locale;
-import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
-import picocli.CommandLine.ParameterException;
-import picocli.CommandLine.Spec;
-import picocli.CommandLine.Model.CommandSpec;
 
 /** {@code punica bench checkpoint}: a random-weight model of a named shape and N random PEFT adapters. */
 @Command(name = "checkpoint", mixinStandardHelpOptions = true,
         description = "Write a random-weight model (config.json, model.safetensors, the repository's tokenizer) "
                 + "into OUT/model and N random PEFT LoRA adapters into OUT/adapters/a000, a001, ...")
-final class CheckpointCommand implements Callable<Integer> {
-    @Spec
-    CommandSpec spec;
-
+final class CheckpointCommand extends BenchSubcommand {
     @Option(names = "--shape", defaultValue = "llama-2-7b",
             description = "llama-2-7b, llama-3-8b, mistral-7b or tiny (default: ${DEFAULT-VALUE}).")
     String shape;
@@ -65,7 +58,7 @@ final class CheckpointCommand implements Callable<Integer> {
             s = BenchCheckpoint.Shape.of(shape);
             writer = new RandomAdapters(rank, alpha, RandomAdapters.parseTargets(targets));
         } catch (IllegalArgumentException e) {
-            throw new ParameterException(spec.commandLine(), e.getMessage());
+            throw usageError(e.getMessage());
         }
         ModelConfig config = s.config();
         if (!noModel) {
@@ -75,7 +68,7 @@ final class CheckpointCommand implements Callable<Integer> {
             try {
                 bytes = BenchCheckpoint.write(s, out.resolve("model"), fixturesDir, seed);
             } catch (IllegalArgumentException e) {
-                throw new ParameterException(spec.commandLine(), e.getMessage());
+                throw usageError(e.getMessage());
             }
             double seconds = (System.nanoTime() - t0) / 1e9;
             System.out.printf(Locale.ROOT, "wrote %s (%s, %.2f GB of bf16 weights) in %.1f s (%.2f GB/s)%n",

@@ -21,12 +21,8 @@ import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
-import picocli.CommandLine.ParameterException;
-import picocli.CommandLine.Spec;
-import picocli.CommandLine.Model.CommandSpec;
 
 /**
  * {@code punica bench serve}: runs workloads × arrival settings against a running OpenAI-compatible server, one
@@ -36,10 +32,7 @@ import picocli.CommandLine.Model.CommandSpec;
         description = "Open-loop serving benchmark against an OpenAI-compatible server (Punica-J, vLLM, ...): "
                 + "Punica's adapter workloads, Poisson/gamma arrivals or concurrent clients, latency percentiles, "
                 + "goodput, JSON and HTML reports.")
-final class ServeBenchCommand implements Callable<Integer> {
-    @Spec
-    CommandSpec spec;
-
+final class ServeBenchCommand extends BenchSubcommand {
     @Option(names = "--base-url", defaultValue = "http://127.0.0.1:8000/v1",
             description = "The server's OpenAI base URL (default: ${DEFAULT-VALUE}).")
     URI baseUrl;
@@ -155,10 +148,10 @@ final class ServeBenchCommand implements Callable<Integer> {
         String key = apiKey != null ? apiKey : System.getenv("PUNICA_API_KEY") != null
                 ? System.getenv("PUNICA_API_KEY") : System.getenv("OPENAI_API_KEY");
         if (!endpoint.equals("completions") && !endpoint.equals("chat")) {
-            throw new ParameterException(spec.commandLine(), "--endpoint " + endpoint + ": completions or chat");
+            throw usageError("--endpoint " + endpoint + ": completions or chat");
         }
         if (dataset != null && !Files.isRegularFile(dataset)) {
-            throw new ParameterException(spec.commandLine(), "--dataset " + dataset + ": no such file");
+            throw usageError("--dataset " + dataset + ": no such file");
         }
         HttpClient http = OpenAiStreamClient.newHttpClient();
         ServeBenchmark bench = new ServeBenchmark(http, System.err);
@@ -180,7 +173,7 @@ final class ServeBenchCommand implements Callable<Integer> {
         try {
             counter = bench.tokenCounter(base, baseId);
         } catch (RuntimeException e) {
-            throw new ParameterException(spec.commandLine(), "--tokenizer " + tokenizer + ": " + e.getMessage());
+            throw usageError("--tokenizer " + tokenizer + ": " + e.getMessage());
         }
         Files.createDirectories(out);
         List<RunResult> results = new ArrayList<>();
@@ -189,7 +182,7 @@ final class ServeBenchCommand implements Callable<Integer> {
             try {
                 workload = AdapterPopularity.parse(w, adapterIds.size());
             } catch (IllegalArgumentException e) {
-                throw new ParameterException(spec.commandLine(), "--workloads: " + e.getMessage());
+                throw usageError("--workloads: " + e.getMessage());
             }
             for (ArrivalProcess a : arrivals) {
                 ServeBenchConfig config = base.with(workload, a);
@@ -221,7 +214,7 @@ final class ServeBenchCommand implements Callable<Integer> {
     private List<ArrivalProcess> arrivals() {
         int modes = (rates != null ? 1 : 0) + (schedule != null ? 1 : 0) + (concurrency != null ? 1 : 0);
         if (modes > 1) {
-            throw new ParameterException(spec.commandLine(), "give one of --rates, --schedule, --concurrency");
+            throw usageError("give one of --rates, --schedule, --concurrency");
         }
         try {
             List<ArrivalProcess> out = new ArrayList<>();
@@ -243,7 +236,7 @@ final class ServeBenchCommand implements Callable<Integer> {
             }
             return out;
         } catch (IllegalArgumentException e) {
-            throw new ParameterException(spec.commandLine(), e.getMessage());
+            throw usageError(e.getMessage());
         }
     }
 
