@@ -192,8 +192,11 @@ class Run {
       this.last = performance.now();
     }
     this.out += text;
-    // A token that adds no text (the end-of-sequence token, a stop token) is shown apart in the log-prob view.
-    if (text === "") for (const t of fresh) t.silent = true;
+    // Tokens that add no text (the end-of-sequence token, a stop token) are shown apart in the log-prob view. They
+    // end a frame, alone or after the tokens whose text it carries (tokens that arrive together share a frame).
+    for (let i = fresh.length - 1; i >= 0 && !(fresh[i].text && text.endsWith(fresh[i].text)); i--) {
+      fresh[i].silent = true;
+    }
     this.tokens.push(...fresh);
     this.render();
   }
