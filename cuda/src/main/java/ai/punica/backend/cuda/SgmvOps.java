@@ -17,7 +17,9 @@ import ai.punica.backend.LoraWeights;
 import ai.punica.backend.Segments;
 import ai.punica.backend.ShapeChecks;
 import java.util.Arrays;
+import java.util.HashMap;
 import java.util.List;
+import java.util.Map;
 
 /**
  * Segmented LoRA (Punica's SGMV, sgmv.cu): the shrink {@code v = x·Aᵀ} and the expand
@@ -50,13 +52,17 @@ final class SgmvOps {
     /** Fp32 partial sums one tensor-core shrink block leaves for the split-K reduction: 64 rows × 64 ranks. */
     private static final int TC_PARTIAL_FLOATS = TC_ROWS * TC_MAX_RANK;
 
+    /** The CUDA-core shrinks' split-K: inputs in multiples of 8 (16-byte loads stay aligned). */
+    private static final SplitK SHRINK_SPLIT =
+            new SplitK(SHRINK_MIN_SPLIT, 8, SHRINK_BLOCKS_PER_SM, SHRINK_PARTIAL_FLOATS);
+    /** The tensor-core shrink's split-K: inputs in multiples of {@value KernelConstants#TC_K_STEP}. */
+    private static final SplitK TC_SPLIT = new SplitK(TC_MIN_SPLIT, TC_K_STEP, TC_BLOCKS_PER_SM, TC_PARTIAL_FLOATS);
+
     private final DeviceParts parts;
     private final SlotTables slotTables;
     private final SgmvTiles tiles = new SgmvTiles();
-    /** The CUDA-core shrinks' split-K: inputs in multiples of 8 (16-byte loads stay aligned). */
-    private final SplitK shrinkSplit = new SplitK(SHRINK_MIN_SPLIT, 8, SHRINK_BLOCKS_PER_SM, SHRINK_PARTIAL_FLOATS);
-    /** The tensor-core shrink's split-K: inputs in multiples of {@value KernelConstants#TC_K_STEP}. */
-    private final SplitK tcSplit = new SplitK(TC_MIN_SPLIT, TC_K_STEP, TC_BLOCKS_PER_SM, TC_PARTIAL_FLOATS);
+    /** Each split-K's scratch (device address), allocated when first needed. */
+    private final Map<SplitK, Long> scratchBases = new HashMap<>();
     private long tcLaunches;
     /** fusedLora and fusedMinTiles are read from here. */
     private final CudaOptions options;
@@ -95,9 +101,9 @@ final class SgmvOps {
         }
         int[] tileTable = tiles.tiles(op, segments, tileCount);
         int in = xs.cols();
-        int kChunk = shrinkSplit.chunk(tileCount * rankBlocks, in);
+        int kChunk = chunk(SHRINK_SPLIT, tileCount * rankBlocks, in);
         int splits = ceilDiv(in, kChunk);
-        long[] scratch = shrinkSplit.scratch(splits);
+        long[] scratch = scratch(SHRINK_SPLIT, splits);
         int slots = weights.slots();
         long tilesOnDevice = parts.ring().ints(tileTable);
         parts.kernels().launchSgmvShrink(SgmvTiles.rowTiles(segments, tileCount), xs.ptr, xs.cols(),
@@ -139,9 +145,9 @@ final class SgmvOps {
         int[] tileTable = tiles.tiles(op, segments, tileCount);
         int in = xs.cols();
         int rankBlocks = ceilDiv(w, SHRINK_RANKS_PER_BLOCK);
-        int kChunk = shrinkSplit.chunk(n * tileCount * rankBlocks, in);
+        int kChunk = chunk(SHRINK_SPLIT, n * tileCount * rankBlocks, in);
         int splits = ceilDiv(in, kChunk);
-        long[] scratch = shrinkSplit.scratch(splits);
+        long[] scratch = scratch(SHRINK_SPLIT, splits);
         long tilesOnDevice = parts.ring().ints(tileTable);
         parts.kernels().launchSgmvShrinkGroup(SgmvTiles.rowTiles(segments, tileCount), xs.ptr, xs.cols(), vs.ptr,
                 vs.cols(), w, tilesOnDevice, tables, slots, in, kChunk, splits, scratch[0], scratch[1], tileCount, rankBlocks, n);
@@ -382,9 +388,9 @@ final class SgmvOps {
             return;
         }
         int in = xs.cols();
-        int kChunk = tcSplit.chunk(tileCount * n, in);
+        int kChunk = chunk(TC_SPLIT, tileCount * n, in);
         int splits = ceilDiv(in, kChunk);
-        long[] scratch = tcSplit.scratch(splits);
+        long[] scratch = scratch(TC_SPLIT, splits);
         long tilesOnDevice = parts.ring().ints(tileTable);
         parts.kernels().launchSgmvTcShrink(xs.ptr, xs.cols(), v, vStride, vWidth, tilesOnDevice, tables, slots, in,
                 kChunk, scratch[0], scratch[1], tileCount, splits, n);
@@ -495,7 +501,7 @@ final class SgmvOps {
      * {@link #SHRINK_BLOCKS_PER_SM} blocks run per SM, a multiple of 8.
      */
     int shrinkChunk(int tileCount, int vCols, int in) {
-        return shrinkSplit.chunk(tileCount * ceilDiv(vCols, SHRINK_RANKS_PER_BLOCK), in);
+        return chunk(SHRINK_SPLIT, tileCount * ceilDiv(vCols, SHRINK_RANKS_PER_BLOCK), in);
     }
 
     /** The slot count of a group's projections, which must all have the same. */
@@ -548,58 +554,46 @@ final class SgmvOps {
     }
 
     /**
-     * How a shrink splits its inputs (split-K), and the scratch the splits are summed in. A launch of
-     * {@code blocks} blocks is split when they alone would leave SMs idle: into about {@code blocksPerSm} blocks
-     * per SM (the target), each split at least {@code minSplit} inputs, a multiple of {@code step}. With
-     * {@code blocks < target} and {@code splits ≤ ceil(target / blocks)}, blocks · splits stays below
-     * 2 · target, the scratch's size.
+     * How a shrink splits its inputs (split-K). A launch of {@code blocks} blocks is split when they alone would
+     * leave SMs idle: into about {@code blocksPerSm} blocks per SM (the target), each split at least
+     * {@code minSplit} inputs, a multiple of {@code step}. With {@code blocks < target} and
+     * {@code splits ≤ ceil(target / blocks)}, blocks · splits stays below 2 · target: the scratch holds 2 · target
+     * blocks' {@code partialFloats} fp32 partial sums, then target arrival counters.
      */
-    private final class SplitK {
-        private final int minSplit;
-        private final int step;
-        private final int blocksPerSm;
-        private final int partialFloats;
-        /** 2 · target blocks' fp32 partial sums, then target arrival counters (0 until first needed). */
-        private long scratch;
-
-        SplitK(int minSplit, int step, int blocksPerSm, int partialFloats) {
-            this.minSplit = minSplit;
-            this.step = step;
-            this.blocksPerSm = blocksPerSm;
-            this.partialFloats = partialFloats;
-        }
-
+    private record SplitK(int minSplit, int step, int blocksPerSm, int partialFloats) {
         /** Inputs per block of a launch of {@code blocks} blocks over {@code in} inputs (all of them: no split). */
-        int chunk(int blocks, int in) {
-            int target = target();
+        int chunk(int blocks, int in, int multiprocessors) {
+            int target = blocksPerSm * multiprocessors;
             int splits = 1;
             if (blocks < target && in >= 2 * minSplit) {
                 splits = Math.min(ceilDiv(target, blocks), in / minSplit);
             }
             return roundUp(ceilDiv(in, splits), step);
         }
+    }
 
-        /**
-         * (partial sums, arrival counters) for a launch of {@code splits} splits, or zeros for one split (the
-         * kernel writes v). The scratch is allocated once at its largest size and its counters zeroed here; each
-         * launch leaves them zero again.
-         */
-        long[] scratch(int splits) {
-            if (splits == 1) {
-                return new long[2];
-            }
-            int target = target();
-            long partialBytes = 2L * target * partialFloats * 4;
-            if (scratch == 0) {
-                scratch = parts.memory().alloc(partialBytes + 4L * target);
-                parts.ctx().driver.memsetD32Async(scratch + partialBytes, 0, target, parts.ctx().stream);
-            }
-            return new long[] {scratch, scratch + partialBytes};
-        }
+    /** {@link SplitK#chunk} on this device. */
+    private int chunk(SplitK split, int blocks, int in) {
+        return split.chunk(blocks, in, parts.ctx().multiprocessors);
+    }
 
-        private int target() {
-            return blocksPerSm * parts.ctx().multiprocessors;
+    /**
+     * (partial sums, arrival counters) of a launch of {@code splits} splits, or zeros for one split (the kernel
+     * writes v). Each split-K's scratch is allocated once, at its largest size, when first needed; its counters
+     * are zeroed here and each launch leaves them zero again.
+     */
+    private long[] scratch(SplitK split, int splits) {
+        if (splits == 1) {
+            return new long[2];
         }
+        int target = split.blocksPerSm() * parts.ctx().multiprocessors;
+        long partialBytes = 2L * target * split.partialFloats() * 4;
+        long base = scratchBases.computeIfAbsent(split, k -> {
+            long p = parts.memory().alloc(partialBytes + 4L * target);
+            parts.ctx().driver.memsetD32Async(p + partialBytes, 0, target, parts.ctx().stream);
+            return p;
+        });
+        return new long[] {base, base + partialBytes};
     }
 
     /** Forgets the slot tables (their blocks go with the allocator's at close). */
