@@ -71,6 +71,31 @@ __device__ __forceinline__ uint4 zero4() {
     return z;
 }
 
+// Cache slots of the U tokens t0 + u of a token group (0 for tokens at or past hi).
+template <int U>
+__device__ __forceinline__ void lookup_slots(const int* pages, int t0, int hi, int pageSize, int pageShift,
+                                             int* slot) {
+    #pragma unroll
+    for (int u = 0; u < U; u++) {
+        int t = t0 + u;
+        slot[u] = t < hi ? page_slot(pages, t, pageSize, pageShift) : 0;
+    }
+}
+
+// This lane's 8 dims of the key and value rows of the U tokens t0 + u at slot[u] (zeros for an idle lane and
+// for tokens at or past hi).
+template <int U>
+__device__ __forceinline__ void load_kv(const bf16* kBase, const bf16* vBase, const int* slot, int kvCols, int t0,
+                                        int hi, bool active, uint4* k, uint4* v) {
+    #pragma unroll
+    for (int u = 0; u < U; u++) {
+        bool ok = active && t0 + u < hi;
+        long long off = (long long) slot[u] * kvCols;
+        k[u] = ok ? *(const uint4*) (kBase + off) : zero4();
+        v[u] = ok ? *(const uint4*) (vBase + off) : zero4();
+    }
+}
+
 template <int L, int GT, int U>
 __device__ __forceinline__ void attention_decode(DECODE_PARAMS) {
     constexpr int GROUPS = DEC_THREADS / L;      // token groups per block
@@ -133,37 +158,16 @@ __device__ __forceinline__ void attention_decode(DECODE_PARAMS) {
     const int first = lo + gi * U;
     int slot[U];
     uint4 kc[U], vc[U];
-    #pragma unroll
-    for (int u = 0; u < U; u++) slot[u] = first + u < hi ? page_slot(pages, first + u, pageSize, pageShift) : 0;
-    #pragma unroll
-    for (int u = 0; u < U; u++) {
-        bool ok = active && first + u < hi;
-        long long off = (long long) slot[u] * kvCols;
-        kc[u] = ok ? *(const uint4*) (kBase + off) : zero4();
-        vc[u] = ok ? *(const uint4*) (vBase + off) : zero4();
-    }
-    #pragma unroll
-    for (int u = 0; u < U; u++) {
-        int t = first + TILE + u;
-        slot[u] = t < hi ? page_slot(pages, t, pageSize, pageShift) : 0;
-    }
+    lookup_slots<U>(pages, first, hi, pageSize, pageShift, slot);
+    load_kv<U>(kBase, vBase, slot, kvCols, first, hi, active, kc, vc);
+    lookup_slots<U>(pages, first + TILE, hi, pageSize, pageShift, slot);
 
     for (int b = lo; b < hi; b += TILE) {
         const int t0 = b + gi * U;
         // Next tile's keys and values (slots looked up one iteration ago), then the page ids of the one after.
         uint4 kn[U], vn[U];
-        #pragma unroll
-        for (int u = 0; u < U; u++) {
-            bool ok = active && t0 + TILE + u < hi;
-            long long off = (long long) slot[u] * kvCols;
-            kn[u] = ok ? *(const uint4*) (kBase + off) : zero4();
-            vn[u] = ok ? *(const uint4*) (vBase + off) : zero4();
-        }
-        #pragma unroll
-        for (int u = 0; u < U; u++) {
-            int t = t0 + 2 * TILE + u;
-            slot[u] = t < hi ? page_slot(pages, t, pageSize, pageShift) : 0;
-        }
+        load_kv<U>(kBase, vBase, slot, kvCols, t0 + TILE, hi, active, kn, vn);
+        lookup_slots<U>(pages, t0 + 2 * TILE, hi, pageSize, pageShift, slot);
 
         // Scores of this tile: partial dot products over this lane's 8 dims, summed over the group's lanes.
         float s[U][GT];
@@ -295,18 +299,17 @@ __device__ __forceinline__ void attention_decode(DECODE_PARAMS) {
         attention_decode<L, GT, U>(DECODE_ARGS);                                                            \
     }
 
-DECODE_KERNEL(8, 1, 4, 4)
-DECODE_KERNEL(8, 2, 4, 4)
-DECODE_KERNEL(8, 4, 4, 3)
-DECODE_KERNEL(8, 8, 4, 2)
-DECODE_KERNEL(16, 1, 4, 4)
-DECODE_KERNEL(16, 2, 4, 4)
-DECODE_KERNEL(16, 4, 4, 3)
-DECODE_KERNEL(16, 8, 4, 2)
-DECODE_KERNEL(32, 1, 4, 4)
-DECODE_KERNEL(32, 2, 4, 4)
-DECODE_KERNEL(32, 4, 4, 3)
-DECODE_KERNEL(32, 8, 4, 2)
+// Every lane count gets the four heads-per-pass kernels, with the same floors (q and acc, GT · 8 floats each,
+// take more registers as GT grows).
+#define DECODE_KERNELS(L)                                                                                   \
+    DECODE_KERNEL(L, 1, 4, 4)                                                                               \
+    DECODE_KERNEL(L, 2, 4, 4)                                                                               \
+    DECODE_KERNEL(L, 4, 4, 3)                                                                               \
+    DECODE_KERNEL(L, 8, 4, 2)
+
+DECODE_KERNELS(8)
+DECODE_KERNELS(16)
+DECODE_KERNELS(32)
 
 // ---- general: any number of query rows per sequence (prefill chunks, mixed steps) ------------------------
 //

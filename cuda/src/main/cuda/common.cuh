@@ -97,3 +97,17 @@ __device__ __forceinline__ uint4 scale8(uint4 x, uint4 w, float inv) {
 __device__ __forceinline__ bool aligned16(const void* p) {
     return (((unsigned long long) p) & 15ull) == 0;
 }
+
+// Split-K: a block that has stored its partial sums counts itself in arrivals[group]; true (in every thread) for
+// the last of the `splits` blocks to arrive, which then sees every split's partials, false for the others.
+// lastToArrive: a __shared__ int of the block.
+__device__ __forceinline__ bool last_to_arrive(int* arrivals, long long group, int splits, int& lastToArrive) {
+    // Publish the partials before counting in: the last block must see every split's sums.
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) lastToArrive = atomicAdd(arrivals + group, 1) == splits - 1;
+    __syncthreads();
+    if (!lastToArrive) return false;
+    __threadfence();
+    return true;
+}

@@ -7,6 +7,21 @@
 // chunks past ADD_NORM_KEPT * blockDim.x are re-read from x (this thread's own writes).
 #define ADD_NORM_KEPT 4
 
+// Stores x + d (8 bf16, rounded to bf16) at *dst, adds the squares of the stored values to ss, returns them.
+__device__ __forceinline__ uint4 store_sum8(uint4 x, uint4 d, uint4* dst, float& ss) {
+    float a[8], b[8];
+    unpack8(x, a);
+    unpack8(d, b);
+    #pragma unroll
+    for (int j = 0; j < 8; j++) a[j] += b[j];
+    uint4 sum = pack8(a);
+    *dst = sum;
+    unpack8(sum, a);
+    #pragma unroll
+    for (int j = 0; j < 8; j++) ss += a[j] * a[j];
+    return sum;
+}
+
 // x[r] = x[r] + delta[r] (stored as bf16), then out[r] = x[r] / sqrt(mean(x[r]^2) + eps) * w over the stored
 // x. One block per row. Thread t owns chunks t, t + blockDim.x, ... in both phases, and sums in the order
 // rms_norm does with the same block size, so the norm equals add then rms_norm bit for bit. x, delta and
@@ -34,51 +49,19 @@ extern "C" __global__ void add_rms_norm(bf16* x, const bf16* delta, const bf16* 
         #pragma unroll
         for (int k = 0; k < ADD_NORM_KEPT; k++) {
             int i = threadIdx.x + k * blockDim.x;
-            if (i < chunks) {
-                float a[8], b[8];
-                unpack8(kept[k], a);
-                unpack8(d[k], b);
-                #pragma unroll
-                for (int j = 0; j < 8; j++) a[j] += b[j];
-                kept[k] = pack8(a);
-                ((uint4*) xr)[i] = kept[k];
-                unpack8(kept[k], a);
-                #pragma unroll
-                for (int j = 0; j < 8; j++) ss += a[j] * a[j];
-            }
+            if (i < chunks) kept[k] = store_sum8(kept[k], d[k], (uint4*) xr + i, ss);
         }
         for (int i = threadIdx.x + ADD_NORM_KEPT * blockDim.x; i < chunks; i += blockDim.x) {
-            float a[8], b[8];
-            unpack8(((const uint4*) xr)[i], a);
-            unpack8(((const uint4*) dr)[i], b);
-            #pragma unroll
-            for (int j = 0; j < 8; j++) a[j] += b[j];
-            uint4 sum = pack8(a);
-            ((uint4*) xr)[i] = sum;
-            unpack8(sum, a);
-            #pragma unroll
-            for (int j = 0; j < 8; j++) ss += a[j] * a[j];
+            store_sum8(((const uint4*) xr)[i], ((const uint4*) dr)[i], (uint4*) xr + i, ss);
         }
         float inv = rsqrtf(block_sum(ss, scratch) / (float) cols + eps);
         #pragma unroll
         for (int k = 0; k < ADD_NORM_KEPT; k++) {
             int i = threadIdx.x + k * blockDim.x;
-            if (i < chunks) {
-                float f[8], g[8];
-                unpack8(kept[k], f);
-                unpack8(((const uint4*) w)[i], g);
-                #pragma unroll
-                for (int j = 0; j < 8; j++) f[j] = f[j] * inv * g[j];
-                ((uint4*) outr)[i] = pack8(f);
-            }
+            if (i < chunks) ((uint4*) outr)[i] = scale8(kept[k], ((const uint4*) w)[i], inv);
         }
         for (int i = threadIdx.x + ADD_NORM_KEPT * blockDim.x; i < chunks; i += blockDim.x) {
-            float f[8], g[8];
-            unpack8(((const uint4*) xr)[i], f);
-            unpack8(((const uint4*) w)[i], g);
-            #pragma unroll
-            for (int j = 0; j < 8; j++) f[j] = f[j] * inv * g[j];
-            ((uint4*) outr)[i] = pack8(f);
+            ((uint4*) outr)[i] = scale8(((const uint4*) xr)[i], ((const uint4*) w)[i], inv);
         }
     } else {
         for (int i = threadIdx.x; i < cols; i += blockDim.x) {

@@ -224,11 +224,13 @@ __device__ int draw(const float* p, int vocab, float t, double uniform, Reductio
 __device__ __forceinline__ float logit_at(const float* l, int i) { return l[i]; }
 __device__ __forceinline__ float logit_at(const bf16* l, int i) { return bf2f(l[i]); }
 
-// The body of both entry points below; T is the logits' element type.
+// The body of both entry points below; T is the logits' element type. The launch's dynamic shared memory is
+// the radix histogram of kth_largest and top_p_threshold.
 template <typename T>
 __device__ __forceinline__ void sample_row(const T* __restrict__ logits, int vocab, const int* __restrict__ params,
-                                           const int* __restrict__ penalties, float* scratch, int* __restrict__ out,
-                                           float* hist, Reductions& r) {
+                                           const int* __restrict__ penalties, float* scratch, int* __restrict__ out) {
+    extern __shared__ __attribute__((aligned(16))) float hist[];
+    __shared__ Reductions r;
     const int row = blockIdx.x, tid = threadIdx.x;
     const int* prm = params + row * ROW_INTS;
     const T* raw = logits + (long long) row * vocab;
@@ -363,16 +365,12 @@ __device__ __forceinline__ void sample_row(const T* __restrict__ logits, int voc
 extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS)
 sample_rows(const float* __restrict__ logits, int vocab, const int* __restrict__ params,
             const int* __restrict__ penalties, float* scratch, int* __restrict__ out) {
-    extern __shared__ __attribute__((aligned(16))) float hist[];
-    __shared__ Reductions r;
-    sample_row(logits, vocab, params, penalties, scratch, out, hist, r);
+    sample_row(logits, vocab, params, penalties, scratch, out);
 }
 
 // bf16 logits (tensors made by allocate, as the sampling tests and benches make them).
 extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS)
 sample_rows_bf16(const bf16* __restrict__ logits, int vocab, const int* __restrict__ params,
                  const int* __restrict__ penalties, float* scratch, int* __restrict__ out) {
-    extern __shared__ __attribute__((aligned(16))) float hist[];
-    __shared__ Reductions r;
-    sample_row(logits, vocab, params, penalties, scratch, out, hist, r);
+    sample_row(logits, vocab, params, penalties, scratch, out);
 }

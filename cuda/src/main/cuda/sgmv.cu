@@ -12,6 +12,7 @@
 // this projection, its blocks exit), scale. The _group kernels do the same for up to 3 projections that
 // share x (q|k|v, gate|up) in one launch, each with its own slot table and columns of v and y.
 #include "common.cuh"
+#include "slot_table.cuh"
 
 #define SHRINK_RANKS_PER_WARP 4
 #define SHRINK_PARTIAL (SHRINK_RANKS_PER_BLOCK * SGMV_TILE_ROWS)
@@ -137,13 +138,7 @@ __device__ __forceinline__ void shrink_block(
         for (int sl = 0; sl < slices; sl++) s += red[sl][kr][r];
         mine[k] = s;
     }
-    // Publish the partials before counting in: the last block must see every split's sums.
-    __threadfence();
-    __syncthreads();
-    if (threadIdx.x == 0) lastToArrive = atomicAdd(arrivals + group, 1) == splits - 1;
-    __syncthreads();
-    if (!lastToArrive) return;
-    __threadfence();
+    if (!last_to_arrive(arrivals, group, splits, lastToArrive)) return;
     // Volatile loads go to L2, where the other blocks' partials are (L1 is not coherent across SMs).
     const volatile float* all = partial + group * splits * SHRINK_PARTIAL;
     for (int k = threadIdx.x; k < nr * SGMV_TILE_ROWS; k += SGMV_THREADS) {
@@ -173,27 +168,6 @@ sgmv_shrink_row(const bf16* __restrict__ x, int xStride, bf16* __restrict__ v, i
                 const int* __restrict__ ranks, int in, int kChunk, float* partial, int* arrivals) {
     shrink_block<1>(x, xStride, v, vStride, tiles, aPtr, ranks, in, kChunk, partial, arrivals, blockIdx.z, gridDim.z,
                     (long long) blockIdx.x * gridDim.y + blockIdx.y);
-}
-
-// A slot table as CudaBackend lays it out: aPtr[slots] | bPtr[slots] | rank[slots] | scale[slots].
-struct SlotTable {
-    const unsigned long long* a;
-    const unsigned long long* b;
-    const int* rank;
-    const float* scale;
-};
-
-__device__ __forceinline__ SlotTable slot_table(const char* base, int slots) {
-    SlotTable t;
-    t.a = (const unsigned long long*) base;
-    t.b = (const unsigned long long*) (base + 8LL * slots);
-    t.rank = (const int*) (base + 16LL * slots);
-    t.scale = (const float*) (base + 20LL * slots);
-    return t;
-}
-
-__device__ __forceinline__ const char* pick3(int m, const char* t0, const char* t1, const char* t2) {
-    return m == 0 ? t0 : (m == 1 ? t1 : t2);
 }
 
 // The shrink of up to 3 projections that read the same x (q|k|v, gate|up): grid (tiles, rankBlocks,

@@ -5,7 +5,7 @@
 //
 // as grouped GEMMs with mma.sync.m16n8k16 (bf16 operands, fp32 accumulation; sm_80 and later). The host cuts
 // every segment into tiles of at most TC_ROWS rows: tiles[3i..3i+2] = (first row, row count, slot), padded with
-// empty tiles to a count fixed by shapes. Slot tables as in sgmv.cu (aPtr | bPtr | rank | scale), up to
+// empty tiles to a count fixed by shapes. Slot tables as in slot_table.cuh (aPtr | bPtr | rank | scale), up to
 // SGMV_GROUP_MAX projections that read the same x in one launch. Each tile uses its own slot's rank: no
 // padding to the largest rank of the step beyond the next multiple of 16 (the mma's k and two n8 tiles).
 //
@@ -23,29 +23,12 @@
 // (rows 0-7, k 8-15), (rows 8-15, k 8-15); the B fragments of two n8 tiles from a [n][k] array take
 // (n 0-7, k 0-7), (n 0-7, k 8-15), (n 8-15, k 0-7), (n 8-15, k 8-15).
 #include "common.cuh"
+#include "slot_table.cuh"
 
 #define TC_PAD 8                       // bf16 of padding per shared row
 #define TC_KS (TC_K_STEP + TC_PAD)     // shared row length of a shrink stage
 #define TC_RS (TC_MAX_RANK + TC_PAD)   // shared row length of the expand's v and B tiles
 #define TC_OS (TC_OUT_COLS + 4)        // fp32 row length of the expand's output staging
-
-// A slot table as CudaBackend lays it out: aPtr[slots] | bPtr[slots] | rank[slots] | scale[slots].
-struct TcSlots {
-    const unsigned long long* a;
-    const unsigned long long* b;
-    const int* rank;
-    const float* scale;
-};
-
-__device__ __forceinline__ TcSlots tc_slots(const char* t0, const char* t1, const char* t2, int m, int slots) {
-    const char* base = m == 0 ? t0 : (m == 1 ? t1 : t2);
-    TcSlots t;
-    t.a = (const unsigned long long*) base;
-    t.b = (const unsigned long long*) (base + 8LL * slots);
-    t.rank = (const int*) (base + 16LL * slots);
-    t.scale = (const float*) (base + 20LL * slots);
-    return t;
-}
 
 __device__ __forceinline__ unsigned smem_addr(const void* p) {
     return (unsigned) __cvta_generic_to_shared(p);
@@ -126,7 +109,7 @@ sgmv_tc_shrink(const bf16* __restrict__ x, int xStride, bf16* __restrict__ v, in
     const int nRows = tiles[3 * tile + 1];
     if (nRows == 0) return;
     const int row0 = tiles[3 * tile], slot = tiles[3 * tile + 2];
-    TcSlots t = tc_slots(table0, table1, table2, m, slots);
+    SlotTable t = slot_table(pick3(m, table0, table1, table2), slots);
     const int rank = t.rank[slot];
     // The same for every split of (tile, projection): the counters stay consistent.
     if (rank == 0) return;
@@ -223,13 +206,7 @@ sgmv_tc_shrink(const bf16* __restrict__ x, int xStride, bf16* __restrict__ v, in
             }
         }
     }
-    // Publish the partials before counting in: the last block must see every split's sums.
-    __threadfence();
-    __syncthreads();
-    if (threadIdx.x == 0) lastToArrive = atomicAdd(arrivals + group, 1) == splits - 1;
-    __syncthreads();
-    if (!lastToArrive) return;
-    __threadfence();
+    if (!last_to_arrive(arrivals, group, splits, lastToArrive)) return;
     // The tile's rows × rank elements, REDUCE_PER per thread at a time, each summed over the splits in order.
     // The loads are ld.global.cg (L2, where the other blocks' partials are; L1 is not coherent across SMs), a
     // split's REDUCE_PER of them issued before any is added: a pass costs `splits` round trips to L2.
@@ -295,7 +272,7 @@ sgmv_tc_expand(const bf16* __restrict__ v, int vStride, int vWidth, bf16* y, int
     const int start = m == 0 ? 0 : (m == 1 ? start1 : start2);
     const int yCol = m == 0 ? yCol0 : (m == 1 ? yCol1 : yCol2);
     const int out = m == 0 ? out0 : (m == 1 ? out1 : out2);
-    TcSlots t = tc_slots(table0, table1, table2, m, slots);
+    SlotTable t = slot_table(pick3(m, table0, table1, table2), slots);
     const int rank = t.rank[slot];
     if (rank == 0) return;
     if (rank > TC_MAX_RANK || nRows > TC_ROWS) __trap();  // the host routes larger ranks to sgmv.cu

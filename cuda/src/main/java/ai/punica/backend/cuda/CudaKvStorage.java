@@ -10,6 +10,11 @@ import ai.punica.backend.KvStorage;
 record CudaKvStorage(DeviceAllocator owner, long ptr, int numLayers, int numPages, int pageSize, int numKvHeads,
                      int headDim) implements KvStorage {
 
+    /** log2 of the page size, or -1 when it is not a power of two (the attention kernels then divide). */
+    int pageShift() {
+        return Integer.bitCount(pageSize) == 1 ? Integer.numberOfTrailingZeros(pageSize) : -1;
+    }
+
     long slotsPerLayer() {
         return (long) numPages * pageSize;
     }

@@ -3,7 +3,6 @@ package ai.punica.backend.cuda;
 import ai.punica.backend.DType;
 import ai.punica.backend.KvStorage;
 import ai.punica.backend.Tensor;
-import java.util.ArrayDeque;
 import java.util.HashMap;
 import java.util.Iterator;
 import java.util.Map;
@@ -34,9 +33,7 @@ final class DeviceAllocator {
      * Freed device blocks by size, taken again by {@link #alloc} before it asks the driver: adapters coming
      * and going reuse each other's memory with no cuMemFree (which waits for the whole device) or cuMemAlloc.
      */
-    private final Map<Long, ArrayDeque<Long>> freeBlocks = new HashMap<>();
-    private long freeBlockBytes;
-    private long reusedBlocks;
+    private final FreeBlocks<Long> freeBlocks = new FreeBlocks<>();
     private long driverAllocations;
     /** Tensors (and adapter blocks) freed so far: a slot table checked before the last free is checked again. */
     private long freedTensors;
@@ -55,20 +52,16 @@ final class DeviceAllocator {
     long alloc(long bytes) {
         ctx.capture.requireNotCapturing("a device allocation");
         long size = Shapes.roundUp(Math.max(bytes, 1), BLOCK_ALIGN);
-        ArrayDeque<Long> free = freeBlocks.get(size);
-        long p;
-        if (free != null && !free.isEmpty()) {
-            p = free.pop();
-            freeBlockBytes -= size;
-            reusedBlocks++;
-        } else {
+        Long p = freeBlocks.take(size);
+        if (p == null) {
             try {
                 p = ctx.driver.memAlloc(size);
             } catch (CudaException e) {
-                if (freeBlockBytes == 0) {
+                if (freeBlocks.bytes() == 0) {
                     throw e;
                 }
-                log.info("device memory full: giving {} MiB of freed blocks back to the driver", freeBlockBytes >> 20);
+                log.info("device memory full: giving {} MiB of freed blocks back to the driver",
+                        freeBlocks.bytes() >> 20);
                 trimFreeBlocks();
                 p = ctx.driver.memAlloc(size);
             }
@@ -84,8 +77,7 @@ final class DeviceAllocator {
         if (size == null) {
             throw new IllegalStateException("0x" + Long.toHexString(ptr) + " is not a live allocation of this backend");
         }
-        freeBlocks.computeIfAbsent(size, k -> new ArrayDeque<>()).push(ptr);
-        freeBlockBytes += size;
+        freeBlocks.put(size, ptr);
     }
 
     /** Puts a block on the free list of its size once the work enqueued so far is done (waits for the stream). */
@@ -97,13 +89,7 @@ final class DeviceAllocator {
     /** Frees every block on the free lists (after the work that may still use them). */
     private void trimFreeBlocks() {
         ctx.synchronize();
-        for (ArrayDeque<Long> blocks : freeBlocks.values()) {
-            for (long p : blocks) {
-                ctx.driver.memFree(p);
-            }
-        }
-        freeBlocks.clear();
-        freeBlockBytes = 0;
+        freeBlocks.drain(ctx.driver::memFree);
     }
 
     /** Frees every block, live or not (the backend's close, after the stream has drained). */
@@ -170,6 +156,6 @@ final class DeviceAllocator {
     }
 
     Stats stats() {
-        return new Stats(freeBlockBytes, reusedBlocks, driverAllocations);
+        return new Stats(freeBlocks.bytes(), freeBlocks.reused(), driverAllocations);
     }
 }

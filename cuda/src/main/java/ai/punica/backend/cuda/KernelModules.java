@@ -24,7 +24,7 @@ final class KernelModules implements AutoCloseable {
     static final String RESOURCE_DIR = "/ai/punica/backend/cuda/kernels/";
     static final List<String> SOURCES = List.of("elementwise", "attention", "attention_tc", "sgmv", "sgmv_tc", "fused",
             "sampling");
-    static final List<String> HEADERS = List.of("common.cuh", "kernel_constants.cuh");
+    static final List<String> HEADERS = List.of("common.cuh", "kernel_constants.cuh", "slot_table.cuh");
 
     private static final Logger log = LoggerFactory.getLogger(KernelModules.class);
 

@@ -141,10 +141,10 @@ final class Kernels {
      * heads × passes, splits), {@link KernelConstants#DEC_THREADS} threads.
      */
     void launchAttentionDecode(int lanes, int headsPerPass, CudaTensor q, CudaKvStorage cache, int layer,
-                               AttentionTables tables, int pageShift, AttentionShape shape, CudaTensor out,
-                               long[] partials, int blocks, int splits) {
+                               AttentionTables tables, AttentionShape shape, CudaTensor out, long[] partials,
+                               int blocks, int splits) {
         launcher.args().p(q.ptr).i(q.cols()).p(cache.keys(layer)).p(cache.values(layer)).p(tables.contextLens())
-                .p(tables.pageTableStarts()).p(tables.pageTables()).i(cache.pageSize()).i(pageShift)
+                .p(tables.pageTableStarts()).p(tables.pageTables()).i(cache.pageSize()).i(cache.pageShift())
                 .i(shape.numHeads()).i(shape.numKvHeads()).i(shape.headDim()).f(shape.scale()).i(shape.slidingWindow())
                 .p(out.ptr).i(out.cols()).p(partials[0]).p(partials[1])
                 .launch("attention_decode_l" + lanes + "_g" + headsPerPass, blocks, splits, 1, DEC_THREADS);
@@ -184,11 +184,11 @@ final class Kernels {
      * of dynamic shared memory (the Q tile and two stages of key and value tiles).
      */
     void launchAttentionPrefillTc(CudaTensor q, CudaKvStorage cache, int layer, AttentionTables tables, long tiles,
-                                  int pageShift, AttentionShape shape, CudaTensor out, long[] partials, int tileCount,
-                                  int splits, int smem) {
+                                  AttentionShape shape, CudaTensor out, long[] partials, int tileCount, int splits,
+                                  int smem) {
         launcher.args().p(q.ptr).i(q.cols()).p(cache.keys(layer)).p(cache.values(layer)).p(tables.queryStarts())
                 .p(tables.contextLens()).p(tables.pageTableStarts()).p(tables.pageTables()).p(tiles)
-                .i(cache.pageSize()).i(pageShift).i(shape.numHeads()).i(shape.numKvHeads()).f(shape.scale())
+                .i(cache.pageSize()).i(cache.pageShift()).i(shape.numHeads()).i(shape.numKvHeads()).f(shape.scale())
                 .i(shape.slidingWindow()).p(out.ptr).i(out.cols()).p(partials[0]).p(partials[1]);
         String name = "attention_prefill_tc_h" + shape.headDim();
         MemorySegment kernel = launcher.function(name);

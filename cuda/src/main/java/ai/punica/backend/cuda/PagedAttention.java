@@ -238,15 +238,9 @@ final class PagedAttention {
         }
         int splits = decodeSplits(rows, shape);
         long[] partials = partials(rows, shape, splits);
-        int pageSize = cache.pageSize();
-        int pageShift = Integer.bitCount(pageSize) == 1 ? Integer.numberOfTrailingZeros(pageSize) : -1;
-        StagingRing ring = parts.ring();
-        long contextLens = ring.ints(batch.contextLens());
-        long pageTableStarts = ring.ints(batch.pageTableStarts());
-        Kernels.AttentionTables tables = new Kernels.AttentionTables(0, contextLens, pageTableStarts,
-                ring.ints(batch.pageTables()));
-        parts.kernels().launchAttentionDecode(lanes, headsPerPass, q, cache, layer, tables, pageShift, shape, o,
-                partials, (int) blocks, splits);
+        Kernels.AttentionTables tables = stageTables(batch, false);
+        parts.kernels().launchAttentionDecode(lanes, headsPerPass, q, cache, layer, tables, shape, o, partials,
+                (int) blocks, splits);
         lastKernel = "attention_decode_l" + lanes + "_g" + headsPerPass;
         merge(partials, rows, shape, splits, o);
     }
@@ -278,12 +272,7 @@ final class PagedAttention {
         int group = shape.numHeads() / shape.numKvHeads();
         int splits = generalSplits(rows, shape);
         long[] partials = partials(rows, shape, splits);
-        StagingRing ring = parts.ring();
-        long queryStarts = ring.ints(batch.queryStarts());
-        long contextLens = ring.ints(batch.contextLens());
-        long pageTableStarts = ring.ints(batch.pageTableStarts());
-        Kernels.AttentionTables tables = new Kernels.AttentionTables(queryStarts, contextLens, pageTableStarts,
-                ring.ints(batch.pageTables()));
+        Kernels.AttentionTables tables = stageTables(batch, true);
         // Dynamic shared memory: q [group][hd] f32, p [group][tile] f32, the value tile [tile][hd] bf16.
         int smem = group * hd * 4 + group * ATT_TILE * 4 + ATT_TILE * hd * 2;
         parts.kernels().launchAttentionPaged(q, cache, layer, tables, batch.numSequences(), shape, o, partials, rows,
@@ -370,21 +359,24 @@ final class PagedAttention {
         int tableLength = tensorCoreTableLength(rows, seqs, rowsPerTile);
         int splits = tensorCoreSplits(tableLength, shape);
         long[] partials = partials(rows, shape, splits);
-        int pageSize = cache.pageSize();
-        int pageShift = Integer.bitCount(pageSize) == 1 ? Integer.numberOfTrailingZeros(pageSize) : -1;
-        StagingRing ring = parts.ring();
-        long queryStarts = ring.ints(batch.queryStarts());
-        long contextLens = ring.ints(batch.contextLens());
-        long pageTableStarts = ring.ints(batch.pageTableStarts());
-        Kernels.AttentionTables tables = new Kernels.AttentionTables(queryStarts, contextLens, pageTableStarts,
-                ring.ints(batch.pageTables()));
-        long tiles = ring.ints(tensorCoreTiles(batch.queryStarts(), seqs, rowsPerTile, tableLength));
+        Kernels.AttentionTables tables = stageTables(batch, true);
+        long tiles = parts.ring().ints(tensorCoreTiles(batch.queryStarts(), seqs, rowsPerTile, tableLength));
         // Dynamic shared memory: the Q tile and two stages of key and value tiles, rows padded by 8 bf16.
         int smem = (ATT_TC_BLOCK_M + 4 * ATT_TC_BLOCK_N) * (shape.headDim() + 8) * 2;
-        parts.kernels().launchAttentionPrefillTc(q, cache, layer, tables, tiles, pageShift, shape, o, partials,
-                tableLength, splits, smem);
+        parts.kernels().launchAttentionPrefillTc(q, cache, layer, tables, tiles, shape, o, partials, tableLength,
+                splits, smem);
         lastKernel = "attention_prefill_tc_h" + shape.headDim();
         merge(partials, rows, shape, splits, o);
+    }
+
+    /**
+     * The batch's tables in the staging ring, in this order: query starts (only when the kernel reads them; the
+     * decode kernel's rows are its sequences), context lengths, page table starts, page tables.
+     */
+    private Kernels.AttentionTables stageTables(AttentionBatch batch, boolean queryStarts) {
+        StagingRing ring = parts.ring();
+        return new Kernels.AttentionTables(queryStarts ? ring.ints(batch.queryStarts()) : 0,
+                ring.ints(batch.contextLens()), ring.ints(batch.pageTableStarts()), ring.ints(batch.pageTables()));
     }
 
     /** Splits of the general kernel: enough (row, KV head) blocks for 4 per SM, at most {@link #ATT_MAX_SPLITS}. */

@@ -4,8 +4,6 @@ import ai.punica.backend.DType;
 import ai.punica.backend.PinnedHostMemory;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
-import java.util.ArrayDeque;
-import java.util.HashMap;
 import java.util.Map;
 import java.util.TreeMap;
 import org.slf4j.Logger;
@@ -35,11 +33,9 @@ final class PinnedHostBlocks implements PinnedHostMemory {
     /** Blocks handed out: address → bytes. */
     private final TreeMap<Long, Long> live = new TreeMap<>();
     /** Given-back blocks by size. */
-    private final Map<Long, ArrayDeque<MemorySegment>> idle = new HashMap<>();
+    private final FreeBlocks<MemorySegment> idle = new FreeBlocks<>();
     private long liveBytes;
-    private long idleBytes;
     private long driverAllocations;
-    private long reused;
     private long refused;
     private boolean closed;
 
@@ -73,11 +69,8 @@ final class PinnedHostBlocks implements PinnedHostMemory {
             if (closed || bytes <= 0) {
                 return null;
             }
-            ArrayDeque<MemorySegment> same = idle.get(bytes);
-            MemorySegment block = same == null ? null : same.poll();
+            MemorySegment block = idle.take(bytes);
             if (block != null) {
-                idleBytes -= bytes;
-                reused++;
                 return handOut(block, bytes);
             }
         }
@@ -127,9 +120,8 @@ final class PinnedHostBlocks implements PinnedHostMemory {
             if (closed || ctx.closed()) {
                 return; // the backend's close has released the context, and its page-locked memory with it
             }
-            if (idleBytes + bytes <= IDLE_BYTES) {
-                idle.computeIfAbsent(bytes, b -> new ArrayDeque<>()).add(block);
-                idleBytes += bytes;
+            if (idle.bytes() + bytes <= IDLE_BYTES) {
+                idle.put(bytes, block);
                 return;
             }
         }
@@ -148,7 +140,7 @@ final class PinnedHostBlocks implements PinnedHostMemory {
     }
 
     synchronized Stats stats() {
-        return new Stats(driverAllocations, reused, refused, liveBytes, idleBytes);
+        return new Stats(driverAllocations, idle.reused(), refused, liveBytes, idle.bytes());
     }
 
     /**
@@ -160,15 +152,9 @@ final class PinnedHostBlocks implements PinnedHostMemory {
             return;
         }
         closed = true;
-        if (!idle.isEmpty()) {
+        if (idle.bytes() > 0) {
             ctx.makeCurrent();
-            for (ArrayDeque<MemorySegment> blocks : idle.values()) {
-                for (MemorySegment b : blocks) {
-                    ctx.driver.memFreeHost(b);
-                }
-            }
         }
-        idle.clear();
-        idleBytes = 0;
+        idle.drain(ctx.driver::memFreeHost);
     }
 }

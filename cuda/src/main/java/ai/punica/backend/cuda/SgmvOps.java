@@ -17,7 +17,9 @@ import ai.punica.backend.LoraWeights;
 import ai.punica.backend.Segments;
 import ai.punica.backend.ShapeChecks;
 import java.util.Arrays;
+import java.util.HashMap;
 import java.util.List;
+import java.util.Map;
 
 /**
  * Segmented LoRA (Punica's SGMV, sgmv.cu): the shrink {@code v = x·Aᵀ} and the expand
@@ -50,13 +52,17 @@ final class SgmvOps {
     /** Fp32 partial sums one tensor-core shrink block leaves for the split-K reduction: 64 rows × 64 ranks. */
     private static final int TC_PARTIAL_FLOATS = TC_ROWS * TC_MAX_RANK;
 
+    /** The CUDA-core shrinks' split-K: inputs in multiples of 8 (16-byte loads stay aligned). */
+    private static final SplitK SHRINK_SPLIT =
+            new SplitK(SHRINK_MIN_SPLIT, 8, SHRINK_BLOCKS_PER_SM, SHRINK_PARTIAL_FLOATS);
+    /** The tensor-core shrink's split-K: inputs in multiples of {@value KernelConstants#TC_K_STEP}. */
+    private static final SplitK TC_SPLIT = new SplitK(TC_MIN_SPLIT, TC_K_STEP, TC_BLOCKS_PER_SM, TC_PARTIAL_FLOATS);
+
     private final DeviceParts parts;
     private final SlotTables slotTables;
     private final SgmvTiles tiles = new SgmvTiles();
-    /** Split-K shrink scratch: fp32 partial sums, then one arrival counter per (tile, rank block). */
-    private long workspace;
-    /** The tensor-core shrink's split-K scratch: partial sums, then arrival counters (0 until first needed). */
-    private long tcWorkspace;
+    /** Each split-K's scratch (device address), allocated when first needed. */
+    private final Map<SplitK, Long> scratchBases = new HashMap<>();
     private long tcLaunches;
     /** fusedLora and fusedMinTiles are read from here. */
     private final CudaOptions options;
@@ -95,9 +101,9 @@ final class SgmvOps {
         }
         int[] tileTable = tiles.tiles(op, segments, tileCount);
         int in = xs.cols();
-        int kChunk = shrinkChunkForBlocks(tileCount * rankBlocks, in);
+        int kChunk = chunk(SHRINK_SPLIT, tileCount * rankBlocks, in);
         int splits = ceilDiv(in, kChunk);
-        long[] scratch = shrinkScratch(splits);
+        long[] scratch = scratch(SHRINK_SPLIT, splits);
         int slots = weights.slots();
         long tilesOnDevice = parts.ring().ints(tileTable);
         parts.kernels().launchSgmvShrink(SgmvTiles.rowTiles(segments, tileCount), xs.ptr, xs.cols(),
@@ -139,9 +145,9 @@ final class SgmvOps {
         int[] tileTable = tiles.tiles(op, segments, tileCount);
         int in = xs.cols();
         int rankBlocks = ceilDiv(w, SHRINK_RANKS_PER_BLOCK);
-        int kChunk = shrinkChunkForBlocks(n * tileCount * rankBlocks, in);
+        int kChunk = chunk(SHRINK_SPLIT, n * tileCount * rankBlocks, in);
         int splits = ceilDiv(in, kChunk);
-        long[] scratch = shrinkScratch(splits);
+        long[] scratch = scratch(SHRINK_SPLIT, splits);
         long tilesOnDevice = parts.ring().ints(tileTable);
         parts.kernels().launchSgmvShrinkGroup(SgmvTiles.rowTiles(segments, tileCount), xs.ptr, xs.cols(), vs.ptr,
                 vs.cols(), w, tilesOnDevice, tables, slots, in, kChunk, splits, scratch[0], scratch[1], tileCount, rankBlocks, n);
@@ -372,8 +378,7 @@ final class SgmvOps {
     /**
      * {@code sgmv_tc_shrink}: grid (64-row tiles, splits, projections). The inputs are split when the tiles
      * alone would leave SMs idle (about {@value #TC_BLOCKS_PER_SM} blocks per SM, each split at least
-     * {@value #TC_MIN_SPLIT} inputs, a multiple of {@value KernelConstants#TC_K_STEP}). With
-     * {@code splits ≤ ceil(target / blocks)}, blocks · splits stays below 2 · target, the workspace's size.
+     * {@value #TC_MIN_SPLIT} inputs, a multiple of {@value KernelConstants#TC_K_STEP}: {@link SplitK}).
      */
     private void tensorCoreShrink(String op, CudaTensor xs, long[] tables, int slots, Segments segments, long v,
                                   int vStride, int vWidth, int n) {
@@ -383,24 +388,12 @@ final class SgmvOps {
             return;
         }
         int in = xs.cols();
-        int target = TC_BLOCKS_PER_SM * parts.ctx().multiprocessors;
-        int blocks = tileCount * n;
-        int splits = 1;
-        if (blocks < target && in >= 2 * TC_MIN_SPLIT) {
-            splits = Math.min(ceilDiv(target, blocks), in / TC_MIN_SPLIT);
-        }
-        int kChunk = roundUp(ceilDiv(in, splits), TC_K_STEP);
-        splits = ceilDiv(in, kChunk);
-        long partial = 0;
-        long arrivals = 0;
-        if (splits > 1) {
-            ensureTcWorkspace(target);
-            partial = tcWorkspace;
-            arrivals = tcWorkspace + 2L * target * TC_PARTIAL_FLOATS * 4;
-        }
+        int kChunk = chunk(TC_SPLIT, tileCount * n, in);
+        int splits = ceilDiv(in, kChunk);
+        long[] scratch = scratch(TC_SPLIT, splits);
         long tilesOnDevice = parts.ring().ints(tileTable);
         parts.kernels().launchSgmvTcShrink(xs.ptr, xs.cols(), v, vStride, vWidth, tilesOnDevice, tables, slots, in,
-                kChunk, partial, arrivals, tileCount, splits, n);
+                kChunk, scratch[0], scratch[1], tileCount, splits, n);
         tcLaunches++;
     }
 
@@ -437,16 +430,6 @@ final class SgmvOps {
     /** Shrinks and expands run on tensor cores so far (host calls). */
     long tensorCoreLaunches() {
         return tcLaunches;
-    }
-
-    /** The tensor-core split-K scratch, allocated once: 2 · target blocks' partials, then target counters, zeroed. */
-    private void ensureTcWorkspace(int target) {
-        if (tcWorkspace != 0) {
-            return;
-        }
-        long partialBytes = 2L * target * TC_PARTIAL_FLOATS * 4;
-        tcWorkspace = parts.memory().alloc(partialBytes + 4L * target);
-        parts.ctx().driver.memsetD32Async(tcWorkspace + partialBytes, 0, target, parts.ctx().stream);
     }
 
     private static int checkGroupSize(String op, List<LoraWeights> group) {
@@ -512,34 +495,13 @@ final class SgmvOps {
         return t;
     }
 
-    /** (partials, arrival counters) of the split-K shrink, or zeros for one split (the kernel writes v). */
-    private long[] shrinkScratch(int splits) {
-        if (splits == 1) {
-            return new long[2];
-        }
-        int target = SHRINK_BLOCKS_PER_SM * parts.ctx().multiprocessors;
-        ensureWorkspace(target);
-        return new long[] {workspace, workspace + 2L * target * SHRINK_PARTIAL_FLOATS * 4};
-    }
-
     /**
-     * Inputs per shrink block: all of them, or, when tiles × rank blocks would leave SMs idle, a share of
-     * at least {@link #SHRINK_MIN_SPLIT} so that about {@link #SHRINK_BLOCKS_PER_SM} blocks run per SM. A
-     * multiple of 8 (16-byte loads stay aligned). With {@code blocks < target} and
-     * {@code splits ≤ ceil(target / blocks)}, blocks · splits stays below 2 · target, the workspace size.
+     * Inputs per block of a one-projection shrink ({@link SplitK#chunk}): all of them, or, when tiles × rank
+     * blocks would leave SMs idle, a share of at least {@link #SHRINK_MIN_SPLIT} so that about
+     * {@link #SHRINK_BLOCKS_PER_SM} blocks run per SM, a multiple of 8.
      */
     int shrinkChunk(int tileCount, int vCols, int in) {
-        return shrinkChunkForBlocks(tileCount * ceilDiv(vCols, SHRINK_RANKS_PER_BLOCK), in);
-    }
-
-    /** {@link #shrinkChunk} for a launch of {@code blocks} (tile, rank block) pairs, over all its projections. */
-    private int shrinkChunkForBlocks(int blocks, int in) {
-        int target = SHRINK_BLOCKS_PER_SM * parts.ctx().multiprocessors;
-        int splits = 1;
-        if (blocks < target && in >= 2 * SHRINK_MIN_SPLIT) {
-            splits = Math.min(ceilDiv(target, blocks), in / SHRINK_MIN_SPLIT);
-        }
-        return roundUp(ceilDiv(in, splits), 8);
+        return chunk(SHRINK_SPLIT, tileCount * ceilDiv(vCols, SHRINK_RANKS_PER_BLOCK), in);
     }
 
     /** The slot count of a group's projections, which must all have the same. */
@@ -592,16 +554,46 @@ final class SgmvOps {
     }
 
     /**
-     * The split-K scratch, allocated once at its largest size: {@code 2 · target} blocks' partial sums,
-     * then {@code target} arrival counters, zeroed here; each launch leaves them zero again.
+     * How a shrink splits its inputs (split-K). A launch of {@code blocks} blocks is split when they alone would
+     * leave SMs idle: into about {@code blocksPerSm} blocks per SM (the target), each split at least
+     * {@code minSplit} inputs, a multiple of {@code step}. With {@code blocks < target} and
+     * {@code splits ≤ ceil(target / blocks)}, blocks · splits stays below 2 · target: the scratch holds 2 · target
+     * blocks' {@code partialFloats} fp32 partial sums, then target arrival counters.
      */
-    private void ensureWorkspace(int target) {
-        if (workspace != 0) {
-            return;
+    private record SplitK(int minSplit, int step, int blocksPerSm, int partialFloats) {
+        /** Inputs per block of a launch of {@code blocks} blocks over {@code in} inputs (all of them: no split). */
+        int chunk(int blocks, int in, int multiprocessors) {
+            int target = blocksPerSm * multiprocessors;
+            int splits = 1;
+            if (blocks < target && in >= 2 * minSplit) {
+                splits = Math.min(ceilDiv(target, blocks), in / minSplit);
+            }
+            return roundUp(ceilDiv(in, splits), step);
         }
-        long partialBytes = 2L * target * SHRINK_PARTIAL_FLOATS * 4;
-        workspace = parts.memory().alloc(partialBytes + 4L * target);
-        parts.ctx().driver.memsetD32Async(workspace + partialBytes, 0, target, parts.ctx().stream);
+    }
+
+    /** {@link SplitK#chunk} on this device. */
+    private int chunk(SplitK split, int blocks, int in) {
+        return split.chunk(blocks, in, parts.ctx().multiprocessors);
+    }
+
+    /**
+     * (partial sums, arrival counters) of a launch of {@code splits} splits, or zeros for one split (the kernel
+     * writes v). Each split-K's scratch is allocated once, at its largest size, when first needed; its counters
+     * are zeroed here and each launch leaves them zero again.
+     */
+    private long[] scratch(SplitK split, int splits) {
+        if (splits == 1) {
+            return new long[2];
+        }
+        int target = split.blocksPerSm() * parts.ctx().multiprocessors;
+        long partialBytes = 2L * target * split.partialFloats() * 4;
+        long base = scratchBases.computeIfAbsent(split, k -> {
+            long p = parts.memory().alloc(partialBytes + 4L * target);
+            parts.ctx().driver.memsetD32Async(p + partialBytes, 0, target, parts.ctx().stream);
+            return p;
+        });
+        return new long[] {base, base + partialBytes};
     }
 
     /** Forgets the slot tables (their blocks go with the allocator's at close). */

@@ -12,7 +12,7 @@ import java.util.IdentityHashMap;
 import java.util.Map;
 
 /**
- * The device slot table of each LoRA projection (sgmv.cu's {@code SlotTable}): {@code aPtr[slots] |
+ * The device slot table of each LoRA projection (slot_table.cuh's {@code SlotTable}): {@code aPtr[slots] |
  * bPtr[slots] | rank[slots] | scale[slots]}, written through the staging ring when a slot changed. Every
  * SGMV call of a step asks for its tables (about 450 calls in a Llama-7B step); an unchanged projection is
  * recognised by comparing references and numbers, without touching a tensor.

@@ -27,6 +27,7 @@ import org.opentest4j.AssertionFailedError;
 class KernelConstantsTest {
     private static final Path SOURCES = Path.of("src/main/cuda");
     private static final Pattern DEFINE = Pattern.compile("^\\s*#\\s*define\\s+(\\w+)", Pattern.MULTILINE);
+    private static final Pattern INCLUDE = Pattern.compile("^\\s*#\\s*include\\s+\"([^\"]+)\"", Pattern.MULTILINE);
 
     @Test
     void committedHeaderIsTheGeneratedOne() throws IOException {
@@ -85,5 +86,27 @@ class KernelConstantsTest {
             }
         }
         assertThat(KernelModules.HEADERS).as("headers NVRTC is given").contains("kernel_constants.cuh");
+    }
+
+    /** NVRTC sees only the headers it is given: a header a source includes but HEADERS lacks fails at run time. */
+    @Test
+    void nvrtcIsGivenEveryHeaderTheSourcesInclude() throws IOException {
+        List<String> included = new ArrayList<>();
+        List<String> headerFiles = new ArrayList<>();
+        try (Stream<Path> files = Files.list(SOURCES)) {
+            for (Path file : files.sorted().toList()) {
+                String name = file.getFileName().toString();
+                if (name.endsWith(".cuh")) {
+                    headerFiles.add(name);
+                }
+                Matcher m = INCLUDE.matcher(Files.readString(file, StandardCharsets.UTF_8));
+                while (m.find()) {
+                    included.add(m.group(1));
+                }
+            }
+        }
+        assertThat(included).as("headers the sources include").isNotEmpty();
+        assertThat(KernelModules.HEADERS).as("headers NVRTC is given").containsAll(included)
+                .containsExactlyInAnyOrderElementsOf(headerFiles);
     }
 }
