@@ -14,6 +14,7 @@ import java.util.Iterator;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.function.Function;
 
 /**
  * One value of a JSON file the server reads (config.json, adapter_config.json, tokenizer.json,
@@ -175,6 +176,16 @@ public record JsonField(String source, String path, JsonNode node, Errors errors
             out.add(at(i));
         }
         return out;
+    }
+
+    /** Each element of the list at member {@code key}, read by {@code read}. */
+    public <T> List<T> list(String key, Function<JsonField, T> read) {
+        return get(key).elements().stream().map(read).toList();
+    }
+
+    /** {@code read} of this value, or null when it is absent (an optional component or setting). */
+    public <T> T optional(Function<JsonField, T> read) {
+        return isAbsent() ? null : read.apply(this);
     }
 
     /** Object members in file order. */
