@@ -60,8 +60,7 @@ final class Parser {
     }
 
     private TemplateException error(String message, Token at) {
-        int[] lc = Lexer.lineColumn(source, at.pos());
-        return new TemplateException("template syntax error: " + message, lc[0], lc[1]);
+        return TemplateException.at("template syntax error: " + message, source, at.pos());
     }
 
     private Token peek() {
