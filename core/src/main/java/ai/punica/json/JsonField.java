@@ -14,6 +14,7 @@ import java.util.Iterator;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import java.util.function.Function;
 
 /**
@@ -237,6 +238,18 @@ public record JsonField(String source, String path, JsonNode node, Errors errors
 
     public String string(String key, String dflt) {
         return get(key).text(dflt);
+    }
+
+    /**
+     * The string at {@code key} when {@code accepted} holds it; otherwise an error that it "is missing" or
+     * "is 'value'", then {@code served} (what is served instead: "Punica-J serves LoRA adapters only").
+     */
+    public String requireOneOf(String key, Set<String> accepted, String served) {
+        String value = string(key, null);
+        if (value == null || !accepted.contains(value)) {
+            throw error(key, (value == null ? "is missing" : "is '" + value + "'") + "; " + served);
+        }
+        return value;
     }
 
     /** A nested object, or null when absent or null. */

@@ -59,14 +59,8 @@ public record ModelConfig(String modelType, int vocabSize, int hiddenSize, int i
     }
 
     private static ModelConfig from(JsonField f) {
-        String modelType = f.string("model_type", null);
-        if (modelType == null) {
-            throw f.error("model_type", "is missing; Punica-J serves the Llama family: model_type llama, mistral or qwen2");
-        }
-        if (!MODEL_TYPES.contains(modelType)) {
-            throw f.error("model_type", "is '" + modelType
-                    + "'; Punica-J serves the Llama family only: llama, mistral, qwen2");
-        }
+        String modelType = f.requireOneOf("model_type", MODEL_TYPES,
+                "Punica-J serves the Llama family only: llama, mistral, qwen2");
         List<String> architectures = f.stringOrStringList("architectures");
         if (architectures != null && architectures.stream().noneMatch(ARCHITECTURES::contains)) {
             throw f.error("architectures", "is " + architectures + "; supported: LlamaForCausalLM, MistralForCausalLM, "
