@@ -271,15 +271,15 @@ public record JsonField(String source, String path, JsonNode node, Errors errors
     }
 
     /** An integer or a list of integers (eos_token_id); empty when absent or null. */
-    public int[] intOrIntList(String key) {
+    public List<Integer> intOrIntList(String key) {
         JsonField f = get(key);
         if (f.isAbsent()) {
-            return new int[0];
+            return List.of();
         }
         if (!f.node.isArray()) {
-            return new int[] {f.intValue()};
+            return List.of(f.intValue());
         }
-        return f.elements().stream().mapToInt(JsonField::intValue).toArray();
+        return f.elements().stream().map(JsonField::intValue).toList();
     }
 
     /** A string or a list of strings; null when absent or null. */
