@@ -62,7 +62,7 @@ public sealed interface PlacementPolicy {
         }
     }
 
-    /** Every policy, in the order the command line's help lists them. */
+    /** Every policy, one of each; {@link #named} looks a name up here. */
     List<PlacementPolicy> ALL = List.of(new Consolidate(), new LeastLoaded(), new RoundRobin());
 
     List<String> NAMES = ALL.stream().map(PlacementPolicy::name).toList();

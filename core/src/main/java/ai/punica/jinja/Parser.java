@@ -218,7 +218,10 @@ final class Parser {
         return parseBlockBody(end, false);
     }
 
-    /** As {@link #parseBlockBody(String)}; with {@code named}, the end tag may repeat the name ({@code {% endmacro m %}}). */
+    /**
+     * As {@link #parseBlockBody(String)}; when {@code named} (block, macro), the end tag may repeat the name:
+     * {@code {% endmacro m %}}.
+     */
     private List<Node> parseBlockBody(String end, boolean named) {
         List<Node> body = parseBody(Set.of(end));
         index++;
