@@ -150,7 +150,7 @@ public final class AdapterLoadBench {
                     adapters.register(String.format(Locale.ROOT, "n%04d", n), dirs.get(n % dirs.size()));
                 }
                 Engine engine = new Engine("bench", model, GenerateThroughputBench.idTokenizer(config.vocabSize()),
-                        adapters, engineConfig, config.eosTokenIds());
+                        adapters, engineConfig, config.eosTokenIds().stream().mapToInt(Integer::intValue).toArray());
                 try {
                     // Warm-up (not timed): JIT, CUDA graphs of the batch sizes, the loader threads.
                     serve(engine, "distinct", Math.min(requests, 2 * slots), names, promptLen, Math.min(genLen, 4),

@@ -191,7 +191,7 @@ public final class GenerateThroughputBench {
             adapterDirs.forEach(adapters::register);
             double registerSeconds = (System.nanoTime() - t0) / 1e9;
             Engine engine = new Engine(shapeName, model, idTokenizer(config.vocabSize()), adapters, engineConfig,
-                    config.eosTokenIds());
+                    config.eosTokenIds().stream().mapToInt(Integer::intValue).toArray());
             try {
                 System.out.printf(Locale.ROOT, "backend=%s shape=%s layers=%d hidden=%d vocab=%d; base weights in %.1f s;"
                                 + " %d adapters registered in %.1f s; %d slots, %d KV pages of %d tokens (%.2f GB); "

@@ -141,6 +141,9 @@ public abstract class HostBackend<T extends RowMajorTensor<?>, K extends KvStora
         T xs = activation("gatherRows", "x", x);
         T o = activation("gatherRows", "out", out);
         ShapeChecks.checkGatherRows(x, rows, out);
+        if (o.sharesStorage(xs)) {
+            throw ShapeChecks.fail("gatherRows", "out " + out + " must not share storage with x " + x);
+        }
         gatherRows(xs, rows, o);
     }
 

@@ -10,12 +10,14 @@ package ai.punica.backend;
  */
 public abstract class RowMajorTensor<S extends RowMajorTensor.Storage> implements Tensor {
 
-    /** Shared by a tensor and its views: whether it is a weight, and whether it was freed. */
+    /** Shared by a tensor and its views: the dtype, whether it is a weight, and whether it was freed. */
     public abstract static class Storage {
+        private final DType dtype;
         private final boolean weight;
         private boolean freed;
 
-        protected Storage(boolean weight) {
+        protected Storage(DType dtype, boolean weight) {
+            this.dtype = dtype;
             this.weight = weight;
         }
 
@@ -53,6 +55,11 @@ public abstract class RowMajorTensor<S extends RowMajorTensor.Storage> implement
     @Override
     public final int cols() {
         return cols;
+    }
+
+    @Override
+    public final DType dtype() {
+        return shared().dtype;
     }
 
     public final String name() {

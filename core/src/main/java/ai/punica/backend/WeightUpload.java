@@ -33,26 +33,42 @@ public interface WeightUpload extends AutoCloseable {
 
     /** An upload that completed inside the call that made it, through {@link Backend#loadWeight}. */
     static WeightUpload completed(TensorMemory backend, List<Tensor> tensors) {
-        return new WeightUpload() {
-            private boolean closed;
-
-            @Override
-            public List<Tensor> tensors() {
-                return tensors;
-            }
-
+        return new ReleasedOnce(tensors) {
             @Override
             public boolean isDone() {
                 return true;
             }
 
             @Override
-            public void close() {
-                if (!closed) {
-                    closed = true;
-                    tensors.forEach(backend::free);
-                }
+            protected void release() {
+                tensors.forEach(backend::free);
             }
         };
+    }
+
+    /** An upload of tensors known when it is made, whose {@link #close} runs {@link #release} the first time only. */
+    abstract class ReleasedOnce implements WeightUpload {
+        private final List<Tensor> tensors;
+        private boolean closed;
+
+        protected ReleasedOnce(List<Tensor> tensors) {
+            this.tensors = tensors;
+        }
+
+        @Override
+        public final List<Tensor> tensors() {
+            return tensors;
+        }
+
+        @Override
+        public final void close() {
+            if (!closed) {
+                closed = true;
+                release();
+            }
+        }
+
+        /** Frees the tensors and whatever else the upload holds; called once. */
+        protected abstract void release();
     }
 }

@@ -201,8 +201,7 @@ public final class EngineCluster implements GenerationService, AutoCloseable {
             engines.getFirst().check(request);
         }
         Tracked t = track(request, listener);
-        lock.lock();
-        try {
+        underLock(t, () -> {
             if (queue.isEmpty()) {
                 int i = choose(new Placement(request.adapter(), request.promptTokens().length), -1);
                 if (i >= 0) {
@@ -211,18 +210,12 @@ public final class EngineCluster implements GenerationService, AutoCloseable {
                 }
             }
             if (queue.size() >= config.queueCapacity()) {
-                requests.remove(request.id(), t);
                 queueRefusals.incrementAndGet();
                 throw new EngineException(EngineException.Kind.OVERLOADED, null, "all " + engines.size()
                         + " engines are full and " + queue.size() + " requests are waiting; retry later");
             }
             queue.addLast(t);
-        } catch (RuntimeException e) {
-            requests.remove(request.id(), t);
-            throw e;
-        } finally {
-            lock.unlock();
-        }
+        });
     }
 
     /**
@@ -234,8 +227,7 @@ public final class EngineCluster implements GenerationService, AutoCloseable {
     @Override
     public void resume(Continuation continuation, GenerationListener listener, boolean preempted) {
         Tracked t = track(continuation.request(), listener);
-        lock.lock();
-        try {
+        underLock(t, () -> {
             int i = choose(new Placement(continuation.adapter(), continuation.totalTokens()), -1);
             if (i < 0 && preempted) {
                 i = roomiest(); // it comes back from a router that found no room elsewhere: it waits, as if preempted
@@ -245,12 +237,7 @@ public final class EngineCluster implements GenerationService, AutoCloseable {
                         + "continuation of " + continuation.totalTokens() + " tokens; retry later");
             }
             place(t, i, continuation, preempted);
-        } catch (RuntimeException e) {
-            requests.remove(continuation.requestId(), t);
-            throw e;
-        } finally {
-            lock.unlock();
-        }
+        });
     }
 
     @Override
@@ -401,6 +388,19 @@ public final class EngineCluster implements GenerationService, AutoCloseable {
             throw new InvalidRequestException("id", "a request with id " + request.id() + " is already running");
         }
         return t;
+    }
+
+    /** Places or queues the request {@link #track} just booked, under the lock; unbooks it when that throws. */
+    private void underLock(Tracked t, Runnable placeOrQueue) {
+        lock.lock();
+        try {
+            placeOrQueue.run();
+        } catch (RuntimeException e) {
+            requests.remove(t.request.id(), t);
+            throw e;
+        } finally {
+            lock.unlock();
+        }
     }
 
     /** Starts a request on an engine: submitted, or resumed from {@code continuation} when not null. */

@@ -7,23 +7,7 @@ import ai.punica.engine.GenerationListener;
 import ai.punica.engine.GenerationRequest;
 
 /** An engine in this process (one per GPU, or one of several CPU engines). */
-public final class LocalEngineHandle implements EngineHandle {
-    private final String name;
-    private final Engine engine;
-
-    public LocalEngineHandle(String name, Engine engine) {
-        this.name = name;
-        this.engine = engine;
-    }
-
-    public Engine engine() {
-        return engine;
-    }
-
-    @Override
-    public String name() {
-        return name;
-    }
+public record LocalEngineHandle(String name, Engine engine) implements EngineHandle {
 
     @Override
     public EngineLoad load() {

@@ -19,7 +19,13 @@ public sealed interface PlacementPolicy {
     int choose(List<EngineState> engines, Placement request, int previous);
 
     /** The name on the command line and in metrics. */
-    String name();
+    default String name() {
+        return switch (this) {
+            case Consolidate c -> "consolidate";
+            case LeastLoaded l -> "least-loaded";
+            case RoundRobin r -> "round-robin";
+        };
+    }
 
     /**
      * Punica's policy (§5, G1): the engine with the most running requests that still has room, so that
@@ -31,11 +37,6 @@ public sealed interface PlacementPolicy {
         public int choose(List<EngineState> engines, Placement request, int previous) {
             return best(engines, request, +1);
         }
-
-        @Override
-        public String name() {
-            return "consolidate";
-        }
     }
 
     /** The engine with the fewest running requests that has room (ties as consolidate's): spreads load. */
@@ -43,11 +44,6 @@ public sealed interface PlacementPolicy {
         @Override
         public int choose(List<EngineState> engines, Placement request, int previous) {
             return best(engines, request, -1);
-        }
-
-        @Override
-        public String name() {
-            return "least-loaded";
         }
     }
 
@@ -64,24 +60,19 @@ public sealed interface PlacementPolicy {
             }
             return -1;
         }
-
-        @Override
-        public String name() {
-            return "round-robin";
-        }
     }
 
-    List<String> NAMES = List.of("consolidate", "least-loaded", "round-robin");
+    /** Every policy, one of each; {@link #named} looks a name up here. */
+    List<PlacementPolicy> ALL = List.of(new Consolidate(), new LeastLoaded(), new RoundRobin());
+
+    List<String> NAMES = ALL.stream().map(PlacementPolicy::name).toList();
 
     /** The policy named {@code name} (one of {@link #NAMES}), or an error that lists them. */
     static PlacementPolicy named(String name) {
-        return switch (name.toLowerCase(Locale.ROOT)) {
-            case "consolidate" -> new Consolidate();
-            case "least-loaded" -> new LeastLoaded();
-            case "round-robin" -> new RoundRobin();
-            default -> throw new IllegalArgumentException("unknown placement policy '" + name + "'; use one of "
-                    + String.join(", ", NAMES));
-        };
+        String wanted = name.toLowerCase(Locale.ROOT);
+        return ALL.stream().filter(p -> p.name().equals(wanted)).findFirst().orElseThrow(() ->
+                new IllegalArgumentException("unknown placement policy '" + name + "'; use one of "
+                        + String.join(", ", NAMES)));
     }
 
     /**

@@ -183,12 +183,8 @@ public final class EngineBuilder {
     /** The union of config.json's, generation_config.json's and the tokenizer's end-of-sequence tokens. */
     private static int[] eosTokenIds(ModelConfig modelConfig, GenerationConfig generation, Tokenizer tokenizer) {
         Set<Integer> eos = new LinkedHashSet<>();
-        for (int id : modelConfig.eosTokenIds()) {
-            eos.add(id);
-        }
-        for (int id : generation.eosTokenIds()) {
-            eos.add(id);
-        }
+        eos.addAll(modelConfig.eosTokenIds());
+        eos.addAll(generation.eosTokenIds());
         tokenizer.eosTokenId().ifPresent(eos::add);
         return eos.stream().mapToInt(Integer::intValue).toArray();
     }

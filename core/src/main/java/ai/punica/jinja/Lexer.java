@@ -48,24 +48,8 @@ final class Lexer {
         return lexer.tokens;
     }
 
-    /** 1-based line and column of an offset in the template. */
-    static int[] lineColumn(String source, int pos) {
-        int line = 1;
-        int col = 1;
-        for (int i = 0; i < Math.min(pos, source.length()); i++) {
-            if (source.charAt(i) == '\n') {
-                line++;
-                col = 1;
-            } else {
-                col++;
-            }
-        }
-        return new int[] {line, col};
-    }
-
     private TemplateException error(String message, int pos) {
-        int[] lc = lineColumn(src, pos);
-        return new TemplateException(message, lc[0], lc[1]);
+        return TemplateException.at(message, src, pos);
     }
 
     private void run() {

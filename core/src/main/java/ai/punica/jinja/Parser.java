@@ -60,8 +60,7 @@ final class Parser {
     }
 
     private TemplateException error(String message, Token at) {
-        int[] lc = Lexer.lineColumn(source, at.pos());
-        return new TemplateException("template syntax error: " + message, lc[0], lc[1]);
+        return TemplateException.at("template syntax error: " + message, source, at.pos());
     }
 
     private Token peek() {
@@ -193,13 +192,7 @@ final class Parser {
                 skipName("scoped");
                 skipName("required");
                 expectBlockEnd();
-                List<Node> body = parseBody(Set.of("endblock"));
-                index++;
-                if (peek().kind() == Kind.NAME) {
-                    index++;
-                }
-                expectBlockEnd();
-                yield new Block(body, begin.pos());
+                yield new Block(parseBlockBody("endblock", true), begin.pos());
             }
             case "filter" -> {
                 List<Filter> filters = parseFilterChain();
@@ -222,8 +215,19 @@ final class Parser {
 
     /** The body up to {@code {% end %}} and past that tag. */
     private List<Node> parseBlockBody(String end) {
+        return parseBlockBody(end, false);
+    }
+
+    /**
+     * As {@link #parseBlockBody(String)}; when {@code named} (block, macro), the end tag may repeat the name:
+     * {@code {% endmacro m %}}.
+     */
+    private List<Node> parseBlockBody(String end, boolean named) {
         List<Node> body = parseBody(Set.of(end));
         index++;
+        if (named && peek().kind() == Kind.NAME) {
+            index++;
+        }
         expectBlockEnd();
         return body;
     }
@@ -401,13 +405,7 @@ final class Parser {
         List<Expr> defaults = new ArrayList<>();
         parseParameters(params, defaults);
         expectBlockEnd();
-        List<Node> body = parseBody(Set.of("endmacro"));
-        index++;
-        if (peek().kind() == Kind.NAME) {
-            index++;
-        }
-        expectBlockEnd();
-        return new Macro(name, params, defaults, body, begin.pos());
+        return new Macro(name, params, defaults, parseBlockBody("endmacro", true), begin.pos());
     }
 
     // ---- expressions ----

@@ -108,8 +108,7 @@ final class Renderer {
     }
 
     TemplateException error(String message, int pos) {
-        int[] lc = Lexer.lineColumn(source, pos);
-        return new TemplateException(message, lc[0], lc[1]);
+        return TemplateException.at(message, source, pos);
     }
 
     // ---- statements ----

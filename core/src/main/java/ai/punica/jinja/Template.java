@@ -34,7 +34,7 @@ public final class Template {
         try {
             return new Template(source, Parser.parse(source));
         } catch (StackOverflowError e) {
-            throw new TemplateException("template syntax error: expressions nest too deeply to parse", 0, 0);
+            throw new TemplateException("template syntax error: expressions nest too deeply to parse");
         }
     }
 
@@ -58,7 +58,7 @@ public final class Template {
             return new Renderer(source, limits).render(nodes, variables);
         } catch (StackOverflowError e) {
             throw new TemplateException("template recursion exhausted the stack before reaching the limit of "
-                    + limits.maxDepth() + " levels", 0, 0);
+                    + limits.maxDepth() + " levels");
         }
     }
 }

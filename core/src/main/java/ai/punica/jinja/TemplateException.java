@@ -9,10 +9,30 @@ public final class TemplateException extends RuntimeException {
     private final int line;
     private final int column;
 
-    TemplateException(String message, int line, int column) {
+    /** A failure of the whole template, at no position in it. */
+    TemplateException(String message) {
+        this(message, 0, 0);
+    }
+
+    private TemplateException(String message, int line, int column) {
         super(line > 0 ? message + " (template line " + line + ", column " + column + ")" : message);
         this.line = line;
         this.column = column;
+    }
+
+    /** A failure at offset {@code pos} of {@code source}, named by its line and column. */
+    static TemplateException at(String message, String source, int pos) {
+        int line = 1;
+        int column = 1;
+        for (int i = 0; i < Math.min(pos, source.length()); i++) {
+            if (source.charAt(i) == '\n') {
+                line++;
+                column = 1;
+            } else {
+                column++;
+            }
+        }
+        return new TemplateException(message, line, column);
     }
 
     public int line() {

@@ -14,6 +14,8 @@ import java.util.Iterator;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
+import java.util.function.Function;
 
 /**
  * One value of a JSON file the server reads (config.json, adapter_config.json, tokenizer.json,
@@ -177,6 +179,16 @@ public record JsonField(String source, String path, JsonNode node, Errors errors
         return out;
     }
 
+    /** Each element of the list at member {@code key}, read by {@code read}. */
+    public <T> List<T> list(String key, Function<JsonField, T> read) {
+        return get(key).elements().stream().map(read).toList();
+    }
+
+    /** {@code read} of this value, or null when it is absent (an optional component or setting). */
+    public <T> T optional(Function<JsonField, T> read) {
+        return isAbsent() ? null : read.apply(this);
+    }
+
     /** Object members in file order. */
     public List<Map.Entry<String, JsonField>> members() {
         if (isAbsent() || !node.isObject()) {
@@ -228,6 +240,18 @@ public record JsonField(String source, String path, JsonNode node, Errors errors
         return get(key).text(dflt);
     }
 
+    /**
+     * The string at {@code key} when {@code accepted} holds it; otherwise an error that it "is missing" or
+     * "is 'value'", then {@code served} (what is served instead: "Punica-J serves LoRA adapters only").
+     */
+    public String requireOneOf(String key, Set<String> accepted, String served) {
+        String value = string(key, null);
+        if (value == null || !accepted.contains(value)) {
+            throw error(key, (value == null ? "is missing" : "is '" + value + "'") + "; " + served);
+        }
+        return value;
+    }
+
     /** A nested object, or null when absent or null. */
     public JsonField object(String key) {
         JsonField f = get(key);
@@ -247,15 +271,15 @@ public record JsonField(String source, String path, JsonNode node, Errors errors
     }
 
     /** An integer or a list of integers (eos_token_id); empty when absent or null. */
-    public int[] intOrIntList(String key) {
+    public List<Integer> intOrIntList(String key) {
         JsonField f = get(key);
         if (f.isAbsent()) {
-            return new int[0];
+            return List.of();
         }
         if (!f.node.isArray()) {
-            return new int[] {f.intValue()};
+            return List.of(f.intValue());
         }
-        return f.elements().stream().mapToInt(JsonField::intValue).toArray();
+        return f.elements().stream().map(JsonField::intValue).toList();
     }
 
     /** A string or a list of strings; null when absent or null. */

@@ -61,7 +61,7 @@ final class AdapterResolver {
             throw unavailable(name, missed);
         }
         if (options.sources().isEmpty()) {
-            throw new AdapterUnavailableException(name, true, notFoundMessage(name));
+            throw new AdapterUnavailableException(true, notFoundMessage(name));
         }
         CompletableFuture<Void> fresh = new CompletableFuture<>();
         CompletableFuture<Void> shared = resolving.putIfAbsent(name, fresh);
@@ -80,7 +80,7 @@ final class AdapterResolver {
             shared.join();
         } catch (CompletionException e) {
             if (e.getCause() instanceof AdapterUnavailableException u) {
-                throw new AdapterUnavailableException(name, u.missing(), u.getMessage());
+                throw new AdapterUnavailableException(u.missing(), u.getMessage());
             }
             throw e;
         }
@@ -112,7 +112,7 @@ final class AdapterResolver {
     }
 
     private static AdapterUnavailableException unavailable(String name, String message) {
-        return new AdapterUnavailableException(name, message.equals(notFoundMessage(name)), message);
+        return new AdapterUnavailableException(message.equals(notFoundMessage(name)), message);
     }
 
     /** One resolution, on the loader: ask the sources in order, then have the manager install the adapter. */
@@ -140,7 +140,7 @@ final class AdapterResolver {
             }
             if (dir == null) {
                 misses.put(name, notFoundMessage(name), System.nanoTime());
-                result.completeExceptionally(new AdapterUnavailableException(name, true, notFoundMessage(name)));
+                result.completeExceptionally(new AdapterUnavailableException(true, notFoundMessage(name)));
                 return;
             }
             try {
@@ -153,7 +153,7 @@ final class AdapterResolver {
                         + " but could not be loaded: " + e.getMessage();
                 log.warn("on-demand load of adapter {} from {} failed: {}", name, dir, e.getMessage());
                 misses.put(name, message, System.nanoTime());
-                result.completeExceptionally(new AdapterUnavailableException(name, false, message));
+                result.completeExceptionally(new AdapterUnavailableException(false, message));
                 return;
             }
             result.complete(null);

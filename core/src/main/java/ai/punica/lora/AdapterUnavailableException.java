@@ -5,17 +5,12 @@ package ai.punica.lora;
  * ({@link #missing()}), or its files were found but did not load. The message is meant for the client.
  */
 public final class AdapterUnavailableException extends RuntimeException {
-    private final String adapter;
     private final boolean missing;
 
-    AdapterUnavailableException(String adapter, boolean missing, String message) {
+    /** @param message names the adapter, for the client */
+    AdapterUnavailableException(boolean missing, String message) {
         super(message);
-        this.adapter = adapter;
         this.missing = missing;
-    }
-
-    public String adapter() {
-        return adapter;
     }
 
     /** True when nothing by this name exists (HTTP 404); false when it exists but failed to load. */

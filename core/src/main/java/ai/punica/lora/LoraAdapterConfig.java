@@ -103,11 +103,7 @@ public record LoraAdapterConfig(int rank, double alpha, boolean useRslora, Set<P
     }
 
     private static LoraAdapterConfig from(JsonField f) {
-        String peftType = f.string("peft_type", null);
-        if (peftType == null || !peftType.equals("LORA")) {
-            throw f.error("peft_type", (peftType == null ? "is missing" : "is '" + peftType + "'")
-                    + "; Punica-J serves LoRA adapters only (peft_type LORA)");
-        }
+        f.requireOneOf("peft_type", Set.of("LORA"), "Punica-J serves LoRA adapters only (peft_type LORA)");
         rejectIf(f, "use_dora", f.boolValue("use_dora", false), "is true; DoRA adapters are not supported, only plain LoRA");
         String bias = f.string("bias", "none");
         rejectIf(f, "bias", !bias.equals("none"), "is '" + bias

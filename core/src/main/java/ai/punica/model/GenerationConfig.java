@@ -3,28 +3,24 @@ package ai.punica.model;
 import ai.punica.json.JsonField;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.List;
 
 /**
  * {@code generation_config.json} of a model directory (optional): special tokens and the sampling defaults
  * the model's authors recommend. Absent values are -1 (token ids), empty (eos) or null (sampling).
  */
-public record GenerationConfig(int bosTokenId, int[] eosTokenIds, int padTokenId, Float temperature, Float topP,
+public record GenerationConfig(int bosTokenId, List<Integer> eosTokenIds, int padTokenId, Float temperature, Float topP,
         Integer topK) {
 
     public static final String FILE = "generation_config.json";
 
     public GenerationConfig {
-        eosTokenIds = eosTokenIds.clone();
-    }
-
-    @Override
-    public int[] eosTokenIds() {
-        return eosTokenIds.clone();
+        eosTokenIds = List.copyOf(eosTokenIds);
     }
 
     /** No generation_config.json: nothing known. */
     public static GenerationConfig defaults() {
-        return new GenerationConfig(-1, new int[0], -1, null, null, null);
+        return new GenerationConfig(-1, List.of(), -1, null, null, null);
     }
 
     /** Reads {@code dir/generation_config.json}, or returns {@link #defaults()} when the model has none. */

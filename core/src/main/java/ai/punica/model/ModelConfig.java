@@ -4,11 +4,9 @@ import ai.punica.backend.RopeTable;
 import ai.punica.json.JsonField;
 import com.fasterxml.jackson.databind.JsonNode;
 import java.nio.file.Path;
-import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.Objects;
 import java.util.Set;
 
 /**
@@ -29,19 +27,14 @@ import java.util.Set;
 public record ModelConfig(String modelType, int vocabSize, int hiddenSize, int intermediateSize, int numLayers,
         int numHeads, int numKvHeads, int headDim, int maxPositionEmbeddings, float rmsNormEps, double ropeTheta,
         RopeScaling ropeScaling, boolean attentionBias, boolean mlpBias, boolean tieWordEmbeddings, int slidingWindow,
-        int bosTokenId, int[] eosTokenIds, String torchDtype) {
+        int bosTokenId, List<Integer> eosTokenIds, String torchDtype) {
 
     public static final Set<String> MODEL_TYPES = Set.of("llama", "mistral", "qwen2");
     public static final Set<String> ARCHITECTURES = Set.of("LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM");
     private static final String ROPE_TYPES = "default, linear, llama3, yarn";
 
     public ModelConfig {
-        eosTokenIds = eosTokenIds.clone();
-    }
-
-    @Override
-    public int[] eosTokenIds() {
-        return eosTokenIds.clone();
+        eosTokenIds = List.copyOf(eosTokenIds);
     }
 
     /** Query heads per KV head (GQA group size). */
@@ -59,14 +52,8 @@ public record ModelConfig(String modelType, int vocabSize, int hiddenSize, int i
     }
 
     private static ModelConfig from(JsonField f) {
-        String modelType = f.string("model_type", null);
-        if (modelType == null) {
-            throw f.error("model_type", "is missing; Punica-J serves the Llama family: model_type llama, mistral or qwen2");
-        }
-        if (!MODEL_TYPES.contains(modelType)) {
-            throw f.error("model_type", "is '" + modelType
-                    + "'; Punica-J serves the Llama family only: llama, mistral, qwen2");
-        }
+        String modelType = f.requireOneOf("model_type", MODEL_TYPES,
+                "Punica-J serves the Llama family only: llama, mistral, qwen2");
         List<String> architectures = f.stringOrStringList("architectures");
         if (architectures != null && architectures.stream().noneMatch(ARCHITECTURES::contains)) {
             throw f.error("architectures", "is " + architectures + "; supported: LlamaForCausalLM, MistralForCausalLM, "
@@ -374,32 +361,12 @@ public record ModelConfig(String modelType, int vocabSize, int hiddenSize, int i
     }
 
     @Override
-    public boolean equals(Object o) {
-        return o instanceof ModelConfig c && modelType.equals(c.modelType) && vocabSize == c.vocabSize
-                && hiddenSize == c.hiddenSize && intermediateSize == c.intermediateSize && numLayers == c.numLayers
-                && numHeads == c.numHeads && numKvHeads == c.numKvHeads && headDim == c.headDim
-                && maxPositionEmbeddings == c.maxPositionEmbeddings
-                && Float.compare(rmsNormEps, c.rmsNormEps) == 0 && Double.compare(ropeTheta, c.ropeTheta) == 0
-                && Objects.equals(ropeScaling, c.ropeScaling) && attentionBias == c.attentionBias
-                && mlpBias == c.mlpBias && tieWordEmbeddings == c.tieWordEmbeddings && slidingWindow == c.slidingWindow
-                && bosTokenId == c.bosTokenId && Arrays.equals(eosTokenIds, c.eosTokenIds)
-                && Objects.equals(torchDtype, c.torchDtype);
-    }
-
-    @Override
-    public int hashCode() {
-        return Objects.hash(modelType, vocabSize, hiddenSize, intermediateSize, numLayers, numHeads, numKvHeads,
-                headDim, maxPositionEmbeddings, rmsNormEps, ropeTheta, ropeScaling, attentionBias, mlpBias,
-                tieWordEmbeddings, slidingWindow, bosTokenId, Arrays.hashCode(eosTokenIds), torchDtype);
-    }
-
-    @Override
     public String toString() {
         return "ModelConfig[" + modelType + ", vocab=" + vocabSize + ", hidden=" + hiddenSize + ", intermediate="
                 + intermediateSize + ", layers=" + numLayers + ", heads=" + numHeads + "/" + numKvHeads + "x" + headDim
                 + ", maxPositions=" + maxPositionEmbeddings + ", eps=" + rmsNormEps + ", ropeTheta=" + ropeTheta
                 + ", ropeScaling=" + ropeScaling + ", attentionBias=" + attentionBias + ", mlpBias=" + mlpBias
                 + ", tied=" + tieWordEmbeddings + ", slidingWindow=" + slidingWindow + ", bos=" + bosTokenId
-                + ", eos=" + Arrays.toString(eosTokenIds) + ", dtype=" + torchDtype + "]";
+                + ", eos=" + eosTokenIds + ", dtype=" + torchDtype + "]";
     }
 }

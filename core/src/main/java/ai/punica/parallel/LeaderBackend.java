@@ -56,13 +56,7 @@ final class LeaderBackend implements Backend {
                 uploads.add(group.onRank(r, b -> b.loadWeightsAsync(shards)));
             }
         } catch (RuntimeException | Error e) {
-            for (int r = 0; r < uploads.size(); r++) {
-                WeightUpload u = uploads.get(r);
-                group.onRank(r, b -> {
-                    u.close();
-                    return null;
-                });
-            }
+            closeOnTheirRanks(uploads);
             throw e;
         }
         List<Tensor> leaderTensors = uploads.getFirst().tensors();
@@ -73,14 +67,7 @@ final class LeaderBackend implements Backend {
             }
             group.mapLora(leaderTensors.get(i), shards);
         }
-        return new WeightUpload() {
-            private boolean closed;
-
-            @Override
-            public List<Tensor> tensors() {
-                return leaderTensors;
-            }
-
+        return new WeightUpload.ReleasedOnce(leaderTensors) {
             @Override
             public boolean isDone() {
                 for (int r = 0; r < size; r++) {
@@ -93,21 +80,22 @@ final class LeaderBackend implements Backend {
             }
 
             @Override
-            public void close() {
-                if (closed) {
-                    return;
-                }
-                closed = true;
+            protected void release() {
                 leaderTensors.forEach(group::unmapLora);
-                for (int r = 0; r < size; r++) {
-                    WeightUpload u = uploads.get(r);
-                    group.onRank(r, b -> {
-                        u.close();
-                        return null;
-                    });
-                }
+                closeOnTheirRanks(uploads);
             }
         };
+    }
+
+    /** Closes rank r's upload (index r) on rank r's thread. */
+    private void closeOnTheirRanks(List<WeightUpload> uploads) {
+        for (int r = 0; r < uploads.size(); r++) {
+            WeightUpload u = uploads.get(r);
+            group.onRank(r, b -> {
+                u.close();
+                return null;
+            });
+        }
     }
 
     @Override

@@ -105,50 +105,36 @@ public final class TensorParallelGroup implements AutoCloseable {
 
     private void start(ModelConfig config, WeightSource weights, IntFunction<Backend> backendOfRank,
                        CommunicatorFactory communicators, Sizes s) {
-        // backends[r] is rank r's, or null where making it failed; close() releases those made.
-        List<Future<Backend>> made = new ArrayList<>();
+        onEveryRank(backendOfRank, backends);
+        comms = List.copyOf(communicators.create(List.copyOf(backends)));
+        leaderBackend = new LeaderBackend(backends.getFirst(), this);
+        onEveryRank(r -> LlamaModel.load(config, new ShardedWeights(weights, layout, r),
+                r == 0 ? leaderBackend : backends.get(r), s.maxRows(), s.maxLogitRows(), s.loraSlots(),
+                s.maxLoraRank(), new Rank(r)), models);
+    }
+
+    /**
+     * Runs {@code make} for every rank at once (rank r's on its thread, rank 0's on this one) and adds the
+     * results to {@code made} in rank order, null where it failed, so that {@link #close} releases what was
+     * made. Once all have finished, throws the first failure (rank 0's first; an Error wrapped).
+     */
+    private <T> void onEveryRank(IntFunction<T> make, List<T> made) {
+        List<Future<T>> peers = new ArrayList<>();
         for (RankWorker w : workers) {
-            made.add(w.submit(() -> backendOfRank.apply(w.rank())));
+            peers.add(w.submit(() -> make.apply(w.rank())));
         }
         RuntimeException failed = null;
         try {
-            backends.add(backendOfRank.apply(0));
-        } catch (RuntimeException e) {
-            backends.add(null);
-            failed = e;
-        }
-        for (Future<Backend> f : made) {
-            try {
-                backends.add(RankWorker.await(f));
-            } catch (RuntimeException e) {
-                backends.add(null);
-                failed = failed == null ? e : failed;
-            }
-        }
-        if (failed != null) {
-            throw failed;
-        }
-        comms = List.copyOf(communicators.create(List.copyOf(backends)));
-        leaderBackend = new LeaderBackend(backends.getFirst(), this);
-        List<Future<LlamaModel>> loading = new ArrayList<>();
-        for (RankWorker w : workers) {
-            int r = w.rank();
-            loading.add(w.submit(() -> LlamaModel.load(config, new ShardedWeights(weights, layout, r), backends.get(r),
-                    s.maxRows(), s.maxLogitRows(), s.loraSlots(), s.maxLoraRank(), new Rank(r))));
-        }
-        LlamaModel leader = null;
-        try {
-            leader = LlamaModel.load(config, new ShardedWeights(weights, layout, 0), leaderBackend, s.maxRows(),
-                    s.maxLogitRows(), s.loraSlots(), s.maxLoraRank(), new Rank(0));
+            made.add(make.apply(0));
         } catch (RuntimeException | Error e) {
+            made.add(null);
             failed = e instanceof RuntimeException re ? re : new IllegalStateException(e);
         }
-        models.add(leader);
-        for (Future<LlamaModel> f : loading) {
+        for (Future<T> f : peers) {
             try {
-                models.add(RankWorker.await(f));
+                made.add(RankWorker.await(f));
             } catch (RuntimeException e) {
-                models.add(null);
+                made.add(null);
                 failed = failed == null ? e : failed;
             }
         }

@@ -186,13 +186,9 @@ sealed interface Decoder {
         }
     }
 
-    /** Returns null for an absent decoder. */
     static Decoder parse(JsonField json) {
-        if (json.isAbsent()) {
-            return null;
-        }
         return switch (json.type()) {
-            case "Sequence" -> new Sequence(json.get("decoders").elements().stream().map(Decoder::parse).toList());
+            case "Sequence" -> new Sequence(json.list("decoders", Decoder::parse));
             case "ByteLevel" -> new ByteLevel();
             case "Metaspace" -> new Metaspace(json.get("replacement").text("\u2581").codePointAt(0),
                     !PreTokenizer.prependScheme(json).equals("never"));

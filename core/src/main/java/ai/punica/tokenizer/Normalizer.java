@@ -57,13 +57,9 @@ sealed interface Normalizer {
         }
     }
 
-    /** Returns null for an absent normalizer. */
     static Normalizer parse(JsonField json) {
-        if (json.isAbsent()) {
-            return null;
-        }
         return switch (json.type()) {
-            case "Sequence" -> new Sequence(json.get("normalizers").elements().stream().map(Normalizer::parse).toList());
+            case "Sequence" -> new Sequence(json.list("normalizers", Normalizer::parse));
             case "Prepend" -> new Prepend(json.get("prepend").text());
             case "Replace" -> new Replace(StringOrRegex.parse(json.get("pattern")), json.get("content").text());
             case "NFC" -> new Unicode(java.text.Normalizer.Form.NFC);

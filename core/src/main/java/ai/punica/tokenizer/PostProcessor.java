@@ -43,13 +43,9 @@ sealed interface PostProcessor {
         }
     }
 
-    /** Returns null for an absent post-processor. */
     static PostProcessor parse(JsonField json) {
-        if (json.isAbsent()) {
-            return null;
-        }
         return switch (json.type()) {
-            case "Sequence" -> new Sequence(json.get("processors").elements().stream().map(PostProcessor::parse).toList());
+            case "Sequence" -> new Sequence(json.list("processors", PostProcessor::parse));
             case "ByteLevel" -> new Identity();
             case "TemplateProcessing" -> parseTemplate(json);
             case "BertProcessing", "RobertaProcessing" -> new Template(

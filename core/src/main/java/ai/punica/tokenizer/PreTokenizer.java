@@ -2,7 +2,9 @@ package ai.punica.tokenizer;
 
 import ai.punica.json.JsonField;
 import java.util.ArrayList;
+import java.util.Collections;
 import java.util.List;
+import java.util.function.BiPredicate;
 import java.util.function.IntPredicate;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
@@ -62,50 +64,38 @@ sealed interface PreTokenizer {
                     }
                 }
             }
-            case MERGED_WITH_PREVIOUS -> {
-                boolean previousMatch = false;
-                for (int[] s : spans) {
-                    boolean isMatch = s[2] == 1;
-                    if (isMatch && !previousMatch && !merged.isEmpty()) {
-                        merged.getLast()[1] = s[1];
-                    } else {
-                        merged.add(new int[] {s[0], s[1], 0});
-                    }
-                    previousMatch = isMatch;
-                }
-            }
+            case MERGED_WITH_PREVIOUS -> joinSpans(spans, (match, previousMatch) -> match && !previousMatch, merged);
             case MERGED_WITH_NEXT -> {
-                boolean previousMatch = false;
-                for (int i = spans.size() - 1; i >= 0; i--) {
-                    int[] s = spans.get(i);
-                    boolean isMatch = s[2] == 1;
-                    if (isMatch && !previousMatch && !merged.isEmpty()) {
-                        merged.getLast()[0] = s[0];
-                    } else {
-                        merged.add(new int[] {s[0], s[1], 0});
-                    }
-                    previousMatch = isMatch;
-                }
-                java.util.Collections.reverse(merged);
+                // the same as MERGED_WITH_PREVIOUS, walking the spans from the end
+                joinSpans(spans.reversed(), (match, previousMatch) -> match && !previousMatch, merged);
+                Collections.reverse(merged);
             }
-            case CONTIGUOUS -> {
-                boolean previousMatch = false;
-                for (int[] s : spans) {
-                    boolean isMatch = s[2] == 1;
-                    if (isMatch == previousMatch && !merged.isEmpty()) {
-                        merged.getLast()[1] = s[1];
-                    } else {
-                        merged.add(new int[] {s[0], s[1], 0});
-                    }
-                    previousMatch = isMatch;
-                }
-            }
+            case CONTIGUOUS -> joinSpans(spans, (match, previousMatch) -> match == previousMatch, merged);
         }
         String text = piece.text();
         for (int[] s : merged) {
             if (s[0] != s[1]) {
                 out.add(new Piece(text.substring(s[0], s[1]), piece.atOrigin() && s[0] == 0));
             }
+        }
+    }
+
+    /**
+     * Adds {@code spans} (in the order given) to {@code merged}, each one joined to the span added before it
+     * when {@code joins(isMatch, previousIsMatch)}; the joined span covers both.
+     */
+    private static void joinSpans(List<int[]> spans, BiPredicate<Boolean, Boolean> joins, List<int[]> merged) {
+        boolean previousMatch = false;
+        for (int[] s : spans) {
+            boolean isMatch = s[2] == 1;
+            if (joins.test(isMatch, previousMatch) && !merged.isEmpty()) {
+                int[] last = merged.getLast();
+                last[0] = Math.min(last[0], s[0]);
+                last[1] = Math.max(last[1], s[1]);
+            } else {
+                merged.add(new int[] {s[0], s[1], 0});
+            }
+            previousMatch = isMatch;
         }
     }
 
@@ -259,13 +249,9 @@ sealed interface PreTokenizer {
         }
     }
 
-    /** Returns null for an absent pre-tokenizer. */
     static PreTokenizer parse(JsonField json) {
-        if (json.isAbsent()) {
-            return null;
-        }
         return switch (json.type()) {
-            case "Sequence" -> new Sequence(json.get("pretokenizers").elements().stream().map(PreTokenizer::parse).toList());
+            case "Sequence" -> new Sequence(json.list("pretokenizers", PreTokenizer::parse));
             case "Split" -> {
                 Pattern pattern = StringOrRegex.parse(json.get("pattern"));
                 yield new Split(pattern, Behavior.parse(json.get("behavior"), Behavior.ISOLATED),

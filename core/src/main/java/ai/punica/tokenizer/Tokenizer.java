@@ -95,11 +95,11 @@ public final class Tokenizer {
                     : config.get("legacy").bool(true) ? "always" : "first";
             preTokenizer = new PreTokenizer.Metaspace("\u2581", scheme, false);
         } else {
-            normalizer = Normalizer.parse(root.get("normalizer"));
-            preTokenizer = PreTokenizer.parse(root.get("pre_tokenizer"));
+            normalizer = root.get("normalizer").optional(Normalizer::parse);
+            preTokenizer = root.get("pre_tokenizer").optional(PreTokenizer::parse);
         }
         model = BpeModel.parse(root.get("model"), tables);
-        decoder = Decoder.parse(root.get("decoder"));
+        decoder = root.get("decoder").optional(Decoder::parse);
         decodesByteFallback = containsByteFallback(decoder);
         added = AddedVocabulary.parse(root.get("added_tokens"), normalizer);
 
@@ -125,7 +125,7 @@ public final class Tokenizer {
 
         bosToken = config == null ? null : specialTokenText(config.get("bos_token"));
         eosToken = config == null ? null : specialTokenText(config.get("eos_token"));
-        PostProcessor fileProcessor = PostProcessor.parse(root.get("post_processor"));
+        PostProcessor fileProcessor = root.get("post_processor").optional(PostProcessor::parse);
         boolean addBos = transformers && bosToken != null && config.get("add_bos_token").bool(true);
         boolean addEos = transformers && eosToken != null && config.get("add_eos_token").bool(false);
         postProcessor = addBos || addEos ? new PostProcessor.Template(idsOf(addBos ? bosToken : null),

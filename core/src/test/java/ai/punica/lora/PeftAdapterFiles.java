@@ -11,6 +11,7 @@ import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
 import java.util.function.Consumer;
 
@@ -23,7 +24,7 @@ final class PeftAdapterFiles {
 
     /** A tiny GQA Llama: hidden 64, 4 heads of 16 sharing 2 KV heads, MLP 96, 3 layers. */
     static final ModelConfig BASE = new ModelConfig("llama", 128, 64, 96, 3, 4, 2, 16, 256, 1e-5f, 10000, null, false,
-            false, false, 0, 1, new int[] {2}, "float32");
+            false, false, 0, 1, List.of(2), "float32");
 
     /** adapter_config.json as PEFT 0.13 writes it for r=8, alpha=16 on q_proj and v_proj, then {@code edit}. */
     static String config(Consumer<ObjectNode> edit) {

@@ -8,6 +8,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
+import java.util.List;
 
 /** config.json files as the published models ship them (meta-llama, mistralai, Qwen on the HF Hub). */
 class ModelConfigTest {
@@ -60,7 +61,7 @@ class ModelConfigTest {
     void parsesLlama2() {
         ModelConfig c = ModelConfig.parse(LLAMA_2_7B, "llama2/config.json");
         assertThat(c).isEqualTo(new ModelConfig("llama", 32000, 4096, 11008, 32, 32, 32, 128, 4096, 1e-5f, 10000.0,
-                null, false, false, false, 0, 1, new int[] {2}, "float16"));
+                null, false, false, false, 0, 1, List.of(2), "float16"));
         assertThat(c.kvGroupSize()).isEqualTo(1);
     }
 
@@ -127,7 +128,7 @@ class ModelConfigTest {
                  "num_hidden_layers": 2, "num_attention_heads": 4}
                 """, "config.json");
         assertThat(c).isEqualTo(new ModelConfig("llama", 256, 64, 172, 2, 4, 4, 16, 2048, 1e-6f, 10000.0, null, false,
-                false, false, 0, -1, new int[0], "float32"));
+                false, false, 0, -1, List.of(), "float32"));
     }
 
     @Test

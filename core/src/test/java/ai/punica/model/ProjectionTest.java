@@ -3,12 +3,13 @@ package ai.punica.model;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import org.junit.jupiter.api.Test;
+import java.util.List;
 
 class ProjectionTest {
 
     // 8 query heads sharing 2 KV heads of 24 dims; head_dim deliberately not hidden/heads.
     private static final ModelConfig GQA = new ModelConfig("llama", 100, 160, 384, 2, 8, 2, 24, 512, 1e-5f, 10000, null,
-            false, false, false, 0, 1, new int[] {2}, "float32");
+            false, false, false, 0, 1, List.of(2), "float32");
 
     @Test
     void featuresFollowGroupedQueryAttentionAndTheMlpWidth() {

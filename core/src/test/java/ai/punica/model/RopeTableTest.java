@@ -5,13 +5,14 @@ import static org.assertj.core.api.Assertions.within;
 
 import ai.punica.backend.RopeTable;
 import org.junit.jupiter.api.Test;
+import java.util.List;
 
 /** ropeTable() against straightforward double-precision formulas written from the papers / reference code. */
 class RopeTableTest {
 
     private static ModelConfig llama(int headDim, double theta, RopeScaling scaling, int maxPositions) {
         return new ModelConfig("llama", 1000, headDim * 4, 64, 1, 4, 4, headDim, maxPositions, 1e-5f, theta, scaling,
-                false, false, false, 0, -1, new int[0], "bfloat16");
+                false, false, false, 0, -1, List.of(), "bfloat16");
     }
 
     private static double plain(double theta, int headDim, int i) {

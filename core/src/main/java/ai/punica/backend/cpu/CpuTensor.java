@@ -19,17 +19,15 @@ final class CpuTensor extends RowMajorTensor<CpuTensor.Storage> {
     static final ValueLayout.OfShort SHORT_LE = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
     static final ValueLayout.OfFloat FLOAT_LE = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
 
-    /** The segment, the arena that owns it (null for an aliased mapped weight) and the dtype. */
+    /** The segment and the arena that owns it (null for an aliased mapped weight). */
     static final class Storage extends RowMajorTensor.Storage {
         final MemorySegment segment;
         final Arena arena;
-        final DType dtype;
 
         Storage(MemorySegment segment, Arena arena, DType dtype, boolean weight) {
-            super(weight);
+            super(dtype, weight);
             this.segment = segment;
             this.arena = arena;
-            this.dtype = dtype;
         }
     }
 
@@ -39,11 +37,6 @@ final class CpuTensor extends RowMajorTensor<CpuTensor.Storage> {
 
     private CpuTensor(CpuTensor of, int rows) {
         super(of, rows);
-    }
-
-    @Override
-    public DType dtype() {
-        return storage.dtype;
     }
 
     @Override

@@ -18,7 +18,7 @@ final class ReferenceTensor extends RowMajorTensor<ReferenceTensor.Storage> {
         final TensorData weight;
 
         Storage(float[] values, TensorData weight) {
-            super(weight != null);
+            super(weight == null ? DType.F32 : weight.dtype(), weight != null);
             this.values = values;
             this.weight = weight;
         }
@@ -30,11 +30,6 @@ final class ReferenceTensor extends RowMajorTensor<ReferenceTensor.Storage> {
 
     private ReferenceTensor(ReferenceTensor of, int rows) {
         super(of, rows);
-    }
-
-    @Override
-    public DType dtype() {
-        return storage.weight == null ? DType.F32 : storage.weight.dtype();
     }
 
     @Override

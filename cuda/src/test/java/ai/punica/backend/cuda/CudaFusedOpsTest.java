@@ -155,7 +155,7 @@ class CudaFusedOpsTest extends GpuBackendTest {
     /** A model config with only what ropeTable() reads filled in meaningfully. */
     static RopeTable ropeTable(int headDim, double theta, RopeScaling scaling, int maxPositions) {
         return new ModelConfig("llama", 1000, headDim * 4, 64, 1, 4, 4, headDim, maxPositions, 1e-5f, theta, scaling,
-                false, false, false, 0, -1, new int[0], "bfloat16").ropeTable();
+                false, false, false, 0, -1, List.of(), "bfloat16").ropeTable();
     }
 
     record Scaling(String name, double theta, RopeScaling scaling, int maxPositions) {
