@@ -63,11 +63,15 @@ class BatchInvarianceTest {
             SamplingParams probeParams = SamplingParams.builder().maxTokens(8).ignoreEos(true).logprobs(5).build();
             Completion alone = engine.generate(new GenerationRequest("alone", "upper", probePrompt, probeParams)).join();
 
-            // Together: submitted at once with seven other requests.
+            // Together: queued with seven other requests between two steps (from the engine thread, so they are
+            // all admitted before the next step is planned: the probe's prefill shares its step, whatever the timing).
             List<CompletableFuture<Completion>> others = new ArrayList<>();
-            CompletableFuture<Completion> together = engine.generate(
-                    new GenerationRequest("together", "upper", probePrompt, probeParams));
-            others.addAll(submitOthers(engine, runtime.tokenizer(), "t", 7));
+            CompletableFuture<Completion> together = engine.callOnEngineThread(() -> {
+                CompletableFuture<Completion> probe = engine.generate(
+                        new GenerationRequest("together", "upper", probePrompt, probeParams));
+                others.addAll(submitOthers(engine, runtime.tokenizer(), "t", 7));
+                return probe;
+            });
             compareBits(alone, together.join(), "together", differences);
 
             // Staggered: others arrive while the probe decodes, so their prefill chunks share its steps.
