@@ -13,8 +13,6 @@ import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
-import java.nio.file.Files;
-import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
@@ -50,20 +48,12 @@ class RouterMigrationTest {
 
     @BeforeAll
     static void startEngines() throws Exception {
-        Path root = Path.of("").toAbsolutePath();
-        while (!Files.isDirectory(root.resolve("fixtures"))) {
-            root = root.getParent();
-        }
         List<CompletableFuture<URI>> started = new ArrayList<>();
         for (String kvMib : List.of("1", "64")) {
-            Path log = Files.createTempFile("punica-serve-", ".log");
-            Process p = new ProcessBuilder(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
-                    "--add-modules", "jdk.incubator.vector", "-Xmx384m", "-Dpunica.home=" + root,
-                    "-cp", System.getProperty("java.class.path"), "ai.punica.cli.Main", "serve", "--backend", "cpu",
-                    "--port", "0", "--max-running", kvMib.equals("1") ? "3" : "16", "--kv-cache-mib", kvMib)
-                    .redirectError(log.toFile()).start();
-            processes.add(p);
-            started.add(CompletableFuture.supplyAsync(() -> RouterTest.awaitUrl(p, log)));
+            ServeProcess p = ServeProcess.start(List.of(), "--max-running", kvMib.equals("1") ? "3" : "16",
+                    "--kv-cache-mib", kvMib);
+            processes.add(p.process());
+            started.add(p.url());
         }
         small = started.get(0).get(120, TimeUnit.SECONDS);
         large = started.get(1).get(120, TimeUnit.SECONDS);

@@ -18,15 +18,11 @@ import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
-import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
-import java.util.regex.Matcher;
-import java.util.regex.Pattern;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.MethodOrderer;
@@ -42,7 +38,6 @@ import org.junit.jupiter.api.TestMethodOrder;
 @TestMethodOrder(MethodOrderer.OrderAnnotation.class)
 class RouterTest {
     private static final ObjectMapper JSON = new ObjectMapper();
-    private static final Pattern SERVING = Pattern.compile("at (http://127\\.0\\.0\\.1:\\d+)/v1");
     private static final List<Process> processes = new ArrayList<>();
     private static final List<URI> urls = new ArrayList<>();
     private static final HttpClient http = HttpClient.newBuilder().version(HttpClient.Version.HTTP_1_1).build();
@@ -50,42 +45,17 @@ class RouterTest {
 
     @BeforeAll
     static void startEngines() throws Exception {
-        Path root = Path.of("").toAbsolutePath();
-        while (!Files.isDirectory(root.resolve("fixtures"))) {
-            root = root.getParent();
-        }
         List<CompletableFuture<URI>> started = new ArrayList<>();
         for (int i = 0; i < 3; i++) {
-            Path log = Files.createTempFile("punica-serve-", ".log");
-            Process p = new ProcessBuilder(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
-                    "--add-modules", "jdk.incubator.vector", "-Xmx384m", "-Dpunica.home=" + root,
-                    "-cp", System.getProperty("java.class.path"), "ai.punica.cli.Main", "serve", "--backend", "cpu",
-                    "--port", "0", "--max-running", "8", "--engines", i == 2 ? "2" : "1")
-                    .redirectError(log.toFile()).start();
-            processes.add(p);
-            started.add(CompletableFuture.supplyAsync(() -> awaitUrl(p, log)));
+            ServeProcess p = ServeProcess.start(List.of(), "--max-running", "8", "--engines", i == 2 ? "2" : "1");
+            processes.add(p.process());
+            started.add(p.url());
         }
         for (CompletableFuture<URI> f : started) {
             urls.add(f.get(120, TimeUnit.SECONDS));
         }
         router = new Router(new Router.Config(urls, null, new PlacementPolicy.Consolidate(), Duration.ofMillis(100),
                 "127.0.0.1", 0)).start();
-    }
-
-    static URI awaitUrl(Process p, Path log) {
-        try {
-            var out = new java.io.BufferedReader(new java.io.InputStreamReader(p.getInputStream(), StandardCharsets.UTF_8));
-            String line;
-            while ((line = out.readLine()) != null) {
-                Matcher m = SERVING.matcher(line);
-                if (m.find()) {
-                    return URI.create(m.group(1));
-                }
-            }
-            throw new IllegalStateException("punica serve ended without serving: " + Files.readString(log));
-        } catch (IOException e) {
-            throw new IllegalStateException(e);
-        }
     }
 
     @AfterAll

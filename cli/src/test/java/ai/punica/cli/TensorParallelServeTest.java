@@ -4,23 +4,17 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import java.io.BufferedReader;
 import java.io.IOException;
-import java.io.InputStreamReader;
 import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
-import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
-import java.util.regex.Matcher;
-import java.util.regex.Pattern;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -32,7 +26,6 @@ import org.junit.jupiter.api.Test;
  */
 class TensorParallelServeTest {
     private static final ObjectMapper JSON = new ObjectMapper();
-    private static final Pattern SERVING = Pattern.compile("at (http://127\\.0\\.0\\.1:\\d+)/v1");
     private static final HttpClient http = HttpClient.newBuilder().version(HttpClient.Version.HTTP_1_1).build();
     private static final List<Process> processes = new ArrayList<>();
     private static URI whole;
@@ -40,42 +33,25 @@ class TensorParallelServeTest {
 
     @BeforeAll
     static void startServers() throws Exception {
-        Path root = Path.of("").toAbsolutePath();
-        while (!Files.isDirectory(root.resolve("fixtures"))) {
-            root = root.getParent();
-        }
-        CompletableFuture<URI> a = start(root, "1");
-        CompletableFuture<URI> b = start(root, "2");
+        CompletableFuture<URI> a = start("1");
+        CompletableFuture<URI> b = start("2");
         whole = a.get(180, TimeUnit.SECONDS);
         sharded = b.get(180, TimeUnit.SECONDS);
     }
 
-    private static CompletableFuture<URI> start(Path root, String ranks) throws IOException {
-        Path log = Files.createTempFile("punica-serve-tp" + ranks + "-", ".log");
-        Process p = new ProcessBuilder(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
-                "--add-modules", "jdk.incubator.vector", "-Xmx384m", "-Dpunica.home=" + root,
-                "-Dpunica.cpu.threads=1",
-                "-Dorg.slf4j.simpleLogger.log.ai.punica.engine.Engine=info", "-cp", System.getProperty("java.class.path"), "ai.punica.cli.Main", "serve",
-                "--backend", "cpu", "--port", "0", "--max-running", "4", "--tensor-parallel", ranks)
-                .redirectError(log.toFile()).start();
-        processes.add(p);
-        return CompletableFuture.supplyAsync(() -> {
+    private static CompletableFuture<URI> start(String ranks) throws IOException {
+        ServeProcess p = ServeProcess.start(List.of("-Dpunica.cpu.threads=1",
+                "-Dorg.slf4j.simpleLogger.log.ai.punica.engine.Engine=info"), "--max-running", "4",
+                "--tensor-parallel", ranks);
+        processes.add(p.process());
+        return p.url().thenApply(url -> {
             try {
-                var out = new BufferedReader(new InputStreamReader(p.getInputStream(), StandardCharsets.UTF_8));
-                String line;
-                while ((line = out.readLine()) != null) {
-                    Matcher m = SERVING.matcher(line);
-                    if (m.find()) {
-                        // The engine's start-up log line names its backend: rank 0's, "×N (tensor parallel)" when split.
-                        String startup = Files.readString(log);
-                        assertThat(startup.contains("(tensor parallel)")).as(startup).isEqualTo(!ranks.equals("1"));
-                        return URI.create(m.group(1));
-                    }
-                }
-                throw new IllegalStateException("punica serve --tensor-parallel " + ranks + " ended without serving: "
-                        + Files.readString(log));
+                // The engine's start-up log line names its backend: rank 0's, "×N (tensor parallel)" when split.
+                String startup = Files.readString(p.log());
+                assertThat(startup.contains("(tensor parallel)")).as(startup).isEqualTo(!ranks.equals("1"));
+                return url;
             } catch (IOException e) {
-                throw new IllegalStateException(e);
+                throw new java.io.UncheckedIOException(e);
             }
         });
     }
