@@ -27,10 +27,15 @@ package ai.punica.backend.cuda;
  *                            default off)
  * @param nvrtc               compile the packaged kernel sources with NVRTC even where a fatbin fits
  *                            ({@code punica.cuda.nvrtc}, default off)
+ * @param writeCombinedAdapters adapters' page-locked host blocks are write-combined ({@code cuMemHostAlloc} with
+ *                            {@code CU_MEMHOSTALLOC_WRITECOMBINED}): the loader only writes them, and the copy
+ *                            engine reads them without snooping the CPU's caches
+ *                            ({@code punica.cuda.writeCombinedAdapters}, default off)
  */
 public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boolean loraOverlap, int fusedMinTiles,
                           boolean decodeAttention, int decodeBlocksPerSm, int sgmvTcMinRows,
-                          boolean tensorCoreAttention, int tensorCoreMinRows, boolean profile, boolean nvrtc) {
+                          boolean tensorCoreAttention, int tensorCoreMinRows, boolean profile, boolean nvrtc,
+                          boolean writeCombinedAdapters) {
     /**
      * Decode batches of more tiles than this take the fused kernel; smaller ones the two launches with the
      * shrink overlapping the GEMM. On an H200 (ProjectionBench, Llama-7B projections, rank 16) the LoRA of a
@@ -89,6 +94,7 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
                 .tensorCoreAttention(flag("punica.cuda.tensorCoreAttention", true))
                 .profile(flag("punica.cuda.profile", false))
                 .nvrtc(flag("punica.cuda.nvrtc", false))
+                .writeCombinedAdapters(flag("punica.cuda.writeCombinedAdapters", false))
                 .build();
     }
 
@@ -101,7 +107,8 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
         return new Builder().device(device).stepGraphs(stepGraphs).fusedLora(fusedLora).loraOverlap(loraOverlap)
                 .fusedMinTiles(fusedMinTiles).decodeAttention(decodeAttention).decodeBlocksPerSm(decodeBlocksPerSm)
                 .sgmvTcMinRows(sgmvTcMinRows).tensorCoreAttention(tensorCoreAttention)
-                .tensorCoreMinRows(tensorCoreMinRows).profile(profile).nvrtc(nvrtc);
+                .tensorCoreMinRows(tensorCoreMinRows).profile(profile).nvrtc(nvrtc)
+                .writeCombinedAdapters(writeCombinedAdapters);
     }
 
     private static boolean flag(String name, boolean defaultValue) {
@@ -141,6 +148,7 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
         private int tensorCoreMinRows = TENSOR_CORE_MIN_ROWS;
         private boolean profile;
         private boolean nvrtc;
+        private boolean writeCombinedAdapters;
 
         private Builder() {
         }
@@ -150,11 +158,13 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
         public Builder profile(boolean on) { profile = on; return this; }
         public Builder nvrtc(boolean on) { nvrtc = on; return this; }
         public Builder stepGraphs(boolean on) { stepGraphs = on; return this; }
+        public Builder writeCombinedAdapters(boolean on) { writeCombinedAdapters = on; return this; }
 
         /** The options, checked (a negative device or tile count, no blocks per SM or no minimum rows is refused). */
         public CudaOptions build() {
             return new CudaOptions(device, stepGraphs, fusedLora, loraOverlap, fusedMinTiles, decodeAttention,
-                    decodeBlocksPerSm, sgmvTcMinRows, tensorCoreAttention, tensorCoreMinRows, profile, nvrtc);
+                    decodeBlocksPerSm, sgmvTcMinRows, tensorCoreAttention, tensorCoreMinRows, profile, nvrtc,
+                    writeCombinedAdapters);
         }
 
         // Paths of the LoRA add-on.

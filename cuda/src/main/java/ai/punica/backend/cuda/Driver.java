@@ -29,6 +29,7 @@ final class Driver {
     static final int CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76;
     static final int CU_STREAM_NON_BLOCKING = 1;
     static final int CU_EVENT_DISABLE_TIMING = 2;
+    static final int CU_MEMHOSTALLOC_WRITECOMBINED = 4;
 
     private static volatile Driver instance;
     private static volatile Throwable loadFailure;
@@ -36,7 +37,7 @@ final class Driver {
     private final SymbolLookup lib;
     private final MethodHandle cuInit, cuDeviceGetCount, cuDeviceGet, cuDeviceGetAttribute, cuDeviceGetName,
             cuDevicePrimaryCtxRetain, cuDevicePrimaryCtxRelease, cuCtxSetCurrent, cuMemGetInfo,
-            cuMemAlloc, cuMemFree, cuMemAllocHost, cuMemFreeHost, cuMemcpyHtoDAsync, cuMemcpyDtoHAsync,
+            cuMemAlloc, cuMemFree, cuMemAllocHost, cuMemHostAlloc, cuMemFreeHost, cuMemcpyHtoDAsync, cuMemcpyDtoHAsync,
             cuMemcpyDtoDAsync, cuMemsetD32Async, cuStreamCreate, cuStreamDestroy, cuStreamSynchronize,
             cuEventCreate, cuEventRecord, cuEventSynchronize, cuEventElapsedTime, cuEventDestroy, cuEventQuery,
             cuStreamWaitEvent,
@@ -58,6 +59,7 @@ final class Driver {
         cuMemAlloc = h("cuMemAlloc_v2", ADDRESS, JAVA_LONG);
         cuMemFree = h("cuMemFree_v2", JAVA_LONG);
         cuMemAllocHost = h("cuMemAllocHost_v2", ADDRESS, JAVA_LONG);
+        cuMemHostAlloc = h("cuMemHostAlloc", ADDRESS, JAVA_LONG, JAVA_INT);
         cuMemFreeHost = h("cuMemFreeHost", ADDRESS);
         cuMemcpyHtoDAsync = h("cuMemcpyHtoDAsync_v2", JAVA_LONG, ADDRESS, JAVA_LONG, ADDRESS);
         cuMemcpyDtoHAsync = h("cuMemcpyDtoHAsync_v2", ADDRESS, JAVA_LONG, JAVA_LONG, ADDRESS);
@@ -267,6 +269,16 @@ final class Driver {
     MemorySegment memAllocHost(long bytes) {
         return outAddress("cuMemAllocHost(" + bytes + " bytes)", p -> (int) cuMemAllocHost.invokeExact(p, bytes))
                 .reinterpret(bytes);
+    }
+
+    /**
+     * Page-locked host memory that the CPU writes through write-combining buffers, bypassing its caches
+     * ({@code CU_MEMHOSTALLOC_WRITECOMBINED}): the device reads it without snooping the CPU's caches. The CPU must
+     * only write it (reads are uncached, many times slower).
+     */
+    MemorySegment memHostAllocWriteCombined(long bytes) {
+        return outAddress("cuMemHostAlloc(" + bytes + " bytes, write-combined)",
+                p -> (int) cuMemHostAlloc.invokeExact(p, bytes, CU_MEMHOSTALLOC_WRITECOMBINED)).reinterpret(bytes);
     }
 
     void memFreeHost(MemorySegment host) {

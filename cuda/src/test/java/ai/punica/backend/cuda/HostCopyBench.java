@@ -9,7 +9,9 @@ import java.util.Locale;
  * The host → device link's own bound for an adapter upload (issue 13's target: ≤ 2 ms for an 80 MB rank-16
  * all-projection adapter of a 7B model): one {@code cuMemcpyHtoDAsync} of the same bytes from page-locked memory
  * ({@code cuMemAllocHost}, as {@link PinnedHostBlocks} allocates), from ordinary (pageable) memory, and from
- * page-locked memory as two halves on two streams, each timed by events on its own, 20 times after a warm-up. The
+ * page-locked memory as two halves on two streams, and from page-locked and write-combined memory that the CPU has just
+ * written (as the loader writes an adapter's block before its upload), each timed by events on its own, 20 times after
+ * a warm-up. The
  * adapter path ({@code AdapterLoadBench}, {@code tools/bench/adapters_gpu.sh}) measured 2.13 ms at p50 in session
  * 5; this run says how much of that the link itself takes, in the same call.
  * Run: {@code bash .device-bundle/device-run bench ai.punica.backend.cuda.HostCopyBench [bytes]}.
@@ -36,6 +38,17 @@ public final class HostCopyBench {
                 pageable.fill((byte) 1);
                 report("page-locked (cuMemAllocHost), one copy", bytes,
                         times(gpu, () -> d.copyHtoDAsync(device, pinned, bytes, ctx.stream)));
+                // What an adapter load does: the CPU writes the block (disk -> host), then the copy engine reads it.
+                report("page-locked, written by the CPU before each copy", bytes,
+                        times(gpu, () -> pinned.fill((byte) 2), () -> d.copyHtoDAsync(device, pinned, bytes, ctx.stream)));
+                MemorySegment combined = d.memHostAllocWriteCombined(bytes);
+                try {
+                    report("write-combined (cuMemHostAlloc WRITECOMBINED), written by the CPU before each copy", bytes,
+                            times(gpu, () -> combined.fill((byte) 3),
+                                    () -> d.copyHtoDAsync(device, combined, bytes, ctx.stream)));
+                } finally {
+                    d.memFreeHost(combined);
+                }
                 report("pageable memory, one copy", bytes,
                         times(gpu, () -> d.copyHtoDAsync(device, pageable, bytes, ctx.stream)));
                 long half = bytes / 2;
@@ -66,9 +79,16 @@ public final class HostCopyBench {
 
     /** Device time of {@code copy}, one warm-up then {@value #REPS} timed one by one, sorted. */
     private static float[] times(CudaBackend gpu, Runnable copy) {
+        return times(gpu, () -> { }, copy);
+    }
+
+    /** The same, with {@code before} run (untimed, on the CPU, after the previous copy ended) before each copy. */
+    private static float[] times(CudaBackend gpu, Runnable before, Runnable copy) {
+        before.run();
         gpu.timeMillis(copy);
         float[] ms = new float[REPS];
         for (int i = 0; i < REPS; i++) {
+            before.run();
             ms[i] = gpu.timeMillis(copy);
         }
         Arrays.sort(ms);
