@@ -37,7 +37,7 @@ grep -v -e "^WARNING" -e "INFO ai.punica" "$OUT/adapters_bench.log" | tail -n 30
 if [ "${ADAPTERS_BACKEND:-cuda}" = cuda ]; then
   PUNICA_JAVA_OPTS="-Dpunica.cuda.writeCombinedAdapters=true ${PUNICA_JAVA_OPTS:-}" timeout 120 \
     bash .device-bundle/device-run bench ai.punica.bench.AdapterLoadBench --backend cuda --shape llama7b \
-    --adapters /tmp/punica-adapters-13 --write-adapters 16 --rank 16 --cold-loads 100 --cold-only \
+    --adapters /tmp/punica-adapters-13 --write-adapters 16 --rank 16 --cold-loads 100 --cold-only true \
     --out "$OUT/adapters_bench_wc.csv" > "$OUT/adapters_bench_wc.log" 2>&1
   echo "== adapters, write-combined host blocks rc=$?"
   awk -F, '$1 == "load" && $2 ~ /host_to_device/ {

@@ -18,6 +18,9 @@
 #            GPU's memory) and two completions over HTTP
 #   servebench  serve_gpu.sh: `punica bench serve` against `punica serve` on a 7B random checkpoint with 1,000
 #            adapters (docs/benchmarks/serving.md); about 6-7 minutes, so a device call of its own
+#   invariant  what --batch-invariant costs on CUDA (issue 14 item 5): GenerateThroughputBench, 64 rank-16 adapters
+#            (make_adapters.py), prompt 128, 128 new tokens, batches 8 and 32, workloads none and distinct, the
+#            default backend then the batch-invariant one in the same call (INVARIANT_ARGS overrides the arguments)
 #   tests    tools/bench/gpu_check.sh (every gpu-tagged test class), GPU_CHECK_LIMIT_S each (default 240); a
 #            skipped GPU test or a class that ran none fails it, and then this script exits 1 (after the other parts)
 # Runs ON the GPU machine from the checkout root with the bundle carried:
@@ -123,13 +126,25 @@ for part in "${parts[@]}"; do
       timeout "${SERVE_LIMIT_S:-560}" bash "$tools/serve_gpu.sh"
       echo "== servebench rc=$? ($(( $(date +%s) - start )) s)"
       ;;
+    invariant)
+      PYTHONUNBUFFERED=1 timeout 120 python3 "$tools/make_adapters.py" --out /tmp/punica-adapters --count 64 \
+        --shape llama7b > "$OUT/invariant_adapters.log" 2>&1
+      for inv in false true; do
+        timeout "${INVARIANT_LIMIT_S:-150}" $run bench ai.punica.bench.GenerateThroughputBench --backend cuda \
+          --shape llama7b --adapters /tmp/punica-adapters --prompt-len 128 --gen-len 128 \
+          ${INVARIANT_ARGS:---batches 8,32 --workloads none,distinct} --batch-invariant $inv \
+          --out "$OUT/invariant_$inv.csv" > "$OUT/invariant_$inv.log" 2>&1
+        echo "== invariant=$inv rc=$? ($(( $(date +%s) - start )) s)"
+        grep -v -e "^WARNING" -e "INFO ai.punica" "$OUT/invariant_$inv.log" | tail -n 8
+      done
+      ;;
     tests)
       GPU_CHECK_LIMIT_S="${GPU_CHECK_LIMIT_S:-240}" bash "$tools/gpu_check.sh" ${TEST_CLASSES:-}
       rc=$?
       [ $rc != 0 ] && status=1
       echo "== tests rc=$rc ($(( $(date +%s) - start )) s)"
       ;;
-    *) echo "unknown part '$part' (decode | decode-off | hfdecode | e2e | proj | sampling | sgmv | attention | serve | servebench | tests)"; status=2;;
+    *) echo "unknown part '$part' (decode | decode-off | hfdecode | e2e | proj | sampling | sgmv | attention | serve | servebench | invariant | tests)"; status=2;;
   esac
 done
 # The device tool brings back at most 8 files: everything in one archive.

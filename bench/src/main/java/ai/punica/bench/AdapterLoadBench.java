@@ -49,8 +49,9 @@ import java.util.concurrent.Executors;
  * {@code tools/bench/adapters_gpu.sh} runs it on the GPU machine. Options: --backend cuda --shape llama7b
  * --adapters DIR --write-adapters 16 --rank 16 --names 1000 --cold-loads 100 --slots 32,128
  * --workloads skewed,distinct --requests 256 --prompt-len 64 --gen-len 32 --max-running 128
- * --host-gib 24 --seed 1 --out FILE.csv; --cold-only stops after the load latencies. A CPU run at toy size: {@code --backend cpu --shape tiny
- * --adapters /tmp/tiny-adapters --write-adapters 4 --names 40 --slots 4,8 --requests 24 --gen-len 4}.
+ * --host-gib 24 --seed 1 --out FILE.csv (--cold-only true: stop after the load latencies). A CPU run at toy size:
+ * {@code --backend cpu --shape tiny --adapters /tmp/tiny-adapters --write-adapters 4 --names 40 --slots 4,8
+ * --requests 24 --gen-len 4}.
  */
 public final class AdapterLoadBench {
 

@@ -68,7 +68,7 @@ final class GenerateCommand implements Callable<Integer> {
     String backend;
 
     @Option(names = "--batch-invariant", description = "Fixed reduction orders on the backend, so the output "
-            + "bits do not depend on the batch (as under punica serve --batch-invariant); refused on cuda for now.")
+            + "bits do not depend on the batch (as under punica serve --batch-invariant).")
     boolean batchInvariant;
 
     @Override

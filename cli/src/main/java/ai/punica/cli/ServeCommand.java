@@ -76,7 +76,7 @@ final class ServeCommand implements Callable<Integer> {
 
     @Option(names = "--batch-invariant", description = "A request's output bits do not depend on which other "
             + "requests and adapters share its steps: fixed reduction orders on the backend, at some cost in speed "
-            + "(cpu and reference; refused on cuda for now).")
+            + "(every backend; on cuda: fixed-size GEMM calls, the general attention kernel, no split-K).")
     boolean batchInvariant;
 
     @Option(names = "--max-waiting", description = "Queued requests before new ones get HTTP 429.")

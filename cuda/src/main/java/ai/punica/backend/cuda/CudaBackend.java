@@ -76,7 +76,7 @@ public final class CudaBackend implements Backend {
         transfers = new TensorTransfers(parts);
         pinnedHost = new PinnedHostBlocks(ctx, options.writeCombinedAdapters());
         asyncLoads = new AsyncWeightLoads(ctx, memory, pinnedHost);
-        dense = new DenseOps(parts);
+        dense = new DenseOps(parts, options.batchInvariant());
         attention = new PagedAttention(parts, dense, options);
         sgmv = new SgmvOps(parts, options);
         sampler = new DeviceSampler(parts);
@@ -135,7 +135,13 @@ public final class CudaBackend implements Backend {
     @Override
     public Tensor loadWeight(TensorData weight) {
         ctx.enter();
-        return transfers.loadWeight(weight);
+        return reserved(transfers.loadWeight(weight));
+    }
+
+    /** A projection weight sizes the batch-invariant GEMM's scratch now, outside any step (see {@link DenseOps}). */
+    private CudaTensor reserved(CudaTensor weight) {
+        dense.reserveFor(weight.rows(), weight.cols());
+        return weight;
     }
 
     @Override
@@ -147,7 +153,7 @@ public final class CudaBackend implements Backend {
     @Override
     public Tensor concatRows(String name, List<TensorData> parts) {
         ctx.enter();
-        return transfers.concatRows(name, parts);
+        return reserved(transfers.concatRows(name, parts));
     }
 
     @Override

@@ -76,15 +76,15 @@ public final class CudaBackendProvider implements BackendProvider {
         return new CudaBackend(CudaOptions.fromSystemProperties().toBuilder().device(device).build());
     }
 
-    /** What {@link #create(int, boolean)} answers to {@code --batch-invariant}, before any device work. */
-    static final String NOT_BATCH_INVARIANT = "--batch-invariant is not available on the CUDA backend yet: cuBLAS "
-            + "chooses its GEMM algorithm (and split-K) by the step's row count, and the attention and tensor-core "
-            + "SGMV kernels split their reductions by the step's shape; use --backend cpu or reference";
-
+    /**
+     * With {@code batchInvariant}, a backend whose kernels give a row the same bits whatever else its step holds
+     * ({@link CudaOptions#batchInvariant()}); the other switches come from the system properties.
+     */
     @Override
     public Backend create(int device, boolean batchInvariant) {
         if (batchInvariant) {
-            throw new IllegalArgumentException(NOT_BATCH_INVARIANT);
+            return new CudaBackend(CudaOptions.fromSystemProperties().toBuilder().device(device).batchInvariant(true)
+                    .build());
         }
         return create(device);
     }

@@ -31,11 +31,16 @@ package ai.punica.backend.cuda;
  *                            {@code CU_MEMHOSTALLOC_WRITECOMBINED}): the loader only writes them, and the copy
  *                            engine reads them without snooping the CPU's caches
  *                            ({@code punica.cuda.writeCombinedAdapters}, default off)
+ * @param batchInvariant      a row's results never depend on the other rows of a step ({@code --batch-invariant}):
+ *                            projections as cuBLAS calls of a fixed row count, attention on the general kernel with
+ *                            a fixed number of splits, SGMV on the CUDA-core kernels without split-K; it needs
+ *                            {@code fusedLora}, {@code decodeAttention}, {@code tensorCoreAttention} and
+ *                            {@code sgmvTcMinRows} off, which {@link Builder#batchInvariant} sets (default off)
  */
 public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boolean loraOverlap, int fusedMinTiles,
                           boolean decodeAttention, int decodeBlocksPerSm, int sgmvTcMinRows,
                           boolean tensorCoreAttention, int tensorCoreMinRows, boolean profile, boolean nvrtc,
-                          boolean writeCombinedAdapters) {
+                          boolean writeCombinedAdapters, boolean batchInvariant) {
     /**
      * Decode batches of more tiles than this take the fused kernel; smaller ones the two launches with the
      * shrink overlapping the GEMM. On an H200 (ProjectionBench, Llama-7B projections, rank 16) the LoRA of a
@@ -76,6 +81,10 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
         if (tensorCoreMinRows < 1) {
             throw new IllegalArgumentException("tensorCoreMinRows must be 1 or more, got " + tensorCoreMinRows);
         }
+        if (batchInvariant && (fusedLora || decodeAttention || tensorCoreAttention || sgmvTcMinRows != 0)) {
+            throw new IllegalArgumentException("batchInvariant needs fusedLora, decodeAttention, tensorCoreAttention "
+                    + "and sgmvTcMinRows off (their kernels split reductions by the step's shape)");
+        }
     }
 
     /** Every switch at its default. */
@@ -108,7 +117,7 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
                 .fusedMinTiles(fusedMinTiles).decodeAttention(decodeAttention).decodeBlocksPerSm(decodeBlocksPerSm)
                 .sgmvTcMinRows(sgmvTcMinRows).tensorCoreAttention(tensorCoreAttention)
                 .tensorCoreMinRows(tensorCoreMinRows).profile(profile).nvrtc(nvrtc)
-                .writeCombinedAdapters(writeCombinedAdapters);
+                .writeCombinedAdapters(writeCombinedAdapters).batchInvariant(batchInvariant);
     }
 
     private static boolean flag(String name, boolean defaultValue) {
@@ -149,6 +158,7 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
         private boolean profile;
         private boolean nvrtc;
         private boolean writeCombinedAdapters;
+        private boolean batchInvariant;
 
         private Builder() {
         }
@@ -160,11 +170,27 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
         public Builder stepGraphs(boolean on) { stepGraphs = on; return this; }
         public Builder writeCombinedAdapters(boolean on) { writeCombinedAdapters = on; return this; }
 
+        /**
+         * Batch-invariant kernels ({@code --batch-invariant}); on, it also turns off the paths whose reductions
+         * depend on the step's shape (fused LoRA, decode and tensor-core attention, tensor-core SGMV), off it
+         * leaves them as they are.
+         */
+        public Builder batchInvariant(boolean on) {
+            batchInvariant = on;
+            if (on) {
+                fusedLora = false;
+                decodeAttention = false;
+                tensorCoreAttention = false;
+                sgmvTcMinRows = 0;
+            }
+            return this;
+        }
+
         /** The options, checked (a negative device or tile count, no blocks per SM or no minimum rows is refused). */
         public CudaOptions build() {
             return new CudaOptions(device, stepGraphs, fusedLora, loraOverlap, fusedMinTiles, decodeAttention,
                     decodeBlocksPerSm, sgmvTcMinRows, tensorCoreAttention, tensorCoreMinRows, profile, nvrtc,
-                    writeCombinedAdapters);
+                    writeCombinedAdapters, batchInvariant);
         }
 
         // Paths of the LoRA add-on.

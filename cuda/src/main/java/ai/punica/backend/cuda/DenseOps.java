@@ -17,13 +17,59 @@ import java.util.Map;
  * <pre>
  *  x ─► cublasGemmEx (bf16 × bf16, fp32 accumulation) ─► out ─► add_bias ─► out
  * </pre>
+ *
+ * <p>Batch-invariant ({@link CudaOptions#batchInvariant()}): cuBLAS picks its algorithm, tiles and split-K by the
+ * problem's shape, so the same row may be summed in another order when the step has another number of rows. The
+ * projections then always call cuBLAS with {@value #INVARIANT_ROWS} rows: full pieces of x directly, the last
+ * partial piece through a zero-padded scratch block (rows copied in, the product's rows copied out). Every row is
+ * then computed by the same kernel at the same shape, whatever else the step holds; a GEMM is linear per row, so
+ * its neighbours' values do not reach it.
  */
 final class DenseOps {
-    private final DeviceParts parts;
-    private final Map<RopeTable, Long> ropeTables = new IdentityHashMap<>();
+    /** Rows of every cuBLAS call in batch-invariant mode. */
+    static final int INVARIANT_ROWS = 64;
 
-    DenseOps(DeviceParts parts) {
+    private final DeviceParts parts;
+    private final boolean invariant;
+    private final Map<RopeTable, Long> ropeTables = new IdentityHashMap<>();
+    /** Batch-invariant mode: {@value #INVARIANT_ROWS} rows of x (bf16) and of the product (up to fp32), zeroed. */
+    private long scratchX;
+    private long scratchOut;
+    private long scratchXBytes;
+    private long scratchOutBytes;
+
+    DenseOps(DeviceParts parts, boolean invariant) {
         this.parts = parts;
+        this.invariant = invariant;
+    }
+
+    /**
+     * Batch-invariant mode: makes the scratch blocks fit a weight of {@code rows × cols} (called when weights are
+     * loaded, so that no step, and no graph capture, has to allocate).
+     */
+    void reserveFor(long rows, long cols) {
+        if (!invariant) {
+            return;
+        }
+        long xBytes = INVARIANT_ROWS * cols * 2;
+        long outBytes = INVARIANT_ROWS * rows * 4;
+        if (xBytes > scratchXBytes) {
+            scratchX = grow(scratchX, xBytes);
+            scratchXBytes = xBytes;
+        }
+        if (outBytes > scratchOutBytes) {
+            scratchOut = grow(scratchOut, outBytes);
+            scratchOutBytes = outBytes;
+        }
+    }
+
+    private long grow(long old, long bytes) {
+        if (old != 0) {
+            parts.memory().releaseWhenIdle(old);
+        }
+        long p = parts.memory().alloc(bytes);
+        parts.ctx().driver.memsetD32Async(p, 0, bytes / 4, parts.ctx().stream);
+        return p;
     }
 
     /** {@code out[i] = source[indices[i]]} (embedding lookups and logit-row gathers are the same kernel). */
@@ -91,7 +137,11 @@ final class DenseOps {
         if (xs.rows() == 0) {
             return;
         }
-        parts.kernels().launchGemm(xs, ws, o); // o float32 for the logits: cuBLAS writes its fp32 accumulator
+        if (invariant) {
+            invariantGemm(xs, ws, o);
+        } else {
+            parts.kernels().launchGemm(xs, ws, o); // o float32 for the logits: cuBLAS writes its fp32 accumulator
+        }
         if (bias != null) {
             if (o.dtype() != DType.BF16) {
                 throw new IllegalArgumentException("matmul with a bias writes bf16 outputs; got " + o);
@@ -101,6 +151,29 @@ final class DenseOps {
                 throw new IllegalArgumentException("bias " + bs + " does not match " + o.cols() + " output features");
             }
             parts.kernels().launchAddBias(o.ptr, bs.ptr, o.rows(), o.cols());
+        }
+    }
+
+    /** {@code o = x·wᵀ} as cuBLAS calls of {@value #INVARIANT_ROWS} rows each (see the class comment). */
+    private void invariantGemm(CudaTensor xs, CudaTensor ws, CudaTensor o) {
+        int in = xs.cols();
+        int outF = o.cols();
+        int outType = o.dtype() == DType.F32 ? Cublas.CUDA_R_32F : Cublas.CUDA_R_16BF;
+        long outRowBytes = (long) outF * o.dtype().byteSize();
+        long xRowBytes = in * 2L;
+        reserveFor(outF, in); // a weight that did not come through loadWeight (tests): outside a capture only
+        Kernels k = parts.kernels();
+        for (int r0 = 0; r0 < xs.rows(); r0 += INVARIANT_ROWS) {
+            int n = Math.min(INVARIANT_ROWS, xs.rows() - r0);
+            long x = xs.ptr + r0 * xRowBytes;
+            long out = o.ptr + r0 * outRowBytes;
+            if (n == INVARIANT_ROWS) {
+                k.launchGemm(x, ws, out, INVARIANT_ROWS, outType);
+                continue;
+            }
+            k.launchCopy(scratchX, x, n * xRowBytes);
+            k.launchGemm(scratchX, ws, scratchOut, INVARIANT_ROWS, outType);
+            k.launchCopy(out, scratchOut, n * outRowBytes);
         }
     }
 

@@ -154,6 +154,20 @@ final class KernelLauncher {
         }
     }
 
+    /**
+     * {@code bytes} from device address {@code src} to {@code dst} on the compute stream; recorded and checked like
+     * a kernel launch in step graphs (function word -1, the addresses and size as its arguments).
+     */
+    void copy(long dst, long src, long bytes) {
+        if (ctx.capture.inGraph()) {
+            LaunchRecord launch = new LaunchRecord(-1, 0, 0, 0, 0, 0, false, new long[] {dst, src, bytes});
+            if (!ctx.capture.admit(launch, "copy")) {
+                return;
+            }
+        }
+        ctx.driver.copyDtoDAsync(dst, src, bytes, ctx.stream);
+    }
+
     /** One replay of a recorded step graph on the compute stream (profiled as "step graph"). */
     void launchGraph(MemorySegment exec) {
         if (profiler != null) {

@@ -55,6 +55,16 @@ final class Kernels {
                 out.dtype() == DType.F32 ? Cublas.CUDA_R_32F : Cublas.CUDA_R_16BF);
     }
 
+    /** {@code bytes} from {@code src} to {@code dst}, device to device, on the compute stream (recorded in step graphs). */
+    void launchCopy(long dst, long src, long bytes) {
+        launcher.copy(dst, src, bytes);
+    }
+
+    /** {@code rows} rows of x (contiguous, {@code w.cols()} wide) times {@code wᵀ} into {@code out} of {@code outType}. */
+    void launchGemm(long x, CudaTensor w, long out, int rows, int outType) {
+        launcher.gemm(x, w.ptr, out, rows, w.cols(), w.rows(), w.rows(), outType);
+    }
+
     // ---- elementwise.cu, fused.cu ----
 
     /** bf16 [n] from float32 [n]. */

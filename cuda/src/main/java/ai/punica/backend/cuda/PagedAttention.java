@@ -54,6 +54,12 @@ final class PagedAttention {
     /** The batch (and cache) last checked: the layers of a step pass the same immutable batch. */
     private AttentionBatch checkedBatch;
     private CudaKvStorage checkedCache;
+    /**
+     * Batch-invariant mode ({@link CudaOptions#batchInvariant()}): every step takes the general kernel with
+     * {@value #INVARIANT_SPLITS} splits, so a row's keys are cut and merged the same way whatever the step holds.
+     */
+    private final boolean invariant;
+    static final int INVARIANT_SPLITS = 8;
 
     PagedAttention(DeviceParts parts, DenseOps dense, CudaOptions options) {
         this.parts = parts;
@@ -62,6 +68,7 @@ final class PagedAttention {
         this.decodeBlocksPerSm = options.decodeBlocksPerSm();
         this.tensorCoreKernel = options.tensorCoreAttention();
         this.tensorCoreMinRows = options.tensorCoreMinRows();
+        this.invariant = options.batchInvariant();
     }
 
     KvStorage allocateKv(int numLayers, int numPages, int pageSize, int numKvHeads, int headDim) {
@@ -381,6 +388,9 @@ final class PagedAttention {
 
     /** Splits of the general kernel: enough (row, KV head) blocks for 4 per SM, at most {@link #ATT_MAX_SPLITS}. */
     private int generalSplits(int rows, AttentionShape shape) {
+        if (invariant) {
+            return INVARIANT_SPLITS;
+        }
         return Math.clamp(ceilDiv(4L * parts.ctx().multiprocessors, Math.max(1L, (long) rows * shape.numKvHeads())), 1,
                 ATT_MAX_SPLITS);
     }

@@ -572,8 +572,14 @@ final class SgmvOps {
         }
     }
 
-    /** {@link SplitK#chunk} on this device. */
+    /**
+     * {@link SplitK#chunk} on this device; all {@code in} inputs in batch-invariant mode (the split follows the
+     * step's tile count, and with it the order a row's sum is added up in).
+     */
     private int chunk(SplitK split, int blocks, int in) {
+        if (options.batchInvariant()) {
+            return roundUp(in, split.step());
+        }
         return split.chunk(blocks, in, parts.ctx().multiprocessors);
     }
 

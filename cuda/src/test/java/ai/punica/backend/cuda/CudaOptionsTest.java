@@ -79,6 +79,32 @@ class CudaOptionsTest {
     }
 
     @Test
+    void batchInvarianceTurnsOffThePathsThatSplitByTheStepsShapeAndRefusesThemBack() {
+        CudaOptions o = CudaOptions.builder().batchInvariant(true).build();
+        assertThat(o.batchInvariant()).isTrue();
+        assertThat(o.fusedLora()).isFalse();
+        assertThat(o.decodeAttention()).isFalse();
+        assertThat(o.tensorCoreAttention()).isFalse();
+        assertThat(o.sgmvTcMinRows()).isZero();
+        assertThat(o.stepGraphs()).isTrue();
+        assertThat(o.toBuilder().build()).isEqualTo(o);
+        assertThatThrownBy(() -> o.toBuilder().fusedLora(true).build()).isInstanceOf(IllegalArgumentException.class)
+                .hasMessageStartingWith("batchInvariant needs fusedLora, decodeAttention, tensorCoreAttention and "
+                        + "sgmvTcMinRows off");
+        assertThatThrownBy(() -> o.toBuilder().sgmvTcMinRows(16).build()).isInstanceOf(IllegalArgumentException.class);
+        assertThat(CudaOptions.defaults().batchInvariant()).isFalse();
+    }
+
+    /** The provider answers --batch-invariant with a backend, no longer a refusal (checked without a GPU: options only). */
+    @Test
+    void theProviderNoLongerRefusesBatchInvariance() {
+        CudaBackendProvider provider = new CudaBackendProvider();
+        if (!provider.available()) {
+            assertThatThrownBy(() -> provider.create(0, true)).isNotInstanceOf(IllegalArgumentException.class);
+        }
+    }
+
+    @Test
     void toBuilderKeepsEverySwitch() {
         CudaOptions o = CudaOptions.builder().device(2).stepGraphs(false).fusedLora(false).loraOverlap(false)
                 .fusedMinTiles(3).decodeAttention(false).decodeBlocksPerSm(5).sgmvTcMinRows(7).tensorCoreAttention(false)

@@ -41,6 +41,44 @@ public final class HostCopyBench {
                 // What an adapter load does: the CPU writes the block (disk -> host), then the copy engine reads it.
                 report("page-locked, written by the CPU before each copy", bytes,
                         times(gpu, () -> pinned.fill((byte) 2), () -> d.copyHtoDAsync(device, pinned, bytes, ctx.stream)));
+                // Wall clock from the enqueue to a queried event, as the engine sees an upload end (device time above).
+                long[] wall = new long[REPS];
+                for (int i = -1; i < REPS; i++) {
+                    MemorySegment done = d.eventCreate(Driver.CU_EVENT_DISABLE_TIMING);
+                    long start = System.nanoTime();
+                    d.copyHtoDAsync(device, pinned, bytes, ctx.stream);
+                    d.eventRecord(done, ctx.stream);
+                    while (!d.eventQuery(done)) {
+                        Thread.onSpinWait();
+                    }
+                    if (i >= 0) {
+                        wall[i] = System.nanoTime() - start;
+                    }
+                    d.eventDestroy(done);
+                }
+                float[] wallMs = new float[REPS];
+                for (int i = 0; i < REPS; i++) {
+                    wallMs[i] = wall[i] / 1e6f;
+                }
+                Arrays.sort(wallMs);
+                report("page-locked, one copy, wall clock from enqueue to the event queried done", bytes, wallMs);
+                // A different block each copy (as adapters are: one page-locked block each), 12 in rotation.
+                MemorySegment[] blocks = new MemorySegment[12];
+                try {
+                    for (int b = 0; b < blocks.length; b++) {
+                        blocks[b] = d.memAllocHost(bytes);
+                        blocks[b].fill((byte) b);
+                    }
+                    int[] next = {0};
+                    report("page-locked, another of 12 blocks each copy", bytes, times(gpu,
+                            () -> d.copyHtoDAsync(device, blocks[next[0]++ % blocks.length], bytes, ctx.stream)));
+                } finally {
+                    for (MemorySegment b : blocks) {
+                        if (b != null) {
+                            d.memFreeHost(b);
+                        }
+                    }
+                }
                 MemorySegment combined = d.memHostAllocWriteCombined(bytes);
                 try {
                     report("write-combined (cuMemHostAlloc WRITECOMBINED), written by the CPU before each copy", bytes,
