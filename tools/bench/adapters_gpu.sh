@@ -14,7 +14,7 @@
 #   device: bash .device-bundle/tools/adapters_gpu.sh        (carry: [".device-bundle"])
 # Extra arguments go to AdapterLoadBench (e.g. --slots 32,64,128 --requests 512). A dry run without a GPU:
 #   ADAPTERS_BACKEND=cpu ADAPTERS_SHAPE=tiny bash tools/bench/adapters_gpu.sh --names 40 --slots 4,8 --requests 24
-# Output in $OUT: gpu.txt, adapters_bench.log, adapters_bench.csv, adapters_bench_wc.{log,csv}, host_copy.log. Time: about 4 minutes (limits 230 s
+# Output in $OUT: gpu.txt, adapters_bench.log, adapters_bench.csv, host_copy.log. Time: about 4 minutes (limits 230 s
 # and 60 s).
 set -o pipefail
 OUT="${OUT:-$(pwd)/device-out}"
@@ -32,18 +32,6 @@ awk -F, '$1 == "load" && $2 ~ /host_to_device/ {
   printf "== %-22s %d loads of %s MB: p50 %s ms  p90 %s ms  max %s ms (target p50 <= 2 ms)\n", $2, $4, $10, $5, $6, $8 }' \
   "$OUT/adapters_bench.csv" 2>/dev/null
 grep -v -e "^WARNING" -e "INFO ai.punica" "$OUT/adapters_bench.log" | tail -n 30
-# The cold loads again with write-combined page-locked blocks (-Dpunica.cuda.writeCombinedAdapters=true): the
-# loader only writes an adapter's block, and the copy engine then reads it without snooping the CPU's caches.
-if [ "${ADAPTERS_BACKEND:-cuda}" = cuda ]; then
-  PUNICA_JAVA_OPTS="-Dpunica.cuda.writeCombinedAdapters=true ${PUNICA_JAVA_OPTS:-}" timeout 120 \
-    bash .device-bundle/device-run bench ai.punica.bench.AdapterLoadBench --backend cuda --shape llama7b \
-    --adapters /tmp/punica-adapters-13 --write-adapters 16 --rank 16 --cold-loads 100 --cold-only true \
-    --out "$OUT/adapters_bench_wc.csv" > "$OUT/adapters_bench_wc.log" 2>&1
-  echo "== adapters, write-combined host blocks rc=$?"
-  awk -F, '$1 == "load" && $2 ~ /host_to_device/ {
-    printf "== write-combined %-22s p50 %s ms  p90 %s ms  max %s ms\n", $2, $5, $6, $8 }' "$OUT/adapters_bench_wc.csv" 2>/dev/null
-  grep -e "disk\|device\|again" "$OUT/adapters_bench_wc.log" | grep -v -e "^WARNING" -e "INFO ai.punica"
-fi
 # The link's own bound for the same bytes in the same call: one cuMemcpyHtoDAsync from page-locked memory, from
 # pageable memory, and as two halves on two streams (what the 2 ms target is up against).
 if [ "${ADAPTERS_BACKEND:-cuda}" = cuda ]; then

@@ -101,6 +101,7 @@ public final class AdapterLoadBench {
                 long[] disk = new long[coldLoads];
                 long[] device = new long[coldLoads];
                 long[] again = new long[coldLoads];
+                long[] enqueue = new long[coldLoads];
                 int pinnedLoads = 0;
                 for (int i = 0; i < coldLoads; i++) {
                     Path dir = dirs.get(i % dirs.size());
@@ -110,9 +111,9 @@ public final class AdapterLoadBench {
                     pinnedLoads += adapter.pinned() ? 1 : 0;
                     List<TensorData> weights = adapter.weightsInSlotOrder();
                     start = System.nanoTime();
-                    device[i] = upload(backend, weights, start);
+                    device[i] = upload(backend, weights, start, enqueue, i);
                     // The same host block once more, now that the CPU has not written it since the last copy.
-                    again[i] = upload(backend, weights, System.nanoTime());
+                    again[i] = upload(backend, weights, System.nanoTime(), null, i);
                     adapter.close();
                 }
                 // The engine's path keeps the rows' old names; the comparison path gets its own.
@@ -120,6 +121,7 @@ public final class AdapterLoadBench {
                 csv.add(stageRow(comparison ? "disk_pageable" : "disk", disk, mb));
                 csv.add(stageRow(comparison ? "host_to_device_staged" : "host_to_device", device, mb));
                 csv.add(stageRow(comparison ? "host_to_device_staged_again" : "host_to_device_again", again, mb));
+                csv.add(stageRow(comparison ? "host_to_device_staged_enqueue" : "host_to_device_enqueue", enqueue, mb));
                 System.out.println(viaPinned
                         ? String.format(Locale.ROOT, "  pinned host memory (%d of %d loads got a page-locked block):",
                                 pinnedLoads, coldLoads)
@@ -128,6 +130,7 @@ public final class AdapterLoadBench {
                 System.out.println("    " + summary(viaPinned ? "host -> device (direct, alone)"
                         : comparison ? "host -> device (staged, alone)" : "host -> device (alone)", device, mb));
                 System.out.println("    " + summary("the same block again", again, mb));
+                System.out.println("    " + summary("of the first: until enqueued", enqueue, mb));
             }
             write(out, csv);
             if (args.has("cold-only")) {
@@ -229,9 +232,15 @@ public final class AdapterLoadBench {
                 percentile(ttft, 0.99) / 1e6);
     }
 
-    /** Nanoseconds from {@code start} until {@code weights}' upload is done (spinning on {@code isDone}). */
-    private static long upload(Backend backend, List<TensorData> weights, long start) {
+    /**
+     * Nanoseconds from {@code start} until {@code weights}' upload is done (spinning on {@code isDone}); with
+     * {@code enqueue}, its element {@code i} gets the nanoseconds until {@code loadWeightsAsync} returned.
+     */
+    private static long upload(Backend backend, List<TensorData> weights, long start, long[] enqueue, int i) {
         try (WeightUpload upload = backend.loadWeightsAsync(weights)) {
+            if (enqueue != null) {
+                enqueue[i] = System.nanoTime() - start; // until loadWeightsAsync returned: the host's part
+            }
             while (!upload.isDone()) {
                 Thread.onSpinWait();
             }

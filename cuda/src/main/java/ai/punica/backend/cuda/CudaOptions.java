@@ -27,10 +27,6 @@ package ai.punica.backend.cuda;
  *                            default off)
  * @param nvrtc               compile the packaged kernel sources with NVRTC even where a fatbin fits
  *                            ({@code punica.cuda.nvrtc}, default off)
- * @param writeCombinedAdapters adapters' page-locked host blocks are write-combined ({@code cuMemHostAlloc} with
- *                            {@code CU_MEMHOSTALLOC_WRITECOMBINED}): the loader only writes them, and the copy
- *                            engine reads them without snooping the CPU's caches
- *                            ({@code punica.cuda.writeCombinedAdapters}, default off)
  * @param batchInvariant      a row's results never depend on the other rows of a step ({@code --batch-invariant}):
  *                            projections as cuBLAS calls of a fixed row count, attention on the general kernel with
  *                            a fixed number of splits, SGMV on the CUDA-core kernels without split-K; it needs
@@ -40,7 +36,7 @@ package ai.punica.backend.cuda;
 public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boolean loraOverlap, int fusedMinTiles,
                           boolean decodeAttention, int decodeBlocksPerSm, int sgmvTcMinRows,
                           boolean tensorCoreAttention, int tensorCoreMinRows, boolean profile, boolean nvrtc,
-                          boolean writeCombinedAdapters, boolean batchInvariant) {
+                          boolean batchInvariant) {
     /**
      * Decode batches of more tiles than this take the fused kernel; smaller ones the two launches with the
      * shrink overlapping the GEMM. On an H200 (ProjectionBench, Llama-7B projections, rank 16) the LoRA of a
@@ -103,7 +99,6 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
                 .tensorCoreAttention(flag("punica.cuda.tensorCoreAttention", true))
                 .profile(flag("punica.cuda.profile", false))
                 .nvrtc(flag("punica.cuda.nvrtc", false))
-                .writeCombinedAdapters(flag("punica.cuda.writeCombinedAdapters", false))
                 .build();
     }
 
@@ -117,7 +112,7 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
                 .fusedMinTiles(fusedMinTiles).decodeAttention(decodeAttention).decodeBlocksPerSm(decodeBlocksPerSm)
                 .sgmvTcMinRows(sgmvTcMinRows).tensorCoreAttention(tensorCoreAttention)
                 .tensorCoreMinRows(tensorCoreMinRows).profile(profile).nvrtc(nvrtc)
-                .writeCombinedAdapters(writeCombinedAdapters).batchInvariant(batchInvariant);
+                .batchInvariant(batchInvariant);
     }
 
     private static boolean flag(String name, boolean defaultValue) {
@@ -157,7 +152,6 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
         private int tensorCoreMinRows = TENSOR_CORE_MIN_ROWS;
         private boolean profile;
         private boolean nvrtc;
-        private boolean writeCombinedAdapters;
         private boolean batchInvariant;
 
         private Builder() {
@@ -168,7 +162,6 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
         public Builder profile(boolean on) { profile = on; return this; }
         public Builder nvrtc(boolean on) { nvrtc = on; return this; }
         public Builder stepGraphs(boolean on) { stepGraphs = on; return this; }
-        public Builder writeCombinedAdapters(boolean on) { writeCombinedAdapters = on; return this; }
 
         /**
          * Batch-invariant kernels ({@code --batch-invariant}); on, it also turns off the paths whose reductions
@@ -190,7 +183,7 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
         public CudaOptions build() {
             return new CudaOptions(device, stepGraphs, fusedLora, loraOverlap, fusedMinTiles, decodeAttention,
                     decodeBlocksPerSm, sgmvTcMinRows, tensorCoreAttention, tensorCoreMinRows, profile, nvrtc,
-                    writeCombinedAdapters, batchInvariant);
+                    batchInvariant);
         }
 
         // Paths of the LoRA add-on.

@@ -30,8 +30,6 @@ final class PinnedHostBlocks implements PinnedHostMemory {
     static final long IDLE_BYTES = 1L << 30;
 
     private final CudaContext ctx;
-    /** Blocks are write-combined ({@link CudaOptions#writeCombinedAdapters()}). */
-    private final boolean writeCombined;
     /** Blocks handed out: address → bytes. */
     private final TreeMap<Long, Long> live = new TreeMap<>();
     /** Given-back blocks by size. */
@@ -45,9 +43,8 @@ final class PinnedHostBlocks implements PinnedHostMemory {
     record Stats(long driverAllocations, long reused, long refused, long liveBytes, long idleBytes) {
     }
 
-    PinnedHostBlocks(CudaContext ctx, boolean writeCombined) {
+    PinnedHostBlocks(CudaContext ctx) {
         this.ctx = ctx;
-        this.writeCombined = writeCombined;
     }
 
     @Override
@@ -81,7 +78,7 @@ final class PinnedHostBlocks implements PinnedHostMemory {
         MemorySegment block;
         try {
             ctx.makeCurrent();
-            block = writeCombined ? ctx.driver.memHostAllocWriteCombined(bytes) : ctx.driver.memAllocHost(bytes);
+            block = ctx.driver.memAllocHost(bytes);
         } catch (RuntimeException e) {
             synchronized (this) {
                 if (refused++ == 0) {

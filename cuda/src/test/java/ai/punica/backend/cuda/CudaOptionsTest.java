@@ -44,7 +44,6 @@ class CudaOptionsTest {
         assertThat(o.tensorCoreMinRows()).isEqualTo(CudaOptions.TENSOR_CORE_MIN_ROWS);
         assertThat(o.profile()).isFalse();
         assertThat(o.nvrtc()).isFalse();
-        assertThat(o.writeCombinedAdapters()).isFalse();
     }
 
     @Test
@@ -52,10 +51,9 @@ class CudaOptionsTest {
         CudaOptions o = withProperties(Map.of("punica.cuda.device", "1", "punica.cuda.graphs", "false",
                 "punica.cuda.fusedLora", "FALSE", "punica.cuda.loraOverlap", "false", "punica.cuda.profile", "true",
                 "punica.cuda.nvrtc", " true ", "punica.cuda.sgmvTcMinRows", "0", "punica.cuda.tensorCoreAttention",
-                "false", "punica.cuda.writeCombinedAdapters", "true"), CudaOptions::fromSystemProperties);
+                "false"), CudaOptions::fromSystemProperties);
         assertThat(o).isEqualTo(CudaOptions.builder().device(1).stepGraphs(false).fusedLora(false).loraOverlap(false)
-                .sgmvTcMinRows(0).profile(true).nvrtc(true).tensorCoreAttention(false).writeCombinedAdapters(true)
-                .build());
+                .sgmvTcMinRows(0).profile(true).nvrtc(true).tensorCoreAttention(false).build());
     }
 
     @Test
@@ -108,7 +106,7 @@ class CudaOptionsTest {
     void toBuilderKeepsEverySwitch() {
         CudaOptions o = CudaOptions.builder().device(2).stepGraphs(false).fusedLora(false).loraOverlap(false)
                 .fusedMinTiles(3).decodeAttention(false).decodeBlocksPerSm(5).sgmvTcMinRows(7).tensorCoreAttention(false)
-                .tensorCoreMinRows(7).profile(true).nvrtc(true).writeCombinedAdapters(true).build();
+                .tensorCoreMinRows(7).profile(true).nvrtc(true).build();
         assertThat(o.toBuilder().build()).isEqualTo(o);
         assertThat(o.toBuilder().fusedMinTiles(0).build().fusedMinTiles()).isZero();
     }

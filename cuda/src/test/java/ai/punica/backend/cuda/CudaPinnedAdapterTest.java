@@ -169,12 +169,6 @@ class CudaPinnedAdapterTest extends GpuBackendTest {
         uploadEightyMegabytes(gpu, "pinned");
     }
 
-    /** The same from write-combined page-locked blocks (the CPU only writes them; the device reads them unsnooped). */
-    @Test
-    void writeCombinedBlocksUploadTheSameValues() {
-        uploadEightyMegabytes(gpuWith(b -> b.writeCombinedAdapters(true)), "write-combined");
-    }
-
     private static void uploadEightyMegabytes(CudaBackend backend, String label) {
         int[][] shapes = llama7bRank16Shapes();
         PinnedHostMemory pinned = backend.pinnedHostMemory().orElseThrow();
