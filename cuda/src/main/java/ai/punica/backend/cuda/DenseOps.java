@@ -32,15 +32,31 @@ final class DenseOps {
     private final DeviceParts parts;
     private final boolean invariant;
     private final Map<RopeTable, Long> ropeTables = new IdentityHashMap<>();
-    /** Batch-invariant mode: {@value #INVARIANT_ROWS} rows of x (bf16) and of the product (up to fp32), zeroed. */
-    private long scratchX;
-    private long scratchOut;
-    private long scratchXBytes;
-    private long scratchOutBytes;
+    /** Batch-invariant mode: {@value #INVARIANT_ROWS} rows of x (bf16) and of the product (up to fp32). */
+    private final Scratch scratchX = new Scratch();
+    private final Scratch scratchOut = new Scratch();
 
     DenseOps(DeviceParts parts, boolean invariant) {
         this.parts = parts;
         this.invariant = invariant;
+    }
+
+    /** A device block that only grows, zeroed when made; the old one is released once the stream is idle. */
+    private final class Scratch {
+        long ptr;
+        long bytes;
+
+        void ensure(long needed) {
+            if (needed <= bytes) {
+                return;
+            }
+            if (ptr != 0) {
+                parts.memory().releaseWhenIdle(ptr);
+            }
+            ptr = parts.memory().alloc(needed);
+            parts.ctx().driver.memsetD32Async(ptr, 0, needed / 4, parts.ctx().stream);
+            bytes = needed;
+        }
     }
 
     /**
@@ -51,25 +67,8 @@ final class DenseOps {
         if (!invariant) {
             return;
         }
-        long xBytes = INVARIANT_ROWS * cols * 2;
-        long outBytes = INVARIANT_ROWS * rows * 4;
-        if (xBytes > scratchXBytes) {
-            scratchX = grow(scratchX, xBytes);
-            scratchXBytes = xBytes;
-        }
-        if (outBytes > scratchOutBytes) {
-            scratchOut = grow(scratchOut, outBytes);
-            scratchOutBytes = outBytes;
-        }
-    }
-
-    private long grow(long old, long bytes) {
-        if (old != 0) {
-            parts.memory().releaseWhenIdle(old);
-        }
-        long p = parts.memory().alloc(bytes);
-        parts.ctx().driver.memsetD32Async(p, 0, bytes / 4, parts.ctx().stream);
-        return p;
+        scratchX.ensure(INVARIANT_ROWS * cols * 2);
+        scratchOut.ensure(INVARIANT_ROWS * rows * 4);
     }
 
     /** {@code out[i] = source[indices[i]]} (embedding lookups and logit-row gathers are the same kernel). */
@@ -171,9 +170,9 @@ final class DenseOps {
                 k.launchGemm(x, ws, out, INVARIANT_ROWS, outType);
                 continue;
             }
-            k.launchCopy(scratchX, x, n * xRowBytes);
-            k.launchGemm(scratchX, ws, scratchOut, INVARIANT_ROWS, outType);
-            k.launchCopy(out, scratchOut, n * outRowBytes);
+            k.launchCopy(scratchX.ptr, x, n * xRowBytes);
+            k.launchGemm(scratchX.ptr, ws, scratchOut.ptr, INVARIANT_ROWS, outType);
+            k.launchCopy(out, scratchOut.ptr, n * outRowBytes);
         }
     }
 
