@@ -498,6 +498,11 @@ public final class PunicaServer {
         return value;
     }
 
+    /** The client left before its answer began: the answer goes nowhere, but Helidon wants every request answered. */
+    private static void answerClientGone(ServerResponse res) {
+        res.status(Status.create(499, "Client Closed Request")).send();
+    }
+
     private void run(GenerationExchange exchange, GenerationJob job, String id, long created, ServerRequest req,
                      ServerResponse res) throws Exception {
         inFlight.add(exchange); // before submitting, so a concurrent stop() can always cancel it
@@ -506,16 +511,19 @@ public final class PunicaServer {
             exchange.submit();
             var responses = new ResponseBuilder(job, id, created, tokenText);
             if (job.stream()) {
-                try (SseStream sse = new SseStream(res)) {
+                SseStream sse = new SseStream(res);
+                try (sse) {
                     exchange.stream(sse, responses);
                 } catch (SseStream.ClientGone e) {
                     log.debug("{}: {}", id, e.getMessage());
+                    if (!sse.started()) {
+                        answerClientGone(res); // it left before its first frame (still queued, say)
+                    }
                 }
             } else {
                 Completion[] done = exchange.awaitAll();
                 if (done == null) {
-                    // The client left: the answer goes nowhere, but Helidon wants every request answered.
-                    res.status(Status.create(499, "Client Closed Request")).send();
+                    answerClientGone(res);
                     return;
                 }
                 sendJson(res, Status.OK_200, responses.whole(done));

@@ -50,6 +50,11 @@ final class SseStream implements AutoCloseable {
         return out;
     }
 
+    /** Whether the response has begun (status and headers handed to Helidon with the first frame). */
+    boolean started() {
+        return out != null;
+    }
+
     void data(Object json) throws ClientGone {
         byte[] body = OpenAiJson.bytes(json);
         send(DATA, body, END);

@@ -4,6 +4,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import ai.punica.engine.EngineBuilder;
+import ai.punica.engine.EngineConfig;
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.io.InputStream;
@@ -196,6 +197,48 @@ class ConnectionTest {
         s.close();
         assertGenerationStops(before);
         assertAbortCounted(abortsBefore + 1);
+    }
+
+    /**
+     * A streaming client that leaves while its request is still queued, before the first frame, is answered (499)
+     * without a server error: before, the handler returned with no response and Helidon logged "A route MUST call
+     * either send..." and an Internal Server Error with its stack trace (seen at the end of a saturated serving run).
+     * One running slot: a long stream holds it, a second one waits, its client leaves.
+     */
+    @Test
+    void aStreamingClientThatLeavesWhileQueuedIsAnsweredWithoutAServerError() throws Exception {
+        EngineConfig one = EngineConfig.builder().maxRunning(1).kvCacheBytes(32L << 20).loraSlots(4).maxLoraRank(32)
+                .build();
+        try (EngineBuilder.Runtime single = TestServers.engine(one)) {
+            PunicaServer s = TestServers.start(single, b -> { });
+            try (Socket running = Http.openStreamAndReadFirstFrame(s, "/v1/completions",
+                    LONG_COMPLETION + ",\"stream\":true}")) {
+                Socket queued = new Socket("127.0.0.1", s.port());
+                byte[] body = (LONG_COMPLETION + ",\"stream\":true}").getBytes(StandardCharsets.UTF_8);
+                queued.getOutputStream().write(("POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                        + "application/json\r\nContent-Length: " + body.length + "\r\n\r\n")
+                        .getBytes(StandardCharsets.US_ASCII));
+                queued.getOutputStream().write(body);
+                queued.getOutputStream().flush();
+                long end = System.nanoTime() + Duration.ofSeconds(10).toNanos();
+                while (single.engine().stats().waiting() == 0 && System.nanoTime() < end) {
+                    Thread.sleep(10);
+                }
+                assertThat(single.engine().stats().waiting()).as("the second stream waits").isEqualTo(1);
+                queued.close();
+                end = System.nanoTime() + Duration.ofSeconds(10).toNanos();
+                while (single.engine().stats().waiting() > 0 && System.nanoTime() < end) {
+                    Thread.sleep(10);
+                }
+                assertThat(single.engine().stats().waiting()).as("the queued request left with its client").isZero();
+                Thread.sleep(200); // the handler answers after the engine lets the request go
+                synchronized (warnings) {
+                    assertThat(warnings).as("warnings").noneMatch(r -> String.valueOf(r.getMessage()).contains("MUST"));
+                }
+            } finally {
+                s.stop(Duration.ofSeconds(5));
+            }
+        }
     }
 
     /** The engine goes idle long before the 900 tokens asked for are generated. */
