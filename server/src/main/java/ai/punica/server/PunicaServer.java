@@ -498,11 +498,6 @@ public final class PunicaServer {
         return value;
     }
 
-    /** The client left before its answer began: the answer goes nowhere, but Helidon wants every request answered. */
-    private static void answerClientGone(ServerResponse res) {
-        res.status(Status.create(499, "Client Closed Request")).send();
-    }
-
     private void run(GenerationExchange exchange, GenerationJob job, String id, long created, ServerRequest req,
                      ServerResponse res) throws Exception {
         inFlight.add(exchange); // before submitting, so a concurrent stop() can always cancel it
@@ -516,17 +511,17 @@ public final class PunicaServer {
                     exchange.stream(sse, responses);
                 } catch (SseStream.ClientGone e) {
                     log.debug("{}: {}", id, e.getMessage());
-                    if (!sse.started()) {
-                        answerClientGone(res); // it left before its first frame (still queued, say)
+                    if (!sse.started()) { // it left before its first frame (still queued, say)
+                        SseStream.answerClientGone(res);
                     }
                 }
             } else {
                 Completion[] done = exchange.awaitAll();
                 if (done == null) {
-                    answerClientGone(res);
-                    return;
+                    SseStream.answerClientGone(res);
+                } else {
+                    sendJson(res, Status.OK_200, responses.whole(done));
                 }
-                sendJson(res, Status.OK_200, responses.whole(done));
             }
         } finally {
             inFlight.remove(exchange);

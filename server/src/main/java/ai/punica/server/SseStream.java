@@ -50,6 +50,14 @@ final class SseStream implements AutoCloseable {
         return out;
     }
 
+    /**
+     * Answers a request whose client left before its answer began (streamed or not): the answer goes nowhere, but
+     * Helidon wants every request answered on its thread, else it logs an Internal Server Error.
+     */
+    static void answerClientGone(ServerResponse response) {
+        response.status(Status.create(499, "Client Closed Request")).send();
+    }
+
     /** Whether the response has begun (status and headers handed to Helidon with the first frame). */
     boolean started() {
         return out != null;
