@@ -154,6 +154,7 @@ final class Scheduler {
 
     /** The next step, or null when nothing can run now. */
     StepPlan plan() {
+        adapters.finishCopies();
         int budget = config.maxBatchTokens();
         List<Sequence> picked = new ArrayList<>();
         List<Integer> chunks = new ArrayList<>();

@@ -401,6 +401,19 @@ public final class AdapterManager implements AutoCloseable {
         return out;
     }
 
+    /**
+     * Makes every slot whose copy has completed ready (engine thread, once per step), so that a copy's device stage
+     * ends when the copy does, not when a waiting request for it is next considered (at saturation only when a
+     * running request finishes).
+     */
+    public void finishCopies() {
+        for (int s = 0; s < slotAdapter.length; s++) {
+            if (slotAdapter[s] != null && !slotReady[s]) {
+                finishCopy(s);
+            }
+        }
+    }
+
     /** Adapter names whose copy into a slot is still under way. */
     public List<String> copyingAdapters() {
         List<String> out = new ArrayList<>();

@@ -149,4 +149,38 @@ class AdapterSlotCopyTest {
             adapters.release(0);
         }
     }
+
+    /**
+     * The engine looks at copying slots before every step ({@link AdapterManager#finishCopies}): a finished copy
+     * becomes ready and its device stage is timed then, without anyone asking for the adapter (at saturation the
+     * scheduler asks only when a running request finishes, which made the device stage read 50-200 ms on a GPU).
+     */
+    @Test
+    void aFinishedCopyIsMadeReadyBeforeTheNextStepWithoutAnAcquire() {
+        ModelConfig config = ModelConfig.load(Fixtures.model().resolve("config.json"));
+        GatedUploads gate = new GatedUploads(new CpuBackend());
+        try (Backend backend = gate.backend;
+             Checkpoint checkpoint = Checkpoint.open(Fixtures.model());
+             LlamaModel model = LlamaModel.load(config, checkpoint, backend, 16, 4, 1, 64);
+             AdapterManager adapters = new AdapterManager(model, Long.MAX_VALUE, Runnable::run)) {
+            adapters.register("upper", Fixtures.adapter("upper"));
+            java.util.List<LoadStage> stages = new java.util.concurrent.CopyOnWriteArrayList<>();
+            adapters.addLoadListener((stage, name, nanos) -> stages.add(stage));
+            assertThat(adapters.acquire("upper")).isInstanceOf(Acquisition.Loading.class);
+            assertThat(adapters.acquire("upper")).isInstanceOf(Acquisition.Loading.class);
+            adapters.finishCopies();
+            assertThat(adapters.copyingAdapters()).as("gate closed: still copying").containsExactly("upper");
+            assertThat(stages).containsExactly(LoadStage.DISK);
+
+            gate.open = true;
+            adapters.finishCopies();
+            assertThat(adapters.copyingAdapters()).isEmpty();
+            assertThat(adapters.residentAdapters()).containsEntry("upper", 0);
+            assertThat(stages).containsExactly(LoadStage.DISK, LoadStage.DEVICE);
+            assertThat(adapters.loadCount()).isEqualTo(1);
+            assertThat(adapters.acquire("upper")).isEqualTo(new Acquisition.Ready(0));
+            assertThat(stages).as("the device stage is reported once").hasSize(2);
+            adapters.release(0);
+        }
+    }
 }
