@@ -24,4 +24,14 @@ public interface PinnedHostMemory {
      * staging buffers.
      */
     MemorySegment allocate(long bytes, Arena arena);
+
+    /**
+     * How blocks were had so far: from the driver (each one pins memory), reused after an adapter gave one back,
+     * refused; and the bytes held by adapters and kept idle for reuse now.
+     */
+    record Stats(long driverAllocations, long reused, long refused, long liveBytes, long idleBytes) {
+    }
+
+    /** The counters so far ({@code /metrics}: punica:pinned_host_allocations_total, punica:pinned_host_reuses_total). */
+    Stats stats();
 }

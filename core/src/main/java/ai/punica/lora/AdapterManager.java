@@ -2,6 +2,7 @@ package ai.punica.lora;
 
 import ai.punica.backend.Backend;
 import ai.punica.backend.LoraWeights;
+import ai.punica.backend.PinnedHostMemory;
 import ai.punica.backend.Tensor;
 import ai.punica.backend.TensorData;
 import ai.punica.backend.WeightUpload;
@@ -412,6 +413,11 @@ public final class AdapterManager implements AutoCloseable {
                 finishCopy(s);
             }
         }
+    }
+
+    /** The backend's page-locked memory for adapters' host copies, how it was had so far; empty without one. */
+    public Optional<PinnedHostMemory.Stats> pinnedHostStats() {
+        return backend.pinnedHostMemory().map(PinnedHostMemory::stats);
     }
 
     /** Adapter names whose copy into a slot is still under way. */

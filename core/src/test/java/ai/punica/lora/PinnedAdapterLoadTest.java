@@ -49,18 +49,29 @@ class PinnedAdapterLoadTest {
             return 256;
         }
 
+        int refused;
+        long liveBytes;
+
+        @Override
+        public synchronized Stats stats() {
+            return new Stats(handedOut, 0, refused, liveBytes, 0);
+        }
+
         @Override
         public synchronized MemorySegment allocate(long bytes, Arena arena) {
             if (refuse) {
+                refused++;
                 return null;
             }
             Arena own = Arena.ofShared();
             MemorySegment block = own.allocate(bytes, 4096);
             handedOut++;
+            liveBytes += bytes;
             last = block;
             return block.reinterpret(bytes, arena, s -> {
                 synchronized (this) {
                     givenBack++;
+                    liveBytes -= bytes;
                 }
                 own.close();
             });

@@ -1,5 +1,6 @@
 package ai.punica.server;
 
+import ai.punica.backend.PinnedHostMemory;
 import ai.punica.cluster.EngineCluster;
 import ai.punica.engine.Engine;
 import ai.punica.engine.EngineStats;
@@ -88,6 +89,11 @@ final class ServerMetrics {
                 + "per cold name, not per request).", AdapterManager::sourceLookupCount);
         adapterCounter("punica:lora_resolutions_total", "Adapters registered by on-demand resolution.",
                 AdapterManager::resolutionCount);
+        adapterCounter("punica:pinned_host_allocations_total", "Page-locked blocks for adapters' host copies taken "
+                + "from the driver (each pins its memory; 0 without a GPU).", a -> a.pinnedHostStats()
+                .map(PinnedHostMemory.Stats::driverAllocations).orElse(0L));
+        adapterCounter("punica:pinned_host_reuses_total", "Page-locked adapter blocks reused after an adapter gave "
+                + "one back.", a -> a.pinnedHostStats().map(PinnedHostMemory.Stats::reused).orElse(0L));
         Histogram loraLoad = Histogram.builder().name("punica:lora_load_seconds")
                 .help("Time of each adapter load stage: disk (files to host memory) and device (host memory to a "
                         + "backend slot, until the engine saw the copy complete).")

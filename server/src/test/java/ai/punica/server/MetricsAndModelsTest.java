@@ -79,6 +79,10 @@ class MetricsAndModelsTest {
         }
         assertThat(m.get("punica_adapter_loads_total")).isGreaterThanOrEqualTo(4.0);
         assertThat(m).containsKey("punica_adapter_evictions_total");
+        // The CPU backend has no page-locked memory: the counters exist, at zero (on a GPU, CudaPinnedAdapterTest
+        // checks the counts behind them).
+        assertThat(m.get("punica:pinned_host_allocations_total")).isZero();
+        assertThat(m.get("punica:pinned_host_reuses_total")).isZero();
         String lora = m.keySet().stream().filter(k -> k.startsWith("vllm:lora_requests_info{")).findFirst().orElseThrow();
         assertThat(lora).isEqualTo("vllm:lora_requests_info{max_lora=\"4\",running_lora_adapters=\"\","
                 + "waiting_lora_adapters=\"\"}");

@@ -508,7 +508,7 @@ public final class CudaBackend implements Backend {
     }
 
     /** Page-locked blocks for adapters: from the driver, reused, refused, bytes held (tests, benchmarks). */
-    PinnedHostBlocks.Stats pinnedHostStats() {
+    PinnedHostMemory.Stats pinnedHostStats() {
         return pinnedHost.stats();
     }
 

@@ -39,10 +39,6 @@ final class PinnedHostBlocks implements PinnedHostMemory {
     private long refused;
     private boolean closed;
 
-    /** Counters for tests and logs: blocks from the driver, blocks reused, allocations refused, bytes now held. */
-    record Stats(long driverAllocations, long reused, long refused, long liveBytes, long idleBytes) {
-    }
-
     PinnedHostBlocks(CudaContext ctx) {
         this.ctx = ctx;
     }
@@ -139,7 +135,8 @@ final class PinnedHostBlocks implements PinnedHostMemory {
         return e != null && bytes >= 0 && address + bytes <= e.getKey() + e.getValue();
     }
 
-    synchronized Stats stats() {
+    @Override
+    public synchronized Stats stats() {
         return new Stats(driverAllocations, idle.reused(), refused, liveBytes, idle.bytes());
     }
 
