@@ -17,7 +17,7 @@ import org.slf4j.LoggerFactory;
  *
  * <p>Bounds: the blocks in use are the host tier's adapters, which count their block against the host tier's
  * byte budget ({@code hostAdapterBytes}); blocks given back are kept for the next adapter of the same size (page
- * locking 80 MB costs milliseconds; adapters of one shape have one size) up to {@value #IDLE_BYTES} bytes, and
+ * locking 80 MB costs milliseconds; adapters of one shape have one size) up to {@link CudaOptions#pinnedIdleMib}, and
  * freed beyond. When the driver refuses a block (page-locked memory is limited by the OS), {@link #allocate}
  * answers null and the adapter stays in ordinary memory: its upload goes through the staging buffers.
  *
@@ -27,7 +27,7 @@ import org.slf4j.LoggerFactory;
 final class PinnedHostBlocks implements PinnedHostMemory {
     private static final Logger log = LoggerFactory.getLogger(PinnedHostBlocks.class);
     /** Given-back blocks kept for reuse, at most this many bytes. */
-    static final long IDLE_BYTES = 1L << 30;
+    private final long idleBytes;
 
     private final CudaContext ctx;
     /** Blocks handed out: address → bytes. */
@@ -39,8 +39,9 @@ final class PinnedHostBlocks implements PinnedHostMemory {
     private long refused;
     private boolean closed;
 
-    PinnedHostBlocks(CudaContext ctx) {
+    PinnedHostBlocks(CudaContext ctx, long idleBytes) {
         this.ctx = ctx;
+        this.idleBytes = idleBytes;
     }
 
     @Override
@@ -116,7 +117,7 @@ final class PinnedHostBlocks implements PinnedHostMemory {
             if (closed || ctx.closed()) {
                 return; // the backend's close has released the context, and its page-locked memory with it
             }
-            if (idle.bytes() + bytes <= IDLE_BYTES) {
+            if (idle.bytes() + bytes <= idleBytes) {
                 idle.put(bytes, block);
                 return;
             }
