@@ -68,27 +68,21 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
     public static final int PINNED_IDLE_MIB = 1024;
 
     public CudaOptions {
-        if (device < 0) {
-            throw new IllegalArgumentException("punica.cuda.device must be 0 or more, got " + device);
-        }
-        if (fusedMinTiles < 0) {
-            throw new IllegalArgumentException("fusedMinTiles must be 0 or more, got " + fusedMinTiles);
-        }
-        if (sgmvTcMinRows < 0) {
-            throw new IllegalArgumentException("punica.cuda.sgmvTcMinRows must be 0 (off) or more, got " + sgmvTcMinRows);
-        }
-        if (decodeBlocksPerSm < 1) {
-            throw new IllegalArgumentException("blocks per SM must be positive, got " + decodeBlocksPerSm);
-        }
-        if (tensorCoreMinRows < 1) {
-            throw new IllegalArgumentException("tensorCoreMinRows must be 1 or more, got " + tensorCoreMinRows);
-        }
-        if (pinnedIdleMib < 0) {
-            throw new IllegalArgumentException("punica.cuda.pinnedIdleMib must be 0 or more, got " + pinnedIdleMib);
-        }
+        atLeast("punica.cuda.device", device, 0);
+        atLeast("fusedMinTiles", fusedMinTiles, 0);
+        atLeast("punica.cuda.sgmvTcMinRows (0: off)", sgmvTcMinRows, 0);
+        atLeast("decodeBlocksPerSm (blocks per SM)", decodeBlocksPerSm, 1);
+        atLeast("tensorCoreMinRows", tensorCoreMinRows, 1);
+        atLeast("punica.cuda.pinnedIdleMib", pinnedIdleMib, 0);
         if (batchInvariant && (fusedLora || decodeAttention || tensorCoreAttention || sgmvTcMinRows != 0)) {
             throw new IllegalArgumentException("batchInvariant needs fusedLora, decodeAttention, tensorCoreAttention "
                     + "and sgmvTcMinRows off (their kernels split reductions by the step's shape)");
+        }
+    }
+
+    private static void atLeast(String name, int value, int min) {
+        if (value < min) {
+            throw new IllegalArgumentException(name + " must be " + min + " or more, got " + value);
         }
     }
 
