@@ -14,8 +14,20 @@ import java.util.function.Consumer;
  */
 final class FreeBlocks<B> {
     private final Map<Long, ArrayDeque<B>> bySize = new HashMap<>();
+    /** Bytes kept at most ({@link #keep}); {@link #put} keeps any. */
+    private final long capacity;
     private long bytes;
     private long reused;
+
+    /** Kept blocks without a bound. */
+    FreeBlocks() {
+        this(Long.MAX_VALUE);
+    }
+
+    /** Kept blocks of at most {@code capacity} bytes in all. */
+    FreeBlocks(long capacity) {
+        this.capacity = capacity;
+    }
 
     /** A kept block of exactly {@code size} bytes (counted as reused), or null when there is none. */
     B take(long size) {
@@ -32,6 +44,15 @@ final class FreeBlocks<B> {
     void put(long size, B block) {
         bySize.computeIfAbsent(size, k -> new ArrayDeque<>()).push(block);
         bytes += size;
+    }
+
+    /** Keeps {@code block} when it fits under the capacity; false (not kept) otherwise. */
+    boolean keep(long size, B block) {
+        if (bytes + size > capacity) {
+            return false;
+        }
+        put(size, block);
+        return true;
     }
 
     /** Hands every kept block to {@code free} and forgets them. */

@@ -26,14 +26,11 @@ import org.slf4j.LoggerFactory;
  */
 final class PinnedHostBlocks implements PinnedHostMemory {
     private static final Logger log = LoggerFactory.getLogger(PinnedHostBlocks.class);
-    /** Given-back blocks kept for reuse, at most this many bytes. */
-    private final long idleBytes;
-
     private final CudaContext ctx;
     /** Blocks handed out: address → bytes. */
     private final TreeMap<Long, Long> live = new TreeMap<>();
-    /** Given-back blocks by size. */
-    private final FreeBlocks<MemorySegment> idle = new FreeBlocks<>();
+    /** Given-back blocks by size, kept for reuse up to the idle bytes the backend was given. */
+    private final FreeBlocks<MemorySegment> idle;
     private long liveBytes;
     private long driverAllocations;
     private long refused;
@@ -41,7 +38,7 @@ final class PinnedHostBlocks implements PinnedHostMemory {
 
     PinnedHostBlocks(CudaContext ctx, long idleBytes) {
         this.ctx = ctx;
-        this.idleBytes = idleBytes;
+        this.idle = new FreeBlocks<>(idleBytes);
     }
 
     @Override
@@ -117,8 +114,7 @@ final class PinnedHostBlocks implements PinnedHostMemory {
             if (closed || ctx.closed()) {
                 return; // the backend's close has released the context, and its page-locked memory with it
             }
-            if (idle.bytes() + bytes <= idleBytes) {
-                idle.put(bytes, block);
+            if (idle.keep(bytes, block)) {
                 return;
             }
         }
