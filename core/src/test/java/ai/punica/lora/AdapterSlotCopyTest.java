@@ -74,15 +74,32 @@ class AdapterSlotCopyTest {
         }
     }
 
+    /**
+     * The fixture model on a gated CPU backend with one adapter slot; host reads complete inside {@code acquire()}
+     * (the loader runs inline).
+     */
+    static final class OneSlot implements AutoCloseable {
+        final GatedUploads gate = new GatedUploads(new CpuBackend());
+        final Checkpoint checkpoint = Checkpoint.open(Fixtures.model());
+        final LlamaModel model = LlamaModel.load(ModelConfig.load(Fixtures.model().resolve("config.json")), checkpoint,
+                gate.backend, 16, 4, 1, 64);
+        final AdapterManager adapters = new AdapterManager(model, Long.MAX_VALUE, Runnable::run);
+
+        @Override
+        public void close() {
+            adapters.close();
+            model.close();
+            checkpoint.close();
+            gate.backend.close();
+        }
+    }
+
     @Test
     void aSlotIsServedOnlyOnceItsCopyHasCompletedAndIsNotTakenMeanwhile() {
-        ModelConfig config = ModelConfig.load(Fixtures.model().resolve("config.json"));
-        GatedUploads gate = new GatedUploads(new CpuBackend());
-        try (Backend backend = gate.backend;
-             Checkpoint checkpoint = Checkpoint.open(Fixtures.model());
-             LlamaModel model = LlamaModel.load(config, checkpoint, backend, 16, 4, 1, 64);
-             // one slot; host reads complete inside acquire()
-             AdapterManager adapters = new AdapterManager(model, Long.MAX_VALUE, Runnable::run)) {
+        try (OneSlot one = new OneSlot()) {
+            GatedUploads gate = one.gate;
+            LlamaModel model = one.model;
+            AdapterManager adapters = one.adapters;
             adapters.register("upper", Fixtures.adapter("upper"));
             adapters.register("reverse", Fixtures.adapter("reverse"));
 
@@ -123,12 +140,9 @@ class AdapterSlotCopyTest {
 
     @Test
     void aFailedCopyFailsTheAdapterAndFreesItsSlot() {
-        ModelConfig config = ModelConfig.load(Fixtures.model().resolve("config.json"));
-        GatedUploads gate = new GatedUploads(new CpuBackend());
-        try (Backend backend = gate.backend;
-             Checkpoint checkpoint = Checkpoint.open(Fixtures.model());
-             LlamaModel model = LlamaModel.load(config, checkpoint, backend, 16, 4, 1, 64);
-             AdapterManager adapters = new AdapterManager(model, Long.MAX_VALUE, Runnable::run)) {
+        try (OneSlot one = new OneSlot()) {
+            GatedUploads gate = one.gate;
+            AdapterManager adapters = one.adapters;
             adapters.register("upper", Fixtures.adapter("upper"));
             adapters.register("reverse", Fixtures.adapter("reverse"));
             assertThat(adapters.acquire("upper")).isInstanceOf(Acquisition.Loading.class);
@@ -157,12 +171,9 @@ class AdapterSlotCopyTest {
      */
     @Test
     void aFinishedCopyIsMadeReadyBeforeTheNextStepWithoutAnAcquire() {
-        ModelConfig config = ModelConfig.load(Fixtures.model().resolve("config.json"));
-        GatedUploads gate = new GatedUploads(new CpuBackend());
-        try (Backend backend = gate.backend;
-             Checkpoint checkpoint = Checkpoint.open(Fixtures.model());
-             LlamaModel model = LlamaModel.load(config, checkpoint, backend, 16, 4, 1, 64);
-             AdapterManager adapters = new AdapterManager(model, Long.MAX_VALUE, Runnable::run)) {
+        try (OneSlot one = new OneSlot()) {
+            GatedUploads gate = one.gate;
+            AdapterManager adapters = one.adapters;
             adapters.register("upper", Fixtures.adapter("upper"));
             java.util.List<LoadStage> stages = new java.util.concurrent.CopyOnWriteArrayList<>();
             adapters.addLoadListener((stage, name, nanos) -> stages.add(stage));
