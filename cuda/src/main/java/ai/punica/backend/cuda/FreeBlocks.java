@@ -14,7 +14,7 @@ import java.util.function.Consumer;
  */
 final class FreeBlocks<B> {
     private final Map<Long, ArrayDeque<B>> bySize = new HashMap<>();
-    /** Bytes kept at most ({@link #keep}); {@link #put} keeps any. */
+    /** Bytes kept at most. */
     private final long capacity;
     private long bytes;
     private long reused;
@@ -40,18 +40,16 @@ final class FreeBlocks<B> {
         return block;
     }
 
-    /** Keeps {@code block} of {@code size} bytes for a later {@link #take} of that size. */
-    void put(long size, B block) {
-        bySize.computeIfAbsent(size, k -> new ArrayDeque<>()).push(block);
-        bytes += size;
-    }
-
-    /** Keeps {@code block} when it fits under the capacity; false (not kept) otherwise. */
-    boolean keep(long size, B block) {
+    /**
+     * Keeps {@code block} of {@code size} bytes for a later {@link #take} of that size, when it fits under the
+     * capacity; false (not kept: the caller frees it) otherwise.
+     */
+    boolean put(long size, B block) {
         if (bytes + size > capacity) {
             return false;
         }
-        put(size, block);
+        bySize.computeIfAbsent(size, k -> new ArrayDeque<>()).push(block);
+        bytes += size;
         return true;
     }
 

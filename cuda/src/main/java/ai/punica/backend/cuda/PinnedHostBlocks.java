@@ -114,7 +114,7 @@ final class PinnedHostBlocks implements PinnedHostMemory {
             if (closed || ctx.closed()) {
                 return; // the backend's close has released the context, and its page-locked memory with it
             }
-            if (idle.keep(bytes, block)) {
+            if (idle.put(bytes, block)) {
                 return;
             }
         }
