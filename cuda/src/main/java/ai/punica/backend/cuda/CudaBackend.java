@@ -74,7 +74,7 @@ public final class CudaBackend implements Backend {
         ring = new StagingRing(ctx);
         DeviceParts parts = new DeviceParts(ctx, memory, ring, new Kernels(launcher, ctx.multiprocessors));
         transfers = new TensorTransfers(parts);
-        pinnedHost = new PinnedHostBlocks(ctx, (long) options.pinnedIdleMib() << 20);
+        pinnedHost = new PinnedHostBlocks(ctx);
         asyncLoads = new AsyncWeightLoads(ctx, memory, pinnedHost);
         dense = new DenseOps(parts, options.batchInvariant());
         attention = new PagedAttention(parts, dense, options);

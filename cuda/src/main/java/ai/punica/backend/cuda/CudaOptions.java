@@ -27,9 +27,6 @@ package ai.punica.backend.cuda;
  *                            default off)
  * @param nvrtc               compile the packaged kernel sources with NVRTC even where a fatbin fits
  *                            ({@code punica.cuda.nvrtc}, default off)
- * @param pinnedIdleMib       page-locked adapter blocks given back are kept for reuse up to this many MiB, freed beyond
- *                            ({@code punica.cuda.pinnedIdleMib}, default {@value #PINNED_IDLE_MIB}: pinning an 80 MB
- *                            block takes milliseconds, and with many adapters in flight a small pool pins anew)
  * @param batchInvariant      a row's results never depend on the other rows of a step ({@code --batch-invariant}):
  *                            projections as cuBLAS calls of a fixed row count, attention on the general kernel with
  *                            a fixed number of splits, SGMV on the CUDA-core kernels without split-K; it needs
@@ -39,7 +36,7 @@ package ai.punica.backend.cuda;
 public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boolean loraOverlap, int fusedMinTiles,
                           boolean decodeAttention, int decodeBlocksPerSm, int sgmvTcMinRows,
                           boolean tensorCoreAttention, int tensorCoreMinRows, boolean profile, boolean nvrtc,
-                          int pinnedIdleMib, boolean batchInvariant) {
+                          boolean batchInvariant) {
     /**
      * Decode batches of more tiles than this take the fused kernel; smaller ones the two launches with the
      * shrink overlapping the GEMM. On an H200 (ProjectionBench, Llama-7B projections, rank 16) the LoRA of a
@@ -64,16 +61,12 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
      */
     public static final int TENSOR_CORE_MIN_ROWS = 2;
 
-    /** Default {@link #pinnedIdleMib}: 1 GiB, twelve 80 MB adapters. */
-    public static final int PINNED_IDLE_MIB = 1024;
-
     public CudaOptions {
         atLeast("punica.cuda.device", device, 0);
         atLeast("fusedMinTiles", fusedMinTiles, 0);
         atLeast("punica.cuda.sgmvTcMinRows (0: off)", sgmvTcMinRows, 0);
         atLeast("decodeBlocksPerSm (blocks per SM)", decodeBlocksPerSm, 1);
         atLeast("tensorCoreMinRows", tensorCoreMinRows, 1);
-        atLeast("punica.cuda.pinnedIdleMib", pinnedIdleMib, 0);
         if (batchInvariant && (fusedLora || decodeAttention || tensorCoreAttention || sgmvTcMinRows != 0)) {
             throw new IllegalArgumentException("batchInvariant needs fusedLora, decodeAttention, tensorCoreAttention "
                     + "and sgmvTcMinRows off (their kernels split reductions by the step's shape)");
@@ -102,7 +95,6 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
                 .tensorCoreAttention(flag("punica.cuda.tensorCoreAttention", true))
                 .profile(flag("punica.cuda.profile", false))
                 .nvrtc(flag("punica.cuda.nvrtc", false))
-                .pinnedIdleMib(intProperty("punica.cuda.pinnedIdleMib", PINNED_IDLE_MIB))
                 .build();
     }
 
@@ -116,7 +108,7 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
                 .fusedMinTiles(fusedMinTiles).decodeAttention(decodeAttention).decodeBlocksPerSm(decodeBlocksPerSm)
                 .sgmvTcMinRows(sgmvTcMinRows).tensorCoreAttention(tensorCoreAttention)
                 .tensorCoreMinRows(tensorCoreMinRows).profile(profile).nvrtc(nvrtc)
-                .pinnedIdleMib(pinnedIdleMib).batchInvariant(batchInvariant);
+                .batchInvariant(batchInvariant);
     }
 
     private static boolean flag(String name, boolean defaultValue) {
@@ -156,7 +148,6 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
         private int tensorCoreMinRows = TENSOR_CORE_MIN_ROWS;
         private boolean profile;
         private boolean nvrtc;
-        private int pinnedIdleMib = PINNED_IDLE_MIB;
         private boolean batchInvariant;
 
         private Builder() {
@@ -167,7 +158,6 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
         public Builder profile(boolean on) { profile = on; return this; }
         public Builder nvrtc(boolean on) { nvrtc = on; return this; }
         public Builder stepGraphs(boolean on) { stepGraphs = on; return this; }
-        public Builder pinnedIdleMib(int mib) { pinnedIdleMib = mib; return this; }
 
         /**
          * Batch-invariant kernels ({@code --batch-invariant}); on, it also turns off the paths whose reductions
@@ -189,7 +179,7 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
         public CudaOptions build() {
             return new CudaOptions(device, stepGraphs, fusedLora, loraOverlap, fusedMinTiles, decodeAttention,
                     decodeBlocksPerSm, sgmvTcMinRows, tensorCoreAttention, tensorCoreMinRows, profile, nvrtc,
-                    pinnedIdleMib, batchInvariant);
+                    batchInvariant);
         }
 
         // Paths of the LoRA add-on.

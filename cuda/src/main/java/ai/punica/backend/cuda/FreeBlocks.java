@@ -14,20 +14,8 @@ import java.util.function.Consumer;
  */
 final class FreeBlocks<B> {
     private final Map<Long, ArrayDeque<B>> bySize = new HashMap<>();
-    /** Bytes kept at most. */
-    private final long capacity;
     private long bytes;
     private long reused;
-
-    /** Kept blocks without a bound. */
-    FreeBlocks() {
-        this(Long.MAX_VALUE);
-    }
-
-    /** Kept blocks of at most {@code capacity} bytes in all. */
-    FreeBlocks(long capacity) {
-        this.capacity = capacity;
-    }
 
     /** A kept block of exactly {@code size} bytes (counted as reused), or null when there is none. */
     B take(long size) {
@@ -40,17 +28,10 @@ final class FreeBlocks<B> {
         return block;
     }
 
-    /**
-     * Keeps {@code block} of {@code size} bytes for a later {@link #take} of that size, when it fits under the
-     * capacity; false (not kept: the caller frees it) otherwise.
-     */
-    boolean put(long size, B block) {
-        if (bytes + size > capacity) {
-            return false;
-        }
+    /** Keeps {@code block} of {@code size} bytes for a later {@link #take} of that size. */
+    void put(long size, B block) {
         bySize.computeIfAbsent(size, k -> new ArrayDeque<>()).push(block);
         bytes += size;
-        return true;
     }
 
     /** Hands every kept block to {@code free} and forgets them. */

@@ -16,10 +16,15 @@ import org.slf4j.LoggerFactory;
  * speed instead of through the staging buffers.
  *
  * <p>Bounds: the blocks in use are the host tier's adapters, which count their block against the host tier's
- * byte budget ({@code hostAdapterBytes}); blocks given back are kept for the next adapter of the same size (page
- * locking 80 MB costs milliseconds; adapters of one shape have one size) up to {@link CudaOptions#pinnedIdleMib}, and
- * freed beyond. When the driver refuses a block (page-locked memory is limited by the OS), {@link #allocate}
- * answers null and the adapter stays in ordinary memory: its upload goes through the staging buffers.
+ * byte budget ({@code hostAdapterBytes}; the tier goes over it only by the adapters slots hold). A block given back
+ * is kept for the next adapter of its size ({@link #keeps}) as long as the page-locked bytes in all, held and kept,
+ * stay within the most ever held at once: page-locked memory grows to the host tier's high-water mark and stays
+ * there until the backend closes. Freeing it while serving is what this avoids: {@code cuMemFreeHost} waits for
+ * the whole device (the decode steps of every request), and pinning 80 MB anew costs milliseconds; with 1,000
+ * adapters over a 100-adapter host tier, a 1 GiB pool made distinct's TPOT 16% slower (19.80 against 17.10 ms,
+ * docs/benchmarks/2026-12-03-s8-h200.md). When the driver refuses a block (page-locked memory is limited by the
+ * OS), {@link #allocate} answers null and the adapter stays in ordinary memory: its upload goes through the
+ * staging buffers.
  *
  * <p>Thread-safe: the loader's threads allocate, the engine thread looks blocks up ({@link #contains}), and any
  * thread that closes an adapter gives its block back. Each call makes the context current itself.
@@ -29,16 +34,26 @@ final class PinnedHostBlocks implements PinnedHostMemory {
     private final CudaContext ctx;
     /** Blocks handed out: address → bytes. */
     private final TreeMap<Long, Long> live = new TreeMap<>();
-    /** Given-back blocks by size, kept for reuse up to the idle bytes the backend was given. */
-    private final FreeBlocks<MemorySegment> idle;
+    /** Given-back blocks by size, kept for reuse ({@link #keeps}). */
+    private final FreeBlocks<MemorySegment> idle = new FreeBlocks<>();
     private long liveBytes;
+    /** The most bytes held by adapters at once so far. */
+    private long peakLiveBytes;
     private long driverAllocations;
     private long refused;
     private boolean closed;
 
-    PinnedHostBlocks(CudaContext ctx, long idleBytes) {
+    PinnedHostBlocks(CudaContext ctx) {
         this.ctx = ctx;
-        this.idle = new FreeBlocks<>(idleBytes);
+    }
+
+    /**
+     * Whether a block of {@code bytes} given back is kept for reuse rather than freed: when the page-locked total
+     * ({@code liveBytes} still held, {@code idleBytes} kept, and this block) is within {@code peakLiveBytes}, the
+     * most ever held at once. Blocks of a size no adapter asks for again stay kept too, within that bound.
+     */
+    static boolean keeps(long bytes, long liveBytes, long idleBytes, long peakLiveBytes) {
+        return liveBytes + idleBytes + bytes <= peakLiveBytes;
     }
 
     @Override
@@ -101,6 +116,7 @@ final class PinnedHostBlocks implements PinnedHostMemory {
     private MemorySegment handOut(MemorySegment block, long bytes) {
         live.put(block.address(), bytes);
         liveBytes += bytes;
+        peakLiveBytes = Math.max(peakLiveBytes, liveBytes);
         return block;
     }
 
@@ -114,7 +130,8 @@ final class PinnedHostBlocks implements PinnedHostMemory {
             if (closed || ctx.closed()) {
                 return; // the backend's close has released the context, and its page-locked memory with it
             }
-            if (idle.put(bytes, block)) {
+            if (keeps(bytes, liveBytes, idle.bytes(), peakLiveBytes)) {
+                idle.put(bytes, block);
                 return;
             }
         }

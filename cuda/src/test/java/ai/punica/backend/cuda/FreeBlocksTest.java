@@ -44,16 +44,4 @@ class FreeBlocksTest {
         free.drain(freed::add);
         assertThat(freed).isEmpty();
     }
-
-    @Test
-    void aBoundedPoolKeepsBlocksOnlyUnderItsCapacity() {
-        FreeBlocks<Long> free = new FreeBlocks<>(1000);
-        assertThat(free.put(600, 0x1000L)).isTrue();
-        assertThat(free.put(600, 0x2000L)).as("1,200 bytes would exceed 1,000").isFalse();
-        assertThat(free.put(400, 0x3000L)).isTrue();
-        assertThat(free.bytes()).isEqualTo(1000);
-        assertThat(free.take(600)).isEqualTo(0x1000L);
-        assertThat(free.put(600, 0x2000L)).as("room again").isTrue();
-        assertThat(new FreeBlocks<Long>(0).put(1, 0x1L)).as("capacity 0 keeps nothing").isFalse();
-    }
 }
