@@ -34,6 +34,21 @@ public interface AttentionOps extends DenseOps {
     }
 
     /**
+     * {@link #ropeAppendKv(Tensor, int[], RopeTable, int, int, int, KvStorage, int, int, int, int[])} of
+     * {@code qkv ⊕ lora}: the q|k|v projection and its LoRA add-on kept apart ({@link LoraOps#matmulLoraApart}),
+     * summed as the projection would have stored them (rounded to qkv's dtype) and left in qkv, rotated as the
+     * plain op leaves it; null {@code lora}: the plain op. This default sums into qkv first; backends override it
+     * to read the add-on in the same pass.
+     */
+    default void ropeAppendKv(Tensor qkv, Tensor lora, int[] positions, RopeTable rope, int numHeads, int numKvHeads,
+                              int headDim, KvStorage kv, int layer, int kCol, int vCol, int[] slotMapping) {
+        if (lora != null) {
+            add(qkv, lora, qkv);
+        }
+        ropeAppendKv(qkv, positions, rope, numHeads, numKvHeads, headDim, kv, layer, kCol, vCol, slotMapping);
+    }
+
+    /**
      * Causal attention of every query row over its sequence's cached keys and values (which already
      * include this step's rows): queries are columns {@code [0, numHeads·headDim)} of {@code qkv};
      * {@code out[row, h·headDim + j] = Σ_t softmax_t(scale · q_h · k_t) · v_t[j]}.

@@ -25,6 +25,22 @@ public interface DenseOps {
         rmsNorm(x, weight, eps, out);
     }
 
+    /**
+     * {@link #addRmsNorm(Tensor, Tensor, Tensor, float, Tensor)} of {@code delta ⊕ lora}: a projection's output
+     * and its LoRA add-on kept apart ({@link LoraOps#matmulLoraApart}), summed as the projection would have stored
+     * them (rounded to delta's dtype), so {@code x = x + (delta + lora)}. Null {@code lora}: the plain op. This
+     * default sums into delta first; backends override it to read the add-on in the same pass.
+     */
+    default void addRmsNorm(Tensor x, Tensor delta, Tensor lora, Tensor weight, float eps, Tensor out) {
+        if (lora != null) {
+            add(delta, lora, delta);
+        }
+        addRmsNorm(x, delta, weight, eps, out);
+    }
+
+    /** Every element of {@code t} set to zero. */
+    void zero(Tensor t);
+
     /** {@code out[r, o] = Σ_i x[r, i] · w[o, i] (+ bias[0, o])}; bias may be null. */
     void matmul(Tensor x, Tensor w, Tensor bias, Tensor out);
 
@@ -36,6 +52,18 @@ public interface DenseOps {
 
     /** {@code out[r, i] = silu(gateUp[r, i]) · gateUp[r, I + i]} with {@code I = gateUp.cols / 2}. */
     void swiglu(Tensor gateUp, Tensor out);
+
+    /**
+     * {@link #swiglu(Tensor, Tensor)} of {@code gateUp ⊕ lora} (the gate|up projection and its add-on kept apart,
+     * summed as the projection would have stored them); null {@code lora}: the plain op. This default sums into
+     * gateUp first.
+     */
+    default void swiglu(Tensor gateUp, Tensor lora, Tensor out) {
+        if (lora != null) {
+            add(gateUp, lora, gateUp);
+        }
+        swiglu(gateUp, out);
+    }
 
     /** {@code out[i] = x[rows[i]]}. */
     void gatherRows(Tensor x, int[] rows, Tensor out);

@@ -22,6 +22,15 @@ public interface DeviceCapabilities {
     }
 
     /**
+     * Whether projections should keep their LoRA add-on apart for their consumer
+     * ({@link LoraOps#matmulLoraApart}): true where the add-on then runs beside the GEMM (a GPU's second stream)
+     * and the consumer reads it in its own pass; false where that would only add passes (the default).
+     */
+    default boolean loraApart() {
+        return false;
+    }
+
+    /**
      * Records and replays whole forward steps (CUDA graphs), or null when this backend has no such
      * mechanism and every step runs operation by operation.
      */

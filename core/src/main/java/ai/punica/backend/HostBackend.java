@@ -102,6 +102,12 @@ public abstract class HostBackend<T extends RowMajorTensor<?>, K extends KvStora
     protected abstract void add(T a, T b, T out);
 
     @Override
+    public final void zero(Tensor t) {
+        T d = activation("zero", "t", t);
+        upload(new float[Math.multiplyExact(d.rows(), d.cols())], d);
+    }
+
+    @Override
     public final void matmul(Tensor x, Tensor w, Tensor bias, Tensor out) {
         T xs = activation("matmul", "x", x);
         T ws = own("matmul", "w", w);

@@ -80,4 +80,30 @@ public interface LoraOps extends DenseOps {
             sgmvExpandGroup(v, group, segments, out, cols);
         }
     }
+
+    /**
+     * The projection with its LoRA add-on kept apart, for the op that consumes the projection to add
+     * ({@link #addRmsNorm(Tensor, Tensor, Tensor, Tensor, float, Tensor)}, {@link #swiglu(Tensor, Tensor, Tensor)},
+     * {@link AttentionOps#ropeAppendKv(Tensor, Tensor, int[], RopeTable, int, int, int, KvStorage, int, int, int, int[])}):
+     * {@code out = x·wᵀ (+ bias)}, and {@code lora} (out's shape) holds what {@link #matmulLora} would have added:
+     * the add-on at each projection's columns, zero elsewhere and on rows without an adapter. A device runs the
+     * add-on beside the GEMM (neither reads the other's output), and nothing adds it into out: the consumer reads
+     * both. This default zeroes lora and runs the GEMM, the shrink and the expand (into lora) in order.
+     */
+    default void matmulLoraApart(Tensor x, Tensor w, Tensor bias, Tensor out, List<LoraWeights> group,
+                                 Segments segments, Tensor v, int[] cols, Tensor lora) {
+        if (lora.rows() != out.rows() || lora.cols() != out.cols()) {
+            throw ShapeChecks.fail("matmulLoraApart", "the add-on " + lora.rows() + "x" + lora.cols()
+                    + " does not match the output " + out.rows() + "x" + out.cols());
+        }
+        matmul(x, w, bias, out);
+        zero(lora);
+        if (group.size() == 1) {
+            sgmvShrink(x, group.getFirst(), segments, v, 0);
+            sgmvExpand(v, 0, group.getFirst(), segments, lora, cols[0]);
+        } else {
+            sgmvShrinkGroup(x, group, segments, v);
+            sgmvExpandGroup(v, group, segments, lora, cols);
+        }
+    }
 }

@@ -62,6 +62,8 @@ public final class LlamaModel implements AutoCloseable {
     private static final int GROUP_DOWN = 3;
     private static final int LORA_GROUP_MAX = 3;
     private static final int[] SINGLE_LORA_COL = {0};
+    /** The most rows of a step whose projections keep their LoRA add-on apart (the largest decode bucket). */
+    private static final int APART_MAX_ROWS = 256;
 
     /** One decoder layer's weights on the backend. */
     private record Layer(Tensor attnNorm, Tensor qkv, Tensor qkvBias, Tensor o, Tensor mlpNorm, Tensor gateUp,
@@ -103,6 +105,17 @@ public final class LlamaModel implements AutoCloseable {
     private final Tensor projOut;
     private final Tensor gateUpOut;
     private final Tensor mlpAct;
+    /**
+     * Steps of at most this many rows keep each projection's LoRA add-on apart for the op that consumes the
+     * projection ({@link Backend#loraApart}); 0: never. The add-ons' buffers below are this many rows.
+     */
+    private final int apartRows;
+    private final Tensor qkvLora;
+    /** The o and down add-ons (o's is consumed before down's is made). */
+    private final Tensor projLora;
+    private final Tensor gateUpLora;
+    /** The last down projection's add-on, waiting for the residual add with projOut; null when none. */
+    private Tensor mlpLora;
     /** [n]: the rank-space scratch of a group of n projections, [maxRows, n · max(1, maxLoraRank)]. */
     private final Tensor[] loraRank = new Tensor[LORA_GROUP_MAX + 1];
     // [maxLogitRows, ·]
@@ -182,6 +195,11 @@ public final class LlamaModel implements AutoCloseable {
                 loraRank[n] = own(backend.allocate(maxRows, n * Math.max(1, maxLoraRank)));
             }
         }
+        // Decode-sized steps: there the add-on's kernels are short and their latency is what hides behind the GEMM.
+        apartRows = backend.loraApart() && tp == null && maxLoraRank > 0 ? Math.min(maxRows, APART_MAX_ROWS) : 0;
+        qkvLora = apartRows == 0 ? null : own(backend.allocate(apartRows, qCols + 2 * kvCols));
+        projLora = apartRows == 0 ? null : own(backend.allocate(apartRows, hidden));
+        gateUpLora = apartRows == 0 ? null : own(backend.allocate(apartRows, 2 * inter));
         logitHidden = own(backend.allocate(maxLogitRows, hidden));
         logitQkv = own(backend.allocate(maxLogitRows, qCols + 2 * kvCols));
         logitNormed = own(backend.allocate(maxLogitRows, hidden));
@@ -317,6 +335,7 @@ public final class LlamaModel implements AutoCloseable {
         // x = embed(tokens)
         backend.embedding(embedTokens, batch.tokens(), x.firstRows(rows));
         ForwardBatch current = batch;
+        mlpLora = null;
         for (int l = 0; l < layers.length; l++) {
             boolean last = l == layers.length - 1;
             current = layer(l, current, last ? batch.lastLayerRows() : null, kv);
@@ -329,14 +348,17 @@ public final class LlamaModel implements AutoCloseable {
         Tensor normed = logitNormed.firstRows(logitCount);
         if (current != batch) {
             // The last layer kept only the logit rows: x = x + mlp; n = rmsNorm(x), on those rows
-            backend.addRmsNorm(residual, mlp, finalNorm, config.rmsNormEps(), normed);
+            backend.addRmsNorm(residual, mlp, mlpLora, finalNorm, config.rmsNormEps(), normed);
         } else if (samplesEveryRow(batch)) {
             // Decode: every row samples, in order: x = x + mlp; n = rmsNorm(x)
-            backend.addRmsNorm(x.firstRows(rows), mlp, finalNorm, config.rmsNormEps(), normed);
+            backend.addRmsNorm(x.firstRows(rows), mlp, mlpLora, finalNorm, config.rmsNormEps(), normed);
         } else {
             // x = x + mlp on every row, then n = rmsNorm(x) on the rows that sample
             Tensor xs = x.firstRows(rows);
             Tensor kept = logitHidden.firstRows(logitCount);
+            if (mlpLora != null) {
+                backend.add(mlp, mlpLora, mlp);
+            }
             backend.add(xs, mlp, xs);
             backend.gatherRows(xs, batch.logitRows(), kept);
             backend.rmsNorm(kept, finalNorm, config.rmsNormEps(), normed);
@@ -421,19 +443,22 @@ public final class LlamaModel implements AutoCloseable {
         Tensor hs = h.firstRows(rows);
         Tensor qkv = qkvOut.firstRows(rows);
         Tensor proj = projOut.firstRows(rows);
+        // Each projection's LoRA add-on apart for its consumer (null: none, or added into the output already).
+        boolean apart = rows <= apartRows;
 
         if (l == 0) {
             // h = rmsNorm(x)
             backend.rmsNorm(xs, w.attnNorm(), config.rmsNormEps(), hs);
         } else {
-            // x = x + mlp (previous layer); h = rmsNorm(x)
-            backend.addRmsNorm(xs, proj, w.attnNorm(), config.rmsNormEps(), hs);
+            // x = x + (mlp + LoRA_down) (previous layer); h = rmsNorm(x)
+            backend.addRmsNorm(xs, proj, mlpLora, w.attnNorm(), config.rmsNormEps(), hs);
         }
-        // qkv = h·[Wq;Wk;Wv]ᵀ (+ bias) + LoRA_q|k|v(h)
-        project(l, GROUP_QKV, hs, w.qkv(), w.qkvBias(), batch.segments(), qkv, qkvLoraCols);
-        // q, k = rope(q, pos), rope(k, pos); cache[slot] = k, v
-        backend.ropeAppendKv(qkv, batch.positions(), rope, local.numHeads(), local.numKvHeads(), config.headDim(),
-                kv, l, qCols, qCols + kvCols, batch.attention().slotMapping());
+        // qkv = h·[Wq;Wk;Wv]ᵀ (+ bias), LoRA_q|k|v(h) into qkv or apart
+        Tensor qkvAddOn = project(l, GROUP_QKV, hs, w.qkv(), w.qkvBias(), batch.segments(), qkv, qkvLoraCols,
+                apart ? qkvLora : null);
+        // q, k = rope(q (+ LoRA_q), pos), rope(k (+ LoRA_k), pos); cache[slot] = k, v (+ LoRA_v)
+        backend.ropeAppendKv(qkv, qkvAddOn, batch.positions(), rope, local.numHeads(), local.numKvHeads(),
+                config.headDim(), kv, l, qCols, qCols + kvCols, batch.attention().slotMapping());
 
         if (keep != null) {
             // Only the logit rows go on: their q|k|v and residual move to buffers of their own.
@@ -453,18 +478,22 @@ public final class LlamaModel implements AutoCloseable {
         Tensor attn = attnOut.firstRows(rows);
         // attn = softmax(q·kᵀ·scale)·v over each sequence's pages
         backend.attention(qkv, kv, l, batch.attention(), shape, attn);
-        // o = attn·Woᵀ + LoRA_o(attn); x = x + o; h = rmsNorm(x)
-        project(l, GROUP_O, attn, w.o(), null, batch.segments(), proj, SINGLE_LORA_COL);
+        // o = attn·Woᵀ, LoRA_o(attn) into o or apart; x = x + (o + LoRA_o); h = rmsNorm(x)
+        Tensor oAddOn = project(l, GROUP_O, attn, w.o(), null, batch.segments(), proj, SINGLE_LORA_COL,
+                apart ? projLora : null);
         reducePartialSums(proj);
-        backend.addRmsNorm(xs, proj, w.mlpNorm(), config.rmsNormEps(), hs);
+        backend.addRmsNorm(xs, proj, oAddOn, w.mlpNorm(), config.rmsNormEps(), hs);
 
-        // gu = h·[Wg;Wu]ᵀ + LoRA_gate|up(h)
+        // gu = h·[Wg;Wu]ᵀ, LoRA_gate|up(h) into gu or apart
         Tensor gu = gateUpOut.firstRows(rows);
         Tensor act = mlpAct.firstRows(rows);
-        project(l, GROUP_GATE_UP, hs, w.gateUp(), null, batch.segments(), gu, gateUpLoraCols);
-        // a = silu(g)·u; mlp = a·Wdownᵀ + LoRA_down(a), left in projOut for the next residual add
-        backend.swiglu(gu, act);
-        project(l, GROUP_DOWN, act, w.down(), null, batch.segments(), proj, SINGLE_LORA_COL);
+        Tensor guAddOn = project(l, GROUP_GATE_UP, hs, w.gateUp(), null, batch.segments(), gu, gateUpLoraCols,
+                apart ? gateUpLora : null);
+        // a = silu(g (+ LoRA_gate))·(u (+ LoRA_up)); mlp = a·Wdownᵀ, LoRA_down(a) into mlp or apart: both wait in
+        // projOut and mlpLora for the next residual add
+        backend.swiglu(gu, guAddOn, act);
+        mlpLora = project(l, GROUP_DOWN, act, w.down(), null, batch.segments(), proj, SINGLE_LORA_COL,
+                apart ? projLora : null);
         reducePartialSums(proj);
         return batch;
     }
@@ -485,16 +514,25 @@ public final class LlamaModel implements AutoCloseable {
      * i of group {@code g} and every segment whose adapter adapts it. A group of several projections (q|k|v,
      * gate|up: one input, one fused output row) is one shrink and one expand, projection i in columns
      * [i·R, (i+1)·R) of the rank scratch (R = max(1, maxLoraRank)). Without an adapter in the step it is the
-     * GEMM alone.
+     * GEMM alone. With {@code apart} (a buffer of at least in's rows), the add-on goes there instead of into out
+     * ({@link Backend#matmulLoraApart}), and the rows of it this step uses are returned for the consumer; null
+     * otherwise (nothing to add).
      */
-    private void project(int layer, int g, Tensor in, Tensor w, Tensor bias, Segments segments, Tensor out, int[] cols) {
+    private Tensor project(int layer, int g, Tensor in, Tensor w, Tensor bias, Segments segments, Tensor out,
+                           int[] cols, Tensor apart) {
         List<LoraWeights> group = loraGroup(layer, g);
         if (!anyPresent(group, segments)) {
             backend.matmul(in, w, bias, out);
-            return;
+            return null;
         }
         Tensor v = loraRank[group.size()].firstRows(in.rows());
-        backend.matmulLora(in, w, bias, out, group, segments, v, cols);
+        if (apart == null) {
+            backend.matmulLora(in, w, bias, out, group, segments, v, cols);
+            return null;
+        }
+        Tensor addOn = apart.firstRows(in.rows());
+        backend.matmulLoraApart(in, w, bias, out, group, segments, v, cols, addOn);
+        return addOn;
     }
 
     @Override

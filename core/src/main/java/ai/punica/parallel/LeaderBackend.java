@@ -165,6 +165,11 @@ final class LeaderBackend implements Backend {
     }
 
     @Override
+    public void zero(Tensor t) {
+        rank0.zero(t);
+    }
+
+    @Override
     public void addRmsNorm(Tensor x, Tensor delta, Tensor weight, float eps, Tensor out) {
         rank0.addRmsNorm(x, delta, weight, eps, out);
     }

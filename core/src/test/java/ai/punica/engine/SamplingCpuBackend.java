@@ -103,6 +103,11 @@ final class SamplingCpuBackend implements Backend {
     }
 
     @Override
+    public void zero(Tensor t) {
+        cpu.zero(t);
+    }
+
+    @Override
     public void matmul(Tensor x, Tensor w, Tensor bias, Tensor out) {
         cpu.matmul(x, w, bias, out);
     }

@@ -44,10 +44,21 @@ public final class ModelHarness implements AutoCloseable {
      * --tensor-parallel} makes them (in-memory all-reduce on the CPU, NCCL on CUDA GPUs 0..N-1).
      */
     public ModelHarness(Path modelDir, Map<String, Path> adapterDirs, String backendName, int tensorParallel) {
+        this(modelDir, adapterDirs, tensorParallel == 1 ? Backends.create(backendName) : null, backendName,
+                tensorParallel);
+    }
+
+    /** The model on {@code backend}, which the harness closes. */
+    public ModelHarness(Path modelDir, Map<String, Path> adapterDirs, Backend backend) {
+        this(modelDir, adapterDirs, backend, backend.name(), 1);
+    }
+
+    private ModelHarness(Path modelDir, Map<String, Path> adapterDirs, Backend single, String backendName,
+                         int tensorParallel) {
         ModelConfig config = ModelConfig.load(modelDir.resolve("config.json"));
         checkpoint = Checkpoint.open(modelDir);
         if (tensorParallel == 1) {
-            backend = Backends.create(backendName);
+            backend = single;
             model = LlamaModel.load(config, checkpoint, backend, MAX_ROWS, MAX_SEQUENCES, 8, 64);
         } else {
             model = TensorParallel.load(config, checkpoint, backendName, 0, tensorParallel,

@@ -60,7 +60,7 @@ class ReferenceLogitsTest {
         }
     }
 
-    private static void assertClose(float[] actual, Run run, String what) {
+    static void assertClose(float[] actual, Run run, String what) {
         float[] expected = run.lastLogits();
         assertThat(actual).as(what + ": vocabulary size").hasSize(expected.length);
         float maxDiff = 0;
