@@ -97,15 +97,22 @@ extern "C" __global__ void add_bias(bf16* out, const bf16* __restrict__ bias, in
     }
 }
 
-// out[r, i] = silu(gu[r, i]) * gu[r, inter + i].
-extern "C" __global__ void swiglu(const bf16* __restrict__ gu, bf16* __restrict__ out, int rows, int inter) {
+// out[r, i] = silu(gu[r, i]) * gu[r, inter + i]. lora, when not null, is the gate|up projection's LoRA add-on kept
+// apart (gu's layout): gate and up are each first summed with it and rounded to bf16, as the projection would have
+// stored them.
+extern "C" __global__ void swiglu(const bf16* __restrict__ gu, bf16* __restrict__ out, int rows, int inter,
+                                  const bf16* __restrict__ lora) {
     long long n = (long long) rows * inter;
     for (long long i = blockIdx.x * (long long) blockDim.x + threadIdx.x; i < n; i += (long long) gridDim.x * blockDim.x) {
         long long r = i / inter;
         int c = (int) (i - r * inter);
-        const bf16* row = gu + r * 2 * inter;
-        float g = bf2f(row[c]);
-        float u = bf2f(row[inter + c]);
+        long long at = r * 2 * inter + c;
+        float g = bf2f(gu[at]);
+        float u = bf2f(gu[at + inter]);
+        if (lora != nullptr) {
+            g = bf2f(f2bf(g + bf2f(lora[at])));
+            u = bf2f(f2bf(u + bf2f(lora[at + inter])));
+        }
         out[i] = f2bf(g / (1.0f + expf(-g)) * u);
     }
 }

@@ -22,15 +22,29 @@ __device__ __forceinline__ uint4 store_sum8(uint4 x, uint4 d, uint4* dst, float&
     return sum;
 }
 
-// x[r] = x[r] + delta[r] (stored as bf16), then out[r] = x[r] / sqrt(mean(x[r]^2) + eps) * w over the stored
-// x. One block per row. Thread t owns chunks t, t + blockDim.x, ... in both phases, and sums in the order
+// delta + lora for 8 bf16 (rounded to bf16, as a projection that added its LoRA add-on in place stores it), or
+// delta alone when there is no add-on (lora null).
+__device__ __forceinline__ uint4 with_lora8(uint4 d, const bf16* lora, int chunk) {
+    if (lora == nullptr) return d;
+    float a[8], b[8];
+    unpack8(d, a);
+    unpack8(((const uint4*) lora)[chunk], b);
+    #pragma unroll
+    for (int j = 0; j < 8; j++) a[j] += b[j];
+    return pack8(a);
+}
+
+// x[r] = x[r] + (delta[r] (+ lora[r])) (stored as bf16), then out[r] = x[r] / sqrt(mean(x[r]^2) + eps) * w over
+// the stored x. lora, when not null, is the LoRA add-on of the projection that made delta, kept apart (rows as
+// delta's). One block per row. Thread t owns chunks t, t + blockDim.x, ... in both phases, and sums in the order
 // rms_norm does with the same block size, so the norm equals add then rms_norm bit for bit. x, delta and
 // out may alias (each element is read and written by one thread).
-extern "C" __global__ void add_rms_norm(bf16* x, const bf16* delta, const bf16* __restrict__ w, bf16* out,
-                                        int cols, float eps) {
+extern "C" __global__ void add_rms_norm(bf16* x, const bf16* delta, const bf16* __restrict__ lora,
+                                        const bf16* __restrict__ w, bf16* out, int cols, float eps) {
     __shared__ float scratch[32];
     bf16* xr = x + (long long) blockIdx.x * cols;
     const bf16* dr = delta + (long long) blockIdx.x * cols;
+    const bf16* lr = lora == nullptr ? nullptr : lora + (long long) blockIdx.x * cols;
     bf16* outr = out + (long long) blockIdx.x * cols;
     float ss = 0.0f;
     if ((cols & 7) == 0) {
@@ -43,7 +57,7 @@ extern "C" __global__ void add_rms_norm(bf16* x, const bf16* delta, const bf16* 
             int i = threadIdx.x + k * blockDim.x;
             if (i < chunks) {
                 kept[k] = ((const uint4*) xr)[i];
-                d[k] = ((const uint4*) dr)[i];
+                d[k] = with_lora8(((const uint4*) dr)[i], lr, i);
             }
         }
         #pragma unroll
@@ -52,7 +66,7 @@ extern "C" __global__ void add_rms_norm(bf16* x, const bf16* delta, const bf16* 
             if (i < chunks) kept[k] = store_sum8(kept[k], d[k], (uint4*) xr + i, ss);
         }
         for (int i = threadIdx.x + ADD_NORM_KEPT * blockDim.x; i < chunks; i += blockDim.x) {
-            store_sum8(((const uint4*) xr)[i], ((const uint4*) dr)[i], (uint4*) xr + i, ss);
+            store_sum8(((const uint4*) xr)[i], with_lora8(((const uint4*) dr)[i], lr, i), (uint4*) xr + i, ss);
         }
         float inv = rsqrtf(block_sum(ss, scratch) / (float) cols + eps);
         #pragma unroll
@@ -65,7 +79,8 @@ extern "C" __global__ void add_rms_norm(bf16* x, const bf16* delta, const bf16* 
         }
     } else {
         for (int i = threadIdx.x; i < cols; i += blockDim.x) {
-            bf16 sum = f2bf(bf2f(xr[i]) + bf2f(dr[i]));
+            float di = lr == nullptr ? bf2f(dr[i]) : bf2f(f2bf(bf2f(dr[i]) + bf2f(lr[i])));
+            bf16 sum = f2bf(bf2f(xr[i]) + di);
             xr[i] = sum;
             float v = bf2f(sum);
             ss += v * v;
@@ -80,10 +95,13 @@ extern "C" __global__ void add_rms_norm(bf16* x, const bf16* delta, const bf16* 
 // append_kv; slot < 0: padding row, rotated but not appended). The key heads follow the query heads;
 // values are at vCol. One block per row; cos and sin of the row's angles (theta = pos * invFreq[i] in
 // float32, full-precision sincosf) are computed once into dynamic shared memory [2][headDim / 2].
+// lora, when not null, is the q|k|v projection's LoRA add-on kept apart (rows of qkvStride, as qkv): each element
+// is first summed with it and rounded to bf16 (as the projection would have stored it), and the row is left in
+// qkv as the plain kernel leaves it: rotated q and k, and v, now with its add-on.
 extern "C" __global__ void rope_append_kv(bf16* qkv, int qkvStride, const int* __restrict__ positions,
                                           const float* __restrict__ invFreq, int numHeads, int numKvHeads,
                                           int headDim, float factor, int vCol, const int* __restrict__ slots,
-                                          bf16* kCache, bf16* vCache) {
+                                          bf16* kCache, bf16* vCache, const bf16* __restrict__ lora) {
     extern __shared__ float angles[];
     int r = blockIdx.x;
     int half = headDim >> 1;
@@ -100,7 +118,8 @@ extern "C" __global__ void rope_append_kv(bf16* qkv, int qkvStride, const int* _
     long long slot = slots[r];
     int kvCols = numKvHeads * headDim;
     bf16* row = qkv + (long long) r * qkvStride;
-    const bf16* values = row + vCol;
+    bf16* values = row + vCol;
+    const bf16* lrow = lora == nullptr ? nullptr : lora + (long long) r * qkvStride;
     bf16* kd = slot >= 0 ? kCache + slot * kvCols : nullptr;
     bf16* vd = slot >= 0 ? vCache + slot * kvCols : nullptr;
     int heads = numHeads + numKvHeads;
@@ -111,8 +130,14 @@ extern "C" __global__ void rope_append_kv(bf16* qkv, int qkvStride, const int* _
             int h = k / groups, i = (k - h * groups) << 3;
             bf16* head = row + h * headDim;
             float a[8], b[8];
-            unpack8(*(const uint4*) (head + i), a);
-            unpack8(*(const uint4*) (head + i + half), b);
+            if (lrow == nullptr) {
+                unpack8(*(const uint4*) (head + i), a);
+                unpack8(*(const uint4*) (head + i + half), b);
+            } else {
+                const bf16* lh = lrow + h * headDim;
+                unpack8(with_lora8(*(const uint4*) (head + i), lh + i, 0), a);
+                unpack8(with_lora8(*(const uint4*) (head + i + half), lh + i + half, 0), b);
+            }
             float4 c0 = *(const float4*) (cosv + i), c1 = *(const float4*) (cosv + i + 4);
             float4 s0 = *(const float4*) (sinv + i), s1 = *(const float4*) (sinv + i + 4);
             float c[8] = {c0.x, c0.y, c0.z, c0.w, c1.x, c1.y, c1.z, c1.w};
@@ -132,7 +157,13 @@ extern "C" __global__ void rope_append_kv(bf16* qkv, int qkvStride, const int* _
                 *(uint4*) (kh + i + half) = phi;
             }
         }
-        if (slot >= 0) {
+        if (lrow != nullptr) {
+            for (int i = threadIdx.x; i < (kvCols >> 3); i += blockDim.x) {
+                uint4 v = with_lora8(((const uint4*) values)[i], lrow + vCol, i);
+                ((uint4*) values)[i] = v;
+                if (slot >= 0) ((uint4*) vd)[i] = v;
+            }
+        } else if (slot >= 0) {
             for (int i = threadIdx.x; i < (kvCols >> 3); i += blockDim.x) {
                 ((uint4*) vd)[i] = ((const uint4*) values)[i];
             }
@@ -142,6 +173,10 @@ extern "C" __global__ void rope_append_kv(bf16* qkv, int qkvStride, const int* _
             int h = k / half, i = k - h * half;
             bf16* head = row + h * headDim;
             float a = bf2f(head[i]), b = bf2f(head[i + half]);
+            if (lrow != nullptr) {
+                a = bf2f(f2bf(a + bf2f(lrow[h * headDim + i])));
+                b = bf2f(f2bf(b + bf2f(lrow[h * headDim + i + half])));
+            }
             float c = cosv[i], s = sinv[i];
             bf16 lo = f2bf((a * c - b * s) * factor);
             bf16 hi = f2bf((b * c + a * s) * factor);
@@ -153,7 +188,13 @@ extern "C" __global__ void rope_append_kv(bf16* qkv, int qkvStride, const int* _
                 kh[i + half] = hi;
             }
         }
-        if (slot >= 0) {
+        if (lrow != nullptr) {
+            for (int i = threadIdx.x; i < kvCols; i += blockDim.x) {
+                bf16 v = f2bf(bf2f(values[i]) + bf2f(lrow[vCol + i]));
+                values[i] = v;
+                if (slot >= 0) vd[i] = v;
+            }
+        } else if (slot >= 0) {
             for (int i = threadIdx.x; i < kvCols; i += blockDim.x) vd[i] = values[i];
         }
     }

@@ -214,7 +214,23 @@ public final class CudaBackend implements Backend {
     @Override
     public void addRmsNorm(Tensor x, Tensor delta, Tensor weight, float eps, Tensor out) {
         ctx.enter();
-        dense.addRmsNorm(tensor(x, "x"), tensor(delta, "delta"), tensor(weight, "weight"), eps, tensor(out, "out"));
+        dense.addRmsNorm(tensor(x, "x"), tensor(delta, "delta"), null, tensor(weight, "weight"), eps,
+                tensor(out, "out"));
+    }
+
+    @Override
+    public void addRmsNorm(Tensor x, Tensor delta, Tensor lora, Tensor weight, float eps, Tensor out) {
+        ctx.enter();
+        dense.addRmsNorm(tensor(x, "x"), tensor(delta, "delta"), lora == null ? null : tensor(lora, "lora"),
+                tensor(weight, "weight"), eps, tensor(out, "out"));
+    }
+
+    /** Zeroes {@code t} on the compute stream (recorded in step graphs as a memset). */
+    @Override
+    public void zero(Tensor t) {
+        ctx.enter();
+        CudaTensor ts = tensor(t, "t");
+        launcher.memset(ts.ptr, ts.elements() * ts.dtype().byteSize());
     }
 
     @Override
@@ -238,7 +254,13 @@ public final class CudaBackend implements Backend {
     @Override
     public void swiglu(Tensor gateUp, Tensor out) {
         ctx.enter();
-        dense.swiglu(tensor(gateUp, "gateUp"), tensor(out, "out"));
+        dense.swiglu(tensor(gateUp, "gateUp"), null, tensor(out, "out"));
+    }
+
+    @Override
+    public void swiglu(Tensor gateUp, Tensor lora, Tensor out) {
+        ctx.enter();
+        dense.swiglu(tensor(gateUp, "gateUp"), lora == null ? null : tensor(lora, "lora"), tensor(out, "out"));
     }
 
     // ---- paged KV cache and attention -----------------------------------------------------------
@@ -267,8 +289,17 @@ public final class CudaBackend implements Backend {
                              KvStorage kv, int layer, int kCol, int vCol, int[] slotMapping) {
         ctx.enter();
         CudaKvStorage cache = memory.kv(kv);
-        attention.ropeAppendKv(tensor(qkv, "qkv"), positions, rope, numHeads, numKvHeads, headDim, cache, layer, kCol,
-                vCol, slotMapping);
+        attention.ropeAppendKv(tensor(qkv, "qkv"), null, positions, rope, numHeads, numKvHeads, headDim, cache, layer,
+                kCol, vCol, slotMapping);
+    }
+
+    @Override
+    public void ropeAppendKv(Tensor qkv, Tensor lora, int[] positions, RopeTable rope, int numHeads, int numKvHeads,
+                             int headDim, KvStorage kv, int layer, int kCol, int vCol, int[] slotMapping) {
+        ctx.enter();
+        CudaKvStorage cache = memory.kv(kv);
+        attention.ropeAppendKv(tensor(qkv, "qkv"), lora == null ? null : tensor(lora, "lora"), positions, rope,
+                numHeads, numKvHeads, headDim, cache, layer, kCol, vCol, slotMapping);
     }
 
     @Override
@@ -376,6 +407,56 @@ public final class CudaBackend implements Backend {
             sgmvExpand(v, 0, group.getFirst(), segments, out, cols[0]);
         } else {
             sgmvExpandGroup(v, group, segments, out, cols);
+        }
+    }
+
+    /** {@link CudaOptions#loraApart}, unless the overlap is off or the backend is batch-invariant. */
+    @Override
+    public boolean loraApart() {
+        return options.loraApart() && options.loraOverlap() && !options.batchInvariant();
+    }
+
+    /**
+     * The projection with its add-on kept apart ({@link #loraApart}): the GEMM (and bias) on a side stream forked
+     * from the main one after everything enqueued so far, while the main stream zeroes {@code lora} and runs the
+     * add-on into it: the fused cluster kernel for decode steps of more than {@link CudaOptions#fusedMinTiles}
+     * rows, else the shrink and the expand (the tensor-core ones for long segments). The main stream then waits
+     * for the side stream. Neither branch reads what the other writes (both read x); the consumer
+     * ({@code addRmsNorm}, {@code swiglu}, {@code ropeAppendKv} with the add-on) reads out and lora, so the add-on's
+     * short kernels run under the GEMM instead of after it, and nothing adds it into out. The index arrays the
+     * add-on uploads stay on the main stream, ordered before its kernels, and the GEMM has none.
+     * <pre>
+     *  x ─┬─(side stream) GEMM (+ bias) ─► out ───────────────────┐
+     *     └─(main stream) zero lora ─► sgmv_fused_row_group ─► lora ┴─ join ─► consumer(out, lora)
+     * </pre>
+     */
+    @Override
+    public void matmulLoraApart(Tensor x, Tensor w, Tensor bias, Tensor out, List<LoraWeights> group,
+                                Segments segments, Tensor v, int[] cols, Tensor lora) {
+        ctx.enter();
+        if (!loraApart()) {
+            Backend.super.matmulLoraApart(x, w, bias, out, group, segments, v, cols, lora);
+            return;
+        }
+        CudaTensor ls = tensor(lora, "lora");
+        CudaTensor os = tensor(out, "out");
+        Shapes.requireSameShape(os, ls);
+        try {
+            launcher.forkToSide();
+            matmul(x, w, bias, out);
+            launcher.toComputeStream();
+            zero(lora);
+            if (sgmv.takesFused(x.rows(), group, segments, v.cols())) {
+                sgmv.fusedRows(tensor(x, "x"), group, segments, tensor(v, "v"), ls, cols);
+            } else if (group.size() == 1) {
+                sgmvShrink(x, group.getFirst(), segments, v, 0);
+                sgmvExpand(v, 0, group.getFirst(), segments, lora, cols[0]);
+            } else {
+                sgmvShrinkGroup(x, group, segments, v);
+                sgmvExpandGroup(v, group, segments, lora, cols);
+            }
+        } finally {
+            launcher.joinSide();
         }
     }
 

@@ -27,13 +27,18 @@ package ai.punica.backend.cuda;
  *                            default off)
  * @param nvrtc               compile the packaged kernel sources with NVRTC even where a fatbin fits
  *                            ({@code punica.cuda.nvrtc}, default off)
+ * @param loraApart           decode-sized steps keep each projection's LoRA add-on apart for its consumer: the GEMM
+ *                            on a side stream, the add-on into its own buffer beside it, read by rope + KV append,
+ *                            the residual add + norm and SwiGLU ({@code punica.cuda.loraApart}, default on; off
+ *                            with {@code loraOverlap} off or {@code batchInvariant} on)
  * @param batchInvariant      a row's results never depend on the other rows of a step ({@code --batch-invariant}):
  *                            projections as cuBLAS calls of a fixed row count, attention on the general kernel with
  *                            a fixed number of splits, SGMV on the CUDA-core kernels without split-K; it needs
  *                            {@code fusedLora}, {@code decodeAttention}, {@code tensorCoreAttention} and
  *                            {@code sgmvTcMinRows} off, which {@link Builder#batchInvariant} sets (default off)
  */
-public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boolean loraOverlap, int fusedMinTiles,
+public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boolean loraOverlap, boolean loraApart,
+                          int fusedMinTiles,
                           boolean decodeAttention, int decodeBlocksPerSm, int sgmvTcMinRows,
                           boolean tensorCoreAttention, int tensorCoreMinRows, boolean profile, boolean nvrtc,
                           boolean batchInvariant) {
@@ -91,6 +96,7 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
                 .stepGraphs(flag("punica.cuda.graphs", true))
                 .fusedLora(flag("punica.cuda.fusedLora", true))
                 .loraOverlap(flag("punica.cuda.loraOverlap", true))
+                .loraApart(flag("punica.cuda.loraApart", true))
                 .sgmvTcMinRows(intProperty("punica.cuda.sgmvTcMinRows", SGMV_TC_MIN_ROWS))
                 .tensorCoreAttention(flag("punica.cuda.tensorCoreAttention", true))
                 .profile(flag("punica.cuda.profile", false))
@@ -105,7 +111,7 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
     /** A builder holding these options, to change some of them. */
     public Builder toBuilder() {
         return new Builder().device(device).stepGraphs(stepGraphs).fusedLora(fusedLora).loraOverlap(loraOverlap)
-                .fusedMinTiles(fusedMinTiles).decodeAttention(decodeAttention).decodeBlocksPerSm(decodeBlocksPerSm)
+                .loraApart(loraApart).fusedMinTiles(fusedMinTiles).decodeAttention(decodeAttention).decodeBlocksPerSm(decodeBlocksPerSm)
                 .sgmvTcMinRows(sgmvTcMinRows).tensorCoreAttention(tensorCoreAttention)
                 .tensorCoreMinRows(tensorCoreMinRows).profile(profile).nvrtc(nvrtc)
                 .batchInvariant(batchInvariant);
@@ -140,6 +146,7 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
         private boolean stepGraphs = true;
         private boolean fusedLora = true;
         private boolean loraOverlap = true;
+        private boolean loraApart = true;
         private int fusedMinTiles = FUSED_MIN_TILES;
         private boolean decodeAttention = true;
         private int decodeBlocksPerSm = 8;
@@ -177,7 +184,7 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
 
         /** The options, checked (a negative device or tile count, no blocks per SM or no minimum rows is refused). */
         public CudaOptions build() {
-            return new CudaOptions(device, stepGraphs, fusedLora, loraOverlap, fusedMinTiles, decodeAttention,
+            return new CudaOptions(device, stepGraphs, fusedLora, loraOverlap, loraApart, fusedMinTiles, decodeAttention,
                     decodeBlocksPerSm, sgmvTcMinRows, tensorCoreAttention, tensorCoreMinRows, profile, nvrtc,
                     batchInvariant);
         }
@@ -185,6 +192,7 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
         // Paths of the LoRA add-on.
         public Builder fusedLora(boolean on) { fusedLora = on; return this; }
         public Builder loraOverlap(boolean on) { loraOverlap = on; return this; }
+        public Builder loraApart(boolean on) { loraApart = on; return this; }
         public Builder fusedMinTiles(int tiles) { fusedMinTiles = tiles; return this; }
         /** Rows of a segment from which its SGMV runs on tensor cores; 0: never. */
         public Builder sgmvTcMinRows(int rows) { sgmvTcMinRows = rows; return this; }

@@ -95,15 +95,21 @@ final class DenseOps {
         parts.kernels().launchRmsNorm(xs.ptr, w.ptr, o.ptr, xs.cols(), eps, xs.rows(), rmsNormThreads(xs.cols()));
     }
 
-    /** One kernel: x += delta (bf16), out = rmsNorm(x)·weight, the row read once; equal to add then rmsNorm. */
-    void addRmsNorm(CudaTensor xs, CudaTensor d, CudaTensor w, float eps, CudaTensor o) {
+    /**
+     * One kernel: x += delta (bf16), out = rmsNorm(x)·weight, the row read once; equal to add then rmsNorm. With
+     * {@code lora} (null: none), delta's LoRA add-on kept apart: x += bf16(delta + lora), read in the same pass.
+     */
+    void addRmsNorm(CudaTensor xs, CudaTensor d, CudaTensor lora, CudaTensor w, float eps, CudaTensor o) {
         Shapes.requireSameShape(xs, d);
+        if (lora != null) {
+            Shapes.requireSameShape(d, lora);
+        }
         checkRmsNorm(xs, w, o);
         if (xs.rows() == 0) {
             return;
         }
-        parts.kernels().launchAddRmsNorm(xs.ptr, d.ptr, w.ptr, o.ptr, xs.cols(), eps, xs.rows(),
-                rmsNormThreads(xs.cols()));
+        parts.kernels().launchAddRmsNorm(xs.ptr, d.ptr, lora == null ? 0 : lora.ptr, w.ptr, o.ptr, xs.cols(), eps,
+                xs.rows(), rmsNormThreads(xs.cols()));
     }
 
     private static void checkRmsNorm(CudaTensor xs, CudaTensor w, CudaTensor o) {
@@ -205,14 +211,18 @@ final class DenseOps {
         });
     }
 
-    void swiglu(CudaTensor gu, CudaTensor o) {
+    /** {@code o = silu(g)·u}; with {@code lora} (null: none), gate|up's LoRA add-on kept apart, added first. */
+    void swiglu(CudaTensor gu, CudaTensor lora, CudaTensor o) {
         if (gu.cols() % 2 != 0 || o.cols() != gu.cols() / 2 || o.rows() != gu.rows()) {
             throw new IllegalArgumentException("swiglu of " + gu + " into " + o);
+        }
+        if (lora != null) {
+            Shapes.requireSameShape(gu, lora);
         }
         if (o.elements() == 0) {
             return;
         }
-        parts.kernels().launchSwiglu(gu.ptr, o.ptr, o.rows(), o.cols());
+        parts.kernels().launchSwiglu(gu.ptr, o.ptr, o.rows(), o.cols(), lora == null ? 0 : lora.ptr);
     }
 
     /** Forgets the rope tables (their blocks go with the allocator's at close). */

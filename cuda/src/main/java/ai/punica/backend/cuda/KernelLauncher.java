@@ -29,9 +29,13 @@ final class KernelLauncher {
     private final KernelProfiler profiler;
     private final long cublasWorkspace;
     private final Cublas cublas;
+    /** cuBLAS on the side stream (its own workspace): the GEMM of {@code matmulLoraApart}. */
+    private final long sideCublasWorkspace;
+    private final Cublas sideCublas;
     /**
      * Where {@code matmulLora} runs the SGMV shrink while the GEMM of the same input runs on the compute
-     * stream: forked from it after everything enqueued so far, joined back before the expand.
+     * stream: forked from it after everything enqueued so far, joined back before the expand; and where
+     * {@code matmulLoraApart} runs the GEMM while the add-on runs on the compute stream.
      */
     private final MemorySegment sideStream;
     private final MemorySegment forkEvent;
@@ -57,6 +61,8 @@ final class KernelLauncher {
         launchStream = ctx.stream;
         cublasWorkspace = driver.memAlloc(CUBLAS_WORKSPACE_BYTES);
         cublas = new Cublas(ctx.stream, cublasWorkspace, CUBLAS_WORKSPACE_BYTES);
+        sideCublasWorkspace = driver.memAlloc(CUBLAS_WORKSPACE_BYTES);
+        sideCublas = new Cublas(sideStream, sideCublasWorkspace, CUBLAS_WORKSPACE_BYTES);
         launchValues = arena.allocate(8L * 64, 16);
         launchPointers = arena.allocate(ADDRESS, 64);
         for (int i = 0; i < 64; i++) {
@@ -133,12 +139,14 @@ final class KernelLauncher {
     }
 
     /**
-     * {@code out = x·wᵀ} by cuBLAS on the compute stream ({@code x [rows, in]}, {@code w [features, in]}, out's
-     * rows {@code outStride} apart); recorded and checked like a kernel launch in step graphs.
+     * {@code out = x·wᵀ} by cuBLAS ({@code x [rows, in]}, {@code w [features, in]}, out's rows {@code outStride}
+     * apart) on the stream launches go to: the compute stream, or the side stream after {@link #forkToSide};
+     * recorded and checked like a kernel launch in step graphs.
      */
     void gemm(long x, long w, long out, int rows, int in, int features, int outStride, int outType) {
+        boolean side = launchStream == sideStream;
         if (ctx.capture.inGraph()) {
-            LaunchRecord launch = new LaunchRecord(0, rows, in, features, outStride, outType, false,
+            LaunchRecord launch = new LaunchRecord(0, rows, in, features, outStride, outType, side,
                     new long[] {x, w, out});
             if (!ctx.capture.admit(launch, "gemm")) {
                 return;
@@ -146,11 +154,31 @@ final class KernelLauncher {
         }
         boolean profiled = profiler != null && !ctx.capture.capturing();
         if (profiled) {
-            profiler.begin(rows == 1 ? "gemm(1 row)" : rows <= 64 ? "gemm(2-64 rows)" : "gemm(>64 rows)", ctx.stream);
+            profiler.begin(rows == 1 ? "gemm(1 row)" : rows <= 64 ? "gemm(2-64 rows)" : "gemm(>64 rows)", launchStream);
         }
-        cublas.gemmBf16(x, w, out, rows, in, features, outStride, Cublas.CUDA_R_16BF, outType);
+        (side ? sideCublas : cublas).gemmBf16(x, w, out, rows, in, features, outStride, Cublas.CUDA_R_16BF, outType);
         if (profiled) {
-            profiler.end(ctx.stream);
+            profiler.end(launchStream);
+        }
+    }
+
+    /**
+     * {@code bytes} at device address {@code dst} set to zero on the stream launches go to; recorded and checked
+     * like a kernel launch in step graphs (function word -2). Four-byte aligned sizes as one 32-bit memset.
+     */
+    void memset(long dst, long bytes) {
+        if (bytes % 4 != 0) {
+            throw new IllegalArgumentException("memset of " + bytes + " bytes: a multiple of 4 is needed");
+        }
+        if (ctx.capture.inGraph()) {
+            LaunchRecord launch = new LaunchRecord(-2, 0, 0, 0, 0, 0, launchStream == sideStream,
+                    new long[] {dst, bytes});
+            if (!ctx.capture.admit(launch, "memset")) {
+                return;
+            }
+        }
+        if (bytes > 0) {
+            ctx.driver.memsetD32Async(dst, 0, bytes / 4, launchStream);
         }
     }
 
@@ -208,6 +236,20 @@ final class KernelLauncher {
         launchStream = sideStream;
     }
 
+    /**
+     * Inside {@code matmulLoraApart}: launches (and cuBLAS calls) go to the side stream from now on, which first
+     * waits for all work enqueued on the compute stream so far; {@link #toComputeStream} and {@link #joinSide}
+     * as for {@link #forkIfAsked}.
+     */
+    void forkToSide() {
+        if (!ctx.capture.replaying()) {
+            ctx.driver.eventRecord(forkEvent, ctx.stream);
+            ctx.driver.streamWaitEvent(sideStream, forkEvent);
+        }
+        sideForked = true;
+        launchStream = sideStream;
+    }
+
     /** The compute stream waits for the side stream's work; nothing to do when nothing was forked. */
     void joinSide() {
         if (!sideForked) {
@@ -224,7 +266,9 @@ final class KernelLauncher {
     /** cuBLAS, its workspace, the side stream and its events, the argument block. */
     void close() {
         cublas.close();
+        sideCublas.close();
         ctx.driver.memFree(cublasWorkspace);
+        ctx.driver.memFree(sideCublasWorkspace);
         ctx.driver.eventDestroy(forkEvent);
         ctx.driver.eventDestroy(joinEvent);
         ctx.driver.streamDestroy(sideStream);

@@ -99,8 +99,8 @@ final class Kernels {
     }
 
     /** {@code x += delta; out = x / rms(x) · w} per row, the row read once; a block of {@code threads} per row. */
-    void launchAddRmsNorm(long x, long delta, long w, long out, int cols, float eps, int rows, int threads) {
-        launcher.args().p(x).p(delta).p(w).p(out).i(cols).f(eps).launch("add_rms_norm", rows, 1, 1, threads);
+    void launchAddRmsNorm(long x, long delta, long lora, long w, long out, int cols, float eps, int rows, int threads) {
+        launcher.args().p(x).p(delta).p(lora).p(w).p(out).i(cols).f(eps).launch("add_rms_norm", rows, 1, 1, threads);
     }
 
     /** {@code out = a + b} over {@code n} elements (8 at a time when n allows). */
@@ -115,8 +115,8 @@ final class Kernels {
     }
 
     /** {@code out = silu(gate) · up} from the fused {@code gate|up [rows, 2·inter]}. */
-    void launchSwiglu(long gateUp, long out, int rows, int inter) {
-        launcher.args().p(gateUp).p(out).i(rows).i(inter).launch("swiglu", gridFor((long) rows * inter), 1, 1,
+    void launchSwiglu(long gateUp, long out, int rows, int inter, long lora) {
+        launcher.args().p(gateUp).p(out).i(rows).i(inter).p(lora).launch("swiglu", gridFor((long) rows * inter), 1, 1,
                 ELEMENTWISE_THREADS);
     }
 
@@ -136,10 +136,10 @@ final class Kernels {
 
     /** Rope on the query and key heads, the rotated keys and the values written to the cache; a block per row. */
     void launchRopeAppendKv(long qkv, int qkvStride, long positions, long invFreq, int numHeads, int numKvHeads,
-                            int headDim, float factor, int vCol, long slots, long kCache, long vCache, int rows,
-                            int threads) {
+                            int headDim, float factor, int vCol, long slots, long kCache, long vCache, long lora,
+                            int rows, int threads) {
         launcher.args().p(qkv).i(qkvStride).p(positions).p(invFreq).i(numHeads).i(numKvHeads).i(headDim).f(factor)
-                .i(vCol).p(slots).p(kCache).p(vCache);
+                .i(vCol).p(slots).p(kCache).p(vCache).p(lora);
         // Dynamic shared memory: cos/sin of the row's angles, headDim floats.
         launcher.launch(launcher.function("rope_append_kv"), "rope_append_kv", rows, 1, 1, threads, headDim * 4);
     }

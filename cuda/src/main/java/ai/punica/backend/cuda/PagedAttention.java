@@ -112,11 +112,15 @@ final class PagedAttention {
     /**
      * One kernel: rope on the query and key heads of each row, the rotated keys written to the cache from
      * registers, the values copied; equal to rope then appendKv. Block per row; cos/sin of the row's
-     * angles once in shared memory (headDim floats).
+     * angles once in shared memory (headDim floats). With {@code lora} (null: none), the q|k|v LoRA add-on kept
+     * apart: each element summed with it (rounded to bf16) before it is rotated or copied, and left so in q.
      */
-    void ropeAppendKv(CudaTensor q, int[] positions, RopeTable rope, int numHeads, int numKvHeads, int headDim,
-                      CudaKvStorage cache, int layer, int kCol, int vCol, int[] slotMapping) {
+    void ropeAppendKv(CudaTensor q, CudaTensor lora, int[] positions, RopeTable rope, int numHeads, int numKvHeads,
+                      int headDim, CudaKvStorage cache, int layer, int kCol, int vCol, int[] slotMapping) {
         ShapeChecks.checkRopeAppendKvLayout(numHeads, numKvHeads, headDim, cache, kCol, vCol);
+        if (lora != null) {
+            Shapes.requireSameShape(q, lora);
+        }
         DenseOps.checkRope(q, positions, rope, numHeads + numKvHeads, headDim);
         checkAppendKv(cache, layer, q, kCol, vCol, slotMapping);
         if (positions.length == 0) {
@@ -131,7 +135,8 @@ final class PagedAttention {
         long invFreq = dense.ropeTable(rope);
         long slots = parts.ring().ints(slotMapping);
         parts.kernels().launchRopeAppendKv(q.ptr, q.cols(), positionsOnDevice, invFreq, numHeads, numKvHeads, headDim,
-                rope.attentionFactor(), vCol, slots, cache.keys(layer), cache.values(layer), positions.length, threads);
+                rope.attentionFactor(), vCol, slots, cache.keys(layer), cache.values(layer), lora == null ? 0 : lora.ptr,
+                positions.length, threads);
     }
 
     void attention(CudaTensor q, CudaKvStorage cache, int layer, AttentionBatch batch, AttentionShape shape,

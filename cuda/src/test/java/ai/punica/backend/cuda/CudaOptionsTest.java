@@ -36,6 +36,7 @@ class CudaOptionsTest {
         assertThat(o.stepGraphs()).isTrue();
         assertThat(o.fusedLora()).isTrue();
         assertThat(o.loraOverlap()).isTrue();
+        assertThat(o.loraApart()).isTrue();
         assertThat(o.decodeAttention()).isTrue();
         assertThat(o.fusedMinTiles()).isEqualTo(CudaOptions.FUSED_MIN_TILES);
         assertThat(o.decodeBlocksPerSm()).isEqualTo(8);
@@ -49,11 +50,12 @@ class CudaOptionsTest {
     @Test
     void systemPropertiesAreReadOnceIntoTheRecord() {
         CudaOptions o = withProperties(Map.of("punica.cuda.device", "1", "punica.cuda.graphs", "false",
-                "punica.cuda.fusedLora", "FALSE", "punica.cuda.loraOverlap", "false", "punica.cuda.profile", "true",
+                "punica.cuda.fusedLora", "FALSE", "punica.cuda.loraOverlap", "false",
+                "punica.cuda.loraApart", "false", "punica.cuda.profile", "true",
                 "punica.cuda.nvrtc", " true ", "punica.cuda.sgmvTcMinRows", "0", "punica.cuda.tensorCoreAttention",
                 "false"), CudaOptions::fromSystemProperties);
         assertThat(o).isEqualTo(CudaOptions.builder().device(1).stepGraphs(false).fusedLora(false).loraOverlap(false)
-                .sgmvTcMinRows(0).profile(true).nvrtc(true).tensorCoreAttention(false).build());
+                .loraApart(false).sgmvTcMinRows(0).profile(true).nvrtc(true).tensorCoreAttention(false).build());
     }
 
     @Test
@@ -105,7 +107,8 @@ class CudaOptionsTest {
     @Test
     void toBuilderKeepsEverySwitch() {
         CudaOptions o = CudaOptions.builder().device(2).stepGraphs(false).fusedLora(false).loraOverlap(false)
-                .fusedMinTiles(3).decodeAttention(false).decodeBlocksPerSm(5).sgmvTcMinRows(7).tensorCoreAttention(false)
+                .loraApart(false).fusedMinTiles(3).decodeAttention(false).decodeBlocksPerSm(5).sgmvTcMinRows(7)
+                .tensorCoreAttention(false)
                 .tensorCoreMinRows(7).profile(true).nvrtc(true).build();
         assertThat(o.toBuilder().build()).isEqualTo(o);
         assertThat(o.toBuilder().fusedMinTiles(0).build().fusedMinTiles()).isZero();
