@@ -31,7 +31,7 @@ final class Cublas implements AutoCloseable {
 
     /** The library's entry points, bound once per process. */
     private record Lib(MethodHandle create, MethodHandle destroy, MethodHandle setStream, MethodHandle setWorkspace,
-                       MethodHandle gemmEx, MethodHandle statusString) {
+                       MethodHandle setSmCountTarget, MethodHandle gemmEx, MethodHandle statusString) {
     }
 
     private final Lib l;
@@ -74,6 +74,7 @@ final class Cublas implements AutoCloseable {
                             h.apply("cublasDestroy_v2", new MemoryLayout[] {ADDRESS}),
                             h.apply("cublasSetStream_v2", new MemoryLayout[] {ADDRESS, ADDRESS}),
                             h.apply("cublasSetWorkspace_v2", new MemoryLayout[] {ADDRESS, ADDRESS, JAVA_LONG}),
+                            h.apply("cublasSetSmCountTarget", new MemoryLayout[] {ADDRESS, JAVA_INT}),
                             h.apply("cublasGemmEx", new MemoryLayout[] {ADDRESS, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT,
                                     JAVA_INT, ADDRESS, ADDRESS, JAVA_INT, JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT, ADDRESS,
                                     ADDRESS, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT}),
@@ -119,6 +120,17 @@ final class Cublas implements AutoCloseable {
             return s.reinterpret(256).getString(0) + " (" + status + ")";
         } catch (Throwable t) {
             return "cublasStatus " + status;
+        }
+    }
+
+    /** GEMMs of this handle plan for at most {@code sms} SMs (cublasSetSmCountTarget; 0: all of them). */
+    void smCountTarget(int sms) {
+        try {
+            check((int) l.setSmCountTarget.invokeExact(handle, sms), "cublasSetSmCountTarget");
+        } catch (CudaException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw new CudaException("cublasSetSmCountTarget: " + t, t);
         }
     }
 

@@ -69,7 +69,7 @@ public final class CudaBackend implements Backend {
         ctx = new CudaContext(options.device());
         modules = new KernelModules(ctx.driver, ctx.ccMajor, ctx.ccMinor, options.nvrtc());
         profiler = options.profile() ? new KernelProfiler(ctx.driver) : null;
-        launcher = new KernelLauncher(ctx, modules, profiler);
+        launcher = new KernelLauncher(ctx, modules, profiler, options.apartGemmSms());
         memory = new DeviceAllocator(ctx);
         ring = new StagingRing(ctx);
         DeviceParts parts = new DeviceParts(ctx, memory, ring, new Kernels(launcher, ctx.multiprocessors));

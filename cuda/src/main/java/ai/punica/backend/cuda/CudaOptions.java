@@ -31,6 +31,9 @@ package ai.punica.backend.cuda;
  *                            on a side stream, the add-on into its own buffer beside it, read by rope + KV append,
  *                            the residual add + norm and SwiGLU ({@code punica.cuda.loraApart}, default on; off
  *                            with {@code loraOverlap} off or {@code batchInvariant} on)
+ * @param apartGemmSms        with {@code loraApart}, the side stream's GEMMs plan for this many SMs (cuBLAS's SM count
+ *                            target), leaving the others to the add-on's kernels beside them
+ *                            ({@code punica.cuda.apartGemmSms}, default 0: all SMs)
  * @param batchInvariant      a row's results never depend on the other rows of a step ({@code --batch-invariant}):
  *                            projections as cuBLAS calls of a fixed row count, attention on the general kernel with
  *                            a fixed number of splits, SGMV on the CUDA-core kernels without split-K; it needs
@@ -38,7 +41,7 @@ package ai.punica.backend.cuda;
  *                            {@code sgmvTcMinRows} off, which {@link Builder#batchInvariant} sets (default off)
  */
 public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boolean loraOverlap, boolean loraApart,
-                          int fusedMinTiles,
+                          int apartGemmSms, int fusedMinTiles,
                           boolean decodeAttention, int decodeBlocksPerSm, int sgmvTcMinRows,
                           boolean tensorCoreAttention, int tensorCoreMinRows, boolean profile, boolean nvrtc,
                           boolean batchInvariant) {
@@ -69,6 +72,7 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
     public CudaOptions {
         atLeast("punica.cuda.device", device, 0);
         atLeast("fusedMinTiles", fusedMinTiles, 0);
+        atLeast("punica.cuda.apartGemmSms (0: all)", apartGemmSms, 0);
         atLeast("punica.cuda.sgmvTcMinRows (0: off)", sgmvTcMinRows, 0);
         atLeast("decodeBlocksPerSm (blocks per SM)", decodeBlocksPerSm, 1);
         atLeast("tensorCoreMinRows", tensorCoreMinRows, 1);
@@ -97,6 +101,7 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
                 .fusedLora(flag("punica.cuda.fusedLora", true))
                 .loraOverlap(flag("punica.cuda.loraOverlap", true))
                 .loraApart(flag("punica.cuda.loraApart", true))
+                .apartGemmSms(intProperty("punica.cuda.apartGemmSms", 0))
                 .sgmvTcMinRows(intProperty("punica.cuda.sgmvTcMinRows", SGMV_TC_MIN_ROWS))
                 .tensorCoreAttention(flag("punica.cuda.tensorCoreAttention", true))
                 .profile(flag("punica.cuda.profile", false))
@@ -111,7 +116,7 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
     /** A builder holding these options, to change some of them. */
     public Builder toBuilder() {
         return new Builder().device(device).stepGraphs(stepGraphs).fusedLora(fusedLora).loraOverlap(loraOverlap)
-                .loraApart(loraApart).fusedMinTiles(fusedMinTiles).decodeAttention(decodeAttention).decodeBlocksPerSm(decodeBlocksPerSm)
+                .loraApart(loraApart).apartGemmSms(apartGemmSms).fusedMinTiles(fusedMinTiles).decodeAttention(decodeAttention).decodeBlocksPerSm(decodeBlocksPerSm)
                 .sgmvTcMinRows(sgmvTcMinRows).tensorCoreAttention(tensorCoreAttention)
                 .tensorCoreMinRows(tensorCoreMinRows).profile(profile).nvrtc(nvrtc)
                 .batchInvariant(batchInvariant);
@@ -147,6 +152,7 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
         private boolean fusedLora = true;
         private boolean loraOverlap = true;
         private boolean loraApart = true;
+        private int apartGemmSms;
         private int fusedMinTiles = FUSED_MIN_TILES;
         private boolean decodeAttention = true;
         private int decodeBlocksPerSm = 8;
@@ -184,7 +190,8 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
 
         /** The options, checked (a negative device or tile count, no blocks per SM or no minimum rows is refused). */
         public CudaOptions build() {
-            return new CudaOptions(device, stepGraphs, fusedLora, loraOverlap, loraApart, fusedMinTiles, decodeAttention,
+            return new CudaOptions(device, stepGraphs, fusedLora, loraOverlap, loraApart, apartGemmSms, fusedMinTiles,
+                    decodeAttention,
                     decodeBlocksPerSm, sgmvTcMinRows, tensorCoreAttention, tensorCoreMinRows, profile, nvrtc,
                     batchInvariant);
         }
@@ -193,6 +200,7 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
         public Builder fusedLora(boolean on) { fusedLora = on; return this; }
         public Builder loraOverlap(boolean on) { loraOverlap = on; return this; }
         public Builder loraApart(boolean on) { loraApart = on; return this; }
+        public Builder apartGemmSms(int sms) { apartGemmSms = sms; return this; }
         public Builder fusedMinTiles(int tiles) { fusedMinTiles = tiles; return this; }
         /** Rows of a segment from which its SGMV runs on tensor cores; 0: never. */
         public Builder sgmvTcMinRows(int rows) { sgmvTcMinRows = rows; return this; }

@@ -50,7 +50,8 @@ final class KernelLauncher {
     private final MemorySegment launchPointers;
     private int argCount;
 
-    KernelLauncher(CudaContext ctx, KernelModules modules, KernelProfiler profiler) {
+    /** @param sideGemmSms SMs the side stream's GEMMs plan for (0: all): the rest stay free for the add-on beside them */
+    KernelLauncher(CudaContext ctx, KernelModules modules, KernelProfiler profiler, int sideGemmSms) {
         Driver driver = ctx.driver;
         this.ctx = ctx;
         this.modules = modules;
@@ -63,6 +64,9 @@ final class KernelLauncher {
         cublas = new Cublas(ctx.stream, cublasWorkspace, CUBLAS_WORKSPACE_BYTES);
         sideCublasWorkspace = driver.memAlloc(CUBLAS_WORKSPACE_BYTES);
         sideCublas = new Cublas(sideStream, sideCublasWorkspace, CUBLAS_WORKSPACE_BYTES);
+        if (sideGemmSms > 0) {
+            sideCublas.smCountTarget(sideGemmSms);
+        }
         launchValues = arena.allocate(8L * 64, 16);
         launchPointers = arena.allocate(ADDRESS, 64);
         for (int i = 0; i < 64; i++) {

@@ -107,7 +107,7 @@ class CudaOptionsTest {
     @Test
     void toBuilderKeepsEverySwitch() {
         CudaOptions o = CudaOptions.builder().device(2).stepGraphs(false).fusedLora(false).loraOverlap(false)
-                .loraApart(false).fusedMinTiles(3).decodeAttention(false).decodeBlocksPerSm(5).sgmvTcMinRows(7)
+                .loraApart(false).apartGemmSms(100).fusedMinTiles(3).decodeAttention(false).decodeBlocksPerSm(5).sgmvTcMinRows(7)
                 .tensorCoreAttention(false)
                 .tensorCoreMinRows(7).profile(true).nvrtc(true).build();
         assertThat(o.toBuilder().build()).isEqualTo(o);
