@@ -9,7 +9,7 @@ import ai.punica.engine.EngineStats;
 import ai.punica.engine.GenerationRequest;
 import ai.punica.engine.SamplingParams;
 import ai.punica.lora.AdapterManager;
-import ai.punica.lora.LoraAdapter;
+import ai.punica.lora.DirectoryAdapterSource;
 import ai.punica.model.LlamaModel;
 import ai.punica.model.ModelConfig;
 import ai.punica.tokenizer.Tokenizer;
@@ -19,7 +19,6 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Comparator;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
@@ -27,7 +26,6 @@ import java.util.SplittableRandom;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
-import java.util.stream.Stream;
 
 /**
  * End-to-end generation throughput of one {@link Engine} on a Llama-2-7B-shaped model (random bf16
@@ -140,18 +138,8 @@ public final class GenerateThroughputBench {
             System.out.printf(Locale.ROOT, "wrote %d random adapters of rank %d to %s in %.1f s%n", n, maxRank,
                     adapterRoot, (System.nanoTime() - t0) / 1e9);
         }
-        List<String> adapterNames = new ArrayList<>();
-        Map<String, Path> adapterDirs = new LinkedHashMap<>();
-        if (adapterRoot != null) {
-            try (Stream<Path> dirs = Files.list(adapterRoot)) {
-                for (Path d : dirs.sorted(Comparator.comparing(Path::toString)).toList()) {
-                    if (Files.isRegularFile(d.resolve(LoraAdapter.CONFIG_FILE))) {
-                        adapterNames.add(d.getFileName().toString());
-                        adapterDirs.put(d.getFileName().toString(), d);
-                    }
-                }
-            }
-        }
+        Map<String, Path> adapterDirs = adapterRoot != null ? DirectoryAdapterSource.adaptersIn(adapterRoot) : Map.of();
+        List<String> adapterNames = List.copyOf(adapterDirs.keySet());
         int neededAdapters = 0;
         for (String workload : workloads) {
             for (int b : batches) {
