@@ -10,16 +10,15 @@ import ai.punica.engine.EngineConfig;
 import ai.punica.engine.GenerationListener;
 import ai.punica.engine.GenerationRequest;
 import ai.punica.engine.SamplingParams;
-import java.io.IOException;
-import java.nio.file.Files;
+import ai.punica.lora.DirectoryAdapterSource;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Locale;
+import java.util.Map;
 import java.util.concurrent.CompletableFuture;
-import java.util.stream.Stream;
 
 /**
  * Migration on one device with two engines (docs/cluster.md): (1) correctness: requests on two engines with
@@ -49,16 +48,9 @@ public final class ClusterMigrationBench {
         int kvPages = args.integer("kv-pages", 24);
         int repeats = args.integer("repeats", 5);
         int[] costTokens = args.integers("cost-tokens", "16,64,256,512");
-        List<String> adapters = new ArrayList<>();
-        EngineBuilder builder = new EngineBuilder().model(model).backend(backend);
-        try (Stream<Path> dirs = Files.list(adapterRoot)) {
-            for (Path d : dirs.sorted().toList()) {
-                if (Files.isRegularFile(d.resolve("adapter_config.json"))) {
-                    adapters.add(d.getFileName().toString());
-                    builder.adapter(d.getFileName().toString(), d);
-                }
-            }
-        }
+        Map<String, Path> adapterDirs = DirectoryAdapterSource.adaptersIn(adapterRoot);
+        List<String> adapters = List.copyOf(adapterDirs.keySet());
+        EngineBuilder builder = new EngineBuilder().model(model).backend(backend).adapters(adapterDirs);
         EngineConfig roomyConfig = EngineConfig.builder().maxBatchTokens(512).maxRunning(64)
                 .loraSlots(Math.max(1, adapters.size())).kvCacheBytes(256L << 20).build();
         try (var roomy = builder.config(roomyConfig).build()) {

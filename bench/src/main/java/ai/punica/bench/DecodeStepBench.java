@@ -96,26 +96,22 @@ public final class DecodeStepBench {
 
     public static void main(String[] argv) throws IOException {
         BenchArgs args = BenchArgs.parse(argv);
-        String backendName = args.backend();
-        String shapeName = args.shape();
-        int[] batches = args.integers("batches", "1,2,4,8,16,32,64");
+        WorkloadSweep sweep = WorkloadSweep.read(args, "1,2,4,8,16,32,64");
         int context = args.integer("context", 512);
         int rank = args.integer("rank", 16);
         int warmup = args.integer("warmup", 3);
         int steps = args.integer("steps", 20);
-        long seed = args.seed();
         double honestGbs = args.real("bandwidth-gbs", 0);
-        List<String> workloads = args.strings("workloads", "none,identical,uniform,skewed,distinct");
-        int maxBatch = Arrays.stream(batches).max().orElseThrow();
+        int maxBatch = sweep.maxBatch();
         int slots = args.integer("slots", maxBatch);
-        Path out = args.out();
+        long seed = sweep.seed();
 
-        ModelConfig config = modelConfig(shapeName);
+        ModelConfig config = sweep.model();
         int pagesPerSeq = (context + PAGE_SIZE - 1) / PAGE_SIZE;
         int prefillSeqs = Math.max(1, Math.min(maxBatch, 2048 / context)); // sequences per prefill chunk
         int maxRows = Math.max(maxBatch, prefillSeqs * (context - 1));
 
-        try (Backend backend = Backends.create(backendName)) {
+        try (Backend backend = Backends.create(sweep.backend())) {
             long t0 = System.nanoTime();
             LlamaModel model = LlamaModel.load(config, new RandomWeights(config, seed), backend, maxRows, maxBatch,
                     slots, rank);
@@ -124,11 +120,11 @@ public final class DecodeStepBench {
             fillAdapters(model, backend, slots, rank, seed);
             double adapterSeconds = (System.nanoTime() - t0) / 1e9;
             ModelRunner runner = new ModelRunner(model, maxBatch * pagesPerSeq, PAGE_SIZE);
-            double addBandwidth = measureBandwidth(backend, shapeName.equals("tiny") ? 1 << 20 : 1 << 27);
+            double addBandwidth = measureBandwidth(backend, sweep.shape().equals("tiny") ? 1 << 20 : 1 << 27);
             double bandwidth = honestGbs > 0 ? honestGbs * 1e9 : addBandwidth;
             System.out.printf(Locale.ROOT, "backend=%s shape=%s layers=%d hidden=%d; base weights loaded in %.1f s, "
                             + "%d adapters of rank %d in %.1f s; add bandwidth (2 reads + 1 write) %.0f GB/s%n",
-                    backend.name(), shapeName, config.numLayers(), config.hiddenSize(), loadSeconds, slots, rank,
+                    backend.name(), sweep.shape(), config.numLayers(), config.hiddenSize(), loadSeconds, slots, rank,
                     adapterSeconds, addBandwidth / 1e9);
             System.out.printf(Locale.ROOT, "HBM bound below: %.0f GB/s, %s%n", bandwidth / 1e9, honestGbs > 0
                     ? "the honest bound (--bandwidth-gbs: best of a D2D copy and a read-only reduction)"
@@ -149,8 +145,8 @@ public final class DecodeStepBench {
             System.out.println();
             System.out.println("workload  batch adapters | median ms  p10   p90 | tokens/s | HBM bound ms  % of bound"
                     + " | LoRA overhead | sampled ms % of bound");
-            for (String workload : workloads) {
-                for (int batch : batches) {
+            for (String workload : sweep.workloads()) {
+                for (int batch : sweep.batches()) {
                     int[] lens = segmentLengths(workload, batch);
                     ForwardBatch step = decodeStep(batch, lens, workload.equals("none"), context, pagesPerSeq,
                             config.vocabSize(), seed);
@@ -216,10 +212,10 @@ public final class DecodeStepBench {
                             100 * boundMs / sampledMedian));
                 }
             }
-            logitsCopyTimes(backend, batches, config.vocabSize());
-            if (out != null) {
-                Files.write(out, rows);
-                try (PrintWriter meta = new PrintWriter(Files.newBufferedWriter(Path.of(out + ".meta")))) {
+            logitsCopyTimes(backend, sweep.batches(), config.vocabSize());
+            if (sweep.out() != null) {
+                Files.write(sweep.out(), rows);
+                try (PrintWriter meta = new PrintWriter(Files.newBufferedWriter(Path.of(sweep.out() + ".meta")))) {
                     meta.printf(Locale.ROOT, "bandwidth_source=%s%nadd_bandwidth_gbs=%.1f%n",
                             honestGbs > 0 ? "honest" : "add", addBandwidth / 1e9);
                     meta.printf(Locale.ROOT, "bandwidth_gbs=%.1f%nbase_weight_gb=%.4f%nadapter_gb=%.5f%n"

@@ -5,13 +5,13 @@ import ai.punica.engine.EngineBuilder;
 import ai.punica.engine.EngineConfig;
 import ai.punica.engine.GenerationRequest;
 import ai.punica.engine.SamplingParams;
-import java.nio.file.Files;
+import ai.punica.lora.DirectoryAdapterSource;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
+import java.util.Map;
 import java.util.concurrent.CompletableFuture;
-import java.util.stream.Stream;
 
 /**
  * End-to-end generation throughput of one engine: {@code concurrency} requests at a time, adapters
@@ -35,18 +35,12 @@ public final class EndToEndThroughput {
         int tokens = args.length > 4 ? Integer.parseInt(args[4]) : 64;
         int rounds = args.length > 5 ? Integer.parseInt(args[5]) : 3;
 
+        Map<String, Path> adapterDirs = DirectoryAdapterSource.adaptersIn(adapterRoot);
         List<String> adapters = new ArrayList<>();
-        adapters.add(null);
-        EngineBuilder builder = new EngineBuilder().model(model).backend(backend)
+        adapters.add(null); // the base model takes its turn among the adapters
+        adapters.addAll(adapterDirs.keySet());
+        EngineBuilder builder = new EngineBuilder().model(model).backend(backend).adapters(adapterDirs)
                 .config(EngineConfig.builder().maxBatchTokens(256).maxRunning(64).loraSlots(8).build());
-        try (Stream<Path> dirs = Files.list(adapterRoot)) {
-            for (Path d : dirs.sorted().toList()) {
-                if (Files.exists(d.resolve("adapter_config.json"))) {
-                    builder.adapter(d.getFileName().toString(), d);
-                    adapters.add(d.getFileName().toString());
-                }
-            }
-        }
         try (var runtime = builder.build()) {
             var engine = runtime.engine();
             int[] prompt = runtime.tokenizer().encode("input: red apple stone river\noutput:", true);

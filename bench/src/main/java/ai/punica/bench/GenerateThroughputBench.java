@@ -9,7 +9,7 @@ import ai.punica.engine.EngineStats;
 import ai.punica.engine.GenerationRequest;
 import ai.punica.engine.SamplingParams;
 import ai.punica.lora.AdapterManager;
-import ai.punica.lora.LoraAdapter;
+import ai.punica.lora.DirectoryAdapterSource;
 import ai.punica.model.LlamaModel;
 import ai.punica.model.ModelConfig;
 import ai.punica.tokenizer.Tokenizer;
@@ -19,7 +19,6 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Comparator;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
@@ -27,7 +26,6 @@ import java.util.SplittableRandom;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
-import java.util.stream.Stream;
 
 /**
  * End-to-end generation throughput of one {@link Engine} on a Llama-2-7B-shaped model (random bf16
@@ -113,23 +111,20 @@ public final class GenerateThroughputBench {
 
     public static void main(String[] argv) throws IOException {
         BenchArgs args = BenchArgs.parse(argv);
-        String backendName = args.backend();
-        String shapeName = args.shape();
-        int[] batches = args.integers("batches", "8,16,32,64");
-        List<String> workloads = args.strings("workloads", "none,identical,uniform,skewed,distinct");
+        WorkloadSweep sweep = WorkloadSweep.read(args, "8,16,32,64");
+        int[] batches = sweep.batches();
         int promptLen = args.integer("prompt-len", 128);
         int genLen = args.integer("gen-len", 128);
         int warmupGenLen = args.integer("warmup-gen-len", Math.min(16, genLen));
         int rounds = args.integer("rounds", 1);
-        int maxBatch = Arrays.stream(batches).max().orElseThrow();
+        int maxBatch = sweep.maxBatch();
         int maxBatchTokens = args.integer("max-batch-tokens", Math.max(maxBatch, maxBatch * promptLen));
         int pageSize = args.integer("page-size", 16);
         int maxRank = args.integer("max-rank", 16);
-        long seed = args.seed();
+        long seed = sweep.seed();
         Path adapterRoot = args.path("adapters");
-        Path out = args.out();
 
-        ModelConfig config = DecodeStepBench.modelConfig(shapeName);
+        ModelConfig config = sweep.model();
         if (args.has("write-adapters")) {
             if (adapterRoot == null) {
                 throw new IllegalArgumentException("--write-adapters needs --adapters DIR to write into");
@@ -140,28 +135,11 @@ public final class GenerateThroughputBench {
             System.out.printf(Locale.ROOT, "wrote %d random adapters of rank %d to %s in %.1f s%n", n, maxRank,
                     adapterRoot, (System.nanoTime() - t0) / 1e9);
         }
-        List<String> adapterNames = new ArrayList<>();
-        Map<String, Path> adapterDirs = new LinkedHashMap<>();
-        if (adapterRoot != null) {
-            try (Stream<Path> dirs = Files.list(adapterRoot)) {
-                for (Path d : dirs.sorted(Comparator.comparing(Path::toString)).toList()) {
-                    if (Files.isRegularFile(d.resolve(LoraAdapter.CONFIG_FILE))) {
-                        adapterNames.add(d.getFileName().toString());
-                        adapterDirs.put(d.getFileName().toString(), d);
-                    }
-                }
-            }
-        }
-        int neededAdapters = 0;
-        for (String workload : workloads) {
-            for (int b : batches) {
-                if (!workload.equals("none")) {
-                    neededAdapters = Math.max(neededAdapters, DecodeStepBench.segmentLengths(workload, b).length);
-                }
-            }
-        }
+        Map<String, Path> adapterDirs = adapterRoot != null ? DirectoryAdapterSource.adaptersIn(adapterRoot) : Map.of();
+        List<String> adapterNames = List.copyOf(adapterDirs.keySet());
+        int neededAdapters = sweep.maxAdapters();
         if (neededAdapters > adapterNames.size()) {
-            throw new IllegalArgumentException("the workloads " + workloads + " at batch sizes "
+            throw new IllegalArgumentException("the workloads " + sweep.workloads() + " at batch sizes "
                     + Arrays.toString(batches) + " need " + neededAdapters + " adapters but "
                     + (adapterRoot == null ? "no --adapters DIR was given" : adapterRoot + " holds "
                     + adapterNames.size()) + "; write them with tools/bench/make_adapters.py --count " + neededAdapters
@@ -170,8 +148,8 @@ public final class GenerateThroughputBench {
         int slots = args.integer("slots", Math.max(1, neededAdapters));
 
         boolean batchInvariant = args.bool("batch-invariant", false);
-        try (Backend backend = batchInvariant ? Backends.provider(backendName).create(0, true)
-                : Backends.create(backendName)) {
+        try (Backend backend = batchInvariant ? Backends.provider(sweep.backend()).create(0, true)
+                : Backends.create(sweep.backend())) {
             int pagesPerSeq = (promptLen + genLen + pageSize - 1) / pageSize;
             // Every request's pages at once (no preemption), plus the scheduler's 1 % watermark.
             int pages = maxBatch * pagesPerSeq + maxBatch + maxBatch * pagesPerSeq / 50;
@@ -190,13 +168,13 @@ public final class GenerateThroughputBench {
             t0 = System.nanoTime();
             adapterDirs.forEach(adapters::register);
             double registerSeconds = (System.nanoTime() - t0) / 1e9;
-            Engine engine = new Engine(shapeName, model, idTokenizer(config.vocabSize()), adapters, engineConfig,
+            Engine engine = new Engine(sweep.shape(), model, idTokenizer(config.vocabSize()), adapters, engineConfig,
                     config.eosTokenIds().stream().mapToInt(Integer::intValue).toArray());
             try {
                 System.out.printf(Locale.ROOT, "backend=%s shape=%s layers=%d hidden=%d vocab=%d; base weights in %.1f s;"
                                 + " %d adapters registered in %.1f s; %d slots, %d KV pages of %d tokens (%.2f GB); "
                                 + "step budget %d tokens; prompt %d, generate %d%n", backend.name()
-                                + (batchInvariant ? " (batch-invariant)" : ""), shapeName,
+                                + (batchInvariant ? " (batch-invariant)" : ""), sweep.shape(),
                         config.numLayers(), config.hiddenSize(), config.vocabSize(), loadSeconds, adapterNames.size(),
                         registerSeconds, slots, pages, pageSize, pages * bytesPerPage / 1e9, maxBatchTokens, promptLen,
                         genLen);
@@ -215,7 +193,7 @@ public final class GenerateThroughputBench {
                 System.out.println(Result.TABLE_HEADER);
                 List<Result> results = new ArrayList<>();
                 int caseId = 0;
-                for (String workload : workloads) {
+                for (String workload : sweep.workloads()) {
                     for (int b : batches) {
                         List<Result> trials = new ArrayList<>();
                         for (int r = 0; r < rounds; r++) {
@@ -226,11 +204,11 @@ public final class GenerateThroughputBench {
                         Result median = trials.get(trials.size() / 2);
                         results.add(median);
                         System.out.println(median.tableRow());
-                        if (out != null) { // after every case: a later failure keeps what was measured
+                        if (sweep.out() != null) { // after every case: a later failure keeps what was measured
                             List<String> lines = new ArrayList<>();
                             lines.add(Result.CSV_HEADER);
                             results.forEach(r -> lines.add(r.csv()));
-                            Files.write(out, lines);
+                            Files.write(sweep.out(), lines);
                         }
                     }
                 }

@@ -1,14 +1,8 @@
 package ai.punica.cli;
 
-import java.io.IOException;
-import java.io.UncheckedIOException;
-import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.Map;
-import java.util.TreeMap;
-import java.util.stream.Stream;
 
-/** Where the bundled demo model lives, and adapter discovery. */
+/** Where the bundled demo model and its adapters live. */
 final class Defaults {
     private Defaults() {
     }
@@ -24,20 +18,5 @@ final class Defaults {
 
     static Path demoAdapters() {
         return home().resolve("fixtures/adapters");
-    }
-
-    /** Each subdirectory with an adapter_config.json is an adapter named after the directory. */
-    static Map<String, Path> adaptersUnder(Path root) {
-        Map<String, Path> out = new TreeMap<>();
-        if (!Files.isDirectory(root)) {
-            return out;
-        }
-        try (Stream<Path> dirs = Files.list(root)) {
-            dirs.filter(d -> Files.isRegularFile(d.resolve("adapter_config.json")))
-                    .forEach(d -> out.put(d.getFileName().toString(), d));
-        } catch (IOException e) {
-            throw new UncheckedIOException("cannot list adapters under " + root, e);
-        }
-        return out;
     }
 }

@@ -8,6 +8,7 @@ import ai.punica.engine.GenerationListener;
 import ai.punica.engine.GenerationRequest;
 import ai.punica.engine.SamplingParams;
 import ai.punica.engine.TokenDelta;
+import ai.punica.lora.DirectoryAdapterSource;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Map;
@@ -75,7 +76,7 @@ final class GenerateCommand implements Callable<Integer> {
     public Integer call() throws Exception {
         Path modelDir = model != null ? model : Defaults.demoModel();
         Path root = adapterRoot != null ? adapterRoot : Defaults.demoAdapters();
-        Map<String, Path> available = Defaults.adaptersUnder(root);
+        Map<String, Path> available = DirectoryAdapterSource.adaptersIn(root);
         // Only the adapter asked for is registered: another adapter in the directory that this model
         // refuses must not stop this generation.
         Map<String, Path> adapters = Map.of();

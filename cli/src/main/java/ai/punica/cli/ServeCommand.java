@@ -189,7 +189,7 @@ final class ServeCommand implements Callable<Integer> {
                     + " (config.json missing); pass --model DIR");
         }
         Map<String, Path> adapterDirs = model == null && adapters.isEmpty()
-                ? Defaults.adaptersUnder(Defaults.demoAdapters()) : parseAdapters();
+                ? DirectoryAdapterSource.adaptersIn(Defaults.demoAdapters()) : parseAdapters();
         List<Path> roots = new ArrayList<>(adapterRoots);
         if (roots.isEmpty()) {
             Set<Path> parents = new LinkedHashSet<>();

@@ -1,11 +1,15 @@
 package ai.punica.lora;
 
 import java.io.IOException;
+import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.LinkOption;
 import java.nio.file.Path;
+import java.util.Map;
 import java.util.Optional;
+import java.util.TreeMap;
 import java.util.regex.Pattern;
+import java.util.stream.Stream;
 
 /**
  * Adapters as directories under one root: the adapter {@code NAME} is {@code ROOT/NAME/adapter_config.json}
@@ -39,6 +43,27 @@ public final class DirectoryAdapterSource implements AdapterSource {
         if (!Files.isDirectory(realRoot)) {
             throw new IllegalArgumentException("adapter root " + root + " is not a directory");
         }
+    }
+
+    /**
+     * The adapters directly under {@code root}, by name: each subdirectory holding {@code adapter_config.json},
+     * named after the directory, in name order. A root that is not a directory holds none. The CLI and the
+     * benches register a directory of adapters this way; nothing is confined or loaded here.
+     *
+     * @throws UncheckedIOException when the directory cannot be listed
+     */
+    public static Map<String, Path> adaptersIn(Path root) {
+        Map<String, Path> out = new TreeMap<>();
+        if (!Files.isDirectory(root)) {
+            return out;
+        }
+        try (Stream<Path> dirs = Files.list(root)) {
+            dirs.filter(d -> Files.isRegularFile(d.resolve(LoraAdapter.CONFIG_FILE)))
+                    .forEach(d -> out.put(d.getFileName().toString(), d));
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot list adapters under " + root, e);
+        }
+        return out;
     }
 
     /** Whether {@code name} has the shape of a name this source may look up (checked without any file access). */

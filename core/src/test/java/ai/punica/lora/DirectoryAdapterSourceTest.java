@@ -7,6 +7,7 @@ import ai.punica.Fixtures;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.Map;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -57,5 +58,20 @@ class DirectoryAdapterSourceTest {
     void aRootThatDoesNotExistIsRefusedUpFront() {
         assertThatThrownBy(() -> new DirectoryAdapterSource(tmp.resolve("nope")))
                 .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("nope");
+    }
+
+    @Test
+    void adaptersInListsTheAdapterDirectoriesDirectlyUnderTheRootByName() throws IOException {
+        Path root = Files.createDirectories(tmp.resolve("root"));
+        copyAdapter(root.resolve("zeta"));
+        copyAdapter(root.resolve("alpha"));
+        copyAdapter(root.resolve("acme/nested"));
+        Files.createDirectories(root.resolve("empty"));
+        Files.writeString(root.resolve("notes.txt"), "not an adapter");
+
+        assertThat(DirectoryAdapterSource.adaptersIn(root)).as("only direct subdirectories with adapter_config.json")
+                .containsExactly(Map.entry("alpha", root.resolve("alpha")), Map.entry("zeta", root.resolve("zeta")));
+        assertThat(DirectoryAdapterSource.adaptersIn(tmp.resolve("nope"))).as("a root that does not exist").isEmpty();
+        assertThat(DirectoryAdapterSource.adaptersIn(root.resolve("notes.txt"))).as("a file as the root").isEmpty();
     }
 }
