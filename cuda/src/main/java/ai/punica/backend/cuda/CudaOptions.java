@@ -29,8 +29,9 @@ package ai.punica.backend.cuda;
  *                            ({@code punica.cuda.nvrtc}, default off)
  * @param loraApart           decode-sized steps keep each projection's LoRA add-on apart for its consumer: the GEMM
  *                            on a side stream, the add-on into its own buffer beside it, read by rope + KV append,
- *                            the residual add + norm and SwiGLU ({@code punica.cuda.loraApart}, default on; off
- *                            with {@code loraOverlap} off or {@code batchInvariant} on)
+ *                            the residual add + norm and SwiGLU ({@code punica.cuda.loraApart}, default off: on an
+ *                            H200 it saved 1.5-4% of a 32/64-row decode step but lost 2-8% of serving throughput at
+ *                            128 clients, docs/gpu.md; never with {@code loraOverlap} off or {@code batchInvariant})
  * @param apartGemmSms        with {@code loraApart}, the side stream's GEMMs plan for this many SMs (cuBLAS's SM count
  *                            target), leaving the others to the add-on's kernels beside them
  *                            ({@code punica.cuda.apartGemmSms}, default 0: all SMs)
@@ -100,7 +101,7 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
                 .stepGraphs(flag("punica.cuda.graphs", true))
                 .fusedLora(flag("punica.cuda.fusedLora", true))
                 .loraOverlap(flag("punica.cuda.loraOverlap", true))
-                .loraApart(flag("punica.cuda.loraApart", true))
+                .loraApart(flag("punica.cuda.loraApart", false))
                 .apartGemmSms(intProperty("punica.cuda.apartGemmSms", 0))
                 .sgmvTcMinRows(intProperty("punica.cuda.sgmvTcMinRows", SGMV_TC_MIN_ROWS))
                 .tensorCoreAttention(flag("punica.cuda.tensorCoreAttention", true))
@@ -151,7 +152,7 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
         private boolean stepGraphs = true;
         private boolean fusedLora = true;
         private boolean loraOverlap = true;
-        private boolean loraApart = true;
+        private boolean loraApart;
         private int apartGemmSms;
         private int fusedMinTiles = FUSED_MIN_TILES;
         private boolean decodeAttention = true;

@@ -22,6 +22,7 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.SplittableRandom;
+import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 
@@ -41,11 +42,20 @@ import org.junit.jupiter.api.Test;
  *       segments (the fused cluster kernel), of 4 (shrink and expand), and prefill-sized segments (tensor-core
  *       SGMV), for q|k|v and for a single projection.</li>
  * </ul>
- * Prints "CHECK" lines.
+ * The class's backend has {@link CudaOptions#loraApart} on (off by default). Prints "CHECK" lines.
  */
 @Tag("gpu")
 class CudaLoraApartTest extends GpuBackendTest {
     static final double TOL = 1e-2;
+
+    /** {@link #gpu} with the add-on apart (the helpers shared with CudaFusedOpsTest allocate on {@link #gpu}). */
+    @BeforeAll
+    static void apartBackend() {
+        CudaBackend plain = gpu;
+        gpu = new CudaBackend(plain.options().toBuilder().loraApart(true).build());
+        plain.close();
+        assertThat(gpu.loraApart()).isTrue();
+    }
 
     @Test
     void consumersWithTheAddOnEqualTheAddThenThePlainOp() {

@@ -36,7 +36,7 @@ class CudaOptionsTest {
         assertThat(o.stepGraphs()).isTrue();
         assertThat(o.fusedLora()).isTrue();
         assertThat(o.loraOverlap()).isTrue();
-        assertThat(o.loraApart()).isTrue();
+        assertThat(o.loraApart()).isFalse();
         assertThat(o.decodeAttention()).isTrue();
         assertThat(o.fusedMinTiles()).isEqualTo(CudaOptions.FUSED_MIN_TILES);
         assertThat(o.decodeBlocksPerSm()).isEqualTo(8);
@@ -51,11 +51,11 @@ class CudaOptionsTest {
     void systemPropertiesAreReadOnceIntoTheRecord() {
         CudaOptions o = withProperties(Map.of("punica.cuda.device", "1", "punica.cuda.graphs", "false",
                 "punica.cuda.fusedLora", "FALSE", "punica.cuda.loraOverlap", "false",
-                "punica.cuda.loraApart", "false", "punica.cuda.profile", "true",
+                "punica.cuda.loraApart", "true", "punica.cuda.profile", "true",
                 "punica.cuda.nvrtc", " true ", "punica.cuda.sgmvTcMinRows", "0", "punica.cuda.tensorCoreAttention",
                 "false"), CudaOptions::fromSystemProperties);
         assertThat(o).isEqualTo(CudaOptions.builder().device(1).stepGraphs(false).fusedLora(false).loraOverlap(false)
-                .loraApart(false).sgmvTcMinRows(0).profile(true).nvrtc(true).tensorCoreAttention(false).build());
+                .loraApart(true).sgmvTcMinRows(0).profile(true).nvrtc(true).tensorCoreAttention(false).build());
     }
 
     @Test
@@ -107,7 +107,7 @@ class CudaOptionsTest {
     @Test
     void toBuilderKeepsEverySwitch() {
         CudaOptions o = CudaOptions.builder().device(2).stepGraphs(false).fusedLora(false).loraOverlap(false)
-                .loraApart(false).apartGemmSms(100).fusedMinTiles(3).decodeAttention(false).decodeBlocksPerSm(5).sgmvTcMinRows(7)
+                .loraApart(true).apartGemmSms(100).fusedMinTiles(3).decodeAttention(false).decodeBlocksPerSm(5).sgmvTcMinRows(7)
                 .tensorCoreAttention(false)
                 .tensorCoreMinRows(7).profile(true).nvrtc(true).build();
         assertThat(o.toBuilder().build()).isEqualTo(o);
