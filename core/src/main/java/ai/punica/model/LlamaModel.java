@@ -33,6 +33,11 @@ import java.util.List;
  * add + norm runs on them. Otherwise the final add runs on every row, then the logit rows are gathered
  * and normed.
  *
+ * <p>Where the backend asks for it ({@link Backend#loraApart}, CUDA's {@code -Dpunica.cuda.loraApart}), steps of at
+ * most 256 rows keep each projection's LoRA add-on apart ({@link Backend#matmulLoraApart}) and the op after the
+ * projection adds it: ropeAppendKv (q|k|v), swiglu (gate|up), addRmsNorm (o, and down in the next layer's input
+ * norm or the final norm).
+ *
  * Fused weights: q|k|v stacked along output rows, gate|up likewise. Scratch activations are allocated
  * once at the step maximum and viewed with {@link Tensor#firstRows}. Only the engine thread calls
  * {@link #forwardLogits}.
