@@ -72,12 +72,21 @@ public interface LoraOps extends DenseOps {
     default void matmulLora(Tensor x, Tensor w, Tensor bias, Tensor out, List<LoraWeights> group, Segments segments,
                             Tensor v, int[] cols) {
         matmul(x, w, bias, out);
+        sgmvAddOn(x, group, segments, v, out, cols);
+    }
+
+    /**
+     * The LoRA add-on of every projection of {@code group} into {@code y} at {@code cols}: the shrink into the
+     * rank-space scratch {@code v}, then the expand ({@link #sgmvShrink}/{@link #sgmvExpand} for one projection,
+     * {@link #sgmvShrinkGroup}/{@link #sgmvExpandGroup} for several).
+     */
+    default void sgmvAddOn(Tensor x, List<LoraWeights> group, Segments segments, Tensor v, Tensor y, int[] cols) {
         if (group.size() == 1) {
             sgmvShrink(x, group.getFirst(), segments, v, 0);
-            sgmvExpand(v, 0, group.getFirst(), segments, out, cols[0]);
+            sgmvExpand(v, 0, group.getFirst(), segments, y, cols[0]);
         } else {
             sgmvShrinkGroup(x, group, segments, v);
-            sgmvExpandGroup(v, group, segments, out, cols);
+            sgmvExpandGroup(v, group, segments, y, cols);
         }
     }
 
@@ -98,12 +107,6 @@ public interface LoraOps extends DenseOps {
         }
         matmul(x, w, bias, out);
         zero(lora);
-        if (group.size() == 1) {
-            sgmvShrink(x, group.getFirst(), segments, v, 0);
-            sgmvExpand(v, 0, group.getFirst(), segments, lora, cols[0]);
-        } else {
-            sgmvShrinkGroup(x, group, segments, v);
-            sgmvExpandGroup(v, group, segments, lora, cols);
-        }
+        sgmvAddOn(x, group, segments, v, lora, cols);
     }
 }

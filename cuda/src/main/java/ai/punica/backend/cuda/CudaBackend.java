@@ -448,12 +448,8 @@ public final class CudaBackend implements Backend {
             zero(lora);
             if (sgmv.takesFused(x.rows(), group, segments, v.cols())) {
                 sgmv.fusedRows(tensor(x, "x"), group, segments, tensor(v, "v"), ls, cols);
-            } else if (group.size() == 1) {
-                sgmvShrink(x, group.getFirst(), segments, v, 0);
-                sgmvExpand(v, 0, group.getFirst(), segments, lora, cols[0]);
             } else {
-                sgmvShrinkGroup(x, group, segments, v);
-                sgmvExpandGroup(v, group, segments, lora, cols);
+                sgmvAddOn(x, group, segments, v, lora, cols);
             }
         } finally {
             launcher.joinSide();
