@@ -69,7 +69,7 @@ public final class CudaBackend implements Backend {
         ctx = new CudaContext(options.device());
         modules = new KernelModules(ctx.driver, ctx.ccMajor, ctx.ccMinor, options.nvrtc());
         profiler = options.profile() ? new KernelProfiler(ctx.driver) : null;
-        launcher = new KernelLauncher(ctx, modules, profiler, options.apartGemmSms());
+        launcher = new KernelLauncher(ctx, modules, profiler, loraApart(options), options.apartGemmSms());
         memory = new DeviceAllocator(ctx);
         ring = new StagingRing(ctx);
         DeviceParts parts = new DeviceParts(ctx, memory, ring, new Kernels(launcher, ctx.multiprocessors));
@@ -213,9 +213,7 @@ public final class CudaBackend implements Backend {
 
     @Override
     public void addRmsNorm(Tensor x, Tensor delta, Tensor weight, float eps, Tensor out) {
-        ctx.enter();
-        dense.addRmsNorm(tensor(x, "x"), tensor(delta, "delta"), null, tensor(weight, "weight"), eps,
-                tensor(out, "out"));
+        addRmsNorm(x, delta, null, weight, eps, out);
     }
 
     @Override
@@ -253,8 +251,7 @@ public final class CudaBackend implements Backend {
 
     @Override
     public void swiglu(Tensor gateUp, Tensor out) {
-        ctx.enter();
-        dense.swiglu(tensor(gateUp, "gateUp"), null, tensor(out, "out"));
+        swiglu(gateUp, null, out);
     }
 
     @Override
@@ -287,10 +284,7 @@ public final class CudaBackend implements Backend {
     @Override
     public void ropeAppendKv(Tensor qkv, int[] positions, RopeTable rope, int numHeads, int numKvHeads, int headDim,
                              KvStorage kv, int layer, int kCol, int vCol, int[] slotMapping) {
-        ctx.enter();
-        CudaKvStorage cache = memory.kv(kv);
-        attention.ropeAppendKv(tensor(qkv, "qkv"), null, positions, rope, numHeads, numKvHeads, headDim, cache, layer,
-                kCol, vCol, slotMapping);
+        ropeAppendKv(qkv, null, positions, rope, numHeads, numKvHeads, headDim, kv, layer, kCol, vCol, slotMapping);
     }
 
     @Override
@@ -413,6 +407,10 @@ public final class CudaBackend implements Backend {
     /** {@link CudaOptions#loraApart}, unless the overlap is off or the backend is batch-invariant. */
     @Override
     public boolean loraApart() {
+        return loraApart(options);
+    }
+
+    private static boolean loraApart(CudaOptions options) {
         return options.loraApart() && options.loraOverlap() && !options.batchInvariant();
     }
 

@@ -29,7 +29,7 @@ final class KernelLauncher {
     private final KernelProfiler profiler;
     private final long cublasWorkspace;
     private final Cublas cublas;
-    /** cuBLAS on the side stream (its own workspace): the GEMM of {@code matmulLoraApart}. */
+    /** cuBLAS on the side stream (its own workspace): the GEMM of {@code matmulLoraApart}; 0 and null without it. */
     private final long sideCublasWorkspace;
     private final Cublas sideCublas;
     /**
@@ -50,8 +50,12 @@ final class KernelLauncher {
     private final MemorySegment launchPointers;
     private int argCount;
 
-    /** @param sideGemmSms SMs the side stream's GEMMs plan for (0: all): the rest stay free for the add-on beside them */
-    KernelLauncher(CudaContext ctx, KernelModules modules, KernelProfiler profiler, int sideGemmSms) {
+    /**
+     * @param sideGemms   GEMMs may run on the side stream ({@code matmulLoraApart}): a second cuBLAS handle for it
+     * @param sideGemmSms SMs the side stream's GEMMs plan for (0: all): the rest stay free for the add-on beside them
+     */
+    KernelLauncher(CudaContext ctx, KernelModules modules, KernelProfiler profiler, boolean sideGemms,
+                   int sideGemmSms) {
         Driver driver = ctx.driver;
         this.ctx = ctx;
         this.modules = modules;
@@ -62,9 +66,9 @@ final class KernelLauncher {
         launchStream = ctx.stream;
         cublasWorkspace = driver.memAlloc(CUBLAS_WORKSPACE_BYTES);
         cublas = new Cublas(ctx.stream, cublasWorkspace, CUBLAS_WORKSPACE_BYTES);
-        sideCublasWorkspace = driver.memAlloc(CUBLAS_WORKSPACE_BYTES);
-        sideCublas = new Cublas(sideStream, sideCublasWorkspace, CUBLAS_WORKSPACE_BYTES);
-        if (sideGemmSms > 0) {
+        sideCublasWorkspace = sideGemms ? driver.memAlloc(CUBLAS_WORKSPACE_BYTES) : 0;
+        sideCublas = sideGemms ? new Cublas(sideStream, sideCublasWorkspace, CUBLAS_WORKSPACE_BYTES) : null;
+        if (sideGemms && sideGemmSms > 0) {
             sideCublas.smCountTarget(sideGemmSms);
         }
         launchValues = arena.allocate(8L * 64, 16);
@@ -149,6 +153,9 @@ final class KernelLauncher {
      */
     void gemm(long x, long w, long out, int rows, int in, int features, int outStride, int outType) {
         boolean side = launchStream == sideStream;
+        if (side && sideCublas == null) {
+            throw new IllegalStateException("a GEMM on the side stream of a launcher made without side GEMMs");
+        }
         if (ctx.capture.inGraph()) {
             LaunchRecord launch = new LaunchRecord(0, rows, in, features, outStride, outType, side,
                     new long[] {x, w, out});
@@ -229,21 +236,15 @@ final class KernelLauncher {
      * On replay nothing is enqueued; the launch record notes the stream, so a replay compares it too.
      */
     void forkIfAsked() {
-        if (!shrinkOnSide) {
-            return;
+        if (shrinkOnSide) {
+            forkToSide();
         }
-        if (!ctx.capture.replaying()) {
-            ctx.driver.eventRecord(forkEvent, ctx.stream);
-            ctx.driver.streamWaitEvent(sideStream, forkEvent);
-        }
-        sideForked = true;
-        launchStream = sideStream;
     }
 
     /**
-     * Inside {@code matmulLoraApart}: launches (and cuBLAS calls) go to the side stream from now on, which first
-     * waits for all work enqueued on the compute stream so far; {@link #toComputeStream} and {@link #joinSide}
-     * as for {@link #forkIfAsked}.
+     * Launches (and cuBLAS calls) go to the side stream from now on, which first waits for all work enqueued on
+     * the compute stream so far: {@code matmulLoraApart}'s GEMM, and {@code matmulLora}'s shrink through
+     * {@link #forkIfAsked}. On replay nothing is enqueued; launch records note the stream.
      */
     void forkToSide() {
         if (!ctx.capture.replaying()) {
@@ -270,9 +271,11 @@ final class KernelLauncher {
     /** cuBLAS, its workspace, the side stream and its events, the argument block. */
     void close() {
         cublas.close();
-        sideCublas.close();
         ctx.driver.memFree(cublasWorkspace);
-        ctx.driver.memFree(sideCublasWorkspace);
+        if (sideCublas != null) {
+            sideCublas.close();
+            ctx.driver.memFree(sideCublasWorkspace);
+        }
         ctx.driver.eventDestroy(forkEvent);
         ctx.driver.eventDestroy(joinEvent);
         ctx.driver.streamDestroy(sideStream);
