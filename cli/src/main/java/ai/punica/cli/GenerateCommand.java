@@ -3,11 +3,9 @@ package ai.punica.cli;
 import ai.punica.engine.Completion;
 import ai.punica.engine.EngineBuilder;
 import ai.punica.engine.EngineConfig;
-import ai.punica.engine.EngineException;
 import ai.punica.engine.GenerationListener;
 import ai.punica.engine.GenerationRequest;
 import ai.punica.engine.SamplingParams;
-import ai.punica.engine.TokenDelta;
 import ai.punica.lora.DirectoryAdapterSource;
 import java.nio.file.Path;
 import java.util.List;
@@ -123,23 +121,11 @@ final class GenerateCommand implements Callable<Integer> {
                 System.err.println("punica generate: " + e.getMessage());
                 return 1;
             }
-            runtime.engine().submit(new GenerationRequest("cli-1", adapter, ids, params), new GenerationListener() {
-                @Override
-                public void onToken(TokenDelta delta) {
-                    System.out.print(delta.text());
-                    System.out.flush();
-                }
-
-                @Override
-                public void onFinish(Completion completion) {
-                    done.complete(completion);
-                }
-
-                @Override
-                public void onError(EngineException error) {
-                    done.completeExceptionally(error);
-                }
-            });
+            runtime.engine().submit(new GenerationRequest("cli-1", adapter, ids, params),
+                    GenerationListener.completing(done, delta -> {
+                        System.out.print(delta.text());
+                        System.out.flush();
+                    }));
             Completion c;
             try {
                 c = done.join();
