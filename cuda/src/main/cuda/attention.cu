@@ -296,6 +296,7 @@ __device__ __forceinline__ void attention_decode(DECODE_PARAMS) {
 #define DECODE_KERNEL(L, GT, U, MIN_BLOCKS)                                                                 \
     extern "C" __global__ void __launch_bounds__(DEC_THREADS, MIN_BLOCKS)                                   \
     attention_decode_l##L##_g##GT(DECODE_PARAMS) {                                                          \
+        pdl_entry();                                                                                        \
         attention_decode<L, GT, U>(DECODE_ARGS);                                                            \
     }
 
@@ -329,6 +330,7 @@ attention_paged(const bf16* __restrict__ qkv, int qkvStride,
                 int pageSize, int numHeads, int numKvHeads, int headDim, float scale, int slidingWindow,
                 bf16* __restrict__ out, int outStride,
                 float* __restrict__ partAcc, float* __restrict__ partMl) {
+    pdl_entry();
     // Dynamic shared memory: q [group][headDim] f32 | p [group][ATT_TILE] f32 | v tile [ATT_TILE][headDim] bf16.
     extern __shared__ __attribute__((aligned(16))) float smem[];
     __shared__ int slot_s[ATT_TILE];
@@ -482,6 +484,7 @@ attention_paged(const bf16* __restrict__ qkv, int qkvStride,
 extern "C" __global__ void attention_merge(const float* __restrict__ partAcc, const float* __restrict__ partMl,
                                            int numHeads, int headDim, int splits,
                                            bf16* __restrict__ out, int outStride) {
+    pdl_entry();
     const int row = blockIdx.x, h = blockIdx.y;
     const long long base = ((long long) row * numHeads + h) * splits;
     float m = NEG_INF;

@@ -363,6 +363,7 @@ __device__ __forceinline__ void attention_prefill_tc(TC_PARAMS) {
 // 2 blocks per SM (87 KB of shared memory each at head size 128).
 #define PREFILL_TC_KERNEL(HD)                                                                               \
     extern "C" __global__ void __launch_bounds__(ATT_TC_THREADS, 2) attention_prefill_tc_h##HD(TC_PARAMS) {     \
+        pdl_entry();                                                                                            \
         attention_prefill_tc<HD>(TC_ARGS);                                                                  \
     }
 

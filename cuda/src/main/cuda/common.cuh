@@ -7,6 +7,35 @@
 
 typedef unsigned short bf16;
 
+// Programmatic dependent launch (sm_90+; KernelLauncher, CudaOptions.programmaticLaunch). A kernel launched with
+// programmatic stream serialization may start while the kernel before it on its stream drains. pdl_wait()
+// returns once that kernel has completed and its writes are visible; pdl_trigger() lets the next kernel start
+// launching once every block of this one has triggered or exited. Every kernel calls pdl_entry() (wait, then
+// trigger) first, or, where it does work before the wait, touches only memory the kernel before it cannot write
+// and waits before any exit. Then, at any kernel's start, every kernel before its predecessor has completed.
+// KernelSourcesTest checks that each kernel calls one of them. Without the launch attribute both are no-ops.
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" :::);
+#endif
+}
+
+__device__ __forceinline__ void pdl_entry() {
+    pdl_wait();
+    pdl_trigger();
+}
+
+// Brings the 128-byte line holding p into L2 (a hint: no value comes back, nothing faults).
+__device__ __forceinline__ void prefetch_l2(const void* p) {
+    asm volatile("prefetch.global.L2 [%0];" :: "l"(p));
+}
+
 #define NEG_INF (__int_as_float(0xff800000))
 #define LOG2E 1.4426950408889634f
 

@@ -5,18 +5,21 @@
 // ---- conversions (host floats <-> device bf16) ------------------------------------------------------
 
 extern "C" __global__ void f32_to_bf16(const float* __restrict__ src, bf16* __restrict__ dst, long long n) {
+    pdl_entry();
     for (long long i = blockIdx.x * (long long) blockDim.x + threadIdx.x; i < n; i += (long long) gridDim.x * blockDim.x) {
         dst[i] = f2bf(src[i]);
     }
 }
 
 extern "C" __global__ void f16_to_bf16(const unsigned short* __restrict__ src, bf16* __restrict__ dst, long long n) {
+    pdl_entry();
     for (long long i = blockIdx.x * (long long) blockDim.x + threadIdx.x; i < n; i += (long long) gridDim.x * blockDim.x) {
         dst[i] = f2bf(h2f(src[i]));
     }
 }
 
 extern "C" __global__ void bf16_to_f32(const bf16* __restrict__ src, float* __restrict__ dst, long long n) {
+    pdl_entry();
     for (long long i = blockIdx.x * (long long) blockDim.x + threadIdx.x; i < n; i += (long long) gridDim.x * blockDim.x) {
         dst[i] = bf2f(src[i]);
     }
@@ -27,6 +30,7 @@ extern "C" __global__ void bf16_to_f32(const bf16* __restrict__ src, float* __re
 // out[r] = src[index[r]] (embedding lookup and gatherRows). One block per output row.
 extern "C" __global__ void gather_rows(const bf16* __restrict__ src, const int* __restrict__ index,
                                        bf16* __restrict__ out, int cols) {
+    pdl_entry();
     int r = blockIdx.x;
     const bf16* s = src + (long long) index[r] * cols;
     bf16* d = out + (long long) r * cols;
@@ -44,6 +48,7 @@ extern "C" __global__ void gather_rows(const bf16* __restrict__ src, const int* 
 // out[r] = x[r] / sqrt(mean(x[r]^2) + eps) * w. One block per row; the second pass re-reads x from L1/L2.
 extern "C" __global__ void rms_norm(const bf16* __restrict__ x, const bf16* __restrict__ w, bf16* __restrict__ out,
                                     int cols, float eps) {
+    pdl_entry();
     __shared__ float scratch[32];
     const bf16* xr = x + (long long) blockIdx.x * cols;
     bf16* outr = out + (long long) blockIdx.x * cols;
@@ -73,6 +78,7 @@ extern "C" __global__ void rms_norm(const bf16* __restrict__ x, const bf16* __re
 
 // out = a + b over n elements (out may alias a or b).
 extern "C" __global__ void add(const bf16* a, const bf16* b, bf16* out, long long n) {
+    pdl_entry();
     long long stride = (long long) gridDim.x * blockDim.x;
     long long first = blockIdx.x * (long long) blockDim.x + threadIdx.x;
     if ((n & 7) == 0) {
@@ -91,6 +97,7 @@ extern "C" __global__ void add(const bf16* a, const bf16* b, bf16* out, long lon
 
 // out[r, c] += bias[c].
 extern "C" __global__ void add_bias(bf16* out, const bf16* __restrict__ bias, int rows, int cols) {
+    pdl_entry();
     long long n = (long long) rows * cols;
     for (long long i = blockIdx.x * (long long) blockDim.x + threadIdx.x; i < n; i += (long long) gridDim.x * blockDim.x) {
         out[i] = f2bf(bf2f(out[i]) + bf2f(bias[i % cols]));
@@ -102,6 +109,7 @@ extern "C" __global__ void add_bias(bf16* out, const bf16* __restrict__ bias, in
 // stored them.
 extern "C" __global__ void swiglu(const bf16* __restrict__ gu, bf16* __restrict__ out, int rows, int inter,
                                   const bf16* __restrict__ lora) {
+    pdl_entry();
     long long n = (long long) rows * inter;
     for (long long i = blockIdx.x * (long long) blockDim.x + threadIdx.x; i < n; i += (long long) gridDim.x * blockDim.x) {
         long long r = i / inter;
@@ -123,6 +131,7 @@ extern "C" __global__ void swiglu(const bf16* __restrict__ gu, bf16* __restrict_
 // float32, cos/sin at full precision (positions reach 1e5 radians). Grid: rows; threads over (head, i).
 extern "C" __global__ void rope(bf16* x, int rowStride, const int* __restrict__ positions,
                                 const float* __restrict__ invFreq, int numHeads, int headDim, float factor) {
+    pdl_entry();
     int r = blockIdx.x;
     int half = headDim >> 1;
     float pos = (float) positions[r];
@@ -141,6 +150,7 @@ extern "C" __global__ void rope(bf16* x, int rowStride, const int* __restrict__ 
 // cache[slot] = k, v of each row (slot < 0: padding row, skipped). Cache layout [slot][kvHead][headDim].
 extern "C" __global__ void append_kv(const bf16* __restrict__ qkv, int qkvStride, int kCol, int vCol,
                                      const int* __restrict__ slots, bf16* kCache, bf16* vCache, int kvCols) {
+    pdl_entry();
     int r = blockIdx.x;
     long long slot = slots[r];
     if (slot < 0) return;

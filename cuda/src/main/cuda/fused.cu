@@ -41,6 +41,7 @@ __device__ __forceinline__ uint4 with_lora8(uint4 d, const bf16* lora, int chunk
 // out may alias (each element is read and written by one thread).
 extern "C" __global__ void add_rms_norm(bf16* x, const bf16* delta, const bf16* __restrict__ lora,
                                         const bf16* __restrict__ w, bf16* out, int cols, float eps) {
+    pdl_entry();
     __shared__ float scratch[32];
     bf16* xr = x + (long long) blockIdx.x * cols;
     const bf16* dr = delta + (long long) blockIdx.x * cols;
@@ -102,6 +103,7 @@ extern "C" __global__ void rope_append_kv(bf16* qkv, int qkvStride, const int* _
                                           const float* __restrict__ invFreq, int numHeads, int numKvHeads,
                                           int headDim, float factor, int vCol, const int* __restrict__ slots,
                                           bf16* kCache, bf16* vCache, const bf16* __restrict__ lora) {
+    pdl_entry();
     extern __shared__ float angles[];
     int r = blockIdx.x;
     int half = headDim >> 1;

@@ -365,6 +365,7 @@ __device__ __forceinline__ void sample_row(const T* __restrict__ logits, int voc
 extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS)
 sample_rows(const float* __restrict__ logits, int vocab, const int* __restrict__ params,
             const int* __restrict__ penalties, float* scratch, int* __restrict__ out) {
+    pdl_entry();
     sample_row(logits, vocab, params, penalties, scratch, out);
 }
 
@@ -372,5 +373,6 @@ sample_rows(const float* __restrict__ logits, int vocab, const int* __restrict__
 extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS)
 sample_rows_bf16(const bf16* __restrict__ logits, int vocab, const int* __restrict__ params,
                  const int* __restrict__ penalties, float* scratch, int* __restrict__ out) {
+    pdl_entry();
     sample_row(logits, vocab, params, penalties, scratch, out);
 }

@@ -155,6 +155,7 @@ extern "C" __global__ void __launch_bounds__(SGMV_THREADS)
 sgmv_shrink(const bf16* __restrict__ x, int xStride, bf16* __restrict__ v, int vStride,
             const int* __restrict__ tiles, const unsigned long long* __restrict__ aPtr,
             const int* __restrict__ ranks, int in, int kChunk, float* partial, int* arrivals) {
+    pdl_entry();
     shrink_block<SGMV_TILE_ROWS>(x, xStride, v, vStride, tiles, aPtr, ranks, in, kChunk, partial, arrivals, blockIdx.z,
                                  gridDim.z, (long long) blockIdx.x * gridDim.y + blockIdx.y);
 }
@@ -166,6 +167,7 @@ extern "C" __global__ void __launch_bounds__(SGMV_THREADS)
 sgmv_shrink_row(const bf16* __restrict__ x, int xStride, bf16* __restrict__ v, int vStride,
                 const int* __restrict__ tiles, const unsigned long long* __restrict__ aPtr,
                 const int* __restrict__ ranks, int in, int kChunk, float* partial, int* arrivals) {
+    pdl_entry();
     shrink_block<1>(x, xStride, v, vStride, tiles, aPtr, ranks, in, kChunk, partial, arrivals, blockIdx.z, gridDim.z,
                     (long long) blockIdx.x * gridDim.y + blockIdx.y);
 }
@@ -189,6 +191,7 @@ extern "C" __global__ void __launch_bounds__(SGMV_THREADS)
 sgmv_shrink_group(const bf16* __restrict__ x, int xStride, bf16* __restrict__ v, int vStride, int vWidth,
                   const int* __restrict__ tiles, const char* table0, const char* table1, const char* table2,
                   int slots, int in, int kChunk, int splits, float* partial, int* arrivals) {
+    pdl_entry();
     shrink_group_block<SGMV_TILE_ROWS>(x, xStride, v, vStride, vWidth, tiles, table0, table1, table2, slots, in,
                                        kChunk, splits, partial, arrivals);
 }
@@ -198,6 +201,7 @@ extern "C" __global__ void __launch_bounds__(SGMV_THREADS)
 sgmv_shrink_group_row(const bf16* __restrict__ x, int xStride, bf16* __restrict__ v, int vStride, int vWidth,
                       const int* __restrict__ tiles, const char* table0, const char* table1, const char* table2,
                       int slots, int in, int kChunk, int splits, float* partial, int* arrivals) {
+    pdl_entry();
     shrink_group_block<1>(x, xStride, v, vStride, vWidth, tiles, table0, table1, table2, slots, in, kChunk, splits,
                           partial, arrivals);
 }
@@ -306,6 +310,7 @@ extern "C" __global__ void __launch_bounds__(SGMV_THREADS)
 sgmv_expand(const bf16* __restrict__ v, int vStride, bf16* y, int yStride, int yCol,
             const int* __restrict__ tiles, const unsigned long long* __restrict__ bPtr,
             const int* __restrict__ ranks, const float* __restrict__ scales, int outFeatures) {
+    pdl_entry();
     expand_block(v, vStride, y, yStride, yCol, tiles, bPtr, ranks, scales, outFeatures, blockIdx.x, blockIdx.y);
 }
 
@@ -316,6 +321,7 @@ extern "C" __global__ void __launch_bounds__(SGMV_THREADS)
 sgmv_expand_group(const bf16* __restrict__ v, int vStride, int vWidth, bf16* y, int yStride,
                   const int* __restrict__ tiles, const char* table0, const char* table1, const char* table2, int slots,
                   int yCol0, int yCol1, int yCol2, int out0, int out1, int out2, int start1, int start2) {
+    pdl_entry();
     const int ob = blockIdx.y;
     const int m = ob >= start2 ? 2 : (ob >= start1 ? 1 : 0);
     const int start = m == 0 ? 0 : (m == 1 ? start1 : start2);
@@ -378,28 +384,43 @@ sgmv_fused_row_group(const bf16* __restrict__ x, int xStride, bf16* y, int yStri
     __shared__ float part[FUSED_MAX_RANK];
     __shared__ float vRow[FUSED_MAX_RANK];
     const int tile = blockIdx.y, m = blockIdx.z;
-    // Every exit before the barriers is the same for the whole cluster (same tile, same projection).
+    // Before pdl_wait (programmatic launch: the GEMM before this kernel may still be draining) only what that
+    // GEMM cannot write is read: the tile and slot tables, and the adapter's weights, which this block's share
+    // of the shrink and the expand will read and which are brought into L2 meanwhile.
     const int nRows = tiles[3 * tile + 1];
-    if (nRows == 0) return;
-    if (nRows != 1) __trap();  // the host gives this kernel one-row tiles only
     const int row = tiles[3 * tile], slot = tiles[3 * tile + 2];
     SlotTable t = slot_table(pick3(m, table0, table1, table2), slots);
-    const int rank = t.rank[slot];
-    if (rank == 0) return;
-    if (rank > FUSED_MAX_RANK) __trap();
+    const int rank = nRows > 0 ? t.rank[slot] : 0;
     const unsigned c = cluster_ctarank();
     const bf16* a = (const bf16*) t.a[slot];
     const bf16* b = (const bf16*) t.b[slot];
-    const float scale = t.scale[slot];
     const int out = m == 0 ? out0 : (m == 1 ? out1 : out2);
+    // This block's inputs [k0, k1) of the shrink and outputs [o0, o1) of the expand.
+    const int inPer = ((in + FUSED_CLUSTER - 1) / FUSED_CLUSTER + 7) & ~7;
+    const int k0 = min(in, (int) c * inPer), k1 = min(in, k0 + inPer);
+    const int outPer = (out + FUSED_CLUSTER - 1) / FUSED_CLUSTER;
+    const int o0 = c * outPer, o1 = min(out, o0 + outPer);
+    if (nRows == 1 && rank > 0 && rank <= FUSED_MAX_RANK) {
+        const int lines = (k1 - k0 + 63) / 64; // 64 bf16 a line
+        for (int i = threadIdx.x; i < rank * lines; i += SGMV_THREADS) {
+            prefetch_l2(a + (long long) (i / lines) * in + k0 + (i % lines) * 64);
+        }
+        const long long bFirst = (long long) o0 * rank, bEnd = (long long) o1 * rank;
+        for (long long e = bFirst + 64LL * threadIdx.x; e < bEnd; e += 64LL * SGMV_THREADS) prefetch_l2(b + e);
+    }
+    pdl_entry();
+    // Every exit before the barriers is the same for the whole cluster (same tile, same projection).
+    if (nRows == 0) return;
+    if (nRows != 1) __trap();  // the host gives this kernel one-row tiles only
+    if (rank == 0) return;
+    if (rank > FUSED_MAX_RANK) __trap();
+    const float scale = t.scale[slot];
     const int yCol = m == 0 ? yCol0 : (m == 1 ? yCol1 : yCol2);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const bf16* xr = x + (long long) row * xStride;
 
     // part = x[row, k0:k1] · A[:, k0:k1]ᵀ. Warps take ranks 4 at a time (a quad); with fewer than 8 quads
     // the spare warps split the inputs further (slices), with more each warp takes every 8th quad.
-    const int inPer = ((in + FUSED_CLUSTER - 1) / FUSED_CLUSTER + 7) & ~7;
-    const int k0 = min(in, (int) c * inPer), k1 = min(in, k0 + inPer);
     const int quads = (rank + SHRINK_RANKS_PER_WARP - 1) / SHRINK_RANKS_PER_WARP;
     const int warps = SGMV_THREADS / 32;
     const int slices = quads >= warps ? 1 : warps / quads;
@@ -467,8 +488,6 @@ sgmv_fused_row_group(const bf16* __restrict__ x, int xStride, bf16* y, int yStri
     __syncthreads();
 
     // y[row, yCol + o] += scale · v·B[o]ᵀ for this block's share of the outputs.
-    const int outPer = (out + FUSED_CLUSTER - 1) / FUSED_CLUSTER;
-    const int o0 = c * outPer, o1 = min(out, o0 + outPer);
     const bool bVec = (rank & 7) == 0 && aligned16(b);
     bf16* yr = y + (long long) row * yStride + yCol;
     #pragma unroll 2
@@ -490,6 +509,7 @@ sgmv_fused_row_group(const bf16* __restrict__ x, int xStride, bf16* y, int yStri
     }
     cluster_wait();
 #else
+    pdl_entry();
     __trap();
 #endif
 }

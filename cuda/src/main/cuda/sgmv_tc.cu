@@ -102,6 +102,7 @@ extern "C" __global__ void __launch_bounds__(TC_THREADS)
 sgmv_tc_shrink(const bf16* __restrict__ x, int xStride, bf16* __restrict__ v, int vStride, int vWidth,
                const int* __restrict__ tiles, const char* table0, const char* table1, const char* table2, int slots,
                int in, int kChunk, float* partial, int* arrivals) {
+    pdl_entry();
     __shared__ __align__(16) bf16 xs[2][TC_ROWS][TC_KS];
     __shared__ __align__(16) bf16 as[2][TC_MAX_RANK][TC_KS];
     __shared__ int lastToArrive;
@@ -255,6 +256,7 @@ extern "C" __global__ void __launch_bounds__(TC_THREADS)
 sgmv_tc_expand(const bf16* __restrict__ v, int vStride, int vWidth, bf16* y, int yStride,
                const int* __restrict__ tiles, const char* table0, const char* table1, const char* table2, int slots,
                int yCol0, int yCol1, int yCol2, int out0, int out1, int out2, int start1, int start2) {
+    pdl_entry();
     struct Operands {
         bf16 v[TC_ROWS][TC_RS];
         bf16 b[TC_OUT_COLS][TC_RS];

@@ -69,7 +69,8 @@ public final class CudaBackend implements Backend {
         ctx = new CudaContext(options.device());
         modules = new KernelModules(ctx.driver, ctx.ccMajor, ctx.ccMinor, options.nvrtc());
         profiler = options.profile() ? new KernelProfiler(ctx.driver) : null;
-        launcher = new KernelLauncher(ctx, modules, profiler, loraApart(options), options.apartGemmSms());
+        launcher = new KernelLauncher(ctx, modules, profiler, loraApart(options), options.apartGemmSms(),
+                options.programmaticLaunch() && ctx.ccMajor >= 9);
         memory = new DeviceAllocator(ctx);
         ring = new StagingRing(ctx);
         DeviceParts parts = new DeviceParts(ctx, memory, ring, new Kernels(launcher, ctx.multiprocessors));

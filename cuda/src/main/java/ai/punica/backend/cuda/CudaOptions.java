@@ -35,6 +35,10 @@ package ai.punica.backend.cuda;
  * @param apartGemmSms        with {@code loraApart}, the side stream's GEMMs plan for this many SMs (cuBLAS's SM count
  *                            target), leaving the others to the add-on's kernels beside them
  *                            ({@code punica.cuda.apartGemmSms}, default 0: all SMs)
+ * @param programmaticLaunch  on sm_90+, every kernel of ours is launched with programmatic stream serialization (PDL):
+ *                            it may start while the kernel before it drains and waits in {@code griddepcontrol.wait}
+ *                            before touching memory; the fused LoRA kernel computes its shrink before that wait
+ *                            ({@code punica.cuda.pdl}, default on; results are the same either way)
  * @param batchInvariant      a row's results never depend on the other rows of a step ({@code --batch-invariant}):
  *                            projections as cuBLAS calls of a fixed row count, attention on the general kernel with
  *                            a fixed number of splits, SGMV on the CUDA-core kernels without split-K; it needs
@@ -45,7 +49,7 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
                           int apartGemmSms, int fusedMinTiles,
                           boolean decodeAttention, int decodeBlocksPerSm, int sgmvTcMinRows,
                           boolean tensorCoreAttention, int tensorCoreMinRows, boolean profile, boolean nvrtc,
-                          boolean batchInvariant) {
+                          boolean programmaticLaunch, boolean batchInvariant) {
     /**
      * Decode batches of more tiles than this take the fused kernel; smaller ones the two launches with the
      * shrink overlapping the GEMM. On an H200 (ProjectionBench, Llama-7B projections, rank 16) the LoRA of a
@@ -107,6 +111,7 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
                 .tensorCoreAttention(flag("punica.cuda.tensorCoreAttention", true))
                 .profile(flag("punica.cuda.profile", false))
                 .nvrtc(flag("punica.cuda.nvrtc", false))
+                .programmaticLaunch(flag("punica.cuda.pdl", true))
                 .build();
     }
 
@@ -120,7 +125,7 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
                 .loraApart(loraApart).apartGemmSms(apartGemmSms).fusedMinTiles(fusedMinTiles).decodeAttention(decodeAttention).decodeBlocksPerSm(decodeBlocksPerSm)
                 .sgmvTcMinRows(sgmvTcMinRows).tensorCoreAttention(tensorCoreAttention)
                 .tensorCoreMinRows(tensorCoreMinRows).profile(profile).nvrtc(nvrtc)
-                .batchInvariant(batchInvariant);
+                .programmaticLaunch(programmaticLaunch).batchInvariant(batchInvariant);
     }
 
     private static boolean flag(String name, boolean defaultValue) {
@@ -162,6 +167,7 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
         private int tensorCoreMinRows = TENSOR_CORE_MIN_ROWS;
         private boolean profile;
         private boolean nvrtc;
+        private boolean programmaticLaunch = true;
         private boolean batchInvariant;
 
         private Builder() {
@@ -172,6 +178,8 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
         public Builder profile(boolean on) { profile = on; return this; }
         public Builder nvrtc(boolean on) { nvrtc = on; return this; }
         public Builder stepGraphs(boolean on) { stepGraphs = on; return this; }
+        /** Programmatic dependent launch of our kernels on sm_90+ (results do not change). */
+        public Builder programmaticLaunch(boolean on) { programmaticLaunch = on; return this; }
 
         /**
          * Batch-invariant kernels ({@code --batch-invariant}); on, it also turns off the paths whose reductions
@@ -194,7 +202,7 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
             return new CudaOptions(device, stepGraphs, fusedLora, loraOverlap, loraApart, apartGemmSms, fusedMinTiles,
                     decodeAttention,
                     decodeBlocksPerSm, sgmvTcMinRows, tensorCoreAttention, tensorCoreMinRows, profile, nvrtc,
-                    batchInvariant);
+                    programmaticLaunch, batchInvariant);
         }
 
         // Paths of the LoRA add-on.

@@ -41,7 +41,7 @@ final class Driver {
             cuMemcpyDtoDAsync, cuMemsetD32Async, cuStreamCreate, cuStreamDestroy, cuStreamSynchronize,
             cuEventCreate, cuEventRecord, cuEventSynchronize, cuEventElapsedTime, cuEventDestroy, cuEventQuery,
             cuStreamWaitEvent,
-            cuModuleLoadData, cuModuleUnload, cuModuleGetFunction, cuLaunchKernel, cuFuncSetAttribute,
+            cuModuleLoadData, cuModuleUnload, cuModuleGetFunction, cuLaunchKernel, cuLaunchKernelEx, cuFuncSetAttribute,
             cuStreamBeginCapture, cuStreamEndCapture, cuGraphInstantiate, cuGraphLaunch, cuGraphDestroy,
             cuGraphExecDestroy, cuGetErrorString, cuGetErrorName;
 
@@ -80,6 +80,7 @@ final class Driver {
         cuModuleGetFunction = h("cuModuleGetFunction", ADDRESS, ADDRESS, ADDRESS);
         cuLaunchKernel = h("cuLaunchKernel", ADDRESS, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT,
                 JAVA_INT, ADDRESS, ADDRESS, ADDRESS);
+        cuLaunchKernelEx = h("cuLaunchKernelEx", ADDRESS, ADDRESS, ADDRESS, ADDRESS);
         cuFuncSetAttribute = h("cuFuncSetAttribute", ADDRESS, JAVA_INT, JAVA_INT);
         cuStreamBeginCapture = h("cuStreamBeginCapture_v2", ADDRESS, JAVA_INT);
         cuStreamEndCapture = h("cuStreamEndCapture", ADDRESS, ADDRESS);
@@ -420,6 +421,54 @@ final class Driver {
         if (rc != 0) {
             throw new CudaException("cuLaunchKernel(" + name + ", grid " + gx + "x" + gy + "x" + gz + ", block " + bx
                     + "x" + by + "x" + bz + ", smem " + sharedBytes + ") failed: " + errorText(rc));
+        }
+    }
+
+    /** {@code CUlaunchConfig} (cuda.h): 7 uints, the stream at 32, the attribute array at 40, their count at 48. */
+    private static final long LAUNCH_CONFIG_BYTES = 56;
+    /** {@code CUlaunchAttribute}: the id, padding to 8, a 64-byte value union. */
+    private static final long LAUNCH_ATTRIBUTE_BYTES = 72;
+    private static final int CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION = 6;
+
+    /**
+     * A launch configuration of {@link #launchKernelProgrammatic}, allocated once by its caller: the config
+     * followed by its one attribute, programmatic stream serialization allowed.
+     */
+    static MemorySegment programmaticLaunchConfig(Arena arena) {
+        MemorySegment c = arena.allocate(LAUNCH_CONFIG_BYTES + LAUNCH_ATTRIBUTE_BYTES, 16);
+        MemorySegment attribute = c.asSlice(LAUNCH_CONFIG_BYTES, LAUNCH_ATTRIBUTE_BYTES);
+        attribute.set(JAVA_INT, 0, CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION);
+        attribute.set(JAVA_INT, 8, 1);
+        c.set(ADDRESS, 40, attribute);
+        c.set(JAVA_INT, 48, 1);
+        return c;
+    }
+
+    /**
+     * {@link #launchKernel} through {@code cuLaunchKernelEx} with programmatic stream serialization allowed
+     * (sm_90+): the kernel may start while the kernel before it on the stream finishes, and must execute
+     * {@code griddepcontrol.wait} (common.cuh, {@code pdl_entry}) before it reads or writes anything that one
+     * may touch. {@code config} comes from {@link #programmaticLaunchConfig}; it is filled here.
+     */
+    void launchKernelProgrammatic(MemorySegment config, MemorySegment function, int gx, int gy, int gz, int bx,
+                                  int sharedBytes, MemorySegment stream, MemorySegment params, String name) {
+        config.set(JAVA_INT, 0, gx);
+        config.set(JAVA_INT, 4, gy);
+        config.set(JAVA_INT, 8, gz);
+        config.set(JAVA_INT, 12, bx);
+        config.set(JAVA_INT, 16, 1);
+        config.set(JAVA_INT, 20, 1);
+        config.set(JAVA_INT, 24, sharedBytes);
+        config.set(ADDRESS, 32, stream);
+        int rc;
+        try {
+            rc = (int) cuLaunchKernelEx.invokeExact(config, function, params, MemorySegment.NULL);
+        } catch (Throwable t) {
+            throw wrap("cuLaunchKernelEx(" + name + ")", t);
+        }
+        if (rc != 0) {
+            throw new CudaException("cuLaunchKernelEx(" + name + ", grid " + gx + "x" + gy + "x" + gz + ", block " + bx
+                    + ", smem " + sharedBytes + ", programmatic) failed: " + errorText(rc));
         }
     }
 

@@ -15,7 +15,7 @@ import java.lang.foreign.MemorySegment;
  * kernel; nothing else calls {@link #launch}.
  *
  * <pre>
- *  Kernels.launchX(...) ─► words (p / i / f) ─► launch ─┬ eager / measure: cuLaunchKernel on launchStream
+ *  Kernels.launchX(...) ─► words (p / i / f) ─► launch ─┬ eager / measure: cuLaunchKernel(Ex) on launchStream
  *                                                      ├ capture: noted, then cuLaunchKernel (into the graph)
  *                                                      └ replay: compared with the recording, not enqueued
  * </pre>
@@ -46,6 +46,8 @@ final class KernelLauncher {
     private boolean sideForked;
 
     private final Arena arena = Arena.ofShared();
+    /** The launch configuration of programmatic launches ({@link Driver#programmaticLaunchConfig}); null: plain launches. */
+    private final MemorySegment programmaticConfig;
     private final MemorySegment launchValues;
     private final MemorySegment launchPointers;
     private int argCount;
@@ -53,9 +55,11 @@ final class KernelLauncher {
     /**
      * @param sideGemms   GEMMs may run on the side stream ({@code matmulLoraApart}): a second cuBLAS handle for it
      * @param sideGemmSms SMs the side stream's GEMMs plan for (0: all): the rest stay free for the add-on beside them
+     * @param programmatic every kernel launched with programmatic stream serialization (sm_90+; each kernel's
+     *                     {@code pdl_entry} waits for the kernel before it, common.cuh)
      */
     KernelLauncher(CudaContext ctx, KernelModules modules, KernelProfiler profiler, boolean sideGemms,
-                   int sideGemmSms) {
+                   int sideGemmSms, boolean programmatic) {
         Driver driver = ctx.driver;
         this.ctx = ctx;
         this.modules = modules;
@@ -71,6 +75,7 @@ final class KernelLauncher {
         if (sideGemms && sideGemmSms > 0) {
             sideCublas.smCountTarget(sideGemmSms);
         }
+        programmaticConfig = programmatic ? Driver.programmaticLaunchConfig(arena) : null;
         launchValues = arena.allocate(8L * 64, 16);
         launchPointers = arena.allocate(ADDRESS, 64);
         for (int i = 0; i < 64; i++) {
@@ -140,7 +145,12 @@ final class KernelLauncher {
         if (profiled) {
             profiler.begin(name, launchStream);
         }
-        ctx.driver.launchKernel(function, gx, gy, gz, threads, 1, 1, smem, launchStream, launchPointers, name);
+        if (programmaticConfig != null) {
+            ctx.driver.launchKernelProgrammatic(programmaticConfig, function, gx, gy, gz, threads, smem, launchStream,
+                    launchPointers, name);
+        } else {
+            ctx.driver.launchKernel(function, gx, gy, gz, threads, 1, 1, smem, launchStream, launchPointers, name);
+        }
         if (profiled) {
             profiler.end(launchStream);
         }
