@@ -9,6 +9,10 @@ package ai.punica.backend.cuda;
  * @param fusedLora           decode-step LoRA in one cluster launch on sm_90+ ({@code punica.cuda.fusedLora}, default on)
  * @param loraOverlap         the SGMV shrink on a side stream, overlapping the GEMM ({@code punica.cuda.loraOverlap},
  *                            default on)
+ * @param rowTilesUpTo        decode-shaped steps (a row per segment, or segments no longer than the tile table allows)
+ *                            of up to this many SGMV tiles cut them into one-row tiles: the row kernels and the fused
+ *                            one; larger steps take tiles of 8 rows and two launches ({@code punica.cuda.rowTilesUpTo},
+ *                            default {@value #ROW_TILES_UP_TO})
  * @param fusedMinTiles       decode batches of more tiles than this take the fused LoRA kernel (default
  *                            {@value #FUSED_MIN_TILES}; not a property: tests lower it)
  * @param decodeAttention     decode steps take the decode attention kernel; off routes them to the general one
@@ -46,7 +50,7 @@ package ai.punica.backend.cuda;
  *                            {@code sgmvTcMinRows} off, which {@link Builder#batchInvariant} sets (default off)
  */
 public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boolean loraOverlap, boolean loraApart,
-                          int apartGemmSms, int fusedMinTiles,
+                          int apartGemmSms, int rowTilesUpTo, int fusedMinTiles,
                           boolean decodeAttention, int decodeBlocksPerSm, int sgmvTcMinRows,
                           boolean tensorCoreAttention, int tensorCoreMinRows, boolean profile, boolean nvrtc,
                           boolean programmaticLaunch, boolean batchInvariant) {
@@ -57,6 +61,9 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
      * rows both about 1.65 in the bench, and in the decode step the fused kernel was 0.3 ms faster.
      */
     public static final int FUSED_MIN_TILES = 8;
+
+    /** Steps of up to this many SGMV tiles take one-row tiles ({@link #rowTilesUpTo}). */
+    public static final int ROW_TILES_UP_TO = 64;
 
     /**
      * SGMV segments of at least this many rows take the tensor-core kernels (prefill chunks; in a mixed step the
@@ -77,6 +84,7 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
     public CudaOptions {
         atLeast("punica.cuda.device", device, 0);
         atLeast("fusedMinTiles", fusedMinTiles, 0);
+        atLeast("punica.cuda.rowTilesUpTo", rowTilesUpTo, 0);
         atLeast("punica.cuda.apartGemmSms (0: all)", apartGemmSms, 0);
         atLeast("punica.cuda.sgmvTcMinRows (0: off)", sgmvTcMinRows, 0);
         atLeast("decodeBlocksPerSm (blocks per SM)", decodeBlocksPerSm, 1);
@@ -107,6 +115,7 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
                 .loraOverlap(flag("punica.cuda.loraOverlap", true))
                 .loraApart(flag("punica.cuda.loraApart", false))
                 .apartGemmSms(intProperty("punica.cuda.apartGemmSms", 0))
+                .rowTilesUpTo(intProperty("punica.cuda.rowTilesUpTo", ROW_TILES_UP_TO))
                 .sgmvTcMinRows(intProperty("punica.cuda.sgmvTcMinRows", SGMV_TC_MIN_ROWS))
                 .tensorCoreAttention(flag("punica.cuda.tensorCoreAttention", true))
                 .profile(flag("punica.cuda.profile", false))
@@ -122,7 +131,7 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
     /** A builder holding these options, to change some of them. */
     public Builder toBuilder() {
         return new Builder().device(device).stepGraphs(stepGraphs).fusedLora(fusedLora).loraOverlap(loraOverlap)
-                .loraApart(loraApart).apartGemmSms(apartGemmSms).fusedMinTiles(fusedMinTiles).decodeAttention(decodeAttention).decodeBlocksPerSm(decodeBlocksPerSm)
+                .loraApart(loraApart).apartGemmSms(apartGemmSms).rowTilesUpTo(rowTilesUpTo).fusedMinTiles(fusedMinTiles).decodeAttention(decodeAttention).decodeBlocksPerSm(decodeBlocksPerSm)
                 .sgmvTcMinRows(sgmvTcMinRows).tensorCoreAttention(tensorCoreAttention)
                 .tensorCoreMinRows(tensorCoreMinRows).profile(profile).nvrtc(nvrtc)
                 .programmaticLaunch(programmaticLaunch).batchInvariant(batchInvariant);
@@ -159,6 +168,7 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
         private boolean loraOverlap = true;
         private boolean loraApart;
         private int apartGemmSms;
+        private int rowTilesUpTo = ROW_TILES_UP_TO;
         private int fusedMinTiles = FUSED_MIN_TILES;
         private boolean decodeAttention = true;
         private int decodeBlocksPerSm = 8;
@@ -199,7 +209,8 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
 
         /** The options, checked (a negative device or tile count, no blocks per SM or no minimum rows is refused). */
         public CudaOptions build() {
-            return new CudaOptions(device, stepGraphs, fusedLora, loraOverlap, loraApart, apartGemmSms, fusedMinTiles,
+            return new CudaOptions(device, stepGraphs, fusedLora, loraOverlap, loraApart, apartGemmSms, rowTilesUpTo,
+                    fusedMinTiles,
                     decodeAttention,
                     decodeBlocksPerSm, sgmvTcMinRows, tensorCoreAttention, tensorCoreMinRows, profile, nvrtc,
                     programmaticLaunch, batchInvariant);
@@ -211,6 +222,7 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
         public Builder loraApart(boolean on) { loraApart = on; return this; }
         public Builder apartGemmSms(int sms) { apartGemmSms = sms; return this; }
         public Builder fusedMinTiles(int tiles) { fusedMinTiles = tiles; return this; }
+        public Builder rowTilesUpTo(int tiles) { rowTilesUpTo = tiles; return this; }
         /** Rows of a segment from which its SGMV runs on tensor cores; 0: never. */
         public Builder sgmvTcMinRows(int rows) { sgmvTcMinRows = rows; return this; }
 

@@ -60,7 +60,7 @@ final class SgmvOps {
 
     private final DeviceParts parts;
     private final SlotTables slotTables;
-    private final SgmvTiles tiles = new SgmvTiles();
+    private final SgmvTiles tiles;
     /** Each split-K's scratch (device address), allocated when first needed. */
     private final Map<SplitK, Long> scratchBases = new HashMap<>();
     private long tcLaunches;
@@ -72,6 +72,7 @@ final class SgmvOps {
         this.options = options;
         this.parts = parts;
         this.slotTables = new SlotTables(parts);
+        this.tiles = new SgmvTiles(options.rowTilesUpTo());
     }
 
     /**
@@ -106,7 +107,7 @@ final class SgmvOps {
         long[] scratch = scratch(SHRINK_SPLIT, splits);
         int slots = weights.slots();
         long tilesOnDevice = parts.ring().ints(tileTable);
-        parts.kernels().launchSgmvShrink(SgmvTiles.rowTiles(segments, tileCount), xs.ptr, xs.cols(),
+        parts.kernels().launchSgmvShrink(tiles.rowTiles(segments, tileCount), xs.ptr, xs.cols(),
                 vs.ptr + 2L * vCol, vs.cols(), tilesOnDevice, table.device, table.ranks(slots), in, kChunk, scratch[0],
                 scratch[1], tileCount, rankBlocks, splits);
     }
@@ -149,7 +150,7 @@ final class SgmvOps {
         int splits = ceilDiv(in, kChunk);
         long[] scratch = scratch(SHRINK_SPLIT, splits);
         long tilesOnDevice = parts.ring().ints(tileTable);
-        parts.kernels().launchSgmvShrinkGroup(SgmvTiles.rowTiles(segments, tileCount), xs.ptr, xs.cols(), vs.ptr,
+        parts.kernels().launchSgmvShrinkGroup(tiles.rowTiles(segments, tileCount), xs.ptr, xs.cols(), vs.ptr,
                 vs.cols(), w, tilesOnDevice, tables, slots, in, kChunk, splits, scratch[0], scratch[1], tileCount, rankBlocks, n);
     }
 
@@ -157,7 +158,7 @@ final class SgmvOps {
     boolean takesFused(int rows, List<LoraWeights> group, Segments segments, int vCols) {
         if (fusedLora() && group.size() <= SGMV_GROUP_MAX && vCols / group.size() <= FUSED_MAX_RANK) {
             int tileCount = SgmvTiles.count(rows, group.getFirst().slots());
-            return tileCount > options.fusedMinTiles() && SgmvTiles.rowTiles(segments, tileCount);
+            return tileCount > options.fusedMinTiles() && tiles.rowTiles(segments, tileCount);
         }
         return false;
     }
@@ -330,7 +331,7 @@ final class SgmvOps {
             }
         }
         int slots = tables[0].rank.length;
-        if (longOnes == 0 || SgmvTiles.rowTiles(segments, SgmvTiles.count(segments.rows(), slots))) {
+        if (longOnes == 0 || tiles.rowTiles(segments, SgmvTiles.count(segments.rows(), slots))) {
             return Path.CUDA_CORES;
         }
         return shortOnes == 0 ? Path.TENSOR_CORES : Path.BOTH;

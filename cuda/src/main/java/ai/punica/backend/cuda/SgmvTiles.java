@@ -17,13 +17,22 @@ import java.util.Arrays;
  * share one array (and one upload).
  */
 final class SgmvTiles {
-    /** Steps of up to this many tiles cut segments into one-row tiles when every row fits a tile. */
-    private static final int ROW_TILES_UP_TO = 64;
-
     private record Table(Segments segments, int count, int height, int[] tiles) {
     }
 
     private final ArrayDeque<Table> recent = new ArrayDeque<>();
+    /** Steps of up to this many tiles cut segments into one-row tiles when every row fits a tile. */
+    private final int rowTilesUpTo;
+
+    /** Tiles with one-row tiles up to {@link CudaOptions#ROW_TILES_UP_TO} tiles. */
+    SgmvTiles() {
+        this(CudaOptions.ROW_TILES_UP_TO);
+    }
+
+    /** Tiles with one-row tiles for steps of up to {@code rowTilesUpTo} tiles ({@link CudaOptions#rowTilesUpTo}). */
+    SgmvTiles(int rowTilesUpTo) {
+        this.rowTilesUpTo = rowTilesUpTo;
+    }
 
     /**
      * How many tiles of at most 8 rows an SGMV launch has for {@code rows} rows and {@code slots} adapter
@@ -51,8 +60,8 @@ final class SgmvTiles {
      * shared by the batch) then spreads over as many blocks as distinct adapters would, its weights re-read
      * from L2 rather than streamed by a few blocks.
      */
-    static boolean rowTiles(Segments segments, int tileCount) {
-        return segments.rows() <= tileCount && tileCount <= ROW_TILES_UP_TO;
+    boolean rowTiles(Segments segments, int tileCount) {
+        return segments.rows() <= tileCount && tileCount <= rowTilesUpTo;
     }
 
     /**
