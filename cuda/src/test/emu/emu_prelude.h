@@ -53,3 +53,8 @@ inline T __shfl_xor_sync(unsigned, T v, int o) {
     tw->bar.arrive_and_wait();
     return r;
 }
+
+// common.cuh's split-K arrival and L2 prefetch (not used by the attention kernel, but compiled with it).
+inline void __threadfence() {}
+inline int atomicAdd(int* p, int v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
+#define emu_asm(...) ((void) 0)   // gen_host_kernel.py turns common.cuh's inline PTX into this

@@ -11,8 +11,9 @@ package ai.punica.backend.cuda;
  *                            default on)
  * @param rowTilesUpTo        decode-shaped steps (a row per segment, or segments no longer than the tile table allows)
  *                            of up to this many SGMV tiles cut them into one-row tiles: the row kernels and the fused
- *                            one; larger steps take tiles of 8 rows and two launches ({@code punica.cuda.rowTilesUpTo},
- *                            default {@value #ROW_TILES_UP_TO})
+ *                            one; above 64 tiles, a step whose adapted segments are all long (tensor-core length)
+ *                            takes the tensor-core kernels instead; larger steps take tiles of 8 rows and two launches
+ *                            ({@code punica.cuda.rowTilesUpTo}, default {@value #ROW_TILES_UP_TO})
  * @param fusedMinTiles       decode batches of more tiles than this take the fused LoRA kernel (default
  *                            {@value #FUSED_MIN_TILES}; not a property: tests lower it)
  * @param decodeAttention     decode steps take the decode attention kernel; off routes them to the general one
@@ -62,8 +63,13 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
      */
     public static final int FUSED_MIN_TILES = 8;
 
-    /** Steps of up to this many SGMV tiles take one-row tiles ({@link #rowTilesUpTo}). */
-    public static final int ROW_TILES_UP_TO = 64;
+    /**
+     * Steps of up to this many SGMV tiles take one-row tiles ({@link #rowTilesUpTo}), except that above 64 a step whose
+     * adapted segments are all long takes the tensor-core kernels ({@code SgmvTiles.rowTiles}). On an H200 (Llama-2-7B,
+     * 128-row decode step, docs/benchmarks/2026-12-04-s11-h200.md) 128 against 64 took skewed from 20.6 to 18.4 ms
+     * and distinct from 20.6 to 19.7; uniform 18.2 to 18.5, identical (tensor cores either way) alike.
+     */
+    public static final int ROW_TILES_UP_TO = 128;
 
     /**
      * SGMV segments of at least this many rows take the tensor-core kernels (prefill chunks; in a mixed step the

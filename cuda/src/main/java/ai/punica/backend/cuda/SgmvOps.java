@@ -72,7 +72,7 @@ final class SgmvOps {
         this.options = options;
         this.parts = parts;
         this.slotTables = new SlotTables(parts);
-        this.tiles = new SgmvTiles(options.rowTilesUpTo());
+        this.tiles = new SgmvTiles(options.rowTilesUpTo(), options.sgmvTcMinRows());
     }
 
     /**

@@ -23,15 +23,24 @@ final class SgmvTiles {
     private final ArrayDeque<Table> recent = new ArrayDeque<>();
     /** Steps of up to this many tiles cut segments into one-row tiles when every row fits a tile. */
     private final int rowTilesUpTo;
+    /** Segments of at least this many rows run on tensor cores ({@link CudaOptions#sgmvTcMinRows}; 0: never). */
+    private final int tensorCoreMinRows;
+    /** The segments last asked about in {@link #allLong}, and the answer. */
+    private Segments lastAsked;
+    private boolean lastAllLong;
 
-    /** Tiles with one-row tiles up to {@link CudaOptions#ROW_TILES_UP_TO} tiles. */
+    /** Tiles with the default switches ({@link CudaOptions#ROW_TILES_UP_TO}, {@link CudaOptions#SGMV_TC_MIN_ROWS}). */
     SgmvTiles() {
-        this(CudaOptions.ROW_TILES_UP_TO);
+        this(CudaOptions.ROW_TILES_UP_TO, CudaOptions.SGMV_TC_MIN_ROWS);
     }
 
-    /** Tiles with one-row tiles for steps of up to {@code rowTilesUpTo} tiles ({@link CudaOptions#rowTilesUpTo}). */
-    SgmvTiles(int rowTilesUpTo) {
+    /**
+     * Tiles with one-row tiles for steps of up to {@code rowTilesUpTo} tiles ({@link CudaOptions#rowTilesUpTo}), and
+     * segments of {@code tensorCoreMinRows} rows or more ({@link CudaOptions#sgmvTcMinRows}) counted long.
+     */
+    SgmvTiles(int rowTilesUpTo, int tensorCoreMinRows) {
         this.rowTilesUpTo = rowTilesUpTo;
+        this.tensorCoreMinRows = tensorCoreMinRows;
     }
 
     /**
@@ -58,10 +67,35 @@ final class SgmvTiles {
      * Whether {@link #tiles} cuts the segments into one-row tiles, which the shrink then runs with its
      * one-row kernels: decode-sized steps with room for a tile per row. A segment of many rows (one adapter
      * shared by the batch) then spreads over as many blocks as distinct adapters would, its weights re-read
-     * from L2 rather than streamed by a few blocks.
+     * from L2 rather than streamed by a few blocks. Above {@value #ROW_TILES_ALWAYS} tiles, a step whose adapted
+     * rows are all in long segments (one adapter for the whole batch) takes the tensor-core kernels instead; one
+     * with short segments beside long ones keeps the row tiles, since the two launches of each kind cost more than
+     * the long segments save on tensor cores (H200, Llama-2-7B, 128-row decode step of the skewed workload:
+     * 20.3 ms on both kinds against 18.4 ms on row tiles; one adapter: 16.4 ms on tensor cores against 18.1).
      */
     boolean rowTiles(Segments segments, int tileCount) {
-        return segments.rows() <= tileCount && tileCount <= rowTilesUpTo;
+        if (segments.rows() > tileCount || tileCount > rowTilesUpTo) {
+            return false;
+        }
+        return tileCount <= ROW_TILES_ALWAYS || !allLong(segments);
+    }
+
+    /** Steps of up to this many tiles take row tiles whatever their segments' lengths (within {@link #rowTilesUpTo}). */
+    static final int ROW_TILES_ALWAYS = 64;
+
+    /** Whether the tensor-core kernels are on and every adapted, non-empty segment is long enough for them. */
+    private boolean allLong(Segments segments) {
+        if (segments == lastAsked) {
+            return lastAllLong;
+        }
+        boolean all = tensorCoreMinRows > 0;
+        for (int i = 0; i < segments.count() && all; i++) {
+            int rows = segments.starts()[i + 1] - segments.starts()[i];
+            all = segments.slots()[i] < 0 || rows == 0 || rows >= tensorCoreMinRows;
+        }
+        lastAsked = segments;
+        lastAllLong = all;
+        return all;
     }
 
     /**

@@ -24,7 +24,7 @@ import org.junit.jupiter.api.Test;
 /**
  * The grouped SGMV ops of {@link CudaBackend} (one launch for q|k|v or gate|up) against the
  * {@link ReferenceBackend}'s group ops and against the CUDA single ops, on seeded random bf16 data: decode
- * batches of 1 to 64 one-row segments with distinct slots (split-K shrink, one counter region per
+ * batches of 1 to 128 one-row segments with distinct slots (split-K shrink, one counter region per
  * projection), prefill segments up to 300 rows, ranks 4 to 64 mixed per projection and slot, slots absent
  * in some projections of the group or in all of them, a projection with no slot loaded at all, segments
  * without an adapter. Shapes: in 4096 → 4096|1024|1024 (GQA q|k|v) and 4096 → 11008|11008 (gate|up).
@@ -261,7 +261,7 @@ class CudaSgmvGroupTest extends GpuBackendTest {
     @Test
     void decodeBatchesOfDistinctAdaptersMatchReference() {
         long seed = 1000;
-        for (int batch : new int[] {1, 2, 7, 32, 64}) {
+        for (int batch : new int[] {1, 2, 7, 32, 64, 128}) {
             for (int[] outs : new int[][] {QKV_OUTS, GATE_UP_OUTS}) {
                 int[][] ranks = mixedRanks(outs.length, batch, new SplittableRandom(seed));
                 ranks[0][0] = 16;
@@ -299,6 +299,17 @@ class CudaSgmvGroupTest extends GpuBackendTest {
                 mixedRanks(2, 7, new SplittableRandom(3002)), 64, 0), 3003);
         check(new GroupCase("mixed step: 6 decode rows + prefill 200 rows, q|k|v", 4096, QKV_OUTS, 0,
                 new int[] {1, 1, 1, 200, 1, 1, 1}, iota(7), mixedRanks(3, 7, new SplittableRandom(3004)), 64, 0), 3005);
+        // 128-row decode steps with 128 slots (128 tiles): skewed (long and short segments: row tiles) and one
+        // adapter (tensor cores).
+        int[][] skewedRanks = mixedRanks(3, 128, new SplittableRandom(3006));
+        skewedRanks[0][0] = 16;
+        check(new GroupCase("decode b128 skewed 70|30|10|5|5|4|2|1|1 of 128 slots, q|k|v", 4096, QKV_OUTS, 0,
+                new int[] {70, 30, 10, 5, 5, 4, 2, 1, 1}, iota(9), skewedRanks, 64, 0), 3007);
+        int[][] oneRanks = mixedRanks(2, 128, new SplittableRandom(3008));
+        oneRanks[0][0] = 16;
+        oneRanks[1][0] = 8;
+        check(new GroupCase("decode b128 one adapter of 128 slots, gate|up", 4096, GATE_UP_OUTS, 0, new int[] {128},
+                iota(1), oneRanks, 64, 0), 3009);
     }
 
     @Test

@@ -60,4 +60,46 @@ class SgmvTilesTest {
         assertThatThrownBy(() -> new SgmvTiles().tensorCoreTiles("sgmvShrink", seg, count))
                 .hasMessageContaining("one segment");
     }
+
+    /** Segments of the given lengths, slot i for segment i. */
+    private static Segments segments(int... lengths) {
+        int[] starts = new int[lengths.length + 1];
+        int[] slots = new int[lengths.length];
+        for (int i = 0; i < lengths.length; i++) {
+            starts[i + 1] = starts[i] + lengths[i];
+            slots[i] = i;
+        }
+        return new Segments(starts, slots);
+    }
+
+    @Test
+    void decodeStepsOfUpTo64TilesAlwaysTakeRowTiles() {
+        SgmvTiles tiles = new SgmvTiles(128, 16);
+        int[] one = new int[64];
+        java.util.Arrays.fill(one, 1);
+        assertThat(tiles.rowTiles(segments(one), SgmvTiles.count(64, 64))).isTrue();
+        // One adapter for 64 rows: a long segment, still row tiles at 64 tiles.
+        assertThat(tiles.rowTiles(segments(64), 64)).isTrue();
+        // More rows than tiles (a prefill chunk): never.
+        assertThat(tiles.rowTiles(segments(200), SgmvTiles.count(200, 4))).isFalse();
+    }
+
+    @Test
+    void aboveSixtyFourTilesOnlyStepsWithShortSegmentsTakeRowTiles() {
+        SgmvTiles tiles = new SgmvTiles(128, 16);
+        // 128 rows: one adapter (all long) goes to the tensor cores; a skewed mix (long and short) keeps row tiles.
+        assertThat(tiles.rowTiles(segments(128), 128)).isFalse();
+        assertThat(tiles.rowTiles(segments(64, 40, 24), 128)).isFalse();
+        assertThat(tiles.rowTiles(segments(70, 30, 10, 5, 5, 4, 2, 1, 1), 128)).isTrue();
+        // Segments without an adapter and empty ones do not count as short.
+        assertThat(tiles.rowTiles(new Segments(new int[] {0, 100, 100, 128}, new int[] {0, 1, -1}), 128)).isFalse();
+        // Distinct adapters: row tiles.
+        int[] one = new int[128];
+        java.util.Arrays.fill(one, 1);
+        assertThat(tiles.rowTiles(segments(one), 128)).isTrue();
+        // Past rowTilesUpTo, or with the tensor-core kernels off (0: nothing is long), as the switch says.
+        assertThat(tiles.rowTiles(segments(one), 129)).isFalse();
+        assertThat(new SgmvTiles(128, 0).rowTiles(segments(128), 128)).isTrue();
+        assertThat(new SgmvTiles(64, 16).rowTiles(segments(70, 30, 10, 5, 5, 4, 2, 1, 1), 128)).isFalse();
+    }
 }
