@@ -487,25 +487,55 @@ sgmv_fused_row_group(const bf16* __restrict__ x, int xStride, bf16* y, int yStri
     cluster_arrive();
     __syncthreads();
 
-    // y[row, yCol + o] += scale · v·B[o]ᵀ for this block's share of the outputs.
+    // y[row, yCol + o] += scale · v·B[o]ᵀ for this block's share of the outputs, FUSED_PASS outputs a thread at a
+    // time: their y and B loads are issued before the first store, which would otherwise order every later load
+    // behind it (one memory round trip per output). Per output the additions are in expand_block's order.
     const bool bVec = (rank & 7) == 0 && aligned16(b);
     bf16* yr = y + (long long) row * yStride + yCol;
-    #pragma unroll 2
-    for (int o = o0 + threadIdx.x; o < o1; o += SGMV_THREADS) {
-        const bf16* bRow = b + (long long) o * rank;
-        float yOld = bf2f(yr[o]);
-        float acc = 0.0f;
+    constexpr int FUSED_PASS = 4;
+    for (int first = o0 + threadIdx.x; first < o1; first += FUSED_PASS * SGMV_THREADS) {
+        float yOld[FUSED_PASS], acc[FUSED_PASS];
+        #pragma unroll
+        for (int p = 0; p < FUSED_PASS; p++) {
+            const int o = first + p * SGMV_THREADS;
+            yOld[p] = o < o1 ? bf2f(yr[o]) : 0.0f;
+            acc[p] = 0.0f;
+        }
         if (bVec) {
+            #pragma unroll 2
             for (int k = 0; k < rank; k += 8) {
-                float bf[8];
-                unpack8(*(const uint4*) (bRow + k), bf);
+                uint4 bw[FUSED_PASS];
                 #pragma unroll
-                for (int j = 0; j < 8; j++) acc += vRow[k + j] * bf[j];
+                for (int p = 0; p < FUSED_PASS; p++) {
+                    const int o = first + p * SGMV_THREADS;
+                    if (o < o1) {
+                        bw[p] = *(const uint4*) (b + (long long) o * rank + k);
+                    } else {
+                        bw[p].x = 0; bw[p].y = 0; bw[p].z = 0; bw[p].w = 0;
+                    }
+                }
+                #pragma unroll
+                for (int p = 0; p < FUSED_PASS; p++) {
+                    float bf[8];
+                    unpack8(bw[p], bf);
+                    #pragma unroll
+                    for (int j = 0; j < 8; j++) acc[p] += vRow[k + j] * bf[j];
+                }
             }
         } else {
-            for (int k = 0; k < rank; k++) acc += vRow[k] * bf2f(bRow[k]);
+            for (int k = 0; k < rank; k++) {
+                #pragma unroll
+                for (int p = 0; p < FUSED_PASS; p++) {
+                    const int o = first + p * SGMV_THREADS;
+                    if (o < o1) acc[p] += vRow[k] * bf2f(b[(long long) o * rank + k]);
+                }
+            }
         }
-        yr[o] = f2bf(yOld + scale * acc);
+        #pragma unroll
+        for (int p = 0; p < FUSED_PASS; p++) {
+            const int o = first + p * SGMV_THREADS;
+            if (o < o1) yr[o] = f2bf(yOld[p] + scale * acc[p]);
+        }
     }
     cluster_wait();
 #else
