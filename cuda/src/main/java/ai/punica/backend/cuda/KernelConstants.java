@@ -28,7 +28,7 @@ final class KernelConstants {
     /** Largest rank the expand kernel holds in shared memory. */
     static final int EXPAND_MAX_RANK = 256;
     /** Blocks per cluster of the fused decode kernel: one (row, projection) per cluster. */
-    static final int FUSED_CLUSTER = 8;
+    static final int FUSED_CLUSTER = 4;
     /** Largest rank of the fused decode kernel. */
     static final int FUSED_MAX_RANK = 64;
 

@@ -250,7 +250,7 @@ final class Kernels {
                 .i(starts[2]).launch("sgmv_expand_group", tileCount, outBlocks, 1, SGMV_THREADS);
     }
 
-    /** Shrink and expand of one-row tiles in one launch, a cluster per (row, projection): grid (8, tiles, n). */
+    /** Shrink and expand of one-row tiles in one launch, a cluster per (row, projection): grid (FUSED_CLUSTER, tiles, n). */
     void launchSgmvFusedRowGroup(long x, int xStride, long y, int yStride, long tiles, long[] tables, int slots,
                                  int in, int[] yCols, int[] outs, int tileCount, int projections) {
         launcher.args().p(x).i(xStride).p(y).i(yStride).p(tiles).p(tables[0]).p(tables[1]).p(tables[2]).i(slots)
