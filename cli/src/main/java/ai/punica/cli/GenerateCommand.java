@@ -13,6 +13,7 @@ import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 /** {@code punica generate}: one prompt, streamed to stdout. */
@@ -63,8 +64,8 @@ final class GenerateCommand implements Callable<Integer> {
     @Option(names = "--stop", description = "Stop string (repeatable).")
     List<String> stop;
 
-    @Option(names = "--backend", defaultValue = "auto", description = "auto, cpu, reference or cuda.")
-    String backend;
+    @Mixin
+    BackendOption backend;
 
     @Option(names = "--batch-invariant", description = "Fixed reduction orders on the backend, so the output "
             + "bits do not depend on the batch (as under punica serve --batch-invariant).")
@@ -95,7 +96,8 @@ final class GenerateCommand implements Callable<Integer> {
         EngineConfig config = configBuilder.build();
         EngineBuilder.Runtime built;
         try {
-            built = new EngineBuilder().model(modelDir).backend(backend).config(config).adapters(adapters).build();
+            built = new EngineBuilder().model(modelDir).backend(backend.name()).config(config).adapters(adapters)
+                    .build();
         } catch (RuntimeException e) {
             // Bad model or adapter files, an unknown backend: say what, in one line, as serve does.
             System.err.println("punica generate: cannot start the engine: " + e.getMessage());

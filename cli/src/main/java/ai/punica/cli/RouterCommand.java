@@ -7,7 +7,6 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.Callable;
-import java.util.concurrent.CountDownLatch;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.ParameterException;
@@ -81,12 +80,9 @@ final class RouterCommand implements Callable<Integer> {
             throw new ParameterException(spec.commandLine(), e.getMessage());
         }
         try (Router router = new Router(config).start()) {
-            CountDownLatch stopped = new CountDownLatch(1);
-            StopSignals.onStop(stopped::countDown);
-            System.out.println("Punica-J router at http://" + host + ":" + router.port() + "/v1 over "
-                    + (engineDns != null ? engineDns : String.join(", ", engines)));
-            System.out.flush();
-            stopped.await();
+            String ready = "Punica-J router at http://" + host + ":" + router.port() + "/v1 over "
+                    + (engineDns != null ? engineDns : String.join(", ", engines));
+            StopSignals.announceAndAwait(ready, () -> { }); // the router closes as this block ends
         }
         return 0;
     }

@@ -21,8 +21,8 @@ import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.Callable;
-import java.util.concurrent.CountDownLatch;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.ParameterException;
 import picocli.CommandLine.Spec;
@@ -71,8 +71,8 @@ final class ServeCommand implements Callable<Integer> {
             + "PUNICA_API_KEY environment variable, else no key).")
     String apiKey;
 
-    @Option(names = "--backend", defaultValue = "auto", description = "auto, cpu, reference or cuda.")
-    String backend;
+    @Mixin
+    BackendOption backend;
 
     @Option(names = "--batch-invariant", description = "A request's output bits do not depend on which other "
             + "requests and adapters share its steps: fixed reduction orders on the backend, at some cost in speed "
@@ -200,7 +200,7 @@ final class ServeCommand implements Callable<Integer> {
         try {
             config = engineConfig();
         } catch (RuntimeException e) {
-            throw new ParameterException(spec.commandLine(), "--backend " + backend + ": " + e.getMessage());
+            throw new ParameterException(spec.commandLine(), "--backend " + backend.name() + ": " + e.getMessage());
         }
         List<AdapterSource> sources = new ArrayList<>();
         for (Path root : adapterRoots) {
@@ -215,7 +215,7 @@ final class ServeCommand implements Callable<Integer> {
         }
         AdapterOptions adapterOptions = AdapterOptions.defaults().withSources(sources)
                 .withMaxLoras(maxLoras != null ? maxLoras : 0);
-        EngineBuilder builder = new EngineBuilder().model(modelDir).backend(backend).config(config)
+        EngineBuilder builder = new EngineBuilder().model(modelDir).backend(backend.name()).config(config)
                 .memoryUtilization(kvCacheMib != null ? 0 : gpuMemoryUtilization).adapters(adapterDirs)
                 .adapterOptions(adapterOptions);
         if (servedModelName != null) {
@@ -287,17 +287,12 @@ final class ServeCommand implements Callable<Integer> {
                 System.err.println("punica serve: " + e.getMessage());
                 return 1;
             }
-            CountDownLatch stopped = new CountDownLatch(1);
-            StopSignals.onStop(() -> { // drains running requests, then exits 0
-                server.stop(Duration.ofSeconds(shutdownTimeoutSeconds));
-                stopped.countDown();
-            });
-            System.out.println("Punica-J serving " + runtime.engine().baseModelName()
+            String ready = "Punica-J serving " + runtime.engine().baseModelName()
                     + (adapterDirs.isEmpty() ? "" : " with adapters " + String.join(", ", adapterDirs.keySet()))
                     + " at " + server.baseUrl() + "/v1" + (key != null ? " (API key required)" : "")
-                    + (cluster == null ? "" : " on " + built.size() + " engines (" + policy.name() + ")"));
-            System.out.flush();
-            stopped.await();
+                    + (cluster == null ? "" : " on " + built.size() + " engines (" + policy.name() + ")");
+            // On the signal: drain running requests, then exit 0.
+            StopSignals.announceAndAwait(ready, () -> server.stop(Duration.ofSeconds(shutdownTimeoutSeconds)));
         } finally {
             if (cluster != null) {
                 cluster.close();
@@ -346,12 +341,12 @@ final class ServeCommand implements Callable<Integer> {
         }
         int available;
         try {
-            available = Backends.provider(backend).deviceCount();
+            available = Backends.provider(backend.name()).deviceCount();
         } catch (RuntimeException e) {
             throw new ParameterException(spec.commandLine(), "--devices: " + e.getMessage());
         }
         if (available == 0) {
-            throw new ParameterException(spec.commandLine(), "--devices " + devices + ": backend '" + backend
+            throw new ParameterException(spec.commandLine(), "--devices " + devices + ": backend '" + backend.name()
                     + "' has no GPUs here; use --engines N to run several CPU engines");
         }
         List<Integer> out = new ArrayList<>();
@@ -401,7 +396,8 @@ final class ServeCommand implements Callable<Integer> {
     }
 
     EngineConfig engineConfig() {
-        EngineConfig d = Backends.provider(backend).hasDevice() ? EngineConfig.deviceDefaults() : EngineConfig.defaults();
+        EngineConfig d = Backends.provider(backend.name()).hasDevice() ? EngineConfig.deviceDefaults()
+                : EngineConfig.defaults();
         int running = maxRunning != null ? maxRunning : d.maxRunning();
         int batchTokens = maxBatchTokens != null ? maxBatchTokens : Math.max(d.maxBatchTokens(), running);
         EngineConfig.Builder b = d.toBuilder().maxRunning(running).maxBatchTokens(batchTokens);
