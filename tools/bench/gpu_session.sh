@@ -3,7 +3,8 @@
 # limit (the call itself may run 10 minutes): benchmarks first, on a quiet GPU, then the tests, whose
 # classes run in parallel JVMs.
 #   decode   DecodeStepBench (replayed decode steps, LoRA workloads, HBM bound); DECODE_ARGS overrides its
-#            arguments; DECODE_JFR=1 records a Java Flight Recording of it ($OUT/decode.jfr) for the host side
+#            arguments; DECODE_JFR=1 records a Java Flight Recording of it ($OUT/decode.jfr) for the host side;
+#            DECODE_SHOW_PROFILE=1 prints the per-kernel profile lines too (with DECODE_OPTS=-Dpunica.cuda.graphs=false)
 #   decode-off  the same with LoRA as two launches on one stream (-Dpunica.cuda.fusedLora=false
 #            -Dpunica.cuda.loraOverlap=false; DECODE_OFF_ARGS), for comparison
 #   proj     ProjectionBench: each projection's GEMM alone, with LoRA on one stream, with the shrink overlapped
@@ -23,6 +24,8 @@
 #            default backend then the batch-invariant one in the same call (INVARIANT_ARGS overrides the arguments)
 #   tests    tools/bench/gpu_check.sh (every gpu-tagged test class), GPU_CHECK_LIMIT_S each (default 240); a
 #            skipped GPU test or a class that ran none fails it, and then this script exits 1 (after the other parts)
+# At the end everything under $OUT is packed into $OUT/session.tgz (the device tool brings back 8 files at most);
+# a call that runs this script twice with its own OUT each must unpack (or copy) each archive before the next run.
 # Runs ON the GPU machine from the checkout root with the bundle carried:
 #   here:   scripts/device-bundle && mkdir -p .device-bundle/tools && cp tools/bench/*.sh tools/bench/*.py .device-bundle/tools/
 #   device: bash .device-bundle/tools/gpu_session.sh decode sgmv serve tests      (carry: [".device-bundle"])
@@ -52,7 +55,12 @@ for part in "${parts[@]}"; do
       PUNICA_JAVA_OPTS="$opts ${DECODE_OPTS:-}" timeout "${DECODE_LIMIT_S:-240}" $run bench ai.punica.bench.DecodeStepBench \
         --out "$OUT/punica_decode.csv" "${args[@]}" > "$OUT/decode.log" 2>&1
       echo "== decode rc=$? ($(( $(date +%s) - start )) s)"
-      grep -v "^WARNING" "$OUT/decode.log" | grep -v "^  \|kernel profile" | tail -n 40
+      # DECODE_SHOW_PROFILE=1 keeps the per-kernel profile lines (eager runs: DECODE_OPTS=-Dpunica.cuda.graphs=false).
+      if [ "${DECODE_SHOW_PROFILE:-0}" = 1 ]; then
+        grep -v "^WARNING" "$OUT/decode.log" | tail -n 80
+      else
+        grep -v "^WARNING" "$OUT/decode.log" | grep -v "^  \|kernel profile" | tail -n 40
+      fi
       ;;
     decode-off)
       # The same bench with LoRA as two launches on the main stream (no fused kernel, no overlap), for comparison.
