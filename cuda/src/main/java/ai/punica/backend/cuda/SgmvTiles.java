@@ -20,6 +20,9 @@ final class SgmvTiles {
     private record Table(Segments segments, int count, int height, int[] tiles) {
     }
 
+    /** Steps of up to this many tiles take row tiles whatever their segments' lengths (within {@link #rowTilesUpTo}). */
+    static final int ROW_TILES_ALWAYS = 64;
+
     private final ArrayDeque<Table> recent = new ArrayDeque<>();
     /** Steps of up to this many tiles cut segments into one-row tiles when every row fits a tile. */
     private final int rowTilesUpTo;
@@ -79,9 +82,6 @@ final class SgmvTiles {
         }
         return tileCount <= ROW_TILES_ALWAYS || !allLong(segments);
     }
-
-    /** Steps of up to this many tiles take row tiles whatever their segments' lengths (within {@link #rowTilesUpTo}). */
-    static final int ROW_TILES_ALWAYS = 64;
 
     /** Whether the tensor-core kernels are on and every adapted, non-empty segment is long enough for them. */
     private boolean allLong(Segments segments) {
