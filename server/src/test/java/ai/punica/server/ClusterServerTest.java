@@ -61,8 +61,12 @@ class ClusterServerTest {
     }
 
     private static String body(String model, String prompt, String sampling) {
-        return "{\"model\":\"" + model + "\",\"prompt\":" + quote(prompt) + ",\"max_tokens\":100,\"ignore_eos\":true,\"stream\":true,"
-                + sampling + "}";
+        return body(model, prompt, 100, sampling);
+    }
+
+    private static String body(String model, String prompt, int maxTokens, String sampling) {
+        return "{\"model\":\"" + model + "\",\"prompt\":" + quote(prompt) + ",\"max_tokens\":" + maxTokens
+                + ",\"ignore_eos\":true,\"stream\":true," + sampling + "}";
     }
 
     private static String quote(String s) {
@@ -93,6 +97,7 @@ class ClusterServerTest {
         try (var roomy = TestServers.engine(); var cluster = start(sized(roomy, 40, 16, 1024), 64);
              var pool = Executors.newVirtualThreadPerTaskExecutor()) {
             Http http = new Http(cluster.server(), null);
+            aSecondRequestOnAFullEngineMoves(cluster, http, roomy, cases);
             for (String sampling : List.of("\"temperature\":0", "\"temperature\":1.0,\"top_p\":0.95,\"seed\":")) {
                 List<String> expected = new ArrayList<>();
                 List<CompletableFuture<String>> streams = new ArrayList<>();
@@ -135,6 +140,43 @@ class ClusterServerTest {
                 assertNothingHeld(r.engine());
             }
         }
+    }
+
+    /**
+     * A migration whatever the timing: request A (110 tokens to generate, 30-odd of the 40 pages at its end) runs
+     * alone on engine 0; B, sent once A streams, joins it there (consolidation: the busiest engine with room for
+     * B's prompt). The two cannot both finish in 40 pages while engines 1 and 2 are empty, so one moves. (The 24
+     * concurrent streams after this may spread over the engines before any runs out, and then preempt in place.)
+     */
+    private static void aSecondRequestOnAFullEngineMoves(Cluster cluster, Http http, EngineBuilder.Runtime roomy,
+            List<TestServers.EvalCase> cases) throws Exception {
+        long before = cluster.cluster().snapshot().migrations().get(EngineCluster.MigrationReason.KV_EXHAUSTED);
+        List<String> expected = new ArrayList<>();
+        for (int i = 0; i < 2; i++) {
+            expected.add(roomy.engine().generate(new GenerationRequest("pair-" + i, "reverse",
+                    roomy.tokenizer().encode(cases.get(i).prompt(), true),
+                    SamplingParams.greedy(110).toBuilder().ignoreEos(true).build())).join().text());
+        }
+        CompletableFuture<String> a = CompletableFuture.supplyAsync(() -> {
+            try {
+                return streamedText(http.post("/v1/completions",
+                        body("reverse", cases.get(0).prompt(), 110, "\"temperature\":0")));
+            } catch (Exception e) {
+                throw new IllegalStateException(e);
+            }
+        });
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+        while (cluster.cluster().snapshot().engines().get(0).load().running() < 1 && System.nanoTime() < deadline) {
+            Thread.sleep(1);
+        }
+        assertThat(cluster.cluster().snapshot().engines().get(0).load().running()).as("A running on engine 0")
+                .isEqualTo(1);
+        String b = streamedText(http.post("/v1/completions",
+                body("reverse", cases.get(1).prompt(), 110, "\"temperature\":0")));
+        assertThat(b).as("B").isEqualTo(expected.get(1));
+        assertThat(a.get(120, TimeUnit.SECONDS)).as("A").isEqualTo(expected.get(0));
+        assertThat(cluster.cluster().snapshot().migrations().get(EngineCluster.MigrationReason.KV_EXHAUSTED))
+                .as("migrations of the pair").isGreaterThan(before);
     }
 
     @Test
