@@ -10,6 +10,8 @@
 #   proj     ProjectionBench: each projection's GEMM alone, with LoRA on one stream, with the shrink overlapped
 #   hfdecode hf_decode.py: HF transformers + PEFT decode steps next to the decode part's CSV (HF_DECODE_ARGS)
 #   e2e      e2e_run.sh: end-to-end generation, Punica-J's engine then HF + PEFT (E2E_ARGS, E2E_HF_ARGS)
+#   gemmprobe  gemm_probe.cu (built with the device's nvcc): the decode projections' GEMMs, cublasGemmEx's default
+#            against each cublasLt heuristic algorithm, weights cold (is an algorithm search worth building?)
 #   sampling SamplingBench: device time of the sampling kernel per decode batch
 #   sgmv     SgmvBench (prefill LoRA, cold L2: CUDA-core vs tensor-core kernels against issue 14's targets, and
 #            the crossover in rows per segment; then decode SGMV vs the base GEMM) and sgmv_torch.py (PyTorch baselines)
@@ -27,7 +29,7 @@
 # At the end everything under $OUT is packed into $OUT/session.tgz (the device tool brings back 8 files at most);
 # a call that runs this script twice with its own OUT each must unpack (or copy) each archive before the next run.
 # Runs ON the GPU machine from the checkout root with the bundle carried:
-#   here:   scripts/device-bundle && mkdir -p .device-bundle/tools && cp tools/bench/*.sh tools/bench/*.py .device-bundle/tools/
+#   here:   scripts/device-bundle                  (it copies tools/bench/ into .device-bundle/tools/)
 #   device: bash .device-bundle/tools/gpu_session.sh decode sgmv serve tests      (carry: [".device-bundle"])
 set -o pipefail
 tools="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -88,6 +90,21 @@ for part in "${parts[@]}"; do
       timeout "${PROJ_LIMIT_S:-150}" $run bench ai.punica.backend.cuda.ProjectionBench > "$OUT/proj.log" 2>&1
       echo "== proj rc=$? ($(( $(date +%s) - start )) s)"
       grep "BENCH" "$OUT/proj.log" | sed 's/^BENCH //'
+      ;;
+    gemmprobe)
+      # gemm_probe.cu: cublasGemmEx's default (what the backend runs) against every cublasLt heuristic algorithm, for
+      # the Llama-2-7B decode projections at 32/64/128 rows, weights cold. Built here with the device's toolkit.
+      nvcc_bin="${NVCC:-/usr/local/cuda/bin/nvcc}"
+      if [ ! -x "$nvcc_bin" ]; then
+        echo "== gemmprobe: no nvcc at $nvcc_bin (set NVCC)"; status=1
+      else
+        "$nvcc_bin" -O2 -std=c++17 -o "$OUT/gemm_probe" "$tools/gemm_probe.cu" -lcublasLt -lcublas > "$OUT/gemmprobe.log" 2>&1 \
+          && LD_LIBRARY_PATH="$(dirname "$(dirname "$nvcc_bin")")/lib64:${LD_LIBRARY_PATH:-}" \
+             timeout "${GEMMPROBE_LIMIT_S:-180}" "$OUT/gemm_probe" "${GEMMPROBE_REPS:-40}" >> "$OUT/gemmprobe.log" 2>&1
+        echo "== gemmprobe rc=$? ($(( $(date +%s) - start )) s)"
+        rm -f "$OUT/gemm_probe"
+        cat "$OUT/gemmprobe.log"
+      fi
       ;;
     sampling)
       timeout "${SAMPLING_LIMIT_S:-120}" $run bench ai.punica.backend.cuda.SamplingBench > "$OUT/sampling.log" 2>&1

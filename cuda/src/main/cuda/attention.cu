@@ -33,6 +33,28 @@ __device__ __forceinline__ float rescale(float m, float mNew) {
     return exp2f(m - (mNew == NEG_INF ? 0.0f : mNew));
 }
 
+// The splits of one (row, head), merged: M = max m_s, L = Σ l_s·2^(m_s − M), out[d] = Σ acc_s[d]·2^(m_s − M) / L
+// for d = d0, d0 + dStep, ... Splits with an empty range (m_s = -inf) are skipped; their acc was never written.
+// Volatile loads go to L2, where other blocks' partials are (L1 is not coherent across SMs).
+__device__ __forceinline__ void merge_splits(const volatile float* partAcc, const volatile float* partMl, long long base,
+                                             int splits, int headDim, int d0, int dStep, bf16* outHead) {
+    float m = NEG_INF;
+    for (int s = 0; s < splits; s++) m = fmaxf(m, partMl[2 * (base + s)]);
+    float l = 0.0f;
+    for (int s = 0; s < splits; s++) {
+        float ms = partMl[2 * (base + s)];
+        if (ms != NEG_INF) l += partMl[2 * (base + s) + 1] * exp2f(ms - m);
+    }
+    for (int d = d0; d < headDim; d += dStep) {
+        float o = 0.0f;
+        for (int s = 0; s < splits; s++) {
+            float ms = partMl[2 * (base + s)];
+            if (ms != NEG_INF) o += partAcc[(base + s) * headDim + d] * exp2f(ms - m);
+        }
+        outHead[d] = f2bf(l > 0.0f ? o / l : 0.0f);
+    }
+}
+
 // ---- decode: one query row per sequence ---------------------------------------------------------------
 //
 // Block (128 threads) = (row, KV head, head pass, split); grid x = (row · numKvHeads + kvHead) · passes +
@@ -50,20 +72,40 @@ __device__ __forceinline__ float rescale(float m, float mNew) {
 //   per tile:  s[u][g] = Σ_lanes q_g·k_u (xor-shuffle over the L lanes)  ─► m' = max(m, s) ─►
 //              l = l·2^(m-m') + Σ_u 2^(s-m'),  acc[g][8] = acc·2^(m-m') + Σ_u 2^(s-m')·v_u[8]
 //
-// At the end the token groups of a warp merge by shuffles and the 4 warps through shared memory.
+// At the end the token groups of a warp merge by shuffles and the 4 warps through shared memory. With splits
+// and an arrival counter per (row, KV head, pass) (arrivals not null), the last block of the splits to finish
+// merges them (merge_splits, as attention_merge would) and sets the counter back to 0 for the next launch or graph
+// replay; without, attention_merge runs after the kernel.
 
 #define DEC_WARPS (DEC_THREADS / 32)
+
+// After a block's partials of its (row, KV head, pass) are written: counts the block in (last_to_arrive), and the
+// last of the splits merges the pass's `heads` query heads [h0, h0 + heads) into out and sets the counter back to
+// zero for the next launch or graph replay. Every thread of the block calls it.
+__device__ __forceinline__ void decode_arrive(int* arrivals, const float* partAcc, const float* partMl, int row,
+                                              int h0, int heads, int numHeads, int headDim, int splits, bf16* out,
+                                              int outStride) {
+    __shared__ int lastToArrive;
+    if (!last_to_arrive(arrivals, blockIdx.x, splits, lastToArrive)) return;
+    for (int g = 0; g < heads; g++) {
+        int h = h0 + g;
+        merge_splits(partAcc, partMl, ((long long) row * numHeads + h) * splits, splits, headDim, threadIdx.x,
+                     DEC_THREADS, out + (long long) row * outStride + h * headDim);
+    }
+    if (threadIdx.x == 0) arrivals[blockIdx.x] = 0;
+}
 
 #define DECODE_PARAMS                                                                                       \
     const bf16* __restrict__ qkv, int qkvStride, const bf16* __restrict__ kCache,                          \
     const bf16* __restrict__ vCache, const int* __restrict__ contextLens,                                  \
     const int* __restrict__ pageTableStarts, const int* __restrict__ pageTables, int pageSize,             \
     int pageShift, int numHeads, int numKvHeads, int headDim, float scale, int slidingWindow,              \
-    bf16* __restrict__ out, int outStride, float* __restrict__ partAcc, float* __restrict__ partMl
+    bf16* __restrict__ out, int outStride, float* __restrict__ partAcc, float* __restrict__ partMl,        \
+    int* __restrict__ arrivals
 
 #define DECODE_ARGS                                                                                         \
     qkv, qkvStride, kCache, vCache, contextLens, pageTableStarts, pageTables, pageSize, pageShift,          \
-    numHeads, numKvHeads, headDim, scale, slidingWindow, out, outStride, partAcc, partMl
+    numHeads, numKvHeads, headDim, scale, slidingWindow, out, outStride, partAcc, partMl, arrivals
 
 __device__ __forceinline__ uint4 zero4() {
     uint4 z;
@@ -127,6 +169,10 @@ __device__ __forceinline__ void attention_decode(DECODE_PARAMS) {
             long long i = ((long long) row * numHeads + kvh * group + g0 + tid) * splits + split;
             partMl[2 * i] = NEG_INF;
             partMl[2 * i + 1] = 0.0f;
+        }
+        if (splits > 1 && arrivals != nullptr) {
+            decode_arrive(arrivals, partAcc, partMl, row, kvh * group + g0, heads, numHeads, headDim, splits, out,
+                          outStride);
         }
         return;
     }
@@ -288,6 +334,10 @@ __device__ __forceinline__ void attention_decode(DECODE_PARAMS) {
                 partMl[2 * i + 1] = sum;
             }
         }
+    }
+    if (splits > 1 && arrivals != nullptr) {
+        decode_arrive(arrivals, partAcc, partMl, row, kvh * group + g0, heads, numHeads, headDim, splits, out,
+                      outStride);
     }
 }
 
@@ -479,27 +529,13 @@ attention_paged(const bf16* __restrict__ qkv, int qkvStride,
     }
 }
 
-// Merges the splits of one (row, head): M = max m_s, L = Σ l_s·2^(m_s − M), out = Σ acc_s·2^(m_s − M) / L.
-// Splits with an empty range (m_s = -inf) are skipped; their acc was never written.
+// Merges the splits of one (row, head) (merge_splits) for the general and tensor-core kernels, and for the decode
+// kernel when it has no arrival counters.
 extern "C" __global__ void attention_merge(const float* __restrict__ partAcc, const float* __restrict__ partMl,
                                            int numHeads, int headDim, int splits,
                                            bf16* __restrict__ out, int outStride) {
     pdl_entry();
     const int row = blockIdx.x, h = blockIdx.y;
-    const long long base = ((long long) row * numHeads + h) * splits;
-    float m = NEG_INF;
-    for (int s = 0; s < splits; s++) m = fmaxf(m, partMl[2 * (base + s)]);
-    float l = 0.0f;
-    for (int s = 0; s < splits; s++) {
-        float ms = partMl[2 * (base + s)];
-        if (ms != NEG_INF) l += partMl[2 * (base + s) + 1] * exp2f(ms - m);
-    }
-    for (int d = threadIdx.x; d < headDim; d += blockDim.x) {
-        float o = 0.0f;
-        for (int s = 0; s < splits; s++) {
-            float ms = partMl[2 * (base + s)];
-            if (ms != NEG_INF) o += partAcc[(base + s) * headDim + d] * exp2f(ms - m);
-        }
-        out[(long long) row * outStride + h * headDim + d] = f2bf(l > 0.0f ? o / l : 0.0f);
-    }
+    merge_splits(partAcc, partMl, ((long long) row * numHeads + h) * splits, splits, headDim, threadIdx.x, blockDim.x,
+                 out + (long long) row * outStride + h * headDim);
 }

@@ -1,6 +1,6 @@
-// Host emulation of the CUDA features the tensor-core attention kernel uses, so that its index arithmetic
-// (tile table, page lookups, ldmatrix addresses, mma fragments, masks, online softmax, splits) can be checked
-// on a machine without a GPU. Each block runs as 128 host threads; warp collectives (shfl, ldmatrix, mma) meet
+// Host emulation of the CUDA features the attention kernels use (the tensor-core kernel, the decode kernel), so
+// that their index arithmetic (tile table, page lookups, ldmatrix addresses, mma fragments, masks, online softmax,
+// splits and their merge) can be checked on a machine without a GPU. Each block runs as 128 host threads; warp collectives (shfl, ldmatrix, mma) meet
 // at a per-warp barrier and exchange through a shared buffer; cp.async copies at once. The fragment layouts are
 // those of the PTX ISA ("Matrix Fragments for mma.m16n8k16 with floating point type", "ldmatrix").
 #pragma once
@@ -54,7 +54,8 @@ inline T __shfl_xor_sync(unsigned, T v, int o) {
     return r;
 }
 
-// common.cuh's split-K arrival and L2 prefetch (not used by the attention kernel, but compiled with it).
+// common.cuh's split-K arrival (last_to_arrive, which the decode kernel's merge uses) and L2 prefetch. Blocks run
+// one at a time, so a fence has nothing to order.
 inline void __threadfence() {}
 inline int atomicAdd(int* p, int v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
 #define emu_asm(...) ((void) 0)   // gen_host_kernel.py turns common.cuh's inline PTX into this

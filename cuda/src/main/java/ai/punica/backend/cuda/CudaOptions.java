@@ -19,6 +19,11 @@ package ai.punica.backend.cuda;
  * @param decodeAttention     decode steps take the decode attention kernel; off routes them to the general one
  *                            (benchmarks, tests; default on)
  * @param decodeBlocksPerSm   decode attention splits rows until there are this many blocks per SM (default 8)
+ * @param decodeMerge         the decode attention kernel merges its own splits: the last block of a (row, KV head)
+ *                            to finish does it, counted in by an atomic counter; off, {@code attention_merge} runs
+ *                            after it ({@code punica.cuda.decodeMerge}; the same bits either way in the host
+ *                            emulator; default off until it has run and been timed on a GPU: written 2026-12-04
+ *                            in a session without device time)
  * @param sgmvTcMinRows       SGMV segments of at least this many rows run on tensor cores (sgmv_tc.cu), shorter ones
  *                            on the CUDA-core kernels; 0 keeps every step on the latter ({@code punica.cuda.sgmvTcMinRows},
  *                            default {@value #SGMV_TC_MIN_ROWS})
@@ -52,7 +57,7 @@ package ai.punica.backend.cuda;
  */
 public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boolean loraOverlap, boolean loraApart,
                           int apartGemmSms, int rowTilesUpTo, int fusedMinTiles,
-                          boolean decodeAttention, int decodeBlocksPerSm, int sgmvTcMinRows,
+                          boolean decodeAttention, int decodeBlocksPerSm, boolean decodeMerge, int sgmvTcMinRows,
                           boolean tensorCoreAttention, int tensorCoreMinRows, boolean profile, boolean nvrtc,
                           boolean programmaticLaunch, boolean batchInvariant) {
     /**
@@ -124,6 +129,7 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
                 .rowTilesUpTo(intProperty("punica.cuda.rowTilesUpTo", ROW_TILES_UP_TO))
                 .sgmvTcMinRows(intProperty("punica.cuda.sgmvTcMinRows", SGMV_TC_MIN_ROWS))
                 .tensorCoreAttention(flag("punica.cuda.tensorCoreAttention", true))
+                .decodeMerge(flag("punica.cuda.decodeMerge", false))
                 .profile(flag("punica.cuda.profile", false))
                 .nvrtc(flag("punica.cuda.nvrtc", false))
                 .programmaticLaunch(flag("punica.cuda.pdl", true))
@@ -138,6 +144,7 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
     public Builder toBuilder() {
         return new Builder().device(device).stepGraphs(stepGraphs).fusedLora(fusedLora).loraOverlap(loraOverlap)
                 .loraApart(loraApart).apartGemmSms(apartGemmSms).rowTilesUpTo(rowTilesUpTo).fusedMinTiles(fusedMinTiles).decodeAttention(decodeAttention).decodeBlocksPerSm(decodeBlocksPerSm)
+                .decodeMerge(decodeMerge)
                 .sgmvTcMinRows(sgmvTcMinRows).tensorCoreAttention(tensorCoreAttention)
                 .tensorCoreMinRows(tensorCoreMinRows).profile(profile).nvrtc(nvrtc)
                 .programmaticLaunch(programmaticLaunch).batchInvariant(batchInvariant);
@@ -178,6 +185,7 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
         private int fusedMinTiles = FUSED_MIN_TILES;
         private boolean decodeAttention = true;
         private int decodeBlocksPerSm = 8;
+        private boolean decodeMerge;
         private int sgmvTcMinRows = SGMV_TC_MIN_ROWS;
         private boolean tensorCoreAttention = true;
         private int tensorCoreMinRows = TENSOR_CORE_MIN_ROWS;
@@ -218,7 +226,7 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
             return new CudaOptions(device, stepGraphs, fusedLora, loraOverlap, loraApart, apartGemmSms, rowTilesUpTo,
                     fusedMinTiles,
                     decodeAttention,
-                    decodeBlocksPerSm, sgmvTcMinRows, tensorCoreAttention, tensorCoreMinRows, profile, nvrtc,
+                    decodeBlocksPerSm, decodeMerge, sgmvTcMinRows, tensorCoreAttention, tensorCoreMinRows, profile, nvrtc,
                     programmaticLaunch, batchInvariant);
         }
 
@@ -235,6 +243,7 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
         // Decode attention.
         public Builder decodeAttention(boolean on) { decodeAttention = on; return this; }
         public Builder decodeBlocksPerSm(int blocks) { decodeBlocksPerSm = blocks; return this; }
+        public Builder decodeMerge(boolean on) { decodeMerge = on; return this; }
 
         // Prefill and mixed-step attention.
         public Builder tensorCoreAttention(boolean on) { tensorCoreAttention = on; return this; }

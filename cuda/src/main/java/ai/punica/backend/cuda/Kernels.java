@@ -152,11 +152,11 @@ final class Kernels {
      */
     void launchAttentionDecode(int lanes, int headsPerPass, CudaTensor q, CudaKvStorage cache, int layer,
                                AttentionTables tables, AttentionShape shape, CudaTensor out, long[] partials,
-                               int blocks, int splits) {
+                               long arrivals, int blocks, int splits) {
         launcher.args().p(q.ptr).i(q.cols()).p(cache.keys(layer)).p(cache.values(layer)).p(tables.contextLens())
                 .p(tables.pageTableStarts()).p(tables.pageTables()).i(cache.pageSize()).i(cache.pageShift())
                 .i(shape.numHeads()).i(shape.numKvHeads()).i(shape.headDim()).f(shape.scale()).i(shape.slidingWindow())
-                .p(out.ptr).i(out.cols()).p(partials[0]).p(partials[1])
+                .p(out.ptr).i(out.cols()).p(partials[0]).p(partials[1]).p(arrivals)
                 .launch("attention_decode_l" + lanes + "_g" + headsPerPass, blocks, splits, 1, DEC_THREADS);
     }
 

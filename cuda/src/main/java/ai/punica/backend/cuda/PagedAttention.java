@@ -49,6 +49,11 @@ final class PagedAttention {
     private final int decodeBlocksPerSm;
     private long workspace;
     private long workspaceBytes;
+    /** Decode attention merges its own splits ({@link CudaOptions#decodeMerge()}): one arrival counter per block row. */
+    private final boolean mergeInDecode;
+    /** The decode kernel's arrival counters (zero between launches), and how many there are. */
+    private long arrivals;
+    private int arrivalCount;
     /** Workspaces outgrown by a larger batch: kernels in flight or captured graphs may still use them. */
     private final List<Long> retiredWorkspaces = new ArrayList<>();
     /** The batch (and cache) last checked: the layers of a step pass the same immutable batch. */
@@ -69,6 +74,7 @@ final class PagedAttention {
         this.tensorCoreKernel = options.tensorCoreAttention();
         this.tensorCoreMinRows = options.tensorCoreMinRows();
         this.invariant = options.batchInvariant();
+        this.mergeInDecode = options.decodeMerge();
     }
 
     KvStorage allocateKv(int numLayers, int numPages, int pageSize, int numKvHeads, int headDim) {
@@ -243,18 +249,30 @@ final class PagedAttention {
         int group = shape.numHeads() / shape.numKvHeads();
         int headsPerPass = decodeHeadsPerPass(group);
         int lanes = hd <= 64 ? 8 : hd <= 128 ? 16 : 32;
-        long blocks = (long) rows * shape.numKvHeads() * ceilDiv(group, headsPerPass);
+        long blocks = decodeBlocks(rows, shape);
         if (blocks > Integer.MAX_VALUE) {
             throw new UnsupportedOperationException("decode attention over " + rows + " rows of " + shape
                     + " needs more than 2^31 blocks");
         }
         int splits = decodeSplits(rows, shape);
         long[] partials = partials(rows, shape, splits);
+        boolean mergeHere = mergeInDecode && splits > 1;
+        if (mergeHere) {
+            ensureArrivals((int) blocks);
+        }
         Kernels.AttentionTables tables = stageTables(batch, false);
         parts.kernels().launchAttentionDecode(lanes, headsPerPass, q, cache, layer, tables, shape, o, partials,
-                (int) blocks, splits);
+                mergeHere ? arrivals : 0, (int) blocks, splits);
         lastKernel = "attention_decode_l" + lanes + "_g" + headsPerPass;
-        merge(partials, rows, shape, splits, o);
+        if (!mergeHere) {
+            merge(partials, rows, shape, splits, o);
+        }
+    }
+
+    /** Decode blocks of a step of {@code rows} rows: one per (row, KV head, pass of query heads). */
+    private static long decodeBlocks(int rows, AttentionShape shape) {
+        int group = shape.numHeads() / shape.numKvHeads();
+        return (long) rows * shape.numKvHeads() * ceilDiv(group, decodeHeadsPerPass(group));
     }
 
     /** Query heads one decode block carries: the group, rounded up to 1, 2, 4 or 8 (larger groups take passes of 8). */
@@ -430,6 +448,27 @@ final class PagedAttention {
             bytes = Math.max(bytes, workspaceBytes(rows, shape, splits));
         }
         ensureWorkspace(bytes);
+        if (mergeInDecode && decodeKernel) {
+            ensureArrivals((int) Math.min(Integer.MAX_VALUE, decodeBlocks(maxRows, shape)));
+        }
+    }
+
+    /**
+     * At least {@code count} zeroed arrival counters for the decode kernel (sized from shapes only, like the
+     * workspace). The kernel's last block of each row of splits sets its counter back to zero, so they stay zero
+     * between launches and graph replays.
+     */
+    private void ensureArrivals(int count) {
+        if (count <= arrivalCount) {
+            return;
+        }
+        parts.ctx().capture.requireNotCapturing("growing the decode attention's arrival counters");
+        if (arrivals != 0) {
+            retiredWorkspaces.add(arrivals);
+        }
+        arrivalCount = Math.max(count, 2 * arrivalCount);
+        arrivals = parts.memory().alloc(4L * arrivalCount);
+        parts.ctx().driver.memsetD32Async(arrivals, 0, arrivalCount, parts.ctx().stream);
     }
 
     private void merge(long[] partials, int rows, AttentionShape shape, int splits, CudaTensor o) {

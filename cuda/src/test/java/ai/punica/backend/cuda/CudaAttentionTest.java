@@ -96,6 +96,15 @@ class CudaAttentionTest extends GpuBackendTest {
 
     /** {@link #check(String, Problem, long, UnaryOperator, String)} on {@code gpu}, whose switches pick the kernel. */
     static double check(String kind, Problem p, long seed, CudaBackend gpu, String kernelPrefix) {
+        return checked(kind, p, seed, gpu, kernelPrefix).worst();
+    }
+
+    /** What {@link #checked} found: the largest row error and the GPU's output rows. */
+    record Checked(double worst, float[] got) {
+    }
+
+    /** {@link #check(String, Problem, long, CudaBackend, String)}, keeping the GPU's output. */
+    static Checked checked(String kind, Problem p, long seed, CudaBackend gpu, String kernelPrefix) {
         SplittableRandom rng = new SplittableRandom(seed);
         int seqs = p.contextLens.length;
         int pageSize = p.pageSize;
@@ -205,7 +214,7 @@ class CudaAttentionTest extends GpuBackendTest {
         }
         assertThat(worst).as(what + ": ‖gpu − ref‖/‖ref‖ of row " + worstRow + " (" + unwritten + " NaN outputs)")
                 .isLessThanOrEqualTo(TOL);
-        return worst;
+        return new Checked(worst, got);
     }
 
     /** Position of a query row of the batch (-1 when no sequence holds it). */
@@ -302,6 +311,29 @@ class CudaAttentionTest extends GpuBackendTest {
             assertThat(oneBlock.attentionDecodeSplits(64, new AttentionShape(8, 8, 64, 1, 0)))
                     .as("splits at 1 block per SM for 512 blocks").isEqualTo(1);
             check("attention-decode", p, 500, oneBlock, null);
+        }
+    }
+
+    @Test
+    void decodeMergesItsOwnSplitsBitForBitAsTheMergeKernel() {
+        CudaBackend inKernel = gpuWith(o -> o.decodeAttention(true).tensorCoreAttention(false).decodeMerge(true));
+        CudaBackend merged = gpuWith(o -> o.decodeAttention(true).tensorCoreAttention(false).decodeMerge(false));
+        long seed = 700;
+        // Llama-2 (MHA) and Llama-3 (groups of 8) shapes, passes of 8 heads, a window that empties splits.
+        List<Problem> problems = List.of(Problem.decode(mixedContexts(32, seed), 32, 32, 128, 0),
+                Problem.decode(mixedContexts(17, seed + 1), 32, 8, 128, 0),
+                Problem.decode(mixedContexts(6, seed + 2), 16, 1, 128, 0),
+                Problem.decode(new int[] {8192, 1, 17, 4097}, 8, 2, 64, 4096));
+        for (Problem p : problems) {
+            AttentionShape shape = new AttentionShape(p.heads(), p.kvHeads(), p.headDim(), 1, p.window());
+            assertThat(inKernel.attentionDecodeSplits(p.rows(), shape)).as(p.describe() + ": splits").isGreaterThan(1);
+            float[] first = checked("attention-decode-merge", p, seed, inKernel, "attention_decode").got();
+            // The counters went back to zero: the same launch again merges again.
+            float[] again = checked("attention-decode-merge", p, seed, inKernel, "attention_decode").got();
+            float[] apart = checked("attention-decode-merge-kernel", p, seed, merged, "attention_decode").got();
+            assertThat(again).as(p.describe() + ": a second launch").isEqualTo(first);
+            assertThat(first).as(p.describe() + ": merged in the kernel against attention_merge").isEqualTo(apart);
+            seed += 10;
         }
     }
 

@@ -40,6 +40,7 @@ class CudaOptionsTest {
         assertThat(o.decodeAttention()).isTrue();
         assertThat(o.fusedMinTiles()).isEqualTo(CudaOptions.FUSED_MIN_TILES);
         assertThat(o.decodeBlocksPerSm()).isEqualTo(8);
+        assertThat(o.decodeMerge()).isFalse();
         assertThat(o.sgmvTcMinRows()).isEqualTo(CudaOptions.SGMV_TC_MIN_ROWS);
         assertThat(o.tensorCoreAttention()).isTrue();
         assertThat(o.tensorCoreMinRows()).isEqualTo(CudaOptions.TENSOR_CORE_MIN_ROWS);
@@ -53,9 +54,10 @@ class CudaOptionsTest {
                 "punica.cuda.fusedLora", "FALSE", "punica.cuda.loraOverlap", "false",
                 "punica.cuda.loraApart", "true", "punica.cuda.profile", "true",
                 "punica.cuda.nvrtc", " true ", "punica.cuda.sgmvTcMinRows", "0", "punica.cuda.tensorCoreAttention",
-                "false"), CudaOptions::fromSystemProperties);
+                "false", "punica.cuda.decodeMerge", "true"), CudaOptions::fromSystemProperties);
         assertThat(o).isEqualTo(CudaOptions.builder().device(1).stepGraphs(false).fusedLora(false).loraOverlap(false)
-                .loraApart(true).sgmvTcMinRows(0).profile(true).nvrtc(true).tensorCoreAttention(false).build());
+                .loraApart(true).sgmvTcMinRows(0).profile(true).nvrtc(true).tensorCoreAttention(false).decodeMerge(true)
+                .build());
     }
 
     @Test
@@ -108,7 +110,7 @@ class CudaOptionsTest {
     void toBuilderKeepsEverySwitch() {
         CudaOptions o = CudaOptions.builder().device(2).stepGraphs(false).fusedLora(false).loraOverlap(false)
                 .loraApart(true).apartGemmSms(100).fusedMinTiles(3).decodeAttention(false).decodeBlocksPerSm(5).sgmvTcMinRows(7)
-                .tensorCoreAttention(false)
+                .decodeMerge(true).tensorCoreAttention(false)
                 .tensorCoreMinRows(7).profile(true).nvrtc(true).build();
         assertThat(o.toBuilder().build()).isEqualTo(o);
         assertThat(o.toBuilder().fusedMinTiles(0).build().fusedMinTiles()).isZero();
