@@ -4,6 +4,7 @@
 // a float64 reference, and every counter zero at the end. Blocks run in a shuffled order, so any split can be the
 // last to arrive. Build and run: run_emu.sh decode [N [SEED]].
 #include "attention_decode_host.cpp"
+#include "emu_reference.h"
 #include <cstdio>
 #include <random>
 #include <thread>
@@ -100,34 +101,9 @@ static void run(const Problem& p, unsigned seed) {
     double worst = 0;
     int worstRow = -1, nan = 0;
     for (int r = 0; r < rows; r++) {
-        const int pos = p.ctx[r] - 1, lo = p.window > 0 ? std::max(0, pos - p.window + 1) : 0;
-        double num = 0, den = 0;
-        for (int h = 0; h < p.heads; h++) {
-            const int kvh = h / G;
-            std::vector<double> sc(pos - lo + 1);
-            double mx = -1e300;
-            for (int t = lo; t <= pos; t++) {
-                int slot = pt[pts[r] + t / p.pageSize] * p.pageSize + t % p.pageSize;
-                double d = 0;
-                for (int j = 0; j < HD; j++) d += (double) bf2f(qkv[(size_t) r * stride + h * HD + j]) * bf2f(K[(size_t) slot * kvCols + kvh * HD + j]);
-                sc[t - lo] = d * scale;
-                mx = std::max(mx, sc[t - lo]);
-            }
-            double sum = 0;
-            for (auto& x : sc) { x = std::exp(x - mx); sum += x; }
-            for (int j = 0; j < HD; j++) {
-                double acc = 0;
-                for (int t = lo; t <= pos; t++) {
-                    int slot = pt[pts[r] + t / p.pageSize] * p.pageSize + t % p.pageSize;
-                    acc += sc[t - lo] * bf2f(V[(size_t) slot * kvCols + kvh * HD + j]);
-                }
-                double want = acc / sum, got = bf2f(merged[(size_t) r * qCols + h * HD + j]);
-                if (std::isnan(got)) { nan++; continue; }
-                num += (got - want) * (got - want);
-                den += want * want;
-            }
-        }
-        double e = std::sqrt(num / std::max(den, 1e-30));
+        PagedKv kv{K.data(), V.data(), pt.data() + pts[r], p.pageSize, p.kvHeads, HD};
+        double e = row_error(qkv.data() + (size_t) r * stride, merged.data() + (size_t) r * qCols, p.ctx[r] - 1,
+                             p.window, p.heads, scale, kv, &nan);
         if (e > worst) { worst = e; worstRow = r; }
     }
     bool sameAgain = merged == again, sameApart = merged == apart;

@@ -1,6 +1,7 @@
 // Runs the host copy of attention_tc.cu (gen_host_kernel.py) on random paged problems and compares every row
 // with a float64 reference, the way CudaPrefillAttentionTest does on a GPU. Build and run: run_emu.sh.
 #include "attention_tc_host.cpp"
+#include "emu_reference.h"
 #include <cstdio>
 #include <random>
 #include <thread>
@@ -10,9 +11,6 @@ struct Problem {
     std::vector<int> ctx, queries;
     int heads, kvHeads, hd, window, pageSize, splits;   // splits 0: as the host would choose (here: 1)
 };
-
-static bf16 tobf(float f) { return f2bf(f); }
-static float frombf(bf16 b) { return bf2f(b); }
 
 static double run(const Problem& p, unsigned seed) {
     std::mt19937 rng(seed);
@@ -33,11 +31,11 @@ static double run(const Problem& p, unsigned seed) {
     std::shuffle(pool.begin(), pool.end(), rng);
     for (size_t i = 0; i < pt.size(); i++) pt[i] = pool[i];
     std::vector<bf16> K((size_t) pages * p.pageSize * kvCols), V(K.size());
-    for (auto& x : K) x = tobf(U(rng));
-    for (auto& x : V) x = tobf(U(rng));
+    for (auto& x : K) x = f2bf(U(rng));
+    for (auto& x : V) x = f2bf(U(rng));
     int rows = qs[seqs];
     std::vector<bf16> qkv((size_t) rows * stride);
-    for (auto& x : qkv) x = tobf(U(rng));
+    for (auto& x : qkv) x = f2bf(U(rng));
     std::vector<bf16> out((size_t) rows * qCols, 0x7fc0);   // NaN poison
 
     int rpt = ATT_TC_BLOCK_M / G;
@@ -98,35 +96,9 @@ static double run(const Problem& p, unsigned seed) {
     double worst = 0;
     int worstRow = -1, nan = 0;
     for (int s = 0; s < seqs; s++) for (int r = qs[s]; r < qs[s + 1]; r++) {
-        int pos = p.ctx[s] - (qs[s + 1] - r);
-        int lo = p.window > 0 ? std::max(0, pos - p.window + 1) : 0;
-        double num = 0, den = 0;
-        for (int h = 0; h < p.heads; h++) {
-            int kvh = h / G;
-            std::vector<double> sc(pos - lo + 1);
-            double mx = -1e300;
-            for (int t = lo; t <= pos; t++) {
-                int slot = pt[pts[s] + t / p.pageSize] * p.pageSize + t % p.pageSize;
-                double d = 0;
-                for (int j = 0; j < HD; j++) d += (double) frombf(qkv[(size_t) r * stride + h * HD + j]) * frombf(K[(size_t) slot * kvCols + kvh * HD + j]);
-                sc[t - lo] = d * scale;
-                mx = std::max(mx, sc[t - lo]);
-            }
-            double sum = 0;
-            for (auto& x : sc) { x = std::exp(x - mx); sum += x; }
-            for (int j = 0; j < HD; j++) {
-                double acc = 0;
-                for (int t = lo; t <= pos; t++) {
-                    int slot = pt[pts[s] + t / p.pageSize] * p.pageSize + t % p.pageSize;
-                    acc += sc[t - lo] * frombf(V[(size_t) slot * kvCols + kvh * HD + j]);
-                }
-                double want = acc / sum, got = frombf(out[(size_t) r * qCols + h * HD + j]);
-                if (std::isnan(got)) { nan++; continue; }
-                num += (got - want) * (got - want);
-                den += want * want;
-            }
-        }
-        double e = std::sqrt(num / std::max(den, 1e-30));
+        PagedKv kv{K.data(), V.data(), pt.data() + pts[s], p.pageSize, p.kvHeads, HD};
+        double e = row_error(qkv.data() + (size_t) r * stride, out.data() + (size_t) r * qCols,
+                             p.ctx[s] - (qs[s + 1] - r), p.window, p.heads, scale, kv, &nan);
         if (e > worst) { worst = e; worstRow = r; }
     }
     printf("EMU ctx[0]=%d seqs=%d rows=%d heads=%d/%d hd=%d window=%d page=%d splits=%d: worst row err %.2e (row %d), NaN %d %s\n",

@@ -47,15 +47,14 @@ final class PagedAttention {
     private String lastKernel = "";
     /** Decode attention splits rows until there are this many blocks per SM (the grid fills the GPU a few times). */
     private final int decodeBlocksPerSm;
-    private long workspace;
-    private long workspaceBytes;
-    /** Decode attention merges its own splits ({@link CudaOptions#decodeMerge()}): one arrival counter per block row. */
-    private final boolean mergeInDecode;
-    /** The decode kernel's arrival counters (zero between launches), and how many there are. */
-    private long arrivals;
-    private int arrivalCount;
     /** Workspaces outgrown by a larger batch: kernels in flight or captured graphs may still use them. */
     private final List<Long> retiredWorkspaces = new ArrayList<>();
+    /** The splits' partial results. */
+    private final GrowingBuffer workspace = new GrowingBuffer("the attention workspace", false);
+    /** Decode attention merges its own splits ({@link CudaOptions#decodeMerge()}): one arrival counter per block row. */
+    private final boolean mergeInDecode;
+    /** The decode kernel's arrival counters, 4 bytes each: zero between launches (the last block of a row resets its). */
+    private final GrowingBuffer arrivals = new GrowingBuffer("the decode attention's arrival counters", true);
     /** The batch (and cache) last checked: the layers of a step pass the same immutable batch. */
     private AttentionBatch checkedBatch;
     private CudaKvStorage checkedCache;
@@ -258,11 +257,11 @@ final class PagedAttention {
         long[] partials = partials(rows, shape, splits);
         boolean mergeHere = mergeInDecode && splits > 1;
         if (mergeHere) {
-            ensureArrivals((int) blocks);
+            arrivals.ensure(4 * blocks);
         }
         Kernels.AttentionTables tables = stageTables(batch, false);
         parts.kernels().launchAttentionDecode(lanes, headsPerPass, q, cache, layer, tables, shape, o, partials,
-                mergeHere ? arrivals : 0, (int) blocks, splits);
+                mergeHere ? arrivals.ptr : 0, (int) blocks, splits);
         lastKernel = "attention_decode_l" + lanes + "_g" + headsPerPass;
         if (!mergeHere) {
             merge(partials, rows, shape, splits, o);
@@ -423,8 +422,8 @@ final class PagedAttention {
         if (splits == 1) {
             return new long[2];
         }
-        ensureWorkspace(workspaceBytes(rows, shape, splits));
-        return new long[] {workspace, workspace + (long) rows * shape.numHeads() * splits * shape.headDim() * 4};
+        workspace.ensure(workspaceBytes(rows, shape, splits));
+        return new long[] {workspace.ptr, workspace.ptr + (long) rows * shape.numHeads() * splits * shape.headDim() * 4};
     }
 
     /** Partial results of {@code splits} splits: acc [rows][heads][splits][headDim] then (m, l) per split, float32. */
@@ -447,28 +446,10 @@ final class PagedAttention {
             }
             bytes = Math.max(bytes, workspaceBytes(rows, shape, splits));
         }
-        ensureWorkspace(bytes);
+        workspace.ensure(bytes);
         if (mergeInDecode && decodeKernel) {
-            ensureArrivals((int) Math.min(Integer.MAX_VALUE, decodeBlocks(maxRows, shape)));
+            arrivals.ensure(4 * decodeBlocks(maxRows, shape));
         }
-    }
-
-    /**
-     * At least {@code count} zeroed arrival counters for the decode kernel (sized from shapes only, like the
-     * workspace). The kernel's last block of each row of splits sets its counter back to zero, so they stay zero
-     * between launches and graph replays.
-     */
-    private void ensureArrivals(int count) {
-        if (count <= arrivalCount) {
-            return;
-        }
-        parts.ctx().capture.requireNotCapturing("growing the decode attention's arrival counters");
-        if (arrivals != 0) {
-            retiredWorkspaces.add(arrivals);
-        }
-        arrivalCount = Math.max(count, 2 * arrivalCount);
-        arrivals = parts.memory().alloc(4L * arrivalCount);
-        parts.ctx().driver.memsetD32Async(arrivals, 0, arrivalCount, parts.ctx().stream);
     }
 
     private void merge(long[] partials, int rows, AttentionShape shape, int splits, CudaTensor o) {
@@ -479,19 +460,36 @@ final class PagedAttention {
     }
 
     /**
-     * Grows the split workspace to at least {@code bytes} (sized from shapes only). The old buffer is kept
-     * until {@link #close()}: work already enqueued, or recorded in a CUDA graph, may still use it.
+     * A device buffer sized from shapes only, that only grows. Growing is refused inside a graph capture (a capture
+     * must not allocate); the outgrown buffer is kept until {@link #close()}, as work already enqueued, or recorded
+     * in a CUDA graph, may still use it.
      */
-    private void ensureWorkspace(long bytes) {
-        if (bytes <= workspaceBytes) {
-            return;
+    private final class GrowingBuffer {
+        private final String what;
+        private final boolean zeroed;
+        long ptr;
+        private long bytes;
+
+        GrowingBuffer(String what, boolean zeroed) {
+            this.what = what;
+            this.zeroed = zeroed;
         }
-        parts.ctx().capture.requireNotCapturing("growing the attention workspace");
-        if (workspace != 0) {
-            retiredWorkspaces.add(workspace);
+
+        /** At least {@code needed} bytes (doubling), zeroed on the stream when the buffer is so made. */
+        void ensure(long needed) {
+            if (needed <= bytes) {
+                return;
+            }
+            parts.ctx().capture.requireNotCapturing("growing " + what);
+            if (ptr != 0) {
+                retiredWorkspaces.add(ptr);
+            }
+            bytes = Shapes.roundUp(Math.max(needed, 2 * bytes), 4);
+            ptr = parts.memory().alloc(bytes);
+            if (zeroed) {
+                parts.ctx().driver.memsetD32Async(ptr, 0, bytes / 4, parts.ctx().stream);
+            }
         }
-        workspaceBytes = Math.max(bytes, 2 * workspaceBytes);
-        workspace = parts.memory().alloc(workspaceBytes);
     }
 
     /** Gives the outgrown workspaces back (the stream has drained). */
