@@ -23,6 +23,7 @@ if [ ${#classes[@]} -eq 0 ]; then
            ai.punica.backend.cuda.CudaSamplingTest ai.punica.backend.cuda.CudaSamplingOptionsEngineTest
            ai.punica.backend.cuda.CudaFloat32LogitsTest ai.punica.backend.cuda.CudaPrefillAttentionTest
            ai.punica.backend.cuda.CudaBatchInvarianceTest ai.punica.backend.cuda.CudaLoraApartTest
+           ai.punica.backend.cuda.CudaGemmTuningTest
            ai.punica.server.ServerOnGpuTest)
 fi
 limit="${GPU_CHECK_LIMIT_S:-540}"

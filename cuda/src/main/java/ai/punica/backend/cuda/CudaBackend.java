@@ -70,7 +70,7 @@ public final class CudaBackend implements Backend {
         modules = new KernelModules(ctx.driver, ctx.ccMajor, ctx.ccMinor, options.nvrtc());
         profiler = options.profile() ? new KernelProfiler(ctx.driver) : null;
         launcher = new KernelLauncher(ctx, modules, profiler, loraApart(options), options.apartGemmSms(),
-                options.programmaticLaunch() && ctx.ccMajor >= 9);
+                options.programmaticLaunch() && ctx.ccMajor >= 9, options.gemmTuning());
         memory = new DeviceAllocator(ctx);
         ring = new StagingRing(ctx);
         DeviceParts parts = new DeviceParts(ctx, memory, ring, new Kernels(launcher, ctx.multiprocessors));
@@ -316,6 +316,11 @@ public final class CudaBackend implements Backend {
     /** Flash-decoding splits of a decode step of {@code rows} rows (tests, benchmarks). */
     int attentionDecodeSplits(int rows, AttentionShape shape) {
         return attention.decodeSplits(rows, shape);
+    }
+
+    /** What each GEMM shape runs with {@link CudaOptions#gemmTuning()} (tests, benchmarks; empty without it). */
+    java.util.Map<TunedGemms.Shape, String> gemmChoices() {
+        return launcher.gemmChoices();
     }
 
     /** The attention kernel the last {@code attention} call launched (tests, benchmarks). */

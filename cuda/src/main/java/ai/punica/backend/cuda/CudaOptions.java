@@ -49,6 +49,11 @@ package ai.punica.backend.cuda;
  *                            it may start while the kernel before it drains and waits in {@code griddepcontrol.wait}
  *                            before touching memory; the fused LoRA kernel computes its shrink before that wait
  *                            ({@code punica.cuda.pdl}, default on; results are the same either way)
+ * @param gemmTuning          the projections' GEMMs take the algorithm timed fastest for their shape the first time
+ *                            the shape runs outside a graph capture: cublasGemmEx's own or one of cuBLASLt's
+ *                            heuristic candidates, weights cold ({@code TunedGemms}; {@code punica.cuda.gemmTuning},
+ *                            default off: written 2026-12-04 without device time, not yet run on a GPU; never with
+ *                            {@code batchInvariant}, whose fixed-row GEMMs must not change algorithm between runs)
  * @param batchInvariant      a row's results never depend on the other rows of a step ({@code --batch-invariant}):
  *                            projections as cuBLAS calls of a fixed row count, attention on the general kernel with
  *                            a fixed number of splits, SGMV on the CUDA-core kernels without split-K; it needs
@@ -59,7 +64,7 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
                           int apartGemmSms, int rowTilesUpTo, int fusedMinTiles,
                           boolean decodeAttention, int decodeBlocksPerSm, boolean decodeMerge, int sgmvTcMinRows,
                           boolean tensorCoreAttention, int tensorCoreMinRows, boolean profile, boolean nvrtc,
-                          boolean programmaticLaunch, boolean batchInvariant) {
+                          boolean programmaticLaunch, boolean gemmTuning, boolean batchInvariant) {
     /**
      * Decode batches of more tiles than this take the fused kernel; smaller ones the two launches with the
      * shrink overlapping the GEMM. On an H200 (ProjectionBench, Llama-7B projections, rank 16) the LoRA of a
@@ -104,6 +109,10 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
             throw new IllegalArgumentException("batchInvariant needs fusedLora, decodeAttention, tensorCoreAttention "
                     + "and sgmvTcMinRows off (their kernels split reductions by the step's shape)");
         }
+        if (batchInvariant && gemmTuning) {
+            throw new IllegalArgumentException("batchInvariant needs gemmTuning off (a timed choice of GEMM algorithm "
+                    + "may differ from one run to the next)");
+        }
     }
 
     private static void atLeast(String name, int value, int min) {
@@ -133,6 +142,7 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
                 .profile(flag("punica.cuda.profile", false))
                 .nvrtc(flag("punica.cuda.nvrtc", false))
                 .programmaticLaunch(flag("punica.cuda.pdl", true))
+                .gemmTuning(flag("punica.cuda.gemmTuning", false))
                 .build();
     }
 
@@ -147,7 +157,7 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
                 .decodeMerge(decodeMerge)
                 .sgmvTcMinRows(sgmvTcMinRows).tensorCoreAttention(tensorCoreAttention)
                 .tensorCoreMinRows(tensorCoreMinRows).profile(profile).nvrtc(nvrtc)
-                .programmaticLaunch(programmaticLaunch).batchInvariant(batchInvariant);
+                .programmaticLaunch(programmaticLaunch).gemmTuning(gemmTuning).batchInvariant(batchInvariant);
     }
 
     private static boolean flag(String name, boolean defaultValue) {
@@ -192,6 +202,7 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
         private boolean profile;
         private boolean nvrtc;
         private boolean programmaticLaunch = true;
+        private boolean gemmTuning;
         private boolean batchInvariant;
 
         private Builder() {
@@ -204,6 +215,8 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
         public Builder stepGraphs(boolean on) { stepGraphs = on; return this; }
         /** Programmatic dependent launch of our kernels on sm_90+ (results do not change). */
         public Builder programmaticLaunch(boolean on) { programmaticLaunch = on; return this; }
+        /** The projections' GEMMs take the algorithm timed fastest per shape ({@code TunedGemms}). */
+        public Builder gemmTuning(boolean on) { gemmTuning = on; return this; }
 
         /**
          * Batch-invariant kernels ({@code --batch-invariant}); on, it also turns off the paths whose reductions
@@ -214,6 +227,7 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
             batchInvariant = on;
             if (on) {
                 fusedLora = false;
+                gemmTuning = false;
                 decodeAttention = false;
                 tensorCoreAttention = false;
                 sgmvTcMinRows = 0;
@@ -227,7 +241,7 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
                     fusedMinTiles,
                     decodeAttention,
                     decodeBlocksPerSm, decodeMerge, sgmvTcMinRows, tensorCoreAttention, tensorCoreMinRows, profile, nvrtc,
-                    programmaticLaunch, batchInvariant);
+                    programmaticLaunch, gemmTuning, batchInvariant);
         }
 
         // Paths of the LoRA add-on.

@@ -29,6 +29,8 @@ final class KernelLauncher {
     private final KernelProfiler profiler;
     private final long cublasWorkspace;
     private final Cublas cublas;
+    /** The compute stream's GEMMs with timed algorithms ({@link CudaOptions#gemmTuning()}); null: cublasGemmEx's choice. */
+    private final TunedGemms tuned;
     /** cuBLAS on the side stream (its own workspace): the GEMM of {@code matmulLoraApart}; 0 and null without it. */
     private final long sideCublasWorkspace;
     private final Cublas sideCublas;
@@ -57,9 +59,10 @@ final class KernelLauncher {
      * @param sideGemmSms SMs the side stream's GEMMs plan for (0: all): the rest stay free for the add-on beside them
      * @param programmatic every kernel launched with programmatic stream serialization (sm_90+; each kernel's
      *                     {@code pdl_entry} waits for the kernel before it, common.cuh)
+     * @param gemmTuning   the compute stream's GEMMs take the algorithm timed fastest for their shape ({@link TunedGemms})
      */
     KernelLauncher(CudaContext ctx, KernelModules modules, KernelProfiler profiler, boolean sideGemms,
-                   int sideGemmSms, boolean programmatic) {
+                   int sideGemmSms, boolean programmatic, boolean gemmTuning) {
         Driver driver = ctx.driver;
         this.ctx = ctx;
         this.modules = modules;
@@ -70,6 +73,7 @@ final class KernelLauncher {
         launchStream = ctx.stream;
         cublasWorkspace = driver.memAlloc(CUBLAS_WORKSPACE_BYTES);
         cublas = new Cublas(ctx.stream, cublasWorkspace, CUBLAS_WORKSPACE_BYTES);
+        tuned = gemmTuning ? new TunedGemms(ctx, ctx.stream, cublasWorkspace, CUBLAS_WORKSPACE_BYTES) : null;
         sideCublasWorkspace = sideGemms ? driver.memAlloc(CUBLAS_WORKSPACE_BYTES) : 0;
         sideCublas = sideGemms ? new Cublas(sideStream, sideCublasWorkspace, CUBLAS_WORKSPACE_BYTES) : null;
         if (sideGemms && sideGemmSms > 0) {
@@ -177,7 +181,13 @@ final class KernelLauncher {
         if (profiled) {
             profiler.begin(rows == 1 ? "gemm(1 row)" : rows <= 64 ? "gemm(2-64 rows)" : "gemm(>64 rows)", launchStream);
         }
-        (side ? sideCublas : cublas).gemmBf16(x, w, out, rows, in, features, outStride, Cublas.CUDA_R_16BF, outType);
+        if (side) {
+            sideCublas.gemmBf16(x, w, out, rows, in, features, outStride, Cublas.CUDA_R_16BF, outType);
+        } else if (tuned != null) {
+            tuned.gemm(cublas, x, w, out, rows, in, features, outStride, outType);
+        } else {
+            cublas.gemmBf16(x, w, out, rows, in, features, outStride, Cublas.CUDA_R_16BF, outType);
+        }
         if (profiled) {
             profiler.end(launchStream);
         }
@@ -278,8 +288,16 @@ final class KernelLauncher {
         }
     }
 
+    /** What the tuned GEMMs chose per shape (empty without {@link CudaOptions#gemmTuning()}). */
+    java.util.Map<TunedGemms.Shape, String> gemmChoices() {
+        return tuned == null ? java.util.Map.of() : tuned.choices();
+    }
+
     /** cuBLAS, its workspace, the side stream and its events, the argument block. */
     void close() {
+        if (tuned != null) {
+            tuned.close();
+        }
         cublas.close();
         ctx.driver.memFree(cublasWorkspace);
         if (sideCublas != null) {

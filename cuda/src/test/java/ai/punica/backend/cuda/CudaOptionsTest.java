@@ -41,6 +41,7 @@ class CudaOptionsTest {
         assertThat(o.fusedMinTiles()).isEqualTo(CudaOptions.FUSED_MIN_TILES);
         assertThat(o.decodeBlocksPerSm()).isEqualTo(8);
         assertThat(o.decodeMerge()).isFalse();
+        assertThat(o.gemmTuning()).isFalse();
         assertThat(o.sgmvTcMinRows()).isEqualTo(CudaOptions.SGMV_TC_MIN_ROWS);
         assertThat(o.tensorCoreAttention()).isTrue();
         assertThat(o.tensorCoreMinRows()).isEqualTo(CudaOptions.TENSOR_CORE_MIN_ROWS);
@@ -50,14 +51,16 @@ class CudaOptionsTest {
 
     @Test
     void systemPropertiesAreReadOnceIntoTheRecord() {
-        CudaOptions o = withProperties(Map.of("punica.cuda.device", "1", "punica.cuda.graphs", "false",
-                "punica.cuda.fusedLora", "FALSE", "punica.cuda.loraOverlap", "false",
-                "punica.cuda.loraApart", "true", "punica.cuda.profile", "true",
-                "punica.cuda.nvrtc", " true ", "punica.cuda.sgmvTcMinRows", "0", "punica.cuda.tensorCoreAttention",
-                "false", "punica.cuda.decodeMerge", "true"), CudaOptions::fromSystemProperties);
+        CudaOptions o = withProperties(Map.ofEntries(Map.entry("punica.cuda.device", "1"),
+                Map.entry("punica.cuda.graphs", "false"), Map.entry("punica.cuda.fusedLora", "FALSE"),
+                Map.entry("punica.cuda.loraOverlap", "false"), Map.entry("punica.cuda.loraApart", "true"),
+                Map.entry("punica.cuda.profile", "true"), Map.entry("punica.cuda.nvrtc", " true "),
+                Map.entry("punica.cuda.sgmvTcMinRows", "0"), Map.entry("punica.cuda.tensorCoreAttention", "false"),
+                Map.entry("punica.cuda.decodeMerge", "true"), Map.entry("punica.cuda.gemmTuning", "true")),
+                CudaOptions::fromSystemProperties);
         assertThat(o).isEqualTo(CudaOptions.builder().device(1).stepGraphs(false).fusedLora(false).loraOverlap(false)
                 .loraApart(true).sgmvTcMinRows(0).profile(true).nvrtc(true).tensorCoreAttention(false).decodeMerge(true)
-                .build());
+                .gemmTuning(true).build());
     }
 
     @Test
@@ -94,6 +97,9 @@ class CudaOptionsTest {
                 .hasMessageStartingWith("batchInvariant needs fusedLora, decodeAttention, tensorCoreAttention and "
                         + "sgmvTcMinRows off");
         assertThatThrownBy(() -> o.toBuilder().sgmvTcMinRows(16).build()).isInstanceOf(IllegalArgumentException.class);
+        assertThatThrownBy(() -> o.toBuilder().gemmTuning(true).build()).isInstanceOf(IllegalArgumentException.class)
+                .hasMessageStartingWith("batchInvariant needs gemmTuning off");
+        assertThat(CudaOptions.builder().gemmTuning(true).batchInvariant(true).build().gemmTuning()).isFalse();
         assertThat(CudaOptions.defaults().batchInvariant()).isFalse();
     }
 
@@ -110,7 +116,7 @@ class CudaOptionsTest {
     void toBuilderKeepsEverySwitch() {
         CudaOptions o = CudaOptions.builder().device(2).stepGraphs(false).fusedLora(false).loraOverlap(false)
                 .loraApart(true).apartGemmSms(100).fusedMinTiles(3).decodeAttention(false).decodeBlocksPerSm(5).sgmvTcMinRows(7)
-                .decodeMerge(true).tensorCoreAttention(false)
+                .decodeMerge(true).gemmTuning(true).tensorCoreAttention(false)
                 .tensorCoreMinRows(7).profile(true).nvrtc(true).build();
         assertThat(o.toBuilder().build()).isEqualTo(o);
         assertThat(o.toBuilder().fusedMinTiles(0).build().fusedMinTiles()).isZero();
