@@ -5,6 +5,7 @@
 #   decode   DecodeStepBench (replayed decode steps, LoRA workloads, HBM bound); DECODE_ARGS overrides its
 #            arguments; DECODE_JFR=1 records a Java Flight Recording of it ($OUT/decode.jfr) for the host side;
 #            DECODE_SHOW_PROFILE=1 prints the per-kernel profile lines too (with DECODE_OPTS=-Dpunica.cuda.graphs=false)
+#   decode-ab  the decode bench once per option set of DECODE_AB ('|'-separated, '' = defaults), in one call
 #   decode-off  the same with LoRA as two launches on one stream (-Dpunica.cuda.fusedLora=false
 #            -Dpunica.cuda.loraOverlap=false; DECODE_OFF_ARGS), for comparison
 #   proj     ProjectionBench: each projection's GEMM alone, with LoRA on one stream, with the shrink overlapped
@@ -40,6 +41,12 @@ run="bash .device-bundle/device-run"
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.sm,power.limit --format=csv 2>&1 | tee "$OUT/gpu.txt"
 $run info > /dev/null 2>&1 # unpacks the JRE once
 
+# The honest HBM bound in GB/s (issue 14): the best of a D2D copy and a read-only reduction, measured by PyTorch.
+honest_bound() {
+  timeout 120 python3 "$tools/hbm_bound.py" --gib 4 --out "$OUT/hbm_bound.csv" 2>/dev/null \
+    | awk -F, '$1 == "honest_bound_median_tbs" {print $5 * 1000}'
+}
+
 status=0
 parts=("$@")
 [ ${#parts[@]} -eq 0 ] && parts=(decode sgmv serve tests)
@@ -48,9 +55,7 @@ for part in "${parts[@]}"; do
   case "$part" in
     decode)
       args=(${DECODE_ARGS:---batches 1,8,32,64 --workloads none,identical,distinct --warmup 150 --steps 30})
-      # The honest HBM bound (issue 14): best of a D2D copy and a read-only reduction, measured by PyTorch here.
-      gbs=$(timeout 120 python3 "$tools/hbm_bound.py" --gib 4 --out "$OUT/hbm_bound.csv" 2>/dev/null \
-            | awk -F, '$1 == "honest_bound_median_tbs" {print $5 * 1000}')
+      gbs=$(honest_bound)
       [ -n "$gbs" ] && args+=(--bandwidth-gbs "$gbs") && echo "honest HBM bound: $gbs GB/s"
       opts="-Dpunica.cuda.profile=true"
       [ "${DECODE_JFR:-0}" = 1 ] && opts="$opts -XX:StartFlightRecording=filename=$OUT/decode.jfr,settings=profile"
@@ -63,6 +68,23 @@ for part in "${parts[@]}"; do
       else
         grep -v "^WARNING" "$OUT/decode.log" | grep -v "^  \|kernel profile" | tail -n 40
       fi
+      ;;
+    decode-ab)
+      # The decode bench once per option set of DECODE_AB ('|'-separated; an empty set runs the defaults), one after
+      # the other in this call, so that the difference is not between machines or calls. E.g.
+      #   DECODE_AB='|-Dpunica.cuda.decodeMerge=true|-Dpunica.cuda.gemmTuning=true'
+      args=(${DECODE_AB_ARGS:---batches 32,64 --workloads none,identical,distinct --warmup 150 --steps 30})
+      gbs=$(honest_bound)
+      [ -n "$gbs" ] && args+=(--bandwidth-gbs "$gbs") && echo "honest HBM bound: $gbs GB/s"
+      IFS='|' read -r -a sets <<< "${DECODE_AB:-|}"
+      i=0
+      for set in "${sets[@]}"; do
+        PUNICA_JAVA_OPTS="$set" timeout "${DECODE_LIMIT_S:-240}" $run bench ai.punica.bench.DecodeStepBench \
+          --out "$OUT/decode_ab_$i.csv" "${args[@]}" > "$OUT/decode_ab_$i.log" 2>&1
+        echo "== decode-ab $i [${set:-defaults}] rc=$? ($(( $(date +%s) - start )) s)"
+        grep -E "^(none|identical|uniform|skewed|distinct) " "$OUT/decode_ab_$i.log"
+        i=$((i + 1))
+      done
       ;;
     decode-off)
       # The same bench with LoRA as two launches on the main stream (no fused kernel, no overlap), for comparison.
@@ -169,7 +191,7 @@ for part in "${parts[@]}"; do
       [ $rc != 0 ] && status=1
       echo "== tests rc=$rc ($(( $(date +%s) - start )) s)"
       ;;
-    *) echo "unknown part '$part' (decode | decode-off | hfdecode | e2e | proj | sampling | sgmv | attention | serve | servebench | invariant | tests)"; status=2;;
+    *) echo "unknown part '$part' (decode | decode-ab | decode-off | gemmprobe | hfdecode | e2e | proj | sampling | sgmv | attention | serve | servebench | invariant | tests)"; status=2;;
   esac
 done
 # The device tool brings back at most 8 files: everything in one archive.
