@@ -20,7 +20,8 @@
 # $OUT/serve-bench-SUMMARY.md. A warm-up round (distinct and base, 2 x clients requests each) runs first,
 # unreported (SERVE_WARMUP=0 skips it).
 # Knobs: SERVE_SHAPE (llama-2-7b), SERVE_ADAPTERS (1000), SERVE_DISTINCT (100), SERVE_RANK (16),
-# SERVE_INPUT (128), SERVE_OUTPUT (128), SERVE_CLIENTS (128), SERVE_SAT_REQUESTS (512), SERVE_RATE_SECONDS (8),
+# SERVE_INPUT (128), SERVE_OUTPUT (128), SERVE_CLIENTS (128), SERVE_SLOTS (adapter slots; default: SERVE_CLIENTS),
+# SERVE_SAT_REQUESTS (512), SERVE_RATE_SECONDS (8),
 # SERVE_PARTS ("sat100 sat1000 rates ramp"), SERVE_BACKEND (cuda), SERVE_ARGS (extra `punica serve` options),
 # SERVE_DEADLINE_S (500: no new part starts after it), SERVE_BASE_RATE (the base model's saturated request
 # rate for rates/ramp when sat100 is not part of this call; read from sat100's summary.csv otherwise). A dry run without a GPU:
@@ -64,7 +65,8 @@ else
 fi
 echo "== checkpoint rc=$? at ${SECONDS}s"; grep -v "^WARNING" "$out/checkpoint.log"; du -sh "$root/model" 2>/dev/null
 
-# 2. The server, every adapter registered; slots for a full batch of distinct adapters.
+# 2. The server, every adapter registered; slots for a full batch of distinct adapters (SERVE_SLOTS: more, so that
+#    a waiting request's adapter can be copied in while every running one holds its slot).
 names=$(cd "$root/adapters" && ls -d a* | sort)
 adapter_dirs=$(for n in $names; do printf '%s ' "$root/adapters/$n"; done)
 list100=$(echo "$names" | head -n "$distinct" | paste -sd, -)
@@ -76,7 +78,7 @@ else
 fi
 PUNICA_JAVA_OPTS="-Dpunica.home=$(pwd) -Dorg.slf4j.simpleLogger.defaultLogLevel=info" \
   "${serve_runner[@]}" ai.punica.cli.Main serve --port $port --backend "$backend" --model "$root/model" \
-  --served-model-name "$shape-random" --adapters $adapter_dirs --lora-slots "$clients" --max-lora-rank "$rank" \
+  --served-model-name "$shape-random" --adapters $adapter_dirs --lora-slots "${SERVE_SLOTS:-$clients}" --max-lora-rank "$rank" \
   --max-running "$clients" ${SERVE_ARGS:-} > "$out/serve.log" 2>&1 &
 stop_server() {
   local pid
