@@ -66,12 +66,12 @@ static void run(const Problem& p, unsigned seed) {
         blockDim = {DEC_THREADS, 1, 1};
         for (auto [bx, by] : order) {
             std::barrier<> block(DEC_THREADS);
-            blockBarrier = &block;
             std::vector<WarpCtx> warps(DEC_THREADS / 32);
             std::vector<std::thread> threads;
             for (int t = 0; t < DEC_THREADS; t++) {
                 threads.emplace_back([&, t, bx, by] {
                     threadIdx = {t, 0, 0};
+                    blockBarrier = &block;
                     blockIdx = {bx, by, 0};
                     tw = &warps[t / 32];
                     tlane = t % 32;

@@ -60,12 +60,12 @@ static double run(const Problem& p, unsigned seed) {
     for (int bx = 0; bx < tableLen; bx++) {
         std::memset(smem.data(), 0xff, smem.size());   // NaN-ish garbage: unwritten shared memory shows
         std::barrier<> block(ATT_TC_THREADS);
-        blockBarrier = &block;
         std::vector<WarpCtx> warps(ATT_TC_THREADS / 32);
         std::vector<std::thread> threads;
         for (int t = 0; t < ATT_TC_THREADS; t++) {
             threads.emplace_back([&, t] {
                 threadIdx = {t, 0, 0};
+                blockBarrier = &block;
                 blockIdx = {bx, by, bz};
                 tw = &warps[t / 32];
                 tlane = t % 32;

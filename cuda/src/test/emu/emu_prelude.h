@@ -37,7 +37,7 @@ struct WarpCtx {
 };
 inline thread_local WarpCtx* tw;
 inline thread_local int tlane;
-inline std::barrier<>* blockBarrier;
+inline thread_local std::barrier<>* blockBarrier;   // the block of this thread (set by each thread)
 
 inline void __syncthreads() { blockBarrier->arrive_and_wait(); }
 

@@ -41,7 +41,8 @@ class AttentionEmulatorTest {
                 + "same, counters zero ok")).count()).isEqualTo(5);
     }
 
-    private static String emulate(Path work, String... args) throws IOException, InterruptedException {
+    /** Runs {@code run_emu.sh args} with its build in {@code work}; its output, after checking that it exited 0. */
+    static String emulate(Path work, String... args) throws IOException, InterruptedException {
         assumeTrue(onPath("g++") && onPath("python3"), "g++ and python3 are needed to build the emulator");
         Path script = Path.of("src/test/emu/run_emu.sh").toAbsolutePath();
         assertThat(script).exists();
