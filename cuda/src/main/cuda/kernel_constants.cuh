@@ -8,6 +8,7 @@
 #define SGMV_GROUP_MAX 3
 #define EXPAND_MAX_RANK 256
 #define FUSED_CLUSTER 4
+#define FUSED_CLUSTER_WIDE 8
 #define FUSED_MAX_RANK 64
 #define TC_THREADS 128
 #define TC_ROWS 64

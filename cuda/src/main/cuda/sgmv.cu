@@ -345,9 +345,9 @@ sgmv_expand_group(const bf16* __restrict__ v, int vStride, int vWidth, bf16* y, 
 // sgmv_shrink_group. Ranks up to FUSED_MAX_RANK. Compiled for sm_90 and later; the host uses it only there.
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
-#define FUSED_CLUSTER_DIMS
+#define FUSED_CLUSTER_DIMS(C)
 #else
-#define FUSED_CLUSTER_DIMS __cluster_dims__(FUSED_CLUSTER, 1, 1)
+#define FUSED_CLUSTER_DIMS(C) __cluster_dims__(C, 1, 1)
 #endif
 
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900
@@ -375,40 +375,71 @@ __device__ __forceinline__ float ld_cluster(const float* p, unsigned rank) {
 }
 #endif
 
-extern "C" __global__ void FUSED_CLUSTER_DIMS __launch_bounds__(SGMV_THREADS)
-sgmv_fused_row_group(const bf16* __restrict__ x, int xStride, bf16* y, int yStride, const int* __restrict__ tiles,
-                     const char* table0, const char* table1, const char* table2, int slots, int in,
-                     int yCol0, int yCol1, int yCol2, int out0, int out1, int out2) {
+#define FUSED_PARAMS                                                                                        \
+    const bf16* __restrict__ x, int xStride, bf16* y, int yStride, const int* __restrict__ tiles,           \
+    const char* table0, const char* table1, const char* table2, int slots, int in,                          \
+    int yCol0, int yCol1, int yCol2, int out0, int out1, int out2
+
+#define FUSED_ARGS x, xStride, y, yStride, tiles, table0, table1, table2, slots, in, yCol0, yCol1, yCol2, out0, out1, out2
+
+// What block c of a cluster of C works on: its tile's row and slot, the slot's weights, its inputs [k0, k1) of
+// the shrink and outputs [o0, o1) of the expand.
+struct FusedWork {
+    int nRows, row, slot, rank, out, k0, k1, o0, o1;
+    unsigned c;
+    SlotTable t;
+    const bf16* a;
+    const bf16* b;
+};
+
+// Before pdl_wait (programmatic launch: the GEMM before this kernel may still be draining) only what that GEMM
+// cannot write is read: the tile and slot tables, and the adapter's weights, which this block's share of the
+// shrink and the expand will read and which are brought into L2 meanwhile.
+template <int C>
+__device__ __forceinline__ FusedWork fused_work(FUSED_PARAMS) {
+    FusedWork w{};
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    const int tile = blockIdx.y, m = blockIdx.z;
+    w.nRows = tiles[3 * tile + 1];
+    w.row = tiles[3 * tile];
+    w.slot = tiles[3 * tile + 2];
+    w.t = slot_table(pick3(m, table0, table1, table2), slots);
+    w.rank = w.nRows > 0 ? w.t.rank[w.slot] : 0;
+    w.c = cluster_ctarank();
+    w.a = (const bf16*) w.t.a[w.slot];
+    w.b = (const bf16*) w.t.b[w.slot];
+    w.out = m == 0 ? out0 : (m == 1 ? out1 : out2);
+    const int inPer = ((in + C - 1) / C + 7) & ~7;
+    w.k0 = min(in, (int) w.c * inPer);
+    w.k1 = min(in, w.k0 + inPer);
+    const int outPer = (w.out + C - 1) / C;
+    w.o0 = w.c * outPer;
+    w.o1 = min(w.out, w.o0 + outPer);
+    if (w.nRows == 1 && w.rank > 0 && w.rank <= FUSED_MAX_RANK) {
+        const int lines = (w.k1 - w.k0 + 63) / 64; // 64 bf16 a line
+        for (int i = threadIdx.x; i < w.rank * lines; i += SGMV_THREADS) {
+            prefetch_l2(w.a + (long long) (i / lines) * in + w.k0 + (i % lines) * 64);
+        }
+        const long long bFirst = (long long) w.o0 * w.rank, bEnd = (long long) w.o1 * w.rank;
+        for (long long e = bFirst + 64LL * threadIdx.x; e < bEnd; e += 64LL * SGMV_THREADS) prefetch_l2(w.b + e);
+    }
+#endif
+    return w;
+}
+
+// The rest of the kernel, after pdl_entry: the shrink of [k0, k1), the cluster sum, the expand of [o0, o1).
+template <int C>
+__device__ __forceinline__ void fused_row(const FusedWork& w, FUSED_PARAMS) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     __shared__ float red[SGMV_THREADS / 32][FUSED_MAX_RANK];
     __shared__ float part[FUSED_MAX_RANK];
     __shared__ float vRow[FUSED_MAX_RANK];
-    const int tile = blockIdx.y, m = blockIdx.z;
-    // Before pdl_wait (programmatic launch: the GEMM before this kernel may still be draining) only what that
-    // GEMM cannot write is read: the tile and slot tables, and the adapter's weights, which this block's share
-    // of the shrink and the expand will read and which are brought into L2 meanwhile.
-    const int nRows = tiles[3 * tile + 1];
-    const int row = tiles[3 * tile], slot = tiles[3 * tile + 2];
-    SlotTable t = slot_table(pick3(m, table0, table1, table2), slots);
-    const int rank = nRows > 0 ? t.rank[slot] : 0;
-    const unsigned c = cluster_ctarank();
-    const bf16* a = (const bf16*) t.a[slot];
-    const bf16* b = (const bf16*) t.b[slot];
-    const int out = m == 0 ? out0 : (m == 1 ? out1 : out2);
-    // This block's inputs [k0, k1) of the shrink and outputs [o0, o1) of the expand.
-    const int inPer = ((in + FUSED_CLUSTER - 1) / FUSED_CLUSTER + 7) & ~7;
-    const int k0 = min(in, (int) c * inPer), k1 = min(in, k0 + inPer);
-    const int outPer = (out + FUSED_CLUSTER - 1) / FUSED_CLUSTER;
-    const int o0 = c * outPer, o1 = min(out, o0 + outPer);
-    if (nRows == 1 && rank > 0 && rank <= FUSED_MAX_RANK) {
-        const int lines = (k1 - k0 + 63) / 64; // 64 bf16 a line
-        for (int i = threadIdx.x; i < rank * lines; i += SGMV_THREADS) {
-            prefetch_l2(a + (long long) (i / lines) * in + k0 + (i % lines) * 64);
-        }
-        const long long bFirst = (long long) o0 * rank, bEnd = (long long) o1 * rank;
-        for (long long e = bFirst + 64LL * threadIdx.x; e < bEnd; e += 64LL * SGMV_THREADS) prefetch_l2(b + e);
-    }
-    pdl_entry();
+    const int m = blockIdx.z;
+    const int nRows = w.nRows, row = w.row, slot = w.slot, rank = w.rank;
+    const int k0 = w.k0, k1 = w.k1, o0 = w.o0, o1 = w.o1;
+    const SlotTable& t = w.t;
+    const bf16* a = w.a;
+    const bf16* b = w.b;
     // Every exit before the barriers is the same for the whole cluster (same tile, same projection).
     if (nRows == 0) return;
     if (nRows != 1) __trap();  // the host gives this kernel one-row tiles only
@@ -480,7 +511,7 @@ sgmv_fused_row_group(const bf16* __restrict__ x, int xStride, bf16* y, int yStri
     cluster_wait();
     if (threadIdx.x < rank) {
         float s = 0.0f;
-        for (unsigned j = 0; j < FUSED_CLUSTER; j++) s += ld_cluster(part + threadIdx.x, j);
+        for (unsigned j = 0; j < C; j++) s += ld_cluster(part + threadIdx.x, j);
         vRow[threadIdx.x] = bf2f(f2bf(s));
     }
     // Done reading the other blocks' shared memory; a block leaves only once all are (cluster_wait below).
@@ -539,7 +570,18 @@ sgmv_fused_row_group(const bf16* __restrict__ x, int xStride, bf16* y, int yStri
     }
     cluster_wait();
 #else
-    pdl_entry();
     __trap();
 #endif
 }
+
+// One kernel per cluster width: FUSED_CLUSTER, and FUSED_CLUSTER_WIDE for launches that would otherwise leave SMs
+// without a block (the host picks, SgmvOps.fusedRows).
+#define FUSED_ROW_GROUP(NAME, C)                                                                            \
+    extern "C" __global__ void FUSED_CLUSTER_DIMS(C) __launch_bounds__(SGMV_THREADS) NAME(FUSED_PARAMS) {    \
+        FusedWork w = fused_work<C>(FUSED_ARGS);                                                            \
+        pdl_entry();                                                                                        \
+        fused_row<C>(w, FUSED_ARGS);                                                                        \
+    }
+
+FUSED_ROW_GROUP(sgmv_fused_row_group, FUSED_CLUSTER)
+FUSED_ROW_GROUP(sgmv_fused_row_group_wide, FUSED_CLUSTER_WIDE)

@@ -1,6 +1,7 @@
 // Runs the host copy of sgmv.cu's fused decode LoRA kernel (gen_fused_host.py) on random one-row tile tables and
 // compares every output with a float64 reference: y[row, yCol_m + o] += scale · bf16(x[row]·A_mᵀ)·B_m[o]ᵀ for each
-// row's slot and projection m. Each cluster of FUSED_CLUSTER blocks runs as all its threads at once (barriers and
+// row's slot and projection m, with clusters of FUSED_CLUSTER and of FUSED_CLUSTER_WIDE blocks (the two kernels).
+// Each cluster runs as all its blocks' threads at once (barriers and
 // distributed shared memory emulated, emu_cluster.h). Checked: the added part within 1e-3 of the reference
 // (relative, per row and projection; the reference rounds v and y as the kernel does, so this admits only a rare
 // last-bit flip of v between a float32 and a float64 sum), every element outside an adapted (row, projection)
@@ -8,6 +9,7 @@
 #include "fused_host.cpp"
 #include <cstdio>
 #include <random>
+#include <memory>
 #include <thread>
 
 struct Problem {
@@ -19,8 +21,12 @@ struct Problem {
 
 static int failures = 0;
 
-static void launch(const Problem& p, const std::vector<int>& tiles, const bf16* x, int xStride, bf16* y, int yStride,
-                   const std::vector<const char*>& tables, const std::vector<int>& yCols, std::mt19937& rng) {
+using Kernel = void (*)(FUSED_PARAMS);
+
+// The kernel of clusters of C blocks (sgmv_fused_row_group, or the wide variant), launched as the host does.
+static void launch(Kernel kernel, int C, const Problem& p, const std::vector<int>& tiles, const bf16* x, int xStride,
+                   bf16* y, int yStride, const std::vector<const char*>& tables, const std::vector<int>& yCols,
+                   std::mt19937& rng) {
     const int nTiles = tiles.size() / 3, n = p.outs.size();
     int outs[3] = {0, 0, 0}, cols[3] = {0, 0, 0};
     const char* t[3] = {nullptr, nullptr, nullptr};
@@ -28,14 +34,14 @@ static void launch(const Problem& p, const std::vector<int>& tiles, const bf16* 
     std::vector<std::pair<int, int>> clusters;
     for (int z = 0; z < n; z++) for (int ty = 0; ty < nTiles; ty++) clusters.push_back({ty, z});
     std::shuffle(clusters.begin(), clusters.end(), rng);
-    gridDim = {FUSED_CLUSTER, nTiles, n};
+    gridDim = {C, nTiles, n};
     blockDim = {SGMV_THREADS, 1, 1};
     for (auto [ty, z] : clusters) {
-        std::barrier<> clusterBarrier(FUSED_CLUSTER * SGMV_THREADS);
-        std::vector<EmuBlock> blocks(FUSED_CLUSTER);
+        std::barrier<> clusterBarrier(C * SGMV_THREADS);
+        std::vector<EmuBlock> blocks(C);
         std::vector<std::unique_ptr<std::barrier<>>> blockBarriers;
-        std::vector<std::vector<WarpCtx>> warps(FUSED_CLUSTER);
-        for (int c = 0; c < FUSED_CLUSTER; c++) {
+        std::vector<std::vector<WarpCtx>> warps(C);
+        for (int c = 0; c < C; c++) {
             blocks[c].rank = c;
             emu_layout(blocks[c], emuRegions);
             blockBarriers.push_back(std::make_unique<std::barrier<>>(SGMV_THREADS));
@@ -43,7 +49,7 @@ static void launch(const Problem& p, const std::vector<int>& tiles, const bf16* 
         }
         EmuCluster cluster{&clusterBarrier, &blocks};
         std::vector<std::thread> threads;
-        for (int c = 0; c < FUSED_CLUSTER; c++) {
+        for (int c = 0; c < C; c++) {
             for (int th = 0; th < SGMV_THREADS; th++) {
                 threads.emplace_back([&, c, th] {
                     threadIdx = {th, 0, 0};
@@ -53,8 +59,8 @@ static void launch(const Problem& p, const std::vector<int>& tiles, const bf16* 
                     emuBlock = &blocks[c];
                     tw = &warps[c][th / 32];
                     tlane = th % 32;
-                    sgmv_fused_row_group(x, xStride, y, yStride, tiles.data(), t[0], t[1], t[2], p.ranks.size(),
-                                         p.in, cols[0], cols[1], cols[2], outs[0], outs[1], outs[2]);
+                    kernel(x, xStride, y, yStride, tiles.data(), t[0], t[1], t[2], p.ranks.size(), p.in, cols[0],
+                           cols[1], cols[2], outs[0], outs[1], outs[2]);
                 });
             }
         }
@@ -62,7 +68,7 @@ static void launch(const Problem& p, const std::vector<int>& tiles, const bf16* 
     }
 }
 
-static void run(const Problem& p, unsigned seed) {
+static void run(Kernel kernel, int C, const Problem& p, unsigned seed) {
     std::mt19937 rng(seed);
     std::uniform_real_distribution<float> U(-1.0f, 1.0f);
     const int n = p.outs.size(), slots = p.ranks.size();
@@ -109,8 +115,8 @@ static void run(const Problem& p, unsigned seed) {
     for (auto& t : tables) tablePtrs.push_back((const char*) t.data());
 
     std::vector<bf16> y = y0, again = y0;
-    launch(p, tiles, x.data(), xStride, y.data(), yStride, tablePtrs, yCols, rng);
-    launch(p, tiles, x.data(), xStride, again.data(), yStride, tablePtrs, yCols, rng);
+    launch(kernel, C, p, tiles, x.data(), xStride, y.data(), yStride, tablePtrs, yCols, rng);
+    launch(kernel, C, p, tiles, x.data(), xStride, again.data(), yStride, tablePtrs, yCols, rng);
 
     double worst = 0;
     int changedOutside = 0;
@@ -146,7 +152,7 @@ static void run(const Problem& p, unsigned seed) {
     for (int o : p.outs) outs += (outs.empty() ? "" : ",") + std::to_string(o);
     for (int r : p.ranks) ranks += (ranks.empty() ? "" : ",") + std::to_string(r);
     printf("EMU fused rows=%d in=%d outs=%s ranks=%s strides=+%d/+%d cluster=%d: added part err %.2e, changed outside %d, "
-           "second run %s %s\n", p.rows, p.in, outs.c_str(), ranks.c_str(), p.xPad, p.yPad, FUSED_CLUSTER, worst,
+           "second run %s %s\n", p.rows, p.in, outs.c_str(), ranks.c_str(), p.xPad, p.yPad, C, worst,
            changedOutside, same ? "same" : "DIFFERENT", ok ? "ok" : "FAIL");
 }
 
@@ -176,7 +182,10 @@ int main(int argc, char** argv) {
         }
     }
     unsigned seed = 1;
-    for (size_t i = 0; i < ps.size() && i < limit; i++) run(ps[i], seed++);
+    for (size_t i = 0; i < ps.size() && i < limit; i++, seed++) {
+        run(sgmv_fused_row_group, FUSED_CLUSTER, ps[i], seed);
+        run(sgmv_fused_row_group_wide, FUSED_CLUSTER_WIDE, ps[i], seed);
+    }
     printf("EMU fused %s\n", failures == 0 ? "PASSED" : "FAILED");
     return failures == 0 ? 0 : 1;
 }

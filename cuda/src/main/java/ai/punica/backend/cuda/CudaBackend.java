@@ -465,6 +465,16 @@ public final class CudaBackend implements Backend {
         return sgmv.fusedLaunches();
     }
 
+    /** How many of {@link #fusedLaunches} took clusters of 8 ({@link CudaOptions#wideClusters()}; tests). */
+    long fusedWideLaunches() {
+        return sgmv.fusedWideLaunches();
+    }
+
+    /** The device's SM count (tests). */
+    int multiprocessors() {
+        return ctx.multiprocessors;
+    }
+
     /** How many SGMV shrinks and expands ran on tensor cores, sgmv_tc.cu (tests, benchmarks). */
     long sgmvTensorCoreLaunches() {
         return sgmv.tensorCoreLaunches();

@@ -7,6 +7,10 @@ package ai.punica.backend.cuda;
  * @param device              the GPU's ordinal ({@code punica.cuda.device}, default 0)
  * @param stepGraphs          decode steps recorded as CUDA graphs and replayed ({@code punica.cuda.graphs}, default on)
  * @param fusedLora           decode-step LoRA in one cluster launch on sm_90+ ({@code punica.cuda.fusedLora}, default on)
+ * @param wideClusters        a fused LoRA launch whose clusters of 4 would be fewer blocks than SMs takes clusters of 8
+ *                            ({@code sgmv_fused_row_group_wide}: o and down of a 32-row step) ({@code
+ *                            punica.cuda.wideClusters}; default off until timed on a GPU: written 2026-12-04 without
+ *                            device time, checked by the host emulator, run_emu.sh fused)
  * @param loraOverlap         the SGMV shrink on a side stream, overlapping the GEMM ({@code punica.cuda.loraOverlap},
  *                            default on)
  * @param rowTilesUpTo        decode-shaped steps (a row per segment, or segments no longer than the tile table allows)
@@ -60,7 +64,8 @@ package ai.punica.backend.cuda;
  *                            {@code fusedLora}, {@code decodeAttention}, {@code tensorCoreAttention} and
  *                            {@code sgmvTcMinRows} off, which {@link Builder#batchInvariant} sets (default off)
  */
-public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boolean loraOverlap, boolean loraApart,
+public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boolean wideClusters, boolean loraOverlap,
+                          boolean loraApart,
                           int apartGemmSms, int rowTilesUpTo, int fusedMinTiles,
                           boolean decodeAttention, int decodeBlocksPerSm, boolean decodeMerge, int sgmvTcMinRows,
                           boolean tensorCoreAttention, int tensorCoreMinRows, boolean profile, boolean nvrtc,
@@ -132,6 +137,7 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
                 .device(intProperty("punica.cuda.device", 0))
                 .stepGraphs(flag("punica.cuda.graphs", true))
                 .fusedLora(flag("punica.cuda.fusedLora", true))
+                .wideClusters(flag("punica.cuda.wideClusters", false))
                 .loraOverlap(flag("punica.cuda.loraOverlap", true))
                 .loraApart(flag("punica.cuda.loraApart", false))
                 .apartGemmSms(intProperty("punica.cuda.apartGemmSms", 0))
@@ -152,7 +158,8 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
 
     /** A builder holding these options, to change some of them. */
     public Builder toBuilder() {
-        return new Builder().device(device).stepGraphs(stepGraphs).fusedLora(fusedLora).loraOverlap(loraOverlap)
+        return new Builder().device(device).stepGraphs(stepGraphs).fusedLora(fusedLora).wideClusters(wideClusters)
+                .loraOverlap(loraOverlap)
                 .loraApart(loraApart).apartGemmSms(apartGemmSms).rowTilesUpTo(rowTilesUpTo).fusedMinTiles(fusedMinTiles).decodeAttention(decodeAttention).decodeBlocksPerSm(decodeBlocksPerSm)
                 .decodeMerge(decodeMerge)
                 .sgmvTcMinRows(sgmvTcMinRows).tensorCoreAttention(tensorCoreAttention)
@@ -188,6 +195,7 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
         private int device;
         private boolean stepGraphs = true;
         private boolean fusedLora = true;
+        private boolean wideClusters;
         private boolean loraOverlap = true;
         private boolean loraApart;
         private int apartGemmSms;
@@ -237,7 +245,8 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
 
         /** The options, checked (a negative device or tile count, no blocks per SM or no minimum rows is refused). */
         public CudaOptions build() {
-            return new CudaOptions(device, stepGraphs, fusedLora, loraOverlap, loraApart, apartGemmSms, rowTilesUpTo,
+            return new CudaOptions(device, stepGraphs, fusedLora, wideClusters, loraOverlap, loraApart, apartGemmSms,
+                    rowTilesUpTo,
                     fusedMinTiles,
                     decodeAttention,
                     decodeBlocksPerSm, decodeMerge, sgmvTcMinRows, tensorCoreAttention, tensorCoreMinRows, profile, nvrtc,
@@ -246,6 +255,7 @@ public record CudaOptions(int device, boolean stepGraphs, boolean fusedLora, boo
 
         // Paths of the LoRA add-on.
         public Builder fusedLora(boolean on) { fusedLora = on; return this; }
+        public Builder wideClusters(boolean on) { wideClusters = on; return this; }
         public Builder loraOverlap(boolean on) { loraOverlap = on; return this; }
         public Builder loraApart(boolean on) { loraApart = on; return this; }
         public Builder apartGemmSms(int sms) { apartGemmSms = sms; return this; }

@@ -29,6 +29,11 @@ final class KernelConstants {
     static final int EXPAND_MAX_RANK = 256;
     /** Blocks per cluster of the fused decode kernel: one (row, projection) per cluster. */
     static final int FUSED_CLUSTER = 4;
+    /**
+     * Blocks per cluster of the fused decode kernel's wide variant ({@code sgmv_fused_row_group_wide}), for launches
+     * whose clusters of {@link #FUSED_CLUSTER} would be fewer blocks than SMs ({@link CudaOptions#wideClusters()}).
+     */
+    static final int FUSED_CLUSTER_WIDE = 8;
     /** Largest rank of the fused decode kernel. */
     static final int FUSED_MAX_RANK = 64;
 
@@ -103,6 +108,7 @@ final class KernelConstants {
             new Constant("SGMV_GROUP_MAX", SGMV_GROUP_MAX),
             new Constant("EXPAND_MAX_RANK", EXPAND_MAX_RANK),
             new Constant("FUSED_CLUSTER", FUSED_CLUSTER),
+            new Constant("FUSED_CLUSTER_WIDE", FUSED_CLUSTER_WIDE),
             new Constant("FUSED_MAX_RANK", FUSED_MAX_RANK),
             new Constant("TC_THREADS", TC_THREADS),
             new Constant("TC_ROWS", TC_ROWS),

@@ -4,6 +4,7 @@ import static ai.punica.backend.cuda.KernelConstants.ATT_THREADS;
 import static ai.punica.backend.cuda.KernelConstants.DEC_THREADS;
 import static ai.punica.backend.cuda.KernelConstants.DIGITS;
 import static ai.punica.backend.cuda.KernelConstants.FUSED_CLUSTER;
+import static ai.punica.backend.cuda.KernelConstants.FUSED_CLUSTER_WIDE;
 import static ai.punica.backend.cuda.KernelConstants.ROW_INTS;
 import static ai.punica.backend.cuda.KernelConstants.SAMPLE_THREADS;
 import static ai.punica.backend.cuda.KernelConstants.SGMV_THREADS;
@@ -250,12 +251,16 @@ final class Kernels {
                 .i(starts[2]).launch("sgmv_expand_group", tileCount, outBlocks, 1, SGMV_THREADS);
     }
 
-    /** Shrink and expand of one-row tiles in one launch, a cluster per (row, projection): grid (FUSED_CLUSTER, tiles, n). */
+    /**
+     * Shrink and expand of one-row tiles in one launch, a cluster per (row, projection): grid (FUSED_CLUSTER, tiles,
+     * n), or with {@code wide} ({@code sgmv_fused_row_group_wide}) clusters of FUSED_CLUSTER_WIDE.
+     */
     void launchSgmvFusedRowGroup(long x, int xStride, long y, int yStride, long tiles, long[] tables, int slots,
-                                 int in, int[] yCols, int[] outs, int tileCount, int projections) {
+                                 int in, int[] yCols, int[] outs, int tileCount, int projections, boolean wide) {
         launcher.args().p(x).i(xStride).p(y).i(yStride).p(tiles).p(tables[0]).p(tables[1]).p(tables[2]).i(slots)
                 .i(in).i(yCols[0]).i(yCols[1]).i(yCols[2]).i(outs[0]).i(outs[1]).i(outs[2])
-                .launch("sgmv_fused_row_group", FUSED_CLUSTER, tileCount, projections, SGMV_THREADS);
+                .launch(wide ? "sgmv_fused_row_group_wide" : "sgmv_fused_row_group",
+                        wide ? FUSED_CLUSTER_WIDE : FUSED_CLUSTER, tileCount, projections, SGMV_THREADS);
     }
 
     // ---- sgmv_tc.cu ----

@@ -67,6 +67,7 @@ final class SgmvOps {
     /** fusedLora and fusedMinTiles are read from here. */
     private final CudaOptions options;
     private long fusedLaunches;
+    private long fusedWideLaunches;
 
     SgmvOps(DeviceParts parts, CudaOptions options) {
         this.options = options;
@@ -191,9 +192,24 @@ final class SgmvOps {
         long t0 = checked[0].device;
         long[] tables = {t0, n > 1 ? checked[1].device : t0, n > 2 ? checked[2].device : t0};
         int[] cols = Arrays.copyOf(yCols, SGMV_GROUP_MAX);
+        boolean wide = wideClusters(tileCount, n);
         parts.kernels().launchSgmvFusedRowGroup(xs.ptr, xs.cols(), ys.ptr, ys.cols(), parts.ring().ints(tileTable),
-                tables, slots, xs.cols(), cols, outs, tileCount, n);
+                tables, slots, xs.cols(), cols, outs, tileCount, n, wide);
         fusedLaunches++;
+        if (wide) {
+            fusedWideLaunches++;
+        }
+    }
+
+    /**
+     * Whether a fused launch of {@code tileCount} tiles and {@code projections} projections takes clusters of
+     * {@value KernelConstants#FUSED_CLUSTER_WIDE} ({@link CudaOptions#wideClusters()}): when clusters of
+     * {@value KernelConstants#FUSED_CLUSTER} would be fewer blocks than SMs (o and down of a 32-row step: 128 blocks
+     * on an H200's 132 SMs), so that each block has half the inputs and outputs. From shapes only (graphs replay it).
+     */
+    boolean wideClusters(int tileCount, int projections) {
+        return options.wideClusters()
+                && (long) KernelConstants.FUSED_CLUSTER * tileCount * projections < parts.ctx().multiprocessors;
     }
 
     /** The fused decode kernel needs thread-block clusters: sm_90 and later only. */
@@ -204,6 +220,11 @@ final class SgmvOps {
     /** How many times {@code matmulLora} took the fused kernel (host calls, replays included). */
     long fusedLaunches() {
         return fusedLaunches;
+    }
+
+    /** How many of {@link #fusedLaunches} took clusters of {@value KernelConstants#FUSED_CLUSTER_WIDE}. */
+    long fusedWideLaunches() {
+        return fusedWideLaunches;
     }
 
     /** Grid: the fixed tile count × {@code ceil(out / 256)} output blocks, {@code out} being B's row count. */

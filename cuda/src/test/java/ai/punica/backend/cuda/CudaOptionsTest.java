@@ -42,6 +42,7 @@ class CudaOptionsTest {
         assertThat(o.decodeBlocksPerSm()).isEqualTo(8);
         assertThat(o.decodeMerge()).isFalse();
         assertThat(o.gemmTuning()).isFalse();
+        assertThat(o.wideClusters()).isFalse();
         assertThat(o.sgmvTcMinRows()).isEqualTo(CudaOptions.SGMV_TC_MIN_ROWS);
         assertThat(o.tensorCoreAttention()).isTrue();
         assertThat(o.tensorCoreMinRows()).isEqualTo(CudaOptions.TENSOR_CORE_MIN_ROWS);
@@ -56,11 +57,12 @@ class CudaOptionsTest {
                 Map.entry("punica.cuda.loraOverlap", "false"), Map.entry("punica.cuda.loraApart", "true"),
                 Map.entry("punica.cuda.profile", "true"), Map.entry("punica.cuda.nvrtc", " true "),
                 Map.entry("punica.cuda.sgmvTcMinRows", "0"), Map.entry("punica.cuda.tensorCoreAttention", "false"),
-                Map.entry("punica.cuda.decodeMerge", "true"), Map.entry("punica.cuda.gemmTuning", "true")),
+                Map.entry("punica.cuda.decodeMerge", "true"), Map.entry("punica.cuda.gemmTuning", "true"),
+                Map.entry("punica.cuda.wideClusters", "true")),
                 CudaOptions::fromSystemProperties);
         assertThat(o).isEqualTo(CudaOptions.builder().device(1).stepGraphs(false).fusedLora(false).loraOverlap(false)
                 .loraApart(true).sgmvTcMinRows(0).profile(true).nvrtc(true).tensorCoreAttention(false).decodeMerge(true)
-                .gemmTuning(true).build());
+                .gemmTuning(true).wideClusters(true).build());
     }
 
     @Test
@@ -116,7 +118,7 @@ class CudaOptionsTest {
     void toBuilderKeepsEverySwitch() {
         CudaOptions o = CudaOptions.builder().device(2).stepGraphs(false).fusedLora(false).loraOverlap(false)
                 .loraApart(true).apartGemmSms(100).fusedMinTiles(3).decodeAttention(false).decodeBlocksPerSm(5).sgmvTcMinRows(7)
-                .decodeMerge(true).gemmTuning(true).tensorCoreAttention(false)
+                .decodeMerge(true).gemmTuning(true).wideClusters(true).tensorCoreAttention(false)
                 .tensorCoreMinRows(7).profile(true).nvrtc(true).build();
         assertThat(o.toBuilder().build()).isEqualTo(o);
         assertThat(o.toBuilder().fusedMinTiles(0).build().fusedMinTiles()).isZero();

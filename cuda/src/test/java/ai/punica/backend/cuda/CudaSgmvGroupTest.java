@@ -450,6 +450,20 @@ class CudaSgmvGroupTest extends GpuBackendTest {
      */
     @Test
     void fusedDecodeLoraMatchesTheReferenceAndTheTwoLaunchPath() {
+        fusedDecodeLoraMatches(false);
+    }
+
+    /**
+     * The same with {@link CudaOptions#wideClusters()}: launches whose clusters of 4 would be fewer blocks than SMs
+     * (down at 32 rows, the odd case at 12 rows, b1 and b7) take clusters of 8; the others (q|k|v at 32 and 64 rows,
+     * gate|up at 32) keep 4.
+     */
+    @Test
+    void fusedDecodeLoraInWideClustersMatchesTheReferenceAndTheTwoLaunchPath() {
+        fusedDecodeLoraMatches(true);
+    }
+
+    private void fusedDecodeLoraMatches(boolean wide) {
         SplittableRandom rng = new SplittableRandom(7000);
         record Case(String name, int in, int[] outs, int batch, boolean withoutAdapter) {
         }
@@ -461,7 +475,7 @@ class CudaSgmvGroupTest extends GpuBackendTest {
                 new Case("down 11008→4096 b32", 11008, new int[] {4096}, 32, false),
                 new Case("odd in 1001 → 999|72 b12", 1001, new int[] {999, 72}, 12, true));
         // The fused kernel for every decode batch (no tile threshold) on one backend, the two launches on the other.
-        try (CudaBackend fusedGpu = GpuChecks.open(o -> o.fusedLora(true).fusedMinTiles(0));
+        try (CudaBackend fusedGpu = GpuChecks.open(o -> o.fusedLora(true).fusedMinTiles(0).wideClusters(wide));
              CudaBackend twoLaunchGpu = GpuChecks.open(o -> o.fusedLora(false))) {
             for (Case c : cases) {
                 int n = c.outs().length;
@@ -495,9 +509,13 @@ class CudaSgmvGroupTest extends GpuBackendTest {
                 twoOp.matmulLora(twoGroup, seg, cols);
                 float[] twoLaunches = download(twoLaunchGpu, twoOp.y());
                 long launchesBefore = fusedGpu.fusedLaunches();
+                long wideBefore = fusedGpu.fusedWideLaunches();
                 op.run();
                 float[] fused = download(fusedGpu, fusedOp.y());
                 assertThat(fusedGpu.fusedLaunches()).as(c.name() + ": the fused kernel ran").isEqualTo(launchesBefore + 1);
+                boolean wideWanted = wide && 4L * c.batch() * n < fusedGpu.multiprocessors();
+                assertThat(fusedGpu.fusedWideLaunches() - wideBefore).as(c.name() + ": clusters of 8")
+                        .isEqualTo(wideWanted ? 1 : 0);
                 op.run();
                 assertBitIdentical(c.name() + ": fused run 2 equals run 1", download(fusedGpu, fusedOp.y()), fused);
                 try (CudaBackend.CudaGraph graph = fusedGpu.capture(op)) {
@@ -533,8 +551,8 @@ class CudaSgmvGroupTest extends GpuBackendTest {
                         }
                     }
                 }
-                System.out.println("CHECK sgmv-group fused decode " + c.name() + ": runs and 3 graph replays bit-identical,"
-                        + " rows without adapter untouched ok");
+                System.out.println("CHECK sgmv-group fused decode " + c.name() + (wideWanted ? " (clusters of 8)" : "")
+                        + ": runs and 3 graph replays bit-identical, rows without adapter untouched ok");
                 group.free();
                 twoGroup.free();
                 fusedOp.free();
