@@ -5,6 +5,7 @@
 // last to arrive. Build and run: run_emu.sh decode [N [SEED]].
 #include "attention_decode_host.cpp"
 #include "emu_reference.h"
+#include "emu_problems.h"
 #include <cstdio>
 #include <random>
 #include <thread>
@@ -118,8 +119,7 @@ static void run(const Problem& p, unsigned seed) {
 }
 
 int main(int argc, char** argv) {
-    size_t limit = argc > 1 ? std::atoi(argv[1]) : 1000;
-    std::vector<Problem> ps = {
+    std::vector<Problem> ps = problems<Problem>(argc, argv, {
         {{1, 15, 16, 17, 100, 300}, 4, 4, 128, 0, 16, 4},      // MHA; the short rows leave splits empty
         {{300, 1, 77}, 32, 8, 128, 0, 16, 3},                  // Llama-3's groups of 8
         {{200, 33, 5}, 16, 1, 128, 0, 12, 5},                  // two passes of 8 heads; pages of 12
@@ -128,26 +128,20 @@ int main(int argc, char** argv) {
         {{400, 17, 260}, 8, 2, 64, 100, 16, 6},                // a sliding window
         {{90, 40}, 8, 8, 256, 0, 16, 3},                       // 32 lanes a token
         {{61, 1}, 4, 2, 32, 0, 16, 1},                         // one split: written directly
-    };
-    if (argc > 2) {
-        std::mt19937 rng(std::atoi(argv[2]));
-        auto any = [&](std::vector<int> v) { return v[rng() % v.size()]; };
-        ps.clear();
-        for (size_t i = 0; i < limit; i++) {
-            Problem p;
-            p.kvHeads = any({1, 2, 4});
-            p.heads = p.kvHeads * any({1, 2, 3, 4, 5, 8, 12, 16});
-            p.hd = any({32, 64, 96, 128});
-            p.window = any({0, 0, 1, 17, 64});
-            p.pageSize = any({1, 3, 16, 32});
-            p.splits = any({1, 2, 3, 7, 16});
-            int rows = 1 + rng() % 4;
-            for (int r = 0; r < rows; r++) p.ctx.push_back(1 + rng() % 300);
-            ps.push_back(p);
-        }
-    }
+    }, [](std::mt19937& rng, auto& any) {
+        Problem p;
+        p.kvHeads = any({1, 2, 4});
+        p.heads = p.kvHeads * any({1, 2, 3, 4, 5, 8, 12, 16});
+        p.hd = any({32, 64, 96, 128});
+        p.window = any({0, 0, 1, 17, 64});
+        p.pageSize = any({1, 3, 16, 32});
+        p.splits = any({1, 2, 3, 7, 16});
+        int rows = 1 + rng() % 4;
+        for (int r = 0; r < rows; r++) p.ctx.push_back(1 + rng() % 300);
+        return p;
+    });
     unsigned seed = 1;
-    for (size_t i = 0; i < ps.size() && i < limit; i++) run(ps[i], seed++);
+    for (const Problem& p : ps) run(p, seed++);
     printf("EMU decode %s\n", failures == 0 ? "PASSED" : "FAILED");
     return failures == 0 ? 0 : 1;
 }

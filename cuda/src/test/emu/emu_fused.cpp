@@ -7,6 +7,7 @@
 // last-bit flip of v between a float32 and a float64 sum), every element outside an adapted (row, projection)
 // unchanged to the bit, and a second run bit-identical. Build and run: run_emu.sh fused [N [SEED]].
 #include "fused_host.cpp"
+#include "emu_problems.h"
 #include <cstdio>
 #include <random>
 #include <memory>
@@ -157,34 +158,27 @@ static void run(Kernel kernel, int C, const Problem& p, unsigned seed) {
 }
 
 int main(int argc, char** argv) {
-    size_t limit = argc > 1 ? std::atoi(argv[1]) : 1000;
-    std::vector<Problem> ps = {
+    std::vector<Problem> ps = problems<Problem>(argc, argv, {
         {5, 512, {512, 128, 128}, {16, 8}, 0, 0},          // q|k|v-like group, ranks 16 and 8, a row without adapter
         {4, 1024, {300}, {64, 4, 0}, 8, 5},                // one projection, ranks 64 and 4, a slot adapting nothing
         {3, 100, {96, 40}, {12}, 3, 1},                    // inputs not a multiple of 8, rank 12: the scalar paths
         {6, 2752, {512, 512}, {16, 32, 8}, 0, 0},          // gate|up-like, a long input split over the cluster
-    };
-    if (argc > 2) {
-        std::mt19937 rng(std::atoi(argv[2]));
-        auto any = [&](std::vector<int> v) { return v[rng() % v.size()]; };
-        ps.clear();
-        for (size_t i = 0; i < limit; i++) {
-            Problem p;
-            p.rows = 1 + rng() % 6;
-            p.in = any({64, 100, 256, 520, 1024});
-            int n = 1 + rng() % 3;
-            for (int m = 0; m < n; m++) p.outs.push_back(any({8, 40, 128, 300}));
-            int slots = 1 + rng() % 3;
-            for (int s = 0; s < slots; s++) p.ranks.push_back(any({0, 4, 8, 12, 16, 32, 64}));
-            p.xPad = any({0, 0, 8, 3});
-            p.yPad = any({0, 0, 8, 5});
-            ps.push_back(p);
-        }
-    }
+    }, [](std::mt19937& rng, auto& any) {
+        Problem p;
+        p.rows = 1 + rng() % 6;
+        p.in = any({64, 100, 256, 520, 1024});
+        int n = 1 + rng() % 3;
+        for (int m = 0; m < n; m++) p.outs.push_back(any({8, 40, 128, 300}));
+        int slots = 1 + rng() % 3;
+        for (int s = 0; s < slots; s++) p.ranks.push_back(any({0, 4, 8, 12, 16, 32, 64}));
+        p.xPad = any({0, 0, 8, 3});
+        p.yPad = any({0, 0, 8, 5});
+        return p;
+    });
     unsigned seed = 1;
-    for (size_t i = 0; i < ps.size() && i < limit; i++, seed++) {
-        run(sgmv_fused_row_group, FUSED_CLUSTER, ps[i], seed);
-        run(sgmv_fused_row_group_wide, FUSED_CLUSTER_WIDE, ps[i], seed);
+    for (const Problem& p : ps) {
+        run(sgmv_fused_row_group, FUSED_CLUSTER, p, seed);
+        run(sgmv_fused_row_group_wide, FUSED_CLUSTER_WIDE, p, seed++);
     }
     printf("EMU fused %s\n", failures == 0 ? "PASSED" : "FAILED");
     return failures == 0 ? 0 : 1;

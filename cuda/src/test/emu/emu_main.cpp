@@ -2,6 +2,7 @@
 // with a float64 reference, the way CudaPrefillAttentionTest does on a GPU. Build and run: run_emu.sh.
 #include "attention_tc_host.cpp"
 #include "emu_reference.h"
+#include "emu_problems.h"
 #include <cstdio>
 #include <random>
 #include <thread>
@@ -108,8 +109,8 @@ static double run(const Problem& p, unsigned seed) {
 }
 
 int main(int argc, char** argv) {
-    size_t limit = argc > 1 ? std::atoi(argv[1]) : 1000;
-    std::vector<Problem> ps = {
+    // Random problems (emu N SEED): shapes, lengths, chunks, windows, page sizes and splits drawn at random.
+    std::vector<Problem> ps = problems<Problem>(argc, argv, {
         {{130}, {130}, 4, 4, 64, 0, 16, 0},
         {{1, 17, 64, 65, 129}, {1, 17, 64, 65, 129}, 8, 2, 128, 0, 16, 0},
         {{300, 77, 1, 140}, {300, 20, 1, 70}, 6, 2, 64, 0, 12, 0},
@@ -121,33 +122,25 @@ int main(int argc, char** argv) {
         {{63, 64, 65, 127, 128}, {63, 30, 65, 1, 128}, 10, 2, 64, 0, 128, 3},
         {{200, 33, 1}, {200, 20, 1}, 8, 2, 32, 0, 16, 0},
         {{300, 90}, {150, 1}, 8, 8, 96, 70, 12, 2},
-    };
-    if (argc > 2) {
-        // Random problems: emu N SEED. Shapes, lengths, chunks, windows, page sizes and splits drawn at random.
-        std::mt19937 rng(std::atoi(argv[2]));
-        auto pick = [&](std::vector<int> v) { return v[rng() % v.size()]; };
-        ps.clear();
-        for (size_t i = 0; i < limit; i++) {
-            Problem p;
-            int kv = pick({1, 2, 4});
-            p.kvHeads = kv;
-            p.heads = kv * pick({1, 2, 3, 4, 5, 8, 16});
-            p.hd = pick({32, 64, 96, 128});
-            p.window = pick({0, 0, 1, 17, 64, 200});
-            p.pageSize = pick({1, 3, 16, 32, 128});
-            p.splits = pick({1, 1, 2, 3, 7});
-            int seqs = 1 + rng() % 4;
-            for (int s = 0; s < seqs; s++) {
-                int ctx = 1 + rng() % 400;
-                p.ctx.push_back(ctx);
-                p.queries.push_back(pick({1, ctx, 1 + (int) (rng() % ctx)}));
-            }
-            ps.push_back(p);
+    }, [](std::mt19937& rng, auto& any) {
+        Problem p;
+        p.kvHeads = any({1, 2, 4});
+        p.heads = p.kvHeads * any({1, 2, 3, 4, 5, 8, 16});
+        p.hd = any({32, 64, 96, 128});
+        p.window = any({0, 0, 1, 17, 64, 200});
+        p.pageSize = any({1, 3, 16, 32, 128});
+        p.splits = any({1, 1, 2, 3, 7});
+        int seqs = 1 + rng() % 4;
+        for (int s = 0; s < seqs; s++) {
+            int ctx = 1 + rng() % 400;
+            p.ctx.push_back(ctx);
+            p.queries.push_back(any({1, ctx, 1 + (int) (rng() % ctx)}));
         }
-    }
+        return p;
+    });
     double worst = 0;
     unsigned seed = 1;
-    for (size_t i = 0; i < ps.size() && i < limit; i++) worst = std::max(worst, run(ps[i], seed++));
+    for (const Problem& p : ps) worst = std::max(worst, run(p, seed++));
     printf("EMU %s (worst %.2e)\n", worst <= 1e-2 ? "PASSED" : "FAILED", worst);
     return worst <= 1e-2 ? 0 : 1;
 }

@@ -4,6 +4,7 @@ import static ai.punica.backend.cuda.GpuChecks.random;
 import static ai.punica.backend.cuda.GpuChecks.relativeError;
 import static org.assertj.core.api.Assertions.assertThat;
 
+import ai.punica.backend.Backend;
 import ai.punica.backend.DType;
 import ai.punica.backend.Tensor;
 import ai.punica.backend.TensorData;
@@ -33,11 +34,11 @@ class CudaGemmTuningTest extends GpuBackendTest {
             int out = s[2];
             float[] xs = random(rng, rows * in, 1);
             TensorData w = TensorData.of("w", DType.BF16, out, in, random(rng, out * in, 0.05));
-            float[] want = runFreeing(ref, ref.loadWeight(w), xs, rows, in, out);
-            float[] plain = runFreeing(gpu, gpu.loadWeight(w), xs, rows, in, out);
+            float[] want = runFreeing(ref, ref.loadWeight(w), xs, rows, in, out, false);
+            float[] plain = runFreeing(gpu, gpu.loadWeight(w), xs, rows, in, out, false);
             Tensor tw = tuned.loadWeight(w);
-            float[] first = run(tw, xs, rows, in, out, tuned);
-            float[] second = run(tw, xs, rows, in, out, tuned);
+            float[] first = run(tw, xs, rows, in, out, tuned, false);
+            float[] second = run(tw, xs, rows, in, out, tuned, false);
             tuned.free(tw);
             String what = "tuned gemm " + rows + "x" + in + " -> " + out;
             double err = relativeError(first, want);
@@ -63,35 +64,26 @@ class CudaGemmTuningTest extends GpuBackendTest {
         int vocab = 32000;
         float[] xs = random(rng, rows * in, 1);
         TensorData w = TensorData.of("lm_head", DType.BF16, vocab, in, random(rng, vocab * in, 0.05));
-        Tensor tw = tuned.loadWeight(w);
-        Tensor x = tuned.allocate(rows, in);
-        tuned.upload(xs, x);
-        Tensor logits = tuned.allocateLogits(rows, vocab);
-        tuned.matmul(x, tw, null, logits);
-        float[] got = new float[rows * vocab];
-        tuned.download(logits, got);
-        float[] want = runFreeing(ref, ref.loadWeight(w), xs, rows, in, vocab);
+        float[] got = runFreeing(tuned, tuned.loadWeight(w), xs, rows, in, vocab, true);
+        float[] want = runFreeing(ref, ref.loadWeight(w), xs, rows, in, vocab, false);
         double err = relativeError(got, want);
         System.out.printf("CHECK tuned gemm f32 logits 32x4096 -> 32000 relErr %.2e (tol %.0e) %s%n", err, TOL,
                 err <= TOL ? "ok" : "FAIL");
         assertThat(err).isLessThanOrEqualTo(TOL);
-        tuned.free(tw);
-        tuned.free(x);
-        tuned.free(logits);
     }
 
     /** {@link #run}, then frees {@code w}. */
-    private static float[] runFreeing(ai.punica.backend.Backend b, Tensor w, float[] xs, int rows, int in, int out) {
-        float[] got = run(w, xs, rows, in, out, b);
+    private static float[] runFreeing(Backend b, Tensor w, float[] xs, int rows, int in, int out, boolean logits) {
+        float[] got = run(w, xs, rows, in, out, b, logits);
         b.free(w);
         return got;
     }
 
-    /** {@code x·wᵀ} on {@code b}, downloaded. */
-    private static float[] run(Tensor w, float[] xs, int rows, int in, int out, ai.punica.backend.Backend b) {
+    /** {@code x·wᵀ} on {@code b} into bf16 rows, or float32 logits ({@link Backend#allocateLogits}), downloaded. */
+    private static float[] run(Tensor w, float[] xs, int rows, int in, int out, Backend b, boolean logits) {
         Tensor x = b.allocate(rows, in);
         b.upload(xs, x);
-        Tensor y = b.allocate(rows, out);
+        Tensor y = logits ? b.allocateLogits(rows, out) : b.allocate(rows, out);
         b.matmul(x, w, null, y);
         float[] got = new float[rows * out];
         b.download(y, got);
