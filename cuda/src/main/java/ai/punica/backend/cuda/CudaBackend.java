@@ -319,7 +319,7 @@ public final class CudaBackend implements Backend {
     }
 
     /** What each GEMM shape runs with {@link CudaOptions#gemmTuning()} (tests, benchmarks; empty without it). */
-    java.util.Map<TunedGemms.Shape, String> gemmChoices() {
+    Map<TunedGemms.Shape, String> gemmChoices() {
         return launcher.gemmChoices();
     }
 

@@ -7,6 +7,7 @@ import static java.lang.foreign.ValueLayout.JAVA_LONG;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
+import java.util.Map;
 
 /**
  * Where every kernel launch and every cuBLAS GEMM goes through: the argument words, the stream (the compute
@@ -289,8 +290,8 @@ final class KernelLauncher {
     }
 
     /** What the tuned GEMMs chose per shape (empty without {@link CudaOptions#gemmTuning()}). */
-    java.util.Map<TunedGemms.Shape, String> gemmChoices() {
-        return tuned == null ? java.util.Map.of() : tuned.choices();
+    Map<TunedGemms.Shape, String> gemmChoices() {
+        return tuned == null ? Map.of() : tuned.choices();
     }
 
     /** cuBLAS, its workspace, the side stream and its events, the argument block. */
