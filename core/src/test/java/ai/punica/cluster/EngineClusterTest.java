@@ -157,7 +157,10 @@ class EngineClusterTest {
                 List<GenerationRequest> live = new ArrayList<>();
                 List<Stream> streams = new ArrayList<>();
                 for (int n = 1; n <= 10; n++) {
-                    var r = request(n % 2 == 0 ? "sort" : null, "input: red apple stone\noutput:", longRun);
+                    // Base-model requests only: a tie between engines goes to one that holds the request's adapter,
+                    // and an engine publishes its resident adapters after its next step, so with adapters the
+                    // least-loaded ties would depend on timing (PlacementPolicyTest checks that rule).
+                    var r = request(null, "input: red apple stone\noutput:", longRun);
                     Stream s = new Stream();
                     cluster.submit(r, s.listener);
                     live.add(r);
